@@ -1,1 +1,5 @@
-fn main() {}
+//! The `pkid` binary.
+
+fn main() -> std::process::ExitCode {
+    pkid::cli::main()
+}

@@ -15,6 +15,7 @@ pub mod algorithm;
 pub mod csr;
 pub mod name;
 pub mod profile;
+pub mod revocation;
 pub mod serial;
 pub mod signer;
 pub mod time;

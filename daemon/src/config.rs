@@ -1,0 +1,580 @@
+//! Configuration: `pkid.toml` parsed into a [`Config`] whose invariants hold.
+//!
+//! The documented file in `conf/pkid.toml` is compiled in and is the single source of defaults:
+//! a user's file is merged over it (tables key by key; a user `[profiles]` table replaces the
+//! default profiles as a whole), then deserialised strictly (`deny_unknown_fields`) and
+//! converted with `TryFrom` into types that cannot hold a nonsensical value.
+
+use crate::keys::Pkcs11Settings;
+use const_oid::db::{rfc4519, rfc5280 as oids};
+use der::asn1::ObjectIdentifier;
+use pkid_protocols::algorithm::KeyType;
+use pkid_protocols::profile::Profile;
+use pkid_protocols::SignatureAlgorithm;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use x509_cert::ext::pkix::{KeyUsage, KeyUsages};
+use x509_cert::name::Name;
+use zeroize::Zeroizing;
+
+/// The documented configuration, compiled in: defaults and the file `pkid init` writes.
+pub const TEMPLATE: &str = include_str!("../../conf/pkid.toml");
+
+/// Name of the configuration file inside a data directory.
+pub const CONFIG_FILE: &str = "pkid.toml";
+
+/// A configuration that cannot be used, with the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration {path}: {reason}")]
+pub struct ConfigError {
+    /// The file (or `<built-in>`).
+    pub path: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: RawServer,
+    log: RawLog,
+    store: RawStore,
+    keys: RawKeys,
+    ca: RawCa,
+    profiles: BTreeMap<String, RawProfile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    http: String,
+    https: String,
+    public_url: String,
+    max_body_bytes: usize,
+    header_timeout_secs: u64,
+    idle_timeout_secs: u64,
+    rate_limit_per_second: u32,
+    rate_limit_burst: u32,
+    shutdown_grace_secs: u64,
+    tls_cert: PathBuf,
+    tls_key: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: String,
+    format: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    path: PathBuf,
+    busy_timeout_ms: u64,
+    follow_interval_ms: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    backend: String,
+    algorithm: String,
+    pkcs11: RawPkcs11,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPkcs11 {
+    module: PathBuf,
+    token_label: String,
+    pin_file: String,
+    pin_env: String,
+    sessions: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCa {
+    root_subject: String,
+    issuing_subject: String,
+    ocsp_subject: String,
+    tsa_subject: String,
+    tls_names: Vec<String>,
+    root_validity_days: u32,
+    issuing_validity_days: u32,
+    responder_validity_days: u32,
+    backdate_secs: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    key_usage: Vec<String>,
+    extended_key_usage: Vec<String>,
+    extended_key_usage_critical: bool,
+    max_validity_days: u32,
+    default_validity_days: u32,
+    allowed_keys: Vec<String>,
+    required_subject: Vec<String>,
+    copy_subject_alt_name: bool,
+}
+
+/// Validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The data directory every relative path is resolved against.
+    pub data_dir: PathBuf,
+    /// Listeners and HTTP limits.
+    pub server: ServerConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// The durable store.
+    pub store: StoreConfig,
+    /// Key backend.
+    pub keys: KeysConfig,
+    /// The CA hierarchy `pkid init` makes.
+    pub ca: CaConfig,
+    /// Subscriber profiles by name.
+    pub profiles: BTreeMap<String, SubscriberProfile>,
+}
+
+/// Listener settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Plain-HTTP listener, if enabled.
+    pub http: Option<SocketAddr>,
+    /// HTTPS listener, if enabled.
+    pub https: Option<SocketAddr>,
+    /// Base URL written into certificates (no trailing slash).
+    pub public_url: String,
+    /// Body-size limit for every route.
+    pub max_body_bytes: usize,
+    /// Request-header read timeout (and HTTP/1 keep-alive idle bound).
+    pub header_timeout: Duration,
+    /// HTTP/2 idle timeout.
+    pub idle_timeout: Duration,
+    /// Per-client rate limit, if enabled.
+    pub rate_limit: Option<RateLimit>,
+    /// Grace period for in-flight requests at shutdown.
+    pub shutdown_grace: Duration,
+    /// TLS certificate chain (PEM).
+    pub tls_cert: PathBuf,
+    /// TLS private key (PKCS#8).
+    pub tls_key: PathBuf,
+}
+
+/// Requests per second and burst per client address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained rate.
+    pub per_second: NonZeroU32,
+    /// Burst size.
+    pub burst: NonZeroU32,
+}
+
+/// Logging settings.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// tracing-subscriber filter directive.
+    pub level: String,
+    /// JSON lines instead of text.
+    pub json: bool,
+}
+
+/// Store settings.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// SQLite file.
+    pub path: PathBuf,
+    /// Lock wait for concurrent writers.
+    pub busy_timeout: Duration,
+    /// Change-sequence poll interval.
+    pub follow_interval: Duration,
+}
+
+/// Which key backend, and its settings.
+#[derive(Clone, Debug)]
+pub enum KeyBackendConfig {
+    /// PKCS#8 files under `<data>/keys`.
+    Software,
+    /// A PKCS#11 token.
+    Pkcs11(Pkcs11Config),
+}
+
+/// PKCS#11 settings before the PIN is read.
+#[derive(Clone, Debug)]
+pub struct Pkcs11Config {
+    /// Module path.
+    pub module: PathBuf,
+    /// Token label.
+    pub token_label: String,
+    /// PIN file, if configured.
+    pub pin_file: Option<PathBuf>,
+    /// PIN environment variable, if configured.
+    pub pin_env: Option<String>,
+    /// Session pool size.
+    pub sessions: usize,
+}
+
+impl Pkcs11Config {
+    /// Reads the PIN (file first, then environment) and returns the backend settings.
+    pub fn settings(&self) -> Result<Pkcs11Settings, ConfigError> {
+        let err = |reason: String| ConfigError { path: "[keys.pkcs11]".into(), reason };
+        let pin = if let Some(file) = &self.pin_file {
+            let text = Zeroizing::new(
+                std::fs::read_to_string(file).map_err(|e| err(format!("cannot read pin_file {}: {e}", file.display())))?,
+            );
+            Zeroizing::new(text.lines().next().unwrap_or_default().trim_end().to_string())
+        } else if let Some(var) = &self.pin_env {
+            Zeroizing::new(std::env::var(var).map_err(|_| err(format!("the PIN variable {var} is not set")))?)
+        } else {
+            return Err(err("no pin_file or pin_env configured".into()));
+        };
+        if pin.is_empty() {
+            return Err(err("the PIN is empty".into()));
+        }
+        Ok(Pkcs11Settings { module: self.module.clone(), token_label: self.token_label.clone(), pin, sessions: self.sessions })
+    }
+}
+
+/// Key settings.
+#[derive(Clone, Debug)]
+pub struct KeysConfig {
+    /// Backend.
+    pub backend: KeyBackendConfig,
+    /// Key type for `pkid init`.
+    pub algorithm: KeyType,
+}
+
+/// The CA hierarchy's names and lifetimes.
+#[derive(Clone, Debug)]
+pub struct CaConfig {
+    /// Root subject.
+    pub root_subject: Name,
+    /// Issuing CA subject.
+    pub issuing_subject: Name,
+    /// OCSP responder subject.
+    pub ocsp_subject: Name,
+    /// TSA subject.
+    pub tsa_subject: Name,
+    /// Names for the HTTPS certificate.
+    pub tls_names: Vec<String>,
+    /// Root validity, days.
+    pub root_validity_days: u32,
+    /// Issuing CA validity, days.
+    pub issuing_validity_days: u32,
+    /// OCSP/TSA/TLS certificate validity, days.
+    pub responder_validity_days: u32,
+    /// notBefore backdating, seconds.
+    pub backdate_secs: u64,
+}
+
+/// A subscriber profile with its default validity.
+#[derive(Clone, Debug)]
+pub struct SubscriberProfile {
+    /// What the certificate contains.
+    pub profile: Profile,
+    /// Validity when the request names none, days.
+    pub default_validity_days: u32,
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) if k != "profiles" => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Loads `<data_dir>/pkid.toml` (or only the defaults if the file does not exist).
+    pub fn load(data_dir: &Path) -> Result<Self, ConfigError> {
+        let path = data_dir.join(CONFIG_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(ConfigError { path: path.display().to_string(), reason: e.to_string() }),
+        };
+        Self::parse(data_dir, text.as_deref(), &path.display().to_string())
+    }
+
+    /// Parses configuration text merged over the defaults.
+    pub fn parse(data_dir: &Path, text: Option<&str>, origin: &str) -> Result<Self, ConfigError> {
+        let err = |reason: String| ConfigError { path: origin.to_string(), reason };
+        let mut table: toml::Table = TEMPLATE.parse().map_err(|e| err(format!("built-in template: {e}")))?;
+        if let Some(text) = text {
+            let user: toml::Table = text.parse().map_err(|e: toml::de::Error| err(e.to_string()))?;
+            merge(&mut table, user);
+        }
+        let raw: RawConfig = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| err(e.to_string()))?;
+        Self::validate(data_dir, raw).map_err(err)
+    }
+
+    fn validate(data_dir: &Path, raw: RawConfig) -> Result<Self, String> {
+        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { data_dir.join(p) };
+        let addr = |s: &str, what: &str| -> Result<Option<SocketAddr>, String> {
+            if s.is_empty() {
+                Ok(None)
+            } else {
+                s.parse().map(Some).map_err(|e| format!("server.{what} {s:?}: {e}"))
+            }
+        };
+        let s = raw.server;
+        if !(s.public_url.starts_with("http://") || s.public_url.starts_with("https://")) || !s.public_url.is_ascii() {
+            return Err(format!("server.public_url {:?} must be an ASCII http:// or https:// URL", s.public_url));
+        }
+        if s.max_body_bytes < 1024 {
+            return Err("server.max_body_bytes must be at least 1024".into());
+        }
+        if s.header_timeout_secs == 0 || s.idle_timeout_secs == 0 {
+            return Err("server timeouts must be at least one second".into());
+        }
+        let rate_limit = match (NonZeroU32::new(s.rate_limit_per_second), NonZeroU32::new(s.rate_limit_burst)) {
+            (None, _) => None,
+            (Some(per_second), Some(burst)) => Some(RateLimit { per_second, burst }),
+            (Some(_), None) => return Err("server.rate_limit_burst must be at least 1 when rate limiting is on".into()),
+        };
+        let server = ServerConfig {
+            http: addr(&s.http, "http")?,
+            https: addr(&s.https, "https")?,
+            public_url: s.public_url.trim_end_matches('/').to_string(),
+            max_body_bytes: s.max_body_bytes,
+            header_timeout: Duration::from_secs(s.header_timeout_secs),
+            idle_timeout: Duration::from_secs(s.idle_timeout_secs),
+            rate_limit,
+            shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
+            tls_cert: resolve(&s.tls_cert),
+            tls_key: resolve(&s.tls_key),
+        };
+        let json = match raw.log.format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => return Err(format!("log.format {other:?} must be \"text\" or \"json\"")),
+        };
+        if raw.store.follow_interval_ms == 0 || raw.store.follow_interval_ms >= 1000 {
+            return Err("store.follow_interval_ms must be between 1 and 999 (revocations propagate within a second)".into());
+        }
+        let store = StoreConfig {
+            path: resolve(&raw.store.path),
+            busy_timeout: Duration::from_millis(raw.store.busy_timeout_ms),
+            follow_interval: Duration::from_millis(raw.store.follow_interval_ms),
+        };
+        let algorithm = SignatureAlgorithm::key_type_for(&raw.keys.algorithm)
+            .ok_or_else(|| format!("keys.algorithm {:?}: use p256, p384, rsa2048, rsa3072 or rsa4096", raw.keys.algorithm))?;
+        let backend = match raw.keys.backend.as_str() {
+            "software" => KeyBackendConfig::Software,
+            "pkcs11" => {
+                let p = raw.keys.pkcs11;
+                if p.sessions == 0 || p.sessions > 256 {
+                    return Err("keys.pkcs11.sessions must be between 1 and 256".into());
+                }
+                if p.token_label.is_empty() || p.token_label.len() > 32 {
+                    return Err("keys.pkcs11.token_label must be 1 to 32 bytes (CK_TOKEN_INFO label)".into());
+                }
+                KeyBackendConfig::Pkcs11(Pkcs11Config {
+                    module: p.module,
+                    token_label: p.token_label,
+                    pin_file: (!p.pin_file.is_empty()).then(|| resolve(Path::new(&p.pin_file))),
+                    pin_env: (!p.pin_env.is_empty()).then_some(p.pin_env),
+                    sessions: p.sessions,
+                })
+            }
+            other => return Err(format!("keys.backend {other:?} must be \"software\" or \"pkcs11\"")),
+        };
+        let c = raw.ca;
+        let name = |s: &str, what: &str| pkid_protocols::name::parse(s).map_err(|e| format!("ca.{what}: {e}"));
+        if c.backdate_secs > pkid_protocols::x509::MAX_BACKDATE_SECS {
+            return Err("ca.backdate_secs must be at most 86400".into());
+        }
+        if c.responder_validity_days == 0 || c.issuing_validity_days == 0 || c.root_validity_days == 0 {
+            return Err("ca validity periods must be at least one day".into());
+        }
+        if c.issuing_validity_days > c.root_validity_days || c.responder_validity_days > c.issuing_validity_days {
+            return Err("ca validity periods must nest: responder <= issuing <= root".into());
+        }
+        let ca = CaConfig {
+            root_subject: name(&c.root_subject, "root_subject")?,
+            issuing_subject: name(&c.issuing_subject, "issuing_subject")?,
+            ocsp_subject: name(&c.ocsp_subject, "ocsp_subject")?,
+            tsa_subject: name(&c.tsa_subject, "tsa_subject")?,
+            tls_names: c.tls_names,
+            root_validity_days: c.root_validity_days,
+            issuing_validity_days: c.issuing_validity_days,
+            responder_validity_days: c.responder_validity_days,
+            backdate_secs: c.backdate_secs,
+        };
+        if raw.profiles.is_empty() {
+            return Err("at least one [profiles.NAME] is required".into());
+        }
+        let mut profiles = BTreeMap::new();
+        for (pname, p) in raw.profiles {
+            let profile = profile(&pname, p).map_err(|e| format!("profiles.{pname}: {e}"))?;
+            profiles.insert(pname, profile);
+        }
+        Ok(Config {
+            data_dir: data_dir.to_path_buf(),
+            server,
+            log: LogConfig { level: raw.log.level, json },
+            store,
+            keys: KeysConfig { backend, algorithm },
+            ca,
+            profiles,
+        })
+    }
+
+    /// The subscriber profile called `name`.
+    pub fn profile(&self, name: &str) -> Option<&SubscriberProfile> {
+        self.profiles.get(name)
+    }
+}
+
+fn profile(name: &str, p: RawProfile) -> Result<SubscriberProfile, String> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err("profile names use letters, digits, '-' and '_'".into());
+    }
+    let mut ku = flagset::FlagSet::<KeyUsages>::default();
+    for u in &p.key_usage {
+        ku |= match u.as_str() {
+            "digitalSignature" => KeyUsages::DigitalSignature,
+            "nonRepudiation" | "contentCommitment" => KeyUsages::NonRepudiation,
+            "keyEncipherment" => KeyUsages::KeyEncipherment,
+            "dataEncipherment" => KeyUsages::DataEncipherment,
+            "keyAgreement" => KeyUsages::KeyAgreement,
+            other => return Err(format!("key_usage {other:?} is not allowed in a subscriber profile")),
+        };
+    }
+    if ku.is_empty() {
+        return Err("key_usage must name at least one usage".into());
+    }
+    let mut eku = Vec::new();
+    for e in &p.extended_key_usage {
+        eku.push(match e.as_str() {
+            "serverAuth" => oids::ID_KP_SERVER_AUTH,
+            "clientAuth" => oids::ID_KP_CLIENT_AUTH,
+            "codeSigning" => oids::ID_KP_CODE_SIGNING,
+            "emailProtection" => oids::ID_KP_EMAIL_PROTECTION,
+            "timeStamping" => oids::ID_KP_TIME_STAMPING,
+            "OCSPSigning" => oids::ID_KP_OCSP_SIGNING,
+            dotted => ObjectIdentifier::new(dotted).map_err(|_| format!("extended_key_usage {dotted:?} is unknown"))?,
+        });
+    }
+    let mut allowed = Vec::new();
+    for k in &p.allowed_keys {
+        allowed.push(SignatureAlgorithm::key_type_for(k).ok_or_else(|| format!("allowed_keys {k:?} is unknown"))?);
+    }
+    if allowed.is_empty() {
+        return Err("allowed_keys must not be empty".into());
+    }
+    let mut required = Vec::new();
+    for a in &p.required_subject {
+        required.push(subject_attribute(a).ok_or_else(|| format!("required_subject {a:?} is unknown"))?);
+    }
+    if p.max_validity_days == 0 || p.default_validity_days == 0 || p.default_validity_days > p.max_validity_days {
+        return Err("validity: 0 < default_validity_days <= max_validity_days".into());
+    }
+    Ok(SubscriberProfile {
+        profile: Profile {
+            name: name.to_string(),
+            key_usage: KeyUsage(ku),
+            extended_key_usage: eku,
+            extended_key_usage_critical: p.extended_key_usage_critical,
+            max_validity_days: p.max_validity_days,
+            allowed_keys: allowed,
+            required_subject: required,
+            ca: None,
+            ocsp_nocheck: false,
+            copy_subject_alt_name: p.copy_subject_alt_name,
+            revocation_pointers: true,
+        },
+        default_validity_days: p.default_validity_days,
+    })
+}
+
+fn subject_attribute(name: &str) -> Option<ObjectIdentifier> {
+    Some(match name {
+        "CN" => rfc4519::CN,
+        "O" => rfc4519::O,
+        "OU" => rfc4519::OU,
+        "C" => rfc4519::C,
+        "L" => rfc4519::L,
+        "ST" => rfc4519::ST,
+        "serialNumber" => rfc4519::SERIAL_NUMBER,
+        "UID" => rfc4519::UID,
+        "emailAddress" => const_oid::db::rfc3280::EMAIL_ADDRESS,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_in_conf_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("conf/") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let text = std::fs::read_to_string(&path).expect("read");
+                Config::parse(Path::new("/data"), Some(&text), &path.display().to_string()).expect("valid config");
+                n += 1;
+            }
+        }
+        assert!(n >= 1);
+    }
+
+    #[test]
+    fn defaults_match_the_documented_template() {
+        let c = Config::parse(Path::new("/data"), None, "defaults").expect("defaults");
+        assert_eq!(c.server.http, Some("127.0.0.1:8080".parse().expect("addr")));
+        assert_eq!(c.store.path, Path::new("/data/pkid.db"));
+        assert!(matches!(c.keys.backend, KeyBackendConfig::Software));
+        assert_eq!(c.keys.algorithm, KeyType::EcP256);
+        let names: Vec<_> = c.profiles.keys().cloned().collect();
+        assert_eq!(names, ["organization", "person", "tls-client", "tls-server"]);
+    }
+
+    #[test]
+    fn user_values_override_and_unknown_keys_are_refused() {
+        let c = Config::parse(Path::new("/d"), Some("[server]\nhttp = \"127.0.0.1:9\"\n"), "t").expect("ok");
+        assert_eq!(c.server.http, Some("127.0.0.1:9".parse().expect("addr")));
+        assert_eq!(c.server.https, Some("127.0.0.1:8443".parse().expect("addr")));
+        let e = Config::parse(Path::new("/d"), Some("[server]\nhtp = \"x\"\n"), "t").expect_err("typo");
+        assert!(e.to_string().contains("htp"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_reason() {
+        for (text, needle) in [
+            ("[keys]\nalgorithm = \"p521\"\n", "keys.algorithm"),
+            ("[keys]\nbackend = \"tpm\"\n", "keys.backend"),
+            ("[store]\nfollow_interval_ms = 5000\n", "follow_interval_ms"),
+            ("[ca]\nroot_subject = \"nonsense\"\n", "root_subject"),
+            ("[profiles.x]\nkey_usage=[\"keyCertSign\"]\nextended_key_usage=[]\nextended_key_usage_critical=false\nmax_validity_days=1\ndefault_validity_days=1\nallowed_keys=[\"p256\"]\nrequired_subject=[]\ncopy_subject_alt_name=false\n", "keyCertSign"),
+        ] {
+            let e = Config::parse(Path::new("/d"), Some(text), "t").expect_err(text);
+            assert!(e.to_string().contains(needle), "{e} should mention {needle}");
+        }
+    }
+
+    #[test]
+    fn pin_comes_from_file_and_is_not_printed() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir.path().join("pin"), "4321\n").expect("write");
+        let text = "[keys]\nbackend = \"pkcs11\"\n[keys.pkcs11]\npin_file = \"pin\"\n";
+        let c = Config::parse(dir.path(), Some(text), "t").expect("ok");
+        let KeyBackendConfig::Pkcs11(p) = &c.keys.backend else { panic!("pkcs11 expected") };
+        let s = p.settings().expect("pin");
+        assert_eq!(s.pin.as_str(), "4321");
+        assert!(!format!("{s:?}").contains("4321"));
+    }
+}

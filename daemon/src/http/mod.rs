@@ -1,0 +1,363 @@
+//! The daemon: listeners, TLS, limits, routing, shutdown and reload.
+//!
+//! One hyper 1 server per listener (HTTP/1.1 and HTTP/2 on both; ALPN on HTTPS), a per-client
+//! rate limit (governor, 429), a body-size limit (413), a header-read timeout, graceful shutdown
+//! on SIGTERM/SIGINT (in-flight requests finish within `shutdown_grace_secs`) and a SIGHUP
+//! reload of the settings that are safe to change live (log filter, rate limit, body limit).
+
+pub mod body;
+mod routes;
+
+use crate::cli::{Failure, ServeArgs};
+use crate::config::{Config, RateLimit};
+use crate::datadir;
+use crate::keys::KeyBackend;
+use crate::metrics::Metrics;
+use crate::store::{Change, Store};
+use arc_swap::{ArcSwap, ArcSwapOption};
+use bytes::Bytes;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing_subscriber::{reload, EnvFilter};
+
+/// Changes read from the store per poll (bounds memory when a large batch lands at once).
+const FOLLOW_BATCH: usize = 10_000;
+/// How often idle rate-limiter entries are dropped.
+const LIMITER_SWEEP: Duration = Duration::from_secs(60);
+
+type FilterHandle = reload::Handle<EnvFilter, tracing_subscriber::Registry>;
+static LOG_FILTER: OnceLock<FilterHandle> = OnceLock::new();
+
+/// Something that wants every store change the daemon sees (the revocation index, caches).
+pub trait ChangeListener: Send + Sync {
+    /// Called with each batch of changes, oldest first, after the store committed them.
+    fn apply(&self, changes: &[Change]);
+}
+
+/// Everything a request handler can reach.
+pub struct AppState {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The live configuration (replaced on SIGHUP).
+    pub config: ArcSwap<Config>,
+    /// The CA.
+    pub authority: Arc<crate::ca::Authority>,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The key backend (readiness).
+    pub keys: Arc<dyn KeyBackend>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    limiter: ArcSwapOption<DefaultKeyedRateLimiter<IpAddr>>,
+    /// CA certificates by name, DER.
+    pub ca_certs: HashMap<String, Bytes>,
+    listeners: Vec<Arc<dyn ChangeListener>>,
+}
+
+fn limiter(rate: Option<RateLimit>) -> Option<Arc<DefaultKeyedRateLimiter<IpAddr>>> {
+    rate.map(|r| Arc::new(RateLimiter::keyed(Quota::per_second(r.per_second).allow_burst(r.burst))))
+}
+
+/// Logging for CLI commands: warnings and errors to stderr (RUST_LOG overrides).
+pub fn init_cli_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).with_target(false).try_init();
+}
+
+fn init_serve_logging(json: bool) {
+    use tracing_subscriber::prelude::*;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let registry = tracing_subscriber::registry().with(filter);
+    let ok = if json { registry.with(fmt.json()).try_init().is_ok() } else { registry.with(fmt).try_init().is_ok() };
+    if ok {
+        let _ = LOG_FILTER.set(handle);
+    }
+}
+
+fn apply_log_level(level: &str) {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return;
+    }
+    match (EnvFilter::try_new(level), LOG_FILTER.get()) {
+        (Ok(f), Some(h)) => {
+            if let Err(e) = h.reload(f) {
+                tracing::warn!(error = %e, "could not apply log level");
+            }
+        }
+        (Err(e), _) => tracing::warn!(level, error = %e, "invalid log level; keeping the current one"),
+        (_, None) => {}
+    }
+}
+
+fn override_addr(value: Option<String>, current: Option<SocketAddr>, what: &str) -> Result<Option<SocketAddr>, Failure> {
+    match value {
+        None => Ok(current),
+        Some(s) if s.is_empty() => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(|e| Failure { message: format!("--{what} {s:?}: {e}"), code: 2 }),
+    }
+}
+
+/// `pkid serve`: initialises the data directory on first start, then serves until signalled.
+pub fn serve(data: &Path, args: ServeArgs, actor: &str) -> Result<(), Failure> {
+    let json = Config::load(data).map(|c| c.log.json).unwrap_or(false);
+    init_serve_logging(json);
+    if !datadir::is_initialised(data) {
+        tracing::info!(data = %data.display(), "empty data directory: initialising the CA hierarchy");
+        datadir::init(data, &datadir::InitOptions::default(), actor)?;
+    }
+    let metrics = Arc::new(Metrics::new());
+    let opened = datadir::open_metered(data, metrics.clone())?;
+    let mut config = (*opened.config).clone();
+    config.server.http = override_addr(args.http, config.server.http, "http")?;
+    config.server.https = override_addr(args.https, config.server.https, "https")?;
+    apply_log_level(&config.log.level);
+    let (authority, keys) = match (opened.authority, opened.keys) {
+        (Some(a), Some(k)) => (a, k),
+        _ => return Err(Failure { message: "keys were not loaded".into(), code: 1 }),
+    };
+    let mut ca_certs = HashMap::new();
+    for name in [crate::ca::ROOT, crate::ca::ISSUING] {
+        if let Some(i) = authority.issuer(name) {
+            ca_certs.insert(name.to_string(), Bytes::from(i.der.clone()));
+        }
+    }
+    let state = Arc::new(AppState {
+        data_dir: data.to_path_buf(),
+        limiter: ArcSwapOption::new(limiter(config.server.rate_limit)),
+        config: ArcSwap::from_pointee(config),
+        authority,
+        store: opened.store,
+        keys,
+        metrics,
+        ca_certs,
+        listeners: Vec::new(),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(state))
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, Failure> {
+    TcpListener::bind(addr).await.map_err(|e| Failure { message: format!("cannot listen on {what} {addr}: {e}"), code: 1 })
+}
+
+fn tls_acceptor(config: &Config) -> Result<tokio_rustls::TlsAcceptor, Failure> {
+    let fail = |m: String| Failure { message: m, code: 1 };
+    let pem = std::fs::read(&config.server.tls_cert).map_err(|e| fail(format!("{}: {e}", config.server.tls_cert.display())))?;
+    let chain: Vec<rustls::pki_types::CertificateDer<'static>> = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(format!("{}: {e}", config.server.tls_cert.display())))?;
+    let key_der = std::fs::read(&config.server.tls_key).map_err(|e| fail(format!("{}: {e}", config.server.tls_key.display())))?;
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key_der.into());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| fail(format!("TLS certificate/key: {e}")))?;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(tls)))
+}
+
+fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1().timer(TokioTimer::new()).header_read_timeout(config.server.header_timeout).keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(config.server.idle_timeout)
+        .keep_alive_timeout(config.server.header_timeout)
+        .max_concurrent_streams(256);
+    b
+}
+
+async fn run(state: Arc<AppState>) -> Result<(), Failure> {
+    let config = state.config.load_full();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let graceful = Arc::new(GracefulShutdown::new());
+    let mut tasks = Vec::new();
+    if let Some(addr) = config.server.http {
+        let listener = bind(addr, "http").await?;
+        tracing::info!(addr = %listener.local_addr()?, "HTTP listener ready");
+        tasks.push(tokio::spawn(accept_loop(listener, None, state.clone(), stop_rx.clone(), graceful.clone())));
+    }
+    if let Some(addr) = config.server.https {
+        let acceptor = tls_acceptor(&config)?;
+        let listener = bind(addr, "https").await?;
+        tracing::info!(addr = %listener.local_addr()?, "HTTPS listener ready");
+        tasks.push(tokio::spawn(accept_loop(listener, Some(acceptor), state.clone(), stop_rx.clone(), graceful.clone())));
+    }
+    if tasks.is_empty() {
+        return Err(Failure { message: "no listener configured (server.http and server.https are both empty)".into(), code: 2 });
+    }
+    tokio::spawn(follow_changes(state.clone(), stop_rx.clone()));
+    tokio::spawn(sweep_limiter(state.clone(), stop_rx.clone()));
+    tracing::info!(data = %state.data_dir.display(), keys = %state.keys.describe(), "pkid serving");
+    wait_for_signals(&state).await;
+    tracing::info!("shutting down: no new connections; waiting for in-flight requests");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+    match tokio::time::timeout(config.server.shutdown_grace, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("all connections closed"),
+        Err(_) => tracing::warn!(grace = ?config.server.shutdown_grace, "grace period over; closing remaining connections"),
+    }
+    Ok(())
+}
+
+async fn wait_for_signals(state: &Arc<AppState>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int, mut hup) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup())) {
+        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
+        _ => {
+            tracing::error!("cannot install signal handlers; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => reload_config(state),
+        }
+    }
+}
+
+/// SIGHUP: re-reads the configuration and applies what is safe to change live.
+fn reload_config(state: &Arc<AppState>) {
+    let new = match Config::load(&state.data_dir) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "reload refused; keeping the running configuration");
+            return;
+        }
+    };
+    let old = state.config.load_full();
+    apply_log_level(&new.log.level);
+    if new.server.rate_limit != old.server.rate_limit {
+        state.limiter.store(limiter(new.server.rate_limit));
+    }
+    let mut applied = (*old).clone();
+    applied.log = new.log.clone();
+    applied.server.rate_limit = new.server.rate_limit;
+    applied.server.max_body_bytes = new.server.max_body_bytes;
+    if new.server.http != old.server.http || new.server.https != old.server.https || new.server.public_url != old.server.public_url {
+        tracing::warn!("listener addresses and public_url change only on restart");
+    }
+    state.config.store(Arc::new(applied));
+    tracing::info!("configuration reloaded (log level, rate limit, body limit)");
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<AppState>,
+    mut stop: watch::Receiver<bool>,
+    graceful: Arc<GracefulShutdown>,
+) {
+    let builder = connection_builder(&state.config.load());
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(routes::handle(state, req, peer).await) }
+            });
+            let result = match tls {
+                None => watcher.watch(builder.serve_connection(TokioIo::new(stream), svc).into_owned()).await,
+                Some(acceptor) => {
+                    let handshake_timeout = Duration::from_secs(10);
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => watcher.watch(builder.serve_connection(TokioIo::new(tls_stream), svc).into_owned()).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Follows the store's change sequence so that changes made by the CLI or another process
+/// reach this daemon within `follow_interval` (under a second).
+async fn follow_changes(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let mut seq = 0u64;
+    loop {
+        let store = state.store.clone();
+        let from = seq;
+        match tokio::task::spawn_blocking(move || store.changes_since(from, FOLLOW_BATCH)).await {
+            Ok(Ok(changes)) if !changes.is_empty() => {
+                seq = changes.last().map(|c| c.seq).unwrap_or(seq);
+                for l in &state.listeners {
+                    l.apply(&changes);
+                }
+                state.metrics.change_seq.set(i64::try_from(seq).unwrap_or(i64::MAX));
+                if changes.len() == FOLLOW_BATCH {
+                    continue; // more are waiting
+                }
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "following store changes"),
+            Err(e) => tracing::error!(error = %e, "change follower task failed"),
+        }
+        let interval = state.config.load().store.follow_interval;
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn sweep_limiter(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(LIMITER_SWEEP) => {}
+            _ = stop.changed() => return,
+        }
+        if let Some(l) = state.limiter.load_full() {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+}

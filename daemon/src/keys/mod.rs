@@ -1,0 +1,116 @@
+//! Key backends: where the CA, OCSP, TSA and TLS private keys live.
+//!
+//! Every key is reached through [`pkid_protocols::Signer`]. Two backends implement
+//! [`KeyBackend`]: [`software`] (PKCS#8 files, mode 0600, signing with aws-lc-rs) and
+//! [`pkcs11`] (a token through `cryptoki`, keys generated inside it and never extractable).
+//! The HTTPS listener's TLS key is always a software key: rustls needs it in process memory,
+//! and it is not a CA key.
+
+pub mod pkcs11;
+pub mod software;
+
+use pkid_protocols::{KeyType, Signer};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// The job a key does. Each role has one key per CA installation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyRole {
+    /// The self-signed root CA.
+    Root,
+    /// The issuing CA under the root (signs subscriber certificates and CRLs).
+    Issuing,
+    /// The delegated OCSP responder.
+    Ocsp,
+    /// The timestamp authority.
+    Tsa,
+    /// The HTTPS listener (always software).
+    Tls,
+}
+
+impl KeyRole {
+    /// The roles whose keys live in the configured backend.
+    pub const CA_ROLES: [KeyRole; 4] = [KeyRole::Root, KeyRole::Issuing, KeyRole::Ocsp, KeyRole::Tsa];
+
+    /// Short name: file stem for software keys, suffix of the PKCS#11 label (`pkid-<name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Root => "root",
+            Self::Issuing => "issuing",
+            Self::Ocsp => "ocsp",
+            Self::Tsa => "tsa",
+            Self::Tls => "tls",
+        }
+    }
+
+    /// The CKA_LABEL of this role's key objects in a PKCS#11 token.
+    pub fn pkcs11_label(self) -> String {
+        format!("pkid-{}", self.name())
+    }
+}
+
+impl fmt::Display for KeyRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a key operation failed. Messages never carry key material or PINs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The backend is misconfigured: module missing, token not found, wrong PIN.
+    #[error("key backend configuration: {0}")]
+    Config(String),
+    /// No key exists for the role.
+    #[error("no {0} key found")]
+    NotFound(KeyRole),
+    /// A key for the role already exists and would be overwritten.
+    #[error("a {0} key already exists; refusing to overwrite it")]
+    Exists(KeyRole),
+    /// The backend is temporarily unreachable (token removed, session lost).
+    #[error("key backend unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else (unsupported key type, I/O).
+    #[error("key backend: {0}")]
+    Failed(String),
+}
+
+/// Settings for the PKCS#11 backend, with the PIN already read from its file or variable.
+#[derive(Clone)]
+pub struct Pkcs11Settings {
+    /// Path of the PKCS#11 module (e.g. `/usr/lib/softhsm/libsofthsm2.so`).
+    pub module: PathBuf,
+    /// CKA_LABEL of the token (slot ids are renumbered, labels are stable).
+    pub token_label: String,
+    /// The user PIN.
+    pub pin: Zeroizing<String>,
+    /// Logged-in sessions kept open, so that concurrent requests sign in parallel.
+    pub sessions: usize,
+}
+
+impl fmt::Debug for Pkcs11Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pkcs11Settings")
+            .field("module", &self.module)
+            .field("token_label", &self.token_label)
+            .field("pin", &"<redacted>")
+            .field("sessions", &self.sessions)
+            .finish()
+    }
+}
+
+/// A place keys are generated and loaded from.
+pub trait KeyBackend: Send + Sync {
+    /// Generates a new key pair for `role` inside the backend. Refuses ([`KeyError::Exists`]) if
+    /// the role already has a key.
+    fn generate(&self, role: KeyRole, key_type: KeyType) -> Result<Arc<dyn Signer>, KeyError>;
+    /// Loads the existing key for `role`.
+    fn load(&self, role: KeyRole) -> Result<Arc<dyn Signer>, KeyError>;
+    /// Readiness: is the backend reachable and usable right now?
+    fn check(&self) -> Result<(), KeyError>;
+    /// A short description for logs (`software:/path`, `pkcs11:token-label`).
+    fn describe(&self) -> String;
+}

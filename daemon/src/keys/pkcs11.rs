@@ -1,0 +1,1193 @@
+//! PKCS#11 keys: generated inside a token (SoftHSM2, an HSM, a smart card), never extractable,
+//! used through `cryptoki`.
+//!
+//! ```text
+//!  Pkcs11Backend::open ─▶ module (loaded and C_Initialize'd once per process)
+//!         │                 └─▶ token, found by label ─▶ pool of N logged-in RW sessions
+//!         │                                                      ▲        │
+//!  generate / load ─▶ Pkcs11Signer ── sign ── borrow a session ──┘        └─▶ C_Sign
+//! ```
+//!
+//! Choices, and why:
+//! - **One context per module per process.** PKCS#11 allows a single `C_Initialize` per process,
+//!   and `C_Finalize` closes every session of every user of the module, so module contexts are
+//!   kept in [`MODULES`] for the life of the process and shared by every backend.
+//! - **Tokens are found by label**, never by slot id: SoftHSM2 and many HSMs renumber slots.
+//! - **Login belongs to the application, not the session** (PKCS#11 v2.40 §5.6): the first
+//!   `C_Login` logs every session of the token in, later ones return
+//!   `CKR_USER_ALREADY_LOGGED_IN` (accepted), and one `C_Logout` logs them all out.
+//! - **A pool of sessions.** A `Session` may be used by one thread at a time, so signers borrow
+//!   one from a pool shared by the whole backend: N sessions sign N messages in parallel.
+//! - **Recovery.** When a session is closed, logged out, or the token dropped the handles it saw
+//!   (SoftHSM2 forgets private-object handles on logout), the operation opens and logs in a fresh
+//!   session, finds the key again and retries once; then it reports
+//!   [`SignError::Unavailable`]. There is never a fallback to software keys.
+//! - **ECDSA is hashed here.** SoftHSM 2.6.1 has no `CKM_ECDSA_SHA256`/`CKM_ECDSA_SHA384`, so the
+//!   message is hashed with aws-lc-rs and signed with `CKM_ECDSA`; the token's raw `r‖s` is
+//!   re-encoded as the DER `Ecdsa-Sig-Value` X.509 and CMS expect. RSA uses
+//!   `CKM_SHA256_RSA_PKCS` over the message.
+//!
+//! The PIN is held in a zeroizing secret and never formatted into a message or a log line.
+
+use super::{KeyBackend, KeyError, KeyRole, Pkcs11Settings};
+use const_oid::db::rfc5912 as oids;
+use cryptoki::context::{CInitializeArgs, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType as CkKeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, SessionState, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use der::asn1::{BitString, ObjectIdentifier, OctetStringRef, UintRef};
+use der::{Decode, Encode};
+use pkid_protocols::{KeyType, SignError, SignatureAlgorithm, Signer};
+use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// Fewest sessions a backend keeps open: a configured 0 would leave signers waiting forever.
+const MIN_SESSIONS: usize = 1;
+/// How long a signer waits for a free session before reporting the backend unavailable. One
+/// `C_Sign` takes milliseconds (SoftHSM2) to ~100 ms (network HSMs), so a wait this long means
+/// the token is stuck, and a request should fail rather than hang.
+const SESSION_WAIT: Duration = Duration::from_secs(30);
+/// Length of the random CKA_ID shared by the two halves of a generated key pair (128 bits: no
+/// collision with any other key on the token).
+const KEY_ID_LEN: usize = 16;
+/// Public exponent of generated RSA keys: F4 = 65537, big-endian (RFC 8017 recommends it).
+const RSA_PUBLIC_EXPONENT: [u8; 3] = [0x01, 0x00, 0x01];
+/// RSA modulus sizes pkid generates (the configuration names `rsa2048`, `rsa3072`, `rsa4096`).
+const RSA_GENERATED_BITS: [usize; 3] = [2048, 3072, 4096];
+/// First byte of an uncompressed SEC 1 elliptic-curve point (`04 ‖ X ‖ Y`).
+const UNCOMPRESSED_POINT: u8 = 0x04;
+
+/// Module contexts loaded and initialized so far, by canonical path. Never finalized: see the
+/// module documentation.
+static MODULES: Mutex<Vec<(PathBuf, Pkcs11)>> = Mutex::new(Vec::new());
+
+/// Keys in a PKCS#11 token, reached through a pool of logged-in sessions.
+pub struct Pkcs11Backend {
+    pool: Arc<SessionPool>,
+}
+
+impl Pkcs11Backend {
+    /// Loads the module, finds the token by label and opens `settings.sessions` (at least one)
+    /// read-write sessions logged in as the user.
+    ///
+    /// A missing or unloadable module, an unknown token label and a wrong or locked PIN are
+    /// [`KeyError::Config`]; the PIN never appears in the message.
+    pub fn open(settings: &Pkcs11Settings) -> Result<Self, KeyError> {
+        let ctx = module(&settings.module)?;
+        let slot = find_token(&ctx, &settings.token_label)?;
+        let size = settings.sessions.max(MIN_SESSIONS);
+        let pool = SessionPool {
+            ctx,
+            slot,
+            token_label: settings.token_label.clone(),
+            pin: AuthPin::new(settings.pin.as_str().to_owned()),
+            idle: Mutex::new(Vec::with_capacity(size)),
+            returned: Condvar::new(),
+            size,
+        };
+        let mut sessions = Vec::with_capacity(size);
+        for _ in 0..size {
+            sessions.push(pool.open_session()?);
+        }
+        *pool.idle.lock().unwrap_or_else(PoisonError::into_inner) = sessions;
+        info!(
+            module = %settings.module.display(),
+            token = %settings.token_label,
+            slot = slot.id(),
+            sessions = size,
+            "opened PKCS#11 token"
+        );
+        Ok(Self {
+            pool: Arc::new(pool),
+        })
+    }
+
+    fn signer(
+        &self,
+        private: ObjectHandle,
+        label: String,
+        id: Vec<u8>,
+        public_key: SubjectPublicKeyInfoOwned,
+    ) -> Result<Pkcs11Signer, KeyError> {
+        let key_type = KeyType::of(&public_key).map_err(|e| {
+            KeyError::Failed(format!(
+                "key {label:?} on token {:?}: {e}",
+                self.pool.token_label
+            ))
+        })?;
+        Ok(Pkcs11Signer {
+            pool: Arc::clone(&self.pool),
+            label,
+            id,
+            key: Mutex::new(private),
+            key_type,
+            algorithm: key_type.signature_algorithm(),
+            public_key,
+        })
+    }
+}
+
+impl KeyBackend for Pkcs11Backend {
+    fn generate(&self, role: KeyRole, key_type: KeyType) -> Result<Arc<dyn Signer>, KeyError> {
+        let label = role.pkcs11_label();
+        let (mechanism, mut public_template) = match key_type {
+            KeyType::EcP256 => (
+                Mechanism::EccKeyPairGen,
+                vec![Attribute::EcParams(named_curve(oids::SECP_256_R_1)?)],
+            ),
+            KeyType::EcP384 => (
+                Mechanism::EccKeyPairGen,
+                vec![Attribute::EcParams(named_curve(oids::SECP_384_R_1)?)],
+            ),
+            KeyType::Rsa(bits) if RSA_GENERATED_BITS.contains(&bits) => {
+                let bits = cryptoki::types::Ulong::try_from(bits)
+                    .map_err(|e| KeyError::Failed(format!("RSA size {bits}: {e}")))?;
+                (
+                    Mechanism::RsaPkcsKeyPairGen,
+                    vec![
+                        Attribute::ModulusBits(bits),
+                        Attribute::PublicExponent(RSA_PUBLIC_EXPONENT.to_vec()),
+                    ],
+                )
+            }
+            KeyType::Rsa(bits) => {
+                return Err(KeyError::Failed(format!(
+                    "unsupported RSA size {bits} (pkid generates 2048, 3072 or 4096 bits)"
+                )))
+            }
+        };
+        let mut id = vec![0u8; KEY_ID_LEN];
+        aws_lc_rs::rand::fill(&mut id)
+            .map_err(|_| KeyError::Failed("no randomness for the key id".into()))?;
+        public_template.extend([
+            Attribute::Token(true),
+            Attribute::Verify(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.clone()),
+        ]);
+        let private_template = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            // A CA key only signs: no decryption, unwrapping or key agreement with it.
+            Attribute::Decrypt(false),
+            Attribute::Unwrap(false),
+            Attribute::Derive(false),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.clone()),
+        ];
+        let (private, public_key) = self
+            .pool
+            .run(|session, _retry| {
+                if !session
+                    .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])?
+                    .is_empty()
+                {
+                    return Err(KeyError::Exists(role).into());
+                }
+                let (public, private) =
+                    session.generate_key_pair(&mechanism, &public_template, &private_template)?;
+                Ok((private, public_key_info(session, public)?))
+            })
+            .map_err(|f| f.into_key_error(&format!("generating the {role} key")))?;
+        info!(token = %self.pool.token_label, label = %label, key_type = %key_type.name(), "generated key pair in PKCS#11 token");
+        Ok(Arc::new(self.signer(private, label, id, public_key)?))
+    }
+
+    fn load(&self, role: KeyRole) -> Result<Arc<dyn Signer>, KeyError> {
+        let label = role.pkcs11_label();
+        let (private, id, public_key) = self
+            .pool
+            .run(|session, _retry| {
+                let private =
+                    find_private_key(session, &label, None)?.ok_or(KeyError::NotFound(role))?;
+                let id = attribute_bytes(session, private, AttributeType::Id)?.unwrap_or_default();
+                let mut template = vec![
+                    Attribute::Class(ObjectClass::PUBLIC_KEY),
+                    Attribute::Label(label.as_bytes().to_vec()),
+                ];
+                if !id.is_empty() {
+                    template.push(Attribute::Id(id.clone()));
+                }
+                // Without a public key object, the private key may still expose the public
+                // attributes (RSA keys do; EC private keys have no CKA_EC_POINT).
+                let source = match session.find_objects(&template)?.as_slice() {
+                    [] => private,
+                    [public] => *public,
+                    many => {
+                        return Err(KeyError::Failed(format!(
+                            "{} public keys are labelled {label:?}",
+                            many.len()
+                        ))
+                        .into())
+                    }
+                };
+                Ok((private, id, public_key_info(session, source)?))
+            })
+            .map_err(|f| f.into_key_error(&format!("loading the {role} key")))?;
+        info!(token = %self.pool.token_label, label = %label, "loaded key from PKCS#11 token");
+        Ok(Arc::new(self.signer(private, label, id, public_key)?))
+    }
+
+    fn check(&self) -> Result<(), KeyError> {
+        let pool = &self.pool;
+        let unavailable = |what: &str, e: &CkError| {
+            KeyError::Unavailable(format!(
+                "token {:?}: {what}: {}",
+                pool.token_label,
+                describe(e)
+            ))
+        };
+        let slots = pool
+            .ctx
+            .get_slots_with_token()
+            .map_err(|e| unavailable("listing slots", &e))?;
+        if !slots.contains(&pool.slot) {
+            return Err(KeyError::Unavailable(format!(
+                "token {:?} is no longer present",
+                pool.token_label
+            )));
+        }
+        let info = pool
+            .ctx
+            .get_token_info(pool.slot)
+            .map_err(|e| unavailable("reading token information", &e))?;
+        if info.label() != pool.token_label {
+            return Err(KeyError::Unavailable(format!(
+                "the slot of token {:?} now holds token {:?}",
+                pool.token_label,
+                info.label()
+            )));
+        }
+        // Busy sessions are in use, which is proof enough; an idle one must answer.
+        if let Some(mut session) = pool.try_checkout() {
+            let lost = match session.get_session_info() {
+                Ok(info) if matches!(info.session_state(), SessionState::RwUser) => None,
+                Ok(_) => Some(false),
+                Err(e) if session_lost(&e) => Some(session_dead(&e)),
+                Err(e) => return Err(unavailable("checking a session", &e)),
+            };
+            if let Some(dead) = lost {
+                warn!(token = %pool.token_label, "PKCS#11 session found logged out or closed; opening a new one");
+                let fresh = pool
+                    .open_session()
+                    .map_err(|e| KeyError::Unavailable(e.to_string()))?;
+                session.replace(fresh, dead);
+            }
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("pkcs11:{}", self.pool.token_label)
+    }
+}
+
+/// A private key in a PKCS#11 token. Signs through the backend's session pool.
+pub struct Pkcs11Signer {
+    pool: Arc<SessionPool>,
+    label: String,
+    /// CKA_ID of the key (empty if the token object has none), to find the same key again.
+    id: Vec<u8>,
+    /// The private key's object handle, refreshed when the token forgets it (after a logout).
+    key: Mutex<ObjectHandle>,
+    key_type: KeyType,
+    algorithm: SignatureAlgorithm,
+    public_key: SubjectPublicKeyInfoOwned,
+}
+
+impl Pkcs11Signer {
+    fn key_handle(&self) -> ObjectHandle {
+        *self.key.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Finds the private key again by label and id, after a new session was opened.
+    fn refresh_key_handle(&self, session: &Session) -> Result<ObjectHandle, Fault> {
+        let id = (!self.id.is_empty()).then_some(self.id.as_slice());
+        let handle = find_private_key(session, &self.label, id)?.ok_or_else(|| {
+            KeyError::Failed(format!(
+                "key {:?} is no longer on token {:?}",
+                self.label, self.pool.token_label
+            ))
+        })?;
+        *self.key.lock().unwrap_or_else(PoisonError::into_inner) = handle;
+        Ok(handle)
+    }
+}
+
+impl Signer for Pkcs11Signer {
+    fn algorithm(&self) -> SignatureAlgorithm {
+        self.algorithm
+    }
+
+    fn public_key(&self) -> &SubjectPublicKeyInfoOwned {
+        &self.public_key
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        let digest;
+        let (mechanism, data) = match self.algorithm {
+            SignatureAlgorithm::EcdsaSha256 | SignatureAlgorithm::EcdsaSha384 => {
+                digest = aws_lc_rs::digest::digest(self.algorithm.digest(), message);
+                (Mechanism::Ecdsa, digest.as_ref())
+            }
+            SignatureAlgorithm::RsaPkcs1Sha256 => (Mechanism::Sha256RsaPkcs, message),
+        };
+        let raw = self
+            .pool
+            .run(|session, retry| {
+                let key = if retry {
+                    self.refresh_key_handle(session)?
+                } else {
+                    self.key_handle()
+                };
+                Ok(session.sign(&mechanism, key, data)?)
+            })
+            .map_err(|f| {
+                sign_error(f.into_key_error(&format!("signing with key {:?}", self.label)))
+            })?;
+        match self.key_type {
+            KeyType::EcP256 => ecdsa_sig_value(&raw, 32),
+            KeyType::EcP384 => ecdsa_sig_value(&raw, 48),
+            KeyType::Rsa(_) => Ok(raw),
+        }
+    }
+}
+
+/// Logged-in sessions to one token, lent to one borrower at a time.
+struct SessionPool {
+    ctx: Pkcs11,
+    slot: Slot,
+    token_label: String,
+    pin: AuthPin,
+    idle: Mutex<Vec<Session>>,
+    /// Signalled each time a session goes back to `idle`.
+    returned: Condvar,
+    size: usize,
+}
+
+impl SessionPool {
+    /// Opens a read-write session and logs the user in.
+    fn open_session(&self) -> Result<Session, KeyError> {
+        let session = self.ctx.open_rw_session(self.slot).map_err(|e| {
+            let message = format!(
+                "opening a session to token {:?}: {}",
+                self.token_label,
+                describe(&e)
+            );
+            if token_gone(&e) {
+                KeyError::Unavailable(message)
+            } else {
+                KeyError::Config(message)
+            }
+        })?;
+        let token = &self.token_label;
+        match session.login(UserType::User, Some(&self.pin)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
+            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
+                Err(KeyError::Config(format!("wrong PIN for token {token:?}")))
+            }
+            Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(KeyError::Config(format!(
+                "the user PIN of token {token:?} is locked (unlock it with the SO PIN)"
+            ))),
+            Err(
+                e @ CkError::Pkcs11(
+                    RvError::PinExpired | RvError::PinInvalid | RvError::PinLenRange,
+                    _,
+                ),
+            ) => Err(KeyError::Config(format!(
+                "token {token:?} refused the PIN: {}",
+                describe(&e)
+            ))),
+            Err(e) if token_gone(&e) => Err(KeyError::Unavailable(format!(
+                "logging in to token {token:?}: {}",
+                describe(&e)
+            ))),
+            Err(e) => Err(KeyError::Failed(format!(
+                "logging in to token {token:?}: {}",
+                describe(&e)
+            ))),
+        }
+    }
+
+    /// Borrows a session, waiting up to [`SESSION_WAIT`] for one to be returned.
+    fn checkout(&self) -> Result<PooledSession<'_>, KeyError> {
+        let deadline = Instant::now() + SESSION_WAIT;
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(session) = idle.pop() {
+                return Ok(PooledSession {
+                    pool: self,
+                    session: Some(session),
+                });
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(KeyError::Unavailable(format!(
+                    "all {} sessions to token {:?} stayed busy for {} s",
+                    self.size,
+                    self.token_label,
+                    SESSION_WAIT.as_secs()
+                )));
+            }
+            idle = self
+                .returned
+                .wait_timeout(idle, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Borrows a session if one is idle right now.
+    fn try_checkout(&self) -> Option<PooledSession<'_>> {
+        let session = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()?;
+        Some(PooledSession {
+            pool: self,
+            session: Some(session),
+        })
+    }
+
+    /// Runs `op` on a borrowed session. If the session was lost (closed, logged out, or its
+    /// object handles forgotten), opens and logs in a new one and runs `op` once more with
+    /// `retry = true`, so that it can find its objects again.
+    fn run<T>(&self, mut op: impl FnMut(&Session, bool) -> Result<T, Fault>) -> Result<T, Fault> {
+        let mut session = self.checkout()?;
+        match op(&session, false) {
+            Err(Fault::Pkcs11(e)) if session_lost(&e) => {
+                warn!(token = %self.token_label, error = %describe(&e), "PKCS#11 session lost; opening a new one and retrying once");
+                let fresh = self.open_session()?;
+                session.replace(fresh, session_dead(&e));
+                op(&session, true)
+            }
+            other => other,
+        }
+    }
+}
+
+/// A session borrowed from a [`SessionPool`]; goes back to the pool when dropped.
+struct PooledSession<'a> {
+    pool: &'a SessionPool,
+    /// Always `Some` until the guard is dropped.
+    session: Option<Session>,
+}
+
+impl PooledSession<'_> {
+    /// Puts `fresh` in place of the borrowed session. A `dead` session's handle is already
+    /// closed and the token may have given the same number to `fresh` or another session, so it
+    /// is forgotten rather than closed a second time; a live one is closed.
+    fn replace(&mut self, fresh: Session, dead: bool) {
+        let old = self.session.replace(fresh);
+        if dead {
+            std::mem::forget(old);
+        }
+    }
+}
+
+impl Deref for PooledSession<'_> {
+    type Target = Session;
+
+    fn deref(&self) -> &Session {
+        self.session
+            .as_ref()
+            .expect("a pooled session is present until the guard drops")
+    }
+}
+
+impl Drop for PooledSession<'_> {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            self.pool
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(session);
+            self.pool.returned.notify_one();
+        }
+    }
+}
+
+/// Why an operation on a pooled session failed: the token said no, or we did.
+#[derive(Debug)]
+enum Fault {
+    Pkcs11(CkError),
+    Key(KeyError),
+}
+
+impl From<CkError> for Fault {
+    fn from(e: CkError) -> Self {
+        Self::Pkcs11(e)
+    }
+}
+
+impl From<KeyError> for Fault {
+    fn from(e: KeyError) -> Self {
+        Self::Key(e)
+    }
+}
+
+impl Fault {
+    /// A lost session still lost after one retry, or a missing token, is transient.
+    fn into_key_error(self, what: &str) -> KeyError {
+        match self {
+            Self::Pkcs11(e) if token_gone(&e) || session_lost(&e) => {
+                KeyError::Unavailable(format!("{what}: {}", describe(&e)))
+            }
+            Self::Pkcs11(e) => KeyError::Failed(format!("{what}: {}", describe(&e))),
+            Self::Key(e) => e,
+        }
+    }
+}
+
+/// What a signing caller sees: transient faults stay retriable, the rest are permanent.
+fn sign_error(e: KeyError) -> SignError {
+    match e {
+        KeyError::Unavailable(m) => SignError::Unavailable(m),
+        KeyError::Config(m) | KeyError::Failed(m) => SignError::Failed(m),
+        e @ (KeyError::NotFound(_) | KeyError::Exists(_)) => SignError::Failed(e.to_string()),
+    }
+}
+
+fn return_value(e: &CkError) -> Option<RvError> {
+    match e {
+        CkError::Pkcs11(rv, _) => Some(*rv),
+        _ => None,
+    }
+}
+
+/// The session, its login, or the object handles it saw are gone; a new session may work.
+fn session_lost(e: &CkError) -> bool {
+    matches!(
+        return_value(e),
+        Some(
+            RvError::UserNotLoggedIn
+                | RvError::SessionHandleInvalid
+                | RvError::SessionClosed
+                | RvError::ObjectHandleInvalid
+                | RvError::KeyHandleInvalid
+        )
+    )
+}
+
+/// The session handle itself is no longer valid.
+fn session_dead(e: &CkError) -> bool {
+    matches!(
+        return_value(e),
+        Some(RvError::SessionHandleInvalid | RvError::SessionClosed)
+    )
+}
+
+/// The token or its device is gone or faulty: try again later.
+fn token_gone(e: &CkError) -> bool {
+    matches!(
+        return_value(e),
+        Some(RvError::TokenNotPresent | RvError::DeviceRemoved | RvError::DeviceError)
+    )
+}
+
+/// One line for a cryptoki error (the `RvError` display is a paragraph of the standard).
+fn describe(e: &CkError) -> String {
+    match e {
+        CkError::Pkcs11(rv, function) => format!("C_{function:?} returned {rv:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// Loads and initializes the module at `path`, or returns the context loaded before.
+fn module(path: &Path) -> Result<Pkcs11, KeyError> {
+    let canonical = path.canonicalize().map_err(|e| {
+        KeyError::Config(format!("PKCS#11 module {} not found: {e}", path.display()))
+    })?;
+    let mut modules = MODULES.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, ctx)) = modules.iter().find(|(p, _)| *p == canonical) {
+        return Ok(ctx.clone());
+    }
+    let ctx = Pkcs11::new(&canonical).map_err(|e| {
+        KeyError::Config(format!(
+            "PKCS#11 module {} could not be loaded: {e}",
+            path.display()
+        ))
+    })?;
+    match ctx.initialize(CInitializeArgs::OsThreads) {
+        // Already initialized by another user in this process: its context works for us too.
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(e) => {
+            return Err(KeyError::Config(format!(
+                "PKCS#11 module {} failed to initialize: {}",
+                path.display(),
+                describe(&e)
+            )))
+        }
+    }
+    modules.push((canonical, ctx.clone()));
+    Ok(ctx)
+}
+
+/// The slot holding the one initialized token labelled `label`.
+fn find_token(ctx: &Pkcs11, label: &str) -> Result<Slot, KeyError> {
+    let slots = ctx.get_slots_with_token().map_err(|e| {
+        KeyError::Config(format!(
+            "listing the slots of the PKCS#11 module: {}",
+            describe(&e)
+        ))
+    })?;
+    let mut matching = Vec::new();
+    let mut others = Vec::new();
+    for slot in slots {
+        match ctx.get_token_info(slot) {
+            Ok(info) if info.token_initialized() && info.label() == label => matching.push(slot),
+            Ok(info) if info.token_initialized() => others.push(format!("{:?}", info.label())),
+            Ok(_) => {}
+            Err(e) => {
+                warn!(slot = slot.id(), error = %describe(&e), "cannot read PKCS#11 token information")
+            }
+        }
+    }
+    match matching.as_slice() {
+        [slot] => Ok(*slot),
+        [] => Err(KeyError::Config(format!(
+            "no PKCS#11 token labelled {label:?} (tokens present: {})",
+            if others.is_empty() {
+                "none".to_owned()
+            } else {
+                others.join(", ")
+            }
+        ))),
+        many => Err(KeyError::Config(format!(
+            "{} PKCS#11 tokens are labelled {label:?}; token labels must be unique",
+            many.len()
+        ))),
+    }
+}
+
+/// The one private key labelled `label` (and with CKA_ID `id`, if given).
+fn find_private_key(
+    session: &Session,
+    label: &str,
+    id: Option<&[u8]>,
+) -> Result<Option<ObjectHandle>, Fault> {
+    let mut template = vec![
+        Attribute::Class(ObjectClass::PRIVATE_KEY),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ];
+    if let Some(id) = id {
+        template.push(Attribute::Id(id.to_vec()));
+    }
+    match session.find_objects(&template)?.as_slice() {
+        [] => Ok(None),
+        [key] => Ok(Some(*key)),
+        many => Err(KeyError::Failed(format!(
+            "{} private keys are labelled {label:?}; delete all but one",
+            many.len()
+        ))
+        .into()),
+    }
+}
+
+/// The value of a byte-string attribute, `None` if the object does not have it.
+fn attribute_bytes(
+    session: &Session,
+    object: ObjectHandle,
+    kind: AttributeType,
+) -> Result<Option<Vec<u8>>, Fault> {
+    Ok(session
+        .get_attributes(object, &[kind])?
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::Id(v)
+            | Attribute::EcParams(v)
+            | Attribute::EcPoint(v)
+            | Attribute::Modulus(v)
+            | Attribute::PublicExponent(v) => Some(v),
+            _ => None,
+        }))
+}
+
+/// The SubjectPublicKeyInfo of the key whose public attributes `object` holds.
+fn public_key_info(
+    session: &Session,
+    object: ObjectHandle,
+) -> Result<SubjectPublicKeyInfoOwned, Fault> {
+    let key_type = session
+        .get_attributes(object, &[AttributeType::KeyType])?
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::KeyType(t) => Some(t),
+            _ => None,
+        });
+    let missing = |name: &str| {
+        KeyError::Failed(format!(
+            "the key has no readable {name} (is its public key object missing?)"
+        ))
+    };
+    match key_type {
+        Some(CkKeyType::EC) => {
+            let params = attribute_bytes(session, object, AttributeType::EcParams)?
+                .ok_or_else(|| missing("CKA_EC_PARAMS"))?;
+            let point = attribute_bytes(session, object, AttributeType::EcPoint)?
+                .ok_or_else(|| missing("CKA_EC_POINT"))?;
+            Ok(ec_spki(&params, &point)?)
+        }
+        Some(CkKeyType::RSA) => {
+            let modulus = attribute_bytes(session, object, AttributeType::Modulus)?
+                .ok_or_else(|| missing("CKA_MODULUS"))?;
+            let exponent = attribute_bytes(session, object, AttributeType::PublicExponent)?
+                .ok_or_else(|| missing("CKA_PUBLIC_EXPONENT"))?;
+            Ok(rsa_spki(&modulus, &exponent)?)
+        }
+        Some(other) => Err(KeyError::Failed(format!(
+            "unsupported key type {other} (pkid uses EC and RSA keys)"
+        ))
+        .into()),
+        None => Err(missing("CKA_KEY_TYPE").into()),
+    }
+}
+
+/// CKA_EC_PARAMS for a named curve: the DER of its OID.
+fn named_curve(curve: ObjectIdentifier) -> Result<Vec<u8>, KeyError> {
+    curve
+        .to_der()
+        .map_err(|e| KeyError::Failed(format!("encoding curve {curve}: {e}")))
+}
+
+/// `id-ecPublicKey` SubjectPublicKeyInfo from CKA_EC_PARAMS and CKA_EC_POINT (RFC 5480 §2).
+fn ec_spki(params: &[u8], point: &[u8]) -> Result<SubjectPublicKeyInfoOwned, KeyError> {
+    let curve = ObjectIdentifier::from_der(params).map_err(|_| {
+        KeyError::Failed(
+            "CKA_EC_PARAMS is not a named-curve OID (explicit curve parameters are not supported)"
+                .into(),
+        )
+    })?;
+    let coordinate_len = match curve {
+        oids::SECP_256_R_1 => 32,
+        oids::SECP_384_R_1 => 48,
+        other => {
+            return Err(KeyError::Failed(format!(
+                "unsupported elliptic curve {other} (P-256 and P-384 are accepted)"
+            )))
+        }
+    };
+    let point = uncompressed_point(point, coordinate_len)?;
+    let bad = |e: der::Error| KeyError::Failed(format!("encoding the EC public key: {e}"));
+    Ok(SubjectPublicKeyInfoOwned {
+        algorithm: AlgorithmIdentifierOwned {
+            oid: oids::ID_EC_PUBLIC_KEY,
+            parameters: Some(curve.into()),
+        },
+        subject_public_key: BitString::from_bytes(point).map_err(bad)?,
+    })
+}
+
+/// The uncompressed point `04 ‖ X ‖ Y` in a CKA_EC_POINT value: a DER OCTET STRING wrapping
+/// it (PKCS#11 v2.40), or the bare point (some older tokens).
+fn uncompressed_point(value: &[u8], coordinate_len: usize) -> Result<&[u8], KeyError> {
+    let is_point =
+        |p: &[u8]| p.len() == 1 + 2 * coordinate_len && p.first() == Some(&UNCOMPRESSED_POINT);
+    if let Ok(wrapped) = OctetStringRef::from_der(value) {
+        if is_point(wrapped.as_bytes()) {
+            return Ok(wrapped.as_bytes());
+        }
+    }
+    if is_point(value) {
+        return Ok(value);
+    }
+    Err(KeyError::Failed(format!(
+        "CKA_EC_POINT is not an uncompressed {}-byte point, bare or in an OCTET STRING",
+        1 + 2 * coordinate_len
+    )))
+}
+
+/// `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }` (RFC 8017 A.1.1).
+#[derive(der::Sequence)]
+struct RsaPublicKey<'a> {
+    modulus: UintRef<'a>,
+    public_exponent: UintRef<'a>,
+}
+
+/// `rsaEncryption` SubjectPublicKeyInfo (NULL parameters, RFC 3279 §2.3.1) from CKA_MODULUS
+/// and CKA_PUBLIC_EXPONENT (big-endian integers).
+fn rsa_spki(modulus: &[u8], exponent: &[u8]) -> Result<SubjectPublicKeyInfoOwned, KeyError> {
+    let bad = |e: der::Error| KeyError::Failed(format!("encoding the RSA public key: {e}"));
+    let key = RsaPublicKey {
+        modulus: UintRef::new(modulus).map_err(bad)?,
+        public_exponent: UintRef::new(exponent).map_err(bad)?,
+    }
+    .to_der()
+    .map_err(bad)?;
+    Ok(SubjectPublicKeyInfoOwned {
+        algorithm: AlgorithmIdentifierOwned {
+            oid: oids::RSA_ENCRYPTION,
+            parameters: Some(der::asn1::Null.into()),
+        },
+        subject_public_key: BitString::from_bytes(&key).map_err(bad)?,
+    })
+}
+
+/// `Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }` (RFC 3279 §2.2.3).
+#[derive(der::Sequence)]
+struct EcdsaSigValue<'a> {
+    r: UintRef<'a>,
+    s: UintRef<'a>,
+}
+
+/// Re-encodes the raw `r ‖ s` a token returns for CKM_ECDSA (each `coordinate_len` bytes,
+/// big-endian) as a DER `Ecdsa-Sig-Value` with minimal INTEGERs.
+fn ecdsa_sig_value(raw: &[u8], coordinate_len: usize) -> Result<Vec<u8>, SignError> {
+    if raw.len() != 2 * coordinate_len {
+        return Err(SignError::Failed(format!(
+            "the token returned a {}-byte ECDSA signature, not {}",
+            raw.len(),
+            2 * coordinate_len
+        )));
+    }
+    let (r, s) = raw.split_at(coordinate_len);
+    let bad = |e: der::Error| SignError::Failed(format!("encoding the ECDSA signature: {e}"));
+    EcdsaSigValue {
+        r: UintRef::new(r).map_err(bad)?,
+        s: UintRef::new(s).map_err(bad)?,
+    }
+    .to_der()
+    .map_err(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pkid_protocols::algorithm::verify;
+    use std::process::Command;
+    use std::sync::{Barrier, OnceLock};
+
+    const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+    const SO_PIN: &str = "87654321";
+    /// Distinctive, so a leak into a message is easy to spot.
+    const USER_PIN: &str = "271828";
+    /// One token per test: login state is per token, and a test that logs out must not log
+    /// out another test's sessions.
+    const TOKENS: [&str; 10] = [
+        "t-p256",
+        "t-p384",
+        "t-rsa2048",
+        "t-exists",
+        "t-notfound",
+        "t-wrongpin",
+        "t-threads",
+        "t-recovery",
+        "t-check",
+        "t-pool",
+    ];
+
+    /// SoftHSM2 reads `SOFTHSM2_CONF` once, at `C_Initialize`, and the module is initialized
+    /// once per process, so every test shares one token directory holding every test's token,
+    /// all created before the first test opens the module. The directory outlives the process
+    /// (a static is never dropped); it holds a few kilobytes in the system temporary directory.
+    fn softhsm() -> &'static Path {
+        static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+        DIR.get_or_init(|| {
+            assert!(
+                Path::new(MODULE).exists(),
+                "{MODULE} is missing: install SoftHSM2 (`apt-get install softhsm2`) to run the PKCS#11 tests"
+            );
+            let dir = tempfile::Builder::new().prefix("pkid-softhsm-").tempdir().expect("tempdir");
+            let tokens = dir.path().join("tokens");
+            std::fs::create_dir(&tokens).expect("token dir");
+            let conf = dir.path().join("softhsm2.conf");
+            std::fs::write(&conf, format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display()))
+                .expect("conf");
+            std::env::set_var("SOFTHSM2_CONF", &conf);
+            for label in TOKENS {
+                let out = Command::new("softhsm2-util")
+                    .args(["--init-token", "--free", "--label", label, "--so-pin", SO_PIN, "--pin", USER_PIN])
+                    .output()
+                    .expect("softhsm2-util runs (install softhsm2)");
+                assert!(out.status.success(), "softhsm2-util --init-token {label}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            dir
+        })
+        .path()
+    }
+
+    fn settings(token: &str, sessions: usize) -> Pkcs11Settings {
+        softhsm();
+        Pkcs11Settings {
+            module: MODULE.into(),
+            token_label: token.into(),
+            pin: USER_PIN.to_owned().into(),
+            sessions,
+        }
+    }
+
+    fn open(token: &str, sessions: usize) -> Pkcs11Backend {
+        Pkcs11Backend::open(&settings(token, sessions)).expect("open token")
+    }
+
+    fn assert_signs(signer: &dyn Signer, message: &[u8]) {
+        let signature = signer.sign(message).expect("sign");
+        verify(
+            signer.public_key(),
+            &signer.algorithm().identifier(),
+            message,
+            &signature,
+        )
+        .expect("signature verifies");
+    }
+
+    fn round_trip(token: &str, role: KeyRole, key_type: KeyType, algorithm: SignatureAlgorithm) {
+        let backend = open(token, 2);
+        let generated = backend.generate(role, key_type).expect("generate");
+        assert_eq!(KeyType::of(generated.public_key()), Ok(key_type));
+        assert_eq!(generated.algorithm(), algorithm);
+        assert_signs(generated.as_ref(), b"to be signed");
+        let loaded = backend.load(role).expect("load");
+        assert_eq!(loaded.public_key(), generated.public_key());
+        assert_eq!(loaded.algorithm(), algorithm);
+        assert_signs(loaded.as_ref(), b"signed again after loading");
+        // A new backend (as after a restart) finds the same key.
+        drop((generated, loaded, backend));
+        let reloaded = open(token, 1).load(role).expect("load after reopening");
+        assert_signs(reloaded.as_ref(), b"after restart");
+    }
+
+    #[test]
+    fn p256_key_generates_loads_and_signs_verifiably() {
+        round_trip(
+            "t-p256",
+            KeyRole::Issuing,
+            KeyType::EcP256,
+            SignatureAlgorithm::EcdsaSha256,
+        );
+    }
+
+    #[test]
+    fn p384_key_generates_loads_and_signs_verifiably() {
+        round_trip(
+            "t-p384",
+            KeyRole::Root,
+            KeyType::EcP384,
+            SignatureAlgorithm::EcdsaSha384,
+        );
+    }
+
+    #[test]
+    fn rsa2048_key_generates_loads_and_signs_verifiably() {
+        round_trip(
+            "t-rsa2048",
+            KeyRole::Ocsp,
+            KeyType::Rsa(2048),
+            SignatureAlgorithm::RsaPkcs1Sha256,
+        );
+    }
+
+    #[test]
+    fn second_generate_for_a_role_is_refused() {
+        let backend = open("t-exists", 1);
+        let first = backend
+            .generate(KeyRole::Tsa, KeyType::EcP256)
+            .expect("generate");
+        assert!(matches!(
+            backend.generate(KeyRole::Tsa, KeyType::EcP384),
+            Err(KeyError::Exists(KeyRole::Tsa))
+        ));
+        // The existing key is untouched.
+        assert_eq!(
+            backend.load(KeyRole::Tsa).expect("load").public_key(),
+            first.public_key()
+        );
+    }
+
+    #[test]
+    fn loading_a_missing_role_is_not_found() {
+        let backend = open("t-notfound", 1);
+        assert!(matches!(
+            backend.load(KeyRole::Root),
+            Err(KeyError::NotFound(KeyRole::Root))
+        ));
+    }
+
+    #[test]
+    fn wrong_pin_is_a_config_error_that_does_not_show_the_pin() {
+        let wrong_pin = "3141592653";
+        let mut settings = settings("t-wrongpin", 2);
+        settings.pin = wrong_pin.to_owned().into();
+        let err = Pkcs11Backend::open(&settings)
+            .err()
+            .expect("wrong PIN refused");
+        let (display, debug) = (err.to_string(), format!("{err:?}"));
+        assert!(matches!(err, KeyError::Config(_)), "{display}");
+        assert!(
+            display.contains("wrong PIN") && display.contains("t-wrongpin"),
+            "{display}"
+        );
+        for text in [&display, &debug, &format!("{settings:?}")] {
+            assert!(
+                !text.contains(wrong_pin) && !text.contains(USER_PIN),
+                "PIN leaked: {text}"
+            );
+        }
+        // The right PIN still works: nothing was locked.
+        let _ = open("t-wrongpin", 1);
+    }
+
+    #[test]
+    fn missing_module_is_a_config_error_naming_the_path() {
+        let mut settings = settings("t-p256", 1);
+        settings.module = "/nonexistent/libpkid-no-such-module.so".into();
+        let err = Pkcs11Backend::open(&settings)
+            .err()
+            .expect("missing module refused");
+        assert!(
+            matches!(&err, KeyError::Config(m) if m.contains("/nonexistent/libpkid-no-such-module.so")),
+            "{err}"
+        );
+        assert_eq!(err.to_string().lines().count(), 1, "{err}");
+    }
+
+    #[test]
+    fn unknown_token_label_is_a_config_error_naming_the_label() {
+        let err = Pkcs11Backend::open(&settings("no-such-token", 1))
+            .err()
+            .expect("unknown token refused");
+        assert!(
+            matches!(&err, KeyError::Config(m) if m.contains("no-such-token")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn eight_threads_sign_concurrently_over_four_sessions() {
+        let backend = open("t-threads", 4);
+        let signer = backend
+            .generate(KeyRole::Issuing, KeyType::EcP256)
+            .expect("generate");
+        let start = Barrier::new(8);
+        std::thread::scope(|scope| {
+            for thread in 0..8 {
+                let (signer, start) = (&signer, &start);
+                scope.spawn(move || {
+                    start.wait();
+                    for i in 0..25 {
+                        assert_signs(
+                            signer.as_ref(),
+                            format!("thread {thread} message {i}").as_bytes(),
+                        );
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            backend.pool.idle.lock().expect("pool").len(),
+            4,
+            "every session went back to the pool"
+        );
+    }
+
+    #[test]
+    fn pool_lends_each_session_to_one_borrower_at_a_time() {
+        let backend = open("t-pool", 4);
+        let borrowed: Vec<_> = (0..4)
+            .map(|_| backend.pool.checkout().expect("checkout"))
+            .collect();
+        let mut handles: Vec<String> = borrowed.iter().map(|s| s.to_string()).collect();
+        handles.sort();
+        handles.dedup();
+        assert_eq!(handles.len(), 4, "four distinct sessions");
+        assert!(
+            backend.pool.try_checkout().is_none(),
+            "a fifth borrower waits"
+        );
+        // A waiting borrower gets the session as soon as one is returned.
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| backend.pool.checkout().map(|s| s.to_string()));
+            std::thread::sleep(Duration::from_millis(50));
+            drop(borrowed);
+            assert!(waiter.join().expect("join").is_ok());
+        });
+    }
+
+    #[test]
+    fn logged_out_session_is_recovered_on_the_next_sign() {
+        let backend = open("t-recovery", 1);
+        let signer = backend
+            .generate(KeyRole::Ocsp, KeyType::EcP384)
+            .expect("generate");
+        assert_signs(signer.as_ref(), b"before");
+        backend
+            .pool
+            .checkout()
+            .expect("checkout")
+            .logout()
+            .expect("logout");
+        assert_signs(signer.as_ref(), b"after a logout");
+        // Recovered a second time, through check() this time.
+        backend
+            .pool
+            .checkout()
+            .expect("checkout")
+            .logout()
+            .expect("logout");
+        backend.check().expect("check recovers the session");
+        assert_signs(signer.as_ref(), b"after check");
+    }
+
+    #[test]
+    fn check_and_describe_report_the_token() {
+        let backend = open("t-check", 0);
+        assert_eq!(backend.pool.size, MIN_SESSIONS);
+        backend.check().expect("ready");
+        assert_eq!(backend.describe(), "pkcs11:t-check");
+    }
+
+    #[test]
+    fn raw_ecdsa_signature_becomes_minimal_der() {
+        let mut raw = [0u8; 64];
+        raw[31] = 0x01; // r = 1: leading zeros dropped
+        raw[32] = 0x80; // s has its top bit set: a 0x00 is prepended
+        let der = ecdsa_sig_value(&raw, 32).expect("encode");
+        let mut expected = vec![0x30, 0x26, 0x02, 0x01, 0x01, 0x02, 0x21, 0x00, 0x80];
+        expected.extend([0u8; 31]);
+        assert_eq!(der, expected);
+        assert!(matches!(
+            ecdsa_sig_value(&raw[..63], 32),
+            Err(SignError::Failed(_))
+        ));
+    }
+
+    #[test]
+    fn ec_point_is_read_wrapped_or_bare() {
+        let mut point = vec![UNCOMPRESSED_POINT];
+        point.extend([7u8; 64]);
+        let wrapped = OctetStringRef::new(&point)
+            .expect("octets")
+            .to_der()
+            .expect("der");
+        assert_eq!(
+            uncompressed_point(&wrapped, 32).expect("wrapped"),
+            point.as_slice()
+        );
+        assert_eq!(
+            uncompressed_point(&point, 32).expect("bare"),
+            point.as_slice()
+        );
+        assert!(
+            uncompressed_point(&point, 48).is_err(),
+            "wrong length for P-384"
+        );
+        let mut compressed = vec![0x02];
+        compressed.extend([7u8; 32]);
+        assert!(
+            uncompressed_point(&compressed, 32).is_err(),
+            "compressed points are refused"
+        );
+    }
+}

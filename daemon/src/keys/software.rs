@@ -1,0 +1,182 @@
+//! Software keys: PKCS#8 files (mode 0600) in the data directory, signing with aws-lc-rs.
+
+use super::{KeyBackend, KeyError, KeyRole};
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self as lc, EcdsaKeyPair, KeyPair};
+use pkid_protocols::algorithm::parse_spki;
+use pkid_protocols::{KeyType, SignError, SignatureAlgorithm, Signer};
+use spki::SubjectPublicKeyInfoOwned;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// Keys as `<dir>/<role>.p8` PKCS#8 DER files.
+pub struct SoftwareBackend {
+    dir: PathBuf,
+}
+
+impl SoftwareBackend {
+    /// A backend over `dir` (created on first key generation, mode 0700).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    fn path(&self, role: KeyRole) -> PathBuf {
+        self.dir.join(format!("{}.p8", role.name()))
+    }
+
+    /// The PKCS#8 file of a role (the TLS listener loads it directly into rustls).
+    pub fn key_path(&self, role: KeyRole) -> PathBuf {
+        self.path(role)
+    }
+}
+
+enum Key {
+    Ec(EcdsaKeyPair),
+    Rsa(aws_lc_rs::rsa::KeyPair),
+}
+
+/// A software key loaded into memory.
+pub struct SoftwareSigner {
+    key: Key,
+    algorithm: SignatureAlgorithm,
+    public_key: SubjectPublicKeyInfoOwned,
+    rng: SystemRandom,
+}
+
+impl SoftwareSigner {
+    /// Parses a PKCS#8 key (P-256, P-384 or RSA).
+    pub fn from_pkcs8(der: &[u8]) -> Result<Self, KeyError> {
+        let bad = || KeyError::Failed("key file is not a PKCS#8 P-256, P-384 or RSA private key".into());
+        let (key, spki_der) = if let Ok(k) = EcdsaKeyPair::from_pkcs8(&lc::ECDSA_P256_SHA256_ASN1_SIGNING, der) {
+            let spki = k.public_key().as_der().map_err(|_| bad())?.as_ref().to_vec();
+            (Key::Ec(k), spki)
+        } else if let Ok(k) = EcdsaKeyPair::from_pkcs8(&lc::ECDSA_P384_SHA384_ASN1_SIGNING, der) {
+            let spki = k.public_key().as_der().map_err(|_| bad())?.as_ref().to_vec();
+            (Key::Ec(k), spki)
+        } else {
+            let k = aws_lc_rs::rsa::KeyPair::from_pkcs8(der).map_err(|_| bad())?;
+            let spki = k.public_key().as_der().map_err(|_| bad())?.as_ref().to_vec();
+            (Key::Rsa(k), spki)
+        };
+        let public_key = parse_spki(&spki_der).map_err(|e| KeyError::Failed(e.to_string()))?;
+        let algorithm = KeyType::of(&public_key).map_err(|e| KeyError::Failed(e.to_string()))?.signature_algorithm();
+        Ok(Self { key, algorithm, public_key, rng: SystemRandom::new() })
+    }
+}
+
+impl Signer for SoftwareSigner {
+    fn algorithm(&self) -> SignatureAlgorithm {
+        self.algorithm
+    }
+
+    fn public_key(&self) -> &SubjectPublicKeyInfoOwned {
+        &self.public_key
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        match &self.key {
+            Key::Ec(k) => k
+                .sign(&self.rng, message)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|_| SignError::Failed("ECDSA signing failed".into())),
+            Key::Rsa(k) => {
+                let mut sig = vec![0u8; k.public_modulus_len()];
+                k.sign(&lc::RSA_PKCS1_SHA256, &self.rng, message, &mut sig)
+                    .map_err(|_| SignError::Failed("RSA signing failed".into()))?;
+                Ok(sig)
+            }
+        }
+    }
+}
+
+/// Generates a PKCS#8 private key of the given type.
+pub fn generate_pkcs8(key_type: KeyType) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    let fail = |_| KeyError::Failed("key generation failed".into());
+    let der = match key_type {
+        KeyType::EcP256 => EcdsaKeyPair::generate(&lc::ECDSA_P256_SHA256_ASN1_SIGNING).map_err(fail)?.to_pkcs8v1().map_err(fail)?.as_ref().to_vec(),
+        KeyType::EcP384 => EcdsaKeyPair::generate(&lc::ECDSA_P384_SHA384_ASN1_SIGNING).map_err(fail)?.to_pkcs8v1().map_err(fail)?.as_ref().to_vec(),
+        KeyType::Rsa(bits) => {
+            let size = match bits {
+                2048 => aws_lc_rs::rsa::KeySize::Rsa2048,
+                3072 => aws_lc_rs::rsa::KeySize::Rsa3072,
+                4096 => aws_lc_rs::rsa::KeySize::Rsa4096,
+                other => return Err(KeyError::Failed(format!("unsupported RSA size {other}"))),
+            };
+            let k = aws_lc_rs::rsa::KeyPair::generate(size).map_err(fail)?;
+            let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&k).map_err(fail)?;
+            der.as_ref().to_vec()
+        }
+    };
+    Ok(Zeroizing::new(der))
+}
+
+/// Writes `bytes` to a new file with mode 0600 and syncs it (never overwrites).
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+impl KeyBackend for SoftwareBackend {
+    fn generate(&self, role: KeyRole, key_type: KeyType) -> Result<Arc<dyn Signer>, KeyError> {
+        let path = self.path(role);
+        if path.exists() {
+            return Err(KeyError::Exists(role));
+        }
+        fs::create_dir_all(&self.dir).map_err(|e| KeyError::Failed(format!("creating {}: {e}", self.dir.display())))?;
+        std::fs::set_permissions(&self.dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| KeyError::Failed(format!("securing {}: {e}", self.dir.display())))?;
+        let der = generate_pkcs8(key_type)?;
+        write_private_file(&path, &der).map_err(|e| KeyError::Failed(format!("writing {}: {e}", path.display())))?;
+        Ok(Arc::new(SoftwareSigner::from_pkcs8(&der)?))
+    }
+
+    fn load(&self, role: KeyRole) -> Result<Arc<dyn Signer>, KeyError> {
+        let path = self.path(role);
+        let der = Zeroizing::new(fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => KeyError::NotFound(role),
+            _ => KeyError::Failed(format!("reading {}: {e}", path.display())),
+        })?);
+        Ok(Arc::new(SoftwareSigner::from_pkcs8(&der)?))
+    }
+
+    fn check(&self) -> Result<(), KeyError> {
+        if self.dir.is_dir() {
+            Ok(())
+        } else {
+            Err(KeyError::Unavailable(format!("key directory {} is missing", self.dir.display())))
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("software:{}", self.dir.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn generated_keys_are_private_sign_and_reload() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backend = SoftwareBackend::new(dir.path().join("keys"));
+        for (role, kt) in [(KeyRole::Root, KeyType::EcP384), (KeyRole::Issuing, KeyType::EcP256), (KeyRole::Ocsp, KeyType::Rsa(2048))] {
+            let signer = backend.generate(role, kt).expect("generate");
+            let mode = fs::metadata(backend.key_path(role)).expect("meta").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+            let sig = signer.sign(b"msg").expect("sign");
+            let loaded = backend.load(role).expect("load");
+            assert_eq!(loaded.public_key(), signer.public_key());
+            pkid_protocols::algorithm::verify(loaded.public_key(), &loaded.algorithm().identifier(), b"msg", &sig).expect("verify");
+        }
+        assert!(matches!(backend.generate(KeyRole::Root, KeyType::EcP256), Err(KeyError::Exists(KeyRole::Root))));
+        assert!(matches!(backend.load(KeyRole::Tsa), Err(KeyError::NotFound(KeyRole::Tsa))));
+    }
+}

@@ -1,0 +1,166 @@
+//! Prometheus metrics, and the decorators that count signer and store operations.
+
+use crate::store::{AuditEntry, CertificateRecord, Change, ListFilter, NewCertificate, StatusChange, Store, StoreError};
+use pkid_protocols::{SignError, SignatureAlgorithm, Signer};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use spki::SubjectPublicKeyInfoOwned;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Latency buckets in seconds: 50 µs (a cached OCSP answer) to 5 s (an HSM under load).
+const LATENCY_BUCKETS: &[f64] = &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+/// All metrics the daemon exports.
+pub struct Metrics {
+    registry: Registry,
+    /// HTTP requests by route and status code.
+    pub http_requests: IntCounterVec,
+    /// HTTP request latency by route.
+    pub http_duration: HistogramVec,
+    /// Requests refused by the rate limiter.
+    pub rate_limited: IntCounter,
+    /// Signatures by key role and outcome.
+    pub signer_operations: IntCounterVec,
+    /// Signing latency by key role.
+    pub signer_duration: HistogramVec,
+    /// Store operations by operation and outcome.
+    pub store_operations: IntCounterVec,
+    /// Store latency by operation.
+    pub store_duration: HistogramVec,
+    /// The newest store change sequence number the daemon has applied.
+    pub change_seq: IntGauge,
+}
+
+fn must<T>(r: Result<T, prometheus::Error>) -> T {
+    // Metric definitions are static; a failure here is a programming error caught by tests.
+    r.unwrap_or_else(|e| panic!("metric definition: {e}"))
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("pkid".into()), None).unwrap_or_default();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = must(IntCounterVec::new(Opts::new(name, help), labels));
+            must(registry.register(Box::new(c.clone())));
+            c
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            let h = must(HistogramVec::new(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()), labels));
+            must(registry.register(Box::new(h.clone())));
+            h
+        };
+        let http_requests = counter("http_requests_total", "HTTP requests by route and status.", &["route", "status"]);
+        let http_duration = histogram("http_request_duration_seconds", "HTTP request latency.", &["route"]);
+        let signer_operations = counter("signer_operations_total", "Signatures by key role and outcome.", &["role", "outcome"]);
+        let signer_duration = histogram("signer_duration_seconds", "Signing latency by key role.", &["role"]);
+        let store_operations = counter("store_operations_total", "Store operations by operation and outcome.", &["op", "outcome"]);
+        let store_duration = histogram("store_duration_seconds", "Store latency by operation.", &["op"]);
+        let rate_limited = must(IntCounter::new("http_rate_limited_total", "Requests answered 429."));
+        must(registry.register(Box::new(rate_limited.clone())));
+        let change_seq = must(IntGauge::new("store_change_seq", "Newest store change applied by this daemon."));
+        must(registry.register(Box::new(change_seq.clone())));
+        Self { registry, http_requests, http_duration, rate_limited, signer_operations, signer_duration, store_operations, store_duration, change_seq }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+        buf
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A signer that counts and times its signatures.
+pub struct MeteredSigner {
+    inner: Arc<dyn Signer>,
+    role: &'static str,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredSigner {
+    /// Wraps `inner`, labelling its metrics with `role`.
+    pub fn wrap(inner: Arc<dyn Signer>, role: &'static str, metrics: Arc<Metrics>) -> Arc<dyn Signer> {
+        Arc::new(Self { inner, role, metrics })
+    }
+}
+
+impl Signer for MeteredSigner {
+    fn algorithm(&self) -> SignatureAlgorithm {
+        self.inner.algorithm()
+    }
+    fn public_key(&self) -> &SubjectPublicKeyInfoOwned {
+        self.inner.public_key()
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        let start = Instant::now();
+        let r = self.inner.sign(message);
+        self.metrics.signer_duration.with_label_values(&[self.role]).observe(start.elapsed().as_secs_f64());
+        let outcome = match &r {
+            Ok(_) => "ok",
+            Err(SignError::Unavailable(_)) => "unavailable",
+            Err(_) => "error",
+        };
+        self.metrics.signer_operations.with_label_values(&[self.role, outcome]).inc();
+        r
+    }
+}
+
+/// A store that counts and times its operations.
+pub struct MeteredStore {
+    inner: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredStore {
+    /// Wraps `inner`.
+    pub fn wrap(inner: Arc<dyn Store>, metrics: Arc<Metrics>) -> Arc<dyn Store> {
+        Arc::new(Self { inner, metrics })
+    }
+
+    fn observe<T>(&self, op: &'static str, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let start = Instant::now();
+        let r = f();
+        self.metrics.store_duration.with_label_values(&[op]).observe(start.elapsed().as_secs_f64());
+        self.metrics.store_operations.with_label_values(&[op, if r.is_ok() { "ok" } else { "error" }]).inc();
+        r
+    }
+}
+
+impl Store for MeteredStore {
+    fn reserve(&self, cert: &NewCertificate) -> Result<(), StoreError> {
+        self.observe("reserve", || self.inner.reserve(cert))
+    }
+    fn complete(&self, serial: &str, der: &[u8]) -> Result<(), StoreError> {
+        self.observe("complete", || self.inner.complete(serial, der))
+    }
+    fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
+        self.observe("certificate", || self.inner.certificate(serial))
+    }
+    fn list(&self, filter: &ListFilter) -> Result<Vec<CertificateRecord>, StoreError> {
+        self.observe("list", || self.inner.list(filter))
+    }
+    fn change_status(&self, serial: &str, change: StatusChange, audit: &AuditEntry) -> Result<CertificateRecord, StoreError> {
+        self.observe("change_status", || self.inner.change_status(serial, change, audit))
+    }
+    fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.observe("audit", || self.inner.audit(entry))
+    }
+    fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.observe("audit_log", || self.inner.audit_log(limit))
+    }
+    fn changes_since(&self, seq: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        self.observe("changes_since", || self.inner.changes_since(seq, limit))
+    }
+    fn ping(&self) -> Result<(), StoreError> {
+        self.observe("ping", || self.inner.ping())
+    }
+}

@@ -1,0 +1,381 @@
+//! SQLite store: WAL mode with `synchronous=FULL`, versioned migrations, one connection per
+//! process guarded by a mutex (SQLite serialises writers anyway; the hot read paths are served
+//! from memory, not from here).
+
+use super::*;
+use pkid_protocols::revocation;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Migrations, applied in order; the index + 1 is the schema version. Never edit one that has
+/// shipped: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: certificates, change sequence, audit log.
+    "CREATE TABLE certificates (
+        serial          TEXT PRIMARY KEY NOT NULL,
+        issuer          TEXT NOT NULL,
+        subject         TEXT NOT NULL,
+        profile         TEXT NOT NULL,
+        not_before      INTEGER NOT NULL,
+        not_after       INTEGER NOT NULL,
+        status          TEXT NOT NULL CHECK (status IN ('pending','valid','revoked','hold')),
+        revoked_at      INTEGER,
+        reason          INTEGER,
+        invalidity_date INTEGER,
+        tbs             BLOB NOT NULL,
+        der             BLOB,
+        replaces        TEXT REFERENCES certificates(serial),
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX certificates_issuer_status ON certificates(issuer, status);
+    CREATE INDEX certificates_not_after ON certificates(not_after);
+    CREATE TABLE changes (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        serial   TEXT NOT NULL REFERENCES certificates(serial),
+        at       INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE audit (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        at      INTEGER NOT NULL,
+        actor   TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        target  TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail  TEXT NOT NULL
+    ) STRICT;",
+];
+
+/// The embedded default store.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+const CERT_COLUMNS: &str = "serial, issuer, subject, profile, not_before, not_after, status, revoked_at, reason, \
+     invalidity_date, tbs, der, replaces, created_at";
+
+fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<CertificateRecord> {
+    let status: String = row.get(6)?;
+    let reason: Option<u8> = row.get(8)?;
+    Ok(CertificateRecord {
+        serial: row.get(0)?,
+        issuer: row.get(1)?,
+        subject: row.get(2)?,
+        profile: row.get(3)?,
+        not_before: row.get(4)?,
+        not_after: row.get(5)?,
+        status: CertStatus::parse(&status).unwrap_or(CertStatus::Pending),
+        revoked_at: row.get(7)?,
+        reason: reason.and_then(revocation::from_code),
+        invalidity_date: row.get(9)?,
+        tbs: row.get(10)?,
+        der: row.get(11)?,
+        replaces: row.get(12)?,
+        created_at: row.get(13)?,
+    })
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database and applies pending migrations.
+    pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        conn.busy_timeout(busy_timeout).map_err(unavailable)?;
+        // WAL lets the CLI write while the daemon reads; FULL syncs the WAL on every commit, so a
+        // committed certificate survives power loss (NORMAL may lose the last commits).
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(unavailable)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Unavailable(format!("could not enable WAL (journal_mode={mode})")));
+        }
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;").map_err(unavailable)?;
+        Self::migrate(&mut conn)?;
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
+        tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL) STRICT;")
+            .map_err(unavailable)?;
+        let current: u64 = tx
+            .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_version", [], |r| r.get(0))
+            .map_err(unavailable)?;
+        if current as usize > MIGRATIONS.len() {
+            return Err(StoreError::Unavailable(format!(
+                "database schema version {current} is newer than this pkid ({}); upgrade pkid",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            tx.execute_batch(sql).map_err(unavailable)?;
+            tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [i as u64 + 1]).map_err(unavailable)?;
+            tracing::info!(version = i + 1, "applied store migration");
+        }
+        tx.commit().map_err(unavailable)
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
+        self.conn.lock().map_err(|_| StoreError::Unavailable("store lock poisoned".into()))
+    }
+
+    /// The schema version in force.
+    pub fn schema_version(&self) -> Result<u64, StoreError> {
+        self.lock()?.query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0)).map_err(unavailable)
+    }
+}
+
+fn insert_audit(conn: &Connection, e: &AuditEntry) -> rusqlite::Result<usize> {
+    conn.execute(
+        "INSERT INTO audit (at, actor, action, target, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![e.at, e.actor, e.action, e.target, e.outcome.as_str(), e.detail],
+    )
+}
+
+impl Store for SqliteStore {
+    fn reserve(&self, c: &NewCertificate) -> Result<(), StoreError> {
+        let conn = self.lock()?;
+        let r = conn.execute(
+            "INSERT INTO certificates (serial, issuer, subject, profile, not_before, not_after, status, tbs, replaces,
+                                       created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?9, ?9)",
+            params![c.serial, c.issuer, c.subject, c.profile, c.not_before, c.not_after, c.tbs, c.replaces, c.created_at],
+        );
+        match r {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                Err(StoreError::DuplicateSerial(c.serial.clone()))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    fn complete(&self, serial: &str, der: &[u8]) -> Result<(), StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
+        let n = tx
+            .execute("UPDATE certificates SET der = ?2, status = 'valid' WHERE serial = ?1 AND status = 'pending'", params![serial, der])
+            .map_err(unavailable)?;
+        if n != 1 {
+            return Err(StoreError::NotFound(serial.to_string()));
+        }
+        tx.execute("INSERT INTO changes (serial, at) SELECT serial, updated_at FROM certificates WHERE serial = ?1", [serial])
+            .map_err(unavailable)?;
+        tx.commit().map_err(unavailable)
+    }
+
+    fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
+        self.lock()?
+            .query_row(&format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"), [serial], record)
+            .optional()
+            .map_err(unavailable)
+    }
+
+    fn list(&self, f: &ListFilter) -> Result<Vec<CertificateRecord>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {CERT_COLUMNS} FROM certificates
+                 WHERE (?1 IS NULL OR status = ?1)
+                   AND (?2 IS NULL OR instr(lower(subject), lower(?2)) > 0)
+                   AND (?3 IS NULL OR issuer = ?3)
+                 ORDER BY created_at DESC, rowid DESC LIMIT ?4"
+            ))
+            .map_err(unavailable)?;
+        let limit = if f.limit == 0 { i64::MAX } else { f.limit as i64 };
+        let rows = stmt
+            .query_map(params![f.status.map(|s| s.as_str()), f.subject_contains, f.issuer, limit], record)
+            .map_err(unavailable)?;
+        rows.collect::<Result<_, _>>().map_err(unavailable)
+    }
+
+    fn change_status(&self, serial: &str, change: StatusChange, audit: &AuditEntry) -> Result<CertificateRecord, StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
+        let current: Option<String> = tx
+            .query_row("SELECT status FROM certificates WHERE serial = ?1", [serial], |r| r.get(0))
+            .optional()
+            .map_err(unavailable)?;
+        let status = current.and_then(|s| CertStatus::parse(&s)).ok_or_else(|| StoreError::NotFound(serial.to_string()))?;
+        let (allowed, action): (&[CertStatus], &'static str) = match change {
+            StatusChange::Revoke { .. } => (&[CertStatus::Valid, CertStatus::Hold], "revoke"),
+            StatusChange::Hold { .. } => (&[CertStatus::Valid], "hold"),
+            StatusChange::Release => (&[CertStatus::Hold], "release"),
+        };
+        if !allowed.contains(&status) {
+            return Err(StoreError::Conflict { serial: serial.to_string(), status: status.as_str(), action });
+        }
+        let now = audit.at;
+        match change {
+            StatusChange::Revoke { reason, at, invalidity_date } => tx.execute(
+                "UPDATE certificates SET status = 'revoked', revoked_at = ?2, reason = ?3, invalidity_date = ?4, updated_at = ?5
+                 WHERE serial = ?1",
+                params![serial, at, revocation::code(reason), invalidity_date, now],
+            ),
+            StatusChange::Hold { at } => tx.execute(
+                "UPDATE certificates SET status = 'hold', revoked_at = ?2, reason = ?3, invalidity_date = NULL, updated_at = ?4
+                 WHERE serial = ?1",
+                params![serial, at, revocation::code(CrlReason::CertificateHold), now],
+            ),
+            StatusChange::Release => tx.execute(
+                "UPDATE certificates SET status = 'valid', revoked_at = NULL, reason = NULL, invalidity_date = NULL,
+                 updated_at = ?2 WHERE serial = ?1",
+                params![serial, now],
+            ),
+        }
+        .map_err(unavailable)?;
+        tx.execute("INSERT INTO changes (serial, at) VALUES (?1, ?2)", params![serial, now]).map_err(unavailable)?;
+        insert_audit(&tx, audit).map_err(unavailable)?;
+        let rec = tx
+            .query_row(&format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"), [serial], record)
+            .map_err(unavailable)?;
+        tx.commit().map_err(unavailable)?;
+        Ok(rec)
+    }
+
+    fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let conn = self.lock()?;
+        insert_audit(&conn, entry).map(|_| ()).map_err(unavailable)
+    }
+
+    fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare_cached("SELECT at, actor, action, target, outcome, detail FROM audit ORDER BY id DESC LIMIT ?1")
+            .map_err(unavailable)?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                let outcome: String = r.get(4)?;
+                Ok(AuditEntry {
+                    at: r.get(0)?,
+                    actor: r.get(1)?,
+                    action: r.get(2)?,
+                    target: r.get(3)?,
+                    outcome: match outcome.as_str() {
+                        "success" => Outcome::Success,
+                        "refused" => Outcome::Refused,
+                        _ => Outcome::Failed,
+                    },
+                    detail: r.get(5)?,
+                })
+            })
+            .map_err(unavailable)?;
+        rows.collect::<Result<_, _>>().map_err(unavailable)
+    }
+
+    fn changes_since(&self, seq: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT ch.seq, c.serial, c.issuer, c.status, c.revoked_at, c.reason, c.not_after
+                 FROM changes ch JOIN certificates c ON c.serial = ch.serial
+                 WHERE ch.seq > ?1 ORDER BY ch.seq LIMIT ?2",
+            )
+            .map_err(unavailable)?;
+        let rows = stmt
+            .query_map(params![seq, limit as i64], |r| {
+                let status: String = r.get(3)?;
+                let reason: Option<u8> = r.get(5)?;
+                Ok(Change {
+                    seq: r.get(0)?,
+                    serial: r.get(1)?,
+                    issuer: r.get(2)?,
+                    status: CertStatus::parse(&status).unwrap_or(CertStatus::Pending),
+                    revoked_at: r.get(4)?,
+                    reason: reason.and_then(revocation::from_code),
+                    not_after: r.get(6)?,
+                })
+            })
+            .map_err(unavailable)?;
+        rows.collect::<Result<_, _>>().map_err(unavailable)
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.lock()?.query_row("SELECT 1", [], |_| Ok(())).map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = SqliteStore::open(&dir.path().join("t.db"), Duration::from_secs(1)).expect("open");
+        (dir, s)
+    }
+
+    fn new(serial: &str) -> NewCertificate {
+        NewCertificate {
+            serial: serial.into(),
+            issuer: "issuing".into(),
+            subject: "CN=Nguyễn Văn A".into(),
+            profile: "person".into(),
+            not_before: 100,
+            not_after: 200,
+            tbs: vec![1, 2, 3],
+            replaces: None,
+            created_at: 100,
+        }
+    }
+
+    fn audit(action: &str) -> AuditEntry {
+        AuditEntry { at: 150, actor: "op".into(), action: action.into(), target: "x".into(), outcome: Outcome::Success, detail: String::new() }
+    }
+
+    #[test]
+    fn reserve_complete_and_duplicate_serials() {
+        let (_d, s) = store();
+        s.reserve(&new("0a")).expect("reserve");
+        assert!(matches!(s.reserve(&new("0a")), Err(StoreError::DuplicateSerial(_))));
+        assert_eq!(s.certificate("0a").expect("get").expect("some").status, CertStatus::Pending);
+        assert!(s.changes_since(0, 10).expect("changes").is_empty(), "pending is not announced");
+        s.complete("0a", &[9, 9]).expect("complete");
+        let rec = s.certificate("0a").expect("get").expect("some");
+        assert_eq!((rec.status, rec.der.as_deref()), (CertStatus::Valid, Some(&[9u8, 9][..])));
+        assert!(s.complete("0a", &[9]).is_err(), "complete only once");
+        assert_eq!(s.changes_since(0, 10).expect("changes").len(), 1);
+        assert_eq!(s.schema_version().expect("v"), MIGRATIONS.len() as u64);
+    }
+
+    #[test]
+    fn status_transitions_are_checked_and_sequenced() {
+        let (_d, s) = store();
+        s.reserve(&new("0b")).expect("reserve");
+        s.complete("0b", &[1]).expect("complete");
+        assert!(matches!(s.change_status("0b", StatusChange::Release, &audit("r")), Err(StoreError::Conflict { .. })));
+        let held = s.change_status("0b", StatusChange::Hold { at: 150 }, &audit("h")).expect("hold");
+        assert_eq!((held.status, held.reason), (CertStatus::Hold, Some(CrlReason::CertificateHold)));
+        let rel = s.change_status("0b", StatusChange::Release, &audit("rel")).expect("release");
+        assert_eq!((rel.status, rel.reason, rel.revoked_at), (CertStatus::Valid, None, None));
+        let rev = s
+            .change_status("0b", StatusChange::Revoke { reason: CrlReason::KeyCompromise, at: 160, invalidity_date: Some(120) }, &audit("rev"))
+            .expect("revoke");
+        assert_eq!((rev.status, rev.reason, rev.invalidity_date), (CertStatus::Revoked, Some(CrlReason::KeyCompromise), Some(120)));
+        assert!(matches!(
+            s.change_status("0b", StatusChange::Revoke { reason: CrlReason::Unspecified, at: 1, invalidity_date: None }, &audit("x")),
+            Err(StoreError::Conflict { status: "revoked", .. })
+        ));
+        let seqs: Vec<u64> = s.changes_since(0, 100).expect("changes").iter().map(|c| c.seq).collect();
+        assert_eq!(seqs.len(), 4);
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(s.changes_since(seqs[2], 100).expect("tail").len(), 1);
+        assert_eq!(s.audit_log(10).expect("audit").len(), 3);
+        assert!(matches!(s.change_status("ff", StatusChange::Release, &audit("x")), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn a_second_connection_sees_commits_and_list_filters() {
+        let (d, s) = store();
+        let other = SqliteStore::open(&d.path().join("t.db"), Duration::from_secs(1)).expect("second");
+        s.reserve(&new("0c")).expect("reserve");
+        s.complete("0c", &[1]).expect("complete");
+        let f = ListFilter { status: Some(CertStatus::Valid), subject_contains: Some("văn".into()), ..Default::default() };
+        assert_eq!(other.list(&f).expect("list").len(), 1);
+        let f = ListFilter { status: Some(CertStatus::Revoked), ..Default::default() };
+        assert!(other.list(&f).expect("list").is_empty());
+    }
+}
