@@ -56,6 +56,7 @@ impl Issuer {
             ocsp_url: with_ocsp.then(|| format!("{public_url}/ocsp")),
             ca_issuers_url: Some(format!("{public_url}/ca/{name}.crt")),
             crl_url: Some(format!("{public_url}/crl/{name}.crl")),
+            freshest_crl_url: None,
         };
         Ok(Self { name: name.to_string(), certificate, der, signer, info })
     }

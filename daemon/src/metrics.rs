@@ -112,6 +112,18 @@ impl Signer for MeteredSigner {
         self.metrics.signer_operations.with_label_values(&[self.role, outcome]).inc();
         r
     }
+    fn sign_digest(&self, message: &[u8], digest: &aws_lc_rs::digest::Digest) -> Result<Vec<u8>, SignError> {
+        let start = Instant::now();
+        let r = self.inner.sign_digest(message, digest);
+        self.metrics.signer_duration.with_label_values(&[self.role]).observe(start.elapsed().as_secs_f64());
+        let outcome = match &r {
+            Ok(_) => "ok",
+            Err(SignError::Unavailable(_)) => "unavailable",
+            Err(_) => "error",
+        };
+        self.metrics.signer_operations.with_label_values(&[self.role, outcome]).inc();
+        r
+    }
 }
 
 /// A store that counts and times its operations.

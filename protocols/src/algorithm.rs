@@ -198,6 +198,30 @@ pub fn verify(
         .map_err(|_| AlgorithmError::BadSignature)
 }
 
+/// Verifies `signature` made by `algorithm` over a message whose `digest` the caller computed
+/// (with [`SignatureAlgorithm::digest`]), so a large message (a CRL) is hashed only once.
+pub fn verify_digest(
+    spki: &SubjectPublicKeyInfoOwned,
+    algorithm: SignatureAlgorithm,
+    digest: &aws_lc_rs::digest::Digest,
+    signature: &[u8],
+) -> Result<(), AlgorithmError> {
+    let verifier: &'static dyn VerificationAlgorithm = match (algorithm, KeyType::of(spki)?) {
+        (SignatureAlgorithm::EcdsaSha256, KeyType::EcP256) => &lc::ECDSA_P256_SHA256_ASN1,
+        (SignatureAlgorithm::EcdsaSha384, KeyType::EcP256) => &lc::ECDSA_P256_SHA384_ASN1,
+        (SignatureAlgorithm::EcdsaSha256, KeyType::EcP384) => &lc::ECDSA_P384_SHA256_ASN1,
+        (SignatureAlgorithm::EcdsaSha384, KeyType::EcP384) => &lc::ECDSA_P384_SHA384_ASN1,
+        (SignatureAlgorithm::RsaPkcs1Sha256, KeyType::Rsa(_)) => &lc::RSA_PKCS1_2048_8192_SHA256,
+        (alg, _) => return Err(AlgorithmError::UnsupportedSignature(alg.identifier().oid.to_string())),
+    };
+    if digest.algorithm() != algorithm.digest() {
+        return Err(AlgorithmError::UnsupportedSignature("digest does not match the signature algorithm".into()));
+    }
+    lc::UnparsedPublicKey::new(verifier, spki.subject_public_key.raw_bytes())
+        .verify_digest(digest, signature)
+        .map_err(|_| AlgorithmError::BadSignature)
+}
+
 /// SHA-1 of the subjectPublicKey BIT STRING contents: the RFC 5280 §4.2.1.2 method (1) key
 /// identifier, also the OCSP `ResponderID byKey` hash (RFC 6960 §4.2.1).
 pub fn key_identifier(spki: &SubjectPublicKeyInfoOwned) -> Vec<u8> {

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod algorithm;
+pub mod crl;
 pub mod csr;
 pub mod name;
 pub mod profile;

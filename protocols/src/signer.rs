@@ -17,6 +17,22 @@ pub trait Signer: Send + Sync {
     /// Signs `message` (not a digest: the signer hashes it) and returns the signature in its
     /// X.509 encoding (DER `Ecdsa-Sig-Value` for ECDSA, the raw block for RSA).
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError>;
+
+    /// Signs `message` whose digest the caller has already computed with
+    /// [`SignatureAlgorithm::digest`], returning the same encoding as [`Signer::sign`].
+    ///
+    /// Large messages (a CRL with a million entries is ~50 MB) are then hashed once, by the
+    /// caller, who also needs the digest to check the signature; backends that can sign a digest
+    /// (software keys, PKCS#11 `CKM_ECDSA`) override this, and nothing large crosses to a token.
+    /// The default ignores `digest` and signs `message`, so every backend stays correct.
+    fn sign_digest(
+        &self,
+        message: &[u8],
+        digest: &aws_lc_rs::digest::Digest,
+    ) -> Result<Vec<u8>, SignError> {
+        let _ = digest;
+        self.sign(message)
+    }
 }
 
 /// Why a signature could not be made. Carries no key material.

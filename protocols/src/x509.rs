@@ -19,7 +19,7 @@ use x509_cert::ext::pkix::crl::dp::DistributionPoint;
 use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
 use x509_cert::ext::pkix::{
     AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints, CrlDistributionPoints,
-    ExtendedKeyUsage, KeyUsage, SubjectAltName, SubjectKeyIdentifier,
+    ExtendedKeyUsage, FreshestCrl, KeyUsage, SubjectAltName, SubjectKeyIdentifier,
 };
 use x509_cert::ext::Extension;
 use x509_cert::name::Name;
@@ -47,6 +47,9 @@ pub struct IssuerInfo {
     pub ca_issuers_url: Option<String>,
     /// CRL distribution point URL.
     pub crl_url: Option<String>,
+    /// Delta CRL URL for the freshestCRL extension (RFC 5280 §4.2.1.15), when deltas are
+    /// published.
+    pub freshest_crl_url: Option<String>,
 }
 
 /// The subject-specific content of a certificate to build.
@@ -152,6 +155,16 @@ pub fn build_tbs(
         if let Some(url) = &issuer.crl_url {
             exts.push(extension(
                 &CrlDistributionPoints(vec![DistributionPoint {
+                    distribution_point: Some(DistributionPointName::FullName(vec![uri(url)?])),
+                    reasons: None,
+                    crl_issuer: None,
+                }]),
+                false,
+            )?);
+        }
+        if let Some(url) = &issuer.freshest_crl_url {
+            exts.push(extension(
+                &FreshestCrl(vec![DistributionPoint {
                     distribution_point: Some(DistributionPointName::FullName(vec![uri(url)?])),
                     reasons: None,
                     crl_issuer: None,

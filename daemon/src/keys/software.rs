@@ -92,6 +92,24 @@ impl Signer for SoftwareSigner {
             }
         }
     }
+
+    fn sign_digest(&self, message: &[u8], digest: &aws_lc_rs::digest::Digest) -> Result<Vec<u8>, SignError> {
+        if digest.algorithm() != self.algorithm.digest() {
+            return self.sign(message);
+        }
+        match &self.key {
+            Key::Ec(k) => k
+                .sign_digest(digest)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|_| SignError::Failed("ECDSA signing failed".into())),
+            Key::Rsa(k) => {
+                let mut sig = vec![0u8; k.public_modulus_len()];
+                k.sign_digest(&lc::RSA_PKCS1_SHA256, digest, &mut sig)
+                    .map_err(|_| SignError::Failed("RSA signing failed".into()))?;
+                Ok(sig)
+            }
+        }
+    }
 }
 
 /// Generates a PKCS#8 private key of the given type.
