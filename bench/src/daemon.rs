@@ -15,8 +15,17 @@ pub fn pkid_binary() -> PathBuf {
 
 /// Runs `pkid --data DIR ARGS…` to completion, panicking with its stderr on failure.
 pub fn pkid(data: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new(pkid_binary()).arg("--data").arg(data).args(args).output().unwrap_or_else(|e| panic!("running pkid: {e}"));
-    assert!(out.status.success(), "pkid {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(pkid_binary())
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running pkid: {e}"));
+    assert!(
+        out.status.success(),
+        "pkid {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -52,9 +61,17 @@ impl Daemon {
             if let Ok(a) = rx.recv_timeout(Duration::from_millis(100)) {
                 break a;
             }
-            assert!(Instant::now() < deadline, "pkid did not start listening within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "pkid did not start listening within 60 s"
+            );
         };
-        Daemon { child, http: addr.parse().unwrap_or_else(|e| panic!("listener address {addr:?}: {e}")) }
+        Daemon {
+            child,
+            http: addr
+                .parse()
+                .unwrap_or_else(|e| panic!("listener address {addr:?}: {e}")),
+        }
     }
 }
 

@@ -35,12 +35,26 @@ pub struct RequestTemplate {
 impl RequestTemplate {
     /// A GET of `path`.
     pub fn get(path: impl Into<String>) -> Self {
-        Self { method: Method::GET, path: path.into(), content_type: None, body: Bytes::new() }
+        Self {
+            method: Method::GET,
+            path: path.into(),
+            content_type: None,
+            body: Bytes::new(),
+        }
     }
 
     /// A POST of `body` to `path`.
-    pub fn post(path: impl Into<String>, content_type: &'static str, body: impl Into<Bytes>) -> Self {
-        Self { method: Method::POST, path: path.into(), content_type: Some(content_type), body: body.into() }
+    pub fn post(
+        path: impl Into<String>,
+        content_type: &'static str,
+        body: impl Into<Bytes>,
+    ) -> Self {
+        Self {
+            method: Method::POST,
+            path: path.into(),
+            content_type: Some(content_type),
+            body: body.into(),
+        }
     }
 }
 
@@ -86,7 +100,10 @@ impl LoadReport {
 }
 
 fn assert_loopback(addr: SocketAddr) {
-    assert!(addr.ip().is_loopback(), "load is only ever sent to loopback addresses, not {addr}");
+    assert!(
+        addr.ip().is_loopback(),
+        "load is only ever sent to loopback addresses, not {addr}"
+    );
 }
 
 /// Runs the load and returns the measured report.
@@ -100,9 +117,12 @@ pub async fn run(spec: LoadSpec) -> LoadReport {
     for worker in 0..spec.connections {
         let spec = spec.clone();
         let sent = sent.clone();
-        tasks.push(tokio::spawn(async move { worker_loop(worker, spec, sent, measure_from, end).await }));
+        tasks.push(tokio::spawn(async move {
+            worker_loop(worker, spec, sent, measure_from, end).await
+        }));
     }
-    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| unreachable!());
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+        .unwrap_or_else(|_| unreachable!());
     let (mut ok, mut errors) = (0, 0);
     for t in tasks {
         if let Ok((h, o, e)) = t.await {
@@ -125,15 +145,24 @@ type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 async fn connect(addr: SocketAddr) -> Option<Sender> {
     let stream = TcpStream::connect(addr).await.ok()?;
     let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .ok()?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
     Some(sender)
 }
 
-async fn worker_loop(worker: usize, spec: LoadSpec, sent: Arc<AtomicU64>, measure_from: Instant, end: Instant) -> (hdrhistogram::Histogram<u64>, u64, u64) {
-    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| unreachable!());
+async fn worker_loop(
+    worker: usize,
+    spec: LoadSpec,
+    sent: Arc<AtomicU64>,
+    measure_from: Instant,
+    end: Instant,
+) -> (hdrhistogram::Histogram<u64>, u64, u64) {
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+        .unwrap_or_else(|_| unreachable!());
     let (mut ok, mut errors) = (0u64, 0u64);
     let mut sender: Option<Sender> = None;
     let mut i = worker;
@@ -144,14 +173,19 @@ async fn worker_loop(worker: usize, spec: LoadSpec, sent: Arc<AtomicU64>, measur
         }
         let t = &spec.requests[i % spec.requests.len()];
         i += spec.connections;
-        let mut b = Request::builder().method(t.method.clone()).uri(&t.path).header("host", "127.0.0.1");
+        let mut b = Request::builder()
+            .method(t.method.clone())
+            .uri(&t.path)
+            .header("host", "127.0.0.1");
         if let Some(ct) = t.content_type {
             b = b.header("content-type", ct);
         }
         if !spec.keep_alive {
             b = b.header("connection", "close");
         }
-        let Ok(req) = b.body(Full::new(t.body.clone())) else { break };
+        let Ok(req) = b.body(Full::new(t.body.clone())) else {
+            break;
+        };
         let started = Instant::now();
         if sender.as_ref().is_none_or(|s| s.is_closed()) || !spec.keep_alive {
             sender = connect(spec.addr).await;

@@ -233,7 +233,12 @@ pub trait Store: Send + Sync {
     fn list(&self, filter: &ListFilter) -> Result<Vec<CertificateRecord>, StoreError>;
     /// Applies a status change, its change-sequence entry and its audit record in one
     /// transaction. Returns the updated record.
-    fn change_status(&self, serial: &str, change: StatusChange, audit: &AuditEntry) -> Result<CertificateRecord, StoreError>;
+    fn change_status(
+        &self,
+        serial: &str,
+        change: StatusChange,
+        audit: &AuditEntry,
+    ) -> Result<CertificateRecord, StoreError>;
     /// Appends an audit record.
     fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// The newest audit records, newest first.
