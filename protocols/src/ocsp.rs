@@ -92,6 +92,28 @@ impl IssuerHashes {
         })
     }
 
+    /// A CertID for `serial` under this issuer with the given hash (parameters NULL, as
+    /// OpenSSL and most clients send them).
+    pub fn cert_id(
+        &self,
+        hash: CertIdHash,
+        serial: x509_cert::serial_number::SerialNumber,
+    ) -> Result<CertId, der::Error> {
+        let ((name, key), oid) = match hash {
+            CertIdHash::Sha1 => (&self.sha1, ID_SHA1),
+            CertIdHash::Sha256 => (&self.sha256, ID_SHA256),
+        };
+        Ok(CertId {
+            hash_algorithm: spki::AlgorithmIdentifierOwned {
+                oid,
+                parameters: Some(Null.into()),
+            },
+            issuer_name_hash: OctetString::new(name.clone())?,
+            issuer_key_hash: OctetString::new(key.clone())?,
+            serial_number: serial,
+        })
+    }
+
     /// Whether `cert_id` names this issuer.
     pub fn matches(&self, cert_id: &CertId) -> bool {
         let (name, key) = match CertIdHash::of(cert_id) {

@@ -250,7 +250,7 @@ fn signed_response_verifies_and_carries_each_status() {
         .tbs_response_data
         .responses
         .iter()
-        .map(|r| r.cert_status.clone())
+        .map(|r| r.cert_status)
         .collect();
     assert!(matches!(got[0], CertStatus::Good(_)));
     assert!(
