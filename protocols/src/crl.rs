@@ -1150,7 +1150,7 @@ mod tests {
         }
     }
 
-    fn ext<'a>(exts: &'a Option<Vec<Extension>>, oid: ObjectIdentifier) -> Option<&'a Extension> {
+    fn ext(exts: &Option<Vec<Extension>>, oid: ObjectIdentifier) -> Option<&Extension> {
         exts.as_ref()?.iter().find(|e| e.extn_id == oid)
     }
 
