@@ -341,9 +341,24 @@ impl Authority {
                 not_after,
                 subject_alt_name: req.subject_alt_name.clone(),
             };
+            // CRL partition (assigned once, at issuance) and the CRL URLs that go with it.
+            let shard = crate::crl::shard_for(&self.config.crl, issuer.name, &template.serial);
+            let with_crl_urls = issuer.info.filter(|_| self.config.crl.enabled).map(|i| {
+                let (cdp, freshest) = crate::crl::certificate_urls(
+                    &self.config.crl,
+                    &self.config.server.public_url,
+                    issuer.name,
+                    shard,
+                );
+                IssuerInfo {
+                    crl_url: Some(cdp),
+                    freshest_crl_url: freshest,
+                    ..i.clone()
+                }
+            });
             let tbs = x509::build_tbs(
                 req.profile,
-                issuer.info,
+                with_crl_urls.as_ref().or(issuer.info),
                 &template,
                 issuer.signer.algorithm(),
             )?;
@@ -377,6 +392,9 @@ impl Authority {
                     continue;
                 }
                 other => other?,
+            }
+            if let Some(shard) = shard {
+                self.store.set_crl_shard(&serial_hex, shard)?;
             }
             let cert = x509::sign_and_verify(tbs, &tbs_der, issuer.signer)?;
             let der = cert

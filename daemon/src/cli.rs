@@ -4,6 +4,9 @@
 //! input. Secrets never come from arguments: the PKCS#11 PIN is read from a file or an
 //! environment variable named in the configuration.
 
+mod crl;
+pub use crl::CrlCommand;
+
 use crate::ca::CaError;
 use crate::datadir::{self, InitOptions};
 use crate::store::{CertStatus, CertificateRecord, ListFilter};
@@ -45,6 +48,9 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Certificate revocation lists.
+    #[command(subcommand)]
+    Crl(CrlCommand),
 }
 
 /// `pkid init` options.
@@ -344,6 +350,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Cert(cmd) => cert(&data, cmd, &who),
+        Command::Crl(cmd) => crl::run(&data, cmd, &who),
     }
 }
 

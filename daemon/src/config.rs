@@ -21,6 +21,9 @@ use x509_cert::ext::pkix::{KeyUsage, KeyUsages};
 use x509_cert::name::Name;
 use zeroize::Zeroizing;
 
+mod crl;
+pub use crl::CrlConfig;
+
 /// The documented configuration, compiled in: defaults and the file `pkid init` writes.
 pub const TEMPLATE: &str = include_str!("../../conf/pkid.toml");
 
@@ -45,6 +48,7 @@ struct RawConfig {
     store: RawStore,
     keys: RawKeys,
     ocsp: RawOcsp,
+    crl: crl::RawCrl,
     ca: RawCa,
     profiles: BTreeMap<String, RawProfile>,
 }
@@ -154,6 +158,8 @@ pub struct Config {
     pub keys: KeysConfig,
     /// The OCSP responder.
     pub ocsp: OcspConfig,
+    /// CRL publication.
+    pub crl: CrlConfig,
     /// The CA hierarchy `pkid init` makes.
     pub ca: CaConfig,
     /// Subscriber profiles by name.
@@ -534,6 +540,7 @@ impl Config {
             presign: o.presign,
             expiry_warning_secs: o.expiry_warning_days * 86_400,
         };
+        let crl = CrlConfig::try_from(raw.crl)?;
         let c = raw.ca;
         let name = |s: &str, what: &str| {
             pkid_protocols::name::parse(s).map_err(|e| format!("ca.{what}: {e}"))
@@ -581,6 +588,7 @@ impl Config {
             store,
             keys: KeysConfig { backend, algorithm },
             ocsp,
+            crl,
             ca,
             profiles,
         })
@@ -748,6 +756,11 @@ mod tests {
             ("[ocsp]\nvalidity_hours = 241\n", "validity_hours"),
             ("[ocsp]\nvalidity_hours = 24\nrefresh_before_hours = 24\n", "refresh_before_hours"),
             ("[ocsp]\nunknown_issuer = \"good\"\n", "unknown_issuer"),
+            ("[crl]\nnext_update_hours = 0\n", "crl.next_update_hours"),
+            ("[crl]\ndelta_next_update_hours = 999\n", "delta_next_update_hours"),
+            ("[crl]\nshards = 5000\n", "crl.shards"),
+            ("[crl]\ndebounce_ms = 60001\n", "debounce_ms"),
+            ("[crl]\nexpired_grace_hours = 1\n", "RFC 5280"),
             ("[profiles.x]\nkey_usage=[\"keyCertSign\"]\nextended_key_usage=[]\nextended_key_usage_critical=false\nmax_validity_days=1\ndefault_validity_days=1\nallowed_keys=[\"p256\"]\nrequired_subject=[]\ncopy_subject_alt_name=false\n", "keyCertSign"),
         ] {
             let e = Config::parse(Path::new("/d"), Some(text), "t").expect_err(text);

@@ -14,6 +14,7 @@ pub mod ca;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod crl;
 pub mod datadir;
 pub mod http;
 pub mod index;

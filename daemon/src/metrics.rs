@@ -6,8 +6,8 @@ use crate::store::{
 };
 use pkid_protocols::{SignError, SignatureAlgorithm, Signer};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use spki::SubjectPublicKeyInfoOwned;
 use std::sync::Arc;
@@ -17,6 +17,11 @@ use std::time::Instant;
 const LATENCY_BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5, 5.0,
+];
+
+/// CRL generation buckets in seconds: a handful of entries (1 ms) to millions (60 s).
+const CRL_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
 /// All metrics the daemon exports.
@@ -48,6 +53,16 @@ pub struct Metrics {
     pub index_entries: IntGauge,
     /// Approximate bytes held by the revocation index.
     pub index_bytes: IntGauge,
+    /// CRL generations by issuer, kind (full, delta) and outcome.
+    pub crl_generations: IntCounterVec,
+    /// Seconds to generate one CRL (read, build, sign, store), by kind.
+    pub crl_generation_seconds: HistogramVec,
+    /// cRLNumber of each published CRL, by issuer, scope and kind.
+    pub crl_number: IntGaugeVec,
+    /// Entries of each published CRL.
+    pub crl_entries: IntGaugeVec,
+    /// Size in bytes of each published CRL.
+    pub crl_bytes: IntGaugeVec,
 }
 
 fn must<T>(r: Result<T, prometheus::Error>) -> T {
@@ -138,6 +153,31 @@ impl Metrics {
             "revocation_index_bytes",
             "Approximate bytes held by the revocation index.",
         );
+        let crl_generations = counter(
+            "crl_generations_total",
+            "CRL generations by issuer, kind and outcome.",
+            &["issuer", "kind", "outcome"],
+        );
+        let crl_generation_seconds = must(HistogramVec::new(
+            HistogramOpts::new(
+                "crl_generation_seconds",
+                "Seconds to read, build, sign and store one CRL.",
+            )
+            .buckets(CRL_BUCKETS.to_vec()),
+            &["kind"],
+        ));
+        must(registry.register(Box::new(crl_generation_seconds.clone())));
+        let crl_gauge = |name: &str, help: &str| {
+            let g = must(IntGaugeVec::new(
+                Opts::new(name, help),
+                &["issuer", "scope", "kind"],
+            ));
+            must(registry.register(Box::new(g.clone())));
+            g
+        };
+        let crl_number = crl_gauge("crl_number", "cRLNumber of each published CRL.");
+        let crl_entries = crl_gauge("crl_entries", "Entries of each published CRL.");
+        let crl_bytes = crl_gauge("crl_bytes", "Size in bytes of each published CRL.");
         Self {
             registry,
             http_requests,
@@ -153,6 +193,11 @@ impl Metrics {
             ocsp_responder_expiry,
             index_entries,
             index_bytes,
+            crl_generations,
+            crl_generation_seconds,
+            crl_number,
+            crl_entries,
+            crl_bytes,
         }
     }
 
@@ -311,5 +356,45 @@ impl Store for MeteredStore {
     }
     fn scan_statuses(&self, visit: &mut dyn FnMut(StatusRow<'_>)) -> Result<u64, StoreError> {
         self.observe("scan_statuses", || self.inner.scan_statuses(visit))
+    }
+    fn set_crl_shard(&self, serial: &str, shard: u32) -> Result<(), StoreError> {
+        self.observe("set_crl_shard", || self.inner.set_crl_shard(serial, shard))
+    }
+    fn scan_crl_entries(
+        &self,
+        query: &crate::store::crl::CrlQuery<'_>,
+        visitor: &mut dyn crate::store::crl::CrlVisitor,
+    ) -> Result<u64, StoreError> {
+        self.observe("scan_crl_entries", || {
+            self.inner.scan_crl_entries(query, visitor)
+        })
+    }
+    fn crl_changes_since(
+        &self,
+        seq: u64,
+    ) -> Result<(Vec<crate::store::crl::CrlScopeChange>, u64), StoreError> {
+        self.observe("crl_changes_since", || self.inner.crl_changes_since(seq))
+    }
+    fn max_crl_shard(&self, issuer: &str) -> Result<Option<u32>, StoreError> {
+        self.observe("max_crl_shard", || self.inner.max_crl_shard(issuer))
+    }
+    fn next_crl_number(&self, issuer: &str, shard: Option<u32>) -> Result<u64, StoreError> {
+        self.observe("next_crl_number", || {
+            self.inner.next_crl_number(issuer, shard)
+        })
+    }
+    fn put_crl(&self, crl: &crate::store::crl::NewCrl<'_>) -> Result<bool, StoreError> {
+        self.observe("put_crl", || self.inner.put_crl(crl))
+    }
+    fn crl_infos(&self) -> Result<Vec<crate::store::crl::CrlInfo>, StoreError> {
+        self.observe("crl_infos", || self.inner.crl_infos())
+    }
+    fn stored_crl(
+        &self,
+        issuer: &str,
+        shard: Option<u32>,
+        delta: bool,
+    ) -> Result<Option<crate::store::crl::StoredCrl>, StoreError> {
+        self.observe("stored_crl", || self.inner.stored_crl(issuer, shard, delta))
     }
 }

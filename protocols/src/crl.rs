@@ -821,6 +821,15 @@ impl CrlBuilder {
         })
     }
 
+    /// Makes room for `bytes` more of encoded entries (when their number becomes known after
+    /// [`CrlBuilder::new`], e.g. from a database count).
+    pub fn reserve(&mut self, bytes: usize) {
+        let room = bytes
+            .min(MAX_CRL_BYTES)
+            .saturating_add(self.extensions.len() + 256);
+        self.buf.reserve(room);
+    }
+
     /// Entries pushed so far.
     pub fn entries(&self) -> usize {
         self.entries

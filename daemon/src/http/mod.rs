@@ -6,6 +6,7 @@
 //! reload of the settings that are safe to change live (log filter, rate limit, body limit).
 
 pub mod body;
+mod crl;
 mod ocsp;
 mod routes;
 
@@ -69,6 +70,8 @@ pub struct AppState {
     pub index: Arc<RevocationIndex>,
     /// The OCSP responder, when enabled.
     pub ocsp: Option<Arc<OcspService>>,
+    /// CRL publication, when enabled.
+    pub crl: Option<Arc<crate::crl::CrlService>>,
     listeners: Vec<Arc<dyn ChangeListener>>,
 }
 
@@ -246,6 +249,17 @@ pub fn serve(data: &Path, args: ServeArgs, actor: &str) -> Result<(), Failure> {
     } else {
         None
     };
+    let crl = config.crl.enabled.then(|| {
+        let service = Arc::new(crate::crl::CrlService::new(
+            authority.clone(),
+            config.crl.clone(),
+            &config.server.public_url,
+            "pkid",
+            Some(metrics.clone()),
+        ));
+        listeners.push(service.clone());
+        service
+    });
     let state = Arc::new(AppState {
         data_dir: data.to_path_buf(),
         limiter: ArcSwapOption::new(limiter(config.server.rate_limit)),
@@ -257,6 +271,7 @@ pub fn serve(data: &Path, args: ServeArgs, actor: &str) -> Result<(), Failure> {
         ca_certs,
         index,
         ocsp,
+        crl,
         listeners,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -349,6 +364,9 @@ async fn run(state: Arc<AppState>) -> Result<(), Failure> {
     tokio::spawn(sweep_limiter(state.clone(), stop_rx.clone()));
     if let Some(ocsp) = state.ocsp.clone() {
         tokio::spawn(ocsp_upkeep(ocsp, config.ocsp.presign, stop_rx.clone()));
+    }
+    if let Some(crl) = state.crl.clone() {
+        tokio::spawn(crl.run(stop_rx.clone()));
     }
     tracing::info!(data = %state.data_dir.display(), keys = %state.keys.describe(), "pkid serving");
     wait_for_signals(&state).await;

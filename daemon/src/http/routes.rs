@@ -165,6 +165,14 @@ async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> (&'static st
                 },
             )
         }
+        p if p.starts_with("/crl/") => (
+            "crl",
+            if get {
+                super::crl::get(state, &p["/crl/".len()..], req.headers())
+            } else {
+                method_not_allowed("GET, HEAD")
+            },
+        ),
         p if p.starts_with("/ca/") => (
             "ca",
             if get {

@@ -6,6 +6,7 @@
 //! status change appends to a monotonically increasing change sequence that other processes
 //! (the daemon's revocation index, other nodes) follow.
 
+pub mod crl;
 pub mod sqlite;
 
 use pkid_protocols::revocation::CrlReason;
@@ -266,4 +267,63 @@ pub trait Store: Send + Sync {
     /// returns the change-sequence position that read reflects: following changes from there
     /// misses nothing.
     fn scan_statuses(&self, visit: &mut dyn FnMut(StatusRow<'_>)) -> Result<u64, StoreError>;
+
+    // CRLs (see `crl`). Defaults refuse, so a store without CRL support still compiles.
+
+    /// Records the CRL partition a certificate was assigned at issuance (before it is signed).
+    fn set_crl_shard(&self, serial: &str, shard: u32) -> Result<(), StoreError> {
+        let _ = (serial, shard);
+        Err(no_crls())
+    }
+    /// Visits the revoked and held certificates a CRL lists, in ascending numeric serial
+    /// order, in one consistent read; returns the change-sequence position it reflects.
+    fn scan_crl_entries(
+        &self,
+        query: &crl::CrlQuery<'_>,
+        visitor: &mut dyn crl::CrlVisitor,
+    ) -> Result<u64, StoreError> {
+        let _ = (query, visitor);
+        Err(no_crls())
+    }
+    /// The scopes (issuer, partition) whose CRL content changed after `seq` — revocations,
+    /// holds, releases; not issuance — and the change-sequence position read up to.
+    fn crl_changes_since(&self, seq: u64) -> Result<(Vec<crl::CrlScopeChange>, u64), StoreError> {
+        let _ = seq;
+        Err(no_crls())
+    }
+    /// The highest partition any of an issuer's certificates was assigned, if any.
+    fn max_crl_shard(&self, issuer: &str) -> Result<Option<u32>, StoreError> {
+        let _ = issuer;
+        Err(no_crls())
+    }
+    /// Hands out the next CRL number of a scope, atomically across processes: a number is
+    /// never handed out twice, even if the CRL it was for is never stored.
+    fn next_crl_number(&self, issuer: &str, shard: Option<u32>) -> Result<u64, StoreError> {
+        let _ = (issuer, shard);
+        Err(no_crls())
+    }
+    /// Stores a signed CRL as the newest of its scope and kind, unless one with a higher
+    /// number is already stored (then returns `false` and stores nothing).
+    fn put_crl(&self, crl: &crl::NewCrl<'_>) -> Result<bool, StoreError> {
+        let _ = crl;
+        Err(no_crls())
+    }
+    /// Descriptions of the newest stored CRL of every scope and kind.
+    fn crl_infos(&self) -> Result<Vec<crl::CrlInfo>, StoreError> {
+        Err(no_crls())
+    }
+    /// The newest stored CRL of a scope and kind.
+    fn stored_crl(
+        &self,
+        issuer: &str,
+        shard: Option<u32>,
+        delta: bool,
+    ) -> Result<Option<crl::StoredCrl>, StoreError> {
+        let _ = (issuer, shard, delta);
+        Err(no_crls())
+    }
+}
+
+fn no_crls() -> StoreError {
+    StoreError::Unavailable("this store does not keep CRLs".into())
 }

@@ -9,6 +9,8 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod crl;
+
 /// Migrations, applied in order; the index + 1 is the schema version. Never edit one that has
 /// shipped: append a new one.
 const MIGRATIONS: &[&str] = &[
@@ -46,6 +48,8 @@ const MIGRATIONS: &[&str] = &[
         outcome TEXT NOT NULL,
         detail  TEXT NOT NULL
     ) STRICT;",
+    // 2: CRLs: certificate partitions, CRL numbers, stored CRLs (see sqlite/crl.rs).
+    crl::MIGRATION,
 ];
 
 /// The embedded default store.
@@ -406,6 +410,43 @@ impl Store for SqliteStore {
         }
         tx.commit().map_err(unavailable)?;
         Ok(seq)
+    }
+
+    fn set_crl_shard(&self, serial: &str, shard: u32) -> Result<(), StoreError> {
+        self.crl_set_shard(serial, shard)
+    }
+    fn scan_crl_entries(
+        &self,
+        query: &super::crl::CrlQuery<'_>,
+        visitor: &mut dyn super::crl::CrlVisitor,
+    ) -> Result<u64, StoreError> {
+        self.crl_scan(query, visitor)
+    }
+    fn crl_changes_since(
+        &self,
+        seq: u64,
+    ) -> Result<(Vec<super::crl::CrlScopeChange>, u64), StoreError> {
+        self.crl_changes(seq)
+    }
+    fn max_crl_shard(&self, issuer: &str) -> Result<Option<u32>, StoreError> {
+        self.crl_max_shard(issuer)
+    }
+    fn next_crl_number(&self, issuer: &str, shard: Option<u32>) -> Result<u64, StoreError> {
+        self.crl_next_number(issuer, shard)
+    }
+    fn put_crl(&self, crl: &super::crl::NewCrl<'_>) -> Result<bool, StoreError> {
+        self.crl_put(crl)
+    }
+    fn crl_infos(&self) -> Result<Vec<super::crl::CrlInfo>, StoreError> {
+        self.crl_list()
+    }
+    fn stored_crl(
+        &self,
+        issuer: &str,
+        shard: Option<u32>,
+        delta: bool,
+    ) -> Result<Option<super::crl::StoredCrl>, StoreError> {
+        self.crl_stored(issuer, shard, delta)
     }
 }
 

@@ -1,0 +1,769 @@
+//! CRL publication: partitions, numbers, generation, storage, the schedule, and what is served.
+//!
+//! ```text
+//! store change ─ChangeListener─▶ wake ─debounce─▶ dirty scopes ─▶ regenerate (delta, or full)
+//! timer (2 s) ─▶ CRLs past half their validity, missing ones ─▶ regenerate;  newer ones stored
+//!                by another process (the CLI) ─▶ load
+//! regenerate: number (store, atomic) → scan rows (one read) → CrlBuilder → sign → put_crl
+//!             (kept only if newest) → swap into `published` (the previous CRL is served until then)
+//! ```
+//!
+//! A *scope* is an issuer, or one partition ("shard") of it. Full and delta CRLs of a scope share
+//! one CRL number sequence (RFC 5280 §5.2.3); numbers are handed out by the store in a write
+//! transaction, so two generations — threads here, or the CLI in another process — never get
+//! the same number, and a CRL is stored only if it is newer than the stored one.
+
+use crate::ca::{Authority, Issuer, ISSUING, ROOT};
+use crate::config::CrlConfig;
+use crate::http::ChangeListener;
+use crate::metrics::Metrics;
+use crate::store::crl::{CrlInfo, CrlQuery, CrlRow, CrlVisitor, NewCrl, ShardFilter, StoredCrl};
+use crate::store::{AuditEntry, CertStatus, Change, Outcome, StoreError};
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use pkid_protocols::crl::{
+    self, CrlBuilder, CrlError, CrlKind, CrlParams, CrlSerial, RevokedEntry,
+};
+use pkid_protocols::revocation::CrlReason;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+use x509_cert::serial_number::SerialNumber;
+
+/// How often the background task checks the schedule and the store for CRLs stored by another
+/// process. Both checks are a few small queries.
+const TICK: Duration = Duration::from_secs(2);
+/// Encoded bytes per entry beyond its serial when sizing the buffer: entry and serial headers,
+/// sign octet, the longer time type, the entry extensions header and a reason code.
+const ENTRY_OVERHEAD: u64 = 2 + 2 + 1 + 17 + 2 + 12;
+/// Extra bytes of an entry with an invalidity date.
+const INVALIDITY_OVERHEAD: u64 = 26;
+
+/// Identifies one published CRL.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CrlKey {
+    /// Issuer name (`root`, `issuing`).
+    pub issuer: String,
+    /// Partition, or `None` for the issuer-wide CRL.
+    pub shard: Option<u32>,
+    /// A delta CRL.
+    pub delta: bool,
+}
+
+impl CrlKey {
+    /// The key of a full (`delta = false`) or delta CRL.
+    pub fn new(issuer: &str, shard: Option<u32>, delta: bool) -> Self {
+        Self {
+            issuer: issuer.to_string(),
+            shard,
+            delta,
+        }
+    }
+
+    /// `issuing`, `issuing/3`, `issuing-delta`, `issuing/3-delta`: the URL path without `.crl`.
+    pub fn label(&self) -> String {
+        let d = if self.delta { "-delta" } else { "" };
+        match self.shard {
+            None => format!("{}{d}", self.issuer),
+            Some(n) => format!("{}/{n}{d}", self.issuer),
+        }
+    }
+}
+
+/// A signed CRL being served.
+#[derive(Debug)]
+pub struct PublishedCrl {
+    /// The DER CertificateList.
+    pub der: Bytes,
+    pem: OnceLock<Bytes>,
+    /// cRLNumber.
+    pub number: u64,
+    /// For a delta, the base CRL's number.
+    pub base_number: Option<u64>,
+    /// thisUpdate, Unix seconds.
+    pub this_update: u64,
+    /// nextUpdate, Unix seconds.
+    pub next_update: u64,
+    /// Change-sequence position the content reflects.
+    pub change_seq: u64,
+    /// Number of entries.
+    pub entries: u64,
+}
+
+impl PublishedCrl {
+    fn from_info(info: &CrlInfo, der: Bytes) -> Self {
+        Self {
+            der,
+            pem: OnceLock::new(),
+            number: info.number,
+            base_number: info.base_number,
+            this_update: info.this_update,
+            next_update: info.next_update,
+            change_seq: info.change_seq,
+            entries: info.entries,
+        }
+    }
+
+    /// The CRL as PEM (`X509 CRL`), made on first request and kept.
+    pub fn pem(&self) -> Bytes {
+        self.pem
+            .get_or_init(|| Bytes::from(crl::crl_pem(&self.der)))
+            .clone()
+    }
+
+    /// A strong validator: CRL numbers are never reused within a scope, and a URL names one
+    /// scope and kind, so the number identifies the bytes.
+    pub fn etag(&self, pem: bool) -> String {
+        if pem {
+            format!("\"{}.pem\"", self.number)
+        } else {
+            format!("\"{}\"", self.number)
+        }
+    }
+
+    /// Whether it is time to re-sign: half of its validity has passed.
+    fn due(&self, now: u64) -> bool {
+        now >= self.this_update + (self.next_update.saturating_sub(self.this_update)) / 2
+    }
+}
+
+/// Why a CRL could not be produced.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CrlServiceError {
+    /// No such issuer (the CLI's `--issuer`).
+    #[error("unknown issuer {0:?} (this CA has: root, issuing)")]
+    UnknownIssuer(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Building, linting or signing failed.
+    #[error(transparent)]
+    Build(#[from] CrlError),
+    /// Something that cannot happen did (a stored serial that is not hex, …).
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The URL of a scope's CRL.
+pub fn crl_url(public_url: &str, issuer: &str, shard: Option<u32>, delta: bool) -> String {
+    format!(
+        "{public_url}/crl/{}.crl",
+        CrlKey::new(issuer, shard, delta).label()
+    )
+}
+
+/// Whether an issuer's certificates are partitioned. The root's CRL (CA certificates only)
+/// never is.
+pub fn partitioned(config: &CrlConfig, issuer: &str) -> bool {
+    config.enabled && config.shards > 0 && issuer != ROOT
+}
+
+/// The partition a new certificate of `issuer` joins, if partitioning applies: serials are
+/// random, so their low 64 bits spread certificates evenly.
+pub fn shard_for(config: &CrlConfig, issuer: &str, serial: &SerialNumber) -> Option<u32> {
+    if !partitioned(config, issuer) {
+        return None;
+    }
+    let bytes = serial.as_bytes();
+    let low = bytes[bytes.len().saturating_sub(8)..]
+        .iter()
+        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+    u32::try_from(low % u64::from(config.shards)).ok()
+}
+
+/// The CRL distribution point and freshestCRL URLs a certificate in a scope carries.
+pub fn certificate_urls(
+    config: &CrlConfig,
+    public_url: &str,
+    issuer: &str,
+    shard: Option<u32>,
+) -> (String, Option<String>) {
+    let cdp = crl_url(public_url, issuer, shard, false);
+    let freshest =
+        (config.enabled && config.deltas).then(|| crl_url(public_url, issuer, shard, true));
+    (cdp, freshest)
+}
+
+/// Feeds store rows into the builder.
+struct EntryFeed<'a> {
+    builder: &'a mut CrlBuilder,
+    this_update: u64,
+    error: Option<CrlServiceError>,
+    clamped: u64,
+}
+
+impl CrlVisitor for EntryFeed<'_> {
+    fn size(&mut self, rows: u64, serial_octets: u64, with_invalidity: u64) {
+        let bytes = rows
+            .saturating_mul(ENTRY_OVERHEAD)
+            .saturating_add(serial_octets)
+            .saturating_add(with_invalidity.saturating_mul(INVALIDITY_OVERHEAD));
+        self.builder
+            .reserve(usize::try_from(bytes).unwrap_or(usize::MAX));
+    }
+
+    fn row(&mut self, row: CrlRow<'_>) -> bool {
+        let serial = match CrlSerial::from_hex(row.serial) {
+            Ok(s) => s,
+            Err(e) => {
+                self.error = Some(CrlServiceError::Internal(format!(
+                    "stored serial {:?}: {e}",
+                    row.serial
+                )));
+                return false;
+            }
+        };
+        let reason = match row.status {
+            CertStatus::Revoked => row.reason,
+            CertStatus::Hold => Some(CrlReason::CertificateHold),
+            // Only delta scans return valid rows: released from hold since the base.
+            CertStatus::Valid => Some(CrlReason::RemoveFromCRL),
+            CertStatus::Pending => return true,
+        };
+        // A revocation stamped by another node whose clock runs ahead must not stop the CRL:
+        // list it as of thisUpdate.
+        let revoked_at = if row.at > self.this_update {
+            self.clamped += 1;
+            self.this_update
+        } else {
+            row.at
+        };
+        let entry = RevokedEntry {
+            serial,
+            revoked_at,
+            reason,
+            invalidity_date: row.invalidity_date.map(|t| t.min(revoked_at)),
+        };
+        match self.builder.push(&entry) {
+            Ok(()) => true,
+            Err(e) => {
+                self.error = Some(e.into());
+                false
+            }
+        }
+    }
+}
+
+/// The CRL publisher: generates, stores and serves the CRLs of every issuer.
+pub struct CrlService {
+    authority: Arc<Authority>,
+    config: CrlConfig,
+    public_url: String,
+    actor: String,
+    metrics: Option<Arc<Metrics>>,
+    published: ArcSwap<HashMap<CrlKey, Arc<PublishedCrl>>>,
+    /// Partitions served per issuer (for 404 versus "not generated yet").
+    shard_counts: ArcSwap<HashMap<String, u32>>,
+    /// Serialises generation in this process (numbers are safe across processes anyway).
+    generating: Mutex<()>,
+    /// Changes up to here are reflected in the published CRLs.
+    seen_seq: AtomicU64,
+    wake: Notify,
+}
+
+impl CrlService {
+    /// A publisher for the authority's issuers. `actor` names it in the audit log.
+    pub fn new(
+        authority: Arc<Authority>,
+        config: CrlConfig,
+        public_url: &str,
+        actor: &str,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Self {
+        Self {
+            authority,
+            config,
+            public_url: public_url.trim_end_matches('/').to_string(),
+            actor: actor.to_string(),
+            metrics,
+            published: ArcSwap::from_pointee(HashMap::new()),
+            shard_counts: ArcSwap::from_pointee(HashMap::new()),
+            generating: Mutex::new(()),
+            seen_seq: AtomicU64::new(0),
+            wake: Notify::new(),
+        }
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &CrlConfig {
+        &self.config
+    }
+
+    /// The issuers CRLs are published for.
+    pub fn issuers(&self) -> Vec<&'static str> {
+        [ROOT, ISSUING]
+            .into_iter()
+            .filter(|n| self.authority.issuer(n).is_some())
+            .collect()
+    }
+
+    fn issuer(&self, name: &str) -> Result<&Arc<Issuer>, CrlServiceError> {
+        self.authority
+            .issuer(name)
+            .ok_or_else(|| CrlServiceError::UnknownIssuer(name.to_string()))
+    }
+
+    /// The scopes of an issuer: the issuer-wide CRL, then its partitions (the configured ones
+    /// and any that certificates were assigned earlier, so their URLs keep working).
+    pub fn scopes(&self, issuer: &str) -> Result<Vec<Option<u32>>, CrlServiceError> {
+        self.issuer(issuer)?;
+        let mut scopes = vec![None];
+        if issuer != ROOT {
+            let stored = self.authority.store().max_crl_shard(issuer)?;
+            let configured = if self.config.shards > 0 {
+                self.config.shards
+            } else {
+                0
+            };
+            let count = configured.max(stored.map_or(0, |m| m.saturating_add(1)));
+            scopes.extend((0..count).map(Some));
+            self.shard_counts.rcu(|m| {
+                let mut m = HashMap::clone(m);
+                m.insert(issuer.to_string(), count);
+                m
+            });
+        }
+        Ok(scopes)
+    }
+
+    /// Which certificates a scope's CRL lists, and the issuingDistributionPoint it carries.
+    fn coverage(&self, issuer: &str, shard: Option<u32>) -> (ShardFilter, Option<String>) {
+        match shard {
+            Some(n) => (
+                ShardFilter::Shard(n),
+                Some(crl_url(&self.public_url, issuer, shard, false)),
+            ),
+            None if partitioned(&self.config, issuer) => (
+                ShardFilter::Unsharded,
+                Some(crl_url(&self.public_url, issuer, None, false)),
+            ),
+            None => (ShardFilter::Any, None),
+        }
+    }
+
+    /// The CRL served under `key`, if one is.
+    pub fn lookup(&self, key: &CrlKey) -> Option<Arc<PublishedCrl>> {
+        self.published.load().get(key).cloned()
+    }
+
+    /// Whether `key` names a CRL this daemon publishes (whether or not it exists yet).
+    pub fn serves(&self, key: &CrlKey) -> bool {
+        if self.authority.issuer(&key.issuer).is_none() || (key.delta && !self.config.deltas) {
+            return false;
+        }
+        match key.shard {
+            None => true,
+            Some(n) => self
+                .shard_counts
+                .load()
+                .get(&key.issuer)
+                .is_some_and(|c| n < *c),
+        }
+    }
+
+    /// Every published CRL, by key.
+    pub fn published(&self) -> Vec<(CrlKey, Arc<PublishedCrl>)> {
+        let mut v: Vec<_> = self
+            .published
+            .load()
+            .iter()
+            .map(|(k, c)| (k.clone(), c.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    fn publish(&self, key: &CrlKey, crl: Arc<PublishedCrl>) {
+        self.published.rcu(|m| {
+            let mut m = HashMap::clone(m);
+            // Never replace a CRL by an older one (a racing load of a stored CRL).
+            if m.get(key).is_none_or(|old| old.number < crl.number) {
+                m.insert(key.clone(), crl.clone());
+            }
+            m
+        });
+        if let Some(m) = &self.metrics {
+            let scope = key
+                .shard
+                .map_or_else(|| "all".to_string(), |n| n.to_string());
+            let kind = if key.delta { "delta" } else { "full" };
+            let labels = [key.issuer.as_str(), scope.as_str(), kind];
+            m.crl_number
+                .with_label_values(&labels)
+                .set(i64::try_from(crl.number).unwrap_or(i64::MAX));
+            m.crl_entries
+                .with_label_values(&labels)
+                .set(i64::try_from(crl.entries).unwrap_or(i64::MAX));
+            m.crl_bytes
+                .with_label_values(&labels)
+                .set(i64::try_from(crl.der.len()).unwrap_or(i64::MAX));
+        }
+    }
+
+    fn load(&self, stored: StoredCrl) -> Arc<PublishedCrl> {
+        let key = CrlKey::new(&stored.info.issuer, stored.info.shard, stored.info.delta);
+        let crl = Arc::new(PublishedCrl::from_info(
+            &stored.info,
+            Bytes::from(stored.der),
+        ));
+        self.publish(&key, crl.clone());
+        crl
+    }
+
+    /// Serves the newest stored CRL of every scope (at start, and those stored by another
+    /// process, e.g. `pkid crl generate`). Returns how many were loaded.
+    pub fn sync_from_store(&self) -> Result<usize, CrlServiceError> {
+        let store = self.authority.store();
+        let mut loaded = 0;
+        for info in store.crl_infos()? {
+            if self.authority.issuer(&info.issuer).is_none() {
+                continue;
+            }
+            let key = CrlKey::new(&info.issuer, info.shard, info.delta);
+            if self.lookup(&key).is_some_and(|c| c.number >= info.number) {
+                continue;
+            }
+            if let Some(stored) = store.stored_crl(&info.issuer, info.shard, info.delta)? {
+                tracing::info!(crl = %key.label(), number = stored.info.number, "loaded stored CRL");
+                self.load(stored);
+                loaded += 1;
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Generates, signs, stores and publishes one CRL. A delta is generated against the
+    /// published full CRL of its scope (made first if there is none).
+    pub fn generate(
+        &self,
+        issuer: &str,
+        shard: Option<u32>,
+        delta: bool,
+    ) -> Result<Arc<PublishedCrl>, CrlServiceError> {
+        let _serial = self
+            .generating
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if delta {
+            let base = match self.lookup(&CrlKey::new(issuer, shard, false)) {
+                Some(b) => b,
+                None => self.generate_locked(issuer, shard, None)?,
+            };
+            self.generate_locked(issuer, shard, Some(&base))
+        } else {
+            self.generate_locked(issuer, shard, None)
+        }
+    }
+
+    fn generate_locked(
+        &self,
+        issuer_name: &str,
+        shard: Option<u32>,
+        base: Option<&PublishedCrl>,
+    ) -> Result<Arc<PublishedCrl>, CrlServiceError> {
+        let started = Instant::now();
+        let key = CrlKey::new(issuer_name, shard, base.is_some());
+        let kind_label = if key.delta { "delta" } else { "full" };
+        let result = self.build_and_store(issuer_name, shard, base, &key);
+        if let Some(m) = &self.metrics {
+            let outcome = if result.is_ok() { "ok" } else { "error" };
+            m.crl_generations
+                .with_label_values(&[issuer_name, kind_label, outcome])
+                .inc();
+            m.crl_generation_seconds
+                .with_label_values(&[kind_label])
+                .observe(started.elapsed().as_secs_f64());
+        }
+        let (outcome, detail) = match &result {
+            Ok(c) => (
+                Outcome::Success,
+                format!(
+                    "number={} kind={kind_label} entries={} bytes={}",
+                    c.number,
+                    c.entries,
+                    c.der.len()
+                ),
+            ),
+            Err(e) => (Outcome::Failed, format!("kind={kind_label}: {e}")),
+        };
+        match &result {
+            Ok(c) => {
+                tracing::info!(crl = %key.label(), number = c.number, entries = c.entries, bytes = c.der.len(), elapsed = ?started.elapsed(), "CRL published")
+            }
+            Err(e) => {
+                tracing::error!(crl = %key.label(), error = %e, "CRL generation failed; the previous CRL is still served")
+            }
+        }
+        let entry = AuditEntry {
+            at: self.authority.now(),
+            actor: self.actor.clone(),
+            action: "crl.issue".into(),
+            target: key.label(),
+            outcome,
+            detail,
+        };
+        if let Err(e) = self.authority.store().audit(&entry) {
+            tracing::error!(error = %e, "could not write audit record");
+        }
+        result
+    }
+
+    fn build_and_store(
+        &self,
+        issuer_name: &str,
+        shard: Option<u32>,
+        base: Option<&PublishedCrl>,
+        key: &CrlKey,
+    ) -> Result<Arc<PublishedCrl>, CrlServiceError> {
+        let issuer = self.issuer(issuer_name)?;
+        let store = self.authority.store();
+        let now = self.authority.now();
+        let (filter, idp) = self.coverage(issuer_name, shard);
+        let validity = if base.is_some() {
+            self.config.delta_next_update_secs
+        } else {
+            self.config.next_update_secs
+        };
+        let freshest = (base.is_none() && self.config.deltas)
+            .then(|| crl_url(&self.public_url, issuer_name, shard, true));
+        let number = store.next_crl_number(issuer_name, shard)?;
+        let params = CrlParams {
+            issuer: &issuer.info,
+            algorithm: issuer.signer.algorithm(),
+            number,
+            this_update: now,
+            next_update: now + validity,
+            kind: match base {
+                Some(b) => CrlKind::Delta {
+                    base_number: b.number,
+                },
+                None => CrlKind::Full,
+            },
+            distribution_point: idp.as_deref(),
+            freshest_crl: freshest.as_deref(),
+        };
+        let mut builder = CrlBuilder::new(&params, 0)?;
+        let query = CrlQuery {
+            issuer: issuer_name,
+            shard: filter,
+            not_after_from: now.saturating_sub(self.config.expired_grace_secs),
+            changed_after: base.map(|b| b.change_seq),
+        };
+        let mut feed = EntryFeed {
+            builder: &mut builder,
+            this_update: now,
+            error: None,
+            clamped: 0,
+        };
+        let seq = store.scan_crl_entries(&query, &mut feed)?;
+        if let Some(e) = feed.error {
+            return Err(e);
+        }
+        if feed.clamped > 0 {
+            tracing::warn!(crl = %key.label(), entries = feed.clamped, "revocation dates after thisUpdate (clock skew?) listed as of thisUpdate");
+        }
+        let signed = builder.finish()?.sign(issuer.signer.as_ref())?;
+        let entries = signed.entries() as u64;
+        let (buf, start) = signed.into_parts();
+        let der = Bytes::from(buf).slice(start..);
+        let info = CrlInfo {
+            issuer: issuer_name.to_string(),
+            shard,
+            delta: base.is_some(),
+            number,
+            base_number: base.map(|b| b.number),
+            this_update: now,
+            next_update: now + validity,
+            change_seq: seq,
+            entries,
+            size: der.len() as u64,
+        };
+        let stored = store.put_crl(&NewCrl {
+            issuer: issuer_name,
+            shard,
+            delta: info.delta,
+            number,
+            base_number: info.base_number,
+            this_update: info.this_update,
+            next_update: info.next_update,
+            change_seq: seq,
+            entries,
+            der: &der,
+        })?;
+        if !stored {
+            // Another process stored a newer CRL for this scope meanwhile: serve that one.
+            tracing::info!(crl = %key.label(), number, "a newer CRL was stored meanwhile; serving it instead");
+            let newer = store
+                .stored_crl(issuer_name, shard, info.delta)?
+                .ok_or_else(|| CrlServiceError::Internal("the newer stored CRL vanished".into()))?;
+            return Ok(self.load(newer));
+        }
+        let crl = Arc::new(PublishedCrl::from_info(&info, der));
+        self.publish(key, crl.clone());
+        Ok(crl)
+    }
+
+    /// Generates the full CRL (and the delta, when enabled) of every scope of `issuer`, or of
+    /// every issuer. Stops at the first failure.
+    pub fn generate_all(
+        &self,
+        issuer: Option<&str>,
+    ) -> Result<Vec<(CrlKey, Arc<PublishedCrl>)>, CrlServiceError> {
+        let issuers = match issuer {
+            Some(name) => {
+                self.issuer(name)?;
+                vec![name.to_string()]
+            }
+            None => self.issuers().into_iter().map(String::from).collect(),
+        };
+        let mut out = Vec::new();
+        for name in &issuers {
+            for shard in self.scopes(name)? {
+                out.push((
+                    CrlKey::new(name, shard, false),
+                    self.generate(name, shard, false)?,
+                ));
+                if self.config.deltas {
+                    out.push((
+                        CrlKey::new(name, shard, true),
+                        self.generate(name, shard, true)?,
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The schedule: generates CRLs that are missing or past half their validity (a delta also
+    /// when its base changed). Failures are logged; the rest continue.
+    pub fn refresh(&self) -> Result<(), CrlServiceError> {
+        let now = self.authority.now();
+        for issuer in self.issuers() {
+            for shard in self.scopes(issuer)? {
+                let full = self.lookup(&CrlKey::new(issuer, shard, false));
+                let full_fresh = match full {
+                    Some(f) if !f.due(now) => Some(f),
+                    // A failure is logged and audited; the old CRL stays served.
+                    _ => self.generate(issuer, shard, false).ok(),
+                };
+                if !self.config.deltas {
+                    continue;
+                }
+                let Some(full) = full_fresh else { continue };
+                let delta = self.lookup(&CrlKey::new(issuer, shard, true));
+                if delta.is_none_or(|d| d.due(now) || d.base_number != Some(full.number)) {
+                    let _ = self.generate(issuer, shard, true);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Regenerates the CRLs of scopes whose revocations, holds or releases changed since the
+    /// last call: the delta when deltas are on (complete CRLs follow the schedule), otherwise
+    /// the complete CRL.
+    pub fn apply_changes(&self) -> Result<usize, CrlServiceError> {
+        let since = self.seen_seq.load(Ordering::SeqCst);
+        let (changes, seq) = self.authority.store().crl_changes_since(since)?;
+        let mut targets = BTreeSet::new();
+        for c in &changes {
+            if self.authority.issuer(&c.issuer).is_none() {
+                continue;
+            }
+            if partitioned(&self.config, &c.issuer) {
+                targets.insert((c.issuer.clone(), c.shard));
+            } else {
+                targets.insert((c.issuer.clone(), None));
+                if let Some(n) = c.shard {
+                    targets.insert((c.issuer.clone(), Some(n))); // partition CRLs kept from before
+                }
+            }
+        }
+        let mut failed = None;
+        for (issuer, shard) in &targets {
+            let delta =
+                self.config.deltas && self.lookup(&CrlKey::new(issuer, *shard, false)).is_some();
+            let current = self.lookup(&CrlKey::new(issuer, *shard, delta));
+            if current.is_some_and(|c| c.change_seq >= seq) {
+                continue; // already reflects these changes (e.g. made by the CLI)
+            }
+            if let Err(e) = self.generate(issuer, *shard, delta) {
+                failed = Some(e);
+            }
+        }
+        match failed {
+            // Keep the old position: the next wake-up or tick retries.
+            Some(e) => Err(e),
+            None => {
+                self.seen_seq.store(seq, Ordering::SeqCst);
+                Ok(targets.len())
+            }
+        }
+    }
+
+    /// Start-up: serve what is stored, generate what is missing or due, then catch up with
+    /// revocations made while the daemon was down.
+    pub fn start(&self) -> Result<(), CrlServiceError> {
+        self.sync_from_store()?;
+        self.refresh()?;
+        let oldest = self
+            .published
+            .load()
+            .values()
+            .map(|c| c.change_seq)
+            .min()
+            .unwrap_or(0);
+        self.seen_seq.store(oldest, Ordering::SeqCst);
+        self.apply_changes()?;
+        Ok(())
+    }
+
+    /// The daemon's background task: start-up, then debounced regeneration after changes and
+    /// the schedule. Store and signing work runs on blocking threads.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let blocking = |svc: Arc<Self>,
+                        what: &'static str,
+                        f: fn(&Self) -> Result<(), CrlServiceError>| async move {
+            match tokio::task::spawn_blocking(move || f(&svc)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, what, "CRL upkeep"),
+                Err(e) => tracing::error!(error = %e, what, "CRL task failed"),
+            }
+        };
+        blocking(self.clone(), "start", Self::start).await;
+        loop {
+            tokio::select! {
+                _ = self.wake.notified() => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.config.debounce) => {}
+                        _ = stop.changed() => return,
+                    }
+                    blocking(self.clone(), "changes", |s| s.apply_changes().map(|_| ())).await;
+                }
+                _ = tokio::time::sleep(TICK) => {
+                    blocking(self.clone(), "schedule", |s| {
+                        s.sync_from_store()?;
+                        s.refresh()
+                    }).await;
+                }
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+impl ChangeListener for CrlService {
+    fn apply(&self, changes: &[Change]) {
+        if !changes.is_empty() {
+            // Which scopes changed is worked out from the store after the debounce; issuance
+            // alone changes no CRL and is filtered there.
+            self.wake.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

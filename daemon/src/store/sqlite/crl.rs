@@ -1,0 +1,360 @@
+//! SQLite side of the CRL store (see `store::crl`).
+//!
+//! Reads that a CRL is built from run in one read transaction, so the rows and the
+//! change-sequence position they reflect agree. CRL numbers come from an `IMMEDIATE`
+//! transaction (one writer at a time across processes), and a signed CRL is written with
+//! incremental blob I/O, so a 50 MB CRL is not copied once more into SQLite's bind buffer.
+
+use super::{unavailable, SqliteStore};
+use crate::store::crl::{
+    shard_column, shard_of_column, CrlInfo, CrlQuery, CrlRow, CrlScopeChange, CrlVisitor, NewCrl,
+    ShardFilter, StoredCrl,
+};
+use crate::store::{CertStatus, StoreError};
+use pkid_protocols::revocation;
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, OptionalExtension, TransactionBehavior, MAIN_DB};
+use std::io::{Read, Write};
+
+/// Migration 2 (appended to `MIGRATIONS`): partitions, CRL numbers, stored CRLs.
+pub(super) const MIGRATION: &str = "
+    ALTER TABLE certificates ADD COLUMN shard INTEGER;
+    CREATE INDEX certificates_shard ON certificates(issuer, shard);
+    CREATE INDEX certificates_crl ON certificates(issuer, length(serial), serial)
+        WHERE status IN ('revoked','hold');
+    CREATE INDEX certificates_crl_shard ON certificates(issuer, shard, length(serial), serial)
+        WHERE status IN ('revoked','hold');
+    CREATE INDEX changes_serial ON changes(serial, seq);
+    CREATE TABLE crl_numbers (
+        issuer TEXT NOT NULL,
+        shard  INTEGER NOT NULL,
+        last   INTEGER NOT NULL,
+        PRIMARY KEY (issuer, shard)
+    ) STRICT;
+    CREATE TABLE crls (
+        issuer      TEXT NOT NULL,
+        shard       INTEGER NOT NULL,
+        kind        TEXT NOT NULL CHECK (kind IN ('full','delta')),
+        number      INTEGER NOT NULL,
+        base_number INTEGER,
+        this_update INTEGER NOT NULL,
+        next_update INTEGER NOT NULL,
+        change_seq  INTEGER NOT NULL,
+        entries     INTEGER NOT NULL,
+        size        INTEGER NOT NULL,
+        der         BLOB NOT NULL,
+        PRIMARY KEY (issuer, shard, kind)
+    ) STRICT;";
+
+const INFO_COLUMNS: &str =
+    "issuer, shard, kind, number, base_number, this_update, next_update, change_seq, entries, size";
+
+fn kind(delta: bool) -> &'static str {
+    if delta {
+        "delta"
+    } else {
+        "full"
+    }
+}
+
+fn info(row: &rusqlite::Row<'_>) -> rusqlite::Result<CrlInfo> {
+    let shard: i64 = row.get(1)?;
+    let kind: String = row.get(2)?;
+    Ok(CrlInfo {
+        issuer: row.get(0)?,
+        shard: shard_of_column(shard),
+        delta: kind == "delta",
+        number: row.get(3)?,
+        base_number: row.get(4)?,
+        this_update: row.get(5)?,
+        next_update: row.get(6)?,
+        change_seq: row.get(7)?,
+        entries: row.get(8)?,
+        size: row.get(9)?,
+    })
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// The WHERE clause and its arguments for a CRL query.
+fn filter(q: &CrlQuery<'_>) -> (String, Vec<Value>) {
+    let mut sql = String::from("issuer = ? AND not_after >= ?");
+    let mut args = vec![
+        Value::Text(q.issuer.to_string()),
+        Value::Integer(i64::try_from(q.not_after_from).unwrap_or(i64::MAX)),
+    ];
+    match q.shard {
+        ShardFilter::Any => {}
+        ShardFilter::Unsharded => sql.push_str(" AND shard IS NULL"),
+        ShardFilter::Shard(n) => {
+            sql.push_str(" AND shard = ?");
+            args.push(Value::Integer(i64::from(n)));
+        }
+    }
+    match q.changed_after {
+        // Exactly the partial indexes' condition, so SQLite walks them in serial order.
+        None => sql.push_str(" AND status IN ('revoked','hold')"),
+        Some(seq) => {
+            let seq = Value::Integer(i64::try_from(seq).unwrap_or(i64::MAX));
+            sql.push_str(
+                " AND serial IN (SELECT serial FROM changes WHERE seq > ?)
+                  AND (status IN ('revoked','hold')
+                       OR (status = 'valid' AND EXISTS
+                           (SELECT 1 FROM changes p WHERE p.serial = certificates.serial AND p.seq <= ?)))",
+            );
+            args.push(seq.clone());
+            args.push(seq);
+        }
+    }
+    (sql, args)
+}
+
+impl SqliteStore {
+    pub(super) fn crl_set_shard(&self, serial: &str, shard: u32) -> Result<(), StoreError> {
+        let n = self
+            .lock()?
+            .execute(
+                "UPDATE certificates SET shard = ?2 WHERE serial = ?1",
+                params![serial, shard],
+            )
+            .map_err(unavailable)?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(serial.to_string()))
+        }
+    }
+
+    pub(super) fn crl_scan(
+        &self,
+        q: &CrlQuery<'_>,
+        visitor: &mut dyn CrlVisitor,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(unavailable)?;
+        let seq: u64 = tx
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
+                r.get(0)
+            })
+            .map_err(unavailable)?;
+        let (cond, args) = filter(q);
+        let (rows, hex_chars, with_invalidity): (u64, u64, u64) = tx
+            .query_row(
+                &format!(
+                    "SELECT COUNT(*), COALESCE(SUM(length(serial)), 0), COUNT(invalidity_date)
+                     FROM certificates WHERE {cond}"
+                ),
+                params_from_iter(args.iter()),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(unavailable)?;
+        visitor.size(rows, hex_chars / 2, with_invalidity);
+        {
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT serial, status,
+                            CASE WHEN status = 'valid'
+                                 THEN (SELECT MAX(at) FROM changes p WHERE p.serial = certificates.serial)
+                                 ELSE revoked_at END,
+                            reason, invalidity_date
+                     FROM certificates WHERE {cond}
+                     ORDER BY length(serial), serial"
+                ))
+                .map_err(unavailable)?;
+            let mut rows = stmt
+                .query(params_from_iter(args.iter()))
+                .map_err(unavailable)?;
+            while let Some(row) = rows.next().map_err(unavailable)? {
+                let text = |i: usize| -> Result<&str, StoreError> {
+                    row.get_ref(i)
+                        .map_err(unavailable)?
+                        .as_str()
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))
+                };
+                let (serial, status) = (text(0)?, text(1)?);
+                let at: Option<i64> = row.get(2).map_err(unavailable)?;
+                let reason: Option<u8> = row.get(3).map_err(unavailable)?;
+                let invalidity: Option<i64> = row.get(4).map_err(unavailable)?;
+                let keep_going = visitor.row(CrlRow {
+                    serial,
+                    status: CertStatus::parse(status).unwrap_or(CertStatus::Pending),
+                    at: at.map_or(0, u64_of),
+                    reason: reason.and_then(revocation::from_code),
+                    invalidity_date: invalidity.map(u64_of),
+                });
+                if !keep_going {
+                    break;
+                }
+            }
+        }
+        tx.commit().map_err(unavailable)?;
+        Ok(seq)
+    }
+
+    pub(super) fn crl_changes(&self, since: u64) -> Result<(Vec<CrlScopeChange>, u64), StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(unavailable)?;
+        let seq: u64 = tx
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
+                r.get(0)
+            })
+            .map_err(unavailable)?;
+        let scopes = {
+            // Revocations and holds, and releases (valid again after an earlier change);
+            // an issuance alone changes no CRL.
+            let mut stmt = tx
+                .prepare(
+                    "SELECT DISTINCT c.issuer, c.shard FROM changes ch JOIN certificates c ON c.serial = ch.serial
+                     WHERE ch.seq > ?1 AND ch.seq <= ?2
+                       AND (c.status IN ('revoked','hold')
+                            OR EXISTS (SELECT 1 FROM changes p WHERE p.serial = ch.serial AND p.seq < ch.seq))",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![since, seq], |r| {
+                    let shard: Option<i64> = r.get(1)?;
+                    Ok(CrlScopeChange {
+                        issuer: r.get(0)?,
+                        shard: shard.and_then(|s| u32::try_from(s).ok()),
+                    })
+                })
+                .map_err(unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)?
+        };
+        tx.commit().map_err(unavailable)?;
+        Ok((scopes, seq))
+    }
+
+    pub(super) fn crl_max_shard(&self, issuer: &str) -> Result<Option<u32>, StoreError> {
+        let max: Option<i64> = self
+            .lock()?
+            .query_row(
+                "SELECT MAX(shard) FROM certificates WHERE issuer = ?1",
+                [issuer],
+                |r| r.get(0),
+            )
+            .map_err(unavailable)?;
+        Ok(max.and_then(|m| u32::try_from(m).ok()))
+    }
+
+    pub(super) fn crl_next_number(
+        &self,
+        issuer: &str,
+        shard: Option<u32>,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+        let n: u64 = tx
+            .query_row(
+                "INSERT INTO crl_numbers (issuer, shard, last) VALUES (?1, ?2, 1)
+                 ON CONFLICT (issuer, shard) DO UPDATE SET last = last + 1
+                 RETURNING last",
+                params![issuer, shard_column(shard)],
+                |r| r.get(0),
+            )
+            .map_err(unavailable)?;
+        tx.commit().map_err(unavailable)?;
+        Ok(n)
+    }
+
+    pub(super) fn crl_put(&self, c: &NewCrl<'_>) -> Result<bool, StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+        let shard = shard_column(c.shard);
+        let stored: Option<u64> = tx
+            .query_row(
+                "SELECT number FROM crls WHERE issuer = ?1 AND shard = ?2 AND kind = ?3",
+                params![c.issuer, shard, kind(c.delta)],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(unavailable)?;
+        if stored.is_some_and(|n| n >= c.number) {
+            return Ok(false); // a newer CRL is already published; drop the transaction
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO crls (issuer, shard, kind, number, base_number, this_update, next_update,
+                                          change_seq, entries, size, der)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, zeroblob(?10))",
+            params![
+                c.issuer,
+                shard,
+                kind(c.delta),
+                c.number,
+                c.base_number,
+                c.this_update,
+                c.next_update,
+                c.change_seq,
+                c.entries,
+                c.der.len() as u64
+            ],
+        )
+        .map_err(unavailable)?;
+        let rowid = tx.last_insert_rowid();
+        {
+            let mut blob = tx
+                .blob_open(MAIN_DB, c"crls", c"der", rowid, false)
+                .map_err(unavailable)?;
+            blob.write_all(c.der)
+                .map_err(|e| StoreError::Unavailable(format!("writing the CRL: {e}")))?;
+        }
+        tx.commit().map_err(unavailable)?;
+        Ok(true)
+    }
+
+    pub(super) fn crl_list(&self) -> Result<Vec<CrlInfo>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {INFO_COLUMNS} FROM crls ORDER BY issuer, shard, kind DESC"
+            ))
+            .map_err(unavailable)?;
+        let rows = stmt.query_map([], info).map_err(unavailable)?;
+        rows.collect::<Result<_, _>>().map_err(unavailable)
+    }
+
+    pub(super) fn crl_stored(
+        &self,
+        issuer: &str,
+        shard: Option<u32>,
+        delta: bool,
+    ) -> Result<Option<StoredCrl>, StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(unavailable)?;
+        let found = tx
+            .query_row(
+                &format!(
+                    "SELECT {INFO_COLUMNS}, rowid FROM crls WHERE issuer = ?1 AND shard = ?2 AND kind = ?3"
+                ),
+                params![issuer, shard_column(shard), kind(delta)],
+                |r| Ok((info(r)?, r.get::<_, i64>(10)?)),
+            )
+            .optional()
+            .map_err(unavailable)?;
+        let Some((info, rowid)) = found else {
+            return Ok(None);
+        };
+        let mut der = Vec::with_capacity(usize::try_from(info.size).unwrap_or(0));
+        {
+            let mut blob = tx
+                .blob_open(MAIN_DB, c"crls", c"der", rowid, true)
+                .map_err(unavailable)?;
+            blob.read_to_end(&mut der)
+                .map_err(|e| StoreError::Unavailable(format!("reading the CRL: {e}")))?;
+        }
+        tx.commit().map_err(unavailable)?;
+        Ok(Some(StoredCrl { info, der }))
+    }
+}
