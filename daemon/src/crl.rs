@@ -129,6 +129,17 @@ impl PublishedCrl {
     }
 }
 
+/// What one generation did.
+#[derive(Clone, Debug)]
+pub struct Generated {
+    /// The CRL number this generation signed (never signed by any other generation).
+    pub signed: u64,
+    /// Whether that CRL was stored; `false` when a newer one had been stored meanwhile.
+    pub stored: bool,
+    /// The CRL now served for the scope: the one signed here, or the newer stored one.
+    pub published: Arc<PublishedCrl>,
+}
+
 /// Why a CRL could not be produced.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -443,6 +454,17 @@ impl CrlService {
         shard: Option<u32>,
         delta: bool,
     ) -> Result<Arc<PublishedCrl>, CrlServiceError> {
+        self.generate_detailed(issuer, shard, delta)
+            .map(|g| g.published)
+    }
+
+    /// [`CrlService::generate`], also telling which number was signed and whether it was stored.
+    pub fn generate_detailed(
+        &self,
+        issuer: &str,
+        shard: Option<u32>,
+        delta: bool,
+    ) -> Result<Generated, CrlServiceError> {
         let _serial = self
             .generating
             .lock()
@@ -450,7 +472,7 @@ impl CrlService {
         if delta {
             let base = match self.lookup(&CrlKey::new(issuer, shard, false)) {
                 Some(b) => b,
-                None => self.generate_locked(issuer, shard, None)?,
+                None => self.generate_locked(issuer, shard, None)?.published,
             };
             self.generate_locked(issuer, shard, Some(&base))
         } else {
@@ -463,7 +485,7 @@ impl CrlService {
         issuer_name: &str,
         shard: Option<u32>,
         base: Option<&PublishedCrl>,
-    ) -> Result<Arc<PublishedCrl>, CrlServiceError> {
+    ) -> Result<Generated, CrlServiceError> {
         let started = Instant::now();
         let key = CrlKey::new(issuer_name, shard, base.is_some());
         let kind_label = if key.delta { "delta" } else { "full" };
@@ -478,20 +500,27 @@ impl CrlService {
                 .observe(started.elapsed().as_secs_f64());
         }
         let (outcome, detail) = match &result {
-            Ok(c) => (
+            Ok(g) if g.stored => (
                 Outcome::Success,
                 format!(
                     "number={} kind={kind_label} entries={} bytes={}",
-                    c.number,
-                    c.entries,
-                    c.der.len()
+                    g.signed,
+                    g.published.entries,
+                    g.published.der.len()
+                ),
+            ),
+            Ok(g) => (
+                Outcome::Success,
+                format!(
+                    "number={} kind={kind_label} not stored: number {} was stored meanwhile",
+                    g.signed, g.published.number
                 ),
             ),
             Err(e) => (Outcome::Failed, format!("kind={kind_label}: {e}")),
         };
         match &result {
-            Ok(c) => {
-                tracing::info!(crl = %key.label(), number = c.number, entries = c.entries, bytes = c.der.len(), elapsed = ?started.elapsed(), "CRL published")
+            Ok(g) => {
+                tracing::info!(crl = %key.label(), number = g.signed, stored = g.stored, entries = g.published.entries, bytes = g.published.der.len(), elapsed = ?started.elapsed(), "CRL signed")
             }
             Err(e) => {
                 tracing::error!(crl = %key.label(), error = %e, "CRL generation failed; the previous CRL is still served")
@@ -517,7 +546,7 @@ impl CrlService {
         shard: Option<u32>,
         base: Option<&PublishedCrl>,
         key: &CrlKey,
-    ) -> Result<Arc<PublishedCrl>, CrlServiceError> {
+    ) -> Result<Generated, CrlServiceError> {
         let issuer = self.issuer(issuer_name)?;
         let store = self.authority.store();
         let now = self.authority.now();
@@ -599,11 +628,19 @@ impl CrlService {
             let newer = store
                 .stored_crl(issuer_name, shard, info.delta)?
                 .ok_or_else(|| CrlServiceError::Internal("the newer stored CRL vanished".into()))?;
-            return Ok(self.load(newer));
+            return Ok(Generated {
+                signed: number,
+                stored: false,
+                published: self.load(newer),
+            });
         }
         let crl = Arc::new(PublishedCrl::from_info(&info, der));
         self.publish(key, crl.clone());
-        Ok(crl)
+        Ok(Generated {
+            signed: number,
+            stored: true,
+            published: crl,
+        })
     }
 
     /// Generates the full CRL (and the delta, when enabled) of every scope of `issuer`, or of

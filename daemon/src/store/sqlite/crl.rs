@@ -358,3 +358,95 @@ impl SqliteStore {
         Ok(Some(StoredCrl { info, der }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::crl::NO_SHARD;
+    use std::time::Duration;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = SqliteStore::open(&dir.path().join("t.db"), Duration::from_secs(1)).expect("open");
+        (dir, s)
+    }
+
+    /// The plan SQLite picks for a complete CRL's scan.
+    fn plan(s: &SqliteStore, shard: ShardFilter) -> String {
+        let q = CrlQuery {
+            issuer: "issuing",
+            shard,
+            not_after_from: 0,
+            changed_after: None,
+        };
+        let (cond, args) = filter(&q);
+        let conn = s.lock().expect("lock");
+        let mut stmt = conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN SELECT serial FROM certificates WHERE {cond} ORDER BY length(serial), serial"
+            ))
+            .expect("prepare");
+        let rows = stmt
+            .query_map(params_from_iter(args.iter()), |r| r.get::<_, String>(3))
+            .expect("plan");
+        rows.map(|r| r.expect("row")).collect::<Vec<_>>().join("; ")
+    }
+
+    #[test]
+    fn complete_crl_scans_walk_a_partial_index_in_serial_order() {
+        let (_d, s) = store();
+        for (shard, index) in [
+            (ShardFilter::Any, "certificates_crl "),
+            (ShardFilter::Shard(3), "certificates_crl_shard"),
+            (ShardFilter::Unsharded, "certificates_crl_shard"),
+        ] {
+            let p = plan(&s, shard);
+            assert!(p.contains(index), "{shard:?}: {p}");
+            assert!(!p.contains("TEMP B-TREE"), "{shard:?} sorts: {p}");
+        }
+    }
+
+    #[test]
+    fn numbers_are_per_scope_and_stored_crls_only_move_forward() {
+        let (_d, s) = store();
+        assert_eq!(s.crl_next_number("issuing", None).expect("n"), 1);
+        assert_eq!(s.crl_next_number("issuing", None).expect("n"), 2);
+        assert_eq!(s.crl_next_number("issuing", Some(0)).expect("n"), 1);
+        assert_eq!(s.crl_next_number("root", None).expect("n"), 1);
+        assert_eq!(shard_column(None), NO_SHARD);
+        let crl = |number: u64, der: &'static [u8]| NewCrl {
+            issuer: "issuing",
+            shard: Some(0),
+            delta: false,
+            number,
+            base_number: None,
+            this_update: 10,
+            next_update: 20,
+            change_seq: 5,
+            entries: 0,
+            der,
+        };
+        assert!(s.crl_put(&crl(2, b"two")).expect("put"));
+        assert!(!s.crl_put(&crl(1, b"one")).expect("older refused"));
+        assert!(!s.crl_put(&crl(2, b"dup")).expect("same refused"));
+        let stored = s
+            .crl_stored("issuing", Some(0), false)
+            .expect("get")
+            .expect("some");
+        assert_eq!(
+            (stored.info.number, stored.der.as_slice()),
+            (2, &b"two"[..])
+        );
+        assert!(s.crl_put(&crl(3, b"three!")).expect("newer"));
+        let stored = s
+            .crl_stored("issuing", Some(0), false)
+            .expect("get")
+            .expect("some");
+        assert_eq!(
+            (stored.info.number, stored.info.size, stored.der.as_slice()),
+            (3, 6, &b"three!"[..])
+        );
+        assert!(s.crl_stored("issuing", None, false).expect("get").is_none());
+        assert_eq!(s.crl_list().expect("list").len(), 1);
+    }
+}
