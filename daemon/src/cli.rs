@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use pkid_protocols::revocation;
 use pkid_protocols::time::rfc3339;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// pkid: certificate authority with OCSP, CRL, timestamps, EST and CMP.
@@ -318,7 +318,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-fn cert(data: &PathBuf, cmd: CertCommand, who: &str) -> Result<(), Failure> {
+fn cert(data: &Path, cmd: CertCommand, who: &str) -> Result<(), Failure> {
     let needs_keys = matches!(cmd, CertCommand::Issue { .. } | CertCommand::Renew { .. } | CertCommand::Rekey { .. } | CertCommand::Modify { .. });
     let opened = datadir::open(data, needs_keys)?;
     let authority = match opened.authority {
