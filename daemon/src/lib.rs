@@ -16,6 +16,8 @@ pub mod clock;
 pub mod config;
 pub mod datadir;
 pub mod http;
+pub mod index;
 pub mod keys;
 pub mod metrics;
+pub mod ocsp;
 pub mod store;

@@ -1,14 +1,23 @@
 //! Prometheus metrics, and the decorators that count signer and store operations.
 
-use crate::store::{AuditEntry, CertificateRecord, Change, ListFilter, NewCertificate, StatusChange, Store, StoreError};
+use crate::store::{
+    AuditEntry, CertificateRecord, Change, ListFilter, NewCertificate, StatusChange, StatusRow,
+    Store, StoreError,
+};
 use pkid_protocols::{SignError, SignatureAlgorithm, Signer};
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
 use spki::SubjectPublicKeyInfoOwned;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// Latency buckets in seconds: 50 µs (a cached OCSP answer) to 5 s (an HSM under load).
-const LATENCY_BUCKETS: &[f64] = &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0,
+];
 
 /// All metrics the daemon exports.
 pub struct Metrics {
@@ -29,6 +38,16 @@ pub struct Metrics {
     pub store_duration: HistogramVec,
     /// The newest store change sequence number the daemon has applied.
     pub change_seq: IntGauge,
+    /// OCSP answers by certificate status or error status.
+    pub ocsp_responses: IntCounterVec,
+    /// OCSP response cache lookups by result (hit, miss).
+    pub ocsp_cache: IntCounterVec,
+    /// Seconds until the OCSP responder certificate expires.
+    pub ocsp_responder_expiry: IntGauge,
+    /// Certificates in the revocation index.
+    pub index_entries: IntGauge,
+    /// Approximate bytes held by the revocation index.
+    pub index_bytes: IntGauge,
 }
 
 fn must<T>(r: Result<T, prometheus::Error>) -> T {
@@ -46,21 +65,95 @@ impl Metrics {
             c
         };
         let histogram = |name: &str, help: &str, labels: &[&str]| {
-            let h = must(HistogramVec::new(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()), labels));
+            let h = must(HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                labels,
+            ));
             must(registry.register(Box::new(h.clone())));
             h
         };
-        let http_requests = counter("http_requests_total", "HTTP requests by route and status.", &["route", "status"]);
-        let http_duration = histogram("http_request_duration_seconds", "HTTP request latency.", &["route"]);
-        let signer_operations = counter("signer_operations_total", "Signatures by key role and outcome.", &["role", "outcome"]);
-        let signer_duration = histogram("signer_duration_seconds", "Signing latency by key role.", &["role"]);
-        let store_operations = counter("store_operations_total", "Store operations by operation and outcome.", &["op", "outcome"]);
-        let store_duration = histogram("store_duration_seconds", "Store latency by operation.", &["op"]);
-        let rate_limited = must(IntCounter::new("http_rate_limited_total", "Requests answered 429."));
+        let http_requests = counter(
+            "http_requests_total",
+            "HTTP requests by route and status.",
+            &["route", "status"],
+        );
+        let http_duration = histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency.",
+            &["route"],
+        );
+        let signer_operations = counter(
+            "signer_operations_total",
+            "Signatures by key role and outcome.",
+            &["role", "outcome"],
+        );
+        let signer_duration = histogram(
+            "signer_duration_seconds",
+            "Signing latency by key role.",
+            &["role"],
+        );
+        let store_operations = counter(
+            "store_operations_total",
+            "Store operations by operation and outcome.",
+            &["op", "outcome"],
+        );
+        let store_duration = histogram(
+            "store_duration_seconds",
+            "Store latency by operation.",
+            &["op"],
+        );
+        let rate_limited = must(IntCounter::new(
+            "http_rate_limited_total",
+            "Requests answered 429.",
+        ));
         must(registry.register(Box::new(rate_limited.clone())));
-        let change_seq = must(IntGauge::new("store_change_seq", "Newest store change applied by this daemon."));
-        must(registry.register(Box::new(change_seq.clone())));
-        Self { registry, http_requests, http_duration, rate_limited, signer_operations, signer_duration, store_operations, store_duration, change_seq }
+        let gauge = |name: &str, help: &str| {
+            let g = must(IntGauge::new(name, help));
+            must(registry.register(Box::new(g.clone())));
+            g
+        };
+        let change_seq = gauge(
+            "store_change_seq",
+            "Newest store change applied by this daemon.",
+        );
+        let ocsp_responses = counter(
+            "ocsp_responses_total",
+            "OCSP answers by certificate status or error status.",
+            &["status"],
+        );
+        let ocsp_cache = counter(
+            "ocsp_cache_lookups_total",
+            "OCSP response cache lookups.",
+            &["result"],
+        );
+        let ocsp_responder_expiry = gauge(
+            "ocsp_responder_expiry_seconds",
+            "Seconds until the OCSP responder certificate expires.",
+        );
+        let index_entries = gauge(
+            "revocation_index_entries",
+            "Certificates in the revocation index.",
+        );
+        let index_bytes = gauge(
+            "revocation_index_bytes",
+            "Approximate bytes held by the revocation index.",
+        );
+        Self {
+            registry,
+            http_requests,
+            http_duration,
+            rate_limited,
+            signer_operations,
+            signer_duration,
+            store_operations,
+            store_duration,
+            change_seq,
+            ocsp_responses,
+            ocsp_cache,
+            ocsp_responder_expiry,
+            index_entries,
+            index_bytes,
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -95,12 +188,22 @@ impl MeteredSigner {
     /// The role's series are created here, at zero: a labelled Prometheus metric is exported
     /// only once a label set exists, so without this `/metrics` would show no `pkid_signer_*`
     /// line until the first signature, and `rate()` would miss the first one.
-    pub fn wrap(inner: Arc<dyn Signer>, role: &'static str, metrics: Arc<Metrics>) -> Arc<dyn Signer> {
+    pub fn wrap(
+        inner: Arc<dyn Signer>,
+        role: &'static str,
+        metrics: Arc<Metrics>,
+    ) -> Arc<dyn Signer> {
         for outcome in SIGN_OUTCOMES {
-            metrics.signer_operations.with_label_values(&[role, outcome]);
+            metrics
+                .signer_operations
+                .with_label_values(&[role, outcome]);
         }
         metrics.signer_duration.with_label_values(&[role]);
-        Arc::new(Self { inner, role, metrics })
+        Arc::new(Self {
+            inner,
+            role,
+            metrics,
+        })
     }
 }
 
@@ -114,13 +217,19 @@ impl Signer for MeteredSigner {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
         let start = Instant::now();
         let r = self.inner.sign(message);
-        self.metrics.signer_duration.with_label_values(&[self.role]).observe(start.elapsed().as_secs_f64());
+        self.metrics
+            .signer_duration
+            .with_label_values(&[self.role])
+            .observe(start.elapsed().as_secs_f64());
         let outcome = match &r {
             Ok(_) => "ok",
             Err(SignError::Unavailable(_)) => "unavailable",
             Err(_) => "error",
         };
-        self.metrics.signer_operations.with_label_values(&[self.role, outcome]).inc();
+        self.metrics
+            .signer_operations
+            .with_label_values(&[self.role, outcome])
+            .inc();
         r
     }
 }
@@ -137,11 +246,21 @@ impl MeteredStore {
         Arc::new(Self { inner, metrics })
     }
 
-    fn observe<T>(&self, op: &'static str, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn observe<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let start = Instant::now();
         let r = f();
-        self.metrics.store_duration.with_label_values(&[op]).observe(start.elapsed().as_secs_f64());
-        self.metrics.store_operations.with_label_values(&[op, if r.is_ok() { "ok" } else { "error" }]).inc();
+        self.metrics
+            .store_duration
+            .with_label_values(&[op])
+            .observe(start.elapsed().as_secs_f64());
+        self.metrics
+            .store_operations
+            .with_label_values(&[op, if r.is_ok() { "ok" } else { "error" }])
+            .inc();
         r
     }
 }
@@ -159,8 +278,15 @@ impl Store for MeteredStore {
     fn list(&self, filter: &ListFilter) -> Result<Vec<CertificateRecord>, StoreError> {
         self.observe("list", || self.inner.list(filter))
     }
-    fn change_status(&self, serial: &str, change: StatusChange, audit: &AuditEntry) -> Result<CertificateRecord, StoreError> {
-        self.observe("change_status", || self.inner.change_status(serial, change, audit))
+    fn change_status(
+        &self,
+        serial: &str,
+        change: StatusChange,
+        audit: &AuditEntry,
+    ) -> Result<CertificateRecord, StoreError> {
+        self.observe("change_status", || {
+            self.inner.change_status(serial, change, audit)
+        })
     }
     fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         self.observe("audit", || self.inner.audit(entry))
@@ -173,6 +299,9 @@ impl Store for MeteredStore {
     }
     fn ping(&self) -> Result<(), StoreError> {
         self.observe("ping", || self.inner.ping())
+    }
+    fn scan_statuses(&self, visit: &mut dyn FnMut(StatusRow<'_>)) -> Result<u64, StoreError> {
+        self.observe("scan_statuses", || self.inner.scan_statuses(visit))
     }
 }
 
@@ -196,13 +325,26 @@ mod tests {
         }
         let metrics = Arc::new(Metrics::new());
         let spki = SubjectPublicKeyInfoOwned {
-            algorithm: spki::AlgorithmIdentifierOwned { oid: const_oid::db::rfc5912::ID_EC_PUBLIC_KEY, parameters: None },
+            algorithm: spki::AlgorithmIdentifierOwned {
+                oid: const_oid::db::rfc5912::ID_EC_PUBLIC_KEY,
+                parameters: None,
+            },
             subject_public_key: der::asn1::BitString::from_bytes(&[4]).expect("bits"),
         };
         let _signer = MeteredSigner::wrap(Arc::new(Idle(spki)), "issuing", metrics.clone());
         let text = String::from_utf8(metrics.render()).expect("utf8");
-        let ok_line = |l: &&str| l.starts_with("pkid_signer_operations_total{") && l.contains("role=\"issuing\"") && l.contains("outcome=\"ok\"");
-        assert!(text.lines().filter(ok_line).any(|l| l.ends_with("} 0")), "{text}");
-        assert!(text.contains("pkid_signer_duration_seconds_count{role=\"issuing\"} 0"), "{text}");
+        let ok_line = |l: &&str| {
+            l.starts_with("pkid_signer_operations_total{")
+                && l.contains("role=\"issuing\"")
+                && l.contains("outcome=\"ok\"")
+        };
+        assert!(
+            text.lines().filter(ok_line).any(|l| l.ends_with("} 0")),
+            "{text}"
+        );
+        assert!(
+            text.contains("pkid_signer_duration_seconds_count{role=\"issuing\"} 0"),
+            "{text}"
+        );
     }
 }

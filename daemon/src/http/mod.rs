@@ -6,13 +6,17 @@
 //! reload of the settings that are safe to change live (log filter, rate limit, body limit).
 
 pub mod body;
+mod ocsp;
 mod routes;
 
 use crate::cli::{Failure, ServeArgs};
 use crate::config::{Config, RateLimit};
 use crate::datadir;
+use crate::index::RevocationIndex;
 use crate::keys::KeyBackend;
-use crate::metrics::Metrics;
+use crate::keys::KeyRole;
+use crate::metrics::{MeteredSigner, Metrics};
+use crate::ocsp::{OcspParts, OcspService};
 use crate::store::{Change, Store};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
@@ -61,18 +65,31 @@ pub struct AppState {
     limiter: ArcSwapOption<DefaultKeyedRateLimiter<IpAddr>>,
     /// CA certificates by name, DER.
     pub ca_certs: HashMap<String, Bytes>,
+    /// The hot revocation index.
+    pub index: Arc<RevocationIndex>,
+    /// The OCSP responder, when enabled.
+    pub ocsp: Option<Arc<OcspService>>,
     listeners: Vec<Arc<dyn ChangeListener>>,
 }
 
 fn limiter(rate: Option<RateLimit>) -> Option<Arc<DefaultKeyedRateLimiter<IpAddr>>> {
-    rate.map(|r| Arc::new(RateLimiter::keyed(Quota::per_second(r.per_second).allow_burst(r.burst))))
+    rate.map(|r| {
+        Arc::new(RateLimiter::keyed(
+            Quota::per_second(r.per_second).allow_burst(r.burst),
+        ))
+    })
 }
 
 /// Logging for CLI commands: warnings and errors to stderr (RUST_LOG overrides).
 pub fn init_cli_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .try_init();
 }
 
 fn init_serve_logging(json: bool) {
@@ -80,9 +97,15 @@ fn init_serve_logging(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let registry = tracing_subscriber::registry().with(filter);
-    let ok = if json { registry.with(fmt.json()).try_init().is_ok() } else { registry.with(fmt).try_init().is_ok() };
+    let ok = if json {
+        registry.with(fmt.json()).try_init().is_ok()
+    } else {
+        registry.with(fmt).try_init().is_ok()
+    };
     if ok {
         let _ = LOG_FILTER.set(handle);
     }
@@ -98,17 +121,67 @@ fn apply_log_level(level: &str) {
                 tracing::warn!(error = %e, "could not apply log level");
             }
         }
-        (Err(e), _) => tracing::warn!(level, error = %e, "invalid log level; keeping the current one"),
+        (Err(e), _) => {
+            tracing::warn!(level, error = %e, "invalid log level; keeping the current one")
+        }
         (_, None) => {}
     }
 }
 
-fn override_addr(value: Option<String>, current: Option<SocketAddr>, what: &str) -> Result<Option<SocketAddr>, Failure> {
+fn override_addr(
+    value: Option<String>,
+    current: Option<SocketAddr>,
+    what: &str,
+) -> Result<Option<SocketAddr>, Failure> {
     match value {
         None => Ok(current),
         Some(s) if s.is_empty() => Ok(None),
-        Some(s) => s.parse().map(Some).map_err(|e| Failure { message: format!("--{what} {s:?}: {e}"), code: 2 }),
+        Some(s) => s.parse().map(Some).map_err(|e| Failure {
+            message: format!("--{what} {s:?}: {e}"),
+            code: 2,
+        }),
     }
+}
+
+/// Builds the OCSP responder: the delegated responder certificate and key, serving the issuing CA.
+fn ocsp_service(
+    data: &Path,
+    config: &Config,
+    authority: &crate::ca::Authority,
+    keys: &Arc<dyn KeyBackend>,
+    index: Arc<RevocationIndex>,
+    metrics: Arc<Metrics>,
+) -> Result<OcspService, Failure> {
+    let der = datadir::role_certificate(data, KeyRole::Ocsp)?;
+    let cert = <x509_cert::Certificate as der::Decode>::from_der(&der).map_err(|e| Failure {
+        message: format!("certs/ocsp.crt: {e}"),
+        code: 1,
+    })?;
+    let signer = MeteredSigner::wrap(keys.load(KeyRole::Ocsp)?, "ocsp", metrics.clone());
+    let issuing = authority
+        .issuer(crate::ca::ISSUING)
+        .ok_or_else(|| Failure {
+            message: "issuing CA not loaded".into(),
+            code: 1,
+        })?;
+    let inline = matches!(
+        config.keys.backend,
+        crate::config::KeyBackendConfig::Software
+    );
+    OcspService::new(OcspParts {
+        issuers: vec![(crate::ca::ISSUING.to_string(), issuing.certificate.clone())],
+        responder: cert,
+        signer,
+        inline_signing: inline,
+        index,
+        config: config.ocsp.clone(),
+        clock: Arc::new(crate::clock::SystemClock),
+        metrics,
+    })
+    .map_err(|e| Failure {
+        message: format!("OCSP responder: {e}"),
+        code: 1,
+    })
 }
 
 /// `pkid serve`: initialises the data directory on first start, then serves until signalled.
@@ -127,7 +200,12 @@ pub fn serve(data: &Path, args: ServeArgs, actor: &str) -> Result<(), Failure> {
     apply_log_level(&config.log.level);
     let (authority, keys) = match (opened.authority, opened.keys) {
         (Some(a), Some(k)) => (a, k),
-        _ => return Err(Failure { message: "keys were not loaded".into(), code: 1 }),
+        _ => {
+            return Err(Failure {
+                message: "keys were not loaded".into(),
+                code: 1,
+            })
+        }
     };
     let mut ca_certs = HashMap::new();
     for name in [crate::ca::ROOT, crate::ca::ISSUING] {
@@ -135,6 +213,39 @@ pub fn serve(data: &Path, args: ServeArgs, actor: &str) -> Result<(), Failure> {
             ca_certs.insert(name.to_string(), Bytes::from(i.der.clone()));
         }
     }
+    let started = std::time::Instant::now();
+    let index = Arc::new(RevocationIndex::build(
+        opened.store.as_ref(),
+        &[crate::ca::ROOT, crate::ca::ISSUING],
+    )?);
+    let entries: usize = [crate::ca::ROOT, crate::ca::ISSUING]
+        .iter()
+        .filter_map(|n| index.issuer(n))
+        .map(|i| i.len())
+        .sum();
+    tracing::info!(entries, bytes = index.memory_bytes(), elapsed = ?started.elapsed(), "revocation index built");
+    metrics
+        .index_entries
+        .set(i64::try_from(entries).unwrap_or(i64::MAX));
+    metrics
+        .index_bytes
+        .set(i64::try_from(index.memory_bytes()).unwrap_or(i64::MAX));
+    let mut listeners: Vec<Arc<dyn ChangeListener>> = vec![index.clone()];
+    let ocsp = if config.ocsp.enabled {
+        let service = Arc::new(ocsp_service(
+            data,
+            &config,
+            &authority,
+            &keys,
+            index.clone(),
+            metrics.clone(),
+        )?);
+        service.check_responder_expiry();
+        listeners.push(service.clone());
+        Some(service)
+    } else {
+        None
+    };
     let state = Arc::new(AppState {
         data_dir: data.to_path_buf(),
         limiter: ArcSwapOption::new(limiter(config.server.rate_limit)),
@@ -144,23 +255,36 @@ pub fn serve(data: &Path, args: ServeArgs, actor: &str) -> Result<(), Failure> {
         keys,
         metrics,
         ca_certs,
-        listeners: Vec::new(),
+        index,
+        ocsp,
+        listeners,
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(run(state))
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, Failure> {
-    TcpListener::bind(addr).await.map_err(|e| Failure { message: format!("cannot listen on {what} {addr}: {e}"), code: 1 })
+    TcpListener::bind(addr).await.map_err(|e| Failure {
+        message: format!("cannot listen on {what} {addr}: {e}"),
+        code: 1,
+    })
 }
 
 fn tls_acceptor(config: &Config) -> Result<tokio_rustls::TlsAcceptor, Failure> {
-    let fail = |m: String| Failure { message: m, code: 1 };
-    let pem = std::fs::read(&config.server.tls_cert).map_err(|e| fail(format!("{}: {e}", config.server.tls_cert.display())))?;
-    let chain: Vec<rustls::pki_types::CertificateDer<'static>> = rustls_pemfile::certs(&mut pem.as_slice())
-        .collect::<Result<_, _>>()
+    let fail = |m: String| Failure {
+        message: m,
+        code: 1,
+    };
+    let pem = std::fs::read(&config.server.tls_cert)
         .map_err(|e| fail(format!("{}: {e}", config.server.tls_cert.display())))?;
-    let key_der = std::fs::read(&config.server.tls_key).map_err(|e| fail(format!("{}: {e}", config.server.tls_key.display())))?;
+    let chain: Vec<rustls::pki_types::CertificateDer<'static>> =
+        rustls_pemfile::certs(&mut pem.as_slice())
+            .collect::<Result<_, _>>()
+            .map_err(|e| fail(format!("{}: {e}", config.server.tls_cert.display())))?;
+    let key_der = std::fs::read(&config.server.tls_key)
+        .map_err(|e| fail(format!("{}: {e}", config.server.tls_key.display())))?;
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key_der.into());
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
@@ -175,7 +299,10 @@ fn tls_acceptor(config: &Config) -> Result<tokio_rustls::TlsAcceptor, Failure> {
 
 fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1().timer(TokioTimer::new()).header_read_timeout(config.server.header_timeout).keep_alive(true);
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.server.header_timeout)
+        .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(config.server.idle_timeout)
@@ -192,19 +319,37 @@ async fn run(state: Arc<AppState>) -> Result<(), Failure> {
     if let Some(addr) = config.server.http {
         let listener = bind(addr, "http").await?;
         tracing::info!(addr = %listener.local_addr()?, "HTTP listener ready");
-        tasks.push(tokio::spawn(accept_loop(listener, None, state.clone(), stop_rx.clone(), graceful.clone())));
+        tasks.push(tokio::spawn(accept_loop(
+            listener,
+            None,
+            state.clone(),
+            stop_rx.clone(),
+            graceful.clone(),
+        )));
     }
     if let Some(addr) = config.server.https {
         let acceptor = tls_acceptor(&config)?;
         let listener = bind(addr, "https").await?;
         tracing::info!(addr = %listener.local_addr()?, "HTTPS listener ready");
-        tasks.push(tokio::spawn(accept_loop(listener, Some(acceptor), state.clone(), stop_rx.clone(), graceful.clone())));
+        tasks.push(tokio::spawn(accept_loop(
+            listener,
+            Some(acceptor),
+            state.clone(),
+            stop_rx.clone(),
+            graceful.clone(),
+        )));
     }
     if tasks.is_empty() {
-        return Err(Failure { message: "no listener configured (server.http and server.https are both empty)".into(), code: 2 });
+        return Err(Failure {
+            message: "no listener configured (server.http and server.https are both empty)".into(),
+            code: 2,
+        });
     }
     tokio::spawn(follow_changes(state.clone(), stop_rx.clone()));
     tokio::spawn(sweep_limiter(state.clone(), stop_rx.clone()));
+    if let Some(ocsp) = state.ocsp.clone() {
+        tokio::spawn(ocsp_upkeep(ocsp, config.ocsp.presign, stop_rx.clone()));
+    }
     tracing::info!(data = %state.data_dir.display(), keys = %state.keys.describe(), "pkid serving");
     wait_for_signals(&state).await;
     tracing::info!("shutting down: no new connections; waiting for in-flight requests");
@@ -215,14 +360,20 @@ async fn run(state: Arc<AppState>) -> Result<(), Failure> {
     let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
     match tokio::time::timeout(config.server.shutdown_grace, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections closed"),
-        Err(_) => tracing::warn!(grace = ?config.server.shutdown_grace, "grace period over; closing remaining connections"),
+        Err(_) => {
+            tracing::warn!(grace = ?config.server.shutdown_grace, "grace period over; closing remaining connections")
+        }
     }
     Ok(())
 }
 
 async fn wait_for_signals(state: &Arc<AppState>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut int, mut hup) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup())) {
+    let (mut term, mut int, mut hup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) {
         (Ok(t), Ok(i), Ok(h)) => (t, i, h),
         _ => {
             tracing::error!("cannot install signal handlers; stopping on Ctrl-C only");
@@ -257,7 +408,10 @@ fn reload_config(state: &Arc<AppState>) {
     applied.log = new.log.clone();
     applied.server.rate_limit = new.server.rate_limit;
     applied.server.max_body_bytes = new.server.max_body_bytes;
-    if new.server.http != old.server.http || new.server.https != old.server.https || new.server.public_url != old.server.public_url {
+    if new.server.http != old.server.http
+        || new.server.https != old.server.https
+        || new.server.public_url != old.server.public_url
+    {
         tracing::warn!("listener addresses and public_url change only on restart");
     }
     state.config.store(Arc::new(applied));
@@ -296,11 +450,27 @@ async fn accept_loop(
                 async move { Ok::<_, Infallible>(routes::handle(state, req, peer).await) }
             });
             let result = match tls {
-                None => watcher.watch(builder.serve_connection(TokioIo::new(stream), svc).into_owned()).await,
+                None => {
+                    watcher
+                        .watch(
+                            builder
+                                .serve_connection(TokioIo::new(stream), svc)
+                                .into_owned(),
+                        )
+                        .await
+                }
                 Some(acceptor) => {
                     let handshake_timeout = Duration::from_secs(10);
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => watcher.watch(builder.serve_connection(TokioIo::new(tls_stream), svc).into_owned()).await,
+                        Ok(Ok(tls_stream)) => {
+                            watcher
+                                .watch(
+                                    builder
+                                        .serve_connection(TokioIo::new(tls_stream), svc)
+                                        .into_owned(),
+                                )
+                                .await
+                        }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
                             return;
@@ -322,7 +492,7 @@ async fn accept_loop(
 /// Follows the store's change sequence so that changes made by the CLI or another process
 /// reach this daemon within `follow_interval` (under a second).
 async fn follow_changes(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
-    let mut seq = 0u64;
+    let mut seq = state.index.applied_seq();
     loop {
         let store = state.store.clone();
         let from = seq;
@@ -332,7 +502,10 @@ async fn follow_changes(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                 for l in &state.listeners {
                     l.apply(&changes);
                 }
-                state.metrics.change_seq.set(i64::try_from(seq).unwrap_or(i64::MAX));
+                state
+                    .metrics
+                    .change_seq
+                    .set(i64::try_from(seq).unwrap_or(i64::MAX));
                 if changes.len() == FOLLOW_BATCH {
                     continue; // more are waiting
                 }
@@ -344,6 +517,32 @@ async fn follow_changes(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
         let interval = state.config.load().store.follow_interval;
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Daily responder-certificate expiry check and, when configured, pre-signing (at start, then
+/// every half cache lifetime so responses are replaced before they go stale).
+async fn ocsp_upkeep(ocsp: Arc<OcspService>, presign: bool, mut stop: watch::Receiver<bool>) {
+    let mut last_presign: Option<std::time::Instant> = None;
+    let period = Duration::from_secs(3600);
+    loop {
+        ocsp.check_responder_expiry();
+        let presign_due = last_presign.is_none_or(|t| t.elapsed() >= Duration::from_secs(6 * 3600));
+        if presign && presign_due {
+            let svc = ocsp.clone();
+            let started = std::time::Instant::now();
+            match tokio::task::spawn_blocking(move || svc.presign()).await {
+                Ok(n) => {
+                    tracing::info!(signed = n, elapsed = ?started.elapsed(), "OCSP responses pre-signed")
+                }
+                Err(e) => tracing::error!(error = %e, "pre-signing task failed"),
+            }
+            last_presign = Some(std::time::Instant::now());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
             _ = stop.changed() => return,
         }
     }

@@ -182,6 +182,21 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// One certificate's status, as [`Store::scan_statuses`] visits it.
+#[derive(Clone, Copy, Debug)]
+pub struct StatusRow<'a> {
+    /// Issuer name.
+    pub issuer: &'a str,
+    /// Canonical hex serial.
+    pub serial: &'a str,
+    /// Status.
+    pub status: CertStatus,
+    /// Revocation time.
+    pub revoked_at: Option<u64>,
+    /// Revocation reason.
+    pub reason: Option<CrlReason>,
+}
+
 /// Filter for [`Store::list`].
 #[derive(Clone, Debug, Default)]
 pub struct ListFilter {
@@ -233,7 +248,12 @@ pub trait Store: Send + Sync {
     fn list(&self, filter: &ListFilter) -> Result<Vec<CertificateRecord>, StoreError>;
     /// Applies a status change, its change-sequence entry and its audit record in one
     /// transaction. Returns the updated record.
-    fn change_status(&self, serial: &str, change: StatusChange, audit: &AuditEntry) -> Result<CertificateRecord, StoreError>;
+    fn change_status(
+        &self,
+        serial: &str,
+        change: StatusChange,
+        audit: &AuditEntry,
+    ) -> Result<CertificateRecord, StoreError>;
     /// Appends an audit record.
     fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// The newest audit records, newest first.
@@ -242,4 +262,8 @@ pub trait Store: Send + Sync {
     fn changes_since(&self, seq: u64, limit: usize) -> Result<Vec<Change>, StoreError>;
     /// Cheap liveness check.
     fn ping(&self) -> Result<(), StoreError>;
+    /// Visits the status of every issued (not pending) certificate in one consistent read, and
+    /// returns the change-sequence position that read reflects: following changes from there
+    /// misses nothing.
+    fn scan_statuses(&self, visit: &mut dyn FnMut(StatusRow<'_>)) -> Result<u64, StoreError>;
 }

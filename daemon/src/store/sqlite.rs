@@ -57,7 +57,8 @@ fn unavailable(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-const CERT_COLUMNS: &str = "serial, issuer, subject, profile, not_before, not_after, status, revoked_at, reason, \
+const CERT_COLUMNS: &str =
+    "serial, issuer, subject, profile, not_before, not_after, status, revoked_at, reason, \
      invalidity_date, tbs, der, replaces, created_at";
 
 fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<CertificateRecord> {
@@ -84,25 +85,41 @@ fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<CertificateRecord> {
 impl SqliteStore {
     /// Opens (creating if needed) the database and applies pending migrations.
     pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
-        let mut conn = Connection::open(path).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        let mut conn = Connection::open(path)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         conn.busy_timeout(busy_timeout).map_err(unavailable)?;
         // WAL lets the CLI write while the daemon reads; FULL syncs the WAL on every commit, so a
         // committed certificate survives power loss (NORMAL may lose the last commits).
-        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(unavailable)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(unavailable)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Unavailable(format!("could not enable WAL (journal_mode={mode})")));
+            return Err(StoreError::Unavailable(format!(
+                "could not enable WAL (journal_mode={mode})"
+            )));
         }
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;").map_err(unavailable)?;
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(unavailable)?;
         Self::migrate(&mut conn)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
-        tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL) STRICT;")
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(unavailable)?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL) STRICT;",
+        )
+        .map_err(unavailable)?;
         let current: u64 = tx
-            .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_version", [], |r| r.get(0))
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+                [],
+                |r| r.get(0),
+            )
             .map_err(unavailable)?;
         if current as usize > MIGRATIONS.len() {
             return Err(StoreError::Unavailable(format!(
@@ -112,19 +129,27 @@ impl SqliteStore {
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
             tx.execute_batch(sql).map_err(unavailable)?;
-            tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [i as u64 + 1]).map_err(unavailable)?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [i as u64 + 1],
+            )
+            .map_err(unavailable)?;
             tracing::info!(version = i + 1, "applied store migration");
         }
         tx.commit().map_err(unavailable)
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
-        self.conn.lock().map_err(|_| StoreError::Unavailable("store lock poisoned".into()))
+        self.conn
+            .lock()
+            .map_err(|_| StoreError::Unavailable("store lock poisoned".into()))
     }
 
     /// The schema version in force.
     pub fn schema_version(&self) -> Result<u64, StoreError> {
-        self.lock()?.query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0)).map_err(unavailable)
+        self.lock()?
+            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .map_err(unavailable)
     }
 }
 
@@ -146,7 +171,9 @@ impl Store for SqliteStore {
         );
         match r {
             Ok(_) => Ok(()),
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
                 Err(StoreError::DuplicateSerial(c.serial.clone()))
             }
             Err(e) => Err(unavailable(e)),
@@ -155,7 +182,9 @@ impl Store for SqliteStore {
 
     fn complete(&self, serial: &str, der: &[u8]) -> Result<(), StoreError> {
         let mut conn = self.lock()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
         let n = tx
             .execute("UPDATE certificates SET der = ?2, status = 'valid' WHERE serial = ?1 AND status = 'pending'", params![serial, der])
             .map_err(unavailable)?;
@@ -169,7 +198,11 @@ impl Store for SqliteStore {
 
     fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
         self.lock()?
-            .query_row(&format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"), [serial], record)
+            .query_row(
+                &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"),
+                [serial],
+                record,
+            )
             .optional()
             .map_err(unavailable)
     }
@@ -188,7 +221,9 @@ impl Store for SqliteStore {
             .map_err(unavailable)?;
         let limit = if f.limit == 0 { usize::MAX } else { f.limit };
         let needle = f.subject_contains.as_deref().map(str::to_lowercase);
-        let rows = stmt.query_map(params![f.status.map(|s| s.as_str()), f.issuer], record).map_err(unavailable)?;
+        let rows = stmt
+            .query_map(params![f.status.map(|s| s.as_str()), f.issuer], record)
+            .map_err(unavailable)?;
         rows.filter(|r| match (r, &needle) {
             (Ok(rec), Some(n)) => rec.subject.to_lowercase().contains(n.as_str()),
             _ => true,
@@ -198,21 +233,38 @@ impl Store for SqliteStore {
         .map_err(unavailable)
     }
 
-    fn change_status(&self, serial: &str, change: StatusChange, audit: &AuditEntry) -> Result<CertificateRecord, StoreError> {
+    fn change_status(
+        &self,
+        serial: &str,
+        change: StatusChange,
+        audit: &AuditEntry,
+    ) -> Result<CertificateRecord, StoreError> {
         let mut conn = self.lock()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
         let current: Option<String> = tx
-            .query_row("SELECT status FROM certificates WHERE serial = ?1", [serial], |r| r.get(0))
+            .query_row(
+                "SELECT status FROM certificates WHERE serial = ?1",
+                [serial],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(unavailable)?;
-        let status = current.and_then(|s| CertStatus::parse(&s)).ok_or_else(|| StoreError::NotFound(serial.to_string()))?;
+        let status = current
+            .and_then(|s| CertStatus::parse(&s))
+            .ok_or_else(|| StoreError::NotFound(serial.to_string()))?;
         let (allowed, action): (&[CertStatus], &'static str) = match change {
             StatusChange::Revoke { .. } => (&[CertStatus::Valid, CertStatus::Hold], "revoke"),
             StatusChange::Hold { .. } => (&[CertStatus::Valid], "hold"),
             StatusChange::Release => (&[CertStatus::Hold], "release"),
         };
         if !allowed.contains(&status) {
-            return Err(StoreError::Conflict { serial: serial.to_string(), status: status.as_str(), action });
+            return Err(StoreError::Conflict {
+                serial: serial.to_string(),
+                status: status.as_str(),
+                action,
+            });
         }
         let now = audit.at;
         match change {
@@ -233,10 +285,18 @@ impl Store for SqliteStore {
             ),
         }
         .map_err(unavailable)?;
-        tx.execute("INSERT INTO changes (serial, at) VALUES (?1, ?2)", params![serial, now]).map_err(unavailable)?;
+        tx.execute(
+            "INSERT INTO changes (serial, at) VALUES (?1, ?2)",
+            params![serial, now],
+        )
+        .map_err(unavailable)?;
         insert_audit(&tx, audit).map_err(unavailable)?;
         let rec = tx
-            .query_row(&format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"), [serial], record)
+            .query_row(
+                &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"),
+                [serial],
+                record,
+            )
             .map_err(unavailable)?;
         tx.commit().map_err(unavailable)?;
         Ok(rec)
@@ -300,7 +360,48 @@ impl Store for SqliteStore {
     }
 
     fn ping(&self) -> Result<(), StoreError> {
-        self.lock()?.query_row("SELECT 1", [], |_| Ok(())).map_err(unavailable)
+        self.lock()?
+            .query_row("SELECT 1", [], |_| Ok(()))
+            .map_err(unavailable)
+    }
+
+    fn scan_statuses(&self, visit: &mut dyn FnMut(StatusRow<'_>)) -> Result<u64, StoreError> {
+        let mut conn = self.lock()?;
+        // A read transaction: the sequence number and the rows come from one snapshot.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(unavailable)?;
+        let seq: u64 = tx
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
+                r.get(0)
+            })
+            .map_err(unavailable)?;
+        {
+            let mut stmt = tx
+                .prepare("SELECT issuer, serial, status, revoked_at, reason FROM certificates WHERE status != 'pending'")
+                .map_err(unavailable)?;
+            let mut rows = stmt.query([]).map_err(unavailable)?;
+            while let Some(row) = rows.next().map_err(unavailable)? {
+                let text = |i: usize| -> Result<&str, StoreError> {
+                    row.get_ref(i)
+                        .map_err(unavailable)?
+                        .as_str()
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))
+                };
+                let (issuer, serial, status) = (text(0)?, text(1)?, text(2)?);
+                let revoked_at: Option<u64> = row.get(3).map_err(unavailable)?;
+                let reason: Option<u8> = row.get(4).map_err(unavailable)?;
+                visit(StatusRow {
+                    issuer,
+                    serial,
+                    status: CertStatus::parse(status).unwrap_or(CertStatus::Pending),
+                    revoked_at,
+                    reason: reason.and_then(revocation::from_code),
+                });
+            }
+        }
+        tx.commit().map_err(unavailable)?;
+        Ok(seq)
     }
 }
 
@@ -329,19 +430,38 @@ mod tests {
     }
 
     fn audit(action: &str) -> AuditEntry {
-        AuditEntry { at: 150, actor: "op".into(), action: action.into(), target: "x".into(), outcome: Outcome::Success, detail: String::new() }
+        AuditEntry {
+            at: 150,
+            actor: "op".into(),
+            action: action.into(),
+            target: "x".into(),
+            outcome: Outcome::Success,
+            detail: String::new(),
+        }
     }
 
     #[test]
     fn reserve_complete_and_duplicate_serials() {
         let (_d, s) = store();
         s.reserve(&new("0a")).expect("reserve");
-        assert!(matches!(s.reserve(&new("0a")), Err(StoreError::DuplicateSerial(_))));
-        assert_eq!(s.certificate("0a").expect("get").expect("some").status, CertStatus::Pending);
-        assert!(s.changes_since(0, 10).expect("changes").is_empty(), "pending is not announced");
+        assert!(matches!(
+            s.reserve(&new("0a")),
+            Err(StoreError::DuplicateSerial(_))
+        ));
+        assert_eq!(
+            s.certificate("0a").expect("get").expect("some").status,
+            CertStatus::Pending
+        );
+        assert!(
+            s.changes_since(0, 10).expect("changes").is_empty(),
+            "pending is not announced"
+        );
         s.complete("0a", &[9, 9]).expect("complete");
         let rec = s.certificate("0a").expect("get").expect("some");
-        assert_eq!((rec.status, rec.der.as_deref()), (CertStatus::Valid, Some(&[9u8, 9][..])));
+        assert_eq!(
+            (rec.status, rec.der.as_deref()),
+            (CertStatus::Valid, Some(&[9u8, 9][..]))
+        );
         assert!(s.complete("0a", &[9]).is_err(), "complete only once");
         assert_eq!(s.changes_since(0, 10).expect("changes").len(), 1);
         assert_eq!(s.schema_version().expect("v"), MIGRATIONS.len() as u64);
@@ -352,43 +472,104 @@ mod tests {
         let (_d, s) = store();
         s.reserve(&new("0b")).expect("reserve");
         s.complete("0b", &[1]).expect("complete");
-        assert!(matches!(s.change_status("0b", StatusChange::Release, &audit("r")), Err(StoreError::Conflict { .. })));
-        let held = s.change_status("0b", StatusChange::Hold { at: 150 }, &audit("h")).expect("hold");
-        assert_eq!((held.status, held.reason), (CertStatus::Hold, Some(CrlReason::CertificateHold)));
-        let rel = s.change_status("0b", StatusChange::Release, &audit("rel")).expect("release");
-        assert_eq!((rel.status, rel.reason, rel.revoked_at), (CertStatus::Valid, None, None));
-        let rev = s
-            .change_status("0b", StatusChange::Revoke { reason: CrlReason::KeyCompromise, at: 160, invalidity_date: Some(120) }, &audit("rev"))
-            .expect("revoke");
-        assert_eq!((rev.status, rev.reason, rev.invalidity_date), (CertStatus::Revoked, Some(CrlReason::KeyCompromise), Some(120)));
         assert!(matches!(
-            s.change_status("0b", StatusChange::Revoke { reason: CrlReason::Unspecified, at: 1, invalidity_date: None }, &audit("x")),
-            Err(StoreError::Conflict { status: "revoked", .. })
+            s.change_status("0b", StatusChange::Release, &audit("r")),
+            Err(StoreError::Conflict { .. })
         ));
-        let seqs: Vec<u64> = s.changes_since(0, 100).expect("changes").iter().map(|c| c.seq).collect();
+        let held = s
+            .change_status("0b", StatusChange::Hold { at: 150 }, &audit("h"))
+            .expect("hold");
+        assert_eq!(
+            (held.status, held.reason),
+            (CertStatus::Hold, Some(CrlReason::CertificateHold))
+        );
+        let rel = s
+            .change_status("0b", StatusChange::Release, &audit("rel"))
+            .expect("release");
+        assert_eq!(
+            (rel.status, rel.reason, rel.revoked_at),
+            (CertStatus::Valid, None, None)
+        );
+        let rev = s
+            .change_status(
+                "0b",
+                StatusChange::Revoke {
+                    reason: CrlReason::KeyCompromise,
+                    at: 160,
+                    invalidity_date: Some(120),
+                },
+                &audit("rev"),
+            )
+            .expect("revoke");
+        assert_eq!(
+            (rev.status, rev.reason, rev.invalidity_date),
+            (
+                CertStatus::Revoked,
+                Some(CrlReason::KeyCompromise),
+                Some(120)
+            )
+        );
+        assert!(matches!(
+            s.change_status(
+                "0b",
+                StatusChange::Revoke {
+                    reason: CrlReason::Unspecified,
+                    at: 1,
+                    invalidity_date: None
+                },
+                &audit("x")
+            ),
+            Err(StoreError::Conflict {
+                status: "revoked",
+                ..
+            })
+        ));
+        let seqs: Vec<u64> = s
+            .changes_since(0, 100)
+            .expect("changes")
+            .iter()
+            .map(|c| c.seq)
+            .collect();
         assert_eq!(seqs.len(), 4);
         assert!(seqs.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(s.changes_since(seqs[2], 100).expect("tail").len(), 1);
         assert_eq!(s.audit_log(10).expect("audit").len(), 3);
-        assert!(matches!(s.change_status("ff", StatusChange::Release, &audit("x")), Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            s.change_status("ff", StatusChange::Release, &audit("x")),
+            Err(StoreError::NotFound(_))
+        ));
     }
 
     #[test]
     fn a_second_connection_sees_commits_and_list_filters() {
         let (d, s) = store();
-        let other = SqliteStore::open(&d.path().join("t.db"), Duration::from_secs(1)).expect("second");
+        let other =
+            SqliteStore::open(&d.path().join("t.db"), Duration::from_secs(1)).expect("second");
         s.reserve(&new("0c")).expect("reserve");
         s.complete("0c", &[1]).expect("complete");
-        let f = ListFilter { status: Some(CertStatus::Valid), subject_contains: Some("văn".into()), ..Default::default() };
+        let f = ListFilter {
+            status: Some(CertStatus::Valid),
+            subject_contains: Some("văn".into()),
+            ..Default::default()
+        };
         assert_eq!(other.list(&f).expect("list").len(), 1);
-        let f = ListFilter { status: Some(CertStatus::Revoked), ..Default::default() };
+        let f = ListFilter {
+            status: Some(CertStatus::Revoked),
+            ..Default::default()
+        };
         assert!(other.list(&f).expect("list").is_empty());
         // Case-insensitive beyond ASCII: Vietnamese capitals find their lower-case forms.
         for needle in ["VĂN", "NGUYỄN VĂN", "nguyễn"] {
-            let f = ListFilter { subject_contains: Some(needle.into()), ..Default::default() };
+            let f = ListFilter {
+                subject_contains: Some(needle.into()),
+                ..Default::default()
+            };
             assert_eq!(other.list(&f).expect("list").len(), 1, "{needle}");
         }
-        let f = ListFilter { subject_contains: Some("Trần".into()), ..Default::default() };
+        let f = ListFilter {
+            subject_contains: Some("Trần".into()),
+            ..Default::default()
+        };
         assert!(other.list(&f).expect("list").is_empty());
     }
 }
