@@ -758,8 +758,8 @@ impl CrlService {
         Ok(())
     }
 
-    /// The daemon's background task: start-up, then debounced regeneration after changes and
-    /// the schedule. Store and signing work runs on blocking threads.
+    /// The daemon's background task (after [`CrlService::start`]): debounced regeneration
+    /// after changes, and the schedule. Store and signing work runs on blocking threads.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let blocking = |svc: Arc<Self>,
                         what: &'static str,
@@ -770,7 +770,6 @@ impl CrlService {
                 Err(e) => tracing::error!(error = %e, what, "CRL task failed"),
             }
         };
-        blocking(self.clone(), "start", Self::start).await;
         loop {
             tokio::select! {
                 _ = self.wake.notified() => {

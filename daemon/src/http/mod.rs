@@ -257,6 +257,15 @@ pub fn serve(data: &Path, args: ServeArgs, actor: &str) -> Result<(), Failure> {
             "pkid",
             Some(metrics.clone()),
         ));
+        // Before the listeners open, so the first request finds a CRL (as the index is built
+        // before OCSP is served). A failure is logged; the schedule retries.
+        let started = std::time::Instant::now();
+        match service.start() {
+            Ok(()) => tracing::info!(elapsed = ?started.elapsed(), "CRLs ready"),
+            Err(e) => {
+                tracing::error!(error = %e, "CRLs could not be prepared; retrying on schedule")
+            }
+        }
         listeners.push(service.clone());
         service
     });
