@@ -472,7 +472,6 @@ fn partitions_are_assigned_at_issuance_and_match_their_crl() {
     let mut n = 0;
     struct Count<'a>(&'a mut u64);
     impl CrlVisitor for Count<'_> {
-        fn size(&mut self, _: u64, _: u64, _: u64) {}
         fn row(&mut self, _: CrlRow<'_>) -> bool {
             *self.0 += 1;
             true
@@ -520,4 +519,33 @@ fn certificates_carry_freshest_crl_when_deltas_are_on() {
         .get::<FreshestCrl>()
         .expect("ext")
         .is_none());
+}
+
+#[test]
+fn large_crl_buffers_are_reused_once_no_response_holds_them() {
+    let ca = test_ca("");
+    let svc = service(&ca);
+    let key = CrlKey::new(ISSUING, None, false);
+    let spare_len = |svc: &CrlService| {
+        svc.spares
+            .lock()
+            .expect("lock")
+            .get(&key)
+            .map(|v| v.capacity())
+    };
+    let big = vec![0x30u8; SPARE_MIN_BYTES + 10];
+    let served = svc.served_bytes(&key, big, 10);
+    assert_eq!(served.len(), SPARE_MIN_BYTES);
+    let in_flight = served.clone(); // a response still sending it
+    drop(served);
+    assert_eq!(spare_len(&svc), None);
+    drop(in_flight);
+    assert!(spare_len(&svc).is_some_and(|c| c >= SPARE_MIN_BYTES + 10));
+    // The next CRL of the scope is written into it.
+    let crl = svc.generate(ISSUING, None, false).expect("crl");
+    assert_eq!(spare_len(&svc), None, "taken by the new CRL");
+    verify(&crl, &ca, ISSUING);
+    // Small buffers are not kept.
+    drop(svc.served_bytes(&key, vec![0u8; 100], 0));
+    assert_eq!(spare_len(&svc), None);
 }

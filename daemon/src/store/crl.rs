@@ -50,11 +50,8 @@ pub struct CrlRow<'a> {
     pub invalidity_date: Option<u64>,
 }
 
-/// Receives a CRL scan: first the size, then the rows in ascending numeric serial order.
+/// Receives a CRL scan's rows in ascending numeric serial order.
 pub trait CrlVisitor {
-    /// How many rows follow, the sum of their serials' octets and how many carry an
-    /// invalidity date (to size the CRL buffer once).
-    fn size(&mut self, rows: u64, serial_octets: u64, with_invalidity: u64);
     /// One row. Returning `false` stops the scan (the visitor keeps its own error).
     fn row(&mut self, row: CrlRow<'_>) -> bool;
 }
