@@ -21,6 +21,7 @@ use pkid_protocols::ocsp::{IssuerHashes, Responder, Status, Validity};
 use pkid_protocols::Signer;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -166,12 +167,20 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or_else(|e| panic!("port: {e}"))
 }
 
-fn wait_for_port(port: u16) {
+/// Waits until `child` listens on `port`; panics with its stderr (in `log`) if it exits first.
+fn wait_for_port(child: &mut Child, port: u16, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listening on {port}");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("baseline exited ({status}) before listening on {port}: {}", std::fs::read_to_string(log).unwrap_or_default());
+        }
+        assert!(Instant::now() < deadline, "nothing listening on {port}: {}", std::fs::read_to_string(log).unwrap_or_default());
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn log_file(path: &Path) -> Stdio {
+    std::fs::File::create(path).map(Stdio::from).unwrap_or_else(|_| Stdio::null())
 }
 
 struct Killed(Child);
@@ -353,11 +362,11 @@ fn main() {
                 .arg(data.join("certs/issuing.crt"))
                 .args(["-nmin", "60", "-ignore_err"])
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(log_file(&dir.path().join("openssl.log")))
                 .spawn()
                 .unwrap_or_else(|e| panic!("openssl ocsp: {e}"));
-            let _o = Killed(child);
-            wait_for_port(port);
+            let mut _o = Killed(child);
+            wait_for_port(&mut _o.0, port, &dir.path().join("openssl.log"));
             openssl = Some(bench.run(SocketAddr::from(([127, 0, 0, 1], port)), false, &cached_post));
         }
 
@@ -381,11 +390,11 @@ fn main() {
                 .args(["ocspserve", "-address", "127.0.0.1", "-port", &port.to_string(), "-responses"])
                 .arg(&responses)
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(log_file(&dir.path().join("cfssl.log")))
                 .spawn()
                 .unwrap_or_else(|e| panic!("cfssl: {e}"));
-            let _c = Killed(child);
-            wait_for_port(port);
+            let mut _c = Killed(child);
+            wait_for_port(&mut _c.0, port, &dir.path().join("cfssl.log"));
             cfssl = Some(bench.run(SocketAddr::from(([127, 0, 0, 1], port)), true, &cached_post));
         }
     }
