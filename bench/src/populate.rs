@@ -27,8 +27,12 @@ pub fn population(n: usize, revoked_every: usize, now: u64) -> Vec<Synthetic> {
     };
     (0..n)
         .map(|i| {
-            let serial = ((u128::from(next()) << 64) | u128::from(next())) & !(1u128 << 127) | (1u128 << 120);
-            Synthetic { serial, revoked_at: (revoked_every > 0 && i % revoked_every == 0).then_some(now - 3600) }
+            let serial = ((u128::from(next()) << 64) | u128::from(next())) & !(1u128 << 127)
+                | (1u128 << 120);
+            Synthetic {
+                serial,
+                revoked_at: (revoked_every > 0 && i % revoked_every == 0).then_some(now - 3600),
+            }
         })
         .collect()
 }
@@ -55,8 +59,20 @@ pub fn insert(db: &Path, issuer: &str, certs: &[Synthetic], now: u64) -> rusqlit
              VALUES (?1, ?2, 'CN=bench', 'person', ?3, ?4, ?5, ?6, ?7, x'00', x'00', ?3, ?3)",
         )?;
         for c in certs {
-            let (status, reason) = if c.revoked_at.is_some() { ("revoked", Some(1u8)) } else { ("valid", None) };
-            stmt.execute(params![serial_hex(c.serial), issuer, now - 60, now + 365 * 86_400, status, c.revoked_at, reason])?;
+            let (status, reason) = if c.revoked_at.is_some() {
+                ("revoked", Some(1u8))
+            } else {
+                ("valid", None)
+            };
+            stmt.execute(params![
+                serial_hex(c.serial),
+                issuer,
+                now - 60,
+                now + 365 * 86_400,
+                status,
+                c.revoked_at,
+                reason
+            ])?;
         }
     }
     tx.commit()

@@ -10,9 +10,13 @@ use x509_ocsp::{OcspRequest, Request, TbsRequest, Version};
 /// DER of a one-CertID request (SHA-1 CertID, the RFC 5019 default), with an optional nonce.
 pub fn request(issuer: &IssuerHashes, serial: u128, nonce: Option<&[u8]>) -> Vec<u8> {
     let serial = serial_number(serial);
-    let cert_id = issuer.cert_id(CertIdHash::Sha1, serial).unwrap_or_else(|e| panic!("cert id: {e}"));
+    let cert_id = issuer
+        .cert_id(CertIdHash::Sha1, serial)
+        .unwrap_or_else(|e| panic!("cert id: {e}"));
     let request_extensions = nonce.map(|n| {
-        let inner = OctetString::new(n.to_vec()).and_then(|o| o.to_der()).unwrap_or_else(|e| panic!("nonce: {e}"));
+        let inner = OctetString::new(n.to_vec())
+            .and_then(|o| o.to_der())
+            .unwrap_or_else(|e| panic!("nonce: {e}"));
         vec![Extension {
             extn_id: const_oid_nonce(),
             critical: false,
@@ -23,7 +27,10 @@ pub fn request(issuer: &IssuerHashes, serial: u128, nonce: Option<&[u8]>) -> Vec
         tbs_request: TbsRequest {
             version: Version::V1,
             requestor_name: None,
-            request_list: vec![Request { req_cert: cert_id, single_request_extensions: None }],
+            request_list: vec![Request {
+                req_cert: cert_id,
+                single_request_extensions: None,
+            }],
             request_extensions,
         },
         optional_signature: None,
@@ -51,6 +58,9 @@ pub fn serial_number(serial: u128) -> x509_cert::serial_number::SerialNumber {
 /// The RFC 5019 GET path for a request: `/ocsp/` + URL-escaped base64.
 pub fn get_path(der: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let escaped = b64.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
+    let escaped = b64
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
     format!("/ocsp/{escaped}")
 }

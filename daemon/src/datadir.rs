@@ -191,14 +191,39 @@ pub fn init(data: &Path, opts: &InitOptions, actor: &str) -> Result<Arc<Authorit
             config_path.display()
         );
     }
+    // What init may create besides the configuration; whatever did not exist before is removed
+    // again if init fails, so a corrected retry starts from a clean directory.
+    let store_path = Config::load(data)
+        .map(|c| c.store.path)
+        .unwrap_or_else(|_| data.join("pkid.db"));
+    let mut created: Vec<PathBuf> = ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| PathBuf::from(format!("{}{suffix}", store_path.display())))
+        .chain([certs_dir(data), data.join("keys")])
+        .filter(|p| !p.exists())
+        .collect();
+    if wrote_config {
+        created.push(config_path.clone());
+    }
     let result = create_hierarchy(data, actor);
-    if result.is_err() && wrote_config && !is_initialised(data) {
-        // The configuration written above from this command line is all that is left (a wrong
-        // PIN, module path or token label fails before the store exists). Remove it, or a retry
-        // with corrected options would silently reuse the failed ones.
-        if let Err(e) = fs::remove_file(&config_path) {
-            tracing::warn!(error = %e, "could not remove {} after the failed init", config_path.display());
+    if let Err(e) = &result {
+        for path in &created {
+            let removed = if path.is_dir() {
+                fs::remove_dir_all(path)
+            } else {
+                fs::remove_file(path)
+            };
+            if let Err(err) = removed.or_else(|err| {
+                if err.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }) {
+                tracing::warn!(error = %err, "could not remove {} after the failed init", path.display());
+            }
         }
+        tracing::warn!(error = %e, "init failed; removed what it had created (keys generated in a PKCS#11 token stay there)");
     }
     result
 }

@@ -14,7 +14,11 @@ use std::io::Write;
 
 fn arg(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| default.to_string())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| default.to_string())
 }
 
 #[tokio::main]
@@ -22,12 +26,18 @@ async fn main() {
     let addr = arg("--addr", "127.0.0.1:0");
     let size: usize = arg("--bytes", "800").parse().unwrap_or(800);
     let body = Bytes::from(vec![0x30u8; size]);
-    let listener = tokio::net::TcpListener::bind(&addr).await.unwrap_or_else(|e| panic!("bind {addr}: {e}"));
-    let local = listener.local_addr().unwrap_or_else(|e| panic!("local addr: {e}"));
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+    let local = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("local addr: {e}"));
     println!("listening on {local}");
     let _ = std::io::stdout().flush();
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let body = body.clone();
         tokio::spawn(async move {
@@ -36,11 +46,17 @@ async fn main() {
                 async move {
                     let _ = req.into_body().collect().await;
                     let mut r = Response::new(Full::new(body));
-                    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/ocsp-response"));
+                    r.headers_mut().insert(
+                        "content-type",
+                        hyper::header::HeaderValue::from_static("application/ocsp-response"),
+                    );
                     Ok::<_, Infallible>(r)
                 }
             });
-            let _ = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc).await;
+            let _ = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         });
     }
 }

@@ -190,10 +190,12 @@ pub fn serve(data: &Path, args: ServeArgs, actor: &str) -> Result<(), Failure> {
     init_serve_logging(json);
     if !datadir::is_initialised(data) {
         tracing::info!(data = %data.display(), "empty data directory: initialising the CA hierarchy");
-        datadir::init(data, &datadir::InitOptions::default(), actor)?;
+        datadir::init(data, &datadir::InitOptions::default(), actor)
+            .map_err(crate::cli::datadir_failure)?;
     }
     let metrics = Arc::new(Metrics::new());
-    let opened = datadir::open_metered(data, metrics.clone())?;
+    let opened =
+        datadir::open_metered(data, metrics.clone()).map_err(crate::cli::datadir_failure)?;
     let mut config = (*opened.config).clone();
     config.server.http = override_addr(args.http, config.server.http, "http")?;
     config.server.https = override_addr(args.https, config.server.https, "https")?;
