@@ -176,18 +176,35 @@ pub fn init(data: &Path, opts: &InitOptions, actor: &str) -> Result<Arc<Authorit
     }
     fs::create_dir_all(data).map_err(io(data))?;
     let config_path = data.join(CONFIG_FILE);
-    if !config_path.exists() {
+    let wrote_config = !config_path.exists();
+    if wrote_config {
         write_public(&config_path, &config_text(opts))?;
     } else if opts.key_backend.is_some()
         || opts.algorithm.is_some()
         || opts.pkcs11_module.is_some()
         || opts.token_label.is_some()
+        || opts.pin_file.is_some()
+        || opts.pin_env.is_some()
     {
         tracing::warn!(
             "{} exists; init options that it also sets are ignored",
             config_path.display()
         );
     }
+    let result = create_hierarchy(data, actor);
+    if result.is_err() && wrote_config && !is_initialised(data) {
+        // The configuration written above from this command line is all that is left (a wrong
+        // PIN, module path or token label fails before the store exists). Remove it, or a retry
+        // with corrected options would silently reuse the failed ones.
+        if let Err(e) = fs::remove_file(&config_path) {
+            tracing::warn!(error = %e, "could not remove {} after the failed init", config_path.display());
+        }
+    }
+    result
+}
+
+/// The part of [`init`] after the configuration file is in place.
+fn create_hierarchy(data: &Path, actor: &str) -> Result<Arc<Authority>, DataDirError> {
     let config = Arc::new(Config::load(data)?);
     let backend = key_backend(&config)?;
     let certs = certs_dir(data);
@@ -440,6 +457,30 @@ pub fn role_certificate(data: &Path, role: KeyRole) -> Result<Vec<u8>, DataDirEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_init_leaves_no_configuration_behind() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let data = dir.path().join("d");
+        let opts = InitOptions {
+            key_backend: Some("pkcs11".into()),
+            pin_env: Some("PKID_TEST_PIN_VARIABLE_THAT_IS_NEVER_SET".into()),
+            ..Default::default()
+        };
+        let err = init(&data, &opts, "test")
+            .err()
+            .expect("no PIN: init fails");
+        assert!(
+            err.to_string()
+                .contains("PKID_TEST_PIN_VARIABLE_THAT_IS_NEVER_SET"),
+            "{err}"
+        );
+        assert!(
+            !data.join(CONFIG_FILE).exists(),
+            "a retry must not inherit the failed options"
+        );
+        assert!(!is_initialised(&data));
+    }
 
     #[test]
     fn config_text_sets_chosen_options_and_stays_valid() {
