@@ -207,10 +207,9 @@ async fn worker_loop(
                 None => false,
             }
         };
-        let success = match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
-            Ok(ok) => ok,
-            Err(_) => false,
-        };
+        let success = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .unwrap_or_default();
         if !success {
             sender = None; // start over on a fresh connection
         }

@@ -274,8 +274,9 @@ impl Authority {
         Ok(self.store.audit(&entry)?)
     }
 
-    /// Runs `op` and audits its result (the success detail comes from `describe`).
-    fn audited<T>(
+    /// Runs `op` and audits its result, success or refusal (the success detail comes from
+    /// `describe`).
+    pub fn audited<T>(
         &self,
         actor: &str,
         action: &str,

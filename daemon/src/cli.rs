@@ -86,6 +86,16 @@ pub struct ServeArgs {
 pub enum CaCommand {
     /// Print the CA certificates as PEM, issuing CA first.
     Chain,
+    /// Issue a new certificate for the OCSP responder, TSA or HTTPS key (same key and subject,
+    /// fresh validity) and install it in certs/; restart the daemon to use it.
+    Reissue {
+        /// Which certificate: ocsp, tsa or tls.
+        #[arg(long, value_parser = ["ocsp", "tsa", "tls"])]
+        role: String,
+        /// Validity in days (default: ca.responder_validity_days).
+        #[arg(long)]
+        days: Option<u32>,
+    },
 }
 
 /// `pkid cert …`
@@ -352,6 +362,15 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Serve(a) => crate::http::serve(&data, a, &who),
         Command::Ca(CaCommand::Chain) => out(&datadir::chain_pem(&data).map_err(datadir_failure)?),
+        Command::Ca(CaCommand::Reissue { role, days }) => {
+            let role = match role.as_str() {
+                "ocsp" => crate::keys::KeyRole::Ocsp,
+                "tsa" => crate::keys::KeyRole::Tsa,
+                _ => crate::keys::KeyRole::Tls,
+            };
+            let issued = datadir::reissue(&data, role, days, &who).map_err(datadir_failure)?;
+            out(&pkid_protocols::x509::certificate_pem(&issued.der))
+        }
         Command::Audit(AuditCommand::List { limit }) => {
             let opened = datadir::open(&data, false).map_err(datadir_failure)?;
             for e in opened.store.audit_log(limit)? {

@@ -479,6 +479,97 @@ pub fn role_certificate(data: &Path, role: KeyRole) -> Result<Vec<u8>, DataDirEr
     read_cert(data, role)
 }
 
+/// Writes `text` to `path` atomically: a synced temporary file renamed over it, so a reader (a
+/// starting daemon) sees the old file or the new one, never half of one.
+fn replace_public(path: &Path, text: &str) -> Result<(), DataDirError> {
+    let tmp = path.with_extension("tmp");
+    write_public(&tmp, text)?;
+    fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// Issues a new certificate for the OCSP responder, TSA or HTTPS key (same key, same subject
+/// and names, a fresh validity from the issuing CA) and installs it in `certs/`. The running
+/// daemon uses it after a restart. The previous certificate stays valid until it expires.
+pub fn reissue(
+    data: &Path,
+    role: KeyRole,
+    days: Option<u32>,
+    actor: &str,
+) -> Result<crate::ca::Issued, DataDirError> {
+    let opened = open(data, true)?;
+    let (Some(authority), Some(backend)) = (opened.authority, opened.keys) else {
+        return Err(DataDirError::State("keys were not loaded".into()));
+    };
+    let days = days.unwrap_or(opened.config.ca.responder_validity_days);
+    let issued = authority.audited(
+        actor,
+        "ca.reissue",
+        role.name(),
+        || {
+            let profile = match role {
+                KeyRole::Ocsp => Profile::ocsp_responder(days),
+                KeyRole::Tsa => Profile::tsa(days),
+                KeyRole::Tls => Profile::tls_server(days),
+                KeyRole::Root | KeyRole::Issuing => {
+                    return Err(CaError::Refused(format!(
+                        "the {role} CA certificate is not reissued with this command"
+                    )))
+                }
+            };
+            let key = match role {
+                KeyRole::Tls => SoftwareBackend::new(data.join("keys")).load(KeyRole::Tls),
+                other => backend.load(other),
+            }
+            .map_err(|e| CaError::Unavailable(e.to_string()))?;
+            let current = read_cert(data, role).map_err(|e| CaError::Internal(e.to_string()))?;
+            let current = <x509_cert::Certificate as der::Decode>::from_der(&current)
+                .map_err(|e| CaError::Internal(e.to_string()))?;
+            if current.tbs_certificate.subject_public_key_info != *key.public_key() {
+                return Err(CaError::Internal(format!(
+                    "certs/{role}.crt does not belong to the {role} key"
+                )));
+            }
+            let san = current
+                .tbs_certificate
+                .get::<SubjectAltName>()
+                .ok()
+                .flatten()
+                .map(|(_, san)| san);
+            let issuing = authority
+                .issuer(ISSUING)
+                .ok_or_else(|| CaError::Internal("issuing CA not loaded".into()))?;
+            authority.sign_certificate(
+                issuing.signing(),
+                Issuance {
+                    profile: &profile,
+                    profile_name: &profile.name,
+                    subject: current.tbs_certificate.subject.clone(),
+                    public_key: key.public_key().clone(),
+                    days,
+                    subject_alt_name: san,
+                    replaces: Some(pkid_protocols::serial::to_hex(
+                        &current.tbs_certificate.serial_number,
+                    )),
+                },
+            )
+        },
+        |i| format!("serial={}", i.serial),
+    )?;
+    replace_public(&cert_path(data, role), &certificate_pem(&issued.der))?;
+    if role == KeyRole::Tls {
+        let issuing = read_cert(data, KeyRole::Issuing)?;
+        replace_public(
+            &certs_dir(data).join("tls-chain.pem"),
+            &format!(
+                "{}{}",
+                certificate_pem(&issued.der),
+                certificate_pem(&issuing)
+            ),
+        )?;
+    }
+    Ok(issued)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -524,7 +524,7 @@ async fn follow_changes(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Daily responder-certificate expiry check and, when configured, pre-signing (at start, then
+/// Hourly responder-certificate expiry check and, when configured, pre-signing (at start, then
 /// every half cache lifetime so responses are replaced before they go stale).
 async fn ocsp_upkeep(ocsp: Arc<OcspService>, presign: bool, mut stop: watch::Receiver<bool>) {
     let mut last_presign: Option<std::time::Instant> = None;

@@ -138,10 +138,16 @@ fn to_reply(service: &OcspService, answer: Answer, req_headers: &hyper::HeaderMa
                 .next_update
                 .saturating_sub(now)
                 .min(service.max_age_secs());
-            let cache_control = HeaderValue::from_str(&format!(
-                "max-age={max_age}, public, no-transform, must-revalidate"
-            ))
-            .unwrap_or_else(|_| HeaderValue::from_static("no-cache"));
+            // An `unknown` may be about a certificate issued a moment ago that the index has not
+            // seen yet: shared caches must revalidate it rather than keep it for max-age.
+            let cache_control = if c.unknown {
+                HeaderValue::from_static("no-cache, public, no-transform")
+            } else {
+                HeaderValue::from_str(&format!(
+                    "max-age={max_age}, public, no-transform, must-revalidate"
+                ))
+                .unwrap_or_else(|_| HeaderValue::from_static("no-cache"))
+            };
             let mut r = if not_modified(req_headers, &c.etag, c.this_update) {
                 let mut r = Response::new(Full::new(Bytes::new()));
                 *r.status_mut() = StatusCode::NOT_MODIFIED;
