@@ -213,6 +213,8 @@ fn spawn_listening(mut cmd: Command, marker: &str) -> (Child, String) {
         }
         line.clear();
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("{cmd:?} did not print {marker:?}");
 }
 
