@@ -10,3 +10,4 @@ pub mod load;
 pub mod populate;
 pub mod report;
 pub mod requests;
+pub mod wrk;

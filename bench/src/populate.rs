@@ -84,11 +84,8 @@ pub fn openssl_index(path: &Path, certs: &[Synthetic]) -> std::io::Result<()> {
     for c in certs {
         let serial = serial_hex(c.serial).to_uppercase();
         match c.revoked_at {
-            Some(_) => writeln!(
-                f,
-                "R\t361121000000Z\t261120000000Z,keyCompromise\t{serial}\tunknown\t/CN=bench"
-            )?,
-            None => writeln!(f, "V\t361121000000Z\t\t{serial}\tunknown\t/CN=bench")?,
+            Some(_) => writeln!(f, "R\t361121000000Z\t261120000000Z,keyCompromise\t{serial}\tunknown\t/CN=bench-{serial}")?,
+            None => writeln!(f, "V\t361121000000Z\t\t{serial}\tunknown\t/CN=bench-{serial}")?,
         }
     }
     f.flush()

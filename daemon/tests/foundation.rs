@@ -223,7 +223,7 @@ fn second_init_is_refused_and_changes_nothing() {
     };
     let before = snapshot(data);
     let (code, stdout, stderr) = pkid_fails(data, &["init"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 5, "already initialised is a state conflict");
     assert!(stdout.is_empty(), "{stdout}");
     assert!(
         one_error_line(&stderr).contains("already initialised"),
@@ -1441,4 +1441,54 @@ fn serve_initialises_an_empty_data_dir_once_and_then_reuses_it() {
     assert_eq!(get(&second.http_url("/ca/root.crt")).body, served.body);
     let audit = pkid_ok(data, &["audit", "list"]);
     assert_eq!(audit.matches("ca.init").count(), 1, "{audit}");
+}
+
+/// The delegated certificates (OCSP responder, TSA, HTTPS) expire long before the CAs; an
+/// operator renews them in place, keeping the key and the subject, and the daemon serves the
+/// new one after a restart.
+#[test]
+fn delegated_certificates_are_reissued_in_place() {
+    let dir = init(&[]);
+    let data = dir.path();
+    for role in ["ocsp", "tsa", "tls"] {
+        let path = ca(data, &format!("{role}.crt"));
+        let (old_serial, old_key, old_subject) = (
+            x509_serial(&path),
+            public_key_of_cert(&path),
+            x509_subject(&path),
+        );
+        let pem = pkid_ok(data, &["ca", "reissue", "--role", role, "--days", "30"]);
+        assert!(pem.contains("BEGIN CERTIFICATE"), "{pem}");
+        assert_ne!(
+            x509_serial(&path),
+            old_serial,
+            "{role}: a new certificate is installed"
+        );
+        assert_eq!(public_key_of_cert(&path), old_key, "{role}: same key");
+        assert_eq!(x509_subject(&path), old_subject, "{role}: same subject");
+        assert_verifies(data, &path, &[]);
+        let text = x509_text(&path);
+        assert!(text.contains("Not After"), "{text}");
+    }
+    // The TSA keeps its critical timeStamping-only EKU; the HTTPS chain file is rewritten.
+    let tsa = x509_text(&ca(data, "tsa.crt"));
+    assert!(tsa.contains("X509v3 Extended Key Usage: critical"), "{tsa}");
+    let chain = std::fs::read_to_string(data.join("certs/tls-chain.pem")).expect("chain");
+    let tls = std::fs::read_to_string(ca(data, "tls.crt")).expect("tls");
+    assert!(
+        chain.starts_with(&tls),
+        "tls-chain.pem starts with the new certificate"
+    );
+    let audit = pkid_ok(data, &["audit", "list"]);
+    assert_eq!(audit.matches("ca.reissue").count(), 3, "{audit}");
+    // Only the delegated roles can be reissued this way.
+    let (code, _, stderr) = pkid_fails(data, &["ca", "reissue", "--role", "root"]);
+    assert_eq!(code, 2, "{stderr}");
+    // The daemon serves with the reissued HTTPS certificate.
+    let daemon = Daemon::start(data);
+    let mut args = daemon.tls_args(&ca(data, "root.crt"));
+    args.push(daemon.https_url("/healthz"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let reply = fetch(&args);
+    assert_eq!(reply.status, 200, "{}", reply.text());
 }

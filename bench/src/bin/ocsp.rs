@@ -17,10 +17,12 @@ use pkid_bench::load::{self, LoadReport, LoadSpec, RequestTemplate};
 use pkid_bench::populate::{self, Synthetic};
 use pkid_bench::report;
 use pkid_bench::requests;
+use pkid_bench::wrk;
 use pkid_protocols::ocsp::{IssuerHashes, Responder, Status, Validity};
 use pkid_protocols::Signer;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -211,6 +213,8 @@ fn spawn_listening(mut cmd: Command, marker: &str) -> (Child, String) {
         }
         line.clear();
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("{cmd:?} did not print {marker:?}");
 }
 
@@ -221,12 +225,45 @@ fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("port: {e}"))
 }
 
-fn wait_for_port(port: u16) {
+/// Waits until `child` listens on `port`; panics with its stderr (in `log`) if it exits first.
+fn wait_for_port(child: &mut Child, port: u16, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listening on {port}");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "baseline exited ({status}) before listening on {port}: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing listening on {port}: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Waits until a process's log contains `marker` (without connecting to it).
+fn wait_for_log(log: &Path, marker: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains(marker)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{} never said {marker:?}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn log_file(path: &Path) -> Stdio {
+    std::fs::File::create(path)
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null())
 }
 
 struct Killed(Child);
@@ -261,6 +298,26 @@ impl Bench {
         }))
     }
 
+    /// Measures with the Rust generator, which opens no probe connection: `openssl ocsp -port`
+    /// serves one connection at a time and hangs on a connection that sends nothing, as wrk's
+    /// initial connect test does. Used for the no-keep-alive comparison on both sides.
+    fn run_rust(
+        &self,
+        addr: SocketAddr,
+        keep_alive: bool,
+        requests: &Arc<Vec<RequestTemplate>>,
+    ) -> LoadReport {
+        self.rt.block_on(load::run(LoadSpec {
+            addr,
+            connections: self.connections,
+            duration: Duration::from_secs(self.seconds),
+            warmup: Duration::from_secs(1),
+            keep_alive,
+            max_requests: 50_000_000,
+            requests: requests.clone(),
+        }))
+    }
+
     /// Sends every request once (fills pkid's response cache).
     fn warm(&self, addr: SocketAddr, requests: &Arc<Vec<RequestTemplate>>) {
         self.rt.block_on(load::run(LoadSpec {
@@ -277,6 +334,10 @@ impl Bench {
 
 fn main() {
     let args = parse_args();
+    assert!(
+        wrk::available(),
+        "the HTTP scenarios need wrk: apt-get install wrk"
+    );
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -439,7 +500,7 @@ fn main() {
     let post_ka = bench.run(daemon.http, true, &cached_post);
     let nonce_ka = bench.run(daemon.http, true, &nonce_post);
     let mixed_ka = bench.run(daemon.http, true, &mixed);
-    let post_close = bench.run(daemon.http, false, &cached_post);
+    let post_close = bench.run_rust(daemon.http, false, &cached_post);
     drop(daemon);
 
     let mut bare_get = None;
@@ -455,7 +516,7 @@ fn main() {
         let _bare = Killed(child);
         let addr: SocketAddr = addr.parse().unwrap_or_else(|e| panic!("{e}"));
         bare_get = Some(bench.run(addr, true, &cached_get));
-        bare_close = Some(bench.run(addr, false, &cached_post));
+        bare_close = Some(bench.run_rust(addr, false, &cached_post));
         drop(_bare);
 
         // openssl ocsp -port: same CA, same population, index.txt.
@@ -483,13 +544,13 @@ fn main() {
                 .arg("-CA")
                 .arg(data.join("certs/issuing.crt"))
                 .args(["-nmin", "60", "-ignore_err"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stdout(log_file(&dir.path().join("openssl.out")))
+                .stderr(log_file(&dir.path().join("openssl.log")))
                 .spawn()
                 .unwrap_or_else(|e| panic!("openssl ocsp: {e}"));
             let _o = Killed(child);
-            wait_for_port(port);
-            openssl = Some(bench.run(
+            wait_for_log(&dir.path().join("openssl.out"), "ACCEPT");
+            openssl = Some(bench.run_rust(
                 SocketAddr::from(([127, 0, 0, 1], port)),
                 false,
                 &cached_post,
@@ -547,11 +608,11 @@ fn main() {
                 ])
                 .arg(&responses)
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(log_file(&dir.path().join("cfssl.log")))
                 .spawn()
                 .unwrap_or_else(|e| panic!("cfssl: {e}"));
-            let _c = Killed(child);
-            wait_for_port(port);
+            let mut _c = Killed(child);
+            wait_for_port(&mut _c.0, port, &dir.path().join("cfssl.log"));
             cfssl = Some(bench.run(SocketAddr::from(([127, 0, 0, 1], port)), true, &cached_post));
         }
     }
@@ -599,7 +660,7 @@ fn main() {
         None,
     );
     report::row(
-        "pkid cached POST, no keep-alive",
+        "pkid cached POST, no keep-alive (rust gen)",
         &post_close,
         openssl.as_ref().map(|o| ("openssl ocsp", o)),
     );
@@ -607,10 +668,14 @@ fn main() {
         report::row("baseline: bare hyper GET, keep-alive", b, None);
     }
     if let Some(b) = &bare_close {
-        report::row("baseline: bare hyper POST, no keep-alive", b, None);
+        report::row(
+            "baseline: bare hyper POST, no keep-alive (rust gen)",
+            b,
+            None,
+        );
     }
     if let Some(o) = &openssl {
-        report::row("baseline: openssl ocsp -port, no keep-alive", o, None);
+        report::row("baseline: openssl ocsp -port, no ka (rust gen)", o, None);
     }
     if let Some(c) = &cfssl {
         report::row("baseline: cfssl ocspserve POST, keep-alive", c, None);
@@ -638,21 +703,20 @@ fn main() {
             r,
             if r >= goal { "met" } else { "NOT met" }
         ),
-        None => println!("{name:<52}     n/a  (baseline not run)"),
+        None => println!("{name:<52}     n/a  (baseline not run or answered nothing)"),
+    };
+    let per = |a: &LoadReport, b: &Option<LoadReport>| {
+        b.as_ref().filter(|b| b.ok > 0).map(|b| a.rps() / b.rps())
     };
     target(
         "cached GET / bare hyper (keep-alive)",
-        bare_get.as_ref().map(|b| get_ka.rps() / b.rps()),
+        per(&get_ka, &bare_get),
         0.8,
     );
-    target(
-        "cached POST / cfssl ocspserve",
-        cfssl.as_ref().map(|c| post_ka.rps() / c.rps()),
-        10.0,
-    );
+    target("cached POST / cfssl ocspserve", per(&post_ka, &cfssl), 10.0);
     target(
         "cached POST, no keep-alive / openssl ocsp",
-        openssl.as_ref().map(|o| post_close.rps() / o.rps()),
+        per(&post_close, &openssl),
         2.0,
     );
     target(
