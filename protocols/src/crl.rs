@@ -313,6 +313,13 @@ struct DayDigits {
 }
 
 impl DayDigits {
+    /// An empty cache slot (no day is `u64::MAX`).
+    const EMPTY: Self = Self {
+        day: u64::MAX,
+        utc: None,
+        generalized: [0; 8],
+    };
+
     fn of(day: u64) -> Result<Self, CrlError> {
         let midnight = day
             .checked_mul(86_400)
@@ -515,6 +522,7 @@ impl Template {
     }
 
     /// Copies one entry's variable content into a copy of the template.
+    #[inline]
     fn patch(
         &self,
         out: &mut [u8],
@@ -559,7 +567,8 @@ pub struct CrlBuilder {
     /// Where the first entry starts.
     entries_start: usize,
     entries: usize,
-    last: Option<(CrlSerial, (u8, u128, u32))>,
+    /// Order key of the last serial pushed (see [`CrlSerial`]'s `order_key`).
+    last: Option<(u8, u128, u32)>,
     this_update: u64,
     delta: bool,
     algorithm: SignatureAlgorithm,
@@ -568,7 +577,7 @@ pub struct CrlBuilder {
     /// Crate-encoded entry templates, one per shape, made on first use.
     templates: Vec<Option<Template>>,
     /// Calendar digits of recently seen days, direct-mapped by day number.
-    days: Vec<Option<DayDigits>>,
+    days: Vec<DayDigits>,
 }
 
 fn extension<T: AssociatedOid + Encode>(value: &T, critical: bool) -> Result<Extension, CrlError> {
@@ -759,7 +768,7 @@ impl CrlBuilder {
             algorithm: params.algorithm,
             reasons,
             templates: vec![None; TEMPLATE_SLOTS],
-            days: vec![None; DAY_SLOTS],
+            days: vec![DayDigits::EMPTY; DAY_SLOTS],
         })
     }
 
@@ -767,14 +776,12 @@ impl CrlBuilder {
     /// (see [`sort_entries`]).
     pub fn push(&mut self, entry: &RevokedEntry) -> Result<(), CrlError> {
         let key = entry.serial.order_key();
-        if let Some((last, last_key)) = &self.last {
-            if key <= *last_key {
-                return Err(lint(format!(
-                    "entries out of order or duplicated: {} after {} (ascending serial order is required)",
-                    entry.serial.to_hex(),
-                    last.to_hex()
-                )));
-            }
+        if self.last.is_some_and(|last| key <= last) {
+            return Err(lint(format!(
+                "entries out of order or duplicated: {} after {} (ascending serial order is required)",
+                entry.serial.to_hex(),
+                self.last.map(hex_of_key).unwrap_or_default()
+            )));
         }
         if entry.revoked_at > self.this_update {
             return Err(lint(format!(
@@ -844,7 +851,7 @@ impl CrlBuilder {
                 "the CRL is over the {MAX_CRL_BYTES}-byte DER ceiling; partition it"
             )));
         }
-        self.last = Some((entry.serial, key));
+        self.last = Some(key);
         self.entries += 1;
         Ok(())
     }
@@ -853,12 +860,12 @@ impl CrlBuilder {
     fn digits(&mut self, unix: u64) -> Result<InstantDigits, CrlError> {
         let day = unix / 86_400;
         let slot = (day % DAY_SLOTS as u64) as usize;
-        let cached = match self.days.get(slot).copied().flatten() {
-            Some(d) if d.day == day => d,
+        let cached = match self.days.get(slot) {
+            Some(d) if d.day == day => *d,
             _ => {
                 let d = DayDigits::of(day)?;
                 if let Some(s) = self.days.get_mut(slot) {
-                    *s = Some(d);
+                    *s = d;
                 }
                 d
             }
@@ -909,6 +916,14 @@ impl CrlBuilder {
             entries: self.entries,
         })
     }
+}
+
+/// Hex of the serial an order key was made from (for error messages).
+fn hex_of_key((len, hi, lo): (u8, u128, u32)) -> String {
+    let mut bytes = [0u8; MAX_SERIAL_OCTETS];
+    bytes[..16].copy_from_slice(&hi.to_be_bytes());
+    bytes[16..].copy_from_slice(&lo.to_be_bytes());
+    hex::encode(&bytes[..usize::from(len).min(MAX_SERIAL_OCTETS)])
 }
 
 fn reason_of(code: u8) -> Option<CrlReason> {
