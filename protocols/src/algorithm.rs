@@ -51,7 +51,9 @@ impl KeyType {
                 return Err(AlgorithmError::WeakRsaKey(bits));
             }
             if bits > MAX_RSA_BITS {
-                return Err(AlgorithmError::UnsupportedKey(format!("RSA-{bits} is over {MAX_RSA_BITS} bits")));
+                return Err(AlgorithmError::UnsupportedKey(format!(
+                    "RSA-{bits} is over {MAX_RSA_BITS} bits"
+                )));
             }
             Ok(Self::Rsa(bits))
         } else {
@@ -86,10 +88,13 @@ struct RsaPublicKey<'a> {
 }
 
 fn rsa_modulus_bits(key: &[u8]) -> Result<usize, AlgorithmError> {
-    let key = RsaPublicKey::from_der(key).map_err(|_| AlgorithmError::Malformed("RSA public key is not valid DER"))?;
+    let key = RsaPublicKey::from_der(key)
+        .map_err(|_| AlgorithmError::Malformed("RSA public key is not valid DER"))?;
     let _ = key.public_exponent;
     let m = key.modulus.as_bytes();
-    let first = *m.first().ok_or(AlgorithmError::Malformed("RSA modulus is empty"))?;
+    let first = *m
+        .first()
+        .ok_or(AlgorithmError::Malformed("RSA modulus is empty"))?;
     Ok(m.len() * 8 - first.leading_zeros() as usize)
 }
 
@@ -111,8 +116,14 @@ impl SignatureAlgorithm {
     /// (RFC 5758 §3.2, RFC 4055 §5).
     pub fn identifier(&self) -> AlgorithmIdentifierOwned {
         match self {
-            Self::EcdsaSha256 => AlgorithmIdentifierOwned { oid: oids::ECDSA_WITH_SHA_256, parameters: None },
-            Self::EcdsaSha384 => AlgorithmIdentifierOwned { oid: oids::ECDSA_WITH_SHA_384, parameters: None },
+            Self::EcdsaSha256 => AlgorithmIdentifierOwned {
+                oid: oids::ECDSA_WITH_SHA_256,
+                parameters: None,
+            },
+            Self::EcdsaSha384 => AlgorithmIdentifierOwned {
+                oid: oids::ECDSA_WITH_SHA_384,
+                parameters: None,
+            },
             Self::RsaPkcs1Sha256 => AlgorithmIdentifierOwned {
                 oid: oids::SHA_256_WITH_RSA_ENCRYPTION,
                 parameters: Some(der::asn1::Null.into()),
@@ -182,7 +193,9 @@ pub fn verify(
         (oids::MD_5_WITH_RSA_ENCRYPTION, _) | (oids::MD_2_WITH_RSA_ENCRYPTION, _) => {
             return Err(AlgorithmError::WeakSignature("MD5/MD2 with RSA"))
         }
-        (oids::SHA_1_WITH_RSA_ENCRYPTION, _) => return Err(AlgorithmError::WeakSignature("SHA-1 with RSA")),
+        (oids::SHA_1_WITH_RSA_ENCRYPTION, _) => {
+            return Err(AlgorithmError::WeakSignature("SHA-1 with RSA"))
+        }
         (ECDSA_WITH_SHA_1, _) => return Err(AlgorithmError::WeakSignature("ECDSA with SHA-1")),
         (oids::ECDSA_WITH_SHA_256, KeyType::EcP256) => &lc::ECDSA_P256_SHA256_ASN1,
         (oids::ECDSA_WITH_SHA_384, KeyType::EcP256) => &lc::ECDSA_P256_SHA384_ASN1,
@@ -201,16 +214,23 @@ pub fn verify(
 /// SHA-1 of the subjectPublicKey BIT STRING contents: the RFC 5280 §4.2.1.2 method (1) key
 /// identifier, also the OCSP `ResponderID byKey` hash (RFC 6960 §4.2.1).
 pub fn key_identifier(spki: &SubjectPublicKeyInfoOwned) -> Vec<u8> {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, spki.subject_public_key.raw_bytes())
-        .as_ref()
-        .to_vec()
+    aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        spki.subject_public_key.raw_bytes(),
+    )
+    .as_ref()
+    .to_vec()
 }
 
 /// Parses DER SubjectPublicKeyInfo into the owned form.
 pub fn parse_spki(der: &[u8]) -> Result<SubjectPublicKeyInfoOwned, AlgorithmError> {
-    let r = SubjectPublicKeyInfoRef::from_der(der).map_err(|_| AlgorithmError::Malformed("SubjectPublicKeyInfo"))?;
-    let owned = SubjectPublicKeyInfoOwned::from_der(&r.to_der().map_err(|_| AlgorithmError::Malformed("SubjectPublicKeyInfo"))?)
+    let r = SubjectPublicKeyInfoRef::from_der(der)
         .map_err(|_| AlgorithmError::Malformed("SubjectPublicKeyInfo"))?;
+    let owned = SubjectPublicKeyInfoOwned::from_der(
+        &r.to_der()
+            .map_err(|_| AlgorithmError::Malformed("SubjectPublicKeyInfo"))?,
+    )
+    .map_err(|_| AlgorithmError::Malformed("SubjectPublicKeyInfo"))?;
     Ok(owned)
 }
 
@@ -234,21 +254,34 @@ mod tests {
         let sig = kp.sign(&SystemRandom::new(), b"hello").expect("sign");
         let alg = SignatureAlgorithm::EcdsaSha256.identifier();
         assert_eq!(verify(&spki, &alg, b"hello", sig.as_ref()), Ok(()));
-        assert_eq!(verify(&spki, &alg, b"hellp", sig.as_ref()), Err(AlgorithmError::BadSignature));
+        assert_eq!(
+            verify(&spki, &alg, b"hellp", sig.as_ref()),
+            Err(AlgorithmError::BadSignature)
+        );
     }
 
     #[test]
     fn sha1_and_mismatched_algorithms_are_refused() {
         let (_, spki) = p256();
-        let sha1 = AlgorithmIdentifierOwned { oid: ECDSA_WITH_SHA_1, parameters: None };
-        assert!(matches!(verify(&spki, &sha1, b"x", b"y"), Err(AlgorithmError::WeakSignature(_))));
+        let sha1 = AlgorithmIdentifierOwned {
+            oid: ECDSA_WITH_SHA_1,
+            parameters: None,
+        };
+        assert!(matches!(
+            verify(&spki, &sha1, b"x", b"y"),
+            Err(AlgorithmError::WeakSignature(_))
+        ));
         let rsa = SignatureAlgorithm::RsaPkcs1Sha256.identifier();
-        assert!(matches!(verify(&spki, &rsa, b"x", b"y"), Err(AlgorithmError::UnsupportedSignature(_))));
+        assert!(matches!(
+            verify(&spki, &rsa, b"x", b"y"),
+            Err(AlgorithmError::UnsupportedSignature(_))
+        ));
     }
 
     #[test]
     fn rsa_key_size_is_read_from_modulus() {
-        let kp = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("keygen");
+        let kp =
+            aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("keygen");
         let spki = parse_spki(kp.public_key().as_der().expect("der").as_ref()).expect("spki");
         assert_eq!(KeyType::of(&spki), Ok(KeyType::Rsa(2048)));
     }

@@ -55,7 +55,10 @@ pub fn verify(der: &[u8]) -> Result<VerifiedCsr, CsrError> {
         return Err(CsrError::Version);
     }
     let key_type = KeyType::of(&req.info.public_key)?;
-    let info = req.info.to_der().map_err(|e| CsrError::Malformed(e.to_string()))?;
+    let info = req
+        .info
+        .to_der()
+        .map_err(|e| CsrError::Malformed(e.to_string()))?;
     let signature = req
         .signature
         .as_bytes()
@@ -63,9 +66,16 @@ pub fn verify(der: &[u8]) -> Result<VerifiedCsr, CsrError> {
     algorithm::verify(&req.info.public_key, &req.algorithm, &info, signature)?;
 
     let mut subject_alt_name = None;
-    for attr in req.info.attributes.iter().filter(|a| a.oid == ID_EXTENSION_REQ) {
+    for attr in req
+        .info
+        .attributes
+        .iter()
+        .filter(|a| a.oid == ID_EXTENSION_REQ)
+    {
         for value in attr.values.iter() {
-            let exts: Vec<Extension> = value.decode_as().map_err(|e| CsrError::Malformed(format!("extensionRequest: {e}")))?;
+            let exts: Vec<Extension> = value
+                .decode_as()
+                .map_err(|e| CsrError::Malformed(format!("extensionRequest: {e}")))?;
             for ext in exts.iter().filter(|e| e.extn_id == SubjectAltName::OID) {
                 let san = SubjectAltName::from_der(ext.extn_value.as_bytes())
                     .map_err(|e| CsrError::Malformed(format!("subjectAltName: {e}")))?;
@@ -73,7 +83,12 @@ pub fn verify(der: &[u8]) -> Result<VerifiedCsr, CsrError> {
             }
         }
     }
-    Ok(VerifiedCsr { subject: req.info.subject, public_key: req.info.public_key, key_type, subject_alt_name })
+    Ok(VerifiedCsr {
+        subject: req.info.subject,
+        public_key: req.info.public_key,
+        key_type,
+        subject_alt_name,
+    })
 }
 
 /// Accepts PEM (`-----BEGIN CERTIFICATE REQUEST-----`, or `NEW CERTIFICATE REQUEST`) or DER.

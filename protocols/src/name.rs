@@ -24,7 +24,10 @@ pub struct NameError {
 /// Parses an RFC 4514 string (`CN=Nguyễn Văn A,O=Ban Cơ yếu Chính phủ,C=VN`) into a Name.
 /// An OpenSSL-style `/C=VN/O=…/CN=…` is accepted too.
 pub fn parse(input: &str) -> Result<Name, NameError> {
-    let err = |reason: &str| NameError { input: input.to_string(), reason: reason.to_string() };
+    let err = |reason: &str| NameError {
+        input: input.to_string(),
+        reason: reason.to_string(),
+    };
     if input.chars().count() > MAX_NAME_CHARS {
         return Err(err("too long"));
     }
@@ -56,7 +59,10 @@ mod tests {
         let name = parse("CN=Nguyễn Văn Ánh,O=Ban Cơ yếu Chính phủ,C=VN").expect("parse");
         let der = name.to_der().expect("der");
         let back = Name::from_der(&der).expect("decode");
-        assert_eq!(back.to_string(), "CN=Nguyễn Văn Ánh,O=Ban Cơ yếu Chính phủ,C=VN");
+        assert_eq!(
+            back.to_string(),
+            "CN=Nguyễn Văn Ánh,O=Ban Cơ yếu Chính phủ,C=VN"
+        );
         let country = &back.0[0].0.get(0).expect("C").value;
         assert_eq!(country.tag(), Tag::PrintableString);
         let cn = &back.0[2].0.get(0).expect("CN").value;

@@ -38,7 +38,13 @@ pub struct Profile {
 
 /// Every key type pkid accepts from a subject.
 pub fn all_key_types() -> Vec<KeyType> {
-    vec![KeyType::EcP256, KeyType::EcP384, KeyType::Rsa(2048), KeyType::Rsa(3072), KeyType::Rsa(4096)]
+    vec![
+        KeyType::EcP256,
+        KeyType::EcP384,
+        KeyType::Rsa(2048),
+        KeyType::Rsa(3072),
+        KeyType::Rsa(4096),
+    ]
 }
 
 impl Profile {
@@ -52,7 +58,9 @@ impl Profile {
     pub fn root_ca(max_validity_days: u32) -> Self {
         Self {
             name: "root-ca".into(),
-            key_usage: KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign | KeyUsages::DigitalSignature),
+            key_usage: KeyUsage(
+                KeyUsages::KeyCertSign | KeyUsages::CRLSign | KeyUsages::DigitalSignature,
+            ),
             extended_key_usage: vec![],
             extended_key_usage_critical: false,
             max_validity_days,
@@ -67,7 +75,12 @@ impl Profile {
 
     /// Issuing CA under the root: keyCertSign + cRLSign, path length 0 (issues end entities only).
     pub fn issuing_ca(max_validity_days: u32) -> Self {
-        Self { name: "issuing-ca".into(), ca: Some(Some(0)), revocation_pointers: true, ..Self::root_ca(max_validity_days) }
+        Self {
+            name: "issuing-ca".into(),
+            ca: Some(Some(0)),
+            revocation_pointers: true,
+            ..Self::root_ca(max_validity_days)
+        }
     }
 
     /// Delegated OCSP responder: digitalSignature, EKU OCSPSigning, id-pkix-ocsp-nocheck.

@@ -21,12 +21,19 @@ pub fn parse(input: &str) -> Option<CrlReason> {
     if let Ok(code) = input.parse::<u8>() {
         return from_code(code);
     }
-    REASONS.iter().find(|(_, n)| n.eq_ignore_ascii_case(input)).map(|(r, _)| *r)
+    REASONS
+        .iter()
+        .find(|(_, n)| n.eq_ignore_ascii_case(input))
+        .map(|(r, _)| *r)
 }
 
 /// The reason's name.
 pub fn name(reason: CrlReason) -> &'static str {
-    REASONS.iter().find(|(r, _)| *r == reason).map(|(_, n)| *n).unwrap_or("removeFromCRL")
+    REASONS
+        .iter()
+        .find(|(r, _)| *r == reason)
+        .map(|(_, n)| *n)
+        .unwrap_or("removeFromCRL")
 }
 
 /// The reason's ENUMERATED value.
@@ -36,7 +43,10 @@ pub fn code(reason: CrlReason) -> u8 {
 
 /// The reason for an ENUMERATED value, for revocation (not removeFromCRL).
 pub fn from_code(code: u8) -> Option<CrlReason> {
-    REASONS.iter().find(|(r, _)| *r as u8 == code).map(|(r, _)| *r)
+    REASONS
+        .iter()
+        .find(|(r, _)| *r as u8 == code)
+        .map(|(r, _)| *r)
 }
 
 #[cfg(test)]

@@ -30,7 +30,10 @@ pub fn to_hex(serial: &SerialNumber) -> String {
 /// form returned by [`to_hex`]. Returns `None` for anything that is not a positive serial.
 pub fn canonical_hex(input: &str) -> Option<String> {
     let s = input.trim();
-    let s = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
+    let s = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
     let digits: String = s.chars().filter(|c| *c != ':').collect();
     if digits.is_empty() || digits.len() > 42 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
         return None;
@@ -39,7 +42,11 @@ pub fn canonical_hex(input: &str) -> Option<String> {
     if trimmed.is_empty() {
         return None;
     }
-    let even = if trimmed.len() % 2 == 1 { format!("0{trimmed}") } else { trimmed };
+    let even = if trimmed.len() % 2 == 1 {
+        format!("0{trimmed}")
+    } else {
+        trimmed
+    };
     if even.len() > 40 {
         return None;
     }
@@ -55,11 +62,17 @@ mod tests {
     fn serial_is_positive_minimal_and_round_trips_as_hex() {
         let s = from_random([0xff; SERIAL_OCTETS]);
         let der = s.to_der().expect("der");
-        assert_eq!(der[1] as usize, SERIAL_OCTETS, "no 0x00 pad: top bit cleared");
+        assert_eq!(
+            der[1] as usize, SERIAL_OCTETS,
+            "no 0x00 pad: top bit cleared"
+        );
         assert_eq!(der[2], 0x7f);
         let z = from_random([0u8; SERIAL_OCTETS]);
         assert_eq!(z.as_bytes()[0], 0x01);
-        assert_eq!(canonical_hex(&to_hex(&s)).as_deref(), Some(to_hex(&s).as_str()));
+        assert_eq!(
+            canonical_hex(&to_hex(&s)).as_deref(),
+            Some(to_hex(&s).as_str())
+        );
     }
 
     #[test]

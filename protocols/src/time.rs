@@ -51,8 +51,14 @@ mod tests {
 
     #[test]
     fn switches_to_generalized_time_in_2050() {
-        assert!(matches!(x509_time(GENERALIZED_TIME_FROM - 1), Ok(Time::UtcTime(_))));
-        assert!(matches!(x509_time(GENERALIZED_TIME_FROM), Ok(Time::GeneralTime(_))));
+        assert!(matches!(
+            x509_time(GENERALIZED_TIME_FROM - 1),
+            Ok(Time::UtcTime(_))
+        ));
+        assert!(matches!(
+            x509_time(GENERALIZED_TIME_FROM),
+            Ok(Time::GeneralTime(_))
+        ));
         assert_eq!(rfc3339(GENERALIZED_TIME_FROM), "2050-01-01T00:00:00Z");
     }
 }

@@ -18,8 +18,8 @@ use x509_cert::certificate::{Certificate, TbsCertificate, Version};
 use x509_cert::ext::pkix::crl::dp::DistributionPoint;
 use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
 use x509_cert::ext::pkix::{
-    AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints, CrlDistributionPoints,
-    ExtendedKeyUsage, KeyUsage, SubjectAltName, SubjectKeyIdentifier,
+    AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints,
+    CrlDistributionPoints, ExtendedKeyUsage, KeyUsage, SubjectAltName, SubjectKeyIdentifier,
 };
 use x509_cert::ext::Extension;
 use x509_cert::name::Name;
@@ -93,12 +93,21 @@ fn lint_err(msg: impl Into<String>) -> CertificateError {
 }
 
 /// Encodes `value` as an extension with the given criticality.
-fn extension<T: AssociatedOid + Encode>(value: &T, critical: bool) -> Result<Extension, CertificateError> {
-    Ok(Extension { extn_id: T::OID, critical, extn_value: OctetString::new(value.to_der().map_err(enc)?).map_err(enc)? })
+fn extension<T: AssociatedOid + Encode>(
+    value: &T,
+    critical: bool,
+) -> Result<Extension, CertificateError> {
+    Ok(Extension {
+        extn_id: T::OID,
+        critical,
+        extn_value: OctetString::new(value.to_der().map_err(enc)?).map_err(enc)?,
+    })
 }
 
 fn uri(url: &str) -> Result<GeneralName, CertificateError> {
-    Ok(GeneralName::UniformResourceIdentifier(Ia5String::new(url).map_err(enc)?))
+    Ok(GeneralName::UniformResourceIdentifier(
+        Ia5String::new(url).map_err(enc)?,
+    ))
 }
 
 /// Builds the to-be-signed certificate. `issuer == None` makes it self-signed (a root).
@@ -111,7 +120,13 @@ pub fn build_tbs(
     let ski = algorithm::key_identifier(&template.public_key);
     let mut exts = Vec::new();
     if let Some(path_len) = profile.ca {
-        exts.push(extension(&BasicConstraints { ca: true, path_len_constraint: path_len }, true)?);
+        exts.push(extension(
+            &BasicConstraints {
+                ca: true,
+                path_len_constraint: path_len,
+            },
+            true,
+        )?);
     }
     exts.push(extension(&profile.key_usage, true)?);
     if !profile.extended_key_usage.is_empty() {
@@ -120,8 +135,13 @@ pub fn build_tbs(
             profile.extended_key_usage_critical,
         )?);
     }
-    exts.push(extension(&SubjectKeyIdentifier(OctetString::new(ski.clone()).map_err(enc)?), false)?);
-    let aki = issuer.map(|i| i.key_identifier.clone()).unwrap_or_else(|| ski.clone());
+    exts.push(extension(
+        &SubjectKeyIdentifier(OctetString::new(ski.clone()).map_err(enc)?),
+        false,
+    )?);
+    let aki = issuer
+        .map(|i| i.key_identifier.clone())
+        .unwrap_or_else(|| ski.clone());
     if issuer.is_some() {
         exts.push(extension(
             &AuthorityKeyIdentifier {
@@ -141,10 +161,16 @@ pub fn build_tbs(
     if let (true, Some(issuer)) = (profile.revocation_pointers, issuer) {
         let mut aia = Vec::new();
         if let Some(url) = &issuer.ocsp_url {
-            aia.push(AccessDescription { access_method: oids::ID_AD_OCSP, access_location: uri(url)? });
+            aia.push(AccessDescription {
+                access_method: oids::ID_AD_OCSP,
+                access_location: uri(url)?,
+            });
         }
         if let Some(url) = &issuer.ca_issuers_url {
-            aia.push(AccessDescription { access_method: oids::ID_AD_CA_ISSUERS, access_location: uri(url)? });
+            aia.push(AccessDescription {
+                access_method: oids::ID_AD_CA_ISSUERS,
+                access_location: uri(url)?,
+            });
         }
         if !aia.is_empty() {
             exts.push(extension(&AuthorityInfoAccessSyntax(aia), false)?);
@@ -171,8 +197,13 @@ pub fn build_tbs(
         version: Version::V3,
         serial_number: template.serial.clone(),
         signature: algorithm.identifier(),
-        issuer: issuer.map(|i| i.name.clone()).unwrap_or_else(|| template.subject.clone()),
-        validity: Validity { not_before: x509_time(template.not_before).map_err(enc)?, not_after: x509_time(template.not_after).map_err(enc)? },
+        issuer: issuer
+            .map(|i| i.name.clone())
+            .unwrap_or_else(|| template.subject.clone()),
+        validity: Validity {
+            not_before: x509_time(template.not_before).map_err(enc)?,
+            not_after: x509_time(template.not_after).map_err(enc)?,
+        },
         subject: template.subject.clone(),
         subject_public_key_info: template.public_key.clone(),
         issuer_unique_id: None,
@@ -186,7 +217,12 @@ fn find<'a>(exts: &'a [Extension], oid: ObjectIdentifier) -> Option<&'a Extensio
 }
 
 /// Checks a to-be-signed certificate against its profile and RFC 5280 before any key is used.
-pub fn lint(profile: &Profile, tbs: &TbsCertificate, signer_algorithm: SignatureAlgorithm, now: u64) -> Result<(), CertificateError> {
+pub fn lint(
+    profile: &Profile,
+    tbs: &TbsCertificate,
+    signer_algorithm: SignatureAlgorithm,
+    now: u64,
+) -> Result<(), CertificateError> {
     if tbs.version != Version::V3 {
         return Err(lint_err("version must be v3"));
     }
@@ -199,11 +235,17 @@ pub fn lint(profile: &Profile, tbs: &TbsCertificate, signer_algorithm: Signature
         return Err(lint_err("serial must carry at least 64 bits"));
     }
     if tbs.signature != signer_algorithm.identifier() {
-        return Err(lint_err("signature algorithm does not match the signing key"));
+        return Err(lint_err(
+            "signature algorithm does not match the signing key",
+        ));
     }
     let key = KeyType::of(&tbs.subject_public_key_info).map_err(|e| lint_err(e.to_string()))?;
     if !profile.allows_key(key) {
-        return Err(lint_err(format!("profile {} does not allow {} keys", profile.name, key.name())));
+        return Err(lint_err(format!(
+            "profile {} does not allow {} keys",
+            profile.name,
+            key.name()
+        )));
     }
     let nb = unix_of(&tbs.validity.not_before);
     let na = unix_of(&tbs.validity.not_after);
@@ -215,12 +257,20 @@ pub fn lint(profile: &Profile, tbs: &TbsCertificate, signer_algorithm: Signature
     }
     // +1 day tolerance covers backdating; validity is counted inclusively by RFC 5280.
     if na - nb > (u64::from(profile.max_validity_days) + 1) * 86_400 {
-        return Err(lint_err(format!("validity exceeds the profile's {} days", profile.max_validity_days)));
+        return Err(lint_err(format!(
+            "validity exceeds the profile's {} days",
+            profile.max_validity_days
+        )));
     }
-    for (t, label) in [(&tbs.validity.not_before, "notBefore"), (&tbs.validity.not_after, "notAfter")] {
+    for (t, label) in [
+        (&tbs.validity.not_before, "notBefore"),
+        (&tbs.validity.not_after, "notAfter"),
+    ] {
         let utc = matches!(t, x509_cert::time::Time::UtcTime(_));
         if utc != (unix_of(t) < 2_524_608_000) {
-            return Err(lint_err(format!("{label} must be UTCTime before 2050 and GeneralizedTime after")));
+            return Err(lint_err(format!(
+                "{label} must be UTCTime before 2050 and GeneralizedTime after"
+            )));
         }
     }
     lint_name(&tbs.subject, &profile.required_subject)?;
@@ -233,19 +283,30 @@ pub fn lint(profile: &Profile, tbs: &TbsCertificate, signer_algorithm: Signature
         }
     }
     let ku = find(exts, KeyUsage::OID).ok_or_else(|| lint_err("keyUsage missing"))?;
-    let ku_value = KeyUsage::from_der(ku.extn_value.as_bytes()).map_err(|e| lint_err(e.to_string()))?;
+    let ku_value =
+        KeyUsage::from_der(ku.extn_value.as_bytes()).map_err(|e| lint_err(e.to_string()))?;
     if !ku.critical || ku_value != profile.key_usage {
-        return Err(lint_err("keyUsage differs from the profile or is not critical"));
+        return Err(lint_err(
+            "keyUsage differs from the profile or is not critical",
+        ));
     }
     match (profile.ca, find(exts, BasicConstraints::OID)) {
         (Some(path_len), Some(bc)) => {
-            let v = BasicConstraints::from_der(bc.extn_value.as_bytes()).map_err(|e| lint_err(e.to_string()))?;
-            if !bc.critical || !v.ca || v.path_len_constraint != path_len || !ku_value.key_cert_sign() {
-                return Err(lint_err("CA basicConstraints/keyCertSign differ from the profile"));
+            let v = BasicConstraints::from_der(bc.extn_value.as_bytes())
+                .map_err(|e| lint_err(e.to_string()))?;
+            if !bc.critical
+                || !v.ca
+                || v.path_len_constraint != path_len
+                || !ku_value.key_cert_sign()
+            {
+                return Err(lint_err(
+                    "CA basicConstraints/keyCertSign differ from the profile",
+                ));
             }
         }
         (None, Some(bc)) => {
-            let v = BasicConstraints::from_der(bc.extn_value.as_bytes()).map_err(|e| lint_err(e.to_string()))?;
+            let v = BasicConstraints::from_der(bc.extn_value.as_bytes())
+                .map_err(|e| lint_err(e.to_string()))?;
             if v.ca {
                 return Err(lint_err("end-entity profile produced a CA certificate"));
             }
@@ -261,8 +322,11 @@ pub fn lint(profile: &Profile, tbs: &TbsCertificate, signer_algorithm: Signature
     match eku {
         None if profile.extended_key_usage.is_empty() => {}
         Some(e) => {
-            let v = ExtendedKeyUsage::from_der(e.extn_value.as_bytes()).map_err(|e| lint_err(e.to_string()))?;
-            if v.0 != profile.extended_key_usage || e.critical != profile.extended_key_usage_critical {
+            let v = ExtendedKeyUsage::from_der(e.extn_value.as_bytes())
+                .map_err(|e| lint_err(e.to_string()))?;
+            if v.0 != profile.extended_key_usage
+                || e.critical != profile.extended_key_usage_critical
+            {
                 return Err(lint_err("extendedKeyUsage differs from the profile"));
             }
         }
@@ -287,11 +351,17 @@ fn lint_name(name: &Name, required: &[ObjectIdentifier]) -> Result<(), Certifica
     }
     for atv in name.0.iter().flat_map(|rdn| rdn.0.iter()) {
         let tag = atv.value.tag();
-        let text = std::str::from_utf8(atv.value.value()).map_err(|_| lint_err("subject attribute is not text"))?;
+        let text = std::str::from_utf8(atv.value.value())
+            .map_err(|_| lint_err("subject attribute is not text"))?;
         match atv.oid {
             rfc4519::C => {
-                if tag != Tag::PrintableString || text.len() != 2 || !text.bytes().all(|b| b.is_ascii_uppercase()) {
-                    return Err(lint_err("countryName must be a two-letter upper-case PrintableString"));
+                if tag != Tag::PrintableString
+                    || text.len() != 2
+                    || !text.bytes().all(|b| b.is_ascii_uppercase())
+                {
+                    return Err(lint_err(
+                        "countryName must be a two-letter upper-case PrintableString",
+                    ));
                 }
             }
             rfc4519::SERIAL_NUMBER => {
@@ -301,7 +371,10 @@ fn lint_name(name: &Name, required: &[ObjectIdentifier]) -> Result<(), Certifica
             }
             _ => {
                 if !matches!(tag, Tag::Utf8String | Tag::PrintableString | Tag::Ia5String) {
-                    return Err(lint_err(format!("attribute {} uses a legacy string type", atv.oid)));
+                    return Err(lint_err(format!(
+                        "attribute {} uses a legacy string type",
+                        atv.oid
+                    )));
                 }
                 if text.is_empty() {
                     return Err(lint_err(format!("attribute {} is empty", atv.oid)));
@@ -313,7 +386,12 @@ fn lint_name(name: &Name, required: &[ObjectIdentifier]) -> Result<(), Certifica
         }
     }
     for oid in required {
-        if !name.0.iter().flat_map(|rdn| rdn.0.iter()).any(|atv| atv.oid == *oid) {
+        if !name
+            .0
+            .iter()
+            .flat_map(|rdn| rdn.0.iter())
+            .any(|atv| atv.oid == *oid)
+        {
             let label = const_oid::db::DB.by_oid(oid).unwrap_or("attribute");
             return Err(lint_err(format!("subject lacks required {label} ({oid})")));
         }
@@ -323,9 +401,14 @@ fn lint_name(name: &Name, required: &[ObjectIdentifier]) -> Result<(), Certifica
 
 /// Signs the to-be-signed bytes, verifies the signature with the signer's public key, and
 /// assembles the certificate.
-pub fn sign_and_verify(tbs: TbsCertificate, tbs_der: &[u8], signer: &dyn Signer) -> Result<Certificate, CertificateError> {
+pub fn sign_and_verify(
+    tbs: TbsCertificate,
+    tbs_der: &[u8],
+    signer: &dyn Signer,
+) -> Result<Certificate, CertificateError> {
     let signature = signer.sign(tbs_der)?;
-    algorithm::verify(signer.public_key(), &tbs.signature, tbs_der, &signature).map_err(|_| CertificateError::BadSignature)?;
+    algorithm::verify(signer.public_key(), &tbs.signature, tbs_der, &signature)
+        .map_err(|_| CertificateError::BadSignature)?;
     Ok(Certificate {
         signature_algorithm: tbs.signature.clone(),
         tbs_certificate: tbs,
@@ -381,7 +464,12 @@ mod tests {
             &self.1
         }
         fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
-            let mut sig = self.0.sign(&SystemRandom::new(), message).map_err(|_| SignError::Failed("x".into()))?.as_ref().to_vec();
+            let mut sig = self
+                .0
+                .sign(&SystemRandom::new(), message)
+                .map_err(|_| SignError::Failed("x".into()))?
+                .as_ref()
+                .to_vec();
             if self.2 {
                 let last = sig.len() - 1;
                 sig[last] ^= 1; // a faulty token
@@ -428,18 +516,35 @@ mod tests {
     fn lint_refuses_overlong_validity_and_wrong_algorithm() {
         let k = key(false);
         let (profile, tbs) = root_tbs(&k, 4000);
-        assert!(matches!(lint(&profile, &tbs, SignatureAlgorithm::EcdsaSha256, NOW), Err(CertificateError::Lint(_))));
+        assert!(matches!(
+            lint(&profile, &tbs, SignatureAlgorithm::EcdsaSha256, NOW),
+            Err(CertificateError::Lint(_))
+        ));
         let (profile, tbs) = root_tbs(&k, 10);
-        assert!(matches!(lint(&profile, &tbs, SignatureAlgorithm::EcdsaSha384, NOW), Err(CertificateError::Lint(_))));
-        assert!(matches!(lint(&profile, &tbs, SignatureAlgorithm::EcdsaSha256, NOW + 3 * 86_400), Err(CertificateError::Lint(_))));
+        assert!(matches!(
+            lint(&profile, &tbs, SignatureAlgorithm::EcdsaSha384, NOW),
+            Err(CertificateError::Lint(_))
+        ));
+        assert!(matches!(
+            lint(
+                &profile,
+                &tbs,
+                SignatureAlgorithm::EcdsaSha256,
+                NOW + 3 * 86_400
+            ),
+            Err(CertificateError::Lint(_))
+        ));
     }
 
     #[test]
     fn lint_refuses_missing_required_subject_attribute() {
         let k = key(false);
         let (mut profile, tbs) = root_tbs(&k, 10);
-        profile.required_subject.push(const_oid::db::rfc4519::ORGANIZATIONAL_UNIT_NAME);
-        let err = lint(&profile, &tbs, SignatureAlgorithm::EcdsaSha256, NOW).expect_err("must fail");
+        profile
+            .required_subject
+            .push(const_oid::db::rfc4519::ORGANIZATIONAL_UNIT_NAME);
+        let err =
+            lint(&profile, &tbs, SignatureAlgorithm::EcdsaSha256, NOW).expect_err("must fail");
         assert!(err.to_string().contains("ou"), "{err}");
     }
 
@@ -448,6 +553,9 @@ mod tests {
         let k = key(true);
         let (_, tbs) = root_tbs(&k, 10);
         let der = tbs.to_der().expect("der");
-        assert_eq!(sign_and_verify(tbs, &der, &k), Err(CertificateError::BadSignature));
+        assert_eq!(
+            sign_and_verify(tbs, &der, &k),
+            Err(CertificateError::BadSignature)
+        );
     }
 }
