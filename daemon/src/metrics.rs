@@ -1,14 +1,23 @@
 //! Prometheus metrics, and the decorators that count signer and store operations.
 
-use crate::store::{AuditEntry, CertificateRecord, Change, ListFilter, NewCertificate, StatusChange, Store, StoreError};
+use crate::store::{
+    AuditEntry, CertificateRecord, Change, ListFilter, NewCertificate, StatusChange, Store,
+    StoreError, TimestampRecord,
+};
 use pkid_protocols::{SignError, SignatureAlgorithm, Signer};
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
 use spki::SubjectPublicKeyInfoOwned;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// Latency buckets in seconds: 50 µs (a cached OCSP answer) to 5 s (an HSM under load).
-const LATENCY_BUCKETS: &[f64] = &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0,
+];
 
 /// All metrics the daemon exports.
 pub struct Metrics {
@@ -29,6 +38,8 @@ pub struct Metrics {
     pub store_duration: HistogramVec,
     /// The newest store change sequence number the daemon has applied.
     pub change_seq: IntGauge,
+    /// Timestamp authority metrics.
+    pub tsa: TsaMetrics,
 }
 
 fn must<T>(r: Result<T, prometheus::Error>) -> T {
@@ -46,21 +57,66 @@ impl Metrics {
             c
         };
         let histogram = |name: &str, help: &str, labels: &[&str]| {
-            let h = must(HistogramVec::new(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()), labels));
+            let h = must(HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                labels,
+            ));
             must(registry.register(Box::new(h.clone())));
             h
         };
-        let http_requests = counter("http_requests_total", "HTTP requests by route and status.", &["route", "status"]);
-        let http_duration = histogram("http_request_duration_seconds", "HTTP request latency.", &["route"]);
-        let signer_operations = counter("signer_operations_total", "Signatures by key role and outcome.", &["role", "outcome"]);
-        let signer_duration = histogram("signer_duration_seconds", "Signing latency by key role.", &["role"]);
-        let store_operations = counter("store_operations_total", "Store operations by operation and outcome.", &["op", "outcome"]);
-        let store_duration = histogram("store_duration_seconds", "Store latency by operation.", &["op"]);
-        let rate_limited = must(IntCounter::new("http_rate_limited_total", "Requests answered 429."));
+        let http_requests = counter(
+            "http_requests_total",
+            "HTTP requests by route and status.",
+            &["route", "status"],
+        );
+        let http_duration = histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency.",
+            &["route"],
+        );
+        let signer_operations = counter(
+            "signer_operations_total",
+            "Signatures by key role and outcome.",
+            &["role", "outcome"],
+        );
+        let signer_duration = histogram(
+            "signer_duration_seconds",
+            "Signing latency by key role.",
+            &["role"],
+        );
+        let store_operations = counter(
+            "store_operations_total",
+            "Store operations by operation and outcome.",
+            &["op", "outcome"],
+        );
+        let store_duration = histogram(
+            "store_duration_seconds",
+            "Store latency by operation.",
+            &["op"],
+        );
+        let rate_limited = must(IntCounter::new(
+            "http_rate_limited_total",
+            "Requests answered 429.",
+        ));
         must(registry.register(Box::new(rate_limited.clone())));
-        let change_seq = must(IntGauge::new("store_change_seq", "Newest store change applied by this daemon."));
+        let change_seq = must(IntGauge::new(
+            "store_change_seq",
+            "Newest store change applied by this daemon.",
+        ));
         must(registry.register(Box::new(change_seq.clone())));
-        Self { registry, http_requests, http_duration, rate_limited, signer_operations, signer_duration, store_operations, store_duration, change_seq }
+        let tsa = TsaMetrics::register(&registry);
+        Self {
+            registry,
+            http_requests,
+            http_duration,
+            rate_limited,
+            signer_operations,
+            signer_duration,
+            store_operations,
+            store_duration,
+            change_seq,
+            tsa,
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -88,8 +144,16 @@ pub struct MeteredSigner {
 
 impl MeteredSigner {
     /// Wraps `inner`, labelling its metrics with `role`.
-    pub fn wrap(inner: Arc<dyn Signer>, role: &'static str, metrics: Arc<Metrics>) -> Arc<dyn Signer> {
-        Arc::new(Self { inner, role, metrics })
+    pub fn wrap(
+        inner: Arc<dyn Signer>,
+        role: &'static str,
+        metrics: Arc<Metrics>,
+    ) -> Arc<dyn Signer> {
+        Arc::new(Self {
+            inner,
+            role,
+            metrics,
+        })
     }
 }
 
@@ -103,13 +167,19 @@ impl Signer for MeteredSigner {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
         let start = Instant::now();
         let r = self.inner.sign(message);
-        self.metrics.signer_duration.with_label_values(&[self.role]).observe(start.elapsed().as_secs_f64());
+        self.metrics
+            .signer_duration
+            .with_label_values(&[self.role])
+            .observe(start.elapsed().as_secs_f64());
         let outcome = match &r {
             Ok(_) => "ok",
             Err(SignError::Unavailable(_)) => "unavailable",
             Err(_) => "error",
         };
-        self.metrics.signer_operations.with_label_values(&[self.role, outcome]).inc();
+        self.metrics
+            .signer_operations
+            .with_label_values(&[self.role, outcome])
+            .inc();
         r
     }
 }
@@ -126,11 +196,21 @@ impl MeteredStore {
         Arc::new(Self { inner, metrics })
     }
 
-    fn observe<T>(&self, op: &'static str, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn observe<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let start = Instant::now();
         let r = f();
-        self.metrics.store_duration.with_label_values(&[op]).observe(start.elapsed().as_secs_f64());
-        self.metrics.store_operations.with_label_values(&[op, if r.is_ok() { "ok" } else { "error" }]).inc();
+        self.metrics
+            .store_duration
+            .with_label_values(&[op])
+            .observe(start.elapsed().as_secs_f64());
+        self.metrics
+            .store_operations
+            .with_label_values(&[op, if r.is_ok() { "ok" } else { "error" }])
+            .inc();
         r
     }
 }
@@ -148,8 +228,15 @@ impl Store for MeteredStore {
     fn list(&self, filter: &ListFilter) -> Result<Vec<CertificateRecord>, StoreError> {
         self.observe("list", || self.inner.list(filter))
     }
-    fn change_status(&self, serial: &str, change: StatusChange, audit: &AuditEntry) -> Result<CertificateRecord, StoreError> {
-        self.observe("change_status", || self.inner.change_status(serial, change, audit))
+    fn change_status(
+        &self,
+        serial: &str,
+        change: StatusChange,
+        audit: &AuditEntry,
+    ) -> Result<CertificateRecord, StoreError> {
+        self.observe("change_status", || {
+            self.inner.change_status(serial, change, audit)
+        })
     }
     fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         self.observe("audit", || self.inner.audit(entry))
@@ -162,5 +249,66 @@ impl Store for MeteredStore {
     }
     fn ping(&self) -> Result<(), StoreError> {
         self.observe("ping", || self.inner.ping())
+    }
+    fn reserve_timestamp_serials(&self, count: u64) -> Result<std::ops::Range<u64>, StoreError> {
+        self.observe("reserve_timestamp_serials", || {
+            self.inner.reserve_timestamp_serials(count)
+        })
+    }
+    fn record_timestamps(&self, records: &[TimestampRecord]) -> Result<(), StoreError> {
+        self.observe("record_timestamps", || {
+            self.inner.record_timestamps(records)
+        })
+    }
+    fn timestamp(&self, serial: u64) -> Result<Option<TimestampRecord>, StoreError> {
+        self.observe("timestamp", || self.inner.timestamp(serial))
+    }
+}
+
+/// Timestamp authority metrics. Signing latency is `pkid_signer_duration_seconds{role="tsa"}`
+/// (the TSA signer is a [`MeteredSigner`]).
+pub struct TsaMetrics {
+    /// Tokens issued (granted responses sent).
+    pub tokens_issued: IntCounter,
+    /// Rejections by PKIFailureInfo name (`badAlg`, `unacceptedPolicy`, …).
+    pub rejections: IntCounterVec,
+    /// Token records waiting to be written to the store.
+    pub records_pending: IntGauge,
+    /// Kernel clock state as last read: 1 synchronised, 0 unsynchronised, -1 unknown or not checked.
+    pub clock_synchronised: IntGauge,
+}
+
+impl TsaMetrics {
+    fn register(registry: &Registry) -> Self {
+        let tokens_issued = must(IntCounter::new(
+            "tsa_tokens_issued_total",
+            "Timestamp tokens issued.",
+        ));
+        let rejections = must(IntCounterVec::new(
+            Opts::new(
+                "tsa_rejections_total",
+                "Timestamp requests rejected, by PKIFailureInfo.",
+            ),
+            &["fail_info"],
+        ));
+        let records_pending = must(IntGauge::new(
+            "tsa_records_pending",
+            "Issued-token records not yet written to the store.",
+        ));
+        let clock_synchronised = must(IntGauge::new(
+            "tsa_clock_synchronised",
+            "Kernel clock synchronised (1), not (0), unknown (-1).",
+        ));
+        must(registry.register(Box::new(tokens_issued.clone())));
+        must(registry.register(Box::new(rejections.clone())));
+        must(registry.register(Box::new(records_pending.clone())));
+        must(registry.register(Box::new(clock_synchronised.clone())));
+        clock_synchronised.set(-1);
+        Self {
+            tokens_issued,
+            rejections,
+            records_pending,
+            clock_synchronised,
+        }
     }
 }

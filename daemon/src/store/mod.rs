@@ -233,7 +233,12 @@ pub trait Store: Send + Sync {
     fn list(&self, filter: &ListFilter) -> Result<Vec<CertificateRecord>, StoreError>;
     /// Applies a status change, its change-sequence entry and its audit record in one
     /// transaction. Returns the updated record.
-    fn change_status(&self, serial: &str, change: StatusChange, audit: &AuditEntry) -> Result<CertificateRecord, StoreError>;
+    fn change_status(
+        &self,
+        serial: &str,
+        change: StatusChange,
+        audit: &AuditEntry,
+    ) -> Result<CertificateRecord, StoreError>;
     /// Appends an audit record.
     fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// The newest audit records, newest first.
@@ -242,4 +247,28 @@ pub trait Store: Send + Sync {
     fn changes_since(&self, seq: u64, limit: usize) -> Result<Vec<Change>, StoreError>;
     /// Cheap liveness check.
     fn ping(&self) -> Result<(), StoreError>;
+    /// TSA: durably reserves `count` timestamp serial numbers that no caller, in this process or
+    /// any other, has had or will get, and returns them. The reservation is committed (synced)
+    /// before this returns, so serials handed out from it are never repeated after a crash.
+    fn reserve_timestamp_serials(&self, count: u64) -> Result<std::ops::Range<u64>, StoreError>;
+    /// TSA: records issued timestamp tokens, all in one transaction.
+    fn record_timestamps(&self, records: &[TimestampRecord]) -> Result<(), StoreError>;
+    /// TSA: the record of the token with this serial number.
+    fn timestamp(&self, serial: u64) -> Result<Option<TimestampRecord>, StoreError>;
+}
+
+/// What the store keeps of an issued timestamp token (RFC 3161): enough to answer "did this
+/// TSA issue serial N, for which imprint, when, under which policy".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimestampRecord {
+    /// The token's serial number (TSTInfo.serialNumber).
+    pub serial: u64,
+    /// genTime, Unix seconds.
+    pub gen_time: u64,
+    /// The policy OID, dotted.
+    pub policy: String,
+    /// The imprint's hash algorithm (`sha256`, …).
+    pub hash_algorithm: String,
+    /// The hashed message.
+    pub imprint: Vec<u8>,
 }

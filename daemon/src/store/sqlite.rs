@@ -46,6 +46,21 @@ const MIGRATIONS: &[&str] = &[
         outcome TEXT NOT NULL,
         detail  TEXT NOT NULL
     ) STRICT;",
+    // TSA: the serial high-water mark (every serial below it may have been handed out) and the
+    // record of issued tokens.
+    "CREATE TABLE tsa_serial_mark (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        next_serial INTEGER NOT NULL CHECK (next_serial >= 1)
+    ) STRICT;
+    INSERT INTO tsa_serial_mark (id, next_serial) VALUES (1, 1);
+    CREATE TABLE timestamps (
+        serial         INTEGER PRIMARY KEY NOT NULL,
+        gen_time       INTEGER NOT NULL,
+        policy         TEXT NOT NULL,
+        hash_algorithm TEXT NOT NULL,
+        imprint        BLOB NOT NULL
+    ) STRICT;
+    CREATE INDEX timestamps_gen_time ON timestamps(gen_time);",
 ];
 
 /// The embedded default store.
@@ -57,7 +72,8 @@ fn unavailable(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-const CERT_COLUMNS: &str = "serial, issuer, subject, profile, not_before, not_after, status, revoked_at, reason, \
+const CERT_COLUMNS: &str =
+    "serial, issuer, subject, profile, not_before, not_after, status, revoked_at, reason, \
      invalidity_date, tbs, der, replaces, created_at";
 
 fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<CertificateRecord> {
@@ -84,25 +100,41 @@ fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<CertificateRecord> {
 impl SqliteStore {
     /// Opens (creating if needed) the database and applies pending migrations.
     pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
-        let mut conn = Connection::open(path).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        let mut conn = Connection::open(path)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         conn.busy_timeout(busy_timeout).map_err(unavailable)?;
         // WAL lets the CLI write while the daemon reads; FULL syncs the WAL on every commit, so a
         // committed certificate survives power loss (NORMAL may lose the last commits).
-        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(unavailable)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(unavailable)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Unavailable(format!("could not enable WAL (journal_mode={mode})")));
+            return Err(StoreError::Unavailable(format!(
+                "could not enable WAL (journal_mode={mode})"
+            )));
         }
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;").map_err(unavailable)?;
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(unavailable)?;
         Self::migrate(&mut conn)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
-        tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL) STRICT;")
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(unavailable)?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL) STRICT;",
+        )
+        .map_err(unavailable)?;
         let current: u64 = tx
-            .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_version", [], |r| r.get(0))
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+                [],
+                |r| r.get(0),
+            )
             .map_err(unavailable)?;
         if current as usize > MIGRATIONS.len() {
             return Err(StoreError::Unavailable(format!(
@@ -112,19 +144,27 @@ impl SqliteStore {
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
             tx.execute_batch(sql).map_err(unavailable)?;
-            tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [i as u64 + 1]).map_err(unavailable)?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [i as u64 + 1],
+            )
+            .map_err(unavailable)?;
             tracing::info!(version = i + 1, "applied store migration");
         }
         tx.commit().map_err(unavailable)
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
-        self.conn.lock().map_err(|_| StoreError::Unavailable("store lock poisoned".into()))
+        self.conn
+            .lock()
+            .map_err(|_| StoreError::Unavailable("store lock poisoned".into()))
     }
 
     /// The schema version in force.
     pub fn schema_version(&self) -> Result<u64, StoreError> {
-        self.lock()?.query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0)).map_err(unavailable)
+        self.lock()?
+            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .map_err(unavailable)
     }
 }
 
@@ -146,7 +186,9 @@ impl Store for SqliteStore {
         );
         match r {
             Ok(_) => Ok(()),
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
                 Err(StoreError::DuplicateSerial(c.serial.clone()))
             }
             Err(e) => Err(unavailable(e)),
@@ -155,7 +197,9 @@ impl Store for SqliteStore {
 
     fn complete(&self, serial: &str, der: &[u8]) -> Result<(), StoreError> {
         let mut conn = self.lock()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
         let n = tx
             .execute("UPDATE certificates SET der = ?2, status = 'valid' WHERE serial = ?1 AND status = 'pending'", params![serial, der])
             .map_err(unavailable)?;
@@ -169,7 +213,11 @@ impl Store for SqliteStore {
 
     fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
         self.lock()?
-            .query_row(&format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"), [serial], record)
+            .query_row(
+                &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"),
+                [serial],
+                record,
+            )
             .optional()
             .map_err(unavailable)
     }
@@ -185,28 +233,57 @@ impl Store for SqliteStore {
                  ORDER BY created_at DESC, rowid DESC LIMIT ?4"
             ))
             .map_err(unavailable)?;
-        let limit = if f.limit == 0 { i64::MAX } else { f.limit as i64 };
+        let limit = if f.limit == 0 {
+            i64::MAX
+        } else {
+            f.limit as i64
+        };
         let rows = stmt
-            .query_map(params![f.status.map(|s| s.as_str()), f.subject_contains, f.issuer, limit], record)
+            .query_map(
+                params![
+                    f.status.map(|s| s.as_str()),
+                    f.subject_contains,
+                    f.issuer,
+                    limit
+                ],
+                record,
+            )
             .map_err(unavailable)?;
         rows.collect::<Result<_, _>>().map_err(unavailable)
     }
 
-    fn change_status(&self, serial: &str, change: StatusChange, audit: &AuditEntry) -> Result<CertificateRecord, StoreError> {
+    fn change_status(
+        &self,
+        serial: &str,
+        change: StatusChange,
+        audit: &AuditEntry,
+    ) -> Result<CertificateRecord, StoreError> {
         let mut conn = self.lock()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
         let current: Option<String> = tx
-            .query_row("SELECT status FROM certificates WHERE serial = ?1", [serial], |r| r.get(0))
+            .query_row(
+                "SELECT status FROM certificates WHERE serial = ?1",
+                [serial],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(unavailable)?;
-        let status = current.and_then(|s| CertStatus::parse(&s)).ok_or_else(|| StoreError::NotFound(serial.to_string()))?;
+        let status = current
+            .and_then(|s| CertStatus::parse(&s))
+            .ok_or_else(|| StoreError::NotFound(serial.to_string()))?;
         let (allowed, action): (&[CertStatus], &'static str) = match change {
             StatusChange::Revoke { .. } => (&[CertStatus::Valid, CertStatus::Hold], "revoke"),
             StatusChange::Hold { .. } => (&[CertStatus::Valid], "hold"),
             StatusChange::Release => (&[CertStatus::Hold], "release"),
         };
         if !allowed.contains(&status) {
-            return Err(StoreError::Conflict { serial: serial.to_string(), status: status.as_str(), action });
+            return Err(StoreError::Conflict {
+                serial: serial.to_string(),
+                status: status.as_str(),
+                action,
+            });
         }
         let now = audit.at;
         match change {
@@ -227,10 +304,18 @@ impl Store for SqliteStore {
             ),
         }
         .map_err(unavailable)?;
-        tx.execute("INSERT INTO changes (serial, at) VALUES (?1, ?2)", params![serial, now]).map_err(unavailable)?;
+        tx.execute(
+            "INSERT INTO changes (serial, at) VALUES (?1, ?2)",
+            params![serial, now],
+        )
+        .map_err(unavailable)?;
         insert_audit(&tx, audit).map_err(unavailable)?;
         let rec = tx
-            .query_row(&format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"), [serial], record)
+            .query_row(
+                &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"),
+                [serial],
+                record,
+            )
             .map_err(unavailable)?;
         tx.commit().map_err(unavailable)?;
         Ok(rec)
@@ -294,7 +379,83 @@ impl Store for SqliteStore {
     }
 
     fn ping(&self) -> Result<(), StoreError> {
-        self.lock()?.query_row("SELECT 1", [], |_| Ok(())).map_err(unavailable)
+        self.lock()?
+            .query_row("SELECT 1", [], |_| Ok(()))
+            .map_err(unavailable)
+    }
+
+    fn reserve_timestamp_serials(&self, count: u64) -> Result<std::ops::Range<u64>, StoreError> {
+        let count = i64::try_from(count)
+            .ok()
+            .filter(|c| *c > 0)
+            .ok_or_else(|| StoreError::Unavailable("serial block size out of range".into()))?;
+        let mut conn = self.lock()?;
+        // IMMEDIATE takes the write lock first, so two processes cannot read the same mark.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+        let start: i64 = tx
+            .query_row(
+                "SELECT next_serial FROM tsa_serial_mark WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(unavailable)?;
+        let end = start
+            .checked_add(count)
+            .ok_or_else(|| StoreError::Unavailable("timestamp serial numbers exhausted".into()))?;
+        tx.execute(
+            "UPDATE tsa_serial_mark SET next_serial = ?1 WHERE id = 1",
+            [end],
+        )
+        .map_err(unavailable)?;
+        tx.commit().map_err(unavailable)?;
+        Ok(start as u64..end as u64)
+    }
+
+    fn record_timestamps(&self, records: &[TimestampRecord]) -> Result<(), StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("INSERT INTO timestamps (serial, gen_time, policy, hash_algorithm, imprint) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .map_err(unavailable)?;
+            for r in records {
+                let serial = i64::try_from(r.serial).map_err(|_| {
+                    StoreError::Unavailable(format!("timestamp serial {} out of range", r.serial))
+                })?;
+                match stmt.execute(params![
+                    serial,
+                    r.gen_time,
+                    r.policy,
+                    r.hash_algorithm,
+                    r.imprint
+                ]) {
+                    Ok(_) => {}
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+                    {
+                        return Err(StoreError::DuplicateSerial(r.serial.to_string()))
+                    }
+                    Err(e) => return Err(unavailable(e)),
+                }
+            }
+        }
+        tx.commit().map_err(unavailable)
+    }
+
+    fn timestamp(&self, serial: u64) -> Result<Option<TimestampRecord>, StoreError> {
+        let Ok(key) = i64::try_from(serial) else {
+            return Ok(None);
+        };
+        self.lock()?
+            .query_row("SELECT serial, gen_time, policy, hash_algorithm, imprint FROM timestamps WHERE serial = ?1", [key], |r| {
+                Ok(TimestampRecord { serial: r.get(0)?, gen_time: r.get(1)?, policy: r.get(2)?, hash_algorithm: r.get(3)?, imprint: r.get(4)? })
+            })
+            .optional()
+            .map_err(unavailable)
     }
 }
 
@@ -323,19 +484,38 @@ mod tests {
     }
 
     fn audit(action: &str) -> AuditEntry {
-        AuditEntry { at: 150, actor: "op".into(), action: action.into(), target: "x".into(), outcome: Outcome::Success, detail: String::new() }
+        AuditEntry {
+            at: 150,
+            actor: "op".into(),
+            action: action.into(),
+            target: "x".into(),
+            outcome: Outcome::Success,
+            detail: String::new(),
+        }
     }
 
     #[test]
     fn reserve_complete_and_duplicate_serials() {
         let (_d, s) = store();
         s.reserve(&new("0a")).expect("reserve");
-        assert!(matches!(s.reserve(&new("0a")), Err(StoreError::DuplicateSerial(_))));
-        assert_eq!(s.certificate("0a").expect("get").expect("some").status, CertStatus::Pending);
-        assert!(s.changes_since(0, 10).expect("changes").is_empty(), "pending is not announced");
+        assert!(matches!(
+            s.reserve(&new("0a")),
+            Err(StoreError::DuplicateSerial(_))
+        ));
+        assert_eq!(
+            s.certificate("0a").expect("get").expect("some").status,
+            CertStatus::Pending
+        );
+        assert!(
+            s.changes_since(0, 10).expect("changes").is_empty(),
+            "pending is not announced"
+        );
         s.complete("0a", &[9, 9]).expect("complete");
         let rec = s.certificate("0a").expect("get").expect("some");
-        assert_eq!((rec.status, rec.der.as_deref()), (CertStatus::Valid, Some(&[9u8, 9][..])));
+        assert_eq!(
+            (rec.status, rec.der.as_deref()),
+            (CertStatus::Valid, Some(&[9u8, 9][..]))
+        );
         assert!(s.complete("0a", &[9]).is_err(), "complete only once");
         assert_eq!(s.changes_since(0, 10).expect("changes").len(), 1);
         assert_eq!(s.schema_version().expect("v"), MIGRATIONS.len() as u64);
@@ -346,36 +526,136 @@ mod tests {
         let (_d, s) = store();
         s.reserve(&new("0b")).expect("reserve");
         s.complete("0b", &[1]).expect("complete");
-        assert!(matches!(s.change_status("0b", StatusChange::Release, &audit("r")), Err(StoreError::Conflict { .. })));
-        let held = s.change_status("0b", StatusChange::Hold { at: 150 }, &audit("h")).expect("hold");
-        assert_eq!((held.status, held.reason), (CertStatus::Hold, Some(CrlReason::CertificateHold)));
-        let rel = s.change_status("0b", StatusChange::Release, &audit("rel")).expect("release");
-        assert_eq!((rel.status, rel.reason, rel.revoked_at), (CertStatus::Valid, None, None));
-        let rev = s
-            .change_status("0b", StatusChange::Revoke { reason: CrlReason::KeyCompromise, at: 160, invalidity_date: Some(120) }, &audit("rev"))
-            .expect("revoke");
-        assert_eq!((rev.status, rev.reason, rev.invalidity_date), (CertStatus::Revoked, Some(CrlReason::KeyCompromise), Some(120)));
         assert!(matches!(
-            s.change_status("0b", StatusChange::Revoke { reason: CrlReason::Unspecified, at: 1, invalidity_date: None }, &audit("x")),
-            Err(StoreError::Conflict { status: "revoked", .. })
+            s.change_status("0b", StatusChange::Release, &audit("r")),
+            Err(StoreError::Conflict { .. })
         ));
-        let seqs: Vec<u64> = s.changes_since(0, 100).expect("changes").iter().map(|c| c.seq).collect();
+        let held = s
+            .change_status("0b", StatusChange::Hold { at: 150 }, &audit("h"))
+            .expect("hold");
+        assert_eq!(
+            (held.status, held.reason),
+            (CertStatus::Hold, Some(CrlReason::CertificateHold))
+        );
+        let rel = s
+            .change_status("0b", StatusChange::Release, &audit("rel"))
+            .expect("release");
+        assert_eq!(
+            (rel.status, rel.reason, rel.revoked_at),
+            (CertStatus::Valid, None, None)
+        );
+        let rev = s
+            .change_status(
+                "0b",
+                StatusChange::Revoke {
+                    reason: CrlReason::KeyCompromise,
+                    at: 160,
+                    invalidity_date: Some(120),
+                },
+                &audit("rev"),
+            )
+            .expect("revoke");
+        assert_eq!(
+            (rev.status, rev.reason, rev.invalidity_date),
+            (
+                CertStatus::Revoked,
+                Some(CrlReason::KeyCompromise),
+                Some(120)
+            )
+        );
+        assert!(matches!(
+            s.change_status(
+                "0b",
+                StatusChange::Revoke {
+                    reason: CrlReason::Unspecified,
+                    at: 1,
+                    invalidity_date: None
+                },
+                &audit("x")
+            ),
+            Err(StoreError::Conflict {
+                status: "revoked",
+                ..
+            })
+        ));
+        let seqs: Vec<u64> = s
+            .changes_since(0, 100)
+            .expect("changes")
+            .iter()
+            .map(|c| c.seq)
+            .collect();
         assert_eq!(seqs.len(), 4);
         assert!(seqs.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(s.changes_since(seqs[2], 100).expect("tail").len(), 1);
         assert_eq!(s.audit_log(10).expect("audit").len(), 3);
-        assert!(matches!(s.change_status("ff", StatusChange::Release, &audit("x")), Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            s.change_status("ff", StatusChange::Release, &audit("x")),
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn timestamp_serial_blocks_never_overlap_across_connections_and_reopen() {
+        let (d, s) = store();
+        let a = s.reserve_timestamp_serials(10).expect("first");
+        assert_eq!(a, 1..11);
+        let other =
+            SqliteStore::open(&d.path().join("t.db"), Duration::from_secs(1)).expect("second");
+        let b = other.reserve_timestamp_serials(5).expect("other process");
+        assert_eq!(b, 11..16);
+        drop((s, other));
+        let reopened =
+            SqliteStore::open(&d.path().join("t.db"), Duration::from_secs(1)).expect("reopen");
+        assert_eq!(
+            reopened
+                .reserve_timestamp_serials(1)
+                .expect("after restart"),
+            16..17
+        );
+        assert!(reopened.reserve_timestamp_serials(0).is_err());
+    }
+
+    #[test]
+    fn timestamp_records_are_written_in_one_batch_and_duplicates_refused() {
+        let (_d, s) = store();
+        let rec = |serial| TimestampRecord {
+            serial,
+            gen_time: 100,
+            policy: "1.2.3".into(),
+            hash_algorithm: "sha256".into(),
+            imprint: vec![7; 32],
+        };
+        s.record_timestamps(&[rec(1), rec(2)]).expect("batch");
+        assert_eq!(s.timestamp(2).expect("get"), Some(rec(2)));
+        assert_eq!(s.timestamp(3).expect("get"), None);
+        assert!(matches!(
+            s.record_timestamps(&[rec(3), rec(1)]),
+            Err(StoreError::DuplicateSerial(_))
+        ));
+        assert_eq!(
+            s.timestamp(3).expect("get"),
+            None,
+            "the failed batch is rolled back whole"
+        );
     }
 
     #[test]
     fn a_second_connection_sees_commits_and_list_filters() {
         let (d, s) = store();
-        let other = SqliteStore::open(&d.path().join("t.db"), Duration::from_secs(1)).expect("second");
+        let other =
+            SqliteStore::open(&d.path().join("t.db"), Duration::from_secs(1)).expect("second");
         s.reserve(&new("0c")).expect("reserve");
         s.complete("0c", &[1]).expect("complete");
-        let f = ListFilter { status: Some(CertStatus::Valid), subject_contains: Some("văn".into()), ..Default::default() };
+        let f = ListFilter {
+            status: Some(CertStatus::Valid),
+            subject_contains: Some("văn".into()),
+            ..Default::default()
+        };
         assert_eq!(other.list(&f).expect("list").len(), 1);
-        let f = ListFilter { status: Some(CertStatus::Revoked), ..Default::default() };
+        let f = ListFilter {
+            status: Some(CertStatus::Revoked),
+            ..Default::default()
+        };
         assert!(other.list(&f).expect("list").is_empty());
     }
 }
