@@ -46,6 +46,7 @@ struct RawConfig {
     keys: RawKeys,
     ca: RawCa,
     profiles: BTreeMap<String, RawProfile>,
+    tsa: RawTsa,
 }
 
 #[derive(Deserialize)]
@@ -113,6 +114,22 @@ struct RawCa {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawTsa {
+    enabled: bool,
+    policy: String,
+    accepted_policies: Vec<String>,
+    hash_algorithms: Vec<String>,
+    accuracy_ms: u32,
+    include_tsa_name: bool,
+    signing_time: bool,
+    clock_sync: String,
+    serial_block: u64,
+    record_interval_ms: u64,
+    record_backlog: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawProfile {
     key_usage: Vec<String>,
     extended_key_usage: Vec<String>,
@@ -141,6 +158,25 @@ pub struct Config {
     pub ca: CaConfig,
     /// Subscriber profiles by name.
     pub profiles: BTreeMap<String, SubscriberProfile>,
+    /// The timestamp authority.
+    pub tsa: TsaConfig,
+}
+
+/// Timestamp authority settings (`[tsa]`).
+#[derive(Clone, Debug)]
+pub struct TsaConfig {
+    /// Whether `POST /tsa` is served.
+    pub enabled: bool,
+    /// What is accepted and what goes into tokens.
+    pub settings: pkid_protocols::tsp::Settings,
+    /// When the kernel's clock-synchronisation state stops issuance.
+    pub clock_sync: crate::tsa::ClockSyncMode,
+    /// Serial numbers reserved (durably) per store write.
+    pub serial_block: u64,
+    /// Longest time an issued token's record waits before it is written to the store.
+    pub record_interval: Duration,
+    /// Records that may wait in memory; when full, requests are refused (systemFailure).
+    pub record_backlog: usize,
 }
 
 /// Listener settings.
@@ -224,21 +260,39 @@ pub struct Pkcs11Config {
 impl Pkcs11Config {
     /// Reads the PIN (file first, then environment) and returns the backend settings.
     pub fn settings(&self) -> Result<Pkcs11Settings, ConfigError> {
-        let err = |reason: String| ConfigError { path: "[keys.pkcs11]".into(), reason };
+        let err = |reason: String| ConfigError {
+            path: "[keys.pkcs11]".into(),
+            reason,
+        };
         let pin = if let Some(file) = &self.pin_file {
             let text = Zeroizing::new(
-                std::fs::read_to_string(file).map_err(|e| err(format!("cannot read pin_file {}: {e}", file.display())))?,
+                std::fs::read_to_string(file)
+                    .map_err(|e| err(format!("cannot read pin_file {}: {e}", file.display())))?,
             );
-            Zeroizing::new(text.lines().next().unwrap_or_default().trim_end().to_string())
+            Zeroizing::new(
+                text.lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_end()
+                    .to_string(),
+            )
         } else if let Some(var) = &self.pin_env {
-            Zeroizing::new(std::env::var(var).map_err(|_| err(format!("the PIN variable {var} is not set")))?)
+            Zeroizing::new(
+                std::env::var(var)
+                    .map_err(|_| err(format!("the PIN variable {var} is not set")))?,
+            )
         } else {
             return Err(err("no pin_file or pin_env configured".into()));
         };
         if pin.is_empty() {
             return Err(err("the PIN is empty".into()));
         }
-        Ok(Pkcs11Settings { module: self.module.clone(), token_label: self.token_label.clone(), pin, sessions: self.sessions })
+        Ok(Pkcs11Settings {
+            module: self.module.clone(),
+            token_label: self.token_label.clone(),
+            pin,
+            sessions: self.sessions,
+        })
     }
 }
 
@@ -301,35 +355,62 @@ impl Config {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => Some(t),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(ConfigError { path: path.display().to_string(), reason: e.to_string() }),
+            Err(e) => {
+                return Err(ConfigError {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })
+            }
         };
         Self::parse(data_dir, text.as_deref(), &path.display().to_string())
     }
 
     /// Parses configuration text merged over the defaults.
     pub fn parse(data_dir: &Path, text: Option<&str>, origin: &str) -> Result<Self, ConfigError> {
-        let err = |reason: String| ConfigError { path: origin.to_string(), reason };
-        let mut table: toml::Table = TEMPLATE.parse().map_err(|e| err(format!("built-in template: {e}")))?;
+        let err = |reason: String| ConfigError {
+            path: origin.to_string(),
+            reason,
+        };
+        let mut table: toml::Table = TEMPLATE
+            .parse()
+            .map_err(|e| err(format!("built-in template: {e}")))?;
         if let Some(text) = text {
-            let user: toml::Table = text.parse().map_err(|e: toml::de::Error| err(e.to_string()))?;
+            let user: toml::Table = text
+                .parse()
+                .map_err(|e: toml::de::Error| err(e.to_string()))?;
             merge(&mut table, user);
         }
-        let raw: RawConfig = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| err(e.to_string()))?;
+        let raw: RawConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| err(e.to_string()))?;
         Self::validate(data_dir, raw).map_err(err)
     }
 
     fn validate(data_dir: &Path, raw: RawConfig) -> Result<Self, String> {
-        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { data_dir.join(p) };
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                data_dir.join(p)
+            }
+        };
         let addr = |s: &str, what: &str| -> Result<Option<SocketAddr>, String> {
             if s.is_empty() {
                 Ok(None)
             } else {
-                s.parse().map(Some).map_err(|e| format!("server.{what} {s:?}: {e}"))
+                s.parse()
+                    .map(Some)
+                    .map_err(|e| format!("server.{what} {s:?}: {e}"))
             }
         };
         let s = raw.server;
-        if !(s.public_url.starts_with("http://") || s.public_url.starts_with("https://")) || !s.public_url.is_ascii() {
-            return Err(format!("server.public_url {:?} must be an ASCII http:// or https:// URL", s.public_url));
+        if !(s.public_url.starts_with("http://") || s.public_url.starts_with("https://"))
+            || !s.public_url.is_ascii()
+        {
+            return Err(format!(
+                "server.public_url {:?} must be an ASCII http:// or https:// URL",
+                s.public_url
+            ));
         }
         if s.max_body_bytes < 1024 {
             return Err("server.max_body_bytes must be at least 1024".into());
@@ -337,10 +418,17 @@ impl Config {
         if s.header_timeout_secs == 0 || s.idle_timeout_secs == 0 {
             return Err("server timeouts must be at least one second".into());
         }
-        let rate_limit = match (NonZeroU32::new(s.rate_limit_per_second), NonZeroU32::new(s.rate_limit_burst)) {
+        let rate_limit = match (
+            NonZeroU32::new(s.rate_limit_per_second),
+            NonZeroU32::new(s.rate_limit_burst),
+        ) {
             (None, _) => None,
             (Some(per_second), Some(burst)) => Some(RateLimit { per_second, burst }),
-            (Some(_), None) => return Err("server.rate_limit_burst must be at least 1 when rate limiting is on".into()),
+            (Some(_), None) => {
+                return Err(
+                    "server.rate_limit_burst must be at least 1 when rate limiting is on".into(),
+                )
+            }
         };
         let server = ServerConfig {
             http: addr(&s.http, "http")?,
@@ -367,8 +455,12 @@ impl Config {
             busy_timeout: Duration::from_millis(raw.store.busy_timeout_ms),
             follow_interval: Duration::from_millis(raw.store.follow_interval_ms),
         };
-        let algorithm = SignatureAlgorithm::key_type_for(&raw.keys.algorithm)
-            .ok_or_else(|| format!("keys.algorithm {:?}: use p256, p384, rsa2048, rsa3072 or rsa4096", raw.keys.algorithm))?;
+        let algorithm = SignatureAlgorithm::key_type_for(&raw.keys.algorithm).ok_or_else(|| {
+            format!(
+                "keys.algorithm {:?}: use p256, p384, rsa2048, rsa3072 or rsa4096",
+                raw.keys.algorithm
+            )
+        })?;
         let backend = match raw.keys.backend.as_str() {
             "software" => KeyBackendConfig::Software,
             "pkcs11" => {
@@ -377,7 +469,10 @@ impl Config {
                     return Err("keys.pkcs11.sessions must be between 1 and 256".into());
                 }
                 if p.token_label.is_empty() || p.token_label.len() > 32 {
-                    return Err("keys.pkcs11.token_label must be 1 to 32 bytes (CK_TOKEN_INFO label)".into());
+                    return Err(
+                        "keys.pkcs11.token_label must be 1 to 32 bytes (CK_TOKEN_INFO label)"
+                            .into(),
+                    );
                 }
                 KeyBackendConfig::Pkcs11(Pkcs11Config {
                     module: p.module,
@@ -387,17 +482,28 @@ impl Config {
                     sessions: p.sessions,
                 })
             }
-            other => return Err(format!("keys.backend {other:?} must be \"software\" or \"pkcs11\"")),
+            other => {
+                return Err(format!(
+                    "keys.backend {other:?} must be \"software\" or \"pkcs11\""
+                ))
+            }
         };
         let c = raw.ca;
-        let name = |s: &str, what: &str| pkid_protocols::name::parse(s).map_err(|e| format!("ca.{what}: {e}"));
+        let name = |s: &str, what: &str| {
+            pkid_protocols::name::parse(s).map_err(|e| format!("ca.{what}: {e}"))
+        };
         if c.backdate_secs > pkid_protocols::x509::MAX_BACKDATE_SECS {
             return Err("ca.backdate_secs must be at most 86400".into());
         }
-        if c.responder_validity_days == 0 || c.issuing_validity_days == 0 || c.root_validity_days == 0 {
+        if c.responder_validity_days == 0
+            || c.issuing_validity_days == 0
+            || c.root_validity_days == 0
+        {
             return Err("ca validity periods must be at least one day".into());
         }
-        if c.issuing_validity_days > c.root_validity_days || c.responder_validity_days > c.issuing_validity_days {
+        if c.issuing_validity_days > c.root_validity_days
+            || c.responder_validity_days > c.issuing_validity_days
+        {
             return Err("ca validity periods must nest: responder <= issuing <= root".into());
         }
         let ca = CaConfig {
@@ -419,10 +525,15 @@ impl Config {
             let profile = profile(&pname, p).map_err(|e| format!("profiles.{pname}: {e}"))?;
             profiles.insert(pname, profile);
         }
+        let tsa = tsa_config(raw.tsa).map_err(|e| format!("tsa.{e}"))?;
         Ok(Config {
+            tsa,
             data_dir: data_dir.to_path_buf(),
             server,
-            log: LogConfig { level: raw.log.level, json },
+            log: LogConfig {
+                level: raw.log.level,
+                json,
+            },
             store,
             keys: KeysConfig { backend, algorithm },
             ca,
@@ -437,7 +548,11 @@ impl Config {
 }
 
 fn profile(name: &str, p: RawProfile) -> Result<SubscriberProfile, String> {
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return Err("profile names use letters, digits, '-' and '_'".into());
     }
     let mut ku = flagset::FlagSet::<KeyUsages>::default();
@@ -448,7 +563,11 @@ fn profile(name: &str, p: RawProfile) -> Result<SubscriberProfile, String> {
             "keyEncipherment" => KeyUsages::KeyEncipherment,
             "dataEncipherment" => KeyUsages::DataEncipherment,
             "keyAgreement" => KeyUsages::KeyAgreement,
-            other => return Err(format!("key_usage {other:?} is not allowed in a subscriber profile")),
+            other => {
+                return Err(format!(
+                    "key_usage {other:?} is not allowed in a subscriber profile"
+                ))
+            }
         };
     }
     if ku.is_empty() {
@@ -463,21 +582,30 @@ fn profile(name: &str, p: RawProfile) -> Result<SubscriberProfile, String> {
             "emailProtection" => oids::ID_KP_EMAIL_PROTECTION,
             "timeStamping" => oids::ID_KP_TIME_STAMPING,
             "OCSPSigning" => oids::ID_KP_OCSP_SIGNING,
-            dotted => ObjectIdentifier::new(dotted).map_err(|_| format!("extended_key_usage {dotted:?} is unknown"))?,
+            dotted => ObjectIdentifier::new(dotted)
+                .map_err(|_| format!("extended_key_usage {dotted:?} is unknown"))?,
         });
     }
     let mut allowed = Vec::new();
     for k in &p.allowed_keys {
-        allowed.push(SignatureAlgorithm::key_type_for(k).ok_or_else(|| format!("allowed_keys {k:?} is unknown"))?);
+        allowed.push(
+            SignatureAlgorithm::key_type_for(k)
+                .ok_or_else(|| format!("allowed_keys {k:?} is unknown"))?,
+        );
     }
     if allowed.is_empty() {
         return Err("allowed_keys must not be empty".into());
     }
     let mut required = Vec::new();
     for a in &p.required_subject {
-        required.push(subject_attribute(a).ok_or_else(|| format!("required_subject {a:?} is unknown"))?);
+        required.push(
+            subject_attribute(a).ok_or_else(|| format!("required_subject {a:?} is unknown"))?,
+        );
     }
-    if p.max_validity_days == 0 || p.default_validity_days == 0 || p.default_validity_days > p.max_validity_days {
+    if p.max_validity_days == 0
+        || p.default_validity_days == 0
+        || p.default_validity_days > p.max_validity_days
+    {
         return Err("validity: 0 < default_validity_days <= max_validity_days".into());
     }
     Ok(SubscriberProfile {
@@ -495,6 +623,70 @@ fn profile(name: &str, p: RawProfile) -> Result<SubscriberProfile, String> {
             revocation_pointers: true,
         },
         default_validity_days: p.default_validity_days,
+    })
+}
+
+/// Longest accuracy a token may declare, in milliseconds: beyond a minute a timestamp says little.
+const MAX_TSA_ACCURACY_MS: u32 = 60_000;
+/// Largest serial block: bounds the serials skipped by a crash or restart.
+const MAX_TSA_SERIAL_BLOCK: u64 = 1_000_000;
+
+fn tsa_config(t: RawTsa) -> Result<TsaConfig, String> {
+    let oid = |s: &str, what: &str| {
+        ObjectIdentifier::new(s).map_err(|_| format!("{what} {s:?} is not a dotted OID"))
+    };
+    let policy = oid(&t.policy, "policy")?;
+    let mut accepted_policies = Vec::new();
+    for p in &t.accepted_policies {
+        accepted_policies.push(oid(p, "accepted_policies")?);
+    }
+    let mut hash_algorithms = Vec::new();
+    for h in &t.hash_algorithms {
+        let alg = pkid_protocols::tsp::HashAlgorithm::from_name(h).ok_or_else(|| {
+            format!("hash_algorithms {h:?}: use sha256, sha384, sha512 (or sha1)")
+        })?;
+        if !hash_algorithms.contains(&alg) {
+            hash_algorithms.push(alg);
+        }
+    }
+    if hash_algorithms.is_empty() {
+        return Err("hash_algorithms must name at least one algorithm".into());
+    }
+    // genTime is encoded in whole seconds (truncated), so no honest accuracy is under one second.
+    if !(1000..=MAX_TSA_ACCURACY_MS).contains(&t.accuracy_ms) {
+        return Err(format!("accuracy_ms must be between 1000 and {MAX_TSA_ACCURACY_MS} (genTime has whole seconds)"));
+    }
+    let clock_sync = crate::tsa::ClockSyncMode::parse(&t.clock_sync).ok_or_else(|| {
+        format!(
+            "clock_sync {:?} must be \"auto\", \"require\" or \"ignore\"",
+            t.clock_sync
+        )
+    })?;
+    if t.serial_block == 0 || t.serial_block > MAX_TSA_SERIAL_BLOCK {
+        return Err(format!(
+            "serial_block must be between 1 and {MAX_TSA_SERIAL_BLOCK}"
+        ));
+    }
+    if !(1..=10_000).contains(&t.record_interval_ms) {
+        return Err("record_interval_ms must be between 1 and 10000".into());
+    }
+    if t.record_backlog == 0 || t.record_backlog > 10_000_000 {
+        return Err("record_backlog must be between 1 and 10000000".into());
+    }
+    Ok(TsaConfig {
+        enabled: t.enabled,
+        settings: pkid_protocols::tsp::Settings {
+            policy,
+            accepted_policies,
+            hash_algorithms,
+            accuracy_ms: t.accuracy_ms,
+            include_tsa_name: t.include_tsa_name,
+            signing_time: t.signing_time,
+        },
+        clock_sync,
+        serial_block: t.serial_block,
+        record_interval: Duration::from_millis(t.record_interval_ms),
+        record_backlog: t.record_backlog,
     })
 }
 
@@ -525,7 +717,8 @@ mod tests {
             let path = entry.expect("entry").path();
             if path.extension().is_some_and(|e| e == "toml") {
                 let text = std::fs::read_to_string(&path).expect("read");
-                Config::parse(Path::new("/data"), Some(&text), &path.display().to_string()).expect("valid config");
+                Config::parse(Path::new("/data"), Some(&text), &path.display().to_string())
+                    .expect("valid config");
                 n += 1;
             }
         }
@@ -540,15 +733,40 @@ mod tests {
         assert!(matches!(c.keys.backend, KeyBackendConfig::Software));
         assert_eq!(c.keys.algorithm, KeyType::EcP256);
         let names: Vec<_> = c.profiles.keys().cloned().collect();
-        assert_eq!(names, ["organization", "person", "tls-client", "tls-server"]);
+        assert_eq!(
+            names,
+            ["organization", "person", "tls-client", "tls-server"]
+        );
+        use pkid_protocols::tsp::HashAlgorithm;
+        assert!(c.tsa.enabled);
+        assert_eq!(
+            c.tsa.settings.hash_algorithms,
+            [
+                HashAlgorithm::Sha256,
+                HashAlgorithm::Sha384,
+                HashAlgorithm::Sha512
+            ],
+            "SHA-1 refused by default"
+        );
+        assert_eq!(c.tsa.clock_sync, crate::tsa::ClockSyncMode::Auto);
+        assert_eq!(c.tsa.settings.accuracy_ms, 1000);
     }
 
     #[test]
     fn user_values_override_and_unknown_keys_are_refused() {
-        let c = Config::parse(Path::new("/d"), Some("[server]\nhttp = \"127.0.0.1:9\"\n"), "t").expect("ok");
+        let c = Config::parse(
+            Path::new("/d"),
+            Some("[server]\nhttp = \"127.0.0.1:9\"\n"),
+            "t",
+        )
+        .expect("ok");
         assert_eq!(c.server.http, Some("127.0.0.1:9".parse().expect("addr")));
-        assert_eq!(c.server.https, Some("127.0.0.1:8443".parse().expect("addr")));
-        let e = Config::parse(Path::new("/d"), Some("[server]\nhtp = \"x\"\n"), "t").expect_err("typo");
+        assert_eq!(
+            c.server.https,
+            Some("127.0.0.1:8443".parse().expect("addr"))
+        );
+        let e =
+            Config::parse(Path::new("/d"), Some("[server]\nhtp = \"x\"\n"), "t").expect_err("typo");
         assert!(e.to_string().contains("htp"), "{e}");
     }
 
@@ -559,6 +777,12 @@ mod tests {
             ("[keys]\nbackend = \"tpm\"\n", "keys.backend"),
             ("[store]\nfollow_interval_ms = 5000\n", "follow_interval_ms"),
             ("[ca]\nroot_subject = \"nonsense\"\n", "root_subject"),
+            ("[tsa]\npolicy = \"not.an.oid\"\n", "tsa.policy"),
+            ("[tsa]\nhash_algorithms = [\"md5\"]\n", "tsa.hash_algorithms"),
+            ("[tsa]\nhash_algorithms = []\n", "tsa.hash_algorithms"),
+            ("[tsa]\naccuracy_ms = 500\n", "tsa.accuracy_ms"),
+            ("[tsa]\nclock_sync = \"maybe\"\n", "tsa.clock_sync"),
+            ("[tsa]\nserial_block = 0\n", "tsa.serial_block"),
             ("[profiles.x]\nkey_usage=[\"keyCertSign\"]\nextended_key_usage=[]\nextended_key_usage_critical=false\nmax_validity_days=1\ndefault_validity_days=1\nallowed_keys=[\"p256\"]\nrequired_subject=[]\ncopy_subject_alt_name=false\n", "keyCertSign"),
         ] {
             let e = Config::parse(Path::new("/d"), Some(text), "t").expect_err(text);
@@ -572,7 +796,9 @@ mod tests {
         std::fs::write(dir.path().join("pin"), "4321\n").expect("write");
         let text = "[keys]\nbackend = \"pkcs11\"\n[keys.pkcs11]\npin_file = \"pin\"\n";
         let c = Config::parse(dir.path(), Some(text), "t").expect("ok");
-        let KeyBackendConfig::Pkcs11(p) = &c.keys.backend else { panic!("pkcs11 expected") };
+        let KeyBackendConfig::Pkcs11(p) = &c.keys.backend else {
+            panic!("pkcs11 expected")
+        };
         let s = p.settings().expect("pin");
         assert_eq!(s.pin.as_str(), "4321");
         assert!(!format!("{s:?}").contains("4321"));
