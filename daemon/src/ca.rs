@@ -8,7 +8,10 @@
 
 use crate::clock::Clock;
 use crate::config::{Config, SubscriberProfile};
-use crate::store::{AuditEntry, CertStatus, CertificateRecord, ListFilter, NewCertificate, Outcome, StatusChange, Store, StoreError};
+use crate::store::{
+    AuditEntry, CertStatus, CertificateRecord, ListFilter, NewCertificate, Outcome, StatusChange,
+    Store, StoreError,
+};
 use der::{Decode, Encode};
 use pkid_protocols::profile::Profile;
 use pkid_protocols::revocation::{self, CrlReason};
@@ -45,10 +48,19 @@ pub struct Issuer {
 impl Issuer {
     /// Wraps a loaded CA certificate and key. Certificates it signs point at its own published
     /// certificate, CRL and (with `with_ocsp`) the OCSP responder.
-    pub fn new(name: &str, der: Vec<u8>, signer: Arc<dyn Signer>, public_url: &str, with_ocsp: bool) -> Result<Self, CaError> {
-        let certificate = Certificate::from_der(&der).map_err(|e| CaError::Internal(format!("{name} certificate: {e}")))?;
+    pub fn new(
+        name: &str,
+        der: Vec<u8>,
+        signer: Arc<dyn Signer>,
+        public_url: &str,
+        with_ocsp: bool,
+    ) -> Result<Self, CaError> {
+        let certificate = Certificate::from_der(&der)
+            .map_err(|e| CaError::Internal(format!("{name} certificate: {e}")))?;
         if certificate.tbs_certificate.subject_public_key_info != *signer.public_key() {
-            return Err(CaError::Internal(format!("the {name} key does not match the {name} certificate")));
+            return Err(CaError::Internal(format!(
+                "the {name} key does not match the {name} certificate"
+            )));
         }
         let info = IssuerInfo {
             name: certificate.tbs_certificate.subject.clone(),
@@ -57,7 +69,13 @@ impl Issuer {
             ca_issuers_url: Some(format!("{public_url}/ca/{name}.crt")),
             crl_url: Some(format!("{public_url}/crl/{name}.crl")),
         };
-        Ok(Self { name: name.to_string(), certificate, der, signer, info })
+        Ok(Self {
+            name: name.to_string(),
+            certificate,
+            der,
+            signer,
+            info,
+        })
     }
 
     /// notAfter of the CA certificate, Unix seconds.
@@ -67,7 +85,12 @@ impl Issuer {
 
     /// This issuer as a signer of certificates.
     pub fn signing(&self) -> SigningIssuer<'_> {
-        SigningIssuer { name: &self.name, info: Some(&self.info), signer: self.signer.as_ref(), not_after: Some(self.not_after()) }
+        SigningIssuer {
+            name: &self.name,
+            info: Some(&self.info),
+            signer: self.signer.as_ref(),
+            not_after: Some(self.not_after()),
+        }
     }
 }
 
@@ -118,7 +141,9 @@ impl From<StoreError> for CaError {
 impl From<CertificateError> for CaError {
     fn from(e: CertificateError) -> Self {
         match e {
-            CertificateError::Sign(pkid_protocols::SignError::Unavailable(m)) => CaError::Unavailable(m),
+            CertificateError::Sign(pkid_protocols::SignError::Unavailable(m)) => {
+                CaError::Unavailable(m)
+            }
             other => CaError::Internal(other.to_string()),
         }
     }
@@ -177,15 +202,29 @@ fn audit_target(serial_hex: &str) -> String {
 /// Draws a fresh random serial.
 pub fn random_serial() -> Result<x509_cert::serial_number::SerialNumber, CaError> {
     let mut bytes = [0u8; serial::SERIAL_OCTETS];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| CaError::Internal("random generator failed".into()))?;
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| CaError::Internal("random generator failed".into()))?;
     Ok(serial::from_random(bytes))
 }
 
 impl Authority {
     /// An authority over the given issuers.
-    pub fn new(config: Arc<Config>, store: Arc<dyn Store>, clock: Arc<dyn Clock>, issuers: Vec<Issuer>) -> Self {
-        let issuers = issuers.into_iter().map(|i| (i.name.clone(), Arc::new(i))).collect();
-        Self { config, store, clock, issuers }
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        issuers: Vec<Issuer>,
+    ) -> Self {
+        let issuers = issuers
+            .into_iter()
+            .map(|i| (i.name.clone(), Arc::new(i)))
+            .collect();
+        Self {
+            config,
+            store,
+            clock,
+            issuers,
+        }
     }
 
     /// An issuer by name.
@@ -208,7 +247,14 @@ impl Authority {
         self.clock.now()
     }
 
-    fn audit(&self, actor: &str, action: &str, target: &str, outcome: Outcome, detail: &str) -> Result<(), CaError> {
+    fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        outcome: Outcome,
+        detail: &str,
+    ) -> Result<(), CaError> {
         let entry = AuditEntry {
             at: self.clock.now(),
             actor: actor.to_string(),
@@ -217,7 +263,14 @@ impl Authority {
             outcome,
             detail: detail.to_string(),
         };
-        tracing::info!(actor, action, target, outcome = outcome.as_str(), detail, "audit");
+        tracing::info!(
+            actor,
+            action,
+            target,
+            outcome = outcome.as_str(),
+            detail,
+            "audit"
+        );
         Ok(self.store.audit(&entry)?)
     }
 
@@ -237,7 +290,9 @@ impl Authority {
             }
             Err(e) => {
                 // The operation's error is what the caller needs; a failing audit write is logged.
-                if let Err(audit_err) = self.audit(actor, action, target, e.outcome(), &e.to_string()) {
+                if let Err(audit_err) =
+                    self.audit(actor, action, target, e.outcome(), &e.to_string())
+                {
                     tracing::error!(error = %audit_err, "could not write audit record");
                 }
                 Err(e)
@@ -246,7 +301,11 @@ impl Authority {
     }
 
     /// The one path every certificate takes. See the module documentation.
-    pub fn sign_certificate(&self, issuer: SigningIssuer<'_>, req: Issuance<'_>) -> Result<Issued, CaError> {
+    pub fn sign_certificate(
+        &self,
+        issuer: SigningIssuer<'_>,
+        req: Issuance<'_>,
+    ) -> Result<Issued, CaError> {
         let now = self.clock.now();
         let not_before = now.saturating_sub(self.config.ca.backdate_secs);
         let not_after = now + u64::from(req.days) * 86_400 - 1;
@@ -263,9 +322,14 @@ impl Authority {
                 pkid_protocols::time::rfc3339(limit)
             )));
         }
-        let key_type = pkid_protocols::KeyType::of(&req.public_key).map_err(|e| CaError::Refused(e.to_string()))?;
+        let key_type = pkid_protocols::KeyType::of(&req.public_key)
+            .map_err(|e| CaError::Refused(e.to_string()))?;
         if !req.profile.allows_key(key_type) {
-            return Err(CaError::Refused(format!("profile {} does not allow {} keys", req.profile.name, key_type.name())));
+            return Err(CaError::Refused(format!(
+                "profile {} does not allow {} keys",
+                req.profile.name,
+                key_type.name()
+            )));
         }
         for _ in 0..SERIAL_ATTEMPTS {
             let template = CertificateTemplate {
@@ -276,10 +340,19 @@ impl Authority {
                 not_after,
                 subject_alt_name: req.subject_alt_name.clone(),
             };
-            let tbs = x509::build_tbs(req.profile, issuer.info, &template, issuer.signer.algorithm())?;
+            let tbs = x509::build_tbs(
+                req.profile,
+                issuer.info,
+                &template,
+                issuer.signer.algorithm(),
+            )?;
             // Subject problems are the requester's; anything else the lint finds is our bug.
             x509::lint(req.profile, &tbs, issuer.signer.algorithm(), now).map_err(|e| match e {
-                CertificateError::Lint(m) if m.contains("subject") || m.contains("commonName") || m.contains("country") => {
+                CertificateError::Lint(m)
+                    if m.contains("subject")
+                        || m.contains("commonName")
+                        || m.contains("country") =>
+                {
                     CaError::Refused(m)
                 }
                 other => CaError::Internal(other.to_string()),
@@ -305,34 +378,52 @@ impl Authority {
                 other => other?,
             }
             let cert = x509::sign_and_verify(tbs, &tbs_der, issuer.signer)?;
-            let der = cert.to_der().map_err(|e| CaError::Internal(e.to_string()))?;
+            let der = cert
+                .to_der()
+                .map_err(|e| CaError::Internal(e.to_string()))?;
             // Durable before anyone sees it.
             self.store.complete(&serial_hex, &der)?;
-            return Ok(Issued { serial: serial_hex, der });
+            return Ok(Issued {
+                serial: serial_hex,
+                der,
+            });
         }
-        Err(CaError::Internal("could not draw an unused serial number".into()))
+        Err(CaError::Internal(
+            "could not draw an unused serial number".into(),
+        ))
     }
 
     fn subscriber_profile(&self, name: &str) -> Result<&SubscriberProfile, CaError> {
         self.config.profile(name).ok_or_else(|| {
             let known: Vec<_> = self.config.profiles.keys().cloned().collect();
-            CaError::Refused(format!("unknown profile {name:?} (configured: {})", known.join(", ")))
+            CaError::Refused(format!(
+                "unknown profile {name:?} (configured: {})",
+                known.join(", ")
+            ))
         })
     }
 
     fn issuing(&self) -> Result<&Arc<Issuer>, CaError> {
-        self.issuer(ISSUING).ok_or_else(|| CaError::Internal("the issuing CA is not loaded".into()))
+        self.issuer(ISSUING)
+            .ok_or_else(|| CaError::Internal("the issuing CA is not loaded".into()))
     }
 
     /// Issues a certificate from a PKCS#10 request (PEM or DER) under a subscriber profile.
-    pub fn issue(&self, csr_bytes: &[u8], profile_name: &str, days: Option<u32>, actor: &str) -> Result<Issued, CaError> {
+    pub fn issue(
+        &self,
+        csr_bytes: &[u8],
+        profile_name: &str,
+        days: Option<u32>,
+        actor: &str,
+    ) -> Result<Issued, CaError> {
         self.audited(
             actor,
             "cert.issue",
             profile_name,
             || {
                 let sp = self.subscriber_profile(profile_name)?;
-                let der = csr::from_pem_or_der(csr_bytes).map_err(|e| CaError::Refused(e.to_string()))?;
+                let der =
+                    csr::from_pem_or_der(csr_bytes).map_err(|e| CaError::Refused(e.to_string()))?;
                 let csr = csr::verify(&der).map_err(|e| CaError::Refused(e.to_string()))?;
                 self.sign_certificate(
                     self.issuing()?.signing(),
@@ -353,10 +444,17 @@ impl Authority {
 
     /// A certificate that exists, is issued, unexpired and not revoked or held.
     fn live(&self, serial_hex: &str) -> Result<(CertificateRecord, Certificate), CaError> {
-        let serial = serial::canonical_hex(serial_hex).ok_or_else(|| CaError::Refused(format!("{serial_hex:?} is not a serial number")))?;
-        let rec = self.store.certificate(&serial)?.ok_or_else(|| CaError::NotFound(serial.clone()))?;
+        let serial = serial::canonical_hex(serial_hex)
+            .ok_or_else(|| CaError::Refused(format!("{serial_hex:?} is not a serial number")))?;
+        let rec = self
+            .store
+            .certificate(&serial)?
+            .ok_or_else(|| CaError::NotFound(serial.clone()))?;
         if rec.status != CertStatus::Valid {
-            return Err(CaError::Conflict(format!("certificate {serial} is {}", rec.status.as_str())));
+            return Err(CaError::Conflict(format!(
+                "certificate {serial} is {}",
+                rec.status.as_str()
+            )));
         }
         if rec.not_after < self.clock.now() {
             return Err(CaError::Conflict(format!(
@@ -365,15 +463,24 @@ impl Authority {
             )));
         }
         if rec.issuer != ISSUING {
-            return Err(CaError::Refused(format!("certificate {serial} is a CA certificate; its lifecycle is managed by `pkid init`")));
+            return Err(CaError::Refused(format!(
+                "certificate {serial} is a CA certificate; its lifecycle is managed by `pkid init`"
+            )));
         }
-        let der = rec.der.as_deref().ok_or_else(|| CaError::Conflict(format!("certificate {serial} was never stored")))?;
+        let der = rec
+            .der
+            .as_deref()
+            .ok_or_else(|| CaError::Conflict(format!("certificate {serial} was never stored")))?;
         let cert = Certificate::from_der(der).map_err(|e| CaError::Internal(e.to_string()))?;
         Ok((rec, cert))
     }
 
     fn san_of(cert: &Certificate) -> Option<SubjectAltName> {
-        cert.tbs_certificate.get::<SubjectAltName>().ok().flatten().map(|(_, san)| san)
+        cert.tbs_certificate
+            .get::<SubjectAltName>()
+            .ok()
+            .flatten()
+            .map(|(_, san)| san)
     }
 
     /// Issues a successor: `subject`/`key` default to the predecessor's.
@@ -406,7 +513,11 @@ impl Authority {
 
     fn supersede(&self, old: &str, actor: &str, new: &str) -> Result<(), CaError> {
         let now = self.clock.now();
-        let change = StatusChange::Revoke { reason: CrlReason::Superseded, at: now, invalidity_date: None };
+        let change = StatusChange::Revoke {
+            reason: CrlReason::Superseded,
+            at: now,
+            invalidity_date: None,
+        };
         let entry = AuditEntry {
             at: now,
             actor: actor.into(),
@@ -421,7 +532,12 @@ impl Authority {
 
     /// Renews: same subject and key, new serial and validity. The old certificate stays valid
     /// until it expires or is revoked.
-    pub fn renew(&self, serial_hex: &str, days: Option<u32>, actor: &str) -> Result<Issued, CaError> {
+    pub fn renew(
+        &self,
+        serial_hex: &str,
+        days: Option<u32>,
+        actor: &str,
+    ) -> Result<Issued, CaError> {
         self.audited(
             actor,
             "cert.renew",
@@ -437,17 +553,26 @@ impl Authority {
     /// Rekeys: same subject, the new key from `csr_bytes` (its proof of possession checked). The
     /// old certificate is revoked as superseded, since its key is being replaced (lost or locked
     /// key device, routine key change).
-    pub fn rekey(&self, serial_hex: &str, csr_bytes: &[u8], days: Option<u32>, actor: &str) -> Result<Issued, CaError> {
+    pub fn rekey(
+        &self,
+        serial_hex: &str,
+        csr_bytes: &[u8],
+        days: Option<u32>,
+        actor: &str,
+    ) -> Result<Issued, CaError> {
         self.audited(
             actor,
             "cert.rekey",
             &audit_target(serial_hex),
             || {
                 let (rec, cert) = self.live(serial_hex)?;
-                let der = csr::from_pem_or_der(csr_bytes).map_err(|e| CaError::Refused(e.to_string()))?;
+                let der =
+                    csr::from_pem_or_der(csr_bytes).map_err(|e| CaError::Refused(e.to_string()))?;
                 let csr = csr::verify(&der).map_err(|e| CaError::Refused(e.to_string()))?;
                 if csr.public_key == cert.tbs_certificate.subject_public_key_info {
-                    return Err(CaError::Refused("the request carries the same key; use renew".into()));
+                    return Err(CaError::Refused(
+                        "the request carries the same key; use renew".into(),
+                    ));
                 }
                 let issued = self.successor(&rec, &cert, None, Some(csr), days)?;
                 self.supersede(&rec.serial, actor, &issued.serial)?;
@@ -475,18 +600,24 @@ impl Authority {
                 let (rec, cert) = self.live(serial_hex)?;
                 let csr = match csr_bytes {
                     Some(b) => {
-                        let der = csr::from_pem_or_der(b).map_err(|e| CaError::Refused(e.to_string()))?;
+                        let der =
+                            csr::from_pem_or_der(b).map_err(|e| CaError::Refused(e.to_string()))?;
                         Some(csr::verify(&der).map_err(|e| CaError::Refused(e.to_string()))?)
                     }
                     None => None,
                 };
                 let new_subject = match (subject, &csr) {
-                    (Some(s), _) => pkid_protocols::name::parse(s).map_err(|e| CaError::Refused(e.to_string()))?,
+                    (Some(s), _) => pkid_protocols::name::parse(s)
+                        .map_err(|e| CaError::Refused(e.to_string()))?,
                     (None, Some(c)) => c.subject.clone(),
-                    (None, None) => return Err(CaError::Refused("modify needs --subject or --csr".into())),
+                    (None, None) => {
+                        return Err(CaError::Refused("modify needs --subject or --csr".into()))
+                    }
                 };
                 if new_subject == cert.tbs_certificate.subject && csr.is_none() {
-                    return Err(CaError::Refused("the subject is unchanged; use renew".into()));
+                    return Err(CaError::Refused(
+                        "the subject is unchanged; use renew".into(),
+                    ));
                 }
                 let issued = self.successor(&rec, &cert, Some(new_subject), csr, days)?;
                 self.supersede(&rec.serial, actor, &issued.serial)?;
@@ -496,20 +627,47 @@ impl Authority {
         )
     }
 
-    fn change(&self, serial_hex: &str, action: &'static str, change: impl FnOnce(u64) -> StatusChange, detail: String, actor: &str) -> Result<CertificateRecord, CaError> {
+    fn change(
+        &self,
+        serial_hex: &str,
+        action: &'static str,
+        change: impl FnOnce(u64) -> StatusChange,
+        detail: String,
+        actor: &str,
+    ) -> Result<CertificateRecord, CaError> {
         let target = serial::canonical_hex(serial_hex);
         let result = (|| {
-            let serial = target.clone().ok_or_else(|| CaError::Refused(format!("{serial_hex:?} is not a serial number")))?;
-            let rec = self.store.certificate(&serial)?.ok_or_else(|| CaError::NotFound(serial.clone()))?;
+            let serial = target.clone().ok_or_else(|| {
+                CaError::Refused(format!("{serial_hex:?} is not a serial number"))
+            })?;
+            let rec = self
+                .store
+                .certificate(&serial)?
+                .ok_or_else(|| CaError::NotFound(serial.clone()))?;
             let now = self.clock.now();
             if rec.not_after < now {
-                return Err(CaError::Conflict(format!("certificate {serial} has expired; its status can no longer change")));
+                return Err(CaError::Conflict(format!(
+                    "certificate {serial} has expired; its status can no longer change"
+                )));
             }
-            let entry = AuditEntry { at: now, actor: actor.into(), action: action.into(), target: serial.clone(), outcome: Outcome::Success, detail: detail.clone() };
+            let entry = AuditEntry {
+                at: now,
+                actor: actor.into(),
+                action: action.into(),
+                target: serial.clone(),
+                outcome: Outcome::Success,
+                detail: detail.clone(),
+            };
             Ok(self.store.change_status(&serial, change(now), &entry)?)
         })();
         if let Err(e) = &result {
-            if let Err(audit_err) = self.audit(actor, action, target.as_deref().unwrap_or(serial_hex), e.outcome(), &e.to_string()) {
+            if let Err(audit_err) = self.audit(
+                actor,
+                action,
+                target.as_deref().unwrap_or(serial_hex),
+                e.outcome(),
+                &e.to_string(),
+            ) {
                 tracing::error!(error = %audit_err, "could not write audit record");
             }
         }
@@ -517,33 +675,74 @@ impl Authority {
     }
 
     /// Revokes. `certificateHold` is refused here: use [`Authority::hold`].
-    pub fn revoke(&self, serial_hex: &str, reason: CrlReason, invalidity_date: Option<u64>, actor: &str) -> Result<CertificateRecord, CaError> {
+    pub fn revoke(
+        &self,
+        serial_hex: &str,
+        reason: CrlReason,
+        invalidity_date: Option<u64>,
+        actor: &str,
+    ) -> Result<CertificateRecord, CaError> {
         if reason == CrlReason::CertificateHold {
-            return Err(CaError::Refused("use `pkid cert hold` to suspend a certificate".into()));
+            return Err(CaError::Refused(
+                "use `pkid cert hold` to suspend a certificate".into(),
+            ));
         }
         if let Some(t) = invalidity_date {
             if t > self.clock.now() {
-                return Err(CaError::Refused("the invalidity date is in the future".into()));
+                return Err(CaError::Refused(
+                    "the invalidity date is in the future".into(),
+                ));
             }
         }
-        let detail = format!("reason={}{}", revocation::name(reason), invalidity_date.map(|t| format!(" invalidity={}", pkid_protocols::time::rfc3339(t))).unwrap_or_default());
-        self.change(serial_hex, "cert.revoke", |at| StatusChange::Revoke { reason, at, invalidity_date }, detail, actor)
+        let detail = format!(
+            "reason={}{}",
+            revocation::name(reason),
+            invalidity_date
+                .map(|t| format!(" invalidity={}", pkid_protocols::time::rfc3339(t)))
+                .unwrap_or_default()
+        );
+        self.change(
+            serial_hex,
+            "cert.revoke",
+            |at| StatusChange::Revoke {
+                reason,
+                at,
+                invalidity_date,
+            },
+            detail,
+            actor,
+        )
     }
 
     /// Suspends (revoked with reason certificateHold until released).
     pub fn hold(&self, serial_hex: &str, actor: &str) -> Result<CertificateRecord, CaError> {
-        self.change(serial_hex, "cert.hold", |at| StatusChange::Hold { at }, String::new(), actor)
+        self.change(
+            serial_hex,
+            "cert.hold",
+            |at| StatusChange::Hold { at },
+            String::new(),
+            actor,
+        )
     }
 
     /// Lifts a hold.
     pub fn release(&self, serial_hex: &str, actor: &str) -> Result<CertificateRecord, CaError> {
-        self.change(serial_hex, "cert.release", |_| StatusChange::Release, String::new(), actor)
+        self.change(
+            serial_hex,
+            "cert.release",
+            |_| StatusChange::Release,
+            String::new(),
+            actor,
+        )
     }
 
     /// A certificate record by serial.
     pub fn show(&self, serial_hex: &str) -> Result<CertificateRecord, CaError> {
-        let serial = serial::canonical_hex(serial_hex).ok_or_else(|| CaError::Refused(format!("{serial_hex:?} is not a serial number")))?;
-        self.store.certificate(&serial)?.ok_or(CaError::NotFound(serial))
+        let serial = serial::canonical_hex(serial_hex)
+            .ok_or_else(|| CaError::Refused(format!("{serial_hex:?} is not a serial number")))?;
+        self.store
+            .certificate(&serial)?
+            .ok_or(CaError::NotFound(serial))
     }
 
     /// Certificates matching a filter.

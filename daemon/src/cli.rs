@@ -209,7 +209,10 @@ pub struct Failure {
 
 impl<E: std::fmt::Display> From<E> for Failure {
     fn from(e: E) -> Self {
-        Failure { message: e.to_string(), code: 1 }
+        Failure {
+            message: e.to_string(),
+            code: 1,
+        }
     }
 }
 
@@ -221,7 +224,10 @@ fn ca_failure(e: CaError) -> Failure {
         CaError::Conflict(_) => 5,
         CaError::Unavailable(_) | CaError::Internal(_) => 1,
     };
-    Failure { message: e.to_string(), code }
+    Failure {
+        message: e.to_string(),
+        code,
+    }
 }
 
 fn actor(cli: &Cli) -> String {
@@ -248,7 +254,10 @@ pub fn main() -> ExitCode {
 }
 
 fn read_file(path: &PathBuf) -> Result<Vec<u8>, Failure> {
-    std::fs::read(path).map_err(|e| Failure { message: format!("{}: {e}", path.display()), code: 3 })
+    std::fs::read(path).map_err(|e| Failure {
+        message: format!("{}: {e}", path.display()),
+        code: 3,
+    })
 }
 
 fn out(text: &str) -> Result<(), Failure> {
@@ -270,7 +279,11 @@ fn print_record(r: &CertificateRecord) -> Result<(), Failure> {
         r.status.as_str()
     );
     if let (Some(at), Some(reason)) = (r.revoked_at, r.reason) {
-        s.push_str(&format!("revoked at:  {}\nreason:      {}\n", rfc3339(at), revocation::name(reason)));
+        s.push_str(&format!(
+            "revoked at:  {}\nreason:      {}\n",
+            rfc3339(at),
+            revocation::name(reason)
+        ));
     }
     if let Some(t) = r.invalidity_date {
         s.push_str(&format!("invalidity:  {}\n", rfc3339(t)));
@@ -283,8 +296,16 @@ fn print_record(r: &CertificateRecord) -> Result<(), Failure> {
 
 fn parse_time(s: &str) -> Result<u64, Failure> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| Failure { message: format!("--invalidity-date {s:?}: {e} (use RFC 3339, e.g. 2026-11-20T08:00:00Z)"), code: 3 })?;
-    u64::try_from(t.unix_timestamp()).map_err(|_| Failure { message: "--invalidity-date before 1970".into(), code: 3 })
+        .map_err(|e| Failure {
+            message: format!(
+                "--invalidity-date {s:?}: {e} (use RFC 3339, e.g. 2026-11-20T08:00:00Z)"
+            ),
+            code: 3,
+        })?;
+    u64::try_from(t.unix_timestamp()).map_err(|_| Failure {
+        message: "--invalidity-date before 1970".into(),
+        code: 3,
+    })
 }
 
 /// Runs a parsed command.
@@ -310,7 +331,15 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Audit(AuditCommand::List { limit }) => {
             let opened = datadir::open(&data, false)?;
             for e in opened.store.audit_log(limit)? {
-                out(&format!("{}  {:<10} {:<14} {:<42} {:<8} {}\n", rfc3339(e.at), e.actor, e.action, e.target, e.outcome.as_str(), e.detail))?;
+                out(&format!(
+                    "{}  {:<10} {:<14} {:<42} {:<8} {}\n",
+                    rfc3339(e.at),
+                    e.actor,
+                    e.action,
+                    e.target,
+                    e.outcome.as_str(),
+                    e.detail
+                ))?;
             }
             Ok(())
         }
@@ -319,46 +348,122 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 fn cert(data: &PathBuf, cmd: CertCommand, who: &str) -> Result<(), Failure> {
-    let needs_keys = matches!(cmd, CertCommand::Issue { .. } | CertCommand::Renew { .. } | CertCommand::Rekey { .. } | CertCommand::Modify { .. });
+    let needs_keys = matches!(
+        cmd,
+        CertCommand::Issue { .. }
+            | CertCommand::Renew { .. }
+            | CertCommand::Rekey { .. }
+            | CertCommand::Modify { .. }
+    );
     let opened = datadir::open(data, needs_keys)?;
     let authority = match opened.authority {
         Some(a) => a,
-        None => std::sync::Arc::new(crate::ca::Authority::new(opened.config.clone(), opened.store.clone(), std::sync::Arc::new(crate::clock::SystemClock), vec![])),
+        None => std::sync::Arc::new(crate::ca::Authority::new(
+            opened.config.clone(),
+            opened.store.clone(),
+            std::sync::Arc::new(crate::clock::SystemClock),
+            vec![],
+        )),
     };
     let pem = |i: crate::ca::Issued| out(&pkid_protocols::x509::certificate_pem(&i.der));
     match cmd {
-        CertCommand::Issue { csr, profile, days } => pem(authority.issue(&read_file(&csr)?, &profile, days, who).map_err(ca_failure)?),
-        CertCommand::Renew { serial, days } => pem(authority.renew(&serial, days, who).map_err(ca_failure)?),
-        CertCommand::Rekey { serial, csr, days } => pem(authority.rekey(&serial, &read_file(&csr)?, days, who).map_err(ca_failure)?),
-        CertCommand::Modify { serial, subject, csr, days } => {
-            let csr = csr.as_ref().map(read_file).transpose()?;
-            pem(authority.modify(&serial, subject.as_deref(), csr.as_deref(), days, who).map_err(ca_failure)?)
+        CertCommand::Issue { csr, profile, days } => pem(authority
+            .issue(&read_file(&csr)?, &profile, days, who)
+            .map_err(ca_failure)?),
+        CertCommand::Renew { serial, days } => {
+            pem(authority.renew(&serial, days, who).map_err(ca_failure)?)
         }
-        CertCommand::Revoke { serial, reason, invalidity_date } => {
+        CertCommand::Rekey { serial, csr, days } => pem(authority
+            .rekey(&serial, &read_file(&csr)?, days, who)
+            .map_err(ca_failure)?),
+        CertCommand::Modify {
+            serial,
+            subject,
+            csr,
+            days,
+        } => {
+            let csr = csr.as_ref().map(read_file).transpose()?;
+            pem(authority
+                .modify(&serial, subject.as_deref(), csr.as_deref(), days, who)
+                .map_err(ca_failure)?)
+        }
+        CertCommand::Revoke {
+            serial,
+            reason,
+            invalidity_date,
+        } => {
             let reason = revocation::parse(&reason).ok_or_else(|| Failure {
-                message: format!("unknown revocation reason {reason:?}; use one of: {}", revocation::REASONS.iter().map(|(_, n)| *n).filter(|n| *n != "certificateHold").collect::<Vec<_>>().join(", ")),
+                message: format!(
+                    "unknown revocation reason {reason:?}; use one of: {}",
+                    revocation::REASONS
+                        .iter()
+                        .map(|(_, n)| *n)
+                        .filter(|n| *n != "certificateHold")
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
                 code: 3,
             })?;
             let invalidity = invalidity_date.as_deref().map(parse_time).transpose()?;
-            print_record(&authority.revoke(&serial, reason, invalidity, who).map_err(ca_failure)?)
+            print_record(
+                &authority
+                    .revoke(&serial, reason, invalidity, who)
+                    .map_err(ca_failure)?,
+            )
         }
-        CertCommand::Hold { serial } => print_record(&authority.hold(&serial, who).map_err(ca_failure)?),
-        CertCommand::Release { serial } => print_record(&authority.release(&serial, who).map_err(ca_failure)?),
-        CertCommand::Show { serial, pem: as_pem } => {
+        CertCommand::Hold { serial } => {
+            print_record(&authority.hold(&serial, who).map_err(ca_failure)?)
+        }
+        CertCommand::Release { serial } => {
+            print_record(&authority.release(&serial, who).map_err(ca_failure)?)
+        }
+        CertCommand::Show {
+            serial,
+            pem: as_pem,
+        } => {
             let rec = authority.show(&serial).map_err(ca_failure)?;
             match (as_pem, &rec.der) {
                 (true, Some(der)) => out(&pkid_protocols::x509::certificate_pem(der)),
-                (true, None) => Err(Failure { message: format!("certificate {} was never stored (pending)", rec.serial), code: 5 }),
+                (true, None) => Err(Failure {
+                    message: format!("certificate {} was never stored (pending)", rec.serial),
+                    code: 5,
+                }),
                 (false, _) => print_record(&rec),
             }
         }
-        CertCommand::List { status, subject, limit } => {
+        CertCommand::List {
+            status,
+            subject,
+            limit,
+        } => {
             let status = status
-                .map(|s| CertStatus::parse(&s).ok_or_else(|| Failure { message: format!("unknown status {s:?}; use pending, valid, revoked or hold"), code: 3 }))
+                .map(|s| {
+                    CertStatus::parse(&s).ok_or_else(|| Failure {
+                        message: format!(
+                            "unknown status {s:?}; use pending, valid, revoked or hold"
+                        ),
+                        code: 3,
+                    })
+                })
                 .transpose()?;
-            let rows = authority.list(&ListFilter { status, subject_contains: subject, issuer: None, limit }).map_err(ca_failure)?;
+            let rows = authority
+                .list(&ListFilter {
+                    status,
+                    subject_contains: subject,
+                    issuer: None,
+                    limit,
+                })
+                .map_err(ca_failure)?;
             for r in rows {
-                out(&format!("{}  {:<8} {:<8} {:<13} {}  {}\n", r.serial, r.issuer, r.status.as_str(), r.profile, rfc3339(r.not_after), r.subject))?;
+                out(&format!(
+                    "{}  {:<8} {:<8} {:<13} {}  {}\n",
+                    r.serial,
+                    r.issuer,
+                    r.status.as_str(),
+                    r.profile,
+                    rfc3339(r.not_after),
+                    r.subject
+                ))?;
             }
             Ok(())
         }

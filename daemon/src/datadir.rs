@@ -96,12 +96,20 @@ fn config_text(opts: &InitOptions) -> String {
     let mut text = TEMPLATE.to_string();
     let mut set = |key: &str, default: &str, value: &Option<String>| {
         if let Some(v) = value {
-            text = text.replacen(&format!("\n{key} = {default}\n"), &format!("\n{key} = {}\n", toml_string(v)), 1);
+            text = text.replacen(
+                &format!("\n{key} = {default}\n"),
+                &format!("\n{key} = {}\n", toml_string(v)),
+                1,
+            );
         }
     };
     set("backend", "\"software\"", &opts.key_backend);
     set("algorithm", "\"p256\"", &opts.algorithm);
-    set("module", "\"/usr/lib/softhsm/libsofthsm2.so\"", &opts.pkcs11_module);
+    set(
+        "module",
+        "\"/usr/lib/softhsm/libsofthsm2.so\"",
+        &opts.pkcs11_module,
+    );
     set("token_label", "\"pkid\"", &opts.token_label);
     set("pin_file", "\"\"", &opts.pin_file);
     set("pin_env", "\"PKID_PKCS11_PIN\"", &opts.pin_env);
@@ -118,18 +126,24 @@ pub fn key_backend(config: &Config) -> Result<Arc<dyn KeyBackend>, DataDirError>
 
 /// Opens the store.
 pub fn store(config: &Config) -> Result<Arc<dyn Store>, DataDirError> {
-    Ok(Arc::new(SqliteStore::open(&config.store.path, config.store.busy_timeout)?))
+    Ok(Arc::new(SqliteStore::open(
+        &config.store.path,
+        config.store.busy_timeout,
+    )?))
 }
 
 fn read_cert(data: &Path, role: KeyRole) -> Result<Vec<u8>, DataDirError> {
     let path = cert_path(data, role);
     let pem = fs::read(&path).map_err(io(&path))?;
-    pkid_protocols::x509::pem_or_der(&pem, &["CERTIFICATE"]).map_err(|e| DataDirError::Io(format!("{}: {e}", path.display())))
+    pkid_protocols::x509::pem_or_der(&pem, &["CERTIFICATE"])
+        .map_err(|e| DataDirError::Io(format!("{}: {e}", path.display())))
 }
 
 fn write_public(path: &Path, text: &str) -> Result<(), DataDirError> {
     fs::write(path, text).map_err(io(path))?;
-    fs::File::open(path).and_then(|f| f.sync_all()).map_err(io(path))
+    fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(io(path))
 }
 
 fn tls_names(names: &[String]) -> Result<SubjectAltName, DataDirError> {
@@ -137,8 +151,12 @@ fn tls_names(names: &[String]) -> Result<SubjectAltName, DataDirError> {
     for n in names {
         let bad = |e: der::Error| DataDirError::Io(format!("ca.tls_names {n:?}: {e}"));
         out.push(match n.parse::<IpAddr>() {
-            Ok(IpAddr::V4(ip)) => GeneralName::IpAddress(OctetString::new(ip.octets().to_vec()).map_err(bad)?),
-            Ok(IpAddr::V6(ip)) => GeneralName::IpAddress(OctetString::new(ip.octets().to_vec()).map_err(bad)?),
+            Ok(IpAddr::V4(ip)) => {
+                GeneralName::IpAddress(OctetString::new(ip.octets().to_vec()).map_err(bad)?)
+            }
+            Ok(IpAddr::V6(ip)) => {
+                GeneralName::IpAddress(OctetString::new(ip.octets().to_vec()).map_err(bad)?)
+            }
             Err(_) => GeneralName::DnsName(Ia5String::new(n).map_err(bad)?),
         });
     }
@@ -151,14 +169,24 @@ fn tls_names(names: &[String]) -> Result<SubjectAltName, DataDirError> {
 /// a PKCS#11 token is named before init); otherwise the documented template is written.
 pub fn init(data: &Path, opts: &InitOptions, actor: &str) -> Result<Arc<Authority>, DataDirError> {
     if is_initialised(data) {
-        return Err(DataDirError::State(format!("{} is already initialised; refusing to overwrite it", data.display())));
+        return Err(DataDirError::State(format!(
+            "{} is already initialised; refusing to overwrite it",
+            data.display()
+        )));
     }
     fs::create_dir_all(data).map_err(io(data))?;
     let config_path = data.join(CONFIG_FILE);
     if !config_path.exists() {
         write_public(&config_path, &config_text(opts))?;
-    } else if opts.key_backend.is_some() || opts.algorithm.is_some() || opts.pkcs11_module.is_some() || opts.token_label.is_some() {
-        tracing::warn!("{} exists; init options that it also sets are ignored", config_path.display());
+    } else if opts.key_backend.is_some()
+        || opts.algorithm.is_some()
+        || opts.pkcs11_module.is_some()
+        || opts.token_label.is_some()
+    {
+        tracing::warn!(
+            "{} exists; init options that it also sets are ignored",
+            config_path.display()
+        );
     }
     let config = Arc::new(Config::load(data)?);
     let backend = key_backend(&config)?;
@@ -176,11 +204,21 @@ pub fn init(data: &Path, opts: &InitOptions, actor: &str) -> Result<Arc<Authorit
     }
     let tls_backend = SoftwareBackend::new(data.join("keys"));
     let tls_key = tls_backend.generate(KeyRole::Tls, pkid_protocols::KeyType::EcP256)?;
-    let key = |role: KeyRole| signers.get(&role).cloned().ok_or(DataDirError::State(format!("no {role} key")));
+    let key = |role: KeyRole| {
+        signers
+            .get(&role)
+            .cloned()
+            .ok_or(DataDirError::State(format!("no {role} key")))
+    };
     let ca = &config.ca;
     let url = &config.server.public_url;
 
-    let issue = |issuer: crate::ca::SigningIssuer<'_>, profile: &Profile, subject: x509_cert::name::Name, public_key: &dyn Signer, days: u32, san: Option<SubjectAltName>| {
+    let issue = |issuer: crate::ca::SigningIssuer<'_>,
+                 profile: &Profile,
+                 subject: x509_cert::name::Name,
+                 public_key: &dyn Signer,
+                 days: u32,
+                 san: Option<SubjectAltName>| {
         authority.sign_certificate(
             issuer,
             Issuance {
@@ -198,7 +236,12 @@ pub fn init(data: &Path, opts: &InitOptions, actor: &str) -> Result<Arc<Authorit
     let root_key = key(KeyRole::Root)?;
     let root_profile = Profile::root_ca(ca.root_validity_days);
     let root = issue(
-        crate::ca::SigningIssuer { name: ROOT, info: None, signer: root_key.as_ref(), not_after: None },
+        crate::ca::SigningIssuer {
+            name: ROOT,
+            info: None,
+            signer: root_key.as_ref(),
+            not_after: None,
+        },
         &root_profile,
         ca.root_subject.clone(),
         root_key.as_ref(),
@@ -207,19 +250,66 @@ pub fn init(data: &Path, opts: &InitOptions, actor: &str) -> Result<Arc<Authorit
     )?;
     let root = Issuer::new(ROOT, root.der, root_key, url, false)?;
     let issuing_key = key(KeyRole::Issuing)?;
-    let issuing = issue(root.signing(), &Profile::issuing_ca(ca.issuing_validity_days), ca.issuing_subject.clone(), issuing_key.as_ref(), ca.issuing_validity_days, None)?;
+    let issuing = issue(
+        root.signing(),
+        &Profile::issuing_ca(ca.issuing_validity_days),
+        ca.issuing_subject.clone(),
+        issuing_key.as_ref(),
+        ca.issuing_validity_days,
+        None,
+    )?;
     let issuing = Issuer::new(ISSUING, issuing.der, issuing_key, url, true)?;
     let days = ca.responder_validity_days;
-    let ocsp = issue(issuing.signing(), &Profile::ocsp_responder(days), ca.ocsp_subject.clone(), key(KeyRole::Ocsp)?.as_ref(), days, None)?;
-    let tsa = issue(issuing.signing(), &Profile::tsa(days), ca.tsa_subject.clone(), key(KeyRole::Tsa)?.as_ref(), days, None)?;
-    let tls_subject = pkid_protocols::name::parse(&format!("CN={}", ca.tls_names.first().map(String::as_str).unwrap_or("localhost")))
-        .map_err(|e| DataDirError::Io(e.to_string()))?;
-    let tls = issue(issuing.signing(), &Profile::tls_server(days), tls_subject, tls_key.as_ref(), days, Some(tls_names(&ca.tls_names)?))?;
+    let ocsp = issue(
+        issuing.signing(),
+        &Profile::ocsp_responder(days),
+        ca.ocsp_subject.clone(),
+        key(KeyRole::Ocsp)?.as_ref(),
+        days,
+        None,
+    )?;
+    let tsa = issue(
+        issuing.signing(),
+        &Profile::tsa(days),
+        ca.tsa_subject.clone(),
+        key(KeyRole::Tsa)?.as_ref(),
+        days,
+        None,
+    )?;
+    let tls_subject = pkid_protocols::name::parse(&format!(
+        "CN={}",
+        ca.tls_names
+            .first()
+            .map(String::as_str)
+            .unwrap_or("localhost")
+    ))
+    .map_err(|e| DataDirError::Io(e.to_string()))?;
+    let tls = issue(
+        issuing.signing(),
+        &Profile::tls_server(days),
+        tls_subject,
+        tls_key.as_ref(),
+        days,
+        Some(tls_names(&ca.tls_names)?),
+    )?;
 
-    for (role, der) in [(KeyRole::Root, &root.der), (KeyRole::Issuing, &issuing.der), (KeyRole::Ocsp, &ocsp.der), (KeyRole::Tsa, &tsa.der), (KeyRole::Tls, &tls.der)] {
+    for (role, der) in [
+        (KeyRole::Root, &root.der),
+        (KeyRole::Issuing, &issuing.der),
+        (KeyRole::Ocsp, &ocsp.der),
+        (KeyRole::Tsa, &tsa.der),
+        (KeyRole::Tls, &tls.der),
+    ] {
         write_public(&cert_path(data, role), &certificate_pem(der))?;
     }
-    write_public(&certs.join("tls-chain.pem"), &format!("{}{}", certificate_pem(&tls.der), certificate_pem(&issuing.der)))?;
+    write_public(
+        &certs.join("tls-chain.pem"),
+        &format!(
+            "{}{}",
+            certificate_pem(&tls.der),
+            certificate_pem(&issuing.der)
+        ),
+    )?;
     fs::set_permissions(data, fs::Permissions::from_mode(0o700)).map_err(io(data))?;
     store.audit(&AuditEntry {
         at: clock.now(),
@@ -227,9 +317,20 @@ pub fn init(data: &Path, opts: &InitOptions, actor: &str) -> Result<Arc<Authorit
         action: "ca.init".into(),
         target: data.display().to_string(),
         outcome: Outcome::Success,
-        detail: format!("backend={} algorithm={} root={} issuing={}", backend.describe(), kt.name(), hex_serial(&root), hex_serial(&issuing)),
+        detail: format!(
+            "backend={} algorithm={} root={} issuing={}",
+            backend.describe(),
+            kt.name(),
+            hex_serial(&root),
+            hex_serial(&issuing)
+        ),
     })?;
-    Ok(Arc::new(Authority::new(config, store, clock, vec![root, issuing])))
+    Ok(Arc::new(Authority::new(
+        config,
+        store,
+        clock,
+        vec![root, issuing],
+    )))
 }
 
 fn hex_serial(i: &Issuer) -> String {
@@ -260,9 +361,17 @@ pub fn open_metered(data: &Path, metrics: Arc<Metrics>) -> Result<Opened, DataDi
     open_with(data, true, Some(metrics))
 }
 
-fn open_with(data: &Path, with_keys: bool, metrics: Option<Arc<Metrics>>) -> Result<Opened, DataDirError> {
+fn open_with(
+    data: &Path,
+    with_keys: bool,
+    metrics: Option<Arc<Metrics>>,
+) -> Result<Opened, DataDirError> {
     if !is_initialised(data) {
-        return Err(DataDirError::State(format!("{} is not initialised; run `pkid init --data {}` first", data.display(), data.display())));
+        return Err(DataDirError::State(format!(
+            "{} is not initialised; run `pkid init --data {}` first",
+            data.display(),
+            data.display()
+        )));
     }
     let config = Arc::new(Config::load(data)?);
     let mut store = store(&config)?;
@@ -270,7 +379,12 @@ fn open_with(data: &Path, with_keys: bool, metrics: Option<Arc<Metrics>>) -> Res
         store = MeteredStore::wrap(store, m.clone());
     }
     if !with_keys {
-        return Ok(Opened { config, store, keys: None, authority: None });
+        return Ok(Opened {
+            config,
+            store,
+            keys: None,
+            authority: None,
+        });
     }
     let backend = key_backend(&config)?;
     let url = &config.server.public_url;
@@ -281,10 +395,32 @@ fn open_with(data: &Path, with_keys: bool, metrics: Option<Arc<Metrics>>) -> Res
             None => signer,
         })
     };
-    let root = Issuer::new(ROOT, read_cert(data, KeyRole::Root)?, load(KeyRole::Root)?, url, false)?;
-    let issuing = Issuer::new(ISSUING, read_cert(data, KeyRole::Issuing)?, load(KeyRole::Issuing)?, url, true)?;
-    let authority = Arc::new(Authority::new(config.clone(), store.clone(), Arc::new(SystemClock), vec![root, issuing]));
-    Ok(Opened { config, store, keys: Some(backend), authority: Some(authority) })
+    let root = Issuer::new(
+        ROOT,
+        read_cert(data, KeyRole::Root)?,
+        load(KeyRole::Root)?,
+        url,
+        false,
+    )?;
+    let issuing = Issuer::new(
+        ISSUING,
+        read_cert(data, KeyRole::Issuing)?,
+        load(KeyRole::Issuing)?,
+        url,
+        true,
+    )?;
+    let authority = Arc::new(Authority::new(
+        config.clone(),
+        store.clone(),
+        Arc::new(SystemClock),
+        vec![root, issuing],
+    ));
+    Ok(Opened {
+        config,
+        store,
+        keys: Some(backend),
+        authority: Some(authority),
+    })
 }
 
 /// The CA certificates as PEM, issuing CA first (the order a chain file wants).
@@ -317,7 +453,12 @@ mod tests {
         let text = config_text(&opts);
         let c = Config::parse(Path::new("/d"), Some(&text), "t").expect("valid");
         assert_eq!(c.keys.algorithm, pkid_protocols::KeyType::EcP384);
-        let KeyBackendConfig::Pkcs11(p) = c.keys.backend else { panic!("pkcs11") };
-        assert_eq!((p.token_label.as_str(), p.pin_env.as_deref()), ("tok \"1\"", Some("MY_PIN")));
+        let KeyBackendConfig::Pkcs11(p) = c.keys.backend else {
+            panic!("pkcs11")
+        };
+        assert_eq!(
+            (p.token_label.as_str(), p.pin_env.as_deref()),
+            ("tok \"1\"", Some("MY_PIN"))
+        );
     }
 }

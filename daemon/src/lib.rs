@@ -19,3 +19,4 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod store;
+pub mod tsa;

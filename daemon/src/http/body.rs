@@ -17,8 +17,16 @@ pub enum BodyError {
 
 /// Reads the whole body, refusing more than `limit` bytes (checked against Content-Length
 /// first, then while reading, so a lying or chunked client cannot get past it).
-pub async fn read_limited(headers: &hyper::HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
-    if let Some(len) = headers.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+pub async fn read_limited(
+    headers: &hyper::HeaderMap,
+    body: Incoming,
+    limit: usize,
+) -> Result<Bytes, BodyError> {
+    if let Some(len) = headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         if len > limit as u64 {
             return Err(BodyError::TooLarge(limit));
         }

@@ -62,17 +62,28 @@ pub struct AppState {
     /// CA certificates by name, DER.
     pub ca_certs: HashMap<String, Bytes>,
     listeners: Vec<Arc<dyn ChangeListener>>,
+    /// The timestamp authority, when enabled.
+    pub tsa: Option<Arc<crate::tsa::Tsa>>,
 }
 
 fn limiter(rate: Option<RateLimit>) -> Option<Arc<DefaultKeyedRateLimiter<IpAddr>>> {
-    rate.map(|r| Arc::new(RateLimiter::keyed(Quota::per_second(r.per_second).allow_burst(r.burst))))
+    rate.map(|r| {
+        Arc::new(RateLimiter::keyed(
+            Quota::per_second(r.per_second).allow_burst(r.burst),
+        ))
+    })
 }
 
 /// Logging for CLI commands: warnings and errors to stderr (RUST_LOG overrides).
 pub fn init_cli_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .try_init();
 }
 
 fn init_serve_logging(json: bool) {
@@ -80,9 +91,15 @@ fn init_serve_logging(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let registry = tracing_subscriber::registry().with(filter);
-    let ok = if json { registry.with(fmt.json()).try_init().is_ok() } else { registry.with(fmt).try_init().is_ok() };
+    let ok = if json {
+        registry.with(fmt.json()).try_init().is_ok()
+    } else {
+        registry.with(fmt).try_init().is_ok()
+    };
     if ok {
         let _ = LOG_FILTER.set(handle);
     }
@@ -98,16 +115,25 @@ fn apply_log_level(level: &str) {
                 tracing::warn!(error = %e, "could not apply log level");
             }
         }
-        (Err(e), _) => tracing::warn!(level, error = %e, "invalid log level; keeping the current one"),
+        (Err(e), _) => {
+            tracing::warn!(level, error = %e, "invalid log level; keeping the current one")
+        }
         (_, None) => {}
     }
 }
 
-fn override_addr(value: Option<String>, current: Option<SocketAddr>, what: &str) -> Result<Option<SocketAddr>, Failure> {
+fn override_addr(
+    value: Option<String>,
+    current: Option<SocketAddr>,
+    what: &str,
+) -> Result<Option<SocketAddr>, Failure> {
     match value {
         None => Ok(current),
         Some(s) if s.is_empty() => Ok(None),
-        Some(s) => s.parse().map(Some).map_err(|e| Failure { message: format!("--{what} {s:?}: {e}"), code: 2 }),
+        Some(s) => s.parse().map(Some).map_err(|e| Failure {
+            message: format!("--{what} {s:?}: {e}"),
+            code: 2,
+        }),
     }
 }
 
@@ -127,7 +153,12 @@ pub fn serve(data: &Path, args: ServeArgs, actor: &str) -> Result<(), Failure> {
     apply_log_level(&config.log.level);
     let (authority, keys) = match (opened.authority, opened.keys) {
         (Some(a), Some(k)) => (a, k),
-        _ => return Err(Failure { message: "keys were not loaded".into(), code: 1 }),
+        _ => {
+            return Err(Failure {
+                message: "keys were not loaded".into(),
+                code: 1,
+            })
+        }
     };
     let mut ca_certs = HashMap::new();
     for name in [crate::ca::ROOT, crate::ca::ISSUING] {
@@ -135,6 +166,16 @@ pub fn serve(data: &Path, args: ServeArgs, actor: &str) -> Result<(), Failure> {
             ca_certs.insert(name.to_string(), Bytes::from(i.der.clone()));
         }
     }
+    let tsa = crate::tsa::Tsa::open(
+        &config,
+        keys.as_ref(),
+        opened.store.clone(),
+        metrics.clone(),
+    )
+    .map_err(|e| Failure {
+        message: format!("timestamp authority: {e} (fix it, or set [tsa] enabled = false)"),
+        code: 1,
+    })?;
     let state = Arc::new(AppState {
         data_dir: data.to_path_buf(),
         limiter: ArcSwapOption::new(limiter(config.server.rate_limit)),
@@ -145,22 +186,34 @@ pub fn serve(data: &Path, args: ServeArgs, actor: &str) -> Result<(), Failure> {
         metrics,
         ca_certs,
         listeners: Vec::new(),
+        tsa,
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(run(state))
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, Failure> {
-    TcpListener::bind(addr).await.map_err(|e| Failure { message: format!("cannot listen on {what} {addr}: {e}"), code: 1 })
+    TcpListener::bind(addr).await.map_err(|e| Failure {
+        message: format!("cannot listen on {what} {addr}: {e}"),
+        code: 1,
+    })
 }
 
 fn tls_acceptor(config: &Config) -> Result<tokio_rustls::TlsAcceptor, Failure> {
-    let fail = |m: String| Failure { message: m, code: 1 };
-    let pem = std::fs::read(&config.server.tls_cert).map_err(|e| fail(format!("{}: {e}", config.server.tls_cert.display())))?;
-    let chain: Vec<rustls::pki_types::CertificateDer<'static>> = rustls_pemfile::certs(&mut pem.as_slice())
-        .collect::<Result<_, _>>()
+    let fail = |m: String| Failure {
+        message: m,
+        code: 1,
+    };
+    let pem = std::fs::read(&config.server.tls_cert)
         .map_err(|e| fail(format!("{}: {e}", config.server.tls_cert.display())))?;
-    let key_der = std::fs::read(&config.server.tls_key).map_err(|e| fail(format!("{}: {e}", config.server.tls_key.display())))?;
+    let chain: Vec<rustls::pki_types::CertificateDer<'static>> =
+        rustls_pemfile::certs(&mut pem.as_slice())
+            .collect::<Result<_, _>>()
+            .map_err(|e| fail(format!("{}: {e}", config.server.tls_cert.display())))?;
+    let key_der = std::fs::read(&config.server.tls_key)
+        .map_err(|e| fail(format!("{}: {e}", config.server.tls_key.display())))?;
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key_der.into());
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
@@ -175,7 +228,10 @@ fn tls_acceptor(config: &Config) -> Result<tokio_rustls::TlsAcceptor, Failure> {
 
 fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1().timer(TokioTimer::new()).header_read_timeout(config.server.header_timeout).keep_alive(true);
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.server.header_timeout)
+        .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(config.server.idle_timeout)
@@ -192,19 +248,37 @@ async fn run(state: Arc<AppState>) -> Result<(), Failure> {
     if let Some(addr) = config.server.http {
         let listener = bind(addr, "http").await?;
         tracing::info!(addr = %listener.local_addr()?, "HTTP listener ready");
-        tasks.push(tokio::spawn(accept_loop(listener, None, state.clone(), stop_rx.clone(), graceful.clone())));
+        tasks.push(tokio::spawn(accept_loop(
+            listener,
+            None,
+            state.clone(),
+            stop_rx.clone(),
+            graceful.clone(),
+        )));
     }
     if let Some(addr) = config.server.https {
         let acceptor = tls_acceptor(&config)?;
         let listener = bind(addr, "https").await?;
         tracing::info!(addr = %listener.local_addr()?, "HTTPS listener ready");
-        tasks.push(tokio::spawn(accept_loop(listener, Some(acceptor), state.clone(), stop_rx.clone(), graceful.clone())));
+        tasks.push(tokio::spawn(accept_loop(
+            listener,
+            Some(acceptor),
+            state.clone(),
+            stop_rx.clone(),
+            graceful.clone(),
+        )));
     }
     if tasks.is_empty() {
-        return Err(Failure { message: "no listener configured (server.http and server.https are both empty)".into(), code: 2 });
+        return Err(Failure {
+            message: "no listener configured (server.http and server.https are both empty)".into(),
+            code: 2,
+        });
     }
     tokio::spawn(follow_changes(state.clone(), stop_rx.clone()));
     tokio::spawn(sweep_limiter(state.clone(), stop_rx.clone()));
+    if let Some(tsa) = &state.tsa {
+        tsa.start();
+    }
     tracing::info!(data = %state.data_dir.display(), keys = %state.keys.describe(), "pkid serving");
     wait_for_signals(&state).await;
     tracing::info!("shutting down: no new connections; waiting for in-flight requests");
@@ -215,14 +289,23 @@ async fn run(state: Arc<AppState>) -> Result<(), Failure> {
     let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
     match tokio::time::timeout(config.server.shutdown_grace, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections closed"),
-        Err(_) => tracing::warn!(grace = ?config.server.shutdown_grace, "grace period over; closing remaining connections"),
+        Err(_) => {
+            tracing::warn!(grace = ?config.server.shutdown_grace, "grace period over; closing remaining connections")
+        }
+    }
+    if let Some(tsa) = &state.tsa {
+        tsa.shutdown().await;
     }
     Ok(())
 }
 
 async fn wait_for_signals(state: &Arc<AppState>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut int, mut hup) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup())) {
+    let (mut term, mut int, mut hup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) {
         (Ok(t), Ok(i), Ok(h)) => (t, i, h),
         _ => {
             tracing::error!("cannot install signal handlers; stopping on Ctrl-C only");
@@ -257,7 +340,10 @@ fn reload_config(state: &Arc<AppState>) {
     applied.log = new.log.clone();
     applied.server.rate_limit = new.server.rate_limit;
     applied.server.max_body_bytes = new.server.max_body_bytes;
-    if new.server.http != old.server.http || new.server.https != old.server.https || new.server.public_url != old.server.public_url {
+    if new.server.http != old.server.http
+        || new.server.https != old.server.https
+        || new.server.public_url != old.server.public_url
+    {
         tracing::warn!("listener addresses and public_url change only on restart");
     }
     state.config.store(Arc::new(applied));
@@ -296,11 +382,27 @@ async fn accept_loop(
                 async move { Ok::<_, Infallible>(routes::handle(state, req, peer).await) }
             });
             let result = match tls {
-                None => watcher.watch(builder.serve_connection(TokioIo::new(stream), svc).into_owned()).await,
+                None => {
+                    watcher
+                        .watch(
+                            builder
+                                .serve_connection(TokioIo::new(stream), svc)
+                                .into_owned(),
+                        )
+                        .await
+                }
                 Some(acceptor) => {
                     let handshake_timeout = Duration::from_secs(10);
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => watcher.watch(builder.serve_connection(TokioIo::new(tls_stream), svc).into_owned()).await,
+                        Ok(Ok(tls_stream)) => {
+                            watcher
+                                .watch(
+                                    builder
+                                        .serve_connection(TokioIo::new(tls_stream), svc)
+                                        .into_owned(),
+                                )
+                                .await
+                        }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
                             return;
@@ -332,7 +434,10 @@ async fn follow_changes(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                 for l in &state.listeners {
                     l.apply(&changes);
                 }
-                state.metrics.change_seq.set(i64::try_from(seq).unwrap_or(i64::MAX));
+                state
+                    .metrics
+                    .change_seq
+                    .set(i64::try_from(seq).unwrap_or(i64::MAX));
                 if changes.len() == FOLLOW_BATCH {
                     continue; // more are waiting
                 }

@@ -18,10 +18,15 @@ const PKIX_CERT: &str = "application/pkix-cert";
 /// Media type of PEM files.
 const PEM: &str = "application/x-pem-file";
 
-pub(crate) fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
+pub(crate) fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Reply {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
@@ -33,20 +38,33 @@ pub(crate) fn text(status: StatusCode, msg: impl Into<String>) -> Reply {
 
 fn method_not_allowed(allow: &'static str) -> Reply {
     let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-    r.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
     r
 }
 
 /// Entry point for every request on every listener.
-pub(crate) async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Reply {
+pub(crate) async fn handle(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Reply {
     let start = Instant::now();
     let (route, resp) = match admit(&state, &req, peer) {
         Some(refusal) => refusal,
         None => dispatch(&state, req).await,
     };
     let status = resp.status();
-    state.metrics.http_requests.with_label_values(&[route, status.as_str()]).inc();
-    state.metrics.http_duration.with_label_values(&[route]).observe(start.elapsed().as_secs_f64());
+    state
+        .metrics
+        .http_requests
+        .with_label_values(&[route, status.as_str()])
+        .inc();
+    state
+        .metrics
+        .http_duration
+        .with_label_values(&[route])
+        .observe(start.elapsed().as_secs_f64());
     if status.is_server_error() {
         tracing::warn!(%peer, route, status = status.as_u16(), "request failed");
     } else {
@@ -56,22 +74,42 @@ pub(crate) async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: S
 }
 
 /// Rate limit and declared body size, before any routing work.
-fn admit(state: &AppState, req: &Request<Incoming>, peer: SocketAddr) -> Option<(&'static str, Reply)> {
+fn admit(
+    state: &AppState,
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+) -> Option<(&'static str, Reply)> {
     if let Some(limiter) = state.limiter.load().as_ref() {
         if let Err(not_until) = limiter.check_key(&peer.ip()) {
             state.metrics.rate_limited.inc();
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
             let mut r = text(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
-            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
             tracing::info!(%peer, "rate limited");
             return Some(("rate_limited", r));
         }
     }
     let limit = state.config.load().server.max_body_bytes as u64;
-    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).map(|v| v.parse::<u64>());
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.parse::<u64>());
     match declared {
-        Some(Ok(n)) if n > limit => Some(("too_large", text(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is over the {limit}-byte limit")))),
-        Some(Err(_)) => Some(("bad_request", text(StatusCode::BAD_REQUEST, "invalid Content-Length"))),
+        Some(Ok(n)) if n > limit => Some((
+            "too_large",
+            text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body is over the {limit}-byte limit"),
+            ),
+        )),
+        Some(Err(_)) => Some((
+            "bad_request",
+            text(StatusCode::BAD_REQUEST, "invalid Content-Length"),
+        )),
         _ => None,
     }
 }
@@ -80,14 +118,51 @@ async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> (&'static st
     let path = req.uri().path().to_string();
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
     match path.as_str() {
-        "/healthz" => ("healthz", if get { text(StatusCode::OK, "ok") } else { method_not_allowed("GET, HEAD") }),
-        "/readyz" => ("readyz", if get { readyz(state).await } else { method_not_allowed("GET, HEAD") }),
+        "/healthz" => (
+            "healthz",
+            if get {
+                text(StatusCode::OK, "ok")
+            } else {
+                method_not_allowed("GET, HEAD")
+            },
+        ),
+        "/readyz" => (
+            "readyz",
+            if get {
+                readyz(state).await
+            } else {
+                method_not_allowed("GET, HEAD")
+            },
+        ),
         "/metrics" => (
             "metrics",
-            if get { reply(StatusCode::OK, "text/plain; version=0.0.4", state.metrics.render()) } else { method_not_allowed("GET, HEAD") },
+            if get {
+                reply(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    state.metrics.render(),
+                )
+            } else {
+                method_not_allowed("GET, HEAD")
+            },
         ),
-        p if p.starts_with("/ca/") => ("ca", if get { ca_certificate(state, &p["/ca/".len()..]) } else { method_not_allowed("GET, HEAD") }),
-        p if p.starts_with("/certs/") => ("certs", if get { published(state, &p["/certs/".len()..]).await } else { method_not_allowed("GET, HEAD") }),
+        p if p.starts_with("/ca/") => (
+            "ca",
+            if get {
+                ca_certificate(state, &p["/ca/".len()..])
+            } else {
+                method_not_allowed("GET, HEAD")
+            },
+        ),
+        "/tsa" => ("tsa", crate::tsa::serve_http(state.tsa.clone(), req).await),
+        p if p.starts_with("/certs/") => (
+            "certs",
+            if get {
+                published(state, &p["/certs/".len()..]).await
+            } else {
+                method_not_allowed("GET, HEAD")
+            },
+        ),
         _ => ("not_found", text(StatusCode::NOT_FOUND, "not found")),
     }
 }
@@ -104,7 +179,10 @@ async fn readyz(state: &Arc<AppState>) -> Reply {
         Ok(Ok(())) => text(StatusCode::OK, "ready"),
         Ok(Err(reason)) => {
             tracing::warn!(%reason, "not ready");
-            text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}"))
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {reason}"),
+            )
         }
         Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")),
     }
@@ -118,14 +196,21 @@ fn ca_certificate(state: &AppState, file: &str) -> Reply {
         _ => return text(StatusCode::NOT_FOUND, "not found"),
     };
     match state.ca_certs.get(name) {
-        Some(der) if pem => cacheable(reply(StatusCode::OK, PEM, pkid_protocols::x509::certificate_pem(der))),
+        Some(der) if pem => cacheable(reply(
+            StatusCode::OK,
+            PEM,
+            pkid_protocols::x509::certificate_pem(der),
+        )),
         Some(der) => cacheable(reply(StatusCode::OK, PKIX_CERT, der.clone())),
         None => text(StatusCode::NOT_FOUND, "no such CA"),
     }
 }
 
 fn cacheable(mut r: Reply) -> Reply {
-    r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    r.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
     r
 }
 
@@ -142,7 +227,11 @@ async fn published(state: &Arc<AppState>, file: &str) -> Reply {
     let found = tokio::task::spawn_blocking(move || store.certificate(&serial)).await;
     match found {
         Ok(Ok(Some(rec))) => match rec.der {
-            Some(der) if pem => reply(StatusCode::OK, PEM, pkid_protocols::x509::certificate_pem(&der)),
+            Some(der) if pem => reply(
+                StatusCode::OK,
+                PEM,
+                pkid_protocols::x509::certificate_pem(&der),
+            ),
             Some(der) => reply(StatusCode::OK, PKIX_CERT, der),
             None => text(StatusCode::NOT_FOUND, "not found"),
         },

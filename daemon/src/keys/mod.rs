@@ -32,7 +32,8 @@ pub enum KeyRole {
 
 impl KeyRole {
     /// The roles whose keys live in the configured backend.
-    pub const CA_ROLES: [KeyRole; 4] = [KeyRole::Root, KeyRole::Issuing, KeyRole::Ocsp, KeyRole::Tsa];
+    pub const CA_ROLES: [KeyRole; 4] =
+        [KeyRole::Root, KeyRole::Issuing, KeyRole::Ocsp, KeyRole::Tsa];
 
     /// Short name: file stem for software keys, suffix of the PKCS#11 label (`pkid-<name>`).
     pub fn name(self) -> &'static str {

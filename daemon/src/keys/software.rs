@@ -51,21 +51,46 @@ pub struct SoftwareSigner {
 impl SoftwareSigner {
     /// Parses a PKCS#8 key (P-256, P-384 or RSA).
     pub fn from_pkcs8(der: &[u8]) -> Result<Self, KeyError> {
-        let bad = || KeyError::Failed("key file is not a PKCS#8 P-256, P-384 or RSA private key".into());
-        let (key, spki_der) = if let Ok(k) = EcdsaKeyPair::from_pkcs8(&lc::ECDSA_P256_SHA256_ASN1_SIGNING, der) {
-            let spki = k.public_key().as_der().map_err(|_| bad())?.as_ref().to_vec();
+        let bad =
+            || KeyError::Failed("key file is not a PKCS#8 P-256, P-384 or RSA private key".into());
+        let (key, spki_der) = if let Ok(k) =
+            EcdsaKeyPair::from_pkcs8(&lc::ECDSA_P256_SHA256_ASN1_SIGNING, der)
+        {
+            let spki = k
+                .public_key()
+                .as_der()
+                .map_err(|_| bad())?
+                .as_ref()
+                .to_vec();
             (Key::Ec(k), spki)
         } else if let Ok(k) = EcdsaKeyPair::from_pkcs8(&lc::ECDSA_P384_SHA384_ASN1_SIGNING, der) {
-            let spki = k.public_key().as_der().map_err(|_| bad())?.as_ref().to_vec();
+            let spki = k
+                .public_key()
+                .as_der()
+                .map_err(|_| bad())?
+                .as_ref()
+                .to_vec();
             (Key::Ec(k), spki)
         } else {
             let k = aws_lc_rs::rsa::KeyPair::from_pkcs8(der).map_err(|_| bad())?;
-            let spki = k.public_key().as_der().map_err(|_| bad())?.as_ref().to_vec();
+            let spki = k
+                .public_key()
+                .as_der()
+                .map_err(|_| bad())?
+                .as_ref()
+                .to_vec();
             (Key::Rsa(k), spki)
         };
         let public_key = parse_spki(&spki_der).map_err(|e| KeyError::Failed(e.to_string()))?;
-        let algorithm = KeyType::of(&public_key).map_err(|e| KeyError::Failed(e.to_string()))?.signature_algorithm();
-        Ok(Self { key, algorithm, public_key, rng: SystemRandom::new() })
+        let algorithm = KeyType::of(&public_key)
+            .map_err(|e| KeyError::Failed(e.to_string()))?
+            .signature_algorithm();
+        Ok(Self {
+            key,
+            algorithm,
+            public_key,
+            rng: SystemRandom::new(),
+        })
     }
 }
 
@@ -98,8 +123,18 @@ impl Signer for SoftwareSigner {
 pub fn generate_pkcs8(key_type: KeyType) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let fail = |_| KeyError::Failed("key generation failed".into());
     let der = match key_type {
-        KeyType::EcP256 => EcdsaKeyPair::generate(&lc::ECDSA_P256_SHA256_ASN1_SIGNING).map_err(fail)?.to_pkcs8v1().map_err(fail)?.as_ref().to_vec(),
-        KeyType::EcP384 => EcdsaKeyPair::generate(&lc::ECDSA_P384_SHA384_ASN1_SIGNING).map_err(fail)?.to_pkcs8v1().map_err(fail)?.as_ref().to_vec(),
+        KeyType::EcP256 => EcdsaKeyPair::generate(&lc::ECDSA_P256_SHA256_ASN1_SIGNING)
+            .map_err(fail)?
+            .to_pkcs8v1()
+            .map_err(fail)?
+            .as_ref()
+            .to_vec(),
+        KeyType::EcP384 => EcdsaKeyPair::generate(&lc::ECDSA_P384_SHA384_ASN1_SIGNING)
+            .map_err(fail)?
+            .to_pkcs8v1()
+            .map_err(fail)?
+            .as_ref()
+            .to_vec(),
         KeyType::Rsa(bits) => {
             let size = match bits {
                 2048 => aws_lc_rs::rsa::KeySize::Rsa2048,
@@ -117,7 +152,11 @@ pub fn generate_pkcs8(key_type: KeyType) -> Result<Zeroizing<Vec<u8>>, KeyError>
 
 /// Writes `bytes` to a new file with mode 0600 and syncs it (never overwrites).
 pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
 }
@@ -128,11 +167,16 @@ impl KeyBackend for SoftwareBackend {
         if path.exists() {
             return Err(KeyError::Exists(role));
         }
-        fs::create_dir_all(&self.dir).map_err(|e| KeyError::Failed(format!("creating {}: {e}", self.dir.display())))?;
-        std::fs::set_permissions(&self.dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .map_err(|e| KeyError::Failed(format!("securing {}: {e}", self.dir.display())))?;
+        fs::create_dir_all(&self.dir)
+            .map_err(|e| KeyError::Failed(format!("creating {}: {e}", self.dir.display())))?;
+        std::fs::set_permissions(
+            &self.dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .map_err(|e| KeyError::Failed(format!("securing {}: {e}", self.dir.display())))?;
         let der = generate_pkcs8(key_type)?;
-        write_private_file(&path, &der).map_err(|e| KeyError::Failed(format!("writing {}: {e}", path.display())))?;
+        write_private_file(&path, &der)
+            .map_err(|e| KeyError::Failed(format!("writing {}: {e}", path.display())))?;
         Ok(Arc::new(SoftwareSigner::from_pkcs8(&der)?))
     }
 
@@ -149,7 +193,10 @@ impl KeyBackend for SoftwareBackend {
         if self.dir.is_dir() {
             Ok(())
         } else {
-            Err(KeyError::Unavailable(format!("key directory {} is missing", self.dir.display())))
+            Err(KeyError::Unavailable(format!(
+                "key directory {} is missing",
+                self.dir.display()
+            )))
         }
     }
 
@@ -167,16 +214,36 @@ mod tests {
     fn generated_keys_are_private_sign_and_reload() {
         let dir = tempfile::tempdir().expect("tempdir");
         let backend = SoftwareBackend::new(dir.path().join("keys"));
-        for (role, kt) in [(KeyRole::Root, KeyType::EcP384), (KeyRole::Issuing, KeyType::EcP256), (KeyRole::Ocsp, KeyType::Rsa(2048))] {
+        for (role, kt) in [
+            (KeyRole::Root, KeyType::EcP384),
+            (KeyRole::Issuing, KeyType::EcP256),
+            (KeyRole::Ocsp, KeyType::Rsa(2048)),
+        ] {
             let signer = backend.generate(role, kt).expect("generate");
-            let mode = fs::metadata(backend.key_path(role)).expect("meta").permissions().mode() & 0o777;
+            let mode = fs::metadata(backend.key_path(role))
+                .expect("meta")
+                .permissions()
+                .mode()
+                & 0o777;
             assert_eq!(mode, 0o600);
             let sig = signer.sign(b"msg").expect("sign");
             let loaded = backend.load(role).expect("load");
             assert_eq!(loaded.public_key(), signer.public_key());
-            pkid_protocols::algorithm::verify(loaded.public_key(), &loaded.algorithm().identifier(), b"msg", &sig).expect("verify");
+            pkid_protocols::algorithm::verify(
+                loaded.public_key(),
+                &loaded.algorithm().identifier(),
+                b"msg",
+                &sig,
+            )
+            .expect("verify");
         }
-        assert!(matches!(backend.generate(KeyRole::Root, KeyType::EcP256), Err(KeyError::Exists(KeyRole::Root))));
-        assert!(matches!(backend.load(KeyRole::Tsa), Err(KeyError::NotFound(KeyRole::Tsa))));
+        assert!(matches!(
+            backend.generate(KeyRole::Root, KeyType::EcP256),
+            Err(KeyError::Exists(KeyRole::Root))
+        ));
+        assert!(matches!(
+            backend.load(KeyRole::Tsa),
+            Err(KeyError::NotFound(KeyRole::Tsa))
+        ));
     }
 }
