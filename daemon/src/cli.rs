@@ -347,7 +347,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-fn cert(data: &PathBuf, cmd: CertCommand, who: &str) -> Result<(), Failure> {
+fn cert(data: &std::path::Path, cmd: CertCommand, who: &str) -> Result<(), Failure> {
     let needs_keys = matches!(
         cmd,
         CertCommand::Issue { .. }

@@ -212,7 +212,7 @@ pub fn build_tbs(
     })
 }
 
-fn find<'a>(exts: &'a [Extension], oid: ObjectIdentifier) -> Option<&'a Extension> {
+fn find(exts: &[Extension], oid: ObjectIdentifier) -> Option<&Extension> {
     exts.iter().find(|e| e.extn_id == oid)
 }
 
