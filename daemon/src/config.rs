@@ -44,6 +44,7 @@ struct RawConfig {
     log: RawLog,
     store: RawStore,
     keys: RawKeys,
+    ocsp: RawOcsp,
     ca: RawCa,
     profiles: BTreeMap<String, RawProfile>,
     tsa: RawTsa,
@@ -78,6 +79,20 @@ struct RawStore {
     path: PathBuf,
     busy_timeout_ms: u64,
     follow_interval_ms: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOcsp {
+    enabled: bool,
+    validity_hours: u64,
+    refresh_before_hours: u64,
+    max_cert_ids: usize,
+    unknown_issuer: String,
+    cache_capacity: u64,
+    max_age_secs: u64,
+    presign: bool,
+    expiry_warning_days: u64,
 }
 
 #[derive(Deserialize)]
@@ -154,6 +169,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Key backend.
     pub keys: KeysConfig,
+    /// The OCSP responder.
+    pub ocsp: OcspConfig,
     /// The CA hierarchy `pkid init` makes.
     pub ca: CaConfig,
     /// Subscriber profiles by name.
@@ -177,6 +194,38 @@ pub struct TsaConfig {
     pub record_interval: Duration,
     /// Records that may wait in memory; when full, requests are refused (systemFailure).
     pub record_backlog: usize,
+}
+
+/// What to answer for a CertID naming an issuer the responder does not serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnknownIssuer {
+    /// The whole response is `unauthorized`.
+    Unauthorized,
+    /// A signed response with status `unknown` for that CertID.
+    Unknown,
+}
+
+/// OCSP responder settings.
+#[derive(Clone, Debug)]
+pub struct OcspConfig {
+    /// Whether /ocsp is served.
+    pub enabled: bool,
+    /// nextUpdate - thisUpdate, seconds.
+    pub validity_secs: u64,
+    /// Re-sign cached responses this long before nextUpdate, seconds.
+    pub refresh_before_secs: u64,
+    /// CertIDs per request.
+    pub max_cert_ids: usize,
+    /// Unserved issuers.
+    pub unknown_issuer: UnknownIssuer,
+    /// Cached responses.
+    pub cache_capacity: u64,
+    /// Cache-Control max-age ceiling, seconds.
+    pub max_age_secs: u64,
+    /// Pre-sign at start.
+    pub presign: bool,
+    /// Responder-certificate expiry warning, seconds.
+    pub expiry_warning_secs: u64,
 }
 
 /// Listener settings.
@@ -488,6 +537,39 @@ impl Config {
                 ))
             }
         };
+        let o = raw.ocsp;
+        if !(8..=240).contains(&o.validity_hours) {
+            return Err(
+                "ocsp.validity_hours must be between 8 and 240 (CA/Browser Forum BR 4.9.10)".into(),
+            );
+        }
+        if o.refresh_before_hours < 8 || o.refresh_before_hours >= o.validity_hours {
+            return Err(
+                "ocsp.refresh_before_hours must be at least 8 and less than validity_hours".into(),
+            );
+        }
+        if o.max_cert_ids == 0 || o.max_cert_ids > 1000 {
+            return Err("ocsp.max_cert_ids must be between 1 and 1000".into());
+        }
+        let ocsp = OcspConfig {
+            enabled: o.enabled,
+            validity_secs: o.validity_hours * 3600,
+            refresh_before_secs: o.refresh_before_hours * 3600,
+            max_cert_ids: o.max_cert_ids,
+            unknown_issuer: match o.unknown_issuer.as_str() {
+                "unauthorized" => UnknownIssuer::Unauthorized,
+                "unknown" => UnknownIssuer::Unknown,
+                other => {
+                    return Err(format!(
+                        "ocsp.unknown_issuer {other:?} must be \"unauthorized\" or \"unknown\""
+                    ))
+                }
+            },
+            cache_capacity: o.cache_capacity,
+            max_age_secs: o.max_age_secs,
+            presign: o.presign,
+            expiry_warning_secs: o.expiry_warning_days * 86_400,
+        };
         let c = raw.ca;
         let name = |s: &str, what: &str| {
             pkid_protocols::name::parse(s).map_err(|e| format!("ca.{what}: {e}"))
@@ -536,6 +618,7 @@ impl Config {
             },
             store,
             keys: KeysConfig { backend, algorithm },
+            ocsp,
             ca,
             profiles,
         })
@@ -783,6 +866,9 @@ mod tests {
             ("[tsa]\naccuracy_ms = 500\n", "tsa.accuracy_ms"),
             ("[tsa]\nclock_sync = \"maybe\"\n", "tsa.clock_sync"),
             ("[tsa]\nserial_block = 0\n", "tsa.serial_block"),
+            ("[ocsp]\nvalidity_hours = 241\n", "validity_hours"),
+            ("[ocsp]\nvalidity_hours = 24\nrefresh_before_hours = 24\n", "refresh_before_hours"),
+            ("[ocsp]\nunknown_issuer = \"good\"\n", "unknown_issuer"),
             ("[profiles.x]\nkey_usage=[\"keyCertSign\"]\nextended_key_usage=[]\nextended_key_usage_critical=false\nmax_validity_days=1\ndefault_validity_days=1\nallowed_keys=[\"p256\"]\nrequired_subject=[]\ncopy_subject_alt_name=false\n", "keyCertSign"),
         ] {
             let e = Config::parse(Path::new("/d"), Some(text), "t").expect_err(text);

@@ -1,8 +1,8 @@
 //! Prometheus metrics, and the decorators that count signer and store operations.
 
 use crate::store::{
-    AuditEntry, CertificateRecord, Change, ListFilter, NewCertificate, StatusChange, Store,
-    StoreError, TimestampRecord,
+    AuditEntry, CertificateRecord, Change, ListFilter, NewCertificate, StatusChange, StatusRow,
+    Store, StoreError, TimestampRecord,
 };
 use pkid_protocols::{SignError, SignatureAlgorithm, Signer};
 use prometheus::{
@@ -40,6 +40,16 @@ pub struct Metrics {
     pub change_seq: IntGauge,
     /// Timestamp authority metrics.
     pub tsa: TsaMetrics,
+    /// OCSP answers by certificate status or error status.
+    pub ocsp_responses: IntCounterVec,
+    /// OCSP response cache lookups by result (hit, miss).
+    pub ocsp_cache: IntCounterVec,
+    /// Seconds until the OCSP responder certificate expires.
+    pub ocsp_responder_expiry: IntGauge,
+    /// Certificates in the revocation index.
+    pub index_entries: IntGauge,
+    /// Approximate bytes held by the revocation index.
+    pub index_bytes: IntGauge,
 }
 
 fn must<T>(r: Result<T, prometheus::Error>) -> T {
@@ -99,11 +109,37 @@ impl Metrics {
             "Requests answered 429.",
         ));
         must(registry.register(Box::new(rate_limited.clone())));
-        let change_seq = must(IntGauge::new(
+        let gauge = |name: &str, help: &str| {
+            let g = must(IntGauge::new(name, help));
+            must(registry.register(Box::new(g.clone())));
+            g
+        };
+        let change_seq = gauge(
             "store_change_seq",
             "Newest store change applied by this daemon.",
-        ));
-        must(registry.register(Box::new(change_seq.clone())));
+        );
+        let ocsp_responses = counter(
+            "ocsp_responses_total",
+            "OCSP answers by certificate status or error status.",
+            &["status"],
+        );
+        let ocsp_cache = counter(
+            "ocsp_cache_lookups_total",
+            "OCSP response cache lookups.",
+            &["result"],
+        );
+        let ocsp_responder_expiry = gauge(
+            "ocsp_responder_expiry_seconds",
+            "Seconds until the OCSP responder certificate expires.",
+        );
+        let index_entries = gauge(
+            "revocation_index_entries",
+            "Certificates in the revocation index.",
+        );
+        let index_bytes = gauge(
+            "revocation_index_bytes",
+            "Approximate bytes held by the revocation index.",
+        );
         let tsa = TsaMetrics::register(&registry);
         Self {
             registry,
@@ -116,6 +152,11 @@ impl Metrics {
             store_duration,
             change_seq,
             tsa,
+            ocsp_responses,
+            ocsp_cache,
+            ocsp_responder_expiry,
+            index_entries,
+            index_bytes,
         }
     }
 
@@ -249,6 +290,9 @@ impl Store for MeteredStore {
     }
     fn ping(&self) -> Result<(), StoreError> {
         self.observe("ping", || self.inner.ping())
+    }
+    fn scan_statuses(&self, visit: &mut dyn FnMut(StatusRow<'_>)) -> Result<u64, StoreError> {
+        self.observe("scan_statuses", || self.inner.scan_statuses(visit))
     }
     fn reserve_timestamp_serials(&self, count: u64) -> Result<std::ops::Range<u64>, StoreError> {
         self.observe("reserve_timestamp_serials", || {

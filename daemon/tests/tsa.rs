@@ -676,10 +676,13 @@ fn the_daemon_refuses_to_start_the_tsa_with_a_certificate_lacking_the_critical_e
     );
     // Disabling the TSA lets the rest of the daemon start.
     let toml = data.join("pkid.toml");
-    let text = std::fs::read_to_string(&toml)
-        .expect("config")
-        .replace("[tsa]\n", "[tsa]\nenabled = false\n")
-        .replacen("\nenabled = true\n", "\n", 1);
+    let text = std::fs::read_to_string(&toml).expect("config");
+    let at = text.find("[tsa]\n").expect("[tsa] section");
+    let text = format!(
+        "{}{}",
+        &text[..at],
+        text[at..].replacen("\nenabled = true\n", "\nenabled = false\n", 1)
+    );
     std::fs::write(&toml, text).expect("config");
     let d = Daemon::start(&data, &[]);
     let tsq = work.path().join("q.tsq");

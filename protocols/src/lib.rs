@@ -14,6 +14,7 @@
 pub mod algorithm;
 pub mod csr;
 pub mod name;
+pub mod ocsp;
 pub mod profile;
 pub mod revocation;
 pub mod serial;

@@ -6,13 +6,17 @@
 //! reload of the settings that are safe to change live (log filter, rate limit, body limit).
 
 pub mod body;
+mod ocsp;
 mod routes;
 
 use crate::cli::{Failure, ServeArgs};
 use crate::config::{Config, RateLimit};
 use crate::datadir;
+use crate::index::RevocationIndex;
 use crate::keys::KeyBackend;
-use crate::metrics::Metrics;
+use crate::keys::KeyRole;
+use crate::metrics::{MeteredSigner, Metrics};
+use crate::ocsp::{OcspParts, OcspService};
 use crate::store::{Change, Store};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
@@ -61,6 +65,10 @@ pub struct AppState {
     limiter: ArcSwapOption<DefaultKeyedRateLimiter<IpAddr>>,
     /// CA certificates by name, DER.
     pub ca_certs: HashMap<String, Bytes>,
+    /// The hot revocation index.
+    pub index: Arc<RevocationIndex>,
+    /// The OCSP responder, when enabled.
+    pub ocsp: Option<Arc<OcspService>>,
     listeners: Vec<Arc<dyn ChangeListener>>,
     /// The timestamp authority, when enabled.
     pub tsa: Option<Arc<crate::tsa::Tsa>>,
@@ -137,6 +145,47 @@ fn override_addr(
     }
 }
 
+/// Builds the OCSP responder: the delegated responder certificate and key, serving the issuing CA.
+fn ocsp_service(
+    data: &Path,
+    config: &Config,
+    authority: &crate::ca::Authority,
+    keys: &Arc<dyn KeyBackend>,
+    index: Arc<RevocationIndex>,
+    metrics: Arc<Metrics>,
+) -> Result<OcspService, Failure> {
+    let der = datadir::role_certificate(data, KeyRole::Ocsp)?;
+    let cert = <x509_cert::Certificate as der::Decode>::from_der(&der).map_err(|e| Failure {
+        message: format!("certs/ocsp.crt: {e}"),
+        code: 1,
+    })?;
+    let signer = MeteredSigner::wrap(keys.load(KeyRole::Ocsp)?, "ocsp", metrics.clone());
+    let issuing = authority
+        .issuer(crate::ca::ISSUING)
+        .ok_or_else(|| Failure {
+            message: "issuing CA not loaded".into(),
+            code: 1,
+        })?;
+    let inline = matches!(
+        config.keys.backend,
+        crate::config::KeyBackendConfig::Software
+    );
+    OcspService::new(OcspParts {
+        issuers: vec![(crate::ca::ISSUING.to_string(), issuing.certificate.clone())],
+        responder: cert,
+        signer,
+        inline_signing: inline,
+        index,
+        config: config.ocsp.clone(),
+        clock: Arc::new(crate::clock::SystemClock),
+        metrics,
+    })
+    .map_err(|e| Failure {
+        message: format!("OCSP responder: {e}"),
+        code: 1,
+    })
+}
+
 /// `pkid serve`: initialises the data directory on first start, then serves until signalled.
 pub fn serve(data: &Path, args: ServeArgs, actor: &str) -> Result<(), Failure> {
     let json = Config::load(data).map(|c| c.log.json).unwrap_or(false);
@@ -176,6 +225,39 @@ pub fn serve(data: &Path, args: ServeArgs, actor: &str) -> Result<(), Failure> {
         message: format!("timestamp authority: {e} (fix it, or set [tsa] enabled = false)"),
         code: 1,
     })?;
+    let started = std::time::Instant::now();
+    let index = Arc::new(RevocationIndex::build(
+        opened.store.as_ref(),
+        &[crate::ca::ROOT, crate::ca::ISSUING],
+    )?);
+    let entries: usize = [crate::ca::ROOT, crate::ca::ISSUING]
+        .iter()
+        .filter_map(|n| index.issuer(n))
+        .map(|i| i.len())
+        .sum();
+    tracing::info!(entries, bytes = index.memory_bytes(), elapsed = ?started.elapsed(), "revocation index built");
+    metrics
+        .index_entries
+        .set(i64::try_from(entries).unwrap_or(i64::MAX));
+    metrics
+        .index_bytes
+        .set(i64::try_from(index.memory_bytes()).unwrap_or(i64::MAX));
+    let mut listeners: Vec<Arc<dyn ChangeListener>> = vec![index.clone()];
+    let ocsp = if config.ocsp.enabled {
+        let service = Arc::new(ocsp_service(
+            data,
+            &config,
+            &authority,
+            &keys,
+            index.clone(),
+            metrics.clone(),
+        )?);
+        service.check_responder_expiry();
+        listeners.push(service.clone());
+        Some(service)
+    } else {
+        None
+    };
     let state = Arc::new(AppState {
         data_dir: data.to_path_buf(),
         limiter: ArcSwapOption::new(limiter(config.server.rate_limit)),
@@ -185,7 +267,9 @@ pub fn serve(data: &Path, args: ServeArgs, actor: &str) -> Result<(), Failure> {
         keys,
         metrics,
         ca_certs,
-        listeners: Vec::new(),
+        index,
+        ocsp,
+        listeners,
         tsa,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -278,6 +362,9 @@ async fn run(state: Arc<AppState>) -> Result<(), Failure> {
     tokio::spawn(sweep_limiter(state.clone(), stop_rx.clone()));
     if let Some(tsa) = &state.tsa {
         tsa.start();
+    }
+    if let Some(ocsp) = state.ocsp.clone() {
+        tokio::spawn(ocsp_upkeep(ocsp, config.ocsp.presign, stop_rx.clone()));
     }
     tracing::info!(data = %state.data_dir.display(), keys = %state.keys.describe(), "pkid serving");
     wait_for_signals(&state).await;
@@ -424,7 +511,7 @@ async fn accept_loop(
 /// Follows the store's change sequence so that changes made by the CLI or another process
 /// reach this daemon within `follow_interval` (under a second).
 async fn follow_changes(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
-    let mut seq = 0u64;
+    let mut seq = state.index.applied_seq();
     loop {
         let store = state.store.clone();
         let from = seq;
@@ -449,6 +536,32 @@ async fn follow_changes(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
         let interval = state.config.load().store.follow_interval;
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Daily responder-certificate expiry check and, when configured, pre-signing (at start, then
+/// every half cache lifetime so responses are replaced before they go stale).
+async fn ocsp_upkeep(ocsp: Arc<OcspService>, presign: bool, mut stop: watch::Receiver<bool>) {
+    let mut last_presign: Option<std::time::Instant> = None;
+    let period = Duration::from_secs(3600);
+    loop {
+        ocsp.check_responder_expiry();
+        let presign_due = last_presign.is_none_or(|t| t.elapsed() >= Duration::from_secs(6 * 3600));
+        if presign && presign_due {
+            let svc = ocsp.clone();
+            let started = std::time::Instant::now();
+            match tokio::task::spawn_blocking(move || svc.presign()).await {
+                Ok(n) => {
+                    tracing::info!(signed = n, elapsed = ?started.elapsed(), "OCSP responses pre-signed")
+                }
+                Err(e) => tracing::error!(error = %e, "pre-signing task failed"),
+            }
+            last_presign = Some(std::time::Instant::now());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
             _ = stop.changed() => return,
         }
     }

@@ -146,6 +146,25 @@ async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> (&'static st
                 method_not_allowed("GET, HEAD")
             },
         ),
+        "/ocsp" => (
+            "ocsp",
+            if *req.method() == Method::POST {
+                super::ocsp::post(state, req).await
+            } else {
+                method_not_allowed("POST")
+            },
+        ),
+        p if p.starts_with("/ocsp/") => {
+            let encoded = &p["/ocsp/".len()..];
+            (
+                "ocsp",
+                if get {
+                    super::ocsp::get(state, &req, encoded).await
+                } else {
+                    method_not_allowed("GET, HEAD")
+                },
+            )
+        }
         p if p.starts_with("/ca/") => (
             "ca",
             if get {

@@ -11,9 +11,9 @@
 //! Choices, and why:
 //! - **One context per module per process.** PKCS#11 allows a single `C_Initialize` per process,
 //!   and `C_Finalize` closes every session of every user of the module, so module contexts are
-//!   kept in [`MODULES`] for the life of the process and shared by every backend.
+//!   kept in `MODULES` for the life of the process and shared by every backend.
 //! - **Tokens are found by label**, never by slot id: SoftHSM2 and many HSMs renumber slots.
-//! - **Login belongs to the application, not the session** (PKCS#11 v2.40 §5.6): the first
+//! - **Login belongs to the application, not the session** (PKCS#11 v2.40, `C_Login`): the first
 //!   `C_Login` logs every session of the token in, later ones return
 //!   `CKR_USER_ALREADY_LOGGED_IN` (accepted), and one `C_Logout` logs them all out.
 //! - **A pool of sessions.** A `Session` may be used by one thread at a time, so signers borrow
@@ -199,7 +199,12 @@ impl KeyBackend for Pkcs11Backend {
                 Ok((private, public_key_info(session, public)?))
             })
             .map_err(|f| f.into_key_error(&format!("generating the {role} key")))?;
-        info!(token = %self.pool.token_label, label = %label, key_type = %key_type.name(), "generated key pair in PKCS#11 token");
+        info!(
+            token = %self.pool.token_label,
+            label = %label,
+            key_type = %key_type.name(),
+            "generated key pair in PKCS#11 token"
+        );
         Ok(Arc::new(self.signer(private, label, id, public_key)?))
     }
 
@@ -277,10 +282,18 @@ impl KeyBackend for Pkcs11Backend {
                 Err(e) => return Err(unavailable("checking a session", &e)),
             };
             if let Some(dead) = lost {
-                warn!(token = %pool.token_label, "PKCS#11 session found logged out or closed; opening a new one");
-                let fresh = pool
-                    .open_session()
-                    .map_err(|e| KeyError::Unavailable(e.to_string()))?;
+                warn!(
+                    token = %pool.token_label,
+                    "PKCS#11 session found logged out or closed; opening a new one"
+                );
+                let fresh = pool.open_session().map_err(|e| match e {
+                    KeyError::Unavailable(m) | KeyError::Config(m) | KeyError::Failed(m) => {
+                        KeyError::Unavailable(m)
+                    }
+                    other @ (KeyError::NotFound(_) | KeyError::Exists(_)) => {
+                        KeyError::Unavailable(other.to_string())
+                    }
+                })?;
                 session.replace(fresh, dead);
             }
         }
@@ -467,7 +480,11 @@ impl SessionPool {
         let mut session = self.checkout()?;
         match op(&session, false) {
             Err(Fault::Pkcs11(e)) if session_lost(&e) => {
-                warn!(token = %self.token_label, error = %describe(&e), "PKCS#11 session lost; opening a new one and retrying once");
+                warn!(
+                    token = %self.token_label,
+                    error = %describe(&e),
+                    "PKCS#11 session lost; opening a new one and retrying once"
+                );
                 let fresh = self.open_session()?;
                 session.replace(fresh, session_dead(&e));
                 op(&session, true)
@@ -651,7 +668,11 @@ fn find_token(ctx: &Pkcs11, label: &str) -> Result<Slot, KeyError> {
             Ok(info) if info.token_initialized() => others.push(format!("{:?}", info.label())),
             Ok(_) => {}
             Err(e) => {
-                warn!(slot = slot.id(), error = %describe(&e), "cannot read PKCS#11 token information")
+                warn!(
+                    slot = slot.id(),
+                    error = %describe(&e),
+                    "cannot read PKCS#11 token information"
+                )
             }
         }
     }
@@ -870,6 +891,8 @@ mod tests {
     use std::sync::{Barrier, OnceLock};
 
     const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+    /// Token directories are `<temp dir>/pkid-softhsm-<pid>`.
+    const TOKEN_DIR_PREFIX: &str = "pkid-softhsm-";
     const SO_PIN: &str = "87654321";
     /// Distinctive, so a leak into a message is easy to spot.
     const USER_PIN: &str = "271828";
@@ -890,32 +913,59 @@ mod tests {
 
     /// SoftHSM2 reads `SOFTHSM2_CONF` once, at `C_Initialize`, and the module is initialized
     /// once per process, so every test shares one token directory holding every test's token,
-    /// all created before the first test opens the module. The directory outlives the process
-    /// (a static is never dropped); it holds a few kilobytes in the system temporary directory.
+    /// all created before the first test opens the module. A static is never dropped, so the
+    /// directory is named after the process and directories of finished test processes are
+    /// removed here instead.
     fn softhsm() -> &'static Path {
-        static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+        static DIR: OnceLock<PathBuf> = OnceLock::new();
         DIR.get_or_init(|| {
             assert!(
                 Path::new(MODULE).exists(),
-                "{MODULE} is missing: install SoftHSM2 (`apt-get install softhsm2`) to run the PKCS#11 tests"
+                "{MODULE} is missing: install SoftHSM2 (`apt-get install softhsm2`) \
+                 to run the PKCS#11 tests"
             );
-            let dir = tempfile::Builder::new().prefix("pkid-softhsm-").tempdir().expect("tempdir");
-            let tokens = dir.path().join("tokens");
-            std::fs::create_dir(&tokens).expect("token dir");
-            let conf = dir.path().join("softhsm2.conf");
-            std::fs::write(&conf, format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display()))
-                .expect("conf");
+            remove_stale_token_dirs();
+            let dir =
+                std::env::temp_dir().join(format!("{TOKEN_DIR_PREFIX}{}", std::process::id()));
+            let tokens = dir.join("tokens");
+            std::fs::create_dir_all(&tokens).expect("token dir");
+            let conf = dir.join("softhsm2.conf");
+            let conf_text = format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            );
+            std::fs::write(&conf, conf_text).expect("conf");
             std::env::set_var("SOFTHSM2_CONF", &conf);
             for label in TOKENS {
                 let out = Command::new("softhsm2-util")
-                    .args(["--init-token", "--free", "--label", label, "--so-pin", SO_PIN, "--pin", USER_PIN])
+                    .args(["--init-token", "--free", "--label", label])
+                    .args(["--so-pin", SO_PIN, "--pin", USER_PIN])
                     .output()
                     .expect("softhsm2-util runs (install softhsm2)");
-                assert!(out.status.success(), "softhsm2-util --init-token {label}: {}", String::from_utf8_lossy(&out.stderr));
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert!(
+                    out.status.success(),
+                    "softhsm2-util --init-token {label}: {stderr}"
+                );
             }
             dir
         })
-        .path()
+    }
+
+    /// Removes `pkid-softhsm-<pid>` directories whose process has exited.
+    fn remove_stale_token_dirs() {
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(TOKEN_DIR_PREFIX)) else {
+                continue;
+            };
+            if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
     }
 
     fn settings(token: &str, sessions: usize) -> Pkcs11Settings {
@@ -1041,13 +1091,14 @@ mod tests {
 
     #[test]
     fn missing_module_is_a_config_error_naming_the_path() {
+        let missing = "/nonexistent/libpkid-no-such-module.so";
         let mut settings = settings("t-p256", 1);
-        settings.module = "/nonexistent/libpkid-no-such-module.so".into();
+        settings.module = missing.into();
         let err = Pkcs11Backend::open(&settings)
             .err()
             .expect("missing module refused");
         assert!(
-            matches!(&err, KeyError::Config(m) if m.contains("/nonexistent/libpkid-no-such-module.so")),
+            matches!(&err, KeyError::Config(m) if m.contains(missing)),
             "{err}"
         );
         assert_eq!(err.to_string().lines().count(), 1, "{err}");

@@ -182,6 +182,21 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// One certificate's status, as [`Store::scan_statuses`] visits it.
+#[derive(Clone, Copy, Debug)]
+pub struct StatusRow<'a> {
+    /// Issuer name.
+    pub issuer: &'a str,
+    /// Canonical hex serial.
+    pub serial: &'a str,
+    /// Status.
+    pub status: CertStatus,
+    /// Revocation time.
+    pub revoked_at: Option<u64>,
+    /// Revocation reason.
+    pub reason: Option<CrlReason>,
+}
+
 /// Filter for [`Store::list`].
 #[derive(Clone, Debug, Default)]
 pub struct ListFilter {
@@ -247,6 +262,10 @@ pub trait Store: Send + Sync {
     fn changes_since(&self, seq: u64, limit: usize) -> Result<Vec<Change>, StoreError>;
     /// Cheap liveness check.
     fn ping(&self) -> Result<(), StoreError>;
+    /// Visits the status of every issued (not pending) certificate in one consistent read, and
+    /// returns the change-sequence position that read reflects: following changes from there
+    /// misses nothing.
+    fn scan_statuses(&self, visit: &mut dyn FnMut(StatusRow<'_>)) -> Result<u64, StoreError>;
     /// TSA: durably reserves `count` timestamp serial numbers that no caller, in this process or
     /// any other, has had or will get, and returns them. The reservation is committed (synced)
     /// before this returns, so serials handed out from it are never repeated after a crash.

@@ -384,6 +384,45 @@ impl Store for SqliteStore {
             .map_err(unavailable)
     }
 
+    fn scan_statuses(&self, visit: &mut dyn FnMut(StatusRow<'_>)) -> Result<u64, StoreError> {
+        let mut conn = self.lock()?;
+        // A read transaction: the sequence number and the rows come from one snapshot.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(unavailable)?;
+        let seq: u64 = tx
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
+                r.get(0)
+            })
+            .map_err(unavailable)?;
+        {
+            let mut stmt = tx
+                .prepare("SELECT issuer, serial, status, revoked_at, reason FROM certificates WHERE status != 'pending'")
+                .map_err(unavailable)?;
+            let mut rows = stmt.query([]).map_err(unavailable)?;
+            while let Some(row) = rows.next().map_err(unavailable)? {
+                let text = |i: usize| -> Result<&str, StoreError> {
+                    row.get_ref(i)
+                        .map_err(unavailable)?
+                        .as_str()
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))
+                };
+                let (issuer, serial, status) = (text(0)?, text(1)?, text(2)?);
+                let revoked_at: Option<u64> = row.get(3).map_err(unavailable)?;
+                let reason: Option<u8> = row.get(4).map_err(unavailable)?;
+                visit(StatusRow {
+                    issuer,
+                    serial,
+                    status: CertStatus::parse(status).unwrap_or(CertStatus::Pending),
+                    revoked_at,
+                    reason: reason.and_then(revocation::from_code),
+                });
+            }
+        }
+        tx.commit().map_err(unavailable)?;
+        Ok(seq)
+    }
+
     fn reserve_timestamp_serials(&self, count: u64) -> Result<std::ops::Range<u64>, StoreError> {
         let count = i64::try_from(count)
             .ok()

@@ -23,7 +23,7 @@ const NOW: u64 = 1_800_000_000;
 
 fn vector(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/tsp")
+        .join("../testdata/tsp")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -690,7 +690,7 @@ fn vector_response() -> Vec<u8> {
 #[test]
 fn pkid_response_vector_is_byte_exact() {
     let made = vector_response();
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/tsp/pkid-granted.tsr");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/tsp/pkid-granted.tsr");
     if std::env::var_os("PKID_REGENERATE_VECTORS").is_some() {
         std::fs::write(&path, &made).expect("write vector");
     }

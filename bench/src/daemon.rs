@@ -1,0 +1,83 @@
+//! Launching the real `pkid` binary for a benchmark.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The release `pkid` binary next to this benchmark binary (built by `cargo build --release`).
+pub fn pkid_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    dir.join("pkid")
+}
+
+/// Runs `pkid --data DIR ARGS…` to completion, panicking with its stderr on failure.
+pub fn pkid(data: &Path, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(pkid_binary())
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running pkid: {e}"));
+    assert!(
+        out.status.success(),
+        "pkid {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A running daemon, killed on drop.
+pub struct Daemon {
+    child: Child,
+    /// The HTTP listener's address.
+    pub http: SocketAddr,
+}
+
+impl Daemon {
+    /// Starts `pkid serve` on a free loopback port (HTTPS off) and waits until it listens.
+    pub fn start(data: &Path) -> Daemon {
+        let mut child = Command::new(pkid_binary())
+            .arg("--data")
+            .arg(data)
+            .args(["serve", "--http", "127.0.0.1:0", "--https", ""])
+            .env("RUST_LOG", "warn,pkid::http=info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting pkid: {e}"));
+        let stderr = child.stderr.take().unwrap_or_else(|| unreachable!());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("HTTP listener ready addr=").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let addr = loop {
+            if let Ok(a) = rx.recv_timeout(Duration::from_millis(100)) {
+                break a;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pkid did not start listening within 60 s"
+            );
+        };
+        Daemon {
+            child,
+            http: addr
+                .parse()
+                .unwrap_or_else(|e| panic!("listener address {addr:?}: {e}")),
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,261 @@
+//! HTTP binding of the OCSP responder (RFC 6960 Appendix A, RFC 5019 §5-6).
+//!
+//! * `POST /ocsp` with `application/ocsp-request`; `GET /ocsp/{url-escaped base64 of the DER}`.
+//! * Protocol errors (malformed request, unserved issuer, signer unavailable) are OCSP error
+//!   responses with HTTP 200, because OCSP clients (OpenSSL included) read the response status
+//!   from the body and treat other HTTP statuses as transport failures. HTTP errors are kept for
+//!   HTTP faults: 405 wrong method, 413 body too large, 415 wrong content type.
+//! * Nonce-less single-certificate responses carry `Cache-Control`, `Expires` (= nextUpdate),
+//!   `Last-Modified` (= thisUpdate) and `ETag`, and conditional GETs are answered 304.
+
+use super::routes::{reply, text, Reply};
+use super::AppState;
+use crate::ocsp::{Answer, OcspService, Prepared};
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{
+    HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, EXPIRES, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    LAST_MODIFIED,
+};
+use hyper::{Request, Response, StatusCode};
+use pkid_protocols::ocsp::{error_response, MAX_OCSP_REQUEST_BYTES};
+use std::sync::Arc;
+
+/// Media type of OCSP requests (RFC 6960 Appendix C.1).
+const OCSP_REQUEST: &str = "application/ocsp-request";
+/// Media type of OCSP responses (RFC 6960 Appendix C.2).
+const OCSP_RESPONSE: &str = "application/ocsp-response";
+/// Longest GET path remainder: base64 of the largest request we parse, fully percent-escaped.
+const MAX_GET_CHARS: usize = MAX_OCSP_REQUEST_BYTES / 3 * 4 * 3 + 16;
+
+/// Decodes the GET form: percent-escapes first (`%2F`, `%2B`, `%3D`), then base64 — standard
+/// alphabet with or without padding, or the URL-safe one. A literal `+` stays a `+` (it is not
+/// a space in a path), and `/` (also `//`) is part of the base64, never a separator.
+pub(crate) fn decode_get_path(raw: &str) -> Option<Vec<u8>> {
+    if raw.is_empty() || raw.len() > MAX_GET_CHARS {
+        return None;
+    }
+    let bytes = raw.as_bytes();
+    let mut unescaped = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            unescaped.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            unescaped.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let engines = [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+        base64::engine::general_purpose::URL_SAFE,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ];
+    engines.iter().find_map(|e| e.decode(&unescaped).ok())
+}
+
+fn ocsp_body(status: StatusCode, der: impl Into<Bytes>) -> Reply {
+    reply(status, OCSP_RESPONSE, der)
+}
+
+/// Runs the responder, signing on a blocking thread when the key backend is slow.
+async fn answer(service: &Arc<OcspService>, der: Bytes) -> Answer {
+    if service.signs_inline() {
+        return service.respond(&der);
+    }
+    match service.prepare(&der) {
+        Prepared::Ready(a) => a,
+        Prepared::Sign(job) => {
+            let svc = service.clone();
+            match tokio::task::spawn_blocking(move || svc.sign(job)).await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(error = %e, "OCSP signing task failed");
+                    Answer::Error(
+                        x509_ocsp::OcspResponseStatus::InternalError,
+                        pkid_protocols::ocsp::OcspError::Internal("signing task failed".into()),
+                    )
+                }
+            }
+        }
+    }
+}
+
+fn not_modified(
+    req_headers: &hyper::HeaderMap,
+    etag: &HeaderValue,
+    last_modified_unix: u64,
+) -> bool {
+    if let Some(inm) = req_headers.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        let ours = etag.to_str().unwrap_or_default();
+        return inm
+            .split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t == ours || t.strip_prefix("W/") == Some(ours));
+    }
+    if let Some(ims) = req_headers
+        .get(IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+    {
+        let since = ims
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        return last_modified_unix <= since;
+    }
+    false
+}
+
+fn to_reply(service: &OcspService, answer: Answer, req_headers: &hyper::HeaderMap) -> Reply {
+    match answer {
+        Answer::Error(status, _) => ocsp_body(StatusCode::OK, error_response(status)),
+        Answer::Fresh(der) => {
+            let mut r = ocsp_body(StatusCode::OK, der);
+            // Signed for this request (nonce or several CertIDs): never reuse it.
+            r.headers_mut().insert(
+                CACHE_CONTROL,
+                HeaderValue::from_static("no-cache, no-store"),
+            );
+            r
+        }
+        Answer::Cacheable(c) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let max_age = c
+                .next_update
+                .saturating_sub(now)
+                .min(service.max_age_secs());
+            let cache_control = HeaderValue::from_str(&format!(
+                "max-age={max_age}, public, no-transform, must-revalidate"
+            ))
+            .unwrap_or_else(|_| HeaderValue::from_static("no-cache"));
+            let mut r = if not_modified(req_headers, &c.etag, c.this_update) {
+                let mut r = Response::new(Full::new(Bytes::new()));
+                *r.status_mut() = StatusCode::NOT_MODIFIED;
+                r
+            } else {
+                ocsp_body(StatusCode::OK, c.der.clone())
+            };
+            let h = r.headers_mut();
+            h.insert(CACHE_CONTROL, cache_control);
+            h.insert(EXPIRES, c.expires.clone());
+            h.insert(LAST_MODIFIED, c.last_modified.clone());
+            h.insert(ETAG, c.etag.clone());
+            r
+        }
+    }
+}
+
+/// `POST /ocsp`.
+pub(crate) async fn post(state: &Arc<AppState>, req: Request<Incoming>) -> Reply {
+    let Some(service) = state.ocsp.clone() else {
+        return text(StatusCode::NOT_FOUND, "OCSP is not enabled");
+    };
+    let ct = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let media = ct.split(';').next().unwrap_or_default().trim();
+    if !media.eq_ignore_ascii_case(OCSP_REQUEST) {
+        tracing::info!(content_type = ct, "OCSP POST with the wrong content type");
+        return text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Type must be {OCSP_REQUEST}"),
+        );
+    }
+    let headers = req.headers().clone();
+    let body =
+        match super::body::read_limited(&headers, req.into_body(), MAX_OCSP_REQUEST_BYTES).await {
+            Ok(b) => b,
+            Err(super::body::BodyError::TooLarge(n)) => {
+                return text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("OCSP requests are limited to {n} bytes"),
+                )
+            }
+            Err(super::body::BodyError::Broken) => {
+                return text(StatusCode::BAD_REQUEST, "request body could not be read")
+            }
+        };
+    let a = answer(&service, body).await;
+    to_reply(&service, a, &headers)
+}
+
+/// `GET /ocsp/{base64}`.
+pub(crate) async fn get(state: &Arc<AppState>, req: &Request<Incoming>, encoded: &str) -> Reply {
+    let Some(service) = state.ocsp.clone() else {
+        return text(StatusCode::NOT_FOUND, "OCSP is not enabled");
+    };
+    let a = match decode_get_path(encoded) {
+        Some(der) => answer(&service, Bytes::from(der)).await,
+        None => {
+            tracing::info!(len = encoded.len(), "OCSP GET with undecodable base64");
+            Answer::Error(
+                x509_ocsp::OcspResponseStatus::MalformedRequest,
+                pkid_protocols::ocsp::OcspError::Malformed("GET path is not base64".into()),
+            )
+        }
+    };
+    to_reply(&service, a, req.headers())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_get_path;
+    use base64::Engine;
+
+    #[test]
+    fn get_paths_decode_slashes_pluses_and_escapes() {
+        // Bytes whose base64 contains '+', '/', '//' and '=' padding.
+        let der: Vec<u8> = vec![0xfb, 0xff, 0xbf, 0xff, 0xfe, 0x3e, 0x01];
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+        assert!(
+            b64.contains('+') && b64.contains("//") && b64.ends_with('='),
+            "{b64}"
+        );
+        assert_eq!(
+            decode_get_path(&b64).as_deref(),
+            Some(der.as_slice()),
+            "raw"
+        );
+        let escaped = b64
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D");
+        assert_eq!(
+            decode_get_path(&escaped).as_deref(),
+            Some(der.as_slice()),
+            "escaped"
+        );
+        let lower = b64.replace('+', "%2b").replace('/', "%2f");
+        assert_eq!(
+            decode_get_path(&lower).as_deref(),
+            Some(der.as_slice()),
+            "lower-case escapes"
+        );
+        assert_eq!(
+            decode_get_path(b64.trim_end_matches('=')).as_deref(),
+            Some(der.as_slice()),
+            "unpadded"
+        );
+        let url_safe = base64::engine::general_purpose::URL_SAFE.encode(&der);
+        assert_eq!(
+            decode_get_path(&url_safe).as_deref(),
+            Some(der.as_slice()),
+            "url-safe"
+        );
+        assert_eq!(decode_get_path(""), None);
+        assert_eq!(decode_get_path("%zz"), None);
+        assert_eq!(decode_get_path("not base64!"), None);
+        assert_eq!(decode_get_path(&"A".repeat(100_000)), None);
+    }
+}

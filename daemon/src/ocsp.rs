@@ -1,0 +1,498 @@
+//! The OCSP responder: decides each CertID from the revocation index, serves pre-signed
+//! responses from a cache, and signs fresh ones (nonces, cache misses) through the `Signer`.
+//!
+//! ```text
+//! request ─parse─▶ CertIDs ─issuer hashes─▶ issuer index ─lookup─▶ status
+//!                                                │
+//!        no nonce, one CertID: cache (issuer, hash, serial) ── hit and same status ──▶ bytes
+//!        otherwise / miss: sign (Signer) ──▶ bytes (cached when nonce-less, one CertID)
+//! ```
+//!
+//! A cached response records the index status it was signed for and is served only while the
+//! index still says the same, so a revocation can never be answered from a stale cache entry —
+//! even one inserted by a request that raced the revocation. Invalidation on change only frees
+//! the memory early.
+
+use crate::clock::Clock;
+use crate::config::{OcspConfig, UnknownIssuer};
+use crate::http::ChangeListener;
+use crate::index::{serial_key, serial_key_hex, Entry, IssuerIndex, Packed, RevocationIndex};
+use crate::metrics::Metrics;
+use crate::store::Change;
+use bytes::Bytes;
+use hyper::header::HeaderValue;
+use moka::sync::Cache;
+use pkid_protocols::ocsp::{
+    self, CertIdHash, IssuerHashes, OcspError, ParsedRequest, Responder, Status, Validity,
+};
+use pkid_protocols::Signer;
+use prometheus::IntCounter;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+use x509_cert::Certificate;
+use x509_ocsp::{CertId, OcspResponseStatus};
+
+/// Status recorded for a cached `unknown` answer (no index entry).
+const UNKNOWN: u64 = u64::MAX;
+
+/// An issuer this responder answers for.
+struct Served {
+    name: String,
+    hashes: IssuerHashes,
+}
+
+/// Cache key: issuer slot, CertID hash algorithm (and parameter form), serial.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct CacheKey {
+    issuer: u8,
+    alg: u8,
+    serial: u128,
+}
+
+/// A signed, nonce-less response with its HTTP caching headers precomputed.
+#[derive(Debug)]
+pub struct Cached {
+    /// The OCSPResponse DER.
+    pub der: Bytes,
+    /// Index status it was signed for (see the module docs).
+    status: u64,
+    /// thisUpdate, Unix seconds.
+    pub this_update: u64,
+    /// nextUpdate, Unix seconds.
+    pub next_update: u64,
+    /// Strong validator: a hash of the response bytes.
+    pub etag: HeaderValue,
+    /// thisUpdate as an HTTP date.
+    pub last_modified: HeaderValue,
+    /// nextUpdate as an HTTP date.
+    pub expires: HeaderValue,
+}
+
+/// What to send back.
+#[derive(Debug)]
+pub enum Answer {
+    /// A cacheable response (nonce-less, one CertID), with its HTTP validators.
+    Cacheable(Arc<Cached>),
+    /// A response signed for this request only (nonce, several CertIDs, `unknown` issuers).
+    Fresh(Bytes),
+    /// An unsigned error response.
+    Error(OcspResponseStatus, OcspError),
+}
+
+/// The work left when a request needs a signature.
+#[derive(Debug)]
+pub struct SignJob {
+    decisions: Vec<(CertId, Status)>,
+    nonce: Option<x509_cert::ext::Extension>,
+    cache_as: Option<(CacheKey, u64)>,
+}
+
+/// The outcome of looking a request up.
+#[derive(Debug)]
+pub enum Prepared {
+    /// Answered without signing.
+    Ready(Answer),
+    /// Needs a signature.
+    Sign(SignJob),
+}
+
+/// Pre-resolved counters for the hot path (no label hashing per request).
+struct Counters {
+    hit: IntCounter,
+    miss: IntCounter,
+    good: IntCounter,
+    revoked: IntCounter,
+    unknown: IntCounter,
+    errors: prometheus::IntCounterVec,
+}
+
+/// Everything a responder is made of.
+pub struct OcspParts {
+    /// Issuers answered for: name (as in the index) and certificate.
+    pub issuers: Vec<(String, Certificate)>,
+    /// The delegated responder certificate.
+    pub responder: Certificate,
+    /// Its key.
+    pub signer: Arc<dyn Signer>,
+    /// True for fast in-process keys; slow backends (PKCS#11) are signed on blocking threads.
+    pub inline_signing: bool,
+    /// The revocation index.
+    pub index: Arc<RevocationIndex>,
+    /// Settings.
+    pub config: OcspConfig,
+    /// Clock.
+    pub clock: Arc<dyn Clock>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The OCSP responder.
+pub struct OcspService {
+    served: Vec<Served>,
+    index: Arc<RevocationIndex>,
+    responder: Responder,
+    signer: Arc<dyn Signer>,
+    inline_signing: bool,
+    cache: Cache<CacheKey, Arc<Cached>>,
+    config: OcspConfig,
+    clock: Arc<dyn Clock>,
+    counters: Counters,
+    metrics: Arc<Metrics>,
+}
+
+fn alg_code(cert_id: &CertId) -> Option<u8> {
+    let base = match CertIdHash::of(cert_id)? {
+        CertIdHash::Sha1 => 0,
+        CertIdHash::Sha256 => 2,
+    };
+    Some(base + u8::from(cert_id.hash_algorithm.parameters.is_none()))
+}
+
+fn http_date(unix: u64) -> HeaderValue {
+    let s = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(unix));
+    HeaderValue::from_str(&s)
+        .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
+}
+
+fn status_of(p: Option<Packed>) -> (Status, u64) {
+    match p {
+        None => (Status::Unknown, UNKNOWN),
+        Some(p) => match p.entry() {
+            Entry::Good => (Status::Good, p.raw()),
+            Entry::Revoked { at, reason } => (Status::Revoked { at, reason }, p.raw()),
+        },
+    }
+}
+
+impl OcspService {
+    /// Builds the responder from its parts.
+    pub fn new(parts: OcspParts) -> Result<Self, OcspError> {
+        let OcspParts {
+            issuers,
+            responder,
+            signer,
+            inline_signing,
+            index,
+            config,
+            clock,
+            metrics,
+        } = parts;
+        if responder.tbs_certificate.subject_public_key_info != *signer.public_key() {
+            return Err(OcspError::Internal(
+                "the OCSP key does not match the OCSP responder certificate".into(),
+            ));
+        }
+        let mut served = Vec::new();
+        for (name, cert) in &issuers {
+            if index.issuer(name).is_none() {
+                return Err(OcspError::Internal(format!(
+                    "no revocation index for issuer {name}"
+                )));
+            }
+            served.push(Served {
+                name: name.to_string(),
+                hashes: IssuerHashes::of(cert).map_err(|e| OcspError::Internal(e.to_string()))?,
+            });
+        }
+        let responder = Responder::new(responder)?;
+        let cache = Cache::builder()
+            .max_capacity(config.cache_capacity)
+            .time_to_live(Duration::from_secs(
+                config.validity_secs - config.refresh_before_secs,
+            ))
+            .build();
+        let c = &metrics.ocsp_responses;
+        let counters = Counters {
+            hit: metrics.ocsp_cache.with_label_values(&["hit"]),
+            miss: metrics.ocsp_cache.with_label_values(&["miss"]),
+            good: c.with_label_values(&["good"]),
+            revoked: c.with_label_values(&["revoked"]),
+            unknown: c.with_label_values(&["unknown"]),
+            errors: c.clone(),
+        };
+        Ok(Self {
+            served,
+            index,
+            responder,
+            signer,
+            inline_signing,
+            cache,
+            config,
+            clock,
+            counters,
+            metrics,
+        })
+    }
+
+    /// Whether signing happens on the calling thread.
+    pub fn signs_inline(&self) -> bool {
+        self.inline_signing
+    }
+
+    /// The configured Cache-Control max-age ceiling.
+    pub fn max_age_secs(&self) -> u64 {
+        self.config.max_age_secs
+    }
+
+    fn issuer_index(&self, slot: usize) -> Option<&IssuerIndex> {
+        self.served
+            .get(slot)
+            .and_then(|s| self.index.issuer(&s.name))
+    }
+
+    fn count(&self, s: &Status) {
+        match s {
+            Status::Good => self.counters.good.inc(),
+            Status::Revoked { .. } => self.counters.revoked.inc(),
+            Status::Unknown => self.counters.unknown.inc(),
+        }
+    }
+
+    fn error(&self, e: OcspError) -> Answer {
+        let status = e.wire_status();
+        let label = match status {
+            OcspResponseStatus::MalformedRequest => "malformedRequest",
+            OcspResponseStatus::Unauthorized => "unauthorized",
+            OcspResponseStatus::TryLater => "tryLater",
+            OcspResponseStatus::InternalError => "internalError",
+            OcspResponseStatus::SigRequired => "sigRequired",
+            OcspResponseStatus::Successful => "successful",
+        };
+        self.counters.errors.with_label_values(&[label]).inc();
+        if e.is_peer_fault() {
+            tracing::info!(error = %e, "OCSP request refused");
+        } else {
+            tracing::warn!(error = %e, "OCSP request failed");
+        }
+        Answer::Error(status, e)
+    }
+
+    /// Parses and decides a request; answers from the cache when it can.
+    pub fn prepare(&self, der: &[u8]) -> Prepared {
+        match ocsp::parse_request(der, self.config.max_cert_ids) {
+            Ok(req) => self.decide(req),
+            Err(e) => Prepared::Ready(self.error(e)),
+        }
+    }
+
+    fn decide(&self, req: ParsedRequest) -> Prepared {
+        let now = self.clock.now();
+        let single = req.cert_ids.len() == 1 && req.nonce.is_none();
+        let mut decisions = Vec::with_capacity(req.cert_ids.len());
+        let mut cache_as = None;
+        for cert_id in req.cert_ids {
+            let Some(slot) = self.served.iter().position(|s| s.hashes.matches(&cert_id)) else {
+                match self.config.unknown_issuer {
+                    UnknownIssuer::Unauthorized => {
+                        return Prepared::Ready(self.error(OcspError::IssuerNotServed))
+                    }
+                    UnknownIssuer::Unknown => {
+                        decisions.push((cert_id, Status::Unknown));
+                        continue;
+                    }
+                }
+            };
+            let key = serial_key(cert_id.serial_number.as_bytes());
+            let packed = key.and_then(|k| self.issuer_index(slot).and_then(|i| i.lookup(k)));
+            let (status, raw) = status_of(packed);
+            if single {
+                if let (Some(serial), Some(alg)) = (key, alg_code(&cert_id)) {
+                    let ck = CacheKey {
+                        issuer: slot as u8,
+                        alg,
+                        serial,
+                    };
+                    if let Some(hit) = self.cache.get(&ck) {
+                        if hit.status == raw
+                            && now + self.config.refresh_before_secs < hit.next_update
+                        {
+                            self.counters.hit.inc();
+                            self.count(&status);
+                            return Prepared::Ready(Answer::Cacheable(hit));
+                        }
+                    }
+                    cache_as = Some((ck, raw));
+                }
+            }
+            decisions.push((cert_id, status));
+        }
+        if single {
+            self.counters.miss.inc();
+        }
+        Prepared::Sign(SignJob {
+            decisions,
+            nonce: req.nonce,
+            cache_as,
+        })
+    }
+
+    /// Signs a prepared job (on a blocking thread for slow backends).
+    pub fn sign(&self, job: SignJob) -> Answer {
+        let now = self.clock.now();
+        let validity = Validity {
+            produced_at: now,
+            this_update: now,
+            next_update: now + self.config.validity_secs,
+        };
+        for (_, s) in &job.decisions {
+            self.count(s);
+        }
+        match ocsp::sign_response(
+            job.decisions,
+            validity,
+            job.nonce,
+            &self.responder,
+            self.signer.as_ref(),
+        ) {
+            Err(e) => self.error(e),
+            Ok(der) => {
+                let der = Bytes::from(der);
+                match job.cache_as {
+                    None => Answer::Fresh(der),
+                    Some((key, status)) => {
+                        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der);
+                        let etag = HeaderValue::from_str(&format!(
+                            "\"{}\"",
+                            hex::encode(&digest.as_ref()[..16])
+                        ))
+                        .unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
+                        let cached = Arc::new(Cached {
+                            der,
+                            status,
+                            this_update: validity.this_update,
+                            next_update: validity.next_update,
+                            etag,
+                            last_modified: http_date(validity.this_update),
+                            expires: http_date(validity.next_update),
+                        });
+                        self.cache.insert(key, cached.clone());
+                        Answer::Cacheable(cached)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Prepares and, if needed, signs on the calling thread.
+    pub fn respond(&self, der: &[u8]) -> Answer {
+        match self.prepare(der) {
+            Prepared::Ready(a) => a,
+            Prepared::Sign(job) => self.sign(job),
+        }
+    }
+
+    /// Seconds until the responder certificate expires (negative once expired).
+    pub fn responder_expires_in(&self) -> i64 {
+        i64::try_from(self.responder.not_after()).unwrap_or(i64::MAX)
+            - i64::try_from(self.clock.now()).unwrap_or(0)
+    }
+
+    /// Updates the expiry gauge and warns when the responder certificate is close to expiry.
+    pub fn check_responder_expiry(&self) {
+        let left = self.responder_expires_in();
+        self.metrics.ocsp_responder_expiry.set(left);
+        if left <= 0 {
+            tracing::error!("the OCSP responder certificate has expired: answering tryLater until it is replaced");
+        } else if (left as u64) < self.config.expiry_warning_secs {
+            tracing::warn!(
+                days_left = left / 86_400,
+                "the OCSP responder certificate expires soon; issue a new one"
+            );
+        }
+    }
+
+    /// Signs and caches a response (SHA-1 CertID, the RFC 5019 default) for every certificate
+    /// not already cached, up to the cache capacity. Returns how many were signed.
+    pub fn presign(&self) -> usize {
+        let mut signed = 0usize;
+        for (slot, served) in self.served.iter().enumerate() {
+            let Some(index) = self.index.issuer(&served.name) else {
+                continue;
+            };
+            let mut keys = Vec::new();
+            index.for_each(|k, _| keys.push(k));
+            for key in keys {
+                if signed as u64 >= self.config.cache_capacity {
+                    return signed;
+                }
+                let ck = CacheKey {
+                    issuer: slot as u8,
+                    alg: 0,
+                    serial: key,
+                };
+                if self.cache.contains_key(&ck) {
+                    continue;
+                }
+                let Ok(serial) = serial_number(key) else {
+                    continue;
+                };
+                let Ok(cert_id) = served.hashes.cert_id(CertIdHash::Sha1, serial) else {
+                    continue;
+                };
+                let (status, raw) = status_of(index.lookup(key));
+                if let Answer::Error(..) = self.sign(SignJob {
+                    decisions: vec![(cert_id, status)],
+                    nonce: None,
+                    cache_as: Some((ck, raw)),
+                }) {
+                    return signed;
+                }
+                signed += 1;
+            }
+        }
+        signed
+    }
+
+    /// Cached responses.
+    pub fn cached(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
+    }
+}
+
+/// The minimal positive INTEGER for a serial key.
+fn serial_number(key: u128) -> Result<x509_cert::serial_number::SerialNumber, der::Error> {
+    let bytes = key.to_be_bytes();
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(15);
+    let mut v = Vec::with_capacity(17);
+    if bytes[start] & 0x80 != 0 {
+        v.push(0);
+    }
+    v.extend_from_slice(&bytes[start..]);
+    x509_cert::serial_number::SerialNumber::new(&v)
+}
+
+impl ChangeListener for OcspService {
+    fn apply(&self, changes: &[Change]) {
+        // Correctness does not depend on this (cached answers are checked against the index);
+        // it frees memory and lets the next request sign the new status at once.
+        for c in changes {
+            let Some(serial) = serial_key_hex(&c.serial) else {
+                continue;
+            };
+            let Some(issuer) = self.served.iter().position(|s| s.name == c.issuer) else {
+                continue;
+            };
+            for alg in 0..4 {
+                self.cache.invalidate(&CacheKey {
+                    issuer: issuer as u8,
+                    alg,
+                    serial,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_numbers_from_keys_are_minimal_and_positive() {
+        assert_eq!(serial_number(0x80).expect("s").as_bytes(), &[0x00, 0x80]);
+        assert_eq!(serial_number(0x7f).expect("s").as_bytes(), &[0x7f]);
+        let k = 0x7fff_ffff_ffff_ffff_ffff_ffff_ffff_ffffu128;
+        assert_eq!(serial_key(serial_number(k).expect("s").as_bytes()), Some(k));
+    }
+}
