@@ -194,6 +194,9 @@ pub struct TsaConfig {
     pub record_interval: Duration,
     /// Records that may wait in memory; when full, requests are refused (systemFailure).
     pub record_backlog: usize,
+    /// Threads that sign tokens; 0 means one per CPU. Not read from the file: the daemon sets
+    /// it from `[keys]` (a PKCS#11 token signs in parallel on `sessions` sessions).
+    pub signing_threads: usize,
 }
 
 /// What to answer for a CertID naming an issuer the responder does not serve.
@@ -770,6 +773,7 @@ fn tsa_config(t: RawTsa) -> Result<TsaConfig, String> {
         serial_block: t.serial_block,
         record_interval: Duration::from_millis(t.record_interval_ms),
         record_backlog: t.record_backlog,
+        signing_threads: 0,
     })
 }
 

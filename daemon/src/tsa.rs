@@ -3,7 +3,7 @@
 //! ```text
 //! POST /tsa ─▶ serve_http: 405 / 415 / 413 ─▶ Tsa::respond
 //!   parse + decide (pkid_protocols::tsp, pure) ─▶ clock check ─▶ record slot reserved
-//!   ─▶ blocking thread: serial from a durably reserved block ─▶ tsp::issue (lint, Signer) ─▶ 200
+//!   ─▶ signing thread (pool): serial from a durably reserved block ─▶ tsp::issue (lint, Signer) ─▶ 200
 //!   └─▶ record queued ─▶ writer task ─▶ Store::record_timestamps (one transaction per interval)
 //! ```
 //!
@@ -20,6 +20,7 @@
 //! unrecorded tokens.
 
 pub mod clock_sync;
+mod pool;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, TsaConfig};
@@ -179,7 +180,7 @@ impl SerialAllocator {
     }
 
     /// The next serial number. Blocks (on the store) only when the current block and the
-    /// prefetched one are both used up; call it from a blocking-capable thread.
+    /// prefetched one are both used up; call it from a signing thread, not an async task.
     pub fn next(&self) -> Result<u64, StoreError> {
         let lock_err = || StoreError::Unavailable("serial allocator lock poisoned".into());
         let (serial, prefetch) = {
@@ -228,6 +229,9 @@ pub enum TsaStartError {
     /// The certificate or key could not be read.
     #[error("{0}")]
     Load(String),
+    /// The signing threads could not be started.
+    #[error("starting TSA signing threads: {0}")]
+    Threads(String),
     /// Serial numbers could not be reserved.
     #[error("reserving timestamp serial numbers: {0}")]
     Store(#[from] StoreError),
@@ -246,6 +250,7 @@ pub struct Tsa {
     serials: SerialAllocator,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    pool: pool::SigningPool,
     records: mpsc::Sender<TimestampRecord>,
     pending: Mutex<Option<mpsc::Receiver<TimestampRecord>>>,
     stop: watch::Sender<bool>,
@@ -271,8 +276,13 @@ impl Tsa {
         let signer = MeteredSigner::wrap(signer, KeyRole::Tsa.name(), metrics.clone());
         let der = datadir::role_certificate(&config.data_dir, KeyRole::Tsa)
             .map_err(|e| TsaStartError::Load(e.to_string()))?;
+        let mut tsa_config = config.tsa.clone();
+        tsa_config.signing_threads = match &config.keys.backend {
+            crate::config::KeyBackendConfig::Pkcs11(p) => p.sessions,
+            crate::config::KeyBackendConfig::Software => 0,
+        };
         let tsa = Self::new(
-            &config.tsa,
+            &tsa_config,
             &der,
             signer,
             store,
@@ -309,6 +319,14 @@ impl Tsa {
             seen_synchronised: AtomicBool::new(false),
             metrics: metrics.clone(),
         };
+        let signing_threads = match config.signing_threads {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            n => n,
+        };
+        let pool = pool::SigningPool::start(signing_threads)
+            .map_err(|e| TsaStartError::Threads(e.to_string()))?;
         let (records, pending) = mpsc::channel(config.record_backlog);
         let (stop, _) = watch::channel(false);
         let tsa = Self {
@@ -320,6 +338,7 @@ impl Tsa {
             serials,
             store,
             metrics,
+            pool,
             records,
             pending: Mutex::new(Some(pending)),
             stop,
@@ -428,16 +447,26 @@ impl Tsa {
         let slot = self.records.try_reserve().map_err(|_| {
             TspError::Unavailable("the record queue is full (store not keeping up)".into())
         })?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
         let this = self.clone();
-        let (der, record) = tokio::task::spawn_blocking(move || this.issue(&accepted))
+        let queued = self.pool.submit(Box::new(move || {
+            let _ = tx.send(this.issue(&accepted));
+        }));
+        if !queued {
+            return Err(TspError::Internal(
+                "the signing threads have stopped".into(),
+            ));
+        }
+        let (der, record) = rx
             .await
-            .map_err(|e| TspError::Internal(format!("issuing task: {e}")))??;
+            .map_err(|_| TspError::Internal("a signing thread ended mid-token".into()))??;
         let serial = record.serial;
         slot.send(record);
         Ok((der, serial))
     }
 
-    /// Draws a serial, reads the clock and issues (blocking: may wait for the key backend).
+    /// Draws a serial, reads the clock and issues. Runs on a signing thread: it may wait for the
+    /// key backend or, once per serial block, for the store.
     fn issue(&self, accepted: &Accepted) -> Result<(Vec<u8>, TimestampRecord), TspError> {
         let serial = self
             .serials
