@@ -3,7 +3,7 @@
 //! the same run, for the software and the PKCS#11 (SoftHSM2) backends.
 //!
 //! ```text
-//! cargo build --release --workspace && target/release/tsa [seconds] [connections]
+//! cargo build --release --workspace && target/release/tsa [seconds-per-round] [connections] [rounds]
 //! ```
 //!
 //! Fairness: on a machine with two or more CPUs the daemon and the raw-signing thread are both
@@ -60,31 +60,42 @@ fn query(n: u64) -> Vec<u8> {
     q
 }
 
-/// On one thread for `duration` each: raw signatures per second of the TSA key, and complete
-/// tokens per second built in process by `tsp::issue` (TSTInfo, lint, CMS, the same signature;
-/// no HTTP), for the same key.
-fn in_process_rates(data: &Path, duration: Duration) -> (f64, f64) {
+/// The TSA key and certificate, opened in the benchmark process for the in-process baselines.
+struct Key {
+    signer: Arc<dyn pkid_protocols::Signer>,
+    certificate: tsp::TsaCertificate,
+    settings: tsp::Settings,
+}
+
+fn open_key(data: &Path) -> Key {
     let config = Config::load(data).unwrap_or_else(|e| panic!("{e}"));
     let backend = pkid::datadir::key_backend(&config).unwrap_or_else(|e| panic!("{e}"));
     let signer = backend.load(KeyRole::Tsa).unwrap_or_else(|e| panic!("{e}"));
-    let message = vec![0x31u8; SIGNED_ATTRIBUTES_BYTES];
-    for _ in 0..50 {
-        signer.sign(&message).unwrap_or_else(|e| panic!("{e}"));
-    }
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < duration {
-        signer.sign(&message).unwrap_or_else(|e| panic!("{e}"));
-        n += 1;
-    }
-    let raw = n as f64 / start.elapsed().as_secs_f64();
     let der = pkid::datadir::role_certificate(data, KeyRole::Tsa).unwrap_or_else(|e| panic!("{e}"));
     let certificate =
         tsp::TsaCertificate::new(&der, signer.public_key()).unwrap_or_else(|e| panic!("{e}"));
-    let settings = config.tsa.settings.clone();
+    Key {
+        signer,
+        certificate,
+        settings: config.tsa.settings.clone(),
+    }
+}
+
+/// On the calling thread for `duration` each: raw signatures per second of the TSA key, and
+/// complete tokens per second built in process by `tsp::issue` (TSTInfo, lint, CMS, the same
+/// signature; no HTTP).
+fn in_process_rates(key: &Key, duration: Duration) -> (f64, f64) {
+    let message = vec![0x31u8; SIGNED_ATTRIBUTES_BYTES];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < duration {
+        key.signer.sign(&message).unwrap_or_else(|e| panic!("{e}"));
+        n += 1;
+    }
+    let raw = n as f64 / start.elapsed().as_secs_f64();
     let accepted = tsp::decide(
         tsp::parse_request(&query(7)).unwrap_or_else(|e| panic!("{e}")),
-        &settings,
+        &key.settings,
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let now = std::time::SystemTime::now()
@@ -95,9 +106,9 @@ fn in_process_rates(data: &Path, duration: Duration) -> (f64, f64) {
     let mut n = 0u64;
     while start.elapsed() < duration {
         let issuance = tsp::Issuance {
-            settings: &settings,
-            certificate: &certificate,
-            signer: signer.as_ref(),
+            settings: &key.settings,
+            certificate: &key.certificate,
+            signer: key.signer.as_ref(),
             serial: n + 1,
             now,
         };
@@ -181,7 +192,31 @@ fn softhsm(dir: &Path) -> Option<Backend> {
     })
 }
 
-fn run_backend(backend: &Backend, dir: &Path, seconds: u64, connections: usize, pinned: bool) {
+struct Round {
+    raw: f64,
+    built: f64,
+    tsa: load::LoadReport,
+    ceiling: load::LoadReport,
+}
+
+impl Round {
+    fn ratio(&self) -> f64 {
+        self.tsa.rps() / self.raw.max(1e-9)
+    }
+}
+
+/// Runs `rounds` paired measurements (raw signing and in-process tokens on CPU 1, then HTTP load
+/// with the generator on CPU 0) and prints every round and the median round. Pairing each load
+/// with a baseline taken seconds before it keeps a shared machine's changing load out of the
+/// ratio as far as possible.
+fn run_backend(
+    backend: &Backend,
+    dir: &Path,
+    seconds: u64,
+    connections: usize,
+    rounds: usize,
+    pinned: bool,
+) {
     let data = dir.join(format!(
         "data-{}",
         backend.name.split(' ').next().unwrap_or("x")
@@ -193,105 +228,124 @@ fn run_backend(backend: &Backend, dir: &Path, seconds: u64, connections: usize, 
     );
     std::fs::write(data.join("pkid.toml"), toml).unwrap_or_else(|e| panic!("{e}"));
     daemon::pkid(&data, &["init"]);
-
-    // The daemon and the raw signer share CPU 1; the load generator gets CPU 0.
+    let key = open_key(&data);
+    // The daemon inherits CPU 1 from this thread; the load generator runs on CPU 0.
     if pinned {
         pin_current_thread(1);
     }
-    let (raw, built) = in_process_rates(&data, Duration::from_secs(seconds.div_ceil(2)));
     let d = daemon::Daemon::start(&data);
-    if pinned {
-        pin_current_thread(0);
-    }
-    let requests: Vec<RequestTemplate> = (0..QUERIES as u64)
-        .map(|n| RequestTemplate::post("/tsa", "application/timestamp-query", query(n)))
-        .collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    rt.block_on(async {
-        let before = scrape(d.http).await;
-        let spec = LoadSpec {
-            addr: d.http,
-            connections,
-            duration: Duration::from_secs(seconds),
-            warmup: Duration::from_secs(2),
-            keep_alive: true,
-            max_requests: u64::MAX,
-            requests: Arc::new(requests),
-        };
-        let started = Instant::now();
-        let r = load::run(spec).await;
-        let wall = started.elapsed().as_secs_f64();
-        let after = scrape(d.http).await;
-        let issued = metric(&after, "pkid_tsa_tokens_issued_total")
-            - metric(&before, "pkid_tsa_tokens_issued_total");
-        let rejected: u64 = after
-            .lines()
-            .filter(|l| l.starts_with("pkid_tsa_rejections_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum();
-        assert_eq!(
-            rejected, 0,
-            "the TSA rejected requests during the benchmark:\n{after}"
-        );
-        assert!(
-            issued >= r.ok,
-            "every 2xx in the window is a token (issued {issued}, ok {})",
-            r.ok
-        );
-        println!(
-            "\n## {} backend (TSA key {}), {connections} connections, {seconds} s",
-            backend.name,
-            if pinned {
-                "and daemon on CPU 1, load on CPU 0"
-            } else {
-                "unpinned"
-            }
-        );
-        // The same daemon's cheapest route, same pinning: the HTTP stack's own ceiling.
-        let ceiling = load::run(LoadSpec {
-            addr: d.http,
-            connections,
-            duration: Duration::from_secs(seconds.min(5)),
-            warmup: Duration::from_secs(1),
-            keep_alive: true,
-            max_requests: u64::MAX,
-            requests: Arc::new(vec![RequestTemplate::get("/healthz")]),
-        })
-        .await;
-        report::ratio_line("raw signing, 1 thread", raw, "sig/s", "", raw);
-        report::ratio_line(
-            "tsp::issue in process (no HTTP), 1 thread",
+    let tsa_requests: Arc<Vec<RequestTemplate>> = Arc::new(
+        (0..QUERIES as u64)
+            .map(|n| RequestTemplate::post("/tsa", "application/timestamp-query", query(n)))
+            .collect(),
+    );
+    let spec = |requests: Arc<Vec<RequestTemplate>>, secs: u64| LoadSpec {
+        addr: d.http,
+        connections,
+        duration: Duration::from_secs(secs),
+        warmup: Duration::from_secs(1),
+        keep_alive: true,
+        max_requests: u64::MAX,
+        requests,
+    };
+    println!(
+        "\n## {} backend, {connections} connections, {rounds} rounds of {seconds} s ({})",
+        backend.name,
+        if pinned {
+            "daemon and baselines on CPU 1, load generator on CPU 0"
+        } else {
+            "unpinned"
+        }
+    );
+    let before = rt.block_on(scrape(d.http));
+    let mut results = Vec::new();
+    for i in 0..rounds {
+        if pinned {
+            pin_current_thread(1);
+        }
+        let (raw, built) = in_process_rates(&key, Duration::from_millis(1500));
+        if pinned {
+            pin_current_thread(0);
+        }
+        let tsa = rt.block_on(load::run(spec(tsa_requests.clone(), seconds)));
+        let ceiling = rt.block_on(load::run(spec(
+            Arc::new(vec![RequestTemplate::get("/healthz")]),
+            2,
+        )));
+        let round = Round {
+            raw,
             built,
-            "tok/s",
-            "raw signing rate",
-            raw,
+            tsa,
+            ceiling,
+        };
+        println!(
+            "round {}: raw {:.0} sig/s, in-process {:.0} tok/s, POST /tsa {:.0} tok/s (p50 {} µs, p99 {} µs), /healthz {:.0} req/s → {:.2}x",
+            i + 1,
+            round.raw,
+            round.built,
+            round.tsa.rps(),
+            round.tsa.p50.as_micros(),
+            round.tsa.p99.as_micros(),
+            round.ceiling.rps(),
+            round.ratio()
         );
-        report::header();
-        report::row("GET /healthz (HTTP ceiling, keep-alive)", &ceiling, None);
-        report::row(
-            "POST /tsa (keep-alive)",
-            &r,
-            Some(("HTTP ceiling", &ceiling)),
-        );
-        report::ratio_line(
-            "tokens/s ÷ raw signatures/s",
-            r.rps(),
-            "tok/s",
-            "raw signing rate (target ≥ 0.70x)",
-            raw,
-        );
-        println!("(tokens issued over the whole run incl. warm-up: {issued} in {wall:.1} s)");
-    });
+        results.push(round);
+    }
+    let after = rt.block_on(scrape(d.http));
+    let issued = metric(&after, "pkid_tsa_tokens_issued_total")
+        - metric(&before, "pkid_tsa_tokens_issued_total");
+    let rejected: u64 = after
+        .lines()
+        .filter(|l| l.starts_with("pkid_tsa_rejections_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(
+        rejected, 0,
+        "the TSA rejected requests during the benchmark:\n{after}"
+    );
+    let ok: u64 = results.iter().map(|r| r.tsa.ok).sum();
+    assert!(
+        issued >= ok,
+        "every 2xx counted is a token (issued {issued}, counted {ok})"
+    );
+    results.sort_by(|a, b| a.ratio().total_cmp(&b.ratio()));
+    let m = &results[results.len() / 2];
+    println!("median round:");
+    report::ratio_line("raw signing, 1 thread", m.raw, "sig/s", "", m.raw);
+    report::ratio_line(
+        "tsp::issue in process (no HTTP), 1 thread",
+        m.built,
+        "tok/s",
+        "raw signing rate",
+        m.raw,
+    );
+    report::header();
+    report::row("GET /healthz (HTTP ceiling, keep-alive)", &m.ceiling, None);
+    report::row(
+        "POST /tsa (keep-alive)",
+        &m.tsa,
+        Some(("HTTP ceiling", &m.ceiling)),
+    );
+    report::ratio_line(
+        "tokens/s ÷ raw signatures/s",
+        m.tsa.rps(),
+        "tok/s",
+        "raw signing rate (target ≥ 0.70x)",
+        m.raw,
+    );
+    println!("({issued} tokens issued in the run, 0 rejections)");
     drop(d);
 }
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let seconds: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let seconds: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(4);
     let connections: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(32);
+    let rounds: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(5).max(1);
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -306,9 +360,9 @@ fn main() {
         "pkid TSA benchmark: {} ({cpus} CPUs)",
         daemon::pkid_binary().display()
     );
-    run_backend(&software(), &dir, seconds, connections, pinned);
+    run_backend(&software(), &dir, seconds, connections, rounds, pinned);
     if let Some(hsm) = softhsm(&dir) {
-        run_backend(&hsm, &dir, seconds, connections, pinned);
+        run_backend(&hsm, &dir, seconds, connections, rounds, pinned);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
