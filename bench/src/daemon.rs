@@ -39,7 +39,13 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `pkid serve` on a free loopback port (HTTPS off) and waits until it listens.
     pub fn start(data: &Path) -> Daemon {
+        Self::start_with_env(data, &[])
+    }
+
+    /// As [`Daemon::start`], with extra environment variables for the daemon.
+    pub fn start_with_env(data: &Path, env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(pkid_binary())
+            .envs(env.iter().copied())
             .arg("--data")
             .arg(data)
             .args(["serve", "--http", "127.0.0.1:0", "--https", ""])

@@ -7,4 +7,7 @@
 
 pub mod daemon;
 pub mod load;
+pub mod populate;
 pub mod report;
+pub mod requests;
+pub mod wrk;

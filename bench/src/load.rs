@@ -142,6 +142,10 @@ pub async fn run(spec: LoadSpec) -> LoadReport {
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
+/// A request not answered within this is counted as an error and its connection dropped, so a
+/// stalled server cannot hang the run.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 async fn connect(addr: SocketAddr) -> Option<Sender> {
     let stream = TcpStream::connect(addr).await.ok()?;
     let _ = stream.set_nodelay(true);
@@ -187,23 +191,28 @@ async fn worker_loop(
             break;
         };
         let started = Instant::now();
-        if sender.as_ref().is_none_or(|s| s.is_closed()) || !spec.keep_alive {
-            sender = connect(spec.addr).await;
-        }
-        let success = match sender.as_mut() {
-            Some(s) => match s.send_request(req).await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let body_ok = resp.into_body().collect().await.is_ok();
-                    body_ok && (status.is_success() || status.is_redirection())
-                }
-                Err(_) => {
-                    sender = None;
-                    false
-                }
-            },
-            None => false,
+        let exchange = async {
+            if sender.as_ref().is_none_or(|s| s.is_closed()) || !spec.keep_alive {
+                sender = connect(spec.addr).await;
+            }
+            match sender.as_mut() {
+                Some(s) => match s.send_request(req).await {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        let body_ok = resp.into_body().collect().await.is_ok();
+                        body_ok && (status.is_success() || status.is_redirection())
+                    }
+                    Err(_) => false,
+                },
+                None => false,
+            }
         };
+        let success = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .unwrap_or_default();
+        if !success {
+            sender = None; // start over on a fresh connection
+        }
         if started >= measure_from {
             if success {
                 ok += 1;

@@ -274,8 +274,9 @@ impl Authority {
         Ok(self.store.audit(&entry)?)
     }
 
-    /// Runs `op` and audits its result (the success detail comes from `describe`).
-    fn audited<T>(
+    /// Runs `op` and audits its result, success or refusal (the success detail comes from
+    /// `describe`).
+    pub fn audited<T>(
         &self,
         actor: &str,
         action: &str,
@@ -348,13 +349,7 @@ impl Authority {
             )?;
             // Subject problems are the requester's; anything else the lint finds is our bug.
             x509::lint(req.profile, &tbs, issuer.signer.algorithm(), now).map_err(|e| match e {
-                CertificateError::Lint(m)
-                    if m.contains("subject")
-                        || m.contains("commonName")
-                        || m.contains("country") =>
-                {
-                    CaError::Refused(m)
-                }
+                CertificateError::Refused(m) => CaError::Refused(m),
                 other => CaError::Internal(other.to_string()),
             })?;
             let tbs_der = tbs.to_der().map_err(|e| CaError::Internal(e.to_string()))?;
@@ -631,7 +626,7 @@ impl Authority {
         &self,
         serial_hex: &str,
         action: &'static str,
-        change: impl FnOnce(u64) -> StatusChange,
+        change: impl FnOnce(u64) -> Result<StatusChange, CaError>,
         detail: String,
         actor: &str,
     ) -> Result<CertificateRecord, CaError> {
@@ -640,6 +635,7 @@ impl Authority {
             let serial = target.clone().ok_or_else(|| {
                 CaError::Refused(format!("{serial_hex:?} is not a serial number"))
             })?;
+            let change = change(self.clock.now())?;
             let rec = self
                 .store
                 .certificate(&serial)?
@@ -650,6 +646,12 @@ impl Authority {
                     "certificate {serial} has expired; its status can no longer change"
                 )));
             }
+            if rec.issuer == ROOT {
+                return Err(CaError::Refused(format!(
+                    "certificate {serial} is a CA certificate; CA certificates are not suspended or \
+                     revoked with `pkid cert` (revoke them in a key ceremony and publish the root CRL)"
+                )));
+            }
             let entry = AuditEntry {
                 at: now,
                 actor: actor.into(),
@@ -658,7 +660,9 @@ impl Authority {
                 outcome: Outcome::Success,
                 detail: detail.clone(),
             };
-            Ok(self.store.change_status(&serial, change(now), &entry)?)
+            let rec = self.store.change_status(&serial, change, &entry)?;
+            tracing::info!(actor, action, target = %serial, outcome = "success", detail = %detail, "audit");
+            Ok(rec)
         })();
         if let Err(e) = &result {
             if let Err(audit_err) = self.audit(
@@ -682,18 +686,6 @@ impl Authority {
         invalidity_date: Option<u64>,
         actor: &str,
     ) -> Result<CertificateRecord, CaError> {
-        if reason == CrlReason::CertificateHold {
-            return Err(CaError::Refused(
-                "use `pkid cert hold` to suspend a certificate".into(),
-            ));
-        }
-        if let Some(t) = invalidity_date {
-            if t > self.clock.now() {
-                return Err(CaError::Refused(
-                    "the invalidity date is in the future".into(),
-                ));
-            }
-        }
         let detail = format!(
             "reason={}{}",
             revocation::name(reason),
@@ -704,10 +696,22 @@ impl Authority {
         self.change(
             serial_hex,
             "cert.revoke",
-            |at| StatusChange::Revoke {
-                reason,
-                at,
-                invalidity_date,
+            |at| {
+                if reason == CrlReason::CertificateHold {
+                    return Err(CaError::Refused(
+                        "use `pkid cert hold` to suspend a certificate".into(),
+                    ));
+                }
+                if invalidity_date.is_some_and(|t| t > at) {
+                    return Err(CaError::Refused(
+                        "the invalidity date is in the future".into(),
+                    ));
+                }
+                Ok(StatusChange::Revoke {
+                    reason,
+                    at,
+                    invalidity_date,
+                })
             },
             detail,
             actor,
@@ -719,7 +723,7 @@ impl Authority {
         self.change(
             serial_hex,
             "cert.hold",
-            |at| StatusChange::Hold { at },
+            |at| Ok(StatusChange::Hold { at }),
             String::new(),
             actor,
         )
@@ -730,7 +734,7 @@ impl Authority {
         self.change(
             serial_hex,
             "cert.release",
-            |_| StatusChange::Release,
+            |_| Ok(StatusChange::Release),
             String::new(),
             actor,
         )

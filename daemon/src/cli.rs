@@ -86,6 +86,16 @@ pub struct ServeArgs {
 pub enum CaCommand {
     /// Print the CA certificates as PEM, issuing CA first.
     Chain,
+    /// Issue a new certificate for the OCSP responder, TSA or HTTPS key (same key and subject,
+    /// fresh validity) and install it in certs/; restart the daemon to use it.
+    Reissue {
+        /// Which certificate: ocsp, tsa or tls.
+        #[arg(long, value_parser = ["ocsp", "tsa", "tls"])]
+        role: String,
+        /// Validity in days (default: ca.responder_validity_days).
+        #[arg(long)]
+        days: Option<u32>,
+    },
 }
 
 /// `pkid cert …`
@@ -216,18 +226,37 @@ impl<E: std::fmt::Display> From<E> for Failure {
     }
 }
 
-fn ca_failure(e: CaError) -> Failure {
-    // Exit codes: 1 our side or unavailable, 3 refused input, 4 not found, 5 state conflict.
+/// Exit codes for data-directory errors: 5 wrong state (already / not initialised), 3 a
+/// configuration the operator must fix, 1 for key backend, store and other failures.
+pub fn datadir_failure(e: datadir::DataDirError) -> Failure {
     let code = match &e {
-        CaError::Refused(_) => 3,
-        CaError::NotFound(_) => 4,
-        CaError::Conflict(_) => 5,
-        CaError::Unavailable(_) | CaError::Internal(_) => 1,
+        datadir::DataDirError::State(_) => 5,
+        datadir::DataDirError::Config(_) => 3,
+        datadir::DataDirError::Ca(c) => return ca_failure_ref(c, e.to_string()),
+        datadir::DataDirError::Keys(_)
+        | datadir::DataDirError::Store(_)
+        | datadir::DataDirError::Io(_) => 1,
     };
     Failure {
         message: e.to_string(),
         code,
     }
+}
+
+fn ca_failure_ref(e: &CaError, message: String) -> Failure {
+    let code = match e {
+        CaError::Refused(_) => 3,
+        CaError::NotFound(_) => 4,
+        CaError::Conflict(_) => 5,
+        CaError::Unavailable(_) | CaError::Internal(_) => 1,
+    };
+    Failure { message, code }
+}
+
+fn ca_failure(e: CaError) -> Failure {
+    // Exit codes: 1 our side or unavailable, 3 refused input, 4 not found, 5 state conflict.
+    let message = e.to_string();
+    ca_failure_ref(&e, message)
 }
 
 fn actor(cli: &Cli) -> String {
@@ -262,9 +291,14 @@ fn read_file(path: &PathBuf) -> Result<Vec<u8>, Failure> {
 
 fn out(text: &str) -> Result<(), Failure> {
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes())?;
-    stdout.flush()?;
-    Ok(())
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        // The reader went away (`pkid cert list | head`): nothing left to say, and not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 fn print_record(r: &CertificateRecord) -> Result<(), Failure> {
@@ -322,14 +356,23 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 pin_file: a.pin_file,
                 pin_env: a.pin_env,
             };
-            datadir::init(&data, &opts, &who)?;
+            datadir::init(&data, &opts, &who).map_err(datadir_failure)?;
             out(&format!("initialised {}\n", data.display()))?;
-            out(&datadir::chain_pem(&data)?)
+            out(&datadir::chain_pem(&data).map_err(datadir_failure)?)
         }
         Command::Serve(a) => crate::http::serve(&data, a, &who),
-        Command::Ca(CaCommand::Chain) => out(&datadir::chain_pem(&data)?),
+        Command::Ca(CaCommand::Chain) => out(&datadir::chain_pem(&data).map_err(datadir_failure)?),
+        Command::Ca(CaCommand::Reissue { role, days }) => {
+            let role = match role.as_str() {
+                "ocsp" => crate::keys::KeyRole::Ocsp,
+                "tsa" => crate::keys::KeyRole::Tsa,
+                _ => crate::keys::KeyRole::Tls,
+            };
+            let issued = datadir::reissue(&data, role, days, &who).map_err(datadir_failure)?;
+            out(&pkid_protocols::x509::certificate_pem(&issued.der))
+        }
         Command::Audit(AuditCommand::List { limit }) => {
-            let opened = datadir::open(&data, false)?;
+            let opened = datadir::open(&data, false).map_err(datadir_failure)?;
             for e in opened.store.audit_log(limit)? {
                 out(&format!(
                     "{}  {:<10} {:<14} {:<42} {:<8} {}\n",
@@ -355,7 +398,7 @@ fn cert(data: &std::path::Path, cmd: CertCommand, who: &str) -> Result<(), Failu
             | CertCommand::Rekey { .. }
             | CertCommand::Modify { .. }
     );
-    let opened = datadir::open(data, needs_keys)?;
+    let opened = datadir::open(data, needs_keys).map_err(datadir_failure)?;
     let authority = match opened.authority {
         Some(a) => a,
         None => std::sync::Arc::new(crate::ca::Authority::new(

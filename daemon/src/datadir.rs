@@ -176,18 +176,60 @@ pub fn init(data: &Path, opts: &InitOptions, actor: &str) -> Result<Arc<Authorit
     }
     fs::create_dir_all(data).map_err(io(data))?;
     let config_path = data.join(CONFIG_FILE);
-    if !config_path.exists() {
+    let wrote_config = !config_path.exists();
+    if wrote_config {
         write_public(&config_path, &config_text(opts))?;
     } else if opts.key_backend.is_some()
         || opts.algorithm.is_some()
         || opts.pkcs11_module.is_some()
         || opts.token_label.is_some()
+        || opts.pin_file.is_some()
+        || opts.pin_env.is_some()
     {
         tracing::warn!(
             "{} exists; init options that it also sets are ignored",
             config_path.display()
         );
     }
+    // What init may create besides the configuration; whatever did not exist before is removed
+    // again if init fails, so a corrected retry starts from a clean directory.
+    let store_path = Config::load(data)
+        .map(|c| c.store.path)
+        .unwrap_or_else(|_| data.join("pkid.db"));
+    let mut created: Vec<PathBuf> = ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| PathBuf::from(format!("{}{suffix}", store_path.display())))
+        .chain([certs_dir(data), data.join("keys")])
+        .filter(|p| !p.exists())
+        .collect();
+    if wrote_config {
+        created.push(config_path.clone());
+    }
+    let result = create_hierarchy(data, actor);
+    if let Err(e) = &result {
+        for path in &created {
+            let removed = if path.is_dir() {
+                fs::remove_dir_all(path)
+            } else {
+                fs::remove_file(path)
+            };
+            if let Err(err) = removed.or_else(|err| {
+                if err.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }) {
+                tracing::warn!(error = %err, "could not remove {} after the failed init", path.display());
+            }
+        }
+        tracing::warn!(error = %e, "init failed; removed what it had created (keys generated in a PKCS#11 token stay there)");
+    }
+    result
+}
+
+/// The part of [`init`] after the configuration file is in place.
+fn create_hierarchy(data: &Path, actor: &str) -> Result<Arc<Authority>, DataDirError> {
     let config = Arc::new(Config::load(data)?);
     let backend = key_backend(&config)?;
     let certs = certs_dir(data);
@@ -437,9 +479,124 @@ pub fn role_certificate(data: &Path, role: KeyRole) -> Result<Vec<u8>, DataDirEr
     read_cert(data, role)
 }
 
+/// Writes `text` to `path` atomically: a synced temporary file renamed over it, so a reader (a
+/// starting daemon) sees the old file or the new one, never half of one.
+fn replace_public(path: &Path, text: &str) -> Result<(), DataDirError> {
+    let tmp = path.with_extension("tmp");
+    write_public(&tmp, text)?;
+    fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// Issues a new certificate for the OCSP responder, TSA or HTTPS key (same key, same subject
+/// and names, a fresh validity from the issuing CA) and installs it in `certs/`. The running
+/// daemon uses it after a restart. The previous certificate stays valid until it expires.
+pub fn reissue(
+    data: &Path,
+    role: KeyRole,
+    days: Option<u32>,
+    actor: &str,
+) -> Result<crate::ca::Issued, DataDirError> {
+    let opened = open(data, true)?;
+    let (Some(authority), Some(backend)) = (opened.authority, opened.keys) else {
+        return Err(DataDirError::State("keys were not loaded".into()));
+    };
+    let days = days.unwrap_or(opened.config.ca.responder_validity_days);
+    let issued = authority.audited(
+        actor,
+        "ca.reissue",
+        role.name(),
+        || {
+            let profile = match role {
+                KeyRole::Ocsp => Profile::ocsp_responder(days),
+                KeyRole::Tsa => Profile::tsa(days),
+                KeyRole::Tls => Profile::tls_server(days),
+                KeyRole::Root | KeyRole::Issuing => {
+                    return Err(CaError::Refused(format!(
+                        "the {role} CA certificate is not reissued with this command"
+                    )))
+                }
+            };
+            let key = match role {
+                KeyRole::Tls => SoftwareBackend::new(data.join("keys")).load(KeyRole::Tls),
+                other => backend.load(other),
+            }
+            .map_err(|e| CaError::Unavailable(e.to_string()))?;
+            let current = read_cert(data, role).map_err(|e| CaError::Internal(e.to_string()))?;
+            let current = <x509_cert::Certificate as der::Decode>::from_der(&current)
+                .map_err(|e| CaError::Internal(e.to_string()))?;
+            if current.tbs_certificate.subject_public_key_info != *key.public_key() {
+                return Err(CaError::Internal(format!(
+                    "certs/{role}.crt does not belong to the {role} key"
+                )));
+            }
+            let san = current
+                .tbs_certificate
+                .get::<SubjectAltName>()
+                .ok()
+                .flatten()
+                .map(|(_, san)| san);
+            let issuing = authority
+                .issuer(ISSUING)
+                .ok_or_else(|| CaError::Internal("issuing CA not loaded".into()))?;
+            authority.sign_certificate(
+                issuing.signing(),
+                Issuance {
+                    profile: &profile,
+                    profile_name: &profile.name,
+                    subject: current.tbs_certificate.subject.clone(),
+                    public_key: key.public_key().clone(),
+                    days,
+                    subject_alt_name: san,
+                    replaces: Some(pkid_protocols::serial::to_hex(
+                        &current.tbs_certificate.serial_number,
+                    )),
+                },
+            )
+        },
+        |i| format!("serial={}", i.serial),
+    )?;
+    replace_public(&cert_path(data, role), &certificate_pem(&issued.der))?;
+    if role == KeyRole::Tls {
+        let issuing = read_cert(data, KeyRole::Issuing)?;
+        replace_public(
+            &certs_dir(data).join("tls-chain.pem"),
+            &format!(
+                "{}{}",
+                certificate_pem(&issued.der),
+                certificate_pem(&issuing)
+            ),
+        )?;
+    }
+    Ok(issued)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_init_leaves_no_configuration_behind() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let data = dir.path().join("d");
+        let opts = InitOptions {
+            key_backend: Some("pkcs11".into()),
+            pin_env: Some("PKID_TEST_PIN_VARIABLE_THAT_IS_NEVER_SET".into()),
+            ..Default::default()
+        };
+        let err = init(&data, &opts, "test")
+            .err()
+            .expect("no PIN: init fails");
+        assert!(
+            err.to_string()
+                .contains("PKID_TEST_PIN_VARIABLE_THAT_IS_NEVER_SET"),
+            "{err}"
+        );
+        assert!(
+            !data.join(CONFIG_FILE).exists(),
+            "a retry must not inherit the failed options"
+        );
+        assert!(!is_initialised(&data));
+    }
 
     #[test]
     fn config_text_sets_chosen_options_and_stays_valid() {

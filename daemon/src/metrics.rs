@@ -176,6 +176,9 @@ impl Default for Metrics {
     }
 }
 
+/// The `outcome` label values of `pkid_signer_operations_total` (as [`MeteredSigner::sign`] sets them).
+const SIGN_OUTCOMES: [&str; 3] = ["ok", "error", "unavailable"];
+
 /// A signer that counts and times its signatures.
 pub struct MeteredSigner {
     inner: Arc<dyn Signer>,
@@ -185,11 +188,21 @@ pub struct MeteredSigner {
 
 impl MeteredSigner {
     /// Wraps `inner`, labelling its metrics with `role`.
+    ///
+    /// The role's series are created here, at zero: a labelled Prometheus metric is exported
+    /// only once a label set exists, so without this `/metrics` would show no `pkid_signer_*`
+    /// line until the first signature, and `rate()` would miss the first one.
     pub fn wrap(
         inner: Arc<dyn Signer>,
         role: &'static str,
         metrics: Arc<Metrics>,
     ) -> Arc<dyn Signer> {
+        for outcome in SIGN_OUTCOMES {
+            metrics
+                .signer_operations
+                .with_label_values(&[role, outcome]);
+        }
+        metrics.signer_duration.with_label_values(&[role]);
         Arc::new(Self {
             inner,
             role,
@@ -354,5 +367,49 @@ impl TsaMetrics {
             records_pending,
             clock_synchronised,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signer_series_are_exported_before_the_first_signature() {
+        struct Idle(SubjectPublicKeyInfoOwned);
+        impl Signer for Idle {
+            fn algorithm(&self) -> SignatureAlgorithm {
+                SignatureAlgorithm::EcdsaSha256
+            }
+            fn public_key(&self) -> &SubjectPublicKeyInfoOwned {
+                &self.0
+            }
+            fn sign(&self, _: &[u8]) -> Result<Vec<u8>, SignError> {
+                Err(SignError::Failed("not used".into()))
+            }
+        }
+        let metrics = Arc::new(Metrics::new());
+        let spki = SubjectPublicKeyInfoOwned {
+            algorithm: spki::AlgorithmIdentifierOwned {
+                oid: const_oid::db::rfc5912::ID_EC_PUBLIC_KEY,
+                parameters: None,
+            },
+            subject_public_key: der::asn1::BitString::from_bytes(&[4]).expect("bits"),
+        };
+        let _signer = MeteredSigner::wrap(Arc::new(Idle(spki)), "issuing", metrics.clone());
+        let text = String::from_utf8(metrics.render()).expect("utf8");
+        let ok_line = |l: &&str| {
+            l.starts_with("pkid_signer_operations_total{")
+                && l.contains("role=\"issuing\"")
+                && l.contains("outcome=\"ok\"")
+        };
+        assert!(
+            text.lines().filter(ok_line).any(|l| l.ends_with("} 0")),
+            "{text}"
+        );
+        assert!(
+            text.contains("pkid_signer_duration_seconds_count{role=\"issuing\"} 0"),
+            "{text}"
+        );
     }
 }

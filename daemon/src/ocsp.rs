@@ -34,6 +34,9 @@ use x509_ocsp::{CertId, OcspResponseStatus};
 
 /// Status recorded for a cached `unknown` answer (no index entry).
 const UNKNOWN: u64 = u64::MAX;
+/// How far thisUpdate is set before producedAt: OpenSSL tolerates five minutes of skew by
+/// default; backdating by the same covers relying parties whose clocks are behind ours.
+const THIS_UPDATE_BACKDATE_SECS: u64 = 300;
 
 /// An issuer this responder answers for.
 struct Served {
@@ -56,6 +59,9 @@ pub struct Cached {
     pub der: Bytes,
     /// Index status it was signed for (see the module docs).
     status: u64,
+    /// Whether the answer is `unknown` (shared caches must not keep it: the certificate may
+    /// have been issued a moment ago by another process).
+    pub unknown: bool,
     /// thisUpdate, Unix seconds.
     pub this_update: u64,
     /// nextUpdate, Unix seconds.
@@ -329,10 +335,13 @@ impl OcspService {
     /// Signs a prepared job (on a blocking thread for slow backends).
     pub fn sign(&self, job: SignJob) -> Answer {
         let now = self.clock.now();
+        // thisUpdate a little in the past so relying parties whose clocks run slow still accept
+        // a fresh response; nextUpdate keeps the full configured window from thisUpdate.
+        let this_update = now.saturating_sub(THIS_UPDATE_BACKDATE_SECS);
         let validity = Validity {
             produced_at: now,
-            this_update: now,
-            next_update: now + self.config.validity_secs,
+            this_update,
+            next_update: this_update + self.config.validity_secs,
         };
         for (_, s) in &job.decisions {
             self.count(s);
@@ -359,6 +368,7 @@ impl OcspService {
                         let cached = Arc::new(Cached {
                             der,
                             status,
+                            unknown: status == UNKNOWN,
                             this_update: validity.this_update,
                             next_update: validity.next_update,
                             etag,

@@ -73,9 +73,14 @@ pub enum CertificateError {
     /// An encoding step failed (a value out of its ASN.1 range).
     #[error("encoding: {0}")]
     Encoding(String),
-    /// The to-be-signed certificate breaks its profile or RFC 5280; the key was not used.
+    /// The to-be-signed certificate breaks its profile or RFC 5280 through something we built
+    /// (our fault); the key was not used.
     #[error("lint: {0}")]
     Lint(String),
+    /// The request's own content breaks the profile (subject encodings, missing required
+    /// attributes, a key type the profile does not allow): the requester's fault.
+    #[error("{0}")]
+    Refused(String),
     /// The signer failed.
     #[error(transparent)]
     Sign(#[from] SignError),
@@ -90,6 +95,10 @@ fn enc(e: der::Error) -> CertificateError {
 
 fn lint_err(msg: impl Into<String>) -> CertificateError {
     CertificateError::Lint(msg.into())
+}
+
+fn refused(msg: impl Into<String>) -> CertificateError {
+    CertificateError::Refused(msg.into())
 }
 
 /// Encodes `value` as an extension with the given criticality.
@@ -239,9 +248,9 @@ pub fn lint(
             "signature algorithm does not match the signing key",
         ));
     }
-    let key = KeyType::of(&tbs.subject_public_key_info).map_err(|e| lint_err(e.to_string()))?;
+    let key = KeyType::of(&tbs.subject_public_key_info).map_err(|e| refused(e.to_string()))?;
     if !profile.allows_key(key) {
-        return Err(lint_err(format!(
+        return Err(refused(format!(
             "profile {} does not allow {} keys",
             profile.name,
             key.name()
@@ -347,40 +356,40 @@ pub fn lint(
 /// Checks subject attribute encodings and the profile's required attributes.
 fn lint_name(name: &Name, required: &[ObjectIdentifier]) -> Result<(), CertificateError> {
     if name.0.is_empty() {
-        return Err(lint_err("empty subject"));
+        return Err(refused("empty subject"));
     }
     for atv in name.0.iter().flat_map(|rdn| rdn.0.iter()) {
         let tag = atv.value.tag();
         let text = std::str::from_utf8(atv.value.value())
-            .map_err(|_| lint_err("subject attribute is not text"))?;
+            .map_err(|_| refused("subject attribute is not text"))?;
         match atv.oid {
             rfc4519::C => {
                 if tag != Tag::PrintableString
                     || text.len() != 2
                     || !text.bytes().all(|b| b.is_ascii_uppercase())
                 {
-                    return Err(lint_err(
+                    return Err(refused(
                         "countryName must be a two-letter upper-case PrintableString",
                     ));
                 }
             }
             rfc4519::SERIAL_NUMBER => {
                 if tag != Tag::PrintableString {
-                    return Err(lint_err("serialNumber must be a PrintableString"));
+                    return Err(refused("serialNumber must be a PrintableString"));
                 }
             }
             _ => {
                 if !matches!(tag, Tag::Utf8String | Tag::PrintableString | Tag::Ia5String) {
-                    return Err(lint_err(format!(
+                    return Err(refused(format!(
                         "attribute {} uses a legacy string type",
                         atv.oid
                     )));
                 }
                 if text.is_empty() {
-                    return Err(lint_err(format!("attribute {} is empty", atv.oid)));
+                    return Err(refused(format!("attribute {} is empty", atv.oid)));
                 }
                 if atv.oid == rfc4519::CN && text.chars().count() > MAX_COMMON_NAME_CHARS {
-                    return Err(lint_err("commonName is longer than 64 characters"));
+                    return Err(refused("commonName is longer than 64 characters"));
                 }
             }
         }
@@ -393,7 +402,7 @@ fn lint_name(name: &Name, required: &[ObjectIdentifier]) -> Result<(), Certifica
             .any(|atv| atv.oid == *oid)
         {
             let label = const_oid::db::DB.by_oid(oid).unwrap_or("attribute");
-            return Err(lint_err(format!("subject lacks required {label} ({oid})")));
+            return Err(refused(format!("subject lacks required {label} ({oid})")));
         }
     }
     Ok(())

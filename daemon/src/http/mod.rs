@@ -192,10 +192,12 @@ pub fn serve(data: &Path, args: ServeArgs, actor: &str) -> Result<(), Failure> {
     init_serve_logging(json);
     if !datadir::is_initialised(data) {
         tracing::info!(data = %data.display(), "empty data directory: initialising the CA hierarchy");
-        datadir::init(data, &datadir::InitOptions::default(), actor)?;
+        datadir::init(data, &datadir::InitOptions::default(), actor)
+            .map_err(crate::cli::datadir_failure)?;
     }
     let metrics = Arc::new(Metrics::new());
-    let opened = datadir::open_metered(data, metrics.clone())?;
+    let opened =
+        datadir::open_metered(data, metrics.clone()).map_err(crate::cli::datadir_failure)?;
     let mut config = (*opened.config).clone();
     config.server.http = override_addr(args.http, config.server.http, "http")?;
     config.server.https = override_addr(args.https, config.server.https, "https")?;
@@ -541,7 +543,7 @@ async fn follow_changes(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Daily responder-certificate expiry check and, when configured, pre-signing (at start, then
+/// Hourly responder-certificate expiry check and, when configured, pre-signing (at start, then
 /// every half cache lifetime so responses are replaced before they go stale).
 async fn ocsp_upkeep(ocsp: Arc<OcspService>, presign: bool, mut stop: watch::Receiver<bool>) {
     let mut last_presign: Option<std::time::Instant> = None;

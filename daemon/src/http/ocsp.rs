@@ -107,7 +107,12 @@ fn not_modified(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        return last_modified_unix <= since;
+        // Strictly earlier, not "earlier or equal": HTTP dates have one-second resolution, and
+        // a response re-signed after a revocation can carry the same thisUpdate second as the
+        // "good" one it replaces. Answering 304 to `If-Modified-Since: <that second>` would
+        // let a cache keep serving "good" after the revocation. A client holding the current
+        // response and sending its Last-Modified gets a 200 instead (ETags still give 304).
+        return last_modified_unix < since;
     }
     false
 }
@@ -133,10 +138,16 @@ fn to_reply(service: &OcspService, answer: Answer, req_headers: &hyper::HeaderMa
                 .next_update
                 .saturating_sub(now)
                 .min(service.max_age_secs());
-            let cache_control = HeaderValue::from_str(&format!(
-                "max-age={max_age}, public, no-transform, must-revalidate"
-            ))
-            .unwrap_or_else(|_| HeaderValue::from_static("no-cache"));
+            // An `unknown` may be about a certificate issued a moment ago that the index has not
+            // seen yet: shared caches must revalidate it rather than keep it for max-age.
+            let cache_control = if c.unknown {
+                HeaderValue::from_static("no-cache, public, no-transform")
+            } else {
+                HeaderValue::from_str(&format!(
+                    "max-age={max_age}, public, no-transform, must-revalidate"
+                ))
+                .unwrap_or_else(|_| HeaderValue::from_static("no-cache"))
+            };
             let mut r = if not_modified(req_headers, &c.etag, c.this_update) {
                 let mut r = Response::new(Full::new(Bytes::new()));
                 *r.status_mut() = StatusCode::NOT_MODIFIED;
@@ -210,8 +221,38 @@ pub(crate) async fn get(state: &Arc<AppState>, req: &Request<Incoming>, encoded:
 
 #[cfg(test)]
 mod tests {
-    use super::decode_get_path;
+    use super::{decode_get_path, not_modified};
     use base64::Engine;
+    use hyper::header::{HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH};
+
+    #[test]
+    fn if_modified_since_needs_a_later_second_and_if_none_match_wins() {
+        let etag = HeaderValue::from_static("\"abc\"");
+        let at = 1_800_000_000u64;
+        let date = |unix: u64| {
+            httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix))
+        };
+        let ims = |unix: u64| {
+            let mut h = hyper::HeaderMap::new();
+            h.insert(
+                IF_MODIFIED_SINCE,
+                HeaderValue::from_str(&date(unix)).expect("date"),
+            );
+            h
+        };
+        assert!(not_modified(&ims(at + 1), &etag, at), "a later second");
+        // The same second may hold a different response (re-signed after a revocation).
+        assert!(!not_modified(&ims(at), &etag, at), "the same second");
+        assert!(!not_modified(&ims(at - 1), &etag, at), "an earlier second");
+        let mut h = ims(at + 10);
+        h.insert(IF_NONE_MATCH, HeaderValue::from_static("\"other\""));
+        assert!(
+            !not_modified(&h, &etag, at),
+            "If-None-Match takes precedence"
+        );
+        h.insert(IF_NONE_MATCH, HeaderValue::from_static("\"x\", W/\"abc\""));
+        assert!(not_modified(&h, &etag, at), "weak comparison of a list");
+    }
 
     #[test]
     fn get_paths_decode_slashes_pluses_and_escapes() {

@@ -88,7 +88,8 @@ fn admit(
             let mut r = text(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
             r.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
-            tracing::info!(%peer, "rate limited");
+            // debug, not info: a flood of 429s must not become a flood of log lines.
+            tracing::debug!(%peer, "rate limited");
             return Some(("rate_limited", r));
         }
     }

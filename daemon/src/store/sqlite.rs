@@ -224,32 +224,28 @@ impl Store for SqliteStore {
 
     fn list(&self, f: &ListFilter) -> Result<Vec<CertificateRecord>, StoreError> {
         let conn = self.lock()?;
+        // The subject filter is applied here, not in SQL: SQLite's lower() folds ASCII only, so
+        // "ÁNH" would not find "Ánh". Rows stream through the filter and stop at the limit.
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT {CERT_COLUMNS} FROM certificates
                  WHERE (?1 IS NULL OR status = ?1)
-                   AND (?2 IS NULL OR instr(lower(subject), lower(?2)) > 0)
-                   AND (?3 IS NULL OR issuer = ?3)
-                 ORDER BY created_at DESC, rowid DESC LIMIT ?4"
+                   AND (?2 IS NULL OR issuer = ?2)
+                 ORDER BY created_at DESC, rowid DESC"
             ))
             .map_err(unavailable)?;
-        let limit = if f.limit == 0 {
-            i64::MAX
-        } else {
-            f.limit as i64
-        };
+        let limit = if f.limit == 0 { usize::MAX } else { f.limit };
+        let needle = f.subject_contains.as_deref().map(str::to_lowercase);
         let rows = stmt
-            .query_map(
-                params![
-                    f.status.map(|s| s.as_str()),
-                    f.subject_contains,
-                    f.issuer,
-                    limit
-                ],
-                record,
-            )
+            .query_map(params![f.status.map(|s| s.as_str()), f.issuer], record)
             .map_err(unavailable)?;
-        rows.collect::<Result<_, _>>().map_err(unavailable)
+        rows.filter(|r| match (r, &needle) {
+            (Ok(rec), Some(n)) => rec.subject.to_lowercase().contains(n.as_str()),
+            _ => true,
+        })
+        .take(limit)
+        .collect::<Result<_, _>>()
+        .map_err(unavailable)
     }
 
     fn change_status(
@@ -693,6 +689,19 @@ mod tests {
         assert_eq!(other.list(&f).expect("list").len(), 1);
         let f = ListFilter {
             status: Some(CertStatus::Revoked),
+            ..Default::default()
+        };
+        assert!(other.list(&f).expect("list").is_empty());
+        // Case-insensitive beyond ASCII: Vietnamese capitals find their lower-case forms.
+        for needle in ["VĂN", "NGUYỄN VĂN", "nguyễn"] {
+            let f = ListFilter {
+                subject_contains: Some(needle.into()),
+                ..Default::default()
+            };
+            assert_eq!(other.list(&f).expect("list").len(), 1, "{needle}");
+        }
+        let f = ListFilter {
+            subject_contains: Some("Trần".into()),
             ..Default::default()
         };
         assert!(other.list(&f).expect("list").is_empty());

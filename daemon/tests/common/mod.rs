@@ -1,0 +1,677 @@
+//! Shared support for the end-to-end suites: they run the real `pkid` binary and drive it with
+//! real clients (`openssl`, `curl`), never with our own code.
+//!
+//! ```text
+//!  init(args) ──▶ TempDir (a fresh data directory, `pkid init` succeeded)
+//!  pkid(data, args) ──▶ Output of one CLI command
+//!  Daemon::start(data) ──▶ `pkid serve` on 127.0.0.1:0 (HTTP and HTTPS), addresses read from its log
+//!        ├─ http_url / https_url ──▶ curl(...) / fetch(...)
+//!        └─ sigterm / sighup / wait / logs
+//!  make_csr(dir, subject, key) ──▶ (key.pem, req.csr) made by `openssl req`
+//! ```
+//!
+//! Every child gets a clean environment for what matters to the assertions: `RUST_LOG` is
+//! removed so the daemon logs at its configured level (the readiness lines are INFO) and a CLI
+//! error is exactly one line. Nothing here sets process-wide state (`std::env::set_var`): tests
+//! run in parallel, so per-test settings (e.g. `SOFTHSM2_CONF`) go to the child only.
+//!
+//! Each test file uses a different subset of these helpers.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a daemon may take to print both "listener ready" lines. Generous on purpose: a
+/// loaded 2-core CI machine running two test binaries' worth of processes can be slow.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a daemon may take to exit after SIGTERM when nothing is in flight.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
+/// Upper bound for any single curl call, so a hung daemon fails a test instead of hanging it.
+pub const CURL_MAX_SECS: &str = "20";
+/// The module SoftHSM2 installs on Debian (INTEROP.md).
+pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// The `pkid` binary Cargo built for this test run.
+pub fn pkid_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_pkid")
+}
+
+/// A `pkid` command with a clean environment for logging (see the module docs).
+pub fn pkid_command(data: &Path) -> Command {
+    let mut cmd = Command::new(pkid_bin());
+    cmd.arg("--data")
+        .arg(data)
+        .env_remove("RUST_LOG")
+        .env_remove("PKID_DATA")
+        .env("PKID_ACTOR", "e2e");
+    cmd
+}
+
+/// Runs `pkid --data DATA ARGS…` and returns its output (whatever the exit status).
+pub fn pkid(data: &Path, args: &[&str]) -> Output {
+    pkid_env(data, args, &[])
+}
+
+/// Like [`pkid`], with extra environment variables for the child only.
+pub fn pkid_env(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = pkid_command(data);
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null());
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", pkid_bin()))
+}
+
+/// Runs a `pkid` command that must succeed and returns its stdout.
+pub fn pkid_ok(data: &Path, args: &[&str]) -> String {
+    let out = pkid(data, args);
+    assert_success(&out, &format!("pkid {}", args.join(" ")));
+    String::from_utf8(out.stdout).expect("pkid prints UTF-8")
+}
+
+/// Runs a `pkid` command that must fail; returns (exit code, stdout, stderr).
+pub fn pkid_fails(data: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = pkid(data, args);
+    let (stdout, stderr) = (lossy(&out.stdout), lossy(&out.stderr));
+    assert!(
+        !out.status.success(),
+        "pkid {} should fail\nstdout: {stdout}\nstderr: {stderr}",
+        args.join(" ")
+    );
+    (
+        out.status.code().expect("exit code, not a signal"),
+        stdout,
+        stderr,
+    )
+}
+
+/// A fresh data directory initialised by `pkid init ARGS…` (asserting success).
+pub fn init(args: &[&str]) -> tempfile::TempDir {
+    let dir = tempdir();
+    let mut full = vec!["init"];
+    full.extend_from_slice(args);
+    pkid_ok(dir.path(), &full);
+    dir
+}
+
+/// A unique temporary directory (removed when dropped).
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("pkid-e2e-")
+        .tempdir()
+        .expect("temporary directory")
+}
+
+/// Lossy UTF-8 for messages.
+pub fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Panics with both output streams unless `out` succeeded.
+pub fn assert_success(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({})\nstdout: {}\nstderr: {}",
+        out.status,
+        lossy(&out.stdout),
+        lossy(&out.stderr)
+    );
+}
+
+/// The one error line a failing CLI command must print: asserts stderr is exactly one line,
+/// that it starts with `pkid: error:`, that nothing panicked, and returns the line.
+pub fn one_error_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected exactly one error line, got:\n{stderr}"
+    );
+    assert!(
+        lines[0].starts_with("pkid: error: "),
+        "error line should start with `pkid: error: `: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    lines[0]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients
+// ---------------------------------------------------------------------------------------------
+
+/// Runs `openssl ARGS…` (whatever the exit status).
+pub fn openssl(args: &[&str]) -> Output {
+    Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl is installed (scripts/test.sh installs it)")
+}
+
+/// Runs an openssl command that must succeed; returns stdout (UTF-8, lossy).
+pub fn openssl_ok(args: &[&str]) -> String {
+    let out = openssl(args);
+    assert_success(&out, &format!("openssl {}", args.join(" ")));
+    lossy(&out.stdout)
+}
+
+/// `openssl x509 -text` of a PEM certificate file.
+pub fn x509_text(cert: &Path) -> String {
+    openssl_ok(&["x509", "-in", path_str(cert), "-noout", "-text"])
+}
+
+/// The subject of a PEM certificate, as `openssl x509 -subject -nameopt utf8` prints it.
+pub fn x509_subject(cert: &Path) -> String {
+    openssl_ok(&[
+        "x509",
+        "-in",
+        path_str(cert),
+        "-noout",
+        "-subject",
+        "-nameopt",
+        "utf8",
+    ])
+    .trim()
+    .to_string()
+}
+
+/// The serial of a PEM certificate in pkid's canonical form (lower-case hex, no leading `00`),
+/// read with `openssl x509 -serial`.
+pub fn x509_serial(cert: &Path) -> String {
+    let out = openssl_ok(&["x509", "-in", path_str(cert), "-noout", "-serial"]);
+    let hex = out
+        .trim()
+        .strip_prefix("serial=")
+        .unwrap_or_else(|| panic!("unexpected -serial output {out:?}"));
+    canonical_serial(hex)
+}
+
+/// Lower-case hex without leading zero octets (what `pkid` prints and accepts).
+pub fn canonical_serial(hex: &str) -> String {
+    let mut s = hex.trim().to_ascii_lowercase();
+    while s.len() > 2 && s.starts_with("00") {
+        s.drain(..2);
+    }
+    s
+}
+
+/// `openssl verify` of `cert` against the data directory's root, with the issuing CA as the
+/// untrusted intermediate; `extra` adds options such as `-purpose sslserver`.
+pub fn verify_chain(data: &Path, cert: &Path, extra: &[&str]) -> Output {
+    let root = data.join("certs/root.crt");
+    let issuing = data.join("certs/issuing.crt");
+    let mut args = vec![
+        "verify",
+        "-CAfile",
+        path_str(&root),
+        "-untrusted",
+        path_str(&issuing),
+    ];
+    args.extend_from_slice(extra);
+    args.push(path_str(cert));
+    openssl(&args)
+}
+
+/// Asserts that `openssl verify` accepts `cert` (see [`verify_chain`]).
+pub fn assert_verifies(data: &Path, cert: &Path, extra: &[&str]) {
+    let out = verify_chain(data, cert, extra);
+    assert_success(
+        &out,
+        &format!("openssl verify {extra:?} {}", cert.display()),
+    );
+    assert!(
+        lossy(&out.stdout).trim().ends_with(": OK"),
+        "{}",
+        lossy(&out.stdout)
+    );
+}
+
+/// Runs `curl ARGS…` (whatever the exit status).
+pub fn curl(args: &[&str]) -> Output {
+    Command::new("curl")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("curl is installed (scripts/test.sh installs it)")
+}
+
+/// One HTTP exchange as curl saw it.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status code; 0 when no response arrived.
+    pub status: u16,
+    /// HTTP version curl used (`1.1`, `2`).
+    pub version: String,
+    /// The response headers as curl's `%{header_json}` (lower-case names).
+    pub headers: String,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The body as (lossy) UTF-8.
+    pub fn text(&self) -> String {
+        lossy(&self.body)
+    }
+
+    /// Whether the response carried a header with this (lower-case) name.
+    pub fn has_header(&self, name: &str) -> bool {
+        self.headers.contains(&format!("\"{name}\":"))
+    }
+}
+
+/// Makes one request with curl: `fetch(&["-X", "POST", url])`. Status, version and headers come
+/// from `--write-out` on stderr, the body from stdout.
+pub fn fetch(args: &[&str]) -> Reply {
+    let mut full = vec![
+        "-s",
+        "--max-time",
+        CURL_MAX_SECS,
+        "--write-out",
+        "%{stderr}%{http_code} %{http_version}\n%{header_json}",
+    ];
+    full.extend_from_slice(args);
+    let out = curl(&full);
+    let meta = lossy(&out.stderr);
+    let (first, headers) = meta.split_once('\n').unwrap_or((meta.as_str(), ""));
+    let mut parts = first.split_whitespace();
+    let status = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let version = parts.next().unwrap_or_default().to_string();
+    Reply {
+        status,
+        version,
+        headers: headers.to_string(),
+        body: out.stdout,
+    }
+}
+
+/// `GET url` with curl.
+pub fn get(url: &str) -> Reply {
+    fetch(&[url])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests and keys
+// ---------------------------------------------------------------------------------------------
+
+static FILE_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A path in `dir` that no other helper call in this process has used.
+pub fn unique_path(dir: &Path, stem: &str, ext: &str) -> PathBuf {
+    let n = FILE_COUNTER.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!("{stem}-{n}.{ext}"))
+}
+
+/// Makes a key and a PKCS#10 request with `openssl req -utf8` (so Vietnamese subjects are
+/// encoded as UTF8String). `subject` is OpenSSL's `/C=VN/O=…/CN=…` form; `key_spec` is
+/// `ec:P-256`, `ec:P-384`, `rsa:2048`, `rsa:1024`, … Returns (key path, CSR path), PEM.
+pub fn make_csr(dir: &Path, subject: &str, key_spec: &str) -> (PathBuf, PathBuf) {
+    make_csr_with(dir, subject, key_spec, &[])
+}
+
+/// [`make_csr`] with extra `openssl req` options, e.g. `["-addext", "subjectAltName=DNS:a.vn"]`.
+pub fn make_csr_with(
+    dir: &Path,
+    subject: &str,
+    key_spec: &str,
+    extra: &[&str],
+) -> (PathBuf, PathBuf) {
+    let key = unique_path(dir, "key", "pem");
+    let csr = unique_path(dir, "req", "csr");
+    let newkey: Vec<String> = match key_spec.split_once(':') {
+        Some(("ec", curve)) => vec![
+            "-newkey".into(),
+            "ec".into(),
+            "-pkeyopt".into(),
+            format!("ec_paramgen_curve:{curve}"),
+        ],
+        Some(("rsa", bits)) => vec!["-newkey".into(), format!("rsa:{bits}")],
+        _ => panic!("unknown key spec {key_spec:?}; use ec:CURVE or rsa:BITS"),
+    };
+    let mut args: Vec<&str> = vec![
+        "req",
+        "-new",
+        "-nodes",
+        "-utf8",
+        "-subj",
+        subject,
+        "-keyout",
+        path_str(&key),
+        "-out",
+        path_str(&csr),
+    ];
+    args.extend(newkey.iter().map(String::as_str));
+    args.extend_from_slice(extra);
+    let out = openssl(&args);
+    assert_success(&out, &format!("openssl req for {subject} ({key_spec})"));
+    (key, csr)
+}
+
+/// Converts a PEM request to DER (`openssl req -outform DER`); returns the new file's path.
+pub fn csr_der(dir: &Path, csr_pem: &Path) -> PathBuf {
+    let der = unique_path(dir, "req", "der");
+    openssl_ok(&[
+        "req",
+        "-in",
+        path_str(csr_pem),
+        "-outform",
+        "DER",
+        "-out",
+        path_str(&der),
+    ]);
+    der
+}
+
+/// The public key of a PEM certificate (or of a private key with `-key`), as PEM.
+pub fn public_key_of_cert(cert: &Path) -> String {
+    openssl_ok(&["x509", "-in", path_str(cert), "-noout", "-pubkey"])
+}
+
+/// Issues a certificate with `pkid cert issue` (asserting success), writes the PEM it printed
+/// next to the request and returns (serial, PEM path).
+pub fn issue(data: &Path, csr: &Path, profile: &str, extra: &[&str]) -> (String, PathBuf) {
+    let mut args = vec![
+        "cert",
+        "issue",
+        "--csr",
+        path_str(csr),
+        "--profile",
+        profile,
+    ];
+    args.extend_from_slice(extra);
+    let pem = pkid_ok(data, &args);
+    save_pem(csr.parent().expect("csr has a directory"), &pem)
+}
+
+/// Writes one PEM certificate printed by a `pkid cert …` command to a fresh file; returns
+/// (serial, path). Asserts the text is exactly one PEM certificate.
+pub fn save_pem(dir: &Path, pem: &str) -> (String, PathBuf) {
+    assert!(
+        pem.starts_with("-----BEGIN CERTIFICATE-----\n"),
+        "expected a PEM certificate, got {pem:?}"
+    );
+    assert_eq!(
+        pem.matches("-----BEGIN").count(),
+        1,
+        "expected exactly one certificate: {pem}"
+    );
+    assert!(
+        pem.trim_end().ends_with("-----END CERTIFICATE-----"),
+        "{pem}"
+    );
+    let path = unique_path(dir, "cert", "pem");
+    std::fs::write(&path, pem).expect("write certificate");
+    (x509_serial(&path), path)
+}
+
+/// A path as `&str` (all test paths are UTF-8 temp paths).
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The daemon
+// ---------------------------------------------------------------------------------------------
+
+/// A running `pkid serve` on loopback, with its stderr drained into a buffer. Killed on drop.
+pub struct Daemon {
+    child: Child,
+    logs: Arc<Mutex<String>>,
+    reader: Option<JoinHandle<()>>,
+    /// Where the plain-HTTP listener is bound.
+    pub http: SocketAddr,
+    /// Where the HTTPS listener is bound.
+    pub https: SocketAddr,
+    status: Option<ExitStatus>,
+}
+
+impl Daemon {
+    /// Starts `pkid --data DATA serve --http 127.0.0.1:0 --https 127.0.0.1:0` and waits (up to
+    /// [`STARTUP_TIMEOUT`]) until both listeners have logged their addresses.
+    pub fn start(data: &Path) -> Self {
+        Self::start_with(data, &[])
+    }
+
+    /// [`Daemon::start`] with extra `serve` arguments (not `--http`/`--https`, which are set).
+    pub fn start_with(data: &Path, extra_args: &[&str]) -> Self {
+        Self::start_env(data, extra_args, &[])
+    }
+
+    /// [`Daemon::start_with`] with extra environment variables for the daemon only.
+    pub fn start_env(data: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = pkid_command(data);
+        cmd.args(["serve", "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
+            .args(extra_args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", pkid_bin()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let sink = logs.clone();
+        // Drain stderr for the daemon's whole life so the pipe never fills and blocks it.
+        let reader = std::thread::spawn(move || {
+            let mut r = BufReader::new(stderr);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match r.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => sink
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push_str(&String::from_utf8_lossy(&line)),
+                }
+            }
+        });
+        let mut daemon = Daemon {
+            child,
+            logs,
+            reader: Some(reader),
+            http: SocketAddr::from(([0, 0, 0, 0], 0)),
+            https: SocketAddr::from(([0, 0, 0, 0], 0)),
+            status: None,
+        };
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            let logs = daemon.logs();
+            if let (Some(http), Some(https)) = (
+                listener_addr(&logs, "HTTP listener ready"),
+                listener_addr(&logs, "HTTPS listener ready"),
+            ) {
+                daemon.http = http;
+                daemon.https = https;
+                return daemon;
+            }
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                daemon.status = Some(status);
+                daemon.join_reader();
+                panic!(
+                    "pkid serve exited ({status}) before it was ready; its log:\n{}",
+                    daemon.logs()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!("pkid serve did not report both listeners within {STARTUP_TIMEOUT:?}; its log so far:\n{logs}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything the daemon has logged so far (plain text: stderr is not a terminal).
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Polls the log until `needle` has appeared at least `count` times or `timeout` passes.
+    pub fn wait_for_log(&self, needle: &str, count: usize, timeout: Duration) -> bool {
+        poll(timeout, || self.logs().matches(needle).count() >= count)
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// `https://localhost:PORT{path}`. The TLS certificate names localhost, 127.0.0.1 and ::1;
+    /// give curl [`Daemon::tls_args`] so that it trusts the data directory's root.
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.https.port())
+    }
+
+    /// curl options for [`Daemon::https_url`]: trust only `root` (the data directory's
+    /// `certs/root.crt`) and resolve localhost to 127.0.0.1, where the listener is bound.
+    pub fn tls_args(&self, root: &Path) -> Vec<String> {
+        vec![
+            "--cacert".into(),
+            path_str(root).into(),
+            "--resolve".into(),
+            format!("localhost:{}:127.0.0.1", self.https.port()),
+        ]
+    }
+
+    /// Sends SIGTERM (graceful shutdown).
+    pub fn sigterm(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends SIGHUP (configuration reload).
+    pub fn sighup(&self) {
+        self.signal("HUP");
+    }
+
+    fn signal(&self, name: &str) {
+        // `kill(1)` rather than libc: no unsafe and no new dependency for two signals.
+        let out = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .output()
+            .expect("kill(1)");
+        assert_success(&out, &format!("kill -{name} {}", self.child.id()));
+    }
+
+    /// Waits up to [`SHUTDOWN_TIMEOUT`] for the daemon to exit and returns its status; the log
+    /// is complete afterwards. Panics (with the log) if it does not exit in time.
+    pub fn wait(&mut self) -> ExitStatus {
+        self.wait_timeout(SHUTDOWN_TIMEOUT).unwrap_or_else(|| {
+            panic!(
+                "pkid did not exit within {SHUTDOWN_TIMEOUT:?}; its log:\n{}",
+                self.logs()
+            )
+        })
+    }
+
+    /// Waits up to `timeout` for the daemon to exit.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            let deadline = Instant::now() + timeout;
+            loop {
+                if let Some(s) = self.child.try_wait().expect("try_wait") {
+                    self.status = Some(s);
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.join_reader();
+        self.status
+    }
+
+    fn join_reader(&mut self) {
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+
+    /// The value of an unlabelled metric (e.g. `pkid_store_change_seq`) from `/metrics`.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let reply = get(&self.http_url("/metrics"));
+        assert_eq!(reply.status, 200, "GET /metrics: {reply:?}");
+        metric_value(&reply.text(), name)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        self.join_reader();
+    }
+}
+
+/// Finds `addr=IP:PORT` on the first log line containing `marker`.
+fn listener_addr(logs: &str, marker: &str) -> Option<SocketAddr> {
+    let line = logs.lines().find(|l| l.contains(marker))?;
+    let rest = &line[line.find("addr=")? + "addr=".len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// The value of metric `name` (exact name, no labels) in a Prometheus text exposition.
+pub fn metric_value(exposition: &str, name: &str) -> Option<f64> {
+    exposition.lines().find_map(|l| {
+        let (n, v) = l.split_once(' ')?;
+        (n == name).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// Calls `check` every 25 ms until it returns true or `timeout` passes; returns the last result.
+pub fn poll(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Reads a whole file as bytes.
+pub fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Reads everything a raw TCP peer sends until it closes or `timeout` passes.
+pub fn read_until_close(stream: &mut std::net::TcpStream, timeout: Duration) -> Vec<u8> {
+    stream
+        .set_read_timeout(Some(timeout))
+        .expect("read timeout");
+    let mut buf = Vec::new();
+    let _ = stream.read_to_end(&mut buf);
+    buf
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*): garbage that can be reproduced from the seed
+/// printed by the test that uses it.
+pub fn garbage(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
+        })
+        .collect()
+}

@@ -1,0 +1,366 @@
+//! End to end with a real PKCS#11 token (SoftHSM2): `pkid init --key-backend pkcs11` generates
+//! the CA keys inside the token, where they stay non-extractable; issuance and the daemon sign
+//! through it; misconfiguration (wrong PIN, missing module, unknown token) fails with one clear
+//! line that never shows the PIN.
+//!
+//! Each test gets its own token directory and `SOFTHSM2_CONF`, passed to the child processes
+//! only (tests run in parallel; the system token directory is never touched).
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The token label every test initialises (in its own token directory).
+const LABEL: &str = "pkid-e2e";
+/// Distinctive PINs, so that "the PIN does not appear in the output" is a meaningful check.
+const USER_PIN: &str = "e2e-user-pin-4711";
+const WRONG_PIN: &str = "wrong-pin-97531";
+const SO_PIN: &str = "e2e-so-pin-1357";
+/// The CA roles whose keys live in the token, and their CKA_LABELs.
+const TOKEN_KEYS: [&str; 4] = ["pkid-root", "pkid-issuing", "pkid-ocsp", "pkid-tsa"];
+
+/// A SoftHSM2 token of its own: a token directory, a configuration naming it, and PIN files.
+struct Token {
+    dir: tempfile::TempDir,
+    conf: String,
+}
+
+impl Token {
+    /// Creates the token directory and configuration and initialises a token labelled [`LABEL`].
+    fn new() -> Self {
+        let dir = tempdir();
+        let tokens = dir.path().join("tokens");
+        std::fs::create_dir(&tokens).expect("tokens dir");
+        let conf_path = dir.path().join("softhsm2.conf");
+        std::fs::write(
+            &conf_path,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .expect("softhsm2.conf");
+        let token = Token {
+            dir,
+            conf: path_str(&conf_path).to_string(),
+        };
+        let out = token.tool(
+            "softhsm2-util",
+            &[
+                "--init-token",
+                "--free",
+                "--label",
+                LABEL,
+                "--so-pin",
+                SO_PIN,
+                "--pin",
+                USER_PIN,
+            ],
+        );
+        assert_success(&out, "softhsm2-util --init-token");
+        token
+    }
+
+    /// Environment for every child that talks to this token.
+    fn env(&self) -> [(&str, &str); 1] {
+        [("SOFTHSM2_CONF", self.conf.as_str())]
+    }
+
+    /// Writes `pin` (first line) to a new file outside any data directory; returns its path.
+    fn pin_file(&self, pin: &str) -> PathBuf {
+        let path = unique_path(self.dir.path(), "pin", "txt");
+        std::fs::write(&path, format!("{pin}\n")).expect("pin file");
+        path
+    }
+
+    /// Runs a token tool (`softhsm2-util`, `pkcs11-tool`) against this token only.
+    fn tool(&self, program: &str, args: &[&str]) -> Output {
+        Command::new(program)
+            .args(args)
+            .env("SOFTHSM2_CONF", &self.conf)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("{program} is installed (scripts/test.sh installs softhsm2 and opensc): {e}")
+            })
+    }
+
+    /// `pkcs11-tool --list-objects` as the user.
+    fn objects(&self) -> String {
+        let out = self.tool(
+            "pkcs11-tool",
+            &[
+                "--module",
+                SOFTHSM_MODULE,
+                "--token-label",
+                LABEL,
+                "--login",
+                "--pin",
+                USER_PIN,
+                "--list-objects",
+            ],
+        );
+        assert_success(&out, "pkcs11-tool --list-objects");
+        lossy(&out.stdout)
+    }
+
+    /// `pkid init --key-backend pkcs11 …` with this token's module, label and the given PIN file.
+    fn init_args(pin_file: &Path) -> Vec<String> {
+        [
+            "init",
+            "--key-backend",
+            "pkcs11",
+            "--pkcs11-module",
+            SOFTHSM_MODULE,
+            "--token-label",
+            LABEL,
+            "--pin-file",
+            path_str(pin_file),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    fn pkid(&self, data: &Path, args: &[String]) -> Output {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        pkid_env(data, &args, &self.env())
+    }
+}
+
+/// The object blocks of `pkcs11-tool --list-objects` (each starts at a non-indented line).
+fn object_blocks(listing: &str) -> Vec<String> {
+    let mut blocks: Vec<String> = Vec::new();
+    for line in listing.lines() {
+        if !line.starts_with(' ') && !line.is_empty() {
+            blocks.push(String::new());
+        }
+        if let Some(b) = blocks.last_mut() {
+            b.push_str(line);
+            b.push('\n');
+        }
+    }
+    blocks
+}
+
+/// Asserts a failed command printed one clear error line containing `needle`, no panic and no
+/// PIN anywhere; returns the line.
+fn assert_clean_failure(out: &Output, needle: &str) -> String {
+    let (stdout, stderr) = (lossy(&out.stdout), lossy(&out.stderr));
+    assert!(
+        !out.status.success(),
+        "should fail\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for pin in [USER_PIN, WRONG_PIN, SO_PIN] {
+        assert!(
+            !stderr.contains(pin) && !stdout.contains(pin),
+            "the PIN leaked:\nstdout: {stdout}\nstderr: {stderr}"
+        );
+    }
+    assert!(!stdout.contains("BEGIN CERTIFICATE"), "{stdout}");
+    let line = one_error_line(&stderr).to_string();
+    assert!(line.contains(needle), "{line:?} should mention {needle:?}");
+    line
+}
+
+#[test]
+fn hsm_backed_ca_keeps_keys_in_the_token_issues_and_serves() {
+    let token = Token::new();
+    let dir = tempdir();
+    let data = dir.path();
+    let pin = token.pin_file(USER_PIN);
+    let out = token.pkid(data, &Token::init_args(&pin));
+    assert_success(&out, "pkid init --key-backend pkcs11");
+    assert!(!lossy(&out.stdout).contains(USER_PIN) && !lossy(&out.stderr).contains(USER_PIN));
+
+    for role in ["ocsp", "tsa", "tls"] {
+        assert_verifies(data, &data.join(format!("certs/{role}.crt")), &[]);
+    }
+    // Only the HTTPS key is a file; the CA keys are in the token.
+    let mut key_files: Vec<String> = std::fs::read_dir(data.join("keys"))
+        .expect("keys/")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    key_files.sort();
+    assert_eq!(key_files, ["tls.p8"]);
+
+    let blocks = object_blocks(&token.objects());
+    for label in TOKEN_KEYS {
+        let private: Vec<&String> = blocks
+            .iter()
+            .filter(|b| {
+                b.starts_with("Private Key Object")
+                    && b.lines()
+                        .any(|l| l.trim() == format!("label:      {label}"))
+            })
+            .collect();
+        assert_eq!(
+            private.len(),
+            1,
+            "one private key labelled {label}:\n{blocks:#?}"
+        );
+        let access = private[0]
+            .lines()
+            .find(|l| l.trim_start().starts_with("Access:"))
+            .unwrap_or_else(|| panic!("{}", private[0]));
+        assert!(access.contains("never extractable"), "{label}: {access}");
+        assert!(access.contains("sensitive"), "{label}: {access}");
+        assert!(
+            access.contains("local"),
+            "{label} was generated in the token: {access}"
+        );
+    }
+    // Each token key is the one its certificate certifies: the issuing CA signed the OCSP
+    // certificate above, and it signs subscriber certificates below.
+    let (_, csr) = make_csr(
+        data,
+        "/C=VN/O=Ban Cơ yếu Chính phủ/CN=Nguyễn Văn Ánh",
+        "ec:P-256",
+    );
+    let out = token.pkid(
+        data,
+        &[
+            "cert",
+            "issue",
+            "--csr",
+            path_str(&csr),
+            "--profile",
+            "organization",
+        ]
+        .map(String::from),
+    );
+    assert_success(&out, "pkid cert issue with the token");
+    let (serial, cert) = save_pem(data, &lossy(&out.stdout));
+    assert_verifies(data, &cert, &["-purpose", "smimesign"]);
+
+    // The daemon opens the token, reports ready, and serves what the token signed.
+    let daemon = Daemon::start_env(data, &[], &token.env());
+    assert!(
+        daemon.logs().contains(&format!("keys=pkcs11:{LABEL}")),
+        "{}",
+        daemon.logs()
+    );
+    let ready = get(&daemon.http_url("/readyz"));
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    assert_eq!(
+        get(&daemon.http_url(&format!("/certs/{serial}.pem"))).body,
+        read(&cert)
+    );
+    // The CLI signs with the token while the daemon holds its sessions.
+    let (_, csr2) = make_csr(data, "/CN=second", "ec:P-256");
+    let out = token.pkid(
+        data,
+        &[
+            "cert",
+            "issue",
+            "--csr",
+            path_str(&csr2),
+            "--profile",
+            "tls-client",
+        ]
+        .map(String::from),
+    );
+    assert_success(&out, "second issue while serving");
+    let (serial2, cert2) = save_pem(data, &lossy(&out.stdout));
+    assert_verifies(data, &cert2, &[]);
+    assert_eq!(
+        get(&daemon.http_url(&format!("/certs/{serial2}"))).status,
+        200
+    );
+    assert!(!daemon.logs().contains(USER_PIN));
+}
+
+#[test]
+fn hsm_wrong_pin_fails_cleanly_and_a_corrected_retry_succeeds() {
+    let token = Token::new();
+    let dir = tempdir();
+    let data = dir.path();
+    let wrong = token.pin_file(WRONG_PIN);
+    let out = token.pkid(data, &Token::init_args(&wrong));
+    assert_clean_failure(&out, "wrong PIN");
+    assert!(
+        !data.join("certs/issuing.crt").exists() && !data.join("pkid.db").exists(),
+        "a failed init must not look initialised"
+    );
+    // Nothing was generated in the token.
+    assert!(
+        !object_blocks(&token.objects())
+            .iter()
+            .any(|b| b.contains("pkid-")),
+        "keys left in the token"
+    );
+
+    // The operator fixes the PIN file name on the command line and runs init again.
+    let right = token.pin_file(USER_PIN);
+    let out = token.pkid(data, &Token::init_args(&right));
+    assert_success(&out, "init after a wrong PIN");
+    assert_verifies(data, &data.join("certs/tsa.crt"), &[]);
+
+    // Later, a wrong PIN in the configuration stops `serve` and `cert issue` just as clearly.
+    let config = std::fs::read_to_string(data.join("pkid.toml")).expect("config");
+    let broken = config.replace(path_str(&right), path_str(&wrong));
+    assert_ne!(broken, config, "pin_file is in the configuration");
+    std::fs::write(data.join("pkid.toml"), broken).expect("write");
+    let (_, csr) = make_csr(data, "/CN=x", "ec:P-256");
+    let out = token.pkid(
+        data,
+        &[
+            "cert",
+            "issue",
+            "--csr",
+            path_str(&csr),
+            "--profile",
+            "tls-client",
+        ]
+        .map(String::from),
+    );
+    assert_clean_failure(&out, "wrong PIN");
+    let out = token.pkid(
+        data,
+        &["serve", "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"].map(String::from),
+    );
+    let stderr = lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains(WRONG_PIN) && !stderr.contains(USER_PIN),
+        "{stderr}"
+    );
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("pkid: error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("wrong PIN"), "{stderr}");
+}
+
+#[test]
+fn hsm_missing_module_is_a_clear_error() {
+    let token = Token::new();
+    let dir = tempdir();
+    let pin = token.pin_file(USER_PIN);
+    let mut args = Token::init_args(&pin);
+    let missing = "/nonexistent/libpkid-e2e-missing-module.so";
+    args[4] = missing.to_string();
+    let out = token.pkid(dir.path(), &args);
+    let line = assert_clean_failure(&out, missing);
+    assert!(line.contains("not found"), "{line}");
+    assert!(
+        !dir.path().join("pkid.toml").exists(),
+        "a retry must not inherit the wrong module path"
+    );
+}
+
+#[test]
+fn hsm_unknown_token_label_is_a_clear_error() {
+    let token = Token::new();
+    let dir = tempdir();
+    let pin = token.pin_file(USER_PIN);
+    let mut args = Token::init_args(&pin);
+    args[6] = "no-such-token".to_string();
+    let out = token.pkid(dir.path(), &args);
+    let line = assert_clean_failure(&out, "\"no-such-token\"");
+    assert!(line.contains("no PKCS#11 token labelled"), "{line}");
+}
