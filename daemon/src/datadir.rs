@@ -223,7 +223,8 @@ pub fn init(data: &Path, opts: &InitOptions, actor: &str) -> Result<Arc<Authorit
                 tracing::warn!(error = %err, "could not remove {} after the failed init", path.display());
             }
         }
-        tracing::warn!(error = %e, "init failed; removed what it had created (keys generated in a PKCS#11 token stay there)");
+        // debug, not warn: the caller prints the one error line; this only explains the cleanup.
+        tracing::debug!(error = %e, "init failed; removed what it had created (keys generated in a PKCS#11 token stay there)");
     }
     result
 }
