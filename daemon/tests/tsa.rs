@@ -6,111 +6,57 @@
 
 use pkid_protocols::tsp::status::{FailureInfo, PkiStatus, TimeStampResp};
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output};
 use std::time::Duration;
 
-/// A minimal daemon harness (the shared `tests/common` helper was not on main yet).
-mod harness {
-    use super::*;
+mod common;
 
-    /// A running `pkid serve`.
-    pub(crate) struct Daemon {
-        child: Child,
-        pub(crate) url: String,
-        data: PathBuf,
-        /// Kept so the stderr reader thread keeps draining the daemon's log.
-        _log: mpsc::Receiver<String>,
-    }
-
-    impl Daemon {
-        /// Starts `pkid serve` on `data` (initialised on first start) with HTTP on an ephemeral
-        /// port and HTTPS off; waits for the listener.
-        pub(crate) fn start(data: &Path, env: &[(&str, &str)]) -> Daemon {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_pkid"));
-            cmd.arg("--data")
-                .arg(data)
-                .args(["serve", "--http", "127.0.0.1:0", "--https", ""]);
-            cmd.env("RUST_LOG", "info")
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped());
-            for (k, v) in env {
-                cmd.env(k, v);
-            }
-            let mut child = cmd.spawn().expect("pkid serve starts");
-            let stderr = child.stderr.take().expect("stderr");
-            let (tx, rx) = mpsc::channel();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    eprintln!("[pkid] {line}");
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-            let mut seen = Vec::new();
-            loop {
-                match rx.recv_timeout(Duration::from_secs(60)) {
-                    Ok(line) => {
-                        if line.contains("HTTP listener ready") {
-                            let addr = line
-                                .split("addr=")
-                                .nth(1)
-                                .and_then(|s| s.split_whitespace().next())
-                                .expect("addr= in the log line");
-                            return Daemon {
-                                child,
-                                url: format!("http://{addr}"),
-                                data: data.to_path_buf(),
-                                _log: rx,
-                            };
-                        }
-                        seen.push(line);
-                    }
-                    Err(_) => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        panic!("pkid did not start listening:\n{}", seen.join("\n"));
-                    }
-                }
-            }
-        }
-
-        /// `kill -TERM` (graceful: records are flushed) and wait for the exit.
-        pub(crate) fn stop(mut self) {
-            let pid = self.child.id().to_string();
-            let ok = Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .expect("kill")
-                .success();
-            assert!(ok, "kill -TERM {pid}");
-            let status = self.child.wait().expect("wait");
-            assert!(status.success(), "pkid exited with {status}");
-        }
-
-        /// SIGKILL: a crash.
-        pub(crate) fn crash(mut self) {
-            self.child.kill().expect("kill -9");
-            let _ = self.child.wait();
-        }
-
-        pub(crate) fn cert(&self, name: &str) -> PathBuf {
-            self.data.join("certs").join(format!("{name}.crt"))
-        }
-    }
-
-    impl Drop for Daemon {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// The shared harness's daemon, with the few operations these tests repeat.
+struct Daemon {
+    inner: common::Daemon,
+    url: String,
+    data: PathBuf,
 }
 
-use harness::Daemon;
+impl Daemon {
+    /// `pkid serve` on `data` (initialised on first start), listeners on ephemeral ports.
+    fn start(data: &Path, env: &[(&str, &str)]) -> Daemon {
+        let inner = common::Daemon::start_env(data, &[], env);
+        let url = format!("http://{}", inner.http);
+        Daemon {
+            inner,
+            url,
+            data: data.to_path_buf(),
+        }
+    }
+
+    /// SIGTERM (graceful: queued records are written) and a clean exit.
+    fn stop(mut self) {
+        self.inner.sigterm();
+        let status = self.inner.wait();
+        assert!(
+            status.success(),
+            "pkid exited with {status}:\n{}",
+            self.inner.logs()
+        );
+    }
+
+    /// SIGKILL: a crash.
+    fn crash(mut self) {
+        let pid = self.inner.pid().to_string();
+        let out = Command::new("kill")
+            .args(["-KILL", &pid])
+            .output()
+            .expect("kill(1)");
+        common::assert_success(&out, &format!("kill -KILL {pid}"));
+        let _ = self.inner.wait();
+    }
+
+    fn cert(&self, name: &str) -> PathBuf {
+        self.data.join("certs").join(format!("{name}.crt"))
+    }
+}
 
 fn run(cmd: &str, args: &[&str], dir: &Path) -> Output {
     let out = Command::new(cmd)
