@@ -656,48 +656,13 @@ fn the_daemon_refuses_to_start_the_tsa_with_a_certificate_lacking_the_critical_e
 
 #[test]
 fn a_softhsm2_token_backs_the_tsa() {
-    const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-    assert!(
-        Path::new(MODULE).exists(),
-        "{MODULE} is missing: install softhsm2 (scripts/test.sh does)"
-    );
+    let token = common::SoftHsmToken::new("pkid-tsa", "1234", "12345678");
     let work = workdir();
     let w = work.path();
-    let tokens = w.join("tokens");
-    std::fs::create_dir(&tokens).expect("tokens");
-    let conf = w.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .expect("conf");
-    let conf_s = conf.to_str().expect("path");
-    let out = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "pkid-tsa",
-            "--so-pin",
-            "12345678",
-            "--pin",
-            "1234",
-        ])
-        .env("SOFTHSM2_CONF", conf_s)
-        .output()
-        .expect("softhsm2-util runs (install softhsm2)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let data = data_of(w);
     std::fs::create_dir(&data).expect("data");
     std::fs::write(data.join("pkid.toml"), "[keys]\nbackend = \"pkcs11\"\n[keys.pkcs11]\ntoken_label = \"pkid-tsa\"\npin_env = \"TEST_PIN\"\n").expect("config");
-    let env = [("SOFTHSM2_CONF", conf_s), ("TEST_PIN", "1234")];
+    let env = [token.env()[0], ("TEST_PIN", "1234")];
     let d = Daemon::start(&data, &env);
     let root = d.cert("root");
     let issuing = d.cert("issuing");
