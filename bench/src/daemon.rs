@@ -13,6 +13,27 @@ pub fn pkid_binary() -> PathBuf {
     dir.join("pkid")
 }
 
+/// CPU the servers under test are pinned to (the load generator takes CPU 0: run the bench
+/// itself under `taskset -c 0`). Pinning makes every server measured in a run get the same one
+/// core, whatever the generator does.
+pub const SERVER_CPU: &str = "1";
+
+/// A command for a server under test: `taskset -c 1 PROGRAM` when the machine has a second
+/// core and `taskset` (util-linux) is installed, else `PROGRAM` unpinned.
+pub fn server_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let pin = std::thread::available_parallelism()
+        .map(|n| n.get() >= 2)
+        .unwrap_or(false)
+        && Command::new("taskset").arg("--version").output().is_ok();
+    if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", SERVER_CPU]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
 /// Runs `pkid --data DIR ARGS…` to completion, panicking with its stderr on failure.
 pub fn pkid(data: &Path, args: &[&str]) -> Vec<u8> {
     let out = Command::new(pkid_binary())
@@ -44,7 +65,7 @@ impl Daemon {
 
     /// As [`Daemon::start`], with extra environment variables for the daemon.
     pub fn start_with_env(data: &Path, env: &[(&str, &str)]) -> Daemon {
-        let mut child = Command::new(pkid_binary())
+        let mut child = server_command(pkid_binary())
             .envs(env.iter().copied())
             .arg("--data")
             .arg(data)

@@ -51,6 +51,7 @@ struct RawConfig {
     crl: crl::RawCrl,
     ca: RawCa,
     profiles: BTreeMap<String, RawProfile>,
+    tsa: RawTsa,
 }
 
 #[derive(Deserialize)]
@@ -132,6 +133,22 @@ struct RawCa {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawTsa {
+    enabled: bool,
+    policy: String,
+    accepted_policies: Vec<String>,
+    hash_algorithms: Vec<String>,
+    accuracy_ms: u32,
+    include_tsa_name: bool,
+    signing_time: bool,
+    clock_sync: String,
+    serial_block: u64,
+    record_interval_ms: u64,
+    record_backlog: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawProfile {
     key_usage: Vec<String>,
     extended_key_usage: Vec<String>,
@@ -164,6 +181,28 @@ pub struct Config {
     pub ca: CaConfig,
     /// Subscriber profiles by name.
     pub profiles: BTreeMap<String, SubscriberProfile>,
+    /// The timestamp authority.
+    pub tsa: TsaConfig,
+}
+
+/// Timestamp authority settings (`[tsa]`).
+#[derive(Clone, Debug)]
+pub struct TsaConfig {
+    /// Whether `POST /tsa` is served.
+    pub enabled: bool,
+    /// What is accepted and what goes into tokens.
+    pub settings: pkid_protocols::tsp::Settings,
+    /// When the kernel's clock-synchronisation state stops issuance.
+    pub clock_sync: crate::tsa::ClockSyncMode,
+    /// Serial numbers reserved (durably) per store write.
+    pub serial_block: u64,
+    /// Longest time an issued token's record waits before it is written to the store.
+    pub record_interval: Duration,
+    /// Records that may wait in memory; when full, requests are refused (systemFailure).
+    pub record_backlog: usize,
+    /// Threads that sign tokens; 0 means one per CPU. Not read from the file: the daemon sets
+    /// it from `[keys]` (a PKCS#11 token signs in parallel on `sessions` sessions).
+    pub signing_threads: usize,
 }
 
 /// What to answer for a CertID naming an issuer the responder does not serve.
@@ -578,7 +617,9 @@ impl Config {
             let profile = profile(&pname, p).map_err(|e| format!("profiles.{pname}: {e}"))?;
             profiles.insert(pname, profile);
         }
+        let tsa = tsa_config(raw.tsa).map_err(|e| format!("tsa.{e}"))?;
         Ok(Config {
+            tsa,
             data_dir: data_dir.to_path_buf(),
             server,
             log: LogConfig {
@@ -679,6 +720,71 @@ fn profile(name: &str, p: RawProfile) -> Result<SubscriberProfile, String> {
     })
 }
 
+/// Longest accuracy a token may declare, in milliseconds: beyond a minute a timestamp says little.
+const MAX_TSA_ACCURACY_MS: u32 = 60_000;
+/// Largest serial block: bounds the serials skipped by a crash or restart.
+const MAX_TSA_SERIAL_BLOCK: u64 = 1_000_000;
+
+fn tsa_config(t: RawTsa) -> Result<TsaConfig, String> {
+    let oid = |s: &str, what: &str| {
+        ObjectIdentifier::new(s).map_err(|_| format!("{what} {s:?} is not a dotted OID"))
+    };
+    let policy = oid(&t.policy, "policy")?;
+    let mut accepted_policies = Vec::new();
+    for p in &t.accepted_policies {
+        accepted_policies.push(oid(p, "accepted_policies")?);
+    }
+    let mut hash_algorithms = Vec::new();
+    for h in &t.hash_algorithms {
+        let alg = pkid_protocols::tsp::HashAlgorithm::from_name(h).ok_or_else(|| {
+            format!("hash_algorithms {h:?}: use sha256, sha384, sha512 (or sha1)")
+        })?;
+        if !hash_algorithms.contains(&alg) {
+            hash_algorithms.push(alg);
+        }
+    }
+    if hash_algorithms.is_empty() {
+        return Err("hash_algorithms must name at least one algorithm".into());
+    }
+    // genTime is encoded in whole seconds (truncated), so no honest accuracy is under one second.
+    if !(1000..=MAX_TSA_ACCURACY_MS).contains(&t.accuracy_ms) {
+        return Err(format!("accuracy_ms must be between 1000 and {MAX_TSA_ACCURACY_MS} (genTime has whole seconds)"));
+    }
+    let clock_sync = crate::tsa::ClockSyncMode::parse(&t.clock_sync).ok_or_else(|| {
+        format!(
+            "clock_sync {:?} must be \"auto\", \"require\" or \"ignore\"",
+            t.clock_sync
+        )
+    })?;
+    if t.serial_block == 0 || t.serial_block > MAX_TSA_SERIAL_BLOCK {
+        return Err(format!(
+            "serial_block must be between 1 and {MAX_TSA_SERIAL_BLOCK}"
+        ));
+    }
+    if !(1..=10_000).contains(&t.record_interval_ms) {
+        return Err("record_interval_ms must be between 1 and 10000".into());
+    }
+    if t.record_backlog == 0 || t.record_backlog > 10_000_000 {
+        return Err("record_backlog must be between 1 and 10000000".into());
+    }
+    Ok(TsaConfig {
+        enabled: t.enabled,
+        settings: pkid_protocols::tsp::Settings {
+            policy,
+            accepted_policies,
+            hash_algorithms,
+            accuracy_ms: t.accuracy_ms,
+            include_tsa_name: t.include_tsa_name,
+            signing_time: t.signing_time,
+        },
+        clock_sync,
+        serial_block: t.serial_block,
+        record_interval: Duration::from_millis(t.record_interval_ms),
+        record_backlog: t.record_backlog,
+        signing_threads: 0,
+    })
+}
+
 fn subject_attribute(name: &str) -> Option<ObjectIdentifier> {
     Some(match name {
         "CN" => rfc4519::CN,
@@ -726,6 +832,19 @@ mod tests {
             names,
             ["organization", "person", "tls-client", "tls-server"]
         );
+        use pkid_protocols::tsp::HashAlgorithm;
+        assert!(c.tsa.enabled);
+        assert_eq!(
+            c.tsa.settings.hash_algorithms,
+            [
+                HashAlgorithm::Sha256,
+                HashAlgorithm::Sha384,
+                HashAlgorithm::Sha512
+            ],
+            "SHA-1 refused by default"
+        );
+        assert_eq!(c.tsa.clock_sync, crate::tsa::ClockSyncMode::Auto);
+        assert_eq!(c.tsa.settings.accuracy_ms, 1000);
     }
 
     #[test]
@@ -753,6 +872,12 @@ mod tests {
             ("[keys]\nbackend = \"tpm\"\n", "keys.backend"),
             ("[store]\nfollow_interval_ms = 5000\n", "follow_interval_ms"),
             ("[ca]\nroot_subject = \"nonsense\"\n", "root_subject"),
+            ("[tsa]\npolicy = \"not.an.oid\"\n", "tsa.policy"),
+            ("[tsa]\nhash_algorithms = [\"md5\"]\n", "tsa.hash_algorithms"),
+            ("[tsa]\nhash_algorithms = []\n", "tsa.hash_algorithms"),
+            ("[tsa]\naccuracy_ms = 500\n", "tsa.accuracy_ms"),
+            ("[tsa]\nclock_sync = \"maybe\"\n", "tsa.clock_sync"),
+            ("[tsa]\nserial_block = 0\n", "tsa.serial_block"),
             ("[ocsp]\nvalidity_hours = 241\n", "validity_hours"),
             ("[ocsp]\nvalidity_hours = 24\nrefresh_before_hours = 24\n", "refresh_before_hours"),
             ("[ocsp]\nunknown_issuer = \"good\"\n", "unknown_issuer"),

@@ -22,3 +22,4 @@ pub mod keys;
 pub mod metrics;
 pub mod ocsp;
 pub mod store;
+pub mod tsa;

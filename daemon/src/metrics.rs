@@ -2,7 +2,7 @@
 
 use crate::store::{
     AuditEntry, CertificateRecord, Change, ListFilter, NewCertificate, StatusChange, StatusRow,
-    Store, StoreError,
+    Store, StoreError, TimestampRecord,
 };
 use pkid_protocols::{SignError, SignatureAlgorithm, Signer};
 use prometheus::{
@@ -43,6 +43,8 @@ pub struct Metrics {
     pub store_duration: HistogramVec,
     /// The newest store change sequence number the daemon has applied.
     pub change_seq: IntGauge,
+    /// Timestamp authority metrics.
+    pub tsa: TsaMetrics,
     /// OCSP answers by certificate status or error status.
     pub ocsp_responses: IntCounterVec,
     /// OCSP response cache lookups by result (hit, miss).
@@ -178,6 +180,7 @@ impl Metrics {
         let crl_number = crl_gauge("crl_number", "cRLNumber of each published CRL.");
         let crl_entries = crl_gauge("crl_entries", "Entries of each published CRL.");
         let crl_bytes = crl_gauge("crl_bytes", "Size in bytes of each published CRL.");
+        let tsa = TsaMetrics::register(&registry);
         Self {
             registry,
             http_requests,
@@ -188,6 +191,7 @@ impl Metrics {
             store_operations,
             store_duration,
             change_seq,
+            tsa,
             ocsp_responses,
             ocsp_cache,
             ocsp_responder_expiry,
@@ -409,6 +413,67 @@ impl Store for MeteredStore {
         delta: bool,
     ) -> Result<Option<crate::store::crl::StoredCrl>, StoreError> {
         self.observe("stored_crl", || self.inner.stored_crl(issuer, shard, delta))
+    }
+    fn reserve_timestamp_serials(&self, count: u64) -> Result<std::ops::Range<u64>, StoreError> {
+        self.observe("reserve_timestamp_serials", || {
+            self.inner.reserve_timestamp_serials(count)
+        })
+    }
+    fn record_timestamps(&self, records: &[TimestampRecord]) -> Result<(), StoreError> {
+        self.observe("record_timestamps", || {
+            self.inner.record_timestamps(records)
+        })
+    }
+    fn timestamp(&self, serial: u64) -> Result<Option<TimestampRecord>, StoreError> {
+        self.observe("timestamp", || self.inner.timestamp(serial))
+    }
+}
+
+/// Timestamp authority metrics. Signing latency is `pkid_signer_duration_seconds{role="tsa"}`
+/// (the TSA signer is a [`MeteredSigner`]).
+pub struct TsaMetrics {
+    /// Tokens issued (granted responses sent).
+    pub tokens_issued: IntCounter,
+    /// Rejections by PKIFailureInfo name (`badAlg`, `unacceptedPolicy`, …).
+    pub rejections: IntCounterVec,
+    /// Token records waiting to be written to the store.
+    pub records_pending: IntGauge,
+    /// Kernel clock state as last read: 1 synchronised, 0 unsynchronised, -1 unknown or not checked.
+    pub clock_synchronised: IntGauge,
+}
+
+impl TsaMetrics {
+    fn register(registry: &Registry) -> Self {
+        let tokens_issued = must(IntCounter::new(
+            "tsa_tokens_issued_total",
+            "Timestamp tokens issued.",
+        ));
+        let rejections = must(IntCounterVec::new(
+            Opts::new(
+                "tsa_rejections_total",
+                "Timestamp requests rejected, by PKIFailureInfo.",
+            ),
+            &["fail_info"],
+        ));
+        let records_pending = must(IntGauge::new(
+            "tsa_records_pending",
+            "Issued-token records not yet written to the store.",
+        ));
+        let clock_synchronised = must(IntGauge::new(
+            "tsa_clock_synchronised",
+            "Kernel clock synchronised (1), not (0), unknown (-1).",
+        ));
+        must(registry.register(Box::new(tokens_issued.clone())));
+        must(registry.register(Box::new(rejections.clone())));
+        must(registry.register(Box::new(records_pending.clone())));
+        must(registry.register(Box::new(clock_synchronised.clone())));
+        clock_synchronised.set(-1);
+        Self {
+            tokens_issued,
+            rejections,
+            records_pending,
+            clock_synchronised,
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use common::*;
 use der::asn1::OctetString;
 use der::{Decode, Encode};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 use x509_cert::ext::Extension;
 use x509_ocsp::{BasicOcspResponse, CertStatus, OcspRequest, OcspResponse, OcspResponseStatus};
@@ -1301,60 +1301,12 @@ const TOKEN_LABEL: &str = "pkid-ocsp";
 const TOKEN_PIN: &str = "ocsp-user-pin-2468";
 const TOKEN_SO_PIN: &str = "ocsp-so-pin-1357";
 
-/// A SoftHSM2 token directory of its own with a configuration naming it (INTEROP.md).
-struct Token {
-    dir: tempfile::TempDir,
-    conf: PathBuf,
-}
-
-impl Token {
-    fn new() -> Self {
-        let dir = tempdir();
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir(&tokens).expect("tokens");
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .expect("softhsm2.conf");
-        let out = Command::new("softhsm2-util")
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                TOKEN_LABEL,
-                "--so-pin",
-                TOKEN_SO_PIN,
-                "--pin",
-                TOKEN_PIN,
-            ])
-            .env("SOFTHSM2_CONF", &conf)
-            .stdin(Stdio::null())
-            .output()
-            .expect("softhsm2-util (scripts/test.sh installs softhsm2)");
-        assert_success(&out, "softhsm2-util --init-token");
-        Token { dir, conf }
-    }
-
-    fn env(&self) -> Vec<(String, String)> {
-        vec![(
-            "SOFTHSM2_CONF".to_string(),
-            path_str(&self.conf).to_string(),
-        )]
-    }
-}
-
 #[test]
 fn pkcs11_token_signs_ocsp_responses_that_openssl_verifies() {
-    let token = Token::new();
-    let pin_file = token.dir.path().join("pin");
-    std::fs::write(&pin_file, format!("{TOKEN_PIN}\n")).expect("pin file");
+    let token = SoftHsmToken::new(TOKEN_LABEL, TOKEN_PIN, TOKEN_SO_PIN);
+    let pin_file = token.pin_file(TOKEN_PIN);
     let data = tempdir();
-    let env = token.env();
+    let env = token.env_owned();
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let out = pkid_env(
         data.path(),

@@ -9,8 +9,8 @@
 mod common;
 
 use common::*;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
 
 /// The token label every test initialises (in its own token directory).
 const LABEL: &str = "pkid-e2e";
@@ -21,113 +21,54 @@ const SO_PIN: &str = "e2e-so-pin-1357";
 /// The CA roles whose keys live in the token, and their CKA_LABELs.
 const TOKEN_KEYS: [&str; 4] = ["pkid-root", "pkid-issuing", "pkid-ocsp", "pkid-tsa"];
 
-/// A SoftHSM2 token of its own: a token directory, a configuration naming it, and PIN files.
-struct Token {
-    dir: tempfile::TempDir,
-    conf: String,
+type Token = SoftHsmToken;
+
+/// A fresh token labelled [`LABEL`] with this file's PINs.
+fn new_token() -> Token {
+    SoftHsmToken::new(LABEL, USER_PIN, SO_PIN)
 }
 
-impl Token {
-    /// Creates the token directory and configuration and initialises a token labelled [`LABEL`].
-    fn new() -> Self {
-        let dir = tempdir();
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir(&tokens).expect("tokens dir");
-        let conf_path = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf_path,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .expect("softhsm2.conf");
-        let token = Token {
-            dir,
-            conf: path_str(&conf_path).to_string(),
-        };
-        let out = token.tool(
-            "softhsm2-util",
-            &[
-                "--init-token",
-                "--free",
-                "--label",
-                LABEL,
-                "--so-pin",
-                SO_PIN,
-                "--pin",
-                USER_PIN,
-            ],
-        );
-        assert_success(&out, "softhsm2-util --init-token");
-        token
-    }
-
-    /// Environment for every child that talks to this token.
-    fn env(&self) -> [(&str, &str); 1] {
-        [("SOFTHSM2_CONF", self.conf.as_str())]
-    }
-
-    /// Writes `pin` (first line) to a new file outside any data directory; returns its path.
-    fn pin_file(&self, pin: &str) -> PathBuf {
-        let path = unique_path(self.dir.path(), "pin", "txt");
-        std::fs::write(&path, format!("{pin}\n")).expect("pin file");
-        path
-    }
-
-    /// Runs a token tool (`softhsm2-util`, `pkcs11-tool`) against this token only.
-    fn tool(&self, program: &str, args: &[&str]) -> Output {
-        Command::new(program)
-            .args(args)
-            .env("SOFTHSM2_CONF", &self.conf)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("{program} is installed (scripts/test.sh installs softhsm2 and opensc): {e}")
-            })
-    }
-
-    /// `pkcs11-tool --list-objects` as the user.
-    fn objects(&self) -> String {
-        let out = self.tool(
-            "pkcs11-tool",
-            &[
-                "--module",
-                SOFTHSM_MODULE,
-                "--token-label",
-                LABEL,
-                "--login",
-                "--pin",
-                USER_PIN,
-                "--list-objects",
-            ],
-        );
-        assert_success(&out, "pkcs11-tool --list-objects");
-        lossy(&out.stdout)
-    }
-
-    /// `pkid init --key-backend pkcs11 …` with this token's module, label and the given PIN file.
-    fn init_args(pin_file: &Path) -> Vec<String> {
-        [
-            "init",
-            "--key-backend",
-            "pkcs11",
-            "--pkcs11-module",
+/// `pkcs11-tool --list-objects` as the user.
+fn objects(token: &Token) -> String {
+    let out = token.tool(
+        "pkcs11-tool",
+        &[
+            "--module",
             SOFTHSM_MODULE,
             "--token-label",
             LABEL,
-            "--pin-file",
-            path_str(pin_file),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    }
+            "--login",
+            "--pin",
+            USER_PIN,
+            "--list-objects",
+        ],
+    );
+    assert_success(&out, "pkcs11-tool --list-objects");
+    lossy(&out.stdout)
+}
 
-    fn pkid(&self, data: &Path, args: &[String]) -> Output {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        pkid_env(data, &args, &self.env())
-    }
+/// `pkid init --key-backend pkcs11 …` with this token's module, label and the given PIN file.
+fn init_args(pin_file: &Path) -> Vec<String> {
+    [
+        "init",
+        "--key-backend",
+        "pkcs11",
+        "--pkcs11-module",
+        SOFTHSM_MODULE,
+        "--token-label",
+        LABEL,
+        "--pin-file",
+        path_str(pin_file),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Runs the CLI on `data` with the token's environment.
+fn pkid_with(token: &Token, data: &Path, args: &[String]) -> Output {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    pkid_env(data, &args, &token.env())
 }
 
 /// The object blocks of `pkcs11-tool --list-objects` (each starts at a non-indented line).
@@ -168,11 +109,11 @@ fn assert_clean_failure(out: &Output, needle: &str) -> String {
 
 #[test]
 fn hsm_backed_ca_keeps_keys_in_the_token_issues_and_serves() {
-    let token = Token::new();
+    let token = new_token();
     let dir = tempdir();
     let data = dir.path();
     let pin = token.pin_file(USER_PIN);
-    let out = token.pkid(data, &Token::init_args(&pin));
+    let out = pkid_with(&token, data, &init_args(&pin));
     assert_success(&out, "pkid init --key-backend pkcs11");
     assert!(!lossy(&out.stdout).contains(USER_PIN) && !lossy(&out.stderr).contains(USER_PIN));
 
@@ -187,7 +128,7 @@ fn hsm_backed_ca_keeps_keys_in_the_token_issues_and_serves() {
     key_files.sort();
     assert_eq!(key_files, ["tls.p8"]);
 
-    let blocks = object_blocks(&token.objects());
+    let blocks = object_blocks(&objects(&token));
     for label in TOKEN_KEYS {
         let private: Vec<&String> = blocks
             .iter()
@@ -220,7 +161,8 @@ fn hsm_backed_ca_keeps_keys_in_the_token_issues_and_serves() {
         "/C=VN/O=Ban Cơ yếu Chính phủ/CN=Nguyễn Văn Ánh",
         "ec:P-256",
     );
-    let out = token.pkid(
+    let out = pkid_with(
+        &token,
         data,
         &[
             "cert",
@@ -251,7 +193,8 @@ fn hsm_backed_ca_keeps_keys_in_the_token_issues_and_serves() {
     );
     // The CLI signs with the token while the daemon holds its sessions.
     let (_, csr2) = make_csr(data, "/CN=second", "ec:P-256");
-    let out = token.pkid(
+    let out = pkid_with(
+        &token,
         data,
         &[
             "cert",
@@ -275,11 +218,11 @@ fn hsm_backed_ca_keeps_keys_in_the_token_issues_and_serves() {
 
 #[test]
 fn hsm_wrong_pin_fails_cleanly_and_a_corrected_retry_succeeds() {
-    let token = Token::new();
+    let token = new_token();
     let dir = tempdir();
     let data = dir.path();
     let wrong = token.pin_file(WRONG_PIN);
-    let out = token.pkid(data, &Token::init_args(&wrong));
+    let out = pkid_with(&token, data, &init_args(&wrong));
     assert_clean_failure(&out, "wrong PIN");
     assert!(
         !data.join("certs/issuing.crt").exists() && !data.join("pkid.db").exists(),
@@ -287,7 +230,7 @@ fn hsm_wrong_pin_fails_cleanly_and_a_corrected_retry_succeeds() {
     );
     // Nothing was generated in the token.
     assert!(
-        !object_blocks(&token.objects())
+        !object_blocks(&objects(&token))
             .iter()
             .any(|b| b.contains("pkid-")),
         "keys left in the token"
@@ -295,7 +238,7 @@ fn hsm_wrong_pin_fails_cleanly_and_a_corrected_retry_succeeds() {
 
     // The operator fixes the PIN file name on the command line and runs init again.
     let right = token.pin_file(USER_PIN);
-    let out = token.pkid(data, &Token::init_args(&right));
+    let out = pkid_with(&token, data, &init_args(&right));
     assert_success(&out, "init after a wrong PIN");
     assert_verifies(data, &data.join("certs/tsa.crt"), &[]);
 
@@ -305,7 +248,8 @@ fn hsm_wrong_pin_fails_cleanly_and_a_corrected_retry_succeeds() {
     assert_ne!(broken, config, "pin_file is in the configuration");
     std::fs::write(data.join("pkid.toml"), broken).expect("write");
     let (_, csr) = make_csr(data, "/CN=x", "ec:P-256");
-    let out = token.pkid(
+    let out = pkid_with(
+        &token,
         data,
         &[
             "cert",
@@ -318,7 +262,8 @@ fn hsm_wrong_pin_fails_cleanly_and_a_corrected_retry_succeeds() {
         .map(String::from),
     );
     assert_clean_failure(&out, "wrong PIN");
-    let out = token.pkid(
+    let out = pkid_with(
+        &token,
         data,
         &["serve", "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"].map(String::from),
     );
@@ -338,13 +283,13 @@ fn hsm_wrong_pin_fails_cleanly_and_a_corrected_retry_succeeds() {
 
 #[test]
 fn hsm_missing_module_is_a_clear_error() {
-    let token = Token::new();
+    let token = new_token();
     let dir = tempdir();
     let pin = token.pin_file(USER_PIN);
-    let mut args = Token::init_args(&pin);
+    let mut args = init_args(&pin);
     let missing = "/nonexistent/libpkid-e2e-missing-module.so";
     args[4] = missing.to_string();
-    let out = token.pkid(dir.path(), &args);
+    let out = pkid_with(&token, dir.path(), &args);
     let line = assert_clean_failure(&out, missing);
     assert!(line.contains("not found"), "{line}");
     assert!(
@@ -355,12 +300,12 @@ fn hsm_missing_module_is_a_clear_error() {
 
 #[test]
 fn hsm_unknown_token_label_is_a_clear_error() {
-    let token = Token::new();
+    let token = new_token();
     let dir = tempdir();
     let pin = token.pin_file(USER_PIN);
-    let mut args = Token::init_args(&pin);
+    let mut args = init_args(&pin);
     args[6] = "no-such-token".to_string();
-    let out = token.pkid(dir.path(), &args);
+    let out = pkid_with(&token, dir.path(), &args);
     let line = assert_clean_failure(&out, "\"no-such-token\"");
     assert!(line.contains("no PKCS#11 token labelled"), "{line}");
 }

@@ -21,6 +21,7 @@ pub mod revocation;
 pub mod serial;
 pub mod signer;
 pub mod time;
+pub mod tsp;
 pub mod x509;
 
 pub use algorithm::{KeyType, SignatureAlgorithm};

@@ -416,7 +416,7 @@ impl Drop for Killed {
 fn bare_hyper(bytes: usize) -> (Killed, SocketAddr) {
     let exe = pkid_bench::daemon::pkid_binary().with_file_name("bare-hyper");
     let mut child = Killed(
-        Command::new(&exe)
+        pkid_bench::daemon::server_command(&exe)
             .args(["--addr", "127.0.0.1:0", "--bytes", &bytes.to_string()])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -2,13 +2,15 @@
 //!
 //! ```text
 //! cargo build --release -p pkid -p pkid-bench
-//! target/release/ocsp [--certs 100000] [--seconds 5] [--connections 64] [--backend software|pkcs11]
+//! taskset -c 0 target/release/ocsp [--certs 100000] [--seconds 5] [--connections 64] [--backend software|pkcs11]
 //!                     [--index-sizes 1000000,10000000] [--store-sizes 1000000] [--skip-baselines]
 //! ```
 //!
-//! Everything runs on loopback. The load generator takes one core (a single-threaded runtime),
-//! the server under test the other; every target is measured the same way in the same run, and
-//! the figures that matter are printed as ratios.
+//! Everything runs on loopback. Servers under test (pkid and every baseline) are pinned to CPU 1
+//! with `taskset`; the bench and its load generators (wrk, the Rust generator) run on CPU 0
+//! when the bench is started under `taskset -c 0`. Every target is measured the same way in the
+//! same run, and the figures that matter are printed as ratios. The raw signing rate is one
+//! thread, i.e. one core — the same core budget the pinned daemon has.
 
 use pkid::index::{Entry, Packed, RevocationIndex};
 use pkid::keys::software::SoftwareSigner;
@@ -510,7 +512,7 @@ fn main() {
     if !args.skip_baselines {
         let bytes = cached_post.first().map(|_| 803).unwrap_or(803);
         let exe = pkid_bench::daemon::pkid_binary().with_file_name("bare-hyper");
-        let mut cmd = Command::new(&exe);
+        let mut cmd = pkid_bench::daemon::server_command(&exe);
         cmd.args(["--addr", "127.0.0.1:0", "--bytes", &bytes.to_string()]);
         let (child, addr) = spawn_listening(cmd, "listening on ");
         let _bare = Killed(child);
@@ -534,7 +536,7 @@ fn main() {
                 .unwrap_or(false);
         if can_openssl {
             let port = free_port();
-            let child = Command::new("openssl")
+            let child = pkid_bench::daemon::server_command("openssl")
                 .args(["ocsp", "-index"])
                 .arg(&index_txt)
                 .args(["-port", &port.to_string(), "-rsigner"])
@@ -597,7 +599,7 @@ fn main() {
             let responses = dir.path().join("responses.txt");
             std::fs::write(&responses, lines).unwrap_or_else(|e| panic!("{e}"));
             let port = free_port();
-            let child = Command::new("cfssl")
+            let child = pkid_bench::daemon::server_command("cfssl")
                 .args([
                     "ocspserve",
                     "-address",

@@ -73,6 +73,8 @@ pub struct AppState {
     /// CRL publication, when enabled.
     pub crl: Option<Arc<crate::crl::CrlService>>,
     listeners: Vec<Arc<dyn ChangeListener>>,
+    /// The timestamp authority, when enabled.
+    pub tsa: Option<Arc<crate::tsa::Tsa>>,
 }
 
 fn limiter(rate: Option<RateLimit>) -> Option<Arc<DefaultKeyedRateLimiter<IpAddr>>> {
@@ -218,6 +220,16 @@ pub fn serve(data: &Path, args: ServeArgs, actor: &str) -> Result<(), Failure> {
             ca_certs.insert(name.to_string(), Bytes::from(i.der.clone()));
         }
     }
+    let tsa = crate::tsa::Tsa::open(
+        &config,
+        keys.as_ref(),
+        opened.store.clone(),
+        metrics.clone(),
+    )
+    .map_err(|e| Failure {
+        message: format!("timestamp authority: {e} (fix it, or set [tsa] enabled = false)"),
+        code: 1,
+    })?;
     let started = std::time::Instant::now();
     let index = Arc::new(RevocationIndex::build(
         opened.store.as_ref(),
@@ -284,6 +296,7 @@ pub fn serve(data: &Path, args: ServeArgs, actor: &str) -> Result<(), Failure> {
         ocsp,
         crl,
         listeners,
+        tsa,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -373,6 +386,9 @@ async fn run(state: Arc<AppState>) -> Result<(), Failure> {
     }
     tokio::spawn(follow_changes(state.clone(), stop_rx.clone()));
     tokio::spawn(sweep_limiter(state.clone(), stop_rx.clone()));
+    if let Some(tsa) = &state.tsa {
+        tsa.start();
+    }
     if let Some(ocsp) = state.ocsp.clone() {
         tokio::spawn(ocsp_upkeep(ocsp, config.ocsp.presign, stop_rx.clone()));
     }
@@ -392,6 +408,9 @@ async fn run(state: Arc<AppState>) -> Result<(), Failure> {
         Err(_) => {
             tracing::warn!(grace = ?config.server.shutdown_grace, "grace period over; closing remaining connections")
         }
+    }
+    if let Some(tsa) = &state.tsa {
+        tsa.shutdown().await;
     }
     Ok(())
 }

@@ -182,6 +182,7 @@ async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> (&'static st
                 method_not_allowed("GET, HEAD")
             },
         ),
+        "/tsa" => ("tsa", crate::tsa::serve_http(state.tsa.clone(), req).await),
         p if p.starts_with("/certs/") => (
             "certs",
             if get {

@@ -267,6 +267,14 @@ pub trait Store: Send + Sync {
     /// returns the change-sequence position that read reflects: following changes from there
     /// misses nothing.
     fn scan_statuses(&self, visit: &mut dyn FnMut(StatusRow<'_>)) -> Result<u64, StoreError>;
+    /// TSA: durably reserves `count` timestamp serial numbers that no caller, in this process or
+    /// any other, has had or will get, and returns them. The reservation is committed (synced)
+    /// before this returns, so serials handed out from it are never repeated after a crash.
+    fn reserve_timestamp_serials(&self, count: u64) -> Result<std::ops::Range<u64>, StoreError>;
+    /// TSA: records issued timestamp tokens, all in one transaction.
+    fn record_timestamps(&self, records: &[TimestampRecord]) -> Result<(), StoreError>;
+    /// TSA: the record of the token with this serial number.
+    fn timestamp(&self, serial: u64) -> Result<Option<TimestampRecord>, StoreError>;
 
     // CRLs (see `crl`). Defaults refuse, so a store without CRL support still compiles.
 
@@ -326,4 +334,20 @@ pub trait Store: Send + Sync {
 
 fn no_crls() -> StoreError {
     StoreError::Unavailable("this store does not keep CRLs".into())
+}
+
+/// What the store keeps of an issued timestamp token (RFC 3161): enough to answer "did this
+/// TSA issue serial N, for which imprint, when, under which policy".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimestampRecord {
+    /// The token's serial number (TSTInfo.serialNumber).
+    pub serial: u64,
+    /// genTime, Unix seconds.
+    pub gen_time: u64,
+    /// The policy OID, dotted.
+    pub policy: String,
+    /// The imprint's hash algorithm (`sha256`, …).
+    pub hash_algorithm: String,
+    /// The hashed message.
+    pub imprint: Vec<u8>,
 }

@@ -48,7 +48,22 @@ const MIGRATIONS: &[&str] = &[
         outcome TEXT NOT NULL,
         detail  TEXT NOT NULL
     ) STRICT;",
-    // 2: CRLs: certificate partitions, CRL numbers, stored CRLs (see sqlite/crl.rs).
+    // TSA: the serial high-water mark (every serial below it may have been handed out) and the
+    // record of issued tokens.
+    "CREATE TABLE tsa_serial_mark (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        next_serial INTEGER NOT NULL CHECK (next_serial >= 1)
+    ) STRICT;
+    INSERT INTO tsa_serial_mark (id, next_serial) VALUES (1, 1);
+    CREATE TABLE timestamps (
+        serial         INTEGER PRIMARY KEY NOT NULL,
+        gen_time       INTEGER NOT NULL,
+        policy         TEXT NOT NULL,
+        hash_algorithm TEXT NOT NULL,
+        imprint        BLOB NOT NULL
+    ) STRICT;
+    CREATE INDEX timestamps_gen_time ON timestamps(gen_time);",
+    // 3: CRLs: certificate partitions, CRL numbers, stored CRLs (see sqlite/crl.rs).
     crl::MIGRATION,
 ];
 
@@ -444,6 +459,79 @@ impl Store for SqliteStore {
     ) -> Result<Option<super::crl::StoredCrl>, StoreError> {
         self.crl_stored(issuer, shard, delta)
     }
+    fn reserve_timestamp_serials(&self, count: u64) -> Result<std::ops::Range<u64>, StoreError> {
+        let count = i64::try_from(count)
+            .ok()
+            .filter(|c| *c > 0)
+            .ok_or_else(|| StoreError::Unavailable("serial block size out of range".into()))?;
+        let mut conn = self.lock()?;
+        // IMMEDIATE takes the write lock first, so two processes cannot read the same mark.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+        let start: i64 = tx
+            .query_row(
+                "SELECT next_serial FROM tsa_serial_mark WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(unavailable)?;
+        let end = start
+            .checked_add(count)
+            .ok_or_else(|| StoreError::Unavailable("timestamp serial numbers exhausted".into()))?;
+        tx.execute(
+            "UPDATE tsa_serial_mark SET next_serial = ?1 WHERE id = 1",
+            [end],
+        )
+        .map_err(unavailable)?;
+        tx.commit().map_err(unavailable)?;
+        Ok(start as u64..end as u64)
+    }
+
+    fn record_timestamps(&self, records: &[TimestampRecord]) -> Result<(), StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("INSERT INTO timestamps (serial, gen_time, policy, hash_algorithm, imprint) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .map_err(unavailable)?;
+            for r in records {
+                let serial = i64::try_from(r.serial).map_err(|_| {
+                    StoreError::Unavailable(format!("timestamp serial {} out of range", r.serial))
+                })?;
+                match stmt.execute(params![
+                    serial,
+                    r.gen_time,
+                    r.policy,
+                    r.hash_algorithm,
+                    r.imprint
+                ]) {
+                    Ok(_) => {}
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+                    {
+                        return Err(StoreError::DuplicateSerial(r.serial.to_string()))
+                    }
+                    Err(e) => return Err(unavailable(e)),
+                }
+            }
+        }
+        tx.commit().map_err(unavailable)
+    }
+
+    fn timestamp(&self, serial: u64) -> Result<Option<TimestampRecord>, StoreError> {
+        let Ok(key) = i64::try_from(serial) else {
+            return Ok(None);
+        };
+        self.lock()?
+            .query_row("SELECT serial, gen_time, policy, hash_algorithm, imprint FROM timestamps WHERE serial = ?1", [key], |r| {
+                Ok(TimestampRecord { serial: r.get(0)?, gen_time: r.get(1)?, policy: r.get(2)?, hash_algorithm: r.get(3)?, imprint: r.get(4)? })
+            })
+            .optional()
+            .map_err(unavailable)
+    }
 }
 
 #[cfg(test)]
@@ -579,6 +667,51 @@ mod tests {
             s.change_status("ff", StatusChange::Release, &audit("x")),
             Err(StoreError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn timestamp_serial_blocks_never_overlap_across_connections_and_reopen() {
+        let (d, s) = store();
+        let a = s.reserve_timestamp_serials(10).expect("first");
+        assert_eq!(a, 1..11);
+        let other =
+            SqliteStore::open(&d.path().join("t.db"), Duration::from_secs(1)).expect("second");
+        let b = other.reserve_timestamp_serials(5).expect("other process");
+        assert_eq!(b, 11..16);
+        drop((s, other));
+        let reopened =
+            SqliteStore::open(&d.path().join("t.db"), Duration::from_secs(1)).expect("reopen");
+        assert_eq!(
+            reopened
+                .reserve_timestamp_serials(1)
+                .expect("after restart"),
+            16..17
+        );
+        assert!(reopened.reserve_timestamp_serials(0).is_err());
+    }
+
+    #[test]
+    fn timestamp_records_are_written_in_one_batch_and_duplicates_refused() {
+        let (_d, s) = store();
+        let rec = |serial| TimestampRecord {
+            serial,
+            gen_time: 100,
+            policy: "1.2.3".into(),
+            hash_algorithm: "sha256".into(),
+            imprint: vec![7; 32],
+        };
+        s.record_timestamps(&[rec(1), rec(2)]).expect("batch");
+        assert_eq!(s.timestamp(2).expect("get"), Some(rec(2)));
+        assert_eq!(s.timestamp(3).expect("get"), None);
+        assert!(matches!(
+            s.record_timestamps(&[rec(3), rec(1)]),
+            Err(StoreError::DuplicateSerial(_))
+        ));
+        assert_eq!(
+            s.timestamp(3).expect("get"),
+            None,
+            "the failed batch is rolled back whole"
+        );
     }
 
     #[test]

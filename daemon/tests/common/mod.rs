@@ -675,3 +675,82 @@ pub fn garbage(seed: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A SoftHSM2 token in a directory of its own (INTEROP.md): its own token directory and
+/// configuration, so tests run in parallel and never touch the system's tokens. Only child
+/// processes given [`SoftHsmToken::env`] see it.
+pub struct SoftHsmToken {
+    /// Holds the token directory, its configuration and PIN files.
+    pub dir: tempfile::TempDir,
+    conf: String,
+}
+
+impl SoftHsmToken {
+    /// Initialises a token called `label` with the given user and security-officer PINs.
+    pub fn new(label: &str, user_pin: &str, so_pin: &str) -> Self {
+        assert!(
+            Path::new(SOFTHSM_MODULE).exists(),
+            "{SOFTHSM_MODULE} is missing: install softhsm2 (scripts/test.sh does)"
+        );
+        let dir = tempdir();
+        let tokens = dir.path().join("tokens");
+        std::fs::create_dir(&tokens).expect("tokens dir");
+        let conf_path = dir.path().join("softhsm2.conf");
+        std::fs::write(
+            &conf_path,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .expect("softhsm2.conf");
+        let token = SoftHsmToken {
+            dir,
+            conf: path_str(&conf_path).to_string(),
+        };
+        let out = token.tool(
+            "softhsm2-util",
+            &[
+                "--init-token",
+                "--free",
+                "--label",
+                label,
+                "--so-pin",
+                so_pin,
+                "--pin",
+                user_pin,
+            ],
+        );
+        assert_success(&out, "softhsm2-util --init-token");
+        token
+    }
+
+    /// Environment for every child that talks to this token.
+    pub fn env(&self) -> [(&str, &str); 1] {
+        [("SOFTHSM2_CONF", self.conf.as_str())]
+    }
+
+    /// [`SoftHsmToken::env`] as owned strings.
+    pub fn env_owned(&self) -> Vec<(String, String)> {
+        vec![("SOFTHSM2_CONF".to_string(), self.conf.clone())]
+    }
+
+    /// Writes `pin` (first line) to a new file outside any data directory; returns its path.
+    pub fn pin_file(&self, pin: &str) -> PathBuf {
+        let path = unique_path(self.dir.path(), "pin", "txt");
+        std::fs::write(&path, format!("{pin}\n")).expect("pin file");
+        path
+    }
+
+    /// Runs a token tool (`softhsm2-util`, `pkcs11-tool`) against this token only.
+    pub fn tool(&self, program: &str, args: &[&str]) -> Output {
+        Command::new(program)
+            .args(args)
+            .env("SOFTHSM2_CONF", &self.conf)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("{program} is installed (scripts/test.sh installs softhsm2 and opensc): {e}")
+            })
+    }
+}
