@@ -21,10 +21,20 @@ pub const SERVER_CPU: &str = "1";
 /// A command for a server under test: `taskset -c 1 PROGRAM` when the machine has a second
 /// core and `taskset` (util-linux) is installed, else `PROGRAM` unpinned.
 pub fn server_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let pin = std::thread::available_parallelism()
-        .map(|n| n.get() >= 2)
-        .unwrap_or(false)
-        && Command::new("taskset").arg("--version").output().is_ok();
+    // `nproc --all` counts the machine's CPUs even when this process is itself pinned to one
+    // (as it is under `taskset -c 0`, where `available_parallelism` reports 1).
+    let cpus = Command::new("nproc")
+        .arg("--all")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<usize>()
+                .ok()
+        })
+        .unwrap_or(1);
+    let pin = cpus >= 2 && Command::new("taskset").arg("--version").output().is_ok();
     if pin {
         let mut c = Command::new("taskset");
         c.args(["-c", SERVER_CPU]).arg(program);
