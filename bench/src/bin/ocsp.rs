@@ -82,24 +82,13 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// Memory per certificate, build time and lookup time of the index at each size.
 fn index_bench(sizes: &[usize]) {
     println!("\n## Revocation index (in process)");
     println!(
-        "{:>12} {:>10} {:>12} {:>14} {:>16} {:>16}",
-        "entries", "build ms", "bytes/cert", "RSS delta MiB", "hit lookup ns", "miss lookup ns"
+        "{:>12} {:>10} {:>12} {:>16} {:>16}",
+        "entries", "build ms", "bytes/cert", "hit lookup ns", "miss lookup ns"
     );
     for &n in sizes {
         let t = now();
@@ -123,11 +112,9 @@ fn index_bench(sizes: &[usize]) {
             .take(1_000_000)
             .collect();
         drop(pop);
-        let rss_before = rss_kib();
         let started = Instant::now();
         let index = RevocationIndex::from_entries(vec![("issuing".into(), entries)], 0);
         let build = started.elapsed();
-        let rss_after = rss_kib();
         let issuer = index.issuer("issuing").unwrap_or_else(|| unreachable!());
         let started = Instant::now();
         let mut found = 0usize;
@@ -144,11 +131,10 @@ fn index_bench(sizes: &[usize]) {
         let miss_ns = started.elapsed().as_nanos() as f64 / keys.len() as f64;
         assert!(missing > keys.len() * 99 / 100);
         println!(
-            "{:>12} {:>10} {:>12.1} {:>14.0} {:>16.0} {:>16.0}",
+            "{:>12} {:>10} {:>12.1} {:>16.0} {:>16.0}",
             n,
             build.as_millis(),
             index.memory_bytes() as f64 / n as f64,
-            rss_after.saturating_sub(rss_before) as f64 / 1024.0,
             hit_ns,
             miss_ns
         );
