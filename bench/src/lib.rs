@@ -10,4 +10,5 @@ pub mod load;
 pub mod populate;
 pub mod report;
 pub mod requests;
+pub mod softhsm;
 pub mod wrk;

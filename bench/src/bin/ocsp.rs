@@ -82,7 +82,6 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-
 /// Memory per certificate, build time and lookup time of the index at each size.
 fn index_bench(sizes: &[usize]) {
     println!("\n## Revocation index (in process)");
@@ -344,35 +343,9 @@ fn main() {
     let data = dir.path().join("data");
     let mut env: Vec<(String, String)> = Vec::new();
     if args.backend == "pkcs11" {
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir_all(&tokens).unwrap_or_else(|e| panic!("{e}"));
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let conf = pkid_bench::softhsm::init_token(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let pin = dir.path().join("pin");
-        std::fs::write(&pin, "1234\n").unwrap_or_else(|e| panic!("{e}"));
         env.push(("SOFTHSM2_CONF".into(), conf.display().to_string()));
-        let st = Command::new("softhsm2-util")
-            .env("SOFTHSM2_CONF", &conf)
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                "pkid-bench",
-                "--so-pin",
-                "12345678",
-                "--pin",
-                "1234",
-            ])
-            .output()
-            .unwrap_or_else(|e| panic!("softhsm2-util: {e} (apt-get install softhsm2)"));
-        assert!(st.status.success(), "softhsm2-util failed");
         let out = Command::new(pkid_bench::daemon::pkid_binary())
             .env("SOFTHSM2_CONF", &conf)
             .arg("--data")

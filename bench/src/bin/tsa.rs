@@ -154,37 +154,14 @@ fn softhsm(dir: &Path) -> Option<Backend> {
         println!("softhsm2: {SOFTHSM_MODULE} missing (apt-get install softhsm2); skipped");
         return None;
     }
-    let tokens = dir.join("tokens");
-    std::fs::create_dir_all(&tokens).ok()?;
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .ok()?;
+    let conf = match pkid_bench::softhsm::init_token(dir) {
+        Ok(conf) => conf,
+        Err(e) => {
+            println!("softhsm2: {e}; skipped");
+            return None;
+        }
+    };
     std::env::set_var("SOFTHSM2_CONF", &conf);
-    let ok = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "pkid-bench",
-            "--so-pin",
-            "12345678",
-            "--pin",
-            "1234",
-        ])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        println!("softhsm2: could not initialise a token; skipped");
-        return None;
-    }
-    std::fs::write(dir.join("pin"), "1234\n").ok()?;
     let config = format!("[keys]\nbackend = \"pkcs11\"\n[keys.pkcs11]\ntoken_label = \"pkid-bench\"\npin_file = \"{}\"\n", dir.join("pin").display());
     Some(Backend {
         name: "pkcs11 (SoftHSM2)",
