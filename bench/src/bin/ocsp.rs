@@ -3,7 +3,8 @@
 //! ```text
 //! cargo build --release -p pkid -p pkid-bench
 //! taskset -c 0 target/release/ocsp [--certs 100000] [--seconds 5] [--connections 64] [--backend software|pkcs11]
-//!                     [--index-sizes 1000000,10000000] [--store-sizes 1000000] [--skip-baselines]
+//!                     [--index-sizes 1000000,10000000] [--store-sizes 1000000] [--rounds 5]
+//!                     [--skip-baselines]
 //! ```
 //!
 //! Everything runs on loopback. Servers under test (pkid and every baseline) are pinned to CPU 1
@@ -40,6 +41,7 @@ struct Args {
     index_sizes: Vec<usize>,
     store_sizes: Vec<usize>,
     skip_baselines: bool,
+    rounds: usize,
 }
 
 fn parse_args() -> Args {
@@ -72,6 +74,7 @@ fn parse_args() -> Args {
         index_sizes: list(get("--index-sizes"), "1000000,10000000"),
         store_sizes: list(get("--store-sizes"), "1000000"),
         skip_baselines: argv.iter().any(|a| a == "--skip-baselines"),
+        rounds: get("--rounds").and_then(|v| v.parse().ok()).unwrap_or(5),
     }
 }
 
@@ -251,6 +254,25 @@ fn log_file(path: &Path) -> Stdio {
     std::fs::File::create(path)
         .map(Stdio::from)
         .unwrap_or_else(|_| Stdio::null())
+}
+
+/// Picks the round whose pkid/baseline ratio is the median (by pkid's rate when there is no
+/// baseline), printing every round's ratio.
+fn median_round(
+    name: &str,
+    mut rounds: Vec<(LoadReport, Option<LoadReport>)>,
+) -> (LoadReport, Option<LoadReport>) {
+    let ratio = |(p, b): &(LoadReport, Option<LoadReport>)| match b {
+        Some(b) if b.ok > 0 => p.rps() / b.rps(),
+        _ => p.rps(),
+    };
+    rounds.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
+    let all: Vec<String> = rounds.iter().map(|r| format!("{:.2}", ratio(r))).collect();
+    if rounds.iter().any(|(_, b)| b.is_some()) {
+        println!("{name}: per-round ratios (sorted) {}", all.join(" "));
+    }
+    let mid = rounds.len() / 2;
+    rounds.swap_remove(mid)
 }
 
 struct Killed(Child);
@@ -457,28 +479,26 @@ fn main() {
 
     println!("\n## HTTP (loopback; generator on one core)");
     report::header();
-    let get_ka = bench.run(daemon.http, true, &cached_get);
-    let post_ka = bench.run(daemon.http, true, &cached_post);
     let nonce_ka = bench.run(daemon.http, true, &nonce_post);
     let mixed_ka = bench.run(daemon.http, true, &mixed);
     let post_close = bench.run_rust(daemon.http, false, &cached_post);
-    drop(daemon);
 
-    let mut bare_get = None;
+    // Baselines stay up while pkid does, so the ratio pairs below are measured back to back.
+    let mut guards: Vec<Killed> = Vec::new();
+    let mut bare_addr: Option<SocketAddr> = None;
+    let mut cfssl_addr: Option<SocketAddr> = None;
     let mut bare_close = None;
     let mut openssl = None;
-    let mut cfssl = None;
     if !args.skip_baselines {
         let bytes = cached_post.first().map(|_| 803).unwrap_or(803);
         let exe = pkid_bench::daemon::pkid_binary().with_file_name("bare-hyper");
         let mut cmd = pkid_bench::daemon::server_command(&exe);
         cmd.args(["--addr", "127.0.0.1:0", "--bytes", &bytes.to_string()]);
         let (child, addr) = spawn_listening(cmd, "listening on ");
-        let _bare = Killed(child);
+        guards.push(Killed(child));
         let addr: SocketAddr = addr.parse().unwrap_or_else(|e| panic!("{e}"));
-        bare_get = Some(bench.run(addr, true, &cached_get));
         bare_close = Some(bench.run_rust(addr, false, &cached_post));
-        drop(_bare);
+        bare_addr = Some(addr);
 
         // openssl ocsp -port: same CA, same population, index.txt.
         let key_pem = dir.path().join("ocsp.key");
@@ -572,11 +592,29 @@ fn main() {
                 .stderr(log_file(&dir.path().join("cfssl.log")))
                 .spawn()
                 .unwrap_or_else(|e| panic!("cfssl: {e}"));
-            let mut _c = Killed(child);
-            wait_for_port(&mut _c.0, port, &dir.path().join("cfssl.log"));
-            cfssl = Some(bench.run(SocketAddr::from(([127, 0, 0, 1], port)), true, &cached_post));
+            let mut c = Killed(child);
+            wait_for_port(&mut c.0, port, &dir.path().join("cfssl.log"));
+            guards.push(c);
+            cfssl_addr = Some(SocketAddr::from(([127, 0, 0, 1], port)));
         }
     }
+
+    // Paired rounds: pkid and its baseline back to back, alternating, several times; the round
+    // with the median ratio is reported, so drift on a shared machine does not land in a ratio.
+    let mut get_rounds: Vec<(LoadReport, Option<LoadReport>)> = Vec::new();
+    let mut post_rounds: Vec<(LoadReport, Option<LoadReport>)> = Vec::new();
+    for _ in 0..args.rounds.max(1) {
+        let get = bench.run(daemon.http, true, &cached_get);
+        let bare = bare_addr.map(|a| bench.run(a, true, &cached_get));
+        get_rounds.push((get, bare));
+        let post = bench.run(daemon.http, true, &cached_post);
+        let cf = cfssl_addr.map(|a| bench.run(a, true, &cached_post));
+        post_rounds.push((post, cf));
+    }
+    drop(guards);
+    drop(daemon);
+    let (get_ka, bare_get) = median_round("cached GET / bare hyper", get_rounds);
+    let (post_ka, cfssl) = median_round("cached POST / cfssl", post_rounds);
 
     // Raw signing rate of the responder's own key backend, one thread.
     let signer: Arc<dyn Signer> = if args.backend == "pkcs11" {
