@@ -53,33 +53,32 @@ impl SoftwareSigner {
     pub fn from_pkcs8(der: &[u8]) -> Result<Self, KeyError> {
         let bad =
             || KeyError::Failed("key file is not a PKCS#8 P-256, P-384 or RSA private key".into());
-        let (key, spki_der) = if let Ok(k) =
-            EcdsaKeyPair::from_pkcs8(&lc::ECDSA_P256_SHA256_ASN1_SIGNING, der)
-        {
-            let spki = k
-                .public_key()
-                .as_der()
-                .map_err(|_| bad())?
-                .as_ref()
-                .to_vec();
-            (Key::Ec(k), spki)
-        } else if let Ok(k) = EcdsaKeyPair::from_pkcs8(&lc::ECDSA_P384_SHA384_ASN1_SIGNING, der) {
-            let spki = k
-                .public_key()
-                .as_der()
-                .map_err(|_| bad())?
-                .as_ref()
-                .to_vec();
-            (Key::Ec(k), spki)
-        } else {
-            let k = aws_lc_rs::rsa::KeyPair::from_pkcs8(der).map_err(|_| bad())?;
-            let spki = k
-                .public_key()
-                .as_der()
-                .map_err(|_| bad())?
-                .as_ref()
-                .to_vec();
-            (Key::Rsa(k), spki)
+        let ec = [
+            &lc::ECDSA_P256_SHA256_ASN1_SIGNING,
+            &lc::ECDSA_P384_SHA384_ASN1_SIGNING,
+        ]
+        .into_iter()
+        .find_map(|alg| EcdsaKeyPair::from_pkcs8(alg, der).ok());
+        let (key, spki_der) = match ec {
+            Some(k) => {
+                let spki = k
+                    .public_key()
+                    .as_der()
+                    .map_err(|_| bad())?
+                    .as_ref()
+                    .to_vec();
+                (Key::Ec(k), spki)
+            }
+            None => {
+                let k = aws_lc_rs::rsa::KeyPair::from_pkcs8(der).map_err(|_| bad())?;
+                let spki = k
+                    .public_key()
+                    .as_der()
+                    .map_err(|_| bad())?
+                    .as_ref()
+                    .to_vec();
+                (Key::Rsa(k), spki)
+            }
         };
         let public_key = parse_spki(&spki_der).map_err(|e| KeyError::Failed(e.to_string()))?;
         let algorithm = KeyType::of(&public_key)
