@@ -72,6 +72,14 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
+/// A TEXT column of a row, borrowed.
+fn row_text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, StoreError> {
+    row.get_ref(i)
+        .map_err(unavailable)?
+        .as_str()
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
 fn unavailable(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -162,6 +170,27 @@ impl SqliteStore {
         self.conn
             .lock()
             .map_err(|_| StoreError::Unavailable("store lock poisoned".into()))
+    }
+
+    /// Runs `read` in one read transaction and returns the change-sequence position that
+    /// transaction sees, so the rows read and the position come from one snapshot: a follower
+    /// continuing from the position misses nothing.
+    fn consistent_read(
+        &self,
+        read: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(unavailable)?;
+        let seq: u64 = tx
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
+                r.get(0)
+            })
+            .map_err(unavailable)?;
+        read(&tx)?;
+        tx.commit().map_err(unavailable)?;
+        Ok(seq)
     }
 
     /// The schema version in force.
@@ -385,29 +414,13 @@ impl Store for SqliteStore {
     }
 
     fn scan_statuses(&self, visit: &mut dyn FnMut(StatusRow<'_>)) -> Result<u64, StoreError> {
-        let mut conn = self.lock()?;
-        // A read transaction: the sequence number and the rows come from one snapshot.
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Deferred)
-            .map_err(unavailable)?;
-        let seq: u64 = tx
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
-                r.get(0)
-            })
-            .map_err(unavailable)?;
-        {
+        self.consistent_read(|tx| {
             let mut stmt = tx
                 .prepare("SELECT issuer, serial, status, revoked_at, reason FROM certificates WHERE status != 'pending'")
                 .map_err(unavailable)?;
             let mut rows = stmt.query([]).map_err(unavailable)?;
             while let Some(row) = rows.next().map_err(unavailable)? {
-                let text = |i: usize| -> Result<&str, StoreError> {
-                    row.get_ref(i)
-                        .map_err(unavailable)?
-                        .as_str()
-                        .map_err(|e| StoreError::Unavailable(e.to_string()))
-                };
-                let (issuer, serial, status) = (text(0)?, text(1)?, text(2)?);
+                let (issuer, serial, status) = (row_text(row, 0)?, row_text(row, 1)?, row_text(row, 2)?);
                 let revoked_at: Option<u64> = row.get(3).map_err(unavailable)?;
                 let reason: Option<u8> = row.get(4).map_err(unavailable)?;
                 visit(StatusRow {
@@ -418,9 +431,8 @@ impl Store for SqliteStore {
                     reason: reason.and_then(revocation::from_code),
                 });
             }
-        }
-        tx.commit().map_err(unavailable)?;
-        Ok(seq)
+            Ok(())
+        })
     }
 
     fn set_crl_shard(&self, serial: &str, shard: u32) -> Result<(), StoreError> {

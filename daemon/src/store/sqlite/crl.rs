@@ -5,7 +5,7 @@
 //! transaction (one writer at a time across processes), and a signed CRL is written with
 //! incremental blob I/O, so a 50 MB CRL is not copied once more into SQLite's bind buffer.
 
-use super::{unavailable, SqliteStore};
+use super::{row_text, unavailable, SqliteStore};
 use crate::store::crl::{
     shard_column, shard_of_column, CrlInfo, CrlQuery, CrlRow, CrlScopeChange, CrlVisitor, NewCrl,
     ShardFilter, StoredCrl,
@@ -143,17 +143,8 @@ impl SqliteStore {
         q: &CrlQuery<'_>,
         visitor: &mut dyn CrlVisitor,
     ) -> Result<u64, StoreError> {
-        let mut conn = self.lock()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Deferred)
-            .map_err(unavailable)?;
-        let seq: u64 = tx
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
-                r.get(0)
-            })
-            .map_err(unavailable)?;
         let (cond, args) = filter(q);
-        {
+        self.consistent_read(|tx| {
             let mut stmt = tx
                 .prepare(&format!(
                     "SELECT {SCAN_COLUMNS} FROM certificates WHERE {cond} ORDER BY length(serial), serial"
@@ -163,13 +154,7 @@ impl SqliteStore {
                 .query(params_from_iter(args.iter()))
                 .map_err(unavailable)?;
             while let Some(row) = rows.next().map_err(unavailable)? {
-                let text = |i: usize| -> Result<&str, StoreError> {
-                    row.get_ref(i)
-                        .map_err(unavailable)?
-                        .as_str()
-                        .map_err(|e| StoreError::Unavailable(e.to_string()))
-                };
-                let (serial, status) = (text(0)?, text(1)?);
+                let (serial, status) = (row_text(row, 0)?, row_text(row, 1)?);
                 let at: Option<i64> = row.get(2).map_err(unavailable)?;
                 let reason: Option<u8> = row.get(3).map_err(unavailable)?;
                 let invalidity: Option<i64> = row.get(4).map_err(unavailable)?;
@@ -184,9 +169,8 @@ impl SqliteStore {
                     break;
                 }
             }
-        }
-        tx.commit().map_err(unavailable)?;
-        Ok(seq)
+            Ok(())
+        })
     }
 
     pub(super) fn crl_changes(&self, since: u64) -> Result<(Vec<CrlScopeChange>, u64), StoreError> {
