@@ -172,12 +172,12 @@ impl SqliteStore {
             .map_err(|_| StoreError::Unavailable("store lock poisoned".into()))
     }
 
-    /// Runs `read` in one read transaction and returns the change-sequence position that
-    /// transaction sees, so the rows read and the position come from one snapshot: a follower
+    /// Runs `read` in one read transaction (given the change-sequence position that transaction
+    /// sees) and returns that position, so the rows read and the position come from one snapshot: a follower
     /// continuing from the position misses nothing.
     fn consistent_read(
         &self,
-        read: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(), StoreError>,
+        read: impl FnOnce(&rusqlite::Transaction<'_>, u64) -> Result<(), StoreError>,
     ) -> Result<u64, StoreError> {
         let mut conn = self.lock()?;
         let tx = conn
@@ -188,7 +188,7 @@ impl SqliteStore {
                 r.get(0)
             })
             .map_err(unavailable)?;
-        read(&tx)?;
+        read(&tx, seq)?;
         tx.commit().map_err(unavailable)?;
         Ok(seq)
     }
@@ -414,7 +414,7 @@ impl Store for SqliteStore {
     }
 
     fn scan_statuses(&self, visit: &mut dyn FnMut(StatusRow<'_>)) -> Result<u64, StoreError> {
-        self.consistent_read(|tx| {
+        self.consistent_read(|tx, _| {
             let mut stmt = tx
                 .prepare("SELECT issuer, serial, status, revoked_at, reason FROM certificates WHERE status != 'pending'")
                 .map_err(unavailable)?;

@@ -144,7 +144,7 @@ impl SqliteStore {
         visitor: &mut dyn CrlVisitor,
     ) -> Result<u64, StoreError> {
         let (cond, args) = filter(q);
-        self.consistent_read(|tx| {
+        self.consistent_read(|tx, _| {
             let mut stmt = tx
                 .prepare(&format!(
                     "SELECT {SCAN_COLUMNS} FROM certificates WHERE {cond} ORDER BY length(serial), serial"
@@ -174,16 +174,8 @@ impl SqliteStore {
     }
 
     pub(super) fn crl_changes(&self, since: u64) -> Result<(Vec<CrlScopeChange>, u64), StoreError> {
-        let mut conn = self.lock()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Deferred)
-            .map_err(unavailable)?;
-        let seq: u64 = tx
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
-                r.get(0)
-            })
-            .map_err(unavailable)?;
-        let scopes = {
+        let mut scopes = Vec::new();
+        let seq = self.consistent_read(|tx, seq| {
             // Revocations and holds, and releases (valid again after an earlier change);
             // an issuance alone changes no CRL.
             let mut stmt = tx
@@ -203,9 +195,9 @@ impl SqliteStore {
                     })
                 })
                 .map_err(unavailable)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)?
-        };
-        tx.commit().map_err(unavailable)?;
+            scopes = rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)?;
+            Ok(())
+        })?;
         Ok((scopes, seq))
     }
 
