@@ -59,25 +59,11 @@ impl SoftwareSigner {
         ]
         .into_iter()
         .find_map(|alg| EcdsaKeyPair::from_pkcs8(alg, der).ok());
-        let (key, spki_der) = match ec {
-            Some(k) => {
-                let spki = k
-                    .public_key()
-                    .as_der()
-                    .map_err(|_| bad())?
-                    .as_ref()
-                    .to_vec();
-                (Key::Ec(k), spki)
-            }
+        let (spki_der, key) = match ec {
+            Some(k) => (spki_der(&k).ok_or_else(bad)?, Key::Ec(k)),
             None => {
                 let k = aws_lc_rs::rsa::KeyPair::from_pkcs8(der).map_err(|_| bad())?;
-                let spki = k
-                    .public_key()
-                    .as_der()
-                    .map_err(|_| bad())?
-                    .as_ref()
-                    .to_vec();
-                (Key::Rsa(k), spki)
+                (spki_der(&k).ok_or_else(bad)?, Key::Rsa(k))
             }
         };
         let public_key = parse_spki(&spki_der).map_err(|e| KeyError::Failed(e.to_string()))?;
@@ -138,6 +124,15 @@ impl Signer for SoftwareSigner {
             }
         }
     }
+}
+
+/// The DER SubjectPublicKeyInfo of a key pair (EC or RSA).
+fn spki_der<K>(k: &K) -> Option<Vec<u8>>
+where
+    K: KeyPair,
+    K::PublicKey: AsDer<aws_lc_rs::encoding::PublicKeyX509Der<'static>>,
+{
+    k.public_key().as_der().ok().map(|d| d.as_ref().to_vec())
 }
 
 /// Generates a PKCS#8 private key of the given type.
