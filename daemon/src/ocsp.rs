@@ -20,7 +20,9 @@ use crate::index::{serial_key, serial_key_hex, Entry, IssuerIndex, Packed, Revoc
 use crate::metrics::Metrics;
 use crate::store::Change;
 use bytes::Bytes;
-use hyper::header::HeaderValue;
+use hyper::header::{
+    HeaderMap, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, EXPIRES, LAST_MODIFIED,
+};
 use moka::sync::Cache;
 use pkid_protocols::ocsp::{
     self, CertIdHash, IssuerHashes, OcspError, ParsedRequest, Responder, Status, Validity,
@@ -32,6 +34,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use x509_cert::Certificate;
 use x509_ocsp::{CertId, OcspResponseStatus};
 
+/// Media type of OCSP responses (RFC 6960 Appendix C.2).
+pub const OCSP_RESPONSE: &str = "application/ocsp-response";
 /// Status recorded for a cached `unknown` answer (no index entry).
 const UNKNOWN: u64 = u64::MAX;
 /// How far thisUpdate is set before producedAt: OpenSSL tolerates five minutes of skew by
@@ -57,21 +61,48 @@ struct CacheKey {
 pub struct Cached {
     /// The OCSPResponse DER.
     pub der: Bytes,
+    /// Where it is cached.
+    key: CacheKey,
     /// Index status it was signed for (see the module docs).
     status: u64,
     /// Whether the answer is `unknown` (shared caches must not keep it: the certificate may
     /// have been issued a moment ago by another process).
     pub unknown: bool,
+    /// The response's HTTP header fields, built once: Content-Type, Cache-Control (with the
+    /// configured max-age; see [`OcspService::shorter_max_age`]), Expires, Last-Modified and
+    /// ETag.
+    pub headers: HeaderMap,
     /// thisUpdate, Unix seconds.
     pub this_update: u64,
     /// nextUpdate, Unix seconds.
     pub next_update: u64,
     /// Strong validator: a hash of the response bytes.
     pub etag: HeaderValue,
-    /// thisUpdate as an HTTP date.
-    pub last_modified: HeaderValue,
-    /// nextUpdate as an HTTP date.
-    pub expires: HeaderValue,
+}
+
+/// How a request arrived; part of the key under which its exact bytes are remembered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// `GET /ocsp/{form}`: the path remainder exactly as sent (still percent-escaped).
+    Get,
+    /// `POST /ocsp`: the body.
+    Post,
+}
+
+/// Longest request form remembered (RFC 5019 requests are under 300 bytes even as escaped
+/// GET paths); longer ones always take the full parser.
+const MAX_FORM_BYTES: usize = 511;
+
+/// Looks up a remembered form without allocating: the form's kind octet and bytes, copied
+/// into a stack buffer.
+fn with_form_key<T>(form: Form, bytes: &[u8], f: impl FnOnce(&[u8]) -> T) -> Option<T> {
+    if bytes.len() > MAX_FORM_BYTES {
+        return None;
+    }
+    let mut buf = [0u8; MAX_FORM_BYTES + 1];
+    buf[0] = form as u8;
+    buf[1..=bytes.len()].copy_from_slice(bytes);
+    Some(f(&buf[..=bytes.len()]))
 }
 
 /// What to send back.
@@ -139,19 +170,29 @@ pub struct OcspService {
     responder: Responder,
     signer: Arc<dyn Signer>,
     inline_signing: bool,
-    cache: Cache<CacheKey, Arc<Cached>>,
+    cache: Cache<CacheKey, Arc<Cached>, ahash::RandomState>,
+    /// Exact request forms (kind octet + bytes) already answered with a cacheable response,
+    /// and that response: identical bytes always parse to the identical CertID, so a repeated
+    /// request skips base64 and DER decoding. Like `cache`, an entry is served only while the
+    /// index still has the status it was signed for and it is not due for refresh; otherwise
+    /// the request takes the full path and the entry is replaced.
+    forms: Cache<Box<[u8]>, Arc<Cached>, ahash::RandomState>,
     config: OcspConfig,
     clock: Arc<dyn Clock>,
     counters: Counters,
     metrics: Arc<Metrics>,
+    /// `Cache-Control` for answers with at least `max_age_secs` left (nearly all of them).
+    capped_cache_control: HeaderValue,
 }
 
-fn alg_code(cert_id: &CertId) -> Option<u8> {
-    let base = match CertIdHash::of(cert_id)? {
+/// The cache key's algorithm code: the CertID hash and whether its parameters are absent
+/// (the response echoes the CertID, so the two encodings are cached apart).
+fn alg_code(hash: CertIdHash, params_absent: bool) -> u8 {
+    let base = match hash {
         CertIdHash::Sha1 => 0,
         CertIdHash::Sha256 => 2,
     };
-    Some(base + u8::from(cert_id.hash_algorithm.parameters.is_none()))
+    base + u8::from(params_absent)
 }
 
 fn http_date(unix: u64) -> HeaderValue {
@@ -201,12 +242,23 @@ impl OcspService {
             });
         }
         let responder = Responder::new(responder)?;
+        let capped_cache_control = HeaderValue::from_str(&format!(
+            "max-age={}, public, no-transform, must-revalidate",
+            config.max_age_secs
+        ))
+        .map_err(|e| OcspError::Internal(e.to_string()))?;
+        // Entries are checked for freshness when read; the time-to-live only frees memory.
+        // ahash: keyed per process like std's SipHash (clients choose the keys), and several
+        // times faster on the ~100-byte request forms.
+        let ttl = Duration::from_secs(config.validity_secs - config.refresh_before_secs);
         let cache = Cache::builder()
             .max_capacity(config.cache_capacity)
-            .time_to_live(Duration::from_secs(
-                config.validity_secs - config.refresh_before_secs,
-            ))
-            .build();
+            .time_to_live(ttl)
+            .build_with_hasher(ahash::RandomState::new());
+        let forms = Cache::builder()
+            .max_capacity(config.cache_capacity)
+            .time_to_live(ttl)
+            .build_with_hasher(ahash::RandomState::new());
         let c = &metrics.ocsp_responses;
         let counters = Counters {
             hit: metrics.ocsp_cache.with_label_values(&["hit"]),
@@ -223,10 +275,12 @@ impl OcspService {
             signer,
             inline_signing,
             cache,
+            forms,
             config,
             clock,
             counters,
             metrics,
+            capped_cache_control,
         })
     }
 
@@ -235,9 +289,18 @@ impl OcspService {
         self.inline_signing
     }
 
-    /// The configured Cache-Control max-age ceiling.
-    pub fn max_age_secs(&self) -> u64 {
-        self.config.max_age_secs
+    /// The `Cache-Control` of a cached answer (RFC 5019 §6.2) when it differs from the one in
+    /// its prebuilt headers: in the last `max_age_secs` before nextUpdate, max-age counts down
+    /// to nextUpdate.
+    pub fn shorter_max_age(&self, c: &Cached) -> Option<HeaderValue> {
+        let left = c.next_update.saturating_sub(self.clock.now());
+        if c.unknown || left >= self.config.max_age_secs {
+            return None;
+        }
+        HeaderValue::from_str(&format!(
+            "max-age={left}, public, no-transform, must-revalidate"
+        ))
+        .ok()
     }
 
     fn issuer_index(&self, slot: usize) -> Option<&IssuerIndex> {
@@ -273,6 +336,44 @@ impl OcspService {
         Answer::Error(status, e)
     }
 
+    /// The cached answer for `key`, if it was signed for the index's current status `raw`
+    /// and is not due for refresh.
+    fn fresh_hit(&self, key: &CacheKey, raw: u64, now: u64) -> Option<Arc<Cached>> {
+        let hit = self.cache.get(key)?;
+        self.is_current(&hit, raw, now).then_some(hit)
+    }
+
+    /// Whether a cached answer was signed for the index's current status `raw` and is not yet
+    /// due for refresh.
+    fn is_current(&self, c: &Cached, raw: u64, now: u64) -> bool {
+        c.status == raw && now + self.config.refresh_before_secs < c.next_update
+    }
+
+    /// The hot path: a request whose exact bytes were answered from the cache before, and
+    /// whose cached answer is still current. `None` means: decode and [`prepare`] it.
+    ///
+    /// [`prepare`]: OcspService::prepare
+    pub fn answer_form(&self, form: Form, bytes: &[u8]) -> Option<Answer> {
+        let hit = with_form_key(form, bytes, |k| self.forms.get(k)).flatten()?;
+        let index = self.issuer_index(usize::from(hit.key.issuer))?;
+        let (status, raw) = status_of(index.lookup(hit.key.serial));
+        if !self.is_current(&hit, raw, self.clock.now()) {
+            return None;
+        }
+        self.counters.hit.inc();
+        self.count(&status);
+        Some(Answer::Cacheable(hit))
+    }
+
+    /// Remembers that `bytes` parsed into the cacheable `answer`, for [`answer_form`].
+    ///
+    /// [`answer_form`]: OcspService::answer_form
+    pub fn remember_form(&self, form: Form, bytes: &[u8], answer: &Answer) {
+        if let Answer::Cacheable(c) = answer {
+            with_form_key(form, bytes, |k| self.forms.insert(k.into(), c.clone()));
+        }
+    }
+
     /// Parses and decides a request; answers from the cache when it can.
     pub fn prepare(&self, der: &[u8]) -> Prepared {
         match ocsp::parse_request(der, self.config.max_cert_ids) {
@@ -302,20 +403,16 @@ impl OcspService {
             let packed = key.and_then(|k| self.issuer_index(slot).and_then(|i| i.lookup(k)));
             let (status, raw) = status_of(packed);
             if single {
-                if let (Some(serial), Some(alg)) = (key, alg_code(&cert_id)) {
+                if let (Some(serial), Some(hash)) = (key, CertIdHash::of(&cert_id)) {
                     let ck = CacheKey {
                         issuer: slot as u8,
-                        alg,
+                        alg: alg_code(hash, cert_id.hash_algorithm.parameters.is_none()),
                         serial,
                     };
-                    if let Some(hit) = self.cache.get(&ck) {
-                        if hit.status == raw
-                            && now + self.config.refresh_before_secs < hit.next_update
-                        {
-                            self.counters.hit.inc();
-                            self.count(&status);
-                            return Prepared::Ready(Answer::Cacheable(hit));
-                        }
+                    if let Some(hit) = self.fresh_hit(&ck, raw, now) {
+                        self.counters.hit.inc();
+                        self.count(&status);
+                        return Prepared::Ready(Answer::Cacheable(hit));
                     }
                     cache_as = Some((ck, raw));
                 }
@@ -365,15 +462,31 @@ impl OcspService {
                             hex::encode(&digest.as_ref()[..16])
                         ))
                         .unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
+                        let unknown = status == UNKNOWN;
+                        let mut headers = HeaderMap::with_capacity(5);
+                        headers.insert(CONTENT_TYPE, HeaderValue::from_static(OCSP_RESPONSE));
+                        headers.insert(
+                            CACHE_CONTROL,
+                            if unknown {
+                                // The certificate may have been issued a moment ago by another
+                                // process: shared caches must revalidate, not keep it.
+                                HeaderValue::from_static("no-cache, public, no-transform")
+                            } else {
+                                self.capped_cache_control.clone()
+                            },
+                        );
+                        headers.insert(EXPIRES, http_date(validity.next_update));
+                        headers.insert(LAST_MODIFIED, http_date(validity.this_update));
+                        headers.insert(ETAG, etag.clone());
                         let cached = Arc::new(Cached {
                             der,
+                            key,
                             status,
-                            unknown: status == UNKNOWN,
+                            unknown,
+                            headers,
                             this_update: validity.this_update,
                             next_update: validity.next_update,
                             etag,
-                            last_modified: http_date(validity.this_update),
-                            expires: http_date(validity.next_update),
                         });
                         self.cache.insert(key, cached.clone());
                         Answer::Cacheable(cached)

@@ -63,6 +63,7 @@ pub struct AppState {
     pub keys: Arc<dyn KeyBackend>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    http_metrics: routes::HttpMetrics,
     limiter: ArcSwapOption<DefaultKeyedRateLimiter<IpAddr>>,
     /// CA certificates by name, DER.
     pub ca_certs: HashMap<String, Bytes>,
@@ -290,6 +291,7 @@ pub fn serve(data: &Path, args: ServeArgs, actor: &str) -> Result<(), Failure> {
         authority,
         store: opened.store,
         keys,
+        http_metrics: routes::HttpMetrics::new(metrics.clone()),
         metrics,
         ca_certs,
         index,

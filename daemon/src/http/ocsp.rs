@@ -10,25 +10,32 @@
 
 use super::routes::{reply, text, Reply};
 use super::AppState;
-use crate::ocsp::{Answer, OcspService, Prepared};
+use crate::ocsp::{Answer, Form, OcspService, Prepared, OCSP_RESPONSE};
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{
-    HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, EXPIRES, IF_MODIFIED_SINCE, IF_NONE_MATCH,
-    LAST_MODIFIED,
-};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, IF_MODIFIED_SINCE, IF_NONE_MATCH};
 use hyper::{Request, Response, StatusCode};
 use pkid_protocols::ocsp::{error_response, MAX_OCSP_REQUEST_BYTES};
 use std::sync::Arc;
 
 /// Media type of OCSP requests (RFC 6960 Appendix C.1).
 const OCSP_REQUEST: &str = "application/ocsp-request";
-/// Media type of OCSP responses (RFC 6960 Appendix C.2).
-const OCSP_RESPONSE: &str = "application/ocsp-response";
 /// Longest GET path remainder: base64 of the largest request we parse, fully percent-escaped.
 const MAX_GET_CHARS: usize = MAX_OCSP_REQUEST_BYTES / 3 * 4 * 3 + 16;
+
+/// Base64 with either padding, in the standard and the URL-safe alphabet.
+const B64_STANDARD: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+const B64_URL_SAFE: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
 
 /// Decodes the GET form: percent-escapes first (`%2F`, `%2B`, `%3D`), then base64 — standard
 /// alphabet with or without padding, or the URL-safe one. A literal `+` stays a `+` (it is not
@@ -38,25 +45,32 @@ pub(crate) fn decode_get_path(raw: &str) -> Option<Vec<u8>> {
         return None;
     }
     let bytes = raw.as_bytes();
-    let mut unescaped = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            unescaped.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-            i += 3;
-        } else {
-            unescaped.push(bytes[i]);
-            i += 1;
+    let unescaped;
+    let b64 = if bytes.contains(&b'%') {
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let hex = bytes.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
         }
-    }
-    let engines = [
-        base64::engine::general_purpose::STANDARD,
-        base64::engine::general_purpose::STANDARD_NO_PAD,
-        base64::engine::general_purpose::URL_SAFE,
-        base64::engine::general_purpose::URL_SAFE_NO_PAD,
-    ];
-    engines.iter().find_map(|e| e.decode(&unescaped).ok())
+        unescaped = out;
+        unescaped.as_slice()
+    } else {
+        bytes
+    };
+    // The alphabets differ only in `+/` versus `-_`, so one look picks the alphabet.
+    let engine = if b64.iter().any(|b| matches!(b, b'-' | b'_')) {
+        &B64_URL_SAFE
+    } else {
+        &B64_STANDARD
+    };
+    engine.decode(b64).ok()
 }
 
 fn ocsp_body(status: StatusCode, der: impl Into<Bytes>) -> Reply {
@@ -64,11 +78,11 @@ fn ocsp_body(status: StatusCode, der: impl Into<Bytes>) -> Reply {
 }
 
 /// Runs the responder, signing on a blocking thread when the key backend is slow.
-async fn answer(service: &Arc<OcspService>, der: Bytes) -> Answer {
+async fn answer(service: &Arc<OcspService>, der: &[u8]) -> Answer {
     if service.signs_inline() {
-        return service.respond(&der);
+        return service.respond(der);
     }
-    match service.prepare(&der) {
+    match service.prepare(der) {
         Prepared::Ready(a) => a,
         Prepared::Sign(job) => {
             let svc = service.clone();
@@ -130,36 +144,20 @@ fn to_reply(service: &OcspService, answer: Answer, req_headers: &hyper::HeaderMa
             r
         }
         Answer::Cacheable(c) => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            let max_age = c
-                .next_update
-                .saturating_sub(now)
-                .min(service.max_age_secs());
-            // An `unknown` may be about a certificate issued a moment ago that the index has not
-            // seen yet: shared caches must revalidate it rather than keep it for max-age.
-            let cache_control = if c.unknown {
-                HeaderValue::from_static("no-cache, public, no-transform")
-            } else {
-                HeaderValue::from_str(&format!(
-                    "max-age={max_age}, public, no-transform, must-revalidate"
-                ))
-                .unwrap_or_else(|_| HeaderValue::from_static("no-cache"))
-            };
-            let mut r = if not_modified(req_headers, &c.etag, c.this_update) {
-                let mut r = Response::new(Full::new(Bytes::new()));
+            let mut r;
+            if not_modified(req_headers, &c.etag, c.this_update) {
+                r = Response::new(Full::new(Bytes::new()));
                 *r.status_mut() = StatusCode::NOT_MODIFIED;
-                r
+                *r.headers_mut() = c.headers.clone();
+                // RFC 9110 §15.4.5: no representation metadata beyond the validators.
+                r.headers_mut().remove(CONTENT_TYPE);
             } else {
-                ocsp_body(StatusCode::OK, c.der.clone())
-            };
-            let h = r.headers_mut();
-            h.insert(CACHE_CONTROL, cache_control);
-            h.insert(EXPIRES, c.expires.clone());
-            h.insert(LAST_MODIFIED, c.last_modified.clone());
-            h.insert(ETAG, c.etag.clone());
+                r = Response::new(Full::new(c.der.clone()));
+                *r.headers_mut() = c.headers.clone();
+            }
+            if let Some(cc) = service.shorter_max_age(&c) {
+                r.headers_mut().insert(CACHE_CONTROL, cc);
+            }
             r
         }
     }
@@ -197,7 +195,14 @@ pub(crate) async fn post(state: &Arc<AppState>, req: Request<Incoming>) -> Reply
                 return text(StatusCode::BAD_REQUEST, "request body could not be read")
             }
         };
-    let a = answer(&service, body).await;
+    let a = match service.answer_form(Form::Post, &body) {
+        Some(hit) => hit,
+        None => {
+            let a = answer(&service, &body).await;
+            service.remember_form(Form::Post, &body, &a);
+            a
+        }
+    };
     to_reply(&service, a, &headers)
 }
 
@@ -206,8 +211,15 @@ pub(crate) async fn get(state: &Arc<AppState>, req: &Request<Incoming>, encoded:
     let Some(service) = state.ocsp.clone() else {
         return text(StatusCode::NOT_FOUND, "OCSP is not enabled");
     };
+    if let Some(hit) = service.answer_form(Form::Get, encoded.as_bytes()) {
+        return to_reply(&service, hit, req.headers());
+    }
     let a = match decode_get_path(encoded) {
-        Some(der) => answer(&service, Bytes::from(der)).await,
+        Some(der) => {
+            let a = answer(&service, &der).await;
+            service.remember_form(Form::Get, encoded.as_bytes(), &a);
+            a
+        }
         None => {
             tracing::info!(len = encoded.len(), "OCSP GET with undecodable base64");
             Answer::Error(

@@ -1,13 +1,15 @@
 //! Routing, in one place. Handlers are thin: they adapt HTTP to the module that decides.
 
 use super::AppState;
+use crate::metrics::Metrics;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
+use prometheus::{Histogram, IntCounter};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 /// What every handler returns.
@@ -43,6 +45,101 @@ fn method_not_allowed(allow: &'static str) -> Reply {
     r
 }
 
+/// What a request was routed to: the `route` label of the HTTP metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    Healthz,
+    Readyz,
+    Metrics,
+    Ocsp,
+    Crl,
+    Ca,
+    Tsa,
+    Certs,
+    NotFound,
+    RateLimited,
+    TooLarge,
+    BadRequest,
+}
+
+impl Route {
+    const ALL: [Route; 12] = [
+        Route::Healthz,
+        Route::Readyz,
+        Route::Metrics,
+        Route::Ocsp,
+        Route::Crl,
+        Route::Ca,
+        Route::Tsa,
+        Route::Certs,
+        Route::NotFound,
+        Route::RateLimited,
+        Route::TooLarge,
+        Route::BadRequest,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Route::Healthz => "healthz",
+            Route::Readyz => "readyz",
+            Route::Metrics => "metrics",
+            Route::Ocsp => "ocsp",
+            Route::Crl => "crl",
+            Route::Ca => "ca",
+            Route::Tsa => "tsa",
+            Route::Certs => "certs",
+            Route::NotFound => "not_found",
+            Route::RateLimited => "rate_limited",
+            Route::TooLarge => "too_large",
+            Route::BadRequest => "bad_request",
+        }
+    }
+}
+
+/// The HTTP metrics of one route: handles for the common statuses and the latency, resolved
+/// on first use (so no label hashing per request, and no series for pairs never seen).
+#[derive(Default)]
+struct RouteMetrics {
+    ok: OnceLock<IntCounter>,
+    not_modified: OnceLock<IntCounter>,
+    duration: OnceLock<Histogram>,
+}
+
+/// Per-route HTTP metrics.
+pub(crate) struct HttpMetrics {
+    routes: [RouteMetrics; Route::ALL.len()],
+    metrics: Arc<Metrics>,
+}
+
+impl HttpMetrics {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            routes: Default::default(),
+            metrics,
+        }
+    }
+
+    fn record(&self, route: Route, status: StatusCode, seconds: f64) {
+        let m = &self.routes[route as usize];
+        let requests = &self.metrics.http_requests;
+        let name = route.name();
+        match status {
+            StatusCode::OK => {
+                m.ok.get_or_init(|| requests.with_label_values(&[name, "200"]))
+                    .inc()
+            }
+            StatusCode::NOT_MODIFIED => m
+                .not_modified
+                .get_or_init(|| requests.with_label_values(&[name, "304"]))
+                .inc(),
+            other => requests.with_label_values(&[name, other.as_str()]).inc(),
+        }
+        m.duration
+            .get_or_init(|| self.metrics.http_duration.with_label_values(&[name]))
+            .observe(seconds);
+    }
+}
+
 /// Entry point for every request on every listener.
 pub(crate) async fn handle(
     state: Arc<AppState>,
@@ -56,29 +153,18 @@ pub(crate) async fn handle(
     };
     let status = resp.status();
     state
-        .metrics
-        .http_requests
-        .with_label_values(&[route, status.as_str()])
-        .inc();
-    state
-        .metrics
-        .http_duration
-        .with_label_values(&[route])
-        .observe(start.elapsed().as_secs_f64());
+        .http_metrics
+        .record(route, status, start.elapsed().as_secs_f64());
     if status.is_server_error() {
-        tracing::warn!(%peer, route, status = status.as_u16(), "request failed");
+        tracing::warn!(%peer, route = route.name(), status = status.as_u16(), "request failed");
     } else {
-        tracing::debug!(%peer, route, status = status.as_u16(), "request");
+        tracing::debug!(%peer, route = route.name(), status = status.as_u16(), "request");
     }
     resp
 }
 
 /// Rate limit and declared body size, before any routing work.
-fn admit(
-    state: &AppState,
-    req: &Request<Incoming>,
-    peer: SocketAddr,
-) -> Option<(&'static str, Reply)> {
+fn admit(state: &AppState, req: &Request<Incoming>, peer: SocketAddr) -> Option<(Route, Reply)> {
     if let Some(limiter) = state.limiter.load().as_ref() {
         if let Err(not_until) = limiter.check_key(&peer.ip()) {
             state.metrics.rate_limited.inc();
@@ -90,7 +176,7 @@ fn admit(
                 .insert(RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
             // debug, not info: a flood of 429s must not become a flood of log lines.
             tracing::debug!(%peer, "rate limited");
-            return Some(("rate_limited", r));
+            return Some((Route::RateLimited, r));
         }
     }
     let limit = state.config.load().server.max_body_bytes as u64;
@@ -101,26 +187,27 @@ fn admit(
         .map(|v| v.parse::<u64>());
     match declared {
         Some(Ok(n)) if n > limit => Some((
-            "too_large",
+            Route::TooLarge,
             text(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("request body is over the {limit}-byte limit"),
             ),
         )),
         Some(Err(_)) => Some((
-            "bad_request",
+            Route::BadRequest,
             text(StatusCode::BAD_REQUEST, "invalid Content-Length"),
         )),
         _ => None,
     }
 }
 
-async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> (&'static str, Reply) {
-    let path = req.uri().path().to_string();
+async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> (Route, Reply) {
+    // A cheap clone (the path shares the request buffer), so the match can move `req`.
+    let uri = req.uri().clone();
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
-    match path.as_str() {
+    match uri.path() {
         "/healthz" => (
-            "healthz",
+            Route::Healthz,
             if get {
                 text(StatusCode::OK, "ok")
             } else {
@@ -128,7 +215,7 @@ async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> (&'static st
             },
         ),
         "/readyz" => (
-            "readyz",
+            Route::Readyz,
             if get {
                 readyz(state).await
             } else {
@@ -136,7 +223,7 @@ async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> (&'static st
             },
         ),
         "/metrics" => (
-            "metrics",
+            Route::Metrics,
             if get {
                 reply(
                     StatusCode::OK,
@@ -148,7 +235,7 @@ async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> (&'static st
             },
         ),
         "/ocsp" => (
-            "ocsp",
+            Route::Ocsp,
             if *req.method() == Method::POST {
                 super::ocsp::post(state, req).await
             } else {
@@ -158,7 +245,7 @@ async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> (&'static st
         p if p.starts_with("/ocsp/") => {
             let encoded = &p["/ocsp/".len()..];
             (
-                "ocsp",
+                Route::Ocsp,
                 if get {
                     super::ocsp::get(state, &req, encoded).await
                 } else {
@@ -167,7 +254,7 @@ async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> (&'static st
             )
         }
         p if p.starts_with("/crl/") => (
-            "crl",
+            Route::Crl,
             if get {
                 super::crl::get(state, &p["/crl/".len()..], req.headers())
             } else {
@@ -175,23 +262,26 @@ async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> (&'static st
             },
         ),
         p if p.starts_with("/ca/") => (
-            "ca",
+            Route::Ca,
             if get {
                 ca_certificate(state, &p["/ca/".len()..])
             } else {
                 method_not_allowed("GET, HEAD")
             },
         ),
-        "/tsa" => ("tsa", crate::tsa::serve_http(state.tsa.clone(), req).await),
+        "/tsa" => (
+            Route::Tsa,
+            crate::tsa::serve_http(state.tsa.clone(), req).await,
+        ),
         p if p.starts_with("/certs/") => (
-            "certs",
+            Route::Certs,
             if get {
                 published(state, &p["/certs/".len()..]).await
             } else {
                 method_not_allowed("GET, HEAD")
             },
         ),
-        _ => ("not_found", text(StatusCode::NOT_FOUND, "not found")),
+        _ => (Route::NotFound, text(StatusCode::NOT_FOUND, "not found")),
     }
 }
 
