@@ -477,10 +477,18 @@ impl CrlService {
             if self.lookup(&key).is_some_and(|c| c.number >= info.number) {
                 continue;
             }
-            if let Some(stored) = store.stored_crl(&info.issuer, info.shard, info.delta)? {
-                tracing::info!(crl = %key.label(), number = stored.info.number, "loaded stored CRL");
-                self.load(stored);
-                loaded += 1;
+            match store.stored_crl(&info.issuer, info.shard, info.delta) {
+                Ok(Some(stored)) => {
+                    tracing::info!(crl = %key.label(), number = stored.info.number, "loaded stored CRL");
+                    self.load(stored);
+                    loaded += 1;
+                }
+                Ok(None) => {}
+                // A body file lost or damaged (a restore without `crls/`, a disk fault): the
+                // scope is left unpublished, and the schedule signs a new CRL with a new number.
+                Err(e) => {
+                    tracing::warn!(crl = %key.label(), number = info.number, error = %e, "stored CRL unreadable; a new one will be signed")
+                }
             }
         }
         Ok(loaded)

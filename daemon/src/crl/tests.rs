@@ -549,3 +549,27 @@ fn large_crl_buffers_are_reused_once_no_response_holds_them() {
     drop(svc.served_bytes(&key, vec![0u8; 100], 0));
     assert_eq!(spare_len(&svc), None);
 }
+
+#[test]
+fn a_stored_crl_whose_body_file_is_lost_is_signed_again_at_start() {
+    let ca = test_ca("");
+    let first = service(&ca);
+    first.start().expect("start");
+    let stored = first
+        .lookup(&CrlKey::new(ISSUING, None, false))
+        .expect("generated");
+    // A restore of pkid.db without crls/: the rows name files that are gone.
+    std::fs::remove_dir_all(ca.path.join("crls")).expect("rm crls/");
+    let restarted = service(&ca);
+    restarted.start().expect("start despite the lost bodies");
+    let again = restarted
+        .lookup(&CrlKey::new(ISSUING, None, false))
+        .expect("signed again");
+    assert!(
+        again.number > stored.number,
+        "a new number: {} after {}",
+        again.number,
+        stored.number
+    );
+    verify(&again, &ca, ISSUING);
+}

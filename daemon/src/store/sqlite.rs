@@ -65,11 +65,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX timestamps_gen_time ON timestamps(gen_time);",
     // 3: CRLs: certificate partitions, CRL numbers, stored CRLs (see sqlite/crl.rs).
     crl::MIGRATION,
+    // 4: CRL bodies in files beside the database (see sqlite/crl.rs).
+    crl::MIGRATION_FILES,
 ];
 
 /// The embedded default store.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Where CRL bodies are kept: `crls/` beside the database file.
+    crl_dir: std::path::PathBuf,
 }
 
 /// A TEXT column of a row, borrowed.
@@ -128,8 +132,13 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
             .map_err(unavailable)?;
         Self::migrate(&mut conn)?;
+        let crl_dir = path
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join(crl::CRL_DIR);
         Ok(Self {
             conn: Mutex::new(conn),
+            crl_dir,
         })
     }
 
