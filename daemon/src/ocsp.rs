@@ -456,43 +456,43 @@ impl OcspService {
                 match job.cache_as {
                     None => Answer::Fresh(der),
                     Some((key, status)) => {
-                        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der);
-                        let etag = HeaderValue::from_str(&format!(
-                            "\"{}\"",
-                            hex::encode(&digest.as_ref()[..16])
-                        ))
-                        .unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
-                        let unknown = status == UNKNOWN;
-                        let mut headers = HeaderMap::with_capacity(5);
-                        headers.insert(CONTENT_TYPE, HeaderValue::from_static(OCSP_RESPONSE));
-                        headers.insert(
-                            CACHE_CONTROL,
-                            if unknown {
-                                // The certificate may have been issued a moment ago by another
-                                // process: shared caches must revalidate, not keep it.
-                                HeaderValue::from_static("no-cache, public, no-transform")
-                            } else {
-                                self.capped_cache_control.clone()
-                            },
-                        );
-                        headers.insert(EXPIRES, http_date(validity.next_update));
-                        headers.insert(LAST_MODIFIED, http_date(validity.this_update));
-                        headers.insert(ETAG, etag.clone());
-                        let cached = Arc::new(Cached {
-                            der,
-                            key,
-                            status,
-                            unknown,
-                            headers,
-                            this_update: validity.this_update,
-                            next_update: validity.next_update,
-                            etag,
-                        });
+                        let cached = Arc::new(self.cacheable(der, key, status, validity));
                         self.cache.insert(key, cached.clone());
                         Answer::Cacheable(cached)
                     }
                 }
             }
+        }
+    }
+
+    /// A signed nonce-less response with its HTTP validators and header fields (RFC 5019 §6).
+    fn cacheable(&self, der: Bytes, key: CacheKey, status: u64, validity: Validity) -> Cached {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der);
+        let etag = HeaderValue::from_str(&format!("\"{}\"", hex::encode(&digest.as_ref()[..16])))
+            .unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
+        let unknown = status == UNKNOWN;
+        let cache_control = if unknown {
+            // The certificate may have been issued a moment ago by another process: shared
+            // caches must revalidate, not keep it.
+            HeaderValue::from_static("no-cache, public, no-transform")
+        } else {
+            self.capped_cache_control.clone()
+        };
+        let mut headers = HeaderMap::with_capacity(5);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(OCSP_RESPONSE));
+        headers.insert(CACHE_CONTROL, cache_control);
+        headers.insert(EXPIRES, http_date(validity.next_update));
+        headers.insert(LAST_MODIFIED, http_date(validity.this_update));
+        headers.insert(ETAG, etag.clone());
+        Cached {
+            der,
+            key,
+            status,
+            unknown,
+            headers,
+            this_update: validity.this_update,
+            next_update: validity.next_update,
+            etag,
         }
     }
 
