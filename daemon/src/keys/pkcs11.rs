@@ -347,14 +347,40 @@ impl Signer for Pkcs11Signer {
     }
 
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
-        let digest;
-        let (mechanism, data) = match self.algorithm {
+        match self.algorithm {
             SignatureAlgorithm::EcdsaSha256 | SignatureAlgorithm::EcdsaSha384 => {
-                digest = aws_lc_rs::digest::digest(self.algorithm.digest(), message);
-                (Mechanism::Ecdsa, digest.as_ref())
+                let digest = aws_lc_rs::digest::digest(self.algorithm.digest(), message);
+                self.sign_with(&Mechanism::Ecdsa, digest.as_ref())
             }
-            SignatureAlgorithm::RsaPkcs1Sha256 => (Mechanism::Sha256RsaPkcs, message),
-        };
+            SignatureAlgorithm::RsaPkcs1Sha256 => {
+                self.sign_with(&Mechanism::Sha256RsaPkcs, message)
+            }
+        }
+    }
+
+    /// ECDSA signs the caller's digest with `CKM_ECDSA`, as `sign` does after hashing: a large
+    /// message (a CRL) is hashed once, and only the digest crosses to the token. RSA keeps
+    /// `CKM_SHA256_RSA_PKCS` over the message.
+    fn sign_digest(
+        &self,
+        message: &[u8],
+        digest: &aws_lc_rs::digest::Digest,
+    ) -> Result<Vec<u8>, SignError> {
+        match self.algorithm {
+            SignatureAlgorithm::EcdsaSha256 | SignatureAlgorithm::EcdsaSha384
+                if digest.algorithm() == self.algorithm.digest() =>
+            {
+                self.sign_with(&Mechanism::Ecdsa, digest.as_ref())
+            }
+            _ => self.sign(message),
+        }
+    }
+}
+
+impl Pkcs11Signer {
+    /// Signs `data` with `mechanism` on a pooled session (re-finding the key once if its handle
+    /// went stale) and returns the signature in X.509 form.
+    fn sign_with(&self, mechanism: &Mechanism<'_>, data: &[u8]) -> Result<Vec<u8>, SignError> {
         let raw = self
             .pool
             .run(|session, retry| {
@@ -363,7 +389,7 @@ impl Signer for Pkcs11Signer {
                 } else {
                     self.key_handle()
                 };
-                Ok(session.sign(&mechanism, key, data)?)
+                Ok(session.sign(mechanism, key, data)?)
             })
             .map_err(|f| {
                 sign_error(f.into_key_error(&format!("signing with key {:?}", self.label)))
