@@ -63,6 +63,7 @@ pub(crate) enum Route {
 }
 
 impl Route {
+    /// Every route, in declaration order (`Route::X as usize` indexes it).
     const ALL: [Route; 12] = [
         Route::Healthz,
         Route::Readyz,
@@ -120,9 +121,13 @@ impl HttpMetrics {
     }
 
     fn record(&self, route: Route, status: StatusCode, seconds: f64) {
-        let m = &self.routes[route as usize];
         let requests = &self.metrics.http_requests;
         let name = route.name();
+        let Some(m) = self.routes.get(route as usize) else {
+            // Unreachable while `Route::ALL` lists every variant (a test checks it).
+            requests.with_label_values(&[name, status.as_str()]).inc();
+            return;
+        };
         match status {
             StatusCode::OK => {
                 m.ok.get_or_init(|| requests.with_label_values(&[name, "200"]))
@@ -362,5 +367,21 @@ async fn published(state: &Arc<AppState>, file: &str) -> Reply {
             tracing::error!(error = %e, "certificate lookup task");
             text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Route;
+
+    #[test]
+    fn route_all_lists_every_variant_at_its_index_with_distinct_names() {
+        for (i, r) in Route::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+        }
+        let mut names: Vec<&str> = Route::ALL.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Route::ALL.len());
     }
 }
