@@ -8,7 +8,8 @@
 //! the row that names it (with its SHA-256) commits; the row is what makes it published.
 //! Through SQLite's pager a 50 MB body cost about 250 ms (12,000 page writes, spilled and
 //! re-read through the page cache, then checkpointed into the database: the same bytes
-//! three times); as one file it is one write and one fsync, about 40 ms on the same disk.
+//! three times); as one file it is one `write` and one `fsync`: ~35 ms here when the page
+//! cache recycles a replaced body's pages, ~165 ms into fresh memory on this VM.
 //! Files no row names (a crash between the file and the commit) are removed by the next
 //! store, under the same write lock. Rows from before migration 4 keep their body in `der`.
 
@@ -57,7 +58,6 @@ pub(super) const MIGRATION: &str = "
         PRIMARY KEY (issuer, shard, kind)
     ) STRICT;";
 
-/// What a CRL scan reads; for a released hold (deltas only), the release time.
 /// Migration 4: where a CRL's body file is, and its SHA-256 (checked on every read).
 pub(super) const MIGRATION_FILES: &str = "
     ALTER TABLE crls ADD COLUMN file TEXT;
@@ -115,6 +115,7 @@ fn sweep_bodies(dir: &std::path::Path, named: &[String], keep: &str) {
     }
 }
 
+/// What a CRL scan reads; for a released hold (deltas only), the release time.
 const SCAN_COLUMNS: &str = "serial, status,
      CASE WHEN status = 'valid'
           THEN (SELECT MAX(at) FROM changes p WHERE p.serial = certificates.serial)
