@@ -75,24 +75,6 @@ fn crl_number(pem: &Path) -> u64 {
         .unwrap_or_else(|| panic!("unreadable CRL number in {text}"))
 }
 
-/// `openssl crl -verify` against a CA certificate: "verify OK" on stderr.
-fn assert_crl_signed_by(pem: &Path, ca: &Path) {
-    let out = openssl(&[
-        "crl",
-        "-in",
-        path_str(pem),
-        "-CAfile",
-        path_str(ca),
-        "-noout",
-    ]);
-    assert_success(&out, "openssl crl -CAfile");
-    assert!(
-        lossy(&out.stderr).contains("verify OK"),
-        "{}",
-        lossy(&out.stderr)
-    );
-}
-
 /// Waits until the CRL at `path` lists `serial` (as openssl prints it, upper-case hex).
 fn wait_listed(daemon: &Daemon, dir: &Path, path: &str, serial: &str) -> PathBuf {
     let needle = format!("Serial Number: {}", serial.to_uppercase());

@@ -193,26 +193,11 @@ fn hsm_backed_ca_keeps_keys_in_the_token_issues_and_serves() {
     );
     // The issuing CA's CRL, signed by the token over the digest pkid computed
     // (`Signer::sign_digest` with CKM_ECDSA), verifies against the issuing certificate.
-    let crl = get(&daemon.http_url("/crl/issuing.crl"));
+    let crl = get(&daemon.http_url("/crl/issuing.pem"));
     assert_eq!(crl.status, 200, "{}", crl.text());
-    let crl_file = data.join("issuing.crl");
+    let crl_file = data.join("issuing-crl.pem");
     std::fs::write(&crl_file, &crl.body).expect("write CRL");
-    let out = openssl(&[
-        "crl",
-        "-inform",
-        "DER",
-        "-in",
-        path_str(&crl_file),
-        "-CAfile",
-        path_str(&data.join("certs/issuing.crt")),
-        "-noout",
-    ]);
-    assert_success(&out, "openssl crl -CAfile on the token-signed CRL");
-    assert!(
-        lossy(&out.stderr).contains("verify OK"),
-        "{}",
-        lossy(&out.stderr)
-    );
+    assert_crl_signed_by(&crl_file, &data.join("certs/issuing.crt"));
     // The CLI signs with the token while the daemon holds its sessions.
     let (_, csr2) = make_csr(data, "/CN=second", "ec:P-256");
     let out = pkid_with(

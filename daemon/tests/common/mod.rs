@@ -232,6 +232,24 @@ pub fn assert_verifies(data: &Path, cert: &Path, extra: &[&str]) {
     );
 }
 
+/// `openssl crl -verify` against a CA certificate: "verify OK" on stderr.
+pub fn assert_crl_signed_by(pem: &Path, ca: &Path) {
+    let out = openssl(&[
+        "crl",
+        "-in",
+        path_str(pem),
+        "-CAfile",
+        path_str(ca),
+        "-noout",
+    ]);
+    assert_success(&out, "openssl crl -CAfile");
+    assert!(
+        lossy(&out.stderr).contains("verify OK"),
+        "{}",
+        lossy(&out.stderr)
+    );
+}
+
 /// Runs `curl ARGS…` (whatever the exit status).
 pub fn curl(args: &[&str]) -> Output {
     Command::new("curl")
