@@ -612,6 +612,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn remembered_forms_are_keyed_by_kind_and_exact_bytes_up_to_the_limit() {
+        let key = |form, bytes: &[u8]| with_form_key(form, bytes, <[u8]>::to_vec);
+        let b = b"MFEwTzBNMEswSTAJBgUrDgMCGgUABBR";
+        // The same bytes as a GET path and as a POST body are different forms.
+        assert_ne!(key(Form::Get, b), key(Form::Post, b));
+        assert_eq!(key(Form::Get, b), key(Form::Get, b));
+        assert_ne!(key(Form::Get, b), key(Form::Get, &b[..b.len() - 1]));
+        let longest = vec![b'A'; MAX_FORM_BYTES];
+        assert_eq!(
+            key(Form::Post, &longest).map(|k| k.len()),
+            Some(MAX_FORM_BYTES + 1)
+        );
+        assert_eq!(
+            key(Form::Post, &[b'A'; MAX_FORM_BYTES + 1]),
+            None,
+            "never remembered"
+        );
+    }
+
+    #[test]
     fn serial_numbers_from_keys_are_minimal_and_positive() {
         assert_eq!(serial_number(0x80).expect("s").as_bytes(), &[0x00, 0x80]);
         assert_eq!(serial_number(0x7f).expect("s").as_bytes(), &[0x7f]);

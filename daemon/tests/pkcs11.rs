@@ -71,6 +71,23 @@ fn pkid_with(token: &Token, data: &Path, args: &[String]) -> Output {
     pkid_env(data, &args, &token.env())
 }
 
+/// `pkid cert issue --csr CSR --profile PROFILE` with the token's environment.
+fn issue_with(token: &Token, data: &Path, csr: &Path, profile: &str) -> Output {
+    pkid_with(
+        token,
+        data,
+        &[
+            "cert",
+            "issue",
+            "--csr",
+            path_str(csr),
+            "--profile",
+            profile,
+        ]
+        .map(String::from),
+    )
+}
+
 /// The object blocks of `pkcs11-tool --list-objects` (each starts at a non-indented line).
 fn object_blocks(listing: &str) -> Vec<String> {
     let mut blocks: Vec<String> = Vec::new();
@@ -161,19 +178,7 @@ fn hsm_backed_ca_keeps_keys_in_the_token_issues_and_serves() {
         "/C=VN/O=Ban Cơ yếu Chính phủ/CN=Nguyễn Văn Ánh",
         "ec:P-256",
     );
-    let out = pkid_with(
-        &token,
-        data,
-        &[
-            "cert",
-            "issue",
-            "--csr",
-            path_str(&csr),
-            "--profile",
-            "organization",
-        ]
-        .map(String::from),
-    );
+    let out = issue_with(&token, data, &csr, "organization");
     assert_success(&out, "pkid cert issue with the token");
     let (serial, cert) = save_pem(data, &lossy(&out.stdout));
     assert_verifies(data, &cert, &["-purpose", "smimesign"]);
@@ -200,19 +205,7 @@ fn hsm_backed_ca_keeps_keys_in_the_token_issues_and_serves() {
     assert_crl_signed_by(&crl_file, &data.join("certs/issuing.crt"));
     // The CLI signs with the token while the daemon holds its sessions.
     let (_, csr2) = make_csr(data, "/CN=second", "ec:P-256");
-    let out = pkid_with(
-        &token,
-        data,
-        &[
-            "cert",
-            "issue",
-            "--csr",
-            path_str(&csr2),
-            "--profile",
-            "tls-client",
-        ]
-        .map(String::from),
-    );
+    let out = issue_with(&token, data, &csr2, "tls-client");
     assert_success(&out, "second issue while serving");
     let (serial2, cert2) = save_pem(data, &lossy(&out.stdout));
     assert_verifies(data, &cert2, &[]);
@@ -255,19 +248,7 @@ fn hsm_wrong_pin_fails_cleanly_and_a_corrected_retry_succeeds() {
     assert_ne!(broken, config, "pin_file is in the configuration");
     std::fs::write(data.join("pkid.toml"), broken).expect("write");
     let (_, csr) = make_csr(data, "/CN=x", "ec:P-256");
-    let out = pkid_with(
-        &token,
-        data,
-        &[
-            "cert",
-            "issue",
-            "--csr",
-            path_str(&csr),
-            "--profile",
-            "tls-client",
-        ]
-        .map(String::from),
-    );
+    let out = issue_with(&token, data, &csr, "tls-client");
     assert_clean_failure(&out, "wrong PIN");
     let out = pkid_with(
         &token,

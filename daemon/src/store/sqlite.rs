@@ -559,7 +559,8 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, SqliteStore) {
+    /// A store in a fresh temporary directory (also used by the `crl` submodule's tests).
+    pub(super) fn store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().expect("tmp");
         let s = SqliteStore::open(&dir.path().join("t.db"), Duration::from_secs(1)).expect("open");
         (dir, s)

@@ -448,15 +448,9 @@ impl SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::store;
     use super::*;
     use crate::store::crl::NO_SHARD;
-    use std::time::Duration;
-
-    fn store() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().expect("tmp");
-        let s = SqliteStore::open(&dir.path().join("t.db"), Duration::from_secs(1)).expect("open");
-        (dir, s)
-    }
 
     /// The plan SQLite picks for a complete CRL's scan.
     fn plan(s: &SqliteStore, shard: ShardFilter) -> String {
