@@ -1,22 +1,21 @@
-//! Issuance and the certificate lifecycle: issue, renew, rekey, modify, revoke, hold, release.
+//! The certificate authority: the only code that signs certificates.
 //!
-//! Every certificate takes the same path ([`Authority::sign_certificate`]): draw a random
+//! What to issue, renew, rekey, modify or revoke is decided by the registration authority
+//! (`crate::ra`); this module holds the issuers and signs what it is handed. Every certificate
+//! takes the same path ([`Authority::sign_certificate`]): draw a random
 //! serial → build the to-be-signed certificate (pure) → lint it against its profile (pure, before
 //! the key is touched) → record serial and TBS in the store → sign through the [`Signer`] and
 //! verify the signature with the issuer's public key → store the certificate durably → return
 //! it. Every state-changing call writes an audit record, whether it succeeds or is refused.
 
 use crate::clock::Clock;
-use crate::config::{Config, SubscriberProfile};
-use crate::store::{
-    AuditEntry, CertStatus, CertificateRecord, ListFilter, NewCertificate, Outcome, StatusChange,
-    Store, StoreError,
-};
+use crate::config::Config;
+use crate::store::{AuditEntry, NewCertificate, Outcome, StatusChange, Store, StoreError};
 use der::{Decode, Encode};
 use pkid_protocols::profile::Profile;
-use pkid_protocols::revocation::{self, CrlReason};
+use pkid_protocols::revocation::CrlReason;
 use pkid_protocols::x509::{self, CertificateError, CertificateTemplate, IssuerInfo};
-use pkid_protocols::{csr, serial, Signer};
+use pkid_protocols::{serial, Signer};
 use std::collections::HashMap;
 use std::sync::Arc;
 use x509_cert::ext::pkix::SubjectAltName;
@@ -152,7 +151,7 @@ impl From<CertificateError> for CaError {
 
 impl CaError {
     /// The audit outcome this error stands for.
-    fn outcome(&self) -> Outcome {
+    pub(crate) fn outcome(&self) -> Outcome {
         match self {
             CaError::Refused(_) | CaError::NotFound(_) | CaError::Conflict(_) => Outcome::Refused,
             CaError::Unavailable(_) | CaError::Internal(_) => Outcome::Failed,
@@ -183,8 +182,40 @@ pub struct Issuance<'a> {
     pub days: u32,
     /// subjectAltName to copy.
     pub subject_alt_name: Option<SubjectAltName>,
-    /// Predecessor.
-    pub replaces: Option<String>,
+    /// The certificate this one replaces, and what becomes of it.
+    pub replaces: Option<Predecessor>,
+}
+
+/// The certificate an issuance replaces.
+#[derive(Clone, Debug)]
+pub enum Predecessor {
+    /// Renewed or reissued: it stays valid until it expires or is revoked.
+    Kept(String),
+    /// Superseded (rekey, modify): revoked with reason `superseded` in the same transaction that
+    /// stores its successor.
+    Superseded {
+        /// Its serial.
+        serial: String,
+        /// Who asked (for the revocation's audit record).
+        actor: String,
+    },
+}
+
+impl Predecessor {
+    /// A predecessor to revoke as superseded, on `actor`'s request.
+    pub fn superseded(serial: &str, actor: &str) -> Self {
+        Self::Superseded {
+            serial: serial.to_string(),
+            actor: actor.to_string(),
+        }
+    }
+
+    /// Its serial.
+    pub fn serial(&self) -> &str {
+        match self {
+            Self::Kept(s) | Self::Superseded { serial: s, .. } => s,
+        }
+    }
 }
 
 /// The CA: issuers, policy, store and clock.
@@ -196,7 +227,7 @@ pub struct Authority {
 }
 
 /// The audit target for a serial typed by an operator: canonical when it parses.
-fn audit_target(serial_hex: &str) -> String {
+pub(crate) fn audit_target(serial_hex: &str) -> String {
     serial::canonical_hex(serial_hex).unwrap_or_else(|| serial_hex.to_string())
 }
 
@@ -248,7 +279,8 @@ impl Authority {
         self.clock.now()
     }
 
-    fn audit(
+    /// Writes one audit record (and its INFO log line).
+    pub fn audit(
         &self,
         actor: &str,
         action: &str,
@@ -378,7 +410,7 @@ impl Authority {
                 not_before,
                 not_after,
                 tbs: tbs_der.clone(),
-                replaces: req.replaces.clone(),
+                replaces: req.replaces.as_ref().map(|p| p.serial().to_string()),
                 created_at: now,
             };
             match self.store.reserve(&record) {
@@ -395,8 +427,27 @@ impl Authority {
             let der = cert
                 .to_der()
                 .map_err(|e| CaError::Internal(e.to_string()))?;
-            // Durable before anyone sees it.
-            self.store.complete(&serial_hex, &der)?;
+            // Durable before anyone sees it; a superseded predecessor ends in the same commit.
+            match &req.replaces {
+                Some(Predecessor::Superseded { serial, actor }) => {
+                    let entry = AuditEntry {
+                        at: now,
+                        actor: actor.clone(),
+                        action: "cert.revoke".into(),
+                        target: serial.clone(),
+                        outcome: Outcome::Success,
+                        detail: format!("reason=superseded by {serial_hex}"),
+                    };
+                    let change = StatusChange::Revoke {
+                        reason: CrlReason::Superseded,
+                        at: now,
+                        invalidity_date: None,
+                    };
+                    self.store
+                        .complete_superseding(&serial_hex, &der, serial, change, &entry)?;
+                }
+                Some(Predecessor::Kept(_)) | None => self.store.complete(&serial_hex, &der)?,
+            }
             return Ok(Issued {
                 serial: serial_hex,
                 der,
@@ -405,371 +456,5 @@ impl Authority {
         Err(CaError::Internal(
             "could not draw an unused serial number".into(),
         ))
-    }
-
-    fn subscriber_profile(&self, name: &str) -> Result<&SubscriberProfile, CaError> {
-        self.config.profile(name).ok_or_else(|| {
-            let known: Vec<_> = self.config.profiles.keys().cloned().collect();
-            CaError::Refused(format!(
-                "unknown profile {name:?} (configured: {})",
-                known.join(", ")
-            ))
-        })
-    }
-
-    fn issuing(&self) -> Result<&Arc<Issuer>, CaError> {
-        self.issuer(ISSUING)
-            .ok_or_else(|| CaError::Internal("the issuing CA is not loaded".into()))
-    }
-
-    /// Issues a certificate from a PKCS#10 request (PEM or DER) under a subscriber profile.
-    pub fn issue(
-        &self,
-        csr_bytes: &[u8],
-        profile_name: &str,
-        days: Option<u32>,
-        actor: &str,
-    ) -> Result<Issued, CaError> {
-        self.audited(
-            actor,
-            "cert.issue",
-            profile_name,
-            || {
-                let sp = self.subscriber_profile(profile_name)?;
-                let der =
-                    csr::from_pem_or_der(csr_bytes).map_err(|e| CaError::Refused(e.to_string()))?;
-                let csr = csr::verify(&der).map_err(|e| CaError::Refused(e.to_string()))?;
-                self.sign_certificate(
-                    self.issuing()?.signing(),
-                    Issuance {
-                        profile: &sp.profile,
-                        profile_name,
-                        subject: csr.subject,
-                        public_key: csr.public_key,
-                        days: days.unwrap_or(sp.default_validity_days),
-                        subject_alt_name: csr.subject_alt_name,
-                        replaces: None,
-                    },
-                )
-            },
-            |i| format!("serial={}", i.serial),
-        )
-    }
-
-    /// A certificate that exists, is issued, unexpired and not revoked or held.
-    fn live(&self, serial_hex: &str) -> Result<(CertificateRecord, Certificate), CaError> {
-        let serial = serial::canonical_hex(serial_hex)
-            .ok_or_else(|| CaError::Refused(format!("{serial_hex:?} is not a serial number")))?;
-        let rec = self
-            .store
-            .certificate(&serial)?
-            .ok_or_else(|| CaError::NotFound(serial.clone()))?;
-        if rec.status != CertStatus::Valid {
-            return Err(CaError::Conflict(format!(
-                "certificate {serial} is {}",
-                rec.status.as_str()
-            )));
-        }
-        if rec.not_after < self.clock.now() {
-            return Err(CaError::Conflict(format!(
-                "certificate {serial} expired {}; request a new certificate instead",
-                pkid_protocols::time::rfc3339(rec.not_after)
-            )));
-        }
-        if rec.issuer != ISSUING {
-            return Err(CaError::Refused(format!(
-                "certificate {serial} is a CA certificate; its lifecycle is managed by `pkid init`"
-            )));
-        }
-        let der = rec
-            .der
-            .as_deref()
-            .ok_or_else(|| CaError::Conflict(format!("certificate {serial} was never stored")))?;
-        let cert = Certificate::from_der(der).map_err(|e| CaError::Internal(e.to_string()))?;
-        Ok((rec, cert))
-    }
-
-    fn san_of(cert: &Certificate) -> Option<SubjectAltName> {
-        cert.tbs_certificate
-            .get::<SubjectAltName>()
-            .ok()
-            .flatten()
-            .map(|(_, san)| san)
-    }
-
-    /// Issues a successor: `subject`/`key` default to the predecessor's.
-    fn successor(
-        &self,
-        rec: &CertificateRecord,
-        cert: &Certificate,
-        subject: Option<Name>,
-        key: Option<csr::VerifiedCsr>,
-        days: Option<u32>,
-    ) -> Result<Issued, CaError> {
-        let sp = self.subscriber_profile(&rec.profile)?;
-        let (public_key, san_from_csr) = match key {
-            Some(csr) => (csr.public_key, csr.subject_alt_name),
-            None => (cert.tbs_certificate.subject_public_key_info.clone(), None),
-        };
-        self.sign_certificate(
-            self.issuing()?.signing(),
-            Issuance {
-                profile: &sp.profile,
-                profile_name: &rec.profile,
-                subject: subject.unwrap_or_else(|| cert.tbs_certificate.subject.clone()),
-                public_key,
-                days: days.unwrap_or(sp.default_validity_days),
-                subject_alt_name: san_from_csr.or_else(|| Self::san_of(cert)),
-                replaces: Some(rec.serial.clone()),
-            },
-        )
-    }
-
-    fn supersede(&self, old: &str, actor: &str, new: &str) -> Result<(), CaError> {
-        let now = self.clock.now();
-        let change = StatusChange::Revoke {
-            reason: CrlReason::Superseded,
-            at: now,
-            invalidity_date: None,
-        };
-        let entry = AuditEntry {
-            at: now,
-            actor: actor.into(),
-            action: "cert.revoke".into(),
-            target: old.into(),
-            outcome: Outcome::Success,
-            detail: format!("reason=superseded by {new}"),
-        };
-        self.store.change_status(old, change, &entry)?;
-        Ok(())
-    }
-
-    /// Renews: same subject and key, new serial and validity. The old certificate stays valid
-    /// until it expires or is revoked.
-    pub fn renew(
-        &self,
-        serial_hex: &str,
-        days: Option<u32>,
-        actor: &str,
-    ) -> Result<Issued, CaError> {
-        self.audited(
-            actor,
-            "cert.renew",
-            &audit_target(serial_hex),
-            || {
-                let (rec, cert) = self.live(serial_hex)?;
-                self.successor(&rec, &cert, None, None, days)
-            },
-            |i| format!("serial={}", i.serial),
-        )
-    }
-
-    /// Rekeys: same subject, the new key from `csr_bytes` (its proof of possession checked). The
-    /// old certificate is revoked as superseded, since its key is being replaced (lost or locked
-    /// key device, routine key change).
-    pub fn rekey(
-        &self,
-        serial_hex: &str,
-        csr_bytes: &[u8],
-        days: Option<u32>,
-        actor: &str,
-    ) -> Result<Issued, CaError> {
-        self.audited(
-            actor,
-            "cert.rekey",
-            &audit_target(serial_hex),
-            || {
-                let (rec, cert) = self.live(serial_hex)?;
-                let der =
-                    csr::from_pem_or_der(csr_bytes).map_err(|e| CaError::Refused(e.to_string()))?;
-                let csr = csr::verify(&der).map_err(|e| CaError::Refused(e.to_string()))?;
-                if csr.public_key == cert.tbs_certificate.subject_public_key_info {
-                    return Err(CaError::Refused(
-                        "the request carries the same key; use renew".into(),
-                    ));
-                }
-                let issued = self.successor(&rec, &cert, None, Some(csr), days)?;
-                self.supersede(&rec.serial, actor, &issued.serial)?;
-                Ok(issued)
-            },
-            |i| format!("serial={}", i.serial),
-        )
-    }
-
-    /// Changes subject information: a new certificate with the new subject (and the new key if a
-    /// CSR is given); the old one is revoked with reason superseded.
-    pub fn modify(
-        &self,
-        serial_hex: &str,
-        subject: Option<&str>,
-        csr_bytes: Option<&[u8]>,
-        days: Option<u32>,
-        actor: &str,
-    ) -> Result<Issued, CaError> {
-        self.audited(
-            actor,
-            "cert.modify",
-            &audit_target(serial_hex),
-            || {
-                let (rec, cert) = self.live(serial_hex)?;
-                let csr = match csr_bytes {
-                    Some(b) => {
-                        let der =
-                            csr::from_pem_or_der(b).map_err(|e| CaError::Refused(e.to_string()))?;
-                        Some(csr::verify(&der).map_err(|e| CaError::Refused(e.to_string()))?)
-                    }
-                    None => None,
-                };
-                let new_subject = match (subject, &csr) {
-                    (Some(s), _) => pkid_protocols::name::parse(s)
-                        .map_err(|e| CaError::Refused(e.to_string()))?,
-                    (None, Some(c)) => c.subject.clone(),
-                    (None, None) => {
-                        return Err(CaError::Refused("modify needs --subject or --csr".into()))
-                    }
-                };
-                if new_subject == cert.tbs_certificate.subject && csr.is_none() {
-                    return Err(CaError::Refused(
-                        "the subject is unchanged; use renew".into(),
-                    ));
-                }
-                let issued = self.successor(&rec, &cert, Some(new_subject), csr, days)?;
-                self.supersede(&rec.serial, actor, &issued.serial)?;
-                Ok(issued)
-            },
-            |i| format!("serial={}", i.serial),
-        )
-    }
-
-    fn change(
-        &self,
-        serial_hex: &str,
-        action: &'static str,
-        change: impl FnOnce(u64) -> Result<StatusChange, CaError>,
-        detail: String,
-        actor: &str,
-    ) -> Result<CertificateRecord, CaError> {
-        let target = serial::canonical_hex(serial_hex);
-        let result = (|| {
-            let serial = target.clone().ok_or_else(|| {
-                CaError::Refused(format!("{serial_hex:?} is not a serial number"))
-            })?;
-            let change = change(self.clock.now())?;
-            let rec = self
-                .store
-                .certificate(&serial)?
-                .ok_or_else(|| CaError::NotFound(serial.clone()))?;
-            let now = self.clock.now();
-            if rec.not_after < now {
-                return Err(CaError::Conflict(format!(
-                    "certificate {serial} has expired; its status can no longer change"
-                )));
-            }
-            if rec.issuer == ROOT {
-                return Err(CaError::Refused(format!(
-                    "certificate {serial} is a CA certificate; CA certificates are not suspended or \
-                     revoked with `pkid cert` (revoke them in a key ceremony and publish the root CRL)"
-                )));
-            }
-            let entry = AuditEntry {
-                at: now,
-                actor: actor.into(),
-                action: action.into(),
-                target: serial.clone(),
-                outcome: Outcome::Success,
-                detail: detail.clone(),
-            };
-            let rec = self.store.change_status(&serial, change, &entry)?;
-            tracing::info!(actor, action, target = %serial, outcome = "success", detail = %detail, "audit");
-            Ok(rec)
-        })();
-        if let Err(e) = &result {
-            if let Err(audit_err) = self.audit(
-                actor,
-                action,
-                target.as_deref().unwrap_or(serial_hex),
-                e.outcome(),
-                &e.to_string(),
-            ) {
-                tracing::error!(error = %audit_err, "could not write audit record");
-            }
-        }
-        result
-    }
-
-    /// Revokes. `certificateHold` is refused here: use [`Authority::hold`].
-    pub fn revoke(
-        &self,
-        serial_hex: &str,
-        reason: CrlReason,
-        invalidity_date: Option<u64>,
-        actor: &str,
-    ) -> Result<CertificateRecord, CaError> {
-        let detail = format!(
-            "reason={}{}",
-            revocation::name(reason),
-            invalidity_date
-                .map(|t| format!(" invalidity={}", pkid_protocols::time::rfc3339(t)))
-                .unwrap_or_default()
-        );
-        self.change(
-            serial_hex,
-            "cert.revoke",
-            |at| {
-                if reason == CrlReason::CertificateHold {
-                    return Err(CaError::Refused(
-                        "use `pkid cert hold` to suspend a certificate".into(),
-                    ));
-                }
-                if invalidity_date.is_some_and(|t| t > at) {
-                    return Err(CaError::Refused(
-                        "the invalidity date is in the future".into(),
-                    ));
-                }
-                Ok(StatusChange::Revoke {
-                    reason,
-                    at,
-                    invalidity_date,
-                })
-            },
-            detail,
-            actor,
-        )
-    }
-
-    /// Suspends (revoked with reason certificateHold until released).
-    pub fn hold(&self, serial_hex: &str, actor: &str) -> Result<CertificateRecord, CaError> {
-        self.change(
-            serial_hex,
-            "cert.hold",
-            |at| Ok(StatusChange::Hold { at }),
-            String::new(),
-            actor,
-        )
-    }
-
-    /// Lifts a hold.
-    pub fn release(&self, serial_hex: &str, actor: &str) -> Result<CertificateRecord, CaError> {
-        self.change(
-            serial_hex,
-            "cert.release",
-            |_| Ok(StatusChange::Release),
-            String::new(),
-            actor,
-        )
-    }
-
-    /// A certificate record by serial.
-    pub fn show(&self, serial_hex: &str) -> Result<CertificateRecord, CaError> {
-        let serial = serial::canonical_hex(serial_hex)
-            .ok_or_else(|| CaError::Refused(format!("{serial_hex:?} is not a serial number")))?;
-        self.store
-            .certificate(&serial)?
-            .ok_or(CaError::NotFound(serial))
-    }
-
-    /// Certificates matching a filter.
-    pub fn list(&self, filter: &ListFilter) -> Result<Vec<CertificateRecord>, CaError> {
-        Ok(self.store.list(filter)?)
     }
 }

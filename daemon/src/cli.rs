@@ -406,7 +406,7 @@ fn cert(data: &std::path::Path, cmd: CertCommand, who: &str) -> Result<(), Failu
             | CertCommand::Modify { .. }
     );
     let opened = datadir::open(data, needs_keys).map_err(datadir_failure)?;
-    let authority = match opened.authority {
+    let authority = crate::ra::RegistrationAuthority::new(match opened.authority {
         Some(a) => a,
         None => std::sync::Arc::new(crate::ca::Authority::new(
             opened.config.clone(),
@@ -414,7 +414,7 @@ fn cert(data: &std::path::Path, cmd: CertCommand, who: &str) -> Result<(), Failu
             std::sync::Arc::new(crate::clock::SystemClock),
             vec![],
         )),
-    };
+    });
     let pem = |i: crate::ca::Issued| out(&pkid_protocols::x509::certificate_pem(&i.der));
     match cmd {
         CertCommand::Issue { csr, profile, days } => pem(authority

@@ -7,7 +7,7 @@
 //! <data>/certs/<role>.crt   PEM certificates: root, issuing, ocsp, tsa, tls; tls-chain.pem
 //! ```
 
-use crate::ca::{Authority, CaError, Issuance, Issuer, ISSUING, ROOT};
+use crate::ca::{Authority, CaError, Issuance, Issuer, Predecessor, ISSUING, ROOT};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, KeyBackendConfig, CONFIG_FILE, TEMPLATE};
 use crate::keys::software::SoftwareBackend;
@@ -548,9 +548,9 @@ pub fn reissue(
                     public_key: key.public_key().clone(),
                     days,
                     subject_alt_name: san,
-                    replaces: Some(pkid_protocols::serial::to_hex(
+                    replaces: Some(Predecessor::Kept(pkid_protocols::serial::to_hex(
                         &current.tbs_certificate.serial_number,
-                    )),
+                    ))),
                 },
             )
         },

@@ -21,5 +21,6 @@ pub mod index;
 pub mod keys;
 pub mod metrics;
 pub mod ocsp;
+pub mod ra;
 pub mod store;
 pub mod tsa;

@@ -359,6 +359,19 @@ impl Store for MeteredStore {
             self.inner.change_status(serial, change, audit)
         })
     }
+    fn complete_superseding(
+        &self,
+        serial: &str,
+        der: &[u8],
+        predecessor: &str,
+        change: StatusChange,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.observe("complete_superseding", || {
+            self.inner
+                .complete_superseding(serial, der, predecessor, change, audit)
+        })
+    }
     fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         self.observe("audit", || self.inner.audit(entry))
     }

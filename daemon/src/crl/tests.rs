@@ -23,6 +23,13 @@ struct TestCa {
     authority: Arc<Authority>,
 }
 
+impl TestCa {
+    /// The registration authority in front of this CA (lifecycle changes go through it).
+    fn ra(&self) -> crate::ra::RegistrationAuthority {
+        crate::ra::RegistrationAuthority::new(self.authority.clone())
+    }
+}
+
 /// An authority over a fresh data directory whose `pkid.toml` is `toml`, on a fake clock.
 fn test_ca(toml: &str) -> TestCa {
     let dir = tempfile::tempdir().expect("tmp");
@@ -140,7 +147,7 @@ fn full_crls_list_revocations_and_holds_and_numbers_only_grow() {
     let _c = issue(&ca, "c", 30);
     let first = svc.generate(ISSUING, None, false).expect("crl");
     assert_eq!((first.number, first.entries), (1, 0));
-    ca.authority
+    ca.ra()
         .revoke(
             &a.serial,
             CrlReason::KeyCompromise,
@@ -148,7 +155,7 @@ fn full_crls_list_revocations_and_holds_and_numbers_only_grow() {
             "test",
         )
         .expect("revoke");
-    ca.authority.hold(&b.serial, "test").expect("hold");
+    ca.ra().hold(&b.serial, "test").expect("hold");
     let second = svc.generate(ISSUING, None, false).expect("crl");
     assert_eq!(second.number, 2);
     verify(&second, &ca, ISSUING);
@@ -166,7 +173,7 @@ fn full_crls_list_revocations_and_holds_and_numbers_only_grow() {
         .expect("a");
     assert_eq!(a_entry.invalidity_date, Some(ca.clock.now() - 3600));
     // Released from hold: gone from the next complete CRL.
-    ca.authority.release(&b.serial, "test").expect("release");
+    ca.ra().release(&b.serial, "test").expect("release");
     let third = svc.generate(ISSUING, None, false).expect("crl");
     assert_eq!(
         listed(&third),
@@ -248,7 +255,7 @@ fn deltas_list_changes_since_their_base_and_remove_released_holds() {
     let ca = test_ca("[crl]\ndeltas = true\n");
     let svc = service(&ca);
     let held = issue(&ca, "held", 30);
-    ca.authority.hold(&held.serial, "test").expect("hold");
+    ca.ra().hold(&held.serial, "test").expect("hold");
     let revoked = issue(&ca, "revoked", 30);
     let base = svc.generate(ISSUING, None, false).expect("base");
     assert_eq!(
@@ -267,8 +274,8 @@ fn deltas_list_changes_since_their_base_and_remove_released_holds() {
     assert!(FreshestCrl::from_der(freshest.extn_value.as_bytes()).is_ok());
 
     ca.clock.advance(10);
-    ca.authority.release(&held.serial, "test").expect("release");
-    ca.authority
+    ca.ra().release(&held.serial, "test").expect("release");
+    ca.ra()
         .revoke(&revoked.serial, CrlReason::Superseded, None, "test")
         .expect("revoke");
     let _fresh = issue(&ca, "fresh", 30); // issuance is not a CRL change
@@ -318,7 +325,7 @@ fn issuance_alone_changes_no_crl() {
     assert_eq!(svc.apply_changes().expect("apply"), 0);
     assert_eq!(numbers(&svc), before);
     let x = issue(&ca, "x", 30);
-    ca.authority
+    ca.ra()
         .revoke(&x.serial, CrlReason::Unspecified, None, "test")
         .expect("revoke");
     assert_eq!(svc.apply_changes().expect("apply"), 1);
@@ -337,7 +344,7 @@ fn expired_certificates_leave_after_the_grace_period() {
     let ca = test_ca("[crl]\nnext_update_hours = 24\nexpired_grace_hours = 48\n");
     let svc = service(&ca);
     let short = issue(&ca, "short", 1);
-    ca.authority
+    ca.ra()
         .revoke(&short.serial, CrlReason::Superseded, None, "test")
         .expect("revoke");
     ca.clock.advance(2 * 86_400); // expired a day ago: within the grace
@@ -419,7 +426,7 @@ fn partitions_are_assigned_at_issuance_and_match_their_crl() {
     let svc = service(&ca);
     let certs: Vec<Issued> = (0..12).map(|i| issue(&ca, &format!("p{i}"), 30)).collect();
     let victim = &certs[0];
-    ca.authority
+    ca.ra()
         .revoke(&victim.serial, CrlReason::KeyCompromise, None, "test")
         .expect("revoke");
     let made = svc.generate_all(Some(ISSUING)).expect("all");

@@ -255,6 +255,18 @@ pub trait Store: Send + Sync {
         change: StatusChange,
         audit: &AuditEntry,
     ) -> Result<CertificateRecord, StoreError>;
+    /// Completes `serial` (as [`Store::complete`]) and applies `change` to its `predecessor`
+    /// (with its audit entry) in one transaction: a successor that supersedes another
+    /// certificate (rekey, modify) and the end of the predecessor commit together, or neither
+    /// does (the successor then stays pending).
+    fn complete_superseding(
+        &self,
+        serial: &str,
+        der: &[u8],
+        predecessor: &str,
+        change: StatusChange,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
     /// Appends an audit record.
     fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// The newest audit records, newest first.

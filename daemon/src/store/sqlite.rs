@@ -242,14 +242,7 @@ impl Store for SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(unavailable)?;
-        let n = tx
-            .execute("UPDATE certificates SET der = ?2, status = 'valid' WHERE serial = ?1 AND status = 'pending'", params![serial, der])
-            .map_err(unavailable)?;
-        if n != 1 {
-            return Err(StoreError::NotFound(serial.to_string()));
-        }
-        tx.execute("INSERT INTO changes (serial, at) SELECT serial, updated_at FROM certificates WHERE serial = ?1", [serial])
-            .map_err(unavailable)?;
+        complete_in(&tx, serial, der)?;
         tx.commit().map_err(unavailable)
     }
 
@@ -300,63 +293,28 @@ impl Store for SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(unavailable)?;
-        let current: Option<String> = tx
-            .query_row(
-                "SELECT status FROM certificates WHERE serial = ?1",
-                [serial],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(unavailable)?;
-        let status = current
-            .and_then(|s| CertStatus::parse(&s))
-            .ok_or_else(|| StoreError::NotFound(serial.to_string()))?;
-        let (allowed, action): (&[CertStatus], &'static str) = match change {
-            StatusChange::Revoke { .. } => (&[CertStatus::Valid, CertStatus::Hold], "revoke"),
-            StatusChange::Hold { .. } => (&[CertStatus::Valid], "hold"),
-            StatusChange::Release => (&[CertStatus::Hold], "release"),
-        };
-        if !allowed.contains(&status) {
-            return Err(StoreError::Conflict {
-                serial: serial.to_string(),
-                status: status.as_str(),
-                action,
-            });
-        }
-        let now = audit.at;
-        match change {
-            StatusChange::Revoke { reason, at, invalidity_date } => tx.execute(
-                "UPDATE certificates SET status = 'revoked', revoked_at = ?2, reason = ?3, invalidity_date = ?4, updated_at = ?5
-                 WHERE serial = ?1",
-                params![serial, at, revocation::code(reason), invalidity_date, now],
-            ),
-            StatusChange::Hold { at } => tx.execute(
-                "UPDATE certificates SET status = 'hold', revoked_at = ?2, reason = ?3, invalidity_date = NULL, updated_at = ?4
-                 WHERE serial = ?1",
-                params![serial, at, revocation::code(CrlReason::CertificateHold), now],
-            ),
-            StatusChange::Release => tx.execute(
-                "UPDATE certificates SET status = 'valid', revoked_at = NULL, reason = NULL, invalidity_date = NULL,
-                 updated_at = ?2 WHERE serial = ?1",
-                params![serial, now],
-            ),
-        }
-        .map_err(unavailable)?;
-        tx.execute(
-            "INSERT INTO changes (serial, at) VALUES (?1, ?2)",
-            params![serial, now],
-        )
-        .map_err(unavailable)?;
-        insert_audit(&tx, audit).map_err(unavailable)?;
-        let rec = tx
-            .query_row(
-                &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"),
-                [serial],
-                record,
-            )
-            .map_err(unavailable)?;
+        let rec = apply_status_change(&tx, serial, change, audit)?;
         tx.commit().map_err(unavailable)?;
         Ok(rec)
+    }
+
+    fn complete_superseding(
+        &self,
+        serial: &str,
+        der: &[u8],
+        predecessor: &str,
+        change: StatusChange,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+        complete_in(&tx, serial, der)?;
+        // Any refusal here (the predecessor was revoked meanwhile) drops the transaction, so
+        // the successor stays pending: both commit, or neither does.
+        apply_status_change(&tx, predecessor, change, audit)?;
+        tx.commit().map_err(unavailable)
     }
 
     fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
@@ -555,6 +513,85 @@ impl Store for SqliteStore {
     }
 }
 
+/// pending → valid with the signed DER, and its change-sequence row, inside `tx`.
+fn complete_in(tx: &rusqlite::Transaction<'_>, serial: &str, der: &[u8]) -> Result<(), StoreError> {
+    let n = tx
+        .execute("UPDATE certificates SET der = ?2, status = 'valid' WHERE serial = ?1 AND status = 'pending'", params![serial, der])
+        .map_err(unavailable)?;
+    if n != 1 {
+        return Err(StoreError::NotFound(serial.to_string()));
+    }
+    tx.execute("INSERT INTO changes (serial, at) SELECT serial, updated_at FROM certificates WHERE serial = ?1", [serial])
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+/// Applies a status transition inside `tx` (checked against the current status there), with
+/// its change-sequence row and audit entry, and returns the record after it.
+fn apply_status_change(
+    tx: &rusqlite::Transaction<'_>,
+    serial: &str,
+    change: StatusChange,
+    audit: &AuditEntry,
+) -> Result<CertificateRecord, StoreError> {
+    let current: Option<String> = tx
+        .query_row(
+            "SELECT status FROM certificates WHERE serial = ?1",
+            [serial],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(unavailable)?;
+    let status = current
+        .and_then(|s| CertStatus::parse(&s))
+        .ok_or_else(|| StoreError::NotFound(serial.to_string()))?;
+    let (allowed, action): (&[CertStatus], &'static str) = match change {
+        StatusChange::Revoke { .. } => (&[CertStatus::Valid, CertStatus::Hold], "revoke"),
+        StatusChange::Hold { .. } => (&[CertStatus::Valid], "hold"),
+        StatusChange::Release => (&[CertStatus::Hold], "release"),
+    };
+    if !allowed.contains(&status) {
+        return Err(StoreError::Conflict {
+            serial: serial.to_string(),
+            status: status.as_str(),
+            action,
+        });
+    }
+    let now = audit.at;
+    match change {
+            StatusChange::Revoke { reason, at, invalidity_date } => tx.execute(
+                "UPDATE certificates SET status = 'revoked', revoked_at = ?2, reason = ?3, invalidity_date = ?4, updated_at = ?5
+                 WHERE serial = ?1",
+                params![serial, at, revocation::code(reason), invalidity_date, now],
+            ),
+            StatusChange::Hold { at } => tx.execute(
+                "UPDATE certificates SET status = 'hold', revoked_at = ?2, reason = ?3, invalidity_date = NULL, updated_at = ?4
+                 WHERE serial = ?1",
+                params![serial, at, revocation::code(CrlReason::CertificateHold), now],
+            ),
+            StatusChange::Release => tx.execute(
+                "UPDATE certificates SET status = 'valid', revoked_at = NULL, reason = NULL, invalidity_date = NULL,
+                 updated_at = ?2 WHERE serial = ?1",
+                params![serial, now],
+            ),
+        }
+        .map_err(unavailable)?;
+    tx.execute(
+        "INSERT INTO changes (serial, at) VALUES (?1, ?2)",
+        params![serial, now],
+    )
+    .map_err(unavailable)?;
+    insert_audit(tx, audit).map_err(unavailable)?;
+    let rec = tx
+        .query_row(
+            &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"),
+            [serial],
+            record,
+        )
+        .map_err(unavailable)?;
+    Ok(rec)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -689,6 +726,50 @@ mod tests {
             s.change_status("ff", StatusChange::Release, &audit("x")),
             Err(StoreError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn a_superseding_successor_and_the_end_of_its_predecessor_commit_together() {
+        let (_d, s) = store();
+        let revoke = StatusChange::Revoke {
+            reason: CrlReason::Superseded,
+            at: 150,
+            invalidity_date: None,
+        };
+        s.reserve(&new("01")).expect("reserve");
+        s.complete("01", &[1]).expect("complete");
+        s.reserve(&new("02")).expect("reserve successor");
+        s.complete_superseding("02", &[2], "01", revoke, &audit("cert.revoke"))
+            .expect("both");
+        let (old, successor) = (
+            s.certificate("01").expect("get").expect("old"),
+            s.certificate("02").expect("get").expect("successor"),
+        );
+        assert_eq!(
+            (old.status, old.reason, successor.status),
+            (
+                CertStatus::Revoked,
+                Some(CrlReason::Superseded),
+                CertStatus::Valid
+            )
+        );
+        let before = s.changes_since(0, 100).expect("changes").len();
+        let audits = s.audit_log(100).expect("audit").len();
+
+        // The predecessor is already revoked (say, by another operator meanwhile): the
+        // successor is not completed either, and nothing is announced or audited.
+        s.reserve(&new("03")).expect("reserve third");
+        assert!(matches!(
+            s.complete_superseding("03", &[3], "01", revoke, &audit("cert.revoke")),
+            Err(StoreError::Conflict {
+                status: "revoked",
+                ..
+            })
+        ));
+        let third = s.certificate("03").expect("get").expect("third");
+        assert_eq!((third.status, third.der), (CertStatus::Pending, None));
+        assert_eq!(s.changes_since(0, 100).expect("changes").len(), before);
+        assert_eq!(s.audit_log(100).expect("audit").len(), audits);
     }
 
     #[test]

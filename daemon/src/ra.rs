@@ -1,0 +1,411 @@
+//! The registration authority: who may ask for what, and what each lifecycle request becomes.
+//!
+//! ```text
+//!  operator / API ──▶ ra (decide: profile, CSR and its proof of possession, lifecycle rules)
+//!                       └──▶ ca::Authority::sign_certificate (the only code that signs) ──▶ store
+//! ```
+//!
+//! The RA never touches a key: it turns a request (issue from a CSR, renew, rekey, modify,
+//! revoke, hold, release) into a fully decided [`Issuance`] or [`StatusChange`] and hands it
+//! to the CA, which signs and stores it. A successor that supersedes its predecessor (rekey,
+//! modify) is stored in the same transaction as the predecessor's revocation, so the two cannot
+//! come apart. Every call writes an audit record, whether it succeeds or is refused.
+
+use crate::ca::{
+    audit_target, Authority, CaError, Issuance, Issued, Issuer, Predecessor, ISSUING, ROOT,
+};
+use crate::config::SubscriberProfile;
+use crate::store::{AuditEntry, CertStatus, CertificateRecord, ListFilter, Outcome, StatusChange};
+use der::Decode;
+use pkid_protocols::revocation::{self, CrlReason};
+use pkid_protocols::{csr, serial};
+use std::sync::Arc;
+use x509_cert::ext::pkix::SubjectAltName;
+use x509_cert::name::Name;
+use x509_cert::Certificate;
+
+/// The registration authority over one CA.
+pub struct RegistrationAuthority {
+    ca: Arc<Authority>,
+}
+
+impl RegistrationAuthority {
+    /// The RA in front of `ca`.
+    pub fn new(ca: Arc<Authority>) -> Self {
+        Self { ca }
+    }
+
+    /// The CA this RA hands its decisions to.
+    pub fn ca(&self) -> &Arc<Authority> {
+        &self.ca
+    }
+
+    fn subscriber_profile(&self, name: &str) -> Result<&SubscriberProfile, CaError> {
+        self.ca.config().profile(name).ok_or_else(|| {
+            let known: Vec<_> = self.ca.config().profiles.keys().cloned().collect();
+            CaError::Refused(format!(
+                "unknown profile {name:?} (configured: {})",
+                known.join(", ")
+            ))
+        })
+    }
+
+    fn issuing(&self) -> Result<&Arc<Issuer>, CaError> {
+        self.ca
+            .issuer(ISSUING)
+            .ok_or_else(|| CaError::Internal("the issuing CA is not loaded".into()))
+    }
+
+    /// Issues a certificate from a PKCS#10 request (PEM or DER) under a subscriber profile.
+    pub fn issue(
+        &self,
+        csr_bytes: &[u8],
+        profile_name: &str,
+        days: Option<u32>,
+        actor: &str,
+    ) -> Result<Issued, CaError> {
+        self.ca.audited(
+            actor,
+            "cert.issue",
+            profile_name,
+            || {
+                let sp = self.subscriber_profile(profile_name)?;
+                let der =
+                    csr::from_pem_or_der(csr_bytes).map_err(|e| CaError::Refused(e.to_string()))?;
+                let csr = csr::verify(&der).map_err(|e| CaError::Refused(e.to_string()))?;
+                self.ca.sign_certificate(
+                    self.issuing()?.signing(),
+                    Issuance {
+                        profile: &sp.profile,
+                        profile_name,
+                        subject: csr.subject,
+                        public_key: csr.public_key,
+                        days: days.unwrap_or(sp.default_validity_days),
+                        subject_alt_name: csr.subject_alt_name,
+                        replaces: None,
+                    },
+                )
+            },
+            |i| format!("serial={}", i.serial),
+        )
+    }
+
+    /// A certificate that exists, is issued, unexpired and not revoked or held.
+    fn live(&self, serial_hex: &str) -> Result<(CertificateRecord, Certificate), CaError> {
+        let serial = serial::canonical_hex(serial_hex)
+            .ok_or_else(|| CaError::Refused(format!("{serial_hex:?} is not a serial number")))?;
+        let rec = self
+            .ca
+            .store()
+            .certificate(&serial)?
+            .ok_or_else(|| CaError::NotFound(serial.clone()))?;
+        if rec.status != CertStatus::Valid {
+            return Err(CaError::Conflict(format!(
+                "certificate {serial} is {}",
+                rec.status.as_str()
+            )));
+        }
+        if rec.not_after < self.ca.now() {
+            return Err(CaError::Conflict(format!(
+                "certificate {serial} expired {}; request a new certificate instead",
+                pkid_protocols::time::rfc3339(rec.not_after)
+            )));
+        }
+        if rec.issuer != ISSUING {
+            return Err(CaError::Refused(format!(
+                "certificate {serial} is a CA certificate; its lifecycle is managed by `pkid init`"
+            )));
+        }
+        let der = rec
+            .der
+            .as_deref()
+            .ok_or_else(|| CaError::Conflict(format!("certificate {serial} was never stored")))?;
+        let cert = Certificate::from_der(der).map_err(|e| CaError::Internal(e.to_string()))?;
+        Ok((rec, cert))
+    }
+
+    fn san_of(cert: &Certificate) -> Option<SubjectAltName> {
+        cert.tbs_certificate
+            .get::<SubjectAltName>()
+            .ok()
+            .flatten()
+            .map(|(_, san)| san)
+    }
+
+    /// Issues a successor: `subject`/`key` default to the predecessor's.
+    fn successor(
+        &self,
+        rec: &CertificateRecord,
+        cert: &Certificate,
+        subject: Option<Name>,
+        key: Option<csr::VerifiedCsr>,
+        days: Option<u32>,
+        predecessor: Predecessor,
+    ) -> Result<Issued, CaError> {
+        let sp = self.subscriber_profile(&rec.profile)?;
+        let (public_key, san_from_csr) = match key {
+            Some(csr) => (csr.public_key, csr.subject_alt_name),
+            None => (cert.tbs_certificate.subject_public_key_info.clone(), None),
+        };
+        self.ca.sign_certificate(
+            self.issuing()?.signing(),
+            Issuance {
+                profile: &sp.profile,
+                profile_name: &rec.profile,
+                subject: subject.unwrap_or_else(|| cert.tbs_certificate.subject.clone()),
+                public_key,
+                days: days.unwrap_or(sp.default_validity_days),
+                subject_alt_name: san_from_csr.or_else(|| Self::san_of(cert)),
+                replaces: Some(predecessor),
+            },
+        )
+    }
+
+    /// Renews: same subject and key, new serial and validity. The old certificate stays valid
+    /// until it expires or is revoked.
+    pub fn renew(
+        &self,
+        serial_hex: &str,
+        days: Option<u32>,
+        actor: &str,
+    ) -> Result<Issued, CaError> {
+        self.ca.audited(
+            actor,
+            "cert.renew",
+            &audit_target(serial_hex),
+            || {
+                let (rec, cert) = self.live(serial_hex)?;
+                self.successor(
+                    &rec,
+                    &cert,
+                    None,
+                    None,
+                    days,
+                    Predecessor::Kept(rec.serial.clone()),
+                )
+            },
+            |i| format!("serial={}", i.serial),
+        )
+    }
+
+    /// Rekeys: same subject, the new key from `csr_bytes` (its proof of possession checked). The
+    /// old certificate is revoked as superseded, since its key is being replaced (lost or locked
+    /// key device, routine key change).
+    pub fn rekey(
+        &self,
+        serial_hex: &str,
+        csr_bytes: &[u8],
+        days: Option<u32>,
+        actor: &str,
+    ) -> Result<Issued, CaError> {
+        self.ca.audited(
+            actor,
+            "cert.rekey",
+            &audit_target(serial_hex),
+            || {
+                let (rec, cert) = self.live(serial_hex)?;
+                let der =
+                    csr::from_pem_or_der(csr_bytes).map_err(|e| CaError::Refused(e.to_string()))?;
+                let csr = csr::verify(&der).map_err(|e| CaError::Refused(e.to_string()))?;
+                if csr.public_key == cert.tbs_certificate.subject_public_key_info {
+                    return Err(CaError::Refused(
+                        "the request carries the same key; use renew".into(),
+                    ));
+                }
+                self.successor(
+                    &rec,
+                    &cert,
+                    None,
+                    Some(csr),
+                    days,
+                    Predecessor::superseded(&rec.serial, actor),
+                )
+            },
+            |i| format!("serial={}", i.serial),
+        )
+    }
+
+    /// Changes subject information: a new certificate with the new subject (and the new key if a
+    /// CSR is given); the old one is revoked with reason superseded.
+    pub fn modify(
+        &self,
+        serial_hex: &str,
+        subject: Option<&str>,
+        csr_bytes: Option<&[u8]>,
+        days: Option<u32>,
+        actor: &str,
+    ) -> Result<Issued, CaError> {
+        self.ca.audited(
+            actor,
+            "cert.modify",
+            &audit_target(serial_hex),
+            || {
+                let (rec, cert) = self.live(serial_hex)?;
+                let csr = match csr_bytes {
+                    Some(b) => {
+                        let der =
+                            csr::from_pem_or_der(b).map_err(|e| CaError::Refused(e.to_string()))?;
+                        Some(csr::verify(&der).map_err(|e| CaError::Refused(e.to_string()))?)
+                    }
+                    None => None,
+                };
+                let new_subject = match (subject, &csr) {
+                    (Some(s), _) => pkid_protocols::name::parse(s)
+                        .map_err(|e| CaError::Refused(e.to_string()))?,
+                    (None, Some(c)) => c.subject.clone(),
+                    (None, None) => {
+                        return Err(CaError::Refused("modify needs --subject or --csr".into()))
+                    }
+                };
+                if new_subject == cert.tbs_certificate.subject && csr.is_none() {
+                    return Err(CaError::Refused(
+                        "the subject is unchanged; use renew".into(),
+                    ));
+                }
+                self.successor(
+                    &rec,
+                    &cert,
+                    Some(new_subject),
+                    csr,
+                    days,
+                    Predecessor::superseded(&rec.serial, actor),
+                )
+            },
+            |i| format!("serial={}", i.serial),
+        )
+    }
+
+    fn change(
+        &self,
+        serial_hex: &str,
+        action: &'static str,
+        change: impl FnOnce(u64) -> Result<StatusChange, CaError>,
+        detail: String,
+        actor: &str,
+    ) -> Result<CertificateRecord, CaError> {
+        let target = serial::canonical_hex(serial_hex);
+        let result = (|| {
+            let serial = target.clone().ok_or_else(|| {
+                CaError::Refused(format!("{serial_hex:?} is not a serial number"))
+            })?;
+            let change = change(self.ca.now())?;
+            let rec = self
+                .ca
+                .store()
+                .certificate(&serial)?
+                .ok_or_else(|| CaError::NotFound(serial.clone()))?;
+            let now = self.ca.now();
+            if rec.not_after < now {
+                return Err(CaError::Conflict(format!(
+                    "certificate {serial} has expired; its status can no longer change"
+                )));
+            }
+            if rec.issuer == ROOT {
+                return Err(CaError::Refused(format!(
+                    "certificate {serial} is a CA certificate; CA certificates are not suspended or \
+                     revoked with `pkid cert` (revoke them in a key ceremony and publish the root CRL)"
+                )));
+            }
+            let entry = AuditEntry {
+                at: now,
+                actor: actor.into(),
+                action: action.into(),
+                target: serial.clone(),
+                outcome: Outcome::Success,
+                detail: detail.clone(),
+            };
+            let rec = self.ca.store().change_status(&serial, change, &entry)?;
+            tracing::info!(actor, action, target = %serial, outcome = "success", detail = %detail, "audit");
+            Ok(rec)
+        })();
+        if let Err(e) = &result {
+            if let Err(audit_err) = self.ca.audit(
+                actor,
+                action,
+                target.as_deref().unwrap_or(serial_hex),
+                e.outcome(),
+                &e.to_string(),
+            ) {
+                tracing::error!(error = %audit_err, "could not write audit record");
+            }
+        }
+        result
+    }
+
+    /// Revokes. `certificateHold` is refused here: use [`RegistrationAuthority::hold`].
+    pub fn revoke(
+        &self,
+        serial_hex: &str,
+        reason: CrlReason,
+        invalidity_date: Option<u64>,
+        actor: &str,
+    ) -> Result<CertificateRecord, CaError> {
+        let detail = format!(
+            "reason={}{}",
+            revocation::name(reason),
+            invalidity_date
+                .map(|t| format!(" invalidity={}", pkid_protocols::time::rfc3339(t)))
+                .unwrap_or_default()
+        );
+        self.change(
+            serial_hex,
+            "cert.revoke",
+            |at| {
+                if reason == CrlReason::CertificateHold {
+                    return Err(CaError::Refused(
+                        "use `pkid cert hold` to suspend a certificate".into(),
+                    ));
+                }
+                if invalidity_date.is_some_and(|t| t > at) {
+                    return Err(CaError::Refused(
+                        "the invalidity date is in the future".into(),
+                    ));
+                }
+                Ok(StatusChange::Revoke {
+                    reason,
+                    at,
+                    invalidity_date,
+                })
+            },
+            detail,
+            actor,
+        )
+    }
+
+    /// Suspends (revoked with reason certificateHold until released).
+    pub fn hold(&self, serial_hex: &str, actor: &str) -> Result<CertificateRecord, CaError> {
+        self.change(
+            serial_hex,
+            "cert.hold",
+            |at| Ok(StatusChange::Hold { at }),
+            String::new(),
+            actor,
+        )
+    }
+
+    /// Lifts a hold.
+    pub fn release(&self, serial_hex: &str, actor: &str) -> Result<CertificateRecord, CaError> {
+        self.change(
+            serial_hex,
+            "cert.release",
+            |_| Ok(StatusChange::Release),
+            String::new(),
+            actor,
+        )
+    }
+
+    /// A certificate record by serial.
+    pub fn show(&self, serial_hex: &str) -> Result<CertificateRecord, CaError> {
+        let serial = serial::canonical_hex(serial_hex)
+            .ok_or_else(|| CaError::Refused(format!("{serial_hex:?} is not a serial number")))?;
+        self.ca
+            .store()
+            .certificate(&serial)?
+            .ok_or(CaError::NotFound(serial))
+    }
+
+    /// Certificates matching a filter.
+    pub fn list(&self, filter: &ListFilter) -> Result<Vec<CertificateRecord>, CaError> {
+        Ok(self.ca.store().list(filter)?)
+    }
+}
