@@ -185,6 +185,31 @@ pub struct Config {
     pub tsa: TsaConfig,
 }
 
+/// When the kernel's clock-synchronisation state stops issuance (`[tsa] clock_sync`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClockSyncMode {
+    /// Refuse once synchronisation is lost after being seen while pkid runs, or when the
+    /// kernel's maximum error exceeds the declared accuracy; a clock no daemon disciplines is
+    /// only warned about.
+    Auto,
+    /// Refuse unless the kernel reports the clock synchronised within the declared accuracy.
+    Require,
+    /// Never consult the kernel.
+    Ignore,
+}
+
+impl ClockSyncMode {
+    /// Parses the configuration name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(Self::Auto),
+            "require" => Some(Self::Require),
+            "ignore" => Some(Self::Ignore),
+            _ => None,
+        }
+    }
+}
+
 /// Timestamp authority settings (`[tsa]`).
 #[derive(Clone, Debug)]
 pub struct TsaConfig {
@@ -193,7 +218,7 @@ pub struct TsaConfig {
     /// What is accepted and what goes into tokens.
     pub settings: pkid_protocols::tsp::Settings,
     /// When the kernel's clock-synchronisation state stops issuance.
-    pub clock_sync: crate::tsa::ClockSyncMode,
+    pub clock_sync: ClockSyncMode,
     /// Serial numbers reserved (durably) per store write.
     pub serial_block: u64,
     /// Longest time an issued token's record waits before it is written to the store.
@@ -750,7 +775,7 @@ fn tsa_config(t: RawTsa) -> Result<TsaConfig, String> {
     if !(1000..=MAX_TSA_ACCURACY_MS).contains(&t.accuracy_ms) {
         return Err(format!("accuracy_ms must be between 1000 and {MAX_TSA_ACCURACY_MS} (genTime has whole seconds)"));
     }
-    let clock_sync = crate::tsa::ClockSyncMode::parse(&t.clock_sync).ok_or_else(|| {
+    let clock_sync = ClockSyncMode::parse(&t.clock_sync).ok_or_else(|| {
         format!(
             "clock_sync {:?} must be \"auto\", \"require\" or \"ignore\"",
             t.clock_sync
@@ -843,7 +868,7 @@ mod tests {
             ],
             "SHA-1 refused by default"
         );
-        assert_eq!(c.tsa.clock_sync, crate::tsa::ClockSyncMode::Auto);
+        assert_eq!(c.tsa.clock_sync, ClockSyncMode::Auto);
         assert_eq!(c.tsa.settings.accuracy_ms, 1000);
     }
 

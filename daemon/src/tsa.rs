@@ -19,17 +19,16 @@
 //! queue is full (store down), requests are refused with `systemFailure` rather than issuing
 //! unrecorded tokens.
 
-pub mod clock_sync;
 mod pool;
 
+use crate::clock::sync::{ClockGuard, ClockSyncSource, KernelSyncSource};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, TsaConfig};
+use crate::config::{ClockSyncMode, Config, TsaConfig};
 use crate::datadir;
 use crate::keys::{KeyBackend, KeyRole};
 use crate::metrics::{MeteredSigner, Metrics};
 use crate::store::{Store, StoreError, TimestampRecord};
 use bytes::Bytes;
-use clock_sync::KernelClock;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
@@ -39,7 +38,6 @@ use pkid_protocols::tsp::{
 };
 use pkid_protocols::Signer;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -53,97 +51,6 @@ pub const QUERY_CONTENT_TYPE: &str = "application/timestamp-query";
 pub const REPLY_CONTENT_TYPE: &str = "application/timestamp-reply";
 /// Attempts to write the last records at shutdown before giving up on them.
 const SHUTDOWN_WRITE_ATTEMPTS: u32 = 3;
-
-/// When the kernel's clock-synchronisation state stops issuance (`[tsa] clock_sync`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClockSyncMode {
-    /// Refuse once synchronisation is lost after being seen while pkid runs, or when the
-    /// kernel's maximum error exceeds the declared accuracy; a clock no daemon disciplines is
-    /// only warned about.
-    Auto,
-    /// Refuse unless the kernel reports the clock synchronised within the declared accuracy.
-    Require,
-    /// Never consult the kernel.
-    Ignore,
-}
-
-impl ClockSyncMode {
-    /// Parses the configuration name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "auto" => Some(Self::Auto),
-            "require" => Some(Self::Require),
-            "ignore" => Some(Self::Ignore),
-            _ => None,
-        }
-    }
-}
-
-/// Where the kernel clock state comes from: the kernel, or a test's answer.
-pub trait ClockSyncSource: Send + Sync {
-    /// The current state, `None` where the platform cannot tell.
-    fn read(&self) -> Option<KernelClock>;
-}
-
-/// The running kernel, through `adjtimex(2)`.
-pub struct KernelSyncSource;
-
-impl ClockSyncSource for KernelSyncSource {
-    fn read(&self) -> Option<KernelClock> {
-        clock_sync::read()
-    }
-}
-
-/// Applies [`ClockSyncMode`] to what the [`ClockSyncSource`] says.
-struct ClockGuard {
-    mode: ClockSyncMode,
-    source: Box<dyn ClockSyncSource>,
-    accuracy_us: i64,
-    seen_synchronised: AtomicBool,
-    metrics: Arc<Metrics>,
-}
-
-impl ClockGuard {
-    fn check(&self) -> Result<(), TspError> {
-        if self.mode == ClockSyncMode::Ignore {
-            return Ok(());
-        }
-        let state = self.source.read();
-        let gauge = &self.metrics.tsa.clock_synchronised;
-        let Some(k) = state else {
-            gauge.set(-1);
-            return match self.mode {
-                ClockSyncMode::Require => Err(TspError::TimeNotAvailable(
-                    "the platform does not report clock synchronisation".into(),
-                )),
-                ClockSyncMode::Auto | ClockSyncMode::Ignore => Ok(()),
-            };
-        };
-        gauge.set(i64::from(!k.unsynchronised));
-        if !k.unsynchronised {
-            self.seen_synchronised.store(true, Ordering::Relaxed);
-            if k.max_error_us > self.accuracy_us {
-                return Err(TspError::TimeNotAvailable(format!(
-                    "kernel maximum clock error {} µs exceeds the declared accuracy {} µs",
-                    k.max_error_us, self.accuracy_us
-                )));
-            }
-            return Ok(());
-        }
-        match self.mode {
-            ClockSyncMode::Require => Err(TspError::TimeNotAvailable(
-                "the kernel reports the clock unsynchronised (STA_UNSYNC)".into(),
-            )),
-            ClockSyncMode::Auto if self.seen_synchronised.load(Ordering::Relaxed) => {
-                Err(TspError::TimeNotAvailable(
-                    "the kernel clock lost synchronisation (STA_UNSYNC) while pkid was running"
-                        .into(),
-                ))
-            }
-            ClockSyncMode::Auto | ClockSyncMode::Ignore => Ok(()),
-        }
-    }
-}
 
 /// Hands out timestamp serial numbers from durably reserved blocks, prefetching the next block
 /// when half of the current one is used.
@@ -312,13 +219,12 @@ impl Tsa {
             )));
         }
         let serials = SerialAllocator::open(store.clone(), config.serial_block)?;
-        let guard = ClockGuard {
-            mode: config.clock_sync,
-            source: sync,
-            accuracy_us: i64::from(config.settings.accuracy_ms) * 1000,
-            seen_synchronised: AtomicBool::new(false),
-            metrics: metrics.clone(),
-        };
+        let guard = ClockGuard::new(
+            config.clock_sync,
+            sync,
+            i64::from(config.settings.accuracy_ms) * 1000,
+            metrics.tsa.clock_synchronised.clone(),
+        );
         let signing_threads = match config.signing_threads {
             0 => std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -363,7 +269,7 @@ impl Tsa {
     }
 
     fn report_clock(&self) {
-        let state = self.guard.source.read();
+        let state = self.guard.read();
         match (self.config.clock_sync, state) {
             (ClockSyncMode::Ignore, _) => tracing::warn!(
                 "TSA clock synchronisation is not checked ([tsa] clock_sync = \"ignore\")"
@@ -442,7 +348,9 @@ impl Tsa {
 
     async fn try_respond(self: &Arc<Self>, body: &[u8]) -> Result<(Vec<u8>, u64), TspError> {
         let accepted = tsp::decide(tsp::parse_request(body)?, &self.config.settings)?;
-        self.guard.check()?;
+        self.guard
+            .check()
+            .map_err(|e| TspError::TimeNotAvailable(e.0))?;
         // A queue slot first: a token is only issued if its record can be kept.
         let slot = self.records.try_reserve().map_err(|_| {
             TspError::Unavailable("the record queue is full (store not keeping up)".into())

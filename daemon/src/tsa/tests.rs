@@ -2,6 +2,7 @@
 //! real SQLite store in a temporary directory.
 
 use super::*;
+use crate::clock::kernel::KernelClock;
 use crate::clock::FakeClock;
 use crate::keys::software::SoftwareBackend;
 use crate::store::sqlite::SqliteStore;

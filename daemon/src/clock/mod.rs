@@ -1,5 +1,8 @@
 //! The clock, injected so validity windows and deadlines are testable.
 
+pub mod kernel;
+pub mod sync;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
