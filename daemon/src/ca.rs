@@ -22,10 +22,7 @@ use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::name::Name;
 use x509_cert::Certificate;
 
-/// Name of the self-signed root CA.
-pub const ROOT: &str = "root";
-/// Name of the CA that issues subscriber certificates.
-pub const ISSUING: &str = "issuing";
+pub use crate::config::{ISSUING, ROOT};
 /// Attempts at drawing an unused serial before giving up (a collision of 127 random bits means
 /// a broken random generator, not bad luck).
 const SERIAL_ATTEMPTS: usize = 3;
@@ -375,9 +372,10 @@ impl Authority {
                 subject_alt_name: req.subject_alt_name.clone(),
             };
             // CRL partition (assigned once, at issuance) and the CRL URLs that go with it.
-            let shard = crate::crl::shard_for(&self.config.crl, issuer.name, &template.serial);
+            let shard =
+                crate::crl::scope::shard_for(&self.config.crl, issuer.name, &template.serial);
             let with_crl_urls = issuer.info.filter(|_| self.config.crl.enabled).map(|i| {
-                let (cdp, freshest) = crate::crl::certificate_urls(
+                let (cdp, freshest) = crate::crl::scope::certificate_urls(
                     &self.config.crl,
                     &self.config.server.public_url,
                     issuer.name,

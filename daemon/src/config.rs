@@ -24,6 +24,11 @@ use zeroize::Zeroizing;
 mod crl;
 pub use crl::CrlConfig;
 
+/// Name of the self-signed root CA `pkid init` makes.
+pub const ROOT: &str = "root";
+/// Name of the issuing CA `pkid init` makes, which issues subscriber certificates.
+pub const ISSUING: &str = "issuing";
+
 /// The documented configuration, compiled in: defaults and the file `pkid init` writes.
 pub const TEMPLATE: &str = include_str!("../../conf/pkid.toml");
 

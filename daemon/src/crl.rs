@@ -25,12 +25,12 @@ use pkid_protocols::crl::{
     self, CrlBuilder, CrlError, CrlKind, CrlParams, CrlSerial, RevokedEntry,
 };
 use pkid_protocols::revocation::CrlReason;
+pub use scope::{crl_url, partitioned, CrlKey};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
-use x509_cert::serial_number::SerialNumber;
 
 /// How often the background task checks the schedule and the store for CRLs stored by another
 /// process. Both checks are a few small queries.
@@ -39,37 +39,6 @@ const TICK: Duration = Duration::from_secs(2);
 /// (1/8). Reserved pages that are never written cost no memory, and a large buffer that must
 /// grow after all is moved by the allocator (`mremap`), not copied.
 const GROWTH_DIVISOR: usize = 8;
-
-/// Identifies one published CRL.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CrlKey {
-    /// Issuer name (`root`, `issuing`).
-    pub issuer: String,
-    /// Partition, or `None` for the issuer-wide CRL.
-    pub shard: Option<u32>,
-    /// A delta CRL.
-    pub delta: bool,
-}
-
-impl CrlKey {
-    /// The key of a full (`delta = false`) or delta CRL.
-    pub fn new(issuer: &str, shard: Option<u32>, delta: bool) -> Self {
-        Self {
-            issuer: issuer.to_string(),
-            shard,
-            delta,
-        }
-    }
-
-    /// `issuing`, `issuing/3`, `issuing-delta`, `issuing/3-delta`: the URL path without `.crl`.
-    pub fn label(&self) -> String {
-        let d = if self.delta { "-delta" } else { "" };
-        match self.shard {
-            None => format!("{}{d}", self.issuer),
-            Some(n) => format!("{}/{n}{d}", self.issuer),
-        }
-    }
-}
 
 /// A signed CRL being served.
 #[derive(Debug)]
@@ -155,46 +124,6 @@ pub enum CrlServiceError {
     /// Something that cannot happen did (a stored serial that is not hex, …).
     #[error("{0}")]
     Internal(String),
-}
-
-/// The URL of a scope's CRL.
-pub fn crl_url(public_url: &str, issuer: &str, shard: Option<u32>, delta: bool) -> String {
-    format!(
-        "{public_url}/crl/{}.crl",
-        CrlKey::new(issuer, shard, delta).label()
-    )
-}
-
-/// Whether an issuer's certificates are partitioned. The root's CRL (CA certificates only)
-/// never is.
-pub fn partitioned(config: &CrlConfig, issuer: &str) -> bool {
-    config.enabled && config.shards > 0 && issuer != ROOT
-}
-
-/// The partition a new certificate of `issuer` joins, if partitioning applies: serials are
-/// random, so their low 64 bits spread certificates evenly.
-pub fn shard_for(config: &CrlConfig, issuer: &str, serial: &SerialNumber) -> Option<u32> {
-    if !partitioned(config, issuer) {
-        return None;
-    }
-    let bytes = serial.as_bytes();
-    let low = bytes[bytes.len().saturating_sub(8)..]
-        .iter()
-        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
-    u32::try_from(low % u64::from(config.shards)).ok()
-}
-
-/// The CRL distribution point and freshestCRL URLs a certificate in a scope carries.
-pub fn certificate_urls(
-    config: &CrlConfig,
-    public_url: &str,
-    issuer: &str,
-    shard: Option<u32>,
-) -> (String, Option<String>) {
-    let cdp = crl_url(public_url, issuer, shard, false);
-    let freshest =
-        (config.enabled && config.deltas).then(|| crl_url(public_url, issuer, shard, true));
-    (cdp, freshest)
 }
 
 /// Buffers kept for reuse, by scope.
@@ -858,5 +787,6 @@ impl ChangeListener for CrlService {
     }
 }
 
+pub mod scope;
 #[cfg(test)]
 mod tests;
