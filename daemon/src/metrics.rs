@@ -1,8 +1,10 @@
 //! Prometheus metrics, and the decorators that count signer and store operations.
 
+use crate::store::crl::{CrlInfo, CrlQuery, CrlScopeChange, CrlVisitor, NewCrl, StoredCrl};
 use crate::store::{
-    AuditEntry, CertificateRecord, Change, ListFilter, NewCertificate, StatusChange, StatusRow,
-    Store, StoreError, TimestampRecord,
+    AuditEntry, AuditLog, CertificateRecord, Certificates, Change, CrlStore, ListFilter,
+    NewCertificate, StatusChange, StatusFeed, StatusRow, Store, StoreError, TimestampLog,
+    TimestampRecord,
 };
 use pkid_protocols::{SignError, SignatureAlgorithm, Signer};
 use prometheus::{
@@ -305,7 +307,8 @@ impl Signer for MeteredSigner {
     }
 }
 
-/// A store that counts and times its operations.
+/// A store that counts and times its operations. It implements each role by forwarding every
+/// method, so a method added to a role does not compile until it is metered here too.
 pub struct MeteredStore {
     inner: Arc<dyn Store>,
     metrics: Arc<Metrics>,
@@ -336,7 +339,7 @@ impl MeteredStore {
     }
 }
 
-impl Store for MeteredStore {
+impl Certificates for MeteredStore {
     fn reserve(&self, cert: &NewCertificate) -> Result<(), StoreError> {
         self.observe("reserve", || self.inner.reserve(cert))
     }
@@ -372,14 +375,23 @@ impl Store for MeteredStore {
                 .complete_superseding(serial, der, predecessor, change, audit)
         })
     }
+}
+
+impl AuditLog for MeteredStore {
     fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         self.observe("audit", || self.inner.audit(entry))
     }
     fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         self.observe("audit_log", || self.inner.audit_log(limit))
     }
+}
+
+impl StatusFeed for MeteredStore {
     fn changes_since(&self, seq: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
         self.observe("changes_since", || self.inner.changes_since(seq, limit))
+    }
+    fn changes_at(&self, seqs: &[u64]) -> Result<Vec<Change>, StoreError> {
+        self.observe("changes_at", || self.inner.changes_at(seqs))
     }
     fn ping(&self) -> Result<(), StoreError> {
         self.observe("ping", || self.inner.ping())
@@ -387,13 +399,16 @@ impl Store for MeteredStore {
     fn scan_statuses(&self, visit: &mut dyn FnMut(StatusRow<'_>)) -> Result<u64, StoreError> {
         self.observe("scan_statuses", || self.inner.scan_statuses(visit))
     }
+}
+
+impl CrlStore for MeteredStore {
     fn set_crl_shard(&self, serial: &str, shard: u32) -> Result<(), StoreError> {
         self.observe("set_crl_shard", || self.inner.set_crl_shard(serial, shard))
     }
     fn scan_crl_entries(
         &self,
-        query: &crate::store::crl::CrlQuery<'_>,
-        visitor: &mut dyn crate::store::crl::CrlVisitor,
+        query: &CrlQuery<'_>,
+        visitor: &mut dyn CrlVisitor,
     ) -> Result<u64, StoreError> {
         self.observe("scan_crl_entries", || {
             self.inner.scan_crl_entries(query, visitor)
@@ -402,7 +417,7 @@ impl Store for MeteredStore {
     fn crl_changes_since(
         &self,
         seq: u64,
-    ) -> Result<(Vec<crate::store::crl::CrlScopeChange>, u64), StoreError> {
+    ) -> Result<(Vec<CrlScopeChange>, u64), StoreError> {
         self.observe("crl_changes_since", || self.inner.crl_changes_since(seq))
     }
     fn max_crl_shard(&self, issuer: &str) -> Result<Option<u32>, StoreError> {
@@ -413,10 +428,10 @@ impl Store for MeteredStore {
             self.inner.next_crl_number(issuer, shard)
         })
     }
-    fn put_crl(&self, crl: &crate::store::crl::NewCrl<'_>) -> Result<bool, StoreError> {
+    fn put_crl(&self, crl: &NewCrl<'_>) -> Result<bool, StoreError> {
         self.observe("put_crl", || self.inner.put_crl(crl))
     }
-    fn crl_infos(&self) -> Result<Vec<crate::store::crl::CrlInfo>, StoreError> {
+    fn crl_infos(&self) -> Result<Vec<CrlInfo>, StoreError> {
         self.observe("crl_infos", || self.inner.crl_infos())
     }
     fn stored_crl(
@@ -424,9 +439,12 @@ impl Store for MeteredStore {
         issuer: &str,
         shard: Option<u32>,
         delta: bool,
-    ) -> Result<Option<crate::store::crl::StoredCrl>, StoreError> {
+    ) -> Result<Option<StoredCrl>, StoreError> {
         self.observe("stored_crl", || self.inner.stored_crl(issuer, shard, delta))
     }
+}
+
+impl TimestampLog for MeteredStore {
     fn reserve_timestamp_serials(&self, count: u64) -> Result<std::ops::Range<u64>, StoreError> {
         self.observe("reserve_timestamp_serials", || {
             self.inner.reserve_timestamp_serials(count)

@@ -577,7 +577,7 @@ fn serial_numbers_are_never_repeated_across_restarts_and_crashes() {
     let store =
         pkid::store::sqlite::SqliteStore::open(&data.join("pkid.db"), Duration::from_secs(5))
             .expect("store");
-    use pkid::store::Store;
+    use pkid::store::TimestampLog;
     for s in first.iter().chain(&third) {
         let rec = store
             .timestamp(*s)

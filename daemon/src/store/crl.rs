@@ -7,7 +7,7 @@
 //! crls                    (issuer, shard, kind) → newest signed CRL, its number and coverage
 //! ```
 
-use super::CertStatus;
+use super::{CertStatus, StoreError};
 use pkid_protocols::revocation::CrlReason;
 
 /// Which certificates of an issuer a CRL covers.
@@ -21,7 +21,7 @@ pub enum ShardFilter {
     Shard(u32),
 }
 
-/// Which revoked and held certificates to visit ([`super::Store::scan_crl_entries`]).
+/// Which revoked and held certificates to visit ([`CrlStore::scan_crl_entries`]).
 #[derive(Clone, Copy, Debug)]
 pub struct CrlQuery<'a> {
     /// The issuer name.
@@ -65,7 +65,7 @@ pub struct NewCrl<'a> {
     pub shard: Option<u32>,
     /// A delta CRL.
     pub delta: bool,
-    /// Its cRLNumber (allocated by [`super::Store::next_crl_number`]).
+    /// Its cRLNumber (allocated by [`CrlStore::next_crl_number`]).
     pub number: u64,
     /// For a delta, the base CRL's number.
     pub base_number: Option<u64>,
@@ -115,13 +115,48 @@ pub struct StoredCrl {
     pub der: Vec<u8>,
 }
 
-/// A change that affects what a CRL lists ([`super::Store::crl_changes_since`]).
+/// A change that affects what a CRL lists ([`CrlStore::crl_changes_since`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CrlScopeChange {
     /// Issuer name.
     pub issuer: String,
     /// The certificate's partition, if it has one.
     pub shard: Option<u32>,
+}
+
+/// Everything CRL: each certificate's partition, the CRL number sequences, and the newest
+/// signed CRL of every scope. Positions returned here are settled change-sequence positions
+/// (see [`super::feed`]), so a delta CRL's base position never skips a late commit.
+pub trait CrlStore: Send + Sync {
+    /// Records the CRL partition a certificate was assigned at issuance (before it is signed).
+    fn set_crl_shard(&self, serial: &str, shard: u32) -> Result<(), StoreError>;
+    /// Visits the revoked and held certificates a CRL lists, in ascending numeric serial
+    /// order, in one consistent read; returns the change-sequence position it reflects.
+    fn scan_crl_entries(
+        &self,
+        query: &CrlQuery<'_>,
+        visitor: &mut dyn CrlVisitor,
+    ) -> Result<u64, StoreError>;
+    /// The scopes (issuer, partition) whose CRL content changed after `seq` — revocations,
+    /// holds, releases; not issuance — and the change-sequence position read up to.
+    fn crl_changes_since(&self, seq: u64) -> Result<(Vec<CrlScopeChange>, u64), StoreError>;
+    /// The highest partition any of an issuer's certificates was assigned, if any.
+    fn max_crl_shard(&self, issuer: &str) -> Result<Option<u32>, StoreError>;
+    /// Hands out the next CRL number of a scope, atomically across processes: a number is
+    /// never handed out twice, even if the CRL it was for is never stored.
+    fn next_crl_number(&self, issuer: &str, shard: Option<u32>) -> Result<u64, StoreError>;
+    /// Stores a signed CRL as the newest of its scope and kind, unless one with a higher
+    /// number is already stored (then returns `false` and stores nothing).
+    fn put_crl(&self, crl: &NewCrl<'_>) -> Result<bool, StoreError>;
+    /// Descriptions of the newest stored CRL of every scope and kind.
+    fn crl_infos(&self) -> Result<Vec<CrlInfo>, StoreError>;
+    /// The newest stored CRL of a scope and kind.
+    fn stored_crl(
+        &self,
+        issuer: &str,
+        shard: Option<u32>,
+        delta: bool,
+    ) -> Result<Option<StoredCrl>, StoreError>;
 }
 
 /// The sentinel the `shard` columns use for "no partition" (SQLite primary keys treat NULLs as

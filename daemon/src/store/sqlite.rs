@@ -3,7 +3,7 @@
 //! from memory, not from here).
 
 use super::*;
-use pkid_protocols::revocation;
+use pkid_protocols::revocation::{self, CrlReason};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
 use std::sync::Mutex;
@@ -217,7 +217,7 @@ fn insert_audit(conn: &Connection, e: &AuditEntry) -> rusqlite::Result<usize> {
     )
 }
 
-impl Store for SqliteStore {
+impl Certificates for SqliteStore {
     fn reserve(&self, c: &NewCertificate) -> Result<(), StoreError> {
         let conn = self.lock()?;
         let r = conn.execute(
@@ -317,6 +317,9 @@ impl Store for SqliteStore {
         tx.commit().map_err(unavailable)
     }
 
+}
+
+impl AuditLog for SqliteStore {
     fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         let conn = self.lock()?;
         insert_audit(&conn, entry).map(|_| ()).map_err(unavailable)
@@ -347,31 +350,74 @@ impl Store for SqliteStore {
         rows.collect::<Result<_, _>>().map_err(unavailable)
     }
 
+}
+
+/// The columns of a [`Change`], read with [`change`].
+const CHANGE_COLUMNS: &str =
+    "ch.seq, c.serial, c.issuer, c.status, c.revoked_at, c.reason, c.not_after";
+
+fn change(r: &rusqlite::Row<'_>) -> rusqlite::Result<Change> {
+    let status: String = r.get(3)?;
+    let reason: Option<u8> = r.get(5)?;
+    Ok(Change {
+        seq: r.get(0)?,
+        serial: r.get(1)?,
+        issuer: r.get(2)?,
+        status: CertStatus::parse(&status).unwrap_or(CertStatus::Pending),
+        revoked_at: r.get(4)?,
+        reason: reason.and_then(revocation::from_code),
+        not_after: r.get(6)?,
+    })
+}
+
+/// SQLite has one writer at a time and takes a sequence value (`AUTOINCREMENT`) inside the
+/// write transaction, so sequence order is commit order here, a rolled-back transaction hands
+/// its value to the next one, and the highest committed value is always a settled position.
+impl StatusFeed for SqliteStore {
     fn changes_since(&self, seq: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
         let conn = self.lock()?;
         let mut stmt = conn
-            .prepare_cached(
-                "SELECT ch.seq, c.serial, c.issuer, c.status, c.revoked_at, c.reason, c.not_after
+            .prepare_cached(&format!(
+                "SELECT {CHANGE_COLUMNS}
                  FROM changes ch JOIN certificates c ON c.serial = ch.serial
-                 WHERE ch.seq > ?1 ORDER BY ch.seq LIMIT ?2",
-            )
+                 WHERE ch.seq > ?1 ORDER BY ch.seq LIMIT ?2"
+            ))
             .map_err(unavailable)?;
         let rows = stmt
-            .query_map(params![seq, limit as i64], |r| {
-                let status: String = r.get(3)?;
-                let reason: Option<u8> = r.get(5)?;
-                Ok(Change {
-                    seq: r.get(0)?,
-                    serial: r.get(1)?,
-                    issuer: r.get(2)?,
-                    status: CertStatus::parse(&status).unwrap_or(CertStatus::Pending),
-                    revoked_at: r.get(4)?,
-                    reason: reason.and_then(revocation::from_code),
-                    not_after: r.get(6)?,
-                })
-            })
+            .query_map(params![seq, limit as i64], change)
             .map_err(unavailable)?;
         rows.collect::<Result<_, _>>().map_err(unavailable)
+    }
+
+    fn changes_at(&self, seqs: &[u64]) -> Result<Vec<Change>, StoreError> {
+        let mut sorted = seqs.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut conn = self.lock()?;
+        // One read transaction: every value is looked up in the same snapshot.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(unavailable)?;
+        let mut found = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {CHANGE_COLUMNS}
+                     FROM changes ch JOIN certificates c ON c.serial = ch.serial
+                     WHERE ch.seq = ?1"
+                ))
+                .map_err(unavailable)?;
+            for seq in sorted {
+                let Ok(key) = i64::try_from(seq) else {
+                    continue; // beyond SQLite's integers: never taken
+                };
+                if let Some(c) = stmt.query_row([key], change).optional().map_err(unavailable)? {
+                    found.push(c);
+                }
+            }
+        }
+        tx.commit().map_err(unavailable)?;
+        Ok(found)
     }
 
     fn ping(&self) -> Result<(), StoreError> {
@@ -402,42 +448,9 @@ impl Store for SqliteStore {
         })
     }
 
-    fn set_crl_shard(&self, serial: &str, shard: u32) -> Result<(), StoreError> {
-        self.crl_set_shard(serial, shard)
-    }
-    fn scan_crl_entries(
-        &self,
-        query: &super::crl::CrlQuery<'_>,
-        visitor: &mut dyn super::crl::CrlVisitor,
-    ) -> Result<u64, StoreError> {
-        self.crl_scan(query, visitor)
-    }
-    fn crl_changes_since(
-        &self,
-        seq: u64,
-    ) -> Result<(Vec<super::crl::CrlScopeChange>, u64), StoreError> {
-        self.crl_changes(seq)
-    }
-    fn max_crl_shard(&self, issuer: &str) -> Result<Option<u32>, StoreError> {
-        self.crl_max_shard(issuer)
-    }
-    fn next_crl_number(&self, issuer: &str, shard: Option<u32>) -> Result<u64, StoreError> {
-        self.crl_next_number(issuer, shard)
-    }
-    fn put_crl(&self, crl: &super::crl::NewCrl<'_>) -> Result<bool, StoreError> {
-        self.crl_put(crl)
-    }
-    fn crl_infos(&self) -> Result<Vec<super::crl::CrlInfo>, StoreError> {
-        self.crl_list()
-    }
-    fn stored_crl(
-        &self,
-        issuer: &str,
-        shard: Option<u32>,
-        delta: bool,
-    ) -> Result<Option<super::crl::StoredCrl>, StoreError> {
-        self.crl_stored(issuer, shard, delta)
-    }
+}
+
+impl TimestampLog for SqliteStore {
     fn reserve_timestamp_serials(&self, count: u64) -> Result<std::ops::Range<u64>, StoreError> {
         let count = i64::try_from(count)
             .ok()

@@ -18,7 +18,7 @@ use crate::store::crl::{
     shard_column, shard_of_column, CrlInfo, CrlQuery, CrlRow, CrlScopeChange, CrlVisitor, NewCrl,
     ShardFilter, StoredCrl,
 };
-use crate::store::{CertStatus, StoreError};
+use crate::store::{CertStatus, CrlStore, StoreError};
 use pkid_protocols::revocation;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{params, params_from_iter, OptionalExtension, TransactionBehavior, MAIN_DB};
@@ -187,8 +187,8 @@ fn filter(q: &CrlQuery<'_>) -> (String, Vec<Value>) {
     (sql, args)
 }
 
-impl SqliteStore {
-    pub(super) fn crl_set_shard(&self, serial: &str, shard: u32) -> Result<(), StoreError> {
+impl CrlStore for SqliteStore {
+    fn set_crl_shard(&self, serial: &str, shard: u32) -> Result<(), StoreError> {
         let n = self
             .lock()?
             .execute(
@@ -203,7 +203,7 @@ impl SqliteStore {
         }
     }
 
-    pub(super) fn crl_scan(
+    fn scan_crl_entries(
         &self,
         q: &CrlQuery<'_>,
         visitor: &mut dyn CrlVisitor,
@@ -255,7 +255,7 @@ impl SqliteStore {
         })
     }
 
-    pub(super) fn crl_changes(&self, since: u64) -> Result<(Vec<CrlScopeChange>, u64), StoreError> {
+    fn crl_changes_since(&self, since: u64) -> Result<(Vec<CrlScopeChange>, u64), StoreError> {
         let mut scopes = Vec::new();
         let seq = self.consistent_read(|tx, seq| {
             // Revocations and holds, and releases (valid again after an earlier change);
@@ -283,7 +283,7 @@ impl SqliteStore {
         Ok((scopes, seq))
     }
 
-    pub(super) fn crl_max_shard(&self, issuer: &str) -> Result<Option<u32>, StoreError> {
+    fn max_crl_shard(&self, issuer: &str) -> Result<Option<u32>, StoreError> {
         let max: Option<i64> = self
             .lock()?
             .query_row(
@@ -295,7 +295,7 @@ impl SqliteStore {
         Ok(max.and_then(|m| u32::try_from(m).ok()))
     }
 
-    pub(super) fn crl_next_number(
+    fn next_crl_number(
         &self,
         issuer: &str,
         shard: Option<u32>,
@@ -317,7 +317,7 @@ impl SqliteStore {
         Ok(n)
     }
 
-    pub(super) fn crl_put(&self, c: &NewCrl<'_>) -> Result<bool, StoreError> {
+    fn put_crl(&self, c: &NewCrl<'_>) -> Result<bool, StoreError> {
         let mut conn = self.lock()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -376,7 +376,7 @@ impl SqliteStore {
         Ok(true)
     }
 
-    pub(super) fn crl_list(&self) -> Result<Vec<CrlInfo>, StoreError> {
+    fn crl_infos(&self) -> Result<Vec<CrlInfo>, StoreError> {
         let conn = self.lock()?;
         let mut stmt = conn
             .prepare_cached(&format!(
@@ -387,7 +387,7 @@ impl SqliteStore {
         rows.collect::<Result<_, _>>().map_err(unavailable)
     }
 
-    pub(super) fn crl_stored(
+    fn stored_crl(
         &self,
         issuer: &str,
         shard: Option<u32>,
@@ -491,10 +491,10 @@ mod tests {
     #[test]
     fn numbers_are_per_scope_and_stored_crls_only_move_forward() {
         let (_d, s) = store();
-        assert_eq!(s.crl_next_number("issuing", None).expect("n"), 1);
-        assert_eq!(s.crl_next_number("issuing", None).expect("n"), 2);
-        assert_eq!(s.crl_next_number("issuing", Some(0)).expect("n"), 1);
-        assert_eq!(s.crl_next_number("root", None).expect("n"), 1);
+        assert_eq!(s.next_crl_number("issuing", None).expect("n"), 1);
+        assert_eq!(s.next_crl_number("issuing", None).expect("n"), 2);
+        assert_eq!(s.next_crl_number("issuing", Some(0)).expect("n"), 1);
+        assert_eq!(s.next_crl_number("root", None).expect("n"), 1);
         assert_eq!(shard_column(None), NO_SHARD);
         let crl = |number: u64, der: &'static [u8]| NewCrl {
             issuer: "issuing",
@@ -508,28 +508,28 @@ mod tests {
             entries: 0,
             der,
         };
-        assert!(s.crl_put(&crl(2, b"two")).expect("put"));
-        assert!(!s.crl_put(&crl(1, b"one")).expect("older refused"));
-        assert!(!s.crl_put(&crl(2, b"dup")).expect("same refused"));
+        assert!(s.put_crl(&crl(2, b"two")).expect("put"));
+        assert!(!s.put_crl(&crl(1, b"one")).expect("older refused"));
+        assert!(!s.put_crl(&crl(2, b"dup")).expect("same refused"));
         let stored = s
-            .crl_stored("issuing", Some(0), false)
+            .stored_crl("issuing", Some(0), false)
             .expect("get")
             .expect("some");
         assert_eq!(
             (stored.info.number, stored.der.as_slice()),
             (2, &b"two"[..])
         );
-        assert!(s.crl_put(&crl(3, b"three!")).expect("newer"));
+        assert!(s.put_crl(&crl(3, b"three!")).expect("newer"));
         let stored = s
-            .crl_stored("issuing", Some(0), false)
+            .stored_crl("issuing", Some(0), false)
             .expect("get")
             .expect("some");
         assert_eq!(
             (stored.info.number, stored.info.size, stored.der.as_slice()),
             (3, 6, &b"three!"[..])
         );
-        assert!(s.crl_stored("issuing", None, false).expect("get").is_none());
-        assert_eq!(s.crl_list().expect("list").len(), 1);
+        assert!(s.stored_crl("issuing", None, false).expect("get").is_none());
+        assert_eq!(s.crl_infos().expect("list").len(), 1);
     }
 
     #[test]
@@ -556,8 +556,8 @@ mod tests {
             v.sort();
             v
         };
-        assert!(s.crl_put(&crl(1, false, b"full one")).expect("put"));
-        assert!(s.crl_put(&crl(2, true, b"delta two")).expect("put"));
+        assert!(s.put_crl(&crl(1, false, b"full one")).expect("put"));
+        assert!(s.put_crl(&crl(2, true, b"delta two")).expect("put"));
         assert_eq!(
             files(),
             ["issuing.-1.delta.2.crl", "issuing.-1.full.1.crl"],
@@ -566,23 +566,23 @@ mod tests {
         // A crash between a body and its row leaves an orphan; the next store removes it.
         std::fs::write(dir.join("issuing.-1.full.9.crl"), b"orphan").expect("orphan");
         std::fs::write(dir.join("issuing.-1.full.9.crl.tmp"), b"half").expect("tmp");
-        assert!(s.crl_put(&crl(3, false, b"full three")).expect("put"));
+        assert!(s.put_crl(&crl(3, false, b"full three")).expect("put"));
         assert_eq!(
             files(),
             ["issuing.-1.delta.2.crl", "issuing.-1.full.3.crl"],
             "the replaced body and the orphans are gone"
         );
         let stored = s
-            .crl_stored("issuing", None, false)
+            .stored_crl("issuing", None, false)
             .expect("get")
             .expect("some");
         assert_eq!(stored.der, b"full three");
         // A body changed on disk is refused, not served.
         std::fs::write(dir.join("issuing.-1.full.3.crl"), b"full thrEe").expect("tamper");
-        let e = s.crl_stored("issuing", None, false).expect_err("tampered");
+        let e = s.stored_crl("issuing", None, false).expect_err("tampered");
         assert!(e.to_string().contains("SHA-256"), "{e}");
         std::fs::remove_file(dir.join("issuing.-1.delta.2.crl")).expect("rm");
-        assert!(s.crl_stored("issuing", None, true).is_err(), "missing body");
+        assert!(s.stored_crl("issuing", None, true).is_err(), "missing body");
         assert_eq!(body_name("../x", 3, false, 1), "2e2e2f78.3.full.1.crl");
     }
 
@@ -599,7 +599,7 @@ mod tests {
             )
             .expect("legacy row");
         let stored = s
-            .crl_stored("issuing", None, false)
+            .stored_crl("issuing", None, false)
             .expect("get")
             .expect("some");
         assert_eq!(
@@ -607,7 +607,7 @@ mod tests {
             (4, &b"012345"[..])
         );
         assert!(s
-            .crl_put(&NewCrl {
+            .put_crl(&NewCrl {
                 issuer: "issuing",
                 shard: None,
                 delta: false,
@@ -621,7 +621,7 @@ mod tests {
             })
             .expect("replaces the legacy row"));
         let stored = s
-            .crl_stored("issuing", None, false)
+            .stored_crl("issuing", None, false)
             .expect("get")
             .expect("some");
         assert_eq!(stored.der, b"five");
