@@ -128,7 +128,9 @@ impl From<StoreError> for CaError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(s) => CaError::NotFound(s),
-            StoreError::Conflict { .. } => CaError::Conflict(e.to_string()),
+            StoreError::Conflict { .. } | StoreError::DuplicateName(_) => {
+                CaError::Conflict(e.to_string())
+            }
             StoreError::DuplicateSerial(_) => CaError::Internal(e.to_string()),
             StoreError::Unavailable(_) => CaError::Unavailable(e.to_string()),
         }

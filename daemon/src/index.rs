@@ -24,7 +24,7 @@ use arc_swap::ArcSwap;
 use pkid_protocols::revocation::{self, CrlReason};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// Overlay size at which it is merged into the base. Large enough that merges (O(n)) are rare,
 /// small enough that copying it per write batch stays cheap.
@@ -290,9 +290,20 @@ impl IssuerIndex {
     }
 }
 
+/// Most issuers one daemon serves. The OCSP response cache keys an issuer by one octet, and a
+/// government service runs a handful of issuing CAs (per sector), not hundreds.
+pub const MAX_ISSUERS: usize = 255;
+
 /// The status index of every issuer, kept current from the store's change sequence.
+///
+/// Issuers occupy slots in the order they were added and are never removed, so a slot number
+/// names the same issuer for the life of the process and readers reach an issuer's index
+/// without a lock ([`RevocationIndex::slot`]). An issuer added while the daemon runs
+/// ([`RevocationIndex::add_issuer`]) is read from the store when it is added.
 pub struct RevocationIndex {
-    issuers: HashMap<String, IssuerIndex>,
+    slots: Box<[OnceLock<(String, IssuerIndex)>]>,
+    /// Serialises adding issuers (readers never take it).
+    adding: Mutex<()>,
     applied: AtomicU64,
 }
 
@@ -312,44 +323,91 @@ fn entry_of(
 }
 
 impl RevocationIndex {
-    /// Builds the index of `issuers` from the store, consistent with a change-sequence position
-    /// from which [`ChangeListener::apply`] continues.
-    pub fn build(store: &dyn Store, issuers: &[&str]) -> Result<Self, StoreError> {
-        let mut entries: HashMap<&str, Vec<(u128, Packed)>> =
-            issuers.iter().map(|i| (*i, Vec::new())).collect();
-        let seq = store.scan_statuses(&mut |row: StatusRow<'_>| {
-            if let (Some(list), Some(key), Some(p)) = (
-                entries.get_mut(row.issuer),
-                serial_key_hex(row.serial),
-                entry_of(row.status, row.revoked_at, row.reason),
-            ) {
-                list.push((key, p));
-            }
-        })?;
-        let issuers = entries
-            .into_iter()
-            .map(|(name, e)| (name.to_string(), IssuerIndex::from_entries(e)))
-            .collect();
-        Ok(Self {
-            issuers,
-            applied: AtomicU64::new(seq),
-        })
-    }
-
-    /// An index from explicit entries (benchmarks and tests).
-    pub fn from_entries(issuers: Vec<(String, Vec<(u128, Packed)>)>, seq: u64) -> Self {
+    fn with_issuers(issuers: Vec<(String, IssuerIndex)>, seq: u64) -> Self {
+        let slots: Box<[OnceLock<(String, IssuerIndex)>]> =
+            (0..MAX_ISSUERS).map(|_| OnceLock::new()).collect();
+        for (slot, issuer) in slots.iter().zip(issuers) {
+            let _ = slot.set(issuer);
+        }
         Self {
-            issuers: issuers
-                .into_iter()
-                .map(|(n, e)| (n, IssuerIndex::from_entries(e)))
-                .collect(),
+            slots,
+            adding: Mutex::new(()),
             applied: AtomicU64::new(seq),
         }
     }
 
+    /// Builds the index of `issuers` from the store, consistent with a change-sequence position
+    /// from which [`ChangeListener::apply`] continues.
+    pub fn build(store: &dyn Store, issuers: &[&str]) -> Result<Self, StoreError> {
+        if issuers.len() > MAX_ISSUERS {
+            return Err(StoreError::Unavailable(format!(
+                "{} issuers; at most {MAX_ISSUERS} are served",
+                issuers.len()
+            )));
+        }
+        let (entries, seq) = scan(store, issuers)?;
+        Ok(Self::with_issuers(entries, seq))
+    }
+
+    /// An index from explicit entries (benchmarks and tests).
+    pub fn from_entries(issuers: Vec<(String, Vec<(u128, Packed)>)>, seq: u64) -> Self {
+        Self::with_issuers(
+            issuers
+                .into_iter()
+                .take(MAX_ISSUERS)
+                .map(|(n, e)| (n, IssuerIndex::from_entries(e)))
+                .collect(),
+            seq,
+        )
+    }
+
+    fn filled(&self) -> impl Iterator<Item = &(String, IssuerIndex)> {
+        self.slots.iter().map_while(OnceLock::get)
+    }
+
     /// One issuer's index.
     pub fn issuer(&self, name: &str) -> Option<&IssuerIndex> {
-        self.issuers.get(name)
+        self.filled().find(|(n, _)| n == name).map(|(_, i)| i)
+    }
+
+    /// The slot of an issuer: stable for the life of the process.
+    pub fn slot_of(&self, name: &str) -> Option<usize> {
+        self.filled().position(|(n, _)| n == name)
+    }
+
+    /// The index in a slot (the OCSP hot path: no name comparison, no lock).
+    pub fn slot(&self, slot: usize) -> Option<&IssuerIndex> {
+        self.slots.get(slot)?.get().map(|(_, i)| i)
+    }
+
+    /// The names of the issuers indexed, in slot order.
+    pub fn issuers(&self) -> Vec<&str> {
+        self.filled().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// Adds an issuer while the daemon runs, reading its certificates from the store, and
+    /// returns its slot. Adding one already indexed returns its slot and reads nothing.
+    ///
+    /// Changes for the issuer that the follower delivered before it was added were dropped;
+    /// the scan here includes them. Changes delivered again after it are applied again, which
+    /// is harmless: a change carries the certificate's status as of its reading.
+    pub fn add_issuer(&self, store: &dyn Store, name: &str) -> Result<usize, StoreError> {
+        let _one_at_a_time = self.adding.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = self.slot_of(name) {
+            return Ok(slot);
+        }
+        let slot = self.filled().count();
+        let Some(cell) = self.slots.get(slot) else {
+            return Err(StoreError::Unavailable(format!(
+                "cannot serve issuer {name}: at most {MAX_ISSUERS} issuers are served"
+            )));
+        };
+        let (mut entries, _) = scan(store, &[name])?;
+        let (n, index) = entries
+            .pop()
+            .unwrap_or_else(|| (name.to_string(), IssuerIndex::from_entries(Vec::new())));
+        let _ = cell.set((n, index));
+        Ok(slot)
     }
 
     /// The change-sequence position applied so far.
@@ -359,8 +417,33 @@ impl RevocationIndex {
 
     /// Approximate heap bytes held by all issuers.
     pub fn memory_bytes(&self) -> usize {
-        self.issuers.values().map(IssuerIndex::memory_bytes).sum()
+        self.filled().map(|(_, i)| i.memory_bytes()).sum()
     }
+}
+
+/// Reads the statuses of `issuers`' certificates from the store, with the change-sequence
+/// position the read is consistent with.
+fn scan(
+    store: &dyn Store,
+    issuers: &[&str],
+) -> Result<(Vec<(String, IssuerIndex)>, u64), StoreError> {
+    let mut entries: Vec<(&str, Vec<(u128, Packed)>)> =
+        issuers.iter().map(|i| (*i, Vec::new())).collect();
+    let seq = store.scan_statuses(&mut |row: StatusRow<'_>| {
+        let list = entries.iter_mut().find(|(n, _)| *n == row.issuer);
+        if let (Some((_, list)), Some(key), Some(p)) = (
+            list,
+            serial_key_hex(row.serial),
+            entry_of(row.status, row.revoked_at, row.reason),
+        ) {
+            list.push((key, p));
+        }
+    })?;
+    let built = entries
+        .into_iter()
+        .map(|(name, e)| (name.to_string(), IssuerIndex::from_entries(e)))
+        .collect();
+    Ok((built, seq))
 }
 
 impl ChangeListener for RevocationIndex {
@@ -383,7 +466,7 @@ impl ChangeListener for RevocationIndex {
             }
         }
         for (issuer, updates) in by_issuer {
-            if let Some(index) = self.issuers.get(issuer) {
+            if let Some(index) = self.issuer(issuer) {
                 index.apply(&updates);
             }
         }
@@ -482,7 +565,9 @@ mod tests {
     #[test]
     fn follows_the_store_change_sequence() {
         use crate::store::sqlite::SqliteStore;
-        use crate::store::{AuditEntry, Certificates, NewCertificate, Outcome, StatusChange, StatusFeed};
+        use crate::store::{
+            AuditEntry, Certificates, NewCertificate, Outcome, StatusChange, StatusFeed,
+        };
         let dir = tempfile::tempdir().expect("tmp");
         let store = SqliteStore::open(&dir.path().join("s.db"), std::time::Duration::from_secs(1))
             .expect("store");
@@ -532,6 +617,79 @@ mod tests {
         assert_eq!(
             index.applied_seq(),
             changes.last().map(|c| c.seq).unwrap_or(0)
+        );
+    }
+
+    #[test]
+    fn an_issuer_added_at_run_time_is_read_from_the_store_and_keeps_its_slot() {
+        use crate::store::sqlite::SqliteStore;
+        use crate::store::{
+            AuditEntry, Certificates, NewCertificate, Outcome, StatusChange, StatusFeed,
+        };
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = SqliteStore::open(&dir.path().join("s.db"), std::time::Duration::from_secs(1))
+            .expect("store");
+        let new = |serial: &str, issuer: &str| NewCertificate {
+            serial: serial.into(),
+            issuer: issuer.into(),
+            subject: "CN=Trần Thị Bích".into(),
+            profile: "p".into(),
+            not_before: 0,
+            not_after: 10,
+            tbs: vec![],
+            replaces: None,
+            created_at: 0,
+        };
+        store.reserve(&new("0a", "issuing")).expect("reserve");
+        store.complete("0a", &[1]).expect("complete");
+        let index = RevocationIndex::build(&store, &["root", "issuing"]).expect("build");
+        // Another process adds an issuer and issues under it before this daemon hears of it.
+        store.reserve(&new("0c", "health")).expect("reserve");
+        store.complete("0c", &[3]).expect("complete");
+        let early = store
+            .changes_since(index.applied_seq(), 100)
+            .expect("changes");
+        index.apply(&early);
+        assert!(index.issuer("health").is_none(), "not served until added");
+
+        let slot = index.add_issuer(&store, "health").expect("add");
+        assert_eq!(slot, 2, "after root and issuing");
+        assert_eq!(index.add_issuer(&store, "health").expect("again"), slot);
+        assert_eq!(index.slot_of("issuing"), Some(1));
+        assert_eq!(index.issuers(), vec!["root", "issuing", "health"]);
+        let health = index.slot(slot).expect("slot");
+        assert_eq!(
+            health.lookup(0x0c),
+            Some(Packed::new(Entry::Good)),
+            "read at add"
+        );
+        assert_eq!(health.lookup(0x0a), None, "another issuer's serial");
+
+        let audit = AuditEntry {
+            at: 5,
+            actor: "t".into(),
+            action: "a".into(),
+            target: "t".into(),
+            outcome: Outcome::Success,
+            detail: String::new(),
+        };
+        let revoke = StatusChange::Revoke {
+            reason: CrlReason::KeyCompromise,
+            at: 5,
+            invalidity_date: None,
+        };
+        store.change_status("0c", revoke, &audit).expect("revoke");
+        index.apply(
+            &store
+                .changes_since(index.applied_seq(), 100)
+                .expect("changes"),
+        );
+        assert_eq!(
+            health.lookup(0x0c).map(Packed::entry),
+            Some(Entry::Revoked {
+                at: 5,
+                reason: Some(CrlReason::KeyCompromise)
+            })
         );
     }
 }

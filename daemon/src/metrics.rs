@@ -2,9 +2,9 @@
 
 use crate::store::crl::{CrlInfo, CrlQuery, CrlScopeChange, CrlVisitor, NewCrl, StoredCrl};
 use crate::store::{
-    AuditEntry, AuditLog, CertificateRecord, Certificates, Change, CrlStore, ListFilter,
-    NewCertificate, StatusChange, StatusFeed, StatusRow, Store, StoreError, TimestampLog,
-    TimestampRecord,
+    AuditEntry, AuditLog, CertificateRecord, Certificates, Change, CrlStore, IssuerRecord,
+    IssuerRegistry, ListFilter, NewCertificate, StatusChange, StatusFeed, StatusRow, Store,
+    StoreError, TimestampLog, TimestampRecord,
 };
 use pkid_protocols::{SignError, SignatureAlgorithm, Signer};
 use prometheus::{
@@ -414,10 +414,7 @@ impl CrlStore for MeteredStore {
             self.inner.scan_crl_entries(query, visitor)
         })
     }
-    fn crl_changes_since(
-        &self,
-        seq: u64,
-    ) -> Result<(Vec<CrlScopeChange>, u64), StoreError> {
+    fn crl_changes_since(&self, seq: u64) -> Result<(Vec<CrlScopeChange>, u64), StoreError> {
         self.observe("crl_changes_since", || self.inner.crl_changes_since(seq))
     }
     fn max_crl_shard(&self, issuer: &str) -> Result<Option<u32>, StoreError> {
@@ -441,6 +438,22 @@ impl CrlStore for MeteredStore {
         delta: bool,
     ) -> Result<Option<StoredCrl>, StoreError> {
         self.observe("stored_crl", || self.inner.stored_crl(issuer, shard, delta))
+    }
+}
+
+impl IssuerRegistry for MeteredStore {
+    fn register_issuer(
+        &self,
+        issuer: &IssuerRecord,
+        responder_der: &[u8],
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.observe("register_issuer", || {
+            self.inner.register_issuer(issuer, responder_der, audit)
+        })
+    }
+    fn issuers(&self) -> Result<Vec<IssuerRecord>, StoreError> {
+        self.observe("issuers", || self.inner.issuers())
     }
 }
 

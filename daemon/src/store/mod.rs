@@ -32,6 +32,7 @@ pub mod certificates;
 pub mod crl;
 //CURSOR
 pub mod feed;
+pub mod issuers;
 //FOLLOW
 pub mod sqlite;
 pub mod timestamps;
@@ -42,6 +43,7 @@ pub use certificates::{
 };
 pub use crl::CrlStore;
 pub use feed::{Change, StatusFeed, StatusRow};
+pub use issuers::{IssuerRecord, IssuerRegistry};
 pub use timestamps::{TimestampLog, TimestampRecord};
 
 /// Every role of the durable store, for code that is handed the whole store (the CA, the CLI,
@@ -49,7 +51,9 @@ pub use timestamps::{TimestampLog, TimestampRecord};
 ///
 /// The `as_*` methods narrow a `&dyn Store` to one role: with the crate's minimum Rust (1.85)
 /// a trait object cannot be upcast to a supertrait object by coercion.
-pub trait Store: Certificates + StatusFeed + CrlStore + TimestampLog + AuditLog {
+pub trait Store:
+    Certificates + StatusFeed + CrlStore + TimestampLog + AuditLog + IssuerRegistry
+{
     /// This store as its certificates role.
     fn as_certificates(&self) -> &dyn Certificates;
     /// This store as its status-feed role.
@@ -62,7 +66,9 @@ pub trait Store: Certificates + StatusFeed + CrlStore + TimestampLog + AuditLog 
     fn as_audit_log(&self) -> &dyn AuditLog;
 }
 
-impl<T: Certificates + StatusFeed + CrlStore + TimestampLog + AuditLog> Store for T {
+impl<T: Certificates + StatusFeed + CrlStore + TimestampLog + AuditLog + IssuerRegistry> Store
+    for T
+{
     fn as_certificates(&self) -> &dyn Certificates {
         self
     }
@@ -100,8 +106,10 @@ pub enum StoreError {
         /// What was attempted.
         action: &'static str,
     },
+    /// The name is already taken (an issuer registered twice).
+    #[error("{0:?} already exists")]
+    DuplicateName(String),
     /// The database is unreachable, locked too long or corrupt.
     #[error("store unavailable: {0}")]
     Unavailable(String),
 }
-

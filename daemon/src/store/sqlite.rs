@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 mod crl;
+mod issuers;
 
 /// Migrations, applied in order; the index + 1 is the schema version. Never edit one that has
 /// shipped: append a new one.
@@ -67,6 +68,8 @@ const MIGRATIONS: &[&str] = &[
     crl::MIGRATION,
     // 4: CRL bodies in files beside the database (see sqlite/crl.rs).
     crl::MIGRATION_FILES,
+    // 5: the issuer registry (see sqlite/issuers.rs).
+    issuers::MIGRATION,
 ];
 
 /// The embedded default store.
@@ -210,7 +213,7 @@ impl SqliteStore {
     }
 }
 
-fn insert_audit(conn: &Connection, e: &AuditEntry) -> rusqlite::Result<usize> {
+pub(super) fn insert_audit(conn: &Connection, e: &AuditEntry) -> rusqlite::Result<usize> {
     conn.execute(
         "INSERT INTO audit (at, actor, action, target, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![e.at, e.actor, e.action, e.target, e.outcome.as_str(), e.detail],
@@ -316,7 +319,6 @@ impl Certificates for SqliteStore {
         apply_status_change(&tx, predecessor, change, audit)?;
         tx.commit().map_err(unavailable)
     }
-
 }
 
 impl AuditLog for SqliteStore {
@@ -349,7 +351,6 @@ impl AuditLog for SqliteStore {
             .map_err(unavailable)?;
         rows.collect::<Result<_, _>>().map_err(unavailable)
     }
-
 }
 
 /// The columns of a [`Change`], read with [`change`].
@@ -411,7 +412,11 @@ impl StatusFeed for SqliteStore {
                 let Ok(key) = i64::try_from(seq) else {
                     continue; // beyond SQLite's integers: never taken
                 };
-                if let Some(c) = stmt.query_row([key], change).optional().map_err(unavailable)? {
+                if let Some(c) = stmt
+                    .query_row([key], change)
+                    .optional()
+                    .map_err(unavailable)?
+                {
                     found.push(c);
                 }
             }
@@ -447,7 +452,6 @@ impl StatusFeed for SqliteStore {
             Ok(())
         })
     }
-
 }
 
 impl TimestampLog for SqliteStore {
@@ -527,7 +531,11 @@ impl TimestampLog for SqliteStore {
 }
 
 /// pending → valid with the signed DER, and its change-sequence row, inside `tx`.
-fn complete_in(tx: &rusqlite::Transaction<'_>, serial: &str, der: &[u8]) -> Result<(), StoreError> {
+pub(super) fn complete_in(
+    tx: &rusqlite::Transaction<'_>,
+    serial: &str,
+    der: &[u8],
+) -> Result<(), StoreError> {
     let n = tx
         .execute("UPDATE certificates SET der = ?2, status = 'valid' WHERE serial = ?1 AND status = 'pending'", params![serial, der])
         .map_err(unavailable)?;
