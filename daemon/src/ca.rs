@@ -11,12 +11,12 @@
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::store::{AuditEntry, NewCertificate, Outcome, StatusChange, Store, StoreError};
+use arc_swap::ArcSwap;
 use der::{Decode, Encode};
 use pkid_protocols::profile::Profile;
 use pkid_protocols::revocation::CrlReason;
 use pkid_protocols::x509::{self, CertificateError, CertificateTemplate, IssuerInfo};
 use pkid_protocols::{serial, Signer};
-use std::collections::HashMap;
 use std::sync::Arc;
 use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::name::Name;
@@ -222,7 +222,9 @@ pub struct Authority {
     config: Arc<Config>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    issuers: HashMap<String, Arc<Issuer>>,
+    /// In the order they were loaded or added (the root first); only ever appended to, so a
+    /// running daemon can take on an issuer added by the CLI.
+    issuers: ArcSwap<Vec<Arc<Issuer>>>,
 }
 
 /// The audit target for a serial typed by an operator: canonical when it parses.
@@ -246,21 +248,41 @@ impl Authority {
         clock: Arc<dyn Clock>,
         issuers: Vec<Issuer>,
     ) -> Self {
-        let issuers = issuers
-            .into_iter()
-            .map(|i| (i.name.clone(), Arc::new(i)))
-            .collect();
+        let issuers = issuers.into_iter().map(Arc::new).collect();
         Self {
             config,
             store,
             clock,
-            issuers,
+            issuers: ArcSwap::from_pointee(issuers),
         }
     }
 
     /// An issuer by name.
-    pub fn issuer(&self, name: &str) -> Option<&Arc<Issuer>> {
-        self.issuers.get(name)
+    pub fn issuer(&self, name: &str) -> Option<Arc<Issuer>> {
+        self.issuers.load().iter().find(|i| i.name == name).cloned()
+    }
+
+    /// Every issuer, the root first, in the order they were loaded or added.
+    pub fn issuers(&self) -> Vec<Arc<Issuer>> {
+        self.issuers.load().iter().cloned().collect()
+    }
+
+    /// Takes on another issuer (one added while the daemon runs) and returns it; one already
+    /// present by that name is kept, and returned instead.
+    pub fn add_issuer(&self, issuer: Issuer) -> Arc<Issuer> {
+        let issuer = Arc::new(issuer);
+        let mut result = issuer.clone();
+        self.issuers.rcu(|current| {
+            if let Some(existing) = current.iter().find(|i| i.name == issuer.name) {
+                result = existing.clone();
+                return current.clone();
+            }
+            result = issuer.clone();
+            let mut next = Vec::clone(current);
+            next.push(issuer.clone());
+            Arc::new(next)
+        });
+        result
     }
 
     /// The store.

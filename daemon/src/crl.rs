@@ -13,7 +13,7 @@
 //! transaction, so two generations — threads here, or the CLI in another process — never get
 //! the same number, and a CRL is stored only if it is newer than the stored one.
 
-use crate::ca::{Authority, Issuer, ISSUING, ROOT};
+use crate::ca::{Authority, Issuer, ROOT};
 use crate::config::CrlConfig;
 use crate::http::ChangeListener;
 use crate::metrics::Metrics;
@@ -113,7 +113,7 @@ pub struct Generated {
 #[non_exhaustive]
 pub enum CrlServiceError {
     /// No such issuer (the CLI's `--issuer`).
-    #[error("unknown issuer {0:?} (this CA has: root, issuing)")]
+    #[error("unknown issuer {0:?} (`pkid ca list` shows the issuers)")]
     UnknownIssuer(String),
     /// The store failed.
     #[error(transparent)]
@@ -264,15 +264,17 @@ impl CrlService {
         &self.config
     }
 
-    /// The issuers CRLs are published for.
-    pub fn issuers(&self) -> Vec<&'static str> {
-        [ROOT, ISSUING]
-            .into_iter()
-            .filter(|n| self.authority.issuer(n).is_some())
+    /// The issuers CRLs are published for: every issuer of the CA, including those added
+    /// while the daemon runs.
+    pub fn issuers(&self) -> Vec<String> {
+        self.authority
+            .issuers()
+            .iter()
+            .map(|i| i.name.clone())
             .collect()
     }
 
-    fn issuer(&self, name: &str) -> Result<&Arc<Issuer>, CrlServiceError> {
+    fn issuer(&self, name: &str) -> Result<Arc<Issuer>, CrlServiceError> {
         self.authority
             .issuer(name)
             .ok_or_else(|| CrlServiceError::UnknownIssuer(name.to_string()))
@@ -640,7 +642,7 @@ impl CrlService {
                 self.issuer(name)?;
                 vec![name.to_string()]
             }
-            None => self.issuers().into_iter().map(String::from).collect(),
+            None => self.issuers(),
         };
         let mut out = Vec::new();
         for name in &issuers {
@@ -665,6 +667,7 @@ impl CrlService {
     pub fn refresh(&self) -> Result<(), CrlServiceError> {
         let now = self.authority.now();
         for issuer in self.issuers() {
+            let issuer = issuer.as_str();
             for shard in self.scopes(issuer)? {
                 let full = self.lookup(&CrlKey::new(issuer, shard, false));
                 let full_fresh = match full {

@@ -50,7 +50,7 @@ impl RegistrationAuthority {
         })
     }
 
-    fn issuing(&self) -> Result<&Arc<Issuer>, CaError> {
+    fn issuing(&self) -> Result<Arc<Issuer>, CaError> {
         self.ca
             .issuer(ISSUING)
             .ok_or_else(|| CaError::Internal("the issuing CA is not loaded".into()))

@@ -3,7 +3,7 @@
 use super::*;
 use crate::ca::{Issuance, Issued};
 use crate::clock::{Clock, FakeClock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, ISSUING};
 use crate::datadir::{self, InitOptions};
 use crate::keys::KeyRole;
 use crate::store::crl::ShardFilter;
