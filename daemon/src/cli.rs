@@ -115,6 +115,9 @@ pub enum CertCommand {
         /// Profile name from the configuration.
         #[arg(long)]
         profile: String,
+        /// The issuing CA to sign with (`pkid ca list`; default: the one `pkid init` made).
+        #[arg(long)]
+        issuer: Option<String>,
         /// Validity in days (default: the profile's).
         #[arg(long)]
         days: Option<u32>,
@@ -417,8 +420,13 @@ fn cert(data: &std::path::Path, cmd: CertCommand, who: &str) -> Result<(), Failu
     });
     let pem = |i: crate::ca::Issued| out(&pkid_protocols::x509::certificate_pem(&i.der));
     match cmd {
-        CertCommand::Issue { csr, profile, days } => pem(authority
-            .issue(&read_file(&csr)?, &profile, days, who)
+        CertCommand::Issue {
+            csr,
+            profile,
+            issuer,
+            days,
+        } => pem(authority
+            .issue(&read_file(&csr)?, &profile, issuer.as_deref(), days, who)
             .map_err(ca_failure)?),
         CertCommand::Renew { serial, days } => {
             pem(authority.renew(&serial, days, who).map_err(ca_failure)?)

@@ -50,17 +50,37 @@ impl RegistrationAuthority {
         })
     }
 
-    fn issuing(&self) -> Result<Arc<Issuer>, CaError> {
-        self.ca
-            .issuer(ISSUING)
-            .ok_or_else(|| CaError::Internal("the issuing CA is not loaded".into()))
+    /// The issuer a subscriber certificate is signed by: `name`, or the issuing CA `pkid init`
+    /// made. The root signs only CA certificates.
+    fn subscriber_issuer(&self, name: Option<&str>) -> Result<Arc<Issuer>, CaError> {
+        let name = name.unwrap_or(ISSUING);
+        if name == ROOT {
+            return Err(CaError::Refused(
+                "the root CA signs only CA certificates; name an issuing CA".into(),
+            ));
+        }
+        self.ca.issuer(name).ok_or_else(|| {
+            let known: Vec<String> = self
+                .ca
+                .issuers()
+                .iter()
+                .filter(|i| i.name != ROOT)
+                .map(|i| i.name.clone())
+                .collect();
+            CaError::Refused(format!(
+                "unknown issuer {name:?} (issuers: {})",
+                known.join(", ")
+            ))
+        })
     }
 
-    /// Issues a certificate from a PKCS#10 request (PEM or DER) under a subscriber profile.
+    /// Issues a certificate from a PKCS#10 request (PEM or DER) under a subscriber profile,
+    /// signed by `issuer` (default: the issuing CA `pkid init` made).
     pub fn issue(
         &self,
         csr_bytes: &[u8],
         profile_name: &str,
+        issuer: Option<&str>,
         days: Option<u32>,
         actor: &str,
     ) -> Result<Issued, CaError> {
@@ -74,7 +94,7 @@ impl RegistrationAuthority {
                     csr::from_pem_or_der(csr_bytes).map_err(|e| CaError::Refused(e.to_string()))?;
                 let csr = csr::verify(&der).map_err(|e| CaError::Refused(e.to_string()))?;
                 self.ca.sign_certificate(
-                    self.issuing()?.signing(),
+                    self.subscriber_issuer(issuer)?.signing(),
                     Issuance {
                         profile: &sp.profile,
                         profile_name,
@@ -111,7 +131,7 @@ impl RegistrationAuthority {
                 pkid_protocols::time::rfc3339(rec.not_after)
             )));
         }
-        if rec.issuer != ISSUING {
+        if rec.issuer == ROOT {
             return Err(CaError::Refused(format!(
                 "certificate {serial} is a CA certificate; its lifecycle is managed by `pkid init`"
             )));
@@ -147,8 +167,9 @@ impl RegistrationAuthority {
             Some(csr) => (csr.public_key, csr.subject_alt_name),
             None => (cert.tbs_certificate.subject_public_key_info.clone(), None),
         };
+        // A successor comes from its predecessor's issuer.
         self.ca.sign_certificate(
-            self.issuing()?.signing(),
+            self.subscriber_issuer(Some(&rec.issuer))?.signing(),
             Issuance {
                 profile: &sp.profile,
                 profile_name: &rec.profile,
