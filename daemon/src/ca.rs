@@ -8,15 +8,16 @@
 
 use crate::clock::Clock;
 use crate::config::{Config, SubscriberProfile};
+use crate::keys::{self, Signer};
 use crate::store::{
     AuditEntry, CertStatus, CertificateRecord, ListFilter, NewCertificate, Outcome, StatusChange,
     Store, StoreError,
 };
-use der::{Decode, Encode};
+use der::Decode;
 use pkid_protocols::profile::Profile;
 use pkid_protocols::revocation::{self, CrlReason};
 use pkid_protocols::x509::{self, CertificateError, CertificateTemplate, IssuerInfo};
-use pkid_protocols::{csr, serial, Signer};
+use pkid_protocols::{csr, serial};
 use std::collections::HashMap;
 use std::sync::Arc;
 use x509_cert::ext::pkix::SubjectAltName;
@@ -142,9 +143,7 @@ impl From<StoreError> for CaError {
 impl From<CertificateError> for CaError {
     fn from(e: CertificateError) -> Self {
         match e {
-            CertificateError::Sign(pkid_protocols::SignError::Unavailable(m)) => {
-                CaError::Unavailable(m)
-            }
+            CertificateError::SignerUnavailable(m) => CaError::Unavailable(m),
             other => CaError::Internal(other.to_string()),
         }
     }
@@ -368,7 +367,8 @@ impl Authority {
                 CertificateError::Refused(m) => CaError::Refused(m),
                 other => CaError::Internal(other.to_string()),
             })?;
-            let tbs_der = tbs.to_der().map_err(|e| CaError::Internal(e.to_string()))?;
+            let unsigned =
+                x509::ToBeSigned::new(&tbs, issuer.signer.algorithm(), issuer.signer.public_key())?;
             let serial_hex = serial::to_hex(&tbs.serial_number);
             let record = NewCertificate {
                 serial: serial_hex.clone(),
@@ -377,7 +377,7 @@ impl Authority {
                 profile: req.profile_name.to_string(),
                 not_before,
                 not_after,
-                tbs: tbs_der.clone(),
+                tbs: unsigned.tbs().to_vec(),
                 replaces: req.replaces.clone(),
                 created_at: now,
             };
@@ -391,10 +391,7 @@ impl Authority {
             if let Some(shard) = shard {
                 self.store.set_crl_shard(&serial_hex, shard)?;
             }
-            let cert = x509::sign_and_verify(tbs, &tbs_der, issuer.signer)?;
-            let der = cert
-                .to_der()
-                .map_err(|e| CaError::Internal(e.to_string()))?;
+            let der = keys::sign(issuer.signer, unsigned)?;
             // Durable before anyone sees it.
             self.store.complete(&serial_hex, &der)?;
             return Ok(Issued {

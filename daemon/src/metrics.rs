@@ -1,10 +1,11 @@
 //! Prometheus metrics, and the decorators that count signer and store operations.
 
+use crate::keys::{SignError, Signer};
 use crate::store::{
     AuditEntry, CertificateRecord, Change, ListFilter, NewCertificate, StatusChange, StatusRow,
     Store, StoreError, TimestampRecord,
 };
-use pkid_protocols::{SignError, SignatureAlgorithm, Signer};
+use pkid_protocols::SignatureAlgorithm;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,

@@ -25,7 +25,7 @@ mod pool;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, TsaConfig};
 use crate::datadir;
-use crate::keys::{KeyBackend, KeyRole};
+use crate::keys::{self, KeyBackend, KeyRole, Signer};
 use crate::metrics::{MeteredSigner, Metrics};
 use crate::store::{Store, StoreError, TimestampRecord};
 use bytes::Bytes;
@@ -37,7 +37,6 @@ use hyper::{Method, Request, Response, StatusCode};
 use pkid_protocols::tsp::{
     self, Accepted, Issuance, TsaCertificate, TsaCertificateError, TspError,
 };
-use pkid_protocols::Signer;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -476,11 +475,11 @@ impl Tsa {
         let issuance = Issuance {
             settings: &self.config.settings,
             certificate: &self.certificate,
-            signer: self.signer.as_ref(),
+            algorithm: self.signer.algorithm(),
             serial,
             now,
         };
-        let der = tsp::issue(accepted, &issuance)?;
+        let der = keys::sign(self.signer.as_ref(), tsp::issue(accepted, &issuance)?)?;
         let record = TimestampRecord {
             serial,
             gen_time: now,

@@ -19,10 +19,13 @@ pub mod ocsp;
 pub mod profile;
 pub mod revocation;
 pub mod serial;
-pub mod signer;
 pub mod time;
 pub mod tsp;
+pub mod unsigned;
 pub mod x509;
 
+#[cfg(test)]
+mod test_key;
+
 pub use algorithm::{KeyType, SignatureAlgorithm};
-pub use signer::{SignError, Signer};
+pub use unsigned::Unsigned;

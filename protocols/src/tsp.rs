@@ -7,7 +7,10 @@
 //!   TSTInfo ◀─tst_info─────────────────────────────────────────────┘
 //!      │ lint_tst_info (before the key is used)
 //!      ▼
-//!   signed attributes (DER SET OF, sorted) ─Signer─▶ SignerInfo ─▶ SignedData ─▶ granted DER
+//!   signed attributes (DER SET OF, sorted) = UnsignedToken::message
+//!      │ daemon: its signer signs the message
+//!      ▼ into_signed(signature)
+//!   SignerInfo ─▶ SignedData ─▶ granted DER
 //!
 //! any TspError ─failure_info (total match)─▶ rejection DER (PKIStatusInfo + failInfo)
 //! ```
@@ -32,8 +35,8 @@ pub mod ess;
 pub mod status;
 
 use crate::algorithm::{self, SignatureAlgorithm};
-use crate::signer::{SignError, Signer};
 use crate::time::{generalized_time, x509_time};
+use crate::unsigned::Unsigned;
 use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
 use cms::content_info::{CmsVersion, ContentInfo};
 use cms::signed_data::{
@@ -258,15 +261,6 @@ impl TspError {
             }
             Self::Internal(_) => "the TSA could not issue a token".into(),
             peer => peer.to_string(),
-        }
-    }
-}
-
-impl From<SignError> for TspError {
-    fn from(e: SignError) -> Self {
-        match e {
-            SignError::Unavailable(m) => Self::Unavailable(format!("key backend: {m}")),
-            SignError::Failed(m) => Self::Internal(format!("signing: {m}")),
         }
     }
 }
@@ -614,70 +608,117 @@ fn digest_identifier(alg: SignatureAlgorithm) -> AlgorithmIdentifierOwned {
     }
 }
 
-/// Signs `tst` into a time-stamp token (CMS `ContentInfo` with `SignedData`).
-/// `signing_time` (Unix seconds) adds the signingTime attribute.
-pub fn sign_token(
-    tst: &TstInfo,
-    certificate: &TsaCertificate,
-    signer: &dyn Signer,
+/// A linted `TSTInfo` and its signed attributes, encoded once, waiting for the TSA key's
+/// signature over the attributes (RFC 5652 §5.4).
+#[derive(Debug)]
+pub struct UnsignedToken<'a> {
+    /// DER `TSTInfo`: the eContent, moved into the token unchanged.
+    tst_der: Vec<u8>,
+    /// The signed attributes, moved into the `SignerInfo`.
+    signed_attrs: SignedAttributes,
+    /// DER of `signed_attrs` as a `SET OF`: the bytes signed.
+    message: Vec<u8>,
+    algorithm: SignatureAlgorithm,
+    certificate: &'a TsaCertificate,
     include_certificate: bool,
-    signing_time: Option<u64>,
-) -> Result<TimeStampToken, TspError> {
-    let tst_der = tst.to_der().map_err(internal)?;
-    let alg = signer.algorithm();
-    let digest_alg = digest_identifier(alg);
-    let digest = aws_lc_rs::digest::digest(alg.digest(), &tst_der);
-    let mut attrs = vec![
-        attribute(ID_CONTENT_TYPE, &ID_CT_TST_INFO).map_err(internal)?,
-        attribute(
-            ID_MESSAGE_DIGEST,
-            &OctetString::new(digest.as_ref()).map_err(internal)?,
-        )
-        .map_err(internal)?,
-        certificate.signing_certificate.clone(),
-    ];
-    if let Some(t) = signing_time {
-        attrs.push(attribute(ID_SIGNING_TIME, &x509_time(t).map_err(internal)?).map_err(internal)?);
-    }
-    // SetOfVec sorts by DER encoding; the signature covers this exact SET OF encoding.
-    let signed_attrs: SignedAttributes = SetOfVec::try_from(attrs).map_err(internal)?;
-    let to_sign = signed_attrs.to_der().map_err(internal)?;
-    let signature = signer.sign(&to_sign)?;
-    let signer_info = SignerInfo {
-        version: CmsVersion::V1,
-        sid: certificate.signer_id.clone(),
-        digest_alg: digest_alg.clone(),
-        signed_attrs: Some(signed_attrs),
-        signature_algorithm: alg.identifier(),
-        signature: OctetString::new(signature).map_err(internal)?,
-        unsigned_attrs: None,
-    };
-    let certificates = if include_certificate {
-        Some(
-            CertificateSet::try_from(vec![CertificateChoices::Certificate(
-                certificate.certificate.clone(),
-            )])
+}
+
+impl<'a> UnsignedToken<'a> {
+    /// Encodes `tst` and the signed attributes contentType, messageDigest (of the DER
+    /// `TSTInfo`, under `algorithm`'s hash), `signingCertificateV2` and, if `signing_time`
+    /// (Unix seconds) is given, signingTime. `include_certificate` puts the TSA certificate in
+    /// the token (the request's certReq).
+    pub fn new(
+        tst: &TstInfo,
+        certificate: &'a TsaCertificate,
+        algorithm: SignatureAlgorithm,
+        include_certificate: bool,
+        signing_time: Option<u64>,
+    ) -> Result<Self, TspError> {
+        let tst_der = tst.to_der().map_err(internal)?;
+        let digest = aws_lc_rs::digest::digest(algorithm.digest(), &tst_der);
+        let mut attrs = vec![
+            attribute(ID_CONTENT_TYPE, &ID_CT_TST_INFO).map_err(internal)?,
+            attribute(
+                ID_MESSAGE_DIGEST,
+                &OctetString::new(digest.as_ref()).map_err(internal)?,
+            )
             .map_err(internal)?,
-        )
-    } else {
-        None
-    };
-    let signed_data = SignedData {
-        // v3: the eContentType is not id-data (RFC 5652 §5.1).
-        version: CmsVersion::V3,
-        digest_algorithms: SetOfVec::try_from(vec![digest_alg]).map_err(internal)?,
-        encap_content_info: EncapsulatedContentInfo {
-            econtent_type: ID_CT_TST_INFO,
-            econtent: Some(Any::new(Tag::OctetString, tst_der).map_err(internal)?),
-        },
-        certificates,
-        crls: None,
-        signer_infos: SignerInfos::try_from(vec![signer_info]).map_err(internal)?,
-    };
-    Ok(ContentInfo {
-        content_type: ID_SIGNED_DATA,
-        content: Any::encode_from(&signed_data).map_err(internal)?,
-    })
+            certificate.signing_certificate.clone(),
+        ];
+        if let Some(t) = signing_time {
+            attrs.push(
+                attribute(ID_SIGNING_TIME, &x509_time(t).map_err(internal)?).map_err(internal)?,
+            );
+        }
+        // SetOfVec sorts by DER encoding; the signature covers this exact SET OF encoding.
+        let signed_attrs: SignedAttributes = SetOfVec::try_from(attrs).map_err(internal)?;
+        let message = signed_attrs.to_der().map_err(internal)?;
+        Ok(Self {
+            tst_der,
+            signed_attrs,
+            message,
+            algorithm,
+            certificate,
+            include_certificate,
+        })
+    }
+}
+
+impl Unsigned for UnsignedToken<'_> {
+    /// The DER of a granted `TimeStampResp` carrying the token.
+    type Signed = Vec<u8>;
+    type Error = TspError;
+
+    fn algorithm(&self) -> SignatureAlgorithm {
+        self.algorithm
+    }
+
+    fn message(&self) -> &[u8] {
+        &self.message
+    }
+
+    /// Wraps the signature into the `SignerInfo`, the `SignedData` (CMS `ContentInfo`) and a
+    /// granted `TimeStampResp`. Not verified here: the daemon's start-up self-test checks a
+    /// whole token with [`verify_response`], as a relying party would.
+    fn into_signed(self, signature: &[u8]) -> Result<Vec<u8>, TspError> {
+        let digest_alg = digest_identifier(self.algorithm);
+        let signer_info = SignerInfo {
+            version: CmsVersion::V1,
+            sid: self.certificate.signer_id.clone(),
+            digest_alg: digest_alg.clone(),
+            signed_attrs: Some(self.signed_attrs),
+            signature_algorithm: self.algorithm.identifier(),
+            signature: OctetString::new(signature).map_err(internal)?,
+            unsigned_attrs: None,
+        };
+        let certificates = if self.include_certificate {
+            Some(
+                CertificateSet::try_from(vec![CertificateChoices::Certificate(
+                    self.certificate.certificate.clone(),
+                )])
+                .map_err(internal)?,
+            )
+        } else {
+            None
+        };
+        let signed_data = SignedData {
+            // v3: the eContentType is not id-data (RFC 5652 §5.1).
+            version: CmsVersion::V3,
+            digest_algorithms: SetOfVec::try_from(vec![digest_alg]).map_err(internal)?,
+            encap_content_info: EncapsulatedContentInfo {
+                econtent_type: ID_CT_TST_INFO,
+                econtent: Some(Any::new(Tag::OctetString, self.tst_der).map_err(internal)?),
+            },
+            certificates,
+            crls: None,
+            signer_infos: SignerInfos::try_from(vec![signer_info]).map_err(internal)?,
+        };
+        granted(ContentInfo {
+            content_type: ID_SIGNED_DATA,
+            content: Any::encode_from(&signed_data).map_err(internal)?,
+        })
+    }
 }
 
 /// Everything one token needs besides the request.
@@ -686,17 +727,20 @@ pub struct Issuance<'a> {
     pub settings: &'a Settings,
     /// The TSA certificate.
     pub certificate: &'a TsaCertificate,
-    /// The TSA key.
-    pub signer: &'a dyn Signer,
+    /// The TSA key's signature algorithm.
+    pub algorithm: SignatureAlgorithm,
     /// A serial number never used before by this TSA.
     pub serial: u64,
     /// The current time, Unix seconds.
     pub now: u64,
 }
 
-/// Builds, lints and signs the token for an accepted request and returns the DER of a granted
-/// `TimeStampResp`.
-pub fn issue(accepted: &Accepted, issuance: &Issuance<'_>) -> Result<Vec<u8>, TspError> {
+/// Builds and lints the token for an accepted request and encodes what the TSA key signs;
+/// [`Unsigned::into_signed`] then gives the DER of a granted `TimeStampResp`.
+pub fn issue<'a>(
+    accepted: &Accepted,
+    issuance: &Issuance<'a>,
+) -> Result<UnsignedToken<'a>, TspError> {
     if !issuance.certificate.valid_at(issuance.now) {
         return Err(TspError::Unavailable(
             "the TSA certificate is not valid now".into(),
@@ -711,14 +755,13 @@ pub fn issue(accepted: &Accepted, issuance: &Issuance<'_>) -> Result<Vec<u8>, Ts
     )?;
     lint_tst_info(&tst, accepted, issuance.settings, issuance.certificate)?;
     let signing_time = issuance.settings.signing_time.then_some(issuance.now);
-    let token = sign_token(
+    UnsignedToken::new(
         &tst,
         issuance.certificate,
-        issuance.signer,
+        issuance.algorithm,
         accepted.cert_req,
         signing_time,
-    )?;
-    granted(token)
+    )
 }
 
 /// The DER of a granted `TimeStampResp` carrying `token`.

@@ -5,7 +5,7 @@ use super::status::{FailureInfo, PkiStatus, TimeStampResp};
 use super::*;
 use crate::algorithm::{parse_spki, KeyType};
 use crate::profile::Profile;
-use crate::x509::{build_tbs, pem_or_der, sign_and_verify, CertificateTemplate};
+use crate::x509::{build_tbs, pem_or_der, CertificateTemplate, ToBeSigned};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
@@ -43,27 +43,25 @@ struct TestSigner {
     spki: SubjectPublicKeyInfoOwned,
 }
 
-impl Signer for TestSigner {
-    fn algorithm(&self) -> SignatureAlgorithm {
-        self.alg
-    }
-    fn public_key(&self) -> &SubjectPublicKeyInfoOwned {
-        &self.spki
-    }
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+impl TestSigner {
+    /// Signs `message` with the key directly, as the daemon's signer would.
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
         let rng = SystemRandom::new();
         match &self.key {
-            Key::Ec(k) => k
-                .sign(&rng, message)
-                .map(|s| s.as_ref().to_vec())
-                .map_err(|_| SignError::Failed("ecdsa".into())),
+            Key::Ec(k) => k.sign(&rng, message).expect("ecdsa").as_ref().to_vec(),
             Key::Rsa(k) => {
                 let mut sig = vec![0; k.public_modulus_len()];
                 k.sign(&RSA_PKCS1_SHA256, &rng, message, &mut sig)
-                    .map_err(|_| SignError::Failed("rsa".into()))?;
-                Ok(sig)
+                    .expect("rsa");
+                sig
             }
         }
+    }
+
+    /// Signs what `unsigned` asks for and assembles it.
+    fn sign_into<U: Unsigned>(&self, unsigned: U) -> Result<U::Signed, U::Error> {
+        let signature = self.sign(unsigned.message());
+        unsigned.into_signed(&signature)
     }
 }
 
@@ -110,11 +108,9 @@ fn self_signed(signer: &TestSigner, profile: &Profile) -> Vec<u8> {
         subject_alt_name: None,
     };
     let tbs = build_tbs(profile, None, &template, signer.alg).expect("tbs");
-    let der = tbs.to_der().expect("der");
-    sign_and_verify(tbs, &der, signer)
+    signer
+        .sign_into(ToBeSigned::new(&tbs, signer.alg, &signer.spki).expect("tbs"))
         .expect("sign")
-        .to_der()
-        .expect("der")
 }
 
 fn settings() -> Settings {
@@ -470,17 +466,18 @@ fn issue_with(
     accepted: &Accepted,
     serial: u64,
 ) -> Vec<u8> {
-    issue(
+    let unsigned = issue(
         accepted,
         &Issuance {
             settings: s,
             certificate: cert,
-            signer,
+            algorithm: signer.alg,
             serial,
             now: NOW,
         },
     )
-    .expect("issue")
+    .expect("issue");
+    signer.sign_into(unsigned).expect("assemble")
 }
 
 #[test]
@@ -649,7 +646,7 @@ fn no_token_outside_the_certificate_validity() {
     let late = Issuance {
         settings: &settings(),
         certificate: &cert,
-        signer: &signer,
+        algorithm: signer.alg,
         serial: 1,
         now: NOW + 2 * 86_400,
     };
@@ -674,17 +671,18 @@ fn vector_response() -> Vec<u8> {
         &s,
     )
     .expect("accepted");
-    issue(
+    let unsigned = issue(
         &accepted,
         &Issuance {
             settings: &s,
             certificate: &cert,
-            signer: &signer,
+            algorithm: signer.alg,
             serial: 0x1234,
             now: NOW,
         },
     )
-    .expect("issue")
+    .expect("issue");
+    signer.sign_into(unsigned).expect("assemble")
 }
 
 #[test]
