@@ -3,7 +3,8 @@
 //! ```text
 //! POST /tsa ─▶ serve_http: 405 / 415 / 413 ─▶ Tsa::respond
 //!   parse + decide (pkid_protocols::tsp, pure) ─▶ clock check ─▶ record slot reserved
-//!   ─▶ signing thread (pool): serial from a durably reserved block ─▶ tsp::issue (lint, Signer) ─▶ 200
+//!   ─▶ signing thread (pool): serial from a durably reserved block
+//!   ─▶ tsp::issue (TSTInfo, lint, signed attributes) ─▶ keys::sign (Signer, assemble) ─▶ 200
 //!   └─▶ record queued ─▶ writer task ─▶ Store::record_timestamps (one transaction per interval)
 //! ```
 //!

@@ -33,16 +33,13 @@
 
 pub mod ess;
 pub mod status;
+mod token;
 
 use crate::algorithm::{self, SignatureAlgorithm};
 use crate::time::{generalized_time, x509_time};
 use crate::unsigned::Unsigned;
-use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
-use cms::content_info::{CmsVersion, ContentInfo};
-use cms::signed_data::{
-    CertificateSet, EncapsulatedContentInfo, SignedAttributes, SignedData, SignerIdentifier,
-    SignerInfo, SignerInfos,
-};
+use cms::cert::IssuerAndSerialNumber;
+use cms::signed_data::{SignedAttributes, SignedData, SignerIdentifier};
 use const_oid::db::rfc5280::ID_KP_TIME_STAMPING;
 use const_oid::db::rfc5911::{ID_CONTENT_TYPE, ID_MESSAGE_DIGEST, ID_SIGNED_DATA, ID_SIGNING_TIME};
 use const_oid::db::rfc5912::{self, ID_SHA_1, ID_SHA_256, ID_SHA_384, ID_SHA_512};
@@ -56,7 +53,7 @@ use x509_cert::attr::Attribute;
 use x509_cert::certificate::Certificate;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{ExtendedKeyUsage, KeyUsage};
-use x509_tsp::{Accuracy, MessageImprint, TimeStampReq, TimeStampToken, TspVersion, TstInfo};
+use x509_tsp::{Accuracy, MessageImprint, TimeStampReq, TspVersion, TstInfo};
 
 /// Largest request parsed, in bytes. A request is a hash (≤ 64 octets), a nonce, a policy OID
 /// and optional extensions: under 200 bytes in practice. 16 KiB leaves room for extensions
@@ -391,8 +388,11 @@ pub enum TsaCertificateError {
 #[derive(Clone, Debug)]
 pub struct TsaCertificate {
     certificate: Certificate,
+    /// DER of the certificate, copied into tokens whose request set certReq.
+    der: Vec<u8>,
     signing_certificate: Attribute,
-    signer_id: SignerIdentifier,
+    /// DER `IssuerAndSerialNumber` (the SignerInfo's sid), encoded once.
+    signer_id_der: Vec<u8>,
     not_before: u64,
     not_after: u64,
 }
@@ -464,16 +464,20 @@ impl TsaCertificate {
         };
         let signing_certificate = attribute(ID_AA_SIGNING_CERTIFICATE_V_2, &signing_certificate)
             .map_err(|e| TsaCertificateError::Malformed(e.to_string()))?;
-        let signer_id = SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+        let signer_id_der = SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
             issuer: tbs.issuer.clone(),
             serial_number: tbs.serial_number.clone(),
-        });
+        })
+        .to_der()
+        .map_err(malformed)?;
         let not_before = tbs.validity.not_before.to_unix_duration().as_secs();
         let not_after = tbs.validity.not_after.to_unix_duration().as_secs();
+        let der = certificate.to_der().map_err(malformed)?;
         Ok(Self {
             certificate,
+            der,
             signing_certificate,
-            signer_id,
+            signer_id_der,
             not_before,
             not_after,
         })
@@ -612,11 +616,10 @@ fn digest_identifier(alg: SignatureAlgorithm) -> AlgorithmIdentifierOwned {
 /// signature over the attributes (RFC 5652 §5.4).
 #[derive(Debug)]
 pub struct UnsignedToken<'a> {
-    /// DER `TSTInfo`: the eContent, moved into the token unchanged.
+    /// DER `TSTInfo`: the eContent, copied into the token unchanged.
     tst_der: Vec<u8>,
-    /// The signed attributes, moved into the `SignerInfo`.
-    signed_attrs: SignedAttributes,
-    /// DER of `signed_attrs` as a `SET OF`: the bytes signed.
+    /// DER of the signed attributes as a `SET OF`: the bytes signed, and (retagged) the
+    /// `SignerInfo`'s signedAttrs.
     message: Vec<u8>,
     algorithm: SignatureAlgorithm,
     certificate: &'a TsaCertificate,
@@ -656,7 +659,6 @@ impl<'a> UnsignedToken<'a> {
         let message = signed_attrs.to_der().map_err(internal)?;
         Ok(Self {
             tst_der,
-            signed_attrs,
             message,
             algorithm,
             certificate,
@@ -678,48 +680,49 @@ impl Unsigned for UnsignedToken<'_> {
         &self.message
     }
 
-    /// Wraps the signature into the `SignerInfo`, the `SignedData` (CMS `ContentInfo`) and a
-    /// granted `TimeStampResp`. Not verified here: the daemon's start-up self-test checks a
-    /// whole token with [`verify_response`], as a relying party would.
+    /// Writes the granted `TimeStampResp` (`SignedData` with the signature in its `SignerInfo`)
+    /// around the bytes already encoded, into one buffer of the final size (`tsp/token.rs`).
+    /// Not verified here: the daemon's start-up self-test checks a whole token with
+    /// [`verify_response`], as a relying party would.
     fn into_signed(self, signature: &[u8]) -> Result<Vec<u8>, TspError> {
-        let digest_alg = digest_identifier(self.algorithm);
-        let signer_info = SignerInfo {
-            version: CmsVersion::V1,
-            sid: self.certificate.signer_id.clone(),
-            digest_alg: digest_alg.clone(),
-            signed_attrs: Some(self.signed_attrs),
-            signature_algorithm: self.algorithm.identifier(),
-            signature: OctetString::new(signature).map_err(internal)?,
-            unsigned_attrs: None,
-        };
-        let certificates = if self.include_certificate {
-            Some(
-                CertificateSet::try_from(vec![CertificateChoices::Certificate(
-                    self.certificate.certificate.clone(),
-                )])
-                .map_err(internal)?,
-            )
-        } else {
-            None
-        };
-        let signed_data = SignedData {
-            // v3: the eContentType is not id-data (RFC 5652 §5.1).
-            version: CmsVersion::V3,
-            digest_algorithms: SetOfVec::try_from(vec![digest_alg]).map_err(internal)?,
-            encap_content_info: EncapsulatedContentInfo {
-                econtent_type: ID_CT_TST_INFO,
-                econtent: Some(Any::new(Tag::OctetString, self.tst_der).map_err(internal)?),
-            },
-            certificates,
-            crls: None,
-            signer_infos: SignerInfos::try_from(vec![signer_info]).map_err(internal)?,
-        };
-        granted(ContentInfo {
-            content_type: ID_SIGNED_DATA,
-            content: Any::encode_from(&signed_data).map_err(internal)?,
+        let mut digest_algorithm = [0u8; MAX_SMALL_DER];
+        let digest_algorithm = digest_identifier(self.algorithm)
+            .encode_to_slice(&mut digest_algorithm)
+            .map_err(internal)?;
+        let mut signature_algorithm = [0u8; MAX_SMALL_DER];
+        let signature_algorithm = self
+            .algorithm
+            .identifier()
+            .encode_to_slice(&mut signature_algorithm)
+            .map_err(internal)?;
+        let mut signed_data_oid = [0u8; MAX_SMALL_DER];
+        let signed_data_oid = ID_SIGNED_DATA
+            .encode_to_slice(&mut signed_data_oid)
+            .map_err(internal)?;
+        let mut tst_info_oid = [0u8; MAX_SMALL_DER];
+        let tst_info_oid = ID_CT_TST_INFO
+            .encode_to_slice(&mut tst_info_oid)
+            .map_err(internal)?;
+        token::granted_response(&token::TokenParts {
+            signed_data_oid,
+            tst_info_oid,
+            digest_algorithm,
+            tst_info: &self.tst_der,
+            certificate: self
+                .include_certificate
+                .then_some(self.certificate.der.as_slice()),
+            signer_id: &self.certificate.signer_id_der,
+            signed_attributes: &self.message,
+            signature_algorithm,
+            signature,
         })
+        .map_err(internal)
     }
 }
+
+/// Room for a small DER value on the stack: an OID or a signature/digest AlgorithmIdentifier
+/// (at most 15 octets for the algorithms pkid signs with).
+const MAX_SMALL_DER: usize = 32;
 
 /// Everything one token needs besides the request.
 pub struct Issuance<'a> {
@@ -762,20 +765,6 @@ pub fn issue<'a>(
         accepted.cert_req,
         signing_time,
     )
-}
-
-/// The DER of a granted `TimeStampResp` carrying `token`.
-pub fn granted(token: TimeStampToken) -> Result<Vec<u8>, TspError> {
-    TimeStampResp {
-        status: PkiStatusInfo {
-            status: PkiStatus::Granted,
-            status_string: None,
-            fail_info: None,
-        },
-        time_stamp_token: Some(token),
-    }
-    .to_der()
-    .map_err(internal)
 }
 
 /// `TimeStampResp { status { rejection, failInfo systemFailure } }`: sent if a rejection itself

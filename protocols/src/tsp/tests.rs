@@ -12,6 +12,7 @@ use aws_lc_rs::signature::{
     EcdsaKeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING,
     ECDSA_P384_SHA384_ASN1_SIGNING, RSA_PKCS1_SHA256,
 };
+use cms::content_info::CmsVersion;
 use cms::signed_data::SignedData;
 use der::Encode;
 use std::path::PathBuf;
@@ -518,6 +519,11 @@ fn tokens_verify_and_carry_exactly_what_was_asked_for() {
                 );
                 assert!(!tst.ordering && tst.tsa.is_none() && tst.extensions.is_none());
                 let resp = decode_response(&resp_der);
+                assert_eq!(
+                    resp.to_der().expect("re-encode"),
+                    resp_der,
+                    "{name}: written in place, yet exactly the crate's encoding"
+                );
                 assert_eq!(resp.status.status, PkiStatus::Granted);
                 let sd = signed_data(&resp);
                 assert_eq!(sd.version, CmsVersion::V3);
@@ -751,4 +757,39 @@ fn openssl_rejection_vector_has_the_bits_we_send() {
         .to_der()
         .expect("der");
     assert_eq!(ours, theirs, "same failInfo encoding as openssl");
+}
+
+#[test]
+fn the_signed_bytes_are_the_signed_attributes_and_the_status_is_the_crate_encoding() {
+    let signer = ec_signer(false);
+    let cert =
+        TsaCertificate::new(&self_signed(&signer, &Profile::tsa(30)), &signer.spki).expect("cert");
+    let accepted = decide(request(HashAlgorithm::Sha256, 32), &settings()).expect("accepted");
+    let issuance = Issuance {
+        settings: &settings(),
+        certificate: &cert,
+        algorithm: signer.alg,
+        serial: 5,
+        now: NOW,
+    };
+    let unsigned = issue(&accepted, &issuance).expect("issue");
+    let message = unsigned.message().to_vec();
+    let der = signer.sign_into(unsigned).expect("assemble");
+    let sd = signed_data(&decode_response(&der));
+    let si = sd.signer_infos.0.get(0).expect("signer");
+    assert_eq!(
+        si.signed_attrs
+            .as_ref()
+            .expect("attrs")
+            .to_der()
+            .expect("der"),
+        message,
+        "the bytes signed are the DER SET OF the SignerInfo carries"
+    );
+    let granted = status::PkiStatusInfo {
+        status: PkiStatus::Granted,
+        status_string: None,
+        fail_info: None,
+    };
+    assert_eq!(granted.to_der().expect("der"), token::GRANTED_STATUS);
 }
