@@ -12,9 +12,8 @@ use crate::time::generalized_time;
 use crate::unsigned::{SignedRef, Unsigned};
 use const_oid::db::{rfc5912, rfc6960};
 use const_oid::AssociatedOid;
-use der::asn1::{AnyRef, BitStringRef, ContextSpecificRef, Null, ObjectIdentifier, OctetString};
+use der::asn1::{AnyRef, ContextSpecificRef, Null, ObjectIdentifier, OctetString};
 use der::{Decode, Encode, EncodeValue, FixedTag, Header, Length, Tag, TagMode, TagNumber, Writer};
-use spki::AlgorithmIdentifierRef;
 use x509_cert::ext::pkix::CrlReason;
 use x509_cert::ext::Extension;
 use x509_cert::Certificate;
@@ -430,14 +429,7 @@ impl Unsigned for UnsignedResponse<'_> {
         let internal = |e: der::Error| OcspError::Internal(e.to_string());
         let identifier = self.algorithm.identifier();
         let basic = BasicResponseRef {
-            signed: SignedRef {
-                tbs: AnyRef::from_der(&self.tbs).map_err(internal)?,
-                algorithm: AlgorithmIdentifierRef {
-                    oid: identifier.oid,
-                    parameters: identifier.parameters.as_ref().map(AnyRef::from),
-                },
-                signature: BitStringRef::from_bytes(signature).map_err(internal)?,
-            },
+            signed: SignedRef::new(&self.tbs, &identifier, signature).map_err(internal)?,
             certs: [AnyRef::from_der(&self.responder.certificate_der).map_err(internal)?],
         };
         SuccessfulResponseRef { basic }.to_der().map_err(internal)

@@ -18,7 +18,7 @@
 use crate::algorithm::SignatureAlgorithm;
 use der::asn1::{AnyRef, BitStringRef};
 use der::{Decode, Encode, Sequence};
-use spki::AlgorithmIdentifierRef;
+use spki::{AlgorithmIdentifierOwned, AlgorithmIdentifierRef};
 
 /// A structure whose to-be-signed bytes are built and which waits for their signature.
 pub trait Unsigned {
@@ -59,6 +59,24 @@ pub(crate) struct SignedRef<'a> {
     pub(crate) signature: BitStringRef<'a>,
 }
 
+impl<'a> SignedRef<'a> {
+    /// The parts around `tbs` (a complete DER TLV) signed under `identifier`.
+    pub(crate) fn new(
+        tbs: &'a [u8],
+        identifier: &'a AlgorithmIdentifierOwned,
+        signature: &'a [u8],
+    ) -> Result<Self, der::Error> {
+        Ok(Self {
+            tbs: AnyRef::from_der(tbs)?,
+            algorithm: AlgorithmIdentifierRef {
+                oid: identifier.oid,
+                parameters: identifier.parameters.as_ref().map(AnyRef::from),
+            },
+            signature: BitStringRef::from_bytes(signature)?,
+        })
+    }
+}
+
 /// Encodes [`SignedRef`] into one allocation of the final size: `tbs` is copied once, nothing
 /// is decoded into owned types and re-encoded.
 pub(crate) fn signed_sequence(
@@ -66,14 +84,5 @@ pub(crate) fn signed_sequence(
     algorithm: SignatureAlgorithm,
     signature: &[u8],
 ) -> Result<Vec<u8>, der::Error> {
-    let identifier = algorithm.identifier();
-    SignedRef {
-        tbs: AnyRef::from_der(tbs)?,
-        algorithm: AlgorithmIdentifierRef {
-            oid: identifier.oid,
-            parameters: identifier.parameters.as_ref().map(AnyRef::from),
-        },
-        signature: BitStringRef::from_bytes(signature)?,
-    }
-    .to_der()
+    SignedRef::new(tbs, &algorithm.identifier(), signature)?.to_der()
 }

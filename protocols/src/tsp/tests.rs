@@ -643,11 +643,17 @@ fn certificates_without_a_critical_time_stamping_only_eku_are_refused() {
     assert_eq!(KeyType::of(&signer.spki), Ok(KeyType::EcP256));
 }
 
-#[test]
-fn no_token_outside_the_certificate_validity() {
+/// A P-256 TSA key and its self-signed TSA certificate.
+fn p256_tsa() -> (TestSigner, TsaCertificate) {
     let signer = ec_signer(false);
     let cert =
         TsaCertificate::new(&self_signed(&signer, &Profile::tsa(30)), &signer.spki).expect("cert");
+    (signer, cert)
+}
+
+#[test]
+fn no_token_outside_the_certificate_validity() {
+    let (signer, cert) = p256_tsa();
     let accepted = decide(request(HashAlgorithm::Sha256, 32), &settings()).expect("accepted");
     let late = Issuance {
         settings: &settings(),
@@ -761,9 +767,7 @@ fn openssl_rejection_vector_has_the_bits_we_send() {
 
 #[test]
 fn the_signed_bytes_are_the_signed_attributes_and_the_status_is_the_crate_encoding() {
-    let signer = ec_signer(false);
-    let cert =
-        TsaCertificate::new(&self_signed(&signer, &Profile::tsa(30)), &signer.spki).expect("cert");
+    let (signer, cert) = p256_tsa();
     let accepted = decide(request(HashAlgorithm::Sha256, 32), &settings()).expect("accepted");
     let issuance = Issuance {
         settings: &settings(),
