@@ -4,7 +4,8 @@
 //! serial → build the to-be-signed certificate (pure) → lint it against its profile (pure, before
 //! the key is touched) → record serial and TBS in the store → sign the TBS with the issuer's
 //! [`Signer`] ([`keys::sign`]) → assemble it in `protocols`, which verifies the signature with
-//! the issuer's public key → store the certificate durably → return it. Every state-changing call writes an audit record, whether it succeeds or is refused.
+//! the issuer's public key → store the certificate durably → return it. Every state-changing
+//! call writes an audit record, whether it succeeds or is refused.
 
 use crate::clock::Clock;
 use crate::config::{Config, SubscriberProfile};

@@ -29,8 +29,7 @@
 //!
 //! The PIN is held in a zeroizing secret and never formatted into a message or a log line.
 
-use super::{KeyBackend, KeyError, KeyRole, Pkcs11Settings};
-use super::{SignError, Signer};
+use super::{KeyBackend, KeyError, KeyRole, Pkcs11Settings, SignError, Signer};
 use const_oid::db::rfc5912 as oids;
 use cryptoki::context::{CInitializeArgs, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};

@@ -1,7 +1,6 @@
 //! Software keys: PKCS#8 files (mode 0600) in the data directory, signing with aws-lc-rs.
 
-use super::{KeyBackend, KeyError, KeyRole};
-use super::{SignError, Signer};
+use super::{KeyBackend, KeyError, KeyRole, SignError, Signer};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self as lc, EcdsaKeyPair, KeyPair};
