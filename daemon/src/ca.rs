@@ -4,19 +4,21 @@
 //! (`crate::ra`); this module holds the issuers and signs what it is handed. Every certificate
 //! takes the same path ([`Authority::sign_certificate`]): draw a random
 //! serial → build the to-be-signed certificate (pure) → lint it against its profile (pure, before
-//! the key is touched) → record serial and TBS in the store → sign through the [`Signer`] and
-//! verify the signature with the issuer's public key → store the certificate durably → return
-//! it. Every state-changing call writes an audit record, whether it succeeds or is refused.
+//! the key is touched) → record serial and TBS in the store → sign the TBS with the issuer's
+//! [`Signer`] ([`keys::sign`]) → assemble it in `protocols`, which verifies the signature with
+//! the issuer's public key → store the certificate durably → return it. Every state-changing
+//! call writes an audit record, whether it succeeds or is refused.
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::keys::{self, Signer};
 use crate::store::{AuditEntry, NewCertificate, Outcome, StatusChange, Store, StoreError};
 use arc_swap::ArcSwap;
-use der::{Decode, Encode};
+use der::Decode;
 use pkid_protocols::profile::Profile;
 use pkid_protocols::revocation::CrlReason;
 use pkid_protocols::x509::{self, CertificateError, CertificateTemplate, IssuerInfo};
-use pkid_protocols::{serial, Signer};
+use pkid_protocols::serial;
 use std::sync::Arc;
 use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::name::Name;
@@ -140,9 +142,7 @@ impl From<StoreError> for CaError {
 impl From<CertificateError> for CaError {
     fn from(e: CertificateError) -> Self {
         match e {
-            CertificateError::Sign(pkid_protocols::SignError::Unavailable(m)) => {
-                CaError::Unavailable(m)
-            }
+            CertificateError::SignerUnavailable(m) => CaError::Unavailable(m),
             other => CaError::Internal(other.to_string()),
         }
     }
@@ -422,7 +422,8 @@ impl Authority {
                 CertificateError::Refused(m) => CaError::Refused(m),
                 other => CaError::Internal(other.to_string()),
             })?;
-            let tbs_der = tbs.to_der().map_err(|e| CaError::Internal(e.to_string()))?;
+            let unsigned =
+                x509::ToBeSigned::new(&tbs, issuer.signer.algorithm(), issuer.signer.public_key())?;
             let serial_hex = serial::to_hex(&tbs.serial_number);
             let record = NewCertificate {
                 serial: serial_hex.clone(),
@@ -431,7 +432,7 @@ impl Authority {
                 profile: req.profile_name.to_string(),
                 not_before,
                 not_after,
-                tbs: tbs_der.clone(),
+                tbs: unsigned.tbs().to_vec(),
                 replaces: req.replaces.as_ref().map(|p| p.serial().to_string()),
                 created_at: now,
             };
@@ -445,10 +446,7 @@ impl Authority {
             if let Some(shard) = shard {
                 self.store.set_crl_shard(&serial_hex, shard)?;
             }
-            let cert = x509::sign_and_verify(tbs, &tbs_der, issuer.signer)?;
-            let der = cert
-                .to_der()
-                .map_err(|e| CaError::Internal(e.to_string()))?;
+            let der = keys::sign(issuer.signer, unsigned)?;
             // Durable before anyone sees it; a superseded predecessor ends in the same commit.
             match &req.replaces {
                 Some(Predecessor::Superseded { serial, actor }) => {

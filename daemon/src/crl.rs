@@ -541,6 +541,7 @@ impl CrlService {
         let params = CrlParams {
             issuer: &issuer.info,
             algorithm: issuer.signer.algorithm(),
+            issuer_key: issuer.signer.public_key(),
             number,
             this_update: now,
             next_update: now + validity,
@@ -582,7 +583,7 @@ impl CrlService {
         if feed.clamped > 0 {
             tracing::warn!(crl = %key.label(), entries = feed.clamped, "revocation dates after thisUpdate (clock skew?) listed as of thisUpdate");
         }
-        let signed = builder.finish()?.sign(issuer.signer.as_ref())?;
+        let signed = crate::keys::sign(issuer.signer.as_ref(), builder.finish()?)?;
         let entries = signed.entries() as u64;
         let (buf, start) = signed.into_parts();
         let der = self.served_bytes(key, buf, start);

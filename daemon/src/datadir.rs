@@ -11,14 +11,13 @@ use crate::ca::{Authority, CaError, Issuance, Issuer, Predecessor, ISSUING, ROOT
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, KeyBackendConfig, CONFIG_FILE, TEMPLATE};
 use crate::keys::software::SoftwareBackend;
-use crate::keys::{pkcs11::Pkcs11Backend, KeyBackend, KeyError, KeyRole};
+use crate::keys::{pkcs11::Pkcs11Backend, KeyBackend, KeyError, KeyRole, Signer};
 use crate::metrics::{MeteredSigner, MeteredStore, Metrics};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{AuditEntry, Outcome, Store, StoreError};
 use der::asn1::{Ia5String, OctetString};
 use pkid_protocols::profile::Profile;
 use pkid_protocols::x509::certificate_pem;
-use pkid_protocols::Signer;
 use std::fs;
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;

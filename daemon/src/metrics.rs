@@ -1,12 +1,13 @@
 //! Prometheus metrics, and the decorators that count signer and store operations.
 
+use crate::keys::{SignError, Signer};
 use crate::store::crl::{CrlInfo, CrlQuery, CrlScopeChange, CrlVisitor, NewCrl, StoredCrl};
 use crate::store::{
     AuditEntry, AuditLog, CertificateRecord, Certificates, Change, CrlStore, IssuerRecord,
     IssuerRegistry, ListFilter, NewCertificate, StatusChange, StatusFeed, StatusRow, Store,
     StoreError, TimestampLog, TimestampRecord,
 };
-use pkid_protocols::{SignError, SignatureAlgorithm, Signer};
+use pkid_protocols::SignatureAlgorithm;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,

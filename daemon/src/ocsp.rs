@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::config::{OcspConfig, UnknownIssuer};
 use crate::http::ChangeListener;
 use crate::index::{serial_key, serial_key_hex, Entry, IssuerIndex, Packed, RevocationIndex};
+use crate::keys::{self, Signer};
 use crate::metrics::Metrics;
 use crate::store::Change;
 use bytes::Bytes;
@@ -27,7 +28,6 @@ use moka::sync::Cache;
 use pkid_protocols::ocsp::{
     self, CertIdHash, IssuerHashes, OcspError, ParsedRequest, Responder, Status, Validity,
 };
-use pkid_protocols::Signer;
 use prometheus::IntCounter;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -443,13 +443,16 @@ impl OcspService {
         for (_, s) in &job.decisions {
             self.count(s);
         }
-        match ocsp::sign_response(
+        let signer = self.signer.as_ref();
+        match ocsp::build_response(
             job.decisions,
             validity,
             job.nonce,
             &self.responder,
-            self.signer.as_ref(),
-        ) {
+            signer.algorithm(),
+        )
+        .and_then(|unsigned| keys::sign(signer, unsigned))
+        {
             Err(e) => self.error(e),
             Ok(der) => {
                 let der = Bytes::from(der);

@@ -3,7 +3,8 @@
 //! ```text
 //! POST /tsa ─▶ serve_http: 405 / 415 / 413 ─▶ Tsa::respond
 //!   parse + decide (pkid_protocols::tsp, pure) ─▶ clock check ─▶ record slot reserved
-//!   ─▶ signing thread (pool): serial from a durably reserved block ─▶ tsp::issue (lint, Signer) ─▶ 200
+//!   ─▶ signing thread (pool): serial from a durably reserved block
+//!   ─▶ tsp::issue (TSTInfo, lint, signed attributes) ─▶ keys::sign (Signer, assemble) ─▶ 200
 //!   └─▶ record queued ─▶ writer task ─▶ Store::record_timestamps (one transaction per interval)
 //! ```
 //!
@@ -25,7 +26,7 @@ use crate::clock::sync::{ClockGuard, ClockSyncSource, KernelSyncSource};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ClockSyncMode, Config, TsaConfig};
 use crate::datadir;
-use crate::keys::{KeyBackend, KeyRole};
+use crate::keys::{self, KeyBackend, KeyRole, Signer};
 use crate::metrics::{MeteredSigner, Metrics};
 use crate::store::{Store, StoreError, TimestampRecord};
 use bytes::Bytes;
@@ -36,7 +37,6 @@ use hyper::{Method, Request, Response, StatusCode};
 use pkid_protocols::tsp::{
     self, Accepted, Issuance, TsaCertificate, TsaCertificateError, TspError,
 };
-use pkid_protocols::Signer;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -384,11 +384,11 @@ impl Tsa {
         let issuance = Issuance {
             settings: &self.config.settings,
             certificate: &self.certificate,
-            signer: self.signer.as_ref(),
+            algorithm: self.signer.algorithm(),
             serial,
             now,
         };
-        let der = tsp::issue(accepted, &issuance)?;
+        let der = keys::sign(self.signer.as_ref(), tsp::issue(accepted, &issuance)?)?;
         let record = TimestampRecord {
             serial,
             gen_time: now,

@@ -3,16 +3,18 @@
 //! ```text
 //! CrlParams ──CrlBuilder::new──▶ (lint params, encode prefix + extensions once)
 //! RevokedEntry… ──push──▶ (lint entry, encode it straight into one pre-sized buffer)
-//! ──finish──▶ TbsCrl (headers placed in front of the entries, no copy)
-//! ──sign──▶ SHA-2 once ─▶ Signer::sign_digest ─▶ verify with the issuer key ─▶ SignedCrl (DER)
+//! ──finish──▶ UnsignedCrl (headers placed in front of the entries, no copy; SHA-2 once)
+//!   daemon: signer signs UnsignedCrl::digest (its sign_digest)
+//! ──into_signed──▶ verify with the issuer key against the same digest ─▶ SignedCrl (DER)
 //! ```
 //!
 //! A CRL with a million entries is ~50 MB, so encoding cost matters: every entry is encoded by
 //! the `der` crate's encoders (ref types, no allocation) directly into one buffer whose size is
 //! known or estimated up front, and the tag/length headers that depend on the total size are
 //! written *after* the entries into space reserved in front of them, so nothing is moved. The
-//! message is hashed once; that digest is both signed ([`Signer::sign_digest`]) and used to check
-//! the signature before anything is published.
+//! message is hashed once, by [`CrlBuilder::finish`]; that digest is both what the daemon's key
+//! signs ([`Unsigned::digest`]) and what [`Unsigned::into_signed`] checks the signature against
+//! before anything is published.
 //!
 //! Entries must arrive in strictly ascending serial number order (numeric: shorter magnitudes
 //! first, then the bytes — the order OpenSSL's `X509_CRL_sort` gives); the lint then detects
@@ -34,8 +36,8 @@
 //! ```
 
 use crate::algorithm::{self, SignatureAlgorithm};
-use crate::signer::{SignError, Signer};
 use crate::time::{generalized_time, x509_time};
+use crate::unsigned::Unsigned;
 use crate::x509::IssuerInfo;
 use const_oid::db::rfc5280 as oids;
 use const_oid::AssociatedOid;
@@ -44,6 +46,7 @@ use der::asn1::{
     SequenceOf, UintRef,
 };
 use der::{Decode, Encode, Header, Length, Sequence, SliceWriter, Tag, TagMode, TagNumber};
+use spki::SubjectPublicKeyInfoOwned;
 use std::ops::Range;
 use x509_cert::crl::CertificateList;
 use x509_cert::ext::pkix::crl::dp::DistributionPoint;
@@ -225,6 +228,8 @@ pub struct CrlParams<'a> {
     pub issuer: &'a IssuerInfo,
     /// The signing key's algorithm.
     pub algorithm: SignatureAlgorithm,
+    /// The issuer's public key: the signature is checked against it before the CRL is released.
+    pub issuer_key: &'a SubjectPublicKeyInfoOwned,
     /// cRLNumber: strictly increasing per issuer and scope, shared by full and delta CRLs
     /// (RFC 5280 §5.2.3).
     pub number: u64,
@@ -251,10 +256,13 @@ pub enum CrlError {
     /// The CRL or an entry breaks RFC 5280 or our profile; the key was not used.
     #[error("lint: {0}")]
     Lint(String),
-    /// The signer failed.
-    #[error(transparent)]
-    Sign(#[from] SignError),
-    /// The signer returned a signature that does not verify with its own public key.
+    /// The key backend is temporarily unable to sign (token removed, session lost): retry.
+    #[error("key backend unavailable: {0}")]
+    SignerUnavailable(String),
+    /// The key backend refused to sign (key missing, mechanism refused).
+    #[error("signing failed: {0}")]
+    SignerFailed(String),
+    /// The signature does not verify with the issuer's public key.
     #[error(
         "the key backend produced a CRL signature that does not verify; nothing was published"
     )]
@@ -572,6 +580,7 @@ pub struct CrlBuilder {
     this_update: u64,
     delta: bool,
     algorithm: SignatureAlgorithm,
+    issuer_key: SubjectPublicKeyInfoOwned,
     /// DER of each reasonCode value (ENUMERATED), by code, encoded once by the crate.
     reasons: [Option<[u8; 3]>; 11],
     /// Crate-encoded entry templates, one per shape, made on first use.
@@ -766,6 +775,7 @@ impl CrlBuilder {
             this_update: params.this_update,
             delta,
             algorithm: params.algorithm,
+            issuer_key: params.issuer_key.clone(),
             reasons,
             templates: vec![None; TEMPLATE_SLOTS],
             days: vec![DayDigits::EMPTY; DAY_SLOTS],
@@ -890,8 +900,9 @@ impl CrlBuilder {
         self.entries
     }
 
-    /// Places the headers and prefix in front of the entries and appends the extensions.
-    pub fn finish(mut self) -> Result<TbsCrl, CrlError> {
+    /// Places the headers and prefix in front of the entries, appends the extensions and hashes
+    /// the TBSCertList (once: the digest is signed and verified, never recomputed).
+    pub fn finish(mut self) -> Result<UnsignedCrl, CrlError> {
         let entries_len = self.buf.len() - self.entries_start;
         self.buf.extend_from_slice(&self.extensions);
         // revokedCertificates MUST be absent when empty (RFC 5280 §5.1.2.6).
@@ -909,10 +920,13 @@ impl CrlBuilder {
         at -= th_len;
         self.buf[at..at + th_len].copy_from_slice(&th[..th_len]);
         let tbs = at..self.buf.len();
-        Ok(TbsCrl {
+        let digest = aws_lc_rs::digest::digest(self.algorithm.digest(), &self.buf[tbs.clone()]);
+        Ok(UnsignedCrl {
             buf: self.buf,
             tbs,
             algorithm: self.algorithm,
+            issuer_key: self.issuer_key,
+            digest,
             entries: self.entries,
         })
     }
@@ -942,15 +956,17 @@ fn reason_of(code: u8) -> Option<CrlReason> {
     })
 }
 
-/// A linted, encoded TBSCertList, ready to sign.
-pub struct TbsCrl {
+/// A linted, encoded TBSCertList and its digest, waiting for the issuer's signature.
+pub struct UnsignedCrl {
     buf: Vec<u8>,
     tbs: Range<usize>,
     algorithm: SignatureAlgorithm,
+    issuer_key: SubjectPublicKeyInfoOwned,
+    digest: aws_lc_rs::digest::Digest,
     entries: usize,
 }
 
-impl TbsCrl {
+impl UnsignedCrl {
     /// The DER TBSCertList (the bytes that get signed).
     pub fn der(&self) -> &[u8] {
         &self.buf[self.tbs.clone()]
@@ -960,25 +976,37 @@ impl TbsCrl {
     pub fn entries(&self) -> usize {
         self.entries
     }
+}
 
-    /// Hashes the TBS once, signs the digest, verifies the signature with the signer's public
-    /// key, and appends signatureAlgorithm and signatureValue.
-    pub fn sign(mut self, signer: &dyn Signer) -> Result<SignedCrl, CrlError> {
-        if signer.algorithm() != self.algorithm {
-            return Err(lint(
-                "the CRL's signature algorithm does not match the signing key",
-            ));
-        }
-        let digest =
-            aws_lc_rs::digest::digest(self.algorithm.digest(), &self.buf[self.tbs.clone()]);
-        let signature = signer.sign_digest(&self.buf[self.tbs.clone()], &digest)?;
-        algorithm::verify_digest(signer.public_key(), self.algorithm, &digest, &signature)
+impl Unsigned for UnsignedCrl {
+    type Signed = SignedCrl;
+    type Error = CrlError;
+
+    fn algorithm(&self) -> SignatureAlgorithm {
+        self.algorithm
+    }
+
+    fn message(&self) -> &[u8] {
+        self.der()
+    }
+
+    /// Always computed: a CRL is up to ~50 MB, and hashing it twice would double the signing
+    /// cost.
+    fn digest(&self) -> Option<&aws_lc_rs::digest::Digest> {
+        Some(&self.digest)
+    }
+
+    /// Verifies `signature` against the digest with the issuer's key, then appends
+    /// signatureAlgorithm and signatureValue to the same buffer and places the outer header in
+    /// the space reserved in front of the TBS.
+    fn into_signed(mut self, signature: &[u8]) -> Result<SignedCrl, CrlError> {
+        algorithm::verify_digest(&self.issuer_key, self.algorithm, &self.digest, signature)
             .map_err(|_| CrlError::BadSignature)?;
         self.algorithm
             .identifier()
             .encode(&mut self.buf)
             .map_err(enc)?;
-        BitStringRef::from_bytes(&signature)
+        BitStringRef::from_bytes(signature)
             .map_err(enc)?
             .encode(&mut self.buf)
             .map_err(enc)?;
@@ -1023,18 +1051,14 @@ impl SignedCrl {
     }
 }
 
-/// Builds, lints and signs a CRL over `entries` (ascending serial order) in one call.
-pub fn build_and_sign(
-    params: &CrlParams<'_>,
-    entries: &[RevokedEntry],
-    signer: &dyn Signer,
-) -> Result<SignedCrl, CrlError> {
+/// Builds and lints a CRL over `entries` (ascending serial order) in one call, ready to sign.
+pub fn build(params: &CrlParams<'_>, entries: &[RevokedEntry]) -> Result<UnsignedCrl, CrlError> {
     let capacity = entries.iter().map(RevokedEntry::max_encoded_len).sum();
     let mut b = CrlBuilder::new(params, capacity)?;
     for e in entries {
         b.push(e)?;
     }
-    b.finish()?.sign(signer)
+    b.finish()
 }
 
 /// Sorts entries into the order [`CrlBuilder::push`] requires.
@@ -1121,73 +1145,23 @@ pub fn number_of(crl: &CertificateList) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::algorithm::parse_spki;
-    use aws_lc_rs::encoding::AsDer;
-    use aws_lc_rs::rand::SystemRandom;
-    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+    use crate::test_key::{corrupt, TestKey};
     use x509_cert::ext::pkix::crl::dp::DistributionPoint as Dp;
 
-    pub(crate) struct TestKey {
-        kp: EcdsaKeyPair,
-        spki: spki::SubjectPublicKeyInfoOwned,
-        faulty: bool,
-        digest_signing: bool,
+    fn key() -> TestKey {
+        TestKey::p256()
     }
 
-    impl Signer for TestKey {
-        fn algorithm(&self) -> SignatureAlgorithm {
-            SignatureAlgorithm::EcdsaSha256
-        }
-        fn public_key(&self) -> &spki::SubjectPublicKeyInfoOwned {
-            &self.spki
-        }
-        fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
-            let mut sig = self
-                .kp
-                .sign(&SystemRandom::new(), message)
-                .map_err(|_| SignError::Failed("x".into()))?
-                .as_ref()
-                .to_vec();
-            if self.faulty {
-                let last = sig.len() - 1;
-                sig[last] ^= 1;
-            }
-            Ok(sig)
-        }
-        fn sign_digest(
-            &self,
-            message: &[u8],
-            digest: &aws_lc_rs::digest::Digest,
-        ) -> Result<Vec<u8>, SignError> {
-            if !self.digest_signing {
-                return self.sign(message);
-            }
-            let mut sig = self
-                .kp
-                .sign_digest(digest)
-                .map_err(|_| SignError::Failed("x".into()))?
-                .as_ref()
-                .to_vec();
-            if self.faulty {
-                let last = sig.len() - 1;
-                sig[last] ^= 1;
-            }
-            Ok(sig)
-        }
+    /// Builds, signs with `k` (its digest, as the daemon does) and assembles.
+    fn build_and_sign(
+        p: &CrlParams<'_>,
+        entries: &[RevokedEntry],
+        k: &TestKey,
+    ) -> Result<SignedCrl, CrlError> {
+        k.sign_into(build(p, entries)?)
     }
 
-    pub(crate) fn key() -> TestKey {
-        let kp = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).expect("keygen");
-        let spki = parse_spki(kp.public_key().as_der().expect("der").as_ref()).expect("spki");
-        TestKey {
-            kp,
-            spki,
-            faulty: false,
-            digest_signing: true,
-        }
-    }
-
-    pub(crate) fn issuer(k: &TestKey) -> IssuerInfo {
+    fn issuer(k: &TestKey) -> IssuerInfo {
         IssuerInfo {
             name: crate::name::parse("CN=Test Issuing CA,O=pkid,C=VN").expect("name"),
             key_identifier: algorithm::key_identifier(&k.spki),
@@ -1200,10 +1174,11 @@ mod tests {
 
     const NOW: u64 = 1_800_000_000;
 
-    fn params(i: &IssuerInfo) -> CrlParams<'_> {
+    fn params<'a>(i: &'a IssuerInfo, k: &'a TestKey) -> CrlParams<'a> {
         CrlParams {
             issuer: i,
             algorithm: SignatureAlgorithm::EcdsaSha256,
+            issuer_key: &k.spki,
             number: 7,
             this_update: NOW,
             next_update: NOW + 86_400,
@@ -1240,7 +1215,7 @@ mod tests {
             },
         ];
         sort_entries(&mut entries);
-        let crl = build_and_sign(&params(&i), &entries, &k).expect("crl");
+        let crl = build_and_sign(&params(&i, &k), &entries, &k).expect("crl");
         let der = crl.der().to_vec();
         let list = parse(&der).expect("decode");
         assert_eq!(
@@ -1306,7 +1281,7 @@ mod tests {
     fn empty_crl_omits_revoked_certificates() {
         let k = key();
         let i = issuer(&k);
-        let crl = build_and_sign(&params(&i), &[], &k).expect("crl");
+        let crl = build_and_sign(&params(&i, &k), &[], &k).expect("crl");
         let list = parse(crl.der()).expect("decode");
         assert!(list.tbs_cert_list.revoked_certificates.is_none());
         assert_eq!(list.to_der().expect("der"), crl.der());
@@ -1320,7 +1295,7 @@ mod tests {
         let p = CrlParams {
             kind: CrlKind::Delta { base_number: 5 },
             distribution_point: Some(url),
-            ..params(&i)
+            ..params(&i, &k)
         };
         let entries = [
             entry(&[1], Some(CrlReason::RemoveFromCRL)),
@@ -1346,7 +1321,7 @@ mod tests {
 
         let full = CrlParams {
             freshest_crl: Some("http://pki.example/crl/issuing-delta.crl"),
-            ..params(&i)
+            ..params(&i, &k)
         };
         let list = parse(build_and_sign(&full, &[], &k).expect("full").der()).expect("decode");
         let f =
@@ -1366,16 +1341,13 @@ mod tests {
 
     #[test]
     fn lint_refuses_bad_crls_before_signing() {
-        let k = TestKey {
-            faulty: true,
-            ..key()
-        };
+        let k = key();
         let i = issuer(&k);
         let cases: Vec<(CrlParams<'_>, Vec<RevokedEntry>, &str)> = vec![
             (
                 CrlParams {
                     next_update: NOW,
-                    ..params(&i)
+                    ..params(&i, &k)
                 },
                 vec![],
                 "nextUpdate",
@@ -1383,7 +1355,7 @@ mod tests {
             (
                 CrlParams {
                     kind: CrlKind::Delta { base_number: 7 },
-                    ..params(&i)
+                    ..params(&i, &k)
                 },
                 vec![],
                 "must exceed its base",
@@ -1392,23 +1364,23 @@ mod tests {
                 CrlParams {
                     kind: CrlKind::Delta { base_number: 1 },
                     freshest_crl: Some("http://x/"),
-                    ..params(&i)
+                    ..params(&i, &k)
                 },
                 vec![],
                 "freshestCRL",
             ),
             (
-                params(&i),
+                params(&i, &k),
                 vec![entry(&[2], None), entry(&[1], None)],
                 "out of order",
             ),
             (
-                params(&i),
+                params(&i, &k),
                 vec![entry(&[2], None), entry(&[2], None)],
                 "duplicated",
             ),
             (
-                params(&i),
+                params(&i, &k),
                 vec![RevokedEntry {
                     revoked_at: NOW + 1,
                     ..entry(&[1], None)
@@ -1416,7 +1388,7 @@ mod tests {
                 "after thisUpdate",
             ),
             (
-                params(&i),
+                params(&i, &k),
                 vec![RevokedEntry {
                     invalidity_date: Some(NOW),
                     ..entry(&[1], None)
@@ -1424,22 +1396,22 @@ mod tests {
                 "invalidityDate",
             ),
             (
-                params(&i),
+                params(&i, &k),
                 vec![entry(&[1], Some(CrlReason::RemoveFromCRL))],
                 "removeFromCRL",
             ),
             (
                 CrlParams {
                     distribution_point: Some("http://ü/"),
-                    ..params(&i)
+                    ..params(&i, &k)
                 },
                 vec![],
                 "IA5",
             ),
         ];
         for (p, entries, needle) in cases {
-            // The faulty key would produce BadSignature: a lint error proves it was never used.
-            match build_and_sign(&p, &entries, &k) {
+            // Refused while building: no bytes to sign ever reach the key.
+            match build(&p, &entries) {
                 Err(CrlError::Lint(m)) => {
                     assert!(m.contains(needle), "{m} should mention {needle}")
                 }
@@ -1447,37 +1419,21 @@ mod tests {
                 Ok(_) => panic!("{needle}: expected a lint error"),
             }
         }
-        let wrong = CrlParams {
-            algorithm: SignatureAlgorithm::EcdsaSha384,
-            ..params(&i)
-        };
-        assert!(matches!(
-            build_and_sign(&wrong, &[], &key()),
-            Err(CrlError::Lint(_))
-        ));
     }
 
     #[test]
     fn faulty_signature_is_caught_before_publication() {
-        for digest_signing in [true, false] {
-            let k = TestKey {
-                faulty: true,
-                digest_signing,
-                ..key()
-            };
-            let i = issuer(&k);
-            assert_eq!(
-                build_and_sign(&params(&i), &[entry(&[1], None)], &k).err(),
-                Some(CrlError::BadSignature)
-            );
-        }
-        // The default sign_digest (hash again) produces the same valid CRL.
-        let k = TestKey {
-            digest_signing: false,
-            ..key()
-        };
+        let k = key();
         let i = issuer(&k);
-        let crl = build_and_sign(&params(&i), &[entry(&[1], None)], &k).expect("crl");
+        let unsigned = || build(&params(&i, &k), &[entry(&[1], None)]).expect("tbs");
+        let flipped = corrupt(k.signature_for(&unsigned()));
+        assert_eq!(
+            unsigned().into_signed(&flipped).err(),
+            Some(CrlError::BadSignature)
+        );
+        // A backend that hashes the message itself (no digest signing) makes a valid CRL.
+        let over_message = k.sign(unsigned().message());
+        let crl = unsigned().into_signed(&over_message).expect("crl");
         let list = parse(crl.der()).expect("decode");
         let tbs = list.tbs_cert_list.to_der().expect("tbs");
         algorithm::verify(
@@ -1487,6 +1443,47 @@ mod tests {
             list.signature.raw_bytes(),
         )
         .expect("verifies");
+    }
+
+    #[test]
+    fn signatures_over_other_bytes_or_by_another_key_are_refused() {
+        let k = key();
+        let other = key();
+        let i = issuer(&k);
+        let unsigned = || build(&params(&i, &k), &[entry(&[1], None)]).expect("tbs");
+        let mut elsewhere = unsigned().message().to_vec();
+        let last = elsewhere.len() - 1;
+        elsewhere[last] ^= 1;
+        assert_eq!(
+            unsigned().into_signed(&k.sign(&elsewhere)).err(),
+            Some(CrlError::BadSignature)
+        );
+        assert_eq!(
+            unsigned()
+                .into_signed(&other.signature_for(&unsigned()))
+                .err(),
+            Some(CrlError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn the_digest_is_of_the_exact_tbs_and_the_crl_ends_in_its_bytes() {
+        let k = key();
+        let i = issuer(&k);
+        let unsigned =
+            build(&params(&i, &k), &[entry(&[1], None), entry(&[2], None)]).expect("tbs");
+        let tbs = unsigned.message().to_vec();
+        assert_eq!(
+            unsigned.digest().map(|d| d.as_ref().to_vec()),
+            Some(
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &tbs)
+                    .as_ref()
+                    .to_vec()
+            )
+        );
+        let crl = k.sign_into(unsigned).expect("crl");
+        let list = parse(crl.der()).expect("decode");
+        assert_eq!(list.tbs_cert_list.to_der().expect("tbs"), tbs);
     }
 
     #[test]
@@ -1506,7 +1503,7 @@ mod tests {
             next_update: this_update + 1,
             kind: CrlKind::Delta { base_number: 1 },
             number: 2,
-            ..params(&i)
+            ..params(&i, &k)
         };
         let mut b = CrlBuilder::new(&p, 0).expect("builder");
         let reasons: Vec<Option<CrlReason>> = std::iter::once(None)
@@ -1602,7 +1599,7 @@ mod tests {
             .collect();
         sort_entries(&mut entries);
         let bound: usize = entries.iter().map(RevokedEntry::max_encoded_len).sum();
-        let mut b = CrlBuilder::new(&params(&i), bound).expect("builder");
+        let mut b = CrlBuilder::new(&params(&i, &k), bound).expect("builder");
         let before = b.buf.len();
         for e in &entries {
             let at = b.buf.len();
@@ -1610,7 +1607,7 @@ mod tests {
             assert!(b.buf.len() - at <= e.max_encoded_len(), "{e:?}");
         }
         assert!(b.buf.len() - before <= bound);
-        let crl = b.finish().expect("tbs").sign(&k).expect("sign");
+        let crl = k.sign_into(b.finish().expect("tbs")).expect("sign");
         let list = parse(crl.der()).expect("decode");
         assert_eq!(
             list.tbs_cert_list

@@ -1,17 +1,19 @@
 //! OCSP (RFC 6960) with the RFC 5019 / RFC 9919 lightweight profile and RFC 9654 nonces.
 //!
 //! Pure: [`parse_request`] turns bytes into a bounded, checked [`ParsedRequest`];
-//! [`sign_response`] turns decided statuses into a signed `OCSPResponse` through the
-//! [`Signer`]; [`error_response`] encodes the unsigned error answers. The daemon decides each
-//! status from its revocation index.
+//! [`build_response`] lints decided statuses and encodes the `ResponseData` to sign once, as an
+//! [`UnsignedResponse`]; the daemon signs [`UnsignedResponse::tbs`] and
+//! [`Unsigned::into_signed`] encodes the `OCSPResponse` around those bytes;
+//! [`error_response`] encodes the unsigned error answers. The daemon decides each status from
+//! its revocation index.
 
-use crate::algorithm;
-use crate::signer::{SignError, Signer};
+use crate::algorithm::{self, SignatureAlgorithm};
 use crate::time::generalized_time;
+use crate::unsigned::{SignedRef, Unsigned};
 use const_oid::db::{rfc5912, rfc6960};
 use const_oid::AssociatedOid;
-use der::asn1::{BitString, Null, ObjectIdentifier, OctetString};
-use der::{Decode, Encode};
+use der::asn1::{AnyRef, ContextSpecificRef, Null, ObjectIdentifier, OctetString};
+use der::{Decode, Encode, EncodeValue, FixedTag, Header, Length, Tag, TagMode, TagNumber, Writer};
 use x509_cert::ext::pkix::CrlReason;
 use x509_cert::ext::Extension;
 use x509_cert::Certificate;
@@ -266,7 +268,8 @@ pub enum Status {
 #[derive(Clone, Debug)]
 pub struct Responder {
     key_hash: OctetString,
-    certificate: Certificate,
+    /// DER of the responder certificate, encoded once: every response carries it verbatim.
+    certificate_der: Vec<u8>,
     not_after: u64,
 }
 
@@ -279,9 +282,12 @@ impl Responder {
         ))
         .map_err(|e| OcspError::Internal(e.to_string()))?;
         let not_after = crate::time::unix_of(&certificate.tbs_certificate.validity.not_after);
+        let certificate_der = certificate
+            .to_der()
+            .map_err(|e| OcspError::Internal(e.to_string()))?;
         Ok(Self {
             key_hash,
-            certificate,
+            certificate_der,
             not_after,
         })
     }
@@ -338,14 +344,15 @@ fn lint(
     Ok(())
 }
 
-/// Builds, lints, signs and encodes a successful `OCSPResponse`.
-pub fn sign_response(
+/// Lints a response and encodes its `ResponseData`, the bytes the responder key signs.
+/// `algorithm` is the responder key's signature algorithm.
+pub fn build_response(
     responses: Vec<(CertId, Status)>,
     validity: Validity,
     nonce: Option<Extension>,
     responder: &Responder,
-    signer: &dyn Signer,
-) -> Result<Vec<u8>, OcspError> {
+    algorithm: SignatureAlgorithm,
+) -> Result<UnsignedResponse<'_>, OcspError> {
     lint(&responses, &validity, responder)?;
     let this_update = gt(validity.this_update)?;
     let next_update = gt(validity.next_update)?;
@@ -377,20 +384,160 @@ pub fn sign_response(
     let tbs = data
         .to_der()
         .map_err(|e| OcspError::Internal(e.to_string()))?;
-    let signature = signer.sign(&tbs).map_err(|e| match e {
-        SignError::Unavailable(m) => OcspError::SignerUnavailable(m),
-        SignError::Failed(m) => OcspError::Internal(m),
-    })?;
-    let basic = BasicOcspResponse {
-        tbs_response_data: data,
-        signature_algorithm: signer.algorithm().identifier(),
-        signature: BitString::from_bytes(&signature)
-            .map_err(|e| OcspError::Internal(e.to_string()))?,
-        certs: Some(vec![responder.certificate.clone()]),
-    };
-    OcspResponse::successful(basic)
-        .and_then(|r| r.to_der())
-        .map_err(|e| OcspError::Internal(e.to_string()))
+    Ok(UnsignedResponse {
+        tbs,
+        algorithm,
+        responder,
+    })
+}
+
+/// A linted, encoded `ResponseData` waiting for the responder's signature.
+///
+/// Not verified on assembly: a response lives for hours at most, and clients check it; the
+/// certificates and CRLs that stay published for years are the ones checked before release.
+#[derive(Debug)]
+pub struct UnsignedResponse<'r> {
+    tbs: Vec<u8>,
+    algorithm: SignatureAlgorithm,
+    responder: &'r Responder,
+}
+
+impl UnsignedResponse<'_> {
+    /// The DER `ResponseData` (RFC 6960 §4.2.1 `tbsResponseData`): the bytes to sign.
+    pub fn tbs(&self) -> &[u8] {
+        &self.tbs
+    }
+}
+
+impl Unsigned for UnsignedResponse<'_> {
+    /// The DER of a successful `OCSPResponse`.
+    type Signed = Vec<u8>;
+    type Error = OcspError;
+
+    fn algorithm(&self) -> SignatureAlgorithm {
+        self.algorithm
+    }
+
+    fn message(&self) -> &[u8] {
+        &self.tbs
+    }
+
+    /// Encodes `OCSPResponse { successful, BasicOCSPResponse { tbs, algorithm, signature,
+    /// [responder certificate] } }` into one buffer of the final size, copying the TBS and the
+    /// pre-encoded certificate once each.
+    fn into_signed(self, signature: &[u8]) -> Result<Vec<u8>, OcspError> {
+        let internal = |e: der::Error| OcspError::Internal(e.to_string());
+        let identifier = self.algorithm.identifier();
+        let basic = BasicResponseRef {
+            signed: SignedRef::new(&self.tbs, &identifier, signature).map_err(internal)?,
+            certs: [AnyRef::from_der(&self.responder.certificate_der).map_err(internal)?],
+        };
+        SuccessfulResponseRef { basic }.to_der().map_err(internal)
+    }
+}
+
+/// ```text
+/// BasicOCSPResponse ::= SEQUENCE {
+///    tbsResponseData      ResponseData,
+///    signatureAlgorithm   AlgorithmIdentifier,
+///    signature            BIT STRING,
+///    certs            [0] EXPLICIT SEQUENCE OF Certificate OPTIONAL }
+/// ```
+/// (RFC 6960 §4.2.1) with the parts already encoded; `certs` holds the responder certificate.
+struct BasicResponseRef<'a> {
+    signed: SignedRef<'a>,
+    certs: [AnyRef<'a>; 1],
+}
+
+impl BasicResponseRef<'_> {
+    fn certs(&self) -> ContextSpecificRef<'_, [AnyRef<'_>; 1]> {
+        ContextSpecificRef {
+            tag_number: TagNumber::N0,
+            tag_mode: TagMode::Explicit,
+            value: &self.certs,
+        }
+    }
+}
+
+impl EncodeValue for BasicResponseRef<'_> {
+    fn value_len(&self) -> der::Result<Length> {
+        self.signed.tbs.encoded_len()?
+            + self.signed.algorithm.encoded_len()?
+            + self.signed.signature.encoded_len()?
+            + self.certs().encoded_len()?
+    }
+
+    fn encode_value(&self, writer: &mut impl Writer) -> der::Result<()> {
+        self.signed.tbs.encode(writer)?;
+        self.signed.algorithm.encode(writer)?;
+        self.signed.signature.encode(writer)?;
+        self.certs().encode(writer)
+    }
+}
+
+impl FixedTag for BasicResponseRef<'_> {
+    const TAG: Tag = Tag::Sequence;
+}
+
+/// ```text
+/// OCSPResponse ::= SEQUENCE {
+///    responseStatus         OCSPResponseStatus,           -- successful (0)
+///    responseBytes          [0] EXPLICIT ResponseBytes }
+/// ResponseBytes ::= SEQUENCE {
+///    responseType   OBJECT IDENTIFIER,                     -- id-pkix-ocsp-basic
+///    response       OCTET STRING }                         -- DER of BasicOCSPResponse
+/// ```
+/// (RFC 6960 §4.2.1), encoded straight from the parts: the OCTET STRING's contents are written
+/// in place rather than encoded into a buffer of their own first.
+struct SuccessfulResponseRef<'a> {
+    basic: BasicResponseRef<'a>,
+}
+
+impl SuccessfulResponseRef<'_> {
+    /// Length of `ResponseBytes`' contents: the OID, then the OCTET STRING around the basic
+    /// response.
+    fn response_bytes_len(&self) -> der::Result<Length> {
+        let basic = self.basic.encoded_len()?;
+        ID_PKIX_OCSP_BASIC.encoded_len()?
+            + Header::new(Tag::OctetString, basic)?.encoded_len()?
+            + basic
+    }
+
+    /// Length of `[0] EXPLICIT ResponseBytes`' contents (the ResponseBytes SEQUENCE).
+    fn explicit_len(&self) -> der::Result<Length> {
+        let inner = self.response_bytes_len()?;
+        Header::new(Tag::Sequence, inner)?.encoded_len()? + inner
+    }
+}
+
+impl EncodeValue for SuccessfulResponseRef<'_> {
+    fn value_len(&self) -> der::Result<Length> {
+        let explicit = self.explicit_len()?;
+        let tag = Tag::ContextSpecific {
+            constructed: true,
+            number: TagNumber::N0,
+        };
+        OcspResponseStatus::Successful.encoded_len()?
+            + Header::new(tag, explicit)?.encoded_len()?
+            + explicit
+    }
+
+    fn encode_value(&self, writer: &mut impl Writer) -> der::Result<()> {
+        OcspResponseStatus::Successful.encode(writer)?;
+        let tag = Tag::ContextSpecific {
+            constructed: true,
+            number: TagNumber::N0,
+        };
+        Header::new(tag, self.explicit_len()?)?.encode(writer)?;
+        Header::new(Tag::Sequence, self.response_bytes_len()?)?.encode(writer)?;
+        ID_PKIX_OCSP_BASIC.encode(writer)?;
+        Header::new(Tag::OctetString, self.basic.encoded_len()?)?.encode(writer)?;
+        self.basic.encode(writer)
+    }
+}
+
+impl FixedTag for SuccessfulResponseRef<'_> {
+    const TAG: Tag = Tag::Sequence;
 }
 
 /// The DER of an unsigned error response (`OCSPResponse` with no responseBytes).

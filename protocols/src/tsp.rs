@@ -7,7 +7,10 @@
 //!   TSTInfo ◀─tst_info─────────────────────────────────────────────┘
 //!      │ lint_tst_info (before the key is used)
 //!      ▼
-//!   signed attributes (DER SET OF, sorted) ─Signer─▶ SignerInfo ─▶ SignedData ─▶ granted DER
+//!   signed attributes (DER SET OF, sorted) = UnsignedToken::message
+//!      │ daemon: its signer signs the message
+//!      ▼ into_signed(signature)
+//!   SignerInfo ─▶ SignedData ─▶ granted DER
 //!
 //! any TspError ─failure_info (total match)─▶ rejection DER (PKIStatusInfo + failInfo)
 //! ```
@@ -30,16 +33,13 @@
 
 pub mod ess;
 pub mod status;
+mod token;
 
 use crate::algorithm::{self, SignatureAlgorithm};
-use crate::signer::{SignError, Signer};
 use crate::time::{generalized_time, x509_time};
-use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
-use cms::content_info::{CmsVersion, ContentInfo};
-use cms::signed_data::{
-    CertificateSet, EncapsulatedContentInfo, SignedAttributes, SignedData, SignerIdentifier,
-    SignerInfo, SignerInfos,
-};
+use crate::unsigned::Unsigned;
+use cms::cert::IssuerAndSerialNumber;
+use cms::signed_data::{SignedAttributes, SignedData, SignerIdentifier};
 use const_oid::db::rfc5280::ID_KP_TIME_STAMPING;
 use const_oid::db::rfc5911::{ID_CONTENT_TYPE, ID_MESSAGE_DIGEST, ID_SIGNED_DATA, ID_SIGNING_TIME};
 use const_oid::db::rfc5912::{self, ID_SHA_1, ID_SHA_256, ID_SHA_384, ID_SHA_512};
@@ -53,7 +53,7 @@ use x509_cert::attr::Attribute;
 use x509_cert::certificate::Certificate;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{ExtendedKeyUsage, KeyUsage};
-use x509_tsp::{Accuracy, MessageImprint, TimeStampReq, TimeStampToken, TspVersion, TstInfo};
+use x509_tsp::{Accuracy, MessageImprint, TimeStampReq, TspVersion, TstInfo};
 
 /// Largest request parsed, in bytes. A request is a hash (≤ 64 octets), a nonce, a policy OID
 /// and optional extensions: under 200 bytes in practice. 16 KiB leaves room for extensions
@@ -262,15 +262,6 @@ impl TspError {
     }
 }
 
-impl From<SignError> for TspError {
-    fn from(e: SignError) -> Self {
-        match e {
-            SignError::Unavailable(m) => Self::Unavailable(format!("key backend: {m}")),
-            SignError::Failed(m) => Self::Internal(format!("signing: {m}")),
-        }
-    }
-}
-
 fn internal(e: der::Error) -> TspError {
     TspError::Internal(format!("encoding: {e}"))
 }
@@ -397,8 +388,11 @@ pub enum TsaCertificateError {
 #[derive(Clone, Debug)]
 pub struct TsaCertificate {
     certificate: Certificate,
+    /// DER of the certificate, copied into tokens whose request set certReq.
+    der: Vec<u8>,
     signing_certificate: Attribute,
-    signer_id: SignerIdentifier,
+    /// DER `IssuerAndSerialNumber` (the SignerInfo's sid), encoded once.
+    signer_id_der: Vec<u8>,
     not_before: u64,
     not_after: u64,
 }
@@ -470,16 +464,20 @@ impl TsaCertificate {
         };
         let signing_certificate = attribute(ID_AA_SIGNING_CERTIFICATE_V_2, &signing_certificate)
             .map_err(|e| TsaCertificateError::Malformed(e.to_string()))?;
-        let signer_id = SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+        let signer_id_der = SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
             issuer: tbs.issuer.clone(),
             serial_number: tbs.serial_number.clone(),
-        });
+        })
+        .to_der()
+        .map_err(malformed)?;
         let not_before = tbs.validity.not_before.to_unix_duration().as_secs();
         let not_after = tbs.validity.not_after.to_unix_duration().as_secs();
+        let der = certificate.to_der().map_err(malformed)?;
         Ok(Self {
             certificate,
+            der,
             signing_certificate,
-            signer_id,
+            signer_id_der,
             not_before,
             not_after,
         })
@@ -614,71 +612,117 @@ fn digest_identifier(alg: SignatureAlgorithm) -> AlgorithmIdentifierOwned {
     }
 }
 
-/// Signs `tst` into a time-stamp token (CMS `ContentInfo` with `SignedData`).
-/// `signing_time` (Unix seconds) adds the signingTime attribute.
-pub fn sign_token(
-    tst: &TstInfo,
-    certificate: &TsaCertificate,
-    signer: &dyn Signer,
+/// A linted `TSTInfo` and its signed attributes, encoded once, waiting for the TSA key's
+/// signature over the attributes (RFC 5652 §5.4).
+#[derive(Debug)]
+pub struct UnsignedToken<'a> {
+    /// DER `TSTInfo`: the eContent, copied into the token unchanged.
+    tst_der: Vec<u8>,
+    /// DER of the signed attributes as a `SET OF`: the bytes signed, and (retagged) the
+    /// `SignerInfo`'s signedAttrs.
+    message: Vec<u8>,
+    algorithm: SignatureAlgorithm,
+    certificate: &'a TsaCertificate,
     include_certificate: bool,
-    signing_time: Option<u64>,
-) -> Result<TimeStampToken, TspError> {
-    let tst_der = tst.to_der().map_err(internal)?;
-    let alg = signer.algorithm();
-    let digest_alg = digest_identifier(alg);
-    let digest = aws_lc_rs::digest::digest(alg.digest(), &tst_der);
-    let mut attrs = vec![
-        attribute(ID_CONTENT_TYPE, &ID_CT_TST_INFO).map_err(internal)?,
-        attribute(
-            ID_MESSAGE_DIGEST,
-            &OctetString::new(digest.as_ref()).map_err(internal)?,
-        )
-        .map_err(internal)?,
-        certificate.signing_certificate.clone(),
-    ];
-    if let Some(t) = signing_time {
-        attrs.push(attribute(ID_SIGNING_TIME, &x509_time(t).map_err(internal)?).map_err(internal)?);
-    }
-    // SetOfVec sorts by DER encoding; the signature covers this exact SET OF encoding.
-    let signed_attrs: SignedAttributes = SetOfVec::try_from(attrs).map_err(internal)?;
-    let to_sign = signed_attrs.to_der().map_err(internal)?;
-    let signature = signer.sign(&to_sign)?;
-    let signer_info = SignerInfo {
-        version: CmsVersion::V1,
-        sid: certificate.signer_id.clone(),
-        digest_alg: digest_alg.clone(),
-        signed_attrs: Some(signed_attrs),
-        signature_algorithm: alg.identifier(),
-        signature: OctetString::new(signature).map_err(internal)?,
-        unsigned_attrs: None,
-    };
-    let certificates = if include_certificate {
-        Some(
-            CertificateSet::try_from(vec![CertificateChoices::Certificate(
-                certificate.certificate.clone(),
-            )])
-            .map_err(internal)?,
-        )
-    } else {
-        None
-    };
-    let signed_data = SignedData {
-        // v3: the eContentType is not id-data (RFC 5652 §5.1).
-        version: CmsVersion::V3,
-        digest_algorithms: SetOfVec::try_from(vec![digest_alg]).map_err(internal)?,
-        encap_content_info: EncapsulatedContentInfo {
-            econtent_type: ID_CT_TST_INFO,
-            econtent: Some(Any::new(Tag::OctetString, tst_der).map_err(internal)?),
-        },
-        certificates,
-        crls: None,
-        signer_infos: SignerInfos::try_from(vec![signer_info]).map_err(internal)?,
-    };
-    Ok(ContentInfo {
-        content_type: ID_SIGNED_DATA,
-        content: Any::encode_from(&signed_data).map_err(internal)?,
-    })
 }
+
+impl<'a> UnsignedToken<'a> {
+    /// Encodes `tst` and the signed attributes contentType, messageDigest (of the DER
+    /// `TSTInfo`, under `algorithm`'s hash), `signingCertificateV2` and, if `signing_time`
+    /// (Unix seconds) is given, signingTime. `include_certificate` puts the TSA certificate in
+    /// the token (the request's certReq).
+    pub fn new(
+        tst: &TstInfo,
+        certificate: &'a TsaCertificate,
+        algorithm: SignatureAlgorithm,
+        include_certificate: bool,
+        signing_time: Option<u64>,
+    ) -> Result<Self, TspError> {
+        let tst_der = tst.to_der().map_err(internal)?;
+        let digest = aws_lc_rs::digest::digest(algorithm.digest(), &tst_der);
+        let mut attrs = vec![
+            attribute(ID_CONTENT_TYPE, &ID_CT_TST_INFO).map_err(internal)?,
+            attribute(
+                ID_MESSAGE_DIGEST,
+                &OctetString::new(digest.as_ref()).map_err(internal)?,
+            )
+            .map_err(internal)?,
+            certificate.signing_certificate.clone(),
+        ];
+        if let Some(t) = signing_time {
+            attrs.push(
+                attribute(ID_SIGNING_TIME, &x509_time(t).map_err(internal)?).map_err(internal)?,
+            );
+        }
+        // SetOfVec sorts by DER encoding; the signature covers this exact SET OF encoding.
+        let signed_attrs: SignedAttributes = SetOfVec::try_from(attrs).map_err(internal)?;
+        let message = signed_attrs.to_der().map_err(internal)?;
+        Ok(Self {
+            tst_der,
+            message,
+            algorithm,
+            certificate,
+            include_certificate,
+        })
+    }
+}
+
+impl Unsigned for UnsignedToken<'_> {
+    /// The DER of a granted `TimeStampResp` carrying the token.
+    type Signed = Vec<u8>;
+    type Error = TspError;
+
+    fn algorithm(&self) -> SignatureAlgorithm {
+        self.algorithm
+    }
+
+    fn message(&self) -> &[u8] {
+        &self.message
+    }
+
+    /// Writes the granted `TimeStampResp` (`SignedData` with the signature in its `SignerInfo`)
+    /// around the bytes already encoded, into one buffer of the final size (`tsp/token.rs`).
+    /// Not verified here: the daemon's start-up self-test checks a whole token with
+    /// [`verify_response`], as a relying party would.
+    fn into_signed(self, signature: &[u8]) -> Result<Vec<u8>, TspError> {
+        let mut digest_algorithm = [0u8; MAX_SMALL_DER];
+        let digest_algorithm = digest_identifier(self.algorithm)
+            .encode_to_slice(&mut digest_algorithm)
+            .map_err(internal)?;
+        let mut signature_algorithm = [0u8; MAX_SMALL_DER];
+        let signature_algorithm = self
+            .algorithm
+            .identifier()
+            .encode_to_slice(&mut signature_algorithm)
+            .map_err(internal)?;
+        let mut signed_data_oid = [0u8; MAX_SMALL_DER];
+        let signed_data_oid = ID_SIGNED_DATA
+            .encode_to_slice(&mut signed_data_oid)
+            .map_err(internal)?;
+        let mut tst_info_oid = [0u8; MAX_SMALL_DER];
+        let tst_info_oid = ID_CT_TST_INFO
+            .encode_to_slice(&mut tst_info_oid)
+            .map_err(internal)?;
+        token::granted_response(&token::TokenParts {
+            signed_data_oid,
+            tst_info_oid,
+            digest_algorithm,
+            tst_info: &self.tst_der,
+            certificate: self
+                .include_certificate
+                .then_some(self.certificate.der.as_slice()),
+            signer_id: &self.certificate.signer_id_der,
+            signed_attributes: &self.message,
+            signature_algorithm,
+            signature,
+        })
+        .map_err(internal)
+    }
+}
+
+/// Room for a small DER value on the stack: an OID or a signature/digest AlgorithmIdentifier
+/// (at most 15 octets for the algorithms pkid signs with).
+const MAX_SMALL_DER: usize = 32;
 
 /// Everything one token needs besides the request.
 pub struct Issuance<'a> {
@@ -686,17 +730,20 @@ pub struct Issuance<'a> {
     pub settings: &'a Settings,
     /// The TSA certificate.
     pub certificate: &'a TsaCertificate,
-    /// The TSA key.
-    pub signer: &'a dyn Signer,
+    /// The TSA key's signature algorithm.
+    pub algorithm: SignatureAlgorithm,
     /// A serial number never used before by this TSA.
     pub serial: u64,
     /// The current time, Unix seconds.
     pub now: u64,
 }
 
-/// Builds, lints and signs the token for an accepted request and returns the DER of a granted
-/// `TimeStampResp`.
-pub fn issue(accepted: &Accepted, issuance: &Issuance<'_>) -> Result<Vec<u8>, TspError> {
+/// Builds and lints the token for an accepted request and encodes what the TSA key signs;
+/// [`Unsigned::into_signed`] then gives the DER of a granted `TimeStampResp`.
+pub fn issue<'a>(
+    accepted: &Accepted,
+    issuance: &Issuance<'a>,
+) -> Result<UnsignedToken<'a>, TspError> {
     if !issuance.certificate.valid_at(issuance.now) {
         return Err(TspError::Unavailable(
             "the TSA certificate is not valid now".into(),
@@ -711,28 +758,13 @@ pub fn issue(accepted: &Accepted, issuance: &Issuance<'_>) -> Result<Vec<u8>, Ts
     )?;
     lint_tst_info(&tst, accepted, issuance.settings, issuance.certificate)?;
     let signing_time = issuance.settings.signing_time.then_some(issuance.now);
-    let token = sign_token(
+    UnsignedToken::new(
         &tst,
         issuance.certificate,
-        issuance.signer,
+        issuance.algorithm,
         accepted.cert_req,
         signing_time,
-    )?;
-    granted(token)
-}
-
-/// The DER of a granted `TimeStampResp` carrying `token`.
-pub fn granted(token: TimeStampToken) -> Result<Vec<u8>, TspError> {
-    TimeStampResp {
-        status: PkiStatusInfo {
-            status: PkiStatus::Granted,
-            status_string: None,
-            fail_info: None,
-        },
-        time_stamp_token: Some(token),
-    }
-    .to_der()
-    .map_err(internal)
+    )
 }
 
 /// `TimeStampResp { status { rejection, failInfo systemFailure } }`: sent if a rejection itself

@@ -1,17 +1,18 @@
 //! Building, linting, signing and assembling X.509 certificates (RFC 5280).
 //!
 //! The daemon's issuance path is: [`build_tbs`] (pure) → [`lint`] (pure, before any key is
-//! touched) → store the to-be-signed bytes → [`sign_and_verify`] (through the [`Signer`], and
-//! checked with the public key so a faulty HSM signature is never published) → store the
-//! certificate → hand it out.
+//! touched) → [`ToBeSigned::new`] (the DER to sign, encoded once) → store those bytes → the
+//! daemon signs [`ToBeSigned::tbs`] → [`Unsigned::into_signed`] (checked with the issuer's
+//! public key so a faulty HSM signature is never published, then encoded around the same
+//! bytes) → store the certificate → hand it out.
 
 use crate::algorithm::{self, KeyType, SignatureAlgorithm};
 use crate::profile::Profile;
-use crate::signer::{SignError, Signer};
 use crate::time::{unix_of, x509_time};
+use crate::unsigned::{signed_sequence, Unsigned};
 use const_oid::db::{rfc4519, rfc5280 as oids, rfc6960};
 use const_oid::AssociatedOid;
-use der::asn1::{BitString, Ia5String, ObjectIdentifier, OctetString};
+use der::asn1::{Ia5String, ObjectIdentifier, OctetString};
 use der::{Decode, Encode, Tag, Tagged};
 use std::collections::HashSet;
 use x509_cert::certificate::{Certificate, TbsCertificate, Version};
@@ -85,10 +86,13 @@ pub enum CertificateError {
     /// attributes, a key type the profile does not allow): the requester's fault.
     #[error("{0}")]
     Refused(String),
-    /// The signer failed.
-    #[error(transparent)]
-    Sign(#[from] SignError),
-    /// The signer returned a signature that does not verify with its own public key.
+    /// The key backend is temporarily unable to sign (token removed, session lost): retry.
+    #[error("key backend unavailable: {0}")]
+    SignerUnavailable(String),
+    /// The key backend refused to sign (key missing, mechanism refused).
+    #[error("signing failed: {0}")]
+    SignerFailed(String),
+    /// The signature does not verify with the issuer's public key.
     #[error("the key backend produced a signature that does not verify; nothing was published")]
     BadSignature,
 }
@@ -422,21 +426,69 @@ fn lint_name(name: &Name, required: &[ObjectIdentifier]) -> Result<(), Certifica
     Ok(())
 }
 
-/// Signs the to-be-signed bytes, verifies the signature with the signer's public key, and
-/// assembles the certificate.
-pub fn sign_and_verify(
-    tbs: TbsCertificate,
-    tbs_der: &[u8],
-    signer: &dyn Signer,
-) -> Result<Certificate, CertificateError> {
-    let signature = signer.sign(tbs_der)?;
-    algorithm::verify(signer.public_key(), &tbs.signature, tbs_der, &signature)
+/// A linted `TBSCertificate`, encoded once, waiting for the issuer's signature.
+///
+/// The daemon stores [`ToBeSigned::tbs`] before signing (so a signed certificate is never lost),
+/// signs exactly those bytes and hands the signature to [`Unsigned::into_signed`].
+#[derive(Debug)]
+pub struct ToBeSigned<'k> {
+    der: Vec<u8>,
+    algorithm: SignatureAlgorithm,
+    issuer_key: &'k spki::SubjectPublicKeyInfoOwned,
+}
+
+impl<'k> ToBeSigned<'k> {
+    /// Encodes `tbs` for signing by `algorithm`; the signature will be checked against
+    /// `issuer_key` (the subject's own key for a self-signed root). Refuses (lint) a `tbs` whose
+    /// signature field names another algorithm, which no relying party could verify.
+    pub fn new(
+        tbs: &TbsCertificate,
+        algorithm: SignatureAlgorithm,
+        issuer_key: &'k spki::SubjectPublicKeyInfoOwned,
+    ) -> Result<Self, CertificateError> {
+        if tbs.signature != algorithm.identifier() {
+            return Err(lint_err(
+                "signature algorithm does not match the signing key",
+            ));
+        }
+        Ok(Self {
+            der: tbs.to_der().map_err(enc)?,
+            algorithm,
+            issuer_key,
+        })
+    }
+
+    /// The DER `TBSCertificate`: what is stored before signing and what gets signed.
+    pub fn tbs(&self) -> &[u8] {
+        &self.der
+    }
+}
+
+impl Unsigned for ToBeSigned<'_> {
+    /// The DER `Certificate`.
+    type Signed = Vec<u8>;
+    type Error = CertificateError;
+
+    fn algorithm(&self) -> SignatureAlgorithm {
+        self.algorithm
+    }
+
+    fn message(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// Verifies `signature` over the TBS with the issuer's key (a faulty token's signature is
+    /// never published) and encodes the certificate around the same TBS bytes.
+    fn into_signed(self, signature: &[u8]) -> Result<Vec<u8>, CertificateError> {
+        algorithm::verify(
+            self.issuer_key,
+            &self.algorithm.identifier(),
+            &self.der,
+            signature,
+        )
         .map_err(|_| CertificateError::BadSignature)?;
-    Ok(Certificate {
-        signature_algorithm: tbs.signature.clone(),
-        tbs_certificate: tbs,
-        signature: BitString::from_bytes(&signature).map_err(enc)?,
-    })
+        signed_sequence(&self.der, self.algorithm, signature).map_err(enc)
+    }
 }
 
 /// Decodes PEM with one of `labels`, or passes DER through. Whitespace around PEM is ignored.
@@ -472,40 +524,8 @@ pub fn parse_certificate(der: &[u8]) -> Result<Certificate, der::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::algorithm::parse_spki;
     use crate::serial;
-    use aws_lc_rs::encoding::AsDer;
-    use aws_lc_rs::rand::SystemRandom;
-    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
-
-    struct TestKey(EcdsaKeyPair, spki::SubjectPublicKeyInfoOwned, bool);
-    impl Signer for TestKey {
-        fn algorithm(&self) -> SignatureAlgorithm {
-            SignatureAlgorithm::EcdsaSha256
-        }
-        fn public_key(&self) -> &spki::SubjectPublicKeyInfoOwned {
-            &self.1
-        }
-        fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
-            let mut sig = self
-                .0
-                .sign(&SystemRandom::new(), message)
-                .map_err(|_| SignError::Failed("x".into()))?
-                .as_ref()
-                .to_vec();
-            if self.2 {
-                let last = sig.len() - 1;
-                sig[last] ^= 1; // a faulty token
-            }
-            Ok(sig)
-        }
-    }
-
-    fn key(faulty: bool) -> TestKey {
-        let kp = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).expect("keygen");
-        let spki = parse_spki(kp.public_key().as_der().expect("der").as_ref()).expect("spki");
-        TestKey(kp, spki, faulty)
-    }
+    use crate::test_key::{corrupt, TestKey};
 
     const NOW: u64 = 1_800_000_000;
 
@@ -514,7 +534,7 @@ mod tests {
         let t = CertificateTemplate {
             serial: serial::from_random([7; 16]),
             subject: crate::name::parse("CN=Test Root,O=Ban Cơ yếu,C=VN").expect("name"),
-            public_key: k.1.clone(),
+            public_key: k.spki.clone(),
             not_before: NOW,
             not_after: NOW + days * 86_400,
             subject_alt_name: None,
@@ -525,19 +545,35 @@ mod tests {
 
     #[test]
     fn self_signed_root_builds_lints_and_verifies() {
-        let k = key(false);
+        let k = TestKey::p256();
         let (profile, tbs) = root_tbs(&k, 3650);
         lint(&profile, &tbs, SignatureAlgorithm::EcdsaSha256, NOW).expect("lint");
-        let der = tbs.to_der().expect("der");
-        let cert = sign_and_verify(tbs, &der, &k).expect("sign");
-        let bytes = cert.to_der().expect("der");
+        let unsigned =
+            ToBeSigned::new(&tbs, SignatureAlgorithm::EcdsaSha256, &k.spki).expect("tbs");
+        // The bytes to sign are the crate's DER of the TBSCertificate, unchanged.
+        assert_eq!(unsigned.tbs(), tbs.to_der().expect("der"));
+        assert_eq!(unsigned.message(), unsigned.tbs());
+        let bytes = k.sign_into(unsigned).expect("sign");
         let back = Certificate::from_der(&bytes).expect("decode");
-        assert_eq!(back, cert);
+        assert_eq!(back.tbs_certificate, tbs);
+        assert_eq!(
+            back.signature_algorithm,
+            SignatureAlgorithm::EcdsaSha256.identifier()
+        );
+        // Assembled by hand, yet exactly the crate's encoding of the same certificate.
+        assert_eq!(back.to_der().expect("re-encode"), bytes);
+        algorithm::verify(
+            &k.spki,
+            &back.signature_algorithm,
+            &tbs.to_der().expect("der"),
+            back.signature.raw_bytes(),
+        )
+        .expect("verifies");
     }
 
     #[test]
     fn lint_refuses_overlong_validity_and_wrong_algorithm() {
-        let k = key(false);
+        let k = TestKey::p256();
         let (profile, tbs) = root_tbs(&k, 4000);
         assert!(matches!(
             lint(&profile, &tbs, SignatureAlgorithm::EcdsaSha256, NOW),
@@ -557,11 +593,15 @@ mod tests {
             ),
             Err(CertificateError::Lint(_))
         ));
+        assert!(matches!(
+            ToBeSigned::new(&tbs, SignatureAlgorithm::EcdsaSha384, &k.spki),
+            Err(CertificateError::Lint(_))
+        ));
     }
 
     #[test]
     fn lint_refuses_missing_required_subject_attribute() {
-        let k = key(false);
+        let k = TestKey::p256();
         let (mut profile, tbs) = root_tbs(&k, 10);
         profile
             .required_subject
@@ -573,11 +613,31 @@ mod tests {
 
     #[test]
     fn faulty_signature_is_caught_before_publication() {
-        let k = key(true);
+        let k = TestKey::p256();
         let (_, tbs) = root_tbs(&k, 10);
-        let der = tbs.to_der().expect("der");
+        let unsigned = || ToBeSigned::new(&tbs, SignatureAlgorithm::EcdsaSha256, &k.spki);
+        let flipped = corrupt(k.sign(unsigned().expect("tbs").tbs()));
         assert_eq!(
-            sign_and_verify(tbs, &der, &k),
+            unsigned().expect("tbs").into_signed(&flipped),
+            Err(CertificateError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn signatures_over_other_bytes_or_by_another_key_are_refused() {
+        let k = TestKey::p256();
+        let other = TestKey::p256();
+        let (_, tbs) = root_tbs(&k, 10);
+        let unsigned = || ToBeSigned::new(&tbs, SignatureAlgorithm::EcdsaSha256, &k.spki);
+        let mut elsewhere = unsigned().expect("tbs").tbs().to_vec();
+        elsewhere.push(0);
+        assert_eq!(
+            unsigned().expect("tbs").into_signed(&k.sign(&elsewhere)),
+            Err(CertificateError::BadSignature)
+        );
+        let by_other = other.sign(unsigned().expect("tbs").tbs());
+        assert_eq!(
+            unsigned().expect("tbs").into_signed(&by_other),
             Err(CertificateError::BadSignature)
         );
     }

@@ -2,7 +2,6 @@
 //! decode → assert → re-encode → identical bytes, and rebuild the TBSCertList with our builder
 //! from the decoded content → identical bytes.
 
-use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use der::{Decode, Encode};
 use pkid_protocols::algorithm;
@@ -10,7 +9,7 @@ use pkid_protocols::crl::{self, CrlBuilder, CrlKind, CrlParams, CrlSerial, Revok
 use pkid_protocols::revocation::CrlReason;
 use pkid_protocols::time::unix_of;
 use pkid_protocols::x509::IssuerInfo;
-use pkid_protocols::{SignError, SignatureAlgorithm, Signer};
+use pkid_protocols::{SignatureAlgorithm, Unsigned};
 use std::path::PathBuf;
 use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
 use x509_cert::ext::pkix::{IssuingDistributionPoint, SubjectKeyIdentifier};
@@ -54,36 +53,20 @@ fn issuer_info(cert: &Certificate) -> IssuerInfo {
     }
 }
 
-/// The test issuer's key (`issuer.key`, PKCS#8 PEM) as a [`Signer`].
-struct VectorKey(EcdsaKeyPair, spki::SubjectPublicKeyInfoOwned);
-
-impl Signer for VectorKey {
-    fn algorithm(&self) -> SignatureAlgorithm {
-        SignatureAlgorithm::EcdsaSha256
-    }
-    fn public_key(&self) -> &spki::SubjectPublicKeyInfoOwned {
-        &self.1
-    }
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
-        Ok(self
-            .0
-            .sign(&SystemRandom::new(), message)
-            .map_err(|_| SignError::Failed("sign".into()))?
-            .as_ref()
-            .to_vec())
-    }
-}
-
-fn vector_key(cert: &Certificate) -> VectorKey {
+/// The test issuer's key (`issuer.key`, PKCS#8 PEM).
+fn vector_key() -> EcdsaKeyPair {
     let pem = read("issuer.key");
     let (label, der) = der::pem::decode_vec(&pem).expect("PEM");
     assert_eq!(label, "PRIVATE KEY");
-    let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &der).expect("PKCS#8 P-256");
-    VectorKey(kp, cert.tbs_certificate.subject_public_key_info.clone())
+    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &der).expect("PKCS#8 P-256")
 }
 
 /// Rebuilds the TBSCertList of a decoded CRL with our builder.
-fn rebuild_tbs(list: &x509_cert::crl::CertificateList, issuer: &IssuerInfo) -> Vec<u8> {
+fn rebuild_tbs(
+    list: &x509_cert::crl::CertificateList,
+    issuer: &IssuerInfo,
+    issuer_key: &spki::SubjectPublicKeyInfoOwned,
+) -> Vec<u8> {
     let tbs = &list.tbs_cert_list;
     let idp_url = tbs
         .crl_extensions
@@ -104,6 +87,7 @@ fn rebuild_tbs(list: &x509_cert::crl::CertificateList, issuer: &IssuerInfo) -> V
     let params = CrlParams {
         issuer,
         algorithm: SignatureAlgorithm::EcdsaSha256,
+        issuer_key,
         number: crl::number_of(list).expect("cRLNumber"),
         this_update: unix_of(&tbs.this_update),
         next_update: unix_of(tbs.next_update.as_ref().expect("nextUpdate")),
@@ -173,7 +157,11 @@ fn openssl_ca_gencrl_is_rebuilt_byte_for_byte() {
     )
     .expect("openssl's signature verifies");
     assert_eq!(
-        rebuild_tbs(&list, &issuer),
+        rebuild_tbs(
+            &list,
+            &issuer,
+            &cert.tbs_certificate.subject_public_key_info
+        ),
         tbs,
         "our builder produces the TBSCertList openssl signed"
     );
@@ -202,7 +190,11 @@ fn pkid_delta_shard_crl_vector() {
     )
     .expect("signature verifies");
     assert_eq!(
-        rebuild_tbs(&list, &issuer),
+        rebuild_tbs(
+            &list,
+            &issuer,
+            &cert.tbs_certificate.subject_public_key_info
+        ),
         tbs,
         "deterministic: same content, same bytes"
     );
@@ -251,6 +243,7 @@ fn write_pkid_vectors() {
     let params = CrlParams {
         issuer: &issuer,
         algorithm: SignatureAlgorithm::EcdsaSha256,
+        issuer_key: &cert.tbs_certificate.subject_public_key_info,
         number: 43,
         this_update: PKID_THIS_UPDATE,
         next_update: PKID_THIS_UPDATE + 86_400,
@@ -258,7 +251,9 @@ fn write_pkid_vectors() {
         distribution_point: Some(PKID_SHARD_URL),
         freshest_crl: None,
     };
-    let signed =
-        crl::build_and_sign(&params, &pkid_delta_entries(), &vector_key(&cert)).expect("build");
+    let unsigned = crl::build(&params, &pkid_delta_entries()).expect("build");
+    let digest = unsigned.digest().expect("a CRL offers its digest");
+    let signature = vector_key().sign_digest(digest).expect("sign");
+    let signed = unsigned.into_signed(signature.as_ref()).expect("assemble");
     std::fs::write(vector("pkid-delta-shard.crl.der"), signed.der()).expect("write");
 }

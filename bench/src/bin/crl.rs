@@ -14,12 +14,12 @@
 use der::Encode;
 use pkid::crl::CrlService;
 use pkid::keys::software::SoftwareSigner;
+use pkid::keys::Signer;
 use pkid_bench::daemon::{pkid, Daemon};
 use pkid_bench::load::{self, LoadReport, LoadSpec, RequestTemplate};
 use pkid_protocols::crl::{self, CrlBuilder, CrlKind, CrlParams, CrlSerial, RevokedEntry};
 use pkid_protocols::revocation::CrlReason;
 use pkid_protocols::x509::IssuerInfo;
-use pkid_protocols::Signer;
 use rusqlite::{params, Connection};
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -147,6 +147,7 @@ fn build_once(
     let params = CrlParams {
         issuer: info,
         algorithm: signer.algorithm(),
+        issuer_key: signer.public_key(),
         number: 1,
         this_update: now,
         next_update: now + 7 * 86_400,
@@ -163,7 +164,7 @@ fn build_once(
     }
     let tbs = b.finish().unwrap_or_else(|e| panic!("{e}"));
     let encoded = t.elapsed();
-    let signed = tbs.sign(signer).unwrap_or_else(|e| panic!("{e}"));
+    let signed = pkid::keys::sign(signer, tbs).unwrap_or_else(|e| panic!("{e}"));
     let total = t.elapsed();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     (ms(encoded), ms(total - encoded), ms(total), signed)

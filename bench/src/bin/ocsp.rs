@@ -15,6 +15,7 @@
 
 use pkid::index::{Entry, Packed, RevocationIndex};
 use pkid::keys::software::SoftwareSigner;
+use pkid::keys::Signer;
 use pkid_bench::daemon::{pkid, Daemon};
 use pkid_bench::load::{self, LoadReport, LoadSpec, RequestTemplate};
 use pkid_bench::populate::{self, Synthetic};
@@ -22,7 +23,6 @@ use pkid_bench::report;
 use pkid_bench::requests;
 use pkid_bench::wrk;
 use pkid_protocols::ocsp::{IssuerHashes, Responder, Status, Validity};
-use pkid_protocols::Signer;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -561,14 +561,15 @@ fn main() {
                 let status = c
                     .revoked_at
                     .map_or(Status::Good, |at| Status::Revoked { at, reason: None });
-                let der = pkid_protocols::ocsp::sign_response(
+                let unsigned = pkid_protocols::ocsp::build_response(
                     vec![(id, status)],
                     v,
                     None,
                     &responder,
-                    &signer,
+                    signer.algorithm(),
                 )
                 .unwrap_or_else(|e| panic!("{e}"));
+                let der = pkid::keys::sign(&signer, unsigned).unwrap_or_else(|e| panic!("{e}"));
                 lines.push_str(&base64::Engine::encode(
                     &base64::engine::general_purpose::STANDARD,
                     der,

@@ -62,7 +62,7 @@ fn query(n: u64) -> Vec<u8> {
 
 /// The TSA key and certificate, opened in the benchmark process for the in-process baselines.
 struct Key {
-    signer: Arc<dyn pkid_protocols::Signer>,
+    signer: Arc<dyn pkid::keys::Signer>,
     certificate: tsp::TsaCertificate,
     settings: tsp::Settings,
 }
@@ -108,11 +108,12 @@ fn in_process_rates(key: &Key, duration: Duration) -> (f64, f64) {
         let issuance = tsp::Issuance {
             settings: &key.settings,
             certificate: &key.certificate,
-            signer: key.signer.as_ref(),
+            algorithm: key.signer.algorithm(),
             serial: n + 1,
             now,
         };
-        tsp::issue(&accepted, &issuance).unwrap_or_else(|e| panic!("{e}"));
+        let unsigned = tsp::issue(&accepted, &issuance).unwrap_or_else(|e| panic!("{e}"));
+        pkid::keys::sign(key.signer.as_ref(), unsigned).unwrap_or_else(|e| panic!("{e}"));
         n += 1;
     }
     (raw, n as f64 / start.elapsed().as_secs_f64())

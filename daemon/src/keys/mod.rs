@@ -1,15 +1,19 @@
 //! Key backends: where the CA, OCSP, TSA and TLS private keys live.
 //!
-//! Every key is reached through [`pkid_protocols::Signer`]. Two backends implement
+//! Every key is reached through [`Signer`], and every signed structure is made by [`sign`]
+//! (build in `protocols`, sign here, assemble in `protocols`). Two backends implement
 //! [`KeyBackend`]: [`software`] (PKCS#8 files, mode 0600, signing with aws-lc-rs) and
 //! [`pkcs11`] (a token through `cryptoki`, keys generated inside it and never extractable).
 //! The HTTPS listener's TLS key is always a software key: rustls needs it in process memory,
 //! and it is not a CA key.
 
 pub mod pkcs11;
+pub mod signer;
 pub mod software;
 
-use pkid_protocols::{KeyType, Signer};
+pub use signer::{sign, SignError, Signer};
+
+use pkid_protocols::KeyType;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -29,7 +29,7 @@
 //!
 //! The PIN is held in a zeroizing secret and never formatted into a message or a log line.
 
-use super::{KeyBackend, KeyError, KeyRole, Pkcs11Settings};
+use super::{KeyBackend, KeyError, KeyRole, Pkcs11Settings, SignError, Signer};
 use const_oid::db::rfc5912 as oids;
 use cryptoki::context::{CInitializeArgs, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -40,7 +40,7 @@ use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use der::asn1::{BitString, ObjectIdentifier, OctetStringRef, UintRef};
 use der::{Decode, Encode};
-use pkid_protocols::{KeyType, SignError, SignatureAlgorithm, Signer};
+use pkid_protocols::{KeyType, SignatureAlgorithm};
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};

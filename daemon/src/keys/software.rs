@@ -1,11 +1,11 @@
 //! Software keys: PKCS#8 files (mode 0600) in the data directory, signing with aws-lc-rs.
 
-use super::{KeyBackend, KeyError, KeyRole};
+use super::{KeyBackend, KeyError, KeyRole, SignError, Signer};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self as lc, EcdsaKeyPair, KeyPair};
 use pkid_protocols::algorithm::parse_spki;
-use pkid_protocols::{KeyType, SignError, SignatureAlgorithm, Signer};
+use pkid_protocols::{KeyType, SignatureAlgorithm};
 use spki::SubjectPublicKeyInfoOwned;
 use std::fs::{self, OpenOptions};
 use std::io::Write;

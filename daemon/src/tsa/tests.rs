@@ -9,7 +9,7 @@ use crate::store::sqlite::SqliteStore;
 use der::{Decode, Encode};
 use pkid_protocols::profile::Profile;
 use pkid_protocols::tsp::status::{FailureInfo, PkiStatus, TimeStampResp};
-use pkid_protocols::x509::{build_tbs, sign_and_verify, CertificateTemplate};
+use pkid_protocols::x509::{build_tbs, CertificateTemplate, ToBeSigned};
 use pkid_protocols::KeyType;
 use std::collections::HashSet;
 
@@ -60,11 +60,8 @@ fn certificate(signer: &dyn Signer, profile: &Profile) -> Vec<u8> {
         subject_alt_name: None,
     };
     let tbs = build_tbs(profile, None, &template, signer.algorithm()).expect("tbs");
-    let der = tbs.to_der().expect("der");
-    sign_and_verify(tbs, &der, signer)
-        .expect("sign")
-        .to_der()
-        .expect("der")
+    let unsigned = ToBeSigned::new(&tbs, signer.algorithm(), signer.public_key()).expect("tbs");
+    crate::keys::sign(signer, unsigned).expect("sign")
 }
 
 fn config(mode: ClockSyncMode) -> TsaConfig {

@@ -1,9 +1,6 @@
 use super::*;
-use crate::algorithm::parse_spki;
+use crate::test_key::TestKey;
 use crate::SignatureAlgorithm;
-use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use x509_ocsp::{Request, TbsRequest};
 
 fn vector(name: &str) -> Vec<u8> {
@@ -18,28 +15,25 @@ fn cert(name: &str) -> Certificate {
     Certificate::from_der(&der).expect("certificate")
 }
 
-struct TestKey(EcdsaKeyPair, spki::SubjectPublicKeyInfoOwned);
-impl Signer for TestKey {
-    fn algorithm(&self) -> SignatureAlgorithm {
-        SignatureAlgorithm::EcdsaSha256
-    }
-    fn public_key(&self) -> &spki::SubjectPublicKeyInfoOwned {
-        &self.1
-    }
-    fn sign(&self, m: &[u8]) -> Result<Vec<u8>, SignError> {
-        Ok(self
-            .0
-            .sign(&SystemRandom::new(), m)
-            .map_err(|_| SignError::Failed("x".into()))?
-            .as_ref()
-            .to_vec())
-    }
+fn key() -> TestKey {
+    TestKey::p256()
 }
 
-fn key() -> TestKey {
-    let kp = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).expect("keygen");
-    let spki = parse_spki(kp.public_key().as_der().expect("der").as_ref()).expect("spki");
-    TestKey(kp, spki)
+/// Builds the response and signs it with `k` directly, as the daemon's signer would.
+fn sign_response(
+    responses: Vec<(CertId, Status)>,
+    validity: Validity,
+    nonce: Option<Extension>,
+    responder: &Responder,
+    k: &TestKey,
+) -> Result<Vec<u8>, OcspError> {
+    k.sign_into(build_response(
+        responses,
+        validity,
+        nonce,
+        responder,
+        SignatureAlgorithm::EcdsaSha256,
+    )?)
 }
 
 #[test]
@@ -234,13 +228,36 @@ fn signed_response_verifies_and_carries_each_status() {
     )
     .expect("sign");
     let resp = OcspResponse::from_der(&der).expect("decode");
+    assert_eq!(
+        resp.to_der().expect("re-encode"),
+        der,
+        "assembled in place, yet exactly the crate's encoding"
+    );
     assert_eq!(resp.response_status, OcspResponseStatus::Successful);
     let bytes = resp.response_bytes.expect("bytes");
     assert_eq!(bytes.response_type, ID_PKIX_OCSP_BASIC);
     let basic = BasicOcspResponse::from_der(bytes.response.as_bytes()).expect("basic");
     let tbs = basic.tbs_response_data.to_der().expect("tbs");
+    let unsigned = build_response(
+        p.cert_ids.iter().cloned().zip(statuses).collect(),
+        validity(),
+        nonce.clone(),
+        &responder,
+        SignatureAlgorithm::EcdsaSha256,
+    )
+    .expect("build");
+    assert_eq!(
+        unsigned.tbs(),
+        tbs,
+        "the signed bytes are the ResponseData's DER"
+    );
+    assert_eq!(unsigned.message(), unsigned.tbs());
+    assert_eq!(
+        basic.certs.as_ref().map(|c| c[0].to_der().expect("der")),
+        Some(cert("responder.pem").to_der().expect("der"))
+    );
     crate::algorithm::verify(
-        &k.1,
+        &k.spki,
         &basic.signature_algorithm,
         &tbs,
         basic.signature.raw_bytes(),

@@ -5,13 +5,14 @@ use super::status::{FailureInfo, PkiStatus, TimeStampResp};
 use super::*;
 use crate::algorithm::{parse_spki, KeyType};
 use crate::profile::Profile;
-use crate::x509::{build_tbs, pem_or_der, sign_and_verify, CertificateTemplate};
+use crate::x509::{build_tbs, pem_or_der, CertificateTemplate, ToBeSigned};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     EcdsaKeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING,
     ECDSA_P384_SHA384_ASN1_SIGNING, RSA_PKCS1_SHA256,
 };
+use cms::content_info::CmsVersion;
 use cms::signed_data::SignedData;
 use der::Encode;
 use std::path::PathBuf;
@@ -43,27 +44,25 @@ struct TestSigner {
     spki: SubjectPublicKeyInfoOwned,
 }
 
-impl Signer for TestSigner {
-    fn algorithm(&self) -> SignatureAlgorithm {
-        self.alg
-    }
-    fn public_key(&self) -> &SubjectPublicKeyInfoOwned {
-        &self.spki
-    }
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+impl TestSigner {
+    /// Signs `message` with the key directly, as the daemon's signer would.
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
         let rng = SystemRandom::new();
         match &self.key {
-            Key::Ec(k) => k
-                .sign(&rng, message)
-                .map(|s| s.as_ref().to_vec())
-                .map_err(|_| SignError::Failed("ecdsa".into())),
+            Key::Ec(k) => k.sign(&rng, message).expect("ecdsa").as_ref().to_vec(),
             Key::Rsa(k) => {
                 let mut sig = vec![0; k.public_modulus_len()];
                 k.sign(&RSA_PKCS1_SHA256, &rng, message, &mut sig)
-                    .map_err(|_| SignError::Failed("rsa".into()))?;
-                Ok(sig)
+                    .expect("rsa");
+                sig
             }
         }
+    }
+
+    /// Signs what `unsigned` asks for and assembles it.
+    fn sign_into<U: Unsigned>(&self, unsigned: U) -> Result<U::Signed, U::Error> {
+        let signature = self.sign(unsigned.message());
+        unsigned.into_signed(&signature)
     }
 }
 
@@ -110,11 +109,9 @@ fn self_signed(signer: &TestSigner, profile: &Profile) -> Vec<u8> {
         subject_alt_name: None,
     };
     let tbs = build_tbs(profile, None, &template, signer.alg).expect("tbs");
-    let der = tbs.to_der().expect("der");
-    sign_and_verify(tbs, &der, signer)
+    signer
+        .sign_into(ToBeSigned::new(&tbs, signer.alg, &signer.spki).expect("tbs"))
         .expect("sign")
-        .to_der()
-        .expect("der")
 }
 
 fn settings() -> Settings {
@@ -470,17 +467,18 @@ fn issue_with(
     accepted: &Accepted,
     serial: u64,
 ) -> Vec<u8> {
-    issue(
+    let unsigned = issue(
         accepted,
         &Issuance {
             settings: s,
             certificate: cert,
-            signer,
+            algorithm: signer.alg,
             serial,
             now: NOW,
         },
     )
-    .expect("issue")
+    .expect("issue");
+    signer.sign_into(unsigned).expect("assemble")
 }
 
 #[test]
@@ -521,6 +519,11 @@ fn tokens_verify_and_carry_exactly_what_was_asked_for() {
                 );
                 assert!(!tst.ordering && tst.tsa.is_none() && tst.extensions.is_none());
                 let resp = decode_response(&resp_der);
+                assert_eq!(
+                    resp.to_der().expect("re-encode"),
+                    resp_der,
+                    "{name}: written in place, yet exactly the crate's encoding"
+                );
                 assert_eq!(resp.status.status, PkiStatus::Granted);
                 let sd = signed_data(&resp);
                 assert_eq!(sd.version, CmsVersion::V3);
@@ -640,16 +643,22 @@ fn certificates_without_a_critical_time_stamping_only_eku_are_refused() {
     assert_eq!(KeyType::of(&signer.spki), Ok(KeyType::EcP256));
 }
 
-#[test]
-fn no_token_outside_the_certificate_validity() {
+/// A P-256 TSA key and its self-signed TSA certificate.
+fn p256_tsa() -> (TestSigner, TsaCertificate) {
     let signer = ec_signer(false);
     let cert =
         TsaCertificate::new(&self_signed(&signer, &Profile::tsa(30)), &signer.spki).expect("cert");
+    (signer, cert)
+}
+
+#[test]
+fn no_token_outside_the_certificate_validity() {
+    let (signer, cert) = p256_tsa();
     let accepted = decide(request(HashAlgorithm::Sha256, 32), &settings()).expect("accepted");
     let late = Issuance {
         settings: &settings(),
         certificate: &cert,
-        signer: &signer,
+        algorithm: signer.alg,
         serial: 1,
         now: NOW + 2 * 86_400,
     };
@@ -674,17 +683,18 @@ fn vector_response() -> Vec<u8> {
         &s,
     )
     .expect("accepted");
-    issue(
+    let unsigned = issue(
         &accepted,
         &Issuance {
             settings: &s,
             certificate: &cert,
-            signer: &signer,
+            algorithm: signer.alg,
             serial: 0x1234,
             now: NOW,
         },
     )
-    .expect("issue")
+    .expect("issue");
+    signer.sign_into(unsigned).expect("assemble")
 }
 
 #[test]
@@ -753,4 +763,37 @@ fn openssl_rejection_vector_has_the_bits_we_send() {
         .to_der()
         .expect("der");
     assert_eq!(ours, theirs, "same failInfo encoding as openssl");
+}
+
+#[test]
+fn the_signed_bytes_are_the_signed_attributes_and_the_status_is_the_crate_encoding() {
+    let (signer, cert) = p256_tsa();
+    let accepted = decide(request(HashAlgorithm::Sha256, 32), &settings()).expect("accepted");
+    let issuance = Issuance {
+        settings: &settings(),
+        certificate: &cert,
+        algorithm: signer.alg,
+        serial: 5,
+        now: NOW,
+    };
+    let unsigned = issue(&accepted, &issuance).expect("issue");
+    let message = unsigned.message().to_vec();
+    let der = signer.sign_into(unsigned).expect("assemble");
+    let sd = signed_data(&decode_response(&der));
+    let si = sd.signer_infos.0.get(0).expect("signer");
+    assert_eq!(
+        si.signed_attrs
+            .as_ref()
+            .expect("attrs")
+            .to_der()
+            .expect("der"),
+        message,
+        "the bytes signed are the DER SET OF the SignerInfo carries"
+    );
+    let granted = status::PkiStatusInfo {
+        status: PkiStatus::Granted,
+        status_string: None,
+        fail_info: None,
+    };
+    assert_eq!(granted.to_der().expect("der"), token::GRANTED_STATUS);
 }
