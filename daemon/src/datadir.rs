@@ -77,13 +77,13 @@ pub fn certs_dir(data: &Path) -> PathBuf {
 }
 
 /// The PEM file holding a role's certificate.
-pub fn cert_path(data: &Path, role: KeyRole) -> PathBuf {
+pub fn cert_path(data: &Path, role: &KeyRole) -> PathBuf {
     certs_dir(data).join(format!("{}.crt", role.name()))
 }
 
 /// Whether `pkid init` has run in `data` (the store exists or CA certificates do).
 pub fn is_initialised(data: &Path) -> bool {
-    cert_path(data, KeyRole::Issuing).exists() || data.join("pkid.db").exists()
+    cert_path(data, &KeyRole::Issuing).exists() || data.join("pkid.db").exists()
 }
 
 fn toml_string(s: &str) -> String {
@@ -131,7 +131,7 @@ pub fn store(config: &Config) -> Result<Arc<dyn Store>, DataDirError> {
     )?))
 }
 
-fn read_cert(data: &Path, role: KeyRole) -> Result<Vec<u8>, DataDirError> {
+fn read_cert(data: &Path, role: &KeyRole) -> Result<Vec<u8>, DataDirError> {
     let path = cert_path(data, role);
     let pem = fs::read(&path).map_err(io(&path))?;
     pkid_protocols::x509::pem_or_der(&pem, &["CERTIFICATE"])
@@ -241,11 +241,11 @@ fn create_hierarchy(data: &Path, actor: &str) -> Result<Arc<Authority>, DataDirE
     let kt = config.keys.algorithm;
     let mut signers = std::collections::HashMap::new();
     for role in KeyRole::CA_ROLES {
-        signers.insert(role, backend.generate(role, kt)?);
-        tracing::info!(role = role.name(), key = %kt.name(), backend = %backend.describe(), "generated key");
+        signers.insert(role.clone(), backend.generate(&role, kt)?);
+        tracing::info!(role = %role, key = %kt.name(), backend = %backend.describe(), "generated key");
     }
     let tls_backend = SoftwareBackend::new(data.join("keys"));
-    let tls_key = tls_backend.generate(KeyRole::Tls, pkid_protocols::KeyType::EcP256)?;
+    let tls_key = tls_backend.generate(&KeyRole::Tls, pkid_protocols::KeyType::EcP256)?;
     let key = |role: KeyRole| {
         signers
             .get(&role)
@@ -342,7 +342,7 @@ fn create_hierarchy(data: &Path, actor: &str) -> Result<Arc<Authority>, DataDirE
         (KeyRole::Tsa, &tsa.der),
         (KeyRole::Tls, &tls.der),
     ] {
-        write_public(&cert_path(data, role), &certificate_pem(der))?;
+        write_public(&cert_path(data, &role), &certificate_pem(der))?;
     }
     write_public(
         &certs.join("tls-chain.pem"),
@@ -431,22 +431,22 @@ fn open_with(
     let backend = key_backend(&config)?;
     let url = &config.server.public_url;
     let load = |role: KeyRole| -> Result<Arc<dyn Signer>, DataDirError> {
-        let signer = backend.load(role)?;
+        let signer = backend.load(&role)?;
         Ok(match &metrics {
-            Some(m) => MeteredSigner::wrap(signer, role.name(), m.clone()),
+            Some(m) => MeteredSigner::wrap(signer, &role.name(), m.clone()),
             None => signer,
         })
     };
     let root = Issuer::new(
         ROOT,
-        read_cert(data, KeyRole::Root)?,
+        read_cert(data, &KeyRole::Root)?,
         load(KeyRole::Root)?,
         url,
         false,
     )?;
     let issuing = Issuer::new(
         ISSUING,
-        read_cert(data, KeyRole::Issuing)?,
+        read_cert(data, &KeyRole::Issuing)?,
         load(KeyRole::Issuing)?,
         url,
         true,
@@ -469,13 +469,13 @@ fn open_with(
 pub fn chain_pem(data: &Path) -> Result<String, DataDirError> {
     let mut out = String::new();
     for role in [KeyRole::Issuing, KeyRole::Root] {
-        out.push_str(&certificate_pem(&read_cert(data, role)?));
+        out.push_str(&certificate_pem(&read_cert(data, &role)?));
     }
     Ok(out)
 }
 
 /// DER of a role's certificate.
-pub fn role_certificate(data: &Path, role: KeyRole) -> Result<Vec<u8>, DataDirError> {
+pub fn role_certificate(data: &Path, role: &KeyRole) -> Result<Vec<u8>, DataDirError> {
     read_cert(data, role)
 }
 
@@ -504,24 +504,24 @@ pub fn reissue(
     let issued = authority.audited(
         actor,
         "ca.reissue",
-        role.name(),
+        &role.name(),
         || {
-            let profile = match role {
+            let profile = match &role {
                 KeyRole::Ocsp => Profile::ocsp_responder(days),
                 KeyRole::Tsa => Profile::tsa(days),
                 KeyRole::Tls => Profile::tls_server(days),
-                KeyRole::Root | KeyRole::Issuing => {
+                KeyRole::Root | KeyRole::Issuing | KeyRole::Issuer(_) | KeyRole::Responder(_) => {
                     return Err(CaError::Refused(format!(
-                        "the {role} CA certificate is not reissued with this command"
+                        "the {role} certificate is not reissued with this command"
                     )))
                 }
             };
-            let key = match role {
-                KeyRole::Tls => SoftwareBackend::new(data.join("keys")).load(KeyRole::Tls),
+            let key = match &role {
+                KeyRole::Tls => SoftwareBackend::new(data.join("keys")).load(&KeyRole::Tls),
                 other => backend.load(other),
             }
             .map_err(|e| CaError::Unavailable(e.to_string()))?;
-            let current = read_cert(data, role).map_err(|e| CaError::Internal(e.to_string()))?;
+            let current = read_cert(data, &role).map_err(|e| CaError::Internal(e.to_string()))?;
             let current = <x509_cert::Certificate as der::Decode>::from_der(&current)
                 .map_err(|e| CaError::Internal(e.to_string()))?;
             if current.tbs_certificate.subject_public_key_info != *key.public_key() {
@@ -555,9 +555,9 @@ pub fn reissue(
         },
         |i| format!("serial={}", i.serial),
     )?;
-    replace_public(&cert_path(data, role), &certificate_pem(&issued.der))?;
+    replace_public(&cert_path(data, &role), &certificate_pem(&issued.der))?;
     if role == KeyRole::Tls {
-        let issuing = read_cert(data, KeyRole::Issuing)?;
+        let issuing = read_cert(data, &KeyRole::Issuing)?;
         replace_public(
             &certs_dir(data).join("tls-chain.pem"),
             &format!(

@@ -9,8 +9,8 @@ use crate::store::{
 };
 use pkid_protocols::SignatureAlgorithm;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use spki::SubjectPublicKeyInfoOwned;
 use std::sync::Arc;
@@ -230,8 +230,11 @@ const SIGN_OUTCOMES: [&str; 3] = ["ok", "error", "unavailable"];
 /// A signer that counts and times its signatures.
 pub struct MeteredSigner {
     inner: Arc<dyn Signer>,
-    role: &'static str,
-    metrics: Arc<Metrics>,
+    /// The role's series, resolved once (no label hashing per signature).
+    duration: Histogram,
+    ok: IntCounter,
+    error: IntCounter,
+    unavailable: IntCounter,
 }
 
 impl MeteredSigner {
@@ -240,22 +243,25 @@ impl MeteredSigner {
     /// The role's series are created here, at zero: a labelled Prometheus metric is exported
     /// only once a label set exists, so without this `/metrics` would show no `pkid_signer_*`
     /// line until the first signature, and `rate()` would miss the first one.
-    pub fn wrap(
-        inner: Arc<dyn Signer>,
-        role: &'static str,
-        metrics: Arc<Metrics>,
-    ) -> Arc<dyn Signer> {
-        for outcome in SIGN_OUTCOMES {
-            metrics
-                .signer_operations
-                .with_label_values(&[role, outcome]);
-        }
-        metrics.signer_duration.with_label_values(&[role]);
+    pub fn wrap(inner: Arc<dyn Signer>, role: &str, metrics: Arc<Metrics>) -> Arc<dyn Signer> {
+        let [ok, error, unavailable] =
+            SIGN_OUTCOMES.map(|o| metrics.signer_operations.with_label_values(&[role, o]));
         Arc::new(Self {
             inner,
-            role,
-            metrics,
+            duration: metrics.signer_duration.with_label_values(&[role]),
+            ok,
+            error,
+            unavailable,
         })
+    }
+
+    fn record<T>(&self, start: Instant, r: &Result<T, SignError>) {
+        self.duration.observe(start.elapsed().as_secs_f64());
+        match r {
+            Ok(_) => self.ok.inc(),
+            Err(SignError::Unavailable(_)) => self.unavailable.inc(),
+            Err(_) => self.error.inc(),
+        }
     }
 }
 
@@ -269,19 +275,7 @@ impl Signer for MeteredSigner {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
         let start = Instant::now();
         let r = self.inner.sign(message);
-        self.metrics
-            .signer_duration
-            .with_label_values(&[self.role])
-            .observe(start.elapsed().as_secs_f64());
-        let outcome = match &r {
-            Ok(_) => "ok",
-            Err(SignError::Unavailable(_)) => "unavailable",
-            Err(_) => "error",
-        };
-        self.metrics
-            .signer_operations
-            .with_label_values(&[self.role, outcome])
-            .inc();
+        self.record(start, &r);
         r
     }
     fn sign_digest(
@@ -291,19 +285,7 @@ impl Signer for MeteredSigner {
     ) -> Result<Vec<u8>, SignError> {
         let start = Instant::now();
         let r = self.inner.sign_digest(message, digest);
-        self.metrics
-            .signer_duration
-            .with_label_values(&[self.role])
-            .observe(start.elapsed().as_secs_f64());
-        let outcome = match &r {
-            Ok(_) => "ok",
-            Err(SignError::Unavailable(_)) => "unavailable",
-            Err(_) => "error",
-        };
-        self.metrics
-            .signer_operations
-            .with_label_values(&[self.role, outcome])
-            .inc();
+        self.record(start, &r);
         r
     }
 }

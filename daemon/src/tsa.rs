@@ -178,10 +178,10 @@ impl Tsa {
             return Ok(None);
         }
         let signer = keys
-            .load(KeyRole::Tsa)
+            .load(&KeyRole::Tsa)
             .map_err(|e| TsaStartError::Load(e.to_string()))?;
-        let signer = MeteredSigner::wrap(signer, KeyRole::Tsa.name(), metrics.clone());
-        let der = datadir::role_certificate(&config.data_dir, KeyRole::Tsa)
+        let signer = MeteredSigner::wrap(signer, &KeyRole::Tsa.name(), metrics.clone());
+        let der = datadir::role_certificate(&config.data_dir, &KeyRole::Tsa)
             .map_err(|e| TsaStartError::Load(e.to_string()))?;
         let mut tsa_config = config.tsa.clone();
         tsa_config.signing_threads = match &config.keys.backend {

@@ -70,8 +70,11 @@ struct Key {
 fn open_key(data: &Path) -> Key {
     let config = Config::load(data).unwrap_or_else(|e| panic!("{e}"));
     let backend = pkid::datadir::key_backend(&config).unwrap_or_else(|e| panic!("{e}"));
-    let signer = backend.load(KeyRole::Tsa).unwrap_or_else(|e| panic!("{e}"));
-    let der = pkid::datadir::role_certificate(data, KeyRole::Tsa).unwrap_or_else(|e| panic!("{e}"));
+    let signer = backend
+        .load(&KeyRole::Tsa)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let der =
+        pkid::datadir::role_certificate(data, &KeyRole::Tsa).unwrap_or_else(|e| panic!("{e}"));
     let certificate =
         tsp::TsaCertificate::new(&der, signer.public_key()).unwrap_or_else(|e| panic!("{e}"));
     Key {

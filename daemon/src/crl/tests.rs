@@ -56,8 +56,8 @@ fn authority(path: &Path, clock: Arc<FakeClock>) -> Arc<Authority> {
     let issuer = |name: &str, role: KeyRole, ocsp: bool| {
         Issuer::new(
             name,
-            datadir::role_certificate(path, role).expect("cert"),
-            keys.load(role).expect("key"),
+            datadir::role_certificate(path, &role).expect("cert"),
+            keys.load(&role).expect("key"),
             url,
             ocsp,
         )

@@ -158,12 +158,12 @@ fn ocsp_service(
     index: Arc<RevocationIndex>,
     metrics: Arc<Metrics>,
 ) -> Result<OcspService, Failure> {
-    let der = datadir::role_certificate(data, KeyRole::Ocsp)?;
+    let der = datadir::role_certificate(data, &KeyRole::Ocsp)?;
     let cert = <x509_cert::Certificate as der::Decode>::from_der(&der).map_err(|e| Failure {
         message: format!("certs/ocsp.crt: {e}"),
         code: 1,
     })?;
-    let signer = MeteredSigner::wrap(keys.load(KeyRole::Ocsp)?, "ocsp", metrics.clone());
+    let signer = MeteredSigner::wrap(keys.load(&KeyRole::Ocsp)?, "ocsp", metrics.clone());
     let issuing = authority
         .issuer(crate::ca::ISSUING)
         .ok_or_else(|| Failure {

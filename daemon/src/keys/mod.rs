@@ -19,8 +19,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
-/// The job a key does. Each role has one key per CA installation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The job a key does. The roles `pkid init` creates have one key per CA installation; each
+/// issuer added with `pkid ca add-issuer` has its own CA key and OCSP responder key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum KeyRole {
     /// The self-signed root CA.
     Root,
@@ -32,6 +33,10 @@ pub enum KeyRole {
     Tsa,
     /// The HTTPS listener (always software).
     Tls,
+    /// The CA key of an issuer added after `pkid init`, by issuer name.
+    Issuer(String),
+    /// The OCSP responder key of an issuer added after `pkid init`, by issuer name.
+    Responder(String),
 }
 
 impl KeyRole {
@@ -40,25 +45,29 @@ impl KeyRole {
         [KeyRole::Root, KeyRole::Issuing, KeyRole::Ocsp, KeyRole::Tsa];
 
     /// Short name: file stem for software keys, suffix of the PKCS#11 label (`pkid-<name>`).
-    pub fn name(self) -> &'static str {
+    /// Issuer names are lowercase letters, digits and `-` (see `ca::valid_issuer_name`), so
+    /// `issuer-<name>` and `ocsp-<name>` never collide with each other or with a fixed role.
+    pub fn name(&self) -> std::borrow::Cow<'static, str> {
         match self {
-            Self::Root => "root",
-            Self::Issuing => "issuing",
-            Self::Ocsp => "ocsp",
-            Self::Tsa => "tsa",
-            Self::Tls => "tls",
+            Self::Root => "root".into(),
+            Self::Issuing => "issuing".into(),
+            Self::Ocsp => "ocsp".into(),
+            Self::Tsa => "tsa".into(),
+            Self::Tls => "tls".into(),
+            Self::Issuer(n) => format!("issuer-{n}").into(),
+            Self::Responder(n) => format!("ocsp-{n}").into(),
         }
     }
 
     /// The CKA_LABEL of this role's key objects in a PKCS#11 token.
-    pub fn pkcs11_label(self) -> String {
+    pub fn pkcs11_label(&self) -> String {
         format!("pkid-{}", self.name())
     }
 }
 
 impl fmt::Display for KeyRole {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.write_str(&self.name())
     }
 }
 
@@ -111,9 +120,9 @@ impl fmt::Debug for Pkcs11Settings {
 pub trait KeyBackend: Send + Sync {
     /// Generates a new key pair for `role` inside the backend. Refuses ([`KeyError::Exists`]) if
     /// the role already has a key.
-    fn generate(&self, role: KeyRole, key_type: KeyType) -> Result<Arc<dyn Signer>, KeyError>;
+    fn generate(&self, role: &KeyRole, key_type: KeyType) -> Result<Arc<dyn Signer>, KeyError>;
     /// Loads the existing key for `role`.
-    fn load(&self, role: KeyRole) -> Result<Arc<dyn Signer>, KeyError>;
+    fn load(&self, role: &KeyRole) -> Result<Arc<dyn Signer>, KeyError>;
     /// Readiness: is the backend reachable and usable right now?
     fn check(&self) -> Result<(), KeyError>;
     /// A short description for logs (`software:/path`, `pkcs11:token-label`).

@@ -135,7 +135,7 @@ impl Pkcs11Backend {
 }
 
 impl KeyBackend for Pkcs11Backend {
-    fn generate(&self, role: KeyRole, key_type: KeyType) -> Result<Arc<dyn Signer>, KeyError> {
+    fn generate(&self, role: &KeyRole, key_type: KeyType) -> Result<Arc<dyn Signer>, KeyError> {
         let label = role.pkcs11_label();
         let (mechanism, mut public_template) = match key_type {
             KeyType::EcP256 => (
@@ -192,7 +192,7 @@ impl KeyBackend for Pkcs11Backend {
                     .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])?
                     .is_empty()
                 {
-                    return Err(KeyError::Exists(role).into());
+                    return Err(KeyError::Exists(role.clone()).into());
                 }
                 let (public, private) =
                     session.generate_key_pair(&mechanism, &public_template, &private_template)?;
@@ -208,13 +208,13 @@ impl KeyBackend for Pkcs11Backend {
         Ok(Arc::new(self.signer(private, label, id, public_key)?))
     }
 
-    fn load(&self, role: KeyRole) -> Result<Arc<dyn Signer>, KeyError> {
+    fn load(&self, role: &KeyRole) -> Result<Arc<dyn Signer>, KeyError> {
         let label = role.pkcs11_label();
         let (private, id, public_key) = self
             .pool
             .run(|session, _retry| {
-                let private =
-                    find_private_key(session, &label, None)?.ok_or(KeyError::NotFound(role))?;
+                let private = find_private_key(session, &label, None)?
+                    .ok_or(KeyError::NotFound(role.clone()))?;
                 let id = attribute_bytes(session, private, AttributeType::Id)?.unwrap_or_default();
                 let mut template = vec![
                     Attribute::Class(ObjectClass::PUBLIC_KEY),
@@ -1021,17 +1021,17 @@ mod tests {
 
     fn round_trip(token: &str, role: KeyRole, key_type: KeyType, algorithm: SignatureAlgorithm) {
         let backend = open(token, 2);
-        let generated = backend.generate(role, key_type).expect("generate");
+        let generated = backend.generate(&role, key_type).expect("generate");
         assert_eq!(KeyType::of(generated.public_key()), Ok(key_type));
         assert_eq!(generated.algorithm(), algorithm);
         assert_signs(generated.as_ref(), b"to be signed");
-        let loaded = backend.load(role).expect("load");
+        let loaded = backend.load(&role).expect("load");
         assert_eq!(loaded.public_key(), generated.public_key());
         assert_eq!(loaded.algorithm(), algorithm);
         assert_signs(loaded.as_ref(), b"signed again after loading");
         // A new backend (as after a restart) finds the same key.
         drop((generated, loaded, backend));
-        let reloaded = open(token, 1).load(role).expect("load after reopening");
+        let reloaded = open(token, 1).load(&role).expect("load after reopening");
         assert_signs(reloaded.as_ref(), b"after restart");
     }
 
@@ -1069,15 +1069,15 @@ mod tests {
     fn second_generate_for_a_role_is_refused() {
         let backend = open("t-exists", 1);
         let first = backend
-            .generate(KeyRole::Tsa, KeyType::EcP256)
+            .generate(&KeyRole::Tsa, KeyType::EcP256)
             .expect("generate");
         assert!(matches!(
-            backend.generate(KeyRole::Tsa, KeyType::EcP384),
+            backend.generate(&KeyRole::Tsa, KeyType::EcP384),
             Err(KeyError::Exists(KeyRole::Tsa))
         ));
         // The existing key is untouched.
         assert_eq!(
-            backend.load(KeyRole::Tsa).expect("load").public_key(),
+            backend.load(&KeyRole::Tsa).expect("load").public_key(),
             first.public_key()
         );
     }
@@ -1086,7 +1086,7 @@ mod tests {
     fn loading_a_missing_role_is_not_found() {
         let backend = open("t-notfound", 1);
         assert!(matches!(
-            backend.load(KeyRole::Root),
+            backend.load(&KeyRole::Root),
             Err(KeyError::NotFound(KeyRole::Root))
         ));
     }
@@ -1145,7 +1145,7 @@ mod tests {
     fn eight_threads_sign_concurrently_over_four_sessions() {
         let backend = open("t-threads", 4);
         let signer = backend
-            .generate(KeyRole::Issuing, KeyType::EcP256)
+            .generate(&KeyRole::Issuing, KeyType::EcP256)
             .expect("generate");
         let start = Barrier::new(8);
         std::thread::scope(|scope| {
@@ -1196,7 +1196,7 @@ mod tests {
     fn logged_out_session_is_recovered_on_the_next_sign() {
         let backend = open("t-recovery", 1);
         let signer = backend
-            .generate(KeyRole::Ocsp, KeyType::EcP384)
+            .generate(&KeyRole::Ocsp, KeyType::EcP384)
             .expect("generate");
         assert_signs(signer.as_ref(), b"before");
         backend

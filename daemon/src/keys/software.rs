@@ -25,12 +25,12 @@ impl SoftwareBackend {
         Self { dir: dir.into() }
     }
 
-    fn path(&self, role: KeyRole) -> PathBuf {
+    fn path(&self, role: &KeyRole) -> PathBuf {
         self.dir.join(format!("{}.p8", role.name()))
     }
 
     /// The PKCS#8 file of a role (the TLS listener loads it directly into rustls).
-    pub fn key_path(&self, role: KeyRole) -> PathBuf {
+    pub fn key_path(&self, role: &KeyRole) -> PathBuf {
         self.path(role)
     }
 }
@@ -178,10 +178,10 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl KeyBackend for SoftwareBackend {
-    fn generate(&self, role: KeyRole, key_type: KeyType) -> Result<Arc<dyn Signer>, KeyError> {
+    fn generate(&self, role: &KeyRole, key_type: KeyType) -> Result<Arc<dyn Signer>, KeyError> {
         let path = self.path(role);
         if path.exists() {
-            return Err(KeyError::Exists(role));
+            return Err(KeyError::Exists(role.clone()));
         }
         fs::create_dir_all(&self.dir)
             .map_err(|e| KeyError::Failed(format!("creating {}: {e}", self.dir.display())))?;
@@ -196,10 +196,10 @@ impl KeyBackend for SoftwareBackend {
         Ok(Arc::new(SoftwareSigner::from_pkcs8(&der)?))
     }
 
-    fn load(&self, role: KeyRole) -> Result<Arc<dyn Signer>, KeyError> {
+    fn load(&self, role: &KeyRole) -> Result<Arc<dyn Signer>, KeyError> {
         let path = self.path(role);
         let der = Zeroizing::new(fs::read(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => KeyError::NotFound(role),
+            std::io::ErrorKind::NotFound => KeyError::NotFound(role.clone()),
             _ => KeyError::Failed(format!("reading {}: {e}", path.display())),
         })?);
         Ok(Arc::new(SoftwareSigner::from_pkcs8(&der)?))
@@ -235,15 +235,15 @@ mod tests {
             (KeyRole::Issuing, KeyType::EcP256),
             (KeyRole::Ocsp, KeyType::Rsa(2048)),
         ] {
-            let signer = backend.generate(role, kt).expect("generate");
-            let mode = fs::metadata(backend.key_path(role))
+            let signer = backend.generate(&role, kt).expect("generate");
+            let mode = fs::metadata(backend.key_path(&role))
                 .expect("meta")
                 .permissions()
                 .mode()
                 & 0o777;
             assert_eq!(mode, 0o600);
             let sig = signer.sign(b"msg").expect("sign");
-            let loaded = backend.load(role).expect("load");
+            let loaded = backend.load(&role).expect("load");
             assert_eq!(loaded.public_key(), signer.public_key());
             pkid_protocols::algorithm::verify(
                 loaded.public_key(),
@@ -254,11 +254,11 @@ mod tests {
             .expect("verify");
         }
         assert!(matches!(
-            backend.generate(KeyRole::Root, KeyType::EcP256),
+            backend.generate(&KeyRole::Root, KeyType::EcP256),
             Err(KeyError::Exists(KeyRole::Root))
         ));
         assert!(matches!(
-            backend.load(KeyRole::Tsa),
+            backend.load(&KeyRole::Tsa),
             Err(KeyError::NotFound(KeyRole::Tsa))
         ));
     }

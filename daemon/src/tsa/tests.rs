@@ -40,7 +40,7 @@ fn fixture() -> Fixture {
         SqliteStore::open(&dir.path().join("pkid.db"), Duration::from_secs(5)).expect("store"),
     );
     let signer = SoftwareBackend::new(dir.path().join("keys"))
-        .generate(KeyRole::Tsa, KeyType::EcP256)
+        .generate(&KeyRole::Tsa, KeyType::EcP256)
         .expect("key");
     Fixture {
         dir,
@@ -376,7 +376,7 @@ fn the_tsa_refuses_to_start_with_a_certificate_that_is_not_a_tsa_certificate() {
     );
     assert!(matches!(expired, Err(TsaStartError::Validity(_))));
     let other = SoftwareBackend::new(f.dir.path().join("other"))
-        .generate(KeyRole::Tsa, KeyType::EcP256)
+        .generate(&KeyRole::Tsa, KeyType::EcP256)
         .expect("key");
     let mismatch = Tsa::new(
         &c,
