@@ -634,7 +634,7 @@ fn main() {
         };
         let backend =
             pkid::keys::pkcs11::Pkcs11Backend::open(&settings).unwrap_or_else(|e| panic!("{e}"));
-        pkid::keys::KeyBackend::load(&backend, pkid::keys::KeyRole::Ocsp)
+        pkid::keys::KeyBackend::load(&backend, &pkid::keys::KeyRole::Ocsp)
             .unwrap_or_else(|e| panic!("{e}"))
     } else {
         Arc::new(
