@@ -15,7 +15,7 @@
 
 use crate::ca::{Authority, Issuer, ISSUING, ROOT};
 use crate::config::CrlConfig;
-use crate::http::ChangeListener;
+use crate::store::follow::ChangeListener;
 use crate::metrics::Metrics;
 use crate::store::crl::{CrlInfo, CrlQuery, CrlRow, CrlVisitor, NewCrl, ShardFilter, StoredCrl};
 use crate::store::{AuditEntry, CertStatus, Change, Outcome, StoreError};

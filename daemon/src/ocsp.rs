@@ -15,7 +15,7 @@
 
 use crate::clock::Clock;
 use crate::config::{OcspConfig, UnknownIssuer};
-use crate::http::ChangeListener;
+use crate::store::follow::ChangeListener;
 use crate::index::{serial_key, serial_key_hex, Entry, IssuerIndex, Packed, RevocationIndex};
 use crate::metrics::Metrics;
 use crate::store::Change;

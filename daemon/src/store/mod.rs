@@ -30,9 +30,9 @@
 pub mod audit;
 pub mod certificates;
 pub mod crl;
-//CURSOR
+pub mod cursor;
 pub mod feed;
-//FOLLOW
+pub mod follow;
 pub mod sqlite;
 pub mod timestamps;
 
