@@ -512,7 +512,9 @@ mod tests {
     #[test]
     fn follows_the_store_change_sequence() {
         use crate::store::sqlite::SqliteStore;
-        use crate::store::{AuditEntry, Certificates, NewCertificate, Outcome, StatusChange, StatusFeed};
+        use crate::store::{
+            AuditEntry, Certificates, NewCertificate, Outcome, StatusChange, StatusFeed,
+        };
         let dir = tempfile::tempdir().expect("tmp");
         let store = SqliteStore::open(&dir.path().join("s.db"), std::time::Duration::from_secs(1))
             .expect("store");

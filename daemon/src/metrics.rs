@@ -401,10 +401,7 @@ impl CrlStore for MeteredStore {
             self.inner.scan_crl_entries(query, visitor)
         })
     }
-    fn crl_changes_since(
-        &self,
-        seq: u64,
-    ) -> Result<(Vec<CrlScopeChange>, u64), StoreError> {
+    fn crl_changes_since(&self, seq: u64) -> Result<(Vec<CrlScopeChange>, u64), StoreError> {
         self.observe("crl_changes_since", || self.inner.crl_changes_since(seq))
     }
     fn max_crl_shard(&self, issuer: &str) -> Result<Option<u32>, StoreError> {

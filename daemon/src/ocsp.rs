@@ -15,9 +15,9 @@
 
 use crate::clock::Clock;
 use crate::config::{OcspConfig, UnknownIssuer};
-use crate::store::follow::ChangeListener;
 use crate::index::{serial_key, serial_key_hex, Entry, IssuerIndex, Packed, RevocationIndex};
 use crate::metrics::Metrics;
+use crate::store::follow::ChangeListener;
 use crate::store::Change;
 use bytes::Bytes;
 use hyper::header::{

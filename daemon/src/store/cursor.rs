@@ -228,7 +228,10 @@ mod tests {
             }
         );
         let mut restarted = FeedCursor::new(&saved, 100, 10);
-        assert!(restarted.give_up(100).is_empty(), "noticed again at restart");
+        assert!(
+            restarted.give_up(100).is_empty(),
+            "noticed again at restart"
+        );
         let a = restarted.accept(read(&[1, 2, 3, 4, 6, 7]), 101);
         assert_eq!(seqs(&a.deliver), [3, 7], "only what was never delivered");
         assert_eq!(restarted.gaps(), [5]);

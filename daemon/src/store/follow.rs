@@ -306,7 +306,10 @@ mod tests {
         assert_eq!(p.delivered, 1);
         assert_eq!(rec.seqs(), [1, 2, 3, 4, 6, 5], "5 delivered after all");
         let late = rec.0.lock().expect("rec")[5].clone();
-        assert_eq!((late.serial.as_str(), late.status), ("0a", CertStatus::Revoked));
+        assert_eq!(
+            (late.serial.as_str(), late.status),
+            ("0a", CertStatus::Revoked)
+        );
 
         for _ in 0..3 {
             clock.advance(60);

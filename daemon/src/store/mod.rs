@@ -104,4 +104,3 @@ pub enum StoreError {
     #[error("store unavailable: {0}")]
     Unavailable(String),
 }
-

@@ -295,11 +295,7 @@ impl CrlStore for SqliteStore {
         Ok(max.and_then(|m| u32::try_from(m).ok()))
     }
 
-    fn next_crl_number(
-        &self,
-        issuer: &str,
-        shard: Option<u32>,
-    ) -> Result<u64, StoreError> {
+    fn next_crl_number(&self, issuer: &str, shard: Option<u32>) -> Result<u64, StoreError> {
         let mut conn = self.lock()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
