@@ -88,6 +88,7 @@ struct RawStore {
     path: PathBuf,
     busy_timeout_ms: u64,
     follow_interval_ms: u64,
+    gap_timeout_secs: u64,
 }
 
 #[derive(Deserialize)]
@@ -319,6 +320,9 @@ pub struct StoreConfig {
     pub busy_timeout: Duration,
     /// Change-sequence poll interval.
     pub follow_interval: Duration,
+    /// How long the change follower waits for a skipped sequence value to commit before it
+    /// takes it as rolled back (longer than any write transaction; see `store::cursor`).
+    pub gap_timeout: Duration,
 }
 
 /// Which key backend, and its settings.
@@ -538,10 +542,19 @@ impl Config {
         if raw.store.follow_interval_ms == 0 || raw.store.follow_interval_ms >= 1000 {
             return Err("store.follow_interval_ms must be between 1 and 999 (revocations propagate within a second)".into());
         }
+        let gap_timeout = Duration::from_secs(raw.store.gap_timeout_secs);
+        if gap_timeout <= Duration::from_millis(raw.store.busy_timeout_ms)
+            || raw.store.gap_timeout_secs > MAX_GAP_TIMEOUT_SECS
+        {
+            return Err(format!(
+                "store.gap_timeout_secs must be longer than store.busy_timeout_ms and at most {MAX_GAP_TIMEOUT_SECS} (a skipped change is waited for that long)"
+            ));
+        }
         let store = StoreConfig {
             path: resolve(&raw.store.path),
             busy_timeout: Duration::from_millis(raw.store.busy_timeout_ms),
             follow_interval: Duration::from_millis(raw.store.follow_interval_ms),
+            gap_timeout,
         };
         let algorithm = SignatureAlgorithm::key_type_for(&raw.keys.algorithm).ok_or_else(|| {
             format!(
@@ -754,6 +767,9 @@ fn profile(name: &str, p: RawProfile) -> Result<SubscriberProfile, String> {
 const MAX_TSA_ACCURACY_MS: u32 = 60_000;
 /// Largest serial block: bounds the serials skipped by a crash or restart.
 const MAX_TSA_SERIAL_BLOCK: u64 = 1_000_000;
+/// Longest wait for a skipped change-sequence value: an hour-long write transaction is a fault,
+/// and a gap left open that long delays nothing but costs a re-read per poll.
+const MAX_GAP_TIMEOUT_SECS: u64 = 3600;
 
 fn tsa_config(t: RawTsa) -> Result<TsaConfig, String> {
     let oid = |s: &str, what: &str| {
@@ -901,6 +917,8 @@ mod tests {
             ("[keys]\nalgorithm = \"p521\"\n", "keys.algorithm"),
             ("[keys]\nbackend = \"tpm\"\n", "keys.backend"),
             ("[store]\nfollow_interval_ms = 5000\n", "follow_interval_ms"),
+            ("[store]\ngap_timeout_secs = 5\n", "gap_timeout_secs"),
+            ("[store]\ngap_timeout_secs = 3601\n", "gap_timeout_secs"),
             ("[ca]\nroot_subject = \"nonsense\"\n", "root_subject"),
             ("[tsa]\npolicy = \"not.an.oid\"\n", "tsa.policy"),
             ("[tsa]\nhash_algorithms = [\"md5\"]\n", "tsa.hash_algorithms"),

@@ -15,9 +15,9 @@
 
 use crate::ca::{Authority, Issuer, ROOT};
 use crate::config::CrlConfig;
-use crate::http::ChangeListener;
 use crate::metrics::Metrics;
 use crate::store::crl::{CrlInfo, CrlQuery, CrlRow, CrlVisitor, NewCrl, ShardFilter, StoredCrl};
+use crate::store::follow::ChangeListener;
 use crate::store::{AuditEntry, CertStatus, Change, Outcome, StoreError};
 use arc_swap::ArcSwap;
 use bytes::Bytes;

@@ -18,7 +18,7 @@
 //! which always fit; a serial that does not fit (or is negative) is not one we issued, and is
 //! reported as not found — never as good.
 
-use crate::http::ChangeListener;
+use crate::store::follow::ChangeListener;
 use crate::store::{CertStatus, Change, StatusRow, Store, StoreError};
 use arc_swap::ArcSwap;
 use pkid_protocols::revocation::{self, CrlReason};
@@ -451,10 +451,10 @@ impl ChangeListener for RevocationIndex {
         let mut by_issuer: HashMap<&str, Vec<(u128, Packed)>> = HashMap::new();
         let mut last = self.applied_seq();
         for c in changes {
+            // No skipping by position: a change can arrive after higher ones (a late commit,
+            // see `store::cursor`), and it carries the certificate's state as of the read, so
+            // applying it is right even when a higher position was applied first.
             last = last.max(c.seq);
-            if c.seq <= self.applied_seq() {
-                continue; // already in the built index
-            }
             if let (Some(key), Some(p)) = (
                 serial_key_hex(&c.serial),
                 entry_of(c.status, c.revoked_at, c.reason),
@@ -560,6 +560,36 @@ mod tests {
             Some(Packed::new(Entry::Good)),
             "release"
         );
+    }
+
+    #[test]
+    fn a_change_that_arrives_after_a_higher_one_is_applied() {
+        let index = RevocationIndex::from_entries(vec![("issuing".into(), Vec::new())], 4);
+        let change = |seq, serial: &str, status, revoked_at, reason| Change {
+            seq,
+            serial: serial.into(),
+            issuer: "issuing".into(),
+            status,
+            revoked_at,
+            reason,
+            not_after: 1000,
+        };
+        index.apply(&[change(6, "0b", CertStatus::Valid, None, None)]);
+        // Sequence value 5 committed after 6 (concurrent writers): still applied.
+        index.apply(&[change(
+            5,
+            "0a",
+            CertStatus::Revoked,
+            Some(7),
+            Some(CrlReason::KeyCompromise),
+        )]);
+        let issuing = index.issuer("issuing").expect("issuer");
+        assert_eq!(
+            issuing.lookup(0x0a),
+            Some(revoked(7, CrlReason::KeyCompromise))
+        );
+        assert_eq!(issuing.lookup(0x0b), Some(Packed::new(Entry::Good)));
+        assert_eq!(index.applied_seq(), 6, "the position only moves forward");
     }
 
     #[test]

@@ -15,10 +15,10 @@
 
 use crate::clock::Clock;
 use crate::config::{OcspConfig, UnknownIssuer};
-use crate::http::ChangeListener;
 use crate::index::{serial_key, serial_key_hex, Entry, IssuerIndex, Packed, RevocationIndex};
 use crate::keys::{self, Signer};
 use crate::metrics::Metrics;
+use crate::store::follow::ChangeListener;
 use crate::store::Change;
 use bytes::Bytes;
 use hyper::header::{

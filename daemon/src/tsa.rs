@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Serial numbers: [`SerialAllocator`] hands out sequential serials from blocks reserved with
-//! [`Store::reserve_timestamp_serials`], which commits (and syncs) the new high-water mark
+//! [`TimestampLog::reserve_timestamp_serials`](crate::store::TimestampLog::reserve_timestamp_serials), which commits (and syncs) the new high-water mark
 //! before any serial of the block is used. A restart or crash therefore skips the unused rest
 //! of a block and never repeats a serial, and no request waits for a disk sync except the rare
 //! one that finds both the current and the prefetched block used up.

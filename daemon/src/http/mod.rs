@@ -18,7 +18,9 @@ use crate::keys::KeyBackend;
 use crate::keys::KeyRole;
 use crate::metrics::{MeteredSigner, Metrics};
 use crate::ocsp::{OcspParts, OcspService};
-use crate::store::{Change, Store};
+use crate::store::cursor::FeedPosition;
+use crate::store::follow::{ChangeListener, Follower};
+use crate::store::Store;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -35,19 +37,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing_subscriber::{reload, EnvFilter};
 
-/// Changes read from the store per poll (bounds memory when a large batch lands at once).
-const FOLLOW_BATCH: usize = 10_000;
 /// How often idle rate-limiter entries are dropped.
 const LIMITER_SWEEP: Duration = Duration::from_secs(60);
 
 type FilterHandle = reload::Handle<EnvFilter, tracing_subscriber::Registry>;
 static LOG_FILTER: OnceLock<FilterHandle> = OnceLock::new();
-
-/// Something that wants every store change the daemon sees (the revocation index, caches).
-pub trait ChangeListener: Send + Sync {
-    /// Called with each batch of changes, oldest first, after the store committed them.
-    fn apply(&self, changes: &[Change]);
-}
 
 /// Everything a request handler can reach.
 pub struct AppState {
@@ -541,35 +535,18 @@ async fn accept_loop(
 
 /// Follows the store's change sequence so that changes made by the CLI or another process
 /// reach this daemon within `follow_interval` (under a second).
-async fn follow_changes(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
-    let mut seq = state.index.applied_seq();
-    loop {
-        let store = state.store.clone();
-        let from = seq;
-        match tokio::task::spawn_blocking(move || store.changes_since(from, FOLLOW_BATCH)).await {
-            Ok(Ok(changes)) if !changes.is_empty() => {
-                seq = changes.last().map(|c| c.seq).unwrap_or(seq);
-                for l in &state.listeners {
-                    l.apply(&changes);
-                }
-                state
-                    .metrics
-                    .change_seq
-                    .set(i64::try_from(seq).unwrap_or(i64::MAX));
-                if changes.len() == FOLLOW_BATCH {
-                    continue; // more are waiting
-                }
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "following store changes"),
-            Err(e) => tracing::error!(error = %e, "change follower task failed"),
-        }
-        let interval = state.config.load().store.follow_interval;
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = stop.changed() => return,
-        }
-    }
+async fn follow_changes(state: Arc<AppState>, stop: watch::Receiver<bool>) {
+    let follower = Arc::new(Follower::new(
+        state.store.clone(),
+        state.listeners.clone(),
+        &FeedPosition::settled(state.index.applied_seq()),
+        state.config.load().store.gap_timeout,
+        Arc::new(crate::clock::SystemClock),
+        state.metrics.change_seq.clone(),
+    ));
+    follower
+        .run(move || state.config.load().store.follow_interval, stop)
+        .await
 }
 
 /// Hourly responder-certificate expiry check and, when configured, pre-signing (at start, then

@@ -30,10 +30,10 @@
 pub mod audit;
 pub mod certificates;
 pub mod crl;
-//CURSOR
+pub mod cursor;
 pub mod feed;
+pub mod follow;
 pub mod issuers;
-//FOLLOW
 pub mod sqlite;
 pub mod timestamps;
 

@@ -870,4 +870,51 @@ mod tests {
         };
         assert!(other.list(&f).expect("list").is_empty());
     }
+
+    #[test]
+    fn the_feed_commits_in_sequence_order_without_gaps_and_reads_the_current_state() {
+        let (d, s) = store();
+        // Another process (the CLI) writing the same file.
+        let other =
+            SqliteStore::open(&d.path().join("t.db"), Duration::from_secs(1)).expect("second");
+        s.reserve(&new("01")).expect("reserve");
+        s.complete("01", &[1]).expect("complete"); // 1
+        {
+            // A write transaction that took a sequence value, then rolled back.
+            let mut conn = other.lock().expect("lock");
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .expect("begin");
+            tx.execute("INSERT INTO changes (serial, at) VALUES ('01', 0)", [])
+                .expect("insert");
+        }
+        other.reserve(&new("02")).expect("reserve");
+        other.complete("02", &[2]).expect("complete"); // 2: the rolled-back value, reused
+        s.change_status("01", StatusChange::Hold { at: 150 }, &audit("h"))
+            .expect("hold"); // 3
+        assert_eq!(
+            s.scan_statuses(&mut |_| {}).expect("scan"),
+            3,
+            "settled: the highest committed value"
+        );
+
+        let mut cursor = cursor::FeedCursor::new(&cursor::FeedPosition::settled(0), 0, 10);
+        let read = s.changes_since(cursor.after(), 100).expect("read");
+        let delivered = cursor.accept(read, 0).deliver;
+        assert_eq!(
+            delivered.iter().map(|c| c.seq).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert!(cursor.gaps().is_empty(), "no value skipped");
+
+        // Re-reading by value: committed values only, each once, ascending, with the
+        // certificate's state as of this read (01's issuance now reads as held).
+        let again = other.changes_at(&[3, 9, 1, 3]).expect("at");
+        assert_eq!(again.iter().map(|c| c.seq).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(
+            (again[0].serial.as_str(), again[0].status),
+            ("01", CertStatus::Hold)
+        );
+        assert!(other.changes_at(&[]).expect("none").is_empty());
+    }
 }
