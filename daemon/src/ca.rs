@@ -361,6 +361,28 @@ impl Authority {
         issuer: SigningIssuer<'_>,
         req: Issuance<'_>,
     ) -> Result<Issued, CaError> {
+        self.sign_and_store(issuer, req, None)
+    }
+
+    /// As [`Authority::sign_certificate`], but the signed certificate is made durable by
+    /// `store_it(serial, der)` instead of a plain completion: for a certificate that must
+    /// commit together with another record (an added issuer's responder certificate and the
+    /// issuer's registry row). `store_it` must complete the reserved serial.
+    pub fn sign_certificate_stored_by(
+        &self,
+        issuer: SigningIssuer<'_>,
+        req: Issuance<'_>,
+        store_it: &mut dyn FnMut(&str, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<Issued, CaError> {
+        self.sign_and_store(issuer, req, Some(store_it))
+    }
+
+    fn sign_and_store(
+        &self,
+        issuer: SigningIssuer<'_>,
+        req: Issuance<'_>,
+        mut store_it: Option<&mut dyn FnMut(&str, &[u8]) -> Result<(), StoreError>>,
+    ) -> Result<Issued, CaError> {
         let now = self.clock.now();
         let not_before = now.saturating_sub(self.config.ca.backdate_secs);
         let not_after = now + u64::from(req.days) * 86_400 - 1;
@@ -448,6 +470,13 @@ impl Authority {
             }
             let der = keys::sign(issuer.signer, unsigned)?;
             // Durable before anyone sees it; a superseded predecessor ends in the same commit.
+            if let Some(store_it) = store_it.as_mut() {
+                store_it(&serial_hex, &der)?;
+                return Ok(Issued {
+                    serial: serial_hex,
+                    der,
+                });
+            }
             match &req.replaces {
                 Some(Predecessor::Superseded { serial, actor }) => {
                     let entry = AuditEntry {

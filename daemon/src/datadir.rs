@@ -7,6 +7,8 @@
 //! <data>/certs/<role>.crt   PEM certificates: root, issuing, ocsp, tsa, tls; tls-chain.pem
 //! ```
 
+pub mod issuers;
+
 use crate::ca::{Authority, CaError, Issuance, Issuer, Predecessor, ISSUING, ROOT};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, KeyBackendConfig, CONFIG_FILE, TEMPLATE};
@@ -451,11 +453,19 @@ fn open_with(
         url,
         true,
     )?;
+    let mut loaded = vec![root, issuing];
+    loaded.extend(issuers::registered(
+        store.as_ref(),
+        backend.as_ref(),
+        url,
+        metrics.as_ref(),
+        &store.issuers()?,
+    )?);
     let authority = Arc::new(Authority::new(
         config.clone(),
         store.clone(),
         Arc::new(SystemClock),
-        vec![root, issuing],
+        loaded,
     ));
     Ok(Opened {
         config,

@@ -20,6 +20,7 @@ use crate::keys::{self, Signer};
 use crate::metrics::Metrics;
 use crate::store::follow::ChangeListener;
 use crate::store::Change;
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use hyper::header::{
     HeaderMap, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, EXPIRES, LAST_MODIFIED,
@@ -29,7 +30,7 @@ use pkid_protocols::ocsp::{
     self, CertIdHash, IssuerHashes, OcspError, ParsedRequest, Responder, Status, Validity,
 };
 use prometheus::IntCounter;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, UNIX_EPOCH};
 use x509_cert::Certificate;
 use x509_ocsp::{CertId, OcspResponseStatus};
@@ -42,10 +43,27 @@ const UNKNOWN: u64 = u64::MAX;
 /// default; backdating by the same covers relying parties whose clocks are behind ours.
 const THIS_UPDATE_BACKDATE_SECS: u64 = 300;
 
-/// An issuer this responder answers for.
+/// An issuer this responder answers for, with its own delegated responder.
 struct Served {
     name: String,
+    /// Its slot in the revocation index.
+    index_slot: usize,
     hashes: IssuerHashes,
+    responder: Responder,
+    signer: Arc<dyn Signer>,
+}
+
+/// One issuer to answer for: its certificate, and the delegated responder certificate and key
+/// that sign its answers (RFC 6960 §4.2.2.2: issued by that issuer, id-kp-OCSPSigning).
+pub struct ServedIssuer {
+    /// Name, as in the index.
+    pub name: String,
+    /// The issuer's certificate (CertIDs are matched against its name and key hashes).
+    pub certificate: Certificate,
+    /// Its delegated responder certificate.
+    pub responder: Certificate,
+    /// The responder's key.
+    pub signer: Arc<dyn Signer>,
 }
 
 /// Cache key: issuer slot, CertID hash algorithm (and parameter form), serial.
@@ -117,11 +135,22 @@ pub enum Answer {
 }
 
 /// The work left when a request needs a signature.
-#[derive(Debug)]
 pub struct SignJob {
+    /// The issuer whose responder signs.
+    by: Arc<Served>,
     decisions: Vec<(CertId, Status)>,
     nonce: Option<x509_cert::ext::Extension>,
     cache_as: Option<(CacheKey, u64)>,
+}
+
+impl std::fmt::Debug for SignJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignJob")
+            .field("by", &self.by.name)
+            .field("decisions", &self.decisions.len())
+            .field("nonce", &self.nonce.is_some())
+            .finish()
+    }
 }
 
 /// The outcome of looking a request up.
@@ -145,12 +174,9 @@ struct Counters {
 
 /// Everything a responder is made of.
 pub struct OcspParts {
-    /// Issuers answered for: name (as in the index) and certificate.
-    pub issuers: Vec<(String, Certificate)>,
-    /// The delegated responder certificate.
-    pub responder: Certificate,
-    /// Its key.
-    pub signer: Arc<dyn Signer>,
+    /// Issuers answered for, each with its responder; the first also signs `unknown` answers
+    /// for CertIDs of issuers not served.
+    pub issuers: Vec<ServedIssuer>,
     /// True for fast in-process keys; slow backends (PKCS#11) are signed on blocking threads.
     pub inline_signing: bool,
     /// The revocation index.
@@ -165,10 +191,12 @@ pub struct OcspParts {
 
 /// The OCSP responder.
 pub struct OcspService {
-    served: Vec<Served>,
+    /// Appended to only (an issuer added while the daemon runs), so a position — the issuer
+    /// octet of cache keys — names the same issuer for the life of the process.
+    served: ArcSwap<Vec<Arc<Served>>>,
+    /// Serialises [`OcspService::add_issuer`].
+    adding: Mutex<()>,
     index: Arc<RevocationIndex>,
-    responder: Responder,
-    signer: Arc<dyn Signer>,
     inline_signing: bool,
     cache: Cache<CacheKey, Arc<Cached>, ahash::RandomState>,
     /// Exact request forms (kind octet + bytes) already answered with a cacheable response,
@@ -216,32 +244,19 @@ impl OcspService {
     pub fn new(parts: OcspParts) -> Result<Self, OcspError> {
         let OcspParts {
             issuers,
-            responder,
-            signer,
             inline_signing,
             index,
             config,
             clock,
             metrics,
         } = parts;
-        if responder.tbs_certificate.subject_public_key_info != *signer.public_key() {
-            return Err(OcspError::Internal(
-                "the OCSP key does not match the OCSP responder certificate".into(),
-            ));
+        if issuers.is_empty() {
+            return Err(OcspError::Internal("no issuer to answer for".into()));
         }
-        let mut served = Vec::new();
-        for (name, cert) in &issuers {
-            if index.issuer(name).is_none() {
-                return Err(OcspError::Internal(format!(
-                    "no revocation index for issuer {name}"
-                )));
-            }
-            served.push(Served {
-                name: name.to_string(),
-                hashes: IssuerHashes::of(cert).map_err(|e| OcspError::Internal(e.to_string()))?,
-            });
-        }
-        let responder = Responder::new(responder)?;
+        let served = issuers
+            .into_iter()
+            .map(|i| served(i, &index))
+            .collect::<Result<Vec<_>, _>>()?;
         let capped_cache_control = HeaderValue::from_str(&format!(
             "max-age={}, public, no-transform, must-revalidate",
             config.max_age_secs
@@ -269,10 +284,9 @@ impl OcspService {
             errors: c.clone(),
         };
         Ok(Self {
-            served,
+            served: ArcSwap::from_pointee(served),
+            adding: Mutex::new(()),
             index,
-            responder,
-            signer,
             inline_signing,
             cache,
             forms,
@@ -303,10 +317,36 @@ impl OcspService {
         .ok()
     }
 
-    fn issuer_index(&self, slot: usize) -> Option<&IssuerIndex> {
-        self.served
-            .get(slot)
-            .and_then(|s| self.index.issuer(&s.name))
+    /// Answers for another issuer from now on (one added while the daemon runs). Its index
+    /// must exist. Adding an issuer already served changes nothing.
+    pub fn add_issuer(&self, issuer: ServedIssuer) -> Result<(), OcspError> {
+        let _one_at_a_time = self.adding.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.served.load_full();
+        if current.iter().any(|s| s.name == issuer.name) {
+            return Ok(());
+        }
+        if current.len() >= usize::from(u8::MAX) {
+            return Err(OcspError::Internal(format!(
+                "cannot answer for issuer {}: at most {} issuers are served",
+                issuer.name,
+                u8::MAX
+            )));
+        }
+        let added = served(issuer, &self.index)?;
+        tracing::info!(issuer = %added.name, "OCSP: answering for a new issuer");
+        let mut next = Vec::clone(&current);
+        next.push(added);
+        self.served.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// The names of the issuers answered for.
+    pub fn issuers(&self) -> Vec<String> {
+        self.served.load().iter().map(|s| s.name.clone()).collect()
+    }
+
+    fn issuer_index(&self, served: &Served) -> Option<&IssuerIndex> {
+        self.index.slot(served.index_slot)
     }
 
     fn count(&self, s: &Status) {
@@ -355,7 +395,8 @@ impl OcspService {
     /// [`prepare`]: OcspService::prepare
     pub fn answer_form(&self, form: Form, bytes: &[u8]) -> Option<Answer> {
         let hit = with_form_key(form, bytes, |k| self.forms.get(k)).flatten()?;
-        let index = self.issuer_index(usize::from(hit.key.issuer))?;
+        let served = self.served.load();
+        let index = self.issuer_index(served.get(usize::from(hit.key.issuer))?)?;
         let (status, raw) = status_of(index.lookup(hit.key.serial));
         if !self.is_current(&hit, raw, self.clock.now()) {
             return None;
@@ -387,8 +428,22 @@ impl OcspService {
         let single = req.cert_ids.len() == 1 && req.nonce.is_none();
         let mut decisions = Vec::with_capacity(req.cert_ids.len());
         let mut cache_as = None;
+        let served = self.served.load();
+        // The responder of the first served issuer named signs; a CertID of another issuer in
+        // the same request is answered `unknown` (that responder is not authorised for it).
+        let mut by: Option<&Arc<Served>> = None;
         for cert_id in req.cert_ids {
-            let Some(slot) = self.served.iter().position(|s| s.hashes.matches(&cert_id)) else {
+            let found = served
+                .iter()
+                .enumerate()
+                .find(|(_, s)| s.hashes.matches(&cert_id));
+            if let (Some((_, issuer)), Some(b)) = (found, by) {
+                if !Arc::ptr_eq(issuer, b) {
+                    decisions.push((cert_id, Status::Unknown));
+                    continue;
+                }
+            }
+            let Some((slot, issuer)) = found else {
                 match self.config.unknown_issuer {
                     UnknownIssuer::Unauthorized => {
                         return Prepared::Ready(self.error(OcspError::IssuerNotServed))
@@ -399,8 +454,9 @@ impl OcspService {
                     }
                 }
             };
+            by = Some(issuer);
             let key = serial_key(cert_id.serial_number.as_bytes());
-            let packed = key.and_then(|k| self.issuer_index(slot).and_then(|i| i.lookup(k)));
+            let packed = key.and_then(|k| self.issuer_index(issuer).and_then(|i| i.lookup(k)));
             let (status, raw) = status_of(packed);
             if single {
                 if let (Some(serial), Some(hash)) = (key, CertIdHash::of(&cert_id)) {
@@ -422,7 +478,11 @@ impl OcspService {
         if single {
             self.counters.miss.inc();
         }
+        let Some(by) = by.or_else(|| served.first()).cloned() else {
+            return Prepared::Ready(self.error(OcspError::IssuerNotServed));
+        };
         Prepared::Sign(SignJob {
+            by,
             decisions,
             nonce: req.nonce,
             cache_as,
@@ -443,12 +503,12 @@ impl OcspService {
         for (_, s) in &job.decisions {
             self.count(s);
         }
-        let signer = self.signer.as_ref();
+        let signer = job.by.signer.as_ref();
         match ocsp::build_response(
             job.decisions,
             validity,
             job.nonce,
-            &self.responder,
+            &job.by.responder,
             signer.algorithm(),
         )
         .and_then(|unsigned| keys::sign(signer, unsigned))
@@ -507,23 +567,35 @@ impl OcspService {
         }
     }
 
-    /// Seconds until the responder certificate expires (negative once expired).
+    /// Seconds until the first of the responder certificates expires (negative once expired).
     pub fn responder_expires_in(&self) -> i64 {
-        i64::try_from(self.responder.not_after()).unwrap_or(i64::MAX)
-            - i64::try_from(self.clock.now()).unwrap_or(0)
+        let now = i64::try_from(self.clock.now()).unwrap_or(0);
+        self.served
+            .load()
+            .iter()
+            .map(|s| i64::try_from(s.responder.not_after()).unwrap_or(i64::MAX) - now)
+            .min()
+            .unwrap_or(i64::MAX)
     }
 
-    /// Updates the expiry gauge and warns when the responder certificate is close to expiry.
+    /// Updates the expiry gauge (the soonest of all responders) and warns for each responder
+    /// certificate close to expiry.
     pub fn check_responder_expiry(&self) {
-        let left = self.responder_expires_in();
-        self.metrics.ocsp_responder_expiry.set(left);
-        if left <= 0 {
-            tracing::error!("the OCSP responder certificate has expired: answering tryLater until it is replaced");
-        } else if (left as u64) < self.config.expiry_warning_secs {
-            tracing::warn!(
-                days_left = left / 86_400,
-                "the OCSP responder certificate expires soon; issue a new one"
-            );
+        self.metrics
+            .ocsp_responder_expiry
+            .set(self.responder_expires_in());
+        let now = i64::try_from(self.clock.now()).unwrap_or(0);
+        for s in self.served.load().iter() {
+            let left = i64::try_from(s.responder.not_after()).unwrap_or(i64::MAX) - now;
+            if left <= 0 {
+                tracing::error!(issuer = %s.name, "the OCSP responder certificate has expired: answering tryLater until it is replaced");
+            } else if (left as u64) < self.config.expiry_warning_secs {
+                tracing::warn!(
+                    issuer = %s.name,
+                    days_left = left / 86_400,
+                    "the OCSP responder certificate expires soon; issue a new one"
+                );
+            }
         }
     }
 
@@ -531,8 +603,9 @@ impl OcspService {
     /// not already cached, up to the cache capacity. Returns how many were signed.
     pub fn presign(&self) -> usize {
         let mut signed = 0usize;
-        for (slot, served) in self.served.iter().enumerate() {
-            let Some(index) = self.index.issuer(&served.name) else {
+        let all = self.served.load_full();
+        for (slot, served) in all.iter().enumerate() {
+            let Some(index) = self.issuer_index(served) else {
                 continue;
             };
             let mut keys = Vec::new();
@@ -557,6 +630,7 @@ impl OcspService {
                 };
                 let (status, raw) = status_of(index.lookup(key));
                 if let Answer::Error(..) = self.sign(SignJob {
+                    by: served.clone(),
                     decisions: vec![(cert_id, status)],
                     nonce: None,
                     cache_as: Some((ck, raw)),
@@ -574,6 +648,32 @@ impl OcspService {
         self.cache.run_pending_tasks();
         self.cache.entry_count()
     }
+}
+
+/// Checks one issuer's parts and resolves its index slot and CertID hashes.
+fn served(i: ServedIssuer, index: &RevocationIndex) -> Result<Arc<Served>, OcspError> {
+    let index_slot = index
+        .slot_of(&i.name)
+        .ok_or_else(|| OcspError::Internal(format!("no revocation index for issuer {}", i.name)))?;
+    if i.responder.tbs_certificate.subject_public_key_info != *i.signer.public_key() {
+        return Err(OcspError::Internal(format!(
+            "the OCSP key of issuer {} does not match its responder certificate",
+            i.name
+        )));
+    }
+    if i.responder.tbs_certificate.issuer != i.certificate.tbs_certificate.subject {
+        return Err(OcspError::Internal(format!(
+            "the OCSP responder certificate of issuer {} was not issued by it",
+            i.name
+        )));
+    }
+    Ok(Arc::new(Served {
+        hashes: IssuerHashes::of(&i.certificate).map_err(|e| OcspError::Internal(e.to_string()))?,
+        responder: Responder::new(i.responder)?,
+        signer: i.signer,
+        index_slot,
+        name: i.name,
+    }))
 }
 
 /// The minimal positive INTEGER for a serial key.
@@ -596,7 +696,7 @@ impl ChangeListener for OcspService {
             let Some(serial) = serial_key_hex(&c.serial) else {
                 continue;
             };
-            let Some(issuer) = self.served.iter().position(|s| s.name == c.issuer) else {
+            let Some(issuer) = self.served.load().iter().position(|s| s.name == c.issuer) else {
                 continue;
             };
             for alg in 0..4 {

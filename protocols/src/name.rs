@@ -49,6 +49,59 @@ pub fn parse(input: &str) -> Result<Name, NameError> {
     Ok(name)
 }
 
+/// `name` with its commonName set to `common_name` (UTF8String), in the same place; appended as
+/// the most specific attribute when `name` has none. Used to name a CA's OCSP responder after
+/// the CA ("CN=Health CA,O=…" → "CN=Health CA OCSP Responder,O=…").
+pub fn with_common_name(name: &Name, common_name: &str) -> Result<Name, NameError> {
+    let err = |reason: String| NameError {
+        input: common_name.to_string(),
+        reason,
+    };
+    let value = der::asn1::Utf8StringRef::new(common_name)
+        .and_then(|v| der::Any::encode_from(&v))
+        .map_err(|e| err(e.to_string()))?;
+    let mut out = name.clone();
+    let mut found = false;
+    for rdn in out.0.iter_mut() {
+        let mut attrs: Vec<_> = rdn.0.iter().cloned().collect();
+        for a in attrs
+            .iter_mut()
+            .filter(|a| a.oid == const_oid::db::rfc4519::CN)
+        {
+            a.value = value.clone();
+            found = true;
+        }
+        rdn.0 = der::asn1::SetOfVec::try_from(attrs).map_err(|e| err(e.to_string()))?;
+    }
+    if !found {
+        let cn = x509_cert::attr::AttributeTypeAndValue {
+            oid: const_oid::db::rfc4519::CN,
+            value,
+        };
+        let rdn = der::asn1::SetOfVec::try_from(vec![cn]).map_err(|e| err(e.to_string()))?;
+        out.0.push(x509_cert::name::RelativeDistinguishedName(rdn));
+    }
+    out.to_der().map_err(|e| err(e.to_string()))?;
+    Ok(out)
+}
+
+/// The first commonName of `name`, if it has one that is a string.
+pub fn common_name(name: &Name) -> Option<String> {
+    name.0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        .find(|a| a.oid == const_oid::db::rfc4519::CN)
+        .and_then(|a| {
+            der::asn1::Utf8StringRef::try_from(&a.value)
+                .map(|s| s.as_str().to_string())
+                .or_else(|_| {
+                    der::asn1::PrintableStringRef::try_from(&a.value)
+                        .map(|s| s.as_str().to_string())
+                })
+                .ok()
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +127,23 @@ mod tests {
         let a = parse("/C=VN/O=Org/CN=x").expect("slash");
         let b = parse("CN=x,O=Org,C=VN").expect("rfc4514");
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn the_common_name_is_replaced_in_place_or_appended() {
+        let ca = parse("CN=Cơ quan Y tế CA,O=Bộ Y tế,C=VN").expect("parse");
+        assert_eq!(common_name(&ca).as_deref(), Some("Cơ quan Y tế CA"));
+        let responder = with_common_name(&ca, "Cơ quan Y tế CA OCSP Responder").expect("cn");
+        assert_eq!(
+            responder.to_string(),
+            "CN=Cơ quan Y tế CA OCSP Responder,O=Bộ Y tế,C=VN"
+        );
+        let no_cn = parse("O=Bộ Y tế,C=VN").expect("parse");
+        assert_eq!(common_name(&no_cn), None);
+        let added = with_common_name(&no_cn, "Responder").expect("cn");
+        assert_eq!(added.to_string(), "CN=Responder,O=Bộ Y tế,C=VN");
+        let back = Name::from_der(&added.to_der().expect("der")).expect("decode");
+        assert_eq!(back, added);
     }
 
     #[test]

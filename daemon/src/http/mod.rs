@@ -15,8 +15,7 @@ use crate::config::{Config, RateLimit};
 use crate::datadir;
 use crate::index::RevocationIndex;
 use crate::keys::KeyBackend;
-use crate::keys::KeyRole;
-use crate::metrics::{MeteredSigner, Metrics};
+use crate::metrics::Metrics;
 use crate::ocsp::{OcspParts, OcspService};
 use crate::store::cursor::FeedPosition;
 use crate::store::follow::{ChangeListener, Follower};
@@ -143,7 +142,7 @@ fn override_addr(
     }
 }
 
-/// Builds the OCSP responder: the delegated responder certificate and key, serving the issuing CA.
+/// Builds the OCSP responder: every issuer but the root, each with its delegated responder.
 fn ocsp_service(
     data: &Path,
     config: &Config,
@@ -152,26 +151,28 @@ fn ocsp_service(
     index: Arc<RevocationIndex>,
     metrics: Arc<Metrics>,
 ) -> Result<OcspService, Failure> {
-    let der = datadir::role_certificate(data, &KeyRole::Ocsp)?;
-    let cert = <x509_cert::Certificate as der::Decode>::from_der(&der).map_err(|e| Failure {
-        message: format!("certs/ocsp.crt: {e}"),
-        code: 1,
-    })?;
-    let signer = MeteredSigner::wrap(keys.load(&KeyRole::Ocsp)?, "ocsp", metrics.clone());
-    let issuing = authority
-        .issuer(crate::ca::ISSUING)
-        .ok_or_else(|| Failure {
-            message: "issuing CA not loaded".into(),
-            code: 1,
-        })?;
+    let mut issuers = Vec::new();
+    for issuer in authority.issuers() {
+        if issuer.name == crate::ca::ROOT {
+            continue;
+        }
+        issuers.push(
+            datadir::issuers::responder(
+                data,
+                authority.store().as_ref(),
+                keys.as_ref(),
+                &issuer,
+                Some(&metrics),
+            )
+            .map_err(crate::cli::datadir_failure)?,
+        );
+    }
     let inline = matches!(
         config.keys.backend,
         crate::config::KeyBackendConfig::Software
     );
     OcspService::new(OcspParts {
-        issuers: vec![(crate::ca::ISSUING.to_string(), issuing.certificate.clone())],
-        responder: cert,
-        signer,
+        issuers,
         inline_signing: inline,
         index,
         config: config.ocsp.clone(),
@@ -210,10 +211,8 @@ pub fn serve(data: &Path, args: ServeArgs, actor: &str) -> Result<(), Failure> {
         }
     };
     let mut ca_certs = HashMap::new();
-    for name in [crate::ca::ROOT, crate::ca::ISSUING] {
-        if let Some(i) = authority.issuer(name) {
-            ca_certs.insert(name.to_string(), Bytes::from(i.der.clone()));
-        }
+    for i in authority.issuers() {
+        ca_certs.insert(i.name.clone(), Bytes::from(i.der.clone()));
     }
     let tsa = crate::tsa::Tsa::open(
         &config,
@@ -226,11 +225,12 @@ pub fn serve(data: &Path, args: ServeArgs, actor: &str) -> Result<(), Failure> {
         code: 1,
     })?;
     let started = std::time::Instant::now();
+    let issuer_names: Vec<String> = authority.issuers().iter().map(|i| i.name.clone()).collect();
     let index = Arc::new(RevocationIndex::build(
         opened.store.as_ref(),
-        &[crate::ca::ROOT, crate::ca::ISSUING],
+        &issuer_names.iter().map(String::as_str).collect::<Vec<_>>(),
     )?);
-    let entries: usize = [crate::ca::ROOT, crate::ca::ISSUING]
+    let entries: usize = issuer_names
         .iter()
         .filter_map(|n| index.issuer(n))
         .map(|i| i.len())
