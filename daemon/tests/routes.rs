@@ -55,7 +55,11 @@ fn request(method: &str, path: &str) -> hyper::http::request::Builder {
 }
 
 async fn get(router: &Router, path: &str) -> Answer {
-    send(router, request("GET", path).body(Body::empty()).expect("request")).await
+    send(
+        router,
+        request("GET", path).body(Body::empty()).expect("request"),
+    )
+    .await
 }
 
 async fn post(router: &Router, path: &str, content_type: &str, body: Vec<u8>) -> Answer {
@@ -144,8 +148,14 @@ async fn every_status_route_answers_with_its_status_type_and_body() {
     assert_eq!(r.content_type(), "application/x-pem-file");
     assert!(r.text().starts_with("-----BEGIN CERTIFICATE-----"));
     let r = get(&http, "/ca/nobody.crt").await;
-    assert_eq!((r.status, r.text().as_str()), (StatusCode::NOT_FOUND, "no such CA\n"));
-    assert_eq!(get(&http, "/ca/root.der").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (StatusCode::NOT_FOUND, "no such CA\n")
+    );
+    assert_eq!(
+        get(&http, "/ca/root.der").await.status,
+        StatusCode::NOT_FOUND
+    );
 
     // The certificate repository: the TLS certificate pkid issued at init.
     let tls_cert = data.join("certs/tls.crt");
@@ -160,14 +170,20 @@ async fn every_status_route_answers_with_its_status_type_and_body() {
         (r.status, r.text().as_str()),
         (StatusCode::NOT_FOUND, "not a serial number\n")
     );
-    assert_eq!(get(&http, "/certs/7f7f7f7f").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&http, "/certs/7f7f7f7f").await.status,
+        StatusCode::NOT_FOUND
+    );
 
     // CRLs.
     let r = get(&http, "/crl/issuing.crl").await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.content_type(), "application/pkix-crl");
     let r = get(&http, "/crl/nobody.crl").await;
-    assert_eq!((r.status, r.text().as_str()), (StatusCode::NOT_FOUND, "no such CRL\n"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (StatusCode::NOT_FOUND, "no such CRL\n")
+    );
 
     // OCSP: POST and GET of a good request; malformed ones answer malformedRequest (1) with
     // HTTP 200; a wrong media type is an HTTP fault.
@@ -183,16 +199,30 @@ async fn every_status_route_answers_with_its_status_type_and_body() {
     assert_eq!((r.status, ocsp_status(&r.body)), (StatusCode::OK, 0));
     for bad in ["/ocsp/", "/ocsp/!!not-base64!!", "/ocsp/AAAA//AA"] {
         let r = get(&http, bad).await;
-        assert_eq!((r.status, ocsp_status(&r.body)), (StatusCode::OK, 1), "{bad}");
+        assert_eq!(
+            (r.status, ocsp_status(&r.body)),
+            (StatusCode::OK, 1),
+            "{bad}"
+        );
     }
-    let r = post(&http, "/ocsp", "application/ocsp-request", b"garbage".to_vec()).await;
+    let r = post(
+        &http,
+        "/ocsp",
+        "application/ocsp-request",
+        b"garbage".to_vec(),
+    )
+    .await;
     assert_eq!((r.status, ocsp_status(&r.body)), (StatusCode::OK, 1));
     let r = post(&http, "/ocsp", "text/plain", req.clone()).await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(r.text(), "Content-Type must be application/ocsp-request\n");
     let r = post(&http, "/ocsp", "application/ocsp-request", vec![0x30; 9000]).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(r.text().starts_with("OCSP requests are limited to "), "{}", r.text());
+    assert!(
+        r.text().starts_with("OCSP requests are limited to "),
+        "{}",
+        r.text()
+    );
 
     // Timestamps: a granted token, a rejection (badDataFormat for garbage), HTTP faults.
     let q = timestamp_query(data);
@@ -200,16 +230,31 @@ async fn every_status_route_answers_with_its_status_type_and_body() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.content_type(), "application/timestamp-reply");
     // TimeStampResp { status PKIStatusInfo { status 0 (granted) } … }
-    assert!(r.body.windows(3).any(|w| w == [0x02, 0x01, 0x00]), "granted");
-    let r = post(&http, "/tsa", "application/timestamp-query", b"junk".to_vec()).await;
+    assert!(
+        r.body.windows(3).any(|w| w == [0x02, 0x01, 0x00]),
+        "granted"
+    );
+    let r = post(
+        &http,
+        "/tsa",
+        "application/timestamp-query",
+        b"junk".to_vec(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.content_type(), "application/timestamp-reply");
-    assert!(r.body.windows(3).any(|w| w == [0x02, 0x01, 0x02]), "rejection");
+    assert!(
+        r.body.windows(3).any(|w| w == [0x02, 0x01, 0x02]),
+        "rejection"
+    );
     let r = post(&http, "/tsa", "application/json", q.clone()).await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let r = get(&http, "/tsa").await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(r.headers.get(ALLOW).map(|v| v.as_bytes()), Some(&b"POST"[..]));
+    assert_eq!(
+        r.headers.get(ALLOW).map(|v| v.as_bytes()),
+        Some(&b"POST"[..])
+    );
     assert_eq!(
         r.text(),
         "use POST with Content-Type application/timestamp-query\n"
@@ -266,7 +311,11 @@ async fn wrong_methods_unknown_paths_and_head() {
         ("PUT", "/ocsp", "POST"),
         ("POST", "/metrics", "GET, HEAD"),
     ] {
-        let r = send(&http, request(method, path).body(Body::empty()).expect("request")).await;
+        let r = send(
+            &http,
+            request(method, path).body(Body::empty()).expect("request"),
+        )
+        .await;
         assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
         assert_eq!(
             r.headers.get(ALLOW).and_then(|v| v.to_str().ok()),
@@ -275,12 +324,27 @@ async fn wrong_methods_unknown_paths_and_head() {
         );
     }
     let r = get(&http, "/no/such/route").await;
-    assert_eq!((r.status, r.text().as_str()), (StatusCode::NOT_FOUND, "not found\n"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (StatusCode::NOT_FOUND, "not found\n")
+    );
     // HEAD works wherever GET does, with the GET's status and headers and no body.
-    let r = send(&http, request("HEAD", "/ca/root.crt").body(Body::empty()).expect("request")).await;
+    let r = send(
+        &http,
+        request("HEAD", "/ca/root.crt")
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.content_type(), "application/pkix-cert");
-    let r = send(&http, request("HEAD", "/healthz").body(Body::empty()).expect("request")).await;
+    let r = send(
+        &http,
+        request("HEAD", "/healthz")
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
 }
 
@@ -321,7 +385,10 @@ async fn bodies_over_the_limit_are_refused_declared_or_chunked() {
     .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let m = get(&http, "/metrics").await.text();
-    assert!(m.contains(r#"pkid_http_requests_total{route="too_large",status="413"} 1"#), "{m}");
+    assert!(
+        m.contains(r#"pkid_http_requests_total{route="too_large",status="413"} 1"#),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -333,13 +400,21 @@ async fn the_rate_limit_is_per_client_address_with_retry_after() {
         })
     });
     let from = |addr: &str| {
-        let mut req = request("GET", "/healthz").body(Body::empty()).expect("request");
+        let mut req = request("GET", "/healthz")
+            .body(Body::empty())
+            .expect("request");
         req.extensions_mut()
             .insert(ConnectInfo(addr.parse::<SocketAddr>().expect("addr")));
         req
     };
-    assert_eq!(send(&http, from("192.0.2.1:1000")).await.status, StatusCode::OK);
-    assert_eq!(send(&http, from("192.0.2.1:1001")).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&http, from("192.0.2.1:1000")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&http, from("192.0.2.1:1001")).await.status,
+        StatusCode::OK
+    );
     let r = send(&http, from("192.0.2.1:1002")).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(r.text(), "rate limit exceeded\n");
@@ -351,7 +426,10 @@ async fn the_rate_limit_is_per_client_address_with_retry_after() {
         .expect("numeric Retry-After");
     assert!(wait >= 1);
     // Another address has its own budget.
-    assert_eq!(send(&http, from("192.0.2.2:1000")).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&http, from("192.0.2.2:1000")).await.status,
+        StatusCode::OK
+    );
     let m = send(&http, from("192.0.2.3:1")).await;
     assert_eq!(m.status, StatusCode::OK);
 }
@@ -372,7 +450,9 @@ async fn only_https_requests_carry_a_client_identity() {
         serial: "1f".into(),
         subject: "CN=client".into(),
     };
-    let mut req = request("GET", "/whoami").body(Body::empty()).expect("request");
+    let mut req = request("GET", "/whoami")
+        .body(Body::empty())
+        .expect("request");
     req.extensions_mut().insert(identity);
     let r = send(&https, req).await;
     assert_eq!(r.status, StatusCode::OK);
