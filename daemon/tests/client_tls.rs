@@ -91,17 +91,7 @@ fn https_sees_verified_client_certificates_and_refuses_revoked_ones() {
     );
 
     // Revoked and on hold: refused once the daemon's index has the change.
-    pkid_ok(
-        data,
-        &[
-            "cert",
-            "revoke",
-            "--serial",
-            &serial,
-            "--reason",
-            "keyCompromise",
-        ],
-    );
+    revoke(data, &serial, "keyCompromise");
     pkid_ok(data, &["cert", "hold", "--serial", &held_serial]);
     assert!(
         poll(PROPAGATION, || whoami(&daemon, data, Some((&cert, &key)))

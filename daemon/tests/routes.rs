@@ -37,6 +37,11 @@ impl Answer {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    /// Asserts the status and the whole (text) body.
+    fn expect(&self, status: StatusCode, body: &str) {
+        assert_eq!((self.status, self.text().as_str()), (status, body));
+    }
 }
 
 async fn send(router: &Router, req: Request<Body>) -> Answer {
@@ -133,10 +138,10 @@ async fn every_status_route_answers_with_its_status_type_and_body() {
 
     for router in [&http, &https] {
         let r = get(router, "/healthz").await;
-        assert_eq!((r.status, r.text().as_str()), (StatusCode::OK, "ok\n"));
+        r.expect(StatusCode::OK, "ok\n");
         assert_eq!(r.content_type(), "text/plain; charset=utf-8");
         let r = get(router, "/readyz").await;
-        assert_eq!((r.status, r.text().as_str()), (StatusCode::OK, "ready\n"));
+        r.expect(StatusCode::OK, "ready\n");
     }
 
     // CA certificates, DER and PEM; an unknown CA; a name with neither suffix.
@@ -148,10 +153,7 @@ async fn every_status_route_answers_with_its_status_type_and_body() {
     assert_eq!(r.content_type(), "application/x-pem-file");
     assert!(r.text().starts_with("-----BEGIN CERTIFICATE-----"));
     let r = get(&http, "/ca/nobody.crt").await;
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (StatusCode::NOT_FOUND, "no such CA\n")
-    );
+    r.expect(StatusCode::NOT_FOUND, "no such CA\n");
     assert_eq!(
         get(&http, "/ca/root.der").await.status,
         StatusCode::NOT_FOUND
@@ -166,10 +168,7 @@ async fn every_status_route_answers_with_its_status_type_and_body() {
     let r = get(&http, &format!("/certs/{serial}.pem")).await;
     assert_eq!(r.content_type(), "application/x-pem-file");
     let r = get(&http, "/certs/not-hex").await;
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (StatusCode::NOT_FOUND, "not a serial number\n")
-    );
+    r.expect(StatusCode::NOT_FOUND, "not a serial number\n");
     assert_eq!(
         get(&http, "/certs/7f7f7f7f").await.status,
         StatusCode::NOT_FOUND
@@ -180,10 +179,7 @@ async fn every_status_route_answers_with_its_status_type_and_body() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.content_type(), "application/pkix-crl");
     let r = get(&http, "/crl/nobody.crl").await;
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (StatusCode::NOT_FOUND, "no such CRL\n")
-    );
+    r.expect(StatusCode::NOT_FOUND, "no such CRL\n");
 
     // OCSP: POST and GET of a good request; malformed ones answer malformedRequest (1) with
     // HTTP 200; a wrong media type is an HTTP fault.
@@ -324,10 +320,7 @@ async fn wrong_methods_unknown_paths_and_head() {
         );
     }
     let r = get(&http, "/no/such/route").await;
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (StatusCode::NOT_FOUND, "not found\n")
-    );
+    r.expect(StatusCode::NOT_FOUND, "not found\n");
     // HEAD works wherever GET does, with the GET's status and headers and no body.
     let r = send(
         &http,
