@@ -73,6 +73,8 @@ struct RawServer {
     shutdown_grace_secs: u64,
     tls_cert: PathBuf,
     tls_key: PathBuf,
+    request_timeout_secs: u64,
+    client_trust: Vec<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -291,6 +293,11 @@ pub struct ServerConfig {
     pub tls_cert: PathBuf,
     /// TLS private key (PKCS#8).
     pub tls_key: PathBuf,
+    /// Longest a request may take from its headers to its answer (503 after it).
+    pub request_timeout: Duration,
+    /// PEM files of the trust anchors HTTPS client certificates are verified against (default:
+    /// pkid's own root). A client without a certificate is still served, anonymously.
+    pub client_trust: Vec<PathBuf>,
 }
 
 /// Requests per second and burst per client address.
@@ -507,7 +514,7 @@ impl Config {
         if s.max_body_bytes < 1024 {
             return Err("server.max_body_bytes must be at least 1024".into());
         }
-        if s.header_timeout_secs == 0 || s.idle_timeout_secs == 0 {
+        if s.header_timeout_secs == 0 || s.idle_timeout_secs == 0 || s.request_timeout_secs == 0 {
             return Err("server timeouts must be at least one second".into());
         }
         let rate_limit = match (
@@ -533,6 +540,8 @@ impl Config {
             shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
             tls_cert: resolve(&s.tls_cert),
             tls_key: resolve(&s.tls_key),
+            request_timeout: Duration::from_secs(s.request_timeout_secs),
+            client_trust: s.client_trust.iter().map(|p| resolve(p)).collect(),
         };
         let json = match raw.log.format.as_str() {
             "text" => false,

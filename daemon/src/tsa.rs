@@ -1,7 +1,7 @@
 //! The timestamp authority (RFC 3161 with RFC 5816): `POST /tsa`.
 //!
 //! ```text
-//! POST /tsa ─▶ serve_http: 405 / 415 / 413 ─▶ Tsa::respond
+//! POST /tsa ─▶ http::tsa: 405 / 415 / 413 ─▶ Tsa::answer
 //!   parse + decide (pkid_protocols::tsp, pure) ─▶ clock check ─▶ record slot reserved
 //!   ─▶ signing thread (pool): serial from a durably reserved block
 //!   ─▶ tsp::issue (TSTInfo, lint, signed attributes) ─▶ keys::sign (Signer, assemble) ─▶ 200
@@ -29,11 +29,6 @@ use crate::datadir;
 use crate::keys::{self, KeyBackend, KeyRole, Signer};
 use crate::metrics::{MeteredSigner, Metrics};
 use crate::store::{Store, StoreError, TimestampRecord};
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
-use hyper::{Method, Request, Response, StatusCode};
 use pkid_protocols::tsp::{
     self, Accepted, Issuance, TsaCertificate, TsaCertificateError, TspError,
 };
@@ -323,11 +318,19 @@ impl Tsa {
     /// Answers one DER `TimeStampReq` with a DER `TimeStampResp` (granted or rejection). Never
     /// fails: every error becomes a rejection with its failInfo, and a log line.
     pub async fn respond(self: &Arc<Self>, body: &[u8]) -> Vec<u8> {
+        self.answer(body)
+            .await
+            .unwrap_or_else(|e| tsp::rejection(&e))
+    }
+
+    /// Answers one DER `TimeStampReq`: the granted `TimeStampResp`, or the error that refuses
+    /// it (already counted and logged) for the caller to encode as a rejection.
+    pub async fn answer(self: &Arc<Self>, body: &[u8]) -> Result<Vec<u8>, TspError> {
         match self.try_respond(body).await {
             Ok((der, serial)) => {
                 self.metrics.tsa.tokens_issued.inc();
                 tracing::debug!(serial, "timestamp token issued");
-                der
+                Ok(der)
             }
             Err(e) => {
                 let fail_info = e.failure_info().name();
@@ -341,7 +344,7 @@ impl Tsa {
                 } else {
                     tracing::error!(fail_info, reason = %e, "timestamp request refused");
                 }
-                tsp::rejection(&e)
+                Err(e)
             }
         }
     }
@@ -463,76 +466,6 @@ async fn write_records(
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-}
-
-fn plain(status: StatusCode, msg: &str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(format!("{msg}\n"))));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
-fn is_query(headers: &hyper::HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case(QUERY_CONTENT_TYPE))
-}
-
-/// `POST /tsa`: 405 for other methods, 415 for another Content-Type, 413 over
-/// [`MAX_TIMESTAMP_QUERY_BYTES`], 404 when the TSA is disabled; otherwise 200 with a
-/// `TimeStampResp` (a protocol-level rejection for a bad query, never a dropped connection).
-pub async fn serve_http(tsa: Option<Arc<Tsa>>, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let Some(tsa) = tsa else {
-        return plain(
-            StatusCode::NOT_FOUND,
-            "the timestamp authority is not enabled",
-        );
-    };
-    if req.method() != Method::POST {
-        tracing::info!(method = %req.method(), "TSA: method not allowed");
-        let mut r = plain(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "use POST with Content-Type application/timestamp-query",
-        );
-        r.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("POST"));
-        return r;
-    }
-    if !is_query(req.headers()) {
-        tracing::info!(content_type = ?req.headers().get(CONTENT_TYPE), "TSA: unsupported media type");
-        return plain(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Content-Type must be application/timestamp-query",
-        );
-    }
-    let (parts, body) = req.into_parts();
-    let body = match crate::http::body::read_limited(
-        &parts.headers,
-        body,
-        MAX_TIMESTAMP_QUERY_BYTES,
-    )
-    .await
-    {
-        Ok(b) => b,
-        Err(e @ crate::http::body::BodyError::TooLarge(_)) => {
-            tracing::info!(error = %e, "TSA: request too large");
-            return plain(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string());
-        }
-        Err(e @ crate::http::body::BodyError::Broken) => {
-            tracing::info!(error = %e, "TSA: request body broken");
-            return plain(StatusCode::BAD_REQUEST, &e.to_string());
-        }
-    };
-    let der = tsa.respond(&body).await;
-    let mut r = Response::new(Full::new(Bytes::from(der)));
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(REPLY_CONTENT_TYPE));
-    r
 }
 
 #[cfg(test)]

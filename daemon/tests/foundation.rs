@@ -1058,17 +1058,7 @@ fn daemon_serves_certificates_the_cli_issues_and_follows_revocations() {
     );
     let before = last;
     let started = Instant::now();
-    pkid_ok(
-        data,
-        &[
-            "cert",
-            "revoke",
-            "--serial",
-            &serial,
-            "--reason",
-            "keyCompromise",
-        ],
-    );
+    revoke(data, &serial, "keyCompromise");
     let seen = poll(Duration::from_secs(3), || seq() > before);
     let delay = started.elapsed();
     assert!(

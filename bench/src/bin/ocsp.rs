@@ -486,6 +486,7 @@ fn main() {
     // Baselines stay up while pkid does, so the ratio pairs below are measured back to back.
     let mut guards: Vec<Killed> = Vec::new();
     let mut bare_addr: Option<SocketAddr> = None;
+    let mut signing_addr: Option<SocketAddr> = None;
     let mut cfssl_addr: Option<SocketAddr> = None;
     let mut bare_close = None;
     let mut openssl = None;
@@ -499,6 +500,22 @@ fn main() {
         let addr: SocketAddr = addr.parse().unwrap_or_else(|e| panic!("{e}"));
         bare_close = Some(bench.run_rust(addr, false, &cached_post));
         bare_addr = Some(addr);
+
+        // The same server signing each answer with the OCSP key (P-256): the nonce ceiling.
+        if args.backend == "software" {
+            let mut cmd = pkid_bench::daemon::server_command(&exe);
+            cmd.args([
+                "--addr",
+                "127.0.0.1:0",
+                "--bytes",
+                &bytes.to_string(),
+                "--sign",
+            ])
+            .arg(data.join("keys/ocsp.p8"));
+            let (child, addr) = spawn_listening(cmd, "listening on ");
+            guards.push(Killed(child));
+            signing_addr = Some(addr.parse().unwrap_or_else(|e| panic!("{e}")));
+        }
 
         // openssl ocsp -port: same CA, same population, index.txt.
         let key_pem = dir.path().join("ocsp.key");
@@ -604,7 +621,15 @@ fn main() {
     // with the median ratio is reported, so drift on a shared machine does not land in a ratio.
     let mut get_rounds: Vec<(LoadReport, Option<LoadReport>)> = Vec::new();
     let mut post_rounds: Vec<(LoadReport, Option<LoadReport>)> = Vec::new();
+    let mut post_bare_rounds: Vec<(LoadReport, Option<LoadReport>)> = Vec::new();
+    let mut nonce_rounds: Vec<(LoadReport, Option<LoadReport>)> = Vec::new();
     for _ in 0..args.rounds.max(1) {
+        let post = bench.run(daemon.http, true, &cached_post);
+        let bare = bare_addr.map(|a| bench.run(a, true, &cached_post));
+        post_bare_rounds.push((post, bare));
+        let nonce = bench.run(daemon.http, true, &nonce_post);
+        let signing = signing_addr.map(|a| bench.run(a, true, &nonce_post));
+        nonce_rounds.push((nonce, signing));
         let get = bench.run(daemon.http, true, &cached_get);
         let bare = bare_addr.map(|a| bench.run(a, true, &cached_get));
         get_rounds.push((get, bare));
@@ -616,6 +641,9 @@ fn main() {
     drop(daemon);
     let (get_ka, bare_get) = median_round("cached GET / bare hyper", get_rounds);
     let (post_ka, cfssl) = median_round("cached POST / cfssl", post_rounds);
+    let (post_vs_bare, bare_post) = median_round("cached POST / bare hyper", post_bare_rounds);
+    let (nonce_vs_signing, signing) =
+        median_round("nonce POST / bare hyper signing P-256", nonce_rounds);
 
     // Raw signing rate of the responder's own key backend, one thread.
     let signer: Arc<dyn Signer> = if args.backend == "pkcs11" {
@@ -664,8 +692,21 @@ fn main() {
         &post_close,
         openssl.as_ref().map(|o| ("openssl ocsp", o)),
     );
+    report::row(
+        "pkid cached POST, keep-alive (paired with bare)",
+        &post_vs_bare,
+        bare_post.as_ref().map(|b| ("bare hyper", b)),
+    );
+    report::row(
+        "pkid nonce POST, keep-alive (paired)",
+        &nonce_vs_signing,
+        signing.as_ref().map(|b| ("bare hyper signing", b)),
+    );
     if let Some(b) = &bare_get {
         report::row("baseline: bare hyper GET, keep-alive", b, None);
+    }
+    if let Some(b) = &signing {
+        report::row("baseline: bare hyper signing P-256, POST", b, None);
     }
     if let Some(b) = &bare_close {
         report::row(
@@ -712,6 +753,16 @@ fn main() {
         "cached GET / bare hyper (keep-alive)",
         per(&get_ka, &bare_get),
         0.8,
+    );
+    target(
+        "cached POST / bare hyper (keep-alive)",
+        per(&post_vs_bare, &bare_post),
+        0.8,
+    );
+    target(
+        "nonce POST / bare hyper signing P-256 (keep-alive)",
+        per(&nonce_vs_signing, &signing),
+        0.75,
     );
     target("cached POST / cfssl ocspserve", per(&post_ka, &cfssl), 10.0);
     target(

@@ -178,6 +178,32 @@ struct Round {
     built: f64,
     tsa: load::LoadReport,
     ceiling: load::LoadReport,
+    /// The bare hyper server signing each answer with the TSA's P-256 key (software only).
+    signing: Option<load::LoadReport>,
+}
+
+/// Starts `bare-hyper --sign KEY` (pinned like the daemon) and returns it with its address.
+fn bare_signing_server(key: &Path) -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let exe = daemon::pkid_binary().with_file_name("bare-hyper");
+    let mut child = daemon::server_command(&exe)
+        .args(["--addr", "127.0.0.1:0", "--bytes", "2300", "--sign"])
+        .arg(key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", exe.display()));
+    let out = child.stdout.take().unwrap_or_else(|| unreachable!());
+    let mut line = String::new();
+    std::io::BufReader::new(out)
+        .read_line(&mut line)
+        .unwrap_or_else(|e| panic!("bare-hyper: {e}"));
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("bare-hyper said {line:?}"));
+    (child, addr)
 }
 
 impl Round {
@@ -215,6 +241,10 @@ fn run_backend(
         pin_current_thread(1);
     }
     let d = daemon::Daemon::start(&data);
+    let software_key = data.join("keys/tsa.p8");
+    let mut bare = software_key
+        .exists()
+        .then(|| bare_signing_server(&software_key));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -257,12 +287,26 @@ fn run_backend(
             Arc::new(vec![RequestTemplate::get("/healthz")]),
             2,
         )));
+        let signing = bare.as_ref().map(|(_, addr)| {
+            let mut spec = spec(tsa_requests.clone(), seconds);
+            spec.addr = *addr;
+            rt.block_on(load::run(spec))
+        });
         let round = Round {
             raw,
             built,
             tsa,
             ceiling,
+            signing,
         };
+        if let Some(s) = &round.signing {
+            println!(
+                "round {}: bare hyper signing P-256 {:.0} req/s → POST /tsa {:.2}x of it",
+                i + 1,
+                s.rps(),
+                round.tsa.rps() / s.rps().max(1e-9)
+            );
+        }
         println!(
             "round {}: raw {:.0} sig/s, in-process {:.0} tok/s, POST /tsa {:.0} tok/s (p50 {} µs, p99 {} µs), /healthz {:.0} req/s → {:.2}x",
             i + 1,
@@ -293,6 +337,19 @@ fn run_backend(
         issued >= ok,
         "every 2xx counted is a token (issued {issued}, counted {ok})"
     );
+    let mut vs_signing: Vec<f64> = results
+        .iter()
+        .filter_map(|r| Some(r.tsa.rps() / r.signing.as_ref()?.rps().max(1e-9)))
+        .collect();
+    vs_signing.sort_by(f64::total_cmp);
+    if let Some(m) = vs_signing.get(vs_signing.len() / 2) {
+        let all: Vec<String> = vs_signing.iter().map(|r| format!("{r:.2}")).collect();
+        println!(
+            "POST /tsa ÷ bare hyper signing P-256: median {m:.2}x (target >= 0.7: {}); rounds (sorted) {}",
+            if *m >= 0.7 { "met" } else { "NOT met" },
+            all.join(" ")
+        );
+    }
     results.sort_by(|a, b| a.ratio().total_cmp(&b.ratio()));
     let m = &results[results.len() / 2];
     println!("median round:");
@@ -319,6 +376,10 @@ fn run_backend(
         m.raw,
     );
     println!("({issued} tokens issued in the run, 0 rejections)");
+    if let Some((mut child, _)) = bare.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     drop(d);
 }
 

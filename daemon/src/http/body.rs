@@ -1,8 +1,8 @@
 //! Reading request bodies within a limit.
 
+use axum::body::Body;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 /// Why a body could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -15,11 +15,24 @@ pub enum BodyError {
     Broken,
 }
 
+/// Whether `e`, or an error it wraps, is a body over its limit (the listener's body-limit
+/// layer wraps every body in a `Limited`, and axum boxes that error once more).
+pub(crate) fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if err.is::<LengthLimitError>() {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
 /// Reads the whole body, refusing more than `limit` bytes (checked against Content-Length
 /// first, then while reading, so a lying or chunked client cannot get past it).
 pub async fn read_limited(
     headers: &hyper::HeaderMap,
-    body: Incoming,
+    body: Body,
     limit: usize,
 ) -> Result<Bytes, BodyError> {
     if let Some(len) = headers
@@ -33,7 +46,7 @@ pub async fn read_limited(
     }
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge(limit)),
+        Err(e) if is_length_limit(e.as_ref()) => Err(BodyError::TooLarge(limit)),
         Err(_) => Err(BodyError::Broken),
     }
 }

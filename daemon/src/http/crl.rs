@@ -12,16 +12,19 @@
 //! * Unknown issuer, partition or file name → 404; a scope that is published but whose first
 //!   CRL is still being made → 503 with `Retry-After`.
 
+use super::error::HttpError;
 use super::routes::{reply, text, Reply};
 use super::AppState;
 use crate::crl::{CrlKey, PublishedCrl};
-use bytes::Bytes;
-use http_body_util::Full;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::IntoResponse;
 use hyper::header::{
     HeaderValue, ACCEPT, CACHE_CONTROL, ETAG, EXPIRES, IF_MODIFIED_SINCE, IF_NONE_MATCH,
     LAST_MODIFIED, RETRY_AFTER, VARY,
 };
 use hyper::{HeaderMap, Response, StatusCode};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Media type of DER CRLs (RFC 2585 §4.2).
@@ -113,7 +116,7 @@ fn wants_pem(headers: &HeaderMap) -> bool {
 fn respond(crl: &PublishedCrl, pem: bool, headers: &HeaderMap, now: u64, max_age: u64) -> Reply {
     let etag = crl.etag(pem);
     let mut r = if not_modified(headers, &etag, crl.this_update) {
-        let mut r = Response::new(Full::new(Bytes::new()));
+        let mut r = Response::new(Body::empty());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else if pem {
@@ -136,13 +139,15 @@ fn respond(crl: &PublishedCrl, pem: bool, headers: &HeaderMap, now: u64, max_age
 }
 
 /// `GET /crl/...`.
-pub(crate) fn get(state: &AppState, path: &str, headers: &HeaderMap) -> Reply {
+pub(crate) async fn get(State(state): State<Arc<AppState>>, req: Request) -> Reply {
+    let path = req.uri().path().strip_prefix("/crl/").unwrap_or_default();
+    let headers = req.headers();
     let Some(service) = state.crl.as_ref() else {
-        return text(StatusCode::NOT_FOUND, "CRLs are not enabled");
+        return HttpError::NotFound("CRLs are not enabled").into_response();
     };
     let Some(req) = parse_path(path, |name| state.authority.issuer(name).is_some()) else {
         tracing::debug!(path, "no such CRL");
-        return text(StatusCode::NOT_FOUND, "no such CRL");
+        return HttpError::NotFound("no such CRL").into_response();
     };
     match service.lookup(&req.key) {
         Some(crl) => {
@@ -167,7 +172,7 @@ pub(crate) fn get(state: &AppState, path: &str, headers: &HeaderMap) -> Reply {
         }
         None => {
             tracing::debug!(crl = %req.key.label(), "no such CRL scope");
-            text(StatusCode::NOT_FOUND, "no such CRL")
+            HttpError::NotFound("no such CRL").into_response()
         }
     }
 }

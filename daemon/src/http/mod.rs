@@ -1,14 +1,28 @@
 //! The daemon: listeners, TLS, limits, routing, shutdown and reload.
 //!
-//! One hyper 1 server per listener (HTTP/1.1 and HTTP/2 on both; ALPN on HTTPS), a per-client
-//! rate limit (governor, 429), a body-size limit (413), a header-read timeout, graceful shutdown
-//! on SIGTERM/SIGINT (in-flight requests finish within `shutdown_grace_secs`) and a SIGHUP
-//! reload of the settings that are safe to change live (log filter, rate limit, body limit).
+//! One hyper 1 server per listener (HTTP/1.1 and HTTP/2 on both; ALPN on HTTPS), each serving
+//! its own axum `Router` ([`routes::routers`]) behind tower layers ([`layers`]): a per-client
+//! rate limit (governor, 429), a body-size limit (413), a request timeout, tracing and per-route
+//! metrics. The HTTPS listener asks for a client certificate ([`tls`]) and hands the verified
+//! chain to every handler. Graceful shutdown on SIGTERM/SIGINT (in-flight requests finish
+//! within `shutdown_grace_secs`) and a SIGHUP reload of the settings that are safe to change
+//! live (log filter, rate limit, body limit).
+//!
+//! Start-up is two steps with a clean seam between them: [`build_state`] opens the data
+//! directory and builds every service (no socket), [`routes::routers`] turns the state into the
+//! two routers, and [`serve`] binds the listeners and runs them.
 
 pub mod body;
 mod crl;
+mod error;
+mod layers;
 mod ocsp;
-mod routes;
+pub mod routes;
+pub mod tls;
+mod tsa;
+
+pub use routes::{routers, Routers};
+pub use tls::{ClientIdentity, ClientTrust};
 
 use crate::cli::{Failure, ServeArgs};
 use crate::config::{Config, RateLimit};
@@ -27,7 +41,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -194,12 +207,31 @@ pub fn serve(data: &Path, args: ServeArgs, actor: &str) -> Result<(), Failure> {
         datadir::init(data, &datadir::InitOptions::default(), actor)
             .map_err(crate::cli::datadir_failure)?;
     }
+    let state = build_state(data, |config| {
+        config.server.http = override_addr(args.http, config.server.http, "http")?;
+        config.server.https = override_addr(args.https, config.server.https, "https")?;
+        Ok(())
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(state))
+}
+
+/// Opens an initialised data directory and builds everything a request can reach: the
+/// revocation index, the OCSP responder, CRL publication (its first CRLs made), the TSA. No
+/// socket is opened and no task spawned, so tests build it and drive [`routers`] in-process.
+/// `adjust` changes the configuration read from the directory before anything uses it (the
+/// command-line listener overrides of `pkid serve`; a test's rate limit).
+pub fn build_state(
+    data: &Path,
+    adjust: impl FnOnce(&mut Config) -> Result<(), Failure>,
+) -> Result<Arc<AppState>, Failure> {
     let metrics = Arc::new(Metrics::new());
     let opened =
         datadir::open_metered(data, metrics.clone()).map_err(crate::cli::datadir_failure)?;
     let mut config = (*opened.config).clone();
-    config.server.http = override_addr(args.http, config.server.http, "http")?;
-    config.server.https = override_addr(args.https, config.server.https, "https")?;
+    adjust(&mut config)?;
     apply_log_level(&config.log.level);
     let (authority, keys) = match (opened.authority, opened.keys) {
         (Some(a), Some(k)) => (a, k),
@@ -294,10 +326,7 @@ pub fn serve(data: &Path, args: ServeArgs, actor: &str) -> Result<(), Failure> {
         listeners,
         tsa,
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run(state))
+    Ok(state)
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, Failure> {
@@ -305,31 +334,6 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, Failure> {
         message: format!("cannot listen on {what} {addr}: {e}"),
         code: 1,
     })
-}
-
-fn tls_acceptor(config: &Config) -> Result<tokio_rustls::TlsAcceptor, Failure> {
-    let fail = |m: String| Failure {
-        message: m,
-        code: 1,
-    };
-    let pem = std::fs::read(&config.server.tls_cert)
-        .map_err(|e| fail(format!("{}: {e}", config.server.tls_cert.display())))?;
-    let chain: Vec<rustls::pki_types::CertificateDer<'static>> =
-        rustls_pemfile::certs(&mut pem.as_slice())
-            .collect::<Result<_, _>>()
-            .map_err(|e| fail(format!("{}: {e}", config.server.tls_cert.display())))?;
-    let key_der = std::fs::read(&config.server.tls_key)
-        .map_err(|e| fail(format!("{}: {e}", config.server.tls_key.display())))?;
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key_der.into());
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| fail(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| fail(format!("TLS certificate/key: {e}")))?;
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(tls)))
 }
 
 fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
@@ -351,24 +355,35 @@ async fn run(state: Arc<AppState>) -> Result<(), Failure> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let graceful = Arc::new(GracefulShutdown::new());
     let mut tasks = Vec::new();
+    let routers = routers(&state);
     if let Some(addr) = config.server.http {
         let listener = bind(addr, "http").await?;
         tracing::info!(addr = %listener.local_addr()?, "HTTP listener ready");
         tasks.push(tokio::spawn(accept_loop(
             listener,
             None,
+            routers.http,
             state.clone(),
             stop_rx.clone(),
             graceful.clone(),
         )));
     }
     if let Some(addr) = config.server.https {
-        let acceptor = tls_acceptor(&config)?;
+        let tls_failure = |e: tls::TlsSetupError| Failure {
+            message: e.to_string(),
+            code: 1,
+        };
+        let trust = Arc::new(
+            ClientTrust::new(&config, &state.authority, state.index.clone())
+                .map_err(tls_failure)?,
+        );
+        let acceptor = tls::acceptor(&config, trust.clone()).map_err(tls_failure)?;
         let listener = bind(addr, "https").await?;
         tracing::info!(addr = %listener.local_addr()?, "HTTPS listener ready");
         tasks.push(tokio::spawn(accept_loop(
             listener,
-            Some(acceptor),
+            Some((acceptor, trust)),
+            routers.https,
             state.clone(),
             stop_rx.clone(),
             graceful.clone(),
@@ -462,9 +477,13 @@ fn reload_config(state: &Arc<AppState>) {
     tracing::info!("configuration reloaded (log level, rate limit, body limit)");
 }
 
+/// Accepts connections until `stop`, serving each with `router`. On HTTPS (`tls`), the client's
+/// verified certificate becomes a [`ClientIdentity`] extension on each of the connection's
+/// requests; every request carries the peer address as `ConnectInfo` (the rate limit's key).
 async fn accept_loop(
     listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<(tokio_rustls::TlsAcceptor, Arc<ClientTrust>)>,
+    router: axum::Router,
     state: Arc<AppState>,
     mut stop: watch::Receiver<bool>,
     graceful: Arc<GracefulShutdown>,
@@ -484,33 +503,44 @@ async fn accept_loop(
             _ = stop.changed() => return,
         };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
+        let router = router.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(routes::handle(state, req, peer).await) }
-            });
+            let service = |identity: Option<ClientIdentity>| {
+                hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    if let Some(id) = &identity {
+                        req.extensions_mut().insert(id.clone());
+                    }
+                    tower::Service::call(&mut router.clone(), req)
+                })
+            };
             let result = match tls {
                 None => {
                     watcher
                         .watch(
                             builder
-                                .serve_connection(TokioIo::new(stream), svc)
+                                .serve_connection(TokioIo::new(stream), service(None))
                                 .into_owned(),
                         )
                         .await
                 }
-                Some(acceptor) => {
+                Some((acceptor, trust)) => {
                     let handshake_timeout = Duration::from_secs(10);
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
+                            let identity =
+                                trust.identity(tls_stream.get_ref().1.peer_certificates());
                             watcher
                                 .watch(
                                     builder
-                                        .serve_connection(TokioIo::new(tls_stream), svc)
+                                        .serve_connection(
+                                            TokioIo::new(tls_stream),
+                                            service(identity),
+                                        )
                                         .into_owned(),
                                 )
                                 .await

@@ -8,16 +8,17 @@
 //! * Nonce-less single-certificate responses carry `Cache-Control`, `Expires` (= nextUpdate),
 //!   `Last-Modified` (= thisUpdate) and `ETag`, and conditional GETs are answered 304.
 
-use super::routes::{reply, text, Reply};
+use super::error::{HttpError, OcspRefusal};
+use super::routes::{reply, Reply};
 use super::AppState;
 use crate::ocsp::{Answer, Form, OcspService, Prepared, OCSP_RESPONSE};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::IntoResponse;
 use base64::Engine;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, IF_MODIFIED_SINCE, IF_NONE_MATCH};
-use hyper::{Request, Response, StatusCode};
-use pkid_protocols::ocsp::{error_response, MAX_OCSP_REQUEST_BYTES};
+use hyper::{Response, StatusCode};
+use pkid_protocols::ocsp::MAX_OCSP_REQUEST_BYTES;
 use std::sync::Arc;
 
 /// Media type of OCSP requests (RFC 6960 Appendix C.1).
@@ -73,9 +74,12 @@ pub(crate) fn decode_get_path(raw: &str) -> Option<Vec<u8>> {
     engine.decode(b64).ok()
 }
 
-fn ocsp_body(status: StatusCode, der: impl Into<Bytes>) -> Reply {
+fn ocsp_body(status: StatusCode, der: impl Into<bytes::Bytes>) -> Reply {
     reply(status, OCSP_RESPONSE, der)
 }
+
+/// What a route answers when OCSP is switched off (`[ocsp] enabled = false`).
+const DISABLED: HttpError = HttpError::NotFound("OCSP is not enabled");
 
 /// Runs the responder, signing on a blocking thread when the key backend is slow.
 async fn answer(service: &Arc<OcspService>, der: &[u8]) -> Answer {
@@ -133,7 +137,7 @@ fn not_modified(
 
 fn to_reply(service: &OcspService, answer: Answer, req_headers: &hyper::HeaderMap) -> Reply {
     match answer {
-        Answer::Error(status, _) => ocsp_body(StatusCode::OK, error_response(status)),
+        Answer::Error(status, _) => OcspRefusal(status).into_response(),
         Answer::Fresh(der) => {
             let mut r = ocsp_body(StatusCode::OK, der);
             // Signed for this request (nonce or several CertIDs): never reuse it.
@@ -146,13 +150,13 @@ fn to_reply(service: &OcspService, answer: Answer, req_headers: &hyper::HeaderMa
         Answer::Cacheable(c) => {
             let mut r;
             if not_modified(req_headers, &c.etag, c.this_update) {
-                r = Response::new(Full::new(Bytes::new()));
+                r = Response::new(Body::empty());
                 *r.status_mut() = StatusCode::NOT_MODIFIED;
                 *r.headers_mut() = c.headers.clone();
                 // RFC 9110 §15.4.5: no representation metadata beyond the validators.
                 r.headers_mut().remove(CONTENT_TYPE);
             } else {
-                r = Response::new(Full::new(c.der.clone()));
+                r = Response::new(Body::from(c.der.clone()));
                 *r.headers_mut() = c.headers.clone();
             }
             if let Some(cc) = service.shorter_max_age(&c) {
@@ -164,9 +168,9 @@ fn to_reply(service: &OcspService, answer: Answer, req_headers: &hyper::HeaderMa
 }
 
 /// `POST /ocsp`.
-pub(crate) async fn post(state: &Arc<AppState>, req: Request<Incoming>) -> Reply {
+pub(crate) async fn post(State(state): State<Arc<AppState>>, req: Request) -> Reply {
     let Some(service) = state.ocsp.clone() else {
-        return text(StatusCode::NOT_FOUND, "OCSP is not enabled");
+        return DISABLED.into_response();
     };
     let ct = req
         .headers()
@@ -176,25 +180,17 @@ pub(crate) async fn post(state: &Arc<AppState>, req: Request<Incoming>) -> Reply
     let media = ct.split(';').next().unwrap_or_default().trim();
     if !media.eq_ignore_ascii_case(OCSP_REQUEST) {
         tracing::info!(content_type = ct, "OCSP POST with the wrong content type");
-        return text(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("Content-Type must be {OCSP_REQUEST}"),
-        );
+        return HttpError::UnsupportedMediaType(OCSP_REQUEST).into_response();
     }
-    let headers = req.headers().clone();
-    let body =
-        match super::body::read_limited(&headers, req.into_body(), MAX_OCSP_REQUEST_BYTES).await {
-            Ok(b) => b,
-            Err(super::body::BodyError::TooLarge(n)) => {
-                return text(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("OCSP requests are limited to {n} bytes"),
-                )
-            }
-            Err(super::body::BodyError::Broken) => {
-                return text(StatusCode::BAD_REQUEST, "request body could not be read")
-            }
-        };
+    let (parts, body) = req.into_parts();
+    let body = match super::body::read_limited(&parts.headers, body, MAX_OCSP_REQUEST_BYTES).await {
+        Ok(b) => b,
+        Err(super::body::BodyError::TooLarge(n)) => {
+            return HttpError::TooLarge(format!("OCSP requests are limited to {n} bytes"))
+                .into_response()
+        }
+        Err(e @ super::body::BodyError::Broken) => return e.into_response(),
+    };
     let a = match service.answer_form(Form::Post, &body) {
         Some(hit) => hit,
         None => {
@@ -203,14 +199,16 @@ pub(crate) async fn post(state: &Arc<AppState>, req: Request<Incoming>) -> Reply
             a
         }
     };
-    to_reply(&service, a, &headers)
+    to_reply(&service, a, &parts.headers)
 }
 
-/// `GET /ocsp/{base64}`.
-pub(crate) async fn get(state: &Arc<AppState>, req: &Request<Incoming>, encoded: &str) -> Reply {
+/// `GET /ocsp/{base64}`. The path is taken exactly as sent (not percent-decoded by the router):
+/// the remembered-forms cache is keyed by those bytes, and `/` or `%2F` in it is base64.
+pub(crate) async fn get(State(state): State<Arc<AppState>>, req: Request) -> Reply {
     let Some(service) = state.ocsp.clone() else {
-        return text(StatusCode::NOT_FOUND, "OCSP is not enabled");
+        return DISABLED.into_response();
     };
+    let encoded = req.uri().path().strip_prefix("/ocsp/").unwrap_or_default();
     if let Some(hit) = service.answer_form(Form::Get, encoded.as_bytes()) {
         return to_reply(&service, hit, req.headers());
     }

@@ -1,19 +1,34 @@
-//! Routing, in one place. Handlers are thin: they adapt HTTP to the module that decides.
+//! Routing: one axum `Router` per listener, built from the state with no socket.
+//!
+//! ```text
+//! http  listener ─▶ observe ─▶ rate limit ─▶ body limit ─▶ timeout ─▶ status plane
+//! https listener ─▶ observe ─▶ rate limit ─▶ body limit ─▶ timeout ─▶ status plane
+//!                                                                    + enrollment/admin plane
+//! ```
+//!
+//! The status plane is OCSP, CRLs, timestamps, CA certificates, the certificate repository,
+//! probes and metrics (CMP joins it: see [`status_plane`]). The HTTPS listener adds the planes
+//! that need to know who is asking: each of its requests carries the verified client chain as a
+//! [`super::tls::ClientIdentity`] extension. Handlers are thin: they adapt HTTP to the module
+//! that decides. The layers are in [`super::layers`].
 
+use super::error::HttpError;
+use super::tls::ClientIdentity;
 use super::AppState;
 use crate::metrics::Metrics;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::{get, post, MethodRouter};
+use axum::{Extension, Router};
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
 use prometheus::{Histogram, IntCounter};
-use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
 /// What every handler returns.
-pub(crate) type Reply = Response<Full<Bytes>>;
+pub(crate) type Reply = axum::response::Response;
 
 /// Media type of DER certificates (RFC 2585).
 const PKIX_CERT: &str = "application/pkix-cert";
@@ -25,7 +40,7 @@ pub(crate) fn reply(
     content_type: &'static str,
     body: impl Into<Bytes>,
 ) -> Reply {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(Body::from(body.into()));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -38,11 +53,81 @@ pub(crate) fn text(status: StatusCode, msg: impl Into<String>) -> Reply {
     reply(status, "text/plain; charset=utf-8", m)
 }
 
-fn method_not_allowed(allow: &'static str) -> Reply {
-    let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-    r.headers_mut()
-        .insert(ALLOW, HeaderValue::from_static(allow));
-    r
+/// The routers of the two listeners.
+pub struct Routers {
+    /// The plain-HTTP listener: the status plane only. Its requests never carry a
+    /// [`ClientIdentity`].
+    pub http: Router,
+    /// The HTTPS listener: the status plane, the enrollment plane and the admin plane.
+    pub https: Router,
+}
+
+/// Builds both routers from the state, layers included. No socket: tests drive them with
+/// `tower::ServiceExt::oneshot`, `pkid serve` hands them to the listeners.
+pub fn routers(state: &Arc<AppState>) -> Routers {
+    let http = super::layers::edge(status_plane(), state);
+    let https = super::layers::edge(status_plane().merge(enrollment_plane()), state);
+    Routers { http, https }
+}
+
+/// 405 for a route that only reads: `Allow: GET, HEAD` (axum would list `GET,HEAD`; the
+/// spaced form is what pkid has always sent).
+const READ_ONLY: HttpError = HttpError::MethodNotAllowed {
+    allow: "GET, HEAD",
+    message: "method not allowed",
+};
+/// 405 for `POST /ocsp`.
+const POST_ONLY: HttpError = HttpError::MethodNotAllowed {
+    allow: "POST",
+    message: "method not allowed",
+};
+
+/// `GET` (and so `HEAD`) to `handler`; any other method 405 with `Allow: GET, HEAD`.
+fn read_only<H, T>(handler: H) -> MethodRouter<Arc<AppState>>
+where
+    H: axum::handler::Handler<T, Arc<AppState>>,
+    T: 'static,
+{
+    get(handler).fallback(|| async { READ_ONLY.into_response() })
+}
+
+/// The status plane, on both listeners: what relying parties and document systems use.
+fn status_plane() -> Router<Arc<AppState>> {
+    Router::new()
+        .route(
+            "/healthz",
+            read_only(|| async { text(StatusCode::OK, "ok") }),
+        )
+        .route("/readyz", read_only(readyz))
+        .route("/metrics", read_only(metrics))
+        .route(
+            "/ocsp",
+            post(super::ocsp::post).fallback(|| async { POST_ONLY.into_response() }),
+        )
+        // The base64 may hold `/` (even `//`) and `%2F`: a catch-all, read raw by the handler.
+        .route("/ocsp/", read_only(super::ocsp::get))
+        .route("/ocsp/{*request}", read_only(super::ocsp::get))
+        .route("/crl/{*file}", read_only(super::crl::get))
+        .route(
+            "/tsa",
+            post(super::tsa::post).fallback(|| async { super::tsa::WRONG_METHOD.into_response() }),
+        )
+        .route("/ca/{*file}", read_only(ca_certificate))
+        .route("/certs/{*file}", read_only(published))
+    // CMP (RFC 9811 HTTP transfer, protected end to end, so on both listeners) goes here:
+    // .route("/.well-known/cmp", post(super::cmp::post))
+    // .route("/.well-known/cmp/p/{label}", post(super::cmp::post))
+}
+
+/// The planes only the HTTPS listener serves, where the client may have shown a certificate.
+/// EST (RFC 7030) nests under `/.well-known/est` and the RA's JSON API under `/api/v1`:
+///
+/// ```text
+/// .nest("/.well-known/est", super::est::router())
+/// .nest("/api/v1", super::api::router())
+/// ```
+fn enrollment_plane() -> Router<Arc<AppState>> {
+    Router::new().route("/whoami", read_only(whoami))
 }
 
 /// What a request was routed to: the `route` label of the HTTP metrics.
@@ -56,6 +141,7 @@ pub(crate) enum Route {
     Ca,
     Tsa,
     Certs,
+    Whoami,
     NotFound,
     RateLimited,
     TooLarge,
@@ -64,7 +150,7 @@ pub(crate) enum Route {
 
 impl Route {
     /// Every route, in declaration order (`Route::X as usize` indexes it).
-    const ALL: [Route; 12] = [
+    pub(crate) const ALL: [Route; 13] = [
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -73,13 +159,14 @@ impl Route {
         Route::Ca,
         Route::Tsa,
         Route::Certs,
+        Route::Whoami,
         Route::NotFound,
         Route::RateLimited,
         Route::TooLarge,
         Route::BadRequest,
     ];
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Route::Healthz => "healthz",
             Route::Readyz => "readyz",
@@ -89,10 +176,28 @@ impl Route {
             Route::Ca => "ca",
             Route::Tsa => "tsa",
             Route::Certs => "certs",
+            Route::Whoami => "whoami",
             Route::NotFound => "not_found",
             Route::RateLimited => "rate_limited",
             Route::TooLarge => "too_large",
             Route::BadRequest => "bad_request",
+        }
+    }
+
+    /// The route of a matched path pattern (axum's `MatchedPath`). A pattern not listed here
+    /// counts as `not_found`: add its variant when adding a route (a test checks every route).
+    pub(crate) fn of_pattern(pattern: &str) -> Route {
+        match pattern {
+            "/ocsp" | "/ocsp/" | "/ocsp/{*request}" => Route::Ocsp,
+            "/tsa" => Route::Tsa,
+            "/crl/{*file}" => Route::Crl,
+            "/ca/{*file}" => Route::Ca,
+            "/certs/{*file}" => Route::Certs,
+            "/healthz" => Route::Healthz,
+            "/readyz" => Route::Readyz,
+            "/metrics" => Route::Metrics,
+            "/whoami" => Route::Whoami,
+            _ => Route::NotFound,
         }
     }
 }
@@ -120,7 +225,7 @@ impl HttpMetrics {
         }
     }
 
-    fn record(&self, route: Route, status: StatusCode, seconds: f64) {
+    pub(crate) fn record(&self, route: Route, status: StatusCode, seconds: f64) {
         let requests = &self.metrics.http_requests;
         let name = route.name();
         let Some(m) = self.routes.get(route as usize) else {
@@ -145,153 +250,35 @@ impl HttpMetrics {
     }
 }
 
-/// Entry point for every request on every listener.
-pub(crate) async fn handle(
-    state: Arc<AppState>,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-) -> Reply {
-    let start = Instant::now();
-    let (route, resp) = match admit(&state, &req, peer) {
-        Some(refusal) => refusal,
-        None => dispatch(&state, req).await,
-    };
-    let status = resp.status();
-    state
-        .http_metrics
-        .record(route, status, start.elapsed().as_secs_f64());
-    if status.is_server_error() {
-        tracing::warn!(%peer, route = route.name(), status = status.as_u16(), "request failed");
-    } else {
-        tracing::debug!(%peer, route = route.name(), status = status.as_u16(), "request");
-    }
-    resp
+/// `GET /metrics`: the Prometheus text exposition.
+async fn metrics(State(state): State<Arc<AppState>>) -> Reply {
+    reply(
+        StatusCode::OK,
+        "text/plain; version=0.0.4",
+        state.metrics.render(),
+    )
 }
 
-/// Rate limit and declared body size, before any routing work.
-fn admit(state: &AppState, req: &Request<Incoming>, peer: SocketAddr) -> Option<(Route, Reply)> {
-    if let Some(limiter) = state.limiter.load().as_ref() {
-        if let Err(not_until) = limiter.check_key(&peer.ip()) {
-            state.metrics.rate_limited.inc();
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ));
-            let mut r = text(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
-            r.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
-            // debug, not info: a flood of 429s must not become a flood of log lines.
-            tracing::debug!(%peer, "rate limited");
-            return Some((Route::RateLimited, r));
-        }
-    }
-    let limit = state.config.load().server.max_body_bytes as u64;
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.parse::<u64>());
-    match declared {
-        Some(Ok(n)) if n > limit => Some((
-            Route::TooLarge,
-            text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body is over the {limit}-byte limit"),
+/// `GET /whoami` (HTTPS only): the client certificate this connection was verified with, so an
+/// operator can check a client's mTLS set-up before pointing EST or the API at it.
+async fn whoami(identity: Option<Extension<ClientIdentity>>) -> Reply {
+    match identity {
+        Some(Extension(id)) => text(
+            StatusCode::OK,
+            format!(
+                "subject: {}\nissuer: {}\nserial: {}\nchain: {} certificates",
+                id.subject,
+                id.issuer,
+                id.serial,
+                id.chain.len()
             ),
-        )),
-        Some(Err(_)) => Some((
-            Route::BadRequest,
-            text(StatusCode::BAD_REQUEST, "invalid Content-Length"),
-        )),
-        _ => None,
-    }
-}
-
-async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> (Route, Reply) {
-    // A cheap clone (the path shares the request buffer), so the match can move `req`.
-    let uri = req.uri().clone();
-    let get = matches!(*req.method(), Method::GET | Method::HEAD);
-    match uri.path() {
-        "/healthz" => (
-            Route::Healthz,
-            if get {
-                text(StatusCode::OK, "ok")
-            } else {
-                method_not_allowed("GET, HEAD")
-            },
         ),
-        "/readyz" => (
-            Route::Readyz,
-            if get {
-                readyz(state).await
-            } else {
-                method_not_allowed("GET, HEAD")
-            },
-        ),
-        "/metrics" => (
-            Route::Metrics,
-            if get {
-                reply(
-                    StatusCode::OK,
-                    "text/plain; version=0.0.4",
-                    state.metrics.render(),
-                )
-            } else {
-                method_not_allowed("GET, HEAD")
-            },
-        ),
-        "/ocsp" => (
-            Route::Ocsp,
-            if *req.method() == Method::POST {
-                super::ocsp::post(state, req).await
-            } else {
-                method_not_allowed("POST")
-            },
-        ),
-        p if p.starts_with("/ocsp/") => {
-            let encoded = &p["/ocsp/".len()..];
-            (
-                Route::Ocsp,
-                if get {
-                    super::ocsp::get(state, &req, encoded).await
-                } else {
-                    method_not_allowed("GET, HEAD")
-                },
-            )
-        }
-        p if p.starts_with("/crl/") => (
-            Route::Crl,
-            if get {
-                super::crl::get(state, &p["/crl/".len()..], req.headers())
-            } else {
-                method_not_allowed("GET, HEAD")
-            },
-        ),
-        p if p.starts_with("/ca/") => (
-            Route::Ca,
-            if get {
-                ca_certificate(state, &p["/ca/".len()..])
-            } else {
-                method_not_allowed("GET, HEAD")
-            },
-        ),
-        "/tsa" => (
-            Route::Tsa,
-            crate::tsa::serve_http(state.tsa.clone(), req).await,
-        ),
-        p if p.starts_with("/certs/") => (
-            Route::Certs,
-            if get {
-                published(state, &p["/certs/".len()..]).await
-            } else {
-                method_not_allowed("GET, HEAD")
-            },
-        ),
-        _ => (Route::NotFound, text(StatusCode::NOT_FOUND, "not found")),
+        None => text(StatusCode::FORBIDDEN, "no client certificate was presented"),
     }
 }
 
 /// 200 when the store answers and the key backend is usable; 503 with the reason otherwise.
-async fn readyz(state: &Arc<AppState>) -> Reply {
+async fn readyz(State(state): State<Arc<AppState>>) -> Reply {
     let st = state.clone();
     let checked = tokio::task::spawn_blocking(move || {
         st.store.ping().map_err(|e| e.to_string())?;
@@ -302,21 +289,19 @@ async fn readyz(state: &Arc<AppState>) -> Reply {
         Ok(Ok(())) => text(StatusCode::OK, "ready"),
         Ok(Err(reason)) => {
             tracing::warn!(%reason, "not ready");
-            text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: {reason}"),
-            )
+            HttpError::Unavailable(format!("not ready: {reason}")).into_response()
         }
-        Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")),
+        Err(e) => HttpError::Unavailable(format!("not ready: {e}")).into_response(),
     }
 }
 
 /// `GET /ca/{name}.crt` (DER, for AIA caIssuers) or `/ca/{name}.pem`.
-fn ca_certificate(state: &AppState, file: &str) -> Reply {
+async fn ca_certificate(State(state): State<Arc<AppState>>, uri: hyper::Uri) -> Reply {
+    let file = uri.path().strip_prefix("/ca/").unwrap_or_default();
     let (name, pem) = match (file.strip_suffix(".crt"), file.strip_suffix(".pem")) {
         (Some(n), _) => (n, false),
         (_, Some(n)) => (n, true),
-        _ => return text(StatusCode::NOT_FOUND, "not found"),
+        _ => return HttpError::NotFound("not found").into_response(),
     };
     match state.ca_certs.get(name) {
         Some(der) if pem => cacheable(reply(
@@ -325,7 +310,7 @@ fn ca_certificate(state: &AppState, file: &str) -> Reply {
             pkid_protocols::x509::certificate_pem(der),
         )),
         Some(der) => cacheable(reply(StatusCode::OK, PKIX_CERT, der.clone())),
-        None => text(StatusCode::NOT_FOUND, "no such CA"),
+        None => HttpError::NotFound("no such CA").into_response(),
     }
 }
 
@@ -338,13 +323,14 @@ fn cacheable(mut r: Reply) -> Reply {
 }
 
 /// `GET /certs/{serial}` (DER) or `/certs/{serial}.pem`: the public certificate repository.
-async fn published(state: &Arc<AppState>, file: &str) -> Reply {
+async fn published(State(state): State<Arc<AppState>>, uri: hyper::Uri) -> Reply {
+    let file = uri.path().strip_prefix("/certs/").unwrap_or_default();
     let (serial, pem) = match file.strip_suffix(".pem") {
         Some(s) => (s, true),
         None => (file.strip_suffix(".crt").unwrap_or(file), false),
     };
     let Some(serial) = pkid_protocols::serial::canonical_hex(serial) else {
-        return text(StatusCode::NOT_FOUND, "not a serial number");
+        return HttpError::NotFound("not a serial number").into_response();
     };
     let store = state.store.clone();
     let found = tokio::task::spawn_blocking(move || store.certificate(&serial)).await;
@@ -356,16 +342,16 @@ async fn published(state: &Arc<AppState>, file: &str) -> Reply {
                 pkid_protocols::x509::certificate_pem(&der),
             ),
             Some(der) => reply(StatusCode::OK, PKIX_CERT, der),
-            None => text(StatusCode::NOT_FOUND, "not found"),
+            None => HttpError::NotFound("not found").into_response(),
         },
-        Ok(Ok(None)) => text(StatusCode::NOT_FOUND, "not found"),
+        Ok(Ok(None)) => HttpError::NotFound("not found").into_response(),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "certificate lookup");
-            text(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+            HttpError::Unavailable("store unavailable".into()).into_response()
         }
         Err(e) => {
             tracing::error!(error = %e, "certificate lookup task");
-            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            HttpError::Internal.into_response()
         }
     }
 }

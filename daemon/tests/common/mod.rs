@@ -407,6 +407,14 @@ pub fn issue(data: &Path, csr: &Path, profile: &str, extra: &[&str]) -> (String,
     save_pem(csr.parent().expect("csr has a directory"), &pem)
 }
 
+/// `pkid cert revoke --serial SERIAL --reason REASON` (asserting success).
+pub fn revoke(data: &Path, serial: &str, reason: &str) {
+    pkid_ok(
+        data,
+        &["cert", "revoke", "--serial", serial, "--reason", reason],
+    );
+}
+
 /// Writes one PEM certificate printed by a `pkid cert …` command to a fresh file; returns
 /// (serial, path). Asserts the text is exactly one PEM certificate.
 pub fn save_pem(dir: &Path, pem: &str) -> (String, PathBuf) {
