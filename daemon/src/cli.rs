@@ -92,6 +92,27 @@ pub struct ServeArgs {
 pub enum CaCommand {
     /// Print the CA certificates as PEM, issuing CA first.
     Chain,
+    /// List the issuers: the root, the issuing CA `pkid init` made, and those added.
+    List,
+    /// Create another issuing CA under the root, with its own OCSP responder and CRLs; its key
+    /// is generated in the configured key backend. A running daemon takes it on within
+    /// `store.follow_interval_ms`, without a restart.
+    AddIssuer {
+        /// Its name: lowercase letters, digits and '-' (e.g. health); the URLs
+        /// /ca/NAME.crt and /crl/NAME.crl, and `cert issue --issuer NAME`.
+        #[arg(long)]
+        name: String,
+        /// Its subject, RFC 4514 (e.g. "CN=Health Sector CA,O=Ban Cơ yếu Chính phủ,C=VN").
+        #[arg(long)]
+        subject: String,
+        /// Its OCSP responder's subject (default: the subject with " OCSP Responder" added to
+        /// the CN).
+        #[arg(long)]
+        responder_subject: Option<String>,
+        /// Validity in days (default: ca.issuing_validity_days).
+        #[arg(long)]
+        days: Option<u32>,
+    },
     /// Issue a new certificate for the OCSP responder, TSA or HTTPS key (same key and subject,
     /// fresh validity) and install it in certs/; restart the daemon to use it.
     Reissue {
@@ -371,6 +392,38 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Serve(a) => crate::http::serve(&data, a, &who),
         Command::Ca(CaCommand::Chain) => out(&datadir::chain_pem(&data).map_err(datadir_failure)?),
+        Command::Ca(CaCommand::List) => {
+            for row in datadir::issuers::list(&data).map_err(datadir_failure)? {
+                out(&format!(
+                    "{:<12} {:<8} {:<8} {}  {}\n",
+                    row.name,
+                    row.parent.as_deref().unwrap_or("-"),
+                    row.status,
+                    rfc3339(row.not_after),
+                    row.subject
+                ))?;
+            }
+            Ok(())
+        }
+        Command::Ca(CaCommand::AddIssuer {
+            name,
+            subject,
+            responder_subject,
+            days,
+        }) => {
+            let added = datadir::issuers::add_issuer(
+                &data,
+                &name,
+                &subject,
+                responder_subject.as_deref(),
+                days,
+                &who,
+            )
+            .map_err(datadir_failure)?;
+            out(&pkid_protocols::x509::certificate_pem(
+                &added.certificate.der,
+            ))
+        }
         Command::Ca(CaCommand::Reissue { role, days }) => {
             let role = match role.as_str() {
                 "ocsp" => crate::keys::KeyRole::Ocsp,

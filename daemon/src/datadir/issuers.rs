@@ -343,6 +343,63 @@ pub fn responder(
     })
 }
 
+/// One row of `pkid ca list`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuerRow {
+    /// Name.
+    pub name: String,
+    /// The issuer that signed its certificate (`None` for the self-signed root).
+    pub parent: Option<String>,
+    /// Its CA certificate's status (`valid`, `revoked`, …; `expired` past notAfter).
+    pub status: String,
+    /// notAfter, Unix seconds.
+    pub not_after: u64,
+    /// Subject, RFC 4514.
+    pub subject: String,
+}
+
+/// Every issuer of the data directory, the root first, without loading any key.
+pub fn list(data: &Path) -> Result<Vec<IssuerRow>, DataDirError> {
+    let opened = super::open(data, false)?;
+    let store = opened.store.as_ref();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut certs = vec![
+        (ROOT.to_string(), read_cert(data, &KeyRole::Root)?),
+        (ISSUING.to_string(), read_cert(data, &KeyRole::Issuing)?),
+    ];
+    for r in store.issuers()? {
+        certs.push((
+            r.name.clone(),
+            stored_certificate(store, &r.certificate_serial)?,
+        ));
+    }
+    certs
+        .into_iter()
+        .map(|(name, der)| {
+            let cert = Certificate::from_der(&der)
+                .map_err(|e| DataDirError::State(format!("{name} certificate: {e}")))?;
+            let tbs = &cert.tbs_certificate;
+            let serial = pkid_protocols::serial::to_hex(&tbs.serial_number);
+            let not_after = pkid_protocols::time::unix_of(&tbs.validity.not_after);
+            let status = match store.certificate(&serial)? {
+                _ if not_after < now => "expired".to_string(),
+                Some(rec) => rec.status.as_str().to_string(),
+                None => "unknown".to_string(),
+            };
+            Ok(IssuerRow {
+                parent: (name != ROOT).then(|| ROOT.to_string()),
+                name,
+                status,
+                not_after,
+                subject: tbs.subject.to_string(),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::check_name;
