@@ -6,13 +6,13 @@ mod common;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::Router;
+
 use common::*;
 use http_body_util::BodyExt;
 use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Request, StatusCode};
 use pkid::config::RateLimit;
-use pkid::http::{build_state, routers, ClientIdentity, Routers};
+use pkid::http::{build_state, routers, ClientIdentity, Listener, Routers};
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::Path;
@@ -44,7 +44,7 @@ impl Answer {
     }
 }
 
-async fn send(router: &Router, req: Request<Body>) -> Answer {
+async fn send(router: &Listener, req: Request<Body>) -> Answer {
     let resp = router.clone().oneshot(req).await.expect("infallible");
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.expect("body").to_bytes().to_vec();
@@ -59,7 +59,7 @@ fn request(method: &str, path: &str) -> hyper::http::request::Builder {
     Request::builder().method(method).uri(path)
 }
 
-async fn get(router: &Router, path: &str) -> Answer {
+async fn get(router: &Listener, path: &str) -> Answer {
     send(
         router,
         request("GET", path).body(Body::empty()).expect("request"),
@@ -67,7 +67,7 @@ async fn get(router: &Router, path: &str) -> Answer {
     .await
 }
 
-async fn post(router: &Router, path: &str, content_type: &str, body: Vec<u8>) -> Answer {
+async fn post(router: &Listener, path: &str, content_type: &str, body: Vec<u8>) -> Answer {
     let req = request("POST", path)
         .header(CONTENT_TYPE, content_type)
         .body(Body::from(body))

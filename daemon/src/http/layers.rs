@@ -1,68 +1,64 @@
-//! The tower layers every route of both listeners runs through, outermost first:
+//! The tower layers of both listeners, outermost first:
 //!
-//! 1. [`observe`]: the per-route metrics (`pkid_http_requests_total{route,status}`,
-//!    `pkid_http_request_duration_seconds{route}`) and one tracing event per request — `debug`
-//!    normally, `warn` for a 5xx — so a flood of bad requests never becomes a flood of INFO lines.
-//! 2. [`rate_limit`]: the per-client-address limit (governor), 429 with `Retry-After`.
-//! 3. [`limit_body`]: `[server] max_body_bytes`, 413; a declared Content-Length over it is refused
-//!    before any byte is read, a body without one (chunked) is cut off when it passes it.
-//! 4. [`deadline`]: `[server] request_timeout_secs`, 503.
+//! ```text
+//! RateLimit ─▶ BodyLimit ─▶ Router ─▶ (per route) Observe ─▶ Deadline ─▶ handler
+//! ```
 //!
-//! The rate limit and body limit read the live settings, so a SIGHUP reload applies to the next
-//! request. A response made by a layer rather than a handler carries the [`Route`] it is counted
-//! under (`rate_limited`, `too_large`, `bad_request`) as a response extension.
+//! * [`RateLimit`]: the per-client-address limit (governor), 429 with `Retry-After`.
+//! * [`BodyLimit`]: `[server] max_body_bytes`, 413; a declared Content-Length over it is refused
+//!   before any byte is read, a body without one (chunked) is cut off when it passes it.
+//! * [`Observe`]: the per-route metrics (`pkid_http_requests_total{route,status}`,
+//!   `pkid_http_request_duration_seconds{route}`, the route being the router's match) and one
+//!   tracing event per request — `debug` normally, `warn` for a 5xx — so a flood of bad requests
+//!   never becomes a flood of INFO lines.
+//! * [`Deadline`]: `[server] request_timeout_secs`, 503.
+//!
+//! The two admission layers sit in front of the router, so a refused request costs no routing,
+//! and they answer without allocating a future; they count their refusals under the routes
+//! pkid has always used (`rate_limited`, `too_large`, `bad_request`). They read the live
+//! settings, so a SIGHUP reload applies to the next request. Observe and Deadline run inside the
+//! router (axum's `Router::layer`) because only there is the matched route known.
+//! `docs/decisions.md` ("axum and tower at the edges") says why these are hand-written services
+//! rather than `axum::middleware::from_fn`: that costs allocations per layer per request on the
+//! status plane.
 
 use super::error::HttpError;
 use super::routes::{Reply, Route};
 use super::AppState;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::middleware::{from_fn_with_state, Next};
+use axum::extract::{ConnectInfo, MatchedPath};
 use axum::response::IntoResponse;
-use axum::Router;
 use http_body_util::Limited;
-use hyper::body::Body as _;
 use hyper::header::CONTENT_LENGTH;
+use hyper::Request;
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
+use tower::{Layer, Service};
 
-/// Puts the layers around every route of `router` and binds it to the state.
-pub(crate) fn edge(router: Router<Arc<AppState>>, state: &Arc<AppState>) -> Router {
-    router
-        .fallback(|| async { HttpError::NotFound("not found").into_response() })
-        .layer(from_fn_with_state(state.clone(), deadline))
-        .layer(from_fn_with_state(state.clone(), limit_body))
-        .layer(from_fn_with_state(state.clone(), rate_limit))
-        .layer(from_fn_with_state(state.clone(), observe))
-        .with_state(state.clone())
-}
+/// A boxed response future (the per-route layers, which must await the handler).
+type BoxFuture = Pin<Box<dyn Future<Output = Result<Reply, Infallible>> + Send>>;
 
 /// The client's address, as the listener recorded it; unspecified in tests that set none.
-fn peer(req: &Request) -> SocketAddr {
+fn peer<B>(req: &Request<B>) -> SocketAddr {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0)
         .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))
 }
 
-/// A layer's own answer, marked with the route it is counted under.
-fn refused(route: Route, error: HttpError) -> Reply {
-    let mut r = error.into_response();
-    r.extensions_mut().insert(route);
-    r
-}
-
-async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Reply {
-    let start = Instant::now();
-    let peer = peer(&req);
-    let matched = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(Route::NotFound, |m| Route::of_pattern(m.as_str()));
-    let resp = next.run(req).await;
-    let route = resp.extensions().get::<Route>().copied().unwrap_or(matched);
-    let status = resp.status();
+/// Counts and logs a request under `route`.
+fn record(
+    state: &AppState,
+    route: Route,
+    status: hyper::StatusCode,
+    start: Instant,
+    peer: SocketAddr,
+) {
     state
         .http_metrics
         .record(route, status, start.elapsed().as_secs_f64());
@@ -71,57 +67,246 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
     } else {
         tracing::debug!(%peer, route = route.name(), status = status.as_u16(), "request");
     }
-    resp
 }
 
-async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Reply {
-    if let Some(limiter) = state.limiter.load().as_ref() {
-        if let Err(not_until) = limiter.check_key(&peer(&req).ip()) {
-            state.metrics.rate_limited.inc();
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ));
-            return refused(
-                Route::RateLimited,
-                HttpError::RateLimited {
+/// An admission layer's future: its own refusal, ready at once, or the inner service's.
+pub enum Admitted<F> {
+    /// Refused here.
+    Refused(Option<Reply>),
+    /// Passed on.
+    Inner(F),
+}
+
+impl<F> Future for Admitted<F>
+where
+    F: Future<Output = Result<Reply, Infallible>> + Unpin,
+{
+    type Output = Result<Reply, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Self::Refused(r) => Poll::Ready(Ok(r.take().unwrap_or_default())),
+            Self::Inner(f) => Pin::new(f).poll(cx),
+        }
+    }
+}
+
+/// An admission layer's refusal, counted and logged under `route`.
+fn refuse<F>(state: &AppState, route: Route, error: HttpError, peer: SocketAddr) -> Admitted<F> {
+    let r = error.into_response();
+    record(state, route, r.status(), Instant::now(), peer);
+    Admitted::Refused(Some(r))
+}
+
+/// Builds [`RateLimit`] services.
+#[derive(Clone)]
+pub struct RateLimitLayer(pub(crate) Arc<AppState>);
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+    fn layer(&self, inner: S) -> RateLimit<S> {
+        RateLimit {
+            state: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+/// Refuses a client over `[server] rate_limit_*` with 429 and `Retry-After`.
+#[derive(Clone)]
+pub struct RateLimit<S> {
+    state: Arc<AppState>,
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for RateLimit<S>
+where
+    S: Service<Request<B>, Response = Reply, Error = Infallible>,
+    S::Future: Unpin,
+{
+    type Response = Reply;
+    type Error = Infallible;
+    type Future = Admitted<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        if let Some(limiter) = self.state.limiter.load().as_ref() {
+            let peer = peer(&req);
+            if let Err(not_until) = limiter.check_key(&peer.ip()) {
+                self.state.metrics.rate_limited.inc();
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                    &governor::clock::DefaultClock::default(),
+                ));
+                let error = HttpError::RateLimited {
                     retry_after_secs: wait.as_secs(),
-                },
-            );
+                };
+                return refuse(&self.state, Route::RateLimited, error, peer);
+            }
         }
+        Admitted::Inner(self.inner.call(req))
     }
-    next.run(req).await
 }
 
-async fn limit_body(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Reply {
-    let limit = state.config.load().server.max_body_bytes;
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .map(|v| v.to_str().ok().and_then(|v| v.parse::<u64>().ok()));
-    match declared {
-        Some(Some(n)) if n > limit as u64 => refused(
-            Route::TooLarge,
-            HttpError::TooLarge(format!("request body is over the {limit}-byte limit")),
-        ),
-        Some(None) => refused(
-            Route::BadRequest,
-            HttpError::BadRequest("invalid Content-Length"),
-        ),
-        // Declared within the limit: hyper never delivers more than the declared length.
-        Some(Some(_)) => next.run(req).await,
-        None if req.body().is_end_stream() => next.run(req).await,
-        // Chunked (HTTP/1.1) or an HTTP/2 body without a length: cut off past the limit.
-        None => {
-            next.run(req.map(|b| Body::new(Limited::new(b, limit))))
-                .await
+/// Builds [`BodyLimit`] services.
+#[derive(Clone)]
+pub struct BodyLimitLayer(pub(crate) Arc<AppState>);
+
+impl<S> Layer<S> for BodyLimitLayer {
+    type Service = BodyLimit<S>;
+    fn layer(&self, inner: S) -> BodyLimit<S> {
+        BodyLimit {
+            state: self.0.clone(),
+            inner,
         }
     }
 }
 
-async fn deadline(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Reply {
-    let timeout = state.config.load().server.request_timeout;
-    match tokio::time::timeout(timeout, next.run(req)).await {
-        Ok(r) => r,
-        Err(_) => HttpError::TimedOut.into_response(),
+/// Refuses a body over `[server] max_body_bytes` with 413 (and an unreadable Content-Length
+/// with 400). Turns the body into axum's `Body`, which the router would do anyway.
+#[derive(Clone)]
+pub struct BodyLimit<S> {
+    state: Arc<AppState>,
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for BodyLimit<S>
+where
+    S: Service<Request<Body>, Response = Reply, Error = Infallible>,
+    S::Future: Unpin,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Reply;
+    type Error = Infallible;
+    type Future = Admitted<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let limit = self.state.config.load().server.max_body_bytes;
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .map(|v| v.to_str().ok().and_then(|v| v.parse::<u64>().ok()));
+        let req = match declared {
+            Some(Some(n)) if n > limit as u64 => {
+                let error =
+                    HttpError::TooLarge(format!("request body is over the {limit}-byte limit"));
+                return refuse(&self.state, Route::TooLarge, error, peer(&req));
+            }
+            Some(None) => {
+                let error = HttpError::BadRequest("invalid Content-Length");
+                return refuse(&self.state, Route::BadRequest, error, peer(&req));
+            }
+            // Declared within the limit: hyper never delivers more than the declared length.
+            Some(Some(_)) => req.map(Body::new),
+            None if req.body().is_end_stream() => req.map(Body::new),
+            // Chunked (HTTP/1.1) or an HTTP/2 body without a length: cut off past the limit.
+            None => req.map(|b| Body::new(Limited::new(b, limit))),
+        };
+        Admitted::Inner(self.inner.call(req))
+    }
+}
+
+/// Builds [`Observe`] services.
+#[derive(Clone)]
+pub struct ObserveLayer(pub(crate) Arc<AppState>);
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe {
+            state: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+/// Counts each request under the route the router matched (`not_found` for the fallback) and
+/// its status, times it, and logs it.
+#[derive(Clone)]
+pub struct Observe<S> {
+    state: Arc<AppState>,
+    inner: S,
+}
+
+impl<S> Service<Request<Body>> for Observe<S>
+where
+    S: Service<Request<Body>, Response = Reply, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Reply;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let start = Instant::now();
+        let peer = peer(&req);
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or(Route::NotFound, |m| Route::of_pattern(m.as_str()));
+        let state = self.state.clone();
+        let answer = self.inner.call(req);
+        Box::pin(async move {
+            let Ok(resp) = answer.await;
+            record(&state, route, resp.status(), start, peer);
+            Ok(resp)
+        })
+    }
+}
+
+/// Builds [`Deadline`] services.
+#[derive(Clone)]
+pub struct DeadlineLayer(pub(crate) Arc<AppState>);
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
+    fn layer(&self, inner: S) -> Deadline<S> {
+        Deadline {
+            state: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+/// Answers 503 when a handler takes longer than `[server] request_timeout_secs`.
+#[derive(Clone)]
+pub struct Deadline<S> {
+    state: Arc<AppState>,
+    inner: S,
+}
+
+impl<S> Service<Request<Body>> for Deadline<S>
+where
+    S: Service<Request<Body>, Response = Reply, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Reply;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let timeout = self.state.config.load().server.request_timeout;
+        let answer = self.inner.call(req);
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, answer).await {
+                Ok(r) => r,
+                Err(_) => Ok(HttpError::TimedOut.into_response()),
+            }
+        })
     }
 }

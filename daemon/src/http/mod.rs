@@ -15,13 +15,13 @@
 pub mod body;
 mod crl;
 mod error;
-mod layers;
+pub mod layers;
 mod ocsp;
 pub mod routes;
 pub mod tls;
 mod tsa;
 
-pub use routes::{routers, Routers};
+pub use routes::{routers, Listener, Routers};
 pub use tls::{ClientIdentity, ClientTrust};
 
 use crate::cli::{Failure, ServeArgs};
@@ -483,7 +483,7 @@ fn reload_config(state: &Arc<AppState>) {
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<(tokio_rustls::TlsAcceptor, Arc<ClientTrust>)>,
-    router: axum::Router,
+    router: Listener,
     state: Arc<AppState>,
     mut stop: watch::Receiver<bool>,
     graceful: Arc<GracefulShutdown>,

@@ -1,9 +1,9 @@
 //! Routing: one axum `Router` per listener, built from the state with no socket.
 //!
 //! ```text
-//! http  listener ─▶ observe ─▶ rate limit ─▶ body limit ─▶ timeout ─▶ status plane
-//! https listener ─▶ observe ─▶ rate limit ─▶ body limit ─▶ timeout ─▶ status plane
-//!                                                                    + enrollment/admin plane
+//! http  listener ─▶ rate limit ─▶ body limit ─▶ router ─▶ observe ─▶ deadline ─▶ status plane
+//! https listener ─▶ rate limit ─▶ body limit ─▶ router ─▶ observe ─▶ deadline ─▶ status plane
+//!                                                                     + enrollment/admin plane
 //! ```
 //!
 //! The status plane is OCSP, CRLs, timestamps, CA certificates, the certificate repository,
@@ -13,6 +13,9 @@
 //! that decides. The layers are in [`super::layers`].
 
 use super::error::HttpError;
+use super::layers::{
+    BodyLimit, BodyLimitLayer, DeadlineLayer, ObserveLayer, RateLimit, RateLimitLayer,
+};
 use super::tls::ClientIdentity;
 use super::AppState;
 use crate::metrics::Metrics;
@@ -53,21 +56,39 @@ pub(crate) fn text(status: StatusCode, msg: impl Into<String>) -> Reply {
     reply(status, "text/plain; charset=utf-8", m)
 }
 
+/// What a listener serves: its router behind the admission layers (a tower `Service` of
+/// `Request<B>` for any body; cheap to clone).
+pub type Listener = RateLimit<BodyLimit<Router>>;
+
 /// The routers of the two listeners.
 pub struct Routers {
     /// The plain-HTTP listener: the status plane only. Its requests never carry a
     /// [`ClientIdentity`].
-    pub http: Router,
+    pub http: Listener,
     /// The HTTPS listener: the status plane, the enrollment plane and the admin plane.
-    pub https: Router,
+    pub https: Listener,
 }
 
 /// Builds both routers from the state, layers included. No socket: tests drive them with
 /// `tower::ServiceExt::oneshot`, `pkid serve` hands them to the listeners.
 pub fn routers(state: &Arc<AppState>) -> Routers {
-    let http = super::layers::edge(status_plane(), state);
-    let https = super::layers::edge(status_plane().merge(enrollment_plane()), state);
+    let http = edge(status_plane(), state);
+    let https = edge(status_plane().merge(enrollment_plane()), state);
     Routers { http, https }
+}
+
+/// Puts the layers around `router` (see [`super::layers`] for their order) and binds it to
+/// the state.
+fn edge(router: Router<Arc<AppState>>, state: &Arc<AppState>) -> Listener {
+    let router = router
+        .fallback(|| async { HttpError::NotFound("not found").into_response() })
+        .layer(DeadlineLayer(state.clone()))
+        .layer(ObserveLayer(state.clone()))
+        .with_state(state.clone());
+    tower::ServiceBuilder::new()
+        .layer(RateLimitLayer(state.clone()))
+        .layer(BodyLimitLayer(state.clone()))
+        .service(router)
 }
 
 /// 405 for a route that only reads: `Allow: GET, HEAD` (axum would list `GET,HEAD`; the
