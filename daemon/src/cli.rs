@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use pkid_protocols::revocation;
 use pkid_protocols::time::rfc3339;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -301,7 +302,7 @@ fn actor(cli: &Cli) -> String {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve(_)) {
-        crate::http::init_cli_logging();
+        crate::logging::init_cli();
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -372,6 +373,56 @@ fn parse_time(s: &str) -> Result<u64, Failure> {
     })
 }
 
+/// A listener address given on the command line: `None` keeps the configured one, `""`
+/// disables the listener.
+fn listen_override(
+    value: Option<String>,
+    what: &str,
+) -> Result<Option<Option<SocketAddr>>, Failure> {
+    match value {
+        None => Ok(None),
+        Some(s) if s.is_empty() => Ok(Some(None)),
+        Some(s) => s.parse().map(|a| Some(Some(a))).map_err(|e| Failure {
+            message: format!("--{what} {s:?}: {e}"),
+            code: 2,
+        }),
+    }
+}
+
+/// The exit code of a daemon that could not start or run.
+fn app_failure(e: crate::app::AppError) -> Failure {
+    use crate::app::AppError;
+    match e {
+        AppError::DataDir(d) => datadir_failure(d),
+        AppError::Listen(crate::http::ListenError::NoListener) => Failure {
+            message: e.to_string(),
+            code: 2,
+        },
+        AppError::Listen(_) | AppError::Service(_) | AppError::Runtime(_) => Failure {
+            message: e.to_string(),
+            code: 1,
+        },
+    }
+}
+
+fn serve(data: &std::path::Path, args: ServeArgs, who: &str) -> Result<(), Failure> {
+    let http = listen_override(args.http, "http")?;
+    let https = listen_override(args.https, "https")?;
+    crate::app::serve(
+        data,
+        move |config| {
+            if let Some(a) = http {
+                config.server.http = a;
+            }
+            if let Some(a) = https {
+                config.server.https = a;
+            }
+        },
+        who,
+    )
+    .map_err(app_failure)
+}
+
 /// Runs a parsed command.
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let who = actor(&cli);
@@ -390,7 +441,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             out(&format!("initialised {}\n", data.display()))?;
             out(&datadir::chain_pem(&data).map_err(datadir_failure)?)
         }
-        Command::Serve(a) => crate::http::serve(&data, a, &who),
+        Command::Serve(a) => serve(&data, a, &who),
         Command::Ca(CaCommand::Chain) => out(&datadir::chain_pem(&data).map_err(datadir_failure)?),
         Command::Ca(CaCommand::List) => {
             for row in datadir::issuers::list(&data).map_err(datadir_failure)? {

@@ -396,19 +396,24 @@ pub struct Opened {
 /// Opens an initialised data directory. With `with_keys` the root and issuing CA keys are
 /// loaded from the backend and checked against their certificates.
 pub fn open(data: &Path, with_keys: bool) -> Result<Opened, DataDirError> {
-    open_with(data, with_keys, None)
+    open_with(data, with_keys, None, Arc::new(SystemClock))
 }
 
-/// Opens the data directory for the daemon: keys loaded, and the store and every signer
-/// counted in `metrics`.
-pub fn open_metered(data: &Path, metrics: Arc<Metrics>) -> Result<Opened, DataDirError> {
-    open_with(data, true, Some(metrics))
+/// Opens the data directory for the daemon: keys loaded, the store and every signer counted
+/// in `metrics`, and the authority on `clock`.
+pub fn open_metered(
+    data: &Path,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+) -> Result<Opened, DataDirError> {
+    open_with(data, true, Some(metrics), clock)
 }
 
 fn open_with(
     data: &Path,
     with_keys: bool,
     metrics: Option<Arc<Metrics>>,
+    clock: Arc<dyn Clock>,
 ) -> Result<Opened, DataDirError> {
     if !is_initialised(data) {
         return Err(DataDirError::State(format!(
@@ -461,12 +466,7 @@ fn open_with(
         metrics.as_ref(),
         &store.issuers()?,
     )?);
-    let authority = Arc::new(Authority::new(
-        config.clone(),
-        store.clone(),
-        Arc::new(SystemClock),
-        loaded,
-    ));
+    let authority = Arc::new(Authority::new(config.clone(), store.clone(), clock, loaded));
     Ok(Opened {
         config,
         store,

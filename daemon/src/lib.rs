@@ -10,6 +10,7 @@
 //! Protocol encoding and certificate logic live in the sans-I/O `pkid-protocols` crate; this
 //! crate is the imperative shell: configuration, CLI, HTTP, the store, key backends and the CA.
 
+pub mod app;
 pub mod ca;
 pub mod cli;
 pub mod clock;
@@ -19,6 +20,7 @@ pub mod datadir;
 pub mod http;
 pub mod index;
 pub mod keys;
+pub mod logging;
 pub mod metrics;
 pub mod ocsp;
 pub mod ra;

@@ -23,7 +23,7 @@
 mod pool;
 
 use crate::clock::sync::{ClockGuard, ClockSyncSource, KernelSyncSource};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::config::{ClockSyncMode, Config, TsaConfig};
 use crate::datadir;
 use crate::keys::{self, KeyBackend, KeyRole, Signer};
@@ -161,11 +161,12 @@ pub struct Tsa {
 
 impl Tsa {
     /// The daemon's TSA: `None` when disabled; otherwise the TSA key from the backend (metered
-    /// as role `tsa`), `certs/tsa.crt`, the system clock and the kernel's sync state.
+    /// as role `tsa`), `certs/tsa.crt`, `clock` and the kernel's sync state.
     pub fn open(
         config: &Config,
         keys: &dyn KeyBackend,
         store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
     ) -> Result<Option<Arc<Self>>, TsaStartError> {
         if !config.tsa.enabled {
@@ -188,7 +189,7 @@ impl Tsa {
             &der,
             signer,
             store,
-            Arc::new(SystemClock),
+            clock,
             Box::new(KernelSyncSource),
             metrics,
         )?;

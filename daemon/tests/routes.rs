@@ -1,6 +1,6 @@
 //! In-process tests of both routers: every route's status codes, content types and error
 //! bodies, driven with `tower::ServiceExt::oneshot` — no socket, no daemon process. The state is
-//! built by `pkid::http::build_state` from a data directory made by `pkid init`.
+//! built by `pkid::app::App::build` from a data directory made by `pkid init`.
 
 mod common;
 
@@ -11,8 +11,10 @@ use common::*;
 use http_body_util::BodyExt;
 use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Request, StatusCode};
+use pkid::app::App;
+use pkid::clock::SystemClock;
 use pkid::config::RateLimit;
-use pkid::http::{build_state, routers, ClientIdentity, Listener, Routers};
+use pkid::http::{ClientIdentity, Listener, Routers};
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::Path;
@@ -78,12 +80,8 @@ async fn post(router: &Listener, path: &str, content_type: &str, body: Vec<u8>) 
 /// A data directory and the routers over it, with `adjust` applied to its configuration.
 fn app(adjust: impl FnOnce(&mut pkid::config::Config)) -> (tempfile::TempDir, Routers) {
     let dir = init(&[]);
-    let state = build_state(dir.path(), |c| {
-        adjust(c);
-        Ok(())
-    })
-    .expect("state");
-    (dir, routers(&state))
+    let app = App::build(dir.path(), std::sync::Arc::new(SystemClock), adjust).expect("app");
+    (dir, app.routers())
 }
 
 /// `openssl ocsp -reqout` for the certificate at `cert`, issued by the issuing CA.

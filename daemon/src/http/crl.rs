@@ -13,7 +13,7 @@
 //!   CRL is still being made → 503 with `Retry-After`.
 
 use super::error::HttpError;
-use super::routes::{reply, text, Reply};
+use super::reply::{reply, text, Reply};
 use super::AppState;
 use crate::crl::{CrlKey, PublishedCrl};
 use axum::body::Body;

@@ -7,7 +7,7 @@
 //! `http::tsa`). Plain HTTP faults (wrong method, media type, size, rate) are short text bodies.
 
 use super::body::BodyError;
-use super::routes::{reply, text, Reply};
+use super::reply::{reply, text, Reply};
 use axum::response::IntoResponse;
 use hyper::header::{HeaderValue, ALLOW, RETRY_AFTER};
 use hyper::StatusCode;

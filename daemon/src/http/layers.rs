@@ -23,19 +23,22 @@
 //! status plane.
 
 use super::error::HttpError;
-use super::routes::{Reply, Route};
+use super::reply::Reply;
 use super::AppState;
+use crate::metrics::Metrics;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath};
 use axum::response::IntoResponse;
 use http_body_util::Limited;
 use hyper::header::CONTENT_LENGTH;
-use hyper::Request;
+use hyper::{Request, StatusCode};
+use prometheus::{Histogram, IntCounter};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tower::{Layer, Service};
@@ -308,5 +311,141 @@ where
                 Err(_) => Ok(HttpError::TimedOut.into_response()),
             }
         })
+    }
+}
+
+/// What a request was routed to: the `route` label of the HTTP metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    Healthz,
+    Readyz,
+    Metrics,
+    Ocsp,
+    Crl,
+    Ca,
+    Tsa,
+    Certs,
+    Whoami,
+    NotFound,
+    RateLimited,
+    TooLarge,
+    BadRequest,
+}
+
+impl Route {
+    /// Every route, in declaration order (`Route::X as usize` indexes it).
+    pub(crate) const ALL: [Route; 13] = [
+        Route::Healthz,
+        Route::Readyz,
+        Route::Metrics,
+        Route::Ocsp,
+        Route::Crl,
+        Route::Ca,
+        Route::Tsa,
+        Route::Certs,
+        Route::Whoami,
+        Route::NotFound,
+        Route::RateLimited,
+        Route::TooLarge,
+        Route::BadRequest,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Route::Healthz => "healthz",
+            Route::Readyz => "readyz",
+            Route::Metrics => "metrics",
+            Route::Ocsp => "ocsp",
+            Route::Crl => "crl",
+            Route::Ca => "ca",
+            Route::Tsa => "tsa",
+            Route::Certs => "certs",
+            Route::Whoami => "whoami",
+            Route::NotFound => "not_found",
+            Route::RateLimited => "rate_limited",
+            Route::TooLarge => "too_large",
+            Route::BadRequest => "bad_request",
+        }
+    }
+
+    /// The route of a matched path pattern (axum's `MatchedPath`). A pattern not listed here
+    /// counts as `not_found`: add its variant when adding a route (a test checks every route).
+    pub(crate) fn of_pattern(pattern: &str) -> Route {
+        match pattern {
+            "/ocsp" | "/ocsp/" | "/ocsp/{*request}" => Route::Ocsp,
+            "/tsa" => Route::Tsa,
+            "/crl/{*file}" => Route::Crl,
+            "/ca/{*file}" => Route::Ca,
+            "/certs/{*file}" => Route::Certs,
+            "/healthz" => Route::Healthz,
+            "/readyz" => Route::Readyz,
+            "/metrics" => Route::Metrics,
+            "/whoami" => Route::Whoami,
+            _ => Route::NotFound,
+        }
+    }
+}
+
+/// The HTTP metrics of one route: handles for the common statuses and the latency, resolved
+/// on first use (so no label hashing per request, and no series for pairs never seen).
+#[derive(Default)]
+struct RouteMetrics {
+    ok: OnceLock<IntCounter>,
+    not_modified: OnceLock<IntCounter>,
+    duration: OnceLock<Histogram>,
+}
+
+/// Per-route HTTP metrics.
+pub(crate) struct HttpMetrics {
+    routes: [RouteMetrics; Route::ALL.len()],
+    metrics: Arc<Metrics>,
+}
+
+impl HttpMetrics {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            routes: Default::default(),
+            metrics,
+        }
+    }
+
+    pub(crate) fn record(&self, route: Route, status: StatusCode, seconds: f64) {
+        let requests = &self.metrics.http_requests;
+        let name = route.name();
+        let Some(m) = self.routes.get(route as usize) else {
+            // Unreachable while `Route::ALL` lists every variant (a test checks it).
+            requests.with_label_values(&[name, status.as_str()]).inc();
+            return;
+        };
+        match status {
+            StatusCode::OK => {
+                m.ok.get_or_init(|| requests.with_label_values(&[name, "200"]))
+                    .inc()
+            }
+            StatusCode::NOT_MODIFIED => m
+                .not_modified
+                .get_or_init(|| requests.with_label_values(&[name, "304"]))
+                .inc(),
+            other => requests.with_label_values(&[name, other.as_str()]).inc(),
+        }
+        m.duration
+            .get_or_init(|| self.metrics.http_duration.with_label_values(&[name]))
+            .observe(seconds);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Route;
+
+    #[test]
+    fn route_all_lists_every_variant_at_its_index_with_distinct_names() {
+        for (i, r) in Route::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+        }
+        let mut names: Vec<&str> = Route::ALL.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Route::ALL.len());
     }
 }

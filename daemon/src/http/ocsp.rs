@@ -9,7 +9,7 @@
 //!   `Last-Modified` (= thisUpdate) and `ETag`, and conditional GETs are answered 304.
 
 use super::error::{HttpError, OcspRefusal};
-use super::routes::{reply, Reply};
+use super::reply::{reply, Reply};
 use super::AppState;
 use crate::ocsp::{Answer, Form, OcspService, Prepared, OCSP_RESPONSE};
 use axum::body::Body;

@@ -16,45 +16,21 @@ use super::error::HttpError;
 use super::layers::{
     BodyLimit, BodyLimitLayer, DeadlineLayer, ObserveLayer, RateLimit, RateLimitLayer,
 };
+use super::reply::{reply, text, Reply};
 use super::tls::ClientIdentity;
 use super::AppState;
-use crate::metrics::Metrics;
-use axum::body::Body;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Router};
-use bytes::Bytes;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
-use hyper::{Response, StatusCode};
-use prometheus::{Histogram, IntCounter};
-use std::sync::{Arc, OnceLock};
-
-/// What every handler returns.
-pub(crate) type Reply = axum::response::Response;
+use hyper::header::{HeaderValue, CACHE_CONTROL};
+use hyper::StatusCode;
+use std::sync::Arc;
 
 /// Media type of DER certificates (RFC 2585).
 const PKIX_CERT: &str = "application/pkix-cert";
 /// Media type of PEM files.
 const PEM: &str = "application/x-pem-file";
-
-pub(crate) fn reply(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Reply {
-    let mut r = Response::new(Body::from(body.into()));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r
-}
-
-pub(crate) fn text(status: StatusCode, msg: impl Into<String>) -> Reply {
-    let mut m = msg.into();
-    m.push('\n');
-    reply(status, "text/plain; charset=utf-8", m)
-}
 
 /// What a listener serves: its router behind the admission layers (a tower `Service` of
 /// `Request<B>` for any body; cheap to clone).
@@ -151,126 +127,6 @@ fn enrollment_plane() -> Router<Arc<AppState>> {
     Router::new().route("/whoami", read_only(whoami))
 }
 
-/// What a request was routed to: the `route` label of the HTTP metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Route {
-    Healthz,
-    Readyz,
-    Metrics,
-    Ocsp,
-    Crl,
-    Ca,
-    Tsa,
-    Certs,
-    Whoami,
-    NotFound,
-    RateLimited,
-    TooLarge,
-    BadRequest,
-}
-
-impl Route {
-    /// Every route, in declaration order (`Route::X as usize` indexes it).
-    pub(crate) const ALL: [Route; 13] = [
-        Route::Healthz,
-        Route::Readyz,
-        Route::Metrics,
-        Route::Ocsp,
-        Route::Crl,
-        Route::Ca,
-        Route::Tsa,
-        Route::Certs,
-        Route::Whoami,
-        Route::NotFound,
-        Route::RateLimited,
-        Route::TooLarge,
-        Route::BadRequest,
-    ];
-
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Route::Healthz => "healthz",
-            Route::Readyz => "readyz",
-            Route::Metrics => "metrics",
-            Route::Ocsp => "ocsp",
-            Route::Crl => "crl",
-            Route::Ca => "ca",
-            Route::Tsa => "tsa",
-            Route::Certs => "certs",
-            Route::Whoami => "whoami",
-            Route::NotFound => "not_found",
-            Route::RateLimited => "rate_limited",
-            Route::TooLarge => "too_large",
-            Route::BadRequest => "bad_request",
-        }
-    }
-
-    /// The route of a matched path pattern (axum's `MatchedPath`). A pattern not listed here
-    /// counts as `not_found`: add its variant when adding a route (a test checks every route).
-    pub(crate) fn of_pattern(pattern: &str) -> Route {
-        match pattern {
-            "/ocsp" | "/ocsp/" | "/ocsp/{*request}" => Route::Ocsp,
-            "/tsa" => Route::Tsa,
-            "/crl/{*file}" => Route::Crl,
-            "/ca/{*file}" => Route::Ca,
-            "/certs/{*file}" => Route::Certs,
-            "/healthz" => Route::Healthz,
-            "/readyz" => Route::Readyz,
-            "/metrics" => Route::Metrics,
-            "/whoami" => Route::Whoami,
-            _ => Route::NotFound,
-        }
-    }
-}
-
-/// The HTTP metrics of one route: handles for the common statuses and the latency, resolved
-/// on first use (so no label hashing per request, and no series for pairs never seen).
-#[derive(Default)]
-struct RouteMetrics {
-    ok: OnceLock<IntCounter>,
-    not_modified: OnceLock<IntCounter>,
-    duration: OnceLock<Histogram>,
-}
-
-/// Per-route HTTP metrics.
-pub(crate) struct HttpMetrics {
-    routes: [RouteMetrics; Route::ALL.len()],
-    metrics: Arc<Metrics>,
-}
-
-impl HttpMetrics {
-    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
-        Self {
-            routes: Default::default(),
-            metrics,
-        }
-    }
-
-    pub(crate) fn record(&self, route: Route, status: StatusCode, seconds: f64) {
-        let requests = &self.metrics.http_requests;
-        let name = route.name();
-        let Some(m) = self.routes.get(route as usize) else {
-            // Unreachable while `Route::ALL` lists every variant (a test checks it).
-            requests.with_label_values(&[name, status.as_str()]).inc();
-            return;
-        };
-        match status {
-            StatusCode::OK => {
-                m.ok.get_or_init(|| requests.with_label_values(&[name, "200"]))
-                    .inc()
-            }
-            StatusCode::NOT_MODIFIED => m
-                .not_modified
-                .get_or_init(|| requests.with_label_values(&[name, "304"]))
-                .inc(),
-            other => requests.with_label_values(&[name, other.as_str()]).inc(),
-        }
-        m.duration
-            .get_or_init(|| self.metrics.http_duration.with_label_values(&[name]))
-            .observe(seconds);
-    }
-}
-
 /// `GET /metrics`: the Prometheus text exposition.
 async fn metrics(State(state): State<Arc<AppState>>) -> Reply {
     reply(
@@ -324,13 +180,14 @@ async fn ca_certificate(State(state): State<Arc<AppState>>, uri: hyper::Uri) -> 
         (_, Some(n)) => (n, true),
         _ => return HttpError::NotFound("not found").into_response(),
     };
-    match state.ca_certs.get(name) {
-        Some(der) if pem => cacheable(reply(
+    // Looked up in the authority, so an issuer added while the daemon runs is published.
+    match state.authority.issuer(name) {
+        Some(i) if pem => cacheable(reply(
             StatusCode::OK,
             PEM,
-            pkid_protocols::x509::certificate_pem(der),
+            pkid_protocols::x509::certificate_pem(&i.der),
         )),
-        Some(der) => cacheable(reply(StatusCode::OK, PKIX_CERT, der.clone())),
+        Some(i) => cacheable(reply(StatusCode::OK, PKIX_CERT, i.der.clone())),
         None => HttpError::NotFound("no such CA").into_response(),
     }
 }
@@ -374,21 +231,5 @@ async fn published(State(state): State<Arc<AppState>>, uri: hyper::Uri) -> Reply
             tracing::error!(error = %e, "certificate lookup task");
             HttpError::Internal.into_response()
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Route;
-
-    #[test]
-    fn route_all_lists_every_variant_at_its_index_with_distinct_names() {
-        for (i, r) in Route::ALL.iter().enumerate() {
-            assert_eq!(*r as usize, i, "{r:?}");
-        }
-        let mut names: Vec<&str> = Route::ALL.iter().map(|r| r.name()).collect();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), Route::ALL.len());
     }
 }

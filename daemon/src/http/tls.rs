@@ -18,6 +18,7 @@
 use crate::ca::Authority;
 use crate::config::Config;
 use crate::index::{serial_key, Entry, RevocationIndex};
+use arc_swap::ArcSwap;
 use der::{Decode, Encode};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
@@ -59,8 +60,27 @@ struct PkidIssuer {
 /// anchors, chains completed from pkid's issuers, and the revocation index.
 pub struct ClientTrust {
     webpki: Arc<dyn ClientCertVerifier>,
-    issuers: Vec<PkidIssuer>,
+    authority: Arc<Authority>,
+    /// pkid's issuers as chain-completion candidates, rebuilt when the authority has taken on
+    /// another issuer (issuers are only ever added).
+    issuers: ArcSwap<Vec<PkidIssuer>>,
     index: Arc<RevocationIndex>,
+}
+
+fn pkid_issuers(authority: &Authority) -> Vec<PkidIssuer> {
+    authority
+        .issuers()
+        .iter()
+        .map(|i| {
+            let tbs = &i.certificate.tbs_certificate;
+            PkidIssuer {
+                name: i.name.clone(),
+                der: CertificateDer::from(i.der.clone()),
+                subject: tbs.subject.to_der().unwrap_or_default(),
+                issuer: tbs.issuer.to_der().unwrap_or_default(),
+            }
+        })
+        .collect()
 }
 
 /// Why the TLS set-up cannot be built.
@@ -94,7 +114,7 @@ impl ClientTrust {
     /// issuers and checking their leaves against `index`.
     pub fn new(
         config: &Config,
-        authority: &Authority,
+        authority: Arc<Authority>,
         index: Arc<RevocationIndex>,
     ) -> Result<Self, TlsSetupError> {
         let mut roots = rustls::RootCertStore::empty();
@@ -110,23 +130,23 @@ impl ClientTrust {
             .allow_unauthenticated()
             .build()
             .map_err(|e| TlsSetupError::Rustls(format!("server.client_trust: {e}")))?;
-        let mut issuers = Vec::new();
-        for name in [crate::ca::ROOT, crate::ca::ISSUING] {
-            if let Some(i) = authority.issuer(name) {
-                let tbs = &i.certificate.tbs_certificate;
-                issuers.push(PkidIssuer {
-                    name: name.to_string(),
-                    der: CertificateDer::from(i.der.clone()),
-                    subject: tbs.subject.to_der().unwrap_or_default(),
-                    issuer: tbs.issuer.to_der().unwrap_or_default(),
-                });
-            }
-        }
         Ok(Self {
             webpki,
-            issuers,
+            issuers: ArcSwap::from_pointee(pkid_issuers(&authority)),
+            authority,
             index,
         })
+    }
+
+    /// pkid's issuers, including any the authority took on since the last call.
+    fn issuers(&self) -> Arc<Vec<PkidIssuer>> {
+        let current = self.issuers.load_full();
+        if current.len() == self.authority.issuers().len() {
+            return current;
+        }
+        let fresh = Arc::new(pkid_issuers(&self.authority));
+        self.issuers.store(fresh.clone());
+        fresh
     }
 
     /// The leaf's chain: the leaf, then whichever of `sent` and pkid's CA certificates issued
@@ -144,6 +164,7 @@ impl ClientTrust {
                 )
             })
         };
+        let issuers = self.issuers();
         let mut chain = vec![leaf.clone().into_owned()];
         let Some((_, mut wanted)) = names(leaf) else {
             return chain;
@@ -154,7 +175,7 @@ impl ClientTrust {
                 (s == wanted).then(|| (c.clone().into_owned(), s, i))
             });
             let found = from_sent.or_else(|| {
-                self.issuers
+                issuers
                     .iter()
                     .find(|p| p.subject == wanted)
                     .map(|p| (p.der.clone(), p.subject.clone(), p.issuer.clone()))
@@ -177,7 +198,8 @@ impl ClientTrust {
     /// Refuses a leaf of a pkid issuer that the index does not hold as `good`.
     fn check_revocation(&self, leaf: &x509_cert::Certificate) -> Result<(), rustls::Error> {
         let issuer = leaf.tbs_certificate.issuer.to_der().unwrap_or_default();
-        let Some(pkid) = self.issuers.iter().find(|p| p.subject == issuer) else {
+        let issuers = self.issuers();
+        let Some(pkid) = issuers.iter().find(|p| p.subject == issuer) else {
             return Ok(()); // another CA's certificate: its own revocation is its anchor's business
         };
         let refuse = |e| Err(rustls::Error::InvalidCertificate(e));
@@ -198,7 +220,7 @@ impl ClientTrust {
         let tbs = &cert.tbs_certificate;
         let issuer_der = tbs.issuer.to_der().unwrap_or_default();
         let issuer = self
-            .issuers
+            .issuers()
             .iter()
             .find(|p| p.subject == issuer_der)
             .map_or_else(|| tbs.issuer.to_string(), |p| p.name.clone());
@@ -215,7 +237,7 @@ impl ClientTrust {
 impl std::fmt::Debug for ClientTrust {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientTrust")
-            .field("issuers", &self.issuers)
+            .field("issuers", &self.issuers.load())
             .finish_non_exhaustive()
     }
 }
@@ -241,7 +263,7 @@ impl ClientCertVerifier for ClientTrust {
     ) -> Result<ClientCertVerified, rustls::Error> {
         // Clients often send the leaf alone: offer webpki pkid's own CA certificates too.
         let mut pool: Vec<CertificateDer<'_>> = intermediates.to_vec();
-        for p in &self.issuers {
+        for p in self.issuers().iter() {
             if p.subject != p.issuer && !pool.contains(&p.der) {
                 pool.push(p.der.clone());
             }

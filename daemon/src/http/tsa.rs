@@ -8,7 +8,7 @@
 //!   protocol's total mapping), always with HTTP 200 and `application/timestamp-reply`.
 
 use super::error::HttpError;
-use super::routes::{reply, Reply};
+use super::reply::{reply, Reply};
 use super::AppState;
 use crate::tsa::{MAX_TIMESTAMP_QUERY_BYTES, QUERY_CONTENT_TYPE, REPLY_CONTENT_TYPE};
 use axum::extract::{Request, State};

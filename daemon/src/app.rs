@@ -1,0 +1,414 @@
+//! The composition root: the one place the daemon is wired.
+//!
+//! ```text
+//!  cli (arguments, exit codes) ─▶ app::serve ─▶ signals first, then App::build, then App::run
+//!
+//!  App::build(data, clock, adjust)
+//!    clock ───────────────────────────────────────────────┬──────────┬──────────┬─────────┐
+//!    datadir::open ─▶ config, store (metered), keys, ca::Authority (issuers: init-made + registry)
+//!    RevocationIndex::build(store, every issuer)           │          │          │         │
+//!    OcspService (one responder per issuer) ◀──────────────┘          │          │         │
+//!    CrlService (first CRLs made) ◀── authority ◀─────────────────────┘          │         │
+//!    Tsa (key, certificate, clock guard) ◀───────────────────────────────────────┘         │
+//!    follower listeners: IssuerWatcher, index, OCSP cache, CRL service ◀─ Follower(clock) ─┘
+//!    http::AppState ─▶ http::routers (in-process tests stop here: `oneshot`, no socket)
+//!
+//!  App::run: listeners, the follower, CRL schedule, OCSP upkeep, TSA writer, limiter sweep;
+//!            until stopped, then graceful shutdown.
+//! ```
+//!
+//! Nothing below this module builds a clock, a store or a key backend of its own, so a test
+//! builds an [`App`] on a [`crate::clock::FakeClock`] and moves time for every service at
+//! once. `cli` is the only module that imports this one.
+
+pub mod issuers;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, KeyBackendConfig, ROOT};
+use crate::crl::CrlService;
+use crate::datadir::{self, DataDirError};
+use crate::http::{self, AppState, ListenError, Routers, StateParts};
+use crate::index::RevocationIndex;
+use crate::metrics::Metrics;
+use crate::ocsp::{OcspParts, OcspService};
+use crate::store::cursor::FeedPosition;
+use crate::store::follow::{ChangeListener, Follower};
+use crate::tsa::Tsa;
+use hyper_util::server::graceful::GracefulShutdown;
+use issuers::IssuerWatcher;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// How often the OCSP responder certificates' expiry is checked.
+const OCSP_UPKEEP_PERIOD: Duration = Duration::from_secs(3600);
+/// How often responses are pre-signed, when `[ocsp] presign` is on.
+const PRESIGN_PERIOD: Duration = Duration::from_secs(6 * 3600);
+
+/// Why the daemon could not start or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    /// The data directory could not be opened or initialised.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// A service could not be built (OCSP responder, TSA, revocation index).
+    #[error("{0}")]
+    Service(String),
+    /// The listeners could not be started.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    /// The process could not set up its runtime or signal handlers.
+    #[error("{0}")]
+    Runtime(String),
+}
+
+/// The wired daemon: every service, built once, on one clock.
+pub struct App {
+    state: Arc<AppState>,
+    listeners: Vec<Arc<dyn ChangeListener>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl App {
+    /// Opens an initialised data directory and builds every service on `clock`: no socket is
+    /// opened and no task spawned. `adjust` changes the configuration read from the directory
+    /// before anything uses it (`pkid serve`'s listener overrides; a test's settings).
+    pub fn build(
+        data: &Path,
+        clock: Arc<dyn Clock>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Result<Self, AppError> {
+        let metrics = Arc::new(Metrics::new());
+        let opened = datadir::open_metered(data, metrics.clone(), clock.clone())?;
+        let mut config = (*opened.config).clone();
+        adjust(&mut config);
+        crate::logging::apply_level(&config.log.level);
+        let (Some(authority), Some(keys)) = (opened.authority, opened.keys) else {
+            return Err(AppError::Service("keys were not loaded".into()));
+        };
+        let store = opened.store;
+        let tsa = Tsa::open(
+            &config,
+            keys.as_ref(),
+            store.clone(),
+            clock.clone(),
+            metrics.clone(),
+        )
+        .map_err(|e| {
+            AppError::Service(format!(
+                "timestamp authority: {e} (fix it, or set [tsa] enabled = false)"
+            ))
+        })?;
+
+        let started = Instant::now();
+        let names: Vec<String> = authority.issuers().iter().map(|i| i.name.clone()).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let index = Arc::new(
+            RevocationIndex::build(store.as_ref(), &names)
+                .map_err(|e| AppError::Service(format!("revocation index: {e}")))?,
+        );
+        let entries: usize = names
+            .iter()
+            .filter_map(|n| index.issuer(n))
+            .map(|i| i.len())
+            .sum();
+        tracing::info!(entries, bytes = index.memory_bytes(), elapsed = ?started.elapsed(), "revocation index built");
+        metrics
+            .index_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+        metrics
+            .index_bytes
+            .set(i64::try_from(index.memory_bytes()).unwrap_or(i64::MAX));
+
+        let ocsp = if config.ocsp.enabled {
+            let mut served = Vec::new();
+            for issuer in authority.issuers().iter().filter(|i| i.name != ROOT) {
+                served.push(datadir::issuers::responder(
+                    data,
+                    store.as_ref(),
+                    keys.as_ref(),
+                    issuer,
+                    Some(&metrics),
+                )?);
+            }
+            let service = OcspService::new(OcspParts {
+                issuers: served,
+                inline_signing: matches!(config.keys.backend, KeyBackendConfig::Software),
+                index: index.clone(),
+                config: config.ocsp.clone(),
+                clock: clock.clone(),
+                metrics: metrics.clone(),
+            })
+            .map_err(|e| AppError::Service(format!("OCSP responder: {e}")))?;
+            service.check_responder_expiry();
+            Some(Arc::new(service))
+        } else {
+            None
+        };
+
+        let crl = config.crl.enabled.then(|| {
+            let service = Arc::new(CrlService::new(
+                authority.clone(),
+                config.crl.clone(),
+                &config.server.public_url,
+                "pkid",
+                Some(metrics.clone()),
+            ));
+            // Before the listeners open, so the first request finds a CRL (as the index is
+            // built before OCSP is served). A failure is logged; the schedule retries.
+            let started = Instant::now();
+            match service.start() {
+                Ok(()) => tracing::info!(elapsed = ?started.elapsed(), "CRLs ready"),
+                Err(e) => {
+                    tracing::error!(error = %e, "CRLs could not be prepared; retrying on schedule")
+                }
+            }
+            service
+        });
+
+        // The watcher first: a new issuer is served before the index and caches see the
+        // batch that announced it.
+        let mut listeners: Vec<Arc<dyn ChangeListener>> = vec![
+            Arc::new(IssuerWatcher {
+                data: data.to_path_buf(),
+                store: store.clone(),
+                keys: keys.clone(),
+                authority: authority.clone(),
+                index: index.clone(),
+                ocsp: ocsp.clone(),
+                metrics: metrics.clone(),
+            }),
+            index.clone(),
+        ];
+        if let Some(o) = &ocsp {
+            listeners.push(o.clone());
+        }
+        if let Some(c) = &crl {
+            listeners.push(c.clone());
+        }
+        let state = Arc::new(AppState::new(StateParts {
+            data_dir: data.to_path_buf(),
+            config,
+            authority,
+            store,
+            keys,
+            metrics,
+            index,
+            ocsp,
+            crl,
+            tsa,
+        }));
+        Ok(Self {
+            state,
+            listeners,
+            clock,
+        })
+    }
+
+    /// What every handler reaches.
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// The routers of both listeners (for in-process tests, and for [`App::run`]).
+    pub fn routers(&self) -> Routers {
+        http::routers(&self.state)
+    }
+
+    /// A follower of the store's change feed delivering to this app's listeners (the issuer
+    /// watcher, the index, the OCSP cache, the CRL service), from the index's position.
+    pub fn follower(&self) -> Arc<Follower<dyn crate::store::Store>> {
+        let state = &self.state;
+        Arc::new(Follower::new(
+            state.store.clone(),
+            self.listeners.clone(),
+            &FeedPosition::settled(state.index.applied_seq()),
+            state.config.load().store.gap_timeout,
+            self.clock.clone(),
+            state.metrics.change_seq.clone(),
+        ))
+    }
+
+    /// Serves until `stop` completes: the listeners, the change follower, the CRL schedule,
+    /// OCSP upkeep, the TSA's record writer and the rate limiter's sweep; then stops accepting,
+    /// lets in-flight requests finish within `shutdown_grace_secs` and writes the last TSA
+    /// records. `reload` is called for each configuration reload request (SIGHUP).
+    pub async fn run(
+        self,
+        stop: impl Future<Output = ()>,
+        mut reload: impl FnMut(&AppState),
+    ) -> Result<(), AppError> {
+        let state = self.state.clone();
+        let config = state.config.load_full();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let graceful = Arc::new(GracefulShutdown::new());
+        let tasks = http::listen(&state, self.routers(), &stop_rx, &graceful).await?;
+        let follower = self.follower();
+        {
+            let state = state.clone();
+            tokio::spawn(follower.run(
+                move || state.config.load().store.follow_interval,
+                stop_rx.clone(),
+            ));
+        }
+        tokio::spawn(http::sweep_limiter(state.clone(), stop_rx.clone()));
+        if let Some(tsa) = &state.tsa {
+            tsa.start();
+        }
+        if let Some(ocsp) = state.ocsp.clone() {
+            tokio::spawn(ocsp_upkeep(ocsp, config.ocsp.presign, stop_rx.clone()));
+        }
+        if let Some(crl) = state.crl.clone() {
+            tokio::spawn(crl.run(stop_rx.clone()));
+        }
+        tracing::info!(data = %state.data_dir.display(), keys = %state.keys.describe(), "pkid serving");
+        let mut reloads = reload_requests();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                Some(()) = reloads.recv() => reload(&state),
+            }
+        }
+        tracing::info!("shutting down: no new connections; waiting for in-flight requests");
+        let _ = stop_tx.send(true);
+        for t in tasks {
+            let _ = t.await;
+        }
+        let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+        match tokio::time::timeout(config.server.shutdown_grace, graceful.shutdown()).await {
+            Ok(()) => tracing::info!("all connections closed"),
+            Err(_) => {
+                tracing::warn!(grace = ?config.server.shutdown_grace, "grace period over; closing remaining connections")
+            }
+        }
+        if let Some(tsa) = &state.tsa {
+            tsa.shutdown().await;
+        }
+        Ok(())
+    }
+}
+
+/// SIGHUP as a stream of reload requests (empty where it cannot be installed).
+fn reload_requests() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    if tx.send(()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install the SIGHUP handler; reload needs a restart")
+        }
+    }
+    rx
+}
+
+/// SIGHUP: re-reads the configuration and applies what is safe to change live.
+fn reload_from_disk(state: &AppState) {
+    match Config::load(&state.data_dir) {
+        Ok(new) => {
+            crate::logging::apply_level(&new.log.level);
+            state.reload(&new);
+            tracing::info!("configuration reloaded (log level, rate limit, body limit)");
+        }
+        Err(e) => tracing::error!(error = %e, "reload refused; keeping the running configuration"),
+    }
+}
+
+/// The responder certificates' expiry check (hourly) and, when configured, pre-signing (at
+/// start, then every [`PRESIGN_PERIOD`]).
+async fn ocsp_upkeep(ocsp: Arc<OcspService>, presign: bool, mut stop: watch::Receiver<bool>) {
+    let mut last_presign: Option<Instant> = None;
+    loop {
+        ocsp.check_responder_expiry();
+        if presign && last_presign.is_none_or(|t| t.elapsed() >= PRESIGN_PERIOD) {
+            let svc = ocsp.clone();
+            let started = Instant::now();
+            match tokio::task::spawn_blocking(move || svc.presign()).await {
+                Ok(n) => {
+                    tracing::info!(signed = n, elapsed = ?started.elapsed(), "OCSP responses pre-signed")
+                }
+                Err(e) => tracing::error!(error = %e, "pre-signing task failed"),
+            }
+            last_presign = Some(Instant::now());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(OCSP_UPKEEP_PERIOD) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// SIGTERM and SIGINT, installed before anything else starts, so a stop request at any point
+/// of start-up ends the process gracefully (exit 0) rather than killing it.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<Self, AppError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let failed = |e: std::io::Error| AppError::Runtime(format!("signal handlers: {e}"));
+        Ok(Self {
+            term: signal(SignalKind::terminate()).map_err(failed)?,
+            int: signal(SignalKind::interrupt()).map_err(failed)?,
+        })
+    }
+
+    async fn received(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
+/// `pkid serve`: initialises an empty data directory, builds the [`App`] on the system clock
+/// and serves until SIGTERM or SIGINT. The signal handlers come first: a stop requested
+/// during start-up lets the start-up step in progress finish (an initialisation is never
+/// left half-done), then exits without serving.
+pub fn serve(
+    data: &Path,
+    adjust: impl FnOnce(&mut Config) + Send + 'static,
+    actor: &str,
+) -> Result<(), AppError> {
+    let json = Config::load(data).map(|c| c.log.json).unwrap_or(false);
+    crate::logging::init_serve(json);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| AppError::Runtime(format!("runtime: {e}")))?;
+    let data = data.to_path_buf();
+    let actor = actor.to_string();
+    runtime.block_on(async move {
+        let mut signals = StopSignals::install()?;
+        let startup = tokio::task::spawn_blocking(move || -> Result<App, AppError> {
+            if !datadir::is_initialised(&data) {
+                tracing::info!(data = %data.display(), "empty data directory: initialising the CA hierarchy");
+                datadir::init(&data, &datadir::InitOptions::default(), &actor)?;
+            }
+            App::build(&data, Arc::new(SystemClock), adjust)
+        });
+        tokio::pin!(startup);
+        let app = tokio::select! {
+            built = &mut startup => built,
+            _ = signals.received() => {
+                tracing::info!("stop requested during start-up; exiting once the current step is done");
+                let _ = startup.await;
+                return Ok(());
+            }
+        };
+        let app = app.map_err(|e| AppError::Runtime(format!("start-up task: {e}")))??;
+        app.run(signals.received(), reload_from_disk).await
+    })
+}
