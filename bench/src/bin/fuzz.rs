@@ -80,8 +80,44 @@ struct LogVolume {
     lines: AtomicU64,
     bytes: AtomicU64,
     panics: AtomicU64,
+    /// Lines by level: ERROR, WARN, INFO, anything else.
+    levels: [AtomicU64; 4],
     /// The first few panic lines, for the report.
     panic_lines: Mutex<Vec<String>>,
+    /// The last few lines, for the report (by then, lines written while fuzzed).
+    last_lines: Mutex<std::collections::VecDeque<String>>,
+}
+
+impl LogVolume {
+    const LEVELS: [&'static str; 4] = ["ERROR", "WARN", "INFO", "other"];
+
+    fn count(&self, line: &str) {
+        self.lines.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(line.len() as u64, Ordering::Relaxed);
+        let level = Self::LEVELS[..3]
+            .iter()
+            .position(|l| line.contains(l))
+            .unwrap_or(3);
+        self.levels[level].fetch_add(1, Ordering::Relaxed);
+        if line.contains("panicked") {
+            self.panics.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut v) = self.panic_lines.lock() {
+                if v.len() < 5 {
+                    v.push(line.trim_end().to_string());
+                }
+            }
+        }
+        if let Ok(mut v) = self.last_lines.lock() {
+            if v.len() == 3 {
+                v.pop_front();
+            }
+            v.push_back(line.trim_end().to_string());
+        }
+    }
+
+    fn levels(&self) -> [u64; 4] {
+        std::array::from_fn(|i| self.levels[i].load(Ordering::Relaxed))
+    }
 }
 
 /// The daemon under test, killed on drop.
@@ -111,16 +147,7 @@ impl Target {
             let mut reader = BufReader::new(stderr);
             let mut line = String::new();
             while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-                counts.lines.fetch_add(1, Ordering::Relaxed);
-                counts.bytes.fetch_add(line.len() as u64, Ordering::Relaxed);
-                if line.contains("panicked") {
-                    counts.panics.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(mut v) = counts.panic_lines.lock() {
-                        if v.len() < 5 {
-                            v.push(line.trim_end().to_string());
-                        }
-                    }
-                }
+                counts.count(&line);
                 if let Some(addr) = line.split("HTTP listener ready addr=").nth(1) {
                     let _ = tx.send(addr.trim().to_string());
                 }
@@ -279,6 +306,10 @@ fn post(path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
     r
 }
 
+fn ocsp_post(der: &[u8]) -> Vec<u8> {
+    post("/ocsp", "application/ocsp-request", der)
+}
+
 fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").into_bytes()
 }
@@ -397,6 +428,8 @@ enum Slow {
     TrickleHeaders,
     /// Sends full headers, then the body one byte a second.
     TrickleBody,
+    /// Sends one complete keep-alive request, reads the answer, then sends nothing.
+    IdleKeepAlive,
 }
 
 /// Seconds until the daemon closed the connection, or `None` when it was still open at `limit`.
@@ -442,6 +475,9 @@ fn slow_client(addr: SocketAddr, kind: Slow, body: &[u8], limit: Duration) -> Op
         }
         Slow::TrickleHeaders => trickle(&mut s, headers.as_bytes()),
         Slow::TrickleBody => s.write_all(headers.as_bytes()).is_err() || trickle(&mut s, body),
+        Slow::IdleKeepAlive => {
+            s.write_all(headers.as_bytes()).is_err() || s.write_all(body).is_err()
+        }
     };
     if done {
         return Some(start.elapsed().as_secs_f64());
@@ -538,13 +574,14 @@ fn main() {
     );
 
     // Warm up (first signatures, caches) so the RSS baseline is not start-up growth.
-    let valid = post("/ocsp", "application/ocsp-request", &ocsp_seeds[0]);
+    let valid = ocsp_post(&ocsp_seeds[0]);
     for _ in 0..200 {
         let _ = exchange(addr, &valid, hang);
     }
     let rss_before = target.rss_kib("VmRSS:");
     let log_lines_before = target.log.lines.load(Ordering::Relaxed);
     let log_bytes_before = target.log.bytes.load(Ordering::Relaxed);
+    let levels_before = target.log.levels();
 
     let slow_limit = Duration::from_secs(args.slow_secs);
     let slow_body = ocsp_seeds[0].clone();
@@ -554,6 +591,7 @@ fn main() {
         Slow::PartialBody,
         Slow::TrickleHeaders,
         Slow::TrickleBody,
+        Slow::IdleKeepAlive,
     ]
     .into_iter()
     .flat_map(|k| std::iter::repeat_n(k, args.slow))
@@ -575,13 +613,10 @@ fn main() {
     let mut sent = 0u64;
     while sent < args.requests && Instant::now() < deadline {
         let (kind, request) = match rng.below(100) {
-            0..=27 => {
-                let c = mutate::next_case(&ocsp_seeds, &mut rng);
-                (
-                    "ocsp-post",
-                    post("/ocsp", "application/ocsp-request", &c.input),
-                )
-            }
+            0..=27 => (
+                "ocsp-post",
+                ocsp_post(&mutate::next_case(&ocsp_seeds, &mut rng).input),
+            ),
             28..=45 => {
                 let c = mutate::next_case(&ocsp_seeds, &mut rng);
                 ("ocsp-get", get(&requests::get_path(&c.input)))
@@ -598,10 +633,8 @@ fn main() {
             }
             60..=82 => {
                 let c = mutate::next_case(&tsa_seeds, &mut rng);
-                (
-                    "tsa-post",
-                    post("/tsa", "application/timestamp-query", &c.input),
-                )
+                let body = post("/tsa", "application/timestamp-query", &c.input);
+                ("tsa-post", body)
             }
             83..=90 => {
                 let c = mutate::next_case(&ocsp_seeds, &mut rng);
@@ -612,10 +645,7 @@ fn main() {
             91..=98 => {
                 let serial = u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64());
                 let der = requests::request(&hashes, serial >> 1, None);
-                (
-                    "ocsp-unknown-serial",
-                    post("/ocsp", "application/ocsp-request", &der),
-                )
+                ("ocsp-unknown-serial", ocsp_post(&der))
             }
             _ => ("valid-ocsp", valid.clone()),
         };
@@ -638,6 +668,14 @@ fn main() {
     let hwm = target.rss_kib("VmHWM:");
     let lines = target.log.lines.load(Ordering::Relaxed) - log_lines_before;
     let bytes = target.log.bytes.load(Ordering::Relaxed) - log_bytes_before;
+    let levels: Vec<String> = target
+        .log
+        .levels()
+        .iter()
+        .zip(levels_before)
+        .zip(LogVolume::LEVELS)
+        .map(|((after, before), name)| format!("{name} {}", after - before))
+        .collect();
 
     let mut slow_results: BTreeMap<Slow, (u64, u64, f64)> = BTreeMap::new();
     for (kind, handle) in slow {
@@ -711,9 +749,15 @@ fn main() {
         }
     }
     println!(
-        "log: {lines} lines, {bytes} bytes during the fuzzing ({:.2} lines per request)",
+        "log: {lines} lines ({}), {bytes} bytes during the fuzzing ({:.2} lines per request)",
+        levels.join(", "),
         lines as f64 / sent.max(1) as f64
     );
+    if let Ok(last) = target.log.last_lines.lock() {
+        for l in last.iter() {
+            println!("  {l}");
+        }
+    }
     if !examples.is_empty() {
         println!("\nfirst request of each finding (escaped, at most 300 bytes):");
         for ((kind, outcome), request) in &examples {
@@ -731,5 +775,88 @@ fn main() {
     if fives > 0 || panics > 0 || exit.is_some() {
         println!("\nFAIL: 5xx answers, a panic or a daemon exit");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A one-connection server on loopback that reads a little, then runs `answer`.
+    fn serve_once(answer: impl FnOnce(TcpStream) + Send + 'static) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            if let Ok((mut s, _)) = listener.accept() {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf);
+                answer(s);
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_5xx_is_told_apart_from_an_ocsp_answer() {
+        let addr = serve_once(|mut s| {
+            let _ = s.write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n");
+        });
+        let got = exchange(addr, &get("/x"), Duration::from_secs(5));
+        assert_eq!(got, Outcome::Status(500));
+        assert!(is_finding("ocsp-post", &got));
+
+        // OCSPResponse { responseStatus malformedRequest (1) }
+        let addr = serve_once(|mut s| {
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n\x30\x03\x0a\x01\x01");
+        });
+        let got = exchange(addr, &get("/x"), Duration::from_secs(5));
+        assert_eq!(got, Outcome::Answered(1));
+        assert!(!is_finding("ocsp-get-bad-escape", &got));
+        assert!(is_finding("ocsp-get-bad-escape", &Outcome::Answered(0)));
+    }
+
+    #[test]
+    fn silence_is_a_hang_and_a_close_without_answer_is_counted() {
+        let addr = serve_once(|s| {
+            std::thread::sleep(Duration::from_secs(3));
+            drop(s);
+        });
+        assert_eq!(
+            exchange(addr, &get("/x"), Duration::from_secs(1)),
+            Outcome::Hang
+        );
+        let addr = serve_once(drop);
+        assert!(matches!(
+            exchange(addr, &get("/x"), Duration::from_secs(5)),
+            Outcome::ClosedSilently | Outcome::Reset
+        ));
+    }
+
+    #[test]
+    fn bad_escapes_are_recognised() {
+        for bad in [
+            "/ocsp/a%+f",
+            "/ocsp/a%2",
+            "/ocsp/%ZZ",
+            "/ocsp/a%",
+            "/ocsp/%u002F",
+        ] {
+            assert!(has_bad_escape(bad), "{bad}");
+        }
+        for good in ["/ocsp/a%2B", "/ocsp/%2f%3D", "/ocsp/abc"] {
+            assert!(!has_bad_escape(good), "{good}");
+        }
+    }
+
+    #[test]
+    fn the_tsa_status_is_read_from_a_time_stamp_resp() {
+        // TimeStampResp { status PKIStatusInfo { status rejection (2) } }
+        assert_eq!(
+            first_status_field(&[0x30, 0x05, 0x30, 0x03, 0x02, 0x01, 0x02]),
+            Some(2)
+        );
+        assert_eq!(first_status_field(b"not der"), None);
     }
 }
