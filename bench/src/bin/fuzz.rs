@@ -34,6 +34,7 @@ struct Args {
     hang_secs: u64,
     slow: usize,
     slow_secs: u64,
+    flood: usize,
     seed: u64,
 }
 
@@ -44,6 +45,7 @@ fn parse_args() -> Args {
         hang_secs: 5,
         slow: 2,
         slow_secs: 40,
+        flood: 500,
         seed: 1,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -64,10 +66,11 @@ fn parse_args() -> Args {
             "--hang-secs" => a.hang_secs = num().max(1),
             "--slow" => a.slow = num() as usize,
             "--slow-secs" => a.slow_secs = num(),
+            "--flood" => a.flood = num() as usize,
             "--seed" => a.seed = num(),
             _ => panic!(
                 "usage: fuzz [--requests N] [--seconds S] [--hang-secs H] [--slow N] \
-                 [--slow-secs T] [--seed X]"
+                 [--slow-secs T] [--flood N] [--seed X]"
             ),
         }
     }
@@ -176,6 +179,11 @@ impl Target {
             .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
+    }
+
+    /// Open file descriptors of the daemon (sockets included).
+    fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, |d| d.count())
     }
 
     fn exited(&mut self) -> Option<std::process::ExitStatus> {
@@ -384,36 +392,67 @@ fn has_bad_escape(path: &str) -> bool {
     })
 }
 
-/// HTTP framing oddities around an OCSP body.
-fn odd_framing(body: &[u8], rng: &mut SplitMix64) -> Vec<u8> {
+/// HTTP framing oddities around an OCSP body, each with its kind name. The kinds in
+/// [`MUST_REJECT`] break RFC 9112 rules a server must answer 400.
+fn odd_framing(body: &[u8], rng: &mut SplitMix64) -> (&'static str, Vec<u8>) {
     let head = "POST /ocsp HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
     let ct = "Content-Type: application/ocsp-request\r\n";
     let n = body.len();
-    let choice = rng.below(9);
-    let mut r = match choice {
-        0 => format!("{head}{ct}Transfer-Encoding: chunked\r\n\r\n{n:x}\r\n").into_bytes(),
-        1 => format!("{head}{ct}Transfer-Encoding: chunked\r\n\r\nzz\r\n").into_bytes(),
-        2 => format!(
-            "{head}{ct}Content-Length: {n}\r\nContent-Length: {}\r\n\r\n",
-            n + 1
-        )
-        .into_bytes(),
-        3 => format!("{head}{ct}Content-Length: -1\r\n\r\n").into_bytes(),
-        4 => format!("{head}{ct}Content-Length: 99999999999999999999\r\n\r\n").into_bytes(),
-        5 => format!("{head}Content-Type: text/plain\r\nContent-Length: {n}\r\n\r\n").into_bytes(),
-        6 => format!("{head}{ct}\r\n").into_bytes(),
-        7 => format!("{head}{ct}X-A: \u{0}\r\nContent-Length: {n}\r\n\r\n").into_bytes(),
-        _ => format!(
-            "POST /ocsp HTTP/1.0\r\n{ct}Content-Length: {n}\r\nContent-Length : {n}\r\n\r\n"
-        )
-        .into_bytes(),
+    let (kind, headers) = match rng.below(9) {
+        0 => (
+            "framing-chunked",
+            format!("{head}{ct}Transfer-Encoding: chunked\r\n\r\n{n:x}\r\n"),
+        ),
+        1 => (
+            "framing-bad-chunk-size",
+            format!("{head}{ct}Transfer-Encoding: chunked\r\n\r\nzz\r\n"),
+        ),
+        2 => (
+            "framing-two-lengths",
+            format!(
+                "{head}{ct}Content-Length: {n}\r\nContent-Length: {}\r\n\r\n",
+                n + 1
+            ),
+        ),
+        3 => (
+            "framing-negative-length",
+            format!("{head}{ct}Content-Length: -1\r\n\r\n"),
+        ),
+        4 => (
+            "framing-huge-length",
+            format!("{head}{ct}Content-Length: 99999999999999999999\r\n\r\n"),
+        ),
+        5 => (
+            "framing-text-plain",
+            format!("{head}Content-Type: text/plain\r\nContent-Length: {n}\r\n\r\n"),
+        ),
+        6 => ("framing-no-length", format!("{head}{ct}\r\n")),
+        7 => (
+            "framing-nul-in-header",
+            format!("{head}{ct}X-A: \u{0}\r\nContent-Length: {n}\r\n\r\n"),
+        ),
+        _ => (
+            "framing-space-before-colon",
+            format!("POST /ocsp HTTP/1.0\r\n{ct}Content-Length : {n}\r\n\r\n"),
+        ),
     };
+    let mut r = headers.into_bytes();
     r.extend_from_slice(body);
-    if choice == 0 {
+    if kind == "framing-chunked" {
         r.extend_from_slice(b"\r\n0\r\n\r\n");
     }
-    r
+    (kind, r)
 }
+
+/// Framing kinds that RFC 9112 says a server must refuse with 400: differing Content-Lengths
+/// (§6.3), an invalid Content-Length (§6.3), whitespace between a field name and its colon
+/// (§5.1), and a NUL in a field value (RFC 9110 §5.5).
+const MUST_REJECT: &[&str] = &[
+    "framing-two-lengths",
+    "framing-negative-length",
+    "framing-nul-in-header",
+    "framing-space-before-colon",
+];
 
 /// The slow clients, each kept open until the daemon closes it or the limit passes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -486,6 +525,50 @@ fn slow_client(addr: SocketAddr, kind: Slow, body: &[u8], limit: Duration) -> Op
     closed(&mut s, left).then(|| start.elapsed().as_secs_f64())
 }
 
+/// What [`silent_flood`] saw.
+struct Flood {
+    tried: usize,
+    open: usize,
+    fds_before: usize,
+    fds_during: usize,
+    /// The daemon's soft RLIMIT_NOFILE: past it, accept fails and nobody is served.
+    limit: String,
+    valid: Outcome,
+}
+
+/// Opens `n` connections that send nothing, all at once, and checks what the daemon does with
+/// them (a cap on connections per listener and per address would refuse or close most) and
+/// whether a valid request is still answered meanwhile.
+fn silent_flood(target: &Target, n: usize, hang: Duration, valid: &[u8]) -> Flood {
+    let fds_before = target.fds();
+    let mut conns: Vec<TcpStream> = (0..n)
+        .filter_map(|_| TcpStream::connect_timeout(&target.addr, Duration::from_secs(2)).ok())
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    conns.retain(|s| {
+        let _ = s.set_nonblocking(true);
+        let mut b = [0u8; 1];
+        // Still open: nothing to read yet (WouldBlock); closed: Ok(0) or an error.
+        matches!((&*s).read(&mut b), Err(e) if e.kind() == ErrorKind::WouldBlock)
+    });
+    let fds_during = target.fds();
+    let limit = std::fs::read_to_string(format!("/proc/{}/limits", target.child.id()))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
+        .unwrap_or_default();
+    let valid = exchange(target.addr, valid, hang);
+    Flood {
+        tried: n,
+        open: conns.len(),
+        fds_before,
+        fds_during,
+        limit,
+        valid,
+    }
+}
+
 fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -543,11 +626,14 @@ fn prepare(data: &Path) -> (Vec<Vec<u8>>, pkid_protocols::ocsp::IssuerHashes) {
 }
 
 /// Whether an outcome is worth showing the request for: a 5xx, a reset, a hang, a silent
-/// close, or a malformed escape answered as anything but malformedRequest (OCSP status 1).
+/// close, a malformed escape answered as anything but malformedRequest (OCSP status 1), or a
+/// framing error RFC 9112 says to refuse answered as anything but 400.
 fn is_finding(kind: &str, outcome: &Outcome) -> bool {
     match outcome {
-        Outcome::Status(s) => *s >= 500,
-        Outcome::Answered(v) => kind == "ocsp-get-bad-escape" && *v != 1,
+        Outcome::Status(s) => *s >= 500 || (MUST_REJECT.contains(&kind) && *s != 400),
+        Outcome::Answered(v) => {
+            (kind == "ocsp-get-bad-escape" && *v != 1) || MUST_REJECT.contains(&kind)
+        }
         Outcome::Reset | Outcome::Hang | Outcome::ClosedSilently | Outcome::Io(_) => true,
         Outcome::Refused => false,
     }
@@ -638,7 +724,7 @@ fn main() {
             }
             83..=90 => {
                 let c = mutate::next_case(&ocsp_seeds, &mut rng);
-                ("http-framing", odd_framing(&c.input, &mut rng))
+                odd_framing(&c.input, &mut rng)
             }
             // Valid, nonce-less requests for never-issued serials: each answer is signed and
             // may be cached, so this is what shows memory growth per unknown serial.
@@ -689,13 +775,15 @@ fn main() {
             None => e.1 += 1,
         }
     }
+    let flood =
+        (args.flood > 0 && exit.is_none()).then(|| silent_flood(&target, args.flood, hang, &valid));
     if exit.is_none() {
         exit = target.exited();
     }
 
     // Report.
     println!("\n{sent} requests in {fuzz_secs:.1} s\n");
-    println!("{:<14} {:<18} {:>8}", "request", "outcome", "count");
+    println!("{:<26} {:<18} {:>8}", "request", "outcome", "count");
     let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
     for ((kind, outcome), n) in &tally {
         let label = match outcome {
@@ -704,7 +792,7 @@ fn main() {
             Outcome::Answered(v) => format!("200 OCSP status {v}"),
             other => format!("{other:?}"),
         };
-        println!("{kind:<14} {label:<18} {n:>8}");
+        println!("{kind:<26} {label:<18} {n:>8}");
         let class = match outcome {
             Outcome::Status(s) if *s >= 500 => "5xx",
             Outcome::Status(_) | Outcome::Answered(_) => "answered",
@@ -732,6 +820,13 @@ fn main() {
     for (kind, (closed, open, max)) in &slow_results {
         println!(
             "  {kind:<16?} closed by pkid {closed} (latest after {max:.1} s), still open {open}"
+        );
+    }
+    if let Some(f) = &flood {
+        println!(
+            "\nsilent flood: {} of {} connections accepted and still open after 2 s \
+             (pkid fds {} -> {}, limit {}); a valid request meanwhile: {:?}",
+            f.open, f.tried, f.fds_before, f.fds_during, f.limit, f.valid
         );
     }
     let panics = target.log.panics.load(Ordering::Relaxed);
