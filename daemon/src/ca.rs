@@ -506,4 +506,15 @@ impl Authority {
             "could not draw an unused serial number".into(),
         ))
     }
+
+    /// Signs a CRL that `issuer` issues: the CRL service builds and publishes CRLs, the CA is
+    /// what signs them (as it signs certificates). The signature is verified against the
+    /// issuer's key before the CRL is returned.
+    pub fn sign_crl(
+        &self,
+        issuer: &Issuer,
+        crl: pkid_protocols::crl::UnsignedCrl,
+    ) -> Result<pkid_protocols::crl::SignedCrl, pkid_protocols::crl::CrlError> {
+        keys::sign(issuer.signer.as_ref(), crl)
+    }
 }

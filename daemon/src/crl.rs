@@ -583,7 +583,7 @@ impl CrlService {
         if feed.clamped > 0 {
             tracing::warn!(crl = %key.label(), entries = feed.clamped, "revocation dates after thisUpdate (clock skew?) listed as of thisUpdate");
         }
-        let signed = crate::keys::sign(issuer.signer.as_ref(), builder.finish()?)?;
+        let signed = self.authority.sign_crl(&issuer, builder.finish()?)?;
         let entries = signed.entries() as u64;
         let (buf, start) = signed.into_parts();
         let der = self.served_bytes(key, buf, start);
