@@ -1,14 +1,19 @@
 //! pkid: a certificate-authority daemon.
 //!
 //! ```text
-//! relying party ──OCSP/CRL──▶ http ─▶ status ─▶ revocation index (memory) ◀── store (durable)
-//! document system ──RFC 3161─▶ http ─▶ tsa ───▶ signer (PKCS#11 | software)
-//! PKI client ──EST/CMP──────▶ https ─▶ enroll ─▶ ca (issue) ─▶ store
-//! operator ──CLI─────────────────────▶ ca ─▶ store ─▶ change sequence ─▶ running daemon
+//! relying party ──OCSP/CRL──▶ http ─▶ ocsp / crl ─▶ index (memory) ◀── store::follow ◀── store
+//! document system ──RFC 3161─▶ http ─▶ tsa ─▶ keys::sign ─▶ Signer (PKCS#11 | software)
+//! operator ──CLI──▶ cli ─▶ ra (decides) ─▶ ca (signs) ─▶ store (durable) ─▶ change feed
+//! pkid serve ──▶ cli ─▶ app (composition root: clock, store, keys, services, routers)
 //! ```
 //!
 //! Protocol encoding and certificate logic live in the sans-I/O `pkid-protocols` crate; this
-//! crate is the imperative shell: configuration, CLI, HTTP, the store, key backends and the CA.
+//! crate is the imperative shell. `app` wires it (the only place a clock, a store or a key
+//! backend is built for the daemon); `cli` parses arguments and maps errors to exit codes;
+//! `http` serves the routers; `ocsp`, `crl` and `tsa` are the services; `ra` decides lifecycle
+//! requests and `ca` signs them; `store`, `keys`, `index`, `clock`, `config`, `metrics` and
+//! `logging` are the foundations. Dependencies point one way (`daemon/tests/module_graph.rs`
+//! fails on a cycle); `docs/architecture.md` has the map.
 
 pub mod app;
 pub mod ca;

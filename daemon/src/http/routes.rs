@@ -7,7 +7,7 @@
 //! ```
 //!
 //! The status plane is OCSP, CRLs, timestamps, CA certificates, the certificate repository,
-//! probes and metrics (CMP joins it: see [`status_plane`]). The HTTPS listener adds the planes
+//! probes and metrics (CMP joins it: see `status_plane`). The HTTPS listener adds the planes
 //! that need to know who is asking: each of its requests carries the verified client chain as a
 //! [`super::tls::ClientIdentity`] extension. Handlers are thin: they adapt HTTP to the module
 //! that decides. The layers are in [`super::layers`].
