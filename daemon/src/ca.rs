@@ -158,6 +158,10 @@ impl CaError {
     }
 }
 
+/// Makes a signed certificate durable: `(serial, der)` → the completion of the reserved row
+/// (see [`Authority::sign_certificate_stored_by`]).
+pub type StoreSigned<'a> = dyn FnMut(&str, &[u8]) -> Result<(), StoreError> + 'a;
+
 /// A freshly issued certificate.
 #[derive(Clone, Debug)]
 pub struct Issued {
@@ -372,7 +376,7 @@ impl Authority {
         &self,
         issuer: SigningIssuer<'_>,
         req: Issuance<'_>,
-        store_it: &mut dyn FnMut(&str, &[u8]) -> Result<(), StoreError>,
+        store_it: &mut StoreSigned<'_>,
     ) -> Result<Issued, CaError> {
         self.sign_and_store(issuer, req, Some(store_it))
     }
@@ -381,7 +385,7 @@ impl Authority {
         &self,
         issuer: SigningIssuer<'_>,
         req: Issuance<'_>,
-        mut store_it: Option<&mut dyn FnMut(&str, &[u8]) -> Result<(), StoreError>>,
+        mut store_it: Option<&mut StoreSigned<'_>>,
     ) -> Result<Issued, CaError> {
         let now = self.clock.now();
         let not_before = now.saturating_sub(self.config.ca.backdate_secs);
