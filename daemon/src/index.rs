@@ -592,43 +592,58 @@ mod tests {
         assert_eq!(index.applied_seq(), 6, "the position only moves forward");
     }
 
-    #[test]
-    fn follows_the_store_change_sequence() {
-        use crate::store::sqlite::SqliteStore;
-        use crate::store::{
-            AuditEntry, Certificates, NewCertificate, Outcome, StatusChange, StatusFeed,
-        };
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{
+        AuditEntry, Certificates, NewCertificate, Outcome, StatusChange, StatusFeed,
+    };
+
+    /// A SQLite store in a fresh directory.
+    fn sqlite() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().expect("tmp");
         let store = SqliteStore::open(&dir.path().join("s.db"), std::time::Duration::from_secs(1))
             .expect("store");
-        let new = |serial: &str| NewCertificate {
+        (dir, store)
+    }
+
+    /// A certificate record of `issuer` to reserve.
+    fn new(serial: &str, issuer: &str) -> NewCertificate {
+        NewCertificate {
             serial: serial.into(),
-            issuer: "issuing".into(),
-            subject: "CN=x".into(),
+            issuer: issuer.into(),
+            subject: "CN=Trần Thị Bích".into(),
             profile: "p".into(),
             not_before: 0,
             not_after: 10,
             tbs: vec![],
             replaces: None,
             created_at: 0,
-        };
-        store.reserve(&new("0a")).expect("reserve");
-        store.complete("0a", &[1]).expect("complete");
-        store.reserve(&new("0b")).expect("pending only");
-        let index = RevocationIndex::build(&store, &["issuing", "root"]).expect("build");
-        let issuing = index.issuer("issuing").expect("issuer");
-        assert_eq!(issuing.lookup(0x0a), Some(Packed::new(Entry::Good)));
-        assert_eq!(issuing.lookup(0x0b), None, "pending is not issued");
-        let audit = AuditEntry {
+        }
+    }
+
+    /// The audit record a status change in these tests carries.
+    fn audit() -> AuditEntry {
+        AuditEntry {
             at: 5,
             actor: "t".into(),
             action: "a".into(),
             target: "t".into(),
             outcome: Outcome::Success,
             detail: String::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn follows_the_store_change_sequence() {
+        let (_dir, store) = sqlite();
+        store.reserve(&new("0a", "issuing")).expect("reserve");
+        store.complete("0a", &[1]).expect("complete");
+        store.reserve(&new("0b", "issuing")).expect("pending only");
+        let index = RevocationIndex::build(&store, &["issuing", "root"]).expect("build");
+        let issuing = index.issuer("issuing").expect("issuer");
+        assert_eq!(issuing.lookup(0x0a), Some(Packed::new(Entry::Good)));
+        assert_eq!(issuing.lookup(0x0b), None, "pending is not issued");
         store
-            .change_status("0a", StatusChange::Hold { at: 5 }, &audit)
+            .change_status("0a", StatusChange::Hold { at: 5 }, &audit())
             .expect("hold");
         store.complete("0b", &[2]).expect("complete");
         let changes = store
@@ -652,24 +667,7 @@ mod tests {
 
     #[test]
     fn an_issuer_added_at_run_time_is_read_from_the_store_and_keeps_its_slot() {
-        use crate::store::sqlite::SqliteStore;
-        use crate::store::{
-            AuditEntry, Certificates, NewCertificate, Outcome, StatusChange, StatusFeed,
-        };
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = SqliteStore::open(&dir.path().join("s.db"), std::time::Duration::from_secs(1))
-            .expect("store");
-        let new = |serial: &str, issuer: &str| NewCertificate {
-            serial: serial.into(),
-            issuer: issuer.into(),
-            subject: "CN=Trần Thị Bích".into(),
-            profile: "p".into(),
-            not_before: 0,
-            not_after: 10,
-            tbs: vec![],
-            replaces: None,
-            created_at: 0,
-        };
+        let (_dir, store) = sqlite();
         store.reserve(&new("0a", "issuing")).expect("reserve");
         store.complete("0a", &[1]).expect("complete");
         let index = RevocationIndex::build(&store, &["root", "issuing"]).expect("build");
@@ -695,20 +693,12 @@ mod tests {
         );
         assert_eq!(health.lookup(0x0a), None, "another issuer's serial");
 
-        let audit = AuditEntry {
-            at: 5,
-            actor: "t".into(),
-            action: "a".into(),
-            target: "t".into(),
-            outcome: Outcome::Success,
-            detail: String::new(),
-        };
         let revoke = StatusChange::Revoke {
             reason: CrlReason::KeyCompromise,
             at: 5,
             invalidity_date: None,
         };
-        store.change_status("0c", revoke, &audit).expect("revoke");
+        store.change_status("0c", revoke, &audit()).expect("revoke");
         index.apply(
             &store
                 .changes_since(index.applied_seq(), 100)

@@ -262,33 +262,24 @@ fn add_issuer_refuses_bad_and_taken_names_and_the_root_signs_no_subscriber() {
     assert!(err.contains("already exists"), "{err}");
     let work = tempdir();
     let (_key, csr) = make_csr(work.path(), "/CN=x/O=y", "ec:P-256");
-    let (code, _, err) = pkid_fails(
-        d,
-        &[
-            "cert",
-            "issue",
-            "--csr",
-            path_str(&csr),
-            "--profile",
-            "person",
-            "--issuer",
-            "root",
-        ],
-    );
-    assert_eq!(code, 3, "{err}");
-    let (code, _, err) = pkid_fails(
-        d,
-        &[
-            "cert",
-            "issue",
-            "--csr",
-            path_str(&csr),
-            "--profile",
-            "person",
-            "--issuer",
-            "nope",
-        ],
-    );
+    let issue_under = |issuer: &str| {
+        pkid_fails(
+            d,
+            &[
+                "cert",
+                "issue",
+                "--csr",
+                path_str(&csr),
+                "--profile",
+                "person",
+                "--issuer",
+                issuer,
+            ],
+        )
+    };
+    let (code, _, err) = issue_under("root");
+    assert_eq!(code, 3, "the root signs only CA certificates: {err}");
+    let (code, _, err) = issue_under("nope");
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("issuing, edu"), "names the issuers: {err}");
     let audit = pkid_ok(d, &["audit", "list", "--limit", "20"]);
