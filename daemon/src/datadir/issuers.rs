@@ -362,10 +362,7 @@ pub struct IssuerRow {
 pub fn list(data: &Path) -> Result<Vec<IssuerRow>, DataDirError> {
     let opened = super::open(data, false)?;
     let store = opened.store.as_ref();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = crate::clock::Clock::now(&crate::clock::SystemClock);
     let mut certs = vec![
         (ROOT.to_string(), read_cert(data, &KeyRole::Root)?),
         (ISSUING.to_string(), read_cert(data, &KeyRole::Issuing)?),
