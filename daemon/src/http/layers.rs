@@ -1,7 +1,8 @@
 //! The tower layers of both listeners, outermost first:
 //!
 //! ```text
-//! RateLimit ─▶ BodyLimit ─▶ Router ─▶ (per route) Observe ─▶ Deadline ─▶ handler
+//! RateLimit ─▶ BodyLimit ─▶ OcspFastPath ─▶ Router ─▶ (per route) Observe ─▶ Deadline ─▶ handler
+//!                                └─▶ (POST /ocsp, GET /ocsp/…) OCSP handler, observed, deadline
 //! ```
 //!
 //! * [`RateLimit`]: the per-client-address limit (governor), 429 with `Retry-After`.
@@ -12,6 +13,8 @@
 //!   tracing event per request — `debug` normally, `warn` for a 5xx — so a flood of bad requests
 //!   never becomes a flood of INFO lines.
 //! * [`Deadline`]: `[server] request_timeout_secs`, 503.
+//! * [`OcspFastPath`]: the OCSP requests answered without the router, because the router's
+//!   per-request work measured as much as the answer itself.
 //!
 //! The two admission layers sit in front of the router, so a refused request costs no routing,
 //! and they answer without allocating a future; they count their refusals under the routes
@@ -30,7 +33,7 @@ use axum::extract::{ConnectInfo, MatchedPath};
 use axum::response::IntoResponse;
 use http_body_util::Limited;
 use hyper::header::CONTENT_LENGTH;
-use hyper::Request;
+use hyper::{Method, Request};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -69,12 +72,15 @@ fn record(
     }
 }
 
-/// An admission layer's future: its own refusal, ready at once, or the inner service's.
+/// An admission layer's future: its own refusal, ready at once, the inner service's, or (the
+/// OCSP fast path) an answer of its own being made.
 pub enum Admitted<F> {
     /// Refused here.
     Refused(Option<Reply>),
     /// Passed on.
     Inner(F),
+    /// Answered here, asynchronously.
+    Answering(BoxFuture),
 }
 
 impl<F> Future for Admitted<F>
@@ -87,6 +93,7 @@ where
         match self.get_mut() {
             Self::Refused(r) => Poll::Ready(Ok(r.take().unwrap_or_default())),
             Self::Inner(f) => Pin::new(f).poll(cx),
+            Self::Answering(f) => f.as_mut().poll(cx),
         }
     }
 }
@@ -308,5 +315,70 @@ where
                 Err(_) => Ok(HttpError::TimedOut.into_response()),
             }
         })
+    }
+}
+
+/// Builds [`OcspFastPath`] services.
+#[derive(Clone)]
+pub struct OcspFastPathLayer(pub(crate) Arc<AppState>);
+
+impl<S> Layer<S> for OcspFastPathLayer {
+    type Service = OcspFastPath<S>;
+    fn layer(&self, inner: S) -> OcspFastPath<S> {
+        OcspFastPath {
+            state: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+/// `POST /ocsp` and `GET`/`HEAD /ocsp/{base64}` answered in front of the router, with the
+/// observe and deadline behaviour of the routed path (route label `ocsp`); every other request,
+/// wrong methods on those paths included, goes to the router. Measured, not assumed: axum's
+/// router percent-decodes the catch-all parameter of every `GET /ocsp/…` (the handler never
+/// uses it; it reads the path raw) and boxes and clones per route layer, together about 12 000
+/// instructions per cached answer that costs 15 000 without them (`docs/performance.md`, "HTTP
+/// edge: axum and tower"). Both paths call the same handlers, so the answers are the same
+/// bytes; the router keeps the routes too (for their 405s and for anyone reading the table).
+#[derive(Clone)]
+pub struct OcspFastPath<S> {
+    state: Arc<AppState>,
+    inner: S,
+}
+
+impl<S> Service<Request<Body>> for OcspFastPath<S>
+where
+    S: Service<Request<Body>, Response = Reply, Error = Infallible>,
+    S::Future: Unpin,
+{
+    type Response = Reply;
+    type Error = Infallible;
+    type Future = Admitted<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let post = match (req.method(), req.uri().path()) {
+            (&Method::POST, "/ocsp") => true,
+            (&Method::GET | &Method::HEAD, p) if p.starts_with("/ocsp/") => false,
+            _ => return Admitted::Inner(self.inner.call(req)),
+        };
+        let start = Instant::now();
+        let peer = peer(&req);
+        let state = self.state.clone();
+        let timeout = state.config.load().server.request_timeout;
+        Admitted::Answering(Box::pin(async move {
+            let handler = axum::extract::State(state.clone());
+            let answer = if post {
+                tokio::time::timeout(timeout, super::ocsp::post(handler, req)).await
+            } else {
+                tokio::time::timeout(timeout, super::ocsp::get(handler, req)).await
+            };
+            let resp = answer.unwrap_or_else(|_| HttpError::TimedOut.into_response());
+            record(&state, Route::Ocsp, resp.status(), start, peer);
+            Ok(resp)
+        }))
     }
 }
