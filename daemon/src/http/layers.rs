@@ -105,19 +105,32 @@ fn refuse<F>(state: &AppState, route: Route, error: HttpError, peer: SocketAddr)
     Admitted::Refused(Some(r))
 }
 
-/// Builds [`RateLimit`] services.
-#[derive(Clone)]
-pub struct RateLimitLayer(pub(crate) Arc<AppState>);
+/// Defines each `$layer`: the tower `Layer` that wraps a service in `$service`, with the state.
+macro_rules! state_layers {
+    ($($layer:ident => $service:ident),* $(,)?) => {$(
+        #[doc = concat!("Builds [`", stringify!($service), "`] services.")]
+        #[derive(Clone)]
+        pub struct $layer(pub(crate) Arc<AppState>);
 
-impl<S> Layer<S> for RateLimitLayer {
-    type Service = RateLimit<S>;
-    fn layer(&self, inner: S) -> RateLimit<S> {
-        RateLimit {
-            state: self.0.clone(),
-            inner,
+        impl<S> Layer<S> for $layer {
+            type Service = $service<S>;
+            fn layer(&self, inner: S) -> $service<S> {
+                $service {
+                    state: self.0.clone(),
+                    inner,
+                }
+            }
         }
-    }
+    )*};
 }
+
+state_layers!(
+    RateLimitLayer => RateLimit,
+    BodyLimitLayer => BodyLimit,
+    ObserveLayer => Observe,
+    DeadlineLayer => Deadline,
+    OcspFastPathLayer => OcspFastPath,
+);
 
 /// Refuses a client over `[server] rate_limit_*` with 429 and `Retry-After`.
 #[derive(Clone)]
@@ -154,20 +167,6 @@ where
             }
         }
         Admitted::Inner(self.inner.call(req))
-    }
-}
-
-/// Builds [`BodyLimit`] services.
-#[derive(Clone)]
-pub struct BodyLimitLayer(pub(crate) Arc<AppState>);
-
-impl<S> Layer<S> for BodyLimitLayer {
-    type Service = BodyLimit<S>;
-    fn layer(&self, inner: S) -> BodyLimit<S> {
-        BodyLimit {
-            state: self.0.clone(),
-            inner,
-        }
     }
 }
 
@@ -220,20 +219,6 @@ where
     }
 }
 
-/// Builds [`Observe`] services.
-#[derive(Clone)]
-pub struct ObserveLayer(pub(crate) Arc<AppState>);
-
-impl<S> Layer<S> for ObserveLayer {
-    type Service = Observe<S>;
-    fn layer(&self, inner: S) -> Observe<S> {
-        Observe {
-            state: self.0.clone(),
-            inner,
-        }
-    }
-}
-
 /// Counts each request under the route the router matched (`not_found` for the fallback) and
 /// its status, times it, and logs it.
 #[derive(Clone)]
@@ -272,20 +257,6 @@ where
     }
 }
 
-/// Builds [`Deadline`] services.
-#[derive(Clone)]
-pub struct DeadlineLayer(pub(crate) Arc<AppState>);
-
-impl<S> Layer<S> for DeadlineLayer {
-    type Service = Deadline<S>;
-    fn layer(&self, inner: S) -> Deadline<S> {
-        Deadline {
-            state: self.0.clone(),
-            inner,
-        }
-    }
-}
-
 /// Answers 503 when a handler takes longer than `[server] request_timeout_secs`.
 #[derive(Clone)]
 pub struct Deadline<S> {
@@ -318,26 +289,12 @@ where
     }
 }
 
-/// Builds [`OcspFastPath`] services.
-#[derive(Clone)]
-pub struct OcspFastPathLayer(pub(crate) Arc<AppState>);
-
-impl<S> Layer<S> for OcspFastPathLayer {
-    type Service = OcspFastPath<S>;
-    fn layer(&self, inner: S) -> OcspFastPath<S> {
-        OcspFastPath {
-            state: self.0.clone(),
-            inner,
-        }
-    }
-}
-
 /// `POST /ocsp` and `GET`/`HEAD /ocsp/{base64}` answered in front of the router, with the
 /// observe and deadline behaviour of the routed path (route label `ocsp`); every other request,
 /// wrong methods on those paths included, goes to the router. Measured, not assumed: axum's
 /// router percent-decodes the catch-all parameter of every `GET /ocsp/…` (the handler never
-/// uses it; it reads the path raw) and boxes and clones per route layer, together about 12 000
-/// instructions per cached answer that costs 15 000 without them (`docs/performance.md`, "HTTP
+/// uses it; it reads the path raw) and boxes and clones per route layer: 27 091 instructions
+/// per cached GET through the router, 16 505 through this path (`docs/performance.md`, "HTTP
 /// edge: axum and tower"). Both paths call the same handlers, so the answers are the same
 /// bytes; the router keeps the routes too (for their 405s and for anyone reading the table).
 #[derive(Clone)]
