@@ -295,7 +295,7 @@ fn base64_standard(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn wrong_methods_unknown_paths_and_head() {
-    let (_dir, Routers { http, .. }) = app(|_| {});
+    let (dir, Routers { http, .. }) = app(|_| {});
     for (method, path, allow) in [
         ("POST", "/healthz", "GET, HEAD"),
         ("DELETE", "/ca/root.crt", "GET, HEAD"),
@@ -337,6 +337,16 @@ async fn wrong_methods_unknown_paths_and_head() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK);
+    // HEAD on the OCSP fast path too.
+    let req = ocsp_request(dir.path(), &dir.path().join("certs/tls.crt"));
+    let path = format!("/ocsp/{}", base64_standard(&req).replace('/', "%2F"));
+    let r = send(
+        &http,
+        request("HEAD", &path).body(Body::empty()).expect("request"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.content_type(), "application/ocsp-response");
 }
 
 #[tokio::test]

@@ -1,9 +1,9 @@
 //! Routing: one axum `Router` per listener, built from the state with no socket.
 //!
 //! ```text
-//! http  listener ─▶ rate limit ─▶ body limit ─▶ router ─▶ observe ─▶ deadline ─▶ status plane
-//! https listener ─▶ rate limit ─▶ body limit ─▶ router ─▶ observe ─▶ deadline ─▶ status plane
-//!                                                                     + enrollment/admin plane
+//! http  listener ─▶ rate limit ─▶ body limit ─▶ OCSP fast path ─▶ router ─▶ observe ─▶ deadline
+//!                                                                 ─▶ status plane
+//! https listener ─▶ the same            ─▶ status plane + enrollment/admin plane
 //! ```
 //!
 //! The status plane is OCSP, CRLs, timestamps, CA certificates, the certificate repository,
@@ -14,7 +14,8 @@
 
 use super::error::HttpError;
 use super::layers::{
-    BodyLimit, BodyLimitLayer, DeadlineLayer, ObserveLayer, RateLimit, RateLimitLayer,
+    BodyLimit, BodyLimitLayer, DeadlineLayer, ObserveLayer, OcspFastPath, OcspFastPathLayer,
+    RateLimit, RateLimitLayer,
 };
 use super::reply::{reply, text, Reply};
 use super::tls::ClientIdentity;
@@ -34,7 +35,7 @@ const PEM: &str = "application/x-pem-file";
 
 /// What a listener serves: its router behind the admission layers (a tower `Service` of
 /// `Request<B>` for any body; cheap to clone).
-pub type Listener = RateLimit<BodyLimit<Router>>;
+pub type Listener = RateLimit<BodyLimit<OcspFastPath<Router>>>;
 
 /// The routers of the two listeners.
 pub struct Routers {
@@ -64,6 +65,7 @@ fn edge(router: Router<Arc<AppState>>, state: &Arc<AppState>) -> Listener {
     tower::ServiceBuilder::new()
         .layer(RateLimitLayer(state.clone()))
         .layer(BodyLimitLayer(state.clone()))
+        .layer(OcspFastPathLayer(state.clone()))
         .service(router)
 }
 
