@@ -49,6 +49,18 @@ use tower::{Layer, Service};
 /// A boxed response future (the per-route layers, which must await the handler).
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Reply, Infallible>> + Send>>;
 
+/// `answer`'s output, or `None` once `timeout` has passed. An answer ready on its first poll
+/// (a cached OCSP response, a probe) is returned without arming a timer: registering and
+/// cancelling a tokio timer entry costs more than such an answer itself.
+async fn within<F: Future>(timeout: std::time::Duration, answer: F) -> Option<F::Output> {
+    let mut answer = std::pin::pin!(answer);
+    let first = std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(out) => Some(out),
+        Poll::Pending => tokio::time::timeout(timeout, answer).await.ok(),
+    }
+}
+
 /// The client's address, as the listener recorded it; unspecified in tests that set none.
 fn peer<B>(req: &Request<B>) -> SocketAddr {
     req.extensions()
@@ -284,10 +296,9 @@ where
         let timeout = self.state.config.load().server.request_timeout;
         let answer = self.inner.call(req);
         Box::pin(async move {
-            match tokio::time::timeout(timeout, answer).await {
-                Ok(r) => r,
-                Err(_) => Ok(HttpError::TimedOut.into_response()),
-            }
+            within(timeout, answer)
+                .await
+                .unwrap_or_else(|| Ok(HttpError::TimedOut.into_response()))
         })
     }
 }
@@ -332,11 +343,11 @@ where
         Admitted::Answering(Box::pin(async move {
             let handler = axum::extract::State(state.clone());
             let answer = if post {
-                tokio::time::timeout(timeout, super::ocsp::post(handler, req)).await
+                within(timeout, super::ocsp::post(handler, req)).await
             } else {
-                tokio::time::timeout(timeout, super::ocsp::get(handler, req)).await
+                within(timeout, super::ocsp::get(handler, req)).await
             };
-            let resp = answer.unwrap_or_else(|_| HttpError::TimedOut.into_response());
+            let resp = answer.unwrap_or_else(|| HttpError::TimedOut.into_response());
             record(&state, Route::Ocsp, resp.status(), start, peer);
             Ok(resp)
         }))
@@ -466,6 +477,26 @@ impl HttpMetrics {
 #[cfg(test)]
 mod tests {
     use super::Route;
+
+    #[tokio::test(start_paused = true)]
+    async fn within_returns_a_ready_answer_and_gives_up_on_a_slow_one_at_the_deadline() {
+        use std::time::Duration;
+        let limit = Duration::from_secs(30);
+        assert_eq!(super::within(limit, async { 7 }).await, Some(7));
+        let started = tokio::time::Instant::now();
+        // Ready only after a wait shorter than the deadline: answered.
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            8
+        };
+        assert_eq!(super::within(limit, slow).await, Some(8));
+        // Never ready: given up once the (paused, auto-advanced) clock passes the deadline.
+        assert_eq!(
+            super::within(limit, std::future::pending::<u8>()).await,
+            None
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(35));
+    }
 
     #[test]
     fn route_all_lists_every_variant_at_its_index_with_distinct_names() {
