@@ -6,6 +6,7 @@
 //!  App::build(data, clock, adjust)
 //!    clock ───────────────────────────────────────────────┬──────────┬──────────┬─────────┐
 //!    datadir::open ─▶ config, store (metered), keys, ca::Authority (issuers: init-made + registry)
+//!    ra::reconcile: stale pending rows (killed issuances) completed or abandoned, audited
 //!    RevocationIndex::build(store, every issuer)           │          │          │         │
 //!    OcspService (one responder per issuer) ◀──────────────┘          │          │         │
 //!    CrlService (first CRLs made) ◀── authority ◀─────────────────────┘          │         │
@@ -102,6 +103,20 @@ impl App {
                 "timestamp authority: {e} (fix it, or set [tsa] enabled = false)"
             ))
         })?;
+
+        // Before the index is built, so what it loads has no issuance left half-done. Only rows
+        // older than any live issuance can be are touched (`ra::stale_pending_after`).
+        let reconciled = crate::ra::RegistrationAuthority::new(authority.clone())
+            .reconcile("pkid")
+            .map_err(|e| AppError::Service(format!("reconciling pending issuances: {e}")))?;
+        if reconciled != crate::ra::Reconciled::default() {
+            tracing::warn!(
+                completed = reconciled.completed.len(),
+                abandoned = reconciled.abandoned.len(),
+                skipped = reconciled.skipped.len(),
+                "reconciled issuances left pending by a process that died"
+            );
+        }
 
         let started = Instant::now();
         let names: Vec<String> = authority.issuers().iter().map(|i| i.name.clone()).collect();
