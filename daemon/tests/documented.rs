@@ -10,18 +10,10 @@
 
 mod common;
 
-use axum::body::Body;
-use axum::extract::ConnectInfo;
+use common::inprocess::{build_app, get, ocsp_get_path, ocsp_single};
 use common::*;
-use der::Decode;
-use http_body_util::BodyExt;
-use hyper::Request;
-use pkid::app::App;
 use pkid::clock::{Clock, FakeClock, SystemClock};
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
-use tower::ServiceExt;
 
 #[test]
 fn an_unset_pin_variable_is_a_configuration_error_exit_3_and_leaves_nothing() {
@@ -50,48 +42,6 @@ fn an_unset_pin_variable_is_a_configuration_error_exit_3_and_leaves_nothing() {
     );
 }
 
-/// (producedAt, thisUpdate, revocationTime if revoked) of a one-answer OCSP response.
-fn times(der: &[u8]) -> (u64, u64, Option<u64>) {
-    let resp = x509_ocsp::OcspResponse::from_der(der).expect("OCSPResponse");
-    let bytes = resp.response_bytes.expect("successful");
-    let basic = x509_ocsp::BasicOcspResponse::from_der(bytes.response.as_bytes()).expect("basic");
-    let data = &basic.tbs_response_data;
-    let single = &data.responses[0];
-    let revoked = match &single.cert_status {
-        x509_ocsp::CertStatus::Revoked(info) => {
-            Some(info.revocation_time.0.to_unix_duration().as_secs())
-        }
-        _ => None,
-    };
-    (
-        data.produced_at.0.to_unix_duration().as_secs(),
-        single.this_update.0.to_unix_duration().as_secs(),
-        revoked,
-    )
-}
-
-fn ocsp_path(data: &Path, work: &Path, leaf: &Path) -> String {
-    let req = unique_path(work, "req", "der");
-    openssl_ok(&[
-        "ocsp",
-        "-issuer",
-        path_str(&data.join("certs/issuing.crt")),
-        "-cert",
-        path_str(leaf),
-        "-no_nonce",
-        "-reqout",
-        path_str(&req),
-    ]);
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(read(&req));
-    format!(
-        "/ocsp/{}",
-        b64.replace('/', "%2F")
-            .replace('+', "%2B")
-            .replace('=', "%3D")
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_revocation_is_never_dated_after_this_update() {
     let data = init(&[]);
@@ -105,38 +55,21 @@ async fn a_fresh_revocation_is_never_dated_after_this_update() {
 
     // The daemon at the time of the revocation (the CLI stamped it with the system clock).
     let clock = Arc::new(FakeClock::new(SystemClock.now()));
-    let app = {
-        let data = d.to_path_buf();
-        let clock = clock.clone();
-        tokio::task::spawn_blocking(move || App::build(&data, clock, |_| {}))
-            .await
-            .expect("build task")
-            .expect("app")
-    };
+    let app = build_app(d, clock).await;
     let router = app.routers().https;
-    let fetch = |path: String| {
+    let answer = |leaf: &std::path::Path| {
+        let path = ocsp_get_path(d, work.path(), ["-cert", path_str(leaf)]);
         let router = router.clone();
-        async move {
-            let mut req = Request::builder()
-                .uri(path)
-                .body(Body::empty())
-                .expect("request");
-            req.extensions_mut()
-                .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
-            let resp = router.oneshot(req).await.expect("infallible");
-            resp.into_body().collect().await.expect("body").to_bytes()
-        }
+        async move { ocsp_single(&get(&router, &path).await.1) }
     };
 
-    let (produced, this_update, revoked_at) =
-        times(&fetch(ocsp_path(d, work.path(), &revoked_pem)).await);
-    let revoked_at = revoked_at.expect("revoked");
+    let a = answer(&revoked_pem).await;
+    let revoked_at = a.revoked_at.expect("revoked");
     assert!(
-        revoked_at <= this_update && this_update <= produced,
-        "revocationTime {revoked_at} ≤ thisUpdate {this_update} ≤ producedAt {produced}"
+        revoked_at <= a.this_update && a.this_update <= a.produced_at,
+        "revocationTime ≤ thisUpdate ≤ producedAt: {a:?}"
     );
     // A good answer keeps the documented back-dating for clients whose clocks are behind.
-    let (produced, this_update, none) = times(&fetch(ocsp_path(d, work.path(), &good_pem)).await);
-    assert_eq!(none, None);
-    assert_eq!(produced - this_update, 300);
+    let a = answer(&good_pem).await;
+    assert_eq!((a.status, a.produced_at - a.this_update), ("good", 300));
 }

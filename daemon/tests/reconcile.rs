@@ -11,20 +11,15 @@
 
 mod common;
 
-use axum::body::Body;
-use axum::extract::ConnectInfo;
+use common::inprocess::{build_app, get, ocsp_get_path, ocsp_single};
 use common::*;
 use der::Decode;
-use http_body_util::BodyExt;
-use hyper::{Request, StatusCode};
-use pkid::app::App;
+use hyper::StatusCode;
 use pkid::clock::{Clock, FakeClock, SystemClock};
 use pkid::config::Config;
 use pkid::store::{CertStatus, NewCertificate, Store};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use tower::ServiceExt;
 
 /// An hour and a day: past any bound the daemon may choose for a live issuance.
 const LONG_AGO: u64 = 25 * 3600;
@@ -61,53 +56,6 @@ fn reconcile_audits(store: &dyn Store, serial: &str) -> Vec<pkid::store::AuditEn
         .collect()
 }
 
-async fn get(router: &pkid::http::Listener, path: &str) -> (StatusCode, Vec<u8>) {
-    let mut req = Request::builder()
-        .uri(path)
-        .body(Body::empty())
-        .expect("request");
-    req.extensions_mut()
-        .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
-    let resp = router.clone().oneshot(req).await.expect("infallible");
-    let status = resp.status();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    (status, body.to_vec())
-}
-
-/// The OCSP GET path for `serial` under the issuing CA (made by `openssl ocsp -serial`).
-fn ocsp_path(data: &Path, work: &Path, serial: &str) -> String {
-    let req = unique_path(work, "req", "der");
-    openssl_ok(&[
-        "ocsp",
-        "-issuer",
-        path_str(&data.join("certs/issuing.crt")),
-        "-serial",
-        &format!("0x{serial}"),
-        "-no_nonce",
-        "-reqout",
-        path_str(&req),
-    ]);
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(read(&req));
-    format!(
-        "/ocsp/{}",
-        b64.replace('/', "%2F")
-            .replace('+', "%2B")
-            .replace('=', "%3D")
-    )
-}
-
-fn ocsp_status(der: &[u8]) -> &'static str {
-    let resp = x509_ocsp::OcspResponse::from_der(der).expect("OCSPResponse");
-    let bytes = resp.response_bytes.expect("successful");
-    let basic = x509_ocsp::BasicOcspResponse::from_der(bytes.response.as_bytes()).expect("basic");
-    match basic.tbs_response_data.responses[0].cert_status {
-        x509_ocsp::CertStatus::Good(_) => "good",
-        x509_ocsp::CertStatus::Revoked(_) => "revoked",
-        x509_ocsp::CertStatus::Unknown(_) => "unknown",
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_start_abandons_a_killed_issuance_and_leaves_a_fresh_one_alone() {
     let data = init(&[]);
@@ -126,14 +74,7 @@ async fn serve_start_abandons_a_killed_issuance_and_leaves_a_fresh_one_alone() {
 
     // The daemon starts (on a fake clock at the real time) and reconciles before it serves.
     let clock = Arc::new(FakeClock::new(now));
-    let app = {
-        let data = d.to_path_buf();
-        let clock = clock.clone();
-        tokio::task::spawn_blocking(move || App::build(&data, clock, |_| {}))
-            .await
-            .expect("build task")
-            .expect("app")
-    };
+    let app = build_app(d, clock.clone()).await;
     let store = app.state().store.clone();
     let rec = store.certificate(stale).expect("get").expect("row kept");
     assert_eq!(rec.status, CertStatus::Abandoned, "the killed issuance");
@@ -150,9 +91,14 @@ async fn serve_start_abandons_a_killed_issuance_and_leaves_a_fresh_one_alone() {
 
     // Never good: OCSP answers unknown for the abandoned serial, and its serial stays taken.
     let router = app.routers().https;
-    let (status, body) = get(&router, &ocsp_path(d, work.path(), stale)).await;
+    let serial = format!("0x{stale}");
+    let (status, body) = get(
+        &router,
+        &ocsp_get_path(d, work.path(), ["-serial", &serial]),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(ocsp_status(&body), "unknown");
+    assert_eq!(ocsp_single(&body).status, "unknown");
     assert!(matches!(
         store.reserve(&NewCertificate {
             serial: stale.into(),

@@ -228,6 +228,21 @@ impl SqliteStore {
         Ok(seq)
     }
 
+    /// Runs `write` in one IMMEDIATE transaction (the write lock taken first, so a read inside
+    /// it cannot go stale before the write) and commits it if `write` succeeds.
+    fn write<T>(
+        &self,
+        write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+        let value = write(&tx)?;
+        tx.commit().map_err(unavailable)?;
+        Ok(value)
+    }
+
     /// The schema version in force.
     pub fn schema_version(&self) -> Result<u64, StoreError> {
         self.lock()?
@@ -272,12 +287,7 @@ impl Certificates for SqliteStore {
     }
 
     fn complete(&self, serial: &str, der: &[u8]) -> Result<(), StoreError> {
-        let mut conn = self.lock()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(unavailable)?;
-        complete_in(&tx, serial, der)?;
-        tx.commit().map_err(unavailable)
+        self.write(|tx| complete_in(tx, serial, der))
     }
 
     fn stale_pending(
@@ -307,32 +317,26 @@ impl Certificates for SqliteStore {
         der: &[u8],
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
-        let mut conn = self.lock()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(unavailable)?;
-        complete_in(&tx, serial, der)?;
-        insert_audit(&tx, audit).map_err(unavailable)?;
-        tx.commit().map_err(unavailable)
+        self.write(|tx| {
+            complete_in(tx, serial, der)?;
+            insert_audit(tx, audit).map(|_| ()).map_err(unavailable)
+        })
     }
 
     fn abandon(&self, serial: &str, audit: &AuditEntry) -> Result<(), StoreError> {
-        let mut conn = self.lock()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(unavailable)?;
-        let n = tx
-            .execute(
-                "UPDATE certificates SET abandoned_at = ?2, updated_at = ?2
-                 WHERE serial = ?1 AND status = 'pending' AND abandoned_at IS NULL",
-                params![serial, audit.at],
-            )
-            .map_err(unavailable)?;
-        if n != 1 {
-            return Err(current_conflict(&tx, serial, "abandon"));
-        }
-        insert_audit(&tx, audit).map_err(unavailable)?;
-        tx.commit().map_err(unavailable)
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE certificates SET abandoned_at = ?2, updated_at = ?2
+                     WHERE serial = ?1 AND status = 'pending' AND abandoned_at IS NULL",
+                    params![serial, audit.at],
+                )
+                .map_err(unavailable)?;
+            if n != 1 {
+                return Err(current_conflict(tx, serial, "abandon"));
+            }
+            insert_audit(tx, audit).map(|_| ()).map_err(unavailable)
+        })
     }
 
     fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
@@ -390,13 +394,7 @@ impl Certificates for SqliteStore {
         change: StatusChange,
         audit: &AuditEntry,
     ) -> Result<CertificateRecord, StoreError> {
-        let mut conn = self.lock()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(unavailable)?;
-        let rec = apply_status_change(&tx, serial, change, audit)?;
-        tx.commit().map_err(unavailable)?;
-        Ok(rec)
+        self.write(|tx| apply_status_change(tx, serial, change, audit))
     }
 
     fn complete_superseding(
@@ -407,15 +405,12 @@ impl Certificates for SqliteStore {
         change: StatusChange,
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
-        let mut conn = self.lock()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(unavailable)?;
-        complete_in(&tx, serial, der)?;
-        // Any refusal here (the predecessor was revoked meanwhile) drops the transaction, so
-        // the successor stays pending: both commit, or neither does.
-        apply_status_change(&tx, predecessor, change, audit)?;
-        tx.commit().map_err(unavailable)
+        self.write(|tx| {
+            complete_in(tx, serial, der)?;
+            // Any refusal here (the predecessor was revoked meanwhile) drops the transaction,
+            // so the successor stays pending: both commit, or neither does.
+            apply_status_change(tx, predecessor, change, audit).map(|_| ())
+        })
     }
 }
 
