@@ -171,29 +171,40 @@ fn cert_reconcile_completes_a_recoverable_row_and_abandons_a_forged_one() {
     let work = tempdir();
     let (_k1, csr1) = make_csr(work.path(), "/C=VN/O=Sở Y tế/CN=Lê Văn Hùng", "ec:P-256");
     let (_k2, csr2) = make_csr(work.path(), "/C=VN/O=Sở Y tế/CN=Đỗ Thu Hà", "ec:P-256");
+    let (_k3, csr3) = make_csr(work.path(), "/C=VN/O=Sở Y tế/CN=Phan Văn Tú", "ec:P-256");
     let (good, good_pem) = issue(d, &csr1, "person", &[]);
     let (forged, _) = issue(d, &csr2, "person", &[]);
-    let der_path = unique_path(work.path(), "good", "der");
-    openssl_ok(&[
-        "x509",
-        "-in",
-        path_str(&good_pem),
-        "-outform",
-        "DER",
-        "-out",
-        path_str(&der_path),
-    ]);
-    let good_der = read(&der_path);
+    let (bad_sig, bad_sig_pem) = issue(d, &csr3, "person", &[]);
+    let to_der = |pem: &Path| {
+        let out = unique_path(work.path(), "cert", "der");
+        openssl_ok(&[
+            "x509",
+            "-in",
+            path_str(pem),
+            "-outform",
+            "DER",
+            "-out",
+            path_str(&out),
+        ]);
+        read(&out)
+    };
+    // Its own TBS, but the last octet of the ECDSA signature's s changed: still DER, no longer
+    // the issuer's signature.
+    let good_der = to_der(&good_pem);
+    let mut bad_sig_der = to_der(&bad_sig_pem);
+    *bad_sig_der.last_mut().expect("bytes") ^= 0x01;
     let long_ago = SystemClock.now() - LONG_AGO;
     // `good` holds its own signed certificate; `forged` holds `good`'s, which is not its TBS.
     make_pending_with_der(d, &good, &good_der, long_ago);
     make_pending_with_der(d, &forged, &good_der, long_ago);
+    make_pending_with_der(d, &bad_sig, &bad_sig_der, long_ago);
     let fresh = "7a11ed00000000000000000000000003";
     reserve(store_of(d).as_ref(), fresh, SystemClock.now());
 
     let out = pkid_ok(d, &["cert", "reconcile"]);
     assert!(out.contains(&format!("completed {good}")), "{out}");
     assert!(out.contains(&format!("abandoned {forged}")), "{out}");
+    assert!(out.contains(&format!("abandoned {bad_sig}")), "{out}");
     assert!(!out.contains(fresh), "{out}");
 
     let store = store_of(d);
@@ -214,6 +225,17 @@ fn cert_reconcile_completes_a_recoverable_row_and_abandons_a_forged_one() {
     assert_eq!(
         store.certificate(fresh).expect("get").expect("row").status,
         CertStatus::Pending
+    );
+    let detail = |serial: &str| reconcile_audits(store.as_ref(), serial)[0].detail.clone();
+    assert!(
+        detail(&forged).contains("not the reserved TBS"),
+        "{}",
+        detail(&forged)
+    );
+    assert!(
+        detail(&bad_sig).contains("does not verify"),
+        "{}",
+        detail(&bad_sig)
     );
     let shown = pkid_ok(d, &["cert", "show", "--serial", &forged]);
     assert!(shown.contains("abandoned"), "{shown}");
