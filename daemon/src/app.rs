@@ -6,6 +6,7 @@
 //!  App::build(data, clock, adjust)
 //!    clock ───────────────────────────────────────────────┬──────────┬──────────┬─────────┐
 //!    datadir::open ─▶ config, store (metered), keys, ca::Authority (issuers: init-made + registry)
+//!    ra::reconcile: stale pending rows (killed issuances) completed or abandoned, audited
 //!    RevocationIndex::build(store, every issuer)           │          │          │         │
 //!    OcspService (one responder per issuer) ◀──────────────┘          │          │         │
 //!    CrlService (first CRLs made) ◀── authority ◀─────────────────────┘          │         │
@@ -44,8 +45,19 @@ use tokio::sync::watch;
 
 /// How often the OCSP responder certificates' expiry is checked.
 const OCSP_UPKEEP_PERIOD: Duration = Duration::from_secs(3600);
-/// How often responses are pre-signed, when `[ocsp] presign` is on.
-const PRESIGN_PERIOD: Duration = Duration::from_secs(6 * 3600);
+/// The shortest pre-signing period, however short the responses' cache lifetime: one pass
+/// over a large index takes minutes of signing.
+const MIN_PRESIGN_PERIOD: Duration = Duration::from_secs(600);
+
+/// How often responses are pre-signed, when `[ocsp] presign` is on: every half cache lifetime
+/// (a response is served from the cache from its signing until `nextUpdate − refresh_before`),
+/// so every response is re-signed at least once before it falls due and a request never has to
+/// wait for a signature. 24 hours with the defaults (96 h validity, 48 h refresh_before); at
+/// least [`MIN_PRESIGN_PERIOD`].
+pub fn presign_period(ocsp: &crate::config::OcspConfig) -> Duration {
+    let lifetime = ocsp.validity_secs.saturating_sub(ocsp.refresh_before_secs);
+    Duration::from_secs(lifetime / 2).max(MIN_PRESIGN_PERIOD)
+}
 
 /// Why the daemon could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +114,20 @@ impl App {
                 "timestamp authority: {e} (fix it, or set [tsa] enabled = false)"
             ))
         })?;
+
+        // Before the index is built, so what it loads has no issuance left half-done. Only rows
+        // older than any live issuance can be are touched (`ra::stale_pending_after`).
+        let reconciled = crate::ra::RegistrationAuthority::new(authority.clone())
+            .reconcile("pkid")
+            .map_err(|e| AppError::Service(format!("reconciling pending issuances: {e}")))?;
+        if reconciled != crate::ra::Reconciled::default() {
+            tracing::warn!(
+                completed = reconciled.completed.len(),
+                abandoned = reconciled.abandoned.len(),
+                skipped = reconciled.skipped.len(),
+                "reconciled issuances left pending by a process that died"
+            );
+        }
 
         let started = Instant::now();
         let names: Vec<String> = authority.issuers().iter().map(|i| i.name.clone()).collect();
@@ -259,7 +285,8 @@ impl App {
             tsa.start();
         }
         if let Some(ocsp) = state.ocsp.clone() {
-            tokio::spawn(ocsp_upkeep(ocsp, config.ocsp.presign, stop_rx.clone()));
+            let presign = config.ocsp.presign.then(|| presign_period(&config.ocsp));
+            tokio::spawn(ocsp_upkeep(ocsp, presign, stop_rx.clone()));
         }
         if let Some(crl) = state.crl.clone() {
             tokio::spawn(crl.run(stop_rx.clone()));
@@ -325,24 +352,33 @@ fn reload_from_disk(state: &AppState) {
 }
 
 /// The responder certificates' expiry check (hourly) and, when configured, pre-signing (at
-/// start, then every [`PRESIGN_PERIOD`]).
-async fn ocsp_upkeep(ocsp: Arc<OcspService>, presign: bool, mut stop: watch::Receiver<bool>) {
+/// start, then every [`presign_period`]).
+async fn ocsp_upkeep(
+    ocsp: Arc<OcspService>,
+    presign: Option<Duration>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last_check: Option<Instant> = None;
     let mut last_presign: Option<Instant> = None;
     loop {
-        ocsp.check_responder_expiry();
-        if presign && last_presign.is_none_or(|t| t.elapsed() >= PRESIGN_PERIOD) {
+        if last_check.is_none_or(|t| t.elapsed() >= OCSP_UPKEEP_PERIOD) {
+            ocsp.check_responder_expiry();
+            last_check = Some(Instant::now());
+        }
+        if let Some(period) = presign.filter(|p| last_presign.is_none_or(|t| t.elapsed() >= *p)) {
             let svc = ocsp.clone();
             let started = Instant::now();
             match tokio::task::spawn_blocking(move || svc.presign()).await {
                 Ok(n) => {
-                    tracing::info!(signed = n, elapsed = ?started.elapsed(), "OCSP responses pre-signed")
+                    tracing::info!(signed = n, elapsed = ?started.elapsed(), next_in = ?period, "OCSP responses pre-signed")
                 }
                 Err(e) => tracing::error!(error = %e, "pre-signing task failed"),
             }
             last_presign = Some(Instant::now());
         }
+        let wait = presign.map_or(OCSP_UPKEEP_PERIOD, |p| p.min(OCSP_UPKEEP_PERIOD));
         tokio::select! {
-            _ = tokio::time::sleep(OCSP_UPKEEP_PERIOD) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => return,
         }
     }
@@ -411,4 +447,26 @@ pub fn serve(
         let app = app.map_err(|e| AppError::Runtime(format!("start-up task: {e}")))??;
         app.run(signals.received(), reload_from_disk).await
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ocsp(text: &str) -> crate::config::OcspConfig {
+        Config::parse(Path::new("/nonexistent"), Some(text), "test")
+            .expect("config")
+            .ocsp
+    }
+
+    #[test]
+    fn presigning_runs_every_half_cache_lifetime() {
+        // Defaults: 96 h validity, re-signed 48 h before nextUpdate: cached 48 h, pre-signed
+        // every 24 h.
+        assert_eq!(presign_period(&ocsp("")), Duration::from_secs(24 * 3600));
+        let short = ocsp("[ocsp]\nvalidity_hours = 10\nrefresh_before_hours = 8\n");
+        assert_eq!(presign_period(&short), Duration::from_secs(3600));
+        let tiny = ocsp("[ocsp]\nvalidity_hours = 9\nrefresh_before_hours = 8\n");
+        assert_eq!(presign_period(&tiny), Duration::from_secs(1800));
+    }
 }

@@ -214,9 +214,14 @@ pub enum CertCommand {
         #[arg(long)]
         pem: bool,
     },
+    /// Resolve issuances left pending by a process that died between reserving the serial and
+    /// storing the certificate (`pkid serve` does the same at start): each pending row older
+    /// than an hour (plus twice store.busy_timeout_ms) is completed if its stored certificate
+    /// verifies, otherwise marked abandoned; each is audited. Its serial is never reused.
+    Reconcile,
     /// List certificates, newest first.
     List {
-        /// Only this status: pending, valid, revoked, hold.
+        /// Only this status: pending, valid, revoked, hold, abandoned.
         #[arg(long)]
         status: Option<String>,
         /// Only subjects containing this text.
@@ -511,6 +516,7 @@ fn cert(data: &std::path::Path, cmd: CertCommand, who: &str) -> Result<(), Failu
             | CertCommand::Renew { .. }
             | CertCommand::Rekey { .. }
             | CertCommand::Modify { .. }
+            | CertCommand::Reconcile
     );
     let opened = datadir::open(data, needs_keys).map_err(datadir_failure)?;
     let authority = crate::ra::RegistrationAuthority::new(match opened.authority {
@@ -593,6 +599,26 @@ fn cert(data: &std::path::Path, cmd: CertCommand, who: &str) -> Result<(), Failu
                 (false, _) => print_record(&rec),
             }
         }
+        CertCommand::Reconcile => {
+            let done = authority.reconcile(who).map_err(ca_failure)?;
+            let mut text = String::new();
+            for (what, serials) in [
+                ("completed", &done.completed),
+                ("abandoned", &done.abandoned),
+                ("skipped (issuer not loaded)", &done.skipped),
+            ] {
+                for s in serials {
+                    text.push_str(&format!("{what} {s}\n"));
+                }
+            }
+            text.push_str(&format!(
+                "{} completed, {} abandoned, {} skipped\n",
+                done.completed.len(),
+                done.abandoned.len(),
+                done.skipped.len()
+            ));
+            out(&text)
+        }
         CertCommand::List {
             status,
             subject,
@@ -602,7 +628,7 @@ fn cert(data: &std::path::Path, cmd: CertCommand, who: &str) -> Result<(), Failu
                 .map(|s| {
                     CertStatus::parse(&s).ok_or_else(|| Failure {
                         message: format!(
-                            "unknown status {s:?}; use pending, valid, revoked or hold"
+                            "unknown status {s:?}; use pending, valid, revoked, hold or abandoned"
                         ),
                         code: 3,
                     })

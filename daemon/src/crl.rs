@@ -190,7 +190,7 @@ impl CrlVisitor for EntryFeed<'_> {
             CertStatus::Hold => Some(CrlReason::CertificateHold),
             // Only delta scans return valid rows: released from hold since the base.
             CertStatus::Valid => Some(CrlReason::RemoveFromCRL),
-            CertStatus::Pending => return true,
+            CertStatus::Pending | CertStatus::Abandoned => return true,
         };
         // A revocation stamped by another node whose clock runs ahead must not stop the CRL:
         // list it as of thisUpdate.

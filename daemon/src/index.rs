@@ -313,7 +313,7 @@ fn entry_of(
     reason: Option<CrlReason>,
 ) -> Option<Packed> {
     match status {
-        CertStatus::Pending => None,
+        CertStatus::Pending | CertStatus::Abandoned => None,
         CertStatus::Valid => Some(Packed::new(Entry::Good)),
         CertStatus::Revoked | CertStatus::Hold => Some(Packed::new(Entry::Revoked {
             at: revoked_at.unwrap_or(0),

@@ -329,6 +329,28 @@ impl Certificates for MeteredStore {
     fn complete(&self, serial: &str, der: &[u8]) -> Result<(), StoreError> {
         self.observe("complete", || self.inner.complete(serial, der))
     }
+    fn stale_pending(
+        &self,
+        created_before: u64,
+        limit: usize,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        self.observe("stale_pending", || {
+            self.inner.stale_pending(created_before, limit)
+        })
+    }
+    fn complete_recovered(
+        &self,
+        serial: &str,
+        der: &[u8],
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.observe("complete_recovered", || {
+            self.inner.complete_recovered(serial, der, audit)
+        })
+    }
+    fn abandon(&self, serial: &str, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.observe("abandon", || self.inner.abandon(serial, audit))
+    }
     fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
         self.observe("certificate", || self.inner.certificate(serial))
     }

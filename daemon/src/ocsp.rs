@@ -40,7 +40,8 @@ pub const OCSP_RESPONSE: &str = "application/ocsp-response";
 /// Status recorded for a cached `unknown` answer (no index entry).
 const UNKNOWN: u64 = u64::MAX;
 /// How far thisUpdate is set before producedAt: OpenSSL tolerates five minutes of skew by
-/// default; backdating by the same covers relying parties whose clocks are behind ours.
+/// default; backdating by the same covers relying parties whose clocks are behind ours. A
+/// response reporting a revocation less than this old is back-dated only to the revocation.
 const THIS_UPDATE_BACKDATE_SECS: u64 = 300;
 
 /// An issuer this responder answers for, with its own delegated responder.
@@ -493,8 +494,23 @@ impl OcspService {
     pub fn sign(&self, job: SignJob) -> Answer {
         let now = self.clock.now();
         // thisUpdate a little in the past so relying parties whose clocks run slow still accept
-        // a fresh response; nextUpdate keeps the full configured window from thisUpdate.
-        let this_update = now.saturating_sub(THIS_UPDATE_BACKDATE_SECS);
+        // a fresh response, but never before a revocation the response reports: thisUpdate is
+        // when the status given was known to be correct (RFC 6960 §4.2.2.1), and a certificate
+        // revoked a minute ago was not known revoked five minutes ago. nextUpdate keeps the full
+        // configured window from thisUpdate.
+        let newest_revocation = job
+            .decisions
+            .iter()
+            .filter_map(|(_, s)| match s {
+                Status::Revoked { at, .. } => Some(*at),
+                Status::Good | Status::Unknown => None,
+            })
+            .max()
+            .unwrap_or(0);
+        let this_update = now
+            .saturating_sub(THIS_UPDATE_BACKDATE_SECS)
+            .max(newest_revocation)
+            .min(now);
         let validity = Validity {
             produced_at: now,
             this_update,

@@ -10,11 +10,20 @@
 //! to the CA, which signs and stores it. A successor that supersedes its predecessor (rekey,
 //! modify) is stored in the same transaction as the predecessor's revocation, so the two cannot
 //! come apart. Every call writes an audit record, whether it succeeds or is refused.
+//!
+//! Reconciliation ([`RegistrationAuthority::reconcile`]) decides what becomes of an issuance
+//! whose process died between reserving the serial and storing the certificate:
+//!
+//! ```text
+//!  stale pending row (older than stale_pending_after) ─┬─ DER stored, its TBS, signed by its
+//!                                                      │  issuer ─▶ completed (valid)
+//!                                                      └─ otherwise ─▶ abandoned
+//! ```
 
 use crate::ca::{
     audit_target, Authority, CaError, Issuance, Issued, Issuer, Predecessor, ISSUING, ROOT,
 };
-use crate::config::SubscriberProfile;
+use crate::config::{Config, SubscriberProfile};
 use crate::store::{AuditEntry, CertStatus, CertificateRecord, ListFilter, Outcome, StatusChange};
 use der::Decode;
 use pkid_protocols::revocation::{self, CrlReason};
@@ -428,5 +437,149 @@ impl RegistrationAuthority {
     /// Certificates matching a filter.
     pub fn list(&self, filter: &ListFilter) -> Result<Vec<CertificateRecord>, CaError> {
         Ok(self.ca.store().list(filter)?)
+    }
+}
+
+/// The least age, in seconds, at which a pending row is taken for a dead issuance.
+///
+/// After reserving its serial, a live issuance does three things: records its CRL partition
+/// and stores the signed certificate (each waits at most the store's busy timeout for the
+/// write lock) and signs (waits at most 30 s for a PKCS#11 session, then one `C_Sign` of
+/// milliseconds to ~100 ms). An hour is two orders of magnitude past that and absorbs a wall
+/// clock stepped by NTP; the busy timeout is added twice on top, so even a store configured to
+/// wait very long keeps a live issuance inside the bound.
+pub const MIN_STALE_PENDING_SECS: u64 = 3600;
+
+/// Pending rows reconciliation reads at a time: each carries its TBS (about a kilobyte).
+const RECONCILE_BATCH: usize = 256;
+
+/// How old, in seconds, a pending row must be before [`RegistrationAuthority::reconcile`]
+/// touches it: [`MIN_STALE_PENDING_SECS`] plus twice the store's busy timeout (rounded up).
+pub fn stale_pending_after(config: &Config) -> u64 {
+    let busy = config.store.busy_timeout.as_secs()
+        + u64::from(config.store.busy_timeout.subsec_nanos() > 0);
+    MIN_STALE_PENDING_SECS + 2 * busy
+}
+
+/// What one reconciliation pass did, serial by serial.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Rows whose stored certificate verified: now valid.
+    pub completed: Vec<String>,
+    /// Rows with no recoverable certificate: now abandoned (the serial stays taken).
+    pub abandoned: Vec<String>,
+    /// Rows holding a certificate that cannot be checked now (its issuer is not loaded): left
+    /// pending for a later pass.
+    pub skipped: Vec<String>,
+}
+
+/// Why a stale row's stored DER is not its certificate, or `None` if it is: the DER must
+/// parse, carry exactly the reserved TBS, and be signed by `issuer`'s key.
+fn unrecoverable(rec: &CertificateRecord, der: &[u8], issuer: &Issuer) -> Option<String> {
+    use der::Encode;
+    let cert = match Certificate::from_der(der) {
+        Ok(c) => c,
+        Err(e) => return Some(format!("stored DER does not parse: {e}")),
+    };
+    match cert.tbs_certificate.to_der() {
+        Ok(tbs) if tbs == rec.tbs => {}
+        Ok(_) => return Some("stored certificate is not the reserved TBS".into()),
+        Err(e) => return Some(format!("stored certificate does not re-encode: {e}")),
+    }
+    let Some(signature) = cert.signature.as_bytes() else {
+        return Some("signature has unused bits".into());
+    };
+    pkid_protocols::algorithm::verify(
+        &issuer.certificate.tbs_certificate.subject_public_key_info,
+        &cert.signature_algorithm,
+        &rec.tbs,
+        signature,
+    )
+    .err()
+    .map(|e| {
+        format!(
+            "signature does not verify against issuer {}: {e}",
+            issuer.name
+        )
+    })
+}
+
+impl RegistrationAuthority {
+    /// Resolves every stale pending row (older than [`stale_pending_after`]): one whose stored
+    /// DER is its TBS signed by its issuer is completed, any other is abandoned; each with an
+    /// audit record (`cert.reconcile`) in the same transaction. Rows inside the bound are left
+    /// alone, since their issuance may still be running; a row resolved meanwhile by another
+    /// process is passed over. Running it again does nothing.
+    ///
+    /// A recovered successor is completed alone: whether its predecessor was to be superseded
+    /// is not recorded, so the predecessor keeps its status for an operator to decide.
+    pub fn reconcile(&self, actor: &str) -> Result<Reconciled, CaError> {
+        let store = self.ca.store();
+        let now = self.ca.now();
+        let cutoff = now.saturating_sub(stale_pending_after(self.ca.config()));
+        let mut done = Reconciled::default();
+        loop {
+            let rows = store.stale_pending(cutoff, RECONCILE_BATCH)?;
+            let resolved_before = done.completed.len() + done.abandoned.len();
+            let read = rows.len();
+            for rec in rows {
+                if done.skipped.contains(&rec.serial) {
+                    continue;
+                }
+                let issuer = self.ca.issuer(&rec.issuer);
+                let verdict = match (&rec.der, &issuer) {
+                    (None, _) => Err("no signed certificate was stored".to_string()),
+                    (Some(_), None) => {
+                        tracing::warn!(serial = %rec.serial, issuer = %rec.issuer, "pending certificate of an issuer not loaded; left for a later reconcile");
+                        done.skipped.push(rec.serial);
+                        continue;
+                    }
+                    (Some(der), Some(issuer)) => match unrecoverable(&rec, der, issuer) {
+                        None => Ok(der.clone()),
+                        Some(why) => Err(why),
+                    },
+                };
+                let reserved = pkid_protocols::time::rfc3339(rec.created_at);
+                let mut entry = AuditEntry {
+                    at: now,
+                    actor: actor.to_string(),
+                    action: "cert.reconcile".into(),
+                    target: rec.serial.clone(),
+                    outcome: Outcome::Success,
+                    detail: String::new(),
+                };
+                let result = match &verdict {
+                    Ok(der) => {
+                        entry.detail = format!(
+                            "completed: the stored certificate (reserved {reserved}) verifies against issuer {}",
+                            rec.issuer
+                        );
+                        store.complete_recovered(&rec.serial, der, &entry)
+                    }
+                    Err(why) => {
+                        entry.detail = format!(
+                            "abandoned: issuance reserved {reserved} never finished; {why}"
+                        );
+                        store.abandon(&rec.serial, &entry)
+                    }
+                };
+                match result {
+                    Ok(()) => {
+                        tracing::warn!(actor, serial = %rec.serial, detail = %entry.detail, "audit: cert.reconcile");
+                        match verdict {
+                            Ok(_) => done.completed.push(rec.serial),
+                            Err(_) => done.abandoned.push(rec.serial),
+                        }
+                    }
+                    // Resolved by another process between the read and the write.
+                    Err(crate::store::StoreError::Conflict { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let progressed = done.completed.len() + done.abandoned.len() > resolved_before;
+            if read < RECONCILE_BATCH || !progressed {
+                return Ok(done);
+            }
+        }
     }
 }

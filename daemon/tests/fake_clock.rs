@@ -12,59 +12,21 @@
 
 mod common;
 
-use axum::body::Body;
-use axum::extract::ConnectInfo;
+use common::inprocess::{build_app, get, ocsp_get_path, ocsp_single};
 use common::*;
 use der::{Decode, Encode};
-use http_body_util::BodyExt;
-use hyper::{Request, StatusCode};
-use pkid::app::App;
+use hyper::StatusCode;
 use pkid::clock::{Clock, FakeClock, SystemClock};
-use pkid::http::Listener;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use tower::ServiceExt;
-
-async fn get(router: &Listener, path: &str) -> (StatusCode, Vec<u8>) {
-    let mut req = Request::builder()
-        .uri(path)
-        .body(Body::empty())
-        .expect("request");
-    req.extensions_mut()
-        .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
-    let resp = router.clone().oneshot(req).await.expect("infallible");
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes()
-        .to_vec();
-    (status, body)
-}
-
-fn unix(t: &der::asn1::GeneralizedTime) -> u64 {
-    t.to_unix_duration().as_secs()
-}
 
 /// (producedAt, thisUpdate, nextUpdate, status) of a one-answer OCSP response.
 fn ocsp_times(der: &[u8]) -> (u64, u64, u64, String) {
-    let resp = x509_ocsp::OcspResponse::from_der(der).expect("OCSPResponse");
-    let bytes = resp.response_bytes.expect("successful");
-    let basic = x509_ocsp::BasicOcspResponse::from_der(bytes.response.as_bytes()).expect("basic");
-    let data = &basic.tbs_response_data;
-    let single = &data.responses[0];
-    let status = match single.cert_status {
-        x509_ocsp::CertStatus::Good(_) => "good",
-        x509_ocsp::CertStatus::Revoked(_) => "revoked",
-        x509_ocsp::CertStatus::Unknown(_) => "unknown",
-    };
+    let a = ocsp_single(der);
     (
-        unix(&data.produced_at.0),
-        unix(&single.this_update.0),
-        unix(&single.next_update.as_ref().expect("nextUpdate").0),
-        status.to_string(),
+        a.produced_at,
+        a.this_update,
+        a.next_update,
+        a.status.to_string(),
     )
 }
 
@@ -100,36 +62,11 @@ async fn moving_the_clock_moves_ocsp_validity_and_the_crl_schedule_together() {
         "ec:P-256",
     );
     let (_serial, leaf) = issue(d, &csr, "person", &[]);
-    let req = unique_path(work.path(), "req", "der");
-    openssl_ok(&[
-        "ocsp",
-        "-issuer",
-        path_str(&d.join("certs/issuing.crt")),
-        "-cert",
-        path_str(&leaf),
-        "-no_nonce",
-        "-reqout",
-        path_str(&req),
-    ]);
-    let encoded = {
-        use base64::Engine;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(read(&req));
-        b64.replace('/', "%2F")
-            .replace('+', "%2B")
-            .replace('=', "%3D")
-    };
-    let path = format!("/ocsp/{encoded}");
+    let path = ocsp_get_path(d, work.path(), ["-cert", path_str(&leaf)]);
 
     let t0 = SystemClock.now();
     let clock = Arc::new(FakeClock::new(t0));
-    let app = {
-        let data = d.to_path_buf();
-        let clock = clock.clone();
-        tokio::task::spawn_blocking(move || App::build(&data, clock, |_| {}))
-            .await
-            .expect("build task")
-            .expect("app")
-    };
+    let app = build_app(d, clock.clone()).await;
     let config = app.state().config.load_full();
     let router = app.routers().https;
 

@@ -185,8 +185,9 @@ fn hsm_backed_ca_keeps_keys_in_the_token_issues_and_serves() {
 
     // The daemon opens the token, reports ready, and serves what the token signed.
     let daemon = Daemon::start_env(data, &[], &token.env());
+    // "pkid serving" is logged just after the listeners report ready: poll for it.
     assert!(
-        daemon.logs().contains(&format!("keys=pkcs11:{LABEL}")),
+        daemon.wait_for_log(&format!("keys=pkcs11:{LABEL}"), 1, STARTUP_TIMEOUT),
         "{}",
         daemon.logs()
     );

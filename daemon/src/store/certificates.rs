@@ -5,6 +5,13 @@
 //! certificates   serial → issuer, subject, profile, validity, status, revocation, TBS, DER
 //! ```
 //!
+//! ```text
+//!  reserve ─▶ pending ─▶ complete ─▶ valid ⇄ hold ─▶ revoked
+//!                └─ (the issuing process died; reconcile, past the stale bound)
+//!                      ├─ stored DER verifies ─▶ complete_recovered ─▶ valid
+//!                      └─ otherwise ─────────▶ abandon ─▶ abandoned (serial kept, never served)
+//! ```
+//!
 //! A write that hands a certificate to anyone commits first ([`Certificates::complete`]), and
 //! every status change commits with its change-sequence entry (see [`super::feed`]) and its
 //! audit record in one transaction.
@@ -24,6 +31,10 @@ pub enum CertStatus {
     Revoked,
     /// Suspended (revoked with reason certificateHold); may be released.
     Hold,
+    /// A pending row whose issuance never finished, closed by reconciliation
+    /// ([`Certificates::abandon`]). Its serial stays taken (never drawn again) and nothing is
+    /// served for it: OCSP answers `unknown`, CRLs do not list it, it is never completed.
+    Abandoned,
 }
 
 impl CertStatus {
@@ -34,6 +45,7 @@ impl CertStatus {
             Self::Valid => "valid",
             Self::Revoked => "revoked",
             Self::Hold => "hold",
+            Self::Abandoned => "abandoned",
         }
     }
 
@@ -44,6 +56,7 @@ impl CertStatus {
             "valid" => Self::Valid,
             "revoked" => Self::Revoked,
             "hold" => Self::Hold,
+            "abandoned" => Self::Abandoned,
             _ => return None,
         })
     }
@@ -144,8 +157,28 @@ pub trait Certificates: Send + Sync {
     /// Records a serial and its to-be-signed certificate (status pending) before signing.
     fn reserve(&self, cert: &NewCertificate) -> Result<(), StoreError>;
     /// Stores the signed certificate (pending → valid) and appends to the change sequence.
-    /// Returns only after the commit is durable.
+    /// Returns only after the commit is durable. An abandoned row is never completed.
     fn complete(&self, serial: &str, der: &[u8]) -> Result<(), StoreError>;
+    /// Pending (not abandoned) rows created before `created_before` (Unix seconds), oldest
+    /// first, at most `limit`: the issuances reconciliation looks at.
+    fn stale_pending(
+        &self,
+        created_before: u64,
+        limit: usize,
+    ) -> Result<Vec<CertificateRecord>, StoreError>;
+    /// Reconciliation completes a pending row whose signed certificate was recovered: as
+    /// [`Certificates::complete`], with `audit` in the same transaction, so the completion is
+    /// never without its record.
+    fn complete_recovered(
+        &self,
+        serial: &str,
+        der: &[u8],
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+    /// Marks a pending row abandoned (pending → abandoned) with `audit` in the same
+    /// transaction. Nothing is appended to the change sequence: no follower ever knew the
+    /// serial, and an abandoned serial is answered exactly as an unknown one.
+    fn abandon(&self, serial: &str, audit: &AuditEntry) -> Result<(), StoreError>;
     /// The certificate with this serial.
     fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
     /// Certificates matching a filter, newest first.

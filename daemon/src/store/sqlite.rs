@@ -70,7 +70,19 @@ const MIGRATIONS: &[&str] = &[
     crl::MIGRATION_FILES,
     // 5: the issuer registry (see sqlite/issuers.rs).
     issuers::MIGRATION,
+    // 6: abandoned issuances (docs/decisions.md, "Abandoned issuances are a column").
+    MIGRATION_ABANDONED,
 ];
+
+/// Reconciliation closes a pending row whose issuance died by setting `abandoned_at`; `status`
+/// stays `'pending'`. SQLite cannot alter the status CHECK without rebuilding the table that
+/// `changes` and `replaces` reference, and every query that serves or lists status already
+/// excludes `'pending'`, so an abandoned row is excluded by construction. The partial index
+/// keeps the reconciliation scan off the large index: it holds only unresolved rows.
+const MIGRATION_ABANDONED: &str = "
+    ALTER TABLE certificates ADD COLUMN abandoned_at INTEGER;
+    CREATE INDEX certificates_unresolved ON certificates(created_at)
+        WHERE status = 'pending' AND abandoned_at IS NULL;";
 
 /// The embedded default store.
 pub struct SqliteStore {
@@ -93,11 +105,22 @@ fn unavailable(e: rusqlite::Error) -> StoreError {
 
 const CERT_COLUMNS: &str =
     "serial, issuer, subject, profile, not_before, not_after, status, revoked_at, reason, \
-     invalidity_date, tbs, der, replaces, created_at";
+     invalidity_date, tbs, der, replaces, created_at, abandoned_at";
+
+/// The status a row reads as: the stored `status`, except that a pending row with
+/// `abandoned_at` set is [`CertStatus::Abandoned`] (see [`MIGRATION_ABANDONED`]).
+fn read_status(stored: &str, abandoned_at: Option<u64>) -> CertStatus {
+    match (CertStatus::parse(stored), abandoned_at) {
+        (Some(CertStatus::Pending), Some(_)) => CertStatus::Abandoned,
+        (Some(status), _) => status,
+        (None, _) => CertStatus::Pending,
+    }
+}
 
 fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<CertificateRecord> {
     let status: String = row.get(6)?;
     let reason: Option<u8> = row.get(8)?;
+    let abandoned_at: Option<u64> = row.get(14)?;
     Ok(CertificateRecord {
         serial: row.get(0)?,
         issuer: row.get(1)?,
@@ -105,7 +128,7 @@ fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<CertificateRecord> {
         profile: row.get(3)?,
         not_before: row.get(4)?,
         not_after: row.get(5)?,
-        status: CertStatus::parse(&status).unwrap_or(CertStatus::Pending),
+        status: read_status(&status, abandoned_at),
         revoked_at: row.get(7)?,
         reason: reason.and_then(revocation::from_code),
         invalidity_date: row.get(9)?,
@@ -205,6 +228,21 @@ impl SqliteStore {
         Ok(seq)
     }
 
+    /// Runs `write` in one IMMEDIATE transaction (the write lock taken first, so a read inside
+    /// it cannot go stale before the write) and commits it if `write` succeeds.
+    fn write<T>(
+        &self,
+        write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+        let value = write(&tx)?;
+        tx.commit().map_err(unavailable)?;
+        Ok(value)
+    }
+
     /// The schema version in force.
     pub fn schema_version(&self) -> Result<u64, StoreError> {
         self.lock()?
@@ -218,6 +256,14 @@ pub(super) fn insert_audit(conn: &Connection, e: &AuditEntry) -> rusqlite::Resul
         "INSERT INTO audit (at, actor, action, target, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![e.at, e.actor, e.action, e.target, e.outcome.as_str(), e.detail],
     )
+}
+
+/// The `status` column value of a status ([`CertStatus::Abandoned`] is stored as pending).
+fn stored_status(status: CertStatus) -> &'static str {
+    match status {
+        CertStatus::Abandoned => CertStatus::Pending.as_str(),
+        other => other.as_str(),
+    }
 }
 
 impl Certificates for SqliteStore {
@@ -241,12 +287,56 @@ impl Certificates for SqliteStore {
     }
 
     fn complete(&self, serial: &str, der: &[u8]) -> Result<(), StoreError> {
-        let mut conn = self.lock()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+        self.write(|tx| complete_in(tx, serial, der))
+    }
+
+    fn stale_pending(
+        &self,
+        created_before: u64,
+        limit: usize,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {CERT_COLUMNS} FROM certificates
+                 WHERE status = 'pending' AND abandoned_at IS NULL AND created_at < ?1
+                 ORDER BY created_at, rowid LIMIT ?2"
+            ))
             .map_err(unavailable)?;
-        complete_in(&tx, serial, der)?;
-        tx.commit().map_err(unavailable)
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let created_before = i64::try_from(created_before).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![created_before, limit], record)
+            .map_err(unavailable)?;
+        rows.collect::<Result<_, _>>().map_err(unavailable)
+    }
+
+    fn complete_recovered(
+        &self,
+        serial: &str,
+        der: &[u8],
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            complete_in(tx, serial, der)?;
+            insert_audit(tx, audit).map(|_| ()).map_err(unavailable)
+        })
+    }
+
+    fn abandon(&self, serial: &str, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE certificates SET abandoned_at = ?2, updated_at = ?2
+                     WHERE serial = ?1 AND status = 'pending' AND abandoned_at IS NULL",
+                    params![serial, audit.at],
+                )
+                .map_err(unavailable)?;
+            if n != 1 {
+                return Err(current_conflict(tx, serial, "abandon"));
+            }
+            insert_audit(tx, audit).map(|_| ()).map_err(unavailable)
+        })
     }
 
     fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
@@ -269,13 +359,25 @@ impl Certificates for SqliteStore {
                 "SELECT {CERT_COLUMNS} FROM certificates
                  WHERE (?1 IS NULL OR status = ?1)
                    AND (?2 IS NULL OR issuer = ?2)
+                   AND (?3 IS NULL OR (abandoned_at IS NOT NULL) = ?3)
                  ORDER BY created_at DESC, rowid DESC"
             ))
             .map_err(unavailable)?;
         let limit = if f.limit == 0 { usize::MAX } else { f.limit };
         let needle = f.subject_contains.as_deref().map(str::to_lowercase);
         let rows = stmt
-            .query_map(params![f.status.map(|s| s.as_str()), f.issuer], record)
+            .query_map(
+                params![
+                    f.status.map(stored_status),
+                    f.issuer,
+                    f.status.and_then(|s| match s {
+                        CertStatus::Pending => Some(false),
+                        CertStatus::Abandoned => Some(true),
+                        _ => None,
+                    })
+                ],
+                record,
+            )
             .map_err(unavailable)?;
         rows.filter(|r| match (r, &needle) {
             (Ok(rec), Some(n)) => rec.subject.to_lowercase().contains(n.as_str()),
@@ -292,13 +394,7 @@ impl Certificates for SqliteStore {
         change: StatusChange,
         audit: &AuditEntry,
     ) -> Result<CertificateRecord, StoreError> {
-        let mut conn = self.lock()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(unavailable)?;
-        let rec = apply_status_change(&tx, serial, change, audit)?;
-        tx.commit().map_err(unavailable)?;
-        Ok(rec)
+        self.write(|tx| apply_status_change(tx, serial, change, audit))
     }
 
     fn complete_superseding(
@@ -309,15 +405,12 @@ impl Certificates for SqliteStore {
         change: StatusChange,
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
-        let mut conn = self.lock()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(unavailable)?;
-        complete_in(&tx, serial, der)?;
-        // Any refusal here (the predecessor was revoked meanwhile) drops the transaction, so
-        // the successor stays pending: both commit, or neither does.
-        apply_status_change(&tx, predecessor, change, audit)?;
-        tx.commit().map_err(unavailable)
+        self.write(|tx| {
+            complete_in(tx, serial, der)?;
+            // Any refusal here (the predecessor was revoked meanwhile) drops the transaction,
+            // so the successor stays pending: both commit, or neither does.
+            apply_status_change(tx, predecessor, change, audit).map(|_| ())
+        })
     }
 }
 
@@ -537,14 +630,46 @@ pub(super) fn complete_in(
     der: &[u8],
 ) -> Result<(), StoreError> {
     let n = tx
-        .execute("UPDATE certificates SET der = ?2, status = 'valid' WHERE serial = ?1 AND status = 'pending'", params![serial, der])
+        .execute("UPDATE certificates SET der = ?2, status = 'valid' WHERE serial = ?1 AND status = 'pending' AND abandoned_at IS NULL", params![serial, der])
         .map_err(unavailable)?;
     if n != 1 {
-        return Err(StoreError::NotFound(serial.to_string()));
+        return Err(current_conflict(tx, serial, "complete"));
     }
     tx.execute("INSERT INTO changes (serial, at) SELECT serial, updated_at FROM certificates WHERE serial = ?1", [serial])
         .map_err(unavailable)?;
     Ok(())
+}
+
+/// Why `action` did not apply to `serial`: it does not exist, or its current status (as read
+/// inside `tx`) does not allow it.
+fn current_conflict(
+    tx: &rusqlite::Transaction<'_>,
+    serial: &str,
+    action: &'static str,
+) -> StoreError {
+    match current_status(tx, serial) {
+        Ok(Some(status)) => StoreError::Conflict {
+            serial: serial.to_string(),
+            status: status.as_str(),
+            action,
+        },
+        Ok(None) => StoreError::NotFound(serial.to_string()),
+        Err(e) => e,
+    }
+}
+
+/// The status `serial` reads as inside `tx`, if it exists.
+fn current_status(
+    tx: &rusqlite::Transaction<'_>,
+    serial: &str,
+) -> Result<Option<CertStatus>, StoreError> {
+    tx.query_row(
+        "SELECT status, abandoned_at FROM certificates WHERE serial = ?1",
+        [serial],
+        |r| Ok(read_status(&r.get::<_, String>(0)?, r.get(1)?)),
+    )
+    .optional()
+    .map_err(unavailable)
 }
 
 /// Applies a status transition inside `tx` (checked against the current status there), with
@@ -555,17 +680,8 @@ fn apply_status_change(
     change: StatusChange,
     audit: &AuditEntry,
 ) -> Result<CertificateRecord, StoreError> {
-    let current: Option<String> = tx
-        .query_row(
-            "SELECT status FROM certificates WHERE serial = ?1",
-            [serial],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(unavailable)?;
-    let status = current
-        .and_then(|s| CertStatus::parse(&s))
-        .ok_or_else(|| StoreError::NotFound(serial.to_string()))?;
+    let status =
+        current_status(tx, serial)?.ok_or_else(|| StoreError::NotFound(serial.to_string()))?;
     let (allowed, action): (&[CertStatus], &'static str) = match change {
         StatusChange::Revoke { .. } => (&[CertStatus::Valid, CertStatus::Hold], "revoke"),
         StatusChange::Hold { .. } => (&[CertStatus::Valid], "hold"),
@@ -674,6 +790,132 @@ mod tests {
         assert!(s.complete("0a", &[9]).is_err(), "complete only once");
         assert_eq!(s.changes_since(0, 10).expect("changes").len(), 1);
         assert_eq!(s.schema_version().expect("v"), MIGRATIONS.len() as u64);
+    }
+
+    #[test]
+    fn a_database_of_the_previous_schema_migrates_and_abandons_what_was_pending() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("old.db");
+        {
+            // The schema as the previous release left it (migrations 1..=5), with rows in it.
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT;")
+                .expect("version table");
+            let previous = MIGRATIONS.len() - 1;
+            for (i, sql) in MIGRATIONS[..previous].iter().enumerate() {
+                conn.execute_batch(sql).expect("old migration");
+                conn.execute("INSERT INTO schema_version (version) VALUES (?1)", [i + 1])
+                    .expect("version");
+            }
+            for (serial, status) in [("01", "pending"), ("02", "valid"), ("03", "revoked")] {
+                conn.execute(
+                    "INSERT INTO certificates (serial, issuer, subject, profile, not_before, not_after,
+                         status, revoked_at, reason, tbs, der, created_at, updated_at)
+                     VALUES (?1, 'issuing', 'CN=a', 'person', 100, 200, ?2,
+                         CASE ?2 WHEN 'revoked' THEN 150 END, CASE ?2 WHEN 'revoked' THEN 1 END,
+                         x'01', CASE ?2 WHEN 'pending' THEN NULL ELSE x'02' END, 100, 100)",
+                    params![serial, status],
+                )
+                .expect("row");
+                if status != "pending" {
+                    conn.execute(
+                        "INSERT INTO changes (serial, at) VALUES (?1, 100)",
+                        [serial],
+                    )
+                    .expect("change");
+                }
+            }
+        }
+        let s = SqliteStore::open(&path, Duration::from_secs(1)).expect("migrate");
+        assert_eq!(s.schema_version().expect("v"), MIGRATIONS.len() as u64);
+        let stale = s.stale_pending(101, 10).expect("stale");
+        assert_eq!(
+            stale.iter().map(|r| r.serial.as_str()).collect::<Vec<_>>(),
+            ["01"]
+        );
+        assert!(
+            s.stale_pending(100, 10).expect("bound").is_empty(),
+            "strictly older"
+        );
+
+        s.abandon("01", &audit("cert.reconcile")).expect("abandon");
+        let rec = s.certificate("01").expect("get").expect("kept");
+        assert_eq!((rec.status, rec.der), (CertStatus::Abandoned, None));
+        assert!(s.stale_pending(u64::MAX, 10).expect("stale").is_empty());
+        assert!(matches!(
+            s.abandon("01", &audit("cert.reconcile")),
+            Err(StoreError::Conflict {
+                status: "abandoned",
+                ..
+            })
+        ));
+        assert!(
+            matches!(
+                s.complete("01", &[9]),
+                Err(StoreError::Conflict {
+                    status: "abandoned",
+                    ..
+                })
+            ),
+            "an abandoned serial is never completed"
+        );
+        assert!(matches!(
+            s.reserve(&new("01")),
+            Err(StoreError::DuplicateSerial(_))
+        ));
+        assert_eq!(s.audit_log(10).expect("audit").len(), 1, "audited once");
+        // The status scan (what the index loads) and the feed know nothing of it.
+        let mut scanned = Vec::new();
+        s.scan_statuses(&mut |r| scanned.push((r.serial.to_string(), r.status)))
+            .expect("scan");
+        scanned.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            scanned,
+            [
+                ("02".to_string(), CertStatus::Valid),
+                ("03".to_string(), CertStatus::Revoked)
+            ]
+        );
+        assert!(s
+            .changes_since(0, 10)
+            .expect("feed")
+            .iter()
+            .all(|c| c.serial != "01"));
+        let only = |status| ListFilter {
+            status: Some(status),
+            ..Default::default()
+        };
+        let serials = |f: ListFilter| -> Vec<String> {
+            s.list(&f)
+                .expect("list")
+                .into_iter()
+                .map(|r| r.serial)
+                .collect()
+        };
+        assert_eq!(serials(only(CertStatus::Abandoned)), ["01"]);
+        assert!(serials(only(CertStatus::Pending)).is_empty());
+        assert_eq!(serials(only(CertStatus::Revoked)), ["03"]);
+    }
+
+    #[test]
+    fn a_recovered_completion_commits_with_its_audit_record() {
+        let (_d, s) = store();
+        s.reserve(&new("0d")).expect("reserve");
+        s.complete_recovered("0d", &[7], &audit("cert.reconcile"))
+            .expect("complete");
+        let rec = s.certificate("0d").expect("get").expect("row");
+        assert_eq!(
+            (rec.status, rec.der.as_deref()),
+            (CertStatus::Valid, Some(&[7u8][..]))
+        );
+        assert_eq!(s.changes_since(0, 10).expect("feed").len(), 1, "announced");
+        assert_eq!(s.audit_log(10).expect("audit").len(), 1);
+        assert!(s.complete_recovered("0d", &[7], &audit("again")).is_err());
+        assert_eq!(
+            s.audit_log(10).expect("audit").len(),
+            1,
+            "no record for a refusal"
+        );
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //! Each test file uses a different subset of these helpers.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod inprocess;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
