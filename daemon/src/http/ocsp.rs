@@ -19,6 +19,7 @@ use base64::Engine;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, IF_MODIFIED_SINCE, IF_NONE_MATCH};
 use hyper::{Response, StatusCode};
 use pkid_protocols::ocsp::MAX_OCSP_REQUEST_BYTES;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Media type of OCSP requests (RFC 6960 Appendix C.1).
@@ -45,33 +46,46 @@ pub(crate) fn decode_get_path(raw: &str) -> Option<Vec<u8>> {
     if raw.is_empty() || raw.len() > MAX_GET_CHARS {
         return None;
     }
-    let bytes = raw.as_bytes();
-    let unescaped;
-    let b64 = if bytes.contains(&b'%') {
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%' {
-                let hex = bytes.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-                i += 3;
-            } else {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-        unescaped = out;
-        unescaped.as_slice()
-    } else {
-        bytes
-    };
+    let b64 = unescape(raw.as_bytes())?;
     // The alphabets differ only in `+/` versus `-_`, so one look picks the alphabet.
     let engine = if b64.iter().any(|b| matches!(b, b'-' | b'_')) {
         &B64_URL_SAFE
     } else {
         &B64_STANDARD
     };
-    engine.decode(b64).ok()
+    engine.decode(&b64).ok()
+}
+
+/// Undoes percent-escapes (RFC 3986 §2.1): each `%` must be followed by exactly two hex
+/// digits, anything else is refused. Borrows when there is nothing to undo.
+fn unescape(bytes: &[u8]) -> Option<Cow<'_, [u8]>> {
+    if !bytes.contains(&b'%') {
+        return Some(Cow::Borrowed(bytes));
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            // Not `u8::from_str_radix`: it accepts a sign, so `%+f` would be byte 0x0f.
+            let (hi, lo) = (bytes.get(i + 1)?, bytes.get(i + 2)?);
+            out.push(hex_digit(*hi)? << 4 | hex_digit(*lo)?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(Cow::Owned(out))
+}
+
+/// The value of one hex digit, either case.
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
 }
 
 fn ocsp_body(status: StatusCode, der: impl Into<bytes::Bytes>) -> Reply {
@@ -231,7 +245,7 @@ pub(crate) async fn get(State(state): State<Arc<AppState>>, req: Request) -> Rep
 
 #[cfg(test)]
 mod tests {
-    use super::{decode_get_path, not_modified};
+    use super::{decode_get_path, not_modified, unescape};
     use base64::Engine;
     use hyper::header::{HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH};
 
@@ -308,5 +322,21 @@ mod tests {
         assert_eq!(decode_get_path("%zz"), None);
         assert_eq!(decode_get_path("not base64!"), None);
         assert_eq!(decode_get_path(&"A".repeat(100_000)), None);
+    }
+
+    #[test]
+    fn percent_escapes_are_exactly_two_hex_digits() {
+        // from_str_radix alone accepts a sign: "%+f" would be byte 0x0f.
+        for bad in ["%+f", "%-1", "%2", "%", "%ZZ", "%g0", "AB%+fCD", "AB%2"] {
+            assert_eq!(unescape(bad.as_bytes()), None, "{bad}");
+        }
+        assert_eq!(unescape(b"%2F").as_deref(), Some(&b"/"[..]));
+        assert_eq!(unescape(b"%2f").as_deref(), Some(&b"/"[..]));
+        assert_eq!(unescape(b"MF%2BwT%3D%3D").as_deref(), Some(&b"MF+wT=="[..]));
+        assert_eq!(
+            unescape(b"MFEw").as_deref(),
+            Some(&b"MFEw"[..]),
+            "no escape"
+        );
     }
 }
