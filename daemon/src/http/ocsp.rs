@@ -8,6 +8,7 @@
 //! * Nonce-less single-certificate responses carry `Cache-Control`, `Expires` (= nextUpdate),
 //!   `Last-Modified` (= thisUpdate) and `ETag`, and conditional GETs are answered 304.
 
+use super::conditional::not_modified;
 use super::error::{HttpError, OcspRefusal};
 use super::reply::{reply, Reply};
 use super::AppState;
@@ -16,7 +17,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::IntoResponse;
 use base64::Engine;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, IF_MODIFIED_SINCE, IF_NONE_MATCH};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use pkid_protocols::ocsp::MAX_OCSP_REQUEST_BYTES;
 use std::borrow::Cow;
@@ -118,37 +119,6 @@ async fn answer(service: &Arc<OcspService>, der: &[u8]) -> Answer {
     }
 }
 
-fn not_modified(
-    req_headers: &hyper::HeaderMap,
-    etag: &HeaderValue,
-    last_modified_unix: u64,
-) -> bool {
-    if let Some(inm) = req_headers.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-        let ours = etag.to_str().unwrap_or_default();
-        return inm
-            .split(',')
-            .map(str::trim)
-            .any(|t| t == "*" || t == ours || t.strip_prefix("W/") == Some(ours));
-    }
-    if let Some(ims) = req_headers
-        .get(IF_MODIFIED_SINCE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok())
-    {
-        let since = ims
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        // Strictly earlier, not "earlier or equal": HTTP dates have one-second resolution, and
-        // a response re-signed after a revocation can carry the same thisUpdate second as the
-        // "good" one it replaces. Answering 304 to `If-Modified-Since: <that second>` would
-        // let a cache keep serving "good" after the revocation. A client holding the current
-        // response and sending its Last-Modified gets a 200 instead (ETags still give 304).
-        return last_modified_unix < since;
-    }
-    false
-}
-
 fn to_reply(service: &OcspService, answer: Answer, req_headers: &hyper::HeaderMap) -> Reply {
     match answer {
         Answer::Error(status, _) => OcspRefusal(status).into_response(),
@@ -163,7 +133,11 @@ fn to_reply(service: &OcspService, answer: Answer, req_headers: &hyper::HeaderMa
         }
         Answer::Cacheable(c) => {
             let mut r;
-            if not_modified(req_headers, &c.etag, c.this_update) {
+            if not_modified(
+                req_headers,
+                c.etag.to_str().unwrap_or_default(),
+                c.this_update,
+            ) {
                 r = Response::new(Body::empty());
                 *r.status_mut() = StatusCode::NOT_MODIFIED;
                 *r.headers_mut() = c.headers.clone();
@@ -245,38 +219,8 @@ pub(crate) async fn get(State(state): State<Arc<AppState>>, req: Request) -> Rep
 
 #[cfg(test)]
 mod tests {
-    use super::{decode_get_path, not_modified, unescape};
+    use super::{decode_get_path, unescape};
     use base64::Engine;
-    use hyper::header::{HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH};
-
-    #[test]
-    fn if_modified_since_needs_a_later_second_and_if_none_match_wins() {
-        let etag = HeaderValue::from_static("\"abc\"");
-        let at = 1_800_000_000u64;
-        let date = |unix: u64| {
-            httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix))
-        };
-        let ims = |unix: u64| {
-            let mut h = hyper::HeaderMap::new();
-            h.insert(
-                IF_MODIFIED_SINCE,
-                HeaderValue::from_str(&date(unix)).expect("date"),
-            );
-            h
-        };
-        assert!(not_modified(&ims(at + 1), &etag, at), "a later second");
-        // The same second may hold a different response (re-signed after a revocation).
-        assert!(!not_modified(&ims(at), &etag, at), "the same second");
-        assert!(!not_modified(&ims(at - 1), &etag, at), "an earlier second");
-        let mut h = ims(at + 10);
-        h.insert(IF_NONE_MATCH, HeaderValue::from_static("\"other\""));
-        assert!(
-            !not_modified(&h, &etag, at),
-            "If-None-Match takes precedence"
-        );
-        h.insert(IF_NONE_MATCH, HeaderValue::from_static("\"x\", W/\"abc\""));
-        assert!(not_modified(&h, &etag, at), "weak comparison of a list");
-    }
 
     #[test]
     fn get_paths_decode_slashes_pluses_and_escapes() {
