@@ -107,6 +107,39 @@ pub enum Form {
     Post,
 }
 
+/// Bytes a cached response holds besides its DER: the `Cached` value and its prebuilt header
+/// map (five fields, about 200 bytes of values), the `Arc`, and moka's per-entry bookkeeping
+/// (hash-table slot, access-order and expiry nodes). An estimate on the high side, so the
+/// configured byte bounds are upper bounds on what the caches hold.
+const CACHED_OVERHEAD_BYTES: usize = 1024;
+/// Bytes a remembered form holds besides its own bytes: the boxed slice, the [`CacheKey`] it
+/// maps to, and moka's per-entry bookkeeping.
+const FORM_OVERHEAD_BYTES: usize = 192;
+
+/// The weight of a cached response in its cache: what it holds, in bytes, but at least
+/// `floor` (so that a byte bound also enforces an entry-count bound).
+fn response_weight(c: &Cached, floor: u32) -> u32 {
+    let bytes = c.der.len() + CACHED_OVERHEAD_BYTES;
+    u32::try_from(bytes).unwrap_or(u32::MAX).max(floor)
+}
+
+/// The weight of a remembered form: its bytes plus the per-entry overhead.
+fn form_weight(form: &[u8]) -> u32 {
+    u32::try_from(form.len() + FORM_OVERHEAD_BYTES).unwrap_or(u32::MAX)
+}
+
+/// Bytes held by each of the responder's caches (moka's weighted sizes), for tests, metrics and
+/// capacity planning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheUse {
+    /// Responses for issued certificates (good, revoked), bounded by `[ocsp] cache_bytes`.
+    pub responses: u64,
+    /// `unknown` answers, bounded by `[ocsp] unknown_cache_bytes`.
+    pub unknown: u64,
+    /// Remembered request forms, bounded by `[ocsp] forms_bytes`.
+    pub forms: u64,
+}
+
 /// Longest request form remembered (RFC 5019 requests are under 300 bytes even as escaped
 /// GET paths); longer ones always take the full parser.
 const MAX_FORM_BYTES: usize = 511;
@@ -198,13 +231,19 @@ pub struct OcspService {
     adding: Mutex<()>,
     index: Arc<RevocationIndex>,
     inline_signing: bool,
+    /// Responses for issued certificates (good, revoked), bounded in bytes.
     cache: Cache<CacheKey, Arc<Cached>, ahash::RandomState>,
-    /// Exact request forms (kind octet + bytes) already answered with a cacheable response,
-    /// and that response: identical bytes always parse to the identical CertID, so a repeated
-    /// request skips base64 and DER decoding. Like `cache`, an entry is served only while the
-    /// index still has the status it was signed for and it is not due for refresh; otherwise
-    /// the request takes the full path and the entry is replaced.
-    forms: Cache<Box<[u8]>, Arc<Cached>, ahash::RandomState>,
+    /// `unknown` answers, apart and small: anyone can ask for any number of never-issued
+    /// serials, and those answers must not push out the ones for issued certificates.
+    unknown: Cache<CacheKey, Arc<Cached>, ahash::RandomState>,
+    /// Exact request forms (kind octet + bytes) already answered from `cache`, and the key of
+    /// that answer: identical bytes always parse to the identical CertID, so a repeated
+    /// request skips base64 and DER decoding. The answer itself is looked up in `cache` and
+    /// served under the same rule (index status unchanged, not due for refresh); otherwise the
+    /// request takes the full path and the entry is replaced. Holding keys, not responses,
+    /// keeps the two byte bounds independent: a form never keeps alive a response `cache`
+    /// has dropped. `unknown` answers are never remembered.
+    forms: Cache<Box<[u8]>, CacheKey, ahash::RandomState>,
     config: OcspConfig,
     clock: Arc<dyn Clock>,
     counters: Counters,
@@ -265,13 +304,27 @@ impl OcspService {
         // Entries are checked for freshness when read; the time-to-live only frees memory.
         // ahash: keyed per process like std's SipHash (clients choose the keys), and several
         // times faster on the ~100-byte request forms.
+        // Weighed in bytes; every response counts at least cache_bytes / cache_capacity, so
+        // both bounds hold.
         let ttl = Duration::from_secs(config.validity_secs - config.refresh_before_secs);
+        let floor = config
+            .cache_bytes
+            .checked_div(config.cache_capacity)
+            .unwrap_or(u64::MAX);
+        let floor = u32::try_from(floor).unwrap_or(u32::MAX);
         let cache = Cache::builder()
-            .max_capacity(config.cache_capacity)
+            .max_capacity(config.cache_bytes)
+            .weigher(move |_, c: &Arc<Cached>| response_weight(c, floor))
+            .time_to_live(ttl)
+            .build_with_hasher(ahash::RandomState::new());
+        let unknown = Cache::builder()
+            .max_capacity(config.unknown_cache_bytes)
+            .weigher(|_, c: &Arc<Cached>| response_weight(c, 0))
             .time_to_live(ttl)
             .build_with_hasher(ahash::RandomState::new());
         let forms = Cache::builder()
-            .max_capacity(config.cache_capacity)
+            .max_capacity(config.forms_bytes)
+            .weigher(|form: &Box<[u8]>, _| form_weight(form))
             .time_to_live(ttl)
             .build_with_hasher(ahash::RandomState::new());
         let c = &metrics.ocsp_responses;
@@ -289,6 +342,7 @@ impl OcspService {
             index,
             inline_signing,
             cache,
+            unknown,
             forms,
             config,
             clock,
@@ -379,8 +433,17 @@ impl OcspService {
     /// The cached answer for `key`, if it was signed for the index's current status `raw`
     /// and is not due for refresh.
     fn fresh_hit(&self, key: &CacheKey, raw: u64, now: u64) -> Option<Arc<Cached>> {
-        let hit = self.cache.get(key)?;
+        let hit = self.cache_for(raw).get(key)?;
         self.is_current(&hit, raw, now).then_some(hit)
+    }
+
+    /// The cache an answer for index status `raw` lives in.
+    fn cache_for(&self, raw: u64) -> &Cache<CacheKey, Arc<Cached>, ahash::RandomState> {
+        if raw == UNKNOWN {
+            &self.unknown
+        } else {
+            &self.cache
+        }
     }
 
     /// Whether a cached answer was signed for the index's current status `raw` and is not yet
@@ -394,24 +457,26 @@ impl OcspService {
     ///
     /// [`prepare`]: OcspService::prepare
     pub fn answer_form(&self, form: Form, bytes: &[u8]) -> Option<Answer> {
-        let hit = with_form_key(form, bytes, |k| self.forms.get(k)).flatten()?;
+        let key = with_form_key(form, bytes, |k| self.forms.get(k)).flatten()?;
         let served = self.served.load();
-        let index = self.issuer_index(served.get(usize::from(hit.key.issuer))?)?;
-        let (status, raw) = status_of(index.lookup(hit.key.serial));
-        if !self.is_current(&hit, raw, self.clock.now()) {
-            return None;
-        }
+        let index = self.issuer_index(served.get(usize::from(key.issuer))?)?;
+        let (status, raw) = status_of(index.lookup(key.serial));
+        let hit = self.fresh_hit(&key, raw, self.clock.now())?;
         self.counters.hit.inc();
         self.count(&status);
         Some(Answer::Cacheable(hit))
     }
 
-    /// Remembers that `bytes` parsed into the cacheable `answer`, for [`answer_form`].
+    /// Remembers that `bytes` parsed into the cacheable `answer`, for [`answer_form`]; not for
+    /// `unknown` answers (a flood of never-issued serials would fill the forms cache with
+    /// entries nobody asks for again).
     ///
     /// [`answer_form`]: OcspService::answer_form
     pub fn remember_form(&self, form: Form, bytes: &[u8], answer: &Answer) {
         if let Answer::Cacheable(c) = answer {
-            with_form_key(form, bytes, |k| self.forms.insert(k.into(), c.clone()));
+            if !c.unknown {
+                with_form_key(form, bytes, |k| self.forms.insert(k.into(), c.key));
+            }
         }
     }
 
@@ -520,7 +585,7 @@ impl OcspService {
                     None => Answer::Fresh(der),
                     Some((key, status)) => {
                         let cached = Arc::new(self.cacheable(der, key, status, validity));
-                        self.cache.insert(key, cached.clone());
+                        self.cache_for(status).insert(key, cached.clone());
                         Answer::Cacheable(cached)
                     }
                 }
@@ -600,9 +665,11 @@ impl OcspService {
     }
 
     /// Signs and caches a response (SHA-1 CertID, the RFC 5019 default) for every certificate
-    /// not already cached, up to the cache capacity. Returns how many were signed.
+    /// not already cached, until the cache holds `cache_capacity` responses or `cache_bytes`.
+    /// Returns how many were signed.
     pub fn presign(&self) -> usize {
         let mut signed = 0usize;
+        let mut bytes = 0u64;
         let all = self.served.load_full();
         for (slot, served) in all.iter().enumerate() {
             let Some(index) = self.issuer_index(served) else {
@@ -611,7 +678,7 @@ impl OcspService {
             let mut keys = Vec::new();
             index.for_each(|k, _| keys.push(k));
             for key in keys {
-                if signed as u64 >= self.config.cache_capacity {
+                if signed as u64 >= self.config.cache_capacity || bytes >= self.config.cache_bytes {
                     return signed;
                 }
                 let ck = CacheKey {
@@ -629,13 +696,15 @@ impl OcspService {
                     continue;
                 };
                 let (status, raw) = status_of(index.lookup(key));
-                if let Answer::Error(..) = self.sign(SignJob {
+                match self.sign(SignJob {
                     by: served.clone(),
                     decisions: vec![(cert_id, status)],
                     nonce: None,
                     cache_as: Some((ck, raw)),
                 }) {
-                    return signed;
+                    Answer::Error(..) => return signed,
+                    Answer::Cacheable(c) => bytes += u64::from(response_weight(&c, 0)),
+                    Answer::Fresh(_) => {}
                 }
                 signed += 1;
             }
@@ -643,10 +712,22 @@ impl OcspService {
         signed
     }
 
-    /// Cached responses.
+    /// Cached responses for issued certificates.
     pub fn cached(&self) -> u64 {
         self.cache.run_pending_tasks();
         self.cache.entry_count()
+    }
+
+    /// Bytes held by each cache, after moka has applied pending evictions.
+    pub fn cache_use(&self) -> CacheUse {
+        self.cache.run_pending_tasks();
+        self.unknown.run_pending_tasks();
+        self.forms.run_pending_tasks();
+        CacheUse {
+            responses: self.cache.weighted_size(),
+            unknown: self.unknown.weighted_size(),
+            forms: self.forms.weighted_size(),
+        }
     }
 }
 
@@ -700,11 +781,13 @@ impl ChangeListener for OcspService {
                 continue;
             };
             for alg in 0..4 {
-                self.cache.invalidate(&CacheKey {
+                let key = CacheKey {
                     issuer: issuer as u8,
                     alg,
                     serial,
-                });
+                };
+                self.cache.invalidate(&key);
+                self.unknown.invalidate(&key);
             }
         }
     }
