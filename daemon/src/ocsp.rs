@@ -18,6 +18,7 @@ use crate::config::{OcspConfig, UnknownIssuer};
 use crate::index::{serial_key, serial_key_hex, Entry, IssuerIndex, Packed, RevocationIndex};
 use crate::keys::{self, Signer};
 use crate::metrics::Metrics;
+use crate::peer_faults::PeerFaults;
 use crate::store::follow::ChangeListener;
 use crate::store::Change;
 use arc_swap::ArcSwap;
@@ -248,6 +249,8 @@ pub struct OcspService {
     clock: Arc<dyn Clock>,
     counters: Counters,
     metrics: Arc<Metrics>,
+    /// Malformed and refused requests, logged as a rate-limited summary.
+    peer_faults: PeerFaults,
     /// `Cache-Control` for answers with at least `max_age_secs` left (nearly all of them).
     capped_cache_control: HeaderValue,
 }
@@ -348,6 +351,7 @@ impl OcspService {
             clock,
             counters,
             metrics,
+            peer_faults: PeerFaults::new("OCSP"),
             capped_cache_control,
         })
     }
@@ -423,11 +427,23 @@ impl OcspService {
         };
         self.counters.errors.with_label_values(&[label]).inc();
         if e.is_peer_fault() {
-            tracing::info!(error = %e, "OCSP request refused");
+            self.peer_faults.record(label, &e);
         } else {
             tracing::warn!(error = %e, "OCSP request failed");
         }
         Answer::Error(status, e)
+    }
+
+    /// Logs a request refused at the HTTP level for a fault of the client's (`kind`: a fixed
+    /// name such as `unsupportedMediaType`), in the rate-limited summary of peer faults.
+    pub fn peer_fault(&self, kind: &'static str, detail: &dyn std::fmt::Display) {
+        self.peer_faults.record(kind, detail);
+    }
+
+    /// The answer to a GET whose path is not base64 (of anything): `malformedRequest`, counted
+    /// and logged as every other malformed request.
+    pub fn undecodable(&self) -> Answer {
+        self.error(OcspError::Malformed("GET path is not base64".into()))
     }
 
     /// The cached answer for `key`, if it was signed for the index's current status `raw`

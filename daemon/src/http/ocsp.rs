@@ -167,7 +167,10 @@ pub(crate) async fn post(State(state): State<Arc<AppState>>, req: Request) -> Re
         .unwrap_or_default();
     let media = ct.split(';').next().unwrap_or_default().trim();
     if !media.eq_ignore_ascii_case(OCSP_REQUEST) {
-        tracing::info!(content_type = ct, "OCSP POST with the wrong content type");
+        service.peer_fault(
+            "unsupportedMediaType",
+            &format_args!("POST with Content-Type {ct:?}"),
+        );
         return HttpError::UnsupportedMediaType(OCSP_REQUEST).into_response();
     }
     let (parts, body) = req.into_parts();
@@ -206,13 +209,7 @@ pub(crate) async fn get(State(state): State<Arc<AppState>>, req: Request) -> Rep
             service.remember_form(Form::Get, encoded.as_bytes(), &a);
             a
         }
-        None => {
-            tracing::info!(len = encoded.len(), "OCSP GET with undecodable base64");
-            Answer::Error(
-                x509_ocsp::OcspResponseStatus::MalformedRequest,
-                pkid_protocols::ocsp::OcspError::Malformed("GET path is not base64".into()),
-            )
-        }
+        None => service.undecodable(),
     };
     to_reply(&service, a, req.headers())
 }
