@@ -125,7 +125,8 @@ fn response_weight(c: &Cached, floor: u32) -> u32 {
 }
 
 /// The weight of a remembered form: its bytes plus the per-entry overhead.
-fn form_weight(form: &[u8]) -> u32 {
+#[allow(clippy::borrowed_box)] // moka's weigher is given `&K`, and the key is a `Box<[u8]>`
+fn form_weight(form: &Box<[u8]>, _: &CacheKey) -> u32 {
     u32::try_from(form.len() + FORM_OVERHEAD_BYTES).unwrap_or(u32::MAX)
 }
 
@@ -327,7 +328,7 @@ impl OcspService {
             .build_with_hasher(ahash::RandomState::new());
         let forms = Cache::builder()
             .max_capacity(config.forms_bytes)
-            .weigher(|form: &Box<[u8]>, _| form_weight(form))
+            .weigher(form_weight)
             .time_to_live(ttl)
             .build_with_hasher(ahash::RandomState::new());
         let c = &metrics.ocsp_responses;
