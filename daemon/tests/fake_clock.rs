@@ -12,37 +12,12 @@
 
 mod common;
 
-use axum::body::Body;
-use axum::extract::ConnectInfo;
 use common::*;
 use der::{Decode, Encode};
-use http_body_util::BodyExt;
-use hyper::{Request, StatusCode};
+use hyper::StatusCode;
 use pkid::app::App;
 use pkid::clock::{Clock, FakeClock, SystemClock};
-use pkid::http::Listener;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use tower::ServiceExt;
-
-async fn get(router: &Listener, path: &str) -> (StatusCode, Vec<u8>) {
-    let mut req = Request::builder()
-        .uri(path)
-        .body(Body::empty())
-        .expect("request");
-    req.extensions_mut()
-        .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
-    let resp = router.clone().oneshot(req).await.expect("infallible");
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes()
-        .to_vec();
-    (status, body)
-}
 
 fn unix(t: &der::asn1::GeneralizedTime) -> u64 {
     t.to_unix_duration().as_secs()
@@ -134,30 +109,34 @@ async fn moving_the_clock_moves_ocsp_validity_and_the_crl_schedule_together() {
     let router = app.routers().https;
 
     // OCSP: signed at the fake time, then the same bytes from the cache.
-    let (status, first) = get(&router, &path).await;
+    let (status, first) = oneshot_get(&router, &path).await;
     assert_eq!(status, StatusCode::OK);
     let (produced, this_update, next_update, cert_status) = ocsp_times(&first);
     assert_eq!(cert_status, "good");
     assert_eq!(produced, t0, "producedAt is the app's clock");
     assert!(this_update <= t0 && next_update == this_update + config.ocsp.validity_secs);
     clock.advance(60);
-    assert_eq!(get(&router, &path).await.1, first, "served from the cache");
+    assert_eq!(
+        oneshot_get(&router, &path).await.1,
+        first,
+        "served from the cache"
+    );
 
     // Past nextUpdate − refresh_before: the cached answer is due, a new one is signed at the
     // new time, and it is cached in turn.
     let due = next_update - config.ocsp.refresh_before_secs;
     clock.advance(due - clock.now());
-    let (_, second) = get(&router, &path).await;
+    let (_, second) = oneshot_get(&router, &path).await;
     assert_ne!(second, first);
     let (produced2, this2, next2, status2) = ocsp_times(&second);
     assert_eq!(status2, "good");
     assert_eq!(produced2, due);
     assert!(this2 > this_update && next2 > next_update);
     assert!(next2 > clock.now() + config.ocsp.refresh_before_secs);
-    assert_eq!(get(&router, &path).await.1, second);
+    assert_eq!(oneshot_get(&router, &path).await.1, second);
 
     // CRL: the scheduled CRL is re-signed once half its validity has passed.
-    let (status, crl) = get(&router, "/crl/issuing.crl").await;
+    let (status, crl) = oneshot_get(&router, "/crl/issuing.crl").await;
     assert_eq!(status, StatusCode::OK);
     let (n1, crl_this, crl_next) = crl_times(&crl);
     let crl_service = app.state().crl.clone().expect("CRLs enabled");
@@ -169,7 +148,7 @@ async fn moving_the_clock_moves_ocsp_validity_and_the_crl_schedule_together() {
     };
     tick(crl_service.clone()).await;
     assert_eq!(
-        crl_times(&get(&router, "/crl/issuing.crl").await.1).0,
+        crl_times(&oneshot_get(&router, "/crl/issuing.crl").await.1).0,
         n1,
         "not due yet: the same CRL"
     );
@@ -178,7 +157,7 @@ async fn moving_the_clock_moves_ocsp_validity_and_the_crl_schedule_together() {
         clock.advance(half - clock.now());
     }
     tick(crl_service).await;
-    let (_, crl2) = get(&router, "/crl/issuing.crl").await;
+    let (_, crl2) = oneshot_get(&router, "/crl/issuing.crl").await;
     let (n2, this2, next2) = crl_times(&crl2);
     assert!(n2 > n1, "a new CRL number: {n1:?} → {n2:?}");
     assert_eq!(this2, clock.now(), "thisUpdate is the app's clock");

@@ -72,10 +72,7 @@ fn metric(text: &str, series: &str) -> u64 {
 async fn malformed_requests_are_counted_and_logged_as_a_rate_limited_summary() {
     let data = init(&[]);
     let d = data.path();
-    let config = std::fs::read_to_string(d.join("pkid.toml")).expect("config");
-    let config = config.replace("rate_limit_per_second = 1000", "rate_limit_per_second = 0");
-    std::fs::write(d.join("pkid.toml"), config).expect("write config");
-    let app = App::build(d, Arc::new(SystemClock), |_| {}).expect("app");
+    let app = App::build(d, Arc::new(SystemClock), |c| c.server.rate_limit = None).expect("app");
     let router = app.routers().http;
 
     let capture = Capture::default();

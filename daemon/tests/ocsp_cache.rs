@@ -10,19 +10,13 @@
 
 mod common;
 
-use axum::body::Body;
-use axum::extract::ConnectInfo;
 use base64::Engine;
 use common::*;
 use der::{Decode, Encode};
-use http_body_util::BodyExt;
-use hyper::{Request, StatusCode};
+use hyper::StatusCode;
 use pkid::app::App;
 use pkid::clock::SystemClock;
-use pkid::http::Listener;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use tower::ServiceExt;
 
 /// Bound of the `unknown` answers' cache in this test: room for a few dozen answers.
 const UNKNOWN_CACHE_BYTES: u64 = 64 * 1024;
@@ -30,19 +24,6 @@ const UNKNOWN_CACHE_BYTES: u64 = 64 * 1024;
 const FORMS_BYTES: u64 = 4096;
 /// Never-issued serials asked for: far more than fit in `UNKNOWN_CACHE_BYTES`.
 const FLOOD: usize = 2000;
-
-async fn get(router: &Listener, path: &str) -> (StatusCode, Vec<u8>) {
-    let mut req = Request::builder()
-        .uri(path)
-        .body(Body::empty())
-        .expect("request");
-    req.extensions_mut()
-        .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
-    let resp = router.clone().oneshot(req).await.expect("infallible");
-    let status = resp.status();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    (status, body.to_vec())
-}
 
 fn cert_status(der: &[u8]) -> &'static str {
     let resp = x509_ocsp::OcspResponse::from_der(der).expect("OCSPResponse");
@@ -65,22 +46,6 @@ fn get_path(der: &[u8]) -> String {
     format!("/ocsp/{escaped}")
 }
 
-/// A nonce-less OCSP request for `cert` (openssl), as DER.
-fn ocsp_request(data: &std::path::Path, dir: &std::path::Path, cert: &std::path::Path) -> Vec<u8> {
-    let req = unique_path(dir, "req", "der");
-    openssl_ok(&[
-        "ocsp",
-        "-issuer",
-        path_str(&data.join("certs/issuing.crt")),
-        "-cert",
-        path_str(cert),
-        "-no_nonce",
-        "-reqout",
-        path_str(&req),
-    ]);
-    std::fs::read(&req).expect("request")
-}
-
 /// The same request for another serial (one the CA never issued).
 fn with_serial(der: &[u8], serial: u64) -> Vec<u8> {
     let mut req = x509_ocsp::OcspRequest::from_der(der).expect("OCSPRequest");
@@ -95,19 +60,6 @@ fn with_serial(der: &[u8], serial: u64) -> Vec<u8> {
 async fn a_flood_of_unknown_serials_stays_in_its_bounds_and_pushes_out_no_answer() {
     let data = init(&[]);
     let d = data.path();
-    let config = std::fs::read_to_string(d.join("pkid.toml")).expect("config");
-    let config = config
-        .replace(
-            "unknown_cache_bytes = 4194304",
-            &format!("unknown_cache_bytes = {UNKNOWN_CACHE_BYTES}"),
-        )
-        .replace(
-            "forms_bytes = 67108864",
-            &format!("forms_bytes = {FORMS_BYTES}"),
-        )
-        .replace("rate_limit_per_second = 1000", "rate_limit_per_second = 0");
-    assert!(config.contains(&format!("forms_bytes = {FORMS_BYTES}")));
-    std::fs::write(d.join("pkid.toml"), config).expect("write config");
 
     let work = tempdir();
     let (_k, csr) = make_csr(work.path(), "/C=VN/O=Org/CN=Good", "ec:P-256");
@@ -115,12 +67,17 @@ async fn a_flood_of_unknown_serials_stays_in_its_bounds_and_pushes_out_no_answer
     let (_k, csr) = make_csr(work.path(), "/C=VN/O=Org/CN=Revoked", "ec:P-256");
     let (revoked_serial, revoked) = issue(d, &csr, "person", &[]);
     revoke(d, &revoked_serial, "keyCompromise");
-    let good_req = ocsp_request(d, work.path(), &good);
-    let revoked_req = ocsp_request(d, work.path(), &revoked);
+    let good_req = ocsp_request(d, &good);
+    let revoked_req = ocsp_request(d, &revoked);
 
     let app = {
         let data = d.to_path_buf();
-        tokio::task::spawn_blocking(move || App::build(&data, Arc::new(SystemClock), |_| {}))
+        let small = |c: &mut pkid::config::Config| {
+            c.ocsp.unknown_cache_bytes = UNKNOWN_CACHE_BYTES;
+            c.ocsp.forms_bytes = FORMS_BYTES;
+            c.server.rate_limit = None;
+        };
+        tokio::task::spawn_blocking(move || App::build(&data, Arc::new(SystemClock), small))
             .await
             .expect("build task")
             .expect("app")
@@ -131,17 +88,21 @@ async fn a_flood_of_unknown_serials_stays_in_its_bounds_and_pushes_out_no_answer
     // Warm: each answer signed once, then served as the same bytes.
     let mut warm = Vec::new();
     for (req, want) in [(&good_req, "good"), (&revoked_req, "revoked")] {
-        let (status, first) = get(&router, &get_path(req)).await;
+        let (status, first) = oneshot_get(&router, &get_path(req)).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(cert_status(&first), want);
-        assert_eq!(get(&router, &get_path(req)).await.1, first, "a cache hit");
+        assert_eq!(
+            oneshot_get(&router, &get_path(req)).await.1,
+            first,
+            "a cache hit"
+        );
         warm.push((req, first));
     }
     let before = service.cache_use();
 
     // The flood: every answer `unknown`, each signed; their cache stays within its bound.
     for i in 0..FLOOD as u64 {
-        let (status, body) = get(&router, &get_path(&with_serial(&good_req, i))).await;
+        let (status, body) = oneshot_get(&router, &get_path(&with_serial(&good_req, i))).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(cert_status(&body), "unknown");
     }
@@ -180,7 +141,7 @@ async fn a_flood_of_unknown_serials_stays_in_its_bounds_and_pushes_out_no_answer
                 c => form.push(c),
             }
         }
-        let (_, body) = get(&router, &format!("/ocsp/{form}")).await;
+        let (_, body) = oneshot_get(&router, &format!("/ocsp/{form}")).await;
         assert_eq!(body, warm[0].1, "an escaped form of the good request");
     }
     let forms = service.cache_use().forms;
@@ -191,6 +152,10 @@ async fn a_flood_of_unknown_serials_stays_in_its_bounds_and_pushes_out_no_answer
 
     // The answers for issued certificates are still the cached ones.
     for (req, first) in &warm {
-        assert_eq!(&get(&router, &get_path(req)).await.1, first, "still a hit");
+        assert_eq!(
+            &oneshot_get(&router, &get_path(req)).await.1,
+            first,
+            "still a hit"
+        );
     }
 }

@@ -780,3 +780,42 @@ impl SoftHsmToken {
             })
     }
 }
+
+/// `openssl ocsp -reqout` for the certificate at `cert`, issued by the issuing CA: a
+/// nonce-less OCSP request, DER.
+pub fn ocsp_request(data: &Path, cert: &Path) -> Vec<u8> {
+    let out = unique_path(data, "req", "der");
+    openssl_ok(&[
+        "ocsp",
+        "-issuer",
+        path_str(&data.join("certs/issuing.crt")),
+        "-cert",
+        path_str(cert),
+        "-no_nonce",
+        "-reqout",
+        path_str(&out),
+    ]);
+    std::fs::read(out).expect("request")
+}
+
+/// One GET through an in-process router (`App::routers`), from 127.0.0.1: status and body.
+pub async fn oneshot_get(
+    router: &pkid::http::Listener,
+    path: &str,
+) -> (hyper::StatusCode, Vec<u8>) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let mut req = hyper::Request::builder()
+        .uri(path)
+        .body(axum::body::Body::empty())
+        .expect("request");
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(SocketAddr::from((
+            [127, 0, 0, 1],
+            40000,
+        ))));
+    let resp = router.clone().oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, body.to_vec())
+}
