@@ -6,6 +6,12 @@
 //!                                                │
 //!        no nonce, one CertID: cache (issuer, hash, serial) ── hit and same status ──▶ bytes
 //!        otherwise / miss: sign (Signer) ──▶ bytes (cached when nonce-less, one CertID)
+//!
+//! caches, each bounded in bytes ([`CacheUse`]):
+//!   responses  good / revoked answers        [ocsp] cache_bytes (and cache_capacity)
+//!   unknown    answers for unissued serials  [ocsp] unknown_cache_bytes (small: anyone can
+//!                                            ask about any serial; they evict only each other)
+//!   forms      exact request bytes ─▶ key    [ocsp] forms_bytes (never for unknown answers)
 //! ```
 //!
 //! A cached response records the index status it was signed for and is served only while the
@@ -30,7 +36,7 @@ use moka::sync::Cache;
 use pkid_protocols::ocsp::{
     self, CertIdHash, IssuerHashes, OcspError, ParsedRequest, Responder, Status, Validity,
 };
-use prometheus::IntCounter;
+use prometheus::{IntCounter, IntGauge};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, UNIX_EPOCH};
 use x509_cert::Certificate;
@@ -199,6 +205,8 @@ pub enum Prepared {
 
 /// Pre-resolved counters for the hot path (no label hashing per request).
 struct Counters {
+    /// `pkid_ocsp_cache_bytes` for the responses, unknown and forms caches.
+    bytes: [IntGauge; 3],
     hit: IntCounter,
     miss: IntCounter,
     good: IntCounter,
@@ -264,6 +272,11 @@ fn alg_code(hash: CertIdHash, params_absent: bool) -> u8 {
         CertIdHash::Sha256 => 2,
     };
     base + u8::from(params_absent)
+}
+
+/// A byte count as a gauge value.
+fn gauge(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
 }
 
 fn http_date(unix: u64) -> HeaderValue {
@@ -333,6 +346,8 @@ impl OcspService {
             .build_with_hasher(ahash::RandomState::new());
         let c = &metrics.ocsp_responses;
         let counters = Counters {
+            bytes: ["responses", "unknown", "forms"]
+                .map(|c| metrics.ocsp_cache_bytes.with_label_values(&[c])),
             hit: metrics.ocsp_cache.with_label_values(&["hit"]),
             miss: metrics.ocsp_cache.with_label_values(&["miss"]),
             good: c.with_label_values(&["good"]),
@@ -493,6 +508,7 @@ impl OcspService {
         if let Answer::Cacheable(c) = answer {
             if !c.unknown {
                 with_form_key(form, bytes, |k| self.forms.insert(k.into(), c.key));
+                self.counters.bytes[2].set(gauge(self.forms.weighted_size()));
             }
         }
     }
@@ -602,7 +618,10 @@ impl OcspService {
                     None => Answer::Fresh(der),
                     Some((key, status)) => {
                         let cached = Arc::new(self.cacheable(der, key, status, validity));
-                        self.cache_for(status).insert(key, cached.clone());
+                        let cache = self.cache_for(status);
+                        cache.insert(key, cached.clone());
+                        let which = usize::from(status == UNKNOWN);
+                        self.counters.bytes[which].set(gauge(cache.weighted_size()));
                         Answer::Cacheable(cached)
                     }
                 }
@@ -740,11 +759,20 @@ impl OcspService {
         self.cache.run_pending_tasks();
         self.unknown.run_pending_tasks();
         self.forms.run_pending_tasks();
-        CacheUse {
+        let usage = CacheUse {
             responses: self.cache.weighted_size(),
             unknown: self.unknown.weighted_size(),
             forms: self.forms.weighted_size(),
+        };
+        for (g, b) in self
+            .counters
+            .bytes
+            .iter()
+            .zip([usage.responses, usage.unknown, usage.forms])
+        {
+            g.set(gauge(b));
         }
+        usage
     }
 }
 

@@ -106,6 +106,17 @@ async fn a_flood_of_unknown_serials_stays_in_its_bounds_and_pushes_out_no_answer
         assert_eq!(status, StatusCode::OK);
         assert_eq!(cert_status(&body), "unknown");
     }
+    let metrics = String::from_utf8(app.state().metrics.render()).expect("utf-8");
+    let gauge = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("pkid_ocsp_cache_bytes{cache=\"unknown\"} "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("pkid_ocsp_cache_bytes{cache=\"unknown\"}");
+    // Set as answers are cached, before `cache_use` below runs moka's pending work.
+    assert!(
+        gauge > 0 && gauge <= UNKNOWN_CACHE_BYTES,
+        "pkid_ocsp_cache_bytes{{cache=\"unknown\"}} {gauge}"
+    );
     let after = service.cache_use();
     assert!(
         after.unknown <= UNKNOWN_CACHE_BYTES,
