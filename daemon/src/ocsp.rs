@@ -205,8 +205,12 @@ pub enum Prepared {
 
 /// Pre-resolved counters for the hot path (no label hashing per request).
 struct Counters {
-    /// `pkid_ocsp_cache_bytes` for the responses, unknown and forms caches.
-    bytes: [IntGauge; 3],
+    /// `pkid_ocsp_cache_bytes{cache="responses"}`.
+    responses_bytes: IntGauge,
+    /// `pkid_ocsp_cache_bytes{cache="unknown"}`.
+    unknown_bytes: IntGauge,
+    /// `pkid_ocsp_cache_bytes{cache="forms"}`.
+    forms_bytes: IntGauge,
     hit: IntCounter,
     miss: IntCounter,
     good: IntCounter,
@@ -346,8 +350,9 @@ impl OcspService {
             .build_with_hasher(ahash::RandomState::new());
         let c = &metrics.ocsp_responses;
         let counters = Counters {
-            bytes: ["responses", "unknown", "forms"]
-                .map(|c| metrics.ocsp_cache_bytes.with_label_values(&[c])),
+            responses_bytes: metrics.ocsp_cache_bytes.with_label_values(&["responses"]),
+            unknown_bytes: metrics.ocsp_cache_bytes.with_label_values(&["unknown"]),
+            forms_bytes: metrics.ocsp_cache_bytes.with_label_values(&["forms"]),
             hit: metrics.ocsp_cache.with_label_values(&["hit"]),
             miss: metrics.ocsp_cache.with_label_values(&["miss"]),
             good: c.with_label_values(&["good"]),
@@ -508,7 +513,9 @@ impl OcspService {
         if let Answer::Cacheable(c) = answer {
             if !c.unknown {
                 with_form_key(form, bytes, |k| self.forms.insert(k.into(), c.key));
-                self.counters.bytes[2].set(gauge(self.forms.weighted_size()));
+                self.counters
+                    .forms_bytes
+                    .set(gauge(self.forms.weighted_size()));
             }
         }
     }
@@ -620,8 +627,12 @@ impl OcspService {
                         let cached = Arc::new(self.cacheable(der, key, status, validity));
                         let cache = self.cache_for(status);
                         cache.insert(key, cached.clone());
-                        let which = usize::from(status == UNKNOWN);
-                        self.counters.bytes[which].set(gauge(cache.weighted_size()));
+                        let gauge_of = if status == UNKNOWN {
+                            &self.counters.unknown_bytes
+                        } else {
+                            &self.counters.responses_bytes
+                        };
+                        gauge_of.set(gauge(cache.weighted_size()));
                         Answer::Cacheable(cached)
                     }
                 }
@@ -764,14 +775,10 @@ impl OcspService {
             unknown: self.unknown.weighted_size(),
             forms: self.forms.weighted_size(),
         };
-        for (g, b) in self
-            .counters
-            .bytes
-            .iter()
-            .zip([usage.responses, usage.unknown, usage.forms])
-        {
-            g.set(gauge(b));
-        }
+        let c = &self.counters;
+        c.responses_bytes.set(gauge(usage.responses));
+        c.unknown_bytes.set(gauge(usage.unknown));
+        c.forms_bytes.set(gauge(usage.forms));
         usage
     }
 }
