@@ -102,6 +102,9 @@ struct RawOcsp {
     max_cert_ids: usize,
     unknown_issuer: String,
     cache_capacity: u64,
+    cache_bytes: u64,
+    unknown_cache_bytes: u64,
+    forms_bytes: u64,
     max_age_secs: u64,
     presign: bool,
     expiry_warning_days: u64,
@@ -260,8 +263,16 @@ pub struct OcspConfig {
     pub max_cert_ids: usize,
     /// Unserved issuers.
     pub unknown_issuer: UnknownIssuer,
-    /// Cached responses.
+    /// Most cached responses for issued certificates (kept from before the byte bound, so
+    /// existing files load; both bounds hold).
     pub cache_capacity: u64,
+    /// Bytes of cached responses for issued certificates (good, revoked), at most.
+    pub cache_bytes: u64,
+    /// Bytes of cached `unknown` answers, at most: kept apart so a flood of never-issued
+    /// serials cannot push out answers for issued certificates.
+    pub unknown_cache_bytes: u64,
+    /// Bytes of remembered request forms, at most.
+    pub forms_bytes: u64,
     /// Cache-Control max-age ceiling, seconds.
     pub max_age_secs: u64,
     /// Pre-sign at start.
@@ -627,6 +638,9 @@ impl Config {
                 }
             },
             cache_capacity: o.cache_capacity,
+            cache_bytes: o.cache_bytes,
+            unknown_cache_bytes: o.unknown_cache_bytes,
+            forms_bytes: o.forms_bytes,
             max_age_secs: o.max_age_secs,
             presign: o.presign,
             expiry_warning_secs: o.expiry_warning_days * 86_400,
@@ -918,6 +932,19 @@ mod tests {
         let e =
             Config::parse(Path::new("/d"), Some("[server]\nhtp = \"x\"\n"), "t").expect_err("typo");
         assert!(e.to_string().contains("htp"), "{e}");
+    }
+
+    #[test]
+    fn ocsp_cache_bounds_are_in_bytes_and_old_files_still_load() {
+        let c = Config::parse(Path::new("/d"), None, "defaults").expect("defaults");
+        assert_eq!(c.ocsp.cache_bytes, 256 << 20);
+        assert_eq!(c.ocsp.unknown_cache_bytes, 4 << 20);
+        assert_eq!(c.ocsp.forms_bytes, 64 << 20);
+        // A file written before the byte bounds existed names only cache_capacity.
+        let old = "[ocsp]\ncache_capacity = 5000\n";
+        let c = Config::parse(Path::new("/d"), Some(old), "old").expect("old file");
+        assert_eq!(c.ocsp.cache_capacity, 5000);
+        assert_eq!(c.ocsp.cache_bytes, 256 << 20);
     }
 
     #[test]

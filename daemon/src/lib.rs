@@ -28,6 +28,7 @@ pub mod keys;
 pub mod logging;
 pub mod metrics;
 pub mod ocsp;
+pub mod peer_faults;
 pub mod ra;
 pub mod store;
 pub mod tsa;

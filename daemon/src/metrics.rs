@@ -52,6 +52,9 @@ pub struct Metrics {
     pub ocsp_responses: IntCounterVec,
     /// OCSP response cache lookups by result (hit, miss).
     pub ocsp_cache: IntCounterVec,
+    /// Bytes held by each OCSP cache (`responses`, `unknown`, `forms`), as weighed against its
+    /// configured bound: a flood of never-issued serials shows as `unknown` at its bound.
+    pub ocsp_cache_bytes: IntGaugeVec,
     /// Seconds until the OCSP responder certificate expires.
     pub ocsp_responder_expiry: IntGauge,
     /// Certificates in the revocation index.
@@ -146,6 +149,14 @@ impl Metrics {
             "OCSP response cache lookups.",
             &["result"],
         );
+        let ocsp_cache_bytes = must(IntGaugeVec::new(
+            Opts::new(
+                "ocsp_cache_bytes",
+                "Bytes held by each OCSP cache, as weighed against its bound.",
+            ),
+            &["cache"],
+        ));
+        must(registry.register(Box::new(ocsp_cache_bytes.clone())));
         let ocsp_responder_expiry = gauge(
             "ocsp_responder_expiry_seconds",
             "Seconds until the OCSP responder certificate expires.",
@@ -197,6 +208,7 @@ impl Metrics {
             tsa,
             ocsp_responses,
             ocsp_cache,
+            ocsp_cache_bytes,
             ocsp_responder_expiry,
             index_entries,
             index_bytes,

@@ -6,6 +6,12 @@
 //!                                                │
 //!        no nonce, one CertID: cache (issuer, hash, serial) ── hit and same status ──▶ bytes
 //!        otherwise / miss: sign (Signer) ──▶ bytes (cached when nonce-less, one CertID)
+//!
+//! caches, each bounded in bytes ([`CacheUse`]):
+//!   responses  good / revoked answers        [ocsp] cache_bytes (and cache_capacity)
+//!   unknown    answers for unissued serials  [ocsp] unknown_cache_bytes (small: anyone can
+//!                                            ask about any serial; they evict only each other)
+//!   forms      exact request bytes ─▶ key    [ocsp] forms_bytes (never for unknown answers)
 //! ```
 //!
 //! A cached response records the index status it was signed for and is served only while the
@@ -18,6 +24,7 @@ use crate::config::{OcspConfig, UnknownIssuer};
 use crate::index::{serial_key, serial_key_hex, Entry, IssuerIndex, Packed, RevocationIndex};
 use crate::keys::{self, Signer};
 use crate::metrics::Metrics;
+use crate::peer_faults::PeerFaults;
 use crate::store::follow::ChangeListener;
 use crate::store::Change;
 use arc_swap::ArcSwap;
@@ -29,7 +36,7 @@ use moka::sync::Cache;
 use pkid_protocols::ocsp::{
     self, CertIdHash, IssuerHashes, OcspError, ParsedRequest, Responder, Status, Validity,
 };
-use prometheus::IntCounter;
+use prometheus::{IntCounter, IntGauge};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, UNIX_EPOCH};
 use x509_cert::Certificate;
@@ -108,6 +115,40 @@ pub enum Form {
     Post,
 }
 
+/// Bytes a cached response holds besides its DER: the `Cached` value and its prebuilt header
+/// map (five fields, about 200 bytes of values), the `Arc`, and moka's per-entry bookkeeping
+/// (hash-table slot, access-order and expiry nodes). An estimate on the high side, so the
+/// configured byte bounds are upper bounds on what the caches hold.
+const CACHED_OVERHEAD_BYTES: usize = 1024;
+/// Bytes a remembered form holds besides its own bytes: the boxed slice, the [`CacheKey`] it
+/// maps to, and moka's per-entry bookkeeping.
+const FORM_OVERHEAD_BYTES: usize = 192;
+
+/// The weight of a cached response in its cache: what it holds, in bytes, but at least
+/// `floor` (so that a byte bound also enforces an entry-count bound).
+fn response_weight(c: &Cached, floor: u32) -> u32 {
+    let bytes = c.der.len() + CACHED_OVERHEAD_BYTES;
+    u32::try_from(bytes).unwrap_or(u32::MAX).max(floor)
+}
+
+/// The weight of a remembered form: its bytes plus the per-entry overhead.
+#[allow(clippy::borrowed_box)] // moka's weigher is given `&K`, and the key is a `Box<[u8]>`
+fn form_weight(form: &Box<[u8]>, _: &CacheKey) -> u32 {
+    u32::try_from(form.len() + FORM_OVERHEAD_BYTES).unwrap_or(u32::MAX)
+}
+
+/// Bytes held by each of the responder's caches (moka's weighted sizes), for tests, metrics and
+/// capacity planning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheUse {
+    /// Responses for issued certificates (good, revoked), bounded by `[ocsp] cache_bytes`.
+    pub responses: u64,
+    /// `unknown` answers, bounded by `[ocsp] unknown_cache_bytes`.
+    pub unknown: u64,
+    /// Remembered request forms, bounded by `[ocsp] forms_bytes`.
+    pub forms: u64,
+}
+
 /// Longest request form remembered (RFC 5019 requests are under 300 bytes even as escaped
 /// GET paths); longer ones always take the full parser.
 const MAX_FORM_BYTES: usize = 511;
@@ -165,6 +206,12 @@ pub enum Prepared {
 
 /// Pre-resolved counters for the hot path (no label hashing per request).
 struct Counters {
+    /// `pkid_ocsp_cache_bytes{cache="responses"}`.
+    responses_bytes: IntGauge,
+    /// `pkid_ocsp_cache_bytes{cache="unknown"}`.
+    unknown_bytes: IntGauge,
+    /// `pkid_ocsp_cache_bytes{cache="forms"}`.
+    forms_bytes: IntGauge,
     hit: IntCounter,
     miss: IntCounter,
     good: IntCounter,
@@ -199,17 +246,25 @@ pub struct OcspService {
     adding: Mutex<()>,
     index: Arc<RevocationIndex>,
     inline_signing: bool,
+    /// Responses for issued certificates (good, revoked), bounded in bytes.
     cache: Cache<CacheKey, Arc<Cached>, ahash::RandomState>,
-    /// Exact request forms (kind octet + bytes) already answered with a cacheable response,
-    /// and that response: identical bytes always parse to the identical CertID, so a repeated
-    /// request skips base64 and DER decoding. Like `cache`, an entry is served only while the
-    /// index still has the status it was signed for and it is not due for refresh; otherwise
-    /// the request takes the full path and the entry is replaced.
-    forms: Cache<Box<[u8]>, Arc<Cached>, ahash::RandomState>,
+    /// `unknown` answers, apart and small: anyone can ask for any number of never-issued
+    /// serials, and those answers must not push out the ones for issued certificates.
+    unknown: Cache<CacheKey, Arc<Cached>, ahash::RandomState>,
+    /// Exact request forms (kind octet + bytes) already answered from `cache`, and the key of
+    /// that answer: identical bytes always parse to the identical CertID, so a repeated
+    /// request skips base64 and DER decoding. The answer itself is looked up in `cache` and
+    /// served under the same rule (index status unchanged, not due for refresh); otherwise the
+    /// request takes the full path and the entry is replaced. Holding keys, not responses,
+    /// keeps the two byte bounds independent: a form never keeps alive a response `cache`
+    /// has dropped. `unknown` answers are never remembered.
+    forms: Cache<Box<[u8]>, CacheKey, ahash::RandomState>,
     config: OcspConfig,
     clock: Arc<dyn Clock>,
     counters: Counters,
     metrics: Arc<Metrics>,
+    /// Malformed and refused requests, logged as a rate-limited summary.
+    peer_faults: PeerFaults,
     /// `Cache-Control` for answers with at least `max_age_secs` left (nearly all of them).
     capped_cache_control: HeaderValue,
 }
@@ -222,6 +277,11 @@ fn alg_code(hash: CertIdHash, params_absent: bool) -> u8 {
         CertIdHash::Sha256 => 2,
     };
     base + u8::from(params_absent)
+}
+
+/// A byte count as a gauge value.
+fn gauge(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
 }
 
 fn http_date(unix: u64) -> HeaderValue {
@@ -266,17 +326,34 @@ impl OcspService {
         // Entries are checked for freshness when read; the time-to-live only frees memory.
         // ahash: keyed per process like std's SipHash (clients choose the keys), and several
         // times faster on the ~100-byte request forms.
+        // Weighed in bytes; every response counts at least cache_bytes / cache_capacity, so
+        // both bounds hold.
         let ttl = Duration::from_secs(config.validity_secs - config.refresh_before_secs);
+        let floor = config
+            .cache_bytes
+            .checked_div(config.cache_capacity)
+            .unwrap_or(u64::MAX);
+        let floor = u32::try_from(floor).unwrap_or(u32::MAX);
         let cache = Cache::builder()
-            .max_capacity(config.cache_capacity)
+            .max_capacity(config.cache_bytes)
+            .weigher(move |_, c: &Arc<Cached>| response_weight(c, floor))
+            .time_to_live(ttl)
+            .build_with_hasher(ahash::RandomState::new());
+        let unknown = Cache::builder()
+            .max_capacity(config.unknown_cache_bytes)
+            .weigher(|_, c: &Arc<Cached>| response_weight(c, 0))
             .time_to_live(ttl)
             .build_with_hasher(ahash::RandomState::new());
         let forms = Cache::builder()
-            .max_capacity(config.cache_capacity)
+            .max_capacity(config.forms_bytes)
+            .weigher(form_weight)
             .time_to_live(ttl)
             .build_with_hasher(ahash::RandomState::new());
         let c = &metrics.ocsp_responses;
         let counters = Counters {
+            responses_bytes: metrics.ocsp_cache_bytes.with_label_values(&["responses"]),
+            unknown_bytes: metrics.ocsp_cache_bytes.with_label_values(&["unknown"]),
+            forms_bytes: metrics.ocsp_cache_bytes.with_label_values(&["forms"]),
             hit: metrics.ocsp_cache.with_label_values(&["hit"]),
             miss: metrics.ocsp_cache.with_label_values(&["miss"]),
             good: c.with_label_values(&["good"]),
@@ -290,11 +367,13 @@ impl OcspService {
             index,
             inline_signing,
             cache,
+            unknown,
             forms,
             config,
             clock,
             counters,
             metrics,
+            peer_faults: PeerFaults::new("OCSP"),
             capped_cache_control,
         })
     }
@@ -370,18 +449,39 @@ impl OcspService {
         };
         self.counters.errors.with_label_values(&[label]).inc();
         if e.is_peer_fault() {
-            tracing::info!(error = %e, "OCSP request refused");
+            self.peer_faults.record(label, &e);
         } else {
             tracing::warn!(error = %e, "OCSP request failed");
         }
         Answer::Error(status, e)
     }
 
+    /// Logs a request refused at the HTTP level for a fault of the client's (`kind`: a fixed
+    /// name such as `unsupportedMediaType`), in the rate-limited summary of peer faults.
+    pub fn peer_fault(&self, kind: &'static str, detail: &dyn std::fmt::Display) {
+        self.peer_faults.record(kind, detail);
+    }
+
+    /// The answer to a GET whose path is not base64 (of anything): `malformedRequest`, counted
+    /// and logged as every other malformed request.
+    pub fn undecodable(&self) -> Answer {
+        self.error(OcspError::Malformed("GET path is not base64".into()))
+    }
+
     /// The cached answer for `key`, if it was signed for the index's current status `raw`
     /// and is not due for refresh.
     fn fresh_hit(&self, key: &CacheKey, raw: u64, now: u64) -> Option<Arc<Cached>> {
-        let hit = self.cache.get(key)?;
+        let hit = self.cache_for(raw).get(key)?;
         self.is_current(&hit, raw, now).then_some(hit)
+    }
+
+    /// The cache an answer for index status `raw` lives in.
+    fn cache_for(&self, raw: u64) -> &Cache<CacheKey, Arc<Cached>, ahash::RandomState> {
+        if raw == UNKNOWN {
+            &self.unknown
+        } else {
+            &self.cache
+        }
     }
 
     /// Whether a cached answer was signed for the index's current status `raw` and is not yet
@@ -395,24 +495,29 @@ impl OcspService {
     ///
     /// [`prepare`]: OcspService::prepare
     pub fn answer_form(&self, form: Form, bytes: &[u8]) -> Option<Answer> {
-        let hit = with_form_key(form, bytes, |k| self.forms.get(k)).flatten()?;
+        let key = with_form_key(form, bytes, |k| self.forms.get(k)).flatten()?;
         let served = self.served.load();
-        let index = self.issuer_index(served.get(usize::from(hit.key.issuer))?)?;
-        let (status, raw) = status_of(index.lookup(hit.key.serial));
-        if !self.is_current(&hit, raw, self.clock.now()) {
-            return None;
-        }
+        let index = self.issuer_index(served.get(usize::from(key.issuer))?)?;
+        let (status, raw) = status_of(index.lookup(key.serial));
+        let hit = self.fresh_hit(&key, raw, self.clock.now())?;
         self.counters.hit.inc();
         self.count(&status);
         Some(Answer::Cacheable(hit))
     }
 
-    /// Remembers that `bytes` parsed into the cacheable `answer`, for [`answer_form`].
+    /// Remembers that `bytes` parsed into the cacheable `answer`, for [`answer_form`]; not for
+    /// `unknown` answers (a flood of never-issued serials would fill the forms cache with
+    /// entries nobody asks for again).
     ///
     /// [`answer_form`]: OcspService::answer_form
     pub fn remember_form(&self, form: Form, bytes: &[u8], answer: &Answer) {
         if let Answer::Cacheable(c) = answer {
-            with_form_key(form, bytes, |k| self.forms.insert(k.into(), c.clone()));
+            if !c.unknown {
+                with_form_key(form, bytes, |k| self.forms.insert(k.into(), c.key));
+                self.counters
+                    .forms_bytes
+                    .set(gauge(self.forms.weighted_size()));
+            }
         }
     }
 
@@ -536,7 +641,14 @@ impl OcspService {
                     None => Answer::Fresh(der),
                     Some((key, status)) => {
                         let cached = Arc::new(self.cacheable(der, key, status, validity));
-                        self.cache.insert(key, cached.clone());
+                        let cache = self.cache_for(status);
+                        cache.insert(key, cached.clone());
+                        let gauge_of = if status == UNKNOWN {
+                            &self.counters.unknown_bytes
+                        } else {
+                            &self.counters.responses_bytes
+                        };
+                        gauge_of.set(gauge(cache.weighted_size()));
                         Answer::Cacheable(cached)
                     }
                 }
@@ -616,9 +728,11 @@ impl OcspService {
     }
 
     /// Signs and caches a response (SHA-1 CertID, the RFC 5019 default) for every certificate
-    /// not already cached, up to the cache capacity. Returns how many were signed.
+    /// not already cached, until the cache holds `cache_capacity` responses or `cache_bytes`.
+    /// Returns how many were signed.
     pub fn presign(&self) -> usize {
         let mut signed = 0usize;
+        let mut bytes = 0u64;
         let all = self.served.load_full();
         for (slot, served) in all.iter().enumerate() {
             let Some(index) = self.issuer_index(served) else {
@@ -627,7 +741,7 @@ impl OcspService {
             let mut keys = Vec::new();
             index.for_each(|k, _| keys.push(k));
             for key in keys {
-                if signed as u64 >= self.config.cache_capacity {
+                if signed as u64 >= self.config.cache_capacity || bytes >= self.config.cache_bytes {
                     return signed;
                 }
                 let ck = CacheKey {
@@ -645,13 +759,15 @@ impl OcspService {
                     continue;
                 };
                 let (status, raw) = status_of(index.lookup(key));
-                if let Answer::Error(..) = self.sign(SignJob {
+                match self.sign(SignJob {
                     by: served.clone(),
                     decisions: vec![(cert_id, status)],
                     nonce: None,
                     cache_as: Some((ck, raw)),
                 }) {
-                    return signed;
+                    Answer::Error(..) => return signed,
+                    Answer::Cacheable(c) => bytes += u64::from(response_weight(&c, 0)),
+                    Answer::Fresh(_) => {}
                 }
                 signed += 1;
             }
@@ -659,10 +775,27 @@ impl OcspService {
         signed
     }
 
-    /// Cached responses.
+    /// Cached responses for issued certificates.
     pub fn cached(&self) -> u64 {
         self.cache.run_pending_tasks();
         self.cache.entry_count()
+    }
+
+    /// Bytes held by each cache, after moka has applied pending evictions.
+    pub fn cache_use(&self) -> CacheUse {
+        self.cache.run_pending_tasks();
+        self.unknown.run_pending_tasks();
+        self.forms.run_pending_tasks();
+        let usage = CacheUse {
+            responses: self.cache.weighted_size(),
+            unknown: self.unknown.weighted_size(),
+            forms: self.forms.weighted_size(),
+        };
+        let c = &self.counters;
+        c.responses_bytes.set(gauge(usage.responses));
+        c.unknown_bytes.set(gauge(usage.unknown));
+        c.forms_bytes.set(gauge(usage.forms));
+        usage
     }
 }
 
@@ -716,11 +849,13 @@ impl ChangeListener for OcspService {
                 continue;
             };
             for alg in 0..4 {
-                self.cache.invalidate(&CacheKey {
+                let key = CacheKey {
                     issuer: issuer as u8,
                     alg,
                     serial,
-                });
+                };
+                self.cache.invalidate(&key);
+                self.unknown.invalidate(&key);
             }
         }
     }

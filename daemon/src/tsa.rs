@@ -28,6 +28,7 @@ use crate::config::{ClockSyncMode, Config, TsaConfig};
 use crate::datadir;
 use crate::keys::{self, KeyBackend, KeyRole, Signer};
 use crate::metrics::{MeteredSigner, Metrics};
+use crate::peer_faults::PeerFaults;
 use crate::store::{Store, StoreError, TimestampRecord};
 use pkid_protocols::tsp::{
     self, Accepted, Issuance, TsaCertificate, TsaCertificateError, TspError,
@@ -157,6 +158,8 @@ pub struct Tsa {
     pending: Mutex<Option<mpsc::Receiver<TimestampRecord>>>,
     stop: watch::Sender<bool>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Rejected requests, logged as a rate-limited summary.
+    peer_faults: PeerFaults,
 }
 
 impl Tsa {
@@ -245,6 +248,7 @@ impl Tsa {
             pending: Mutex::new(Some(pending)),
             stop,
             writer: Mutex::new(None),
+            peer_faults: PeerFaults::new("TSA"),
         };
         tsa.self_test()?;
         tsa.report_clock();
@@ -316,6 +320,12 @@ impl Tsa {
         }
     }
 
+    /// Logs a request refused at the HTTP level for a fault of the client's (`kind`: a fixed
+    /// name such as `unsupportedMediaType`), in the rate-limited summary of peer faults.
+    pub fn peer_fault(&self, kind: &'static str, detail: &dyn std::fmt::Display) {
+        self.peer_faults.record(kind, detail);
+    }
+
     /// Answers one DER `TimeStampReq` with a DER `TimeStampResp` (granted or rejection). Never
     /// fails: every error becomes a rejection with its failInfo, and a log line.
     pub async fn respond(self: &Arc<Self>, body: &[u8]) -> Vec<u8> {
@@ -341,7 +351,7 @@ impl Tsa {
                     .with_label_values(&[fail_info])
                     .inc();
                 if e.is_peer_fault() {
-                    tracing::info!(fail_info, reason = %e, "timestamp request rejected");
+                    self.peer_faults.record(fail_info, &e);
                 } else {
                     tracing::error!(fail_info, reason = %e, "timestamp request refused");
                 }

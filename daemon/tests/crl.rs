@@ -194,8 +194,15 @@ fn http_caching_pem_and_bad_paths() {
         .and_then(|r| r.split('"').next())
         .expect("last-modified")
         .to_string();
+    // Strictly later only: a CRL re-signed in the second of Last-Modified must still be sent.
     assert_eq!(
         fetch(&["-H", &format!("If-Modified-Since: {lm}"), &url]).status,
+        200
+    );
+    let later = httpdate::parse_http_date(&lm).expect("http date") + Duration::from_secs(1);
+    let later = httpdate::fmt_http_date(later);
+    assert_eq!(
+        fetch(&["-H", &format!("If-Modified-Since: {later}"), &url]).status,
         304
     );
     assert_eq!(fetch(&["-I", &url]).status, 200);

@@ -84,22 +84,6 @@ fn app(adjust: impl FnOnce(&mut pkid::config::Config)) -> (tempfile::TempDir, Ro
     (dir, app.routers())
 }
 
-/// `openssl ocsp -reqout` for the certificate at `cert`, issued by the issuing CA.
-fn ocsp_request(data: &Path, cert: &Path) -> Vec<u8> {
-    let out = unique_path(data, "req", "der");
-    openssl_ok(&[
-        "ocsp",
-        "-issuer",
-        path_str(&data.join("certs/issuing.crt")),
-        "-cert",
-        path_str(cert),
-        "-no_nonce",
-        "-reqout",
-        path_str(&out),
-    ]);
-    std::fs::read(out).expect("request")
-}
-
 /// `openssl ts -query` over a few bytes.
 fn timestamp_query(data: &Path) -> Vec<u8> {
     let doc = unique_path(data, "doc", "txt");

@@ -8,10 +8,12 @@
 //!   is signed and stored.
 //! * `ETag` (the CRL number), `Last-Modified` (thisUpdate), `Expires` (nextUpdate),
 //!   `Cache-Control: max-age` = time left until nextUpdate, capped by `[crl] max_age_secs`;
-//!   `If-None-Match` / `If-Modified-Since` → 304.
+//!   `If-None-Match` / `If-Modified-Since` → 304, by the rule OCSP uses too
+//!   (`http::conditional`: a CRL re-signed in the second given is sent, not 304).
 //! * Unknown issuer, partition or file name → 404; a scope that is published but whose first
 //!   CRL is still being made → 503 with `Retry-After`.
 
+use super::conditional::not_modified;
 use super::error::HttpError;
 use super::reply::{reply, text, Reply};
 use super::AppState;
@@ -20,8 +22,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::IntoResponse;
 use hyper::header::{
-    HeaderValue, ACCEPT, CACHE_CONTROL, ETAG, EXPIRES, IF_MODIFIED_SINCE, IF_NONE_MATCH,
-    LAST_MODIFIED, RETRY_AFTER, VARY,
+    HeaderValue, ACCEPT, CACHE_CONTROL, ETAG, EXPIRES, LAST_MODIFIED, RETRY_AFTER, VARY,
 };
 use hyper::{HeaderMap, Response, StatusCode};
 use std::sync::Arc;
@@ -88,22 +89,6 @@ fn http_date(unix: u64) -> HeaderValue {
         UNIX_EPOCH + Duration::from_secs(unix),
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
-}
-
-fn not_modified(headers: &HeaderMap, etag: &str, last_modified: u64) -> bool {
-    if let Some(inm) = headers.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-        // Weak comparison, as RFC 9110 §13.1.2 prescribes for If-None-Match.
-        return inm
-            .split(',')
-            .map(str::trim)
-            .any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag));
-    }
-    headers
-        .get(IF_MODIFIED_SINCE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok())
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .is_some_and(|since| last_modified <= since.as_secs())
 }
 
 fn wants_pem(headers: &HeaderMap) -> bool {
@@ -180,6 +165,7 @@ pub(crate) async fn get(State(state): State<Arc<AppState>>, req: Request) -> Rep
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH};
 
     fn parse(p: &str) -> Option<CrlRequest> {
         parse_path(p, |n| n == "root" || n == "issuing")
@@ -230,7 +216,10 @@ mod tests {
         assert!(!not_modified(&h, "\"8\"", 100));
         let mut h = HeaderMap::new();
         h.insert(IF_MODIFIED_SINCE, http_date(100));
-        assert!(not_modified(&h, "\"7\"", 100));
+        assert!(not_modified(&h, "\"7\"", 99), "modified a second before");
+        // A CRL re-signed (after a revocation) in the second the client's copy was made has
+        // the same Last-Modified: it must be sent, not answered 304.
+        assert!(!not_modified(&h, "\"7\"", 100), "the same second");
         assert!(!not_modified(&h, "\"7\"", 101));
     }
 }

@@ -13,6 +13,7 @@
 //! serves them until stopped.
 
 pub mod body;
+mod conditional;
 mod crl;
 mod error;
 pub mod layers;

@@ -8,6 +8,7 @@
 //! * Nonce-less single-certificate responses carry `Cache-Control`, `Expires` (= nextUpdate),
 //!   `Last-Modified` (= thisUpdate) and `ETag`, and conditional GETs are answered 304.
 
+use super::conditional::not_modified;
 use super::error::{HttpError, OcspRefusal};
 use super::reply::{reply, Reply};
 use super::AppState;
@@ -16,9 +17,10 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::IntoResponse;
 use base64::Engine;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, IF_MODIFIED_SINCE, IF_NONE_MATCH};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use pkid_protocols::ocsp::MAX_OCSP_REQUEST_BYTES;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Media type of OCSP requests (RFC 6960 Appendix C.1).
@@ -45,33 +47,46 @@ pub(crate) fn decode_get_path(raw: &str) -> Option<Vec<u8>> {
     if raw.is_empty() || raw.len() > MAX_GET_CHARS {
         return None;
     }
-    let bytes = raw.as_bytes();
-    let unescaped;
-    let b64 = if bytes.contains(&b'%') {
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%' {
-                let hex = bytes.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-                i += 3;
-            } else {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-        unescaped = out;
-        unescaped.as_slice()
-    } else {
-        bytes
-    };
+    let b64 = unescape(raw.as_bytes())?;
     // The alphabets differ only in `+/` versus `-_`, so one look picks the alphabet.
     let engine = if b64.iter().any(|b| matches!(b, b'-' | b'_')) {
         &B64_URL_SAFE
     } else {
         &B64_STANDARD
     };
-    engine.decode(b64).ok()
+    engine.decode(&b64).ok()
+}
+
+/// Undoes percent-escapes (RFC 3986 §2.1): each `%` must be followed by exactly two hex
+/// digits, anything else is refused. Borrows when there is nothing to undo.
+fn unescape(bytes: &[u8]) -> Option<Cow<'_, [u8]>> {
+    if !bytes.contains(&b'%') {
+        return Some(Cow::Borrowed(bytes));
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            // Not `u8::from_str_radix`: it accepts a sign, so `%+f` would be byte 0x0f.
+            let (hi, lo) = (bytes.get(i + 1)?, bytes.get(i + 2)?);
+            out.push(hex_digit(*hi)? << 4 | hex_digit(*lo)?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(Cow::Owned(out))
+}
+
+/// The value of one hex digit, either case.
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
 }
 
 fn ocsp_body(status: StatusCode, der: impl Into<bytes::Bytes>) -> Reply {
@@ -104,37 +119,6 @@ async fn answer(service: &Arc<OcspService>, der: &[u8]) -> Answer {
     }
 }
 
-fn not_modified(
-    req_headers: &hyper::HeaderMap,
-    etag: &HeaderValue,
-    last_modified_unix: u64,
-) -> bool {
-    if let Some(inm) = req_headers.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-        let ours = etag.to_str().unwrap_or_default();
-        return inm
-            .split(',')
-            .map(str::trim)
-            .any(|t| t == "*" || t == ours || t.strip_prefix("W/") == Some(ours));
-    }
-    if let Some(ims) = req_headers
-        .get(IF_MODIFIED_SINCE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok())
-    {
-        let since = ims
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        // Strictly earlier, not "earlier or equal": HTTP dates have one-second resolution, and
-        // a response re-signed after a revocation can carry the same thisUpdate second as the
-        // "good" one it replaces. Answering 304 to `If-Modified-Since: <that second>` would
-        // let a cache keep serving "good" after the revocation. A client holding the current
-        // response and sending its Last-Modified gets a 200 instead (ETags still give 304).
-        return last_modified_unix < since;
-    }
-    false
-}
-
 fn to_reply(service: &OcspService, answer: Answer, req_headers: &hyper::HeaderMap) -> Reply {
     match answer {
         Answer::Error(status, _) => OcspRefusal(status).into_response(),
@@ -149,7 +133,11 @@ fn to_reply(service: &OcspService, answer: Answer, req_headers: &hyper::HeaderMa
         }
         Answer::Cacheable(c) => {
             let mut r;
-            if not_modified(req_headers, &c.etag, c.this_update) {
+            if not_modified(
+                req_headers,
+                c.etag.to_str().unwrap_or_default(),
+                c.this_update,
+            ) {
                 r = Response::new(Body::empty());
                 *r.status_mut() = StatusCode::NOT_MODIFIED;
                 *r.headers_mut() = c.headers.clone();
@@ -179,7 +167,10 @@ pub(crate) async fn post(State(state): State<Arc<AppState>>, req: Request) -> Re
         .unwrap_or_default();
     let media = ct.split(';').next().unwrap_or_default().trim();
     if !media.eq_ignore_ascii_case(OCSP_REQUEST) {
-        tracing::info!(content_type = ct, "OCSP POST with the wrong content type");
+        service.peer_fault(
+            "unsupportedMediaType",
+            &format_args!("POST with Content-Type {ct:?}"),
+        );
         return HttpError::UnsupportedMediaType(OCSP_REQUEST).into_response();
     }
     let (parts, body) = req.into_parts();
@@ -218,51 +209,15 @@ pub(crate) async fn get(State(state): State<Arc<AppState>>, req: Request) -> Rep
             service.remember_form(Form::Get, encoded.as_bytes(), &a);
             a
         }
-        None => {
-            tracing::info!(len = encoded.len(), "OCSP GET with undecodable base64");
-            Answer::Error(
-                x509_ocsp::OcspResponseStatus::MalformedRequest,
-                pkid_protocols::ocsp::OcspError::Malformed("GET path is not base64".into()),
-            )
-        }
+        None => service.undecodable(),
     };
     to_reply(&service, a, req.headers())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{decode_get_path, not_modified};
+    use super::{decode_get_path, unescape};
     use base64::Engine;
-    use hyper::header::{HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH};
-
-    #[test]
-    fn if_modified_since_needs_a_later_second_and_if_none_match_wins() {
-        let etag = HeaderValue::from_static("\"abc\"");
-        let at = 1_800_000_000u64;
-        let date = |unix: u64| {
-            httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix))
-        };
-        let ims = |unix: u64| {
-            let mut h = hyper::HeaderMap::new();
-            h.insert(
-                IF_MODIFIED_SINCE,
-                HeaderValue::from_str(&date(unix)).expect("date"),
-            );
-            h
-        };
-        assert!(not_modified(&ims(at + 1), &etag, at), "a later second");
-        // The same second may hold a different response (re-signed after a revocation).
-        assert!(!not_modified(&ims(at), &etag, at), "the same second");
-        assert!(!not_modified(&ims(at - 1), &etag, at), "an earlier second");
-        let mut h = ims(at + 10);
-        h.insert(IF_NONE_MATCH, HeaderValue::from_static("\"other\""));
-        assert!(
-            !not_modified(&h, &etag, at),
-            "If-None-Match takes precedence"
-        );
-        h.insert(IF_NONE_MATCH, HeaderValue::from_static("\"x\", W/\"abc\""));
-        assert!(not_modified(&h, &etag, at), "weak comparison of a list");
-    }
 
     #[test]
     fn get_paths_decode_slashes_pluses_and_escapes() {
@@ -308,5 +263,21 @@ mod tests {
         assert_eq!(decode_get_path("%zz"), None);
         assert_eq!(decode_get_path("not base64!"), None);
         assert_eq!(decode_get_path(&"A".repeat(100_000)), None);
+    }
+
+    #[test]
+    fn percent_escapes_are_exactly_two_hex_digits() {
+        // from_str_radix alone accepts a sign: "%+f" would be byte 0x0f.
+        for bad in ["%+f", "%-1", "%2", "%", "%ZZ", "%g0", "AB%+fCD", "AB%2"] {
+            assert_eq!(unescape(bad.as_bytes()), None, "{bad}");
+        }
+        assert_eq!(unescape(b"%2F").as_deref(), Some(&b"/"[..]));
+        assert_eq!(unescape(b"%2f").as_deref(), Some(&b"/"[..]));
+        assert_eq!(unescape(b"MF%2BwT%3D%3D").as_deref(), Some(&b"MF+wT=="[..]));
+        assert_eq!(
+            unescape(b"MFEw").as_deref(),
+            Some(&b"MFEw"[..]),
+            "no escape"
+        );
     }
 }

@@ -49,7 +49,13 @@ pub(crate) async fn post(State(state): State<Arc<AppState>>, req: Request) -> Re
         return HttpError::NotFound("the timestamp authority is not enabled").into_response();
     };
     if !is_query(req.headers()) {
-        tracing::info!(content_type = ?req.headers().get(CONTENT_TYPE), "TSA: unsupported media type");
+        tsa.peer_fault(
+            "unsupportedMediaType",
+            &format_args!(
+                "POST with Content-Type {:?}",
+                req.headers().get(CONTENT_TYPE)
+            ),
+        );
         return HttpError::UnsupportedMediaType(QUERY_CONTENT_TYPE).into_response();
     }
     let (parts, body) = req.into_parts();
@@ -57,7 +63,7 @@ pub(crate) async fn post(State(state): State<Arc<AppState>>, req: Request) -> Re
         match super::body::read_limited(&parts.headers, body, MAX_TIMESTAMP_QUERY_BYTES).await {
             Ok(b) => b,
             Err(e) => {
-                tracing::info!(error = %e, "TSA: request body refused");
+                tsa.peer_fault("body", &e);
                 return e.into_response();
             }
         };

@@ -782,3 +782,21 @@ impl SoftHsmToken {
             })
     }
 }
+
+/// `openssl ocsp -reqout` for the certificate at `cert`, issued by the issuing CA: a
+/// nonce-less OCSP request, DER.
+pub fn ocsp_request(data: &Path, cert: &Path) -> Vec<u8> {
+    let out = unique_path(data, "req", "der");
+    openssl_ok(&[
+        "ocsp",
+        "-issuer",
+        path_str(&data.join("certs/issuing.crt")),
+        "-cert",
+        path_str(cert),
+        "-no_nonce",
+        "-reqout",
+        path_str(&out),
+    ]);
+    std::fs::read(out).expect("request")
+}
+
