@@ -927,6 +927,28 @@ mod tests {
     }
 
     #[test]
+    fn connection_timeouts_and_caps_default_within_thirty_seconds_and_refuse_zero() {
+        let c = Config::parse(Path::new("/d"), None, "t").expect("defaults");
+        for t in [
+            c.server.idle_timeout,
+            c.server.body_timeout,
+            c.server.header_timeout,
+        ] {
+            assert!(t > Duration::ZERO && t <= Duration::from_secs(30), "{t:?}");
+        }
+        assert!(c.server.max_connections_per_client <= c.server.max_connections);
+        for zero in [
+            "idle_timeout_secs = 0",
+            "body_timeout_secs = 0",
+            "max_connections = 0",
+            "max_connections_per_client = 0",
+        ] {
+            let text = format!("[server]\n{zero}\n");
+            Config::parse(Path::new("/d"), Some(&text), "t").expect_err(zero);
+        }
+    }
+
+    #[test]
     fn user_values_override_and_unknown_keys_are_refused() {
         let c = Config::parse(
             Path::new("/d"),
