@@ -286,9 +286,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Request-header read timeout, from the first byte of the headers.
     pub header_timeout: Duration,
-    /// Longest a connection stays open with no request in progress and nothing read: before
+    /// Longest a connection stays open with no request in progress and no byte moving: before
     /// its first byte (or TLS handshake record), between keep-alive requests, on HTTP/2 with no
-    /// open stream. Also the HTTP/2 ping interval.
+    /// open stream.
     pub idle_timeout: Duration,
     /// Longest a request body may go without a byte arriving (408 after it).
     pub body_timeout: Duration,

@@ -3,8 +3,8 @@
 //! ```text
 //!  accept ─▶ ConnectionLimits::admit(peer) ─┬─ refused: dropped at once, counted, logged ≤ 1/10 s
 //!                                           └─ Admission (held for the connection's life)
-//!  TcpStream ─▶ Watched (every byte read touches Activity) ─▶ TLS? ─▶ hyper
-//!  each request holds an InFlight; with none held and nothing read for idle_timeout,
+//!  TcpStream ─▶ Watched (every byte read or written touches Activity) ─▶ TLS? ─▶ hyper
+//!  each request holds an InFlight; with none held and no byte moved for idle_timeout,
 //!  idle_expired() resolves and the connection task drops the connection
 //! ```
 //!
@@ -188,11 +188,13 @@ impl Drop for Admission {
     }
 }
 
-/// What the idle timeout of one connection watches: when a byte was last read, and how many
-/// requests are in progress.
+/// What the idle timeout of one connection watches: when a byte last moved, and how many
+/// requests are in progress. Writes count as well as reads, so a large answer (a big CRL)
+/// going out to a slow but reading client keeps its connection; a client that reads nothing
+/// stalls the writes and is closed like a silent one.
 pub(crate) struct Activity {
     started: tokio::time::Instant,
-    /// Milliseconds after `started` of the last read that returned bytes (or of the last
+    /// Milliseconds after `started` of the last read or write that moved bytes (or of the last
     /// request to finish).
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
@@ -255,7 +257,7 @@ impl Drop for InFlight {
     }
 }
 
-/// A stream whose reads are recorded in an [`Activity`].
+/// A stream whose reads and writes are recorded in an [`Activity`].
 pub(crate) struct Watched<S> {
     inner: S,
     activity: Arc<Activity>,
@@ -265,6 +267,14 @@ impl<S> Watched<S> {
     /// Wraps `inner`.
     pub(crate) fn new(inner: S, activity: Arc<Activity>) -> Self {
         Self { inner, activity }
+    }
+}
+
+impl<S> Watched<S> {
+    fn moved(&self, polled: &Poll<io::Result<usize>>) {
+        if matches!(polled, Poll::Ready(Ok(n)) if *n > 0) {
+            self.activity.touch();
+        }
     }
 }
 
@@ -289,7 +299,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.moved(&polled);
+        polled
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -305,7 +317,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.moved(&polled);
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -354,6 +368,30 @@ mod tests {
         assert!(limits.admit(addr(9, 1)).is_ok());
         let open = metrics.connections_open.with_label_values(&["https"]).get();
         assert_eq!(open, 0, "the admission above was dropped at once");
+    }
+
+    #[tokio::test]
+    async fn bytes_moving_either_way_postpone_the_idle_deadline() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let timeout = Duration::from_secs(60);
+        let activity = Activity::new();
+        let (ours, mut theirs) = tokio::io::duplex(64);
+        let mut watched = Watched::new(ours, activity.clone());
+        let at_start = activity.idle_deadline(timeout);
+        // Let the clock move past the millisecond the deadline is recorded in.
+        let moved_on = tokio::time::Instant::now() + Duration::from_millis(5);
+        tokio::time::sleep_until(moved_on).await;
+        watched.write_all(b"answer").await.expect("write");
+        let after_write = activity.idle_deadline(timeout);
+        assert!(after_write > at_start, "a write is activity");
+        tokio::time::sleep_until(moved_on + Duration::from_millis(5)).await;
+        theirs.write_all(b"request").await.expect("peer write");
+        let mut buf = [0u8; 7];
+        watched.read_exact(&mut buf).await.expect("read");
+        assert!(
+            activity.idle_deadline(timeout) > after_write,
+            "a read is activity"
+        );
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@
 //!
 //! Below HTTP ([`conn`]): a cap on concurrent connections per listener and per client address
 //! (the next one is closed at accept), and an idle timeout that closes a connection with no
-//! request in progress and nothing received — silent from the start, quiet between keep-alive
+//! request in progress and no byte moving — silent from the start, quiet between keep-alive
 //! requests, or HTTP/2 with no stream. hyper's header timeout counts from a request's first
 //! byte, and a body's silence is bounded by [`body::TimedBody`].
 //!
@@ -241,10 +241,11 @@ fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(config.server.header_timeout)
         .keep_alive(true);
+    // No HTTP/2 keep-alive pings: the idle timeout closes a connection on which nothing moves
+    // (a ping and its answer would keep an unused connection open for ever), and a request in
+    // progress is bounded by the body and request timeouts.
     b.http2()
         .timer(TokioTimer::new())
-        .keep_alive_interval(config.server.idle_timeout)
-        .keep_alive_timeout(config.server.header_timeout)
         .max_concurrent_streams(256);
     b
 }
