@@ -418,16 +418,21 @@ pub fn serve(
     adjust: impl FnOnce(&mut Config) + Send + 'static,
     actor: &str,
 ) -> Result<(), AppError> {
-    let json = Config::load(data).map(|c| c.log.json).unwrap_or(false);
-    crate::logging::init_serve(json);
+    // The runtime and the stop handlers before anything else, even reading the configuration
+    // for the log format: until they are installed, SIGTERM's default action kills the process.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| AppError::Runtime(format!("runtime: {e}")))?;
+    let mut signals = {
+        let _context = runtime.enter();
+        StopSignals::install()?
+    };
+    let json = Config::load(data).map(|c| c.log.json).unwrap_or(false);
+    crate::logging::init_serve(json);
     let data = data.to_path_buf();
     let actor = actor.to_string();
     runtime.block_on(async move {
-        let mut signals = StopSignals::install()?;
         let startup = tokio::task::spawn_blocking(move || -> Result<App, AppError> {
             if !datadir::is_initialised(&data) {
                 tracing::info!(data = %data.display(), "empty data directory: initialising the CA hierarchy");

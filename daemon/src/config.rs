@@ -75,6 +75,9 @@ struct RawServer {
     tls_key: PathBuf,
     request_timeout_secs: u64,
     client_trust: Vec<PathBuf>,
+    body_timeout_secs: u64,
+    max_connections: usize,
+    max_connections_per_client: usize,
 }
 
 #[derive(Deserialize)]
@@ -292,10 +295,19 @@ pub struct ServerConfig {
     pub public_url: String,
     /// Body-size limit for every route.
     pub max_body_bytes: usize,
-    /// Request-header read timeout (and HTTP/1 keep-alive idle bound).
+    /// Request-header read timeout, from the first byte of the headers.
     pub header_timeout: Duration,
-    /// HTTP/2 idle timeout.
+    /// Longest a connection stays open with no request in progress and no byte moving: before
+    /// its first byte (or TLS handshake record), between keep-alive requests, on HTTP/2 with no
+    /// open stream.
     pub idle_timeout: Duration,
+    /// Longest a request body may go without a byte arriving (408 after it).
+    pub body_timeout: Duration,
+    /// Concurrent connections one listener holds; more are closed at accept.
+    pub max_connections: usize,
+    /// Concurrent connections one client address holds on one listener; more are closed at
+    /// accept.
+    pub max_connections_per_client: usize,
     /// Per-client rate limit, if enabled.
     pub rate_limit: Option<RateLimit>,
     /// Grace period for in-flight requests at shutdown.
@@ -525,8 +537,17 @@ impl Config {
         if s.max_body_bytes < 1024 {
             return Err("server.max_body_bytes must be at least 1024".into());
         }
-        if s.header_timeout_secs == 0 || s.idle_timeout_secs == 0 || s.request_timeout_secs == 0 {
+        if s.header_timeout_secs == 0
+            || s.idle_timeout_secs == 0
+            || s.request_timeout_secs == 0
+            || s.body_timeout_secs == 0
+        {
             return Err("server timeouts must be at least one second".into());
+        }
+        if s.max_connections == 0 || s.max_connections_per_client == 0 {
+            return Err(
+                "server.max_connections and max_connections_per_client must be at least 1".into(),
+            );
         }
         let rate_limit = match (
             NonZeroU32::new(s.rate_limit_per_second),
@@ -553,6 +574,9 @@ impl Config {
             tls_key: resolve(&s.tls_key),
             request_timeout: Duration::from_secs(s.request_timeout_secs),
             client_trust: s.client_trust.iter().map(|p| resolve(p)).collect(),
+            body_timeout: Duration::from_secs(s.body_timeout_secs),
+            max_connections: s.max_connections,
+            max_connections_per_client: s.max_connections_per_client,
         };
         let json = match raw.log.format.as_str() {
             "text" => false,
@@ -914,6 +938,28 @@ mod tests {
         );
         assert_eq!(c.tsa.clock_sync, ClockSyncMode::Auto);
         assert_eq!(c.tsa.settings.accuracy_ms, 1000);
+    }
+
+    #[test]
+    fn connection_timeouts_and_caps_default_within_thirty_seconds_and_refuse_zero() {
+        let c = Config::parse(Path::new("/d"), None, "t").expect("defaults");
+        for t in [
+            c.server.idle_timeout,
+            c.server.body_timeout,
+            c.server.header_timeout,
+        ] {
+            assert!(t > Duration::ZERO && t <= Duration::from_secs(30), "{t:?}");
+        }
+        assert!(c.server.max_connections_per_client <= c.server.max_connections);
+        for zero in [
+            "idle_timeout_secs = 0",
+            "body_timeout_secs = 0",
+            "max_connections = 0",
+            "max_connections_per_client = 0",
+        ] {
+            let text = format!("[server]\n{zero}\n");
+            Config::parse(Path::new("/d"), Some(&text), "t").expect_err(zero);
+        }
     }
 
     #[test]

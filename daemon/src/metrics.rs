@@ -71,6 +71,10 @@ pub struct Metrics {
     pub crl_entries: IntGaugeVec,
     /// Size in bytes of each published CRL.
     pub crl_bytes: IntGaugeVec,
+    /// Connections closed at accept, by listener and reason (`listener`, `per_client`).
+    pub connections_refused: IntCounterVec,
+    /// Connections open, by listener.
+    pub connections_open: IntGaugeVec,
 }
 
 fn must<T>(r: Result<T, prometheus::Error>) -> T {
@@ -195,6 +199,16 @@ impl Metrics {
         let crl_entries = crl_gauge("crl_entries", "Entries of each published CRL.");
         let crl_bytes = crl_gauge("crl_bytes", "Size in bytes of each published CRL.");
         let tsa = TsaMetrics::register(&registry);
+        let connections_refused = counter(
+            "connections_refused_total",
+            "Connections closed at accept because a connection cap was reached.",
+            &["listener", "reason"],
+        );
+        let connections_open = must(IntGaugeVec::new(
+            Opts::new("connections_open", "Connections open, by listener."),
+            &["listener"],
+        ));
+        must(registry.register(Box::new(connections_open.clone())));
         Self {
             registry,
             http_requests,
@@ -217,6 +231,8 @@ impl Metrics {
             crl_number,
             crl_entries,
             crl_bytes,
+            connections_refused,
+            connections_open,
         }
     }
 

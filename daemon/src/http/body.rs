@@ -1,8 +1,13 @@
-//! Reading request bodies within a limit.
+//! Reading request bodies within a limit of size ([`read_limited`]) and of time ([`TimedBody`]).
 
 use axum::body::Body;
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::{Frame, SizeHint};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 /// Why a body could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -13,14 +18,89 @@ pub enum BodyError {
     /// The connection failed mid-body: answer 400.
     #[error("request body could not be read")]
     Broken,
+    /// The client stopped sending mid-body for `[server] body_timeout_secs`: answer 408.
+    #[error("request body timed out")]
+    TimedOut,
+}
+
+/// The error a [`TimedBody`] ends with when no byte arrived for its timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("no request body data for {0:?}")]
+pub struct BodyTimedOut(Duration);
+
+/// A request body that fails with [`BodyTimedOut`] when the client sends nothing for
+/// `timeout` while the handler waits for more: a client that stops mid-body is answered 408
+/// instead of holding its connection and task for ever. The clock restarts at every frame, so
+/// a slow but steady upload is not cut off; only silence is.
+pub struct TimedBody<B> {
+    inner: B,
+    timeout: Duration,
+    /// Armed while the inner body is pending; boxed only for a body that had to wait.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<B> TimedBody<B> {
+    /// `inner`, failing after `timeout` without data.
+    pub fn new(inner: B, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            sleep: None,
+        }
+    }
+}
+
+impl<B> hyper::body::Body for TimedBody<B>
+where
+    B: hyper::body::Body + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = B::Data;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.sleep = None;
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let timeout = this.timeout;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyTimedOut(timeout).into()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Whether `e`, or an error it wraps, is a body over its limit (the listener's body-limit
 /// layer wraps every body in a `Limited`, and axum boxes that error once more).
 pub(crate) fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    caused_by::<LengthLimitError>(e)
+}
+
+/// Whether `e`, or an error it wraps, is an `E`.
+fn caused_by<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(e);
     while let Some(err) = next {
-        if err.is::<LengthLimitError>() {
+        if err.is::<E>() {
             return true;
         }
         next = err.source();
@@ -47,6 +127,7 @@ pub async fn read_limited(
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if is_length_limit(e.as_ref()) => Err(BodyError::TooLarge(limit)),
+        Err(e) if caused_by::<BodyTimedOut>(e.as_ref()) => Err(BodyError::TimedOut),
         Err(_) => Err(BodyError::Broken),
     }
 }

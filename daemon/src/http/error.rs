@@ -40,6 +40,8 @@ pub(crate) enum HttpError {
     Unavailable(String),
     /// The request took longer than `[server] request_timeout_secs`: 503.
     TimedOut,
+    /// The client stopped sending its body for `[server] body_timeout_secs`: 408.
+    BodyTimedOut,
     /// Our fault (a task panicked): 500.
     Internal,
 }
@@ -68,6 +70,7 @@ impl IntoResponse for HttpError {
             }
             Self::Unavailable(message) => text(StatusCode::SERVICE_UNAVAILABLE, message),
             Self::TimedOut => text(StatusCode::SERVICE_UNAVAILABLE, "request timed out"),
+            Self::BodyTimedOut => text(StatusCode::REQUEST_TIMEOUT, "request body timed out"),
             Self::Internal => text(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
         }
     }
@@ -78,6 +81,7 @@ impl IntoResponse for BodyError {
         match self {
             Self::TooLarge(_) => HttpError::TooLarge(self.to_string()).into_response(),
             Self::Broken => HttpError::BadRequest("request body could not be read").into_response(),
+            Self::TimedOut => HttpError::BodyTimedOut.into_response(),
         }
     }
 }

@@ -7,7 +7,8 @@
 //!
 //! * [`RateLimit`]: the per-client-address limit (governor), 429 with `Retry-After`.
 //! * [`BodyLimit`]: `[server] max_body_bytes`, 413; a declared Content-Length over it is refused
-//!   before any byte is read, a body without one (chunked) is cut off when it passes it.
+//!   before any byte is read, a body without one (chunked) is cut off when it passes it. Every
+//!   body is also a [`TimedBody`]: silence mid-body for `[server] body_timeout_secs` is 408.
 //! * [`Observe`]: the per-route metrics (`pkid_http_requests_total{route,status}`,
 //!   `pkid_http_request_duration_seconds{route}`, the route being the router's match) and one
 //!   tracing event per request — `debug` normally, `warn` for a 5xx — so a flood of bad requests
@@ -25,6 +26,7 @@
 //! rather than `axum::middleware::from_fn`: that costs allocations per layer per request on the
 //! status plane.
 
+use super::body::TimedBody;
 use super::error::HttpError;
 use super::reply::Reply;
 use super::AppState;
@@ -186,7 +188,8 @@ where
 }
 
 /// Refuses a body over `[server] max_body_bytes` with 413 (and an unreadable Content-Length
-/// with 400). Turns the body into axum's `Body`, which the router would do anyway.
+/// with 400), and bounds the silence within a body by `[server] body_timeout_secs`. Turns the
+/// body into axum's `Body`, which the router would do anyway.
 #[derive(Clone)]
 pub struct BodyLimit<S> {
     state: Arc<AppState>,
@@ -197,7 +200,7 @@ impl<S, B> Service<Request<B>> for BodyLimit<S>
 where
     S: Service<Request<Body>, Response = Reply, Error = Infallible>,
     S::Future: Unpin,
-    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<axum::BoxError>,
 {
     type Response = Reply;
@@ -209,7 +212,10 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let limit = self.state.config.load().server.max_body_bytes;
+        let (limit, silence) = {
+            let config = self.state.config.load();
+            (config.server.max_body_bytes, config.server.body_timeout)
+        };
         let declared = req
             .headers()
             .get(CONTENT_LENGTH)
@@ -225,10 +231,10 @@ where
                 return refuse(&self.state, Route::BadRequest, error, peer(&req));
             }
             // Declared within the limit: hyper never delivers more than the declared length.
-            Some(Some(_)) => req.map(Body::new),
+            Some(Some(_)) => req.map(|b| Body::new(TimedBody::new(b, silence))),
             None if req.body().is_end_stream() => req.map(Body::new),
             // Chunked (HTTP/1.1) or an HTTP/2 body without a length: cut off past the limit.
-            None => req.map(|b| Body::new(Limited::new(b, limit))),
+            None => req.map(|b| Body::new(Limited::new(TimedBody::new(b, silence), limit))),
         };
         Admitted::Inner(self.inner.call(req))
     }

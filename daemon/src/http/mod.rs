@@ -8,12 +8,19 @@
 //! within `shutdown_grace_secs`) and a SIGHUP reload of the settings that are safe to change
 //! live (log filter, rate limit, body limit).
 //!
+//! Below HTTP ([`conn`]): a cap on concurrent connections per listener and per client address
+//! (the next one is closed at accept), and an idle timeout that closes a connection with no
+//! request in progress and no byte moving — silent from the start, quiet between keep-alive
+//! requests, or HTTP/2 with no stream. hyper's header timeout counts from a request's first
+//! byte, and a body's silence is bounded by [`body::TimedBody`].
+//!
 //! The state handlers reach ([`AppState`]) is built by the composition root (`crate::app`);
 //! [`routes::routers`] turns it into the two routers, and [`listen`] binds the listeners and
 //! serves them until stopped.
 
 pub mod body;
 mod conditional;
+mod conn;
 mod crl;
 mod error;
 pub mod layers;
@@ -47,6 +54,9 @@ use tokio::task::JoinHandle;
 
 /// How often idle rate-limiter entries are dropped.
 const LIMITER_SWEEP: Duration = Duration::from_secs(60);
+/// Longest a TLS handshake may take once its first record has arrived (a silent client is
+/// closed sooner, by the idle timeout): a handshake is two round trips and a signature.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything a request handler can reach.
 pub struct AppState {
@@ -183,6 +193,7 @@ pub async fn listen(
         tracing::info!(addr = %local(&listener, addr), "HTTP listener ready");
         tasks.push(tokio::spawn(accept_loop(
             listener,
+            "http",
             None,
             routers.http,
             state.clone(),
@@ -201,6 +212,7 @@ pub async fn listen(
         tracing::info!(addr = %local(&listener, addr), "HTTPS listener ready");
         tasks.push(tokio::spawn(accept_loop(
             listener,
+            "https",
             Some((acceptor, trust)),
             routers.https,
             state.clone(),
@@ -230,26 +242,39 @@ fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(config.server.header_timeout)
         .keep_alive(true);
+    // No HTTP/2 keep-alive pings: the idle timeout closes a connection on which nothing moves
+    // (a ping and its answer would keep an unused connection open for ever), and a request in
+    // progress is bounded by the body and request timeouts.
     b.http2()
         .timer(TokioTimer::new())
-        .keep_alive_interval(config.server.idle_timeout)
-        .keep_alive_timeout(config.server.header_timeout)
         .max_concurrent_streams(256);
     b
 }
 
-/// Accepts connections until `stop`, serving each with `router`. On HTTPS (`tls`), the client's
-/// verified certificate becomes a [`ClientIdentity`] extension on each of the connection's
-/// requests; every request carries the peer address as `ConnectInfo` (the rate limit's key).
+/// Accepts connections until `stop`, serving each with `router`. A connection over the
+/// listener's caps is dropped at once ([`conn::ConnectionLimits`]); one with no request in
+/// progress and nothing received for `idle_timeout_secs` is dropped by its task. On HTTPS
+/// (`tls`), the client's verified certificate becomes a [`ClientIdentity`] extension on each of
+/// the connection's requests; every request carries the peer address as `ConnectInfo` (the
+/// rate limit's key).
 async fn accept_loop(
     listener: TcpListener,
+    what: &'static str,
     tls: Option<(tokio_rustls::TlsAcceptor, Arc<ClientTrust>)>,
     router: Listener,
     state: Arc<AppState>,
     mut stop: watch::Receiver<bool>,
     graceful: Arc<GracefulShutdown>,
 ) {
-    let builder = connection_builder(&state.config.load());
+    let config = state.config.load_full();
+    let builder = connection_builder(&config);
+    let idle_timeout = config.server.idle_timeout;
+    let limits = conn::ConnectionLimits::new(
+        what,
+        config.server.max_connections,
+        config.server.max_connections_per_client,
+        &state.metrics,
+    );
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -263,62 +288,85 @@ async fn accept_loop(
             },
             _ = stop.changed() => return,
         };
+        // Over a cap: closed here, before a task, a TLS handshake or a buffer is spent on it.
+        let Ok(admission) = limits.admit(peer) else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _admission = admission;
+            let activity = conn::Activity::new();
+            let stream = conn::Watched::new(stream, activity.clone());
             let service = |identity: Option<ClientIdentity>| {
+                let activity = activity.clone();
                 hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    let in_flight = activity.request();
                     req.extensions_mut()
                         .insert(axum::extract::ConnectInfo(peer));
                     if let Some(id) = &identity {
                         req.extensions_mut().insert(id.clone());
                     }
-                    tower::Service::call(&mut router.clone(), req)
+                    let answer = tower::Service::call(&mut router.clone(), req);
+                    async move {
+                        let _in_flight = in_flight;
+                        answer.await
+                    }
                 })
             };
-            let result = match tls {
-                None => {
-                    watcher
-                        .watch(
-                            builder
-                                .serve_connection(TokioIo::new(stream), service(None))
-                                .into_owned(),
-                        )
-                        .await
-                }
-                Some((acceptor, trust)) => {
-                    let handshake_timeout = Duration::from_secs(10);
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => {
-                            let identity =
-                                trust.identity(tls_stream.get_ref().1.peer_certificates());
-                            watcher
-                                .watch(
-                                    builder
-                                        .serve_connection(
-                                            TokioIo::new(tls_stream),
-                                            service(identity),
-                                        )
-                                        .into_owned(),
-                                )
-                                .await
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
+            let served = async {
+                match tls {
+                    None => {
+                        watcher
+                            .watch(
+                                builder
+                                    .serve_connection(TokioIo::new(stream), service(None))
+                                    .into_owned(),
+                            )
+                            .await
+                    }
+                    Some((acceptor, trust)) => {
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(tls_stream)) => {
+                                let identity =
+                                    trust.identity(tls_stream.get_ref().1.peer_certificates());
+                                watcher
+                                    .watch(
+                                        builder
+                                            .serve_connection(
+                                                TokioIo::new(tls_stream),
+                                                service(identity),
+                                            )
+                                            .into_owned(),
+                                    )
+                                    .await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                Ok(())
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                Ok(())
+                            }
                         }
                     }
                 }
             };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            tokio::select! {
+                result = served => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                () = activity.idle_expired(idle_timeout) => {
+                    tracing::debug!(%peer, "idle connection closed");
+                }
             }
         });
     }

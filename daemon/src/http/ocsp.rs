@@ -180,7 +180,9 @@ pub(crate) async fn post(State(state): State<Arc<AppState>>, req: Request) -> Re
             return HttpError::TooLarge(format!("OCSP requests are limited to {n} bytes"))
                 .into_response()
         }
-        Err(e @ super::body::BodyError::Broken) => return e.into_response(),
+        Err(e @ (super::body::BodyError::Broken | super::body::BodyError::TimedOut)) => {
+            return e.into_response()
+        }
     };
     let a = match service.answer_form(Form::Post, &body) {
         Some(hit) => hit,

@@ -799,4 +799,3 @@ pub fn ocsp_request(data: &Path, cert: &Path) -> Vec<u8> {
     ]);
     std::fs::read(out).expect("request")
 }
-
