@@ -11,7 +11,7 @@
 //!   responses  good / revoked answers        [ocsp] cache_bytes (and cache_capacity)
 //!   unknown    answers for unissued serials  [ocsp] unknown_cache_bytes (small: anyone can
 //!                                            ask about any serial; they evict only each other)
-//!   forms      exact request bytes ─▶ key    [ocsp] forms_bytes (never for unknown answers)
+//!   forms      exact request bytes ─▶ answer [ocsp] forms_bytes (never for unknown answers)
 //! ```
 //!
 //! A cached response records the index status it was signed for and is served only while the
@@ -120,8 +120,8 @@ pub enum Form {
 /// (hash-table slot, access-order and expiry nodes). An estimate on the high side, so the
 /// configured byte bounds are upper bounds on what the caches hold.
 const CACHED_OVERHEAD_BYTES: usize = 1024;
-/// Bytes a remembered form holds besides its own bytes: the boxed slice, the [`CacheKey`] it
-/// maps to, and moka's per-entry bookkeeping.
+/// Bytes a remembered form holds besides its own bytes and the answer it keeps: the boxed
+/// slice, the `Arc`, and moka's per-entry bookkeeping.
 const FORM_OVERHEAD_BYTES: usize = 192;
 
 /// The weight of a cached response in its cache: what it holds, in bytes, but at least
@@ -131,10 +131,14 @@ fn response_weight(c: &Cached, floor: u32) -> u32 {
     u32::try_from(bytes).unwrap_or(u32::MAX).max(floor)
 }
 
-/// The weight of a remembered form: its bytes plus the per-entry overhead.
+/// The weight of a remembered form: its bytes, the per-entry overhead, and the whole answer it
+/// keeps (counted again even while `cache` holds the same answer, so `forms_bytes` bounds
+/// what the forms can keep alive on their own).
 #[allow(clippy::borrowed_box)] // moka's weigher is given `&K`, and the key is a `Box<[u8]>`
-fn form_weight(form: &Box<[u8]>, _: &CacheKey) -> u32 {
-    u32::try_from(form.len() + FORM_OVERHEAD_BYTES).unwrap_or(u32::MAX)
+fn form_weight(form: &Box<[u8]>, answer: &Arc<Cached>) -> u32 {
+    u32::try_from(form.len() + FORM_OVERHEAD_BYTES)
+        .unwrap_or(u32::MAX)
+        .saturating_add(response_weight(answer, 0))
 }
 
 /// Bytes held by each of the responder's caches (moka's weighted sizes), for tests, metrics and
@@ -251,14 +255,14 @@ pub struct OcspService {
     /// `unknown` answers, apart and small: anyone can ask for any number of never-issued
     /// serials, and those answers must not push out the ones for issued certificates.
     unknown: Cache<CacheKey, Arc<Cached>, ahash::RandomState>,
-    /// Exact request forms (kind octet + bytes) already answered from `cache`, and the key of
-    /// that answer: identical bytes always parse to the identical CertID, so a repeated
-    /// request skips base64 and DER decoding. The answer itself is looked up in `cache` and
-    /// served under the same rule (index status unchanged, not due for refresh); otherwise the
-    /// request takes the full path and the entry is replaced. Holding keys, not responses,
-    /// keeps the two byte bounds independent: a form never keeps alive a response `cache`
-    /// has dropped. `unknown` answers are never remembered.
-    forms: Cache<Box<[u8]>, CacheKey, ahash::RandomState>,
+    /// Exact request forms (kind octet + bytes) already answered from `cache`, and that
+    /// answer: identical bytes always parse to the identical CertID, so a repeated request
+    /// skips base64 and DER decoding and a second cache lookup. It is served under the same
+    /// rule as `cache` (index status unchanged, not due for refresh); otherwise the request
+    /// takes the full path and the entry is replaced. A form's weight includes its answer, so
+    /// the answers forms keep alive after `cache` dropped them are within `forms_bytes`.
+    /// `unknown` answers are never remembered.
+    forms: Cache<Box<[u8]>, Arc<Cached>, ahash::RandomState>,
     config: OcspConfig,
     clock: Arc<dyn Clock>,
     counters: Counters,
@@ -495,11 +499,13 @@ impl OcspService {
     ///
     /// [`prepare`]: OcspService::prepare
     pub fn answer_form(&self, form: Form, bytes: &[u8]) -> Option<Answer> {
-        let key = with_form_key(form, bytes, |k| self.forms.get(k)).flatten()?;
+        let hit = with_form_key(form, bytes, |k| self.forms.get(k)).flatten()?;
         let served = self.served.load();
-        let index = self.issuer_index(served.get(usize::from(key.issuer))?)?;
-        let (status, raw) = status_of(index.lookup(key.serial));
-        let hit = self.fresh_hit(&key, raw, self.clock.now())?;
+        let index = self.issuer_index(served.get(usize::from(hit.key.issuer))?)?;
+        let (status, raw) = status_of(index.lookup(hit.key.serial));
+        if !self.is_current(&hit, raw, self.clock.now()) {
+            return None;
+        }
         self.counters.hit.inc();
         self.count(&status);
         Some(Answer::Cacheable(hit))
@@ -513,7 +519,7 @@ impl OcspService {
     pub fn remember_form(&self, form: Form, bytes: &[u8], answer: &Answer) {
         if let Answer::Cacheable(c) = answer {
             if !c.unknown {
-                with_form_key(form, bytes, |k| self.forms.insert(k.into(), c.key));
+                with_form_key(form, bytes, |k| self.forms.insert(k.into(), c.clone()));
                 self.counters
                     .forms_bytes
                     .set(gauge(self.forms.weighted_size()));
