@@ -68,8 +68,8 @@ impl LoadedKeys {
 
 #[cfg(test)]
 mod tests {
+    use super::super::SignError;
     use super::*;
-    use crate::keys::SignError;
     use pkid_protocols::SignatureAlgorithm;
     use spki::SubjectPublicKeyInfoOwned;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -98,11 +98,15 @@ mod tests {
     }
 
     fn flaky() -> Arc<Flaky> {
-        let der =
-            crate::keys::software::generate_pkcs8(pkid_protocols::KeyType::EcP256).expect("key");
-        let s = crate::keys::software::SoftwareSigner::from_pkcs8(&der).expect("signer");
+        use aws_lc_rs::encoding::AsDer;
+        use aws_lc_rs::signature::KeyPair;
+        let kp = aws_lc_rs::signature::EcdsaKeyPair::generate(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        )
+        .expect("keygen");
+        let der = kp.public_key().as_der().expect("der");
         Arc::new(Flaky {
-            public_key: s.public_key().clone(),
+            public_key: pkid_protocols::algorithm::parse_spki(der.as_ref()).expect("spki"),
             broken: AtomicBool::new(false),
             calls: AtomicUsize::new(0),
         })
