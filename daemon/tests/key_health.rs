@@ -371,6 +371,11 @@ fn hsm_private_keys_removed_make_the_daemon_unready_and_ocsp_answer_try_later() 
         "pkid_signer_operations_total{outcome=\"unavailable\",role=\"ocsp\"}",
     );
     assert!(unavailable.is_some_and(|n| n >= 1.0), "{metrics}");
+    assert_eq!(
+        metric_value(&metrics, "pkid_ready{part=\"keys\"}"),
+        Some(0.0),
+        "{metrics}"
+    );
     assert!(!d.logs().contains(USER_PIN));
 }
 

@@ -187,9 +187,18 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Reply {
         st.keys.check().map_err(|e| ("keys", e.to_string()))
     })
     .await;
+    let ready = &state.metrics.ready;
     match checked {
-        Ok(Ok(())) => text(StatusCode::OK, "ready"),
+        Ok(Ok(())) => {
+            ready.with_label_values(&["store"]).set(1);
+            ready.with_label_values(&["keys"]).set(1);
+            text(StatusCode::OK, "ready")
+        }
         Ok(Err((part, detail))) => {
+            if part == "keys" {
+                ready.with_label_values(&["store"]).set(1);
+            }
+            ready.with_label_values(&[part]).set(0);
             log_not_ready(part, &detail);
             HttpError::Unavailable(format!("not ready: {part}")).into_response()
         }
