@@ -339,22 +339,10 @@ fn hsm_private_keys_removed_make_the_daemon_unready_and_ocsp_answer_try_later() 
     let data = dir.path();
     assert_eq!(ocsp_status(&d, &ocsp_request(data, 1)), SUCCESSFUL);
     for label in ["pkid-ocsp", "pkid-tsa"] {
-        let out = token.tool(
-            "pkcs11-tool",
-            &[
-                "--module",
-                SOFTHSM_MODULE,
-                "--token-label",
-                LABEL,
-                "--login",
-                "--pin",
-                USER_PIN,
-                "--delete-object",
-                "--type",
-                "privkey",
-                "--label",
-                label,
-            ],
+        let out = token.user_tool(
+            LABEL,
+            USER_PIN,
+            &["--delete-object", "--type", "privkey", "--label", label],
         );
         assert_success(&out, "pkcs11-tool --delete-object");
     }
