@@ -67,6 +67,9 @@ const REINIT_BACKOFF_MIN: Duration = Duration::from_secs(1);
 /// Longest wait between re-initialisation attempts: a device that stays away is tried twice a
 /// minute, not hammered.
 const REINIT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Dead sessions kept for closing at the next re-initialisation (see `PooledSession::replace`).
+/// Sessions die rarely (a token reset); past this many, one more is leaked instead.
+const DEAD_SESSIONS_KEPT: usize = 64;
 /// Fewest sessions a backend keeps open: a configured 0 would leave signers waiting forever.
 const MIN_SESSIONS: usize = 1;
 /// How long a signer waits for a free session before reporting the backend unavailable. One
@@ -116,6 +119,7 @@ impl Pkcs11Backend {
                 lent: 0,
             }),
             returned: Condvar::new(),
+            dead: Mutex::new(Vec::new()),
             size,
         };
         let mut sessions = Vec::with_capacity(size);
@@ -473,6 +477,8 @@ struct SessionPool {
     idle: Mutex<Idle>,
     /// Signalled each time a session goes back to `idle`.
     returned: Condvar,
+    /// Sessions whose handle died, closed only with their context.
+    dead: Mutex<Vec<Session>>,
     size: usize,
 }
 
@@ -604,6 +610,9 @@ impl SessionPool {
         self.generation.fetch_add(1, Ordering::SeqCst);
         // Closing fails on a dead device; the handles die with the context anyway.
         drop(std::mem::take(&mut idle.sessions));
+        drop(std::mem::take(
+            &mut *self.dead.lock().unwrap_or_else(PoisonError::into_inner),
+        ));
         drop(
             self.device
                 .lock()
@@ -762,10 +771,26 @@ impl PooledSession<'_> {
     /// Puts `fresh` in place of the borrowed session. A `dead` session's handle is already
     /// closed and the token may have given the same number to `fresh` or another session, so it
     /// is forgotten rather than closed a second time; a live one is closed.
+    ///
+    /// A forgotten session still holds a clone of the module context, which would keep the
+    /// module from ever being finalized, so dead sessions are kept (up to
+    /// [`DEAD_SESSIONS_KEPT`]) and dropped when the module is re-initialised, after every live
+    /// session of that context is closed.
     fn replace(&mut self, fresh: Session, dead: bool) {
         let old = self.session.replace(fresh);
         if dead {
-            std::mem::forget(old);
+            if let Some(old) = old {
+                let mut kept = self
+                    .pool
+                    .dead
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if kept.len() < DEAD_SESSIONS_KEPT {
+                    kept.push(old);
+                } else {
+                    std::mem::forget(old);
+                }
+            }
         }
     }
 }
