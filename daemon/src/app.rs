@@ -434,7 +434,7 @@ pub fn serve(
     let actor = actor.to_string();
     runtime.block_on(async move {
         let startup = tokio::task::spawn_blocking(move || -> Result<App, AppError> {
-            if !datadir::is_initialised(&data) {
+            if !datadir::is_initialised(&data)? {
                 tracing::info!(data = %data.display(), "empty data directory: initialising the CA hierarchy");
                 datadir::init(&data, &datadir::InitOptions::default(), &actor)?;
             }

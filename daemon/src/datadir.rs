@@ -84,8 +84,47 @@ pub fn cert_path(data: &Path, role: &KeyRole) -> PathBuf {
 }
 
 /// Whether `pkid init` has run in `data` (the store exists or CA certificates do).
-pub fn is_initialised(data: &Path) -> bool {
-    cert_path(data, &KeyRole::Issuing).exists() || data.join("pkid.db").exists()
+///
+/// A path that cannot be looked at (permission denied, a parent that is a file) is an error,
+/// not "uninitialised": `pkid serve` initialises an empty directory, and must never try that
+/// over a CA it merely cannot read.
+pub fn is_initialised(data: &Path) -> Result<bool, DataDirError> {
+    let exists = |path: &Path| {
+        path.try_exists().map_err(|e| {
+            DataDirError::Io(format!(
+                "cannot read the data directory {} ({}: {e}); check its owner and permissions \
+                 against the user pkid runs as",
+                data.display(),
+                path.display()
+            ))
+        })
+    };
+    Ok(exists(&cert_path(data, &KeyRole::Issuing))? || exists(&data.join("pkid.db"))?)
+}
+
+/// The effective user id of this process: `/proc/self` belongs to it (proc(5)). `None` where
+/// there is no `/proc`.
+fn effective_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+/// Warns when the data directory belongs to another user than the one pkid runs as: whatever
+/// pkid writes there (CRLs, the database and its journal) would belong to the wrong user, and
+/// root would make files the real owner can no longer replace.
+fn warn_on_foreign_owner(data: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(meta), Some(euid)) = (fs::metadata(data), effective_uid()) else {
+        return;
+    };
+    if meta.uid() != euid {
+        tracing::warn!(
+            "{} is owned by uid {} but pkid is running as uid {euid}: the files it writes there \
+             will belong to uid {euid}; run pkid as the directory's owner",
+            data.display(),
+            meta.uid()
+        );
+    }
 }
 
 fn toml_string(s: &str) -> String {
@@ -169,7 +208,7 @@ fn tls_names(names: &[String]) -> Result<SubjectAltName, DataDirError> {
 /// directory. A `pkid.toml` already in an uninitialised directory is used as it is (that is how
 /// a PKCS#11 token is named before init); otherwise the documented template is written.
 pub fn init(data: &Path, opts: &InitOptions, actor: &str) -> Result<Arc<Authority>, DataDirError> {
-    if is_initialised(data) {
+    if is_initialised(data)? {
         return Err(DataDirError::State(format!(
             "{} is already initialised; refusing to overwrite it",
             data.display()
@@ -415,13 +454,14 @@ fn open_with(
     metrics: Option<Arc<Metrics>>,
     clock: Arc<dyn Clock>,
 ) -> Result<Opened, DataDirError> {
-    if !is_initialised(data) {
+    if !is_initialised(data)? {
         return Err(DataDirError::State(format!(
             "{} is not initialised; run `pkid init --data {}` first",
             data.display(),
             data.display()
         )));
     }
+    warn_on_foreign_owner(data);
     let config = Arc::new(Config::load(data)?);
     let mut store = store(&config)?;
     if let Some(m) = &metrics {
@@ -605,7 +645,23 @@ mod tests {
             !data.join(CONFIG_FILE).exists(),
             "a retry must not inherit the failed options"
         );
-        assert!(!is_initialised(&data));
+        assert!(!is_initialised(&data).expect("readable"));
+    }
+
+    #[test]
+    fn a_path_that_cannot_be_read_is_an_error_not_uninitialised() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("file");
+        fs::write(&file, b"").expect("file");
+        let data = file.join("data");
+        let e = is_initialised(&data).expect_err("ENOTDIR is not \"absent\"");
+        assert!(
+            e.to_string().contains("cannot read the data directory"),
+            "{e}"
+        );
+        let e = open(&data, false).err().expect("refused");
+        assert!(!e.to_string().contains("not initialised"), "{e}");
+        assert!(!is_initialised(dir.path()).expect("readable and empty"));
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub struct Metrics {
     pub connections_refused: IntCounterVec,
     /// Connections open, by listener.
     pub connections_open: IntGaugeVec,
+    /// The last readiness verdict by part (`store`, `keys`): 1 ready, 0 not. Set by each
+    /// `/readyz`, so an alert can name the part without scraping the probe's text.
+    pub ready: IntGaugeVec,
 }
 
 fn must<T>(r: Result<T, prometheus::Error>) -> T {
@@ -198,6 +201,14 @@ impl Metrics {
         let crl_number = crl_gauge("crl_number", "cRLNumber of each published CRL.");
         let crl_entries = crl_gauge("crl_entries", "Entries of each published CRL.");
         let crl_bytes = crl_gauge("crl_bytes", "Size in bytes of each published CRL.");
+        let ready = must(IntGaugeVec::new(
+            Opts::new(
+                "ready",
+                "The last /readyz verdict by part (store, keys): 1 ready, 0 not.",
+            ),
+            &["part"],
+        ));
+        must(registry.register(Box::new(ready.clone())));
         let tsa = TsaMetrics::register(&registry);
         let connections_refused = counter(
             "connections_refused_total",
@@ -233,6 +244,7 @@ impl Metrics {
             crl_bytes,
             connections_refused,
             connections_open,
+            ready,
         }
     }
 

@@ -30,19 +30,7 @@ fn new_token() -> Token {
 
 /// `pkcs11-tool --list-objects` as the user.
 fn objects(token: &Token) -> String {
-    let out = token.tool(
-        "pkcs11-tool",
-        &[
-            "--module",
-            SOFTHSM_MODULE,
-            "--token-label",
-            LABEL,
-            "--login",
-            "--pin",
-            USER_PIN,
-            "--list-objects",
-        ],
-    );
+    let out = token.user_tool(LABEL, USER_PIN, &["--list-objects"]);
     assert_success(&out, "pkcs11-tool --list-objects");
     lossy(&out.stdout)
 }

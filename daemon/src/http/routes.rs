@@ -156,21 +156,58 @@ async fn whoami(identity: Option<Extension<ClientIdentity>>) -> Reply {
     }
 }
 
-/// 200 when the store answers and the key backend is usable; 503 with the reason otherwise.
+/// How often a failing readiness check is logged in detail: a load balancer polls `/readyz`
+/// every few seconds, and one line per poll would bury everything else.
+const NOT_READY_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// When the last "not ready" detail was logged, and how many were held back since.
+static NOT_READY_LOGGED: std::sync::Mutex<Option<(std::time::Instant, u64)>> =
+    std::sync::Mutex::new(None);
+
+/// Logs why the daemon is not ready, at most once per [`NOT_READY_LOG_INTERVAL`].
+fn log_not_ready(part: &str, detail: &str) {
+    let mut logged = NOT_READY_LOGGED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match logged.as_mut() {
+        Some((at, held_back)) if at.elapsed() < NOT_READY_LOG_INTERVAL => *held_back += 1,
+        _ => {
+            let held_back = logged.map_or(0, |(_, n)| n);
+            tracing::warn!(part, reason = %detail, held_back, "not ready");
+            *logged = Some((std::time::Instant::now(), 0));
+        }
+    }
+}
+
+/// 200 when the store answers and every key the daemon uses can sign; 503 otherwise. The
+/// answer names only the part that failed (`store`, `keys`): the probe is unauthenticated,
+/// and paths, token labels and PKCS#11 return values are for the operator's log.
 async fn readyz(State(state): State<Arc<AppState>>) -> Reply {
     let st = state.clone();
     let checked = tokio::task::spawn_blocking(move || {
-        st.store.ping().map_err(|e| e.to_string())?;
-        st.keys.check().map_err(|e| e.to_string())
+        st.store.ping().map_err(|e| ("store", e.to_string()))?;
+        st.keys.check().map_err(|e| ("keys", e.to_string()))
     })
     .await;
+    let ready = &state.metrics.ready;
     match checked {
-        Ok(Ok(())) => text(StatusCode::OK, "ready"),
-        Ok(Err(reason)) => {
-            tracing::warn!(%reason, "not ready");
-            HttpError::Unavailable(format!("not ready: {reason}")).into_response()
+        Ok(Ok(())) => {
+            ready.with_label_values(&["store"]).set(1);
+            ready.with_label_values(&["keys"]).set(1);
+            text(StatusCode::OK, "ready")
         }
-        Err(e) => HttpError::Unavailable(format!("not ready: {e}")).into_response(),
+        Ok(Err((part, detail))) => {
+            if part == "keys" {
+                ready.with_label_values(&["store"]).set(1);
+            }
+            ready.with_label_values(&[part]).set(0);
+            log_not_ready(part, &detail);
+            HttpError::Unavailable(format!("not ready: {part}")).into_response()
+        }
+        Err(e) => {
+            log_not_ready("check", &e.to_string());
+            HttpError::Unavailable("not ready".into()).into_response()
+        }
     }
 }
 

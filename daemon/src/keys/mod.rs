@@ -7,6 +7,7 @@
 //! The HTTPS listener's TLS key is always a software key: rustls needs it in process memory,
 //! and it is not a CA key.
 
+pub mod health;
 pub mod pkcs11;
 pub mod signer;
 pub mod software;
@@ -123,7 +124,10 @@ pub trait KeyBackend: Send + Sync {
     fn generate(&self, role: &KeyRole, key_type: KeyType) -> Result<Arc<dyn Signer>, KeyError>;
     /// Loads the existing key for `role`.
     fn load(&self, role: &KeyRole) -> Result<Arc<dyn Signer>, KeyError>;
-    /// Readiness: is the backend reachable and usable right now?
+    /// Readiness: is the backend reachable, and can every key it handed out still sign? (A
+    /// probe signature per key, cached for [`health::PROBE_TTL`].) A key that cannot be read
+    /// or cannot sign is [`KeyError::Unavailable`]; the message is for the log, not for
+    /// unauthenticated clients.
     fn check(&self) -> Result<(), KeyError>;
     /// A short description for logs (`software:/path`, `pkcs11:token-label`).
     fn describe(&self) -> String;

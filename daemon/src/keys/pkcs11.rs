@@ -22,6 +22,18 @@
 //!   (SoftHSM2 forgets private-object handles on logout), the operation opens and logs in a fresh
 //!   session, finds the key again and retries once; then it reports
 //!   [`SignError::Unavailable`]. There is never a fallback to software keys.
+//! - **Device faults re-initialise the module.** After a device-level error (`CKR_DEVICE_ERROR`,
+//!   `CKR_GENERAL_ERROR`, `CKR_TOKEN_NOT_PRESENT`, …) a module keeps failing until it is
+//!   finalized and initialized again (SoftHSM2 marks a token whose directory vanished invalid
+//!   for the life of the context). The pool then answers [`SignError::Unavailable`] at once, and
+//!   the first operation after a backoff ([`REINIT_BACKOFF_MIN`] doubling to
+//!   [`REINIT_BACKOFF_MAX`]) waits for every lent session to come back, closes them, drops the
+//!   context (the last clone's drop is `C_Finalize`), loads and initializes the module again,
+//!   finds the token by label and logs new sessions in. Key handles belong to one context, so
+//!   every signer finds its key again in the new one before signing. Re-initialising finalizes
+//!   the module only when this backend is its only user in the process (the daemon has one).
+//! - **A library is checked before it is used as a module**: one that does not export
+//!   `C_GetFunctionList` is a configuration error, not a panic in `cryptoki`.
 //! - **ECDSA is hashed here.** SoftHSM 2.6.1 has no `CKM_ECDSA_SHA256`/`CKM_ECDSA_SHA384`, so the
 //!   message is hashed with aws-lc-rs and signed with `CKM_ECDSA`; the token's raw `r‖s` is
 //!   re-encoded as the DER `Ecdsa-Sig-Value` X.509 and CMS expect. RSA uses
@@ -44,10 +56,20 @@ use pkid_protocols::{KeyType, SignatureAlgorithm};
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
+/// First wait after a device fault before the module is re-initialised: a device that is
+/// back (a token re-inserted, a directory restored) is in service again within about a second.
+const REINIT_BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Longest wait between re-initialisation attempts: a device that stays away is tried twice a
+/// minute, not hammered.
+const REINIT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Dead sessions kept for closing at the next re-initialisation (see `PooledSession::replace`).
+/// Sessions die rarely (a token reset); past this many, one more is leaked instead.
+const DEAD_SESSIONS_KEPT: usize = 64;
 /// Fewest sessions a backend keeps open: a configured 0 would leave signers waiting forever.
 const MIN_SESSIONS: usize = 1;
 /// How long a signer waits for a free session before reporting the backend unavailable. One
@@ -71,6 +93,7 @@ static MODULES: Mutex<Vec<(PathBuf, Pkcs11)>> = Mutex::new(Vec::new());
 /// Keys in a PKCS#11 token, reached through a pool of logged-in sessions.
 pub struct Pkcs11Backend {
     pool: Arc<SessionPool>,
+    loaded: super::health::LoadedKeys,
 }
 
 impl Pkcs11Backend {
@@ -84,19 +107,29 @@ impl Pkcs11Backend {
         let slot = find_token(&ctx, &settings.token_label)?;
         let size = settings.sessions.max(MIN_SESSIONS);
         let pool = SessionPool {
-            ctx,
-            slot,
+            module: settings.module.clone(),
+            device: Mutex::new(Some(Device { ctx, slot })),
+            generation: AtomicU64::new(0),
+            fault: Mutex::new(None),
+            reinitialising: Mutex::new(()),
             token_label: settings.token_label.clone(),
             pin: AuthPin::new(settings.pin.as_str().to_owned()),
-            idle: Mutex::new(Vec::with_capacity(size)),
+            idle: Mutex::new(Idle {
+                sessions: Vec::with_capacity(size),
+                lent: 0,
+            }),
             returned: Condvar::new(),
+            dead: Mutex::new(Vec::new()),
             size,
         };
         let mut sessions = Vec::with_capacity(size);
         for _ in 0..size {
             sessions.push(pool.open_session()?);
         }
-        *pool.idle.lock().unwrap_or_else(PoisonError::into_inner) = sessions;
+        pool.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sessions = sessions;
         info!(
             module = %settings.module.display(),
             token = %settings.token_label,
@@ -106,23 +139,25 @@ impl Pkcs11Backend {
         );
         Ok(Self {
             pool: Arc::new(pool),
+            loaded: Default::default(),
         })
     }
 
     fn signer(
         &self,
-        private: ObjectHandle,
+        role: &KeyRole,
+        private: (ObjectHandle, u64),
         label: String,
         id: Vec<u8>,
         public_key: SubjectPublicKeyInfoOwned,
-    ) -> Result<Pkcs11Signer, KeyError> {
+    ) -> Result<Arc<dyn Signer>, KeyError> {
         let key_type = KeyType::of(&public_key).map_err(|e| {
             KeyError::Failed(format!(
                 "key {label:?} on token {:?}: {e}",
                 self.pool.token_label
             ))
         })?;
-        Ok(Pkcs11Signer {
+        let signer: Arc<dyn Signer> = Arc::new(Pkcs11Signer {
             pool: Arc::clone(&self.pool),
             label,
             id,
@@ -130,7 +165,9 @@ impl Pkcs11Backend {
             key_type,
             algorithm: key_type.signature_algorithm(),
             public_key,
-        })
+        });
+        self.loaded.register(role, &signer);
+        Ok(signer)
     }
 }
 
@@ -196,7 +233,10 @@ impl KeyBackend for Pkcs11Backend {
                 }
                 let (public, private) =
                     session.generate_key_pair(&mechanism, &public_template, &private_template)?;
-                Ok((private, public_key_info(session, public)?))
+                Ok((
+                    (private, session.generation),
+                    public_key_info(session, public)?,
+                ))
             })
             .map_err(|f| f.into_key_error(&format!("generating the {role} key")))?;
         info!(
@@ -205,7 +245,7 @@ impl KeyBackend for Pkcs11Backend {
             key_type = %key_type.name(),
             "generated key pair in PKCS#11 token"
         );
-        Ok(Arc::new(self.signer(private, label, id, public_key)?))
+        self.signer(role, private, label, id, public_key)
     }
 
     fn load(&self, role: &KeyRole) -> Result<Arc<dyn Signer>, KeyError> {
@@ -236,35 +276,41 @@ impl KeyBackend for Pkcs11Backend {
                         .into())
                     }
                 };
-                Ok((private, id, public_key_info(session, source)?))
+                Ok((
+                    (private, session.generation),
+                    id,
+                    public_key_info(session, source)?,
+                ))
             })
             .map_err(|f| f.into_key_error(&format!("loading the {role} key")))?;
         info!(token = %self.pool.token_label, label = %label, "loaded key from PKCS#11 token");
-        Ok(Arc::new(self.signer(private, label, id, public_key)?))
+        self.signer(role, private, label, id, public_key)
     }
 
     fn check(&self) -> Result<(), KeyError> {
         let pool = &self.pool;
+        pool.recover_if_due()?;
         let unavailable = |what: &str, e: &CkError| {
+            pool.note_fault(e);
             KeyError::Unavailable(format!(
                 "token {:?}: {what}: {}",
                 pool.token_label,
                 describe(e)
             ))
         };
-        let slots = pool
-            .ctx
+        let Device { ctx, slot } = pool.device()?;
+        let slots = ctx
             .get_slots_with_token()
             .map_err(|e| unavailable("listing slots", &e))?;
-        if !slots.contains(&pool.slot) {
+        if !slots.contains(&slot) {
+            pool.note_device_gone();
             return Err(KeyError::Unavailable(format!(
                 "token {:?} is no longer present",
                 pool.token_label
             )));
         }
-        let info = pool
-            .ctx
-            .get_token_info(pool.slot)
+        let info = ctx
+            .get_token_info(slot)
             .map_err(|e| unavailable("reading token information", &e))?;
         if info.label() != pool.token_label {
             return Err(KeyError::Unavailable(format!(
@@ -297,7 +343,8 @@ impl KeyBackend for Pkcs11Backend {
                 session.replace(fresh, dead);
             }
         }
-        Ok(())
+        drop((ctx, info));
+        self.loaded.probe()
     }
 
     fn describe(&self) -> String {
@@ -311,28 +358,37 @@ pub struct Pkcs11Signer {
     label: String,
     /// CKA_ID of the key (empty if the token object has none), to find the same key again.
     id: Vec<u8>,
-    /// The private key's object handle, refreshed when the token forgets it (after a logout).
-    key: Mutex<ObjectHandle>,
+    /// The private key's object handle and the module generation it belongs to, refreshed
+    /// when the token forgets it (after a logout) or the module was re-initialised.
+    key: Mutex<(ObjectHandle, u64)>,
     key_type: KeyType,
     algorithm: SignatureAlgorithm,
     public_key: SubjectPublicKeyInfoOwned,
 }
 
 impl Pkcs11Signer {
-    fn key_handle(&self) -> ObjectHandle {
-        *self.key.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The key's handle for `session`, found again if it belongs to an earlier module context.
+    fn key_handle(&self, session: &PooledSession<'_>) -> Result<ObjectHandle, Fault> {
+        let (handle, generation) = *self.key.lock().unwrap_or_else(PoisonError::into_inner);
+        if generation == session.generation {
+            Ok(handle)
+        } else {
+            self.refresh_key_handle(session)
+        }
     }
 
-    /// Finds the private key again by label and id, after a new session was opened.
-    fn refresh_key_handle(&self, session: &Session) -> Result<ObjectHandle, Fault> {
+    /// Finds the private key again by label and id, after a new session was opened. A key
+    /// that is gone is [`KeyError::Unavailable`]: an operator may restore it (from a backup
+    /// into the token), and until then the services answer "try later".
+    fn refresh_key_handle(&self, session: &PooledSession<'_>) -> Result<ObjectHandle, Fault> {
         let id = (!self.id.is_empty()).then_some(self.id.as_slice());
         let handle = find_private_key(session, &self.label, id)?.ok_or_else(|| {
-            KeyError::Failed(format!(
+            KeyError::Unavailable(format!(
                 "key {:?} is no longer on token {:?}",
                 self.label, self.pool.token_label
             ))
         })?;
-        *self.key.lock().unwrap_or_else(PoisonError::into_inner) = handle;
+        *self.key.lock().unwrap_or_else(PoisonError::into_inner) = (handle, session.generation);
         Ok(handle)
     }
 }
@@ -387,7 +443,7 @@ impl Pkcs11Signer {
                 let key = if retry {
                     self.refresh_key_handle(session)?
                 } else {
-                    self.key_handle()
+                    self.key_handle(session)?
                 };
                 Ok(session.sign(mechanism, key, data)?)
             })
@@ -404,26 +460,194 @@ impl Pkcs11Signer {
 
 /// Logged-in sessions to one token, lent to one borrower at a time.
 struct SessionPool {
-    ctx: Pkcs11,
-    slot: Slot,
+    /// The module's path, to load it again after a device fault.
+    module: PathBuf,
+    /// The module context and the token's slot; `None` while re-initialising has failed.
+    device: Mutex<Option<Device>>,
+    /// Which module context the sessions and key handles belong to (one more per
+    /// re-initialisation).
+    generation: AtomicU64,
+    /// Set by a device fault: when the module is next re-initialised, and the wait after that.
+    fault: Mutex<Option<Backoff>>,
+    /// Held by the one thread re-initialising the module (never while `fault` is held, since
+    /// re-initialising waits for borrowers that may record a fault).
+    reinitialising: Mutex<()>,
     token_label: String,
     pin: AuthPin,
-    idle: Mutex<Vec<Session>>,
+    idle: Mutex<Idle>,
     /// Signalled each time a session goes back to `idle`.
     returned: Condvar,
+    /// Sessions whose handle died, closed only with their context.
+    dead: Mutex<Vec<Session>>,
     size: usize,
 }
 
+/// A module context and the slot of the token in it.
+#[derive(Clone)]
+struct Device {
+    ctx: Pkcs11,
+    slot: Slot,
+}
+
+/// The idle sessions, and how many are lent out.
+struct Idle {
+    sessions: Vec<Session>,
+    lent: usize,
+}
+
+/// When the module is re-initialised after a device fault.
+#[derive(Clone, Copy)]
+struct Backoff {
+    next_attempt: Instant,
+    delay: Duration,
+}
+
 impl SessionPool {
+    /// The current module context and slot.
+    fn device(&self) -> Result<Device, KeyError> {
+        self.device
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| {
+                KeyError::Unavailable(format!(
+                    "token {:?}: the PKCS#11 module is being re-initialised after a device error",
+                    self.token_label
+                ))
+            })
+    }
+
+    /// Records a device-level error: the module is re-initialised after the backoff.
+    fn note_fault(&self, e: &CkError) {
+        if device_fault(e) {
+            self.note_device_gone();
+        }
+    }
+
+    /// Schedules re-initialisation (unless it is already scheduled).
+    fn note_device_gone(&self) {
+        let mut fault = self.fault.lock().unwrap_or_else(PoisonError::into_inner);
+        if fault.is_none() {
+            warn!(
+                token = %self.token_label,
+                "PKCS#11 device error; the module will be re-initialised"
+            );
+            *fault = Some(Backoff {
+                next_attempt: Instant::now() + REINIT_BACKOFF_MIN,
+                delay: REINIT_BACKOFF_MIN,
+            });
+        }
+    }
+
+    /// After a device fault: [`KeyError::Unavailable`] until the backoff is over, then one
+    /// attempt to re-initialise the module (see the module documentation).
+    fn recover_if_due(&self) -> Result<(), KeyError> {
+        let Some(backoff) = *self.fault.lock().unwrap_or_else(PoisonError::into_inner) else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let waiting = |detail: &str| {
+            KeyError::Unavailable(format!(
+                "token {:?}: device error; {detail}",
+                self.token_label
+            ))
+        };
+        if now < backoff.next_attempt {
+            return Err(waiting(&format!(
+                "the module is re-initialised in {} ms",
+                backoff.next_attempt.duration_since(now).as_millis()
+            )));
+        }
+        let Ok(_only) = self.reinitialising.try_lock() else {
+            return Err(waiting("the module is being re-initialised"));
+        };
+        let result = self.reinitialise();
+        let mut fault = self.fault.lock().unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Ok(()) => {
+                info!(token = %self.token_label, "PKCS#11 module re-initialised; token back in service");
+                *fault = None;
+                Ok(())
+            }
+            Err(e) => {
+                let delay = (backoff.delay * 2).min(REINIT_BACKOFF_MAX);
+                warn!(
+                    token = %self.token_label,
+                    error = %e,
+                    retry_in = ?delay,
+                    "PKCS#11 module could not be re-initialised"
+                );
+                *fault = Some(Backoff {
+                    next_attempt: Instant::now() + delay,
+                    delay,
+                });
+                Err(KeyError::Unavailable(e.to_string()))
+            }
+        }
+    }
+
+    /// Closes every session and the module context, and opens them again. Gives up (to be
+    /// retried) if a lent session is not returned within [`SESSION_WAIT`]: its context must be
+    /// gone before the module is initialized again, or its late `C_Finalize` would end the
+    /// new one.
+    fn reinitialise(&self) -> Result<(), KeyError> {
+        let deadline = Instant::now() + SESSION_WAIT;
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while idle.lent > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(KeyError::Unavailable(format!(
+                    "token {:?}: {} sessions still in use; re-initialising later",
+                    self.token_label, idle.lent
+                )));
+            }
+            idle = self
+                .returned
+                .wait_timeout(idle, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        // Closing fails on a dead device; the handles die with the context anyway.
+        drop(std::mem::take(&mut idle.sessions));
+        drop(std::mem::take(
+            &mut *self.dead.lock().unwrap_or_else(PoisonError::into_inner),
+        ));
+        drop(
+            self.device
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        if let Ok(canonical) = self.module.canonicalize() {
+            MODULES
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|(p, _)| *p != canonical);
+        }
+        let ctx = module(&self.module)?;
+        let slot = find_token(&ctx, &self.token_label)?;
+        *self.device.lock().unwrap_or_else(PoisonError::into_inner) = Some(Device { ctx, slot });
+        let mut sessions = Vec::with_capacity(self.size);
+        for _ in 0..self.size {
+            sessions.push(self.open_session()?);
+        }
+        idle.sessions = sessions;
+        self.returned.notify_all();
+        Ok(())
+    }
+
     /// Opens a read-write session and logs the user in.
     fn open_session(&self) -> Result<Session, KeyError> {
-        let session = self.ctx.open_rw_session(self.slot).map_err(|e| {
+        let Device { ctx, slot } = self.device()?;
+        let session = ctx.open_rw_session(slot).map_err(|e| {
+            self.note_fault(&e);
             let message = format!(
                 "opening a session to token {:?}: {}",
                 self.token_label,
                 describe(&e)
             );
-            if token_gone(&e) {
+            if device_fault(&e) {
                 KeyError::Unavailable(message)
             } else {
                 KeyError::Config(message)
@@ -447,7 +671,7 @@ impl SessionPool {
                 "token {token:?} refused the PIN: {}",
                 describe(&e)
             ))),
-            Err(e) if token_gone(&e) => Err(KeyError::Unavailable(format!(
+            Err(e) if device_fault(&e) => Err(KeyError::Unavailable(format!(
                 "logging in to token {token:?}: {}",
                 describe(&e)
             ))),
@@ -460,14 +684,22 @@ impl SessionPool {
 
     /// Borrows a session, waiting up to [`SESSION_WAIT`] for one to be returned.
     fn checkout(&self) -> Result<PooledSession<'_>, KeyError> {
+        self.recover_if_due()?;
         let deadline = Instant::now() + SESSION_WAIT;
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            if let Some(session) = idle.pop() {
+            if let Some(session) = idle.sessions.pop() {
+                idle.lent += 1;
                 return Ok(PooledSession {
                     pool: self,
                     session: Some(session),
+                    generation: self.generation.load(Ordering::SeqCst),
                 });
+            }
+            if self.device().is_err() {
+                return Err(self.device().err().unwrap_or(KeyError::Unavailable(
+                    "the PKCS#11 module is being re-initialised".into(),
+                )));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -488,23 +720,25 @@ impl SessionPool {
 
     /// Borrows a session if one is idle right now.
     fn try_checkout(&self) -> Option<PooledSession<'_>> {
-        let session = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop()?;
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let session = idle.sessions.pop()?;
+        idle.lent += 1;
         Some(PooledSession {
             pool: self,
             session: Some(session),
+            generation: self.generation.load(Ordering::SeqCst),
         })
     }
 
     /// Runs `op` on a borrowed session. If the session was lost (closed, logged out, or its
     /// object handles forgotten), opens and logs in a new one and runs `op` once more with
     /// `retry = true`, so that it can find its objects again.
-    fn run<T>(&self, mut op: impl FnMut(&Session, bool) -> Result<T, Fault>) -> Result<T, Fault> {
+    fn run<T>(
+        &self,
+        mut op: impl FnMut(&PooledSession<'_>, bool) -> Result<T, Fault>,
+    ) -> Result<T, Fault> {
         let mut session = self.checkout()?;
-        match op(&session, false) {
+        let result = match op(&session, false) {
             Err(Fault::Pkcs11(e)) if session_lost(&e) => {
                 warn!(
                     token = %self.token_label,
@@ -516,7 +750,11 @@ impl SessionPool {
                 op(&session, true)
             }
             other => other,
+        };
+        if let Err(Fault::Pkcs11(e)) = &result {
+            self.note_fault(e);
         }
+        result
     }
 }
 
@@ -525,16 +763,34 @@ struct PooledSession<'a> {
     pool: &'a SessionPool,
     /// Always `Some` until the guard is dropped.
     session: Option<Session>,
+    /// The module context the session belongs to.
+    generation: u64,
 }
 
 impl PooledSession<'_> {
     /// Puts `fresh` in place of the borrowed session. A `dead` session's handle is already
     /// closed and the token may have given the same number to `fresh` or another session, so it
     /// is forgotten rather than closed a second time; a live one is closed.
+    ///
+    /// A forgotten session still holds a clone of the module context, which would keep the
+    /// module from ever being finalized, so dead sessions are kept (up to
+    /// [`DEAD_SESSIONS_KEPT`]) and dropped when the module is re-initialised, after every live
+    /// session of that context is closed.
     fn replace(&mut self, fresh: Session, dead: bool) {
         let old = self.session.replace(fresh);
         if dead {
-            std::mem::forget(old);
+            if let Some(old) = old {
+                let mut kept = self
+                    .pool
+                    .dead
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if kept.len() < DEAD_SESSIONS_KEPT {
+                    kept.push(old);
+                } else {
+                    std::mem::forget(old);
+                }
+            }
         }
     }
 }
@@ -552,12 +808,17 @@ impl Deref for PooledSession<'_> {
 impl Drop for PooledSession<'_> {
     fn drop(&mut self) {
         if let Some(session) = self.session.take() {
-            self.pool
+            let mut idle = self
+                .pool
                 .idle
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(session);
-            self.pool.returned.notify_one();
+                .unwrap_or_else(PoisonError::into_inner);
+            idle.lent = idle.lent.saturating_sub(1);
+            if self.generation == self.pool.generation.load(Ordering::SeqCst) {
+                idle.sessions.push(session);
+            }
+            // Every waiter: a borrower wants a session, a re-initialisation wants them all.
+            self.pool.returned.notify_all();
         }
     }
 }
@@ -585,7 +846,7 @@ impl Fault {
     /// A lost session still lost after one retry, or a missing token, is transient.
     fn into_key_error(self, what: &str) -> KeyError {
         match self {
-            Self::Pkcs11(e) if token_gone(&e) || session_lost(&e) => {
+            Self::Pkcs11(e) if device_fault(&e) || session_lost(&e) => {
                 KeyError::Unavailable(format!("{what}: {}", describe(&e)))
             }
             Self::Pkcs11(e) => KeyError::Failed(format!("{what}: {}", describe(&e))),
@@ -632,11 +893,21 @@ fn session_dead(e: &CkError) -> bool {
     )
 }
 
-/// The token or its device is gone or faulty: try again later.
-fn token_gone(e: &CkError) -> bool {
+/// The module or its device failed as a whole: operations keep failing until the module is
+/// re-initialised (see the module documentation).
+fn device_fault(e: &CkError) -> bool {
     matches!(
         return_value(e),
-        Some(RvError::TokenNotPresent | RvError::DeviceRemoved | RvError::DeviceError)
+        Some(
+            RvError::TokenNotPresent
+                | RvError::TokenNotRecognized
+                | RvError::DeviceRemoved
+                | RvError::DeviceError
+                | RvError::DeviceMemory
+                | RvError::GeneralError
+                | RvError::SlotIdInvalid
+                | RvError::CryptokiNotInitialized
+        )
     )
 }
 
@@ -657,6 +928,7 @@ fn module(path: &Path) -> Result<Pkcs11, KeyError> {
     if let Some((_, ctx)) = modules.iter().find(|(p, _)| *p == canonical) {
         return Ok(ctx.clone());
     }
+    exports_function_list(path, &canonical)?;
     let ctx = Pkcs11::new(&canonical).map_err(|e| {
         KeyError::Config(format!(
             "PKCS#11 module {} could not be loaded: {e}",
@@ -676,6 +948,25 @@ fn module(path: &Path) -> Result<Pkcs11, KeyError> {
     }
     modules.push((canonical, ctx.clone()));
     Ok(ctx)
+}
+
+/// Refuses a library that is not a PKCS#11 module before `cryptoki` uses it: `cryptoki`
+/// resolves `C_GetFunctionList` lazily and panics when it is missing (`libz`, a mistyped path
+/// to another library), and a panic would skip `init`'s clean-up.
+#[allow(unsafe_code)]
+fn exports_function_list(path: &Path, canonical: &Path) -> Result<(), KeyError> {
+    let fail = |e: libloading::Error| {
+        KeyError::Config(format!("{} is not a PKCS#11 module: {e}", path.display()))
+    };
+    // SAFETY: loading a library runs its initialisers, as `Pkcs11::new` on the same path would
+    // do next; the symbol is only looked up, never called, so its type does not matter.
+    unsafe {
+        let library = libloading::Library::new(canonical).map_err(fail)?;
+        library
+            .get::<unsafe extern "C" fn()>(b"C_GetFunctionList\0")
+            .map(drop)
+            .map_err(fail)
+    }
 }
 
 /// The slot holding the one initialized token labelled `label`.
@@ -1163,7 +1454,7 @@ mod tests {
             }
         });
         assert_eq!(
-            backend.pool.idle.lock().expect("pool").len(),
+            backend.pool.idle.lock().expect("pool").sessions.len(),
             4,
             "every session went back to the pool"
         );

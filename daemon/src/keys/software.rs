@@ -1,4 +1,10 @@
 //! Software keys: PKCS#8 files (mode 0600) in the data directory, signing with aws-lc-rs.
+//!
+//! A loaded key is in memory, but it is used only while its file can still be read: an
+//! operator who moves the key directory away (or makes it unreadable) takes the key out of
+//! service, exactly as removing it from a token would ([`super::health`]: one rule for both
+//! backends). The file is re-checked at most every [`FILE_CHECK_TTL`], so signing stays a
+//! memory operation. A key file that its group or other users may read is refused at load.
 
 use super::{KeyBackend, KeyError, KeyRole, SignError, Signer};
 use aws_lc_rs::encoding::AsDer;
@@ -10,19 +16,44 @@ use spki::SubjectPublicKeyInfoOwned;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
+
+/// How long a successful check that a key file can still be read is trusted. Opening a file
+/// costs microseconds; once per second per key keeps it off the signing path.
+const FILE_CHECK_TTL: Duration = Duration::from_secs(1);
+/// Permission bits a private key file must not have: any access by the group or others.
+const LOOSE_BITS: u32 = 0o077;
 
 /// Keys as `<dir>/<role>.p8` PKCS#8 DER files.
 pub struct SoftwareBackend {
     dir: PathBuf,
+    loaded: super::health::LoadedKeys,
 }
 
 impl SoftwareBackend {
     /// A backend over `dir` (created on first key generation, mode 0700).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            loaded: Default::default(),
+        }
+    }
+
+    /// `signer` kept in service only while `path` can be read, and probed by [`Self::check`].
+    fn track(&self, role: &KeyRole, signer: SoftwareSigner, path: PathBuf) -> Arc<dyn Signer> {
+        let signer: Arc<dyn Signer> = Arc::new(SoftwareSigner {
+            file: Some(KeyFile {
+                path,
+                checked: Mutex::new(None),
+            }),
+            ..signer
+        });
+        self.loaded.register(role, &signer);
+        signer
     }
 
     fn path(&self, role: &KeyRole) -> PathBuf {
@@ -46,6 +77,37 @@ pub struct SoftwareSigner {
     algorithm: SignatureAlgorithm,
     public_key: SubjectPublicKeyInfoOwned,
     rng: SystemRandom,
+    /// The file the key was loaded from, when it came from a backend.
+    file: Option<KeyFile>,
+}
+
+/// A key's file, and when it was last seen readable.
+struct KeyFile {
+    path: PathBuf,
+    checked: Mutex<Option<Instant>>,
+}
+
+impl KeyFile {
+    /// Whether the file can still be read (cached for [`FILE_CHECK_TTL`] when it could).
+    fn readable(&self) -> Result<(), SignError> {
+        let mut checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
+        if checked.is_some_and(|at| at.elapsed() < FILE_CHECK_TTL) {
+            return Ok(());
+        }
+        match fs::File::open(&self.path) {
+            Ok(_) => {
+                *checked = Some(Instant::now());
+                Ok(())
+            }
+            Err(e) => {
+                *checked = None;
+                Err(SignError::Unavailable(format!(
+                    "key file {} cannot be read: {e}",
+                    self.path.display()
+                )))
+            }
+        }
+    }
 }
 
 impl SoftwareSigner {
@@ -75,7 +137,12 @@ impl SoftwareSigner {
             algorithm,
             public_key,
             rng: SystemRandom::new(),
+            file: None,
         })
+    }
+
+    fn in_service(&self) -> Result<(), SignError> {
+        self.file.as_ref().map_or(Ok(()), KeyFile::readable)
     }
 }
 
@@ -89,6 +156,7 @@ impl Signer for SoftwareSigner {
     }
 
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        self.in_service()?;
         match &self.key {
             Key::Ec(k) => k
                 .sign(&self.rng, message)
@@ -111,6 +179,7 @@ impl Signer for SoftwareSigner {
         if digest.algorithm() != self.algorithm.digest() {
             return self.sign(message);
         }
+        self.in_service()?;
         match &self.key {
             Key::Ec(k) => k
                 .sign_digest(digest)
@@ -166,6 +235,26 @@ pub fn generate_pkcs8(key_type: KeyType) -> Result<Zeroizing<Vec<u8>>, KeyError>
     Ok(Zeroizing::new(der))
 }
 
+/// Refuses a key file its group or other users can access: whoever can read it can sign as
+/// the CA. (Refused rather than warned about: a warning in a log nobody reads protects no key.)
+fn private_enough(path: &Path, file: &fs::File) -> Result<(), KeyError> {
+    let mode = file
+        .metadata()
+        .map_err(|e| KeyError::Failed(format!("reading {}: {e}", path.display())))?
+        .permissions()
+        .mode();
+    if mode & LOOSE_BITS != 0 {
+        return Err(KeyError::Config(format!(
+            "{} is mode {:04o}: others than its owner may read the private key; \
+             run `chmod 600 {}` (and check who read it)",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to a new file with mode 0600 and syncs it (never overwrites).
 pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut f = OpenOptions::new()
@@ -193,27 +282,32 @@ impl KeyBackend for SoftwareBackend {
         let der = generate_pkcs8(key_type)?;
         write_private_file(&path, &der)
             .map_err(|e| KeyError::Failed(format!("writing {}: {e}", path.display())))?;
-        Ok(Arc::new(SoftwareSigner::from_pkcs8(&der)?))
+        let signer = SoftwareSigner::from_pkcs8(&der)?;
+        Ok(self.track(role, signer, path))
     }
 
     fn load(&self, role: &KeyRole) -> Result<Arc<dyn Signer>, KeyError> {
         let path = self.path(role);
-        let der = Zeroizing::new(fs::read(&path).map_err(|e| match e.kind() {
+        let file = fs::File::open(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => KeyError::NotFound(role.clone()),
             _ => KeyError::Failed(format!("reading {}: {e}", path.display())),
-        })?);
-        Ok(Arc::new(SoftwareSigner::from_pkcs8(&der)?))
+        })?;
+        private_enough(&path, &file)?;
+        let mut der = Zeroizing::new(Vec::new());
+        std::io::Read::read_to_end(&mut &file, &mut der)
+            .map_err(|e| KeyError::Failed(format!("reading {}: {e}", path.display())))?;
+        let signer = SoftwareSigner::from_pkcs8(&der)?;
+        Ok(self.track(role, signer, path))
     }
 
     fn check(&self) -> Result<(), KeyError> {
-        if self.dir.is_dir() {
-            Ok(())
-        } else {
-            Err(KeyError::Unavailable(format!(
+        if !self.dir.is_dir() {
+            return Err(KeyError::Unavailable(format!(
                 "key directory {} is missing",
                 self.dir.display()
-            )))
+            )));
         }
+        self.loaded.probe()
     }
 
     fn describe(&self) -> String {
@@ -224,7 +318,54 @@ impl KeyBackend for SoftwareBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_key_whose_file_is_gone_stops_signing_and_fails_the_probe_until_it_is_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = dir.path().join("keys");
+        let backend = SoftwareBackend::new(&keys);
+        backend
+            .generate(&KeyRole::Tsa, KeyType::EcP256)
+            .expect("generate");
+        let signer = backend.load(&KeyRole::Tsa).expect("load");
+        backend.check().expect("ready");
+        let away = dir.path().join("away");
+        fs::rename(&keys, &away).expect("mv");
+        // A fresh signer has no cached check; the loaded one re-checks within FILE_CHECK_TTL.
+        let fresh = SoftwareBackend::new(&keys);
+        assert!(fresh.check().is_err());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let err = loop {
+            match signer.sign(b"m") {
+                Err(e) => break e,
+                Ok(_) if Instant::now() < deadline => std::thread::yield_now(),
+                Ok(_) => panic!("kept signing without its file"),
+            }
+        };
+        assert!(matches!(err, SignError::Unavailable(_)), "{err:?}");
+        fs::rename(&away, &keys).expect("mv back");
+        signer.sign(b"m").expect("back in service");
+    }
+
+    #[test]
+    fn a_key_others_may_read_is_refused_naming_the_file_and_the_fix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backend = SoftwareBackend::new(dir.path());
+        backend
+            .generate(&KeyRole::Ocsp, KeyType::EcP256)
+            .expect("generate");
+        let path = backend.key_path(&KeyRole::Ocsp);
+        for mode in [0o640, 0o604, 0o644] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+            let e = backend.load(&KeyRole::Ocsp).err().expect("refused");
+            assert!(
+                matches!(&e, KeyError::Config(m) if m.contains(&format!("{mode:04o}")) && m.contains("chmod 600")),
+                "{e}"
+            );
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).expect("chmod");
+        backend.load(&KeyRole::Ocsp).expect("owner-only is fine");
+    }
 
     #[test]
     fn generated_keys_are_private_sign_and_reload() {

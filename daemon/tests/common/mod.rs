@@ -770,6 +770,21 @@ impl SoftHsmToken {
         path
     }
 
+    /// Runs `pkcs11-tool ARGS…` on token `label`, logged in as its user with `pin`.
+    pub fn user_tool(&self, label: &str, pin: &str, args: &[&str]) -> Output {
+        let mut full = vec![
+            "--module",
+            SOFTHSM_MODULE,
+            "--token-label",
+            label,
+            "--login",
+            "--pin",
+            pin,
+        ];
+        full.extend_from_slice(args);
+        self.tool("pkcs11-tool", &full)
+    }
+
     /// Runs a token tool (`softhsm2-util`, `pkcs11-tool`) against this token only.
     pub fn tool(&self, program: &str, args: &[&str]) -> Output {
         Command::new(program)
