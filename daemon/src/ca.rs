@@ -266,6 +266,17 @@ impl Authority {
         self.issuers.load().iter().find(|i| i.name == name).cloned()
     }
 
+    /// Whether an issuer of that name is served (no reference taken: for request paths).
+    pub fn has_issuer(&self, name: &str) -> bool {
+        self.issuers.load().iter().any(|i| i.name == name)
+    }
+
+    /// How many issuers there are (they are only ever added, so a change in the count is a
+    /// change in the set).
+    pub fn issuer_count(&self) -> usize {
+        self.issuers.load().len()
+    }
+
     /// Every issuer, the root first, in the order they were loaded or added.
     pub fn issuers(&self) -> Vec<Arc<Issuer>> {
         self.issuers.load().iter().cloned().collect()

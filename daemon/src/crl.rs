@@ -325,7 +325,7 @@ impl CrlService {
 
     /// Whether `key` names a CRL this daemon publishes (whether or not it exists yet).
     pub fn serves(&self, key: &CrlKey) -> bool {
-        if self.authority.issuer(&key.issuer).is_none() || (key.delta && !self.config.deltas) {
+        if !self.authority.has_issuer(&key.issuer) || (key.delta && !self.config.deltas) {
             return false;
         }
         match key.shard {
@@ -401,7 +401,7 @@ impl CrlService {
         let store = self.authority.store();
         let mut loaded = 0;
         for info in store.crl_infos()? {
-            if self.authority.issuer(&info.issuer).is_none() {
+            if !self.authority.has_issuer(&info.issuer) {
                 continue;
             }
             let key = CrlKey::new(&info.issuer, info.shard, info.delta);
@@ -697,7 +697,7 @@ impl CrlService {
         let (changes, seq) = self.authority.store().crl_changes_since(since)?;
         let mut targets = BTreeSet::new();
         for c in &changes {
-            if self.authority.issuer(&c.issuer).is_none() {
+            if !self.authority.has_issuer(&c.issuer) {
                 continue;
             }
             if partitioned(&self.config, &c.issuer) {

@@ -54,7 +54,7 @@ impl IssuerWatcher {
         };
         let new: Vec<_> = records
             .into_iter()
-            .filter(|r| self.authority.issuer(&r.name).is_none())
+            .filter(|r| !self.authority.has_issuer(&r.name))
             .collect();
         let url = self.authority.config().server.public_url.clone();
         let mut added = Vec::new();
@@ -109,7 +109,7 @@ impl ChangeListener for IssuerWatcher {
     fn apply(&self, changes: &[Change]) {
         if changes
             .iter()
-            .any(|c| self.authority.issuer(&c.issuer).is_none())
+            .any(|c| !self.authority.has_issuer(&c.issuer))
         {
             self.take_on_new();
         }

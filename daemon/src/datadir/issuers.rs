@@ -152,7 +152,7 @@ fn make_issuer(
     actor: &str,
 ) -> Result<AddedIssuer, CaError> {
     check_name(name).map_err(CaError::Refused)?;
-    if authority.issuer(name).is_some() {
+    if authority.has_issuer(name) {
         return Err(CaError::Conflict(format!("issuer {name:?} already exists")));
     }
     let config = &opened.config;

@@ -130,7 +130,7 @@ pub(crate) async fn get(State(state): State<Arc<AppState>>, req: Request) -> Rep
     let Some(service) = state.crl.as_ref() else {
         return HttpError::NotFound("CRLs are not enabled").into_response();
     };
-    let Some(req) = parse_path(path, |name| state.authority.issuer(name).is_some()) else {
+    let Some(req) = parse_path(path, |name| state.authority.has_issuer(name)) else {
         tracing::debug!(path, "no such CRL");
         return HttpError::NotFound("no such CRL").into_response();
     };

@@ -141,7 +141,7 @@ impl ClientTrust {
     /// pkid's issuers, including any the authority took on since the last call.
     fn issuers(&self) -> Arc<Vec<PkidIssuer>> {
         let current = self.issuers.load_full();
-        if current.len() == self.authority.issuers().len() {
+        if current.len() == self.authority.issuer_count() {
             return current;
         }
         let fresh = Arc::new(pkid_issuers(&self.authority));
