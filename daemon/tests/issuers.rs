@@ -243,6 +243,23 @@ fn add_issuer_refuses_bad_and_taken_names_and_the_root_signs_no_subscriber() {
             pkid_fails(d, &["ca", "add-issuer", "--name", bad, "--subject", "CN=x"]);
         assert_eq!(code, 3, "{bad:?}: {err}");
     }
+    // A subject that is not a distinguished name is refused before any key is made.
+    let (code, _, err) = pkid_fails(
+        d,
+        &[
+            "ca",
+            "add-issuer",
+            "--name",
+            "bad-dn",
+            "--subject",
+            "not a name",
+        ],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        !d.join("keys/issuer-bad-dn.p8").exists(),
+        "no key for a refused issuer"
+    );
     pkid_ok(
         d,
         &[
