@@ -23,6 +23,8 @@ use zeroize::Zeroizing;
 
 mod crl;
 pub use crl::CrlConfig;
+mod ra;
+pub use ra::{RaConfig, MAX_BULK_REQUESTS};
 
 /// Name of the self-signed root CA `pkid init` makes.
 pub const ROOT: &str = "root";
@@ -57,6 +59,8 @@ struct RawConfig {
     ca: RawCa,
     profiles: BTreeMap<String, RawProfile>,
     tsa: RawTsa,
+    #[serde(default)]
+    ra: ra::RawRa,
 }
 
 #[derive(Deserialize)]
@@ -197,6 +201,8 @@ pub struct Config {
     pub profiles: BTreeMap<String, SubscriberProfile>,
     /// The timestamp authority.
     pub tsa: TsaConfig,
+    /// The registration authority.
+    pub ra: RaConfig,
 }
 
 /// When the kernel's clock-synchronisation state stops issuance (`[tsa] clock_sync`).
@@ -708,7 +714,9 @@ impl Config {
             profiles.insert(pname, profile);
         }
         let tsa = tsa_config(raw.tsa).map_err(|e| format!("tsa.{e}"))?;
+        let ra = RaConfig::from_raw(raw.ra, data_dir)?;
         Ok(Config {
+            ra,
             tsa,
             data_dir: data_dir.to_path_buf(),
             server,

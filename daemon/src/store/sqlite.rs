@@ -11,6 +11,7 @@ use std::time::Duration;
 
 mod crl;
 mod issuers;
+mod ra_schema;
 
 /// Migrations, applied in order; the index + 1 is the schema version. Never edit one that has
 /// shipped: append a new one.
@@ -72,6 +73,8 @@ const MIGRATIONS: &[&str] = &[
     issuers::MIGRATION,
     // 6: abandoned issuances (docs/decisions.md, "Abandoned issuances are a column").
     MIGRATION_ABANDONED,
+    // 7: the registration authority (see sqlite/ra_schema.rs).
+    ra_schema::MIGRATION,
 ];
 
 /// Reconciliation closes a pending row whose issuance died by setting `abandoned_at`; `status`
