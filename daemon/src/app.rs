@@ -215,7 +215,15 @@ impl App {
         if let Some(c) = &crl {
             listeners.push(c.clone());
         }
+        let desk = Arc::new(crate::ra::desk::RequestDesk::open(
+            &config,
+            store.clone(),
+            Some(authority.clone()),
+            Some(keys.as_ref()),
+            clock.clone(),
+        )?);
         let state = Arc::new(AppState::new(StateParts {
+            desk: Some(desk),
             data_dir: data.to_path_buf(),
             config,
             authority,

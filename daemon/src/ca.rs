@@ -130,7 +130,7 @@ impl From<StoreError> for CaError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(s) => CaError::NotFound(s),
-            StoreError::Conflict { .. } | StoreError::DuplicateName(_) => {
+            StoreError::Conflict { .. } | StoreError::DuplicateName(_) | StoreError::Changed(_) => {
                 CaError::Conflict(e.to_string())
             }
             StoreError::DuplicateSerial(_) => CaError::Internal(e.to_string()),

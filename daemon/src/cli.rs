@@ -5,6 +5,7 @@
 //! environment variable named in the configuration.
 
 mod crl;
+mod ra;
 pub use crl::CrlCommand;
 
 use crate::ca::CaError;
@@ -52,6 +53,15 @@ pub enum Command {
     /// Certificate revocation lists.
     #[command(subcommand)]
     Crl(CrlCommand),
+    /// Organisations (the registration authority).
+    #[command(subcommand)]
+    Org(ra::OrgCommand),
+    /// RA operators: officers, auditors, CA admins, and their credentials.
+    #[command(subcommand)]
+    Operator(ra::OperatorCommand),
+    /// RA requests.
+    #[command(subcommand)]
+    Request(ra::RequestCommand),
 }
 
 /// `pkid init` options.
@@ -506,6 +516,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Cert(cmd) => cert(&data, cmd, &who),
         Command::Crl(cmd) => crl::run(&data, cmd, &who),
+        Command::Org(cmd) => ra::org(&data, cmd, &who),
+        Command::Operator(cmd) => ra::operator(&data, cmd, &who),
+        Command::Request(cmd) => ra::request(&data, cmd, &who),
     }
 }
 

@@ -2,6 +2,10 @@
 
 use crate::keys::{SignError, Signer};
 use crate::store::crl::{CrlInfo, CrlQuery, CrlScopeChange, CrlVisitor, NewCrl, StoredCrl};
+use crate::store::ra::{
+    DocumentRecord, Operator, Organisation, RaRequests, RequestEvent, RequestFilter, RequestRecord,
+    Transition,
+};
 use crate::store::{
     AuditEntry, AuditLog, CertificateRecord, Certificates, Change, CrlStore, IssuerRecord,
     IssuerRegistry, ListFilter, NewCertificate, StatusChange, StatusFeed, StatusRow, Store,
@@ -499,6 +503,107 @@ impl IssuerRegistry for MeteredStore {
     }
     fn issuers(&self) -> Result<Vec<IssuerRecord>, StoreError> {
         self.observe("issuers", || self.inner.issuers())
+    }
+}
+
+impl RaRequests for MeteredStore {
+    fn add_organisation(&self, org: &Organisation, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.observe("add_organisation", || {
+            self.inner.add_organisation(org, audit)
+        })
+    }
+    fn organisation(&self, id: &str) -> Result<Option<Organisation>, StoreError> {
+        self.observe("organisation", || self.inner.organisation(id))
+    }
+    fn organisations(&self) -> Result<Vec<Organisation>, StoreError> {
+        self.observe("organisations", || self.inner.organisations())
+    }
+    fn remove_organisation(&self, id: &str, at: u64, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.observe("remove_organisation", || {
+            self.inner.remove_organisation(id, at, audit)
+        })
+    }
+    fn add_operator(&self, op: &Operator, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.observe("add_operator", || self.inner.add_operator(op, audit))
+    }
+    fn operator(&self, id: &str) -> Result<Option<Operator>, StoreError> {
+        self.observe("operator", || self.inner.operator(id))
+    }
+    fn operators(&self) -> Result<Vec<Operator>, StoreError> {
+        self.observe("operators", || self.inner.operators())
+    }
+    fn update_operator(&self, op: &Operator, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.observe("update_operator", || self.inner.update_operator(op, audit))
+    }
+    fn remove_operator(&self, id: &str, at: u64, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.observe("remove_operator", || {
+            self.inner.remove_operator(id, at, audit)
+        })
+    }
+    fn add_operator_certificate(
+        &self,
+        fingerprint: &[u8],
+        operator: &str,
+        serial: &str,
+        issuer: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.observe("add_operator_certificate", || {
+            self.inner
+                .add_operator_certificate(fingerprint, operator, serial, issuer, audit)
+        })
+    }
+    fn operator_by_certificate(&self, fingerprint: &[u8]) -> Result<Option<Operator>, StoreError> {
+        self.observe("operator_by_certificate", || {
+            self.inner.operator_by_certificate(fingerprint)
+        })
+    }
+    fn add_token(
+        &self,
+        hash: &[u8],
+        operator: &str,
+        at: u64,
+        expires_at: u64,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.observe("add_token", || {
+            self.inner.add_token(hash, operator, at, expires_at, audit)
+        })
+    }
+    fn operator_by_token(&self, hash: &[u8], now: u64) -> Result<Option<Operator>, StoreError> {
+        self.observe("operator_by_token", || {
+            self.inner.operator_by_token(hash, now)
+        })
+    }
+    fn revoke_tokens(&self, operator: &str, at: u64, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.observe("revoke_tokens", || {
+            self.inner.revoke_tokens(operator, at, audit)
+        })
+    }
+    fn submit_requests(
+        &self,
+        document: Option<&DocumentRecord>,
+        requests: &[RequestRecord],
+        audit: &AuditEntry,
+    ) -> Result<Vec<RequestRecord>, StoreError> {
+        self.observe("submit_requests", || {
+            self.inner.submit_requests(document, requests, audit)
+        })
+    }
+    fn request(&self, id: i64) -> Result<Option<RequestRecord>, StoreError> {
+        self.observe("request", || self.inner.request(id))
+    }
+    fn requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRecord>, StoreError> {
+        self.observe("requests", || self.inner.requests(filter))
+    }
+    fn transition(&self, t: &Transition) -> Result<RequestRecord, StoreError> {
+        self.observe("transition", || self.inner.transition(t))
+    }
+    fn request_events(&self, id: i64) -> Result<Vec<RequestEvent>, StoreError> {
+        self.observe("request_events", || self.inner.request_events(id))
+    }
+    fn document(&self, id: i64) -> Result<Option<DocumentRecord>, StoreError> {
+        self.observe("document", || self.inner.document(id))
     }
 }
 

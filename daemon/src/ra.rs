@@ -20,6 +20,12 @@
 //!                                                      └─ otherwise ─▶ abandoned
 //! ```
 
+pub mod access;
+pub mod calendar;
+pub mod credentials;
+pub mod desk;
+pub mod documents;
+
 use crate::ca::{
     audit_target, Authority, CaError, Issuance, Issued, Issuer, Predecessor, ISSUING, ROOT,
 };
@@ -93,6 +99,21 @@ impl RegistrationAuthority {
         days: Option<u32>,
         actor: &str,
     ) -> Result<Issued, CaError> {
+        self.issue_as(csr_bytes, None, profile_name, issuer, days, actor)
+    }
+
+    /// Issues from a PKCS#10 request with the subject `subject` (an RFC 4514 string) instead of
+    /// the request's own: the RA's registered data names the subscriber, the request only
+    /// brings the key and its proof of possession.
+    pub fn issue_as(
+        &self,
+        csr_bytes: &[u8],
+        subject: Option<&str>,
+        profile_name: &str,
+        issuer: Option<&str>,
+        days: Option<u32>,
+        actor: &str,
+    ) -> Result<Issued, CaError> {
         self.ca.audited(
             actor,
             "cert.issue",
@@ -102,12 +123,17 @@ impl RegistrationAuthority {
                 let der =
                     csr::from_pem_or_der(csr_bytes).map_err(|e| CaError::Refused(e.to_string()))?;
                 let csr = csr::verify(&der).map_err(|e| CaError::Refused(e.to_string()))?;
+                let subject = match subject {
+                    Some(s) => pkid_protocols::name::parse(s)
+                        .map_err(|e| CaError::Refused(e.to_string()))?,
+                    None => csr.subject,
+                };
                 self.ca.sign_certificate(
                     self.subscriber_issuer(issuer)?.signing(),
                     Issuance {
                         profile: &sp.profile,
                         profile_name,
-                        subject: csr.subject,
+                        subject,
                         public_key: csr.public_key,
                         days: days.unwrap_or(sp.default_validity_days),
                         subject_alt_name: csr.subject_alt_name,

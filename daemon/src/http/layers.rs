@@ -214,7 +214,12 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (limit, silence) = {
             let config = self.state.config.load();
-            (config.server.max_body_bytes, config.server.body_timeout)
+            let limit = if req.uri().path().starts_with("/api/") {
+                super::api::body_limit(&config)
+            } else {
+                config.server.max_body_bytes
+            };
+            (limit, config.server.body_timeout)
         };
         let declared = req
             .headers()

@@ -18,6 +18,7 @@
 //! [`routes::routers`] turns it into the two routers, and [`listen`] binds the listeners and
 //! serves them until stopped.
 
+pub mod api;
 pub mod body;
 mod conditional;
 mod conn;
@@ -82,6 +83,8 @@ pub struct AppState {
     pub crl: Option<Arc<crate::crl::CrlService>>,
     /// The timestamp authority, when enabled.
     pub tsa: Option<Arc<crate::tsa::Tsa>>,
+    /// The registration authority's request desk (the JSON API), when served.
+    pub desk: Option<Arc<crate::ra::desk::RequestDesk>>,
 }
 
 fn limiter(rate: Option<RateLimit>) -> Option<Arc<DefaultKeyedRateLimiter<IpAddr>>> {
@@ -114,6 +117,8 @@ pub struct StateParts {
     pub crl: Option<Arc<crate::crl::CrlService>>,
     /// The timestamp authority, when enabled.
     pub tsa: Option<Arc<crate::tsa::Tsa>>,
+    /// The registration authority's request desk (the JSON API), when served.
+    pub desk: Option<Arc<crate::ra::desk::RequestDesk>>,
 }
 
 impl AppState {
@@ -132,6 +137,7 @@ impl AppState {
             ocsp: parts.ocsp,
             crl: parts.crl,
             tsa: parts.tsa,
+            desk: parts.desk,
         }
     }
 

@@ -49,7 +49,13 @@ pub struct Routers {
 /// Builds both routers from the state, layers included. No socket: tests drive them with
 /// `tower::ServiceExt::oneshot`, `pkid serve` hands them to the listeners.
 pub fn routers(state: &Arc<AppState>) -> Routers {
-    let http = edge(status_plane(), state);
+    let http = edge(
+        status_plane().route(
+            "/api/v1/{*rest}",
+            axum::routing::any(super::api::plain_http),
+        ),
+        state,
+    );
     let https = edge(status_plane().merge(enrollment_plane()), state);
     Routers { http, https }
 }
@@ -113,6 +119,7 @@ fn status_plane() -> Router<Arc<AppState>> {
         )
         .route("/ca/{*file}", read_only(ca_certificate))
         .route("/certs/{*file}", read_only(published))
+        .route("/api/openapi.json", read_only(super::api::openapi))
     // CMP (RFC 9811 HTTP transfer, protected end to end, so on both listeners) goes here:
     // .route("/.well-known/cmp", post(super::cmp::post))
     // .route("/.well-known/cmp/p/{label}", post(super::cmp::post))
@@ -126,7 +133,9 @@ fn status_plane() -> Router<Arc<AppState>> {
 /// .nest("/api/v1", super::api::router())
 /// ```
 fn enrollment_plane() -> Router<Arc<AppState>> {
-    Router::new().route("/whoami", read_only(whoami))
+    Router::new()
+        .route("/whoami", read_only(whoami))
+        .nest("/api/v1", super::api::router())
 }
 
 /// `GET /metrics`: the Prometheus text exposition.

@@ -9,6 +9,7 @@
 
 pub mod health;
 pub mod pkcs11;
+pub mod seal;
 pub mod signer;
 pub mod software;
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 mod crl;
 mod issuers;
+mod ra;
 mod ra_schema;
 
 /// Migrations, applied in order; the index + 1 is the schema version. Never edit one that has

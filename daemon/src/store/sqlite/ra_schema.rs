@@ -119,6 +119,9 @@ pub(super) const MIGRATION: &str = "
     CREATE INDEX requests_org_path ON requests(org_path, id);
     CREATE INDEX requests_province ON requests(province, id);
     CREATE INDEX requests_state_due ON requests(state, due_at);
+    CREATE INDEX requests_issued ON requests(issued_certificate)
+        WHERE issued_certificate IS NOT NULL;
+    CREATE INDEX requests_document ON requests(document) WHERE document IS NOT NULL;
     CREATE INDEX requests_closed ON requests(closed_at) WHERE closed_at IS NOT NULL;
     CREATE TABLE request_events (
         id         INTEGER PRIMARY KEY AUTOINCREMENT,

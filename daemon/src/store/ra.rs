@@ -1,0 +1,502 @@
+//! The registration authority's role: organisations, operators and their credentials, requests
+//! with their history, and request documents.
+//!
+//! ```text
+//! organisations   id → name, province, parent, tree path, contact, profiles   (soft delete)
+//! operators       id → name, role, organisation, scope, password hash, sealed TOTP secret
+//! credentials     certificate fingerprint → operator; bearer-token hash → operator, expiry
+//! requests        id → kind, organisation, state, subscriber, deadline, certificates
+//! request_events  request → who moved it from which state to which, when, why
+//! documents       id → the request document byte-exact and its verification result
+//! ```
+//!
+//! Every write here is one transaction with its audit record, so a request never changes state
+//! without its history and its audit entry, and a bulk submission is stored whole or not at all.
+//! Moving a request is a compare-and-set on its state ([`Transition::from`]): two officers
+//! acting on one request at once cannot both win.
+
+use super::{AuditEntry, StoreError};
+
+/// What an operator may do (issue 11, "Operator").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Files and follows requests for one organisation.
+    OrgOfficer,
+    /// Accepts, approves, returns and rejects requests within a scope.
+    RaOfficer,
+    /// Reads requests, reports and the audit log within a scope.
+    Auditor,
+    /// Manages issuers, profiles, organisations and operators.
+    CaAdmin,
+}
+
+impl Role {
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OrgOfficer => "org-officer",
+            Self::RaOfficer => "ra-officer",
+            Self::Auditor => "auditor",
+            Self::CaAdmin => "ca-admin",
+        }
+    }
+
+    /// Parses a stored or wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::OrgOfficer,
+            Self::RaOfficer,
+            Self::Auditor,
+            Self::CaAdmin,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}
+
+/// Which organisations an operator's role reaches.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Every organisation.
+    All,
+    /// The organisations whose province code is this one.
+    Province(String),
+    /// This organisation and its subtree.
+    Organisation(String),
+}
+
+impl Scope {
+    /// Parses `all`, `province:CODE` or `org:ID`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.split_once(':') {
+            None if s == "all" => Some(Self::All),
+            Some(("province", code)) if !code.is_empty() => Some(Self::Province(code.into())),
+            Some(("org", id)) if !id.is_empty() => Some(Self::Organisation(id.into())),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::All => f.write_str("all"),
+            Self::Province(c) => write!(f, "province:{c}"),
+            Self::Organisation(id) => write!(f, "org:{id}"),
+        }
+    }
+}
+
+/// A directly managing organisation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Organisation {
+    /// Slug: letters, digits, `-`.
+    pub id: String,
+    /// Legal name (Vietnamese, UTF-8, exactly as registered).
+    pub name: String,
+    /// Registry or tax id.
+    pub registry_id: Option<String>,
+    /// Province code.
+    pub province: Option<String>,
+    /// The organisation above it in the delegation tree.
+    pub parent: Option<String>,
+    /// `/root/…/id/`: its ancestry, fixed at creation.
+    pub path: String,
+    /// Contact email (notifications).
+    pub email: Option<String>,
+    /// Profiles it may request (empty: every configured profile).
+    pub profiles: Vec<String>,
+    /// Sector (`education`, `training`, `health`, `other`).
+    pub sector: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// When it was removed (soft delete).
+    pub deleted_at: Option<u64>,
+}
+
+/// A person who works the RA: an organisation's officer, an RA officer, an auditor, a CA admin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operator {
+    /// Login id.
+    pub id: String,
+    /// Full name.
+    pub name: String,
+    /// Email.
+    pub email: Option<String>,
+    /// Role.
+    pub role: Role,
+    /// The organisation an `org-officer` works for.
+    pub organisation: Option<String>,
+    /// What the role reaches.
+    pub scope: Scope,
+    /// Argon2id PHC string of the portal password.
+    pub password_hash: Option<String>,
+    /// The TOTP secret, sealed under the data key.
+    pub totp_sealed: Option<Vec<u8>>,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// When it was removed; a removed operator authenticates no more.
+    pub removed_at: Option<u64>,
+}
+
+/// What a request asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RequestKind {
+    /// A new certificate.
+    Issue,
+    /// The same subject and key, a new validity.
+    Renew,
+    /// Changed subscriber information: a new certificate, the old one superseded.
+    Modify,
+    /// Revocation.
+    Revoke,
+    /// Recovery of a key device (unlock).
+    Recover,
+}
+
+impl RequestKind {
+    /// Every kind, in the order reports list them.
+    pub const ALL: [Self; 5] = [
+        Self::Issue,
+        Self::Renew,
+        Self::Modify,
+        Self::Revoke,
+        Self::Recover,
+    ];
+
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Issue => "issue",
+            Self::Renew => "renew",
+            Self::Modify => "modify",
+            Self::Revoke => "revoke",
+            Self::Recover => "recover",
+        }
+    }
+
+    /// Parses a stored or wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Where a request is in its life (issue 11, the state machine).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RequestState {
+    /// Filed, not yet accepted.
+    Submitted,
+    /// Accepted: the deadline runs.
+    Accepted,
+    /// Approved by an RA officer; being fulfilled.
+    Approved,
+    /// Done: the certificate issued, renewed, re-issued or revoked, or the device recovered.
+    Fulfilled,
+    /// Sent back for correction; the clock stopped.
+    Returned,
+    /// Refused for good.
+    Rejected,
+    /// The document was not validly signed: waits for the paper original.
+    AwaitingOriginal,
+}
+
+impl RequestState {
+    /// Every state.
+    pub const ALL: [Self; 7] = [
+        Self::Submitted,
+        Self::Accepted,
+        Self::Approved,
+        Self::Fulfilled,
+        Self::Returned,
+        Self::Rejected,
+        Self::AwaitingOriginal,
+    ];
+
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Submitted => "submitted",
+            Self::Accepted => "accepted",
+            Self::Approved => "approved",
+            Self::Fulfilled => "fulfilled",
+            Self::Returned => "returned",
+            Self::Rejected => "rejected",
+            Self::AwaitingOriginal => "awaiting-original",
+        }
+    }
+
+    /// Parses a stored or wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether the request is closed (nothing more happens to it).
+    pub fn is_closed(self) -> bool {
+        matches!(self, Self::Fulfilled | Self::Rejected)
+    }
+}
+
+/// Where the subscriber's key comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyOrigin {
+    /// A PKCS#10 request from the client.
+    Csr,
+    /// Generated on a key device by the CA.
+    Token,
+    /// Generated in the HSM for remote signing.
+    Central,
+}
+
+impl KeyOrigin {
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Csr => "csr",
+            Self::Token => "token",
+            Self::Central => "central",
+        }
+    }
+
+    /// Parses a stored or wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Csr, Self::Token, Self::Central]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// The subscriber a request is for. Phone and national id number are sealed under the data key
+/// before they reach the store.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubscriberFields {
+    /// Full name.
+    pub name: Option<String>,
+    /// Official email.
+    pub email: Option<String>,
+    /// Title.
+    pub title: Option<String>,
+    /// Organisation unit.
+    pub unit: Option<String>,
+    /// Phone, sealed.
+    pub phone_sealed: Option<Vec<u8>>,
+    /// National id number, sealed.
+    pub id_number_sealed: Option<Vec<u8>>,
+}
+
+/// A request document as received, with its verification result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DocumentRecord {
+    /// Id (0 before it is stored).
+    pub id: i64,
+    /// File name as given.
+    pub filename: String,
+    /// The bytes, exactly as received.
+    pub content: Vec<u8>,
+    /// The detached CMS signature, when one was given.
+    pub signature: Option<Vec<u8>>,
+    /// SHA-256 of `content`.
+    pub sha256: Vec<u8>,
+    /// Whether the signature is valid evidence for the organisation.
+    pub valid: bool,
+    /// The signer's certificate serial (hex).
+    pub signer_serial: Option<String>,
+    /// The signer's certificate issuer DN.
+    pub signer_issuer: Option<String>,
+    /// The signer's subject DN.
+    pub signer_subject: Option<String>,
+    /// The signing time relied on, Unix seconds.
+    pub signed_at: Option<u64>,
+    /// Why it is not valid evidence (an error code and text).
+    pub problem: Option<String>,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// A request, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// Id (0 before it is stored).
+    pub id: i64,
+    /// Kind.
+    pub kind: RequestKind,
+    /// The submitting organisation.
+    pub organisation: String,
+    /// Its province, copied for scoped lists.
+    pub province: Option<String>,
+    /// Its tree path, copied for scoped lists.
+    pub org_path: String,
+    /// State.
+    pub state: RequestState,
+    /// The profile asked for (issue).
+    pub profile: Option<String>,
+    /// Key origin.
+    pub key_origin: KeyOrigin,
+    /// The issuer asked for (default: the issuing CA).
+    pub issuer: Option<String>,
+    /// The subscriber.
+    pub subscriber: SubscriberFields,
+    /// The PKCS#10 request (DER).
+    pub csr: Option<Vec<u8>>,
+    /// The certificate concerned (renew, modify, revoke, recover), serial hex.
+    pub certificate: Option<String>,
+    /// The certificate fulfilment issued, serial hex.
+    pub issued_certificate: Option<String>,
+    /// The revocation reason (revoke), or the last return/reject reason.
+    pub reason: Option<String>,
+    /// The request document.
+    pub document: Option<i64>,
+    /// The bulk submission it came in.
+    pub batch: Option<String>,
+    /// Who filed it.
+    pub submitted_by: String,
+    /// Unix seconds.
+    pub submitted_at: u64,
+    /// When it was accepted (the deadline's start).
+    pub accepted_at: Option<u64>,
+    /// The deadline.
+    pub due_at: Option<u64>,
+    /// When it was fulfilled.
+    pub fulfilled_at: Option<u64>,
+    /// When it closed (fulfilled or rejected).
+    pub closed_at: Option<u64>,
+    /// When its breach was notified.
+    pub breach_notified_at: Option<u64>,
+    /// When its personal fields were erased.
+    pub erased_at: Option<u64>,
+    /// Unix seconds.
+    pub updated_at: u64,
+}
+
+/// One step of a request's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestEvent {
+    /// Unix seconds.
+    pub at: u64,
+    /// Who.
+    pub actor: String,
+    /// What (`submit`, `accept`, `approve`, `fulfil`, …).
+    pub action: String,
+    /// From which state (none for the submission).
+    pub from: Option<RequestState>,
+    /// To which state.
+    pub to: RequestState,
+    /// Why (return and reject reasons).
+    pub reason: Option<String>,
+}
+
+/// A state change of one request, applied only if the request is still in `from`.
+#[derive(Clone, Debug)]
+pub struct Transition {
+    /// The request.
+    pub request: i64,
+    /// The state it must still be in.
+    pub from: RequestState,
+    /// The state it moves to.
+    pub to: RequestState,
+    /// The history entry's action.
+    pub action: String,
+    /// Who.
+    pub actor: String,
+    /// Why.
+    pub reason: Option<String>,
+    /// Unix seconds.
+    pub at: u64,
+    /// Sets `accepted_at` and `due_at` (acceptance); `Some((None, None))` clears them (return).
+    pub deadline: Option<(Option<u64>, Option<u64>)>,
+    /// Sets `issued_certificate`.
+    pub issued_certificate: Option<String>,
+    /// The audit record written with it.
+    pub audit: AuditEntry,
+}
+
+/// Which requests a list reads: the caller's scope and the filters asked for.
+#[derive(Clone, Debug, Default)]
+pub struct RequestFilter {
+    /// Only this province's organisations.
+    pub province: Option<String>,
+    /// Only organisations whose path starts with this (a subtree).
+    pub under_path: Option<String>,
+    /// Only this organisation.
+    pub organisation: Option<String>,
+    /// Only this state.
+    pub state: Option<RequestState>,
+    /// Only this kind.
+    pub kind: Option<RequestKind>,
+    /// Only requests due before this instant and not yet fulfilled (overdue).
+    pub due_before: Option<u64>,
+    /// Only the request that issued this certificate (serial hex).
+    pub issued_certificate: Option<String>,
+    /// Only requests covered by this document.
+    pub document: Option<i64>,
+    /// Only ids below this (the cursor: lists are newest first).
+    pub before_id: Option<i64>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// The registration authority's durable records.
+pub trait RaRequests: Send + Sync {
+    /// Adds an organisation (its `path` computed by the caller from the parent's).
+    fn add_organisation(&self, org: &Organisation, audit: &AuditEntry) -> Result<(), StoreError>;
+    /// An organisation, removed ones included.
+    fn organisation(&self, id: &str) -> Result<Option<Organisation>, StoreError>;
+    /// Organisations not removed, ordered by id.
+    fn organisations(&self) -> Result<Vec<Organisation>, StoreError>;
+    /// Marks an organisation removed.
+    fn remove_organisation(&self, id: &str, at: u64, audit: &AuditEntry) -> Result<(), StoreError>;
+
+    /// Adds an operator.
+    fn add_operator(&self, op: &Operator, audit: &AuditEntry) -> Result<(), StoreError>;
+    /// An operator, removed ones included.
+    fn operator(&self, id: &str) -> Result<Option<Operator>, StoreError>;
+    /// Operators not removed, ordered by id.
+    fn operators(&self) -> Result<Vec<Operator>, StoreError>;
+    /// Replaces an operator's role, organisation, scope, password hash and sealed TOTP secret.
+    fn update_operator(&self, op: &Operator, audit: &AuditEntry) -> Result<(), StoreError>;
+    /// Marks an operator removed and revokes its tokens.
+    fn remove_operator(&self, id: &str, at: u64, audit: &AuditEntry) -> Result<(), StoreError>;
+    /// Registers a certificate (by the SHA-256 of its DER) as the operator's.
+    fn add_operator_certificate(
+        &self,
+        fingerprint: &[u8],
+        operator: &str,
+        serial: &str,
+        issuer: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+    /// The live operator a certificate is registered to.
+    fn operator_by_certificate(&self, fingerprint: &[u8]) -> Result<Option<Operator>, StoreError>;
+    /// Stores a bearer token's hash.
+    fn add_token(
+        &self,
+        hash: &[u8],
+        operator: &str,
+        at: u64,
+        expires_at: u64,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+    /// The live operator a token that has neither expired nor been revoked at `now` belongs to.
+    fn operator_by_token(&self, hash: &[u8], now: u64) -> Result<Option<Operator>, StoreError>;
+    /// Revokes every token of an operator.
+    fn revoke_tokens(&self, operator: &str, at: u64, audit: &AuditEntry) -> Result<(), StoreError>;
+
+    /// Stores a document (if any) and the requests that it covers, all or nothing, each with its
+    /// `submit` event and, if `to` differs from `submitted`, its first transition; returns the
+    /// stored requests.
+    fn submit_requests(
+        &self,
+        document: Option<&DocumentRecord>,
+        requests: &[RequestRecord],
+        audit: &AuditEntry,
+    ) -> Result<Vec<RequestRecord>, StoreError>;
+    /// A request.
+    fn request(&self, id: i64) -> Result<Option<RequestRecord>, StoreError>;
+    /// Requests matching the filter, newest first.
+    fn requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRecord>, StoreError>;
+    /// Applies a transition; [`StoreError::Conflict`] if the request is no longer in `from`.
+    fn transition(&self, t: &Transition) -> Result<RequestRecord, StoreError>;
+    /// A request's history, oldest first.
+    fn request_events(&self, id: i64) -> Result<Vec<RequestEvent>, StoreError>;
+    /// A document.
+    fn document(&self, id: i64) -> Result<Option<DocumentRecord>, StoreError>;
+}

@@ -1,0 +1,691 @@
+//! SQLite side of the registration authority's role (see `store::ra`; tables in `ra_schema.rs`).
+
+use super::{insert_audit, unavailable, SqliteStore};
+use crate::store::ra::*;
+use crate::store::{AuditEntry, StoreError};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+
+/// Maps a failed write: a primary-key or unique clash names the record.
+fn clash(what: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::DuplicateName(what.into()),
+        _ => unavailable(e),
+    }
+}
+
+const ORGANISATION_COLUMNS: &str =
+    "id, name, registry_id, province, parent, path, email, profiles, sector, created_at, deleted_at";
+
+fn organisation_row(r: &Row<'_>) -> rusqlite::Result<Organisation> {
+    let profiles: String = r.get(7)?;
+    Ok(Organisation {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        registry_id: r.get(2)?,
+        province: r.get(3)?,
+        parent: r.get(4)?,
+        path: r.get(5)?,
+        email: r.get(6)?,
+        profiles: profiles
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        sector: r.get(8)?,
+        created_at: r.get(9)?,
+        deleted_at: r.get(10)?,
+    })
+}
+
+const OPERATOR_COLUMNS: &str = "o.id, o.name, o.email, o.role, o.organisation, o.scope, \
+     o.password_hash, o.totp_sealed, o.created_at, o.removed_at";
+
+fn invalid(what: &str) -> rusqlite::Error {
+    rusqlite::Error::InvalidColumnType(0, what.into(), rusqlite::types::Type::Text)
+}
+
+fn operator_row(r: &Row<'_>) -> rusqlite::Result<Operator> {
+    let role: String = r.get(3)?;
+    let scope: String = r.get(5)?;
+    Ok(Operator {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        email: r.get(2)?,
+        role: Role::parse(&role).ok_or_else(|| invalid("role"))?,
+        organisation: r.get(4)?,
+        scope: Scope::parse(&scope).ok_or_else(|| invalid("scope"))?,
+        password_hash: r.get(6)?,
+        totp_sealed: r.get(7)?,
+        created_at: r.get(8)?,
+        removed_at: r.get(9)?,
+    })
+}
+
+const REQUEST_COLUMNS: &str = "id, kind, organisation, province, org_path, state, profile, \
+     key_origin, issuer, subscriber_name, subscriber_email, subscriber_title, subscriber_unit, \
+     subscriber_phone, subscriber_id_number, csr, certificate, issued_certificate, reason, \
+     document, batch, submitted_by, submitted_at, accepted_at, due_at, fulfilled_at, closed_at, \
+     breach_notified_at, erased_at, updated_at";
+
+fn request_row(r: &Row<'_>) -> rusqlite::Result<RequestRecord> {
+    let kind: String = r.get(1)?;
+    let state: String = r.get(5)?;
+    let origin: String = r.get(7)?;
+    Ok(RequestRecord {
+        id: r.get(0)?,
+        kind: RequestKind::parse(&kind).ok_or_else(|| invalid("kind"))?,
+        organisation: r.get(2)?,
+        province: r.get(3)?,
+        org_path: r.get(4)?,
+        state: RequestState::parse(&state).ok_or_else(|| invalid("state"))?,
+        profile: r.get(6)?,
+        key_origin: KeyOrigin::parse(&origin).ok_or_else(|| invalid("key_origin"))?,
+        issuer: r.get(8)?,
+        subscriber: SubscriberFields {
+            name: r.get(9)?,
+            email: r.get(10)?,
+            title: r.get(11)?,
+            unit: r.get(12)?,
+            phone_sealed: r.get(13)?,
+            id_number_sealed: r.get(14)?,
+        },
+        csr: r.get(15)?,
+        certificate: r.get(16)?,
+        issued_certificate: r.get(17)?,
+        reason: r.get(18)?,
+        document: r.get(19)?,
+        batch: r.get(20)?,
+        submitted_by: r.get(21)?,
+        submitted_at: r.get(22)?,
+        accepted_at: r.get(23)?,
+        due_at: r.get(24)?,
+        fulfilled_at: r.get(25)?,
+        closed_at: r.get(26)?,
+        breach_notified_at: r.get(27)?,
+        erased_at: r.get(28)?,
+        updated_at: r.get(29)?,
+    })
+}
+
+fn request_in(conn: &Connection, id: i64) -> Result<Option<RequestRecord>, StoreError> {
+    conn.query_row(
+        &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"),
+        [id],
+        request_row,
+    )
+    .optional()
+    .map_err(unavailable)
+}
+
+fn insert_event(
+    conn: &Connection,
+    request: i64,
+    at: u64,
+    actor: &str,
+    action: &str,
+    from: Option<RequestState>,
+    to: RequestState,
+    reason: Option<&str>,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "INSERT INTO request_events (request, at, actor, action, from_state, to_state, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            request,
+            at,
+            actor,
+            action,
+            from.map(RequestState::as_str),
+            to.as_str(),
+            reason
+        ],
+    )
+}
+
+fn insert_request(
+    conn: &Connection,
+    r: &RequestRecord,
+    document: Option<i64>,
+) -> rusqlite::Result<i64> {
+    let s = &r.subscriber;
+    conn.execute(
+        &format!(
+            "INSERT INTO requests ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
+             ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+            &REQUEST_COLUMNS["id, ".len()..]
+        ),
+        params![
+            r.kind.as_str(),
+            r.organisation,
+            r.province,
+            r.org_path,
+            r.state.as_str(),
+            r.profile,
+            r.key_origin.as_str(),
+            r.issuer,
+            s.name,
+            s.email,
+            s.title,
+            s.unit,
+            s.phone_sealed,
+            s.id_number_sealed,
+            r.csr,
+            r.certificate,
+            r.issued_certificate,
+            r.reason,
+            document,
+            r.batch,
+            r.submitted_by,
+            r.submitted_at,
+            r.accepted_at,
+            r.due_at,
+            r.fulfilled_at,
+            r.closed_at,
+            r.breach_notified_at,
+            r.erased_at,
+            r.updated_at,
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+impl RaRequests for SqliteStore {
+    fn add_organisation(&self, org: &Organisation, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                &format!(
+                    "INSERT INTO organisations ({ORGANISATION_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                ),
+                params![
+                    org.id,
+                    org.name,
+                    org.registry_id,
+                    org.province,
+                    org.parent,
+                    org.path,
+                    org.email,
+                    org.profiles.join(","),
+                    org.sector,
+                    org.created_at,
+                    org.deleted_at
+                ],
+            )
+            .map_err(clash(&org.id))?;
+            insert_audit(tx, audit).map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn organisation(&self, id: &str) -> Result<Option<Organisation>, StoreError> {
+        self.lock()?
+            .query_row(
+                &format!("SELECT {ORGANISATION_COLUMNS} FROM organisations WHERE id = ?1"),
+                [id],
+                organisation_row,
+            )
+            .optional()
+            .map_err(unavailable)
+    }
+
+    fn organisations(&self) -> Result<Vec<Organisation>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {ORGANISATION_COLUMNS} FROM organisations WHERE deleted_at IS NULL ORDER BY id"
+            ))
+            .map_err(unavailable)?;
+        let rows = stmt
+            .query_map([], organisation_row)
+            .map_err(unavailable)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
+        Ok(rows)
+    }
+
+    fn remove_organisation(&self, id: &str, at: u64, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE organisations SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL",
+                    params![id, at],
+                )
+                .map_err(unavailable)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(id.into()));
+            }
+            insert_audit(tx, audit).map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn add_operator(&self, op: &Operator, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO operators (id, name, email, role, organisation, scope, password_hash,
+                 totp_sealed, created_at, removed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    op.id,
+                    op.name,
+                    op.email,
+                    op.role.as_str(),
+                    op.organisation,
+                    op.scope.to_string(),
+                    op.password_hash,
+                    op.totp_sealed,
+                    op.created_at,
+                    op.removed_at
+                ],
+            )
+            .map_err(clash(&op.id))?;
+            insert_audit(tx, audit).map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn operator(&self, id: &str) -> Result<Option<Operator>, StoreError> {
+        self.lock()?
+            .query_row(
+                &format!("SELECT {OPERATOR_COLUMNS} FROM operators o WHERE o.id = ?1"),
+                [id],
+                operator_row,
+            )
+            .optional()
+            .map_err(unavailable)
+    }
+
+    fn operators(&self) -> Result<Vec<Operator>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {OPERATOR_COLUMNS} FROM operators o WHERE o.removed_at IS NULL ORDER BY o.id"
+            ))
+            .map_err(unavailable)?;
+        let rows = stmt
+            .query_map([], operator_row)
+            .map_err(unavailable)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
+        Ok(rows)
+    }
+
+    fn update_operator(&self, op: &Operator, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE operators SET name = ?2, email = ?3, role = ?4, organisation = ?5,
+                     scope = ?6, password_hash = ?7, totp_sealed = ?8
+                     WHERE id = ?1 AND removed_at IS NULL",
+                    params![
+                        op.id,
+                        op.name,
+                        op.email,
+                        op.role.as_str(),
+                        op.organisation,
+                        op.scope.to_string(),
+                        op.password_hash,
+                        op.totp_sealed
+                    ],
+                )
+                .map_err(unavailable)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(op.id.clone()));
+            }
+            insert_audit(tx, audit).map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn remove_operator(&self, id: &str, at: u64, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE operators SET removed_at = ?2 WHERE id = ?1 AND removed_at IS NULL",
+                    params![id, at],
+                )
+                .map_err(unavailable)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(id.into()));
+            }
+            tx.execute(
+                "UPDATE operator_tokens SET revoked_at = ?2 WHERE operator = ?1 AND revoked_at IS NULL",
+                params![id, at],
+            )
+            .map_err(unavailable)?;
+            insert_audit(tx, audit).map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn add_operator_certificate(
+        &self,
+        fingerprint: &[u8],
+        operator: &str,
+        serial: &str,
+        issuer: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO operator_certificates (fingerprint, operator, serial, issuer, added_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![fingerprint, operator, serial, issuer, audit.at],
+            )
+            .map_err(clash(serial))?;
+            insert_audit(tx, audit).map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn operator_by_certificate(&self, fingerprint: &[u8]) -> Result<Option<Operator>, StoreError> {
+        self.lock()?
+            .query_row(
+                &format!(
+                    "SELECT {OPERATOR_COLUMNS} FROM operator_certificates c
+                     JOIN operators o ON o.id = c.operator
+                     WHERE c.fingerprint = ?1 AND o.removed_at IS NULL"
+                ),
+                [fingerprint],
+                operator_row,
+            )
+            .optional()
+            .map_err(unavailable)
+    }
+
+    fn add_token(
+        &self,
+        hash: &[u8],
+        operator: &str,
+        at: u64,
+        expires_at: u64,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO operator_tokens (hash, operator, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![hash, operator, at, expires_at],
+            )
+            .map_err(clash("token"))?;
+            insert_audit(tx, audit).map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn operator_by_token(&self, hash: &[u8], now: u64) -> Result<Option<Operator>, StoreError> {
+        self.lock()?
+            .query_row(
+                &format!(
+                    "SELECT {OPERATOR_COLUMNS} FROM operator_tokens t
+                     JOIN operators o ON o.id = t.operator
+                     WHERE t.hash = ?1 AND t.revoked_at IS NULL AND t.expires_at > ?2
+                       AND o.removed_at IS NULL"
+                ),
+                params![hash, now],
+                operator_row,
+            )
+            .optional()
+            .map_err(unavailable)
+    }
+
+    fn revoke_tokens(&self, operator: &str, at: u64, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE operator_tokens SET revoked_at = ?2 WHERE operator = ?1 AND revoked_at IS NULL",
+                params![operator, at],
+            )
+            .map_err(unavailable)?;
+            insert_audit(tx, audit).map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn submit_requests(
+        &self,
+        document: Option<&DocumentRecord>,
+        requests: &[RequestRecord],
+        audit: &AuditEntry,
+    ) -> Result<Vec<RequestRecord>, StoreError> {
+        self.write(|tx| {
+            let document_id = match document {
+                Some(d) => {
+                    tx.execute(
+                        "INSERT INTO documents (filename, content, signature, sha256, valid,
+                         signer_serial, signer_issuer, signer_subject, signed_at, problem, created_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                        params![
+                            d.filename,
+                            d.content,
+                            d.signature,
+                            d.sha256,
+                            d.valid,
+                            d.signer_serial,
+                            d.signer_issuer,
+                            d.signer_subject,
+                            d.signed_at,
+                            d.problem,
+                            d.created_at
+                        ],
+                    )
+                    .map_err(unavailable)?;
+                    Some(tx.last_insert_rowid())
+                }
+                None => None,
+            };
+            let mut stored = Vec::with_capacity(requests.len());
+            for r in requests {
+                let id = insert_request(tx, r, document_id).map_err(unavailable)?;
+                insert_event(
+                    tx,
+                    id,
+                    r.submitted_at,
+                    &r.submitted_by,
+                    "submit",
+                    None,
+                    RequestState::Submitted,
+                    None,
+                )
+                .map_err(unavailable)?;
+                if r.state != RequestState::Submitted {
+                    let action = match r.state {
+                        RequestState::Accepted => "accept",
+                        _ => "await-original",
+                    };
+                    insert_event(
+                        tx,
+                        id,
+                        r.submitted_at,
+                        &r.submitted_by,
+                        action,
+                        Some(RequestState::Submitted),
+                        r.state,
+                        None,
+                    )
+                    .map_err(unavailable)?;
+                }
+                let mut r = r.clone();
+                r.id = id;
+                r.document = document_id;
+                stored.push(r);
+            }
+            insert_audit(tx, audit).map_err(unavailable)?;
+            Ok(stored)
+        })
+    }
+
+    fn request(&self, id: i64) -> Result<Option<RequestRecord>, StoreError> {
+        let conn = self.lock()?;
+        request_in(&conn, id)
+    }
+
+    fn requests(&self, f: &RequestFilter) -> Result<Vec<RequestRecord>, StoreError> {
+        let mut sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE 1 = 1");
+        let mut args: Vec<Value> = Vec::new();
+        let mut bind = |sql: &mut String, clause: &str, v: Value| {
+            args.push(v);
+            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+        };
+        if let Some(p) = &f.province {
+            bind(&mut sql, " AND province = ?", Value::Text(p.clone()));
+        }
+        if let Some(path) = &f.under_path {
+            // The subtree is a prefix range of the path (every path ends in '/').
+            bind(&mut sql, " AND org_path >= ?", Value::Text(path.clone()));
+            let mut end = path.clone();
+            end.pop();
+            end.push('0'); // '0' sorts right after '/'
+            bind(&mut sql, " AND org_path < ?", Value::Text(end));
+        }
+        if let Some(o) = &f.organisation {
+            bind(&mut sql, " AND organisation = ?", Value::Text(o.clone()));
+        }
+        if let Some(s) = f.state {
+            bind(&mut sql, " AND state = ?", Value::Text(s.as_str().into()));
+        }
+        if let Some(k) = f.kind {
+            bind(&mut sql, " AND kind = ?", Value::Text(k.as_str().into()));
+        }
+        if let Some(t) = f.due_before {
+            bind(
+                &mut sql,
+                " AND state IN ('accepted', 'approved') AND due_at < ?",
+                Value::Integer(t as i64),
+            );
+        }
+        if let Some(serial) = &f.issued_certificate {
+            bind(
+                &mut sql,
+                " AND issued_certificate = ?",
+                Value::Text(serial.clone()),
+            );
+        }
+        if let Some(d) = f.document {
+            bind(&mut sql, " AND document = ?", Value::Integer(d));
+        }
+        if let Some(id) = f.before_id {
+            bind(&mut sql, " AND id < ?", Value::Integer(id));
+        }
+        bind(
+            &mut sql,
+            " ORDER BY id DESC LIMIT ?",
+            Value::Integer(f.limit as i64),
+        );
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare_cached(&sql).map_err(unavailable)?;
+        let rows = stmt
+            .query_map(params_from_iter(args), request_row)
+            .map_err(unavailable)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
+        Ok(rows)
+    }
+
+    fn transition(&self, t: &Transition) -> Result<RequestRecord, StoreError> {
+        self.write(|tx| {
+            let closed = t.to.is_closed().then_some(t.at);
+            let fulfilled = (t.to == RequestState::Fulfilled).then_some(t.at);
+            let (set_deadline, accepted_at, due_at) = match t.deadline {
+                Some((a, d)) => (true, a, d),
+                None => (false, None, None),
+            };
+            let n = tx
+                .execute(
+                    "UPDATE requests SET state = ?3, updated_at = ?4,
+                       closed_at = COALESCE(?5, closed_at),
+                       fulfilled_at = COALESCE(?6, fulfilled_at),
+                       accepted_at = CASE WHEN ?7 THEN ?8 ELSE accepted_at END,
+                       due_at = CASE WHEN ?7 THEN ?9 ELSE due_at END,
+                       issued_certificate = COALESCE(?10, issued_certificate)
+                     WHERE id = ?1 AND state = ?2",
+                    params![
+                        t.request,
+                        t.from.as_str(),
+                        t.to.as_str(),
+                        t.at,
+                        closed,
+                        fulfilled,
+                        set_deadline,
+                        accepted_at,
+                        due_at,
+                        t.issued_certificate
+                    ],
+                )
+                .map_err(unavailable)?;
+            if n == 0 {
+                return Err(match request_in(tx, t.request)? {
+                    None => StoreError::NotFound(format!("request {}", t.request)),
+                    Some(_) => StoreError::Changed(format!("request {}", t.request)),
+                });
+            }
+            insert_event(
+                tx,
+                t.request,
+                t.at,
+                &t.actor,
+                &t.action,
+                Some(t.from),
+                t.to,
+                t.reason.as_deref(),
+            )
+            .map_err(unavailable)?;
+            insert_audit(tx, &t.audit).map_err(unavailable)?;
+            request_in(tx, t.request)?.ok_or_else(|| StoreError::NotFound(t.request.to_string()))
+        })
+    }
+
+    fn request_events(&self, id: i64) -> Result<Vec<RequestEvent>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT at, actor, action, from_state, to_state, reason FROM request_events
+                 WHERE request = ?1 ORDER BY id",
+            )
+            .map_err(unavailable)?;
+        let rows = stmt
+            .query_map([id], |r| {
+                let from: Option<String> = r.get(3)?;
+                let to: String = r.get(4)?;
+                Ok(RequestEvent {
+                    at: r.get(0)?,
+                    actor: r.get(1)?,
+                    action: r.get(2)?,
+                    from: from.as_deref().and_then(RequestState::parse),
+                    to: RequestState::parse(&to).ok_or_else(|| invalid("to_state"))?,
+                    reason: r.get(5)?,
+                })
+            })
+            .map_err(unavailable)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
+        Ok(rows)
+    }
+
+    fn document(&self, id: i64) -> Result<Option<DocumentRecord>, StoreError> {
+        self.lock()?
+            .query_row(
+                "SELECT id, filename, content, signature, sha256, valid, signer_serial,
+                 signer_issuer, signer_subject, signed_at, problem, created_at
+                 FROM documents WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(DocumentRecord {
+                        id: r.get(0)?,
+                        filename: r.get(1)?,
+                        content: r.get(2)?,
+                        signature: r.get(3)?,
+                        sha256: r.get(4)?,
+                        valid: r.get(5)?,
+                        signer_serial: r.get(6)?,
+                        signer_issuer: r.get(7)?,
+                        signer_subject: r.get(8)?,
+                        signed_at: r.get(9)?,
+                        problem: r.get(10)?,
+                        created_at: r.get(11)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(unavailable)
+    }
+}
