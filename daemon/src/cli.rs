@@ -62,6 +62,8 @@ pub enum Command {
     /// RA requests.
     #[command(subcommand)]
     Request(ra::RequestCommand),
+    /// The RA's periodic report of an organisation subtree (JSON or CSV).
+    Report(ra::ReportArgs),
 }
 
 /// `pkid init` options.
@@ -519,6 +521,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Org(cmd) => ra::org(&data, cmd, &who),
         Command::Operator(cmd) => ra::operator(&data, cmd, &who),
         Command::Request(cmd) => ra::request(&data, cmd, &who),
+        Command::Report(a) => ra::report(&data, a, &who),
     }
 }
 

@@ -507,6 +507,27 @@ impl IssuerRegistry for MeteredStore {
 }
 
 impl RaRequests for MeteredStore {
+    fn report_rows(
+        &self,
+        scope: &RequestFilter,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(&crate::store::ra::ReportRow),
+    ) -> Result<(), StoreError> {
+        self.observe("report_rows", || {
+            self.inner.report_rows(scope, from, to, visit)
+        })
+    }
+    fn certificate_counts(
+        &self,
+        scope: &RequestFilter,
+        at: u64,
+        horizon: u64,
+    ) -> Result<crate::store::ra::CertificateCounts, StoreError> {
+        self.observe("certificate_counts", || {
+            self.inner.certificate_counts(scope, at, horizon)
+        })
+    }
     fn add_organisation(&self, org: &Organisation, audit: &AuditEntry) -> Result<(), StoreError> {
         self.observe("add_organisation", || {
             self.inner.add_organisation(org, audit)

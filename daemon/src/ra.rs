@@ -25,6 +25,7 @@ pub mod calendar;
 pub mod credentials;
 pub mod desk;
 pub mod documents;
+pub mod report;
 
 use crate::ca::{
     audit_target, Authority, CaError, Issuance, Issued, Issuer, Predecessor, ISSUING, ROOT,

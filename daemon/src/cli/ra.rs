@@ -113,6 +113,41 @@ pub enum OperatorCommand {
     },
 }
 
+/// `pkid report` options.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The subtree's root organisation (default: every organisation).
+    #[arg(long)]
+    pub org: Option<String>,
+    /// First day, YYYY-MM-DD (Asia/Ho_Chi_Minh).
+    #[arg(long)]
+    pub from: String,
+    /// Last day, inclusive.
+    #[arg(long)]
+    pub to: String,
+    /// json or csv.
+    #[arg(long, default_value = "json")]
+    pub format: String,
+}
+
+/// `pkid report`.
+pub(super) fn report(data: &Path, a: ReportArgs, who: &str) -> Result<(), Failure> {
+    let desk = open_desk(data, false)?;
+    let me = RequestDesk::console(who);
+    let q = crate::ra::desk::ReportQuery {
+        organisation: a.org,
+        from: a.from,
+        to: a.to,
+        format: Some(a.format.clone()),
+    };
+    let report = desk.report(&me, &q).map_err(desk_failure)?;
+    if a.format == "csv" {
+        out(&report.to_csv())
+    } else {
+        json(&report)
+    }
+}
+
 /// A request id and an optional reason.
 #[derive(Args, Debug)]
 pub struct RequestAction {

@@ -261,6 +261,7 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
         .route("/requests/{id}/transitions", post(act))
         .route("/documents/{id}", get(document))
         .route("/documents/{id}/signature", get(document_signature))
+        .route("/reports", get(report))
         .route("/organisations", post(add_organisation).get(organisations))
         .route("/organisations/{id}", get(organisation))
         .route("/operators", post(add_operator).get(operators))
@@ -487,6 +488,29 @@ async fn document_signature(
     }
 }
 
+/// The periodic report of a subtree: JSON, or CSV with `format=csv`.
+#[utoipa::path(get, path = "/api/v1/reports", params(ReportQuery),
+    responses((status = 200, body = crate::ra::report::Report), (status = 403, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+async fn report(
+    State(state): State<Arc<AppState>>,
+    Caller(who): Caller,
+    q: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Reply {
+    let r = async {
+        let q = query(q)?;
+        let csv = q.format.as_deref() == Some("csv");
+        let desk = desk(&state)?;
+        Ok::<_, ApiError>((blocking(move || desk.report(&who, &q)).await?, csv))
+    }
+    .await;
+    match r {
+        Ok((report, true)) => reply(StatusCode::OK, "text/csv; charset=utf-8", report.to_csv()),
+        Ok((report, false)) => json(StatusCode::OK, &report),
+        Err(e) => e.into_response(),
+    }
+}
+
 /// Adds an organisation (ca-admin).
 #[utoipa::path(post, path = "/api/v1/organisations", request_body = OrganisationInput,
     responses((status = 201, body = OrganisationView), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
@@ -636,7 +660,7 @@ impl utoipa::Modify for BearerScheme {
 #[openapi(
     info(title = "pkid registration authority", description = "Organisations file certification requests; RA officers fulfil them within service deadlines. Errors are RFC 9457 problem documents."),
     paths(me, submit, submit_batch, list, show, history, act, document, document_signature,
-          add_organisation, organisations, organisation, add_operator, operators, remove_operator, issue_token),
+          report, add_organisation, organisations, organisation, add_operator, operators, remove_operator, issue_token),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;

@@ -322,6 +322,20 @@ pub struct ListQuery {
     pub limit: Option<usize>,
 }
 
+/// A report query (`GET /api/v1/reports`).
+#[derive(Clone, Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    /// The subtree's root (default: everything in the caller's reach).
+    pub organisation: Option<String>,
+    /// First day, YYYY-MM-DD (Asia/Ho_Chi_Minh).
+    pub from: String,
+    /// Last day, inclusive.
+    pub to: String,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+}
+
 /// A page of requests.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct RequestPage {
@@ -1886,6 +1900,97 @@ impl RequestDesk {
             items: rows.iter().map(|r| self.view(r, None)).collect(),
             next,
         })
+    }
+
+    /// The report of a subtree and period (auditors, RA officers, CA admins; organisation
+    /// officers for their own organisation).
+    pub fn report(
+        &self,
+        who: &Principal,
+        q: &ReportQuery,
+    ) -> Result<super::report::Report, DeskError> {
+        let day = |field: &str, s: &str| {
+            time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
+                .map_err(|_| FieldError::new(field, "a date, YYYY-MM-DD"))
+        };
+        let (from, to) = match (day("from", &q.from), day("to", &q.to)) {
+            (Ok(f), Ok(t)) if f <= t => (f, t),
+            (Ok(_), Ok(_)) => {
+                return Err(DeskError::Invalid(vec![FieldError::new(
+                    "to",
+                    "before from",
+                )]))
+            }
+            (a, b) => {
+                return Err(DeskError::Invalid(
+                    [a.err(), b.err()].into_iter().flatten().collect(),
+                ))
+            }
+        };
+        if q.format
+            .as_deref()
+            .is_some_and(|f| f != "json" && f != "csv")
+        {
+            return Err(DeskError::Invalid(vec![FieldError::new(
+                "format",
+                "json or csv",
+            )]));
+        }
+        if who.role().is_none() {
+            return Err(DeskError::Forbidden("reports are for operators".into()));
+        }
+        let mut scope = RequestFilter::default();
+        match who.reach() {
+            Reach::All => {}
+            Reach::Province(p) => scope.province = Some(p),
+            Reach::Subtree(path) => scope.under_path = Some(path),
+            Reach::Organisation(o) => scope.organisation = Some(o),
+            Reach::Nothing => return Err(DeskError::Forbidden("no reach".into())),
+        }
+        if let Some(org) = &q.organisation {
+            let o = self
+                .store
+                .organisation(org)?
+                .filter(|o| {
+                    who.reach()
+                        .covers_organisation(&o.id, o.province.as_deref(), &o.path)
+                })
+                .ok_or_else(|| DeskError::NotFound(format!("no organisation {org:?}")))?;
+            // Within an org-officer's own organisation, the subtree is that organisation.
+            if scope.organisation.is_none() {
+                scope.under_path = Some(match scope.under_path.take() {
+                    Some(reach) if reach.len() > o.path.len() => reach,
+                    _ => o.path,
+                });
+            }
+        }
+        let start = from
+            .midnight()
+            .assume_offset(VIETNAM)
+            .unix_timestamp()
+            .max(0) as u64;
+        let end = to
+            .next_day()
+            .unwrap_or(to)
+            .midnight()
+            .assume_offset(VIETNAM)
+            .unix_timestamp()
+            .max(0) as u64;
+        let now = self.now();
+        let mut tally = super::report::Tally::new(
+            &self.calendar,
+            self.config.ra.working_hours,
+            start,
+            end,
+            now,
+        );
+        self.store
+            .report_rows(&scope, start, end, &mut |r| tally.add(r))?;
+        let at = end.min(now);
+        let counts = self
+            .store
+            .certificate_counts(&scope, at, at + 30 * 86_400)?;
+        Ok(tally.finish(q.organisation.clone(), q.from.clone(), q.to.clone(), counts))
     }
 
     /// Moves a request: accept, approve (and fulfil), return, reject, resubmit,

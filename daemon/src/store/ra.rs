@@ -434,6 +434,40 @@ pub struct RequestFilter {
     pub limit: usize,
 }
 
+/// What a report reads of one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportRow {
+    /// Kind.
+    pub kind: RequestKind,
+    /// State now.
+    pub state: RequestState,
+    /// Organisation.
+    pub organisation: String,
+    /// Key origin.
+    pub key_origin: KeyOrigin,
+    /// Unix seconds.
+    pub submitted_at: u64,
+    /// When accepted.
+    pub accepted_at: Option<u64>,
+    /// Deadline.
+    pub due_at: Option<u64>,
+    /// When fulfilled.
+    pub fulfilled_at: Option<u64>,
+    /// When closed.
+    pub closed_at: Option<u64>,
+}
+
+/// The certificates a subtree's requests issued, by status at an instant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CertificateCounts {
+    /// Valid and not expired.
+    pub valid: u64,
+    /// Of those, expiring before the horizon asked for.
+    pub expiring: u64,
+    /// Revoked (or on hold).
+    pub revoked: u64,
+}
+
 /// The registration authority's durable records.
 pub trait RaRequests: Send + Sync {
     /// Adds an organisation (its `path` computed by the caller from the parent's).
@@ -499,4 +533,21 @@ pub trait RaRequests: Send + Sync {
     fn request_events(&self, id: i64) -> Result<Vec<RequestEvent>, StoreError>;
     /// A document.
     fn document(&self, id: i64) -> Result<Option<DocumentRecord>, StoreError>;
+    /// Visits every request in the filter's scope (its province, path and organisation fields)
+    /// submitted, or fulfilled, or due, within `[from, to)`.
+    fn report_rows(
+        &self,
+        scope: &RequestFilter,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(&ReportRow),
+    ) -> Result<(), StoreError>;
+    /// The certificates the scope's requests issued, by status at `at`; `expiring` counts valid
+    /// ones whose notAfter is before `horizon`.
+    fn certificate_counts(
+        &self,
+        scope: &RequestFilter,
+        at: u64,
+        horizon: u64,
+    ) -> Result<CertificateCounts, StoreError>;
 }

@@ -190,6 +190,52 @@ fn insert_request(
     Ok(conn.last_insert_rowid())
 }
 
+/// A query with numbered parameters, built clause by clause.
+struct Query {
+    sql: String,
+    args: Vec<Value>,
+}
+
+impl Query {
+    fn new(sql: String) -> Self {
+        Self {
+            sql,
+            args: Vec::new(),
+        }
+    }
+
+    fn bind(&mut self, clause: &str, v: Value) {
+        self.args.push(v);
+        self.sql
+            .push_str(&clause.replace('?', &format!("?{}", self.args.len())));
+    }
+
+    /// The scope part of a filter (province, subtree, organisation), on the columns of the
+    /// requests table aliased `alias` (with its dot, or empty).
+    fn scope(&mut self, f: &RequestFilter, alias: &str) {
+        if let Some(p) = &f.province {
+            self.bind(&format!(" AND {alias}province = ?"), Value::Text(p.clone()));
+        }
+        if let Some(path) = &f.under_path {
+            // The subtree is a prefix range of the path (every path ends in '/').
+            self.bind(
+                &format!(" AND {alias}org_path >= ?"),
+                Value::Text(path.clone()),
+            );
+            let mut end = path.clone();
+            end.pop();
+            end.push('0'); // '0' sorts right after '/'
+            self.bind(&format!(" AND {alias}org_path < ?"), Value::Text(end));
+        }
+        if let Some(o) = &f.organisation {
+            self.bind(
+                &format!(" AND {alias}organisation = ?"),
+                Value::Text(o.clone()),
+            );
+        }
+    }
+}
+
 impl RaRequests for SqliteStore {
     fn add_organisation(&self, org: &Organisation, audit: &AuditEntry) -> Result<(), StoreError> {
         self.write(|tx| {
@@ -520,26 +566,15 @@ impl RaRequests for SqliteStore {
     }
 
     fn requests(&self, f: &RequestFilter) -> Result<Vec<RequestRecord>, StoreError> {
-        let mut sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE 1 = 1");
-        let mut args: Vec<Value> = Vec::new();
+        let mut q = Query::new(format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE 1 = 1"
+        ));
+        q.scope(f, "");
+        let (mut sql, mut args) = (q.sql, q.args);
         let mut bind = |sql: &mut String, clause: &str, v: Value| {
             args.push(v);
             sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
         };
-        if let Some(p) = &f.province {
-            bind(&mut sql, " AND province = ?", Value::Text(p.clone()));
-        }
-        if let Some(path) = &f.under_path {
-            // The subtree is a prefix range of the path (every path ends in '/').
-            bind(&mut sql, " AND org_path >= ?", Value::Text(path.clone()));
-            let mut end = path.clone();
-            end.pop();
-            end.push('0'); // '0' sorts right after '/'
-            bind(&mut sql, " AND org_path < ?", Value::Text(end));
-        }
-        if let Some(o) = &f.organisation {
-            bind(&mut sql, " AND organisation = ?", Value::Text(o.clone()));
-        }
         if let Some(s) = f.state {
             bind(&mut sql, " AND state = ?", Value::Text(s.as_str().into()));
         }
@@ -687,5 +722,76 @@ impl RaRequests for SqliteStore {
             )
             .optional()
             .map_err(unavailable)
+    }
+
+    fn report_rows(
+        &self,
+        scope: &RequestFilter,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(&ReportRow),
+    ) -> Result<(), StoreError> {
+        let mut q = Query::new(
+            "SELECT kind, state, organisation, key_origin, submitted_at, accepted_at, due_at,
+             fulfilled_at, closed_at FROM requests WHERE 1 = 1"
+                .into(),
+        );
+        q.scope(scope, "");
+        q.bind(" AND (submitted_at BETWEEN ?", Value::Integer(from as i64));
+        q.bind(" AND ?", Value::Integer(to as i64 - 1));
+        q.bind(" OR fulfilled_at BETWEEN ?", Value::Integer(from as i64));
+        q.bind(" AND ?", Value::Integer(to as i64 - 1));
+        q.bind(" OR due_at BETWEEN ?", Value::Integer(from as i64));
+        q.bind(" AND ?)", Value::Integer(to as i64 - 1));
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare(&q.sql).map_err(unavailable)?;
+        let mut rows = stmt.query(params_from_iter(q.args)).map_err(unavailable)?;
+        while let Some(r) = rows.next().map_err(unavailable)? {
+            let text = |i: usize| -> Result<String, StoreError> { r.get(i).map_err(unavailable) };
+            let row = ReportRow {
+                kind: RequestKind::parse(&text(0)?).ok_or_else(|| unavailable(invalid("kind")))?,
+                state: RequestState::parse(&text(1)?)
+                    .ok_or_else(|| unavailable(invalid("state")))?,
+                organisation: text(2)?,
+                key_origin: KeyOrigin::parse(&text(3)?)
+                    .ok_or_else(|| unavailable(invalid("key_origin")))?,
+                submitted_at: r.get(4).map_err(unavailable)?,
+                accepted_at: r.get(5).map_err(unavailable)?,
+                due_at: r.get(6).map_err(unavailable)?,
+                fulfilled_at: r.get(7).map_err(unavailable)?,
+                closed_at: r.get(8).map_err(unavailable)?,
+            };
+            visit(&row);
+        }
+        Ok(())
+    }
+
+    fn certificate_counts(
+        &self,
+        scope: &RequestFilter,
+        at: u64,
+        horizon: u64,
+    ) -> Result<CertificateCounts, StoreError> {
+        let mut q = Query::new(
+            "SELECT
+               COALESCE(SUM(c.status = 'valid' AND c.not_after > ?1), 0),
+               COALESCE(SUM(c.status = 'valid' AND c.not_after > ?1 AND c.not_after <= ?2), 0),
+               COALESCE(SUM(c.status IN ('revoked', 'hold')), 0)
+             FROM requests r JOIN certificates c ON c.serial = r.issued_certificate
+             WHERE r.issued_certificate IS NOT NULL"
+                .into(),
+        );
+        q.args.push(Value::Integer(at as i64));
+        q.args.push(Value::Integer(horizon as i64));
+        q.scope(scope, "r.");
+        let conn = self.lock()?;
+        conn.query_row(&q.sql, params_from_iter(q.args), |r| {
+            Ok(CertificateCounts {
+                valid: r.get(0)?,
+                expiring: r.get(1)?,
+                revoked: r.get(2)?,
+            })
+        })
+        .map_err(unavailable)
     }
 }
