@@ -64,6 +64,9 @@ pub enum Command {
     Request(ra::RequestCommand),
     /// The RA's periodic report of an organisation subtree (JSON or CSV).
     Report(ra::ReportArgs),
+    /// Pausing issuance, and the dual-control actions on issuers.
+    #[command(subcommand)]
+    Issuance(ra::IssuanceCommand),
 }
 
 /// `pkid init` options.
@@ -522,6 +525,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Operator(cmd) => ra::operator(&data, cmd, &who),
         Command::Request(cmd) => ra::request(&data, cmd, &who),
         Command::Report(a) => ra::report(&data, a, &who),
+        Command::Issuance(cmd) => ra::issuance(&data, cmd, &who),
     }
 }
 

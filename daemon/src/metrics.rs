@@ -507,6 +507,50 @@ impl IssuerRegistry for MeteredStore {
 }
 
 impl RaRequests for MeteredStore {
+    fn pause_issuance(
+        &self,
+        pause: &crate::store::ra::IssuancePause,
+        audit: &AuditEntry,
+    ) -> Result<i64, StoreError> {
+        self.observe("pause_issuance", || self.inner.pause_issuance(pause, audit))
+    }
+    fn active_pause(
+        &self,
+        issuer: &str,
+    ) -> Result<Option<crate::store::ra::IssuancePause>, StoreError> {
+        self.observe("active_pause", || self.inner.active_pause(issuer))
+    }
+    fn pauses(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<crate::store::ra::IssuancePause>, StoreError> {
+        self.observe("pauses", || self.inner.pauses(from, to))
+    }
+    fn propose(
+        &self,
+        c: &crate::store::ra::Confirmation,
+        audit: &AuditEntry,
+    ) -> Result<i64, StoreError> {
+        self.observe("propose", || self.inner.propose(c, audit))
+    }
+    fn confirmation(&self, id: i64) -> Result<Option<crate::store::ra::Confirmation>, StoreError> {
+        self.observe("confirmation", || self.inner.confirmation(id))
+    }
+    fn pending_confirmations(&self) -> Result<Vec<crate::store::ra::Confirmation>, StoreError> {
+        self.observe("pending_confirmations", || {
+            self.inner.pending_confirmations()
+        })
+    }
+    fn confirm(
+        &self,
+        id: i64,
+        by: &str,
+        at: u64,
+        audit: &AuditEntry,
+    ) -> Result<crate::store::ra::Confirmation, StoreError> {
+        self.observe("confirm", || self.inner.confirm(id, by, at, audit))
+    }
     fn report_rows(
         &self,
         scope: &RequestFilter,

@@ -113,6 +113,67 @@ pub enum OperatorCommand {
     },
 }
 
+/// `pkid issuance …`: pausing issuance, and the dual-control actions on issuers.
+#[derive(Subcommand, Debug)]
+pub enum IssuanceCommand {
+    /// Pauses new issuance by an issuer at once.
+    Pause {
+        /// The issuer.
+        #[arg(long)]
+        issuer: String,
+        /// Why (shown to every request refused meanwhile).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Asks to resume a paused issuer (takes effect when a second CA admin confirms).
+    Resume {
+        /// The issuer.
+        #[arg(long)]
+        issuer: String,
+    },
+    /// Asks to revoke an issuer's CA certificate (takes effect when a second CA admin confirms).
+    RevokeIssuer {
+        /// The issuer.
+        #[arg(long)]
+        issuer: String,
+        /// The revocation reason (cACompromise, keyCompromise, cessationOfOperation, …).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lists the pauses in force and the actions waiting for confirmation.
+    List,
+    /// Confirms a waiting action, as a CA admin other than the one who asked (`--actor`).
+    Confirm {
+        /// The action's id.
+        id: i64,
+    },
+}
+
+/// `pkid issuance …`.
+pub(super) fn issuance(data: &Path, cmd: IssuanceCommand, who: &str) -> Result<(), Failure> {
+    let needs_keys = matches!(cmd, IssuanceCommand::Confirm { .. });
+    let desk = open_desk(data, needs_keys)?;
+    let me = RequestDesk::console(who);
+    match cmd {
+        IssuanceCommand::Pause { issuer, reason } => {
+            json(&desk.pause(&me, &issuer, &reason).map_err(desk_failure)?)
+        }
+        IssuanceCommand::Resume { issuer } => {
+            json(&desk.propose_resume(&me, &issuer).map_err(desk_failure)?)
+        }
+        IssuanceCommand::RevokeIssuer { issuer, reason } => json(
+            &desk
+                .propose_issuer_revocation(&me, &issuer, &reason)
+                .map_err(desk_failure)?,
+        ),
+        IssuanceCommand::List => json(&serde_json::json!({
+            "pauses": desk.active_pauses(&me).map_err(desk_failure)?,
+            "pending": desk.pending_confirmations(&me).map_err(desk_failure)?,
+        })),
+        IssuanceCommand::Confirm { id } => json(&desk.confirm(&me, id).map_err(desk_failure)?),
+    }
+}
+
 /// `pkid report` options.
 #[derive(Args, Debug)]
 pub struct ReportArgs {

@@ -262,6 +262,12 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
         .route("/documents/{id}", get(document))
         .route("/documents/{id}/signature", get(document_signature))
         .route("/reports", get(report))
+        .route("/issuance/pauses", get(pauses))
+        .route("/issuers/{name}/pause", post(pause))
+        .route("/issuers/{name}/resume", post(resume))
+        .route("/issuers/{name}/revoke", post(revoke_issuer))
+        .route("/confirmations", get(confirmations))
+        .route("/confirmations/{id}/confirm", post(confirm))
         .route("/organisations", post(add_organisation).get(organisations))
         .route("/organisations/{id}", get(organisation))
         .route("/operators", post(add_operator).get(operators))
@@ -511,6 +517,93 @@ async fn report(
     }
 }
 
+/// Issuance pauses in force.
+#[utoipa::path(get, path = "/api/v1/issuance/pauses", responses((status = 200, body = [PauseView])), security(("bearer" = [])))]
+async fn pauses(State(state): State<Arc<AppState>>, Caller(who): Caller) -> Reply {
+    let r = async {
+        let desk = desk(&state)?;
+        blocking(move || desk.active_pauses(&who)).await
+    }
+    .await;
+    answer(StatusCode::OK, r)
+}
+
+/// Pauses new issuance by an issuer at once (ca-admin; no second confirmation: it is urgent).
+#[utoipa::path(post, path = "/api/v1/issuers/{name}/pause", params(("name" = String, Path)), request_body = ReasonInput,
+    responses((status = 200, body = PauseView), (status = 403, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
+async fn pause(
+    State(state): State<Arc<AppState>>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+    req: Request,
+) -> Reply {
+    let r = async {
+        let input: ReasonInput = json_body(&state, req).await?;
+        let desk = desk(&state)?;
+        blocking(move || desk.pause(&who, &name, &input.reason)).await
+    }
+    .await;
+    answer(StatusCode::OK, r)
+}
+
+/// Asks to resume a paused issuer; a second, different ca-admin confirms.
+#[utoipa::path(post, path = "/api/v1/issuers/{name}/resume", params(("name" = String, Path)),
+    responses((status = 202, body = ConfirmationView), (status = 403, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
+async fn resume(
+    State(state): State<Arc<AppState>>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+) -> Reply {
+    let r = async {
+        let desk = desk(&state)?;
+        blocking(move || desk.propose_resume(&who, &name)).await
+    }
+    .await;
+    answer(StatusCode::ACCEPTED, r)
+}
+
+/// Asks to revoke an issuer's CA certificate; a second, different ca-admin confirms.
+#[utoipa::path(post, path = "/api/v1/issuers/{name}/revoke", params(("name" = String, Path)), request_body = ReasonInput,
+    responses((status = 202, body = ConfirmationView), (status = 403, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
+async fn revoke_issuer(
+    State(state): State<Arc<AppState>>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+    req: Request,
+) -> Reply {
+    let r = async {
+        let input: ReasonInput = json_body(&state, req).await?;
+        let desk = desk(&state)?;
+        blocking(move || desk.propose_issuer_revocation(&who, &name, &input.reason)).await
+    }
+    .await;
+    answer(StatusCode::ACCEPTED, r)
+}
+
+/// Dual-control actions waiting for a second ca-admin.
+#[utoipa::path(get, path = "/api/v1/confirmations", responses((status = 200, body = [ConfirmationView]), (status = 403, body = Problem)), security(("bearer" = [])))]
+async fn confirmations(State(state): State<Arc<AppState>>, Caller(who): Caller) -> Reply {
+    let r = async {
+        let desk = desk(&state)?;
+        blocking(move || desk.pending_confirmations(&who)).await
+    }
+    .await;
+    answer(StatusCode::OK, r)
+}
+
+/// Confirms a dual-control action (a ca-admin other than the one who asked); it takes effect now.
+#[utoipa::path(post, path = "/api/v1/confirmations/{id}/confirm", params(("id" = i64, Path)),
+    responses((status = 200, body = ConfirmationView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
+async fn confirm(State(state): State<Arc<AppState>>, Caller(who): Caller, p: IdPath) -> Reply {
+    let r = async {
+        let id = id(p)?;
+        let desk = desk(&state)?;
+        blocking(move || desk.confirm(&who, id)).await
+    }
+    .await;
+    answer(StatusCode::OK, r)
+}
+
 /// Adds an organisation (ca-admin).
 #[utoipa::path(post, path = "/api/v1/organisations", request_body = OrganisationInput,
     responses((status = 201, body = OrganisationView), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
@@ -660,7 +753,7 @@ impl utoipa::Modify for BearerScheme {
 #[openapi(
     info(title = "pkid registration authority", description = "Organisations file certification requests; RA officers fulfil them within service deadlines. Errors are RFC 9457 problem documents."),
     paths(me, submit, submit_batch, list, show, history, act, document, document_signature,
-          report, add_organisation, organisations, organisation, add_operator, operators, remove_operator, issue_token),
+          report, pauses, pause, resume, revoke_issuer, confirmations, confirm, add_organisation, organisations, organisation, add_operator, operators, remove_operator, issue_token),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;

@@ -336,6 +336,74 @@ pub struct ReportQuery {
     pub format: Option<String>,
 }
 
+/// A reason given with an action on an issuer.
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonInput {
+    /// Why.
+    pub reason: String,
+}
+
+/// An issuance pause as answered.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct PauseView {
+    /// The issuer.
+    pub issuer: String,
+    /// Since (RFC 3339).
+    pub paused_at: String,
+    /// By.
+    pub paused_by: String,
+    /// Why.
+    pub reason: String,
+    /// Until (absent while in force).
+    pub resumed_at: Option<String>,
+}
+
+impl From<&IssuancePause> for PauseView {
+    fn from(p: &IssuancePause) -> Self {
+        Self {
+            issuer: p.issuer.clone(),
+            paused_at: local_rfc3339(p.paused_at),
+            paused_by: p.paused_by.clone(),
+            reason: p.reason.clone(),
+            resumed_at: p.resumed_at.map(local_rfc3339),
+        }
+    }
+}
+
+/// A dual-control action as answered.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ConfirmationView {
+    /// Id (`POST /api/v1/confirmations/{id}/confirm`).
+    pub id: i64,
+    /// `issuance.resume` or `issuer.revoke`.
+    pub action: String,
+    /// The issuer.
+    pub target: String,
+    /// Why.
+    pub reason: Option<String>,
+    /// Who asked.
+    pub requested_by: String,
+    /// When (RFC 3339).
+    pub requested_at: String,
+    /// Who confirmed (absent while pending).
+    pub confirmed_by: Option<String>,
+}
+
+impl From<&Confirmation> for ConfirmationView {
+    fn from(c: &Confirmation) -> Self {
+        Self {
+            id: c.id,
+            action: c.action.clone(),
+            target: c.target.clone(),
+            reason: c.reason.clone(),
+            requested_by: c.requested_by.clone(),
+            requested_at: local_rfc3339(c.requested_at),
+            confirmed_by: c.confirmed_by.clone(),
+        }
+    }
+}
+
 /// A page of requests.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct RequestPage {
@@ -1902,6 +1970,277 @@ impl RequestDesk {
         })
     }
 
+    fn issuer_admin(&self, who: &Principal, action: &str, issuer: &str) -> Result<(), DeskError> {
+        if !who.administers() {
+            return Err(self.refuse(
+                who,
+                action,
+                issuer,
+                DeskError::Forbidden("only a ca-admin acts on issuers".into()),
+            ));
+        }
+        let known = self
+            .lifecycle
+            .as_ref()
+            .map_or(true, |ra| ra.ca().has_issuer(issuer));
+        if issuer == crate::config::ROOT || !known {
+            return Err(DeskError::NotFound(format!("no issuing CA {issuer:?}")));
+        }
+        Ok(())
+    }
+
+    /// Pauses new issuance by an issuer at once (urgent: one CA admin suffices). Requests are
+    /// still received and tracked; fulfilling one that would issue is refused with the reason.
+    pub fn pause(
+        &self,
+        who: &Principal,
+        issuer: &str,
+        reason: &str,
+    ) -> Result<PauseView, DeskError> {
+        self.issuer_admin(who, "issuance.pause", issuer)?;
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > MAX_TEXT_CHARS {
+            return Err(DeskError::Invalid(vec![FieldError::new(
+                "reason",
+                "required, at most 512 characters",
+            )]));
+        }
+        let pause = IssuancePause {
+            id: 0,
+            issuer: issuer.into(),
+            paused_at: self.now(),
+            paused_by: who.actor(),
+            reason: reason.into(),
+            resumed_at: None,
+            resumed_by: None,
+        };
+        let audit = self.audit(
+            &who.actor(),
+            "issuance.pause",
+            issuer,
+            Outcome::Success,
+            format!("reason={reason}"),
+        );
+        self.store
+            .pause_issuance(&pause, &audit)
+            .map_err(|e| match e {
+                StoreError::Changed(_) => {
+                    DeskError::Conflict(format!("issuance by {issuer} is already paused"))
+                }
+                e => e.into(),
+            })?;
+        Ok(PauseView::from(&pause))
+    }
+
+    /// The issuers' pauses in force.
+    pub fn active_pauses(&self, who: &Principal) -> Result<Vec<PauseView>, DeskError> {
+        if who.role().is_none() {
+            return Err(DeskError::Forbidden("operators only".into()));
+        }
+        let now = self.now();
+        Ok(self
+            .store
+            .pauses(now, now + 1)?
+            .iter()
+            .filter(|p| p.resumed_at.is_none())
+            .map(PauseView::from)
+            .collect())
+    }
+
+    /// Asks to resume a paused issuer: it takes effect when a second CA admin confirms.
+    pub fn propose_resume(
+        &self,
+        who: &Principal,
+        issuer: &str,
+    ) -> Result<ConfirmationView, DeskError> {
+        self.issuer_admin(who, "issuance.resume", issuer)?;
+        if self.store.active_pause(issuer)?.is_none() {
+            return Err(DeskError::Conflict(format!(
+                "issuance by {issuer} is not paused"
+            )));
+        }
+        self.propose(who, "issuance.resume", issuer, None)
+    }
+
+    /// Asks to revoke an issuer's CA certificate (and stop its issuance for good): it takes
+    /// effect when a second CA admin confirms.
+    pub fn propose_issuer_revocation(
+        &self,
+        who: &Principal,
+        issuer: &str,
+        reason: &str,
+    ) -> Result<ConfirmationView, DeskError> {
+        self.issuer_admin(who, "issuer.revoke", issuer)?;
+        let code = revocation::parse(reason.trim()).filter(|r| *r != CrlReason::CertificateHold);
+        let Some(code) = code else {
+            return Err(DeskError::Invalid(vec![FieldError::new(
+                "reason",
+                "a revocation reason: cACompromise, keyCompromise, cessationOfOperation, superseded, unspecified",
+            )]));
+        };
+        self.propose(
+            who,
+            "issuer.revoke",
+            issuer,
+            Some(revocation::name(code).into()),
+        )
+    }
+
+    fn propose(
+        &self,
+        who: &Principal,
+        action: &str,
+        target: &str,
+        reason: Option<String>,
+    ) -> Result<ConfirmationView, DeskError> {
+        let mut c = Confirmation {
+            id: 0,
+            action: action.into(),
+            target: target.into(),
+            reason,
+            requested_by: who.actor(),
+            requested_at: self.now(),
+            confirmed_by: None,
+            confirmed_at: None,
+        };
+        let audit = self.audit(
+            &who.actor(),
+            &format!("{action}.propose"),
+            target,
+            Outcome::Success,
+            c.reason.clone().unwrap_or_default(),
+        );
+        c.id = self.store.propose(&c, &audit)?;
+        Ok(ConfirmationView::from(&c))
+    }
+
+    /// Dual-control actions waiting for a second CA admin.
+    pub fn pending_confirmations(
+        &self,
+        who: &Principal,
+    ) -> Result<Vec<ConfirmationView>, DeskError> {
+        if !who.administers() {
+            return Err(DeskError::Forbidden(
+                "only a ca-admin sees dual-control actions".into(),
+            ));
+        }
+        Ok(self
+            .store
+            .pending_confirmations()?
+            .iter()
+            .map(ConfirmationView::from)
+            .collect())
+    }
+
+    /// Confirms a dual-control action: a CA admin other than the one who asked.
+    pub fn confirm(&self, who: &Principal, id: i64) -> Result<ConfirmationView, DeskError> {
+        let target = id.to_string();
+        if !who.administers() {
+            return Err(self.refuse(
+                who,
+                "confirm",
+                &target,
+                DeskError::Forbidden("only a ca-admin confirms".into()),
+            ));
+        }
+        let c = self
+            .store
+            .confirmation(id)?
+            .ok_or_else(|| DeskError::NotFound(format!("no confirmation {id}")))?;
+        if c.requested_by == who.actor() {
+            return Err(self.refuse(
+                who,
+                "confirm",
+                &target,
+                DeskError::Forbidden(
+                    "dual control: a second, different ca-admin must confirm".into(),
+                ),
+            ));
+        }
+        if c.confirmed_at.is_some() {
+            return Err(DeskError::Conflict(format!(
+                "confirmation {id} is already confirmed"
+            )));
+        }
+        if c.action == "issuer.revoke" {
+            // Revoke first: if the CA refuses, nothing is marked confirmed.
+            let ra = self
+                .lifecycle
+                .as_ref()
+                .ok_or_else(|| DeskError::Unavailable("the CA keys are not loaded".into()))?;
+            let issuer = ra
+                .ca()
+                .issuer(&c.target)
+                .ok_or_else(|| DeskError::NotFound(format!("no issuing CA {:?}", c.target)))?;
+            use der::Decode;
+            let cert = x509_cert::Certificate::from_der(&issuer.der)
+                .map_err(|e| DeskError::Internal(e.to_string()))?;
+            let serial = hex::encode(cert.tbs_certificate.serial_number.as_bytes());
+            let reason = c
+                .reason
+                .as_deref()
+                .and_then(revocation::parse)
+                .unwrap_or(CrlReason::Unspecified);
+            ra.revoke(&serial, reason, None, &who.actor())?;
+            if self.store.active_pause(&c.target)?.is_none() {
+                self.store.pause_issuance(
+                    &IssuancePause {
+                        id: 0,
+                        issuer: c.target.clone(),
+                        paused_at: self.now(),
+                        paused_by: who.actor(),
+                        reason: "the issuer's certificate is revoked".into(),
+                        resumed_at: None,
+                        resumed_by: None,
+                    },
+                    &self.audit(
+                        &who.actor(),
+                        "issuance.pause",
+                        &c.target,
+                        Outcome::Success,
+                        "reason=issuer revoked".into(),
+                    ),
+                )?;
+            }
+        }
+        let audit = self.audit(
+            &who.actor(),
+            &format!("{}.confirm", c.action),
+            &c.target,
+            Outcome::Success,
+            format!("proposed_by={}", c.requested_by),
+        );
+        let done = self.store.confirm(id, &who.actor(), self.now(), &audit)?;
+        Ok(ConfirmationView::from(&done))
+    }
+
+    /// Refuses fulfilment that would issue while the issuer is paused.
+    fn check_not_paused(&self, r: &RequestRecord) -> Result<(), DeskError> {
+        if !matches!(
+            r.kind,
+            RequestKind::Issue | RequestKind::Renew | RequestKind::Modify
+        ) {
+            return Ok(());
+        }
+        let issuer = match (&r.issuer, &r.certificate) {
+            (Some(i), _) => i.clone(),
+            (None, Some(serial)) => self
+                .store
+                .certificate(serial)?
+                .map(|c| c.issuer)
+                .unwrap_or_else(|| crate::config::ISSUING.into()),
+            (None, None) => crate::config::ISSUING.into(),
+        };
+        match self.store.active_pause(&issuer)? {
+            Some(p) => Err(DeskError::Conflict(format!(
+                "issuance by {issuer} is paused since {}: {}",
+                local_rfc3339(p.paused_at),
+                p.reason
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// The report of a subtree and period (auditors, RA officers, CA admins; organisation
     /// officers for their own organisation).
     pub fn report(
@@ -1990,7 +2329,14 @@ impl RequestDesk {
         let counts = self
             .store
             .certificate_counts(&scope, at, at + 30 * 86_400)?;
-        Ok(tally.finish(q.organisation.clone(), q.from.clone(), q.to.clone(), counts))
+        let pauses = self.store.pauses(start, end)?;
+        Ok(tally.finish(
+            q.organisation.clone(),
+            q.from.clone(),
+            q.to.clone(),
+            counts,
+            &pauses,
+        ))
     }
 
     /// Moves a request: accept, approve (and fulfil), return, reject, resubmit,
@@ -2075,6 +2421,9 @@ impl RequestDesk {
                 &target,
                 DeskError::Forbidden(format!("your role may not {action} requests")),
             ));
+        }
+        if to == S::Approved {
+            self.check_not_paused(&r)?;
         }
         if matches!(action, "return" | "reject") && reason.is_none() {
             return Err(DeskError::Invalid(vec![FieldError::new(

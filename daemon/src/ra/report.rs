@@ -96,6 +96,8 @@ pub struct Report {
     pub certificates: CertificateSummary,
     /// Key devices.
     pub key_devices: KeyDevices,
+    /// Seconds of the period each paused issuer could not issue.
+    pub paused_seconds: BTreeMap<String, u64>,
 }
 
 /// Accumulates a report from streamed rows.
@@ -196,7 +198,16 @@ impl<'a> Tally<'a> {
         from: String,
         to: String,
         certificates: CertificateCounts,
+        pauses: &[crate::store::ra::IssuancePause],
     ) -> Report {
+        let mut paused_seconds = BTreeMap::new();
+        for p in pauses {
+            let start = p.paused_at.max(self.from);
+            let end = p.resumed_at.unwrap_or(self.now).min(self.to).min(self.now);
+            if end > start {
+                *paused_seconds.entry(p.issuer.clone()).or_insert(0) += end - start;
+            }
+        }
         self.samples.sort_unstable();
         let pick = |q: f64| -> Option<f64> {
             if self.samples.is_empty() {
@@ -227,6 +238,7 @@ impl<'a> Tally<'a> {
             key_devices: KeyDevices {
                 issued: self.devices,
             },
+            paused_seconds,
         }
     }
 }
@@ -267,6 +279,9 @@ impl Report {
             self.certificates.revoked
         ));
         out.push_str(&format!("key_devices,issued,{}\n", self.key_devices.issued));
+        for (issuer, secs) in &self.paused_seconds {
+            out.push_str(&format!("paused_seconds,{},{secs}\n", csv_field(issuer)));
+        }
         out
     }
 }
@@ -319,7 +334,13 @@ mod tests {
         });
         // Outside the period entirely: not counted.
         t.add(&row(RequestKind::Issue, RequestState::Fulfilled, 5_000_000));
-        let r = t.finish(None, "a".into(), "b".into(), CertificateCounts::default());
+        let r = t.finish(
+            None,
+            "a".into(),
+            "b".into(),
+            CertificateCounts::default(),
+            &[],
+        );
         assert_eq!(r.requests["issue"].submitted, 2);
         assert_eq!(r.requests["issue"].rejected, 1);
         assert_eq!(r.requests["issue"].open, 1);

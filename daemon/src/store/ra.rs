@@ -468,6 +468,46 @@ pub struct CertificateCounts {
     pub revoked: u64,
 }
 
+/// A pause of new issuance by one issuer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuancePause {
+    /// Id.
+    pub id: i64,
+    /// The issuer.
+    pub issuer: String,
+    /// Unix seconds.
+    pub paused_at: u64,
+    /// Who paused it.
+    pub paused_by: String,
+    /// Why (shown to every request refused meanwhile).
+    pub reason: String,
+    /// When it was resumed.
+    pub resumed_at: Option<u64>,
+    /// Who confirmed the resumption.
+    pub resumed_by: Option<String>,
+}
+
+/// A dual-control action waiting for a second CA admin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Confirmation {
+    /// Id.
+    pub id: i64,
+    /// `issuance.resume` or `issuer.revoke`.
+    pub action: String,
+    /// The issuer it acts on.
+    pub target: String,
+    /// The reason given with it.
+    pub reason: Option<String>,
+    /// Who asked.
+    pub requested_by: String,
+    /// Unix seconds.
+    pub requested_at: u64,
+    /// Who confirmed.
+    pub confirmed_by: Option<String>,
+    /// When.
+    pub confirmed_at: Option<u64>,
+}
+
 /// The registration authority's durable records.
 pub trait RaRequests: Send + Sync {
     /// Adds an organisation (its `path` computed by the caller from the parent's).
@@ -533,6 +573,27 @@ pub trait RaRequests: Send + Sync {
     fn request_events(&self, id: i64) -> Result<Vec<RequestEvent>, StoreError>;
     /// A document.
     fn document(&self, id: i64) -> Result<Option<DocumentRecord>, StoreError>;
+    /// Pauses new issuance by an issuer ([`StoreError::Changed`] if it is paused already).
+    fn pause_issuance(&self, pause: &IssuancePause, audit: &AuditEntry) -> Result<i64, StoreError>;
+    /// The issuer's pause in force, if any.
+    fn active_pause(&self, issuer: &str) -> Result<Option<IssuancePause>, StoreError>;
+    /// Pauses that overlap `[from, to)`, of every issuer.
+    fn pauses(&self, from: u64, to: u64) -> Result<Vec<IssuancePause>, StoreError>;
+    /// Records a dual-control action waiting for confirmation.
+    fn propose(&self, c: &Confirmation, audit: &AuditEntry) -> Result<i64, StoreError>;
+    /// A dual-control action.
+    fn confirmation(&self, id: i64) -> Result<Option<Confirmation>, StoreError>;
+    /// Dual-control actions not yet confirmed.
+    fn pending_confirmations(&self) -> Result<Vec<Confirmation>, StoreError>;
+    /// Confirms an action (by someone other than who asked; [`StoreError::Changed`] if it was
+    /// confirmed meanwhile) and, for `issuance.resume`, ends the pause in the same transaction.
+    fn confirm(
+        &self,
+        id: i64,
+        by: &str,
+        at: u64,
+        audit: &AuditEntry,
+    ) -> Result<Confirmation, StoreError>;
     /// Visits every request in the filter's scope (its province, path and organisation fields)
     /// submitted, or fulfilled, or due, within `[from, to)`.
     fn report_rows(

@@ -794,4 +794,157 @@ impl RaRequests for SqliteStore {
         })
         .map_err(unavailable)
     }
+
+    fn pause_issuance(&self, p: &IssuancePause, audit: &AuditEntry) -> Result<i64, StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO issuance_pauses (issuer, paused_at, paused_by, reason)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![p.issuer, p.paused_at, p.paused_by, p.reason],
+            )
+            .map_err(|e| match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                    StoreError::Changed(format!("issuance by {}", p.issuer))
+                }
+                _ => unavailable(e),
+            })?;
+            let id = tx.last_insert_rowid();
+            insert_audit(tx, audit).map_err(unavailable)?;
+            Ok(id)
+        })
+    }
+
+    fn active_pause(&self, issuer: &str) -> Result<Option<IssuancePause>, StoreError> {
+        self.lock()?
+            .query_row(
+                &format!("SELECT {PAUSE_COLUMNS} FROM issuance_pauses WHERE issuer = ?1 AND resumed_at IS NULL"),
+                [issuer],
+                pause_row,
+            )
+            .optional()
+            .map_err(unavailable)
+    }
+
+    fn pauses(&self, from: u64, to: u64) -> Result<Vec<IssuancePause>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {PAUSE_COLUMNS} FROM issuance_pauses
+                 WHERE paused_at < ?2 AND (resumed_at IS NULL OR resumed_at > ?1) ORDER BY id"
+            ))
+            .map_err(unavailable)?;
+        let rows = stmt
+            .query_map(params![from, to], pause_row)
+            .map_err(unavailable)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
+        Ok(rows)
+    }
+
+    fn propose(&self, c: &Confirmation, audit: &AuditEntry) -> Result<i64, StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO confirmations (action, target, reason, requested_by, requested_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![c.action, c.target, c.reason, c.requested_by, c.requested_at],
+            )
+            .map_err(unavailable)?;
+            let id = tx.last_insert_rowid();
+            insert_audit(tx, audit).map_err(unavailable)?;
+            Ok(id)
+        })
+    }
+
+    fn confirmation(&self, id: i64) -> Result<Option<Confirmation>, StoreError> {
+        let conn = self.lock()?;
+        confirmation_in(&conn, id)
+    }
+
+    fn pending_confirmations(&self) -> Result<Vec<Confirmation>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {CONFIRMATION_COLUMNS} FROM confirmations WHERE confirmed_at IS NULL ORDER BY id"
+            ))
+            .map_err(unavailable)?;
+        let rows = stmt
+            .query_map([], confirmation_row)
+            .map_err(unavailable)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
+        Ok(rows)
+    }
+
+    fn confirm(
+        &self,
+        id: i64,
+        by: &str,
+        at: u64,
+        audit: &AuditEntry,
+    ) -> Result<Confirmation, StoreError> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE confirmations SET confirmed_by = ?2, confirmed_at = ?3
+                     WHERE id = ?1 AND confirmed_at IS NULL AND requested_by <> ?2",
+                    params![id, by, at],
+                )
+                .map_err(unavailable)?;
+            let c = confirmation_in(tx, id)?
+                .ok_or_else(|| StoreError::NotFound(format!("confirmation {id}")))?;
+            if n == 0 {
+                return Err(StoreError::Changed(format!("confirmation {id}")));
+            }
+            if c.action == "issuance.resume" {
+                tx.execute(
+                    "UPDATE issuance_pauses SET resumed_at = ?2, resumed_by = ?3
+                     WHERE issuer = ?1 AND resumed_at IS NULL",
+                    params![c.target, at, by],
+                )
+                .map_err(unavailable)?;
+            }
+            insert_audit(tx, audit).map_err(unavailable)?;
+            Ok(c)
+        })
+    }
+}
+
+const PAUSE_COLUMNS: &str = "id, issuer, paused_at, paused_by, reason, resumed_at, resumed_by";
+
+fn pause_row(r: &Row<'_>) -> rusqlite::Result<IssuancePause> {
+    Ok(IssuancePause {
+        id: r.get(0)?,
+        issuer: r.get(1)?,
+        paused_at: r.get(2)?,
+        paused_by: r.get(3)?,
+        reason: r.get(4)?,
+        resumed_at: r.get(5)?,
+        resumed_by: r.get(6)?,
+    })
+}
+
+const CONFIRMATION_COLUMNS: &str =
+    "id, action, target, reason, requested_by, requested_at, confirmed_by, confirmed_at";
+
+fn confirmation_row(r: &Row<'_>) -> rusqlite::Result<Confirmation> {
+    Ok(Confirmation {
+        id: r.get(0)?,
+        action: r.get(1)?,
+        target: r.get(2)?,
+        reason: r.get(3)?,
+        requested_by: r.get(4)?,
+        requested_at: r.get(5)?,
+        confirmed_by: r.get(6)?,
+        confirmed_at: r.get(7)?,
+    })
+}
+
+fn confirmation_in(conn: &Connection, id: i64) -> Result<Option<Confirmation>, StoreError> {
+    conn.query_row(
+        &format!("SELECT {CONFIRMATION_COLUMNS} FROM confirmations WHERE id = ?1"),
+        [id],
+        confirmation_row,
+    )
+    .optional()
+    .map_err(unavailable)
 }

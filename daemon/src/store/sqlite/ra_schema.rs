@@ -163,10 +163,13 @@ pub(super) const MIGRATION: &str = "
         resumed_at INTEGER,
         resumed_by TEXT
     ) STRICT;
+    CREATE UNIQUE INDEX issuance_pauses_active ON issuance_pauses(issuer)
+        WHERE resumed_at IS NULL;
     CREATE TABLE confirmations (
         id           INTEGER PRIMARY KEY AUTOINCREMENT,
         action       TEXT NOT NULL,
         target       TEXT NOT NULL,
+        reason       TEXT,
         requested_by TEXT NOT NULL,
         requested_at INTEGER NOT NULL,
         confirmed_by TEXT,
