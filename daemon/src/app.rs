@@ -299,6 +299,9 @@ impl App {
         if let Some(crl) = state.crl.clone() {
             tokio::spawn(crl.run(stop_rx.clone()));
         }
+        if let Some(desk) = state.desk.clone() {
+            tokio::spawn(ra_upkeep(desk, stop_rx.clone()));
+        }
         tracing::info!(data = %state.data_dir.display(), keys = %state.keys.describe(), "pkid serving");
         let mut reloads = reload_requests();
         tokio::pin!(stop);
@@ -361,6 +364,30 @@ fn reload_from_disk(state: &AppState) {
 
 /// The responder certificates' expiry check (hourly) and, when configured, pre-signing (at
 /// start, then every [`presign_period`]).
+/// How often closed requests past their retention are looked for.
+const RA_UPKEEP_PERIOD: Duration = Duration::from_secs(3600);
+
+/// The RA's periodic work: erasing personal data past its retention.
+async fn ra_upkeep(desk: Arc<crate::ra::desk::RequestDesk>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let d = desk.clone();
+        let erased = tokio::task::spawn_blocking(move || {
+            d.erase_expired(&crate::ra::desk::RequestDesk::console("pkid"))
+        })
+        .await;
+        match erased {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(requests = n, "personal data past its retention erased"),
+            Ok(Err(e)) => tracing::error!(error = %e, "erasing personal data past its retention"),
+            Err(e) => tracing::error!(error = %e, "erasure task failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RA_UPKEEP_PERIOD) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 async fn ocsp_upkeep(
     ocsp: Arc<OcspService>,
     presign: Option<Duration>,

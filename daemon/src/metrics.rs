@@ -507,6 +507,21 @@ impl IssuerRegistry for MeteredStore {
 }
 
 impl RaRequests for MeteredStore {
+    fn erase_personal_data(
+        &self,
+        closed_before: u64,
+        at: u64,
+        audit: &AuditEntry,
+    ) -> Result<u64, StoreError> {
+        self.observe("erase_personal_data", || {
+            self.inner.erase_personal_data(closed_before, at, audit)
+        })
+    }
+    fn requests_of_subscriber(&self, email: &str) -> Result<Vec<RequestRecord>, StoreError> {
+        self.observe("requests_of_subscriber", || {
+            self.inner.requests_of_subscriber(email)
+        })
+    }
     fn pause_issuance(
         &self,
         pause: &crate::store::ra::IssuancePause,

@@ -258,6 +258,15 @@ pub enum RequestCommand {
     Reject(RequestAction),
     /// Records that the paper original was handed in.
     OriginalReceived(RequestAction),
+    /// Exports everything held about one subscriber (JSON), for a data subject's request.
+    Export {
+        /// The subscriber's official email.
+        #[arg(long)]
+        email: String,
+    },
+    /// Erases now the personal fields of requests closed longer than `[ra] retention_days`
+    /// ago (the daemon does it every hour).
+    EraseExpired,
 }
 
 fn desk_failure(e: DeskError) -> Failure {
@@ -444,7 +453,11 @@ pub(super) fn operator(data: &Path, cmd: OperatorCommand, who: &str) -> Result<(
 
 /// `pkid request …`.
 pub(super) fn request(data: &Path, cmd: RequestCommand, who: &str) -> Result<(), Failure> {
-    let needs_keys = matches!(cmd, RequestCommand::Approve(_));
+    // Approving fulfils (the CA key); showing and exporting open sealed fields (the data key).
+    let needs_keys = matches!(
+        cmd,
+        RequestCommand::Approve(_) | RequestCommand::Show { .. } | RequestCommand::Export { .. }
+    );
     let desk = open_desk(data, needs_keys)?;
     let me = RequestDesk::console(who);
     let act = |a: RequestAction, action: &str| -> Result<RequestView, Failure> {
@@ -491,5 +504,19 @@ pub(super) fn request(data: &Path, cmd: RequestCommand, who: &str) -> Result<(),
         RequestCommand::Return(a) => json(&act(a, "return")?),
         RequestCommand::Reject(a) => json(&act(a, "reject")?),
         RequestCommand::OriginalReceived(a) => json(&act(a, "original-received")?),
+        RequestCommand::Export { email } => {
+            let rows = desk.export_subscriber(&me, &email).map_err(desk_failure)?;
+            let rows: Vec<_> = rows
+                .into_iter()
+                .map(
+                    |(request, events)| serde_json::json!({ "request": request, "events": events }),
+                )
+                .collect();
+            json(&rows)
+        }
+        RequestCommand::EraseExpired => {
+            let n = desk.erase_expired(&me).map_err(desk_failure)?;
+            out(&format!("{n} requests erased\n"))
+        }
     }
 }

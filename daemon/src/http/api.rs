@@ -262,6 +262,7 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
         .route("/documents/{id}", get(document))
         .route("/documents/{id}/signature", get(document_signature))
         .route("/reports", get(report))
+        .route("/subscribers/export", get(export_subscriber))
         .route("/issuance/pauses", get(pauses))
         .route("/issuers/{name}/pause", post(pause))
         .route("/issuers/{name}/resume", post(resume))
@@ -517,6 +518,55 @@ async fn report(
     }
 }
 
+/// The subscriber whose data is exported.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// The subscriber's official email.
+    pub email: String,
+}
+
+/// One request of a subscriber's export, with its history.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ExportedRequest {
+    /// The request, personal fields opened.
+    pub request: RequestView,
+    /// Its history.
+    pub events: Vec<EventView>,
+}
+
+/// Everything the RA holds about one subscriber, within the caller's reach (Decree 13/2023).
+#[utoipa::path(get, path = "/api/v1/subscribers/export", params(ExportQuery),
+    responses((status = 200, body = [ExportedRequest]), (status = 403, body = Problem)), security(("bearer" = [])))]
+async fn export_subscriber(
+    State(state): State<Arc<AppState>>,
+    Caller(who): Caller,
+    q: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Reply {
+    let r = async {
+        let q = query(q)?;
+        let desk = desk(&state)?;
+        let rows = blocking(move || desk.export_subscriber(&who, &q.email)).await?;
+        Ok::<_, ApiError>(
+            rows.into_iter()
+                .map(|(request, events)| ExportedRequest { request, events })
+                .collect::<Vec<_>>(),
+        )
+    }
+    .await;
+    match r {
+        Ok(v) => {
+            let mut resp = json(StatusCode::OK, &v);
+            resp.headers_mut().insert(
+                hyper::header::CACHE_CONTROL,
+                hyper::header::HeaderValue::from_static("no-store"),
+            );
+            resp
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
 /// Issuance pauses in force.
 #[utoipa::path(get, path = "/api/v1/issuance/pauses", responses((status = 200, body = [PauseView])), security(("bearer" = [])))]
 async fn pauses(State(state): State<Arc<AppState>>, Caller(who): Caller) -> Reply {
@@ -753,7 +803,7 @@ impl utoipa::Modify for BearerScheme {
 #[openapi(
     info(title = "pkid registration authority", description = "Organisations file certification requests; RA officers fulfil them within service deadlines. Errors are RFC 9457 problem documents."),
     paths(me, submit, submit_batch, list, show, history, act, document, document_signature,
-          report, pauses, pause, resume, revoke_issuer, confirmations, confirm, add_organisation, organisations, organisation, add_operator, operators, remove_operator, issue_token),
+          report, export_subscriber, pauses, pause, resume, revoke_issuer, confirmations, confirm, add_organisation, organisations, organisation, add_operator, operators, remove_operator, issue_token),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;

@@ -2241,6 +2241,67 @@ impl RequestDesk {
         }
     }
 
+    /// Erases the personal fields of requests closed longer ago than `[ra] retention_days`
+    /// (Decree 13/2023: kept no longer than needed); returns how many were erased.
+    pub fn erase_expired(&self, who: &Principal) -> Result<u64, DeskError> {
+        if !who.administers() {
+            return Err(DeskError::Forbidden("only a ca-admin erases".into()));
+        }
+        let now = self.now();
+        let before = now.saturating_sub(u64::from(self.config.ra.retention_days) * 86_400);
+        let audit = self.audit(
+            &who.actor(),
+            "request.erase",
+            "personal-data",
+            Outcome::Success,
+            String::new(),
+        );
+        Ok(self.store.erase_personal_data(before, now, &audit)?)
+    }
+
+    /// Everything the RA holds about one subscriber (by official email), for a data subject's
+    /// request (Decree 13/2023 art. 14): the requests in the caller's reach, personal fields
+    /// opened, with their history. The export is audited.
+    pub fn export_subscriber(
+        &self,
+        who: &Principal,
+        email: &str,
+    ) -> Result<Vec<(RequestView, Vec<EventView>)>, DeskError> {
+        if !matches!(
+            who.role(),
+            Some(Role::CaAdmin | Role::RaOfficer | Role::OrgOfficer)
+        ) {
+            return Err(DeskError::Forbidden(
+                "this role does not export personal data".into(),
+            ));
+        }
+        let reach = who.reach();
+        let rows: Vec<_> = self
+            .store
+            .requests_of_subscriber(email.trim())?
+            .into_iter()
+            .filter(|r| reach.covers(r))
+            .collect();
+        let audit = self.audit(
+            &who.actor(),
+            "subscriber.export",
+            "subscriber",
+            Outcome::Success,
+            format!("requests={}", rows.len()),
+        );
+        self.store.audit(&audit)?;
+        rows.iter()
+            .map(|r| {
+                let doc = r
+                    .document
+                    .map(|d| self.store.document(d))
+                    .transpose()?
+                    .flatten();
+                Ok((self.view(r, doc.as_ref()), self.history(who, r.id)?))
+            })
+            .collect()
+    }
+
     /// The report of a subtree and period (auditors, RA officers, CA admins; organisation
     /// officers for their own organisation).
     pub fn report(

@@ -594,6 +594,17 @@ pub trait RaRequests: Send + Sync {
         at: u64,
         audit: &AuditEntry,
     ) -> Result<Confirmation, StoreError>;
+    /// Erases the personal fields (name, email, title, unit, phone, national id number) of
+    /// requests closed before `closed_before`, and the request documents only they refer to;
+    /// returns how many requests were erased. The audit keeps that they existed.
+    fn erase_personal_data(
+        &self,
+        closed_before: u64,
+        at: u64,
+        audit: &AuditEntry,
+    ) -> Result<u64, StoreError>;
+    /// Requests whose subscriber's official email is `email`, oldest first.
+    fn requests_of_subscriber(&self, email: &str) -> Result<Vec<RequestRecord>, StoreError>;
     /// Visits every request in the filter's scope (its province, path and organisation fields)
     /// submitted, or fulfilled, or due, within `[from, to)`.
     fn report_rows(

@@ -907,6 +907,55 @@ impl RaRequests for SqliteStore {
             Ok(c)
         })
     }
+
+    fn erase_personal_data(
+        &self,
+        closed_before: u64,
+        at: u64,
+        audit: &AuditEntry,
+    ) -> Result<u64, StoreError> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE requests SET subscriber_name = NULL, subscriber_email = NULL,
+                       subscriber_title = NULL, subscriber_unit = NULL, subscriber_phone = NULL,
+                       subscriber_id_number = NULL, csr = NULL, erased_at = ?2
+                     WHERE closed_at IS NOT NULL AND closed_at < ?1 AND erased_at IS NULL",
+                    params![closed_before, at],
+                )
+                .map_err(unavailable)?;
+            // A document goes when every request it covers is erased.
+            tx.execute(
+                "UPDATE documents SET content = X'', signature = NULL
+                 WHERE length(content) > 0 AND id IN (SELECT document FROM requests
+                   WHERE document IS NOT NULL GROUP BY document
+                   HAVING SUM(erased_at IS NULL) = 0)",
+                [],
+            )
+            .map_err(unavailable)?;
+            if n > 0 {
+                let mut audit = audit.clone();
+                audit.detail = format!("requests={n}");
+                insert_audit(tx, &audit).map_err(unavailable)?;
+            }
+            Ok(n as u64)
+        })
+    }
+
+    fn requests_of_subscriber(&self, email: &str) -> Result<Vec<RequestRecord>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {REQUEST_COLUMNS} FROM requests WHERE subscriber_email = ?1 ORDER BY id"
+            ))
+            .map_err(unavailable)?;
+        let rows = stmt
+            .query_map([email], request_row)
+            .map_err(unavailable)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
+        Ok(rows)
+    }
 }
 
 const PAUSE_COLUMNS: &str = "id, issuer, paused_at, paused_by, reason, resumed_at, resumed_by";

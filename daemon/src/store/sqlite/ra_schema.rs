@@ -122,6 +122,8 @@ pub(super) const MIGRATION: &str = "
     CREATE INDEX requests_issued ON requests(issued_certificate)
         WHERE issued_certificate IS NOT NULL;
     CREATE INDEX requests_document ON requests(document) WHERE document IS NOT NULL;
+    CREATE INDEX requests_subscriber_email ON requests(subscriber_email)
+        WHERE subscriber_email IS NOT NULL;
     CREATE INDEX requests_closed ON requests(closed_at) WHERE closed_at IS NOT NULL;
     CREATE TABLE request_events (
         id         INTEGER PRIMARY KEY AUTOINCREMENT,
