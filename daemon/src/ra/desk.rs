@@ -953,17 +953,16 @@ impl RequestDesk {
             (Some(Role::OrgOfficer), None) => {
                 errors.push(FieldError::new("organisation", "an org-officer needs one"))
             }
-            (_, Some(org)) => {
+            (_, Some(org))
                 if self
                     .store
                     .organisation(org)?
-                    .is_none_or(|o| o.deleted_at.is_some())
-                {
-                    errors.push(FieldError::new(
-                        "organisation",
-                        format!("no organisation {org:?}"),
-                    ));
-                }
+                    .is_none_or(|o| o.deleted_at.is_some()) =>
+            {
+                errors.push(FieldError::new(
+                    "organisation",
+                    format!("no organisation {org:?}"),
+                ));
             }
             _ => {}
         }
@@ -1982,7 +1981,7 @@ impl RequestDesk {
         let known = self
             .lifecycle
             .as_ref()
-            .map_or(true, |ra| ra.ca().has_issuer(issuer));
+            .is_none_or(|ra| ra.ca().has_issuer(issuer));
         if issuer == crate::config::ROOT || !known {
             return Err(DeskError::NotFound(format!("no issuing CA {issuer:?}")));
         }

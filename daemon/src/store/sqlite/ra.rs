@@ -118,27 +118,18 @@ fn request_in(conn: &Connection, id: i64) -> Result<Option<RequestRecord>, Store
     .map_err(unavailable)
 }
 
-fn insert_event(
-    conn: &Connection,
-    request: i64,
-    at: u64,
-    actor: &str,
-    action: &str,
-    from: Option<RequestState>,
-    to: RequestState,
-    reason: Option<&str>,
-) -> rusqlite::Result<usize> {
+fn insert_event(conn: &Connection, request: i64, e: &RequestEvent) -> rusqlite::Result<usize> {
     conn.execute(
         "INSERT INTO request_events (request, at, actor, action, from_state, to_state, reason)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             request,
-            at,
-            actor,
-            action,
-            from.map(RequestState::as_str),
-            to.as_str(),
-            reason
+            e.at,
+            e.actor,
+            e.action,
+            e.from.map(RequestState::as_str),
+            e.to.as_str(),
+            e.reason
         ],
     )
 }
@@ -522,33 +513,27 @@ impl RaRequests for SqliteStore {
             let mut stored = Vec::with_capacity(requests.len());
             for r in requests {
                 let id = insert_request(tx, r, document_id).map_err(unavailable)?;
-                insert_event(
-                    tx,
-                    id,
-                    r.submitted_at,
-                    &r.submitted_by,
-                    "submit",
-                    None,
-                    RequestState::Submitted,
-                    None,
-                )
-                .map_err(unavailable)?;
+                let submit = RequestEvent {
+                    at: r.submitted_at,
+                    actor: r.submitted_by.clone(),
+                    action: "submit".into(),
+                    from: None,
+                    to: RequestState::Submitted,
+                    reason: None,
+                };
+                insert_event(tx, id, &submit).map_err(unavailable)?;
                 if r.state != RequestState::Submitted {
                     let action = match r.state {
                         RequestState::Accepted => "accept",
                         _ => "await-original",
                     };
-                    insert_event(
-                        tx,
-                        id,
-                        r.submitted_at,
-                        &r.submitted_by,
-                        action,
-                        Some(RequestState::Submitted),
-                        r.state,
-                        None,
-                    )
-                    .map_err(unavailable)?;
+                    let first = RequestEvent {
+                        action: action.into(),
+                        from: Some(RequestState::Submitted),
+                        to: r.state,
+                        ..submit
+                    };
+                    insert_event(tx, id, &first).map_err(unavailable)?;
                 }
                 let mut r = r.clone();
                 r.id = id;
@@ -653,17 +638,15 @@ impl RaRequests for SqliteStore {
                     Some(_) => StoreError::Changed(format!("request {}", t.request)),
                 });
             }
-            insert_event(
-                tx,
-                t.request,
-                t.at,
-                &t.actor,
-                &t.action,
-                Some(t.from),
-                t.to,
-                t.reason.as_deref(),
-            )
-            .map_err(unavailable)?;
+            let event = RequestEvent {
+                at: t.at,
+                actor: t.actor.clone(),
+                action: t.action.clone(),
+                from: Some(t.from),
+                to: t.to,
+                reason: t.reason.clone(),
+            };
+            insert_event(tx, t.request, &event).map_err(unavailable)?;
             insert_audit(tx, &t.audit).map_err(unavailable)?;
             request_in(tx, t.request)?.ok_or_else(|| StoreError::NotFound(t.request.to_string()))
         })
