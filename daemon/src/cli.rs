@@ -4,7 +4,9 @@
 //! input. Secrets never come from arguments: the PKCS#11 PIN is read from a file or an
 //! environment variable named in the configuration.
 
+mod calendar;
 mod crl;
+pub use calendar::CalendarCommand;
 pub use crl::CrlCommand;
 
 use crate::ca::CaError;
@@ -52,6 +54,9 @@ pub enum Command {
     /// Certificate revocation lists.
     #[command(subcommand)]
     Crl(CrlCommand),
+    /// The working-day calendar and service deadlines.
+    #[command(subcommand)]
+    Calendar(CalendarCommand),
 }
 
 /// `pkid init` options.
@@ -506,6 +511,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Cert(cmd) => cert(&data, cmd, &who),
         Command::Crl(cmd) => crl::run(&data, cmd, &who),
+        Command::Calendar(cmd) => calendar::run(&data, cmd),
     }
 }
 
