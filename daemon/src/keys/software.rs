@@ -6,6 +6,7 @@
 //! backends). The file is re-checked at most every [`FILE_CHECK_TTL`], so signing stays a
 //! memory operation. A key file that its group or other users may read is refused at load.
 
+use super::seal::{DataSealer, SoftwareSealer};
 use super::{KeyBackend, KeyError, KeyRole, SignError, Signer};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
@@ -237,7 +238,7 @@ pub fn generate_pkcs8(key_type: KeyType) -> Result<Zeroizing<Vec<u8>>, KeyError>
 
 /// Refuses a key file its group or other users can access: whoever can read it can sign as
 /// the CA. (Refused rather than warned about: a warning in a log nobody reads protects no key.)
-fn private_enough(path: &Path, file: &fs::File) -> Result<(), KeyError> {
+pub(super) fn private_enough(path: &Path, file: &fs::File) -> Result<(), KeyError> {
     let mode = file
         .metadata()
         .map_err(|e| KeyError::Failed(format!("reading {}: {e}", path.display())))?
@@ -312,6 +313,10 @@ impl KeyBackend for SoftwareBackend {
 
     fn describe(&self) -> String {
         format!("software:{}", self.dir.display())
+    }
+
+    fn sealer(&self) -> Result<Arc<dyn DataSealer>, KeyError> {
+        Ok(Arc::new(SoftwareSealer::open_or_create(&self.dir)?))
     }
 }
 
