@@ -12,6 +12,13 @@ fn shipped() -> String {
         .expect("conf/calendar-vn.toml")
 }
 
+/// `pkid calendar due --from FROM ARGS…` on `data`, which must fail: (exit code, stdout, stderr).
+fn due_fails(data: &Path, from: &str, args: &[&str]) -> (i32, String, String) {
+    let mut full = vec!["calendar", "due", "--from", from];
+    full.extend_from_slice(args);
+    pkid_fails(data, &full)
+}
+
 /// A data directory that does not exist: the commands fall back to the shipped calendar.
 fn nowhere(dir: &tempfile::TempDir) -> std::path::PathBuf {
     dir.path().join("no-data-dir")
@@ -69,41 +76,20 @@ fn due_across_tet_2026_prints_one_rfc3339_line_in_plus_seven() {
 fn due_refuses_a_bad_instant_and_needs_exactly_one_period() {
     let dir = tempdir();
     let data = nowhere(&dir);
-    let (code, stdout, stderr) = pkid_fails(
-        &data,
-        &[
-            "calendar",
-            "due",
-            "--from",
-            "13/02/2026",
-            "--working-days",
-            "3",
-        ],
-    );
+    let (code, stdout, stderr) = due_fails(&data, "13/02/2026", &["--working-days", "3"]);
     assert_eq!(code, 3, "{stderr}");
     assert!(stdout.is_empty());
     assert!(
         one_error_line(&stderr).contains("--from \"13/02/2026\""),
         "{stderr}"
     );
-    let (code, _, stderr) = pkid_fails(
+    let (code, _, stderr) = due_fails(
         &data,
-        &[
-            "calendar",
-            "due",
-            "--from",
-            "2026-02-13T10:00:00+07:00",
-            "--working-days",
-            "3",
-            "--hours",
-            "12",
-        ],
+        "2026-02-13T10:00:00+07:00",
+        &["--working-days", "3", "--hours", "12"],
     );
     assert_eq!(code, 2, "{stderr}");
-    let (code, _, _) = pkid_fails(
-        &data,
-        &["calendar", "due", "--from", "2026-02-13T10:00:00+07:00"],
-    );
+    let (code, _, _) = due_fails(&data, "2026-02-13T10:00:00+07:00", &[]);
     assert_eq!(code, 2);
 }
 
@@ -138,18 +124,10 @@ fn check_counts_each_year_and_names_the_broken_entry_of_a_file() {
         "{line}"
     );
     // `due` refuses to compute from a broken file rather than ignoring it.
-    let (code, _, _) = pkid_fails(
+    let (code, _, _) = due_fails(
         &data,
-        &[
-            "calendar",
-            "due",
-            "--from",
-            "2026-02-13T10:00:00+07:00",
-            "--working-days",
-            "3",
-            "--calendar",
-            path_str(&broken),
-        ],
+        "2026-02-13T10:00:00+07:00",
+        &["--working-days", "3", "--calendar", path_str(&broken)],
     );
     assert_eq!(code, 3);
     let missing = dir.path().join("missing.toml");

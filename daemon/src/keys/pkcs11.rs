@@ -217,19 +217,14 @@ impl KeyBackend for Pkcs11Backend {
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id.clone()),
         ]);
-        let private_template = [
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
+        let mut private_template = kept_in_token(&label, id.clone());
+        private_template.extend([
             Attribute::Sign(true),
             // A CA key only signs: no decryption, unwrapping or key agreement with it.
             Attribute::Decrypt(false),
             Attribute::Unwrap(false),
             Attribute::Derive(false),
-            Attribute::Label(label.as_bytes().to_vec()),
-            Attribute::Id(id.clone()),
-        ];
+        ]);
         let (private, public_key) = self
             .pool
             .run(|session, _retry| {
@@ -370,16 +365,13 @@ impl KeyBackend for Pkcs11Backend {
                 let mut id = vec![0u8; KEY_ID_LEN];
                 aws_lc_rs::rand::fill(&mut id)
                     .map_err(|_| KeyError::Failed("no randomness for the key id".into()))?;
-                let template = [
+                let mut template = kept_in_token(&label, id);
+                template.extend([
                     Attribute::Class(ObjectClass::SECRET_KEY),
                     Attribute::KeyType(CkKeyType::AES),
                     Attribute::ValueLen(seal::KEY_LEN.try_into().map_err(|_| {
                         KeyError::Failed("AES key length does not fit a CK_ULONG".into())
                     })?),
-                    Attribute::Token(true),
-                    Attribute::Private(true),
-                    Attribute::Sensitive(true),
-                    Attribute::Extractable(false),
                     Attribute::Encrypt(true),
                     Attribute::Decrypt(true),
                     // Only encryption: no signing, wrapping or derivation with it.
@@ -388,9 +380,7 @@ impl KeyBackend for Pkcs11Backend {
                     Attribute::Wrap(false),
                     Attribute::Unwrap(false),
                     Attribute::Derive(false),
-                    Attribute::Label(label.as_bytes().to_vec()),
-                    Attribute::Id(id),
-                ];
+                ]);
                 let key = session.generate_key(&Mechanism::AesKeyGen, &template)?;
                 info!(token = %self.pool.token_label, label = %label, "generated the data-sealing key in the PKCS#11 token");
                 Ok((key, session.generation))
@@ -429,6 +419,21 @@ impl Pkcs11Sealer {
         })?;
         *self.key.lock().unwrap_or_else(PoisonError::into_inner) = (handle, session.generation);
         Ok(handle)
+    }
+
+    /// Runs `op` with the key's handle on a pooled session (found again after a lost session);
+    /// `what` names the operation in an error.
+    fn with_key<T>(
+        &self,
+        what: &str,
+        mut op: impl FnMut(&Session, ObjectHandle) -> Result<T, Fault>,
+    ) -> Result<T, SealError> {
+        self.pool
+            .run(|session, retry| {
+                let key = self.key_handle(session, retry)?;
+                op(session, key)
+            })
+            .map_err(|f| SealError::from(f.into_key_error(what)))
     }
 }
 
@@ -475,20 +480,16 @@ impl DataSealer for Pkcs11Sealer {
     fn seal(&self, plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>, SealError> {
         let nonce = seal::prepare(plaintext)?;
         let aad = seal::aad(context);
-        let out = self
-            .pool
-            .run(|session, retry| {
-                let key = self.key_handle(session, retry)?;
-                Ok(aes_gcm(
-                    session,
-                    key,
-                    &nonce,
-                    &aad,
-                    plaintext,
-                    Direction::Encrypt,
-                )?)
-            })
-            .map_err(|f| SealError::from(f.into_key_error("sealing with the token")))?;
+        let out = self.with_key("sealing with the token", |session, key| {
+            Ok(aes_gcm(
+                session,
+                key,
+                &nonce,
+                &aad,
+                plaintext,
+                Direction::Encrypt,
+            )?)
+        })?;
         if out.len() != plaintext.len() + TAG_LEN {
             return Err(SealError::Failed(format!(
                 "the token returned {} bytes for a {}-byte plaintext",
@@ -507,32 +508,28 @@ impl DataSealer for Pkcs11Sealer {
     fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
         let parts = seal::split(sealed)?;
         let aad = seal::aad(context);
-        let opened = self
-            .pool
-            .run(|session, retry| {
-                let key = self.key_handle(session, retry)?;
-                let data = parts.ciphertext_and_tag;
-                match aes_gcm(session, key, &parts.nonce, &aad, data, Direction::Decrypt) {
-                    Ok(plaintext) => Ok(Some(Zeroizing::new(plaintext))),
-                    Err(
-                        e @ CkError::Pkcs11(
-                            RvError::EncryptedDataInvalid
-                            | RvError::EncryptedDataLenRange
-                            | RvError::GeneralError
-                            | RvError::FunctionFailed,
-                            _,
-                        ),
-                    ) => {
-                        if gcm_round_trip(session, key) {
-                            Ok(None)
-                        } else {
-                            Err(e.into())
-                        }
+        let opened = self.with_key("opening with the token", |session, key| {
+            let data = parts.ciphertext_and_tag;
+            match aes_gcm(session, key, &parts.nonce, &aad, data, Direction::Decrypt) {
+                Ok(plaintext) => Ok(Some(Zeroizing::new(plaintext))),
+                Err(
+                    e @ CkError::Pkcs11(
+                        RvError::EncryptedDataInvalid
+                        | RvError::EncryptedDataLenRange
+                        | RvError::GeneralError
+                        | RvError::FunctionFailed,
+                        _,
+                    ),
+                ) => {
+                    if gcm_round_trip(session, key) {
+                        Ok(None)
+                    } else {
+                        Err(e.into())
                     }
-                    Err(e) => Err(e.into()),
                 }
-            })
-            .map_err(|f| SealError::from(f.into_key_error("opening with the token")))?;
+                Err(e) => Err(e.into()),
+            }
+        })?;
         opened.ok_or(SealError::Unauthentic)
     }
 }
@@ -1195,14 +1192,59 @@ fn find_token(ctx: &Pkcs11, label: &str) -> Result<Slot, KeyError> {
     }
 }
 
+/// The attributes every secret pkid generates in a token shares: a token object, behind the
+/// login, never revealed and never extractable, named by its label and id.
+fn kept_in_token(label: &str, id: Vec<u8>) -> Vec<Attribute> {
+    vec![
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Id(id),
+    ]
+}
+
 /// The one private key labelled `label` (and with CKA_ID `id`, if given).
 fn find_private_key(
     session: &Session,
     label: &str,
     id: Option<&[u8]>,
 ) -> Result<Option<ObjectHandle>, Fault> {
+    find_key(
+        session,
+        ObjectClass::PRIVATE_KEY,
+        label,
+        id,
+        "private keys",
+        "delete all but one",
+    )
+}
+
+/// The one secret key labelled `label`, if any.
+fn find_secret_key(session: &Session, label: &str) -> Result<Option<ObjectHandle>, Fault> {
+    find_key(
+        session,
+        ObjectClass::SECRET_KEY,
+        label,
+        None,
+        "secret keys",
+        "keep the one that opens the stored data",
+    )
+}
+
+/// The one object of `class` labelled `label` (and with CKA_ID `id`, if given); several are
+/// refused naming `what` they are and `advice` on which to keep.
+fn find_key(
+    session: &Session,
+    class: ObjectClass,
+    label: &str,
+    id: Option<&[u8]>,
+    what: &str,
+    advice: &str,
+) -> Result<Option<ObjectHandle>, Fault> {
     let mut template = vec![
-        Attribute::Class(ObjectClass::PRIVATE_KEY),
+        Attribute::Class(class),
         Attribute::Label(label.as_bytes().to_vec()),
     ];
     if let Some(id) = id {
@@ -1212,24 +1254,7 @@ fn find_private_key(
         [] => Ok(None),
         [key] => Ok(Some(*key)),
         many => Err(KeyError::Failed(format!(
-            "{} private keys are labelled {label:?}; delete all but one",
-            many.len()
-        ))
-        .into()),
-    }
-}
-
-/// The one secret key labelled `label`, if any.
-fn find_secret_key(session: &Session, label: &str) -> Result<Option<ObjectHandle>, Fault> {
-    let template = [
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::Label(label.as_bytes().to_vec()),
-    ];
-    match session.find_objects(&template)?.as_slice() {
-        [] => Ok(None),
-        [key] => Ok(Some(*key)),
-        many => Err(KeyError::Failed(format!(
-            "{} secret keys are labelled {label:?}; keep the one that opens the stored data",
+            "{} {what} are labelled {label:?}; {advice}",
             many.len()
         ))
         .into()),
@@ -1502,6 +1527,17 @@ mod tests {
         Pkcs11Backend::open(&settings(token, sessions)).expect("open token")
     }
 
+    /// Logs the token's user out (every session of the application, PKCS#11 `C_Logout`), as a
+    /// token reset would.
+    fn log_out(backend: &Pkcs11Backend) {
+        backend
+            .pool
+            .checkout()
+            .expect("checkout")
+            .logout()
+            .expect("logout");
+    }
+
     fn assert_signs(signer: &dyn Signer, message: &[u8]) {
         let signature = signer.sign(message).expect("sign");
         verify(
@@ -1693,20 +1729,10 @@ mod tests {
             .generate(&KeyRole::Ocsp, KeyType::EcP384)
             .expect("generate");
         assert_signs(signer.as_ref(), b"before");
-        backend
-            .pool
-            .checkout()
-            .expect("checkout")
-            .logout()
-            .expect("logout");
+        log_out(&backend);
         assert_signs(signer.as_ref(), b"after a logout");
         // Recovered a second time, through check() this time.
-        backend
-            .pool
-            .checkout()
-            .expect("checkout")
-            .logout()
-            .expect("logout");
+        log_out(&backend);
         backend.check().expect("check recovers the session");
         assert_signs(signer.as_ref(), b"after check");
     }
@@ -1781,12 +1807,7 @@ mod tests {
         drop(checkout);
 
         // After a logout (the token forgets handles) the sealer finds its key again.
-        backend
-            .pool
-            .checkout()
-            .expect("checkout")
-            .logout()
-            .expect("logout");
+        log_out(&backend);
         assert_eq!(
             again
                 .open(&sealed, b"request:1:unit")
