@@ -135,7 +135,7 @@ fn check_counts_each_year_and_names_the_broken_entry_of_a_file() {
         &data,
         &["calendar", "check", "--calendar", path_str(&missing)],
     );
-    assert_eq!(code, 1);
+    assert_eq!(code, 3);
     assert!(one_error_line(&stderr).contains("missing.toml"), "{stderr}");
 }
 

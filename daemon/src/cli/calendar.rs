@@ -44,9 +44,10 @@ const MAX_PERIOD_WORKING_DAYS: u32 = 3650;
 const MAX_PERIOD_HOURS: u32 = 87_600;
 
 fn calendar_failure(e: CalendarError) -> Failure {
+    // Like an unreadable `--csr`: input the operator must fix.
     let code = match &e {
-        CalendarError::Read { .. } => 1,
-        CalendarError::Syntax(_)
+        CalendarError::Read { .. }
+        | CalendarError::Syntax(_)
         | CalendarError::NotAYear(_)
         | CalendarError::BadDate { .. }
         | CalendarError::WrongYear { .. }
