@@ -1817,7 +1817,8 @@ mod tests {
         );
         // A value sealed by the software backend does not open with the token's key.
         let dir = tempfile::tempdir().expect("tmp");
-        let software = crate::keys::seal::SoftwareSealer::open_or_create(dir.path()).expect("sw");
+        let software =
+            crate::keys::software::SoftwareSealer::open_or_create(dir.path()).expect("sw");
         let foreign = software.seal(b"x", b"request:1:unit").expect("seal");
         assert_eq!(
             again.open(&foreign, b"request:1:unit"),
