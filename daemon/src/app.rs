@@ -221,7 +221,8 @@ impl App {
             Some(authority.clone()),
             Some(keys.as_ref()),
             clock.clone(),
-        )?);
+        )
+        .map_err(|e| AppError::Service(format!("registration authority: {e}")))?);
         let state = Arc::new(AppState::new(StateParts {
             desk: Some(desk),
             data_dir: data.to_path_buf(),

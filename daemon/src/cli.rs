@@ -4,8 +4,10 @@
 //! input. Secrets never come from arguments: the PKCS#11 PIN is read from a file or an
 //! environment variable named in the configuration.
 
+mod calendar;
 mod crl;
 mod ra;
+pub use calendar::CalendarCommand;
 pub use crl::CrlCommand;
 
 use crate::ca::CaError;
@@ -67,6 +69,9 @@ pub enum Command {
     /// Pausing issuance, and the dual-control actions on issuers.
     #[command(subcommand)]
     Issuance(ra::IssuanceCommand),
+    /// The working-day calendar and service deadlines.
+    #[command(subcommand)]
+    Calendar(CalendarCommand),
 }
 
 /// `pkid init` options.
@@ -526,6 +531,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Request(cmd) => ra::request(&data, cmd, &who),
         Command::Report(a) => ra::report(&data, a, &who),
         Command::Issuance(cmd) => ra::issuance(&data, cmd, &who),
+        Command::Calendar(cmd) => calendar::run(&data, cmd),
     }
 }
 

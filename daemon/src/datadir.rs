@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! <data>/pkid.toml          configuration (written by init, edited by the operator)
+//! <data>/calendar-vn.toml   working-day calendar (`[ra] calendar`; written by init or serve
+//!                           when absent, edited by the operator, never overwritten)
 //! <data>/pkid.db            SQLite store (WAL)
 //! <data>/keys/<role>.p8     software keys, mode 0600 (only tls.p8 with the pkcs11 backend)
 //! <data>/certs/<role>.crt   PEM certificates: root, issuing, ocsp, tsa, tls; tls-chain.pem
@@ -233,13 +235,17 @@ pub fn init(data: &Path, opts: &InitOptions, actor: &str) -> Result<Arc<Authorit
     }
     // What init may create besides the configuration; whatever did not exist before is removed
     // again if init fails, so a corrected retry starts from a clean directory.
-    let store_path = Config::load(data)
-        .map(|c| c.store.path)
-        .unwrap_or_else(|_| data.join("pkid.db"));
+    let loaded = Config::load(data).ok();
+    let store_path = loaded
+        .as_ref()
+        .map(|c| c.store.path.clone())
+        .unwrap_or_else(|| data.join("pkid.db"));
+    let calendar_path = loaded.map(|c| c.ra.calendar);
     let mut created: Vec<PathBuf> = ["", "-wal", "-shm"]
         .iter()
         .map(|suffix| PathBuf::from(format!("{}{suffix}", store_path.display())))
         .chain([certs_dir(data), data.join("keys")])
+        .chain(calendar_path)
         .filter(|p| !p.exists())
         .collect();
     if wrote_config {
@@ -269,9 +275,31 @@ pub fn init(data: &Path, opts: &InitOptions, actor: &str) -> Result<Arc<Authorit
     result
 }
 
+/// Writes the calendar shipped with pkid to `ra.calendar` unless a file is already there: an
+/// operator's edits are never overwritten. Returns whether it wrote the file.
+pub fn write_calendar_if_absent(config: &Config) -> Result<bool, DataDirError> {
+    use std::io::Write;
+    let path = &config.ra.calendar;
+    let mut file = match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(io(path)(e)),
+    };
+    file.write_all(crate::ra::calendar::SHIPPED.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(io(path))?;
+    tracing::info!(path = %path.display(), "wrote the shipped working-day calendar");
+    Ok(true)
+}
+
 /// The part of [`init`] after the configuration file is in place.
 fn create_hierarchy(data: &Path, actor: &str) -> Result<Arc<Authority>, DataDirError> {
     let config = Arc::new(Config::load(data)?);
+    write_calendar_if_absent(&config)?;
     let backend = key_backend(&config)?;
     let certs = certs_dir(data);
     fs::create_dir_all(&certs).map_err(io(&certs))?;
@@ -445,7 +473,10 @@ pub fn open_metered(
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
 ) -> Result<Opened, DataDirError> {
-    open_with(data, true, Some(metrics), clock)
+    let opened = open_with(data, true, Some(metrics), clock)?;
+    // A data directory made before the RA existed gets the calendar on its first start.
+    write_calendar_if_absent(&opened.config)?;
+    Ok(opened)
 }
 
 fn open_with(
@@ -662,6 +693,21 @@ mod tests {
         let e = open(&data, false).err().expect("refused");
         assert!(!e.to_string().contains("not initialised"), "{e}");
         assert!(!is_initialised(dir.path()).expect("readable and empty"));
+    }
+
+    #[test]
+    fn the_calendar_is_written_once_and_an_edited_one_is_never_overwritten() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let config = Config::parse(dir.path(), None, "t").expect("defaults");
+        assert!(write_calendar_if_absent(&config).expect("write"));
+        let path = &config.ra.calendar;
+        assert_eq!(
+            fs::read_to_string(path).expect("read"),
+            crate::ra::calendar::SHIPPED
+        );
+        fs::write(path, "# edited\n").expect("edit");
+        assert!(!write_calendar_if_absent(&config).expect("no-op"));
+        assert_eq!(fs::read_to_string(path).expect("read"), "# edited\n");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! (build in `protocols`, sign here, assemble in `protocols`). Two backends implement
 //! [`KeyBackend`]: [`software`] (PKCS#8 files, mode 0600, signing with aws-lc-rs) and
 //! [`pkcs11`] (a token through `cryptoki`, keys generated inside it and never extractable).
+//! The same backend holds the data-sealing key ([`seal`]: AES-256-GCM for personal data and
+//! secrets at rest), reached through [`KeyBackend::sealer`].
 //! The HTTPS listener's TLS key is always a software key: rustls needs it in process memory,
 //! and it is not a CA key.
 
@@ -13,6 +15,7 @@ pub mod seal;
 pub mod signer;
 pub mod software;
 
+pub use seal::{DataSealer, SealError};
 pub use signer::{sign, SignError, Signer};
 
 use pkid_protocols::KeyType;
@@ -132,4 +135,8 @@ pub trait KeyBackend: Send + Sync {
     fn check(&self) -> Result<(), KeyError>;
     /// A short description for logs (`software:/path`, `pkcs11:token-label`).
     fn describe(&self) -> String;
+    /// The installation's data-sealing key (personal data and secrets at rest, see [`seal`]),
+    /// created in the backend on first use: a 0600 key file, or a non-extractable AES key in
+    /// the token. Call once at start and keep the sealer.
+    fn sealer(&self) -> Result<Arc<dyn DataSealer>, KeyError>;
 }

@@ -39,12 +39,19 @@
 //!   re-encoded as the DER `Ecdsa-Sig-Value` X.509 and CMS expect. RSA uses
 //!   `CKM_SHA256_RSA_PKCS` over the message.
 //!
+//! - **The data-sealing key** ([`super::seal`]) is a `CKK_AES` 256-bit secret key labelled
+//!   `pkid-seal`, generated in the token on first use (`CKA_TOKEN`, `CKA_SENSITIVE`, not
+//!   extractable, only `CKA_ENCRYPT`/`CKA_DECRYPT`) and used with `CKM_AES_GCM` (a 96-bit IV
+//!   drawn by pkid for each seal, 128-bit tag) on the same session pool as the signers.
+//!
 //! The PIN is held in a zeroizing secret and never formatted into a message or a log line.
 
+use super::seal::{self, DataSealer, SealError, SEAL_KEY_NAME, TAG_LEN};
 use super::{KeyBackend, KeyError, KeyRole, Pkcs11Settings, SignError, Signer};
 use const_oid::db::rfc5912 as oids;
 use cryptoki::context::{CInitializeArgs, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType as CkKeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, SessionState, UserType};
@@ -60,6 +67,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
+use zeroize::Zeroizing;
 
 /// First wait after a device fault before the module is re-initialised: a device that is
 /// back (a token re-inserted, a directory restored) is in service again within about a second.
@@ -209,19 +217,14 @@ impl KeyBackend for Pkcs11Backend {
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id.clone()),
         ]);
-        let private_template = [
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
+        let mut private_template = kept_in_token(&label, id.clone());
+        private_template.extend([
             Attribute::Sign(true),
             // A CA key only signs: no decryption, unwrapping or key agreement with it.
             Attribute::Decrypt(false),
             Attribute::Unwrap(false),
             Attribute::Derive(false),
-            Attribute::Label(label.as_bytes().to_vec()),
-            Attribute::Id(id.clone()),
-        ];
+        ]);
         let (private, public_key) = self
             .pool
             .run(|session, _retry| {
@@ -349,6 +352,185 @@ impl KeyBackend for Pkcs11Backend {
 
     fn describe(&self) -> String {
         format!("pkcs11:{}", self.pool.token_label)
+    }
+
+    fn sealer(&self) -> Result<Arc<dyn DataSealer>, KeyError> {
+        let label = format!("pkid-{SEAL_KEY_NAME}");
+        let key = self
+            .pool
+            .run(|session, _retry| {
+                if let Some(key) = find_secret_key(session, &label)? {
+                    return Ok((key, session.generation));
+                }
+                let mut id = vec![0u8; KEY_ID_LEN];
+                aws_lc_rs::rand::fill(&mut id)
+                    .map_err(|_| KeyError::Failed("no randomness for the key id".into()))?;
+                let mut template = kept_in_token(&label, id);
+                template.extend([
+                    Attribute::Class(ObjectClass::SECRET_KEY),
+                    Attribute::KeyType(CkKeyType::AES),
+                    Attribute::ValueLen(seal::KEY_LEN.try_into().map_err(|_| {
+                        KeyError::Failed("AES key length does not fit a CK_ULONG".into())
+                    })?),
+                    Attribute::Encrypt(true),
+                    Attribute::Decrypt(true),
+                    // Only encryption: no signing, wrapping or derivation with it.
+                    Attribute::Sign(false),
+                    Attribute::Verify(false),
+                    Attribute::Wrap(false),
+                    Attribute::Unwrap(false),
+                    Attribute::Derive(false),
+                ]);
+                let key = session.generate_key(&Mechanism::AesKeyGen, &template)?;
+                info!(token = %self.pool.token_label, label = %label, "generated the data-sealing key in the PKCS#11 token");
+                Ok((key, session.generation))
+            })
+            .map_err(|f| f.into_key_error("opening the data-sealing key"))?;
+        Ok(Arc::new(Pkcs11Sealer {
+            pool: Arc::clone(&self.pool),
+            label,
+            key: Mutex::new(key),
+        }))
+    }
+}
+
+/// The data-sealing key in a PKCS#11 token: AES-256 with `CKM_AES_GCM`, through the backend's
+/// session pool.
+pub struct Pkcs11Sealer {
+    pool: Arc<SessionPool>,
+    label: String,
+    /// The key's handle and the module generation it belongs to (see [`Pkcs11Signer`]).
+    key: Mutex<(ObjectHandle, u64)>,
+}
+
+impl Pkcs11Sealer {
+    /// The key's handle for `session`, found again by label after a new session (`retry`) or a
+    /// re-initialised module.
+    fn key_handle(&self, session: &PooledSession<'_>, retry: bool) -> Result<ObjectHandle, Fault> {
+        let (handle, generation) = *self.key.lock().unwrap_or_else(PoisonError::into_inner);
+        if !retry && generation == session.generation {
+            return Ok(handle);
+        }
+        let handle = find_secret_key(session, &self.label)?.ok_or_else(|| {
+            KeyError::Unavailable(format!(
+                "the data-sealing key {:?} is no longer on token {:?}",
+                self.label, self.pool.token_label
+            ))
+        })?;
+        *self.key.lock().unwrap_or_else(PoisonError::into_inner) = (handle, session.generation);
+        Ok(handle)
+    }
+
+    /// Runs `op` with the key's handle on a pooled session (found again after a lost session);
+    /// `what` names the operation in an error.
+    fn with_key<T>(
+        &self,
+        what: &str,
+        mut op: impl FnMut(&Session, ObjectHandle) -> Result<T, Fault>,
+    ) -> Result<T, SealError> {
+        self.pool
+            .run(|session, retry| {
+                let key = self.key_handle(session, retry)?;
+                op(session, key)
+            })
+            .map_err(|f| SealError::from(f.into_key_error(what)))
+    }
+}
+
+/// Which way [`aes_gcm`] runs.
+#[derive(Clone, Copy)]
+enum Direction {
+    Encrypt,
+    Decrypt,
+}
+
+/// What the sealing key's self-test encrypts and decrypts (not personal data).
+const SEAL_PROBE: &[u8] = b"pkid data-sealing probe";
+
+/// `CKM_AES_GCM` with a 128-bit tag over `data`, in one call.
+fn aes_gcm(
+    session: &Session,
+    key: ObjectHandle,
+    nonce: &[u8; seal::NONCE_LEN],
+    aad: &[u8],
+    data: &[u8],
+    direction: Direction,
+) -> Result<Vec<u8>, CkError> {
+    let mut iv = *nonce;
+    let tag_bits = cryptoki::types::Ulong::from(8 * TAG_LEN as u64);
+    let mechanism = Mechanism::AesGcm(GcmParams::new(&mut iv, aad, tag_bits)?);
+    match direction {
+        Direction::Encrypt => session.encrypt(&mechanism, key, data),
+        Direction::Decrypt => session.decrypt(&mechanism, key, data),
+    }
+}
+
+/// Whether `key` still encrypts and decrypts on `session`: tells a refused tag from a device
+/// fault when the token reports both alike.
+fn gcm_round_trip(session: &Session, key: ObjectHandle) -> bool {
+    let Ok(nonce) = seal::prepare(SEAL_PROBE) else {
+        return false;
+    };
+    aes_gcm(session, key, &nonce, b"", SEAL_PROBE, Direction::Encrypt)
+        .and_then(|sealed| aes_gcm(session, key, &nonce, b"", &sealed, Direction::Decrypt))
+        .is_ok_and(|opened| opened == SEAL_PROBE)
+}
+
+impl DataSealer for Pkcs11Sealer {
+    fn seal(&self, plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>, SealError> {
+        let nonce = seal::prepare(plaintext)?;
+        let aad = seal::aad(context);
+        let out = self.with_key("sealing with the token", |session, key| {
+            Ok(aes_gcm(
+                session,
+                key,
+                &nonce,
+                &aad,
+                plaintext,
+                Direction::Encrypt,
+            )?)
+        })?;
+        if out.len() != plaintext.len() + TAG_LEN {
+            return Err(SealError::Failed(format!(
+                "the token returned {} bytes for a {}-byte plaintext",
+                out.len(),
+                plaintext.len()
+            )));
+        }
+        Ok(seal::assemble(&nonce, &out))
+    }
+
+    /// A tag that does not verify is `CKR_ENCRYPTED_DATA_INVALID` in PKCS#11 v2.40, but
+    /// SoftHSM 2.6 answers `CKR_GENERAL_ERROR`, which the pool takes for a device fault. So a
+    /// decryption refused either way is followed by a round trip of a probe under the same key:
+    /// if that works, the token is fine and the value is [`SealError::Unauthentic`]; if not, the
+    /// original error stands (and re-initialises the module as any device fault does).
+    fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
+        let parts = seal::split(sealed)?;
+        let aad = seal::aad(context);
+        let opened = self.with_key("opening with the token", |session, key| {
+            let data = parts.ciphertext_and_tag;
+            match aes_gcm(session, key, &parts.nonce, &aad, data, Direction::Decrypt) {
+                Ok(plaintext) => Ok(Some(Zeroizing::new(plaintext))),
+                Err(
+                    e @ CkError::Pkcs11(
+                        RvError::EncryptedDataInvalid
+                        | RvError::EncryptedDataLenRange
+                        | RvError::GeneralError
+                        | RvError::FunctionFailed,
+                        _,
+                    ),
+                ) => {
+                    if gcm_round_trip(session, key) {
+                        Ok(None)
+                    } else {
+                        Err(e.into())
+                    }
+                }
+                Err(e) => Err(e.into()),
+            }
+        })?;
+        opened.ok_or(SealError::Unauthentic)
     }
 }
 
@@ -1010,14 +1192,59 @@ fn find_token(ctx: &Pkcs11, label: &str) -> Result<Slot, KeyError> {
     }
 }
 
+/// The attributes every secret pkid generates in a token shares: a token object, behind the
+/// login, never revealed and never extractable, named by its label and id.
+fn kept_in_token(label: &str, id: Vec<u8>) -> Vec<Attribute> {
+    vec![
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Id(id),
+    ]
+}
+
 /// The one private key labelled `label` (and with CKA_ID `id`, if given).
 fn find_private_key(
     session: &Session,
     label: &str,
     id: Option<&[u8]>,
 ) -> Result<Option<ObjectHandle>, Fault> {
+    find_key(
+        session,
+        ObjectClass::PRIVATE_KEY,
+        label,
+        id,
+        "private keys",
+        "delete all but one",
+    )
+}
+
+/// The one secret key labelled `label`, if any.
+fn find_secret_key(session: &Session, label: &str) -> Result<Option<ObjectHandle>, Fault> {
+    find_key(
+        session,
+        ObjectClass::SECRET_KEY,
+        label,
+        None,
+        "secret keys",
+        "keep the one that opens the stored data",
+    )
+}
+
+/// The one object of `class` labelled `label` (and with CKA_ID `id`, if given); several are
+/// refused naming `what` they are and `advice` on which to keep.
+fn find_key(
+    session: &Session,
+    class: ObjectClass,
+    label: &str,
+    id: Option<&[u8]>,
+    what: &str,
+    advice: &str,
+) -> Result<Option<ObjectHandle>, Fault> {
     let mut template = vec![
-        Attribute::Class(ObjectClass::PRIVATE_KEY),
+        Attribute::Class(class),
         Attribute::Label(label.as_bytes().to_vec()),
     ];
     if let Some(id) = id {
@@ -1027,7 +1254,7 @@ fn find_private_key(
         [] => Ok(None),
         [key] => Ok(Some(*key)),
         many => Err(KeyError::Failed(format!(
-            "{} private keys are labelled {label:?}; delete all but one",
+            "{} {what} are labelled {label:?}; {advice}",
             many.len()
         ))
         .into()),
@@ -1215,7 +1442,7 @@ mod tests {
     const USER_PIN: &str = "271828";
     /// One token per test: login state is per token, and a test that logs out must not log
     /// out another test's sessions.
-    const TOKENS: [&str; 10] = [
+    const TOKENS: [&str; 11] = [
         "t-p256",
         "t-p384",
         "t-rsa2048",
@@ -1226,6 +1453,7 @@ mod tests {
         "t-recovery",
         "t-check",
         "t-pool",
+        "t-seal",
     ];
 
     /// SoftHSM2 reads `SOFTHSM2_CONF` once, at `C_Initialize`, and the module is initialized
@@ -1297,6 +1525,17 @@ mod tests {
 
     fn open(token: &str, sessions: usize) -> Pkcs11Backend {
         Pkcs11Backend::open(&settings(token, sessions)).expect("open token")
+    }
+
+    /// Logs the token's user out (every session of the application, PKCS#11 `C_Logout`), as a
+    /// token reset would.
+    fn log_out(backend: &Pkcs11Backend) {
+        backend
+            .pool
+            .checkout()
+            .expect("checkout")
+            .logout()
+            .expect("logout");
     }
 
     fn assert_signs(signer: &dyn Signer, message: &[u8]) {
@@ -1490,20 +1729,10 @@ mod tests {
             .generate(&KeyRole::Ocsp, KeyType::EcP384)
             .expect("generate");
         assert_signs(signer.as_ref(), b"before");
-        backend
-            .pool
-            .checkout()
-            .expect("checkout")
-            .logout()
-            .expect("logout");
+        log_out(&backend);
         assert_signs(signer.as_ref(), b"after a logout");
         // Recovered a second time, through check() this time.
-        backend
-            .pool
-            .checkout()
-            .expect("checkout")
-            .logout()
-            .expect("logout");
+        log_out(&backend);
         backend.check().expect("check recovers the session");
         assert_signs(signer.as_ref(), b"after check");
     }
@@ -1514,6 +1743,90 @@ mod tests {
         assert_eq!(backend.pool.size, MIN_SESSIONS);
         backend.check().expect("ready");
         assert_eq!(backend.describe(), "pkcs11:t-check");
+    }
+
+    #[test]
+    fn the_sealing_key_is_a_non_extractable_aes_key_in_the_token_and_seals_with_gcm() {
+        let backend = open("t-seal", 2);
+        let sealer = backend.sealer().expect("generate the sealing key");
+        crate::keys::seal::tests::behaves_as_a_sealer(sealer.as_ref());
+        let sealed = sealer
+            .seal("Hồ Chí Minh".as_bytes(), b"request:1:unit")
+            .expect("seal");
+
+        // A second sealer (a restart) finds the same key by label instead of making another.
+        drop((sealer, backend));
+        let backend = open("t-seal", 1);
+        let again = backend.sealer().expect("find the sealing key");
+        assert_eq!(
+            again
+                .open(&sealed, b"request:1:unit")
+                .expect("open")
+                .as_slice(),
+            "Hồ Chí Minh".as_bytes()
+        );
+        let checkout = backend.pool.checkout().expect("checkout");
+        let keys = checkout
+            .find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Label(b"pkid-seal".to_vec()),
+            ])
+            .expect("find");
+        assert_eq!(keys.len(), 1, "one sealing key");
+        let attributes = checkout
+            .get_attributes(
+                keys[0],
+                &[
+                    AttributeType::KeyType,
+                    AttributeType::ValueLen,
+                    AttributeType::Token,
+                    AttributeType::Sensitive,
+                    AttributeType::Extractable,
+                    AttributeType::Sign,
+                ],
+            )
+            .expect("attributes");
+        for expected in [
+            Attribute::KeyType(CkKeyType::AES),
+            Attribute::ValueLen(cryptoki::types::Ulong::try_from(32usize).expect("32 fits")),
+            Attribute::Token(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(false),
+        ] {
+            assert!(
+                attributes.contains(&expected),
+                "{expected:?} in {attributes:?}"
+            );
+        }
+        // The key value cannot be read out of the token.
+        assert!(checkout
+            .get_attributes(keys[0], &[AttributeType::Value])
+            .map(|a| a.is_empty())
+            .unwrap_or(true));
+        drop(checkout);
+
+        // After a logout (the token forgets handles) the sealer finds its key again.
+        log_out(&backend);
+        assert_eq!(
+            again
+                .open(&sealed, b"request:1:unit")
+                .expect("open after logout")
+                .as_slice(),
+            "Hồ Chí Minh".as_bytes()
+        );
+        // A value sealed by the software backend does not open with the token's key.
+        let dir = tempfile::tempdir().expect("tmp");
+        let software =
+            crate::keys::software::SoftwareSealer::open_or_create(dir.path()).expect("sw");
+        let foreign = software.seal(b"x", b"request:1:unit").expect("seal");
+        assert_eq!(
+            again.open(&foreign, b"request:1:unit"),
+            Err(SealError::Unauthentic)
+        );
+        backend
+            .check()
+            .expect("a refused tag is not a device fault");
     }
 
     #[test]

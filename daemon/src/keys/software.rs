@@ -5,8 +5,13 @@
 //! service, exactly as removing it from a token would ([`super::health`]: one rule for both
 //! backends). The file is re-checked at most every [`FILE_CHECK_TTL`], so signing stays a
 //! memory operation. A key file that its group or other users may read is refused at load.
+//!
+//! The data-sealing key ([`super::seal`]) is a file here too: `seal.key`, 32 random bytes, mode
+//! 0600, used for AES-256-GCM by [`SoftwareSealer`].
 
+use super::seal::{self, DataSealer, SealError, KEY_LEN, SEAL_KEY_NAME};
 use super::{KeyBackend, KeyError, KeyRole, SignError, Signer};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self as lc, EcdsaKeyPair, KeyPair};
@@ -237,7 +242,7 @@ pub fn generate_pkcs8(key_type: KeyType) -> Result<Zeroizing<Vec<u8>>, KeyError>
 
 /// Refuses a key file its group or other users can access: whoever can read it can sign as
 /// the CA. (Refused rather than warned about: a warning in a log nobody reads protects no key.)
-fn private_enough(path: &Path, file: &fs::File) -> Result<(), KeyError> {
+pub(super) fn private_enough(path: &Path, file: &fs::File) -> Result<(), KeyError> {
     let mode = file
         .metadata()
         .map_err(|e| KeyError::Failed(format!("reading {}: {e}", path.display())))?
@@ -312,6 +317,105 @@ impl KeyBackend for SoftwareBackend {
 
     fn describe(&self) -> String {
         format!("software:{}", self.dir.display())
+    }
+
+    fn sealer(&self) -> Result<Arc<dyn DataSealer>, KeyError> {
+        Ok(Arc::new(SoftwareSealer::open_or_create(&self.dir)?))
+    }
+}
+
+/// The sealing key as a file: 32 random bytes, mode 0600, in the key directory.
+pub struct SoftwareSealer {
+    key: LessSafeKey,
+}
+
+impl SoftwareSealer {
+    /// The key file of a software key directory.
+    pub fn key_path(dir: &Path) -> PathBuf {
+        dir.join(format!("{SEAL_KEY_NAME}.key"))
+    }
+
+    /// Loads `<dir>/seal.key`, creating it (and `dir`, mode 0700) with a new random key if it
+    /// does not exist. A key file its group or others may read is refused, as signing keys are.
+    pub fn open_or_create(dir: &Path) -> Result<Self, KeyError> {
+        let path = Self::key_path(dir);
+        if !path.exists() {
+            fs::create_dir_all(dir)
+                .map_err(|e| KeyError::Failed(format!("creating {}: {e}", dir.display())))?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                .map_err(|e| KeyError::Failed(format!("securing {}: {e}", dir.display())))?;
+            let mut key = Zeroizing::new([0u8; KEY_LEN]);
+            aws_lc_rs::rand::fill(key.as_mut())
+                .map_err(|_| KeyError::Failed("no randomness for the sealing key".into()))?;
+            match write_private_file(&path, key.as_ref()) {
+                Ok(()) => tracing::info!(path = %path.display(), "created the data-sealing key"),
+                // Another process created it first: use that one.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(KeyError::Failed(format!("writing {}: {e}", path.display()))),
+            }
+        }
+        Self::load(&path)
+    }
+
+    /// Loads an existing key file.
+    fn load(path: &Path) -> Result<Self, KeyError> {
+        let file = fs::File::open(path)
+            .map_err(|e| KeyError::Failed(format!("reading {}: {e}", path.display())))?;
+        private_enough(path, &file)?;
+        let mut bytes = Zeroizing::new(Vec::with_capacity(KEY_LEN));
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(&file, 1 + KEY_LEN as u64),
+            &mut bytes,
+        )
+        .map_err(|e| KeyError::Failed(format!("reading {}: {e}", path.display())))?;
+        if bytes.len() != KEY_LEN {
+            return Err(KeyError::Config(format!(
+                "{} is not a {KEY_LEN}-byte sealing key; restore it from the backup (without it, \
+                 sealed personal data cannot be read)",
+                path.display()
+            )));
+        }
+        Self::from_key(&bytes)
+    }
+
+    /// A sealer over raw key bytes (32).
+    fn from_key(bytes: &[u8]) -> Result<Self, KeyError> {
+        let key = UnboundKey::new(&AES_256_GCM, bytes)
+            .map_err(|_| KeyError::Failed("the sealing key is not an AES-256 key".into()))?;
+        Ok(Self {
+            key: LessSafeKey::new(key),
+        })
+    }
+}
+
+impl DataSealer for SoftwareSealer {
+    fn seal(&self, plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>, SealError> {
+        let nonce = seal::prepare(plaintext)?;
+        let mut in_out = plaintext.to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(seal::aad(context)),
+                &mut in_out,
+            )
+            .map_err(|_| SealError::Failed("AES-GCM sealing failed".into()))?;
+        Ok(seal::assemble(&nonce, &in_out))
+    }
+
+    fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
+        let parts = seal::split(sealed)?;
+        let mut in_out = Zeroizing::new(parts.ciphertext_and_tag.to_vec());
+        let len = self
+            .key
+            .open_in_place(
+                Nonce::assume_unique_for_key(parts.nonce),
+                Aad::from(seal::aad(context)),
+                &mut in_out,
+            )
+            .map_err(|_| SealError::Unauthentic)?
+            .len();
+        in_out.truncate(len);
+        Ok(in_out)
     }
 }
 
@@ -402,5 +506,63 @@ mod tests {
             backend.load(&KeyRole::Tsa),
             Err(KeyError::NotFound(KeyRole::Tsa))
         ));
+    }
+
+    #[test]
+    fn software_sealer_round_trips_and_refuses_wrong_context_and_tampering() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let keys = dir.path().join("keys");
+        let sealer = SoftwareSealer::open_or_create(&keys).expect("create");
+        super::seal::tests::behaves_as_a_sealer(&sealer);
+        let path = SoftwareSealer::key_path(&keys);
+        let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(fs::read(&path).expect("read").len(), KEY_LEN);
+        // Reopened (a restart): the same key, so earlier values still open.
+        let sealed = sealer
+            .seal(b"001203004567", b"request:7:id_number")
+            .expect("seal");
+        let reopened = SoftwareSealer::open_or_create(&keys).expect("reopen");
+        assert_eq!(
+            reopened
+                .open(&sealed, b"request:7:id_number")
+                .expect("open")
+                .as_slice(),
+            b"001203004567"
+        );
+        // Another installation's key does not open it.
+        let other = SoftwareSealer::open_or_create(&dir.path().join("other")).expect("other");
+        assert_eq!(
+            other.open(&sealed, b"request:7:id_number"),
+            Err(SealError::Unauthentic)
+        );
+    }
+
+    #[test]
+    fn a_sealing_key_others_may_read_or_of_the_wrong_length_is_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        SoftwareSealer::open_or_create(dir.path()).expect("create");
+        let path = SoftwareSealer::key_path(dir.path());
+        for mode in [0o640, 0o604, 0o644] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+            let e = SoftwareSealer::open_or_create(dir.path())
+                .err()
+                .expect("refused");
+            assert!(
+                matches!(&e, KeyError::Config(m) if m.contains(&format!("{mode:04o}")) && m.contains("chmod 600")),
+                "{e}"
+            );
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
+        fs::write(&path, [7u8; 31]).expect("truncate");
+        let e = SoftwareSealer::open_or_create(dir.path())
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(&e, KeyError::Config(m) if m.contains("32-byte")),
+            "{e}"
+        );
+        // The broken file is never replaced by a new key: sealed data would be lost.
+        assert_eq!(fs::read(&path).expect("read"), [7u8; 31]);
     }
 }

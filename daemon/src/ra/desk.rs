@@ -643,18 +643,29 @@ impl RequestDesk {
         authority: Option<Arc<crate::ca::Authority>>,
         keys: Option<&dyn crate::keys::KeyBackend>,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, crate::app::AppError> {
-        let _ = keys;
+    ) -> Result<Self, DeskError> {
         let calendar = Calendar::load(&config.ra.calendar).map_err(|e| {
-            crate::app::AppError::Service(format!("calendar {}: {e}", config.ra.calendar.display()))
+            DeskError::Unavailable(format!("calendar {}: {e}", config.ra.calendar.display()))
         })?;
+        for year in [clock.now() / 31_556_952 + 1970] {
+            if !calendar.covers(year as i32) {
+                tracing::warn!(year, "the working-day calendar does not cover this year: only weekends and fixed holidays are counted; add the Government's notice to the calendar file");
+            }
+        }
+        let sealer = match keys {
+            Some(k) => Some(
+                k.sealer()
+                    .map_err(|e| DeskError::Unavailable(format!("the data key: {e}")))?,
+            ),
+            None => None,
+        };
         Ok(Self::new(DeskParts {
             store,
             lifecycle: authority.map(|a| Arc::new(RegistrationAuthority::new(a))),
             config: Arc::new(config.clone()),
             calendar,
             verifier: DocumentVerifier,
-            sealer: None,
+            sealer,
             clock,
         }))
     }
