@@ -37,7 +37,9 @@ pub mod issuers;
 pub mod sqlite;
 pub mod timestamps;
 
-pub use audit::{AuditEntry, AuditLog, Outcome};
+pub use audit::{
+    AuditEntry, AuditHash, AuditLog, AuditStamp, ChainBreak, ChainHead, ChainVerdict, Outcome,
+};
 pub use certificates::{
     CertStatus, CertificateRecord, Certificates, ListFilter, NewCertificate, StatusChange,
 };

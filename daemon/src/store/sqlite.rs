@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod audit;
 mod crl;
 mod issuers;
 mod ra_schema;
@@ -75,6 +76,8 @@ const MIGRATIONS: &[&str] = &[
     MIGRATION_ABANDONED,
     // 7: the registration authority (see sqlite/ra_schema.rs).
     ra_schema::MIGRATION,
+    // 8: the audit log's hash chain and the timestamps of its head (see sqlite/audit.rs).
+    audit::MIGRATION,
 ];
 
 /// Reconciliation closes a pending row whose issuance died by setting `abandoned_at`; `status`
@@ -194,6 +197,10 @@ impl SqliteStore {
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
             tx.execute_batch(sql).map_err(unavailable)?;
+            if *sql == audit::MIGRATION {
+                // The rows written before the chain existed are chained once, here.
+                audit::chain_existing(&tx).map_err(unavailable)?;
+            }
             tx.execute(
                 "INSERT INTO schema_version (version) VALUES (?1)",
                 [i as u64 + 1],
@@ -254,11 +261,10 @@ impl SqliteStore {
     }
 }
 
+/// Appends an audit record inside the caller's write transaction, chained to the last one
+/// (see `sqlite/audit.rs`).
 pub(super) fn insert_audit(conn: &Connection, e: &AuditEntry) -> rusqlite::Result<usize> {
-    conn.execute(
-        "INSERT INTO audit (at, actor, action, target, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![e.at, e.actor, e.action, e.target, e.outcome.as_str(), e.detail],
-    )
+    audit::insert(conn, e)
 }
 
 /// The `status` column value of a status ([`CertStatus::Abandoned`] is stored as pending).
@@ -414,38 +420,6 @@ impl Certificates for SqliteStore {
             // so the successor stays pending: both commit, or neither does.
             apply_status_change(tx, predecessor, change, audit).map(|_| ())
         })
-    }
-}
-
-impl AuditLog for SqliteStore {
-    fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        let conn = self.lock()?;
-        insert_audit(&conn, entry).map(|_| ()).map_err(unavailable)
-    }
-
-    fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        let conn = self.lock()?;
-        let mut stmt = conn
-            .prepare_cached("SELECT at, actor, action, target, outcome, detail FROM audit ORDER BY id DESC LIMIT ?1")
-            .map_err(unavailable)?;
-        let rows = stmt
-            .query_map([limit as i64], |r| {
-                let outcome: String = r.get(4)?;
-                Ok(AuditEntry {
-                    at: r.get(0)?,
-                    actor: r.get(1)?,
-                    action: r.get(2)?,
-                    target: r.get(3)?,
-                    outcome: match outcome.as_str() {
-                        "success" => Outcome::Success,
-                        "refused" => Outcome::Refused,
-                        _ => Outcome::Failed,
-                    },
-                    detail: r.get(5)?,
-                })
-            })
-            .map_err(unavailable)?;
-        rows.collect::<Result<_, _>>().map_err(unavailable)
     }
 }
 
