@@ -918,5 +918,37 @@ pub fn verify_response(der: &[u8], tsa_certificate: &Certificate) -> Result<TstI
     Ok(tst)
 }
 
+/// The certificates a granted response's token carries (the TSA certificate when the request
+/// set `certReq`), without verifying anything: a verifier picks the one to check the token
+/// against with [`verify_response`] (pkid's audit stamps, whose TSA certificate may have been
+/// reissued since).
+pub fn token_certificates(der: &[u8]) -> Result<Vec<Certificate>, VerifyError> {
+    let bad = |m: String| VerifyError(m);
+    let resp = TimeStampResp::from_der(der).map_err(|e| bad(format!("TimeStampResp: {e}")))?;
+    let token = resp
+        .time_stamp_token
+        .ok_or_else(|| bad("no token".into()))?;
+    if token.content_type != ID_SIGNED_DATA {
+        return Err(bad("token is not SignedData".into()));
+    }
+    let sd: SignedData = token
+        .content
+        .decode_as()
+        .map_err(|e| bad(format!("SignedData: {e}")))?;
+    Ok(sd
+        .certificates
+        .map(|set| {
+            set.0
+                .into_vec()
+                .into_iter()
+                .filter_map(|c| match c {
+                    cms::cert::CertificateChoices::Certificate(c) => Some(c),
+                    cms::cert::CertificateChoices::Other(_) => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests;
