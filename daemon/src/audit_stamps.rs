@@ -16,7 +16,8 @@
 //! Stamping is not itself audited: an audit entry per stamp would move the head every time,
 //! and an idle log would be stamped forever.
 
-use crate::store::{AuditHash, AuditStamp, ChainHead, Store, StoreError};
+use crate::store::audit::ChainIntact;
+use crate::store::{AuditHash, AuditStamp, ChainBreak, ChainHead, ChainVerdict, Store, StoreError};
 use crate::tsa::Tsa;
 use const_oid::db::rfc5912::ID_SHA_256;
 use pkid_protocols::tsp::{self, TspError};
@@ -136,6 +137,65 @@ pub fn check_stamp(stamp: &AuditStamp, tsa_certificate: &Certificate) -> Result<
         return Err(StampFault::WrongImprint { id });
     }
     Ok(tst.gen_time.to_unix_duration().as_secs())
+}
+
+/// A log that verified: the chain, and every stored stamp of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerifiedLog {
+    /// The chain walk's result (count, head).
+    pub chain: ChainIntact,
+    /// Stamps checked.
+    pub stamps: u64,
+    /// The newest stamp: the entry it covers and its token's genTime (Unix seconds).
+    pub newest_stamp: Option<(u64, u64)>,
+}
+
+/// The first thing found wrong with the log.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogFault {
+    /// An entry was edited, deleted or reordered, or the chain disagrees with a stamp.
+    #[error("{0}")]
+    Chain(ChainBreak),
+    /// A stored stamp's token is not valid evidence of its head.
+    #[error("{0}")]
+    Stamp(StampFault),
+}
+
+/// What checking the whole log found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogVerdict {
+    /// The chain and every stamp are intact.
+    Intact(VerifiedLog),
+    /// The first fault: the chain is walked first, then the stamps oldest first.
+    Broken(LogFault),
+}
+
+/// Checks the whole log: [`AuditLog::verify_audit_chain`](crate::store::AuditLog::verify_audit_chain)
+/// (which also compares every stamp's head hash with the chain), then [`check_stamp`] for
+/// every stamp against `tsa_certificate` (pkid's `certs/tsa.crt`). What `pkid audit verify`
+/// runs; the API's verify can run the same.
+pub fn verify_log(
+    store: &dyn Store,
+    tsa_certificate: &Certificate,
+) -> Result<LogVerdict, StoreError> {
+    let chain = match store.verify_audit_chain()? {
+        ChainVerdict::Broken(b) => return Ok(LogVerdict::Broken(LogFault::Chain(b))),
+        ChainVerdict::Intact(i) => i,
+    };
+    let stamps = store.audit_stamps()?;
+    let mut newest_stamp = None;
+    for stamp in &stamps {
+        match check_stamp(stamp, tsa_certificate) {
+            Ok(gen_time) => newest_stamp = Some((stamp.audit_id, gen_time)),
+            Err(fault) => return Ok(LogVerdict::Broken(LogFault::Stamp(fault))),
+        }
+    }
+    Ok(LogVerdict::Intact(VerifiedLog {
+        chain,
+        stamps: stamps.len() as u64,
+        newest_stamp,
+    }))
 }
 
 /// The daemon's stamper: stamps the head at start and then every `every`, until `stop`. A

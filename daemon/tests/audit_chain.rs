@@ -221,8 +221,60 @@ fn a_stamp_of_the_head_verifies_with_openssl_and_pins_the_chain() {
         "another digest must not verify"
     );
 
-    // A stamp whose token was damaged (its signature's last octet) is named.
+    // A second stamp after another entry; then their tokens swapped: each token is genuine,
+    // but over another head.
+    let (code, _, _) = pkid_fails(data, &["cert", "hold", "--serial", "01"]);
+    assert_eq!(code, 4);
+    assert!(pkid_ok(data, &["audit", "stamp"])
+        .starts_with(&format!("stamped audit entry #{} ", head + 1)));
     let conn = db(data);
+    conn.execute_batch(&format!(
+        "CREATE TEMP TABLE t AS SELECT audit_id, token FROM audit_stamps;
+         UPDATE audit_stamps SET token = (SELECT token FROM t WHERE t.audit_id = {head} + {next} - audit_stamps.audit_id);",
+        next = head + 1
+    ))
+    .expect("swap tokens");
+    assert_eq!(
+        verify_fails(data),
+        format!("pkid: error: the timestamp of audit entry #{head} is not over SHA-256 of its head hash")
+    );
+    conn.execute_batch(&format!(
+        "UPDATE audit_stamps SET token = (SELECT token FROM t WHERE t.audit_id = audit_stamps.audit_id);
+         DELETE FROM audit_stamps WHERE audit_id = {};",
+        head + 1
+    ))
+    .expect("unswap, and keep one stamp");
+    assert!(verifies(data).starts_with("audit chain intact: "));
+
+    // A token from another pkid's TSA (a genuine token, a stranger's key).
+    let stranger = init(&[]);
+    pkid_ok(stranger.path(), &["audit", "stamp"]);
+    let foreign: Vec<u8> = db(stranger.path())
+        .query_row("SELECT token FROM audit_stamps", [], |r| r.get(0))
+        .expect("foreign token");
+    let ours: Vec<u8> = conn
+        .query_row(
+            "SELECT token FROM audit_stamps WHERE audit_id = ?1",
+            [head],
+            |r| r.get(0),
+        )
+        .expect("our token");
+    conn.execute(
+        "UPDATE audit_stamps SET token = ?1 WHERE audit_id = ?2",
+        params![foreign, head],
+    )
+    .expect("foreign");
+    assert_eq!(
+        verify_fails(data),
+        format!("pkid: error: the timestamp of audit entry #{head} was not issued by this TSA")
+    );
+    conn.execute(
+        "UPDATE audit_stamps SET token = ?1 WHERE audit_id = ?2",
+        params![ours, head],
+    )
+    .expect("ours again");
+
+    // A stamp whose token was damaged (its signature's last octet) is named.
     let mut damaged: Vec<u8> = conn
         .query_row(
             "SELECT token FROM audit_stamps WHERE audit_id = ?1",

@@ -2,11 +2,10 @@
 //! `docs/audit.md`).
 
 use super::{datadir_failure, out, Failure};
-use crate::audit_stamps::{self, StampOutcome};
+use crate::audit_stamps::{self, LogVerdict, StampOutcome};
 use crate::clock::{Clock, SystemClock};
 use crate::datadir;
 use crate::keys::KeyRole;
-use crate::store::ChainVerdict;
 use der::Decode;
 use pkid_protocols::time::rfc3339;
 use std::path::{Path, PathBuf};
@@ -18,42 +17,29 @@ use x509_cert::Certificate;
 /// "could not look".
 pub const EXIT_AUDIT_BROKEN: u8 = 6;
 
-/// A broken chain or stamp: its message on stderr, exit [`EXIT_AUDIT_BROKEN`].
-fn broken(message: String) -> Failure {
-    Failure {
-        message,
-        code: EXIT_AUDIT_BROKEN,
-    }
-}
-
 /// `pkid audit verify`: walks the chain, then checks every stored timestamp.
 pub(super) fn verify(data: &Path) -> Result<(), Failure> {
     let opened = datadir::open(data, false).map_err(datadir_failure)?;
-    let intact = match opened.store.verify_audit_chain()? {
-        ChainVerdict::Broken(b) => return Err(broken(b.to_string())),
-        ChainVerdict::Intact(i) => i,
-    };
-    let stamps = opened.store.audit_stamps()?;
-    let mut newest = None;
-    if !stamps.is_empty() {
-        let tsa = tsa_certificate(data)?;
-        for stamp in &stamps {
-            let gen_time = audit_stamps::check_stamp(stamp, &tsa)
-                .map_err(|fault| broken(fault.to_string()))?;
-            newest = Some((stamp.audit_id, gen_time));
+    let log = match audit_stamps::verify_log(opened.store.as_ref(), &tsa_certificate(data)?)? {
+        LogVerdict::Broken(fault) => {
+            return Err(Failure {
+                message: fault.to_string(),
+                code: EXIT_AUDIT_BROKEN,
+            })
         }
-    }
-    match intact.head {
+        LogVerdict::Intact(log) => log,
+    };
+    match log.chain.head {
         Some(head) => out(&format!(
             "audit chain intact: {} entries, head #{} {}\n",
-            intact.count, head.id, head.hash
+            log.chain.count, head.id, head.hash
         ))?,
         None => out("audit chain intact: 0 entries\n")?,
     }
-    if let Some((id, gen_time)) = newest {
+    if let Some((id, gen_time)) = log.newest_stamp {
         out(&format!(
             "{} timestamps verified; the newest covers #{id} at {}\n",
-            stamps.len(),
+            log.stamps,
             rfc3339(gen_time)
         ))?;
     }

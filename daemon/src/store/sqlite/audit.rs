@@ -628,6 +628,32 @@ mod tests {
     }
 
     #[test]
+    fn a_truncated_tail_is_named_even_with_its_counter_reset() {
+        let (_d, s, path) = log_of(4);
+        let head = s.audit_head().expect("head").expect("some");
+        s.record_audit_stamp(&AuditStamp {
+            audit_id: head.id,
+            head_hash: head.hash,
+            token: vec![],
+            at: 1,
+        })
+        .expect("stamp");
+        // The last two entries deleted and AUTOINCREMENT's counter wound back: the stamp still
+        // remembers that #4 existed.
+        tamper(
+            &path,
+            "DELETE FROM audit WHERE id >= 3; UPDATE sqlite_sequence SET seq = 2 WHERE name = 'audit';",
+        );
+        assert_eq!(
+            broken(&s),
+            ChainBreak {
+                id: 3,
+                kind: BreakKind::Deleted { last: 4 }
+            }
+        );
+    }
+
+    #[test]
     fn a_store_made_before_the_chain_is_chained_on_open() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("old.db");
