@@ -252,42 +252,18 @@ fn a_stamp_of_the_head_verifies_with_openssl_and_pins_the_chain() {
     let foreign: Vec<u8> = db(stranger.path())
         .query_row("SELECT token FROM audit_stamps", [], |r| r.get(0))
         .expect("foreign token");
-    let ours: Vec<u8> = conn
-        .query_row(
-            "SELECT token FROM audit_stamps WHERE audit_id = ?1",
-            [head],
-            |r| r.get(0),
-        )
-        .expect("our token");
-    conn.execute(
-        "UPDATE audit_stamps SET token = ?1 WHERE audit_id = ?2",
-        params![foreign, head],
-    )
-    .expect("foreign");
+    let ours = token_of(&conn, head);
+    set_token(&conn, head, &foreign);
     assert_eq!(
         verify_fails(data),
         format!("pkid: error: the timestamp of audit entry #{head} was not issued by this TSA")
     );
-    conn.execute(
-        "UPDATE audit_stamps SET token = ?1 WHERE audit_id = ?2",
-        params![ours, head],
-    )
-    .expect("ours again");
+    set_token(&conn, head, &ours);
 
     // A stamp whose token was damaged (its signature's last octet) is named.
-    let mut damaged: Vec<u8> = conn
-        .query_row(
-            "SELECT token FROM audit_stamps WHERE audit_id = ?1",
-            [head],
-            |r| r.get(0),
-        )
-        .expect("token");
+    let mut damaged = token_of(&conn, head);
     *damaged.last_mut().expect("not empty") ^= 0x01;
-    conn.execute(
-        "UPDATE audit_stamps SET token = ?1 WHERE audit_id = ?2",
-        params![damaged, head],
-    )
-    .expect("damage the token");
+    set_token(&conn, head, &damaged);
     let line = verify_fails(data);
     assert!(
         line.starts_with(&format!(
@@ -295,6 +271,25 @@ fn a_stamp_of_the_head_verifies_with_openssl_and_pins_the_chain() {
         )),
         "{line}"
     );
+}
+
+/// The stored token of the stamp of entry `id`.
+fn token_of(conn: &Connection, id: i64) -> Vec<u8> {
+    conn.query_row(
+        "SELECT token FROM audit_stamps WHERE audit_id = ?1",
+        [id],
+        |r| r.get(0),
+    )
+    .expect("token")
+}
+
+/// Replaces the stored token of the stamp of entry `id`.
+fn set_token(conn: &Connection, id: i64, token: &[u8]) {
+    conn.execute(
+        "UPDATE audit_stamps SET token = ?1 WHERE audit_id = ?2",
+        params![token, id],
+    )
+    .expect("set token");
 }
 
 /// SHA-256 (hex) of the octets `hex` spells, computed by `openssl dgst`.

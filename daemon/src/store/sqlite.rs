@@ -769,21 +769,27 @@ mod tests {
         assert_eq!(s.schema_version().expect("v"), MIGRATIONS.len() as u64);
     }
 
+    /// A database at `path` as a release with only the first `applied` migrations left it
+    /// (also used by the `audit` submodule's tests).
+    pub(super) fn database_before(path: &Path, applied: usize) -> Connection {
+        let conn = Connection::open(path).expect("open");
+        conn.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT;")
+            .expect("version table");
+        for (i, sql) in MIGRATIONS[..applied].iter().enumerate() {
+            conn.execute_batch(sql).expect("old migration");
+            conn.execute("INSERT INTO schema_version (version) VALUES (?1)", [i + 1])
+                .expect("version");
+        }
+        conn
+    }
+
     #[test]
     fn a_database_of_the_previous_schema_migrates_and_abandons_what_was_pending() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("old.db");
         {
-            // The schema as the previous release left it (migrations 1..=5), with rows in it.
-            let conn = Connection::open(&path).expect("open");
-            conn.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT;")
-                .expect("version table");
-            let previous = MIGRATIONS.len() - 1;
-            for (i, sql) in MIGRATIONS[..previous].iter().enumerate() {
-                conn.execute_batch(sql).expect("old migration");
-                conn.execute("INSERT INTO schema_version (version) VALUES (?1)", [i + 1])
-                    .expect("version");
-            }
+            // The schema as the previous release left it, with rows in it.
+            let conn = database_before(&path, MIGRATIONS.len() - 1);
             for (serial, status) in [("01", "pending"), ("02", "valid"), ("03", "revoked")] {
                 conn.execute(
                     "INSERT INTO certificates (serial, issuer, subject, profile, not_before, not_after,

@@ -313,7 +313,7 @@ impl AuditLog for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::store;
+    use super::super::tests::{database_before, store};
     use super::*;
     use crate::store::audit::ChainIntact;
     use std::path::Path;
@@ -350,6 +350,11 @@ mod tests {
             ChainVerdict::Broken(b) => b,
             ChainVerdict::Intact(i) => panic!("tampering not detected: {i:?}"),
         }
+    }
+
+    /// Asserts the walk stops at entry `id` with `kind`.
+    fn assert_breaks_at(s: &SqliteStore, id: u64, kind: BreakKind) {
+        assert_eq!(broken(s), ChainBreak { id, kind });
     }
 
     fn intact(s: &SqliteStore) -> ChainIntact {
@@ -423,13 +428,7 @@ mod tests {
             &path,
             "UPDATE audit SET detail = 'lý do: unspecified' WHERE id = 3",
         );
-        assert_eq!(
-            broken(&s),
-            ChainBreak {
-                id: 3,
-                kind: BreakKind::Edited
-            }
-        );
+        assert_breaks_at(&s, 3, BreakKind::Edited);
     }
 
     #[test]
@@ -465,26 +464,14 @@ mod tests {
             params![row.detail, &hash.0[..]],
         )
         .expect("rehash");
-        assert_eq!(
-            broken(&s),
-            ChainBreak {
-                id: 3,
-                kind: BreakKind::Rewritten
-            }
-        );
+        assert_breaks_at(&s, 3, BreakKind::Rewritten);
     }
 
     #[test]
     fn a_deleted_entry_is_named() {
         let (_d, s, path) = log_of(5);
         tamper(&path, "DELETE FROM audit WHERE id IN (2, 3)");
-        assert_eq!(
-            broken(&s),
-            ChainBreak {
-                id: 2,
-                kind: BreakKind::Deleted { last: 3 }
-            }
-        );
+        assert_breaks_at(&s, 2, BreakKind::Deleted { last: 3 });
         assert_eq!(
             broken(&s).to_string(),
             "audit entries #2 to #3 were deleted"
@@ -495,32 +482,14 @@ mod tests {
     fn deleting_the_first_or_the_last_entries_is_named() {
         let (_d, s, path) = log_of(4);
         tamper(&path, "DELETE FROM audit WHERE id = 1");
-        assert_eq!(
-            broken(&s),
-            ChainBreak {
-                id: 1,
-                kind: BreakKind::Deleted { last: 1 }
-            }
-        );
+        assert_breaks_at(&s, 1, BreakKind::Deleted { last: 1 });
         let (_d, s, path) = log_of(4);
         tamper(&path, "DELETE FROM audit WHERE id >= 3");
-        assert_eq!(
-            broken(&s),
-            ChainBreak {
-                id: 3,
-                kind: BreakKind::Deleted { last: 4 }
-            }
-        );
+        assert_breaks_at(&s, 3, BreakKind::Deleted { last: 4 });
         // The next append does not reuse the deleted ids, so the gap stays visible.
         s.audit(&entry(9)).expect("append");
         assert_eq!(s.audit_head().expect("head").expect("some").id, 5);
-        assert_eq!(
-            broken(&s),
-            ChainBreak {
-                id: 3,
-                kind: BreakKind::Deleted { last: 4 }
-            }
-        );
+        assert_breaks_at(&s, 3, BreakKind::Deleted { last: 4 });
     }
 
     /// Exchanges `columns` of rows 2 and 4.
@@ -565,18 +534,12 @@ mod tests {
             "INSERT INTO audit (at, actor, action, target, outcome, detail)
              VALUES (1, 'x', 'cert.issue', 'y', 'success', '')",
         );
-        assert_eq!(
-            broken(&s),
-            ChainBreak {
-                id: 3,
-                kind: BreakKind::Unchained
-            }
-        );
+        assert_breaks_at(&s, 3, BreakKind::Unchained);
     }
 
-    #[test]
-    fn a_stamp_reveals_a_consistently_rewritten_chain() {
-        let (_d, s, path) = log_of(4);
+    /// Records a stamp of the current head (the token's content does not matter to the store)
+    /// at time 1; returns the head.
+    fn stamp_the_head(s: &SqliteStore) -> ChainHead {
         let head = s.audit_head().expect("head").expect("some");
         s.record_audit_stamp(&AuditStamp {
             audit_id: head.id,
@@ -585,6 +548,13 @@ mod tests {
             at: 1,
         })
         .expect("stamp");
+        head
+    }
+
+    #[test]
+    fn a_stamp_reveals_a_consistently_rewritten_chain() {
+        let (_d, s, path) = log_of(4);
+        let head = stamp_the_head(&s);
         assert!(matches!(
             s.record_audit_stamp(&AuditStamp {
                 audit_id: head.id,
@@ -616,13 +586,7 @@ mod tests {
             .expect("rechain");
             previous = hash;
         }
-        assert_eq!(
-            broken(&s),
-            ChainBreak {
-                id: 4,
-                kind: BreakKind::StampMismatch { stamped: head.hash }
-            }
-        );
+        assert_breaks_at(&s, 4, BreakKind::StampMismatch { stamped: head.hash });
         assert_eq!(s.latest_audit_stamp().expect("latest").expect("some").at, 1);
         assert_eq!(s.audit_stamps().expect("stamps").len(), 1);
     }
@@ -630,27 +594,14 @@ mod tests {
     #[test]
     fn a_truncated_tail_is_named_even_with_its_counter_reset() {
         let (_d, s, path) = log_of(4);
-        let head = s.audit_head().expect("head").expect("some");
-        s.record_audit_stamp(&AuditStamp {
-            audit_id: head.id,
-            head_hash: head.hash,
-            token: vec![],
-            at: 1,
-        })
-        .expect("stamp");
+        let head = stamp_the_head(&s);
         // The last two entries deleted and AUTOINCREMENT's counter wound back: the stamp still
         // remembers that #4 existed.
         tamper(
             &path,
             "DELETE FROM audit WHERE id >= 3; UPDATE sqlite_sequence SET seq = 2 WHERE name = 'audit';",
         );
-        assert_eq!(
-            broken(&s),
-            ChainBreak {
-                id: 3,
-                kind: BreakKind::Deleted { last: 4 }
-            }
-        );
+        assert_breaks_at(&s, 3, BreakKind::Deleted { last: 4 });
     }
 
     #[test]
@@ -658,18 +609,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("old.db");
         {
-            let conn = Connection::open(&path).expect("open");
-            conn.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT;")
-                .expect("version table");
             let before = super::super::MIGRATIONS
                 .iter()
                 .position(|m| *m == MIGRATION)
-                .expect("migration 8 is listed");
-            for (i, sql) in super::super::MIGRATIONS[..before].iter().enumerate() {
-                conn.execute_batch(sql).expect("old migration");
-                conn.execute("INSERT INTO schema_version (version) VALUES (?1)", [i + 1])
-                    .expect("version");
-            }
+                .expect("the chain's migration is listed");
+            let conn = database_before(&path, before);
             for i in 1..=3 {
                 let e = entry(i);
                 conn.execute(
@@ -699,12 +643,6 @@ mod tests {
             "UPDATE audit SET prev_hash = NULL, hash = NULL WHERE id = 2",
         );
         let s = SqliteStore::open(&path, std::time::Duration::from_secs(1)).expect("reopen");
-        assert_eq!(
-            broken(&s),
-            ChainBreak {
-                id: 2,
-                kind: BreakKind::Unchained
-            }
-        );
+        assert_breaks_at(&s, 2, BreakKind::Unchained);
     }
 }
