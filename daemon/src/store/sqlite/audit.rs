@@ -594,7 +594,7 @@ mod tests {
     #[test]
     fn a_truncated_tail_is_named_even_with_its_counter_reset() {
         let (_d, s, path) = log_of(4);
-        let head = stamp_the_head(&s);
+        stamp_the_head(&s);
         // The last two entries deleted and AUTOINCREMENT's counter wound back: the stamp still
         // remembers that #4 existed.
         tamper(
