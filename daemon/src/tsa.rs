@@ -390,7 +390,7 @@ impl Tsa {
     /// A token over the SHA-256 digest `imprint`, issued in-process (no HTTP) with the TSA
     /// certificate included, and its record written before this returns: what the audit
     /// chain's head is stamped with (`crate::audit_stamps`). Refused like a network request
-    /// when the clock is known to be unsynchronised. Blocks on the key backend and the store:
+    /// when the clock is known to be unsynchronised; not counted as a token sent. Blocks on the key backend and the store:
     /// call it from a blocking thread.
     pub fn stamp(&self, imprint: &[u8; 32]) -> Result<Vec<u8>, TspError> {
         self.guard
@@ -403,7 +403,8 @@ impl Tsa {
         self.store
             .record_timestamps(std::slice::from_ref(&record))
             .map_err(|e| TspError::Unavailable(format!("recording the token: {e}")))?;
-        self.metrics.tsa.tokens_issued.inc();
+        // Not counted in `tokens_issued`, which counts granted responses sent to clients; the
+        // store counts `record_audit_stamp`.
         Ok(der)
     }
 
