@@ -390,8 +390,8 @@ impl Tsa {
     /// A token over the SHA-256 digest `imprint`, issued in-process (no HTTP) with the TSA
     /// certificate included, and its record written before this returns: what the audit
     /// chain's head is stamped with (`crate::audit_stamps`). Refused like a network request
-    /// when the clock is known to be unsynchronised; not counted as a token sent. Blocks on the key backend and the store:
-    /// call it from a blocking thread.
+    /// when the clock is known to be unsynchronised; not counted as a token sent. Blocks on
+    /// the key backend and the store: call it from a blocking thread.
     pub fn stamp(&self, imprint: &[u8; 32]) -> Result<Vec<u8>, TspError> {
         self.guard
             .check()
