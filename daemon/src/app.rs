@@ -14,8 +14,8 @@
 //!    follower listeners: IssuerWatcher, index, OCSP cache, CRL service ◀─ Follower(clock) ─┘
 //!    http::AppState ─▶ http::routers (in-process tests stop here: `oneshot`, no socket)
 //!
-//!  App::run: listeners, the follower, CRL schedule, OCSP upkeep, TSA writer, limiter sweep;
-//!            until stopped, then graceful shutdown.
+//!  App::run: listeners, the follower, CRL schedule, OCSP upkeep, TSA writer, limiter sweep,
+//!            audit-head stamper; until stopped, then graceful shutdown.
 //! ```
 //!
 //! Nothing below this module builds a clock, a store or a key backend of its own, so a test
@@ -268,7 +268,8 @@ impl App {
     }
 
     /// Serves until `stop` completes: the listeners, the change follower, the CRL schedule,
-    /// OCSP upkeep, the TSA's record writer and the rate limiter's sweep; then stops accepting,
+    /// OCSP upkeep, the TSA's record writer, the rate limiter's sweep and the audit-head
+    /// stamper (every `ra.audit_stamp_minutes`, when the TSA is enabled); then stops accepting,
     /// lets in-flight requests finish within `shutdown_grace_secs` and writes the last TSA
     /// records. `reload` is called for each configuration reload request (SIGHUP).
     pub async fn run(
@@ -303,6 +304,16 @@ impl App {
         if let Some(desk) = state.desk.clone() {
             tokio::spawn(ra_upkeep(desk, stop_rx.clone()));
         }
+        let stamper = match (&state.tsa, config.ra.audit_stamp_minutes) {
+            (Some(tsa), minutes) if minutes > 0 => Some(tokio::spawn(crate::audit_stamps::run(
+                state.store.clone(),
+                tsa.clone(),
+                self.clock.clone(),
+                Duration::from_secs(u64::from(minutes) * 60),
+                stop_rx.clone(),
+            ))),
+            _ => None,
+        };
         tracing::info!(data = %state.data_dir.display(), keys = %state.keys.describe(), "pkid serving");
         let mut reloads = reload_requests();
         tokio::pin!(stop);
@@ -323,6 +334,10 @@ impl App {
             Err(_) => {
                 tracing::warn!(grace = ?config.server.shutdown_grace, "grace period over; closing remaining connections")
             }
+        }
+        // A stamp in progress finishes before the TSA stops.
+        if let Some(stamper) = stamper {
+            let _ = stamper.await;
         }
         if let Some(tsa) = &state.tsa {
             tsa.shutdown().await;

@@ -8,6 +8,8 @@ mod calendar;
 mod crl;
 mod ra;
 pub use calendar::CalendarCommand;
+mod audit;
+pub use audit::EXIT_AUDIT_BROKEN;
 pub use crl::CrlCommand;
 
 use crate::ca::CaError;
@@ -261,6 +263,21 @@ pub enum AuditCommand {
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+    },
+    /// Check the hash chain (every entry commits to the one before it) and every stored
+    /// timestamp of its head; names the first entry edited, deleted or reordered (exit 6).
+    Verify,
+    /// Timestamp the chain's head now with pkid's own TSA (what the daemon does every
+    /// ra.audit_stamp_minutes), unless it is already stamped.
+    Stamp,
+    /// List the stored timestamps of the chain's head, or export one token with --out.
+    Stamps {
+        /// Only the timestamp of this audit entry (with --out: that one; default the newest).
+        #[arg(long)]
+        id: Option<u64>,
+        /// Write the token (a DER TimeStampResp, for `openssl ts -verify -in`) to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -524,6 +541,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Audit(AuditCommand::Verify) => audit::verify(&data),
+        Command::Audit(AuditCommand::Stamp) => audit::stamp(&data),
+        Command::Audit(AuditCommand::Stamps { id, out }) => audit::stamps(&data, id, out),
         Command::Cert(cmd) => cert(&data, cmd, &who),
         Command::Crl(cmd) => crl::run(&data, cmd, &who),
         Command::Org(cmd) => ra::org(&data, cmd, &who),

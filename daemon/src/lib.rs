@@ -16,6 +16,7 @@
 //! fails on a cycle); `docs/architecture.md` has the map.
 
 pub mod app;
+pub mod audit_stamps;
 pub mod ca;
 pub mod cli;
 pub mod clock;

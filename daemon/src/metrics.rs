@@ -7,9 +7,9 @@ use crate::store::ra::{
     Transition,
 };
 use crate::store::{
-    AuditEntry, AuditLog, CertificateRecord, Certificates, Change, CrlStore, IssuerRecord,
-    IssuerRegistry, ListFilter, NewCertificate, StatusChange, StatusFeed, StatusRow, Store,
-    StoreError, TimestampLog, TimestampRecord,
+    AuditEntry, AuditLog, AuditStamp, CertificateRecord, Certificates, ChainHead, ChainVerdict,
+    Change, CrlStore, IssuerRecord, IssuerRegistry, ListFilter, NewCertificate, StatusChange,
+    StatusFeed, StatusRow, Store, StoreError, TimestampLog, TimestampRecord,
 };
 use pkid_protocols::SignatureAlgorithm;
 use prometheus::{
@@ -432,6 +432,23 @@ impl AuditLog for MeteredStore {
     }
     fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         self.observe("audit_log", || self.inner.audit_log(limit))
+    }
+    fn verify_audit_chain(&self) -> Result<ChainVerdict, StoreError> {
+        self.observe("verify_audit_chain", || self.inner.verify_audit_chain())
+    }
+    fn audit_head(&self) -> Result<Option<ChainHead>, StoreError> {
+        self.observe("audit_head", || self.inner.audit_head())
+    }
+    fn record_audit_stamp(&self, stamp: &AuditStamp) -> Result<(), StoreError> {
+        self.observe("record_audit_stamp", || {
+            self.inner.record_audit_stamp(stamp)
+        })
+    }
+    fn audit_stamps(&self) -> Result<Vec<AuditStamp>, StoreError> {
+        self.observe("audit_stamps", || self.inner.audit_stamps())
+    }
+    fn latest_audit_stamp(&self) -> Result<Option<AuditStamp>, StoreError> {
+        self.observe("latest_audit_stamp", || self.inner.latest_audit_stamp())
     }
 }
 

@@ -387,6 +387,27 @@ impl Tsa {
         Ok((der, serial))
     }
 
+    /// A token over the SHA-256 digest `imprint`, issued in-process (no HTTP) with the TSA
+    /// certificate included, and its record written before this returns: what the audit
+    /// chain's head is stamped with (`crate::audit_stamps`). Refused like a network request
+    /// when the clock is known to be unsynchronised; not counted as a token sent. Blocks on
+    /// the key backend and the store: call it from a blocking thread.
+    pub fn stamp(&self, imprint: &[u8; 32]) -> Result<Vec<u8>, TspError> {
+        self.guard
+            .check()
+            .map_err(|e| TspError::TimeNotAvailable(e.0))?;
+        let mut accepted = Accepted::probe(self.config.settings.policy);
+        accepted.message_imprint.hashed_message = der::asn1::OctetString::new(imprint.to_vec())
+            .map_err(|e| TspError::Internal(e.to_string()))?;
+        let (der, record) = self.issue(&accepted)?;
+        self.store
+            .record_timestamps(std::slice::from_ref(&record))
+            .map_err(|e| TspError::Unavailable(format!("recording the token: {e}")))?;
+        // Not counted in `tokens_issued`, which counts granted responses sent to clients; the
+        // store counts `record_audit_stamp`.
+        Ok(der)
+    }
+
     /// Draws a serial, reads the clock and issues. Runs on a signing thread: it may wait for the
     /// key backend or, once per serial block, for the store.
     fn issue(&self, accepted: &Accepted) -> Result<(Vec<u8>, TimestampRecord), TspError> {

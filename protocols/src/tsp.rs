@@ -801,20 +801,7 @@ pub struct VerifyError(pub String);
 /// Returns the `TSTInfo`. Used by tests and by the daemon's start-up self-test.
 pub fn verify_response(der: &[u8], tsa_certificate: &Certificate) -> Result<TstInfo, VerifyError> {
     let bad = |m: String| VerifyError(m);
-    let resp = TimeStampResp::from_der(der).map_err(|e| bad(format!("TimeStampResp: {e}")))?;
-    if resp.status.status != PkiStatus::Granted {
-        return Err(bad(format!("status is {:?}", resp.status.status)));
-    }
-    let token = resp
-        .time_stamp_token
-        .ok_or_else(|| bad("no token".into()))?;
-    if token.content_type != ID_SIGNED_DATA {
-        return Err(bad("token is not SignedData".into()));
-    }
-    let sd: SignedData = token
-        .content
-        .decode_as()
-        .map_err(|e| bad(format!("SignedData: {e}")))?;
+    let sd = granted_signed_data(der)?;
     if sd.encap_content_info.econtent_type != ID_CT_TST_INFO {
         return Err(bad("eContentType is not id-ct-TSTInfo".into()));
     }
@@ -916,6 +903,46 @@ pub fn verify_response(der: &[u8], tsa_certificate: &Certificate) -> Result<TstI
     )
     .map_err(|e| bad(e.to_string()))?;
     Ok(tst)
+}
+
+/// The token's `SignedData` of a granted `TimeStampResp`, not yet verified.
+fn granted_signed_data(der: &[u8]) -> Result<SignedData, VerifyError> {
+    let bad = |m: String| VerifyError(m);
+    let resp = TimeStampResp::from_der(der).map_err(|e| bad(format!("TimeStampResp: {e}")))?;
+    if resp.status.status != PkiStatus::Granted {
+        return Err(bad(format!("status is {:?}", resp.status.status)));
+    }
+    let token = resp
+        .time_stamp_token
+        .ok_or_else(|| bad("no token".into()))?;
+    if token.content_type != ID_SIGNED_DATA {
+        return Err(bad("token is not SignedData".into()));
+    }
+    token
+        .content
+        .decode_as()
+        .map_err(|e| bad(format!("SignedData: {e}")))
+}
+
+/// The certificates a granted response's token carries (the TSA certificate when the request
+/// set `certReq`), without verifying anything: a verifier picks the one to check the token
+/// against with [`verify_response`] (pkid's audit stamps, whose TSA certificate may have been
+/// reissued since).
+pub fn token_certificates(der: &[u8]) -> Result<Vec<Certificate>, VerifyError> {
+    let sd = granted_signed_data(der)?;
+    Ok(sd
+        .certificates
+        .map(|set| {
+            set.0
+                .into_vec()
+                .into_iter()
+                .filter_map(|c| match c {
+                    cms::cert::CertificateChoices::Certificate(c) => Some(c),
+                    cms::cert::CertificateChoices::Other(_) => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 #[cfg(test)]

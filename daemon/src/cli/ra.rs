@@ -271,12 +271,12 @@ pub enum RequestCommand {
 
 fn desk_failure(e: DeskError) -> Failure {
     // Exit codes as for certificates: 1 our side, 3 refused input, 4 not found, 5 conflict,
-    // 6 forbidden.
+    // 7 forbidden (6 is a broken audit chain).
     let code = match &e {
         DeskError::Invalid(_) | DeskError::TooLarge(_) => 3,
         DeskError::NotFound(_) => 4,
         DeskError::Conflict(_) => 5,
-        DeskError::Forbidden(_) | DeskError::Unauthenticated => 6,
+        DeskError::Forbidden(_) | DeskError::Unauthenticated => 7,
         DeskError::Unavailable(_) | DeskError::Internal(_) => 1,
     };
     let message = match e {

@@ -39,7 +39,9 @@ pub mod ra;
 pub mod sqlite;
 pub mod timestamps;
 
-pub use audit::{AuditEntry, AuditLog, Outcome};
+pub use audit::{
+    AuditEntry, AuditHash, AuditLog, AuditStamp, ChainBreak, ChainHead, ChainVerdict, Outcome,
+};
 pub use certificates::{
     CertStatus, CertificateRecord, Certificates, ListFilter, NewCertificate, StatusChange,
 };

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod audit;
 mod crl;
 mod issuers;
 mod ra;
@@ -76,6 +77,8 @@ const MIGRATIONS: &[&str] = &[
     MIGRATION_ABANDONED,
     // 7: the registration authority (see sqlite/ra_schema.rs).
     ra_schema::MIGRATION,
+    // 8: the audit log's hash chain and the timestamps of its head (see sqlite/audit.rs).
+    audit::MIGRATION,
 ];
 
 /// Reconciliation closes a pending row whose issuance died by setting `abandoned_at`; `status`
@@ -195,6 +198,10 @@ impl SqliteStore {
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
             tx.execute_batch(sql).map_err(unavailable)?;
+            if *sql == audit::MIGRATION {
+                // The rows written before the chain existed are chained once, here.
+                audit::chain_existing(&tx).map_err(unavailable)?;
+            }
             tx.execute(
                 "INSERT INTO schema_version (version) VALUES (?1)",
                 [i as u64 + 1],
@@ -255,11 +262,10 @@ impl SqliteStore {
     }
 }
 
+/// Appends an audit record inside the caller's write transaction, chained to the last one
+/// (see `sqlite/audit.rs`).
 pub(super) fn insert_audit(conn: &Connection, e: &AuditEntry) -> rusqlite::Result<usize> {
-    conn.execute(
-        "INSERT INTO audit (at, actor, action, target, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![e.at, e.actor, e.action, e.target, e.outcome.as_str(), e.detail],
-    )
+    audit::insert(conn, e)
 }
 
 /// The `status` column value of a status ([`CertStatus::Abandoned`] is stored as pending).
@@ -415,38 +421,6 @@ impl Certificates for SqliteStore {
             // so the successor stays pending: both commit, or neither does.
             apply_status_change(tx, predecessor, change, audit).map(|_| ())
         })
-    }
-}
-
-impl AuditLog for SqliteStore {
-    fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        let conn = self.lock()?;
-        insert_audit(&conn, entry).map(|_| ()).map_err(unavailable)
-    }
-
-    fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        let conn = self.lock()?;
-        let mut stmt = conn
-            .prepare_cached("SELECT at, actor, action, target, outcome, detail FROM audit ORDER BY id DESC LIMIT ?1")
-            .map_err(unavailable)?;
-        let rows = stmt
-            .query_map([limit as i64], |r| {
-                let outcome: String = r.get(4)?;
-                Ok(AuditEntry {
-                    at: r.get(0)?,
-                    actor: r.get(1)?,
-                    action: r.get(2)?,
-                    target: r.get(3)?,
-                    outcome: match outcome.as_str() {
-                        "success" => Outcome::Success,
-                        "refused" => Outcome::Refused,
-                        _ => Outcome::Failed,
-                    },
-                    detail: r.get(5)?,
-                })
-            })
-            .map_err(unavailable)?;
-        rows.collect::<Result<_, _>>().map_err(unavailable)
     }
 }
 
@@ -796,21 +770,27 @@ mod tests {
         assert_eq!(s.schema_version().expect("v"), MIGRATIONS.len() as u64);
     }
 
+    /// A database at `path` as a release with only the first `applied` migrations left it
+    /// (also used by the `audit` submodule's tests).
+    pub(super) fn database_before(path: &Path, applied: usize) -> Connection {
+        let conn = Connection::open(path).expect("open");
+        conn.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT;")
+            .expect("version table");
+        for (i, sql) in MIGRATIONS[..applied].iter().enumerate() {
+            conn.execute_batch(sql).expect("old migration");
+            conn.execute("INSERT INTO schema_version (version) VALUES (?1)", [i + 1])
+                .expect("version");
+        }
+        conn
+    }
+
     #[test]
     fn a_database_of_the_previous_schema_migrates_and_abandons_what_was_pending() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("old.db");
         {
-            // The schema as the previous release left it (migrations 1..=5), with rows in it.
-            let conn = Connection::open(&path).expect("open");
-            conn.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT;")
-                .expect("version table");
-            let previous = MIGRATIONS.len() - 1;
-            for (i, sql) in MIGRATIONS[..previous].iter().enumerate() {
-                conn.execute_batch(sql).expect("old migration");
-                conn.execute("INSERT INTO schema_version (version) VALUES (?1)", [i + 1])
-                    .expect("version");
-            }
+            // The schema as the previous release left it, with rows in it.
+            let conn = database_before(&path, MIGRATIONS.len() - 1);
             for (serial, status) in [("01", "pending"), ("02", "valid"), ("03", "revoked")] {
                 conn.execute(
                     "INSERT INTO certificates (serial, issuer, subject, profile, not_before, not_after,
