@@ -20,6 +20,8 @@
 //!                                                      └─ otherwise ─▶ abandoned
 //! ```
 
+pub mod documents;
+
 use crate::ca::{
     audit_target, Authority, CaError, Issuance, Issued, Issuer, Predecessor, ISSUING, ROOT,
 };

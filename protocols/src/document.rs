@@ -24,7 +24,7 @@ mod signature;
 #[cfg(test)]
 mod tests;
 
-pub use chain::{verify_chain, MAX_CHAIN_DEPTH};
+pub use chain::{issued_by, verify_chain, MAX_CHAIN_DEPTH};
 pub use cms::{verify_detached, MAX_CMS_BYTES};
 
 use x509_cert::Certificate;
@@ -107,8 +107,9 @@ pub enum DocumentError {
         /// The file's length.
         length: u64,
     },
-    /// The signature (or the embedded `/Contents`) is larger than [`MAX_CMS_BYTES`].
-    #[error("the signature is {length} bytes, over the {max}-byte limit")]
+    /// The signature (or a PDF's embedded `/Contents`) is larger than [`MAX_CMS_BYTES`], or
+    /// the document larger than the caller's limit.
+    #[error("{length} bytes, over the {max}-byte limit")]
     TooLarge {
         /// Its size, bytes.
         length: usize,

@@ -68,7 +68,9 @@ pub fn verify_chain(
     if search.extend(&mut path) {
         return Ok(path.into_iter().cloned().collect());
     }
-    Err(search.first_failure.unwrap_or(DocumentError::UntrustedChain))
+    Err(search
+        .first_failure
+        .unwrap_or(DocumentError::UntrustedChain))
 }
 
 /// One depth-first path search.
@@ -210,8 +212,9 @@ fn key_usage(cert: &Certificate) -> Result<Option<KeyUsage>, DocumentError> {
 }
 
 /// Whether `issuer`'s key made `child`'s signature (with the algorithm `child` names, the
-/// same inside and outside its TBSCertificate, RFC 5280 §4.1.1.2).
-fn issued_by(child: &Certificate, issuer: &Certificate) -> Result<(), DocumentError> {
+/// same inside and outside its TBSCertificate, RFC 5280 §4.1.1.2). Public so the daemon can
+/// tell which of its CAs issued a signer without trusting a look-alike name.
+pub fn issued_by(child: &Certificate, issuer: &Certificate) -> Result<(), DocumentError> {
     if child.signature_algorithm != child.tbs_certificate.signature {
         return Err(DocumentError::BadSignature);
     }

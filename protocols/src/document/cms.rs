@@ -111,18 +111,21 @@ pub(crate) fn verify_parts(
 
     let (message, signing_time) = match &signer_info.signed_attrs {
         Some(attributes) => {
-            let content_type: ObjectIdentifier = single(attributes.as_slice(), ID_CONTENT_TYPE, "content-type")?
-                .ok_or(DocumentError::Attribute("content-type"))?;
+            let content_type: ObjectIdentifier =
+                single(attributes.as_slice(), ID_CONTENT_TYPE, "content-type")?
+                    .ok_or(DocumentError::Attribute("content-type"))?;
             if content_type != encapsulated.econtent_type {
                 return Err(DocumentError::ContentType(content_type.to_string()));
             }
-            let digest: OctetString = single(attributes.as_slice(), ID_MESSAGE_DIGEST, "message-digest")?
-                .ok_or(DocumentError::Attribute("message-digest"))?;
+            let digest: OctetString =
+                single(attributes.as_slice(), ID_MESSAGE_DIGEST, "message-digest")?
+                    .ok_or(DocumentError::Attribute("message-digest"))?;
             if digest.as_bytes() != content_digest.as_ref() {
                 return Err(DocumentError::DigestMismatch);
             }
-            let signing_time = single::<Time>(attributes.as_slice(), ID_SIGNING_TIME, "signing-time")?
-                .map(|t| t.to_unix_duration().as_secs());
+            let signing_time =
+                single::<Time>(attributes.as_slice(), ID_SIGNING_TIME, "signing-time")?
+                    .map(|t| t.to_unix_duration().as_secs());
             (signed_attributes_der(&signed_data_der)?, signing_time)
         }
         None => (parts.concat(), None),

@@ -68,16 +68,22 @@ pub fn extract(pdf: &[u8]) -> Result<PdfSignature, DocumentError> {
     let [a, b, c, d] = parse_ranges(&pdf[at + BYTE_RANGE.len()..])?;
     let length = pdf.len() as u64;
     if a != 0 {
-        return Err(DocumentError::ByteRange("the first range does not start at 0"));
+        return Err(DocumentError::ByteRange(
+            "the first range does not start at 0",
+        ));
     }
     if b >= c {
-        return Err(DocumentError::ByteRange("the ranges overlap or are out of order"));
+        return Err(DocumentError::ByteRange(
+            "the ranges overlap or are out of order",
+        ));
     }
     let end = c
         .checked_add(d)
         .ok_or(DocumentError::ByteRange("the second range overflows"))?;
     if end > length {
-        return Err(DocumentError::ByteRange("a range ends past the end of the file"));
+        return Err(DocumentError::ByteRange(
+            "a range ends past the end of the file",
+        ));
     }
     if end < length {
         return Err(DocumentError::NotWholeFile {

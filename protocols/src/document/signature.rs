@@ -53,7 +53,9 @@ pub(crate) fn digest_of(alg: &AlgorithmIdentifierOwned) -> Result<DigestAlgorith
 /// The key's type, refusing weak or unknown keys with the document error that says so.
 pub(crate) fn key_type(spki: &SubjectPublicKeyInfoOwned) -> Result<KeyType, DocumentError> {
     KeyType::of(spki).map_err(|e| match e {
-        AlgorithmError::Malformed(what) => DocumentError::MalformedCms(format!("public key: {what}")),
+        AlgorithmError::Malformed(what) => {
+            DocumentError::MalformedCms(format!("public key: {what}"))
+        }
         AlgorithmError::WeakRsaKey(bits) => DocumentError::WeakKey(bits),
         AlgorithmError::UnsupportedCurve(oid) | AlgorithmError::UnsupportedKey(oid) => {
             DocumentError::UnsupportedAlgorithm(oid)
@@ -74,10 +76,11 @@ fn pkcs1(digest: DigestAlgorithm) -> &'static dyn VerificationAlgorithm {
 
 /// The PSS verifier for `alg`'s parameters: SHA-2, MGF1 with the same hash, a salt as long as
 /// the hash (what aws-lc-rs verifies, and what RFC 8017 recommends), trailer field 1.
-fn pss(alg: &AlgorithmIdentifierOwned) -> Result<&'static dyn VerificationAlgorithm, DocumentError> {
-    let unsupported = |why: &str| {
-        DocumentError::UnsupportedAlgorithm(format!("{} ({why})", oids::ID_RSASSA_PSS))
-    };
+fn pss(
+    alg: &AlgorithmIdentifierOwned,
+) -> Result<&'static dyn VerificationAlgorithm, DocumentError> {
+    let unsupported =
+        |why: &str| DocumentError::UnsupportedAlgorithm(format!("{} ({why})", oids::ID_RSASSA_PSS));
     let params: RsaPssParams = alg
         .parameters
         .as_ref()
@@ -86,13 +89,17 @@ fn pss(alg: &AlgorithmIdentifierOwned) -> Result<&'static dyn VerificationAlgori
         .map_err(|e| DocumentError::MalformedCms(format!("RSASSA-PSS parameters: {e}")))?;
     let hash = params.hash.ok_or_else(|| unsupported("SHA-1"))?;
     let digest = digest_of(&hash)?;
-    let mgf = params.mask_gen.ok_or_else(|| unsupported("MGF1 with SHA-1"))?;
+    let mgf = params
+        .mask_gen
+        .ok_or_else(|| unsupported("MGF1 with SHA-1"))?;
     let mgf_hash: Option<AlgorithmIdentifierOwned> = match (&mgf.oid, &mgf.parameters) {
         (&oids::ID_MGF_1, Some(p)) => p.decode_as().ok(),
         _ => None,
     };
     if mgf_hash.map(|h| h.oid) != Some(hash.oid) {
-        return Err(unsupported("mask generation other than MGF1 with the same hash"));
+        return Err(unsupported(
+            "mask generation other than MGF1 with the same hash",
+        ));
     }
     let hash_len = digest.aws_lc().output_len;
     if params.salt_length.unwrap_or(20) as usize != hash_len {
@@ -121,7 +128,9 @@ pub(crate) fn verify(
     let key = key_type(spki)?;
     let unsupported = |oid: ObjectIdentifier| DocumentError::UnsupportedAlgorithm(oid.to_string());
     let verifier: &'static dyn VerificationAlgorithm = match (alg.oid, key) {
-        (oids::RSA_ENCRYPTION, KeyType::Rsa(_)) => pkcs1(digest.ok_or_else(|| unsupported(alg.oid))?),
+        (oids::RSA_ENCRYPTION, KeyType::Rsa(_)) => {
+            pkcs1(digest.ok_or_else(|| unsupported(alg.oid))?)
+        }
         (oids::SHA_256_WITH_RSA_ENCRYPTION, KeyType::Rsa(_)) => pkcs1(DigestAlgorithm::Sha256),
         (oids::SHA_384_WITH_RSA_ENCRYPTION, KeyType::Rsa(_)) => pkcs1(DigestAlgorithm::Sha384),
         (oids::SHA_512_WITH_RSA_ENCRYPTION, KeyType::Rsa(_)) => pkcs1(DigestAlgorithm::Sha512),

@@ -40,19 +40,58 @@ fn common_name(c: &Certificate) -> String {
 #[test]
 fn openssl_detached_signatures_verify_and_chain_to_the_root() {
     for (name, sig, digest, cn) in [
-        ("rsa", vector!("rsa.p7s"), DigestAlgorithm::Sha256, "Nguyễn Văn An"),
-        ("rsa-nosmimecap", vector!("rsa-nosmimecap.p7s"), DigestAlgorithm::Sha256, "Nguyễn Văn An"),
-        ("rsa-pss", vector!("rsa-pss.p7s"), DigestAlgorithm::Sha256, "Nguyễn Văn An"),
-        ("p256", vector!("p256.p7s"), DigestAlgorithm::Sha256, "Trần Thị Bích"),
-        ("p256-nosmimecap", vector!("p256-nosmimecap.p7s"), DigestAlgorithm::Sha256, "Trần Thị Bích"),
-        ("p256-sha384", vector!("p256-sha384.p7s"), DigestAlgorithm::Sha384, "Trần Thị Bích"),
-        ("p256-keyid", vector!("p256-keyid.p7s"), DigestAlgorithm::Sha256, "Trần Thị Bích"),
+        (
+            "rsa",
+            vector!("rsa.p7s"),
+            DigestAlgorithm::Sha256,
+            "Nguyễn Văn An",
+        ),
+        (
+            "rsa-nosmimecap",
+            vector!("rsa-nosmimecap.p7s"),
+            DigestAlgorithm::Sha256,
+            "Nguyễn Văn An",
+        ),
+        (
+            "rsa-pss",
+            vector!("rsa-pss.p7s"),
+            DigestAlgorithm::Sha256,
+            "Nguyễn Văn An",
+        ),
+        (
+            "p256",
+            vector!("p256.p7s"),
+            DigestAlgorithm::Sha256,
+            "Trần Thị Bích",
+        ),
+        (
+            "p256-nosmimecap",
+            vector!("p256-nosmimecap.p7s"),
+            DigestAlgorithm::Sha256,
+            "Trần Thị Bích",
+        ),
+        (
+            "p256-sha384",
+            vector!("p256-sha384.p7s"),
+            DigestAlgorithm::Sha384,
+            "Trần Thị Bích",
+        ),
+        (
+            "p256-keyid",
+            vector!("p256-keyid.p7s"),
+            DigestAlgorithm::Sha256,
+            "Trần Thị Bích",
+        ),
     ] {
         let signed = verify_detached(doc(), sig).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(signed.digest_algorithm, digest, "{name}");
         assert_eq!(signed.signing_time, Some(SIGNED_AT), "{name}");
         // The Vietnamese subject round-trips exactly (UTF8String in, UTF-8 out).
-        assert!(common_name(&signed.signer).contains(cn), "{name}: {}", common_name(&signed.signer));
+        assert!(
+            common_name(&signed.signer).contains(cn),
+            "{name}: {}",
+            common_name(&signed.signer)
+        );
         let mut intermediates = signed.other_certs.clone();
         intermediates.push(issuing());
         let path = verify_chain(&signed.signer, &intermediates, &[root()], SIGNED_AT)
@@ -109,7 +148,10 @@ fn a_changed_signature_value_does_not_verify() {
         let mut bad = sig.to_vec();
         let last = bad.len() - 1;
         bad[last] ^= 0x01;
-        assert_eq!(verify_detached(doc(), &bad).unwrap_err(), DocumentError::BadSignature);
+        assert_eq!(
+            verify_detached(doc(), &bad).unwrap_err(),
+            DocumentError::BadSignature
+        );
     }
 }
 
@@ -131,10 +173,16 @@ fn refused_shapes_each_have_their_error() {
         verify_detached(doc(), vector!("two-signers.p7s")).unwrap_err(),
         DocumentError::SignerCount(2)
     );
-    assert_eq!(verify_detached(doc(), b"not DER").unwrap_err().code(), "malformed-cms");
+    assert_eq!(
+        verify_detached(doc(), b"not DER").unwrap_err().code(),
+        "malformed-cms"
+    );
     // A bare certificate is DER but not a ContentInfo.
     let der = der::Encode::to_der(&root()).expect("der");
-    assert_eq!(verify_detached(doc(), &der).unwrap_err().code(), "malformed-cms");
+    assert_eq!(
+        verify_detached(doc(), &der).unwrap_err().code(),
+        "malformed-cms"
+    );
     let huge = vec![0u8; MAX_CMS_BYTES + 1];
     assert!(matches!(
         verify_detached(doc(), &huge),
@@ -161,7 +209,10 @@ fn signer_validity_and_key_usage_are_checked_at_signing_time() {
         Err(DocumentError::CertificateNotYetValid { depth: 0 })
     );
     // encipher-signer: keyUsage keyEncipherment only.
-    assert_eq!(check(vector!("encipher.p7s")), Err(DocumentError::SignerKeyUsage));
+    assert_eq!(
+        check(vector!("encipher.p7s")),
+        Err(DocumentError::SignerKeyUsage)
+    );
     // Checked in 2026-05, when the signer was valid, the anchor fails: the test root's
     // validity starts on 2026-12-01 (`openssl req -x509 -days`), and anchors are checked too.
     let signed = verify_detached(doc(), vector!("expired.p7s")).expect("verify");
@@ -185,7 +236,12 @@ fn another_root_is_not_trusted() {
         "/../testdata/tsp/root.crt"
     )));
     assert_eq!(
-        verify_chain(&signed.signer, &signed.other_certs, &[other_root], SIGNED_AT),
+        verify_chain(
+            &signed.signer,
+            &signed.other_certs,
+            &[other_root],
+            SIGNED_AT
+        ),
         Err(DocumentError::UntrustedChain)
     );
     assert_eq!(
@@ -194,7 +250,12 @@ fn another_root_is_not_trusted() {
     );
     // The signer posing as an intermediate of itself does not make a path.
     assert_eq!(
-        verify_chain(&signed.signer, &[signed.signer.clone()], &[root()], SIGNED_AT),
+        verify_chain(
+            &signed.signer,
+            &[signed.signer.clone()],
+            &[root()],
+            SIGNED_AT
+        ),
         Err(DocumentError::UntrustedChain)
     );
 }
@@ -248,7 +309,10 @@ fn error_codes_are_distinct() {
         DocumentError::MalformedPdf(""),
         DocumentError::NoSignature,
         DocumentError::ByteRange(""),
-        DocumentError::NotWholeFile { signed: 0, length: 0 },
+        DocumentError::NotWholeFile {
+            signed: 0,
+            length: 0,
+        },
         DocumentError::TooLarge { length: 0, max: 0 },
         DocumentError::MalformedCms(String::new()),
         DocumentError::NotDetached,
