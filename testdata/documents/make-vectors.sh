@@ -84,4 +84,22 @@ data = open("signed-p256.pdf", "rb").read()
 i = data.index(b"(Hello")
 open("edited.pdf", "wb").write(data[: i + 1] + b"J" + data[i + 2 :])
 PY
+# --- chain faults, with the keys above (`openssl x509 -req`: these need no CA database) --------
+# A signer "issued" by rsa-signer, which is not a CA: issuer-not-ca at depth 1.
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout notca-leaf.key \
+  -subj "/C=VN/O=pkid test/CN=Issued by a non-CA" -out notca-leaf.csr
+openssl x509 -req -in notca-leaf.csr -CA rsa-signer.crt -CAkey rsa-signer.key -set_serial 4096 \
+  -days 3650 -extfile <(printf 'keyUsage=critical,digitalSignature\n') -out notca-leaf.crt
+cat rsa-signer.crt issuing.crt > notca-chain.pem
+openssl cms -sign -binary -outform DER -in doc.txt -signer notca-leaf.crt -inkey notca-leaf.key \
+  -certfile notca-chain.pem -out notca.p7s
+# A signer with a critical extension pkid does not process: critical-extension.
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout critical-signer.key \
+  -subj "/C=VN/O=pkid test/CN=Critical extension" -out critical-signer.csr
+openssl x509 -req -in critical-signer.csr -CA issuing.crt -CAkey issuing.key -set_serial 4097 \
+  -days 3650 -extfile <(printf 'keyUsage=critical,digitalSignature\n1.3.6.1.4.1.99999.7=critical,ASN1:NULL\n') \
+  -out critical-signer.crt
+openssl cms -sign -binary -outform DER -in doc.txt -signer critical-signer.crt \
+  -inkey critical-signer.key -out critical.p7s
+rm notca-leaf.csr critical-signer.csr
 rm -rf ca

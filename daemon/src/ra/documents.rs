@@ -371,15 +371,15 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex;
 
-    macro_rules! vector {
-        ($name:literal) => {
-            include_bytes!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../testdata/documents/",
-                $name
-            ))
-            .as_slice()
-        };
+    /// A file of testdata/documents (see its README).
+    fn vector(name: &str) -> Vec<u8> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/documents");
+        std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    /// The verdict on doc.txt with the detached signature `p7s`, an hour after signing.
+    fn verdict_on_doc(p7s: &str) -> DocumentVerdict {
+        verifier(Arc::default()).verify(&vector("doc.txt"), Some(&vector(p7s)), NOW)
     }
 
     /// The vectors' signingTime: 2026-12-01T21:18:13Z.
@@ -408,15 +408,15 @@ mod tests {
     /// issuing CA one of pkid's issuers.
     fn verifier(index: Arc<FakeIndex>) -> DocumentVerifier {
         DocumentVerifier::new(
-            vec![cert(vector!("root.crt"))],
-            vec![("issuing".into(), cert(vector!("issuing.crt")))],
+            vec![cert(&vector("root.crt"))],
+            vec![("issuing".into(), cert(&vector("issuing.crt")))],
             index,
             1024 * 1024,
         )
     }
 
     fn p256_serial() -> String {
-        let c = cert(vector!("p256-signer.crt"));
+        let c = cert(&vector("p256-signer.crt"));
         pkid_protocols::serial::to_hex(&c.tbs_certificate.serial_number)
     }
 
@@ -425,8 +425,8 @@ mod tests {
         // Signed without -certfile: the chain is completed from pkid's issuing CA.
         let v = verifier(Arc::default());
         let verdict = v.verify(
-            vector!("doc.txt"),
-            Some(vector!("p256-nosmimecap.p7s")),
+            &vector("doc.txt"),
+            Some(&vector("p256-nosmimecap.p7s")),
             NOW,
         );
         assert_eq!(verdict.problem, None);
@@ -444,7 +444,7 @@ mod tests {
             signer.issuer_dn,
             "CN=pkid Test Document Issuing CA,O=pkid test,C=VN"
         );
-        let der = cert(vector!("p256-signer.crt")).to_der().expect("der");
+        let der = cert(&vector("p256-signer.crt")).to_der().expect("der");
         assert_eq!(
             signer.sha256_fingerprint,
             hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der))
@@ -454,18 +454,18 @@ mod tests {
     #[test]
     fn a_signed_pdf_is_recognised_without_a_detached_signature() {
         let v = verifier(Arc::default());
-        let verdict = v.verify(vector!("signed-rsa.pdf"), None, NOW);
+        let verdict = v.verify(&vector("signed-rsa.pdf"), None, NOW);
         assert_eq!(verdict.kind, DocumentKind::Pdf);
         assert_eq!(verdict.problem, None);
-        let verdict = v.verify(vector!("appended.pdf"), None, NOW);
+        let verdict = v.verify(&vector("appended.pdf"), None, NOW);
         assert_eq!(verdict.problem.map(|p| p.code()), Some("not-whole-file"));
-        let verdict = v.verify(vector!("unsigned.pdf"), None, NOW);
+        let verdict = v.verify(&vector("unsigned.pdf"), None, NOW);
         assert_eq!(verdict.problem.map(|p| p.code()), Some("no-signature"));
     }
 
     #[test]
     fn an_unsigned_file_is_not_signed() {
-        let verdict = verifier(Arc::default()).verify(vector!("doc.txt"), None, NOW);
+        let verdict = verifier(Arc::default()).verify(&vector("doc.txt"), None, NOW);
         assert_eq!(verdict.kind, DocumentKind::Unsigned);
         assert_eq!(verdict.problem, Some(DocumentProblem::NotSigned));
         assert_eq!(verdict.signer, None);
@@ -479,7 +479,7 @@ mod tests {
             Arc::new(FakeIndex::default()),
             1 << 20,
         );
-        let verdict = v.verify(vector!("doc.txt"), Some(vector!("p256.p7s")), NOW);
+        let verdict = v.verify(&vector("doc.txt"), Some(&vector("p256.p7s")), NOW);
         assert_eq!(
             verdict.problem,
             Some(DocumentProblem::Document(DocumentError::UntrustedChain))
@@ -498,7 +498,7 @@ mod tests {
             index.0.lock().expect("lock").insert(p256_serial(), status);
         };
         let check = || {
-            v.verify(vector!("doc.txt"), Some(vector!("p256.p7s")), NOW)
+            v.verify(&vector("doc.txt"), Some(&vector("p256.p7s")), NOW)
                 .problem
         };
 
@@ -542,8 +542,7 @@ mod tests {
 
     #[test]
     fn expired_at_signing_time_is_invalid() {
-        let verdict =
-            verifier(Arc::default()).verify(vector!("doc.txt"), Some(vector!("expired.p7s")), NOW);
+        let verdict = verdict_on_doc("expired.p7s");
         assert_eq!(
             verdict.problem,
             Some(DocumentProblem::Document(
@@ -560,7 +559,7 @@ mod tests {
     fn a_signing_time_in_the_future_is_replaced_by_now() {
         let now = SIGNED_AT - 1;
         let verdict =
-            verifier(Arc::default()).verify(vector!("doc.txt"), Some(vector!("p256.p7s")), now);
+            verifier(Arc::default()).verify(&vector("doc.txt"), Some(&vector("p256.p7s")), now);
         assert_eq!(verdict.signed_at, now);
     }
 
@@ -576,8 +575,7 @@ mod tests {
 
     #[test]
     fn a_digest_mismatch_names_no_signer() {
-        let verdict =
-            verifier(Arc::default()).verify(vector!("doc.txt"), Some(vector!("other.p7s")), NOW);
+        let verdict = verdict_on_doc("other.p7s");
         assert_eq!(
             verdict.problem,
             Some(DocumentProblem::Document(DocumentError::DigestMismatch))
@@ -591,15 +589,15 @@ mod tests {
         let bundle = dir.path().join("bundle.pem");
         std::fs::write(
             &bundle,
-            [vector!("issuing.crt"), vector!("root.crt")].concat(),
+            [vector("issuing.crt"), vector("root.crt")].concat(),
         )
         .expect("write");
         assert_eq!(read_certificates(&bundle).expect("read").len(), 2);
         let der = dir.path().join("root.der");
-        std::fs::write(&der, cert(vector!("root.crt")).to_der().expect("der")).expect("write");
+        std::fs::write(&der, cert(&vector("root.crt")).to_der().expect("der")).expect("write");
         assert_eq!(
             read_certificates(&der).expect("read"),
-            vec![cert(vector!("root.crt"))]
+            vec![cert(&vector("root.crt"))]
         );
         std::fs::write(&bundle, b"not a certificate").expect("write");
         let err = read_certificates(&bundle).expect_err("garbage");
@@ -632,7 +630,7 @@ mod tests {
             datadir::init(&data, &datadir::InitOptions::default(), "test").expect("init");
         let mut toml = std::fs::read_to_string(data.join("pkid.toml")).expect("pkid.toml");
         let extra = dir.path().join("extra.pem");
-        std::fs::write(&extra, vector!("root.crt")).expect("write");
+        std::fs::write(&extra, &vector("root.crt")).expect("write");
         assert!(
             toml.contains("\ndocument_trust = []\n"),
             "pkid.toml lists no extra anchors"

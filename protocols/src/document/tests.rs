@@ -231,6 +231,24 @@ fn signer_validity_and_key_usage_are_checked_at_signing_time() {
 }
 
 #[test]
+fn a_non_ca_issuer_and_an_unknown_critical_extension_are_refused() {
+    // Made with `openssl x509 -req` a little after the others: checked at their own signingTime.
+    let at = |s: &SignedDocument| s.signing_time.expect("signingTime");
+    let signed = verify_detached(doc(), vector!("notca.p7s")).expect("verify");
+    assert_eq!(
+        verify_chain(&signed.signer, &signed.other_certs, &[root()], at(&signed)),
+        Err(DocumentError::NotCa { depth: 1 })
+    );
+    let signed = verify_detached(doc(), vector!("critical.p7s")).expect("verify");
+    assert_eq!(
+        verify_chain(&signed.signer, &[issuing()], &[root()], at(&signed)),
+        Err(DocumentError::CriticalExtension(
+            "1.3.6.1.4.1.99999.7".into()
+        ))
+    );
+}
+
+#[test]
 fn another_root_is_not_trusted() {
     let signed = verify_detached(doc(), vector!("rsa.p7s")).expect("verify");
     let other_root = cert(include_bytes!(concat!(
