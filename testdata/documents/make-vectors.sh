@@ -75,6 +75,9 @@ python3 make-pdf.py > unsigned.pdf
 # Signed twice: the second signature (P-256) is an incremental update over the first (RSA).
 "$PYHANKO" sign addsig --field Sig2 pemder --key p256-signer.key --cert p256-signer.crt \
   --chain issuing.crt --no-pass signed-rsa.pdf signed-twice.pdf
+# PAdES (ETSI.CAdES.detached) with RSASSA-PSS.
+"$PYHANKO" sign addsig --use-pades --prefer-pss --field Sig1 pemder --key rsa-signer.key \
+  --cert rsa-signer.crt --chain issuing.crt --no-pass unsigned.pdf signed-pades-pss.pdf
 # Bytes appended after signing: an incremental update the signature does not cover.
 { cat signed-p256.pdf; printf '1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n%%%%EOF\n'; } \
   > appended.pdf

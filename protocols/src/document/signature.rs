@@ -74,11 +74,10 @@ fn pkcs1(digest: DigestAlgorithm) -> &'static dyn VerificationAlgorithm {
     }
 }
 
-/// The PSS verifier for `alg`'s parameters: SHA-2, MGF1 with the same hash, a salt as long as
-/// the hash (what aws-lc-rs verifies, and what RFC 8017 recommends), trailer field 1.
-fn pss(
-    alg: &AlgorithmIdentifierOwned,
-) -> Result<&'static dyn VerificationAlgorithm, DocumentError> {
+/// The PSS verifier for `alg`'s parameters: SHA-2, MGF1 with the same hash, the salt length
+/// the parameters name (OpenSSL's `rsa_pss_saltlen:digest` is the hash length, pyHanko uses the
+/// largest the key allows), trailer field 1.
+fn pss(alg: &AlgorithmIdentifierOwned) -> Result<lc::RsaParameters, DocumentError> {
     let unsupported =
         |why: &str| DocumentError::UnsupportedAlgorithm(format!("{} ({why})", oids::ID_RSASSA_PSS));
     let params: RsaPssParams = alg
@@ -101,18 +100,17 @@ fn pss(
             "mask generation other than MGF1 with the same hash",
         ));
     }
-    let hash_len = digest.aws_lc().output_len;
-    if params.salt_length.unwrap_or(20) as usize != hash_len {
-        return Err(unsupported("salt length other than the hash length"));
-    }
+    let salt = u16::try_from(params.salt_length.unwrap_or(20))
+        .map_err(|_| unsupported("salt length over 65535"))?;
     if params.trailer_field.unwrap_or(1) != 1 {
         return Err(unsupported("trailer field other than 1"));
     }
-    Ok(match digest {
-        DigestAlgorithm::Sha256 => &lc::RSA_PSS_2048_8192_SHA256,
-        DigestAlgorithm::Sha384 => &lc::RSA_PSS_2048_8192_SHA384,
-        DigestAlgorithm::Sha512 => &lc::RSA_PSS_2048_8192_SHA512,
-    })
+    let base = match digest {
+        DigestAlgorithm::Sha256 => lc::RSA_PSS_2048_8192_SHA256,
+        DigestAlgorithm::Sha384 => lc::RSA_PSS_2048_8192_SHA384,
+        DigestAlgorithm::Sha512 => lc::RSA_PSS_2048_8192_SHA512,
+    };
+    Ok(base.with_pss_salt_length(lc::RsaPssSaltLength::Custom(salt)))
 }
 
 /// Verifies `signature` over `message` with `spki`, for the signature algorithm `alg`.
@@ -127,14 +125,18 @@ pub(crate) fn verify(
 ) -> Result<(), DocumentError> {
     let key = key_type(spki)?;
     let unsupported = |oid: ObjectIdentifier| DocumentError::UnsupportedAlgorithm(oid.to_string());
-    let verifier: &'static dyn VerificationAlgorithm = match (alg.oid, key) {
+    let pss_verifier;
+    let verifier: &dyn VerificationAlgorithm = match (alg.oid, key) {
         (oids::RSA_ENCRYPTION, KeyType::Rsa(_)) => {
             pkcs1(digest.ok_or_else(|| unsupported(alg.oid))?)
         }
         (oids::SHA_256_WITH_RSA_ENCRYPTION, KeyType::Rsa(_)) => pkcs1(DigestAlgorithm::Sha256),
         (oids::SHA_384_WITH_RSA_ENCRYPTION, KeyType::Rsa(_)) => pkcs1(DigestAlgorithm::Sha384),
         (oids::SHA_512_WITH_RSA_ENCRYPTION, KeyType::Rsa(_)) => pkcs1(DigestAlgorithm::Sha512),
-        (oids::ID_RSASSA_PSS, KeyType::Rsa(_)) => pss(alg)?,
+        (oids::ID_RSASSA_PSS, KeyType::Rsa(_)) => {
+            pss_verifier = pss(alg)?;
+            &pss_verifier
+        }
         (oids::ECDSA_WITH_SHA_256, KeyType::EcP256) => &lc::ECDSA_P256_SHA256_ASN1,
         (oids::ECDSA_WITH_SHA_384, KeyType::EcP256) => &lc::ECDSA_P256_SHA384_ASN1,
         (oids::ECDSA_WITH_SHA_512, KeyType::EcP256) => &lc::ECDSA_P256_SHA512_ASN1,
@@ -143,7 +145,7 @@ pub(crate) fn verify(
         (oids::ECDSA_WITH_SHA_512, KeyType::EcP384) => &lc::ECDSA_P384_SHA512_ASN1,
         (oid, _) => return Err(unsupported(oid)),
     };
-    lc::UnparsedPublicKey::new(verifier, spki.subject_public_key.raw_bytes())
-        .verify(message, signature)
+    verifier
+        .verify_sig(spki.subject_public_key.raw_bytes(), message, signature)
         .map_err(|_| DocumentError::BadSignature)
 }

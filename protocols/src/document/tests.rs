@@ -305,6 +305,14 @@ fn pyhanko_signed_pdfs_verify() {
 }
 
 #[test]
+fn a_pades_signature_with_pss_verifies_without_a_signing_time() {
+    let signed = verify_pdf(vector!("signed-pades-pss.pdf")).expect("verify");
+    assert_eq!(signed.signing_time, None);
+    assert!(common_name(&signed.signer).contains("Nguyễn Văn An"));
+    verify_chain(&signed.signer, &signed.other_certs, &[root()], SIGNED_AT).expect("chain");
+}
+
+#[test]
 fn pdf_ranges_must_cover_the_whole_file() {
     let signature = pdf::extract(vector!("signed-p256.pdf")).expect("extract");
     assert_eq!(signature.ranges[0].start, 0);
