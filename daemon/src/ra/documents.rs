@@ -630,7 +630,7 @@ mod tests {
             datadir::init(&data, &datadir::InitOptions::default(), "test").expect("init");
         let mut toml = std::fs::read_to_string(data.join("pkid.toml")).expect("pkid.toml");
         let extra = dir.path().join("extra.pem");
-        std::fs::write(&extra, &vector("root.crt")).expect("write");
+        std::fs::write(&extra, vector("root.crt")).expect("write");
         assert!(
             toml.contains("\ndocument_trust = []\n"),
             "pkid.toml lists no extra anchors"
