@@ -220,6 +220,7 @@ impl App {
             store.clone(),
             Some(authority.clone()),
             Some(keys.as_ref()),
+            Some(index.clone()),
             clock.clone(),
         )
         .map_err(|e| AppError::Service(format!("registration authority: {e}")))?);

@@ -21,6 +21,7 @@
 pub mod algorithm;
 pub mod crl;
 pub mod csr;
+pub mod document;
 pub mod name;
 pub mod ocsp;
 pub mod profile;

@@ -18,7 +18,7 @@
 mod mutate;
 
 use der::{Decode, Encode};
-use pkid_protocols::{crl, csr, ocsp, serial, tsp, x509, KeyType};
+use pkid_protocols::{crl, csr, document, ocsp, serial, tsp, x509, KeyType};
 use std::fmt::Debug;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -203,6 +203,26 @@ fn crl(data: &[u8]) {
     }
 }
 
+/// The document the `document_cms` seeds sign (testdata/documents/doc.txt).
+const SIGNED_DOC: &[u8] = include_bytes!("../../testdata/documents/doc.txt");
+
+fn document_cms(data: &[u8]) {
+    if let Ok(signed) = document::verify_detached(SIGNED_DOC, data) {
+        let _ = document::verify_chain(&signed.signer, &signed.other_certs, &[], 0);
+    }
+}
+
+fn document_pdf(data: &[u8]) {
+    if let Ok(signature) = document::pdf::extract(data) {
+        let [first, second] = &signature.ranges;
+        assert_eq!(first.start, 0, "the first range starts the file");
+        assert_eq!(second.end, data.len(), "the second range ends the file");
+        assert!(first.end < second.start, "the ranges leave a hole");
+        // What verify_pdf does next, without scanning the file a second time.
+        let _ = document::verify_detached(&signature.signed_bytes(data), &signature.cms);
+    }
+}
+
 fn serial(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         if let Some(canonical) = serial::canonical_hex(text) {
@@ -238,6 +258,16 @@ fn fuzz_certificate() {
 #[test]
 fn fuzz_crl() {
     fuzz("crl", crl);
+}
+
+#[test]
+fn fuzz_document_cms() {
+    fuzz("document_cms", document_cms);
+}
+
+#[test]
+fn fuzz_document_pdf() {
+    fuzz("document_pdf", document_pdf);
 }
 
 #[test]

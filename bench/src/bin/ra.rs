@@ -364,6 +364,7 @@ fn main() {
         opened.store.clone(),
         opened.authority.clone(),
         opened.keys.as_deref(),
+        None,
         clock,
     )
     .expect("desk");

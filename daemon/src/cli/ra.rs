@@ -305,6 +305,7 @@ fn open_desk(data: &Path, with_keys: bool) -> Result<RequestDesk, Failure> {
         opened.store.clone(),
         opened.authority.clone(),
         opened.keys.as_deref(),
+        None,
         Arc::new(crate::clock::SystemClock),
     )
     .map_err(|e| Failure {

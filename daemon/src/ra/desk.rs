@@ -21,7 +21,7 @@
 use super::access::{Principal, Reach, Via};
 use super::calendar::Calendar;
 use super::credentials;
-use super::documents::DocumentVerifier;
+use super::documents::{DocumentVerifier, RevocationLookup, SignerStatus};
 use super::RegistrationAuthority;
 use crate::ca::CaError;
 use crate::clock::Clock;
@@ -598,9 +598,34 @@ pub struct RequestDesk {
     lifecycle: Option<Arc<RegistrationAuthority>>,
     config: Arc<Config>,
     calendar: Calendar,
-    verifier: DocumentVerifier,
+    verifier: Option<DocumentVerifier>,
     sealer: Option<Arc<dyn DataSealer>>,
     clock: Arc<dyn Clock>,
+}
+
+/// Revocation of document signers read from the store, for a desk without the daemon's
+/// in-memory index (the command line, benchmarks).
+pub struct StoreRevocation(pub Arc<dyn Store>);
+
+impl RevocationLookup for StoreRevocation {
+    fn status(&self, issuer: &str, serial: &[u8]) -> SignerStatus {
+        let Some(hex) = serial::canonical_hex(&hex::encode(serial)) else {
+            return SignerStatus::Unknown;
+        };
+        match self.0.certificate(&hex) {
+            Ok(Some(rec)) if rec.issuer == issuer => match rec.status {
+                crate::store::CertStatus::Valid => SignerStatus::Good,
+                crate::store::CertStatus::Revoked | crate::store::CertStatus::Hold => {
+                    SignerStatus::Revoked {
+                        at: rec.revoked_at.unwrap_or(0),
+                        reason: rec.reason,
+                    }
+                }
+                _ => SignerStatus::Unknown,
+            },
+            _ => SignerStatus::Unknown,
+        }
+    }
 }
 
 /// What the desk is built from.
@@ -613,8 +638,8 @@ pub struct DeskParts {
     pub config: Arc<Config>,
     /// The working-day calendar.
     pub calendar: Calendar,
-    /// The document verifier.
-    pub verifier: DocumentVerifier,
+    /// The document verifier (absent without the CA: no document is valid evidence).
+    pub verifier: Option<DocumentVerifier>,
     /// The personal-data sealer (absent: phone and id numbers are refused).
     pub sealer: Option<Arc<dyn DataSealer>>,
     /// The clock.
@@ -642,8 +667,18 @@ impl RequestDesk {
         store: Arc<dyn Store>,
         authority: Option<Arc<crate::ca::Authority>>,
         keys: Option<&dyn crate::keys::KeyBackend>,
+        revocation: Option<Arc<dyn RevocationLookup>>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, DeskError> {
+        let verifier = match &authority {
+            Some(a) => {
+                let lookup = revocation.unwrap_or_else(|| Arc::new(StoreRevocation(store.clone())));
+                Some(DocumentVerifier::from_config(config, a, lookup).map_err(|e| {
+                    DeskError::Unavailable(format!("request-document trust: {e}"))
+                })?)
+            }
+            None => None,
+        };
         let calendar = Calendar::load(&config.ra.calendar).map_err(|e| {
             DeskError::Unavailable(format!("calendar {}: {e}", config.ra.calendar.display()))
         })?;
@@ -664,7 +699,7 @@ impl RequestDesk {
             lifecycle: authority.map(|a| Arc::new(RegistrationAuthority::new(a))),
             config: Arc::new(config.clone()),
             calendar,
-            verifier: DocumentVerifier,
+            verifier,
             sealer,
             clock,
         }))
@@ -1295,23 +1330,21 @@ impl RequestDesk {
         organisation: &str,
     ) -> Result<DocumentRecord, DeskError> {
         let now = self.now();
-        let verdict = self
-            .verifier
-            .verify(&filed.content, filed.signature.as_deref(), now);
-        let mut problem = verdict
-            .problem
+        let Some(verifier) = &self.verifier else {
+            return Err(DeskError::Unavailable("the document verifier is not loaded".into()));
+        };
+        let verdict = verifier.verify(&filed.content, filed.signature.as_deref(), now);
+        let mut problem = verdict.problem.as_ref().map(|p| format!("{}: {p}", p.code()));
+        let mut valid = verdict.is_valid();
+        let fingerprint = verdict
+            .signer
             .as_ref()
-            .map(|(code, text)| format!("{code}: {text}"));
-        let mut valid = verdict.valid;
+            .and_then(|s| hex::decode(&s.sha256_fingerprint).ok());
         if valid {
-            let signer_ok = match &verdict.signer {
-                Some(s) => self
-                    .store
-                    .operator_by_certificate(&s.fingerprint)?
-                    .is_some_and(|op| {
-                        op.role == Role::OrgOfficer
-                            && op.organisation.as_deref() == Some(organisation)
-                    }),
+            let signer_ok = match &fingerprint {
+                Some(fp) => self.store.operator_by_certificate(fp)?.is_some_and(|op| {
+                    op.role == Role::OrgOfficer && op.organisation.as_deref() == Some(organisation)
+                }),
                 None => false,
             };
             if !signer_ok {
@@ -1331,10 +1364,10 @@ impl RequestDesk {
             content: filed.content,
             signature: filed.signature,
             valid,
-            signer_serial: verdict.signer.as_ref().map(|s| s.serial_hex.clone()),
-            signer_issuer: verdict.signer.as_ref().map(|s| s.issuer.clone()),
-            signer_subject: verdict.signer.as_ref().map(|s| s.subject.clone()),
-            signed_at: verdict.signed_at,
+            signer_serial: verdict.signer.as_ref().map(|s| s.serial.clone()),
+            signer_issuer: verdict.signer.as_ref().map(|s| s.issuer_dn.clone()),
+            signer_subject: verdict.signer.as_ref().map(|s| s.subject_dn.clone()),
+            signed_at: Some(verdict.signed_at),
             problem,
             created_at: now,
         })
