@@ -2,9 +2,10 @@
 
 use crate::keys::{SignError, Signer};
 use crate::store::crl::{CrlInfo, CrlQuery, CrlScopeChange, CrlVisitor, NewCrl, StoredCrl};
+use crate::store::outbox::{ComposeOverdue, ComposeReminder};
 use crate::store::{
     AuditEntry, AuditLog, CertificateRecord, Certificates, Change, CrlStore, IssuerRecord,
-    IssuerRegistry, ListFilter, NewCertificate, StatusChange, StatusFeed, StatusRow, Store,
+    IssuerRegistry, ListFilter, NewCertificate, Outbox, OutboxMessage, QueuedMessage, StatusChange, StatusFeed, StatusRow, Store,
     StoreError, TimestampLog, TimestampRecord,
 };
 use pkid_protocols::SignatureAlgorithm;
@@ -515,6 +516,61 @@ impl TimestampLog for MeteredStore {
     }
     fn timestamp(&self, serial: u64) -> Result<Option<TimestampRecord>, StoreError> {
         self.observe("timestamp", || self.inner.timestamp(serial))
+    }
+}
+
+impl Outbox for MeteredStore {
+    fn enqueue(&self, messages: &[OutboxMessage], now: u64) -> Result<usize, StoreError> {
+        self.observe("outbox_enqueue", || self.inner.enqueue(messages, now))
+    }
+    fn due(&self, now: u64, limit: usize) -> Result<Vec<QueuedMessage>, StoreError> {
+        self.observe("outbox_due", || self.inner.due(now, limit))
+    }
+    fn mark_delivered(&self, id: i64, now: u64) -> Result<(), StoreError> {
+        self.observe("outbox_mark_delivered", || {
+            self.inner.mark_delivered(id, now)
+        })
+    }
+    fn mark_failed(
+        &self,
+        id: i64,
+        now: u64,
+        next_attempt_at: u64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.observe("outbox_mark_failed", || {
+            self.inner.mark_failed(id, now, next_attempt_at, error)
+        })
+    }
+    fn pending_count(&self) -> Result<u64, StoreError> {
+        self.observe("outbox_pending_count", || self.inner.pending_count())
+    }
+    fn queued(&self, id: i64) -> Result<Option<QueuedMessage>, StoreError> {
+        self.observe("outbox_queued", || self.inner.queued(id))
+    }
+    fn overdue_count(&self, now: u64) -> Result<u64, StoreError> {
+        self.observe("ra_overdue_count", || self.inner.overdue_count(now))
+    }
+    fn scan_breaches(
+        &self,
+        now: u64,
+        limit: usize,
+        compose: &mut ComposeOverdue<'_>,
+    ) -> Result<usize, StoreError> {
+        self.observe("ra_scan_breaches", || {
+            self.inner.scan_breaches(now, limit, compose)
+        })
+    }
+    fn scan_expiring(
+        &self,
+        now: u64,
+        until: u64,
+        limit: usize,
+        compose: &mut ComposeReminder<'_>,
+    ) -> Result<usize, StoreError> {
+        self.observe("ra_scan_expiring", || {
+            self.inner.scan_expiring(now, until, limit, compose)
+        })
     }
 }
 

@@ -8,6 +8,7 @@
 //! CRLs            CrlStore        crl.rs           partitions, CRL numbers, the newest signed CRLs
 //! timestamp log   TimestampLog    timestamps.rs    TSA serial numbers, issued-token records
 //! audit           AuditLog        audit.rs         who did what, when, how it ended
+//! outbox          Outbox          outbox.rs        queued notifications, breach and reminder marks
 //! ```
 //!
 //! [`Store`] is every role at once, implemented for any type that implements them all, so the
@@ -34,6 +35,7 @@ pub mod cursor;
 pub mod feed;
 pub mod follow;
 pub mod issuers;
+pub mod outbox;
 pub mod sqlite;
 pub mod timestamps;
 
@@ -44,6 +46,7 @@ pub use certificates::{
 pub use crl::CrlStore;
 pub use feed::{Change, StatusFeed, StatusRow};
 pub use issuers::{IssuerRecord, IssuerRegistry};
+pub use outbox::{Channel, Outbox, OutboxMessage, QueuedMessage};
 pub use timestamps::{TimestampLog, TimestampRecord};
 
 /// Every role of the durable store, for code that is handed the whole store (the CA, the CLI,
@@ -52,7 +55,7 @@ pub use timestamps::{TimestampLog, TimestampRecord};
 /// The `as_*` methods narrow a `&dyn Store` to one role: with the crate's minimum Rust (1.85)
 /// a trait object cannot be upcast to a supertrait object by coercion.
 pub trait Store:
-    Certificates + StatusFeed + CrlStore + TimestampLog + AuditLog + IssuerRegistry
+    Certificates + StatusFeed + CrlStore + TimestampLog + AuditLog + IssuerRegistry + Outbox
 {
     /// This store as its certificates role.
     fn as_certificates(&self) -> &dyn Certificates;
@@ -64,10 +67,13 @@ pub trait Store:
     fn as_timestamp_log(&self) -> &dyn TimestampLog;
     /// This store as its audit role.
     fn as_audit_log(&self) -> &dyn AuditLog;
+    /// This store as its outbox role.
+    fn as_outbox(&self) -> &dyn Outbox;
 }
 
-impl<T: Certificates + StatusFeed + CrlStore + TimestampLog + AuditLog + IssuerRegistry> Store
-    for T
+impl<
+        T: Certificates + StatusFeed + CrlStore + TimestampLog + AuditLog + IssuerRegistry + Outbox,
+    > Store for T
 {
     fn as_certificates(&self) -> &dyn Certificates {
         self
@@ -82,6 +88,9 @@ impl<T: Certificates + StatusFeed + CrlStore + TimestampLog + AuditLog + IssuerR
         self
     }
     fn as_audit_log(&self) -> &dyn AuditLog {
+        self
+    }
+    fn as_outbox(&self) -> &dyn Outbox {
         self
     }
 }

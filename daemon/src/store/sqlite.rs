@@ -11,7 +11,12 @@ use std::time::Duration;
 
 mod crl;
 mod issuers;
+mod outbox;
 mod ra_schema;
+
+// The RA's transitions call it inside their own transactions (`store::outbox`).
+#[allow(unused_imports)]
+pub(crate) use outbox::insert_outbox;
 
 /// Migrations, applied in order; the index + 1 is the schema version. Never edit one that has
 /// shipped: append a new one.
