@@ -49,6 +49,8 @@ pub struct Metrics {
     pub change_seq: IntGauge,
     /// Timestamp authority metrics.
     pub tsa: TsaMetrics,
+    /// The RA's notifications: the outbox and its deliveries, overdue requests.
+    pub notify: NotifyMetrics,
     /// OCSP answers by certificate status or error status.
     pub ocsp_responses: IntCounterVec,
     /// OCSP response cache lookups by result (hit, miss).
@@ -211,6 +213,7 @@ impl Metrics {
         ));
         must(registry.register(Box::new(ready.clone())));
         let tsa = TsaMetrics::register(&registry);
+        let notify = NotifyMetrics::register(&registry);
         let connections_refused = counter(
             "connections_refused_total",
             "Connections closed at accept because a connection cap was reached.",
@@ -232,6 +235,7 @@ impl Metrics {
             store_duration,
             change_seq,
             tsa,
+            notify,
             ocsp_responses,
             ocsp_cache,
             ocsp_cache_bytes,
@@ -571,6 +575,52 @@ impl Outbox for MeteredStore {
         self.observe("ra_scan_expiring", || {
             self.inner.scan_expiring(now, until, limit, compose)
         })
+    }
+}
+
+/// Notification metrics (see `crate::notify`).
+pub struct NotifyMetrics {
+    /// Outbox messages not delivered yet, as last counted by the worker.
+    pub outbox_pending: IntGauge,
+    /// Messages the server accepted, by channel.
+    pub delivered: IntCounterVec,
+    /// Failed delivery attempts (each retried later), by channel.
+    pub failed: IntCounterVec,
+    /// RA requests past their deadline while still accepted or approved.
+    pub overdue_requests: IntGauge,
+}
+
+impl NotifyMetrics {
+    fn register(registry: &Registry) -> Self {
+        let gauge = |name: &str, help: &str| {
+            let g = must(IntGauge::new(name, help));
+            must(registry.register(Box::new(g.clone())));
+            g
+        };
+        let counter = |name: &str, help: &str| {
+            let c = must(IntCounterVec::new(Opts::new(name, help), &["channel"]));
+            must(registry.register(Box::new(c.clone())));
+            // Both channels exported at zero from the start, so rate() sees the first one.
+            for channel in ["email", "webhook"] {
+                c.with_label_values(&[channel]);
+            }
+            c
+        };
+        Self {
+            outbox_pending: gauge("outbox_pending", "Outbox messages not delivered yet."),
+            delivered: counter(
+                "notifications_delivered_total",
+                "Notifications the server accepted, by channel.",
+            ),
+            failed: counter(
+                "notifications_failed_total",
+                "Failed notification delivery attempts (retried), by channel.",
+            ),
+            overdue_requests: gauge(
+                "ra_overdue_requests",
+                "RA requests past their deadline while still accepted or approved.",
+            ),
+        }
     }
 }
 
