@@ -5,8 +5,8 @@ use crate::store::crl::{CrlInfo, CrlQuery, CrlScopeChange, CrlVisitor, NewCrl, S
 use crate::store::outbox::{ComposeOverdue, ComposeReminder};
 use crate::store::{
     AuditEntry, AuditLog, CertificateRecord, Certificates, Change, CrlStore, IssuerRecord,
-    IssuerRegistry, ListFilter, NewCertificate, Outbox, OutboxMessage, QueuedMessage, StatusChange, StatusFeed, StatusRow, Store,
-    StoreError, TimestampLog, TimestampRecord,
+    IssuerRegistry, ListFilter, NewCertificate, Outbox, OutboxMessage, QueuedMessage, StatusChange,
+    StatusFeed, StatusRow, Store, StoreError, TimestampLog, TimestampRecord,
 };
 use pkid_protocols::SignatureAlgorithm;
 use prometheus::{

@@ -203,7 +203,9 @@ impl Notifier {
         let mut done = Delivered::default();
         loop {
             let now = self.clock.now();
-            let due = self.blocking(move |s| s.as_outbox().due(now, DELIVERY_BATCH)).await?;
+            let due = self
+                .blocking(move |s| s.as_outbox().due(now, DELIVERY_BATCH))
+                .await?;
             let full = due.len() == DELIVERY_BATCH;
             for m in due {
                 match self.deliver(&m).await {
@@ -252,9 +254,7 @@ impl Notifier {
     pub async fn scan(&self) -> Result<scan::Scanned, StoreError> {
         let now = self.clock.now();
         let config = self.config.clone();
-        let scanned = self
-            .blocking(move |s| scan::scan(s, &config, now))
-            .await?;
+        let scanned = self.blocking(move |s| scan::scan(s, &config, now)).await?;
         self.metrics
             .notify
             .overdue_requests

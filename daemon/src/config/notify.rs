@@ -213,13 +213,22 @@ mod tests {
         )
         .expect("parsed");
         let e = n.email.expect("email");
-        assert_eq!(e.password, Some(super::Secret::File("/data/smtp.pass".into())));
-        assert_eq!(n.webhook.expect("webhook").url, "https://sms.example.vn/hook");
+        assert_eq!(
+            e.password,
+            Some(super::Secret::File("/data/smtp.pass".into()))
+        );
+        assert_eq!(
+            n.webhook.expect("webhook").url,
+            "https://sms.example.vn/hook"
+        );
         let refused =
             parse("[notify.email]\nsmtp_url = \"smtp://u:p@relay:25\"\nfrom = \"a@b.vn\"\n")
                 .expect_err("credentials in the URL");
         assert!(refused.contains("must not carry credentials"), "{refused}");
-        assert!(!refused.contains("u:p"), "the secret is not echoed: {refused}");
+        assert!(
+            !refused.contains("u:p"),
+            "the secret is not echoed: {refused}"
+        );
         for bad in [
             "[notify.email]\nsmtp_url = \"http://relay\"\nfrom = \"a@b.vn\"\n",
             "[notify.webhook]\nurl = \"ftp://x\"\n",

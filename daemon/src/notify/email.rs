@@ -58,10 +58,8 @@ impl Mailer {
             .map_err(|e| MailSetupError::Url(e.to_string()))?
             .timeout(Some(SMTP_TIMEOUT));
         if let (Some(user), Some(password)) = (&c.username, &c.password) {
-            builder = builder.credentials(Credentials::new(
-                read_secret(user)?,
-                read_secret(password)?,
-            ));
+            builder =
+                builder.credentials(Credentials::new(read_secret(user)?, read_secret(password)?));
         }
         let from: Mailbox = c
             .from
@@ -79,7 +77,8 @@ impl Mailer {
     /// idempotency key, which names a recipient and so is not shown as such), so a mailbox
     /// that already holds it can drop the duplicate.
     pub fn message_id(&self, idempotency_key: &str) -> String {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, idempotency_key.as_bytes());
+        let digest =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, idempotency_key.as_bytes());
         format!("<{}@{}>", hex::encode(&digest.as_ref()[..16]), self.domain)
     }
 

@@ -316,7 +316,8 @@ mod tests {
             .notify
     }
 
-    const BOTH: &str = "[notify.email]\nsmtp_url = \"smtp://127.0.0.1:25\"\nfrom = \"ca@example.vn\"\n\
+    const BOTH: &str =
+        "[notify.email]\nsmtp_url = \"smtp://127.0.0.1:25\"\nfrom = \"ca@example.vn\"\n\
                         [notify.webhook]\nurl = \"http://127.0.0.1:9/hook\"\n";
 
     /// 2026-12-01 09:30 +07:00 accepted; due 2026-12-04 00:00 +07:00.
@@ -382,7 +383,9 @@ mod tests {
              \n\
              This is an automatic message; please do not reply."
         );
-        assert!(mail[1].body.starts_with("Kính gửi Ông/Bà Nguyễn Thị Ánh,\n"));
+        assert!(mail[1]
+            .body
+            .starts_with("Kính gửi Ông/Bà Nguyễn Thị Ánh,\n"));
         assert_eq!(mail[0].request, Some(42));
         assert_eq!(mail[0].event, "accepted");
     }
@@ -420,7 +423,10 @@ mod tests {
         for (event, vi) in [
             (Event::Rejected, "đã bị từ chối."),
             (Event::Fulfilled, "Số hiệu chứng thư số: 5A0F"),
-            (Event::Breach, "đã quá thời hạn xử lý (04/12/2026 00:00, giờ Việt Nam)."),
+            (
+                Event::Breach,
+                "đã quá thời hạn xử lý (04/12/2026 00:00, giờ Việt Nam).",
+            ),
             (
                 Event::ExpiryReminder,
                 "Chứng thư số 5A0F của thuê bao Nguyễn Thị Ánh (Sở Thông tin và Truyền thông \

@@ -74,9 +74,8 @@ pub fn scan(store: &dyn Store, config: &NotifyConfig, now: u64) -> Result<Scanne
     let outbox = store.as_outbox();
     let mut done = Scanned::default();
     loop {
-        let n = outbox.scan_breaches(now, SCAN_BATCH, &mut |o| {
-            compose(&breach_notice(o), config)
-        })?;
+        let n =
+            outbox.scan_breaches(now, SCAN_BATCH, &mut |o| compose(&breach_notice(o), config))?;
         done.breaches += n;
         if n < SCAN_BATCH {
             break;

@@ -374,7 +374,11 @@ mod tests {
             .into_iter()
             .map(|m| m.message.idempotency_key)
             .collect();
-        assert_eq!(keys, ["second"], "a failed message waits for its next attempt");
+        assert_eq!(
+            keys,
+            ["second"],
+            "a failed message waits for its next attempt"
+        );
         let row = s.queued(first).expect("read").expect("row");
         assert_eq!(row.attempts, 1);
         assert_eq!(row.last_error.as_deref(), Some("connection refused"));
@@ -384,7 +388,11 @@ mod tests {
         let row = s.queued(first).expect("read").expect("row");
         assert_eq!(row.delivered_at, Some(270));
         assert_eq!(s.pending_count().expect("count"), 2);
-        assert!(s.due(10_000, 10).expect("due").iter().all(|m| m.id != first));
+        assert!(s
+            .due(10_000, 10)
+            .expect("due")
+            .iter()
+            .all(|m| m.id != first));
         assert!(
             matches!(s.mark_delivered(first, 280), Err(StoreError::NotFound(_))),
             "a delivered message is not marked twice"
@@ -413,7 +421,10 @@ mod tests {
             .expect("scan");
         assert_eq!(n, 2);
         assert_eq!(seen[0].request, 1);
-        assert_eq!(seen[0].organisation_name, "Sở Thông tin và Truyền thông Đà Nẵng");
+        assert_eq!(
+            seen[0].organisation_name,
+            "Sở Thông tin và Truyền thông Đà Nẵng"
+        );
         assert_eq!(seen[0].subscriber_name.as_deref(), Some("Nguyễn Thị Ánh"));
         assert_eq!(seen[0].due_at, 1000);
         assert_eq!(seen[1].request, 2);
@@ -478,8 +489,14 @@ mod tests {
         assert_eq!(n, 1);
         assert_eq!(seen[0].serial, "0a");
         assert_eq!(seen[0].request, 1);
-        assert_eq!(seen[0].subscriber_email.as_deref(), Some("anh.nt@dn.gov.vn"));
-        assert_eq!(seen[0].organisation_email.as_deref(), Some("vanthu@dn.gov.vn"));
+        assert_eq!(
+            seen[0].subscriber_email.as_deref(),
+            Some("anh.nt@dn.gov.vn")
+        );
+        assert_eq!(
+            seen[0].organisation_email.as_deref(),
+            Some("vanthu@dn.gov.vn")
+        );
         let n = s
             .scan_expiring(1_000_060, 3_000_060, 10, &mut |_| panic!("reminded twice"))
             .expect("scan");
