@@ -14,6 +14,7 @@ use pkid::config::{Config, NotifyConfig};
 use pkid::metrics::Metrics;
 use pkid::notify::messages::{compose, Event, Notice};
 use pkid::notify::Notifier;
+use pkid::store::outbox::RequestParties;
 use pkid::store::sqlite::SqliteStore;
 use pkid::store::{Channel, Store};
 use std::net::TcpStream;
@@ -206,11 +207,13 @@ fn notice(event: Event, request: i64) -> Notice {
         event,
         request,
         kind: "issue".into(),
-        organisation: "so-tt-dn".into(),
-        organisation_name: "Sở Thông tin và Truyền thông Đà Nẵng".into(),
-        organisation_email: Some("vanthu@dn.gov.vn".into()),
-        subscriber_name: Some("Nguyễn Thị Ánh".into()),
-        subscriber_email: Some("anh.nt@dn.gov.vn".into()),
+        parties: RequestParties {
+            organisation: "so-tt-dn".into(),
+            organisation_name: "Sở Thông tin và Truyền thông Đà Nẵng".into(),
+            organisation_email: Some("vanthu@dn.gov.vn".into()),
+            subscriber_name: Some("Nguyễn Thị Ánh".into()),
+            subscriber_email: Some("anh.nt@dn.gov.vn".into()),
+        },
         due_at: Some(1_796_317_200),
         reason: None,
         serial: None,
@@ -285,7 +288,7 @@ async fn with_the_server_down_the_notice_waits_and_is_delivered_after_the_retry(
     let config = email_config(port);
     let (notifier, metrics) = f.notifier(&store, &config);
     let mut only_org = notice(Event::Breach, 7);
-    only_org.subscriber_email = None;
+    only_org.parties.subscriber_email = None;
     store
         .as_outbox()
         .enqueue(&compose(&only_org, &config), NOW)
@@ -355,7 +358,7 @@ async fn a_notice_queued_before_a_restart_is_delivered_once_by_the_next_worker()
         f.requests(&[9]);
         let (first, _) = f.notifier(&store, &config);
         let mut n = notice(Event::Fulfilled, 9);
-        n.subscriber_email = None;
+        n.parties.subscriber_email = None;
         n.serial = Some("5A0F".into());
         store
             .as_outbox()
@@ -525,8 +528,8 @@ async fn a_webhook_gets_the_idempotency_key_and_a_refusal_is_retried_with_the_sa
         "[notify.webhook]\nurl = \"http://127.0.0.1:{port}/pkid/notices?source=ra\"\n"
     ));
     let mut n = notice(Event::Returned, 12);
-    n.subscriber_name = None;
-    n.subscriber_email = None;
+    n.parties.subscriber_name = None;
+    n.parties.subscriber_email = None;
     n.reason = Some("Thiếu chữ ký số của thủ trưởng đơn vị".into());
     let messages = compose(&n, &config);
     assert_eq!(

@@ -14,6 +14,7 @@
 //! saving time) as `dd/mm/yyyy HH:MM`.
 
 use crate::config::NotifyConfig;
+use crate::store::outbox::RequestParties;
 use crate::store::{Channel, OutboxMessage};
 use askama::Template;
 use time::{OffsetDateTime, UtcOffset};
@@ -86,16 +87,8 @@ pub struct Notice {
     pub request: i64,
     /// The request's kind: `issue`, `renew`, `modify`, `revoke` or `recover`.
     pub kind: String,
-    /// The organisation's id (slug), the only organisation field a webhook carries.
-    pub organisation: String,
-    /// The organisation's legal name, as registered (Vietnamese).
-    pub organisation_name: String,
-    /// The organisation's contact address; without one the organisation is not mailed.
-    pub organisation_email: Option<String>,
-    /// The subscriber's full name.
-    pub subscriber_name: Option<String>,
-    /// The subscriber's official address; without one the subscriber is not mailed.
-    pub subscriber_email: Option<String>,
+    /// Who is told: the organisation and the subscriber.
+    pub parties: RequestParties,
     /// The request's deadline, Unix seconds.
     pub due_at: Option<u64>,
     /// Why it was returned or rejected (mail only: free text may name people).
@@ -211,7 +204,7 @@ fn webhook_payload(n: &Notice, audience: Audience) -> String {
         "audience": audience.as_str(),
         "request": n.request,
         "kind": n.kind,
-        "organisation": n.organisation,
+        "organisation": n.parties.organisation,
         "due_at": n.due_at.and_then(rfc3339),
         "certificate": n.serial,
         "not_after": n.not_after.and_then(rfc3339),
@@ -239,13 +232,17 @@ fn idempotency_key(n: &Notice, recipient: &str, channel: Channel) -> String {
 /// is still composed, so the notices wait in the outbox until a relay is configured.
 pub fn compose(n: &Notice, config: &NotifyConfig) -> Vec<OutboxMessage> {
     let mut out = Vec::new();
-    let has_subscriber = n.subscriber_name.is_some() || n.subscriber_email.is_some();
+    let has_subscriber =
+        n.parties.subscriber_name.is_some() || n.parties.subscriber_email.is_some();
     let mail = config.email.is_some() || config.webhook.is_none();
     let (kind_vi, kind_en) = kind_names(&n.kind);
     if mail {
         let recipients = [
-            (Audience::Organisation, n.organisation_email.as_deref()),
-            (Audience::Subscriber, n.subscriber_email.as_deref()),
+            (
+                Audience::Organisation,
+                n.parties.organisation_email.as_deref(),
+            ),
+            (Audience::Subscriber, n.parties.subscriber_email.as_deref()),
         ];
         let mut told: Vec<&str> = Vec::new();
         for (audience, address) in recipients {
@@ -263,8 +260,8 @@ pub fn compose(n: &Notice, config: &NotifyConfig) -> Vec<OutboxMessage> {
                 request: n.request,
                 kind_vi,
                 kind_en,
-                organisation_name: &n.organisation_name,
-                subscriber_name: n.subscriber_name.as_deref(),
+                organisation_name: &n.parties.organisation_name,
+                subscriber_name: n.parties.subscriber_name.as_deref(),
                 due: n.due_at.map(vietnam_time),
                 reason: n.reason.as_deref(),
                 serial: n.serial.as_deref(),
@@ -326,11 +323,13 @@ mod tests {
             event: Event::Accepted,
             request: 42,
             kind: "issue".into(),
-            organisation: "so-tt-dn".into(),
-            organisation_name: "Sở Thông tin và Truyền thông Đà Nẵng".into(),
-            organisation_email: Some("vanthu@dn.gov.vn".into()),
-            subscriber_name: Some("Nguyễn Thị Ánh".into()),
-            subscriber_email: Some("anh.nt@dn.gov.vn".into()),
+            parties: RequestParties {
+                organisation: "so-tt-dn".into(),
+                organisation_name: "Sở Thông tin và Truyền thông Đà Nẵng".into(),
+                organisation_email: Some("vanthu@dn.gov.vn".into()),
+                subscriber_name: Some("Nguyễn Thị Ánh".into()),
+                subscriber_email: Some("anh.nt@dn.gov.vn".into()),
+            },
             due_at: Some(1_796_317_200),
             reason: None,
             serial: None,
@@ -496,16 +495,16 @@ mod tests {
     #[test]
     fn recipients_without_an_address_or_the_same_address_twice_are_mailed_once() {
         let mut n = accepted();
-        n.subscriber_email = Some("VANTHU@dn.gov.vn".into());
+        n.parties.subscriber_email = Some("VANTHU@dn.gov.vn".into());
         assert_eq!(compose(&n, &config(BOTH)).len(), 3, "one mail, two hooks");
-        n.organisation_email = None;
-        n.subscriber_email = None;
-        n.subscriber_name = None;
+        n.parties.organisation_email = None;
+        n.parties.subscriber_email = None;
+        n.parties.subscriber_name = None;
         let only: Vec<_> = compose(&n, &config(BOTH));
         assert_eq!(only.len(), 1);
         assert_eq!(only[0].recipient, "organisation");
         // No channel configured: the mail is still queued, to leave once a relay is set.
-        n.organisation_email = Some("vanthu@dn.gov.vn".into());
+        n.parties.organisation_email = Some("vanthu@dn.gov.vn".into());
         assert_eq!(compose(&n, &config("")).len(), 1);
     }
 }

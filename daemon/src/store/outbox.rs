@@ -85,6 +85,22 @@ pub struct QueuedMessage {
     pub last_error: Option<String>,
 }
 
+/// The people of a request who are told about it: the directly managing organisation and the
+/// subscriber (personal data: composed into mail, never logged or put in a webhook).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestParties {
+    /// The organisation's id (slug), the only one of these a webhook carries.
+    pub organisation: String,
+    /// The organisation's legal name.
+    pub organisation_name: String,
+    /// The organisation's contact address; without one it is not mailed.
+    pub organisation_email: Option<String>,
+    /// The subscriber's full name.
+    pub subscriber_name: Option<String>,
+    /// The subscriber's official address; without one the subscriber is not mailed.
+    pub subscriber_email: Option<String>,
+}
+
 /// A request whose deadline has passed while it was still `accepted` or `approved`, with what a
 /// breach notice needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,16 +109,8 @@ pub struct OverdueRequest {
     pub request: i64,
     /// `issue`, `renew`, `modify`, `revoke` or `recover`.
     pub kind: String,
-    /// The organisation's id (slug).
-    pub organisation: String,
-    /// The organisation's legal name.
-    pub organisation_name: String,
-    /// The organisation's contact address.
-    pub organisation_email: Option<String>,
-    /// The subscriber's full name.
-    pub subscriber_name: Option<String>,
-    /// The subscriber's official address.
-    pub subscriber_email: Option<String>,
+    /// Its organisation and subscriber.
+    pub parties: RequestParties,
     /// The deadline that passed, Unix seconds.
     pub due_at: u64,
     /// The certificate concerned (renew, modify, revoke, recover), hex serial.
@@ -121,16 +129,8 @@ pub struct ExpiringCertificate {
     pub request: i64,
     /// That request's kind.
     pub kind: String,
-    /// The organisation's id (slug).
-    pub organisation: String,
-    /// The organisation's legal name.
-    pub organisation_name: String,
-    /// The organisation's contact address.
-    pub organisation_email: Option<String>,
-    /// The subscriber's full name.
-    pub subscriber_name: Option<String>,
-    /// The subscriber's official address.
-    pub subscriber_email: Option<String>,
+    /// Its organisation and subscriber.
+    pub parties: RequestParties,
 }
 
 /// Composes the notices of one scanned row; called inside the scan's transaction.

@@ -5,7 +5,7 @@
 use super::{unavailable, SqliteStore};
 use crate::store::outbox::{
     Channel, ComposeOverdue, ComposeReminder, ExpiringCertificate, Outbox, OutboxMessage,
-    OverdueRequest, QueuedMessage,
+    OverdueRequest, QueuedMessage, RequestParties,
 };
 use crate::store::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -77,6 +77,21 @@ fn queued_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedMessage> {
 /// A Unix time as SQLite's INTEGER (saturating: far-future bounds stay far future).
 fn sql_time(t: u64) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
+}
+
+/// The organisation and subscriber columns every scan selects, in this order.
+const PARTIES_COLUMNS: &str =
+    "r.organisation, o.name, o.email, r.subscriber_name, r.subscriber_email";
+
+/// [`RequestParties`] from the row's [`PARTIES_COLUMNS`], starting at column `at`.
+fn parties_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<RequestParties> {
+    Ok(RequestParties {
+        organisation: r.get(at)?,
+        organisation_name: r.get(at + 1)?,
+        organisation_email: r.get(at + 2)?,
+        subscriber_name: r.get(at + 3)?,
+        subscriber_email: r.get(at + 4)?,
+    })
 }
 
 fn sql_limit(limit: usize) -> i64 {
@@ -189,27 +204,22 @@ impl Outbox for SqliteStore {
         self.write(|tx| {
             let overdue: Vec<OverdueRequest> = {
                 let mut stmt = tx
-                    .prepare_cached(
-                        "SELECT r.id, r.kind, r.organisation, o.name, o.email, r.subscriber_name,
-                                r.subscriber_email, r.due_at, r.certificate
+                    .prepare_cached(&format!(
+                        "SELECT r.id, r.kind, r.due_at, r.certificate, {PARTIES_COLUMNS}
                          FROM requests r JOIN organisations o ON o.id = r.organisation
                          WHERE r.state IN ('accepted', 'approved') AND r.due_at <= ?1
                            AND r.breach_notified_at IS NULL
-                         ORDER BY r.due_at, r.id LIMIT ?2",
-                    )
+                         ORDER BY r.due_at, r.id LIMIT ?2"
+                    ))
                     .map_err(unavailable)?;
                 let rows = stmt
                     .query_map(params![sql_time(now), sql_limit(limit)], |r| {
                         Ok(OverdueRequest {
                             request: r.get(0)?,
                             kind: r.get(1)?,
-                            organisation: r.get(2)?,
-                            organisation_name: r.get(3)?,
-                            organisation_email: r.get(4)?,
-                            subscriber_name: r.get(5)?,
-                            subscriber_email: r.get(6)?,
-                            due_at: r.get(7)?,
-                            certificate: r.get(8)?,
+                            due_at: r.get(2)?,
+                            certificate: r.get(3)?,
+                            parties: parties_row(r, 4)?,
                         })
                     })
                     .map_err(unavailable)?;
@@ -241,17 +251,16 @@ impl Outbox for SqliteStore {
             // no RA request issued (a CLI issuance) has no one to remind and is not scanned.
             let expiring: Vec<ExpiringCertificate> = {
                 let mut stmt = tx
-                    .prepare_cached(
-                        "SELECT c.serial, c.not_after, r.id, r.kind, r.organisation, o.name,
-                                o.email, r.subscriber_name, r.subscriber_email
+                    .prepare_cached(&format!(
+                        "SELECT c.serial, c.not_after, r.id, r.kind, {PARTIES_COLUMNS}
                          FROM certificates c
                          JOIN requests r ON r.id = (SELECT MAX(id) FROM requests
                                                     WHERE issued_certificate = c.serial)
                          JOIN organisations o ON o.id = r.organisation
                          WHERE c.status = 'valid' AND c.not_after > ?1 AND c.not_after <= ?2
                            AND NOT EXISTS (SELECT 1 FROM reminders m WHERE m.serial = c.serial)
-                         ORDER BY c.not_after, c.serial LIMIT ?3",
-                    )
+                         ORDER BY c.not_after, c.serial LIMIT ?3"
+                    ))
                     .map_err(unavailable)?;
                 let rows = stmt
                     .query_map(
@@ -262,11 +271,7 @@ impl Outbox for SqliteStore {
                                 not_after: r.get(1)?,
                                 request: r.get(2)?,
                                 kind: r.get(3)?,
-                                organisation: r.get(4)?,
-                                organisation_name: r.get(5)?,
-                                organisation_email: r.get(6)?,
-                                subscriber_name: r.get(7)?,
-                                subscriber_email: r.get(8)?,
+                                parties: parties_row(r, 4)?,
                             })
                         },
                     )
@@ -422,10 +427,13 @@ mod tests {
         assert_eq!(n, 2);
         assert_eq!(seen[0].request, 1);
         assert_eq!(
-            seen[0].organisation_name,
+            seen[0].parties.organisation_name,
             "Sở Thông tin và Truyền thông Đà Nẵng"
         );
-        assert_eq!(seen[0].subscriber_name.as_deref(), Some("Nguyễn Thị Ánh"));
+        assert_eq!(
+            seen[0].parties.subscriber_name.as_deref(),
+            Some("Nguyễn Thị Ánh")
+        );
         assert_eq!(seen[0].due_at, 1000);
         assert_eq!(seen[1].request, 2);
         assert_eq!(s.pending_count().expect("count"), 2);
@@ -490,11 +498,11 @@ mod tests {
         assert_eq!(seen[0].serial, "0a");
         assert_eq!(seen[0].request, 1);
         assert_eq!(
-            seen[0].subscriber_email.as_deref(),
+            seen[0].parties.subscriber_email.as_deref(),
             Some("anh.nt@dn.gov.vn")
         );
         assert_eq!(
-            seen[0].organisation_email.as_deref(),
+            seen[0].parties.organisation_email.as_deref(),
             Some("vanthu@dn.gov.vn")
         );
         let n = s
