@@ -14,9 +14,10 @@ mod issuers;
 mod outbox;
 mod ra_schema;
 
-// The RA's transitions call it inside their own transactions (`store::outbox`).
+// The RA calls these inside its own transactions: a transition queues its notices, the
+// retention erasure empties them (`store::outbox`).
 #[allow(unused_imports)]
-pub(crate) use outbox::insert_outbox;
+pub(crate) use outbox::{erase_outbox_of, insert_outbox};
 
 /// Migrations, applied in order; the index + 1 is the schema version. Never edit one that has
 /// shipped: append a new one.

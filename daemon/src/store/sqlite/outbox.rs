@@ -43,6 +43,21 @@ fn insert_counted(tx: &Connection, m: &OutboxMessage, now: u64) -> rusqlite::Res
     Ok(n == 1)
 }
 
+/// Erases what the outbox holds of one request's people (addresses in the recipient and the
+/// idempotency key, names in the body), on `tx`, the transaction that erases the request's own
+/// personal fields at the end of their retention: the rows stay, as a record that the notices
+/// existed and when they left, with `recipient`, `subject` and `body` emptied and the key
+/// replaced by `erased:{id}`. Pending rows are closed too (marked delivered at `now`): nothing
+/// is left to send them to. Returns how many rows were erased.
+pub(crate) fn erase_outbox_of(tx: &Connection, request: i64, now: u64) -> rusqlite::Result<usize> {
+    tx.prepare_cached(
+        "UPDATE outbox SET idempotency_key = 'erased:' || id, recipient = '', subject = '',
+                           body = '', delivered_at = COALESCE(delivered_at, ?2)
+         WHERE request = ?1 AND idempotency_key NOT LIKE 'erased:%'",
+    )?
+    .execute(params![request, sql_time(now)])
+}
+
 const QUEUED_COLUMNS: &str = "id, idempotency_key, channel, recipient, subject, body, event, \
      request, created_at, attempts, next_attempt_at, delivered_at, last_error";
 
@@ -354,6 +369,40 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))
             .expect("count");
         assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn erasing_a_request_empties_its_notices_and_keeps_the_rows() {
+        let (_dir, s) = store();
+        request(&s, 1, "fulfilled", 0);
+        request(&s, 2, "fulfilled", 0);
+        let mut mine = message("accepted:1:anh.nt@dn.gov.vn:email");
+        mine.request = Some(1);
+        let mut pending = message("fulfilled:1:anh.nt@dn.gov.vn:email");
+        pending.request = Some(1);
+        let mut other = message("accepted:2:anh.nt@dn.gov.vn:email");
+        other.request = Some(2);
+        s.enqueue(&[mine, pending, other.clone()], 100).expect("q");
+        let first = s.due(100, 1).expect("due")[0].id;
+        s.mark_delivered(first, 150).expect("delivered");
+
+        let conn = s.lock().expect("lock");
+        assert_eq!(erase_outbox_of(&conn, 1, 900).expect("erase"), 2);
+        assert_eq!(erase_outbox_of(&conn, 1, 950).expect("erase"), 0, "once");
+        drop(conn);
+        let row = s.queued(first).expect("read").expect("row");
+        assert_eq!(row.message.idempotency_key, format!("erased:{first}"));
+        assert_eq!(
+            (row.message.recipient.as_str(), row.message.body.as_str()),
+            ("", "")
+        );
+        assert_eq!(row.delivered_at, Some(150), "when it left is kept");
+        let left = s.due(10_000, 10).expect("due");
+        assert_eq!(left.len(), 1, "the erased pending row is closed");
+        assert_eq!(
+            left[0].message, other,
+            "another request's notices are untouched"
+        );
     }
 
     #[test]
