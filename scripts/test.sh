@@ -18,4 +18,15 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 
+# A real SMTP server for daemon/tests/notify.rs: aiosmtpd from PyPI, in a virtual environment
+# kept in target/venv (made once, reused). The test finds it through PKID_TEST_SMTPD_PYTHON and
+# fails, naming this script, when it is not set.
+venv=target/venv
+if ! "$venv/bin/python" -c "import aiosmtpd" 2>/dev/null; then
+  echo "preparing $venv with aiosmtpd (the notification tests' SMTP server)"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "aiosmtpd==1.4.6"
+fi
+export PKID_TEST_SMTPD_PYTHON="$PWD/$venv/bin/python"
+
 cargo test --workspace --locked --no-fail-fast "$@"

@@ -16,6 +16,8 @@
 //!
 //!  App::run: listeners, the follower, CRL schedule, OCSP upkeep, TSA writer, limiter sweep,
 //!            audit-head stamper; until stopped, then graceful shutdown.
+//!            the notification worker (outbox delivery, breach and expiry scans);
+//!            until stopped, then graceful shutdown.
 //! ```
 //!
 //! Nothing below this module builds a clock, a store or a key backend of its own, so a test
@@ -31,6 +33,7 @@ use crate::datadir::{self, DataDirError};
 use crate::http::{self, AppState, ListenError, Routers, StateParts};
 use crate::index::RevocationIndex;
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::ocsp::{OcspParts, OcspService};
 use crate::store::cursor::FeedPosition;
 use crate::store::follow::{ChangeListener, Follower};
@@ -82,6 +85,7 @@ pub struct App {
     state: Arc<AppState>,
     listeners: Vec<Arc<dyn ChangeListener>>,
     clock: Arc<dyn Clock>,
+    notifier: Arc<Notifier>,
 }
 
 impl App {
@@ -224,6 +228,15 @@ impl App {
             clock.clone(),
         )
         .map_err(|e| AppError::Service(format!("registration authority: {e}")))?);
+        let notifier = Arc::new(
+            Notifier::new(
+                store.clone(),
+                &config.notify,
+                clock.clone(),
+                metrics.clone(),
+            )
+            .map_err(|e| AppError::Service(format!("notifications: {e}")))?,
+        );
         let state = Arc::new(AppState::new(StateParts {
             desk: Some(desk),
             data_dir: data.to_path_buf(),
@@ -241,12 +254,19 @@ impl App {
             state,
             listeners,
             clock,
+            notifier,
         })
     }
 
     /// What every handler reaches.
     pub fn state(&self) -> &Arc<AppState> {
         &self.state
+    }
+
+    /// The notification worker: its [`Notifier::waker`] is what the RA wakes after a commit
+    /// that queued notices.
+    pub fn notifier(&self) -> &Arc<Notifier> {
+        &self.notifier
     }
 
     /// The routers of both listeners (for in-process tests, and for [`App::run`]).
@@ -315,6 +335,7 @@ impl App {
             ))),
             _ => None,
         };
+        let notifier = tokio::spawn(self.notifier.clone().run(stop_rx.clone()));
         tracing::info!(data = %state.data_dir.display(), keys = %state.keys.describe(), "pkid serving");
         let mut reloads = reload_requests();
         tokio::pin!(stop);
@@ -342,6 +363,14 @@ impl App {
         }
         if let Some(tsa) = &state.tsa {
             tsa.shutdown().await;
+        }
+        // A delivery in progress finishes (or times out) before the worker sees the stop; an
+        // undelivered message stays queued for the next start.
+        if tokio::time::timeout(config.server.shutdown_grace, notifier)
+            .await
+            .is_err()
+        {
+            tracing::warn!("notification worker still busy at shutdown; its message stays queued");
         }
         Ok(())
     }

@@ -23,6 +23,8 @@ use zeroize::Zeroizing;
 
 mod crl;
 pub use crl::CrlConfig;
+mod notify;
+pub use notify::{EmailConfig, NotifyConfig, Secret, WebhookConfig};
 mod ra;
 pub use ra::{RaConfig, MAX_BULK_REQUESTS};
 
@@ -61,6 +63,8 @@ struct RawConfig {
     tsa: RawTsa,
     #[serde(default)]
     ra: ra::RawRa,
+    #[serde(default)]
+    notify: notify::RawNotify,
 }
 
 #[derive(Deserialize)]
@@ -203,6 +207,8 @@ pub struct Config {
     pub tsa: TsaConfig,
     /// The registration authority.
     pub ra: RaConfig,
+    /// The RA's notifications.
+    pub notify: NotifyConfig,
 }
 
 /// When the kernel's clock-synchronisation state stops issuance (`[tsa] clock_sync`).
@@ -715,8 +721,10 @@ impl Config {
         }
         let tsa = tsa_config(raw.tsa).map_err(|e| format!("tsa.{e}"))?;
         let ra = RaConfig::from_raw(raw.ra, data_dir)?;
+        let notify = NotifyConfig::from_raw(raw.notify, data_dir)?;
         Ok(Config {
             ra,
+            notify,
             tsa,
             data_dir: data_dir.to_path_buf(),
             server,

@@ -28,6 +28,7 @@ pub mod index;
 pub mod keys;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod ocsp;
 pub mod peer_faults;
 pub mod ra;

@@ -2,13 +2,15 @@
 
 use crate::keys::{SignError, Signer};
 use crate::store::crl::{CrlInfo, CrlQuery, CrlScopeChange, CrlVisitor, NewCrl, StoredCrl};
+use crate::store::outbox::{ComposeOverdue, ComposeReminder};
 use crate::store::ra::{
     DocumentRecord, Operator, Organisation, RaRequests, RequestEvent, RequestFilter, RequestRecord,
     Transition,
 };
 use crate::store::{
     AuditEntry, AuditLog, AuditStamp, CertificateRecord, Certificates, ChainHead, ChainVerdict,
-    Change, CrlStore, IssuerRecord, IssuerRegistry, ListFilter, NewCertificate, StatusChange,
+    Change, CrlStore, IssuerRecord, IssuerRegistry, ListFilter, NewCertificate, Outbox,
+    OutboxMessage, QueuedMessage, StatusChange,
     StatusFeed, StatusRow, Store, StoreError, TimestampLog, TimestampRecord,
 };
 use pkid_protocols::SignatureAlgorithm;
@@ -52,6 +54,8 @@ pub struct Metrics {
     pub change_seq: IntGauge,
     /// Timestamp authority metrics.
     pub tsa: TsaMetrics,
+    /// The RA's notifications: the outbox and its deliveries, overdue requests.
+    pub notify: NotifyMetrics,
     /// OCSP answers by certificate status or error status.
     pub ocsp_responses: IntCounterVec,
     /// OCSP response cache lookups by result (hit, miss).
@@ -214,6 +218,7 @@ impl Metrics {
         ));
         must(registry.register(Box::new(ready.clone())));
         let tsa = TsaMetrics::register(&registry);
+        let notify = NotifyMetrics::register(&registry);
         let connections_refused = counter(
             "connections_refused_total",
             "Connections closed at accept because a connection cap was reached.",
@@ -235,6 +240,7 @@ impl Metrics {
             store_duration,
             change_seq,
             tsa,
+            notify,
             ocsp_responses,
             ocsp_cache,
             ocsp_cache_bytes,
@@ -717,6 +723,107 @@ impl TimestampLog for MeteredStore {
     }
     fn timestamp(&self, serial: u64) -> Result<Option<TimestampRecord>, StoreError> {
         self.observe("timestamp", || self.inner.timestamp(serial))
+    }
+}
+
+impl Outbox for MeteredStore {
+    fn enqueue(&self, messages: &[OutboxMessage], now: u64) -> Result<usize, StoreError> {
+        self.observe("outbox_enqueue", || self.inner.enqueue(messages, now))
+    }
+    fn due(&self, now: u64, limit: usize) -> Result<Vec<QueuedMessage>, StoreError> {
+        self.observe("outbox_due", || self.inner.due(now, limit))
+    }
+    fn mark_delivered(&self, id: i64, now: u64) -> Result<(), StoreError> {
+        self.observe("outbox_mark_delivered", || {
+            self.inner.mark_delivered(id, now)
+        })
+    }
+    fn mark_failed(
+        &self,
+        id: i64,
+        now: u64,
+        next_attempt_at: u64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.observe("outbox_mark_failed", || {
+            self.inner.mark_failed(id, now, next_attempt_at, error)
+        })
+    }
+    fn pending_count(&self) -> Result<u64, StoreError> {
+        self.observe("outbox_pending_count", || self.inner.pending_count())
+    }
+    fn queued(&self, id: i64) -> Result<Option<QueuedMessage>, StoreError> {
+        self.observe("outbox_queued", || self.inner.queued(id))
+    }
+    fn overdue_count(&self, now: u64) -> Result<u64, StoreError> {
+        self.observe("ra_overdue_count", || self.inner.overdue_count(now))
+    }
+    fn scan_breaches(
+        &self,
+        now: u64,
+        limit: usize,
+        compose: &mut ComposeOverdue<'_>,
+    ) -> Result<usize, StoreError> {
+        self.observe("ra_scan_breaches", || {
+            self.inner.scan_breaches(now, limit, compose)
+        })
+    }
+    fn scan_expiring(
+        &self,
+        now: u64,
+        until: u64,
+        limit: usize,
+        compose: &mut ComposeReminder<'_>,
+    ) -> Result<usize, StoreError> {
+        self.observe("ra_scan_expiring", || {
+            self.inner.scan_expiring(now, until, limit, compose)
+        })
+    }
+}
+
+/// Notification metrics (see `crate::notify`).
+pub struct NotifyMetrics {
+    /// Outbox messages not delivered yet, as last counted by the worker.
+    pub outbox_pending: IntGauge,
+    /// Messages the server accepted, by channel.
+    pub delivered: IntCounterVec,
+    /// Failed delivery attempts (each retried later), by channel.
+    pub failed: IntCounterVec,
+    /// RA requests past their deadline while still accepted or approved.
+    pub overdue_requests: IntGauge,
+}
+
+impl NotifyMetrics {
+    fn register(registry: &Registry) -> Self {
+        let gauge = |name: &str, help: &str| {
+            let g = must(IntGauge::new(name, help));
+            must(registry.register(Box::new(g.clone())));
+            g
+        };
+        let counter = |name: &str, help: &str| {
+            let c = must(IntCounterVec::new(Opts::new(name, help), &["channel"]));
+            must(registry.register(Box::new(c.clone())));
+            // Both channels exported at zero from the start, so rate() sees the first one.
+            for channel in ["email", "webhook"] {
+                c.with_label_values(&[channel]);
+            }
+            c
+        };
+        Self {
+            outbox_pending: gauge("outbox_pending", "Outbox messages not delivered yet."),
+            delivered: counter(
+                "notifications_delivered_total",
+                "Notifications the server accepted, by channel.",
+            ),
+            failed: counter(
+                "notifications_failed_total",
+                "Failed notification delivery attempts (retried), by channel.",
+            ),
+            overdue_requests: gauge(
+                "ra_overdue_requests",
+                "RA requests past their deadline while still accepted or approved.",
+            ),
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 //! timestamp log   TimestampLog    timestamps.rs    TSA serial numbers, issued-token records
 //! audit           AuditLog        audit.rs         who did what, when, how it ended
 //! RA              RaRequests      ra.rs            organisations, operators, requests, documents
+//! outbox          Outbox          outbox.rs        queued notifications, breach and reminder marks
 //! ```
 //!
 //! [`Store`] is every role at once, implemented for any type that implements them all, so the
@@ -36,6 +37,7 @@ pub mod feed;
 pub mod follow;
 pub mod issuers;
 pub mod ra;
+pub mod outbox;
 pub mod sqlite;
 pub mod timestamps;
 
@@ -49,6 +51,7 @@ pub use crl::CrlStore;
 pub use feed::{Change, StatusFeed, StatusRow};
 pub use issuers::{IssuerRecord, IssuerRegistry};
 pub use ra::RaRequests;
+pub use outbox::{Channel, Outbox, OutboxMessage, QueuedMessage};
 pub use timestamps::{TimestampLog, TimestampRecord};
 
 /// Every role of the durable store, for code that is handed the whole store (the CA, the CLI,
@@ -57,7 +60,14 @@ pub use timestamps::{TimestampLog, TimestampRecord};
 /// The `as_*` methods narrow a `&dyn Store` to one role: with the crate's minimum Rust (1.85)
 /// a trait object cannot be upcast to a supertrait object by coercion.
 pub trait Store:
-    Certificates + StatusFeed + CrlStore + TimestampLog + AuditLog + IssuerRegistry + RaRequests
+    Certificates
+    + StatusFeed
+    + CrlStore
+    + TimestampLog
+    + AuditLog
+    + IssuerRegistry
+    + RaRequests
+    + Outbox
 {
     /// This store as its certificates role.
     fn as_certificates(&self) -> &dyn Certificates;
@@ -71,6 +81,8 @@ pub trait Store:
     fn as_audit_log(&self) -> &dyn AuditLog;
     /// This store as the registration authority's role.
     fn as_ra_requests(&self) -> &dyn RaRequests;
+    /// This store as its outbox role.
+    fn as_outbox(&self) -> &dyn Outbox;
 }
 
 impl<
@@ -80,7 +92,8 @@ impl<
             + TimestampLog
             + AuditLog
             + IssuerRegistry
-            + RaRequests,
+            + RaRequests
+            + Outbox,
     > Store for T
 {
     fn as_certificates(&self) -> &dyn Certificates {
@@ -99,6 +112,9 @@ impl<
         self
     }
     fn as_ra_requests(&self) -> &dyn RaRequests {
+        self
+    }
+    fn as_outbox(&self) -> &dyn Outbox {
         self
     }
 }
