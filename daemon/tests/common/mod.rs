@@ -19,6 +19,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod inprocess;
+pub mod ra;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
