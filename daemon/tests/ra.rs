@@ -1029,3 +1029,26 @@ fn vietnamese_names_round_trip_byte_exact_through_the_api_and_the_cli() {
         format!("subject=C=VN, O={legal}, OU={unit}, CN={name}")
     );
 }
+
+#[test]
+#[ignore = "BUG: OCSP lags the API: right after approve fulfils a request, OCSP answers unknown for the new certificate (and good for one just revoked) until the follower catches up; the in-process index is not updated by the fulfilment"]
+fn ocsp_agrees_with_the_api_as_soon_as_a_request_is_fulfilled() {
+    let bed = bed();
+    let desk = Desk::new("Trường Tiểu học Kim Đồng", "77");
+    let name = "Hà Thị Thu Trang";
+    let done = desk.fulfil(&issue_body(name, &bed.csr(name, "ec:P-256")));
+    let serial = done.str("issued_certificate").to_owned();
+    let cert = bed.certificate(&serial);
+    // No polling: the API has said the certificate exists.
+    assert_eq!(bed.ocsp(&cert), Some(("good".to_string(), None)));
+    let revoked = desk.fulfil(&json!({
+        "kind": "revoke",
+        "certificate": serial,
+        "reason": "keyCompromise",
+    }));
+    assert_eq!(revoked.json["state"], "fulfilled", "{revoked}");
+    assert_eq!(
+        bed.ocsp(&cert),
+        Some(("revoked".to_string(), Some("keyCompromise".to_string())))
+    );
+}
