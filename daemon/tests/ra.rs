@@ -532,8 +532,8 @@ fn bad_input_gets_a_precise_problem_document_and_the_daemon_keeps_serving() {
     // A missing `kind`.
     raw("application/json", br#"{"profile": "person"}"#).assert_problem(400, "malformed");
     // Not JSON by its media type. Refused before the body is read, so over HTTP/1.1: over
-    // HTTP/2 the server then resets the unread stream (RFC 9113 §8.1 allows it), which curl
-    // before 8.17 sometimes reports as a failed transfer (exit 92) instead of the answer.
+    // HTTP/2 the server then resets the unread stream (RFC 9113 §8.1 allows it), which older curl
+    // releases (7.88 among them) sometimes report as a failed transfer (exit 92), not the answer.
     for (media, body) in [
         ("text/plain", &br#"{"kind": "issue"}"#[..]),
         ("application/x-www-form-urlencoded", b"kind=issue"),

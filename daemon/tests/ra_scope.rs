@@ -325,66 +325,61 @@ fn an_organisation_officer_reaches_only_its_own_organisation() {
 fn lists_return_only_the_rows_in_the_callers_reach() {
     let w = world();
     let r = &w.request;
-    let dn: BTreeSet<String> = ["thpt-dn-a", "phan-hieu-a", "thpt-dn-b"]
-        .map(String::from)
-        .into();
-    let subtree: BTreeSet<String> = ["thpt-dn-a", "phan-hieu-a"].map(String::from).into();
-    let hn: BTreeSet<String> = ["benh-vien-hn".to_string()].into();
+    const DN: &[&str] = &["thpt-dn-a", "phan-hieu-a", "thpt-dn-b"];
+    const HN: &[&str] = &["benh-vien-hn"];
+    const ALL: &[&str] = &["thpt-dn-a", "phan-hieu-a", "thpt-dn-b", "benh-vien-hn"];
 
     // Other tests add requests meanwhile, but only in these organisations: assert what every
     // listed row belongs to, and that the fixed rows are in or out.
-    let cases: [(&str, &String, &BTreeSet<String>, Vec<i64>, Vec<i64>); 6] = [
-        ("ra-dn", &w.ra_dn, &dn, vec![r.a, r.branch, r.b], vec![r.hn]),
-        (
+    let cases = [
+        Expected::of("ra-dn", &w.ra_dn, DN, [r.a, r.branch, r.b], [r.hn]),
+        Expected::of(
             "ra-a",
             &w.ra_a,
-            &subtree,
-            vec![r.a, r.branch],
-            vec![r.b, r.hn],
+            &["thpt-dn-a", "phan-hieu-a"],
+            [r.a, r.branch],
+            [r.b, r.hn],
         ),
-        (
+        Expected::of(
             "can-bo-a",
             &w.officer_a,
-            &["thpt-dn-a".to_string()].into(),
-            vec![r.a],
-            vec![r.branch, r.b, r.hn],
+            &["thpt-dn-a"],
+            [r.a],
+            [r.branch, r.b, r.hn],
         ),
-        (
+        Expected::of(
             "can-bo-b",
             &w.officer_b,
-            &["thpt-dn-b".to_string()].into(),
-            vec![r.b],
-            vec![r.a, r.branch, r.hn],
+            &["thpt-dn-b"],
+            [r.b],
+            [r.a, r.branch, r.hn],
         ),
-        (
+        Expected::of(
             "kiem-toan-hn",
             &w.auditor_hn,
-            &hn,
-            vec![r.hn],
-            vec![r.a, r.branch, r.b],
+            HN,
+            [r.hn],
+            [r.a, r.branch, r.b],
         ),
-        (
-            "kiem-toan",
-            &w.auditor,
-            &dn.union(&hn).cloned().collect(),
-            vec![r.a, r.branch, r.b, r.hn],
-            vec![],
-        ),
+        Expected::of("kiem-toan", &w.auditor, ALL, [r.a, r.branch, r.b, r.hn], []),
     ];
-    for (who, token, reach, inside, outside) in cases {
-        let orgs = w.listed_organisations(token);
+    for c in cases {
+        let orgs = w.listed_organisations(c.token);
         assert!(
-            orgs.is_subset(reach),
-            "{who} listed rows of {orgs:?}, reach {reach:?}"
+            orgs.iter().all(|o| c.reach.contains(&o.as_str())),
+            "{} listed rows of {orgs:?}, reach {:?}",
+            c.who,
+            c.reach
         );
-        let ids = w.listed(token);
-        for id in inside {
-            assert!(ids.contains(&id), "{who} does not list request {id}");
+        let ids = w.listed(c.token);
+        for id in &c.inside {
+            assert!(ids.contains(id), "{} does not list request {id}", c.who);
         }
-        for id in outside {
+        for id in &c.outside {
             assert!(
-                !ids.contains(&id),
-                "{who} lists request {id}, outside its reach"
+                !ids.contains(id),
+                "{} lists request {id}, outside its reach",
+                c.who
             );
         }
     }
@@ -448,4 +443,32 @@ fn a_role_that_may_not_act_is_refused_whatever_the_state() {
     r.assert_problem(403, "forbidden");
     let r = w.bed.act(&w.officer_a, w.request.a, "approve", None);
     r.assert_problem(403, "forbidden");
+}
+
+/// What one caller's list must show: rows of `reach` only, every one of `inside`, none of
+/// `outside`.
+struct Expected<'a> {
+    who: &'a str,
+    token: &'a str,
+    reach: &'a [&'a str],
+    inside: Vec<i64>,
+    outside: Vec<i64>,
+}
+
+impl<'a> Expected<'a> {
+    fn of<const I: usize, const O: usize>(
+        who: &'a str,
+        token: &'a str,
+        reach: &'a [&'a str],
+        inside: [i64; I],
+        outside: [i64; O],
+    ) -> Self {
+        Self {
+            who,
+            token,
+            reach,
+            inside: inside.to_vec(),
+            outside: outside.to_vec(),
+        }
+    }
 }

@@ -491,13 +491,10 @@ impl AuditRow {
     fn parse(line: &str) -> Option<Self> {
         let f: Vec<&str> = line.split_whitespace().collect();
         let is_outcome = |s: &str| s == "success" || s == "refused";
-        let (target, outcome) = match f.get(3..5)? {
-            [o, _] if is_outcome(o) => ("", *o),
-            [t, o] if is_outcome(o) => (*t, *o),
-            _ => match f.get(3) {
-                Some(o) if is_outcome(o) => ("", *o),
-                _ => return None,
-            },
+        let (target, outcome) = match (f.get(3), f.get(4)) {
+            (Some(o), _) if is_outcome(o) => ("", *o),
+            (Some(t), Some(o)) if is_outcome(o) => (*t, *o),
+            _ => return None,
         };
         Some(Self {
             actor: f.get(1)?.to_string(),
