@@ -197,13 +197,7 @@ fn a_provincial_ra_officer_reads_and_acts_only_within_its_province() {
     w.assert_cannot_act("ra-dn", &w.ra_dn, w.request.hn, "original-received");
     w.assert_cannot_act("ra-dn", &w.ra_dn, w.request.hn, "reject");
     // Nor may it file for a Hà Nội organisation.
-    let body = json!({
-        "kind": "issue",
-        "organisation": "benh-vien-hn",
-        "profile": "person",
-        "subscriber": {"name": "Vũ Văn Nam", "email": "nam@bvdongda.vn"},
-        "csr": w.bed.csr("Vũ Văn Nam", "ec:P-256"),
-    });
+    let body = w.bed.issue_body(Some("benh-vien-hn"), "Vũ Văn Nam");
     w.bed
         .post("/api/v1/requests", &w.ra_dn, &body)
         .assert_problem(403, "forbidden");
@@ -285,13 +279,7 @@ fn an_organisation_officer_reaches_only_its_own_organisation() {
     w.assert_unreadable("can-bo-a", &w.officer_a, w.request.branch);
     w.assert_unreadable("can-bo-hn", &w.officer_hn, w.request.a);
     // A cannot file for B.
-    let body = json!({
-        "kind": "issue",
-        "organisation": "thpt-dn-b",
-        "profile": "person",
-        "subscriber": {"name": "Mai Thị Lụa", "email": "lua@thpttranphu.edu.vn"},
-        "csr": w.bed.csr("Mai Thị Lụa", "ec:P-256"),
-    });
+    let body = w.bed.issue_body(Some("thpt-dn-b"), "Mai Thị Lụa");
     let before = w.listed(&w.officer_b);
     w.bed
         .post("/api/v1/requests", &w.officer_a, &body)
@@ -415,13 +403,7 @@ fn an_auditor_reads_everything_in_scope_but_cannot_act() {
         "original-received",
     );
     // Nor file.
-    let body = json!({
-        "kind": "issue",
-        "organisation": "benh-vien-hn",
-        "profile": "person",
-        "subscriber": {"name": "Quách Thị Yến", "email": "yen@bvdongda.vn"},
-        "csr": w.bed.csr("Quách Thị Yến", "ec:P-256"),
-    });
+    let body = w.bed.issue_body(Some("benh-vien-hn"), "Quách Thị Yến");
     w.bed
         .post("/api/v1/requests", &w.auditor, &body)
         .assert_problem(403, "forbidden");

@@ -163,24 +163,7 @@ impl Testbed {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("sh");
         let stdin = child.stdin.take().expect("piped stdin");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let logs = Arc::new(Mutex::new(String::new()));
-        let sink = logs.clone();
-        // Drain stderr for the daemon's whole life so the pipe never fills and blocks it.
-        std::thread::spawn(move || {
-            let mut r = BufReader::new(stderr);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match r.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => sink
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push_str(&String::from_utf8_lossy(&line)),
-                }
-            }
-        });
+        let (logs, _reader) = drain_into_buffer(child.stderr.take().expect("piped stderr"));
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let (http, https) = loop {
             let text = logs.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -377,15 +360,20 @@ impl Testbed {
         String::from_utf8(read(&csr)).expect("PEM")
     }
 
+    /// The body of an `issue` request (profile `person`, no document) for `name` with a new
+    /// P-256 key, for the caller's own organisation or `org`.
+    pub fn issue_body(&self, org: Option<&str>, name: &str) -> Value {
+        let mut body = issue_body(name, &self.csr(name, "ec:P-256"));
+        if let Some(o) = org {
+            body["organisation"] = o.into();
+        }
+        body
+    }
+
     /// An organisation officer files an `issue` request (no document) for `name`, P-256;
     /// asserts 201 and returns the answer.
     pub fn file_issue(&self, token: &str, org: Option<&str>, name: &str) -> ApiReply {
-        let mut body = serde_json::json!({
-            "kind": "issue",
-            "profile": "person",
-            "subscriber": {"name": name, "email": "nhanvien@truong.edu.vn"},
-            "csr": self.csr(name, "ec:P-256"),
-        });
+        let mut body = self.issue_body(None, name);
         if let Some(o) = org {
             body["organisation"] = o.into();
         }
@@ -503,6 +491,16 @@ impl AuditRow {
             outcome: outcome.into(),
         })
     }
+}
+
+/// The body of an `issue` request (profile `person`, no document) for `name` with this CSR.
+pub fn issue_body(name: &str, csr: &str) -> Value {
+    serde_json::json!({
+        "kind": "issue",
+        "profile": "person",
+        "subscriber": {"name": name, "email": "giaovien@truong.edu.vn"},
+        "csr": csr,
+    })
 }
 
 /// A profile that allows only P-256 keys, appended to a data directory's `pkid.toml`: what
