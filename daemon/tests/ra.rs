@@ -916,10 +916,16 @@ fn the_openapi_document_is_public_openapi_3_1_and_lists_every_path() {
     assert_eq!(paths, API_PATHS.iter().copied().collect::<BTreeSet<_>>());
     // Every operation the document lists is served: without a token it is 401, not 404/405.
     for (path, operations) in doc["paths"].as_object().expect("paths") {
-        let concrete = path.replace("{id}", "1");
+        // Every `{parameter}` segment filled in (`/requests/{id}` → `/requests/1`).
+        let concrete: Vec<&str> = path
+            .split('/')
+            .map(|seg| if seg.starts_with('{') { "1" } else { seg })
+            .collect();
+        let concrete = concrete.join("/");
         for method in operations.as_object().expect("operations").keys() {
             let method = method.to_ascii_uppercase();
             let r = bed.send(&method, &concrete, None, "", None, &[]);
+            assert_eq!(r.status, 401, "{method} {path}: {r}");
             r.assert_problem(401, "unauthenticated");
         }
     }
