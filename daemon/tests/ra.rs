@@ -1003,7 +1003,7 @@ fn vietnamese_names_round_trip_byte_exact_through_the_api_and_the_cli() {
 }
 
 #[test]
-#[ignore = "BUG: OCSP lags the API: right after approve fulfils a revoke request OCSP still answers good (and, before main's 9d004c3..ff0d07b, unknown for a just-issued certificate) until the change-feed follower catches up"]
+#[ignore = "BUG: OCSP lags the API: right after approve fulfils a request, OCSP can still answer good for a certificate just revoked (and unknown for one just issued) until the change-feed follower catches up"]
 fn ocsp_agrees_with_the_api_as_soon_as_a_request_is_fulfilled() {
     let bed = bed();
     let desk = Desk::new("Trường Tiểu học Kim Đồng", "77");
