@@ -19,6 +19,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod inprocess;
+pub mod ra;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -483,24 +484,7 @@ impl Daemon {
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", pkid_bin()));
-        let stderr = child.stderr.take().expect("piped stderr");
-        let logs = Arc::new(Mutex::new(String::new()));
-        let sink = logs.clone();
-        // Drain stderr for the daemon's whole life so the pipe never fills and blocks it.
-        let reader = std::thread::spawn(move || {
-            let mut r = BufReader::new(stderr);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match r.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => sink
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push_str(&String::from_utf8_lossy(&line)),
-                }
-            }
-        });
+        let (logs, reader) = drain_into_buffer(child.stderr.take().expect("piped stderr"));
         let mut daemon = Daemon {
             child,
             logs,
@@ -644,6 +628,28 @@ impl Drop for Daemon {
         }
         self.join_reader();
     }
+}
+
+/// Reads a child's stderr into a shared buffer for the child's whole life, so the pipe never
+/// fills and blocks it; returns the buffer and the reading thread.
+fn drain_into_buffer(stderr: std::process::ChildStderr) -> (Arc<Mutex<String>>, JoinHandle<()>) {
+    let logs = Arc::new(Mutex::new(String::new()));
+    let sink = logs.clone();
+    let reader = std::thread::spawn(move || {
+        let mut r = BufReader::new(stderr);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match r.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => sink
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_str(&String::from_utf8_lossy(&line)),
+            }
+        }
+    });
+    (logs, reader)
 }
 
 /// Finds `addr=IP:PORT` on the first log line containing `marker`.
