@@ -219,15 +219,17 @@ impl App {
         if let Some(c) = &crl {
             listeners.push(c.clone());
         }
-        let desk = Arc::new(crate::ra::desk::RequestDesk::open(
-            &config,
-            store.clone(),
-            Some(authority.clone()),
-            Some(keys.as_ref()),
-            Some(index.clone()),
-            clock.clone(),
-        )
-        .map_err(|e| AppError::Service(format!("registration authority: {e}")))?);
+        let desk = Arc::new(
+            crate::ra::desk::RequestDesk::open(
+                &config,
+                store.clone(),
+                Some(authority.clone()),
+                Some(keys.as_ref()),
+                Some(index.clone()),
+                clock.clone(),
+            )
+            .map_err(|e| AppError::Service(format!("registration authority: {e}")))?,
+        );
         let notifier = Arc::new(
             Notifier::new(
                 store.clone(),

@@ -10,8 +10,8 @@ use crate::store::ra::{
 use crate::store::{
     AuditEntry, AuditLog, AuditStamp, CertificateRecord, Certificates, ChainHead, ChainVerdict,
     Change, CrlStore, IssuerRecord, IssuerRegistry, ListFilter, NewCertificate, Outbox,
-    OutboxMessage, QueuedMessage, StatusChange,
-    StatusFeed, StatusRow, Store, StoreError, TimestampLog, TimestampRecord,
+    OutboxMessage, QueuedMessage, StatusChange, StatusFeed, StatusRow, Store, StoreError,
+    TimestampLog, TimestampRecord,
 };
 use pkid_protocols::SignatureAlgorithm;
 use prometheus::{

@@ -417,7 +417,6 @@ fn an_auditor_reads_everything_in_scope_but_cannot_act() {
 }
 
 #[test]
-#[ignore = "BUG: a role that may never act (auditor, org-officer deciding) gets 409 instead of 403 when the request's state does not allow the action: the state is checked before the role"]
 fn a_role_that_may_not_act_is_refused_whatever_the_state() {
     let w = world();
     // `approve` is not allowed from awaiting-original, but an auditor may never approve.

@@ -222,9 +222,21 @@ async fn json_body<T: serde::de::DeserializeOwned>(
         .await
         .map_err(ApiError::Body)?;
     let de = &mut serde_json::Deserializer::from_slice(&bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| ApiError::Malformed {
-        field: e.path().to_string(),
-        message: e.inner().to_string(),
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let message = e.inner().to_string();
+        let mut field = e.path().to_string();
+        // A missing field is reported at its parent: name the field itself.
+        if let Some(name) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+        {
+            field = if field == "." {
+                name.to_owned()
+            } else {
+                format!("{field}.{name}")
+            };
+        }
+        ApiError::Malformed { field, message }
     })
 }
 

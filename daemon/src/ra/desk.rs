@@ -673,9 +673,11 @@ impl RequestDesk {
         let verifier = match &authority {
             Some(a) => {
                 let lookup = revocation.unwrap_or_else(|| Arc::new(StoreRevocation(store.clone())));
-                Some(DocumentVerifier::from_config(config, a, lookup).map_err(|e| {
-                    DeskError::Unavailable(format!("request-document trust: {e}"))
-                })?)
+                Some(
+                    DocumentVerifier::from_config(config, a, lookup).map_err(|e| {
+                        DeskError::Unavailable(format!("request-document trust: {e}"))
+                    })?,
+                )
             }
             None => None,
         };
@@ -1331,10 +1333,15 @@ impl RequestDesk {
     ) -> Result<DocumentRecord, DeskError> {
         let now = self.now();
         let Some(verifier) = &self.verifier else {
-            return Err(DeskError::Unavailable("the document verifier is not loaded".into()));
+            return Err(DeskError::Unavailable(
+                "the document verifier is not loaded".into(),
+            ));
         };
         let verdict = verifier.verify(&filed.content, filed.signature.as_deref(), now);
-        let mut problem = verdict.problem.as_ref().map(|p| format!("{}: {p}", p.code()));
+        let mut problem = verdict
+            .problem
+            .as_ref()
+            .map(|p| format!("{}: {p}", p.code()));
         let mut valid = verdict.is_valid();
         let fingerprint = verdict
             .signer
@@ -2481,7 +2488,21 @@ impl RequestDesk {
             )]));
         }
         use RequestState as S;
-        let (to, deciders_only) = match (action, r.state) {
+        let deciders_only = action != "resubmit";
+        let allowed = if deciders_only {
+            who.decides()
+        } else {
+            who.files()
+        };
+        if !allowed && ACTIONS.contains(&action) {
+            return Err(self.refuse(
+                who,
+                &audit_action,
+                &target,
+                DeskError::Forbidden(format!("your role may not {action} requests")),
+            ));
+        }
+        let (to, _) = match (action, r.state) {
             ("accept", S::Submitted) => (S::Accepted, true),
             ("original-received", S::AwaitingOriginal) => (S::Accepted, true),
             ("approve", S::Accepted) => (S::Approved, true),
@@ -2542,6 +2563,17 @@ impl RequestDesk {
             S::Returned => Some((None, None)),
             _ => None,
         };
+        let due = deadline.and_then(|(_, d)| d);
+        let event = match to {
+            S::Accepted => Some(crate::notify::messages::Event::Accepted),
+            S::Returned => Some(crate::notify::messages::Event::Returned),
+            S::Rejected => Some(crate::notify::messages::Event::Rejected),
+            _ => None,
+        };
+        let notices = match event {
+            Some(e) => self.notices(&r, e, due, reason.clone(), None)?,
+            None => Vec::new(),
+        };
         let mut current = if r.state == to {
             r
         } else {
@@ -2555,6 +2587,7 @@ impl RequestDesk {
                 at: now,
                 deadline,
                 issued_certificate: None,
+                notices,
                 audit: self.audit(
                     &who.actor(),
                     &audit_action,
@@ -2628,7 +2661,16 @@ impl RequestDesk {
             RequestKind::Recover => return Ok(r),
         };
         let at = self.now();
+        let serial = issued.clone().or_else(|| r.certificate.clone());
+        let notices = self.notices(
+            &r,
+            crate::notify::messages::Event::Fulfilled,
+            r.due_at,
+            None,
+            serial,
+        )?;
         Ok(self.store.transition(&Transition {
+            notices,
             request: r.id,
             from: RequestState::Approved,
             to: RequestState::Fulfilled,
@@ -2649,6 +2691,39 @@ impl RequestDesk {
                 },
             ),
         })?)
+    }
+
+    /// The notices an event on a request queues: to the organisation's contact and the
+    /// subscriber's official email, by the configured channels (docs/notify.md).
+    fn notices(
+        &self,
+        r: &RequestRecord,
+        event: crate::notify::messages::Event,
+        due_at: Option<u64>,
+        reason: Option<String>,
+        serial: Option<String>,
+    ) -> Result<Vec<crate::store::OutboxMessage>, DeskError> {
+        let org = self.store.organisation(&r.organisation)?;
+        let notice = crate::notify::messages::Notice {
+            event,
+            request: r.id,
+            kind: r.kind.as_str().into(),
+            parties: crate::store::outbox::RequestParties {
+                organisation: r.organisation.clone(),
+                organisation_name: org.as_ref().map(|o| o.name.clone()).unwrap_or_default(),
+                organisation_email: org.and_then(|o| o.email),
+                subscriber_name: r.subscriber.name.clone(),
+                subscriber_email: r.subscriber.email.clone(),
+            },
+            due_at,
+            reason,
+            serial,
+            not_after: None,
+        };
+        Ok(crate::notify::messages::compose(
+            &notice,
+            &self.config.notify,
+        ))
     }
 
     fn view(&self, r: &RequestRecord, doc: Option<&DocumentRecord>) -> RequestView {
@@ -2693,6 +2768,16 @@ impl RequestDesk {
         }
     }
 }
+
+/// The actions on a request.
+const ACTIONS: [&str; 6] = [
+    "accept",
+    "original-received",
+    "approve",
+    "return",
+    "reject",
+    "resubmit",
+];
 
 /// Whether a request is past its deadline and still open.
 pub fn is_overdue(r: &RequestRecord, now: u64) -> bool {

@@ -36,8 +36,8 @@ pub mod cursor;
 pub mod feed;
 pub mod follow;
 pub mod issuers;
-pub mod ra;
 pub mod outbox;
+pub mod ra;
 pub mod sqlite;
 pub mod timestamps;
 
@@ -50,8 +50,8 @@ pub use certificates::{
 pub use crl::CrlStore;
 pub use feed::{Change, StatusFeed, StatusRow};
 pub use issuers::{IssuerRecord, IssuerRegistry};
-pub use ra::RaRequests;
 pub use outbox::{Channel, Outbox, OutboxMessage, QueuedMessage};
+pub use ra::RaRequests;
 pub use timestamps::{TimestampLog, TimestampRecord};
 
 /// Every role of the durable store, for code that is handed the whole store (the CA, the CLI,

@@ -407,6 +407,8 @@ pub struct Transition {
     pub issued_certificate: Option<String>,
     /// The audit record written with it.
     pub audit: AuditEntry,
+    /// The notifications queued with it (in the same transaction).
+    pub notices: Vec<super::OutboxMessage>,
 }
 
 /// Which requests a list reads: the caller's scope and the filters asked for.

@@ -12,13 +12,12 @@ use std::time::Duration;
 mod audit;
 mod crl;
 mod issuers;
-mod ra;
 mod outbox;
+mod ra;
 mod ra_schema;
 
 // The RA calls these inside its own transactions: a transition queues its notices, the
 // retention erasure empties them (`store::outbox`).
-#[allow(unused_imports)]
 pub(crate) use outbox::{erase_outbox_of, insert_outbox};
 
 /// Migrations, applied in order; the index + 1 is the schema version. Never edit one that has

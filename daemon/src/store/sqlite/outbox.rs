@@ -49,8 +49,6 @@ fn insert_counted(tx: &Connection, m: &OutboxMessage, now: u64) -> rusqlite::Res
 /// existed and when they left, with `recipient`, `subject` and `body` emptied and the key
 /// replaced by `erased:{id}`. Pending rows are closed too (marked delivered at `now`): nothing
 /// is left to send them to. Returns how many rows were erased.
-// Called by the RA's retention erasure, which lands with the RA core; until then only tests do.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn erase_outbox_of(tx: &Connection, request: i64, now: u64) -> rusqlite::Result<usize> {
     tx.prepare_cached(
         "UPDATE outbox SET idempotency_key = 'erased:' || id, recipient = '', subject = '',

@@ -647,6 +647,9 @@ impl RaRequests for SqliteStore {
                 reason: t.reason.clone(),
             };
             insert_event(tx, t.request, &event).map_err(unavailable)?;
+            for m in &t.notices {
+                super::insert_outbox(tx, m, t.at).map_err(unavailable)?;
+            }
             insert_audit(tx, &t.audit).map_err(unavailable)?;
             request_in(tx, t.request)?.ok_or_else(|| StoreError::NotFound(t.request.to_string()))
         })
@@ -898,6 +901,19 @@ impl RaRequests for SqliteStore {
         audit: &AuditEntry,
     ) -> Result<u64, StoreError> {
         self.write(|tx| {
+            let ids: Vec<i64> = tx
+                .prepare(
+                    "SELECT id FROM requests
+                     WHERE closed_at IS NOT NULL AND closed_at < ?1 AND erased_at IS NULL",
+                )
+                .and_then(|mut st| {
+                    st.query_map([closed_before], |r| r.get(0))?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(unavailable)?;
+            for id in &ids {
+                super::erase_outbox_of(tx, *id, at).map_err(unavailable)?;
+            }
             let n = tx
                 .execute(
                     "UPDATE requests SET subscriber_name = NULL, subscriber_email = NULL,
