@@ -573,6 +573,18 @@ fn one_line(message: &str) -> String {
         .join("; ")
 }
 
+/// RFC 3339 in `Asia/Ho_Chi_Minh` time.
+pub fn local_rfc3339(unix: u64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix as i64)
+        .map(|t| t.to_offset(HO_CHI_MINH))
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

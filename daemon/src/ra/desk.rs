@@ -35,13 +35,9 @@ use pkid_protocols::revocation::{self, CrlReason};
 use pkid_protocols::{csr, serial};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use time::{OffsetDateTime, UtcOffset};
+use time::OffsetDateTime;
 
-/// `Asia/Ho_Chi_Minh`: UTC+07:00 all year (no daylight saving since 1975).
-pub const VIETNAM: UtcOffset = match UtcOffset::from_hms(7, 0, 0) {
-    Ok(o) => o,
-    Err(_) => UtcOffset::UTC,
-};
+pub use super::calendar::{local_rfc3339, HO_CHI_MINH as VIETNAM};
 /// Longest list page.
 pub const MAX_PAGE: usize = 500;
 /// Default list page.
@@ -524,18 +520,6 @@ impl From<&Operator> for OperatorView {
             has_totp: o.totp_sealed.is_some(),
         }
     }
-}
-
-/// RFC 3339 in `Asia/Ho_Chi_Minh` time.
-pub fn local_rfc3339(unix: u64) -> String {
-    OffsetDateTime::from_unix_timestamp(unix as i64)
-        .map(|t| t.to_offset(VIETNAM))
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 fn text(field: &str, value: &Option<String>, errors: &mut Vec<FieldError>) -> Option<String> {

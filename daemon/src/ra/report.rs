@@ -14,8 +14,7 @@
 //! The rows are streamed from the store once; nothing is held per request but the turnaround
 //! samples, so a year of a large subtree stays within a few megabytes.
 
-use super::calendar::Calendar;
-use super::desk::{local_rfc3339, VIETNAM};
+use super::calendar::{local_rfc3339, Calendar, HO_CHI_MINH as VIETNAM};
 use crate::store::ra::{CertificateCounts, KeyOrigin, ReportRow, RequestKind, RequestState};
 use serde::Serialize;
 use std::collections::BTreeMap;
