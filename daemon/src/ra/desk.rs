@@ -668,10 +668,11 @@ impl RequestDesk {
         let calendar = Calendar::load(&config.ra.calendar).map_err(|e| {
             DeskError::Unavailable(format!("calendar {}: {e}", config.ra.calendar.display()))
         })?;
-        for year in [clock.now() / 31_556_952 + 1970] {
-            if !calendar.covers(year as i32) {
-                tracing::warn!(year, "the working-day calendar does not cover this year: only weekends and fixed holidays are counted; add the Government's notice to the calendar file");
-            }
+        let year = OffsetDateTime::from_unix_timestamp(clock.now() as i64)
+            .map(|t| t.to_offset(VIETNAM).year())
+            .unwrap_or(1970);
+        if !calendar.covers(year) {
+            tracing::warn!(year, "the working-day calendar does not cover this year: only weekends and fixed holidays are counted; add the Government's notice to the calendar file");
         }
         let sealer = match keys {
             Some(k) => Some(
@@ -2486,16 +2487,16 @@ impl RequestDesk {
                 DeskError::Forbidden(format!("your role may not {action} requests")),
             ));
         }
-        let (to, _) = match (action, r.state) {
-            ("accept", S::Submitted) => (S::Accepted, true),
-            ("original-received", S::AwaitingOriginal) => (S::Accepted, true),
-            ("approve", S::Accepted) => (S::Approved, true),
-            ("approve", S::Approved) if r.issued_certificate.is_none() => (S::Approved, true),
-            ("return", S::Submitted | S::AwaitingOriginal | S::Accepted) => (S::Returned, true),
+        let to = match (action, r.state) {
+            ("accept", S::Submitted) => S::Accepted,
+            ("original-received", S::AwaitingOriginal) => S::Accepted,
+            ("approve", S::Accepted) => S::Approved,
+            ("approve", S::Approved) if r.issued_certificate.is_none() => S::Approved,
+            ("return", S::Submitted | S::AwaitingOriginal | S::Accepted) => S::Returned,
             ("reject", S::Submitted | S::AwaitingOriginal | S::Accepted | S::Returned) => {
-                (S::Rejected, true)
+                S::Rejected
             }
-            ("resubmit", S::Returned) => (S::Submitted, false),
+            ("resubmit", S::Returned) => S::Submitted,
             (
                 "accept" | "original-received" | "approve" | "return" | "reject" | "resubmit",
                 state,

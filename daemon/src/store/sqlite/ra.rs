@@ -181,6 +181,18 @@ fn insert_request(
     Ok(conn.last_insert_rowid())
 }
 
+/// Runs a prepared statement and collects its rows.
+fn collect<T>(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+    row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    stmt.query_map(params, row)
+        .map_err(unavailable)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(unavailable)
+}
+
 /// A query with numbered parameters, built clause by clause.
 struct Query {
     sql: String,
@@ -273,12 +285,7 @@ impl RaRequests for SqliteStore {
                 "SELECT {ORGANISATION_COLUMNS} FROM organisations WHERE deleted_at IS NULL ORDER BY id"
             ))
             .map_err(unavailable)?;
-        let rows = stmt
-            .query_map([], organisation_row)
-            .map_err(unavailable)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(unavailable)?;
-        Ok(rows)
+        collect(&mut stmt, [], organisation_row)
     }
 
     fn remove_organisation(&self, id: &str, at: u64, audit: &AuditEntry) -> Result<(), StoreError> {
@@ -339,12 +346,7 @@ impl RaRequests for SqliteStore {
                 "SELECT {OPERATOR_COLUMNS} FROM operators o WHERE o.removed_at IS NULL ORDER BY o.id"
             ))
             .map_err(unavailable)?;
-        let rows = stmt
-            .query_map([], operator_row)
-            .map_err(unavailable)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(unavailable)?;
-        Ok(rows)
+        collect(&mut stmt, [], operator_row)
     }
 
     fn update_operator(&self, op: &Operator, audit: &AuditEntry) -> Result<(), StoreError> {
@@ -593,12 +595,7 @@ impl RaRequests for SqliteStore {
         );
         let conn = self.lock()?;
         let mut stmt = conn.prepare_cached(&sql).map_err(unavailable)?;
-        let rows = stmt
-            .query_map(params_from_iter(args), request_row)
-            .map_err(unavailable)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(unavailable)?;
-        Ok(rows)
+        collect(&mut stmt, params_from_iter(args), request_row)
     }
 
     fn transition(&self, t: &Transition) -> Result<RequestRecord, StoreError> {
@@ -819,12 +816,7 @@ impl RaRequests for SqliteStore {
                  WHERE paused_at < ?2 AND (resumed_at IS NULL OR resumed_at > ?1) ORDER BY id"
             ))
             .map_err(unavailable)?;
-        let rows = stmt
-            .query_map(params![from, to], pause_row)
-            .map_err(unavailable)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(unavailable)?;
-        Ok(rows)
+        collect(&mut stmt, params![from, to], pause_row)
     }
 
     fn propose(&self, c: &Confirmation, audit: &AuditEntry) -> Result<i64, StoreError> {
@@ -853,12 +845,7 @@ impl RaRequests for SqliteStore {
                 "SELECT {CONFIRMATION_COLUMNS} FROM confirmations WHERE confirmed_at IS NULL ORDER BY id"
             ))
             .map_err(unavailable)?;
-        let rows = stmt
-            .query_map([], confirmation_row)
-            .map_err(unavailable)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(unavailable)?;
-        Ok(rows)
+        collect(&mut stmt, [], confirmation_row)
     }
 
     fn confirm(
@@ -948,12 +935,7 @@ impl RaRequests for SqliteStore {
                 "SELECT {REQUEST_COLUMNS} FROM requests WHERE subscriber_email = ?1 ORDER BY id"
             ))
             .map_err(unavailable)?;
-        let rows = stmt
-            .query_map([email], request_row)
-            .map_err(unavailable)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(unavailable)?;
-        Ok(rows)
+        collect(&mut stmt, [email], request_row)
     }
 }
 
@@ -995,4 +977,68 @@ fn confirmation_in(conn: &Connection, id: i64) -> Result<Option<Confirmation>, S
     )
     .optional()
     .map_err(unavailable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Outcome;
+
+    fn audit(action: &str) -> AuditEntry {
+        AuditEntry {
+            at: 1,
+            actor: "t".into(),
+            action: action.into(),
+            target: String::new(),
+            outcome: Outcome::Success,
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_token_authenticates_only_until_it_expires_is_revoked_or_its_operator_is_removed() {
+        let (_dir, s) = crate::store::sqlite::tests::store();
+        let op = Operator {
+            id: "ra".into(),
+            name: "Trần Thị B".into(),
+            email: None,
+            role: Role::RaOfficer,
+            organisation: None,
+            scope: Scope::All,
+            password_hash: None,
+            totp_sealed: None,
+            created_at: 1,
+            removed_at: None,
+        };
+        s.add_operator(&op, &audit("operator.add"))
+            .expect("operator");
+        s.add_token(b"h1", "ra", 10, 100, &audit("operator.token"))
+            .expect("token");
+        assert_eq!(
+            s.operator_by_token(b"h1", 99).expect("read").map(|o| o.id),
+            Some("ra".into())
+        );
+        assert!(
+            s.operator_by_token(b"h1", 100).expect("read").is_none(),
+            "expired"
+        );
+        assert!(
+            s.operator_by_token(b"other", 50).expect("read").is_none(),
+            "unknown"
+        );
+        s.revoke_tokens("ra", 50, &audit("operator.revoke-tokens"))
+            .expect("revoke");
+        assert!(
+            s.operator_by_token(b"h1", 60).expect("read").is_none(),
+            "revoked"
+        );
+        s.add_token(b"h2", "ra", 60, 1000, &audit("operator.token"))
+            .expect("token");
+        s.remove_operator("ra", 70, &audit("operator.remove"))
+            .expect("remove");
+        assert!(
+            s.operator_by_token(b"h2", 80).expect("read").is_none(),
+            "operator removed"
+        );
+    }
 }
