@@ -594,7 +594,7 @@ impl RaRequests for MeteredStore {
         scope: &RequestFilter,
         from: u64,
         to: u64,
-        visit: &mut dyn FnMut(&crate::store::ra::ReportRow),
+        visit: &mut dyn FnMut(&crate::store::ra::ReportRow<'_>),
     ) -> Result<(), StoreError> {
         self.observe("report_rows", || {
             self.inner.report_rows(scope, from, to, visit)

@@ -520,6 +520,101 @@ impl Calendar {
     }
 }
 
+/// [`Calendar::working_seconds_between`] for many pairs: the working seconds from a fixed
+/// local midnight to the start of each day of a span, tabulated once, so that a turnaround is
+/// two lookups and a subtraction. Vietnam keeps +07:00 all year, so every local day is 86,400 s.
+/// Instants outside the span fall back to the day-by-day count.
+pub struct WorkingClock<'a> {
+    calendar: &'a Calendar,
+    hours: (u8, u8),
+    /// Unix seconds of the first day's local midnight.
+    base: i64,
+    /// Working seconds before each day of the span (one more entry than days).
+    before: Vec<u64>,
+    /// Whether each day is a working day.
+    working: Vec<bool>,
+}
+
+impl<'a> WorkingClock<'a> {
+    /// Tabulates the days from `from`'s local date to `to`'s, inclusive.
+    pub fn new(
+        calendar: &'a Calendar,
+        from: u64,
+        to: u64,
+        (start_hour, end_hour): (u8, u8),
+    ) -> Self {
+        let local = |unix: u64| {
+            OffsetDateTime::from_unix_timestamp(unix.min(i64::MAX as u64) as i64)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+                .to_offset(HO_CHI_MINH)
+                .date()
+        };
+        let (first, last) = (local(from), local(to.max(from)));
+        let base = PrimitiveDateTime::new(first, Time::MIDNIGHT)
+            .assume_offset(HO_CHI_MINH)
+            .unix_timestamp();
+        let open = u64::from(start_hour.min(24)) * 3600;
+        let close = u64::from(end_hour.min(24)) * 3600;
+        let per_day = close.saturating_sub(open);
+        let mut before = vec![0];
+        let mut working = Vec::new();
+        let mut day = first;
+        while day <= last {
+            let w = calendar.is_working_day(day);
+            working.push(w);
+            before.push(before[before.len() - 1] + if w { per_day } else { 0 });
+            match day.next_day() {
+                Some(next) => day = next,
+                None => break,
+            }
+        }
+        Self {
+            calendar,
+            hours: (start_hour, end_hour),
+            base,
+            before,
+            working,
+        }
+    }
+
+    /// Working seconds from the span's start to `t`, when `t` is inside the span.
+    fn at(&self, t: u64) -> Option<u64> {
+        let offset = i64::try_from(t).ok()?.checked_sub(self.base)?;
+        if offset < 0 {
+            return None;
+        }
+        let (day, second) = ((offset / 86_400) as usize, (offset % 86_400) as u64);
+        if day >= self.working.len() {
+            return None;
+        }
+        let mut w = self.before[day];
+        if self.working[day] {
+            let open = u64::from(self.hours.0.min(24)) * 3600;
+            let close = u64::from(self.hours.1.min(24)) * 3600;
+            w += second.clamp(open, close.max(open)) - open;
+        }
+        Some(w)
+    }
+
+    /// The same as [`Calendar::working_seconds_between`] for unix instants.
+    pub fn seconds_between(&self, from: u64, to: u64) -> u64 {
+        if to <= from || self.hours.0 >= self.hours.1 {
+            return 0;
+        }
+        match (self.at(from), self.at(to)) {
+            (Some(a), Some(b)) => b - a,
+            _ => {
+                let instant = |u: u64| {
+                    OffsetDateTime::from_unix_timestamp(u.min(i64::MAX as u64) as i64)
+                        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+                };
+                self.calendar
+                    .working_seconds_between(instant(from), instant(to), self.hours)
+            }
+        }
+    }
+}
+
 /// The dates of `year`, for a range over the calendar's map.
 fn year_range(year: i32) -> std::ops::RangeInclusive<Date> {
     let first = Date::from_ordinal_date(year, 1).unwrap_or(Date::MIN);
@@ -718,6 +813,33 @@ mod tests {
         assert_eq!(rfc3339(due), "2026-02-17T08:00:00+07:00");
         let due = c.due_hours(datetime!(2026-04-30 03:00 UTC), 12);
         assert_eq!(rfc3339(due), "2026-04-30T22:00:00+07:00");
+    }
+
+    #[test]
+    fn the_working_clock_agrees_with_the_day_by_day_count_inside_and_outside_its_span() {
+        let c = Calendar::shipped();
+        // The span: December 2025 to March 2026 (Tết inside); pairs start before it too.
+        let from = at("2025-12-01T00:00:00+07:00").unix_timestamp() as u64;
+        let to = at("2026-03-31T00:00:00+07:00").unix_timestamp() as u64;
+        for hours in [(8, 17), (0, 24), (7, 11)] {
+            let clock = WorkingClock::new(&c, from, to, hours);
+            // A simple LCG: reproducible pairs with odd seconds, across day boundaries.
+            let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+            let mut next = || {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                x >> 33
+            };
+            for _ in 0..2_000 {
+                let a = from - 20 * 86_400 + next() % (140 * 86_400);
+                let b = a + next() % (30 * 86_400);
+                let instant = |u: u64| OffsetDateTime::from_unix_timestamp(u as i64).unwrap();
+                assert_eq!(
+                    clock.seconds_between(a, b),
+                    c.working_seconds_between(instant(a), instant(b), hours),
+                    "{a}..{b} with hours {hours:?}"
+                );
+            }
+        }
     }
 
     #[test]

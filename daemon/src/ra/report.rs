@@ -14,11 +14,10 @@
 //! The rows are streamed from the store once; nothing is held per request but the turnaround
 //! samples, so a year of a large subtree stays within a few megabytes.
 
-use super::calendar::{local_rfc3339, Calendar, HO_CHI_MINH as VIETNAM};
+use super::calendar::{local_rfc3339, Calendar, WorkingClock};
 use crate::store::ra::{CertificateCounts, KeyOrigin, ReportRow, RequestKind, RequestState};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use time::OffsetDateTime;
 
 /// Counts of one kind of request.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -101,8 +100,7 @@ pub struct Report {
 
 /// Accumulates a report from streamed rows.
 pub(crate) struct Tally<'a> {
-    calendar: &'a Calendar,
-    hours: (u8, u8),
+    clock: WorkingClock<'a>,
     from: u64,
     to: u64,
     now: u64,
@@ -112,11 +110,9 @@ pub(crate) struct Tally<'a> {
     devices: u64,
 }
 
-fn instant(unix: u64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(unix as i64)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-        .to_offset(VIETNAM)
-}
+/// How far before the period the working clock is tabulated: requests fulfilled in the period
+/// were almost all accepted within this; older ones are counted day by day.
+const CLOCK_LEAD: u64 = 120 * 86_400;
 
 impl<'a> Tally<'a> {
     pub(crate) fn new(
@@ -127,8 +123,7 @@ impl<'a> Tally<'a> {
         now: u64,
     ) -> Self {
         Self {
-            calendar,
-            hours,
+            clock: WorkingClock::new(calendar, from.saturating_sub(CLOCK_LEAD), to, hours),
             from,
             to,
             now,
@@ -146,7 +141,7 @@ impl<'a> Tally<'a> {
         t.is_some_and(|t| (self.from..self.to).contains(&t))
     }
 
-    pub(crate) fn add(&mut self, r: &ReportRow) {
+    pub(crate) fn add(&mut self, r: &ReportRow<'_>) {
         let filed_in = self.within(Some(r.submitted_at));
         let fulfilled_in = self.within(r.fulfilled_at);
         let counts = self.requests.entry(r.kind.as_str()).or_default();
@@ -168,11 +163,7 @@ impl<'a> Tally<'a> {
                 self.devices += 1;
             }
             if let (Some(a), Some(f)) = (r.accepted_at, r.fulfilled_at) {
-                self.samples.push(self.calendar.working_seconds_between(
-                    instant(a),
-                    instant(f),
-                    self.hours,
-                ));
+                self.samples.push(self.clock.seconds_between(a, f));
             }
         }
         if let Some(due) = r.due_at.filter(|d| self.within(Some(*d)) && *d < self.now) {
@@ -182,11 +173,14 @@ impl<'a> Tally<'a> {
             };
             if missed {
                 self.breaches.total += 1;
-                *self
-                    .breaches
-                    .by_organisation
-                    .entry(r.organisation.clone())
-                    .or_default() += 1;
+                match self.breaches.by_organisation.get_mut(r.organisation) {
+                    Some(n) => *n += 1,
+                    None => {
+                        self.breaches
+                            .by_organisation
+                            .insert(r.organisation.to_owned(), 1);
+                    }
+                }
             }
         }
     }
@@ -298,11 +292,11 @@ fn csv_field(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn row(kind: RequestKind, state: RequestState, submitted: u64) -> ReportRow {
+    fn row(kind: RequestKind, state: RequestState, submitted: u64) -> ReportRow<'static> {
         ReportRow {
             kind,
             state,
-            organisation: "a".into(),
+            organisation: "a",
             key_origin: KeyOrigin::Csr,
             submitted_at: submitted,
             accepted_at: None,

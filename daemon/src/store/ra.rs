@@ -438,13 +438,13 @@ pub struct RequestFilter {
 
 /// What a report reads of one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReportRow {
+pub struct ReportRow<'a> {
     /// Kind.
     pub kind: RequestKind,
     /// State now.
     pub state: RequestState,
     /// Organisation.
-    pub organisation: String,
+    pub organisation: &'a str,
     /// Key origin.
     pub key_origin: KeyOrigin,
     /// Unix seconds.
@@ -614,7 +614,7 @@ pub trait RaRequests: Send + Sync {
         scope: &RequestFilter,
         from: u64,
         to: u64,
-        visit: &mut dyn FnMut(&ReportRow),
+        visit: &mut dyn FnMut(&ReportRow<'_>),
     ) -> Result<(), StoreError>;
     /// The certificates the scope's requests issued, by status at `at`; `expiring` counts valid
     /// ones whose notAfter is before `horizon`.

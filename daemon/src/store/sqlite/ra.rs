@@ -730,13 +730,20 @@ impl RaRequests for SqliteStore {
         let mut stmt = conn.prepare(&q.sql).map_err(unavailable)?;
         let mut rows = stmt.query(params_from_iter(q.args)).map_err(unavailable)?;
         while let Some(r) = rows.next().map_err(unavailable)? {
-            let text = |i: usize| -> Result<String, StoreError> { r.get(i).map_err(unavailable) };
+            // Borrowed text, parsed without allocating: a year of a large subtree is a million
+            // rows.
+            let text = |i: usize| -> Result<&str, StoreError> {
+                r.get_ref(i)
+                    .map_err(unavailable)?
+                    .as_str()
+                    .map_err(|e| unavailable(rusqlite::Error::from(e)))
+            };
             let row = ReportRow {
-                kind: RequestKind::parse(&text(0)?).ok_or_else(|| unavailable(invalid("kind")))?,
-                state: RequestState::parse(&text(1)?)
+                kind: RequestKind::parse(text(0)?).ok_or_else(|| unavailable(invalid("kind")))?,
+                state: RequestState::parse(text(1)?)
                     .ok_or_else(|| unavailable(invalid("state")))?,
                 organisation: text(2)?,
-                key_origin: KeyOrigin::parse(&text(3)?)
+                key_origin: KeyOrigin::parse(text(3)?)
                     .ok_or_else(|| unavailable(invalid("key_origin")))?,
                 submitted_at: r.get(4).map_err(unavailable)?,
                 accepted_at: r.get(5).map_err(unavailable)?,
