@@ -83,9 +83,36 @@ pub enum AppError {
 /// The wired daemon: every service, built once, on one clock.
 pub struct App {
     state: Arc<AppState>,
-    listeners: Vec<Arc<dyn ChangeListener>>,
-    clock: Arc<dyn Clock>,
+    follower: Arc<Follower<dyn crate::store::Store>>,
     notifier: Arc<Notifier>,
+    clock: Arc<dyn Clock>,
+}
+
+/// After the RA commits: the status view catches up at once (one poll of the same follower
+/// `run` drives, so nothing is delivered twice) and the notifier wakes.
+struct Aftercare {
+    follower: Arc<Follower<dyn crate::store::Store>>,
+    waker: Arc<tokio::sync::Notify>,
+}
+
+impl crate::ra::desk::AfterCommit for Aftercare {
+    fn status_changed(&self) {
+        // A full batch means more are waiting: keep polling until this commit is in.
+        loop {
+            match self.follower.poll() {
+                Ok(p) if p.more => continue,
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "bringing the status view up to date after an RA commit; the follower retries");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn notices_queued(&self) {
+        self.waker.notify_one();
+    }
 }
 
 impl App {
@@ -252,11 +279,25 @@ impl App {
             crl,
             tsa,
         }));
+        let follower = Arc::new(Follower::new(
+            state.store.clone(),
+            listeners,
+            &FeedPosition::settled(state.index.applied_seq()),
+            state.config.load().store.gap_timeout,
+            clock.clone(),
+            state.metrics.change_seq.clone(),
+        ));
+        if let Some(desk) = &state.desk {
+            desk.after_commit(Arc::new(Aftercare {
+                follower: follower.clone(),
+                waker: notifier.waker(),
+            }));
+        }
         Ok(Self {
             state,
-            listeners,
-            clock,
+            follower,
             notifier,
+            clock,
         })
     }
 
@@ -276,18 +317,12 @@ impl App {
         http::routers(&self.state)
     }
 
-    /// A follower of the store's change feed delivering to this app's listeners (the issuer
-    /// watcher, the index, the OCSP cache, the CRL service), from the index's position.
+    /// The follower of the store's change feed delivering to this app's listeners (the issuer
+    /// watcher, the index, the OCSP cache, the CRL service), from the index's position when
+    /// the app was built. One per app: [`App::run`] drives it and the RA polls it after each
+    /// issuance or revocation.
     pub fn follower(&self) -> Arc<Follower<dyn crate::store::Store>> {
-        let state = &self.state;
-        Arc::new(Follower::new(
-            state.store.clone(),
-            self.listeners.clone(),
-            &FeedPosition::settled(state.index.applied_seq()),
-            state.config.load().store.gap_timeout,
-            self.clock.clone(),
-            state.metrics.change_seq.clone(),
-        ))
+        self.follower.clone()
     }
 
     /// Serves until `stop` completes: the listeners, the change follower, the CRL schedule,

@@ -688,9 +688,11 @@ impl RaRequests for MeteredStore {
         document: Option<&DocumentRecord>,
         requests: &[RequestRecord],
         audit: &AuditEntry,
+        notices: &dyn Fn(&RequestRecord) -> Vec<crate::store::OutboxMessage>,
     ) -> Result<Vec<RequestRecord>, StoreError> {
         self.observe("submit_requests", || {
-            self.inner.submit_requests(document, requests, audit)
+            self.inner
+                .submit_requests(document, requests, audit, notices)
         })
     }
     fn request(&self, id: i64) -> Result<Option<RequestRecord>, StoreError> {

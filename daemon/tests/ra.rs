@@ -669,7 +669,6 @@ fn a_missing_field_is_named_in_the_problem_document() {
 }
 
 #[test]
-#[ignore = "BUG: a body whose Content-Length is over the API's limit gets a text/plain 413 from the body-limit layer, not a problem document"]
 fn a_declared_body_over_the_limit_is_a_413_problem_document() {
     let bed = bed();
     let desk = Desk::new("Trường Mầm non Sơn Ca", "01");
@@ -1010,7 +1009,6 @@ fn vietnamese_names_round_trip_byte_exact_through_the_api_and_the_cli() {
 }
 
 #[test]
-#[ignore = "BUG: OCSP lags the API: right after approve fulfils a request, OCSP can still answer good for a certificate just revoked (and unknown for one just issued) until the change-feed follower catches up"]
 fn ocsp_agrees_with_the_api_as_soon_as_a_request_is_fulfilled() {
     let bed = bed();
     let desk = Desk::new("Trường Tiểu học Kim Đồng", "77");

@@ -160,6 +160,12 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The problem document for a body refused before it reached a handler (the body-limit
+/// layer's 413 for a declared length over the API's limit).
+pub(crate) fn refused_body(e: BodyError) -> Reply {
+    ApiError::Body(e).into_response()
+}
+
 /// The authenticated caller of an API call.
 pub(crate) struct Caller(pub(crate) Principal);
 

@@ -117,7 +117,11 @@ where
 
 /// An admission layer's refusal, counted and logged under `route`.
 fn refuse<F>(state: &AppState, route: Route, error: HttpError, peer: SocketAddr) -> Admitted<F> {
-    let r = error.into_response();
+    refuse_with(state, route, error.into_response(), peer)
+}
+
+/// [`refuse`] with a ready answer (the JSON API's problem documents).
+fn refuse_with<F>(state: &AppState, route: Route, r: Reply, peer: SocketAddr) -> Admitted<F> {
     record(state, route, r.status(), Instant::now(), peer);
     Admitted::Refused(Some(r))
 }
@@ -212,9 +216,10 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        let api = req.uri().path().starts_with("/api/");
         let (limit, silence) = {
             let config = self.state.config.load();
-            let limit = if req.uri().path().starts_with("/api/") {
+            let limit = if api {
                 super::api::body_limit(&config)
             } else {
                 config.server.max_body_bytes
@@ -226,6 +231,10 @@ where
             .get(CONTENT_LENGTH)
             .map(|v| v.to_str().ok().and_then(|v| v.parse::<u64>().ok()));
         let req = match declared {
+            Some(Some(n)) if n > limit as u64 && api => {
+                let r = super::api::refused_body(crate::http::body::BodyError::TooLarge(limit));
+                return refuse_with(&self.state, Route::TooLarge, r, peer(&req));
+            }
             Some(Some(n)) if n > limit as u64 => {
                 let error =
                     HttpError::TooLarge(format!("request body is over the {limit}-byte limit"));

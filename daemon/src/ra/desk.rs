@@ -576,8 +576,20 @@ struct Filed {
     filename: String,
 }
 
+/// What the daemon does after the desk commits: set once by the composition root (the
+/// command line has none; a running daemon's follower and notifier catch up on their own).
+pub trait AfterCommit: Send + Sync {
+    /// A certificate was issued or revoked: bring this process's status view (the revocation
+    /// index, the OCSP cache, the CRLs) up to date before the caller is answered, so that OCSP
+    /// never contradicts what the API just said.
+    fn status_changed(&self);
+    /// Notices were queued: wake the notification worker.
+    fn notices_queued(&self);
+}
+
 /// The request desk.
 pub struct RequestDesk {
+    after: std::sync::OnceLock<Arc<dyn AfterCommit>>,
     store: Arc<dyn Store>,
     lifecycle: Option<Arc<RegistrationAuthority>>,
     config: Arc<Config>,
@@ -641,6 +653,25 @@ impl RequestDesk {
             verifier: p.verifier,
             sealer: p.sealer,
             clock: p.clock,
+            after: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Sets what runs after each commit (once; later calls are ignored).
+    pub fn after_commit(&self, hook: Arc<dyn AfterCommit>) {
+        let _ = self.after.set(hook);
+    }
+
+    /// Runs the after-commit hook: `notices` when the commit queued notices, `status` when it
+    /// issued or revoked a certificate.
+    fn committed(&self, notices: bool, status: bool) {
+        if let Some(h) = self.after.get() {
+            if status {
+                h.status_changed();
+            }
+            if notices {
+                h.notices_queued();
+            }
         }
     }
 
@@ -1489,9 +1520,37 @@ impl RequestDesk {
                     .unwrap_or_default()
             ),
         );
+        // A request accepted at submission tells its organisation and subscriber, in the
+        // transaction that stores it.
+        let mut orgs = std::collections::BTreeMap::new();
+        if accepted {
+            for d in &drafts {
+                if !orgs.contains_key(&d.organisation) {
+                    orgs.insert(
+                        d.organisation.clone(),
+                        self.store.organisation(&d.organisation)?,
+                    );
+                }
+            }
+        }
+        let notices = |r: &RequestRecord| {
+            if r.state != RequestState::Accepted {
+                return Vec::new();
+            }
+            let org = orgs.get(&r.organisation).and_then(Option::as_ref);
+            self.notices_for(
+                r,
+                org,
+                crate::notify::messages::Event::Accepted,
+                r.due_at,
+                None,
+                None,
+            )
+        };
         let stored = self
             .store
-            .submit_requests(document.as_ref(), &drafts, &audit)?;
+            .submit_requests(document.as_ref(), &drafts, &audit, &notices)?;
+        self.committed(accepted, false);
         let doc = document.map(|mut d| {
             d.id = stored.first().and_then(|r| r.document).unwrap_or(0);
             d
@@ -2559,6 +2618,7 @@ impl RequestDesk {
             Some(e) => self.notices(&r, e, due, reason.clone(), None)?,
             None => Vec::new(),
         };
+        let queued = !notices.is_empty() && r.state != to;
         let mut current = if r.state == to {
             r
         } else {
@@ -2582,6 +2642,7 @@ impl RequestDesk {
                 ),
             })?
         };
+        self.committed(queued, false);
         if to == S::Approved {
             current = self.fulfil(who, current)?;
         }
@@ -2645,10 +2706,25 @@ impl RequestDesk {
             }
             RequestKind::Recover => return Ok(r),
         };
+        // The CA has committed: whatever happens to the request's own row, this process's
+        // status view catches up before anyone is answered.
+        let done = self.record_fulfilment(&r, &actor, issued, cert);
+        self.committed(done.is_ok(), true);
+        done
+    }
+
+    /// The fulfilment's transition, with its notices, after the CA committed.
+    fn record_fulfilment(
+        &self,
+        r: &RequestRecord,
+        actor: &str,
+        issued: Option<String>,
+        cert: &str,
+    ) -> Result<RequestRecord, DeskError> {
         let at = self.now();
         let serial = issued.clone().or_else(|| r.certificate.clone());
         let notices = self.notices(
-            &r,
+            r,
             crate::notify::messages::Event::Fulfilled,
             r.due_at,
             None,
@@ -2660,13 +2736,13 @@ impl RequestDesk {
             from: RequestState::Approved,
             to: RequestState::Fulfilled,
             action: "fulfil".into(),
-            actor: actor.clone(),
+            actor: actor.to_owned(),
             reason: None,
             at,
             deadline: None,
             issued_certificate: issued.clone(),
             audit: self.audit(
-                &actor,
+                actor,
                 "request.fulfil",
                 &r.id.to_string(),
                 Outcome::Success,
@@ -2689,14 +2765,28 @@ impl RequestDesk {
         serial: Option<String>,
     ) -> Result<Vec<crate::store::OutboxMessage>, DeskError> {
         let org = self.store.organisation(&r.organisation)?;
+        Ok(self.notices_for(r, org.as_ref(), event, due_at, reason, serial))
+    }
+
+    /// [`Self::notices`] with the organisation already read (no store access: usable inside
+    /// a store transaction).
+    fn notices_for(
+        &self,
+        r: &RequestRecord,
+        org: Option<&Organisation>,
+        event: crate::notify::messages::Event,
+        due_at: Option<u64>,
+        reason: Option<String>,
+        serial: Option<String>,
+    ) -> Vec<crate::store::OutboxMessage> {
         let notice = crate::notify::messages::Notice {
             event,
             request: r.id,
             kind: r.kind.as_str().into(),
             parties: crate::store::outbox::RequestParties {
                 organisation: r.organisation.clone(),
-                organisation_name: org.as_ref().map(|o| o.name.clone()).unwrap_or_default(),
-                organisation_email: org.and_then(|o| o.email),
+                organisation_name: org.map(|o| o.name.clone()).unwrap_or_default(),
+                organisation_email: org.and_then(|o| o.email.clone()),
                 subscriber_name: r.subscriber.name.clone(),
                 subscriber_email: r.subscriber.email.clone(),
             },
@@ -2705,10 +2795,7 @@ impl RequestDesk {
             serial,
             not_after: None,
         };
-        Ok(crate::notify::messages::compose(
-            &notice,
-            &self.config.notify,
-        ))
+        crate::notify::messages::compose(&notice, &self.config.notify)
     }
 
     fn view(&self, r: &RequestRecord, doc: Option<&DocumentRecord>) -> RequestView {

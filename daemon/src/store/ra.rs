@@ -559,11 +559,16 @@ pub trait RaRequests: Send + Sync {
     /// Stores a document (if any) and the requests that it covers, all or nothing, each with its
     /// `submit` event and, if `to` differs from `submitted`, its first transition; returns the
     /// stored requests.
+    ///
+    /// `notices` is called for each stored request (its `id` set) inside the transaction; the
+    /// messages it returns are queued in the outbox in that same transaction (the notices of a
+    /// request accepted at submission). It must not call the store.
     fn submit_requests(
         &self,
         document: Option<&DocumentRecord>,
         requests: &[RequestRecord],
         audit: &AuditEntry,
+        notices: &dyn Fn(&RequestRecord) -> Vec<crate::store::OutboxMessage>,
     ) -> Result<Vec<RequestRecord>, StoreError>;
     /// A request.
     fn request(&self, id: i64) -> Result<Option<RequestRecord>, StoreError>;

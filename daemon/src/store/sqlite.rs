@@ -84,6 +84,8 @@ const MIGRATIONS: &[&str] = &[
     ra_schema::MIGRATION,
     // 8: the audit log's hash chain and the timestamps of its head (see sqlite/audit.rs).
     audit::MIGRATION,
+    // 9: covering indexes for the RA's reports (see sqlite/ra_schema.rs).
+    ra_schema::REPORT_INDEXES,
 ];
 
 /// Reconciliation closes a pending row whose issuance died by setting `abandoned_at`; `status`
@@ -104,7 +106,7 @@ pub struct SqliteStore {
 }
 
 /// A TEXT column of a row, borrowed.
-fn row_text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, StoreError> {
+pub(crate) fn row_text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, StoreError> {
     row.get_ref(i)
         .map_err(unavailable)?
         .as_str()

@@ -485,6 +485,7 @@ impl RaRequests for SqliteStore {
         document: Option<&DocumentRecord>,
         requests: &[RequestRecord],
         audit: &AuditEntry,
+        notices: &dyn Fn(&RequestRecord) -> Vec<crate::store::OutboxMessage>,
     ) -> Result<Vec<RequestRecord>, StoreError> {
         self.write(|tx| {
             let document_id = match document {
@@ -540,6 +541,9 @@ impl RaRequests for SqliteStore {
                 let mut r = r.clone();
                 r.id = id;
                 r.document = document_id;
+                for m in notices(&r) {
+                    super::insert_outbox(tx, &m, r.submitted_at).map_err(unavailable)?;
+                }
                 stored.push(r);
             }
             insert_audit(tx, audit).map_err(unavailable)?;
@@ -732,12 +736,7 @@ impl RaRequests for SqliteStore {
         while let Some(r) = rows.next().map_err(unavailable)? {
             // Borrowed text, parsed without allocating: a year of a large subtree is a million
             // rows.
-            let text = |i: usize| -> Result<&str, StoreError> {
-                r.get_ref(i)
-                    .map_err(unavailable)?
-                    .as_str()
-                    .map_err(|e| unavailable(rusqlite::Error::from(e)))
-            };
+            let text = |i: usize| super::row_text(r, i);
             let row = ReportRow {
                 kind: RequestKind::parse(text(0)?).ok_or_else(|| unavailable(invalid("kind")))?,
                 state: RequestState::parse(text(1)?)
