@@ -540,6 +540,22 @@ impl RaRequests for MeteredStore {
             self.inner.erase_personal_data(closed_before, at, audit)
         })
     }
+    fn spend_revocation_code(
+        &self,
+        serial: &str,
+        sha256: &[u8],
+        at: u64,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        self.observe("spend_revocation_code", || {
+            self.inner.spend_revocation_code(serial, sha256, at, audit)
+        })
+    }
+    fn restore_revocation_code(&self, serial: &str) -> Result<(), StoreError> {
+        self.observe("restore_revocation_code", || {
+            self.inner.restore_revocation_code(serial)
+        })
+    }
     fn requests_of_subscriber(&self, email: &str) -> Result<Vec<RequestRecord>, StoreError> {
         self.observe("requests_of_subscriber", || {
             self.inner.requests_of_subscriber(email)

@@ -1029,3 +1029,95 @@ fn ocsp_agrees_with_the_api_as_soon_as_a_request_is_fulfilled() {
         Some(("revoked".to_string(), Some("keyCompromise".to_string())))
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The subscriber's one-time revocation code
+// ---------------------------------------------------------------------------------------------
+
+/// The code in the subscriber's fulfilment mail, as queued in the outbox (no SMTP server is
+/// configured on this bed, so it waits there), and whether the row is marked secret.
+fn revocation_code_mail(request: i64, to: &str) -> (String, bool) {
+    let db = rusqlite::Connection::open(bed().data().join("pkid.db")).expect("db");
+    let (body, secret): (String, bool) = db
+        .query_row(
+            "SELECT body, secret FROM outbox WHERE request = ?1 AND event = 'fulfilled'
+             AND channel = 'email' AND recipient = ?2",
+            rusqlite::params![request, to],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("the subscriber's fulfilment mail");
+    let marker = "Mã thu hồi một lần của chứng thư số này: ";
+    let at = body.find(marker).expect("a code in the mail") + marker.len();
+    (body[at..at + 29].to_owned(), secret)
+}
+
+#[test]
+fn a_one_time_revocation_code_revokes_without_the_key_or_the_organisation_once() {
+    let bed = bed();
+    let desk = Desk::new("Trường THPT Phan Châu Trinh", "48");
+    let name = "Lê Thị Mỹ Duyên";
+    let done = desk.fulfil(&issue_body(name, &bed.csr(name, "ec:P-256")));
+    let serial = done.str("issued_certificate").to_owned();
+    let cert = bed.certificate(&serial);
+    let (code, secret) = revocation_code_mail(done.id(), "giaovien@truong.edu.vn");
+    assert!(secret, "the mail's body is emptied once delivered");
+    assert!(
+        !done.to_string().contains(&code),
+        "the code is never in an API answer"
+    );
+    // Only the subscriber's mail carries it.
+    let db = rusqlite::Connection::open(bed.data().join("pkid.db")).expect("db");
+    let elsewhere: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM outbox WHERE instr(body, ?1) > 0 AND recipient != 'giaovien@truong.edu.vn'",
+            [&code],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(elsewhere, 0);
+
+    // No token, no client certificate: the code is the credential. A wrong one is refused and
+    // audited, and so is a right code for another certificate.
+    let revoke = |certificate: &str, code: &str| {
+        bed.call(
+            "POST",
+            "/api/v1/revocations",
+            None,
+            Some(&json!({"certificate": certificate, "code": code})),
+        )
+    };
+    revoke(&serial, "0000-0000-0000-0000-0000-0000").assert_problem(403, "forbidden");
+    assert!(bed.refused(
+        &format!("subscriber:{serial}"),
+        "revocation-code.spend",
+        &serial
+    ));
+    assert_eq!(bed.ocsp(&cert), Some(("good".to_string(), None)));
+
+    // Typed as people type it: lower case, spaces for dashes.
+    let typed = code.to_lowercase().replace('-', " ");
+    let filed = revoke(&serial, &typed);
+    assert_eq!(filed.status, 201, "{filed}");
+    assert_eq!(filed.json["state"], "accepted", "{filed}");
+    assert!(
+        filed.json.get("subscriber").is_none(),
+        "no personal data: {filed}"
+    );
+    let accepted = OffsetDateTime::parse(filed.str("accepted_at"), &Rfc3339).expect("accepted_at");
+    let due = OffsetDateTime::parse(filed.str("due_at"), &Rfc3339).expect("due_at");
+    assert_eq!(due - accepted, Span::hours(12), "{filed}");
+
+    // Spent: the same code again is refused.
+    revoke(&serial, &code).assert_problem(403, "forbidden");
+
+    // The organisation sees the request; the RA officer fulfils it; OCSP says so at once.
+    let id = filed.id();
+    let shown = bed.get(&format!("/api/v1/requests/{id}"), &desk.officer);
+    assert_eq!(shown.status, 200, "{shown}");
+    assert_eq!(shown.json["reason"], "keyCompromise", "{shown}");
+    bed.act_ok(&desk.ra, id, "approve", "fulfilled");
+    assert_eq!(
+        bed.ocsp(&cert),
+        Some(("revoked".to_string(), Some("keyCompromise".to_string())))
+    );
+}

@@ -274,6 +274,7 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
         .route("/me", get(me))
         .route("/requests", post(submit).get(list))
         .route("/batches", post(submit_batch))
+        .route("/revocations", post(revoke_with_code))
         .route("/requests/{id}", get(show))
         .route("/requests/{id}/events", get(history))
         .route("/requests/{id}/transitions", post(act))
@@ -341,6 +342,21 @@ async fn submit(State(state): State<Arc<AppState>>, Caller(who): Caller, req: Re
         let input: RequestInput = json_body(&state, req).await?;
         let desk = desk(&state)?;
         blocking(move || desk.submit(&who, input)).await
+    }
+    .await;
+    answer(StatusCode::CREATED, r)
+}
+
+/// Reports a key compromised with the subscriber's one-time revocation code: no token, no
+/// certificate, no key. Accepted at once with the 12-hour deadline; the code is spent.
+#[utoipa::path(post, path = "/api/v1/revocations", request_body = CodeRevocationInput,
+    responses((status = 201, body = CodeRevocationView), (status = 400, body = Problem),
+              (status = 403, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+async fn revoke_with_code(State(state): State<Arc<AppState>>, req: Request) -> Reply {
+    let r = async {
+        let input: CodeRevocationInput = json_body(&state, req).await?;
+        let desk = desk(&state)?;
+        blocking(move || desk.revoke_with_code(&input)).await
     }
     .await;
     answer(StatusCode::CREATED, r)
@@ -820,7 +836,7 @@ impl utoipa::Modify for BearerScheme {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "pkid registration authority", description = "Organisations file certification requests; RA officers fulfil them within service deadlines. Errors are RFC 9457 problem documents."),
-    paths(me, submit, submit_batch, list, show, history, act, document, document_signature,
+    paths(me, submit, submit_batch, revoke_with_code, list, show, history, act, document, document_signature,
           report, export_subscriber, pauses, pause, resume, revoke_issuer, confirmations, confirm, add_organisation, organisations, organisation, add_operator, operators, remove_operator, issue_token),
     modifiers(&BearerScheme)
 )]

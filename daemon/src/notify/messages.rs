@@ -97,6 +97,10 @@ pub struct Notice {
     pub serial: Option<String>,
     /// That certificate's notAfter, Unix seconds.
     pub not_after: Option<u64>,
+    /// The subscriber's one-time revocation code (fulfilment of a request that issued a
+    /// certificate): only in the mail to the subscriber's address, whose body is emptied once
+    /// delivered; never in a webhook.
+    pub revocation_code: Option<String>,
 }
 
 /// An instant as Vietnamese readers write it: `dd/mm/yyyy HH:MM`, Asia/Ho_Chi_Minh time.
@@ -156,6 +160,7 @@ struct MailBody<'a> {
     reason: Option<&'a str>,
     serial: Option<&'a str>,
     not_after: Option<String>,
+    revocation_code: Option<&'a str>,
 }
 
 /// The mail subject: Vietnamese, then ` / ` and English if asked.
@@ -253,6 +258,13 @@ pub fn compose(n: &Notice, config: &NotifyConfig) -> Vec<OutboxMessage> {
                 continue;
             }
             told.push(address);
+            // The code goes to the subscriber's own address, whichever audience reaches it.
+            let code = n.revocation_code.as_deref().filter(|_| {
+                n.parties
+                    .subscriber_email
+                    .as_deref()
+                    .is_some_and(|s| s.trim().eq_ignore_ascii_case(address))
+            });
             let body = MailBody {
                 event: n.event,
                 audience,
@@ -266,6 +278,7 @@ pub fn compose(n: &Notice, config: &NotifyConfig) -> Vec<OutboxMessage> {
                 reason: n.reason.as_deref(),
                 serial: n.serial.as_deref(),
                 not_after: n.not_after.map(vietnam_time),
+                revocation_code: code,
             };
             // The template is checked at compile time and writes into a String: rendering
             // fails only on a formatting error of a field, which a String never raises.
@@ -278,6 +291,7 @@ pub fn compose(n: &Notice, config: &NotifyConfig) -> Vec<OutboxMessage> {
                 body,
                 event: n.event.as_str().to_string(),
                 request: Some(n.request),
+                secret: code.is_some(),
             });
         }
     }
@@ -295,6 +309,7 @@ pub fn compose(n: &Notice, config: &NotifyConfig) -> Vec<OutboxMessage> {
                 body: webhook_payload(n, audience),
                 event: n.event.as_str().to_string(),
                 request: Some(n.request),
+                secret: false,
             });
         }
     }
@@ -334,6 +349,27 @@ mod tests {
             reason: None,
             serial: None,
             not_after: None,
+            revocation_code: None,
+        }
+    }
+
+    #[test]
+    fn a_revocation_code_goes_only_to_the_subscriber_mail_and_marks_it_secret() {
+        let mut n = accepted();
+        n.event = Event::Fulfilled;
+        n.serial = Some("4F2A".into());
+        n.revocation_code = Some("7QK2-M9XD-4RTC-PW8N".into());
+        let out = compose(&n, &config(BOTH));
+        let code_in = |m: &OutboxMessage| m.body.contains("7QK2-M9XD-4RTC-PW8N");
+        let to_subscriber: Vec<_> = out
+            .iter()
+            .filter(|m| m.channel == Channel::Email && m.recipient == "anh.nt@dn.gov.vn")
+            .collect();
+        assert_eq!(to_subscriber.len(), 1);
+        assert!(code_in(to_subscriber[0]) && to_subscriber[0].secret);
+        assert!(to_subscriber[0].body.contains("Mã thu hồi một lần"));
+        for m in out.iter().filter(|m| m.recipient != "anh.nt@dn.gov.vn") {
+            assert!(!code_in(m) && !m.secret, "{m:?}");
         }
     }
 

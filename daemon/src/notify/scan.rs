@@ -43,6 +43,7 @@ pub fn breach_notice(o: &OverdueRequest) -> Notice {
         due_at: Some(o.due_at),
         reason: None,
         serial: o.certificate.clone(),
+        revocation_code: None,
         not_after: None,
     }
 }
@@ -57,6 +58,7 @@ pub fn reminder_notice(c: &ExpiringCertificate) -> Notice {
         due_at: None,
         reason: None,
         serial: Some(c.serial.clone()),
+        revocation_code: None,
         not_after: Some(c.not_after),
     }
 }

@@ -68,6 +68,47 @@ pub fn new_token() -> Result<NewToken, CredentialError> {
     Ok(NewToken { secret, hash })
 }
 
+/// A subscriber's one-time revocation code, as made: shown once, stored as `sha256`.
+pub struct NewRevocationCode {
+    /// `XXXX-XXXX-XXXX-XXXX-XXXX-XXXX`: 120 random bits in Crockford's base32 (no I, L, O or
+    /// U, so it survives being read aloud or copied by hand).
+    pub code: Zeroizing<String>,
+    /// What the store keeps: [`revocation_code_hash`] of the code.
+    pub sha256: Vec<u8>,
+}
+
+/// Makes a revocation code.
+pub fn new_revocation_code() -> Result<NewRevocationCode, CredentialError> {
+    let bytes = random::<15>()?;
+    let plain = Zeroizing::new(base32::encode(base32::Alphabet::Crockford, bytes.as_ref()));
+    let grouped: Vec<&str> = plain
+        .as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect();
+    let code = Zeroizing::new(grouped.join("-"));
+    let sha256 = revocation_code_hash(&code);
+    Ok(NewRevocationCode { code, sha256 })
+}
+
+/// The stored form of a presented revocation code: case, spaces and dashes do not matter, and
+/// the letters people mistake for digits (O, I, L) read as those digits, as Crockford's base32
+/// defines.
+pub fn revocation_code_hash(presented: &str) -> Vec<u8> {
+    let normal: Zeroizing<String> = Zeroizing::new(
+        presented
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .map(|c| match c.to_ascii_uppercase() {
+                'O' => '0',
+                'I' | 'L' => '1',
+                c => c,
+            })
+            .collect(),
+    );
+    token_hash(&normal)
+}
+
 /// The stored form of a presented token.
 pub fn token_hash(token: &str) -> Vec<u8> {
     digest::digest(&digest::SHA256, token.as_bytes())
@@ -137,6 +178,24 @@ pub fn totp_code(secret: &[u8], account: &str, now: u64) -> Result<String, Crede
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_revocation_code_is_grouped_random_and_matches_however_it_is_typed() {
+        let a = new_revocation_code().expect("code");
+        let b = new_revocation_code().expect("code");
+        assert_ne!(*a.code, *b.code);
+        assert_eq!(a.code.len(), 29, "{}", *a.code);
+        assert!(a.code.split('-').all(|g| g.len() == 4));
+        assert!(!a.code.contains(['I', 'L', 'O', 'U']));
+        let typed = a
+            .code
+            .to_lowercase()
+            .replace('-', " ")
+            .replace('1', "l")
+            .replace('0', "o");
+        assert_eq!(revocation_code_hash(&typed), a.sha256);
+        assert_ne!(revocation_code_hash(&b.code), a.sha256);
+    }
 
     #[test]
     fn tokens_are_unique_prefixed_and_only_their_hash_matches() {

@@ -180,6 +180,33 @@ pub struct RequestInput {
     pub document: Option<DocumentInput>,
 }
 
+/// A revocation with the subscriber's one-time code (`POST /api/v1/revocations`): no token,
+/// no certificate, no key; the code is the credential.
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeRevocationInput {
+    /// The certificate's serial, hex.
+    pub certificate: String,
+    /// The one-time revocation code from the fulfilment mail (case, spaces and dashes do not
+    /// matter).
+    pub code: String,
+}
+
+/// What a code holder is told: the revocation request, without the dossier's personal data.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct CodeRevocationView {
+    /// The request's id.
+    pub id: i64,
+    /// `accepted`: an RA officer revokes the certificate within the deadline.
+    pub state: &'static str,
+    /// The certificate, serial hex.
+    pub certificate: String,
+    /// When it was accepted (RFC 3339, +07:00).
+    pub accepted_at: Option<String>,
+    /// The 12-hour revocation deadline (RFC 3339, +07:00).
+    pub due_at: Option<String>,
+}
+
 /// A bulk submission: many requests of one organisation under one document.
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -1409,6 +1436,83 @@ impl RequestDesk {
             .ok_or_else(|| DeskError::Internal("no request stored".into()))
     }
 
+    /// Files a `keyCompromise` revocation with a subscriber's one-time revocation code, at any
+    /// hour, without the key and without the organisation: accepted at once with the 12-hour
+    /// clock, the organisation told. The code is spent; a code that does not match the
+    /// certificate, or was spent before, is refused (the same answer for both, and audited).
+    pub fn revoke_with_code(
+        &self,
+        input: &CodeRevocationInput,
+    ) -> Result<CodeRevocationView, DeskError> {
+        let mut errors = Vec::new();
+        let serial = serial::canonical_hex(input.certificate.trim());
+        if serial.is_none() {
+            errors.push(FieldError::new("certificate", "a serial number, hex"));
+        }
+        if input.code.trim().is_empty() || input.code.len() > 64 {
+            errors.push(FieldError::new("code", "the revocation code from the mail"));
+        }
+        let Some(serial) = serial.filter(|_| errors.is_empty()) else {
+            return Err(DeskError::Invalid(errors));
+        };
+        let who = Principal::Subscriber {
+            serial: serial.clone(),
+            subject: String::new(),
+        };
+        let hash = credentials::revocation_code_hash(&input.code);
+        let spent = self.audit(
+            &who.actor(),
+            "revocation-code.spend",
+            &serial,
+            Outcome::Success,
+            String::new(),
+        );
+        if !self
+            .store
+            .spend_revocation_code(&serial, &hash, self.now(), &spent)?
+        {
+            return Err(self.refuse(
+                &who,
+                "revocation-code.spend",
+                &serial,
+                DeskError::Forbidden(
+                    "no unused revocation code of this certificate matches".into(),
+                ),
+            ));
+        }
+        let filed = self.submit(
+            &who,
+            RequestInput {
+                kind: "revoke".into(),
+                organisation: None,
+                profile: None,
+                issuer: None,
+                subscriber: None,
+                csr: None,
+                key_origin: None,
+                certificate: Some(serial.clone()),
+                reason: Some("keyCompromise".into()),
+                document: None,
+            },
+        );
+        match filed {
+            Ok(v) => Ok(CodeRevocationView {
+                id: v.id,
+                state: v.state,
+                certificate: serial,
+                accepted_at: v.accepted_at,
+                due_at: v.due_at,
+            }),
+            Err(e) => {
+                // Nothing was filed: the code stays usable.
+                if let Err(err) = self.store.restore_revocation_code(&serial) {
+                    tracing::error!(error = %err, "a revocation code was spent on a request that could not be stored and could not be restored");
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Files a bulk submission: every row valid or nothing stored (per-row errors).
     pub fn submit_batch(
         &self,
@@ -2623,6 +2727,7 @@ impl RequestDesk {
             r
         } else {
             self.store.transition(&Transition {
+                revocation_code: None,
                 request: id,
                 from: r.state,
                 to,
@@ -2723,14 +2828,29 @@ impl RequestDesk {
     ) -> Result<RequestRecord, DeskError> {
         let at = self.now();
         let serial = issued.clone().or_else(|| r.certificate.clone());
-        let notices = self.notices(
+        let org = self.store.organisation(&r.organisation)?;
+        let mut notice = self.notice_for(
             r,
+            org.as_ref(),
             crate::notify::messages::Event::Fulfilled,
             r.due_at,
             None,
             serial,
-        )?;
+        );
+        // A new certificate gets its subscriber a one-time revocation code, delivered in the
+        // fulfilment mail to the subscriber's own address and kept only as its SHA-256.
+        let revocation_code = match (&issued, r.subscriber.email.as_deref()) {
+            (Some(serial), Some(_)) => {
+                let code = credentials::new_revocation_code()
+                    .map_err(|e| DeskError::Unavailable(e.to_string()))?;
+                notice.revocation_code = Some(code.code.to_string());
+                Some((serial.clone(), code.sha256))
+            }
+            _ => None,
+        };
+        let notices = crate::notify::messages::compose(&notice, &self.config.notify);
         Ok(self.store.transition(&Transition {
+            revocation_code,
             notices,
             request: r.id,
             from: RequestState::Approved,
@@ -2779,7 +2899,21 @@ impl RequestDesk {
         reason: Option<String>,
         serial: Option<String>,
     ) -> Vec<crate::store::OutboxMessage> {
-        let notice = crate::notify::messages::Notice {
+        let notice = self.notice_for(r, org, event, due_at, reason, serial);
+        crate::notify::messages::compose(&notice, &self.config.notify)
+    }
+
+    /// The notice of an event on a request, before it is composed into messages.
+    fn notice_for(
+        &self,
+        r: &RequestRecord,
+        org: Option<&Organisation>,
+        event: crate::notify::messages::Event,
+        due_at: Option<u64>,
+        reason: Option<String>,
+        serial: Option<String>,
+    ) -> crate::notify::messages::Notice {
+        crate::notify::messages::Notice {
             event,
             request: r.id,
             kind: r.kind.as_str().into(),
@@ -2794,8 +2928,8 @@ impl RequestDesk {
             reason,
             serial,
             not_after: None,
-        };
-        crate::notify::messages::compose(&notice, &self.config.notify)
+            revocation_code: None,
+        }
     }
 
     fn view(&self, r: &RequestRecord, doc: Option<&DocumentRecord>) -> RequestView {

@@ -64,6 +64,8 @@ pub struct OutboxMessage {
     pub event: String,
     /// The RA request it is about, if any (a renewal reminder may concern a certificate only).
     pub request: Option<i64>,
+    /// The body carries a secret (a one-time revocation code): it is emptied once delivered.
+    pub secret: bool,
 }
 
 /// A queued notification as the store keeps it.

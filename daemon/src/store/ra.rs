@@ -409,6 +409,9 @@ pub struct Transition {
     pub audit: AuditEntry,
     /// The notifications queued with it (in the same transaction).
     pub notices: Vec<super::OutboxMessage>,
+    /// A one-time revocation code for the certificate just issued: (serial, SHA-256 of the
+    /// code), stored in the same transaction (replacing an earlier code of that serial).
+    pub revocation_code: Option<(String, Vec<u8>)>,
 }
 
 /// Which requests a list reads: the caller's scope and the filters asked for.
@@ -610,6 +613,18 @@ pub trait RaRequests: Send + Sync {
         at: u64,
         audit: &AuditEntry,
     ) -> Result<u64, StoreError>;
+    /// Spends the one-time revocation code of `serial`: true, with the code marked used at
+    /// `at` and `audit` appended, when `sha256` is that serial's unused code; false (nothing
+    /// written) otherwise.
+    fn spend_revocation_code(
+        &self,
+        serial: &str,
+        sha256: &[u8],
+        at: u64,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError>;
+    /// Gives a spent code back: the revocation request it was spent on could not be stored.
+    fn restore_revocation_code(&self, serial: &str) -> Result<(), StoreError>;
     /// Requests whose subscriber's official email is `email`, oldest first.
     fn requests_of_subscriber(&self, email: &str) -> Result<Vec<RequestRecord>, StoreError>;
     /// Visits every request in the filter's scope (its province, path and organisation fields)

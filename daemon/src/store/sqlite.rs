@@ -84,7 +84,7 @@ const MIGRATIONS: &[&str] = &[
     ra_schema::MIGRATION,
     // 8: the audit log's hash chain and the timestamps of its head (see sqlite/audit.rs).
     audit::MIGRATION,
-    // 9: covering indexes for the RA's reports (see sqlite/ra_schema.rs).
+    // 9: covering indexes for the RA's reports, revocation codes (see sqlite/ra_schema.rs).
     ra_schema::REPORT_INDEXES,
 ];
 

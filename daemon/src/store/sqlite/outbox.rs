@@ -26,8 +26,8 @@ fn insert_counted(tx: &Connection, m: &OutboxMessage, now: u64) -> rusqlite::Res
     let n = tx
         .prepare_cached(
             "INSERT INTO outbox (idempotency_key, channel, recipient, subject, body, event, request,
-                                 created_at, next_attempt_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+                                 created_at, next_attempt_at, secret)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)
              ON CONFLICT (idempotency_key) DO NOTHING",
         )?
         .execute(params![
@@ -38,7 +38,8 @@ fn insert_counted(tx: &Connection, m: &OutboxMessage, now: u64) -> rusqlite::Res
             m.body,
             m.event,
             m.request,
-            now
+            now,
+            m.secret
         ])?;
     Ok(n == 1)
 }
@@ -59,7 +60,7 @@ pub(crate) fn erase_outbox_of(tx: &Connection, request: i64, now: u64) -> rusqli
 }
 
 const QUEUED_COLUMNS: &str = "id, idempotency_key, channel, recipient, subject, body, event, \
-     request, created_at, attempts, next_attempt_at, delivered_at, last_error";
+     request, created_at, attempts, next_attempt_at, delivered_at, last_error, secret";
 
 fn queued_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedMessage> {
     let channel: String = r.get(2)?;
@@ -80,6 +81,7 @@ fn queued_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedMessage> {
             body: r.get(5)?,
             event: r.get(6)?,
             request: r.get(7)?,
+            secret: r.get(13)?,
         },
         created_at: r.get(8)?,
         attempts: r.get(9)?,
@@ -152,7 +154,8 @@ impl Outbox for SqliteStore {
         let n = self
             .lock()?
             .execute(
-                "UPDATE outbox SET delivered_at = ?2 WHERE id = ?1 AND delivered_at IS NULL",
+                "UPDATE outbox SET delivered_at = ?2, body = CASE WHEN secret THEN '' ELSE body END
+                 WHERE id = ?1 AND delivered_at IS NULL",
                 params![id, sql_time(now)],
             )
             .map_err(unavailable)?;
@@ -322,7 +325,30 @@ mod tests {
             body: "Kính gửi Sở Thông tin và Truyền thông Đà Nẵng".into(),
             event: "accepted".into(),
             request: None,
+            secret: false,
         }
+    }
+
+    #[test]
+    fn a_secret_body_is_emptied_once_delivered_and_an_ordinary_one_is_kept() {
+        let (_dir, s) = store();
+        let mut secret = message("fulfilled:1:anh.nt@dn.gov.vn:email");
+        secret.body = "Mã thu hồi một lần: ABCD-EFGH".into();
+        secret.secret = true;
+        s.enqueue(&[secret.clone(), message("accepted:1:x")], 100)
+            .expect("q");
+        let due = s.due(100, 10).expect("due");
+        assert_eq!(due[0].message, secret, "kept whole until it leaves");
+        for q in &due {
+            s.mark_delivered(q.id, 150).expect("delivered");
+        }
+        let (a, b) = (
+            s.queued(due[0].id).expect("read").expect("row"),
+            s.queued(due[1].id).expect("read").expect("row"),
+        );
+        assert_eq!(a.message.body, "");
+        assert_eq!(a.message.recipient, secret.recipient, "the record stays");
+        assert_eq!(b.message.body, message("x").body);
     }
 
     /// An organisation and a request in `state` due at `due_at`, inserted as the RA core will.

@@ -651,6 +651,14 @@ impl RaRequests for SqliteStore {
             for m in &t.notices {
                 super::insert_outbox(tx, m, t.at).map_err(unavailable)?;
             }
+            if let Some((serial, sha256)) = &t.revocation_code {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO revocation_codes (serial, sha256, created_at)
+                     VALUES (?1, ?2, ?3)",
+                )
+                .and_then(|mut st| st.execute(params![serial, sha256, t.at]))
+                .map_err(unavailable)?;
+            }
             insert_audit(tx, &t.audit).map_err(unavailable)?;
             request_in(tx, t.request)?.ok_or_else(|| StoreError::NotFound(t.request.to_string()))
         })
@@ -931,6 +939,39 @@ impl RaRequests for SqliteStore {
                 insert_audit(tx, &audit).map_err(unavailable)?;
             }
             Ok(n as u64)
+        })
+    }
+
+    fn spend_revocation_code(
+        &self,
+        serial: &str,
+        sha256: &[u8],
+        at: u64,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE revocation_codes SET used_at = ?3
+                     WHERE serial = ?1 AND sha256 = ?2 AND used_at IS NULL",
+                    params![serial, sha256, at],
+                )
+                .map_err(unavailable)?;
+            if n == 1 {
+                insert_audit(tx, audit).map_err(unavailable)?;
+            }
+            Ok(n == 1)
+        })
+    }
+
+    fn restore_revocation_code(&self, serial: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE revocation_codes SET used_at = NULL WHERE serial = ?1",
+                [serial],
+            )
+            .map_err(unavailable)?;
+            Ok(())
         })
     }
 

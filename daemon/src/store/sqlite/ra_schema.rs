@@ -184,8 +184,19 @@ pub(super) const MIGRATION: &str = "
 /// seconds, nearly all of it page reads. The report's columns in the index make it one ordered
 /// walk of a narrow b-tree (see the RA benchmark in docs/ra.md). The partial index does the same
 /// for the certificate counts, which join only requests that issued one.
+///
+/// Also: subscribers' one-time revocation codes (SHA-256 of the code; the code itself is only
+/// in the subscriber's fulfilment mail), and the outbox's `secret` flag: a message whose body
+/// carries such a code has its body emptied once delivered.
 pub(crate) const REPORT_INDEXES: &str = "
     CREATE INDEX requests_report ON requests(org_path, submitted_at, fulfilled_at, due_at,
         accepted_at, closed_at, kind, state, key_origin, organisation);
     CREATE INDEX requests_report_certificates ON requests(org_path, issued_certificate)
-        WHERE issued_certificate IS NOT NULL;";
+        WHERE issued_certificate IS NOT NULL;
+    CREATE TABLE revocation_codes (
+        serial      TEXT PRIMARY KEY,
+        sha256      BLOB NOT NULL,
+        created_at  INTEGER NOT NULL,
+        used_at     INTEGER
+    );
+    ALTER TABLE outbox ADD COLUMN secret INTEGER NOT NULL DEFAULT 0;";
