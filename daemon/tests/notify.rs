@@ -218,6 +218,7 @@ fn notice(event: Event, request: i64) -> Notice {
         reason: None,
         serial: None,
         not_after: None,
+        revocation_code: None,
     }
 }
 

@@ -901,6 +901,7 @@ const API_PATHS: &[&str] = &[
     "/api/v1/issuers/{name}/revoke",
     "/api/v1/confirmations",
     "/api/v1/confirmations/{id}/confirm",
+    "/api/v1/revocations",
 ];
 
 #[test]
@@ -928,11 +929,17 @@ fn the_openapi_document_is_public_openapi_3_1_and_lists_every_path() {
             .map(|seg| if seg.starts_with('{') { "1" } else { seg })
             .collect();
         let concrete = concrete.join("/");
-        for method in operations.as_object().expect("operations").keys() {
+        for (method, operation) in operations.as_object().expect("operations") {
             let method = method.to_ascii_uppercase();
             let r = bed.send(&method, &concrete, None, "", None, &[]);
-            assert_eq!(r.status, 401, "{method} {path}: {r}");
-            r.assert_problem(401, "unauthenticated");
+            if operation.get("security").is_some() {
+                r.assert_problem(401, "unauthenticated");
+            } else {
+                // Public (the revocation code is its own credential): served, and a body that
+                // is not JSON is refused as such.
+                assert_eq!(path, "/api/v1/revocations", "only this call is public");
+                r.assert_problem(415, "media-type");
+            }
         }
     }
     // Reachable on the plain listener too (it is public).
