@@ -1128,3 +1128,78 @@ fn a_one_time_revocation_code_revokes_without_the_key_or_the_organisation_once()
         Some(("revoked".to_string(), Some("keyCompromise".to_string())))
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Returned for correction, resubmitted corrected
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_returned_request_is_resubmitted_with_its_corrections_checked_like_a_new_filing() {
+    let bed = bed();
+    let desk = Desk::new("Trường THCS Nguyễn Huệ", "46");
+    let wrong = "Trần Văn Hùng";
+    let r = bed.post(
+        "/api/v1/requests",
+        &desk.officer,
+        &issue_body(wrong, &bed.csr(wrong, "ec:P-256")),
+    );
+    assert_eq!(r.status, 201, "{r}");
+    let id = r.id();
+    bed.act_ok(&desk.ra, id, "original-received", "accepted");
+    let returned = bed.act(&desk.ra, id, "return", Some("Sai họ tên: Trần Văn Hưng"));
+    assert_eq!(returned.json["state"], "returned", "{returned}");
+
+    let right = "Trần Văn Hưng";
+    let resubmit = |corrected: Value| {
+        bed.post(
+            &format!("/api/v1/requests/{id}/transitions"),
+            &desk.officer,
+            &json!({"action": "resubmit", "corrected": corrected}),
+        )
+    };
+    // A correction is checked like a new filing, and nothing changes when it fails.
+    let mut bad = issue_body(right, &bed.csr(right, "ec:P-256"));
+    bad["subscriber"]["email"] = "not-an-address".into();
+    let fields = resubmit(bad).assert_problem(422, "invalid");
+    assert_eq!(fields, ["corrected.subscriber.email"]);
+    let mut other_kind = issue_body(right, &bed.csr(right, "ec:P-256"));
+    other_kind["kind"] = "renew".into();
+    let fields = resubmit(other_kind).assert_problem(422, "invalid");
+    assert!(fields.contains(&"corrected.kind".to_string()), "{fields:?}");
+    let still = bed.get(&format!("/api/v1/requests/{id}"), &desk.officer);
+    assert_eq!(still.json["state"], "returned", "{still}");
+    assert_eq!(still.json["subscriber"]["name"], wrong, "{still}");
+    // Only resubmit carries corrections.
+    bed.post(
+        &format!("/api/v1/requests/{id}/transitions"),
+        &desk.ra,
+        &json!({"action": "reject", "reason": "x", "corrected": issue_body(right, "x")}),
+    )
+    .assert_problem(422, "invalid");
+
+    // The corrected dossier replaces the returned one; the history keeps both steps.
+    let done = resubmit(issue_body(right, &bed.csr(right, "ec:P-256")));
+    assert_eq!(done.status, 200, "{done}");
+    assert_eq!(done.json["state"], "submitted", "{done}");
+    assert_eq!(done.json["subscriber"]["name"], right, "{done}");
+    let history = bed.get(&format!("/api/v1/requests/{id}/events"), &desk.ra);
+    let actions: Vec<&str> = history.json["events"]
+        .as_array()
+        .or_else(|| history.json.as_array())
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(actions.ends_with(&["return", "resubmit"]), "{actions:?}");
+
+    // Accepted again, a new period starts; fulfilled, the certificate names the corrected holder.
+    bed.act_ok(&desk.ra, id, "accept", "accepted");
+    let issued = bed.act(&desk.ra, id, "approve", None);
+    assert_eq!(issued.json["state"], "fulfilled", "{issued}");
+    let cert = bed.certificate(issued.str("issued_certificate"));
+    assert!(
+        x509_subject(&cert).ends_with(&format!("CN={right}")),
+        "{}",
+        x509_subject(&cert)
+    );
+}

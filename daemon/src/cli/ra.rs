@@ -468,6 +468,7 @@ pub(super) fn request(data: &Path, cmd: RequestCommand, who: &str) -> Result<(),
             &ActionInput {
                 action: action.into(),
                 reason: a.reason,
+                corrected: None,
             },
         )
         .map_err(desk_failure)

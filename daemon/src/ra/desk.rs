@@ -225,6 +225,11 @@ pub struct ActionInput {
     pub action: String,
     /// Why (required to return or reject).
     pub reason: Option<String>,
+    /// With `resubmit` only: the corrected dossier, a request as filed (same kind and
+    /// organisation), checked like a new one; it replaces the returned request's dossier (a new
+    /// `document`, if given, is verified and attached). Without it, the request goes back as it
+    /// was.
+    pub corrected: Option<RequestInput>,
 }
 
 /// The subscriber as shown to those in reach.
@@ -2698,6 +2703,16 @@ impl RequestDesk {
         if to == S::Approved {
             self.check_not_paused(&r)?;
         }
+        let corrected = match &input.corrected {
+            None => None,
+            Some(_) if action != "resubmit" => {
+                return Err(DeskError::Invalid(vec![FieldError::new(
+                    "corrected",
+                    "only with resubmit",
+                )]))
+            }
+            Some(c) => Some(self.correction(who, &r, c)?),
+        };
         if matches!(action, "return" | "reject") && reason.is_none() {
             return Err(DeskError::Invalid(vec![FieldError::new(
                 "reason",
@@ -2728,6 +2743,7 @@ impl RequestDesk {
         } else {
             self.store.transition(&Transition {
                 revocation_code: None,
+                corrected,
                 request: id,
                 from: r.state,
                 to,
@@ -2757,6 +2773,52 @@ impl RequestDesk {
             .transpose()?
             .flatten();
         Ok(self.view(&current, doc.as_ref()))
+    }
+
+    /// Checks a corrected dossier for a returned request `r` as a new filing would be checked,
+    /// and verifies its document: the record whose dossier replaces `r`'s, and the document.
+    fn correction(
+        &self,
+        who: &Principal,
+        r: &RequestRecord,
+        input: &RequestInput,
+    ) -> Result<(RequestRecord, Option<DocumentRecord>), DeskError> {
+        let mut errors = Vec::new();
+        if input.kind != r.kind.as_str() {
+            errors.push(FieldError::new(
+                "corrected.kind",
+                format!("the request's own kind, {}", r.kind.as_str()),
+            ));
+        }
+        if input
+            .organisation
+            .as_ref()
+            .is_some_and(|o| *o != r.organisation)
+        {
+            errors.push(FieldError::new(
+                "corrected.organisation",
+                "the request's own organisation",
+            ));
+        }
+        let mut input = input.clone();
+        input.organisation = Some(r.organisation.clone());
+        let document = input.document.take();
+        let mut found = Vec::new();
+        let draft = self.draft(who, &input, self.now(), &mut found)?;
+        let filed = document
+            .as_ref()
+            .and_then(|d| self.decode_document(d, &mut found));
+        errors.extend(found.into_iter().map(|mut e| {
+            e.field = format!("corrected.{}", e.field);
+            e
+        }));
+        let Some(draft) = draft.filter(|_| errors.is_empty()) else {
+            return Err(DeskError::Invalid(errors));
+        };
+        let document = filed
+            .map(|f| self.verify_document(f, &r.organisation))
+            .transpose()?;
+        Ok((draft, document))
     }
 
     /// Fulfils an approved request through the lifecycle RA and the CA. Requests whose key is
@@ -2851,6 +2913,7 @@ impl RequestDesk {
         let notices = crate::notify::messages::compose(&notice, &self.config.notify);
         Ok(self.store.transition(&Transition {
             revocation_code,
+            corrected: None,
             notices,
             request: r.id,
             from: RequestState::Approved,

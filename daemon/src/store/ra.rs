@@ -412,6 +412,10 @@ pub struct Transition {
     /// A one-time revocation code for the certificate just issued: (serial, SHA-256 of the
     /// code), stored in the same transaction (replacing an earlier code of that serial).
     pub revocation_code: Option<(String, Vec<u8>)>,
+    /// A corrected dossier (resubmitting a returned request): the request's profile, key
+    /// origin, issuer, subscriber, CSR, certificate and reason are replaced by this record's,
+    /// and a new document, if given, is stored and attached; in the same transaction.
+    pub corrected: Option<(RequestRecord, Option<DocumentRecord>)>,
 }
 
 /// Which requests a list reads: the caller's scope and the filters asked for.

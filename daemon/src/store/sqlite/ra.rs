@@ -134,6 +134,62 @@ fn insert_event(conn: &Connection, request: i64, e: &RequestEvent) -> rusqlite::
     )
 }
 
+fn insert_document(conn: &Connection, d: &DocumentRecord) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT INTO documents (filename, content, signature, sha256, valid,
+         signer_serial, signer_issuer, signer_subject, signed_at, problem, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            d.filename,
+            d.content,
+            d.signature,
+            d.sha256,
+            d.valid,
+            d.signer_serial,
+            d.signer_issuer,
+            d.signer_subject,
+            d.signed_at,
+            d.problem,
+            d.created_at
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Replaces a request's dossier with a corrected one (see [`Transition::corrected`]).
+fn correct_request(
+    conn: &Connection,
+    id: i64,
+    r: &RequestRecord,
+    document: Option<i64>,
+) -> rusqlite::Result<()> {
+    let s = &r.subscriber;
+    conn.execute(
+        "UPDATE requests SET profile = ?2, key_origin = ?3, issuer = ?4, subscriber_name = ?5,
+           subscriber_email = ?6, subscriber_title = ?7, subscriber_unit = ?8,
+           subscriber_phone = ?9, subscriber_id_number = ?10, csr = ?11, certificate = ?12,
+           reason = ?13, document = COALESCE(?14, document)
+         WHERE id = ?1",
+        params![
+            id,
+            r.profile,
+            r.key_origin.as_str(),
+            r.issuer,
+            s.name,
+            s.email,
+            s.title,
+            s.unit,
+            s.phone_sealed,
+            s.id_number_sealed,
+            r.csr,
+            r.certificate,
+            r.reason,
+            document
+        ],
+    )?;
+    Ok(())
+}
+
 fn insert_request(
     conn: &Connection,
     r: &RequestRecord,
@@ -488,31 +544,10 @@ impl RaRequests for SqliteStore {
         notices: &dyn Fn(&RequestRecord) -> Vec<crate::store::OutboxMessage>,
     ) -> Result<Vec<RequestRecord>, StoreError> {
         self.write(|tx| {
-            let document_id = match document {
-                Some(d) => {
-                    tx.execute(
-                        "INSERT INTO documents (filename, content, signature, sha256, valid,
-                         signer_serial, signer_issuer, signer_subject, signed_at, problem, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                        params![
-                            d.filename,
-                            d.content,
-                            d.signature,
-                            d.sha256,
-                            d.valid,
-                            d.signer_serial,
-                            d.signer_issuer,
-                            d.signer_subject,
-                            d.signed_at,
-                            d.problem,
-                            d.created_at
-                        ],
-                    )
-                    .map_err(unavailable)?;
-                    Some(tx.last_insert_rowid())
-                }
-                None => None,
-            };
+            let document_id = document
+                .map(|d| insert_document(tx, d))
+                .transpose()
+                .map_err(unavailable)?;
             let mut stored = Vec::with_capacity(requests.len());
             for r in requests {
                 let id = insert_request(tx, r, document_id).map_err(unavailable)?;
@@ -648,6 +683,14 @@ impl RaRequests for SqliteStore {
                 reason: t.reason.clone(),
             };
             insert_event(tx, t.request, &event).map_err(unavailable)?;
+            if let Some((record, document)) = &t.corrected {
+                let doc = document
+                    .as_ref()
+                    .map(|d| insert_document(tx, d))
+                    .transpose()
+                    .map_err(unavailable)?;
+                correct_request(tx, t.request, record, doc).map_err(unavailable)?;
+            }
             for m in &t.notices {
                 super::insert_outbox(tx, m, t.at).map_err(unavailable)?;
             }
