@@ -1482,3 +1482,77 @@ fn delegated_certificates_are_reissued_in_place() {
     let reply = fetch(&args);
     assert_eq!(reply.status, 200, "{}", reply.text());
 }
+
+#[test]
+fn reload_applies_the_ra_section_and_refuses_a_broken_calendar() {
+    let dir = init(&[]);
+    let data = dir.path();
+    std::fs::write(data.join("pkid.toml"), "[ra]\nmax_document_bytes = 1024\n").expect("write");
+    let daemon = Daemon::start(data);
+    let root = data.join("certs/root.crt");
+    // A body declared at 5 MiB: over the API's limit for 1,024-byte documents (4 MiB of rows
+    // plus the document in base64), within it for 10 MiB documents. The limit answers before
+    // authentication, so no token is needed to see which side of it the body is.
+    let body = dir.path().join("five-mib.json");
+    std::fs::write(&body, vec![b' '; 5 * 1024 * 1024]).expect("body");
+    let status = || -> u16 {
+        let mut args = daemon.tls_args(&root);
+        let at = format!("@{}", path_str(&body));
+        let url = daemon.https_url("/api/v1/requests");
+        args.extend(
+            [
+                "-s",
+                "--http1.1",
+                "--expect100-timeout",
+                "60",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                CURL_MAX_SECS,
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                &at,
+                &url,
+            ]
+            .map(String::from),
+        );
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        lossy(&curl(&refs).stdout).trim().parse().expect("status")
+    };
+    assert_eq!(status(), 413);
+
+    std::fs::write(
+        data.join("pkid.toml"),
+        "[ra]\nmax_document_bytes = 10485760\n",
+    )
+    .expect("write");
+    daemon.sighup();
+    assert!(
+        daemon.wait_for_log("configuration reloaded", 1, Duration::from_secs(10)),
+        "{}",
+        daemon.logs()
+    );
+    assert_eq!(
+        status(),
+        401,
+        "within the reloaded limit, the token is asked for"
+    );
+
+    // A calendar that does not parse: the [ra] section is refused whole, the limit stays.
+    std::fs::write(data.join("broken-calendar.toml"), "[2026]\nday_off = 3\n").expect("write");
+    std::fs::write(
+        data.join("pkid.toml"),
+        "[ra]\nmax_document_bytes = 1024\ncalendar = \"broken-calendar.toml\"\n",
+    )
+    .expect("write");
+    daemon.sighup();
+    assert!(
+        daemon.wait_for_log("its calendar is not valid", 1, Duration::from_secs(10)),
+        "{}",
+        daemon.logs()
+    );
+    assert_eq!(status(), 401, "the running [ra] section stays");
+}

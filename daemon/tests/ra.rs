@@ -672,8 +672,12 @@ fn a_missing_field_is_named_in_the_problem_document() {
 fn a_declared_body_over_the_limit_is_a_413_problem_document() {
     let bed = bed();
     let desk = Desk::new("Trường Mầm non Sơn Ca", "01");
-    desk.file_raw("application/json", &oversized_body(), &["--http1.1"])
-        .assert_problem(413, "body");
+    desk.file_raw(
+        "application/json",
+        &oversized_body(),
+        &["--http1.1", "--expect100-timeout", "60"],
+    )
+    .assert_problem(413, "body");
     assert_eq!(get(&bed.http_url("/healthz")).status, 200);
 }
 

@@ -141,8 +141,9 @@ impl AppState {
         }
     }
 
-    /// Applies the HTTP settings that are safe to change live (rate limit, body limit) and
-    /// the log settings from `new`; listener addresses and `public_url` need a restart.
+    /// Applies the HTTP settings that are safe to change live (rate limit, body limit), the
+    /// log settings and the RA's `[ra]` section (with its calendar file, read again) from
+    /// `new`; listener addresses and `public_url` need a restart.
     pub fn reload(&self, new: &Config) {
         let old = self.config.load_full();
         if new.server.rate_limit != old.server.rate_limit {
@@ -152,6 +153,11 @@ impl AppState {
         applied.log = new.log.clone();
         applied.server.rate_limit = new.server.rate_limit;
         applied.server.max_body_bytes = new.server.max_body_bytes;
+        // The RA's deadlines, limits and calendar (the desk keeps its own copy), unless the
+        // desk refused them (a calendar file that does not parse).
+        if self.desk.as_ref().is_none_or(|desk| desk.reload(new)) {
+            applied.ra = new.ra.clone();
+        }
         if new.server.http != old.server.http
             || new.server.https != old.server.https
             || new.server.public_url != old.server.public_url

@@ -624,8 +624,8 @@ pub struct RequestDesk {
     after: std::sync::OnceLock<Arc<dyn AfterCommit>>,
     store: Arc<dyn Store>,
     lifecycle: Option<Arc<RegistrationAuthority>>,
-    config: Arc<Config>,
-    calendar: Calendar,
+    config: arc_swap::ArcSwap<Config>,
+    calendar: arc_swap::ArcSwap<Calendar>,
     verifier: Option<DocumentVerifier>,
     sealer: Option<Arc<dyn DataSealer>>,
     clock: Arc<dyn Clock>,
@@ -680,13 +680,31 @@ impl RequestDesk {
         Self {
             store: p.store,
             lifecycle: p.lifecycle,
-            config: p.config,
-            calendar: p.calendar,
+            config: arc_swap::ArcSwap::new(p.config),
+            calendar: arc_swap::ArcSwap::from_pointee(p.calendar),
             verifier: p.verifier,
             sealer: p.sealer,
             clock: p.clock,
             after: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Applies a reloaded configuration's `[ra]` section (SIGHUP): deadlines, working hours,
+    /// limits, retention, and the calendar file, read again. A calendar that does not parse is
+    /// logged and the one in use kept. Document trust, profiles and `[notify]` change only on
+    /// restart. Returns whether the new section was applied.
+    pub fn reload(&self, new: &Config) -> bool {
+        match Calendar::load(&new.ra.calendar) {
+            Ok(c) => self.calendar.store(Arc::new(c)),
+            Err(e) => {
+                tracing::error!(error = %e, calendar = %new.ra.calendar.display(), "the reloaded [ra] section is refused: its calendar is not valid; keeping the one in use");
+                return false;
+            }
+        }
+        let mut applied = (**self.config.load()).clone();
+        applied.ra = new.ra.clone();
+        self.config.store(Arc::new(applied));
+        true
     }
 
     /// Sets what runs after each commit (once; later calls are ignored).
@@ -929,7 +947,7 @@ impl RequestDesk {
             ));
         }
         for (i, p) in input.profiles.iter().enumerate() {
-            if self.config.profile(p).is_none() {
+            if self.config.load().profile(p).is_none() {
                 errors.push(FieldError::new(
                     &format!("profiles[{i}]"),
                     format!("unknown profile {p:?}"),
@@ -1136,7 +1154,7 @@ impl RequestDesk {
         let op = self.live_operator(id)?;
         let token = credentials::new_token().map_err(|e| DeskError::Internal(e.to_string()))?;
         let now = self.now();
-        let expires = now + u64::from(self.config.ra.token_days) * 86_400;
+        let expires = now + u64::from(self.config.load().ra.token_days) * 86_400;
         let audit = self.audit(
             &who.actor(),
             "operator.token",
@@ -1270,10 +1288,14 @@ impl RequestDesk {
         let from =
             OffsetDateTime::from_unix_timestamp(at as i64).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let due = match kind {
-            RequestKind::Revoke => self.calendar.due_hours(from, self.config.ra.revoke_hours),
+            RequestKind::Revoke => self
+                .calendar
+                .load()
+                .due_hours(from, self.config.load().ra.revoke_hours),
             _ => self
                 .calendar
-                .due_working_days(from, self.config.ra.working_days),
+                .load()
+                .due_working_days(from, self.config.load().ra.working_days),
         };
         due.unix_timestamp().max(0) as u64
     }
@@ -1314,7 +1336,7 @@ impl RequestDesk {
                 .filter(|c| !c.is_ascii_whitespace())
                 .collect::<String>()
         };
-        let limit = self.config.ra.max_document_bytes;
+        let limit = self.config.load().ra.max_document_bytes;
         let content = match b64.decode(clean(&d.content_base64)) {
             Ok(c) if c.is_empty() => {
                 errors.push(FieldError::new("document.content_base64", "empty"));
@@ -1929,8 +1951,8 @@ impl RequestDesk {
             errors.push(FieldError::new("profile", "required to issue"));
             return None;
         };
-        if self.config.profile(p).is_none() {
-            let known: Vec<_> = self.config.profiles.keys().cloned().collect();
+        if self.config.load().profile(p).is_none() {
+            let known: Vec<_> = self.config.load().profiles.keys().cloned().collect();
             errors.push(FieldError::new(
                 "profile",
                 format!("unknown profile {p:?} (configured: {})", known.join(", ")),
@@ -1990,7 +2012,8 @@ impl RequestDesk {
                 return None;
             }
         };
-        if let Some(p) = profile.and_then(|p| self.config.profile(p)) {
+        let config = self.config.load();
+        if let Some(p) = profile.and_then(|p| config.profile(p)) {
             if !p.profile.allows_key(verified.key_type) {
                 errors.push(FieldError::new(
                     "csr",
@@ -2451,7 +2474,7 @@ impl RequestDesk {
             return Err(DeskError::Forbidden("only a ca-admin erases".into()));
         }
         let now = self.now();
-        let before = now.saturating_sub(u64::from(self.config.ra.retention_days) * 86_400);
+        let before = now.saturating_sub(u64::from(self.config.load().ra.retention_days) * 86_400);
         let audit = self.audit(
             &who.actor(),
             "request.erase",
@@ -2580,9 +2603,10 @@ impl RequestDesk {
             .unix_timestamp()
             .max(0) as u64;
         let now = self.now();
+        let calendar = self.calendar.load();
         let mut tally = super::report::Tally::new(
-            &self.calendar,
-            self.config.ra.working_hours,
+            &calendar,
+            self.config.load().ra.working_hours,
             start,
             end,
             now,
@@ -2910,7 +2934,7 @@ impl RequestDesk {
             }
             _ => None,
         };
-        let notices = crate::notify::messages::compose(&notice, &self.config.notify);
+        let notices = crate::notify::messages::compose(&notice, &self.config.load().notify);
         Ok(self.store.transition(&Transition {
             revocation_code,
             corrected: None,
@@ -2963,7 +2987,7 @@ impl RequestDesk {
         serial: Option<String>,
     ) -> Vec<crate::store::OutboxMessage> {
         let notice = self.notice_for(r, org, event, due_at, reason, serial);
-        crate::notify::messages::compose(&notice, &self.config.notify)
+        crate::notify::messages::compose(&notice, &self.config.load().notify)
     }
 
     /// The notice of an event on a request, before it is composed into messages.
