@@ -134,8 +134,17 @@ fn populate_requests(
                 .prepare_cached(
                     "INSERT INTO requests (kind, organisation, province, org_path, state, key_origin,
                      subscriber_name, subscriber_email, submitted_by, submitted_at, accepted_at,
-                     due_at, fulfilled_at, closed_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'csr', ?6, ?7, 'loader', ?8, ?9, ?10, ?11, ?12, ?8)",
+                     due_at, fulfilled_at, closed_at, updated_at, issued_certificate)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'csr', ?6, ?7, 'loader', ?8, ?9, ?10, ?11, ?12, ?8, ?13)",
+                )
+                .expect("prepare");
+            // Each fulfilled issue, renewal or change of information issued a certificate (one
+            // in ten since revoked), so the report's certificate counts join real rows.
+            let mut cert = tx
+                .prepare_cached(
+                    "INSERT INTO certificates (serial, issuer, subject, profile, not_before, not_after,
+                     status, revoked_at, reason, tbs, created_at, updated_at)
+                     VALUES (?1, 'issuing', 'CN=bench', 'person', ?2, ?3, ?4, ?5, ?6, x'00', ?2, ?2)",
                 )
                 .expect("prepare");
             for i in done..(done + 50_000).min(count) {
@@ -152,6 +161,20 @@ fn populate_requests(
                 });
                 let closed = matches!(state, "fulfilled" | "rejected")
                     .then(|| fulfilled.unwrap_or(submitted + DAY));
+                let issued = (state == "fulfilled" && matches!(kind, "issue" | "renew" | "modify"))
+                    .then(|| format!("{:016x}", 0x4000_0000_0000_0000u64 + i as u64));
+                if let (Some(serial), Some(at)) = (&issued, fulfilled) {
+                    let revoked = i % 10 == 0;
+                    cert.execute(params![
+                        serial,
+                        at,
+                        at + 730 * DAY,
+                        if revoked { "revoked" } else { "valid" },
+                        revoked.then_some(at + DAY),
+                        revoked.then_some(1),
+                    ])
+                    .expect("certificate");
+                }
                 stmt.execute(params![
                     kind,
                     org,
@@ -164,7 +187,8 @@ fn populate_requests(
                     accepted,
                     due,
                     fulfilled,
-                    closed
+                    closed,
+                    issued
                 ])
                 .expect("insert");
             }
@@ -516,11 +540,13 @@ fn main() {
     };
     let mut times = Vec::new();
     let mut submitted = 0;
+    let mut certificates = (0, 0);
     for _ in 0..REPORT_RUNS {
         let t = Instant::now();
         let r = desk.report(&me, &q).expect("report");
         times.push(t.elapsed());
         submitted = r.requests.values().map(|c| c.submitted).sum::<u64>();
+        certificates = (r.certificates.valid, r.certificates.revoked);
     }
     times.sort();
     let mut bare_times = Vec::new();
@@ -543,9 +569,11 @@ fn main() {
     bare_times.sort();
     let median = |v: &[Duration]| v[v.len() / 2];
     println!(
-        "{:<44} {:>8.3} s ({submitted} requests filed in the year)   bare GROUP BY: {:>6.3} s   ratio {:.2}x",
+        "{:<44} {:>8.3} s ({submitted} requests filed in the year; certificates {} valid, {} revoked)   bare GROUP BY: {:>6.3} s   ratio {:.2}x",
         "report: a year of the whole tree",
         median(&times).as_secs_f64(),
+        certificates.0,
+        certificates.1,
         median(&bare_times).as_secs_f64(),
         median(&times).as_secs_f64() / median(&bare_times).as_secs_f64().max(1e-9)
     );
