@@ -214,7 +214,9 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (limit, silence) = {
             let config = self.state.config.load();
-            let limit = if req.uri().path().starts_with("/api/") {
+            let limit = if req.uri().path().starts_with("/api/")
+                || crate::portal::takes_uploads(req.uri().path())
+            {
                 super::api::body_limit(&config)
             } else {
                 config.server.max_body_bytes
