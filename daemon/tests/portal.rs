@@ -1,0 +1,556 @@
+//! The registration portal, end to end.
+//!
+//! ```text
+//! in-process (oneshot through the HTTPS router, no socket):
+//!   headers · language · the hashed style sheet · CSRF refusal · failed logins (limited,
+//!   audited) · a script in a holder's name shown as text
+//! real daemon + headless Chromium (selenium, daemon/tests/portal/driver.py):
+//!   log in with password + TOTP · file an issue request · approve it as an RA officer in
+//!   scope · be refused out of scope · search · switch language · CSRF refusal · screenshots
+//! ```
+//!
+//! The browser test needs the Python that `scripts/test.sh` prepares (`target/venv-web`,
+//! selenium from PyPI) in `PKID_TEST_BROWSER_PYTHON`, and fails naming the script without it.
+
+mod common;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use common::inprocess::build_app;
+use common::ra::Testbed;
+use common::*;
+use http_body_util::BodyExt;
+use hyper::{Request, StatusCode};
+use pkid::clock::FakeClock;
+use pkid::http::Listener;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+/// One exchange through the router: status, headers, body text.
+struct Page {
+    status: StatusCode,
+    headers: hyper::HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// `name=value` of a `Set-Cookie` the page sent.
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .map(|c| c.split(';').next().unwrap_or_default().to_owned())
+    }
+
+    /// The value of the first hidden `csrf` input.
+    fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .expect("a form token")
+            + 19;
+        self.body[at..]
+            .split('"')
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+async fn send(router: &Listener, req: Request<Body>, from: [u8; 4]) -> Page {
+    let mut req = req;
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from((from, 40000))));
+    let resp = router.clone().oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    Page {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+fn get(path: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut b = Request::builder().uri(path);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Body::empty()).expect("request")
+}
+
+fn post_form(path: &str, cookie: &str, body: &str) -> Request<Body> {
+    Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", cookie)
+        .body(Body::from(body.to_owned()))
+        .expect("request")
+}
+
+async fn app(data: &Path) -> Listener {
+    let app = build_app(data, Arc::new(FakeClock::new(1_780_000_000))).await;
+    app.routers().https
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_carry_the_security_headers_and_speak_vietnamese_first() {
+    let dir = init(&[]);
+    let https = app(dir.path()).await;
+
+    let home = send(&https, get("/", &[]), [127, 0, 0, 1]).await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+    let csp = home.header("content-security-policy");
+    for part in [
+        "default-src 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+        "style-src 'self'",
+    ] {
+        assert!(csp.contains(part), "CSP {csp:?} lacks {part}");
+    }
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    assert_eq!(home.header("x-content-type-options"), "nosniff");
+    assert_eq!(home.header("referrer-policy"), "no-referrer");
+    assert!(home
+        .header("strict-transport-security")
+        .starts_with("max-age="));
+    assert_eq!(home.header("cache-control"), "no-store");
+    assert!(home.header("content-type").starts_with("text/html"));
+    assert!(home.body.contains("<html lang=\"vi\">"), "{}", home.body);
+    assert!(home.body.contains("Đăng nhập"));
+    for hook in [
+        "login-username",
+        "login-password",
+        "login-totp",
+        "login-submit",
+        "search-query",
+        "search-submit",
+        "lang-switch",
+    ] {
+        assert!(
+            home.body.contains(&format!("data-testid=\"{hook}\"")),
+            "no {hook}"
+        );
+    }
+    assert!(!home.body.contains("<script"), "no script is served");
+    let pre = home
+        .cookie("__Host-pkid-form")
+        .expect("the pre-login form cookie");
+    let set = home
+        .headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(
+        set.contains("Secure") && set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    assert!(!pre.is_empty());
+
+    // Every control has a label.
+    for id in ["username", "password", "totp", "q"] {
+        assert!(
+            home.body.contains(&format!("<label for=\"{id}\">")),
+            "no label for {id}"
+        );
+    }
+
+    let en = send(
+        &https,
+        get("/", &[("accept-language", "en-GB,en;q=0.9,vi;q=0.5")]),
+        [127, 0, 0, 1],
+    )
+    .await;
+    assert!(en.body.contains("<html lang=\"en\">"), "{}", en.body);
+    assert!(en.body.contains("Log in"));
+    let cookie_wins = send(
+        &https,
+        get(
+            "/",
+            &[("accept-language", "en"), ("cookie", "pkid-lang=vi")],
+        ),
+        [127, 0, 0, 1],
+    )
+    .await;
+    assert!(cookie_wins.body.contains("<html lang=\"vi\">"));
+
+    // The style sheet, under its content hash, cached for good; any other name is not found.
+    let at = home
+        .body
+        .find("href=\"/static/portal.")
+        .expect("stylesheet link")
+        + 6;
+    let css_path = home.body[at..].split('"').next().expect("path").to_owned();
+    assert!(
+        css_path.len() == "/static/portal.".len() + 12 + ".css".len(),
+        "{css_path}"
+    );
+    let css = send(&https, get(&css_path, &[]), [127, 0, 0, 1]).await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css.header("content-type").starts_with("text/css"));
+    assert!(css.header("cache-control").contains("immutable"));
+    let stale = send(
+        &https,
+        get("/static/portal.000000000000.css", &[]),
+        [127, 0, 0, 1],
+    )
+    .await;
+    assert_eq!(stale.status, StatusCode::NOT_FOUND);
+
+    // The plain-HTTP listener does not serve the portal.
+    let app2 = build_app(dir.path(), Arc::new(FakeClock::new(1_780_000_000))).await;
+    let plain = send(&app2.routers().http, get("/", &[]), [127, 0, 0, 1]).await;
+    assert_eq!(plain.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_posted_without_its_token_is_refused() {
+    let dir = init(&[]);
+    let https = app(dir.path()).await;
+    let home = send(&https, get("/", &[]), [127, 0, 0, 2]).await;
+    let pre = home.cookie("__Host-pkid-form").expect("cookie");
+
+    for (path, body) in [
+        ("/login", "username=a&password=b&totp=123456".to_owned()),
+        (
+            "/login",
+            "username=a&password=b&totp=123456&csrf=forged".to_owned(),
+        ),
+        ("/lang", "lang=en".to_owned()),
+        ("/logout", String::new()),
+        ("/login/certificate", "csrf=".to_owned()),
+    ] {
+        let r = send(&https, post_form(path, &pre, &body), [127, 0, 0, 2]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path} {body}: {}", r.body);
+        assert!(r.body.contains("Biểu mẫu không hợp lệ"), "{}", r.body);
+        assert!(r
+            .header("content-security-policy")
+            .contains("frame-ancestors"));
+    }
+    // A token from another browser (cookie) is not this one's.
+    let other = send(&https, get("/", &[]), [127, 0, 0, 2]).await;
+    let r = send(
+        &https,
+        post_form("/lang", &pre, &format!("lang=en&csrf={}", other.csrf())),
+        [127, 0, 0, 2],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // With its token the switch works.
+    let r = send(
+        &https,
+        post_form("/lang", &pre, &format!("lang=en&csrf={}", home.csrf())),
+        [127, 0, 0, 2],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.cookie("pkid-lang").as_deref(), Some("pkid-lang=en"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_say_only_that_they_failed_are_limited_and_audited() {
+    let dir = init(&[]);
+    let data = dir.path();
+    pkid_ok(
+        data,
+        &[
+            "org",
+            "add",
+            "--id",
+            "so-dn",
+            "--name",
+            "Sở Giáo dục",
+            "--province",
+            "DN",
+        ],
+    );
+    pkid_ok(
+        data,
+        &[
+            "operator",
+            "add",
+            "--id",
+            "ra-dn",
+            "--name",
+            "Trần Thị B",
+            "--role",
+            "ra-officer",
+            "--scope",
+            "province:DN",
+        ],
+    );
+    set_password(data, "ra-dn", "mật khẩu đủ dài 2026");
+    pkid_ok(data, &["operator", "totp", "--id", "ra-dn"]);
+    let https = app(data).await;
+    let home = send(&https, get("/", &[]), [127, 0, 0, 3]).await;
+    let pre = home.cookie("__Host-pkid-form").expect("cookie");
+    let csrf = home.csrf();
+
+    let wrong_password = send(
+        &https,
+        post_form(
+            "/login",
+            &pre,
+            &format!("csrf={csrf}&username=ra-dn&password=sai&totp=000000"),
+        ),
+        [127, 0, 0, 3],
+    )
+    .await;
+    let unknown = send(
+        &https,
+        post_form(
+            "/login",
+            &pre,
+            &format!("csrf={csrf}&username=ai-do&password=sai&totp=000000"),
+        ),
+        [127, 0, 0, 3],
+    )
+    .await;
+    for r in [&wrong_password, &unknown] {
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        assert!(r.body.contains("Đăng nhập không thành công."), "{}", r.body);
+        assert!(r.cookie("__Host-pkid-session").is_none());
+    }
+    // Nothing tells an unknown id from a wrong password (the id typed is kept in the form).
+    assert_eq!(
+        wrong_password.body.replace("ra-dn", "ID"),
+        unknown.body.replace("ai-do", "ID")
+    );
+    assert!(
+        !wrong_password.body.contains("sai\""),
+        "the password typed is not echoed"
+    );
+
+    // Five attempts a minute for one id: the next is refused before any check.
+    let mut last = StatusCode::OK;
+    for _ in 0..5 {
+        last = send(
+            &https,
+            post_form(
+                "/login",
+                &pre,
+                &format!("csrf={csrf}&username=ra-dn&password=sai&totp=000000"),
+            ),
+            [127, 0, 0, 4],
+        )
+        .await
+        .status;
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+
+    let audit = pkid_ok(data, &["audit", "list", "--limit", "1000"]);
+    let refused: Vec<&str> = audit
+        .lines()
+        .filter(|l| l.contains("portal.login") && l.contains("refused"))
+        .collect();
+    assert!(refused.len() >= 6, "{audit}");
+    assert!(refused.iter().any(|l| l.contains("ai-do")));
+    assert!(!audit.contains("sai"), "no password in the audit log");
+}
+
+/// `pkid operator password`, the password on stdin.
+fn set_password(data: &Path, id: &str, password: &str) {
+    let mut child = pkid_command(data)
+        .args(["operator", "password", "--id", id])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pkid");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert_success(&out, "pkid operator password");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_in_a_holders_name_is_shown_as_text() {
+    let dir = init(&[]);
+    let data = dir.path();
+    let work = tempdir();
+    let (_key, csr) = make_csr(
+        work.path(),
+        "/O=Trường <b>THPT</b>/CN=<script>alert(1)<\\/script> Nguyễn Thị Hoa",
+        "ec:P-256",
+    );
+    let (serial, _) = issue(data, &csr, "person", &[]);
+    let https = app(data).await;
+
+    let r = send(&https, get("/search?q=script", &[]), [127, 0, 0, 5]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body.contains("data-testid=\"search-result\""),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("<script>alert(1)"), "{}", r.body);
+    assert!(!r.body.contains("<b>THPT"), "{}", r.body);
+    assert!(r.body.contains("&lt;script&gt;alert(1)&lt;"), "{}", r.body);
+    assert!(
+        r.body.contains("Nguyễn Thị Hoa"),
+        "diacritics exactly as issued"
+    );
+    assert!(r.body.contains("còn hiệu lực"));
+    assert!(r.body.contains(&format!("/certs/{serial}.pem")));
+
+    // By serial, with colons, too; a query that is too short is explained, not run.
+    let spaced: String = serial
+        .as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(":");
+    let by_serial = send(
+        &https,
+        get(&format!("/search?q={spaced}"), &[]),
+        [127, 0, 0, 5],
+    )
+    .await;
+    assert!(
+        by_serial
+            .body
+            .contains(&format!("data-serial=\"{serial}\"")),
+        "{}",
+        by_serial.body
+    );
+    let short = send(&https, get("/search?q=a", &[]), [127, 0, 0, 5]).await;
+    assert!(short.body.contains("từ 2 đến 128 ký tự"));
+    let reflected = send(
+        &https,
+        get("/search?q=%3Cimg%20src%3Dx%3E", &[]),
+        [127, 0, 0, 5],
+    )
+    .await;
+    assert!(!reflected.body.contains("<img"), "the query is escaped too");
+}
+
+// ---- the real browser ----------------------------------------------------------------------
+
+/// The operator's TOTP secret (base32), from `pkid operator totp`'s otpauth:// URI.
+fn totp_secret(bed: &Testbed, id: &str) -> String {
+    let out = bed.cli(&["operator", "totp", "--id", id]);
+    let uri = out
+        .lines()
+        .find(|l| l.starts_with("otpauth://"))
+        .expect("an otpauth URI");
+    uri.split(['?', '&'])
+        .find_map(|p| p.strip_prefix("secret="))
+        .expect("secret=")
+        .to_owned()
+}
+
+#[test]
+fn a_browser_logs_in_files_approves_is_refused_out_of_scope_and_searches() {
+    let python = std::env::var("PKID_TEST_BROWSER_PYTHON").unwrap_or_else(|_| {
+        panic!("PKID_TEST_BROWSER_PYTHON is not set: run scripts/test.sh, which prepares target/venv-web with selenium and sets it")
+    });
+    let bed = Testbed::start(|_| {});
+    bed.org(
+        "so-gd-dn",
+        "Sở Giáo dục và Đào tạo Đà Nẵng",
+        None,
+        Some("DN"),
+    );
+    bed.org(
+        "thpt-lqd",
+        "Trường THPT Lê Quý Đôn",
+        Some("so-gd-dn"),
+        Some("DN"),
+    );
+    bed.org(
+        "so-gd-hn",
+        "Sở Giáo dục và Đào tạo Hà Nội",
+        None,
+        Some("HN"),
+    );
+    bed.operator("van-thu", "org-officer", Some("thpt-lqd"), None);
+    bed.operator("ra-dn", "ra-officer", None, Some("province:DN"));
+    bed.operator("ra-hn", "ra-officer", None, Some("province:HN"));
+    let password = "mật khẩu đủ dài 2026";
+    let mut secrets = serde_json::Map::new();
+    for id in ["van-thu", "ra-dn", "ra-hn"] {
+        set_password(bed.data(), id, password);
+        secrets.insert(id.into(), totp_secret(&bed, id).into());
+    }
+    let name = "<script>alert(1)</script> Phạm Văn Cường";
+    let csr = bed.csr("Phạm Văn Cường", "ec:P-256");
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/portal-screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot directory");
+    let plan = serde_json::json!({
+        "base": bed.https_url(""),
+        "password": password,
+        "totp": secrets,
+        "subscriber": name,
+        "csr": csr,
+        "screenshots": shots,
+    });
+    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/portal/driver.py");
+    let out = std::process::Command::new(&python)
+        .arg(&driver)
+        .env("PKID_PORTAL_PLAN", plan.to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let stdout = lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the browser driver failed ({}):\n{stdout}\n{}\n--- daemon log ---\n{}",
+        out.status,
+        lossy(&out.stderr),
+        bed.logs()
+    );
+    // What the browser did reached the store: the request was fulfilled by ra-dn, and the
+    // out-of-scope officer's read was refused and audited.
+    let id: i64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("request "))
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the driver names the request it filed:\n{stdout}"));
+    let shown = bed.cli(&["request", "show", &id.to_string()]);
+    assert!(shown.contains("fulfilled"), "{shown}");
+    assert!(
+        shown.contains("Phạm Văn Cường"),
+        "the name round-trips exactly: {shown}"
+    );
+    assert!(bed
+        .audit_rows()
+        .iter()
+        .any(|r| r.actor == "ra-dn" && r.action == "portal.login" && r.outcome == "success"));
+    assert!(
+        bed.refused("ra-hn", "request.read", &id.to_string()),
+        "the out-of-scope read is audited"
+    );
+    for shot in [
+        "home.png",
+        "dashboard.png",
+        "form.png",
+        "queue.png",
+        "request.png",
+        "search.png",
+        "english.png",
+    ] {
+        assert!(shots.join(shot).is_file(), "screenshot {shot}");
+    }
+}
