@@ -43,6 +43,9 @@ for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "-
              # The test is about the portal, not TLS (the TLS suites trust the CA properly).
              "--ignore-certificate-errors"):
     options.add_argument(flag)
+# A Vietnamese browser: the portal answers in the language the browser asks for first.
+options.add_argument("--lang=vi-VN")
+options.add_experimental_option("prefs", {"intl.accept_languages": "vi-VN,vi"})
 options.binary_location = "/usr/bin/chromium"
 d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 d.implicitly_wait(5)
