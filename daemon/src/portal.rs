@@ -297,15 +297,15 @@ impl Page {
         self.error(StatusCode::FORBIDDEN, "csrf-title", "csrf-detail")
     }
 
-    fn desk(&self) -> Result<(Arc<RequestDesk>, Principal), Response> {
+    fn desk(&self) -> Result<(Arc<RequestDesk>, Principal), Box<Response>> {
         match (&self.desk, &self.who) {
             (Some(d), Some(w)) => Ok((d.clone(), w.clone())),
-            (None, _) => Err(self.error(
+            (None, _) => Err(Box::new(self.error(
                 StatusCode::NOT_FOUND,
                 "not-served-title",
                 "not-served-detail",
-            )),
-            (_, None) => Err(see_other("/")),
+            ))),
+            (_, None) => Err(Box::new(see_other("/"))),
         }
     }
 
@@ -865,7 +865,7 @@ async fn new_request(
     q: Result<Query<KindQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     if let Err(r) = page.desk() {
-        return r;
+        return *r;
     }
     let kind = q
         .ok()
@@ -902,7 +902,7 @@ fn form_field(desk_field: &str) -> &'static str {
 async fn submit(page: Page, mut form: Multipart) -> Response {
     let (desk, who) = match page.desk() {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut text: BTreeMap<String, String> = BTreeMap::new();
     let mut files: BTreeMap<String, (String, Vec<u8>)> = BTreeMap::new();
@@ -1072,7 +1072,7 @@ fn actions_for(state: &str) -> &'static [&'static str] {
 async fn request_page(page: &Page, id: i64, status: StatusCode, notice: String) -> Response {
     let (desk, who) = match page.desk() {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let w = who.clone();
     let r = blocking(move || Ok((desk.show(&w, id)?, desk.history(&w, id)?))).await;
@@ -1152,7 +1152,7 @@ async fn act(
     };
     let (desk, who) = match page.desk() {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(action) = f.action.filter(|a| !a.is_empty()) else {
         return request_page(

@@ -567,3 +567,139 @@ fn a_browser_logs_in_files_approves_is_refused_out_of_scope_and_searches() {
         assert!(shots.join(shot).is_file(), "screenshot {shot}");
     }
 }
+
+/// The `csrf` value of the first form in an HTML body.
+fn form_token(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a form token") + 19;
+    html[at..].split('"').next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn an_operator_logs_in_with_a_registered_client_certificate() {
+    let bed = Testbed::start(|_| {});
+    bed.org(
+        "so-gd-dn",
+        "Sở Giáo dục và Đào tạo Đà Nẵng",
+        None,
+        Some("DN"),
+    );
+    bed.cli(&[
+        "operator",
+        "add",
+        "--id",
+        "ra-cert",
+        "--name",
+        "Trần Minh Quân",
+        "--role",
+        "ra-officer",
+        "--scope",
+        "province:DN",
+    ]);
+    let (key, csr) = make_csr(bed.work(), "/CN=ra-cert", "ec:P-256");
+    let (_serial, cert) = issue(bed.data(), &csr, "tls-client", &[]);
+    bed.cli(&[
+        "operator",
+        "add-cert",
+        "--id",
+        "ra-cert",
+        "--cert",
+        path_str(&cert),
+    ]);
+    let (other_key, other_csr) = make_csr(bed.work(), "/CN=nobody", "ec:P-256");
+    let (_, other_cert) = issue(bed.data(), &other_csr, "tls-client", &[]);
+    let jar = bed.work().join("cookies.txt");
+    let mut tls = bed.tls_args();
+    tls.extend([
+        "-b".into(),
+        path_str(&jar).into(),
+        "-c".into(),
+        path_str(&jar).into(),
+    ]);
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    let page = |extra: &[&str], path: &str| {
+        let mut args = tls.clone();
+        args.extend_from_slice(extra);
+        let url = bed.https_url(path);
+        args.push(&url);
+        fetch(&args)
+    };
+    let home = page(&[], "/");
+    assert_eq!(home.status, 200);
+    let csrf = format!("csrf={}", form_token(&home.text()));
+
+    // A certificate pkid issued but registered to nobody is not an operator's login.
+    let other = [
+        "--cert",
+        path_str(&other_cert),
+        "--key",
+        path_str(&other_key),
+    ];
+    let mut args = other.to_vec();
+    args.extend(["-d", &csrf]);
+    let refused = page(&args, "/login/certificate");
+    assert_eq!(refused.status, 401, "{}", refused.text());
+    assert!(refused
+        .text()
+        .contains("Không đăng nhập được bằng chứng thư số"));
+
+    // The registered one is, once the daemon has followed the CLI's change to the store.
+    let mine = ["--cert", path_str(&cert), "--key", path_str(&key)];
+    let mut args = mine.to_vec();
+    args.extend(["-d", &csrf]);
+    let mut last = None;
+    let ok = poll(ra_propagation(), || {
+        let r = page(&args, "/login/certificate");
+        let done = r.status == 303;
+        last = Some(r);
+        done
+    });
+    let last = last.expect("a reply");
+    assert!(ok, "{} {}", last.status, last.text());
+    assert!(
+        last.headers.contains("__Host-pkid-session"),
+        "{}",
+        last.headers
+    );
+    // The session cookie alone carries the login now (no certificate on this request).
+    let queue = page(&[], "/");
+    assert!(
+        queue.text().contains("Trần Minh Quân · cán bộ đăng ký"),
+        "{}",
+        queue.text()
+    );
+    assert!(queue.text().contains("data-testid=\"logout\""));
+    assert!(bed
+        .audit_rows()
+        .iter()
+        .any(|r| r.actor == "ra-cert" && r.action == "portal.login" && r.outcome == "success"));
+    // Logout ends the session on the server: the old cookie, replayed, is worth nothing.
+    let jar_text = String::from_utf8(read(&jar)).expect("cookie jar");
+    let session = jar_text
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f.len() == 7 && f[5] == "__Host-pkid-session").then(|| f[6].to_owned())
+        })
+        .expect("the session cookie in the jar");
+    let token = format!("csrf={}", form_token(&queue.text()));
+    let out = page(&["-d", &token], "/logout");
+    assert_eq!(out.status, 303);
+    let mut replay: Vec<String> = bed.tls_args();
+    replay.extend([
+        "-H".into(),
+        format!("Cookie: __Host-pkid-session={session}"),
+        bed.https_url("/"),
+    ]);
+    let replay: Vec<&str> = replay.iter().map(String::as_str).collect();
+    let after = fetch(&replay);
+    assert!(
+        after.text().contains("data-testid=\"login-username\""),
+        "{}",
+        after.text()
+    );
+    assert!(!after.text().contains("Trần Minh Quân"));
+}
+
+fn ra_propagation() -> std::time::Duration {
+    common::ra::PROPAGATION
+}

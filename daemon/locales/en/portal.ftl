@@ -131,6 +131,7 @@ event-return = returned
 event-reject = rejected
 event-resubmit = resubmitted
 event-original-received = original received
+event-await-original = waiting for the original
 event-erase = personal data erased
 history-title = History
 history-at = When

@@ -131,6 +131,7 @@ event-return = trả lại
 event-reject = từ chối
 event-resubmit = gửi lại
 event-original-received = nhận bản gốc
+event-await-original = chờ bản gốc
 event-erase = xóa dữ liệu cá nhân
 history-title = Lịch sử xử lý
 history-at = Thời điểm

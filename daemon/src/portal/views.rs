@@ -255,6 +255,11 @@ pub(super) struct RequestPage<'a> {
 }
 
 impl RequestPage<'_> {
+    /// The issuer of the request's certificate (the issuing CA unless the request named one).
+    pub(super) fn issuer(&self) -> &str {
+        self.r.issuer.as_deref().unwrap_or(crate::config::ISSUING)
+    }
+
     /// An optional text.
     pub(super) fn o<'b>(&self, v: &'b Option<String>) -> &'b str {
         v.as_deref().unwrap_or("")
