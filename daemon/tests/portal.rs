@@ -703,3 +703,370 @@ fn an_operator_logs_in_with_a_registered_client_certificate() {
 fn ra_propagation() -> std::time::Duration {
     common::ra::PROPAGATION
 }
+
+/// A `multipart/form-data` body of text fields and files (name, filename, bytes).
+fn multipart(fields: &[(&str, &str)], files: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "pkid-portal-test-7d3c1a";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+        );
+    }
+    for (name, filename, bytes) in files {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// Signs `id` in through `POST /login` with password + the TOTP code at the app's clock;
+/// returns the `Cookie` header of the session.
+async fn sign_in(https: &Listener, data: &Path, id: &str, from: [u8; 4]) -> (String, String) {
+    set_password(data, id, "mật khẩu đủ dài 2026");
+    let out = pkid_ok(data, &["operator", "totp", "--id", id]);
+    let secret = out
+        .split(['?', '&', '\n'])
+        .find_map(|p| p.strip_prefix("secret="))
+        .expect("secret")
+        .to_owned();
+    let secret = totp_rs::Secret::Encoded(secret).to_bytes().expect("base32");
+    let code = pkid::ra::credentials::totp_code(&secret, id, now()).expect("code");
+    let home = send(https, get("/", &[]), from).await;
+    let pre = home.cookie("__Host-pkid-form").expect("cookie");
+    let body = format!(
+        "csrf={}&username={id}&password=m%E1%BA%ADt%20kh%E1%BA%A9u%20%C4%91%E1%BB%A7%20d%C3%A0i%202026&totp={code}",
+        home.csrf()
+    );
+    let r = send(https, post_form("/login", &pre, &body), from).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "login of {id}: {}", r.body);
+    let set = r
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("__Host-pkid-session="))
+        .expect("a session cookie")
+        .to_owned();
+    for attr in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attr), "{set}");
+    }
+    let cookie = format!("{pre}; {}", set.split(';').next().unwrap_or_default());
+    let dash = send(https, get("/", &[("cookie", &cookie)]), from).await;
+    (cookie, dash.csrf())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_procedure_has_its_form_and_problems_are_shown_next_to_the_field() {
+    let dir = init(&[]);
+    let data = dir.path();
+    pkid_ok(
+        data,
+        &[
+            "org",
+            "add",
+            "--id",
+            "so-dn",
+            "--name",
+            "Sở Giáo dục và Đào tạo Đà Nẵng",
+            "--province",
+            "DN",
+        ],
+    );
+    pkid_ok(
+        data,
+        &[
+            "org",
+            "add",
+            "--id",
+            "so-hn",
+            "--name",
+            "Sở Giáo dục và Đào tạo Hà Nội",
+            "--province",
+            "HN",
+        ],
+    );
+    pkid_ok(
+        data,
+        &[
+            "operator",
+            "add",
+            "--id",
+            "van-thu",
+            "--name",
+            "Nguyễn Văn A",
+            "--role",
+            "org-officer",
+            "--org",
+            "so-dn",
+        ],
+    );
+    pkid_ok(
+        data,
+        &[
+            "operator",
+            "add",
+            "--id",
+            "ra-hn",
+            "--name",
+            "Lê Văn H",
+            "--role",
+            "ra-officer",
+            "--scope",
+            "province:HN",
+        ],
+    );
+    let https = app(data).await;
+    let (cookie, csrf) = sign_in(&https, data, "van-thu", [127, 0, 0, 6]).await;
+
+    let dash = send(&https, get("/", &[("cookie", &cookie)]), [127, 0, 0, 6]).await;
+    assert!(
+        dash.body.contains("Yêu cầu của cơ quan, tổ chức"),
+        "{}",
+        dash.body
+    );
+    assert!(dash.body.contains("Nguyễn Văn A · cán bộ cơ quan, tổ chức"));
+    for (kind, has, lacks) in [
+        (
+            "issue",
+            &[
+                "subscriber-name",
+                "subscriber-email",
+                "subscriber-phone",
+                "profile",
+                "csr-file",
+                "csr-text",
+                "document-file",
+                "signature-file",
+            ][..],
+            &["certificate-serial", "revocation-reason"][..],
+        ),
+        (
+            "renew",
+            &["certificate-serial", "document-file"][..],
+            &["subscriber-name", "csr-text", "revocation-reason"][..],
+        ),
+        (
+            "modify",
+            &["certificate-serial", "subscriber-name", "csr-text"][..],
+            &["revocation-reason", "profile"][..],
+        ),
+        (
+            "revoke",
+            &["certificate-serial", "revocation-reason"][..],
+            &["subscriber-name", "csr-text"][..],
+        ),
+        (
+            "recover",
+            &["certificate-serial"][..],
+            &["subscriber-name", "revocation-reason"][..],
+        ),
+    ] {
+        let form = send(
+            &https,
+            get(
+                &format!("/requests/new?kind={kind}"),
+                &[("cookie", &cookie)],
+            ),
+            [127, 0, 0, 6],
+        )
+        .await;
+        assert_eq!(form.status, StatusCode::OK, "{kind}");
+        assert!(
+            form.body
+                .contains(&format!("name=\"kind\" value=\"{kind}\"")),
+            "{kind}"
+        );
+        for h in has {
+            assert!(
+                form.body.contains(&format!("data-testid=\"{h}\"")),
+                "{kind} lacks {h}"
+            );
+        }
+        for h in lacks {
+            assert!(
+                !form.body.contains(&format!("data-testid=\"{h}\"")),
+                "{kind} has {h}"
+            );
+        }
+    }
+
+    // Server-side validation: the desk's problems next to their fields, what was typed kept.
+    let (ct, body) = multipart(
+        &[
+            ("csrf", &csrf),
+            ("kind", "issue"),
+            ("profile", "person"),
+            ("subscriber_name", "Hoàng Thị Ánh"),
+            ("subscriber_email", "không-phải-email"),
+        ],
+        &[],
+    );
+    let req = Request::builder()
+        .method("POST")
+        .uri("/requests")
+        .header("content-type", ct)
+        .header("cookie", &cookie)
+        .body(Body::from(body))
+        .expect("request");
+    let bad = send(&https, req, [127, 0, 0, 6]).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    let email_error = bad
+        .body
+        .split("id=\"subscriber_email-e\" class=\"field-error\">")
+        .nth(1)
+        .expect("the email's message")
+        .split('<')
+        .next()
+        .unwrap_or_default();
+    assert!(
+        email_error.starts_with("Thông tin chưa hợp lệ"),
+        "{email_error:?}"
+    );
+    let csr_error = bad
+        .body
+        .split("id=\"csr-e\" class=\"field-error\">")
+        .nth(1)
+        .expect("the CSR's message")
+        .split('<')
+        .next()
+        .unwrap_or_default();
+    assert!(!csr_error.is_empty(), "a missing CSR is named next to it");
+    assert!(
+        bad.body.contains("value=\"Hoàng Thị Ánh\""),
+        "typed text kept"
+    );
+
+    // A revoke of something that is not a serial: the message is next to the serial.
+    let (ct, body) = multipart(
+        &[
+            ("csrf", &csrf),
+            ("kind", "revoke"),
+            ("certificate", "zz-not-hex"),
+            ("reason", "keyCompromise"),
+        ],
+        &[],
+    );
+    let req = Request::builder()
+        .method("POST")
+        .uri("/requests")
+        .header("content-type", ct)
+        .header("cookie", &cookie)
+        .body(Body::from(body))
+        .expect("request");
+    let bad = send(&https, req, [127, 0, 0, 6]).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    let serial_error = bad
+        .body
+        .split("id=\"certificate-e\" class=\"field-error\">")
+        .nth(1)
+        .expect("the serial's message")
+        .split('<')
+        .next()
+        .unwrap_or_default();
+    assert!(
+        serial_error.starts_with("Thông tin chưa hợp lệ"),
+        "{serial_error:?}"
+    );
+
+    // Without its token the upload is refused, whatever it carries.
+    let (ct, body) = multipart(&[("kind", "issue")], &[]);
+    let req = Request::builder()
+        .method("POST")
+        .uri("/requests")
+        .header("content-type", ct)
+        .header("cookie", &cookie)
+        .body(Body::from(body))
+        .expect("request");
+    assert_eq!(
+        send(&https, req, [127, 0, 0, 6]).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    // A complete issue request with a document whose detached signature is not one: stored,
+    // shown as not verified, waiting for the paper original.
+    let work = tempdir();
+    let (_key, csr) = make_csr(work.path(), "/CN=Hoàng Thị Ánh", "ec:P-256");
+    let csr = read(&csr);
+    let (ct, body) = multipart(
+        &[
+            ("csrf", &csrf),
+            ("kind", "issue"),
+            ("profile", "person"),
+            ("subscriber_name", "Hoàng Thị Ánh"),
+            ("subscriber_email", "anh@so-dn.edu.vn"),
+        ],
+        &[
+            ("csr_file", "anh.csr", &csr),
+            ("document_file", "de-nghi.pdf", b"%PDF-1.7 not really"),
+            ("signature_file", "de-nghi.p7s", b"not a signature"),
+        ],
+    );
+    let req = Request::builder()
+        .method("POST")
+        .uri("/requests")
+        .header("content-type", ct)
+        .header("cookie", &cookie)
+        .body(Body::from(body))
+        .expect("request");
+    let filed = send(&https, req, [127, 0, 0, 6]).await;
+    assert_eq!(filed.status, StatusCode::SEE_OTHER, "{}", filed.body);
+    let location = filed.header("location").to_owned();
+    assert!(location.starts_with("/requests/"), "{location}");
+    let page = send(
+        &https,
+        get(&location, &[("cookie", &cookie)]),
+        [127, 0, 0, 6],
+    )
+    .await;
+    assert!(page.body.contains("chờ bản gốc"), "{}", page.body);
+    assert!(page.body.contains("de-nghi.pdf"));
+    assert!(
+        page.body.contains("chữ ký số không hợp lệ"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Hoàng Thị Ánh"));
+    // An organisation officer is offered no RA action.
+    assert!(!page.body.contains("data-testid=\"action-submit\""));
+
+    // An RA officer of another province: not found to read, forbidden to act.
+    let (other, other_csrf) = sign_in(&https, data, "ra-hn", [127, 0, 0, 7]).await;
+    let read_it = send(
+        &https,
+        get(&location, &[("cookie", &other)]),
+        [127, 0, 0, 7],
+    )
+    .await;
+    assert_eq!(read_it.status, StatusCode::NOT_FOUND, "{}", read_it.body);
+    assert!(!read_it.body.contains("Hoàng Thị Ánh"));
+    let act = send(
+        &https,
+        post_form(
+            &format!("{location}/actions"),
+            &other,
+            &format!("csrf={other_csrf}&action=original-received"),
+        ),
+        [127, 0, 0, 7],
+    )
+    .await;
+    assert_eq!(act.status, StatusCode::FORBIDDEN, "{}", act.body);
+    assert!(!act.body.contains("Hoàng Thị Ánh"));
+    // One session's token does not pass for another's.
+    let crossed = send(
+        &https,
+        post_form(
+            &format!("{location}/actions"),
+            &other,
+            &format!("csrf={csrf}&action=original-received"),
+        ),
+        [127, 0, 0, 7],
+    )
+    .await;
+    assert_eq!(crossed.status, StatusCode::FORBIDDEN);
+    assert!(crossed.body.contains("Biểu mẫu không hợp lệ"));
+}

@@ -182,6 +182,15 @@ try:
     no_alert()
     shot("search.png")
 
+    step("a phone's width")
+    d.set_window_size(390, 844)
+    d.get(BASE + "/")
+    width = d.execute_script("return document.documentElement.scrollWidth")
+    assert width <= 390, f"the home page scrolls sideways at 390 px: {width}"
+    shot("phone.png")
+    d.set_window_size(1280, 1000)
+    d.get(BASE + "/search?q=" + serial)
+
     step("the language switch")
     el("lang-switch").click()
     assert d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
