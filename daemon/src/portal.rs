@@ -60,6 +60,8 @@ const MAX_QUERY_CHARS: usize = 128;
 const SEARCH_LIMIT: usize = 50;
 /// Longest operator id a login attempt is counted under (longer ids do not exist).
 const MAX_LOGIN_ID_BYTES: usize = 64;
+/// Most requests one bulk approval takes (each is one CA issuance).
+const MAX_BULK_APPROVALS: usize = 100;
 /// Longest text field of a form, bytes (the desk checks the real limits and says which).
 const MAX_FIELD_BYTES: usize = 64 * 1024;
 
@@ -97,6 +99,7 @@ pub fn router(config: &Config) -> Router<Arc<AppState>> {
         .route("/requests", post(submit))
         .route("/requests/{id}", get(show))
         .route("/requests/{id}/actions", post(act))
+        .route("/requests/bulk", post(bulk_approve))
         .route("/static/{file}", get(asset))
         .layer(Extension(portal))
         .layer(axum::middleware::map_response(security_headers))
@@ -484,6 +487,7 @@ async fn home(page: Page) -> Response {
                 .map(|(s, n)| (page.t(&format!("state-{s}")), n))
                 .collect(),
             files: who.files(),
+            bulk: who.decides(),
         }
         .render(),
     )
@@ -1186,6 +1190,78 @@ async fn act(
         }
         Err(e) => page.refusal(&e),
     }
+}
+
+/// `POST /requests/bulk`: approves each selected request (`id=…&id=…`), one desk call each,
+/// as `POST /api/v1/requests/{id}/transitions` would; every outcome is shown.
+async fn bulk_approve(page: Page, body: axum::body::Bytes) -> Response {
+    let mut csrf = None;
+    let mut ids = Vec::new();
+    for (k, v) in form_urlencoded::parse(&body) {
+        match k.as_ref() {
+            "csrf" => csrf = Some(v.into_owned()),
+            "id" => ids.push(v.parse::<i64>().ok()),
+            _ => {}
+        }
+    }
+    if !page.csrf_ok(csrf.as_deref()) {
+        return page.csrf_refused();
+    }
+    let (desk, who) = match page.desk() {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    if ids.is_empty()
+        || ids.len() > MAX_BULK_APPROVALS
+        || ids.iter().any(|i| i.is_none_or(|i| i <= 0))
+    {
+        return page.error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bulk-title",
+            "bulk-selection",
+        );
+    }
+    let ids: Vec<i64> = ids.into_iter().flatten().collect();
+    let outcomes = blocking(move || {
+        Ok(ids
+            .into_iter()
+            .map(|id| {
+                let input = ActionInput {
+                    action: "approve".into(),
+                    reason: None,
+                };
+                (id, desk.act(&who, id, &input))
+            })
+            .collect::<Vec<_>>())
+    })
+    .await;
+    let outcomes = match outcomes {
+        Ok(o) => o,
+        Err(e) => return page.refusal(&e),
+    };
+    let rows = outcomes
+        .into_iter()
+        .map(|(id, r)| {
+            let outcome = match r {
+                Ok(v) => page.t(&format!("state-{}", v.state)),
+                Err(DeskError::Forbidden(_)) => page.t("forbidden-title"),
+                Err(DeskError::NotFound(_)) => page.t("not-found-title"),
+                Err(DeskError::Conflict(_)) => page.t("conflict-title"),
+                Err(DeskError::Invalid(e)) => format!(
+                    "{} ({})",
+                    page.t("action-invalid"),
+                    e.into_iter()
+                        .map(|e| e.message)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                Err(_) => page.t("unavailable-title"),
+            };
+            (id, outcome)
+        })
+        .collect();
+    let c = page.chrome();
+    page.html(StatusCode::OK, BulkPage { c: &c, rows }.render())
 }
 
 #[cfg(test)]

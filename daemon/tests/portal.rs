@@ -1070,3 +1070,172 @@ async fn each_procedure_has_its_form_and_problems_are_shown_next_to_the_field() 
     assert_eq!(crossed.status, StatusCode::FORBIDDEN);
     assert!(crossed.body.contains("Biểu mẫu không hợp lệ"));
 }
+
+/// Files an issue request through `POST /requests` (no document) as the signed-in officer;
+/// returns its id.
+async fn file_issue(https: &Listener, cookie: &str, csrf: &str, name: &str, from: [u8; 4]) -> i64 {
+    let work = tempdir();
+    let (_key, csr) = make_csr(work.path(), "/CN=x", "ec:P-256");
+    let csr = read(&csr);
+    let (ct, body) = multipart(
+        &[
+            ("csrf", csrf),
+            ("kind", "issue"),
+            ("profile", "person"),
+            ("subscriber_name", name),
+            ("subscriber_email", "gv@lqd.edu.vn"),
+        ],
+        &[("csr_file", "a.csr", &csr)],
+    );
+    let req = Request::builder()
+        .method("POST")
+        .uri("/requests")
+        .header("content-type", ct)
+        .header("cookie", cookie)
+        .body(Body::from(body))
+        .expect("request");
+    let r = send(https, req, from).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    r.header("location")
+        .trim_start_matches("/requests/")
+        .parse()
+        .expect("an id")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ra_officer_approves_a_selection_at_once() {
+    let dir = init(&[]);
+    let data = dir.path();
+    pkid_ok(
+        data,
+        &[
+            "org",
+            "add",
+            "--id",
+            "thpt-lqd",
+            "--name",
+            "Trường THPT Lê Quý Đôn",
+            "--province",
+            "DN",
+        ],
+    );
+    pkid_ok(
+        data,
+        &[
+            "operator",
+            "add",
+            "--id",
+            "van-thu",
+            "--name",
+            "Nguyễn Văn A",
+            "--role",
+            "org-officer",
+            "--org",
+            "thpt-lqd",
+        ],
+    );
+    pkid_ok(
+        data,
+        &[
+            "operator",
+            "add",
+            "--id",
+            "ra-dn",
+            "--name",
+            "Trần Thị B",
+            "--role",
+            "ra-officer",
+            "--scope",
+            "province:DN",
+        ],
+    );
+    let https = app(data).await;
+    let (org, org_csrf) = sign_in(&https, data, "van-thu", [127, 0, 0, 8]).await;
+    let a = file_issue(&https, &org, &org_csrf, "Lê Thị Mỹ Duyên", [127, 0, 0, 8]).await;
+    let b = file_issue(&https, &org, &org_csrf, "Đặng Quốc Bảo", [127, 0, 0, 8]).await;
+    let (ra, csrf) = sign_in(&https, data, "ra-dn", [127, 0, 0, 9]).await;
+    for id in [a, b] {
+        let r = send(
+            &https,
+            post_form(
+                &format!("/requests/{id}/actions"),
+                &ra,
+                &format!("csrf={csrf}&action=original-received"),
+            ),
+            [127, 0, 0, 9],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    }
+    let queue = send(&https, get("/", &[("cookie", &ra)]), [127, 0, 0, 9]).await;
+    assert!(queue.body.contains("Yêu cầu cần xử lý"));
+    assert_eq!(
+        queue.body.matches("data-testid=\"bulk-select\"").count(),
+        2,
+        "{}",
+        queue.body
+    );
+    assert!(
+        queue.body.contains("còn "),
+        "time left in words: {}",
+        queue.body
+    );
+
+    let refused = send(
+        &https,
+        post_form("/requests/bulk", &ra, &format!("id={a}&id={b}")),
+        [127, 0, 0, 9],
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let empty = send(
+        &https,
+        post_form("/requests/bulk", &ra, &format!("csrf={csrf}")),
+        [127, 0, 0, 9],
+    )
+    .await;
+    assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // An organisation officer may not approve, in bulk or not.
+    let theirs = send(
+        &https,
+        post_form("/requests/bulk", &org, &format!("csrf={org_csrf}&id={a}")),
+        [127, 0, 0, 8],
+    )
+    .await;
+    assert!(theirs.body.contains("Không có quyền"), "{}", theirs.body);
+
+    let done = send(
+        &https,
+        post_form(
+            "/requests/bulk",
+            &ra,
+            &format!("csrf={csrf}&id={a}&id={b}&id=999999"),
+        ),
+        [127, 0, 0, 9],
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    let outcome = |id: i64| {
+        done.body
+            .split(&format!("data-request-id=\"{id}\""))
+            .nth(1)
+            .and_then(|s| s.split("data-testid=\"bulk-outcome\">").nth(1))
+            .map(|s| s.split('<').next().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(outcome(a), "hoàn thành");
+    assert_eq!(outcome(b), "hoàn thành");
+    assert_eq!(outcome(999999), "Không tìm thấy");
+    let page = send(
+        &https,
+        get(&format!("/requests/{a}"), &[("cookie", &org)]),
+        [127, 0, 0, 8],
+    )
+    .await;
+    assert!(
+        page.body.contains("data-testid=\"issued-serial\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Lê Thị Mỹ Duyên"));
+}

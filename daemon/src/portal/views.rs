@@ -135,6 +135,18 @@ pub(super) struct RequestsPage<'a> {
     pub(super) counts: Vec<(String, usize)>,
     /// Whether the caller may file requests (the procedure links).
     pub(super) files: bool,
+    /// Whether the caller may approve a selection at once.
+    pub(super) bulk: bool,
+}
+
+/// The outcome of a bulk approval, request by request.
+#[derive(Template)]
+#[template(path = "portal/bulk.html")]
+pub(super) struct BulkPage<'a> {
+    /// Around the page.
+    pub(super) c: &'a Chrome,
+    /// (request id, its outcome in words).
+    pub(super) rows: Vec<(i64, String)>,
 }
 
 /// One field of a form with the value typed and the problem found, if any.
