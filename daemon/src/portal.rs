@@ -100,6 +100,7 @@ pub fn router(config: &Config) -> Router<Arc<AppState>> {
         .route("/requests/{id}", get(show))
         .route("/requests/{id}/actions", post(act))
         .route("/requests/bulk", post(bulk_approve))
+        .route("/reports", get(reports))
         .route("/static/{file}", get(asset))
         .layer(Extension(portal))
         .layer(axum::middleware::map_response(security_headers))
@@ -233,6 +234,7 @@ impl Page {
             css: assets::css_path(),
             csrf: self.csrf().to_owned(),
             user,
+            reports: self.who.as_ref().is_some_and(|w| w.audits()),
         }
     }
 
@@ -1262,6 +1264,135 @@ async fn bulk_approve(page: Page, body: axum::body::Bytes) -> Response {
         .collect();
     let c = page.chrome();
     page.html(StatusCode::OK, BulkPage { c: &c, rows }.render())
+}
+
+#[derive(Deserialize)]
+struct ReportForm {
+    organisation: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    format: Option<String>,
+}
+
+/// `GET /reports?from=YYYY-MM-DD&to=YYYY-MM-DD[&organisation=ID][&format=csv]`: the desk's
+/// report of a subtree and period, with its charts drawn as SVG on the server, or its CSV.
+async fn reports(
+    page: Page,
+    q: Result<Query<ReportForm>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let (desk, who) = match page.desk() {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let q = q.map(|Query(q)| q).unwrap_or(ReportForm {
+        organisation: None,
+        from: None,
+        to: None,
+        format: None,
+    });
+    let today = time::OffsetDateTime::now_utc()
+        .to_offset(crate::ra::calendar::HO_CHI_MINH)
+        .date();
+    let iso = time::macros::format_description!("[year]-[month]-[day]");
+    let from = q.from.filter(|s| !s.is_empty()).unwrap_or_else(|| {
+        time::Date::from_calendar_date(today.year(), time::Month::January, 1)
+            .ok()
+            .and_then(|d| d.format(&iso).ok())
+            .unwrap_or_default()
+    });
+    let to =
+        q.to.filter(|s| !s.is_empty())
+            .unwrap_or_else(|| today.format(&iso).unwrap_or_default());
+    let organisation = q.organisation.filter(|s| !s.is_empty());
+    let csv = q.format.as_deref() == Some("csv");
+    let query = crate::ra::desk::ReportQuery {
+        organisation: organisation.clone(),
+        from: from.clone(),
+        to: to.clone(),
+        format: None,
+    };
+    let report = match blocking(move || desk.report(&who, &query)).await {
+        Ok(r) => r,
+        Err(DeskError::Invalid(errors)) => {
+            let c = page.chrome();
+            let problem = errors
+                .into_iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return page.html(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ReportPage {
+                    c: &c,
+                    from,
+                    to,
+                    organisation: organisation.unwrap_or_default(),
+                    problem,
+                    report: None,
+                    kinds: Chart::default(),
+                    breaches: Chart::default(),
+                }
+                .render(),
+            );
+        }
+        Err(e) => return page.refusal(&e),
+    };
+    if csv {
+        return (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"pkid-report.csv\"",
+                ),
+            ],
+            report.to_csv(),
+        )
+            .into_response();
+    }
+    let kinds = Chart::bars(
+        report
+            .requests
+            .iter()
+            .flat_map(|(kind, n)| {
+                let name = page.t(&format!("kind-{kind}"));
+                [
+                    (
+                        format!("{name}: {}", page.t("report-submitted")),
+                        n.submitted,
+                    ),
+                    (
+                        format!("{name}: {}", page.t("state-fulfilled")),
+                        n.fulfilled,
+                    ),
+                ]
+            })
+            .collect(),
+    );
+    let breaches = Chart::bars(
+        report
+            .breaches
+            .by_organisation
+            .iter()
+            .map(|(o, n)| (o.clone(), *n))
+            .collect(),
+    );
+    let c = page.chrome();
+    page.html(
+        StatusCode::OK,
+        ReportPage {
+            c: &c,
+            from,
+            to,
+            organisation: organisation.unwrap_or_default(),
+            problem: String::new(),
+            report: Some(report),
+            kinds,
+            breaches,
+        }
+        .render(),
+    )
 }
 
 #[cfg(test)]

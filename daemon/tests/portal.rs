@@ -1238,4 +1238,48 @@ async fn an_ra_officer_approves_a_selection_at_once() {
         page.body
     );
     assert!(page.body.contains("Lê Thị Mỹ Duyên"));
+
+    // The report of the year so far: its charts are SVG drawn on the server, its CSV one link.
+    let report = send(&https, get("/reports", &[("cookie", &ra)]), [127, 0, 0, 9]).await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.body);
+    let chart = report
+        .body
+        .split("data-testid=\"chart-kinds\"")
+        .nth(1)
+        .expect("the chart")
+        .split("</svg>")
+        .next()
+        .unwrap_or_default();
+    assert!(
+        chart.contains("Cấp mới chứng thư số: hoàn thành</text>"),
+        "{chart}"
+    );
+    assert!(chart.contains("<rect"), "{chart}");
+    assert!(!report.body.contains("<script"));
+    let csv_at = report
+        .body
+        .find("href=\"/reports?format=csv")
+        .expect("the CSV link")
+        + 6;
+    let csv_href = report.body[csv_at..]
+        .split('"')
+        .next()
+        .unwrap_or_default()
+        .replace("&amp;", "&")
+        .replace("&#38;", "&");
+    let csv = send(&https, get(&csv_href, &[("cookie", &ra)]), [127, 0, 0, 9]).await;
+    assert_eq!(csv.status, StatusCode::OK, "{csv_href}: {}", csv.body);
+    assert!(csv.header("content-type").starts_with("text/csv"));
+    assert!(csv.body.contains("issue"), "{}", csv.body);
+    let bad = send(
+        &https,
+        get("/reports?from=2026-13-01&to=2026-12-31", &[("cookie", &ra)]),
+        [127, 0, 0, 9],
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    // The desk decides who reads which figures: an organisation officer gets its own
+    // organisation's, and a subscriber's certificate none (not exercised here).
+    let own = send(&https, get("/reports", &[("cookie", &org)]), [127, 0, 0, 8]).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
 }

@@ -16,6 +16,8 @@ pub(super) struct Chrome {
     pub(super) csrf: String,
     /// The signed-in operator's name and role, in words.
     pub(super) user: Option<(String, String)>,
+    /// Whether the caller reads reports (the menu links them).
+    pub(super) reports: bool,
 }
 
 impl Chrome {
@@ -326,4 +328,111 @@ pub(super) struct ErrorPage<'a> {
     pub(super) title: String,
     /// What happened and what to do.
     pub(super) detail: String,
+}
+
+/// One bar of a server-drawn SVG bar chart, already laid out.
+pub(super) struct Bar {
+    /// What it counts.
+    pub(super) label: String,
+    /// The count.
+    pub(super) value: u64,
+    /// Its top, in SVG units.
+    pub(super) y: u32,
+    /// The label's baseline.
+    pub(super) text_y: u32,
+    /// Its length, in SVG units.
+    pub(super) width: u32,
+    /// Where the count is written.
+    pub(super) value_x: u32,
+}
+
+/// A horizontal bar chart, drawn as SVG by the template (no script; the numbers are also in
+/// the tables beside it).
+#[derive(Default)]
+pub(super) struct Chart {
+    /// The bars, top to bottom.
+    pub(super) bars: Vec<Bar>,
+    /// The chart's height, SVG units.
+    pub(super) height: u32,
+}
+
+/// Where bars start (the labels are left of it), and their longest length.
+const BAR_X: u32 = 300;
+const BAR_MAX: u32 = 260;
+const BAR_STEP: u32 = 26;
+
+impl Chart {
+    /// Bars for (label, value) pairs, scaled to the largest value.
+    pub(super) fn bars(values: Vec<(String, u64)>) -> Self {
+        let max = values.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
+        let bars: Vec<Bar> = values
+            .into_iter()
+            .enumerate()
+            .map(|(i, (label, value))| {
+                let y = i as u32 * BAR_STEP;
+                let width = ((value as f64 / max as f64) * f64::from(BAR_MAX)).round() as u32;
+                Bar {
+                    label,
+                    value,
+                    y,
+                    text_y: y + 15,
+                    width,
+                    value_x: BAR_X + width + 6,
+                }
+            })
+            .collect();
+        let height = bars.len() as u32 * BAR_STEP;
+        Self { bars, height }
+    }
+
+    /// The x where bars start.
+    pub(super) fn bar_x(&self) -> u32 {
+        BAR_X
+    }
+}
+
+/// The auditor's report page.
+#[derive(Template)]
+#[template(path = "portal/report.html")]
+pub(super) struct ReportPage<'a> {
+    /// Around the page.
+    pub(super) c: &'a Chrome,
+    /// First day, YYYY-MM-DD.
+    pub(super) from: String,
+    /// Last day, YYYY-MM-DD.
+    pub(super) to: String,
+    /// The subtree's organisation (empty: the caller's whole reach).
+    pub(super) organisation: String,
+    /// Why the period was refused.
+    pub(super) problem: String,
+    /// The report.
+    pub(super) report: Option<crate::ra::report::Report>,
+    /// Requests by kind: submitted and fulfilled.
+    pub(super) kinds: Chart,
+    /// Deadline breaches per organisation.
+    pub(super) breaches: Chart,
+}
+
+impl ReportPage<'_> {
+    /// The CSV download's address.
+    pub(super) fn csv_href(&self) -> String {
+        let mut s = format!(
+            "/reports?format=csv&from={}&to={}",
+            enc(&self.from),
+            enc(&self.to)
+        );
+        if !self.organisation.is_empty() {
+            s.push_str(&format!("&organisation={}", enc(&self.organisation)));
+        }
+        s
+    }
+
+    /// A kind's name.
+    pub(super) fn kind(&self, k: &str) -> String {
+        self.c.t(&format!("kind-{k}"))
+    }
+}
+
+fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
