@@ -158,6 +158,10 @@ try:
     serial = el("issued-serial").text.strip()
     assert serial, "an issued certificate is named"
     shot("request.png")
+    el("nav-reports").click()
+    svg = el("chart-kinds")
+    assert svg.find_elements(By.TAG_NAME, "rect"), "the chart is drawn without script"
+    shot("report.png")
     logout()
 
     step("an RA officer of another province is refused")
