@@ -101,6 +101,7 @@ pub fn router(config: &Config) -> Router<Arc<AppState>> {
         .route("/requests/{id}/actions", post(act))
         .route("/requests/bulk", post(bulk_approve))
         .route("/reports", get(reports))
+        .route("/subscribers", get(subscribers))
         .route("/static/{file}", get(asset))
         .layer(Extension(portal))
         .layer(axum::middleware::map_response(security_headers))
@@ -1393,6 +1394,76 @@ async fn reports(
         }
         .render(),
     )
+}
+
+/// `GET /subscribers`: the subscribers of the caller's fulfilled requests, with their
+/// certificates' status and expiry (the desk's list, then each certificate's record).
+async fn subscribers(
+    page: Page,
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> Response {
+    let (desk, who) = match page.desk() {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let store = state.store.clone();
+    let q = ListQuery {
+        state: Some("fulfilled".into()),
+        limit: Some(MAX_PAGE),
+        ..Default::default()
+    };
+    let rows = blocking(move || {
+        let list = desk.list(&who, &q)?;
+        let mut rows = Vec::new();
+        for r in list.items {
+            let Some(serial) = r.issued_certificate.clone() else {
+                continue;
+            };
+            let cert = store.certificate(&serial)?;
+            rows.push((r, serial, cert));
+        }
+        Ok(rows)
+    })
+    .await;
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => return page.refusal(&e),
+    };
+    let now = now();
+    let rows = rows
+        .into_iter()
+        .map(|(r, serial, cert)| {
+            let (status, until, left) = match cert {
+                Some(c) => {
+                    let status = match c.status {
+                        CertStatus::Revoked => page.t("report-revoked"),
+                        CertStatus::Hold => page.t("status-hold"),
+                        _ if (c.not_after as i64) < now => page.t("status-expired"),
+                        _ => page.t("status-valid"),
+                    };
+                    let left = if c.status == CertStatus::Valid && (c.not_after as i64) >= now {
+                        time_left(page.lang, c.not_after as i64, now)
+                    } else {
+                        String::new()
+                    };
+                    (status, unix_local_time(c.not_after as i64), left)
+                }
+                None => (String::new(), String::new(), String::new()),
+            };
+            SubscriberRow {
+                request: r.id,
+                name: r.subscriber.name.unwrap_or_default(),
+                email: r.subscriber.email.unwrap_or_default(),
+                organisation: r.organisation,
+                serial,
+                status,
+                until,
+                left,
+            }
+        })
+        .collect();
+    let c = page.chrome();
+    page.html(StatusCode::OK, SubscribersPage { c: &c, rows }.render())
 }
 
 #[cfg(test)]

@@ -1239,6 +1239,28 @@ async fn an_ra_officer_approves_a_selection_at_once() {
     );
     assert!(page.body.contains("Lê Thị Mỹ Duyên"));
 
+    // The organisation's subscribers, with their certificates' expiry.
+    let subs = send(
+        &https,
+        get("/subscribers", &[("cookie", &org)]),
+        [127, 0, 0, 8],
+    )
+    .await;
+    assert_eq!(subs.status, StatusCode::OK, "{}", subs.body);
+    assert_eq!(
+        subs.body.matches("data-testid=\"subscriber-row\"").count(),
+        2,
+        "{}",
+        subs.body
+    );
+    assert!(subs.body.contains("Đặng Quốc Bảo"));
+    assert!(subs.body.contains("còn hiệu lực"));
+    assert!(
+        subs.body.contains("ngày)"),
+        "time to expiry in words: {}",
+        subs.body
+    );
+
     // The report of the year so far: its charts are SVG drawn on the server, its CSV one link.
     let report = send(&https, get("/reports", &[("cookie", &ra)]), [127, 0, 0, 9]).await;
     assert_eq!(report.status, StatusCode::OK, "{}", report.body);

@@ -436,3 +436,33 @@ impl ReportPage<'_> {
 fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+/// One subscriber's certificate.
+pub(super) struct SubscriberRow {
+    /// The request that issued it.
+    pub(super) request: i64,
+    /// The subscriber's name.
+    pub(super) name: String,
+    /// The subscriber's official email.
+    pub(super) email: String,
+    /// The organisation.
+    pub(super) organisation: String,
+    /// The certificate's serial.
+    pub(super) serial: String,
+    /// Its status, in words.
+    pub(super) status: String,
+    /// notAfter, local time.
+    pub(super) until: String,
+    /// Time to expiry, in words (valid certificates).
+    pub(super) left: String,
+}
+
+/// The subscribers of the caller's fulfilled requests.
+#[derive(Template)]
+#[template(path = "portal/subscribers.html")]
+pub(super) struct SubscribersPage<'a> {
+    /// Around the page.
+    pub(super) c: &'a Chrome,
+    /// The rows.
+    pub(super) rows: Vec<SubscriberRow>,
+}
