@@ -533,8 +533,12 @@ async fn login(
         || page
             .address
             .is_some_and(|a| page.portal.by_address.check_key(&a).is_err());
+    // Forget limiter entries of ids and addresses that have not tried lately (memory bound).
     if page.portal.by_id.len() > 100_000 {
         page.portal.by_id.retain_recent();
+    }
+    if page.portal.by_address.len() > 100_000 {
+        page.portal.by_address.retain_recent();
     }
     if limited {
         page.audit(

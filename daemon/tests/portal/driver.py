@@ -19,6 +19,8 @@ from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 plan = json.loads(os.environ["PKID_PORTAL_PLAN"])
 BASE = plan["base"]
@@ -59,6 +61,14 @@ def els(testid):
     return d.find_elements(By.CSS_SELECTOR, f"[data-testid={testid}]")
 
 
+def follow(element):
+    """Clicks a control that loads a new page and waits until the old page is gone, so no
+    later look finds an element of the page being left (a race under load otherwise)."""
+    old = d.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(d, 30).until(expected_conditions.staleness_of(old))
+
+
 def shot(name):
     d.save_screenshot(os.path.join(SHOTS, name))
 
@@ -80,12 +90,12 @@ def login(user):
     el("login-username").send_keys(user)
     el("login-password").send_keys(plan["password"])
     el("login-totp").send_keys(totp(plan["totp"][user]))
-    el("login-submit").click()
+    follow(el("login-submit"))
     assert els("logout"), f"{user} is not logged in: {d.page_source[:2000]}"
 
 
 def logout():
-    el("logout").click()
+    follow(el("logout"))
     assert els("login-username"), "the login form is back after logout"
 
 
@@ -101,7 +111,7 @@ try:
     el("login-username").send_keys("van-thu")
     el("login-password").send_keys(plan["password"])
     el("login-totp").send_keys(totp(plan["totp"]["van-thu"]))
-    el("login-submit").click()
+    follow(el("login-submit"))
     assert el("error-title").text == "Biểu mẫu không hợp lệ", d.page_source[:2000]
     assert not els("logout")
 
@@ -110,19 +120,25 @@ try:
     el("login-username").send_keys("van-thu")
     el("login-password").send_keys(plan["password"])
     el("login-totp").send_keys("000000" if totp(plan["totp"]["van-thu"]) != "000000" else "111111")
-    el("login-submit").click()
+    follow(el("login-submit"))
     assert el("login-error").text == "Đăng nhập không thành công."
 
     step("the organisation officer logs in with password + TOTP and files an issue request")
     login("van-thu")
     shot("dashboard.png")
-    el("new-request").click()
+    follow(el("new-request"))
     assert el("request-kind").get_attribute("value") == "issue"
-    # Server-side validation: a bad email is shown next to its field, what was typed kept.
+    # Client-side validation first: the browser itself holds back a bad email.
     el("subscriber-name").send_keys(plan["subscriber"])
     el("subscriber-email").send_keys("not-an-email")
     el("csr-text").send_keys(plan["csr"])
     el("request-submit").click()
+    assert els("request-submit") and "/requests/new" in d.current_url, "the browser kept the form"
+    assert not d.execute_script("return document.getElementById('subscriber_email').validity.valid")
+    # Server-side validation (the browser's checks switched off, as a script-less or hostile
+    # client would): the problem is shown next to its field, what was typed kept.
+    d.execute_script("document.querySelector('form[action=\"/requests\"]').noValidate = true")
+    follow(el("request-submit"))
     err = d.find_element(By.ID, "subscriber_email-e").text
     assert err.startswith("Thông tin chưa hợp lệ"), d.page_source[:3000]
     assert el("subscriber-name").get_attribute("value") == plan["subscriber"]
@@ -132,7 +148,7 @@ try:
     if not el("csr-text").get_attribute("value").strip():
         el("csr-text").send_keys(plan["csr"])
     shot("form.png")
-    el("request-submit").click()
+    follow(el("request-submit"))
     state = el("request-state").text
     assert state == "chờ bản gốc", f"state {state!r}: {d.page_source[:3000]}"
     request_id = int(d.current_url.rstrip("/").rsplit("/", 1)[1])
@@ -147,18 +163,18 @@ try:
     assert rows, d.page_source[:3000]
     no_alert()
     shot("queue.png")
-    rows[0].find_element(By.TAG_NAME, "a").click()
+    follow(rows[0].find_element(By.TAG_NAME, "a"))
     el("action-original-received").click()
-    el("action-submit").click()
+    follow(el("action-submit"))
     assert el("request-state").text == "đã tiếp nhận", d.page_source[:3000]
     assert "còn" in el("request-due").text, el("request-due").text
     el("action-approve").click()
-    el("action-submit").click()
+    follow(el("action-submit"))
     assert el("request-state").text == "hoàn thành", d.page_source[:3000]
     serial = el("issued-serial").text.strip()
     assert serial, "an issued certificate is named"
     shot("request.png")
-    el("nav-reports").click()
+    follow(el("nav-reports"))
     svg = el("chart-kinds")
     assert svg.find_elements(By.TAG_NAME, "rect"), "the chart is drawn without script"
     shot("report.png")
@@ -175,7 +191,7 @@ try:
 
     step("the public search shows the certificate, the script as text")
     el("search-query").send_keys("Phạm Văn Cường")
-    el("search-submit").click()
+    follow(el("search-submit"))
     results = els("search-result")
     assert results, d.page_source[:3000]
     mine = [r for r in results if r.get_attribute("data-serial") == serial]
@@ -196,7 +212,7 @@ try:
     d.get(BASE + "/search?q=" + serial)
 
     step("the language switch")
-    el("lang-switch").click()
+    follow(el("lang-switch"))
     assert d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
     assert "Log in" in d.page_source
     d.get(BASE + "/search?q=" + serial)
