@@ -29,4 +29,24 @@ if ! "$venv/bin/python" -c "import aiosmtpd" 2>/dev/null; then
 fi
 export PKID_TEST_SMTPD_PYTHON="$PWD/$venv/bin/python"
 
+# A real browser for daemon/tests/portal.rs: Debian's chromium and chromium-driver, driven by
+# selenium from PyPI in target/venv-web. The test finds it through PKID_TEST_BROWSER_PYTHON and
+# fails, naming this script, when it is not set.
+web=()
+[ -x /usr/bin/chromium ] || web+=(chromium)
+[ -x /usr/bin/chromedriver ] || web+=(chromium-driver)
+if [ ${#web[@]} -gt 0 ]; then
+  echo "installing the portal tests' browser: ${web[*]}"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${web[@]}"
+fi
+webenv=target/venv-web
+if ! "$webenv/bin/python" -c "import selenium" 2>/dev/null; then
+  echo "preparing $webenv with selenium (the portal's browser tests)"
+  python3 -m venv "$webenv"
+  "$webenv/bin/pip" install --quiet --disable-pip-version-check "selenium==4.38.0"
+fi
+export PKID_TEST_BROWSER_PYTHON="$PWD/$webenv/bin/python"
+
 cargo test --workspace --locked --no-fail-fast "$@"

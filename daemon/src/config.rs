@@ -24,7 +24,9 @@ use zeroize::Zeroizing;
 mod crl;
 pub use crl::CrlConfig;
 mod notify;
+mod portal;
 pub use notify::{EmailConfig, NotifyConfig, Secret, WebhookConfig};
+pub use portal::PortalConfig;
 mod ra;
 pub use ra::{RaConfig, MAX_BULK_REQUESTS};
 
@@ -65,6 +67,8 @@ struct RawConfig {
     ra: ra::RawRa,
     #[serde(default)]
     notify: notify::RawNotify,
+    #[serde(default)]
+    portal: portal::RawPortal,
 }
 
 #[derive(Deserialize)]
@@ -209,6 +213,8 @@ pub struct Config {
     pub ra: RaConfig,
     /// The RA's notifications.
     pub notify: NotifyConfig,
+    /// The registration portal (web interface).
+    pub portal: PortalConfig,
 }
 
 /// When the kernel's clock-synchronisation state stops issuance (`[tsa] clock_sync`).
@@ -722,7 +728,9 @@ impl Config {
         let tsa = tsa_config(raw.tsa).map_err(|e| format!("tsa.{e}"))?;
         let ra = RaConfig::from_raw(raw.ra, data_dir)?;
         let notify = NotifyConfig::from_raw(raw.notify, data_dir)?;
+        let portal = PortalConfig::from_raw(raw.portal)?;
         Ok(Config {
+            portal,
             ra,
             notify,
             tsa,

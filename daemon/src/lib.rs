@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod notify;
 pub mod ocsp;
 pub mod peer_faults;
+pub mod portal;
 pub mod ra;
 pub mod store;
 pub mod tsa;

@@ -219,7 +219,7 @@ where
         let api = req.uri().path().starts_with("/api/");
         let (limit, silence) = {
             let config = self.state.config.load();
-            let limit = if api {
+            let limit = if api || crate::portal::takes_uploads(req.uri().path()) {
                 super::api::body_limit(&config)
             } else {
                 config.server.max_body_bytes

@@ -56,7 +56,12 @@ pub fn routers(state: &Arc<AppState>) -> Routers {
         ),
         state,
     );
-    let https = edge(status_plane().merge(enrollment_plane()), state);
+    let https = edge(
+        status_plane()
+            .merge(enrollment_plane())
+            .merge(crate::portal::router(&state.config.load())),
+        state,
+    );
     Routers { http, https }
 }
 

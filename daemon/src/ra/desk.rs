@@ -890,6 +890,15 @@ impl RequestDesk {
         }
     }
 
+    /// The operator behind a portal session, read afresh from the store on every page (a
+    /// removed operator's session ends on its next request). `via` is how the session began.
+    pub fn session_principal(&self, id: &str, via: Via) -> Result<Principal, DeskError> {
+        match self.store.operator(id)?.filter(|o| o.removed_at.is_none()) {
+            Some(op) => self.principal(op, via),
+            None => Err(DeskError::Unauthenticated),
+        }
+    }
+
     /// The command line's caller: the data directory's owner, acting as a CA admin under the
     /// name it gives (`--actor`).
     pub fn console(actor: &str) -> Principal {

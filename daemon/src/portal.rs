@@ -1,0 +1,1493 @@
+//! The registration portal: a Vietnamese web interface on the HTTPS listener, over the same
+//! request desk as the JSON API (see `docs/portal.md`). It has no business logic of its own.
+//!
+//! ```text
+//! browser ─▶ Page (cookies: session, pre-login form token, language; client certificate)
+//!         ─▶ CSRF check on every POST ─▶ ra::desk::RequestDesk (the same calls as http::api)
+//!         ─▶ askama template (escaped) ─▶ security headers (CSP, HSTS, nosniff, …)
+//! ```
+//!
+//! Pages are server-rendered HTML and work without JavaScript (none is served). Sessions live
+//! in memory ([`session`]); every form carries a token bound to the session (or, before
+//! login, to a `__Host-` cookie) and a POST without it is refused with a 403 page. Text comes
+//! from the Fluent catalogues in `daemon/locales/` ([`i18n`]).
+
+mod assets;
+mod i18n;
+mod session;
+mod views;
+
+use crate::config::Config;
+use crate::http::tls::ClientIdentity;
+use crate::http::AppState;
+use crate::ra::access::{Principal, Via};
+use crate::ra::desk::{
+    ActionInput, DeskError, DocumentInput, FieldError, ListQuery, RequestDesk, RequestInput,
+    SubscriberInput, MAX_PAGE,
+};
+use crate::store::{AuditEntry, CertStatus, Outcome};
+use askama::Template;
+use axum::extract::{ConnectInfo, FromRequestParts, Multipart, Path, Query};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Form, Router};
+use base64::Engine;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use i18n::Lang;
+use serde::Deserialize;
+use session::Sessions;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use views::*;
+
+/// The session cookie (`__Host-`: Secure, Path=/, no Domain, so no other host sets it).
+const SESSION_COOKIE: &str = "__Host-pkid-session";
+/// The pre-login form token's cookie.
+const PRE_COOKIE: &str = "__Host-pkid-form";
+/// The language cookie.
+const LANG_COOKIE: &str = "pkid-lang";
+/// The Content-Security-Policy of every portal page: nothing but this origin's style sheet
+/// and forms, no script at all, never framed.
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+/// Longest search query, characters.
+const MAX_QUERY_CHARS: usize = 128;
+/// Most certificates one search shows.
+const SEARCH_LIMIT: usize = 50;
+/// Longest operator id a login attempt is counted under (longer ids do not exist).
+const MAX_LOGIN_ID_BYTES: usize = 64;
+/// Most requests one bulk approval takes (each is one CA issuance).
+const MAX_BULK_APPROVALS: usize = 100;
+/// Longest text field of a form, bytes (the desk checks the real limits and says which).
+const MAX_FIELD_BYTES: usize = 64 * 1024;
+
+/// Whether `path` takes file uploads, and so the RA's document-sized body limit.
+pub fn takes_uploads(path: &str) -> bool {
+    path == "/requests"
+}
+
+/// The portal's own state: sessions and the login limits.
+struct Portal {
+    sessions: Sessions,
+    by_id: DefaultKeyedRateLimiter<String>,
+    by_address: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+/// The portal's routes, for the HTTPS listener only.
+pub fn router(config: &Config) -> Router<Arc<AppState>> {
+    let per_minute =
+        NonZeroU32::new(config.portal.login_attempts_per_minute).unwrap_or(NonZeroU32::MIN);
+    let portal = Arc::new(Portal {
+        sessions: Sessions::new(config.portal.session_idle, config.portal.max_sessions),
+        by_id: RateLimiter::keyed(Quota::per_minute(per_minute)),
+        by_address: RateLimiter::keyed(Quota::per_minute(
+            per_minute.saturating_mul(NonZeroU32::MIN.saturating_add(3)),
+        )),
+    });
+    Router::new()
+        .route("/", get(home))
+        .route("/login", post(login))
+        .route("/login/certificate", post(login_certificate))
+        .route("/logout", post(logout))
+        .route("/lang", post(switch_language))
+        .route("/search", get(search))
+        .route("/requests/new", get(new_request))
+        .route("/requests", post(submit))
+        .route("/requests/{id}", get(show))
+        .route("/requests/{id}/actions", post(act))
+        .route("/requests/bulk", post(bulk_approve))
+        .route("/reports", get(reports))
+        .route("/subscribers", get(subscribers))
+        .route("/static/{file}", get(asset))
+        .layer(Extension(portal))
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+async fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    let set = |h: &mut HeaderMap, k: header::HeaderName, v: &'static str| {
+        h.insert(k, HeaderValue::from_static(v));
+    };
+    set(h, header::CONTENT_SECURITY_POLICY, CSP);
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
+    if !h.contains_key(header::CACHE_CONTROL) {
+        set(h, header::CACHE_CONTROL, "no-store");
+    }
+    r
+}
+
+// ---- the caller of a page ----------------------------------------------------------------
+
+/// Everything a page handler knows about its caller.
+struct Page {
+    portal: Arc<Portal>,
+    desk: Option<Arc<RequestDesk>>,
+    lang: Lang,
+    session_cookie: Option<String>,
+    session: Option<session::Session>,
+    who: Option<Principal>,
+    pre: String,
+    set_pre: bool,
+    identity: Option<ClientIdentity>,
+    address: Option<IpAddr>,
+    public_url: String,
+    profiles: Vec<String>,
+}
+
+fn cookies(headers: &HeaderMap) -> BTreeMap<String, String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+impl FromRequestParts<Arc<AppState>> for Page {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Response> {
+        let Some(portal) = parts.extensions.get::<Arc<Portal>>().cloned() else {
+            return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        };
+        let jar = cookies(&parts.headers);
+        let lang = jar
+            .get(LANG_COOKIE)
+            .and_then(|l| Lang::parse(l))
+            .unwrap_or_else(|| {
+                Lang::negotiate(
+                    parts
+                        .headers
+                        .get(header::ACCEPT_LANGUAGE)
+                        .and_then(|v| v.to_str().ok()),
+                )
+            });
+        let (pre, set_pre) = match jar.get(PRE_COOKIE).filter(|v| v.len() == 43) {
+            Some(v) => (v.clone(), false),
+            None => (session::random_token().unwrap_or_default(), true),
+        };
+        let session_cookie = jar.get(SESSION_COOKIE).cloned();
+        let session = session_cookie
+            .as_deref()
+            .and_then(|c| portal.sessions.touch(c));
+        let desk = state.desk.clone();
+        let who = match (&session, &desk) {
+            (Some(s), Some(d)) => {
+                let (d, id, via) = (d.clone(), s.operator.clone(), s.via);
+                match tokio::task::spawn_blocking(move || d.session_principal(&id, via)).await {
+                    Ok(Ok(p)) => Some(p),
+                    Ok(Err(DeskError::Unauthenticated)) => {
+                        if let Some(c) = &session_cookie {
+                            portal.sessions.end(c);
+                        }
+                        None
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let session = if who.is_some() { session } else { None };
+        let config = state.config.load();
+        Ok(Page {
+            portal,
+            desk,
+            lang,
+            session_cookie,
+            session,
+            who,
+            pre,
+            set_pre,
+            identity: parts.extensions.get::<ClientIdentity>().cloned(),
+            address: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+            public_url: config.server.public_url.trim_end_matches('/').to_owned(),
+            profiles: config.profiles.keys().cloned().collect(),
+        })
+    }
+}
+
+impl Page {
+    fn chrome(&self) -> Chrome {
+        let user = match &self.who {
+            Some(Principal::Operator { operator, .. }) => Some((
+                operator.name.clone(),
+                i18n::message(self.lang, &format!("role-{}", operator.role.as_str()), None),
+            )),
+            _ => None,
+        };
+        Chrome {
+            lang: self.lang,
+            css: assets::css_path(),
+            csrf: self.csrf().to_owned(),
+            user,
+            reports: self.who.as_ref().is_some_and(|w| w.audits()),
+        }
+    }
+
+    fn csrf(&self) -> &str {
+        self.session
+            .as_ref()
+            .map_or(self.pre.as_str(), |s| s.csrf.as_str())
+    }
+
+    /// Whether a posted form token is this page's (compared in constant time).
+    fn csrf_ok(&self, token: Option<&str>) -> bool {
+        token.is_some_and(|t| {
+            !t.is_empty()
+                && aws_lc_rs::constant_time::verify_slices_are_equal(
+                    t.as_bytes(),
+                    self.csrf().as_bytes(),
+                )
+                .is_ok()
+        })
+    }
+
+    fn t(&self, key: &str) -> String {
+        i18n::message(self.lang, key, None)
+    }
+
+    /// A rendered page with the pre-login cookie set when it was missing.
+    fn html(&self, status: StatusCode, body: Result<String, askama::Error>) -> Response {
+        let mut r = match body {
+            Ok(html) => (
+                status,
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                html,
+            )
+                .into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, "portal template");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
+        };
+        if self.set_pre && !self.pre.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&format!(
+                "{PRE_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Strict",
+                self.pre
+            )) {
+                r.headers_mut().append(header::SET_COOKIE, v);
+            }
+        }
+        r
+    }
+
+    fn error(&self, status: StatusCode, title: &str, detail: &str) -> Response {
+        let c = self.chrome();
+        self.html(
+            status,
+            ErrorPage {
+                c: &c,
+                title: self.t(title),
+                detail: self.t(detail),
+            }
+            .render(),
+        )
+    }
+
+    fn csrf_refused(&self) -> Response {
+        self.error(StatusCode::FORBIDDEN, "csrf-title", "csrf-detail")
+    }
+
+    fn desk(&self) -> Result<(Arc<RequestDesk>, Principal), Box<Response>> {
+        match (&self.desk, &self.who) {
+            (Some(d), Some(w)) => Ok((d.clone(), w.clone())),
+            (None, _) => Err(Box::new(self.error(
+                StatusCode::NOT_FOUND,
+                "not-served-title",
+                "not-served-detail",
+            ))),
+            (_, None) => Err(Box::new(see_other("/"))),
+        }
+    }
+
+    /// A desk refusal as a page (field problems are shown on their form instead).
+    fn refusal(&self, e: &DeskError) -> Response {
+        match e {
+            DeskError::Unauthenticated => see_other("/"),
+            DeskError::Forbidden(_) => {
+                self.error(StatusCode::FORBIDDEN, "forbidden-title", "forbidden-detail")
+            }
+            DeskError::NotFound(_) => {
+                self.error(StatusCode::NOT_FOUND, "not-found-title", "not-found-detail")
+            }
+            DeskError::Invalid(_) => self.error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-title",
+                "invalid-detail",
+            ),
+            DeskError::Conflict(_) => {
+                self.error(StatusCode::CONFLICT, "conflict-title", "conflict-detail")
+            }
+            DeskError::TooLarge(_) => self.error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large-title",
+                "too-large-detail",
+            ),
+            DeskError::Unavailable(m) => {
+                tracing::warn!(reason = %m, "portal: RA call unavailable");
+                self.error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable-title",
+                    "unavailable-detail",
+                )
+            }
+            DeskError::Internal(m) => {
+                tracing::error!(reason = %m, "portal: RA call failed");
+                self.error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal-title",
+                    "internal-detail",
+                )
+            }
+        }
+    }
+
+    fn audit(&self, state: &AppState, actor: &str, action: &str, outcome: Outcome, detail: &str) {
+        let entry = AuditEntry {
+            at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            actor: actor.into(),
+            action: action.into(),
+            target: "portal".into(),
+            outcome,
+            detail: detail.into(),
+        };
+        if let Err(e) = state.store.audit(&entry) {
+            tracing::error!(error = %e, "audit of a portal login");
+        }
+    }
+
+    fn row(&self, r: &crate::ra::desk::RequestView, now: i64) -> Row {
+        let open = !matches!(r.state, "fulfilled" | "rejected");
+        let due_unix = r.due_at.as_deref().and_then(|d| {
+            time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339).ok()
+        });
+        Row {
+            id: r.id,
+            kind: self.t(&format!("kind-{}", r.kind)),
+            state: self.t(&format!("state-{}", r.state)),
+            state_code: r.state,
+            subscriber: r.subscriber.name.clone().unwrap_or_default(),
+            organisation: r.organisation.clone(),
+            submitted: local_time(Some(&r.submitted_at)),
+            due: local_time(r.due_at.as_deref()),
+            left: match due_unix {
+                Some(d) if open => time_left(self.lang, d.unix_timestamp(), now),
+                _ => String::new(),
+            },
+            overdue: r.overdue,
+        }
+    }
+}
+
+fn see_other(to: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_owned())]).into_response()
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DeskError> + Send + 'static,
+) -> Result<T, DeskError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(DeskError::Internal(format!("task: {e}"))))
+}
+
+// ---- pages ---------------------------------------------------------------------------------
+
+async fn asset(Path(file): Path<String>) -> Response {
+    match assets::asset(&format!("/static/{file}")) {
+        Some((media, bytes)) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, media),
+                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// `GET /`: the login form and the search before login; the dashboard or queue after.
+async fn home(page: Page) -> Response {
+    let Some(who) = page.who.clone() else {
+        let c = page.chrome();
+        return page.html(
+            StatusCode::OK,
+            HomePage {
+                c: &c,
+                failed: false,
+                username: String::new(),
+            }
+            .render(),
+        );
+    };
+    let Ok((desk, _)) = page.desk() else {
+        return see_other("/search");
+    };
+    let q = ListQuery {
+        limit: Some(MAX_PAGE),
+        ..Default::default()
+    };
+    let w = who.clone();
+    let list = match blocking(move || desk.list(&w, &q)).await {
+        Ok(l) => l,
+        Err(e) => return page.refusal(&e),
+    };
+    let now = now();
+    let queue = who.decides() || who.role() == Some(crate::store::ra::Role::Auditor);
+    let mut items = list.items;
+    if queue {
+        // The queue: open requests, overdue first, then the nearest deadline.
+        items.retain(|r| !matches!(r.state, "fulfilled" | "rejected"));
+        items.sort_by(|a, b| {
+            b.overdue
+                .cmp(&a.overdue)
+                .then_with(|| a.due_at.is_none().cmp(&b.due_at.is_none()))
+                .then_with(|| a.due_at.cmp(&b.due_at))
+                .then_with(|| a.id.cmp(&b.id))
+        });
+    }
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for r in &items {
+        *counts.entry(r.state).or_default() += 1;
+    }
+    let rows = items.iter().map(|r| page.row(r, now)).collect();
+    let c = page.chrome();
+    page.html(
+        StatusCode::OK,
+        RequestsPage {
+            c: &c,
+            title: page.t(if queue {
+                "queue-title"
+            } else {
+                "dashboard-title"
+            }),
+            rows,
+            counts: counts
+                .into_iter()
+                .map(|(s, n)| (page.t(&format!("state-{s}")), n))
+                .collect(),
+            files: who.files(),
+            bulk: who.decides(),
+        }
+        .render(),
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    csrf: Option<String>,
+    username: String,
+    password: String,
+    totp: String,
+}
+
+/// `POST /login`: operator id, password and TOTP code on one form.
+async fn login(
+    page: Page,
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return page.csrf_refused();
+    };
+    if !page.csrf_ok(form.csrf.as_deref()) {
+        return page.csrf_refused();
+    }
+    let Some(desk) = page.desk.clone() else {
+        return page.error(
+            StatusCode::NOT_FOUND,
+            "not-served-title",
+            "not-served-detail",
+        );
+    };
+    let id: String = form
+        .username
+        .trim()
+        .chars()
+        .take(MAX_LOGIN_ID_BYTES)
+        .collect();
+    let limited = page.portal.by_id.check_key(&id).is_err()
+        || page
+            .address
+            .is_some_and(|a| page.portal.by_address.check_key(&a).is_err());
+    // Forget limiter entries of ids and addresses that have not tried lately (memory bound).
+    if page.portal.by_id.len() > 100_000 {
+        page.portal.by_id.retain_recent();
+    }
+    if page.portal.by_address.len() > 100_000 {
+        page.portal.by_address.retain_recent();
+    }
+    if limited {
+        page.audit(
+            &state,
+            &id,
+            "portal.login",
+            Outcome::Refused,
+            "too many attempts",
+        );
+        return page.error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "login-limited-title",
+            "login-limited-detail",
+        );
+    }
+    let (who_id, password, code) = (
+        id.clone(),
+        zeroize::Zeroizing::new(form.password),
+        zeroize::Zeroizing::new(form.totp),
+    );
+    let r = blocking(move || desk.authenticate_password(&who_id, &password, &code)).await;
+    match r {
+        Ok(Principal::Operator { operator, .. }) => {
+            start_session(&page, &state, &operator.id, Via::Password)
+        }
+        Ok(Principal::Subscriber { .. }) | Err(DeskError::Unauthenticated) => {
+            page.audit(
+                &state,
+                &id,
+                "portal.login",
+                Outcome::Refused,
+                "wrong password or code",
+            );
+            let c = page.chrome();
+            page.html(
+                StatusCode::UNAUTHORIZED,
+                HomePage {
+                    c: &c,
+                    failed: true,
+                    username: id,
+                }
+                .render(),
+            )
+        }
+        Err(e) => page.refusal(&e),
+    }
+}
+
+fn start_session(page: &Page, state: &AppState, operator: &str, via: Via) -> Response {
+    if let Some(old) = &page.session_cookie {
+        page.portal.sessions.end(old);
+    }
+    let Some((cookie, _csrf)) = page.portal.sessions.start(operator, via) else {
+        return page.error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable-title",
+            "sessions-full-detail",
+        );
+    };
+    let how = match via {
+        Via::Certificate => "client certificate",
+        _ => "password and TOTP",
+    };
+    page.audit(state, operator, "portal.login", Outcome::Success, how);
+    let mut r = see_other("/");
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={cookie}; Path=/; Secure; HttpOnly; SameSite=Strict"
+    )) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+#[derive(Deserialize)]
+struct TokenForm {
+    csrf: Option<String>,
+}
+
+/// `POST /login/certificate`: the client certificate this connection showed, registered to an
+/// operator.
+async fn login_certificate(
+    page: Page,
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    if !form.is_ok_and(|Form(f)| page.csrf_ok(f.csrf.as_deref())) {
+        return page.csrf_refused();
+    }
+    let (Some(desk), Some(id)) = (page.desk.clone(), page.identity.clone()) else {
+        return page.error(
+            StatusCode::UNAUTHORIZED,
+            "login-cert-title",
+            "login-cert-detail",
+        );
+    };
+    let serial = id.serial.to_string();
+    match blocking(move || desk.authenticate_certificate(&id.leaf, &id.serial, &id.subject)).await {
+        Ok(Principal::Operator { operator, .. }) => {
+            start_session(&page, &state, &operator.id, Via::Certificate)
+        }
+        Ok(_) | Err(DeskError::Unauthenticated) => {
+            page.audit(
+                &state,
+                &format!("certificate:{serial}"),
+                "portal.login",
+                Outcome::Refused,
+                "certificate not registered to an operator",
+            );
+            page.error(
+                StatusCode::UNAUTHORIZED,
+                "login-cert-title",
+                "login-cert-detail",
+            )
+        }
+        Err(e) => page.refusal(&e),
+    }
+}
+
+/// `POST /logout`.
+async fn logout(
+    page: Page,
+    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    if !form.is_ok_and(|Form(f)| page.csrf_ok(f.csrf.as_deref())) {
+        return page.csrf_refused();
+    }
+    if let Some(c) = &page.session_cookie {
+        page.portal.sessions.end(c);
+    }
+    let mut r = see_other("/");
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "__Host-pkid-session=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    r
+}
+
+#[derive(Deserialize)]
+struct LangForm {
+    csrf: Option<String>,
+    lang: String,
+}
+
+/// `POST /lang`: the language switch (a cookie, then back to the home page).
+async fn switch_language(
+    page: Page,
+    form: Result<Form<LangForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else {
+        return page.csrf_refused();
+    };
+    if !page.csrf_ok(f.csrf.as_deref()) {
+        return page.csrf_refused();
+    }
+    let lang = Lang::parse(&f.lang).unwrap_or(Lang::Vi);
+    let mut r = see_other("/");
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{LANG_COOKIE}={}; Path=/; Secure; SameSite=Strict; Max-Age=31536000",
+        lang.tag()
+    )) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    q: Option<String>,
+}
+
+/// The CN and O of a certificate's subject, as its DER spells them.
+fn holder(der: &[u8]) -> (String, String) {
+    use der::Decode;
+    let Ok(cert) = x509_cert::Certificate::from_der(der) else {
+        return (String::new(), String::new());
+    };
+    let (mut cn, mut o) = (String::new(), String::new());
+    for rdn in cert.tbs_certificate.subject.0.iter() {
+        for atv in rdn.0.iter() {
+            let text = std::str::from_utf8(atv.value.value()).unwrap_or_default();
+            if atv.oid == const_oid::db::rfc4519::CN {
+                cn = text.to_owned();
+            } else if atv.oid == const_oid::db::rfc4519::O {
+                o = text.to_owned();
+            }
+        }
+    }
+    (cn, o)
+}
+
+/// `GET /search?q=`: the public certificate search, by holder name, organisation or serial.
+async fn search(
+    page: Page,
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = q
+        .ok()
+        .and_then(|Query(q)| q.q)
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let searched = !q.is_empty();
+    let mut problem = String::new();
+    let mut found = Vec::new();
+    if searched && (q.chars().count() < 2 || q.chars().count() > MAX_QUERY_CHARS) {
+        problem = page.t("search-length");
+    } else if searched {
+        let store = state.store.clone();
+        let needle = q.clone();
+        let rows = tokio::task::spawn_blocking(move || {
+            let mut rows = Vec::new();
+            if let Some(serial) =
+                pkid_protocols::serial::canonical_hex(&needle.replace([':', ' '], ""))
+            {
+                rows.extend(store.certificate(&serial)?);
+            }
+            rows.extend(store.list(&crate::store::ListFilter {
+                subject_contains: Some(needle),
+                limit: SEARCH_LIMIT,
+                ..Default::default()
+            })?);
+            Ok::<_, crate::store::StoreError>(rows)
+        })
+        .await;
+        match rows {
+            Ok(Ok(rows)) => {
+                let now = now();
+                let mut seen = std::collections::BTreeSet::new();
+                for rec in rows.into_iter().filter(|r| r.der.is_some()) {
+                    if !seen.insert(rec.serial.clone()) {
+                        continue;
+                    }
+                    let (holder, organisation) = holder(rec.der.as_deref().unwrap_or_default());
+                    let (code, status) = match rec.status {
+                        CertStatus::Revoked => {
+                            let mut args = fluent_bundle::FluentArgs::new();
+                            args.set("date", unix_local_time(rec.revoked_at.unwrap_or(0) as i64));
+                            let reason = rec
+                                .reason
+                                .map(|r| {
+                                    page.t(&format!(
+                                        "reason-{}",
+                                        pkid_protocols::revocation::name(r)
+                                    ))
+                                })
+                                .unwrap_or_default();
+                            args.set("reason", reason);
+                            (
+                                "revoked",
+                                i18n::message(page.lang, "status-revoked", Some(&args)),
+                            )
+                        }
+                        CertStatus::Hold => ("hold", page.t("status-hold")),
+                        _ if (rec.not_after as i64) < now => ("expired", page.t("status-expired")),
+                        _ => ("valid", page.t("status-valid")),
+                    };
+                    found.push(Found {
+                        serial: rec.serial.clone(),
+                        holder,
+                        organisation,
+                        status,
+                        status_code: code,
+                        not_before: unix_local_time(rec.not_before as i64),
+                        not_after: unix_local_time(rec.not_after as i64),
+                        issuer: rec.issuer.clone(),
+                    });
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "portal search");
+                return page.error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable-title",
+                    "unavailable-detail",
+                );
+            }
+            Err(_) => {
+                return page.error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal-title",
+                    "internal-detail",
+                )
+            }
+        }
+    }
+    let c = page.chrome();
+    page.html(
+        StatusCode::OK,
+        SearchPage {
+            c: &c,
+            q,
+            searched,
+            problem,
+            found,
+            base: page.public_url.clone(),
+        }
+        .render(),
+    )
+}
+
+#[derive(Deserialize)]
+struct KindQuery {
+    kind: Option<String>,
+}
+
+const KINDS: [&str; 5] = ["issue", "renew", "modify", "revoke", "recover"];
+
+fn kind_of(s: &str) -> Option<&'static str> {
+    KINDS.iter().copied().find(|k| *k == s)
+}
+
+fn form_page<'a>(
+    page: &Page,
+    c: &'a Chrome,
+    kind: &'static str,
+    fields: BTreeMap<&'static str, Field>,
+    general: String,
+) -> FormPage<'a> {
+    FormPage {
+        c,
+        kind,
+        profiles: page.profiles.clone(),
+        fields,
+        general,
+        picks_organisation: page.who.as_ref().is_some_and(|w| w.decides()),
+    }
+}
+
+/// `GET /requests/new?kind=issue`: the form of one procedure.
+async fn new_request(
+    page: Page,
+    q: Result<Query<KindQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Err(r) = page.desk() {
+        return *r;
+    }
+    let kind = q
+        .ok()
+        .and_then(|Query(q)| q.kind)
+        .and_then(|k| kind_of(&k))
+        .unwrap_or("issue");
+    let c = page.chrome();
+    page.html(
+        StatusCode::OK,
+        form_page(&page, &c, kind, BTreeMap::new(), String::new()).render(),
+    )
+}
+
+/// The form field a desk field path is shown next to.
+fn form_field(desk_field: &str) -> &'static str {
+    match desk_field {
+        "organisation" => "organisation",
+        "profile" => "profile",
+        "subscriber.name" => "subscriber_name",
+        "subscriber.email" => "subscriber_email",
+        "subscriber.phone" => "subscriber_phone",
+        "subscriber.title" => "subscriber_title",
+        "subscriber.unit" => "subscriber_unit",
+        "subscriber.id_number" => "subscriber_id_number",
+        "csr" => "csr",
+        "certificate" => "certificate",
+        "reason" => "reason",
+        f if f.starts_with("document") => "document",
+        _ => "",
+    }
+}
+
+/// `POST /requests` (multipart): files a request through the desk, as `POST /api/v1/requests`.
+async fn submit(page: Page, mut form: Multipart) -> Response {
+    let (desk, who) = match page.desk() {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let mut text: BTreeMap<String, String> = BTreeMap::new();
+    let mut files: BTreeMap<String, (String, Vec<u8>)> = BTreeMap::new();
+    loop {
+        match form.next_field().await {
+            Ok(Some(field)) => {
+                let name = field.name().unwrap_or_default().to_owned();
+                let filename = field.file_name().map(str::to_owned);
+                let Ok(bytes) = field.bytes().await else {
+                    return page.error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid-title",
+                        "upload-broken-detail",
+                    );
+                };
+                match filename {
+                    Some(f) if !bytes.is_empty() => {
+                        files.insert(name, (f, bytes.to_vec()));
+                    }
+                    Some(_) => {}
+                    None if bytes.len() <= MAX_FIELD_BYTES => {
+                        text.insert(name, String::from_utf8_lossy(&bytes).into_owned());
+                    }
+                    None => {
+                        return page.error(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "too-large-title",
+                            "too-large-detail",
+                        )
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(_) => {
+                return page.error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-title",
+                    "upload-broken-detail",
+                )
+            }
+        }
+    }
+    if !page.csrf_ok(text.get("csrf").map(String::as_str)) {
+        return page.csrf_refused();
+    }
+    let Some(kind) = text.get("kind").and_then(|k| kind_of(k)) else {
+        return page.error(StatusCode::BAD_REQUEST, "invalid-title", "invalid-detail");
+    };
+    let get = |k: &str| {
+        text.get(k)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let csr = match files.get("csr_file") {
+        Some((_, bytes)) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        None => get("csr_text"),
+    };
+    let document = files
+        .get("document_file")
+        .map(|(name, bytes)| DocumentInput {
+            filename: name.clone(),
+            content_base64: b64(bytes),
+            signature_base64: files.get("signature_file").map(|(_, s)| b64(s)),
+        });
+    let has_subscriber = kind == "issue" || kind == "modify";
+    let input = RequestInput {
+        kind: kind.to_owned(),
+        organisation: get("organisation"),
+        profile: if kind == "issue" {
+            get("profile")
+        } else {
+            None
+        },
+        issuer: None,
+        subscriber: has_subscriber.then(|| SubscriberInput {
+            name: get("subscriber_name"),
+            email: get("subscriber_email"),
+            phone: get("subscriber_phone"),
+            title: get("subscriber_title"),
+            unit: get("subscriber_unit"),
+            id_number: get("subscriber_id_number"),
+        }),
+        csr: if has_subscriber { csr } else { None },
+        key_origin: (kind == "recover").then(|| "token".to_owned()),
+        certificate: if kind == "issue" {
+            None
+        } else {
+            get("certificate")
+        },
+        reason: if kind == "revoke" {
+            get("reason")
+        } else {
+            None
+        },
+        document,
+    };
+    match blocking(move || desk.submit(&who, input)).await {
+        Ok(view) => see_other(&format!("/requests/{}", view.id)),
+        Err(DeskError::Invalid(errors)) => {
+            let mut fields: BTreeMap<&'static str, Field> = BTreeMap::new();
+            for name in [
+                "organisation",
+                "profile",
+                "subscriber_name",
+                "subscriber_email",
+                "subscriber_phone",
+                "subscriber_title",
+                "subscriber_unit",
+                "subscriber_id_number",
+                "certificate",
+                "reason",
+            ] {
+                fields.insert(
+                    name,
+                    Field {
+                        value: text.get(name).cloned().unwrap_or_default(),
+                        error: String::new(),
+                    },
+                );
+            }
+            fields.insert(
+                "csr",
+                Field {
+                    value: text.get("csr_text").cloned().unwrap_or_default(),
+                    error: String::new(),
+                },
+            );
+            let mut general = Vec::new();
+            for FieldError { field, message, .. } in errors {
+                let shown = format!("{} ({message})", page.t("field-invalid"));
+                match form_field(&field) {
+                    "" => general.push(message),
+                    f => {
+                        let e = &mut fields.entry(f).or_default().error;
+                        if e.is_empty() {
+                            *e = shown;
+                        }
+                    }
+                }
+            }
+            let c = page.chrome();
+            page.html(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                form_page(&page, &c, kind, fields, general.join("; ")).render(),
+            )
+        }
+        Err(e) => page.refusal(&e),
+    }
+}
+
+fn request_id(p: Result<Path<i64>, axum::extract::rejection::PathRejection>) -> Option<i64> {
+    p.ok().map(|Path(id)| id).filter(|id| *id > 0)
+}
+
+/// The actions offered on a request in a state, to a caller who decides.
+fn actions_for(state: &str) -> &'static [&'static str] {
+    match state {
+        "submitted" => &["accept", "return", "reject"],
+        "accepted" => &["approve", "return", "reject"],
+        "approved" => &["approve", "reject"],
+        "awaiting-original" => &["original-received", "reject"],
+        _ => &[],
+    }
+}
+
+async fn request_page(page: &Page, id: i64, status: StatusCode, notice: String) -> Response {
+    let (desk, who) = match page.desk() {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let w = who.clone();
+    let r = blocking(move || Ok((desk.show(&w, id)?, desk.history(&w, id)?))).await;
+    let (view, events) = match r {
+        Ok(v) => v,
+        Err(e) => return page.refusal(&e),
+    };
+    let mut actions: Vec<(&'static str, String)> = Vec::new();
+    if who.decides() {
+        actions.extend(
+            actions_for(view.state)
+                .iter()
+                .map(|a| (*a, page.t(&format!("action-{a}")))),
+        );
+    } else if view.state == "returned" && who.files() {
+        actions.push(("resubmit", page.t("action-resubmit")));
+    }
+    let history = events
+        .into_iter()
+        .map(|e| HistoryRow {
+            at: local_time(Some(&e.at)),
+            actor: e.actor,
+            action: page.t(&format!("event-{}", e.action)),
+            to: page.t(&format!("state-{}", e.to)),
+            reason: e.reason.unwrap_or_default(),
+        })
+        .collect();
+    let row = page.row(&view, now());
+    let c = page.chrome();
+    page.html(
+        status,
+        RequestPage {
+            c: &c,
+            row,
+            r: view,
+            history,
+            actions,
+            notice,
+        }
+        .render(),
+    )
+}
+
+/// `GET /requests/{id}`: the request, its document's verification, its history, its actions.
+async fn show(
+    page: Page,
+    p: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Response {
+    match request_id(p) {
+        Some(id) => request_page(&page, id, StatusCode::OK, String::new()).await,
+        None => page.error(StatusCode::NOT_FOUND, "not-found-title", "not-found-detail"),
+    }
+}
+
+#[derive(Deserialize)]
+struct ActionForm {
+    csrf: Option<String>,
+    action: Option<String>,
+    reason: Option<String>,
+}
+
+/// `POST /requests/{id}/actions`: accept, approve, return, reject, original-received or
+/// resubmit, as `POST /api/v1/requests/{id}/transitions`.
+async fn act(
+    page: Page,
+    p: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    form: Result<Form<ActionForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else {
+        return page.csrf_refused();
+    };
+    if !page.csrf_ok(f.csrf.as_deref()) {
+        return page.csrf_refused();
+    }
+    let Some(id) = request_id(p) else {
+        return page.error(StatusCode::NOT_FOUND, "not-found-title", "not-found-detail");
+    };
+    let (desk, who) = match page.desk() {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let Some(action) = f.action.filter(|a| !a.is_empty()) else {
+        return request_page(
+            &page,
+            id,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            page.t("action-missing"),
+        )
+        .await;
+    };
+    let input = ActionInput {
+        corrected: None,
+        action,
+        reason: f
+            .reason
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty()),
+    };
+    match blocking(move || desk.act(&who, id, &input)).await {
+        Ok(_) => see_other(&format!("/requests/{id}")),
+        Err(DeskError::Invalid(errors)) => {
+            let detail = errors
+                .into_iter()
+                .map(|e| e.message)
+                .collect::<Vec<_>>()
+                .join("; ");
+            let notice = format!("{} ({detail})", page.t("action-invalid"));
+            request_page(&page, id, StatusCode::UNPROCESSABLE_ENTITY, notice).await
+        }
+        Err(DeskError::Conflict(_)) => {
+            request_page(&page, id, StatusCode::CONFLICT, page.t("conflict-detail")).await
+        }
+        Err(e) => page.refusal(&e),
+    }
+}
+
+/// `POST /requests/bulk`: approves each selected request (`id=…&id=…`), one desk call each,
+/// as `POST /api/v1/requests/{id}/transitions` would; every outcome is shown.
+async fn bulk_approve(page: Page, body: axum::body::Bytes) -> Response {
+    let mut csrf = None;
+    let mut ids = Vec::new();
+    for (k, v) in form_urlencoded::parse(&body) {
+        match k.as_ref() {
+            "csrf" => csrf = Some(v.into_owned()),
+            "id" => ids.push(v.parse::<i64>().ok()),
+            _ => {}
+        }
+    }
+    if !page.csrf_ok(csrf.as_deref()) {
+        return page.csrf_refused();
+    }
+    let (desk, who) = match page.desk() {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    if ids.is_empty()
+        || ids.len() > MAX_BULK_APPROVALS
+        || ids.iter().any(|i| i.is_none_or(|i| i <= 0))
+    {
+        return page.error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bulk-title",
+            "bulk-selection",
+        );
+    }
+    let ids: Vec<i64> = ids.into_iter().flatten().collect();
+    let outcomes = blocking(move || {
+        Ok(ids
+            .into_iter()
+            .map(|id| {
+                let input = ActionInput {
+                    action: "approve".into(),
+                    reason: None,
+                    corrected: None,
+                };
+                (id, desk.act(&who, id, &input))
+            })
+            .collect::<Vec<_>>())
+    })
+    .await;
+    let outcomes = match outcomes {
+        Ok(o) => o,
+        Err(e) => return page.refusal(&e),
+    };
+    let rows = outcomes
+        .into_iter()
+        .map(|(id, r)| {
+            let outcome = match r {
+                Ok(v) => page.t(&format!("state-{}", v.state)),
+                Err(DeskError::Forbidden(_)) => page.t("forbidden-title"),
+                Err(DeskError::NotFound(_)) => page.t("not-found-title"),
+                Err(DeskError::Conflict(_)) => page.t("conflict-title"),
+                Err(DeskError::Invalid(e)) => format!(
+                    "{} ({})",
+                    page.t("action-invalid"),
+                    e.into_iter()
+                        .map(|e| e.message)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                Err(_) => page.t("unavailable-title"),
+            };
+            (id, outcome)
+        })
+        .collect();
+    let c = page.chrome();
+    page.html(StatusCode::OK, BulkPage { c: &c, rows }.render())
+}
+
+#[derive(Deserialize)]
+struct ReportForm {
+    organisation: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    format: Option<String>,
+}
+
+/// `GET /reports?from=YYYY-MM-DD&to=YYYY-MM-DD[&organisation=ID][&format=csv]`: the desk's
+/// report of a subtree and period, with its charts drawn as SVG on the server, or its CSV.
+async fn reports(
+    page: Page,
+    q: Result<Query<ReportForm>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let (desk, who) = match page.desk() {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let q = q.map(|Query(q)| q).unwrap_or(ReportForm {
+        organisation: None,
+        from: None,
+        to: None,
+        format: None,
+    });
+    let today = time::OffsetDateTime::now_utc()
+        .to_offset(crate::ra::calendar::HO_CHI_MINH)
+        .date();
+    let iso = time::macros::format_description!("[year]-[month]-[day]");
+    let from = q.from.filter(|s| !s.is_empty()).unwrap_or_else(|| {
+        time::Date::from_calendar_date(today.year(), time::Month::January, 1)
+            .ok()
+            .and_then(|d| d.format(&iso).ok())
+            .unwrap_or_default()
+    });
+    let to =
+        q.to.filter(|s| !s.is_empty())
+            .unwrap_or_else(|| today.format(&iso).unwrap_or_default());
+    let organisation = q.organisation.filter(|s| !s.is_empty());
+    let csv = q.format.as_deref() == Some("csv");
+    let query = crate::ra::desk::ReportQuery {
+        organisation: organisation.clone(),
+        from: from.clone(),
+        to: to.clone(),
+        format: None,
+    };
+    let report = match blocking(move || desk.report(&who, &query)).await {
+        Ok(r) => r,
+        Err(DeskError::Invalid(errors)) => {
+            let c = page.chrome();
+            let problem = errors
+                .into_iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return page.html(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ReportPage {
+                    c: &c,
+                    from,
+                    to,
+                    organisation: organisation.unwrap_or_default(),
+                    problem,
+                    report: None,
+                    kinds: Chart::default(),
+                    breaches: Chart::default(),
+                }
+                .render(),
+            );
+        }
+        Err(e) => return page.refusal(&e),
+    };
+    if csv {
+        return (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"pkid-report.csv\"",
+                ),
+            ],
+            report.to_csv(),
+        )
+            .into_response();
+    }
+    let kinds = Chart::bars(
+        report
+            .requests
+            .iter()
+            .flat_map(|(kind, n)| {
+                let name = page.t(&format!("kind-{kind}"));
+                [
+                    (
+                        format!("{name}: {}", page.t("report-submitted")),
+                        n.submitted,
+                    ),
+                    (
+                        format!("{name}: {}", page.t("state-fulfilled")),
+                        n.fulfilled,
+                    ),
+                ]
+            })
+            .collect(),
+    );
+    let breaches = Chart::bars(
+        report
+            .breaches
+            .by_organisation
+            .iter()
+            .map(|(o, n)| (o.clone(), *n))
+            .collect(),
+    );
+    let c = page.chrome();
+    page.html(
+        StatusCode::OK,
+        ReportPage {
+            c: &c,
+            from,
+            to,
+            organisation: organisation.unwrap_or_default(),
+            problem: String::new(),
+            report: Some(report),
+            kinds,
+            breaches,
+        }
+        .render(),
+    )
+}
+
+/// `GET /subscribers`: the subscribers of the caller's fulfilled requests, with their
+/// certificates' status and expiry (the desk's list, then each certificate's record).
+async fn subscribers(
+    page: Page,
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> Response {
+    let (desk, who) = match page.desk() {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let store = state.store.clone();
+    let q = ListQuery {
+        state: Some("fulfilled".into()),
+        limit: Some(MAX_PAGE),
+        ..Default::default()
+    };
+    let rows = blocking(move || {
+        let list = desk.list(&who, &q)?;
+        let mut rows = Vec::new();
+        for r in list.items {
+            let Some(serial) = r.issued_certificate.clone() else {
+                continue;
+            };
+            let cert = store.certificate(&serial)?;
+            rows.push((r, serial, cert));
+        }
+        Ok(rows)
+    })
+    .await;
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => return page.refusal(&e),
+    };
+    let now = now();
+    let rows = rows
+        .into_iter()
+        .map(|(r, serial, cert)| {
+            let (status, until, left) = match cert {
+                Some(c) => {
+                    let status = match c.status {
+                        CertStatus::Revoked => page.t("report-revoked"),
+                        CertStatus::Hold => page.t("status-hold"),
+                        _ if (c.not_after as i64) < now => page.t("status-expired"),
+                        _ => page.t("status-valid"),
+                    };
+                    let left = if c.status == CertStatus::Valid && (c.not_after as i64) >= now {
+                        time_left(page.lang, c.not_after as i64, now)
+                    } else {
+                        String::new()
+                    };
+                    (status, unix_local_time(c.not_after as i64), left)
+                }
+                None => (String::new(), String::new(), String::new()),
+            };
+            SubscriberRow {
+                request: r.id,
+                name: r.subscriber.name.unwrap_or_default(),
+                email: r.subscriber.email.unwrap_or_default(),
+                organisation: r.organisation,
+                serial,
+                status,
+                until,
+                left,
+            }
+        })
+        .collect();
+    let c = page.chrome();
+    page.html(StatusCode::OK, SubscribersPage { c: &c, rows }.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn desk_fields_land_next_to_their_form_controls() {
+        assert_eq!(form_field("subscriber.email"), "subscriber_email");
+        assert_eq!(form_field("document.signature_base64"), "document");
+        assert_eq!(form_field("something else"), "");
+    }
+
+    #[test]
+    fn time_left_reads_as_words() {
+        assert_eq!(time_left(Lang::Vi, 5 * 3600 + 59, 0), "còn 5 giờ");
+        assert_eq!(time_left(Lang::En, 0, 2 * 3600), "2 hours overdue");
+        assert_eq!(time_left(Lang::Vi, 3 * 86400, 0), "còn 3 ngày");
+        assert_eq!(local_time(Some("2026-12-01T18:16:20Z")), "02/12/2026 01:16");
+    }
+}

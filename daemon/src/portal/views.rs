@@ -1,0 +1,468 @@
+//! The portal's pages: askama templates (`daemon/templates/portal/`, checked when the crate
+//! compiles, every value HTML-escaped) and what they show, already in words.
+
+use super::i18n::{message, Lang};
+use askama::Template;
+use fluent_bundle::FluentArgs;
+
+/// What every page shows around its content: language, style sheet, who is signed in, the
+/// form token.
+pub(super) struct Chrome {
+    /// The page's language.
+    pub(super) lang: Lang,
+    /// The style sheet's content-hashed path.
+    pub(super) css: &'static str,
+    /// The token every form carries.
+    pub(super) csrf: String,
+    /// The signed-in operator's name and role, in words.
+    pub(super) user: Option<(String, String)>,
+    /// Whether the caller reads reports (the menu links them).
+    pub(super) reports: bool,
+}
+
+impl Chrome {
+    /// A message in the page's language.
+    pub(super) fn t(&self, key: &str) -> String {
+        message(self.lang, key, None)
+    }
+
+    /// The `lang` attribute.
+    pub(super) fn lang_tag(&self) -> &'static str {
+        self.lang.tag()
+    }
+
+    /// The language the switch offers.
+    pub(super) fn other_lang(&self) -> &'static str {
+        self.lang.other().tag()
+    }
+
+    /// The switch's label, in the language it switches to.
+    pub(super) fn other_lang_name(&self) -> String {
+        message(self.lang.other(), "lang-name", None)
+    }
+}
+
+/// A message with one numeric argument `n`.
+pub(super) fn with_n(lang: Lang, key: &str, n: u64) -> String {
+    let mut args = FluentArgs::new();
+    args.set("n", n);
+    message(lang, key, Some(&args))
+}
+
+/// An RFC 3339 instant as `dd/mm/yyyy HH:MM` in Asia/Ho_Chi_Minh; empty when absent.
+pub(super) fn local_time(rfc3339: Option<&str>) -> String {
+    use time::format_description::well_known::Rfc3339;
+    let Some(t) = rfc3339.and_then(|s| time::OffsetDateTime::parse(s, &Rfc3339).ok()) else {
+        return String::new();
+    };
+    unix_local_time(t.unix_timestamp())
+}
+
+/// A Unix time as `dd/mm/yyyy HH:MM` in Asia/Ho_Chi_Minh.
+pub(super) fn unix_local_time(unix: i64) -> String {
+    let fmt = time::macros::format_description!("[day]/[month]/[year] [hour]:[minute]");
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .map(|t| t.to_offset(crate::ra::calendar::HO_CHI_MINH))
+        .ok()
+        .and_then(|t| t.format(&fmt).ok())
+        .unwrap_or_default()
+}
+
+/// The time left before `due` (Unix seconds) at `now`, in words: "còn 5 giờ", "quá hạn 2 giờ".
+pub(super) fn time_left(lang: Lang, due: i64, now: i64) -> String {
+    let (secs, overdue) = if due >= now {
+        (due - now, false)
+    } else {
+        (now - due, true)
+    };
+    let secs = secs as u64;
+    let (key, n) = match (overdue, secs) {
+        (false, s) if s < 3600 => ("left-minutes", s.div_ceil(60)),
+        (false, s) if s < 48 * 3600 => ("left-hours", s / 3600),
+        (false, s) => ("left-days", s / 86400),
+        (true, s) if s < 3600 => ("overdue-minutes", s.div_ceil(60).max(1)),
+        (true, s) if s < 48 * 3600 => ("overdue-hours", s / 3600),
+        (true, s) => ("overdue-days", s / 86400),
+    };
+    with_n(lang, key, n)
+}
+
+/// One request as a row of a list.
+pub(super) struct Row {
+    /// Its id.
+    pub(super) id: i64,
+    /// The kind, in words.
+    pub(super) kind: String,
+    /// The state, in words.
+    pub(super) state: String,
+    /// The state's code (a CSS class and a test hook).
+    pub(super) state_code: &'static str,
+    /// The subscriber's name.
+    pub(super) subscriber: String,
+    /// The organisation's id.
+    pub(super) organisation: String,
+    /// Submitted, local time.
+    pub(super) submitted: String,
+    /// Due, local time (empty before acceptance).
+    pub(super) due: String,
+    /// Time left in words (empty without a deadline or once closed).
+    pub(super) left: String,
+    /// Past due and still open.
+    pub(super) overdue: bool,
+}
+
+/// The home page before login: the login form and the public search.
+#[derive(Template)]
+#[template(path = "portal/home.html")]
+pub(super) struct HomePage<'a> {
+    /// Around the page.
+    pub(super) c: &'a Chrome,
+    /// The login failed (said once, without why).
+    pub(super) failed: bool,
+    /// The operator id typed, kept on a failed login.
+    pub(super) username: String,
+}
+
+/// An organisation officer's dashboard, or an RA officer's queue.
+#[derive(Template)]
+#[template(path = "portal/requests.html")]
+pub(super) struct RequestsPage<'a> {
+    /// Around the page.
+    pub(super) c: &'a Chrome,
+    /// The heading's message key (`dashboard-title`, `queue-title`).
+    pub(super) title: String,
+    /// The rows.
+    pub(super) rows: Vec<Row>,
+    /// Counts by state, in words.
+    pub(super) counts: Vec<(String, usize)>,
+    /// Whether the caller may file requests (the procedure links).
+    pub(super) files: bool,
+    /// Whether the caller may approve a selection at once.
+    pub(super) bulk: bool,
+}
+
+/// The outcome of a bulk approval, request by request.
+#[derive(Template)]
+#[template(path = "portal/bulk.html")]
+pub(super) struct BulkPage<'a> {
+    /// Around the page.
+    pub(super) c: &'a Chrome,
+    /// (request id, its outcome in words).
+    pub(super) rows: Vec<(i64, String)>,
+}
+
+/// One field of a form with the value typed and the problem found, if any.
+#[derive(Default)]
+pub(super) struct Field {
+    /// The value typed.
+    pub(super) value: String,
+    /// The message shown next to the field.
+    pub(super) error: String,
+}
+
+/// The form of one procedure.
+#[derive(Template)]
+#[template(path = "portal/form.html")]
+pub(super) struct FormPage<'a> {
+    /// Around the page.
+    pub(super) c: &'a Chrome,
+    /// `issue`, `renew`, `modify`, `revoke` or `recover`.
+    pub(super) kind: &'static str,
+    /// The profiles offered (issue).
+    pub(super) profiles: Vec<String>,
+    /// Fields by name: `organisation`, `profile`, `subscriber_name`, … .
+    pub(super) fields: std::collections::BTreeMap<&'static str, Field>,
+    /// A problem not tied to one field.
+    pub(super) general: String,
+    /// Whether the caller picks the organisation (RA officers and CA admins).
+    pub(super) picks_organisation: bool,
+}
+
+impl FormPage<'_> {
+    /// The value typed into a field.
+    pub(super) fn v(&self, name: &str) -> &str {
+        self.fields.get(name).map_or("", |f| f.value.as_str())
+    }
+
+    /// The problem of a field (empty: none).
+    pub(super) fn e(&self, name: &str) -> &str {
+        self.fields.get(name).map_or("", |f| f.error.as_str())
+    }
+
+    /// The procedure's name.
+    pub(super) fn kind_name(&self) -> String {
+        self.c.t(&format!("kind-{}", self.kind))
+    }
+
+    /// Whether a profile is the one chosen (`person` when none is).
+    pub(super) fn profile_selected(&self, p: &str) -> bool {
+        let v = self.v("profile");
+        v == p || (v.is_empty() && p == "person")
+    }
+
+    /// Whether a revocation reason is the one chosen.
+    pub(super) fn reason_selected(&self, r: &str) -> bool {
+        self.v("reason") == r
+    }
+
+    /// Whether the form has this field.
+    pub(super) fn has(&self, name: &str) -> bool {
+        let k = self.kind;
+        match name {
+            "profile" => k == "issue",
+            "subscriber" => k == "issue" || k == "modify",
+            "csr" => k == "issue" || k == "modify",
+            "certificate" => k != "issue",
+            "reason" => k == "revoke",
+            _ => false,
+        }
+    }
+
+    /// The revocation reasons offered.
+    pub(super) fn reasons(&self) -> Vec<(&'static str, String)> {
+        REASONS
+            .iter()
+            .map(|r| (*r, self.c.t(&format!("reason-{r}"))))
+            .collect()
+    }
+}
+
+/// The revocation reasons an organisation may give (RFC 5280 §5.3.1).
+pub(super) const REASONS: [&str; 5] = [
+    "keyCompromise",
+    "affiliationChanged",
+    "superseded",
+    "cessationOfOperation",
+    "unspecified",
+];
+
+/// One event of a request's history, in words.
+pub(super) struct HistoryRow {
+    /// When, local time.
+    pub(super) at: String,
+    /// Who.
+    pub(super) actor: String,
+    /// What, in words.
+    pub(super) action: String,
+    /// The state reached, in words.
+    pub(super) to: String,
+    /// Why (return, reject).
+    pub(super) reason: String,
+}
+
+/// One request.
+#[derive(Template)]
+#[template(path = "portal/request.html")]
+pub(super) struct RequestPage<'a> {
+    /// Around the page.
+    pub(super) c: &'a Chrome,
+    /// The request as a row.
+    pub(super) row: Row,
+    /// The request as the desk shows it.
+    pub(super) r: crate::ra::desk::RequestView,
+    /// Its history.
+    pub(super) history: Vec<HistoryRow>,
+    /// The actions the caller may take now (codes), offered as a form.
+    pub(super) actions: Vec<(&'static str, String)>,
+    /// A refusal of the last action, in words.
+    pub(super) notice: String,
+}
+
+impl RequestPage<'_> {
+    /// The issuer of the request's certificate (the issuing CA unless the request named one).
+    pub(super) fn issuer(&self) -> &str {
+        self.r.issuer.as_deref().unwrap_or(crate::config::ISSUING)
+    }
+
+    /// An optional text.
+    pub(super) fn o<'b>(&self, v: &'b Option<String>) -> &'b str {
+        v.as_deref().unwrap_or("")
+    }
+}
+
+/// One certificate found by the public search.
+pub(super) struct Found {
+    /// Serial, hex.
+    pub(super) serial: String,
+    /// The holder (subject CN).
+    pub(super) holder: String,
+    /// The organisation (subject O).
+    pub(super) organisation: String,
+    /// Status in words (with date and reason when revoked).
+    pub(super) status: String,
+    /// The status code (`valid`, `revoked`, `expired`, `hold`).
+    pub(super) status_code: &'static str,
+    /// Valid from, local time.
+    pub(super) not_before: String,
+    /// Valid until, local time.
+    pub(super) not_after: String,
+    /// The issuer's name.
+    pub(super) issuer: String,
+}
+
+/// The public certificate search.
+#[derive(Template)]
+#[template(path = "portal/search.html")]
+pub(super) struct SearchPage<'a> {
+    /// Around the page.
+    pub(super) c: &'a Chrome,
+    /// What was searched for.
+    pub(super) q: String,
+    /// Whether a search was made.
+    pub(super) searched: bool,
+    /// The problem with the query, in words.
+    pub(super) problem: String,
+    /// What was found.
+    pub(super) found: Vec<Found>,
+    /// The service's public address (`[server] public_url`).
+    pub(super) base: String,
+}
+
+/// A refusal or failure, as a page.
+#[derive(Template)]
+#[template(path = "portal/error.html")]
+pub(super) struct ErrorPage<'a> {
+    /// Around the page.
+    pub(super) c: &'a Chrome,
+    /// The heading.
+    pub(super) title: String,
+    /// What happened and what to do.
+    pub(super) detail: String,
+}
+
+/// One bar of a server-drawn SVG bar chart, already laid out.
+pub(super) struct Bar {
+    /// What it counts.
+    pub(super) label: String,
+    /// The count.
+    pub(super) value: u64,
+    /// Its top, in SVG units.
+    pub(super) y: u32,
+    /// The label's baseline.
+    pub(super) text_y: u32,
+    /// Its length, in SVG units.
+    pub(super) width: u32,
+    /// Where the count is written.
+    pub(super) value_x: u32,
+}
+
+/// A horizontal bar chart, drawn as SVG by the template (no script; the numbers are also in
+/// the tables beside it).
+#[derive(Default)]
+pub(super) struct Chart {
+    /// The bars, top to bottom.
+    pub(super) bars: Vec<Bar>,
+    /// The chart's height, SVG units.
+    pub(super) height: u32,
+}
+
+/// Where bars start (the labels are left of it), and their longest length.
+const BAR_X: u32 = 300;
+const BAR_MAX: u32 = 260;
+const BAR_STEP: u32 = 26;
+
+impl Chart {
+    /// Bars for (label, value) pairs, scaled to the largest value.
+    pub(super) fn bars(values: Vec<(String, u64)>) -> Self {
+        let max = values.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
+        let bars: Vec<Bar> = values
+            .into_iter()
+            .enumerate()
+            .map(|(i, (label, value))| {
+                let y = i as u32 * BAR_STEP;
+                let width = ((value as f64 / max as f64) * f64::from(BAR_MAX)).round() as u32;
+                Bar {
+                    label,
+                    value,
+                    y,
+                    text_y: y + 15,
+                    width,
+                    value_x: BAR_X + width + 6,
+                }
+            })
+            .collect();
+        let height = bars.len() as u32 * BAR_STEP;
+        Self { bars, height }
+    }
+
+    /// The x where bars start.
+    pub(super) fn bar_x(&self) -> u32 {
+        BAR_X
+    }
+}
+
+/// The auditor's report page.
+#[derive(Template)]
+#[template(path = "portal/report.html")]
+pub(super) struct ReportPage<'a> {
+    /// Around the page.
+    pub(super) c: &'a Chrome,
+    /// First day, YYYY-MM-DD.
+    pub(super) from: String,
+    /// Last day, YYYY-MM-DD.
+    pub(super) to: String,
+    /// The subtree's organisation (empty: the caller's whole reach).
+    pub(super) organisation: String,
+    /// Why the period was refused.
+    pub(super) problem: String,
+    /// The report.
+    pub(super) report: Option<crate::ra::report::Report>,
+    /// Requests by kind: submitted and fulfilled.
+    pub(super) kinds: Chart,
+    /// Deadline breaches per organisation.
+    pub(super) breaches: Chart,
+}
+
+impl ReportPage<'_> {
+    /// The CSV download's address.
+    pub(super) fn csv_href(&self) -> String {
+        let mut s = format!(
+            "/reports?format=csv&from={}&to={}",
+            enc(&self.from),
+            enc(&self.to)
+        );
+        if !self.organisation.is_empty() {
+            s.push_str(&format!("&organisation={}", enc(&self.organisation)));
+        }
+        s
+    }
+
+    /// A kind's name.
+    pub(super) fn kind(&self, k: &str) -> String {
+        self.c.t(&format!("kind-{k}"))
+    }
+}
+
+fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// One subscriber's certificate.
+pub(super) struct SubscriberRow {
+    /// The request that issued it.
+    pub(super) request: i64,
+    /// The subscriber's name.
+    pub(super) name: String,
+    /// The subscriber's official email.
+    pub(super) email: String,
+    /// The organisation.
+    pub(super) organisation: String,
+    /// The certificate's serial.
+    pub(super) serial: String,
+    /// Its status, in words.
+    pub(super) status: String,
+    /// notAfter, local time.
+    pub(super) until: String,
+    /// Time to expiry, in words (valid certificates).
+    pub(super) left: String,
+}
+
+/// The subscribers of the caller's fulfilled requests.
+#[derive(Template)]
+#[template(path = "portal/subscribers.html")]
+pub(super) struct SubscribersPage<'a> {
+    /// Around the page.
+    pub(super) c: &'a Chrome,
+    /// The rows.
+    pub(super) rows: Vec<SubscriberRow>,
+}

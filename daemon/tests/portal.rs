@@ -1,0 +1,1307 @@
+//! The registration portal, end to end.
+//!
+//! ```text
+//! in-process (oneshot through the HTTPS router, no socket):
+//!   headers · language · the hashed style sheet · CSRF refusal · failed logins (limited,
+//!   audited) · a script in a holder's name shown as text
+//! real daemon + headless Chromium (selenium, daemon/tests/portal/driver.py):
+//!   log in with password + TOTP · file an issue request · approve it as an RA officer in
+//!   scope · be refused out of scope · search · switch language · CSRF refusal · screenshots
+//! ```
+//!
+//! The browser test needs the Python that `scripts/test.sh` prepares (`target/venv-web`,
+//! selenium from PyPI) in `PKID_TEST_BROWSER_PYTHON`, and fails naming the script without it.
+
+mod common;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use common::inprocess::build_app;
+use common::ra::Testbed;
+use common::*;
+use http_body_util::BodyExt;
+use hyper::{Request, StatusCode};
+use pkid::clock::FakeClock;
+use pkid::http::Listener;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+/// One exchange through the router: status, headers, body text.
+struct Page {
+    status: StatusCode,
+    headers: hyper::HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// `name=value` of a `Set-Cookie` the page sent.
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .map(|c| c.split(';').next().unwrap_or_default().to_owned())
+    }
+
+    /// The value of the first hidden `csrf` input.
+    fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .expect("a form token")
+            + 19;
+        self.body[at..]
+            .split('"')
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+async fn send(router: &Listener, req: Request<Body>, from: [u8; 4]) -> Page {
+    let mut req = req;
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from((from, 40000))));
+    let resp = router.clone().oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    Page {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+fn get(path: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut b = Request::builder().uri(path);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Body::empty()).expect("request")
+}
+
+fn post_form(path: &str, cookie: &str, body: &str) -> Request<Body> {
+    Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", cookie)
+        .body(Body::from(body.to_owned()))
+        .expect("request")
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+async fn app(data: &Path) -> Listener {
+    let app = build_app(data, Arc::new(FakeClock::new(now()))).await;
+    app.routers().https
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_carry_the_security_headers_and_speak_vietnamese_first() {
+    let dir = init(&[]);
+    let https = app(dir.path()).await;
+
+    let home = send(&https, get("/", &[]), [127, 0, 0, 1]).await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+    let csp = home.header("content-security-policy");
+    for part in [
+        "default-src 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+        "style-src 'self'",
+    ] {
+        assert!(csp.contains(part), "CSP {csp:?} lacks {part}");
+    }
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    assert_eq!(home.header("x-content-type-options"), "nosniff");
+    assert_eq!(home.header("referrer-policy"), "no-referrer");
+    assert!(home
+        .header("strict-transport-security")
+        .starts_with("max-age="));
+    assert_eq!(home.header("cache-control"), "no-store");
+    assert!(home.header("content-type").starts_with("text/html"));
+    assert!(home.body.contains("<html lang=\"vi\">"), "{}", home.body);
+    assert!(home.body.contains("Đăng nhập"));
+    for hook in [
+        "login-username",
+        "login-password",
+        "login-totp",
+        "login-submit",
+        "search-query",
+        "search-submit",
+        "lang-switch",
+    ] {
+        assert!(
+            home.body.contains(&format!("data-testid=\"{hook}\"")),
+            "no {hook}"
+        );
+    }
+    assert!(!home.body.contains("<script"), "no script is served");
+    let pre = home
+        .cookie("__Host-pkid-form")
+        .expect("the pre-login form cookie");
+    let set = home
+        .headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(
+        set.contains("Secure") && set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    assert!(!pre.is_empty());
+
+    // Every control has a label.
+    for id in ["username", "password", "totp", "q"] {
+        assert!(
+            home.body.contains(&format!("<label for=\"{id}\">")),
+            "no label for {id}"
+        );
+    }
+
+    let en = send(
+        &https,
+        get("/", &[("accept-language", "en-GB,en;q=0.9,vi;q=0.5")]),
+        [127, 0, 0, 1],
+    )
+    .await;
+    assert!(en.body.contains("<html lang=\"en\">"), "{}", en.body);
+    assert!(en.body.contains("Log in"));
+    let cookie_wins = send(
+        &https,
+        get(
+            "/",
+            &[("accept-language", "en"), ("cookie", "pkid-lang=vi")],
+        ),
+        [127, 0, 0, 1],
+    )
+    .await;
+    assert!(cookie_wins.body.contains("<html lang=\"vi\">"));
+
+    // The style sheet, under its content hash, cached for good; any other name is not found.
+    let at = home
+        .body
+        .find("href=\"/static/portal.")
+        .expect("stylesheet link")
+        + 6;
+    let css_path = home.body[at..].split('"').next().expect("path").to_owned();
+    assert!(
+        css_path.len() == "/static/portal.".len() + 12 + ".css".len(),
+        "{css_path}"
+    );
+    let css = send(&https, get(&css_path, &[]), [127, 0, 0, 1]).await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css.header("content-type").starts_with("text/css"));
+    assert!(css.header("cache-control").contains("immutable"));
+    let stale = send(
+        &https,
+        get("/static/portal.000000000000.css", &[]),
+        [127, 0, 0, 1],
+    )
+    .await;
+    assert_eq!(stale.status, StatusCode::NOT_FOUND);
+
+    // The plain-HTTP listener does not serve the portal.
+    let app2 = build_app(dir.path(), Arc::new(FakeClock::new(now()))).await;
+    let plain = send(&app2.routers().http, get("/", &[]), [127, 0, 0, 1]).await;
+    assert_eq!(plain.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_posted_without_its_token_is_refused() {
+    let dir = init(&[]);
+    let https = app(dir.path()).await;
+    let home = send(&https, get("/", &[]), [127, 0, 0, 2]).await;
+    let pre = home.cookie("__Host-pkid-form").expect("cookie");
+
+    for (path, body) in [
+        ("/login", "username=a&password=b&totp=123456".to_owned()),
+        (
+            "/login",
+            "username=a&password=b&totp=123456&csrf=forged".to_owned(),
+        ),
+        ("/lang", "lang=en".to_owned()),
+        ("/logout", String::new()),
+        ("/login/certificate", "csrf=".to_owned()),
+    ] {
+        let r = send(&https, post_form(path, &pre, &body), [127, 0, 0, 2]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path} {body}: {}", r.body);
+        assert!(r.body.contains("Biểu mẫu không hợp lệ"), "{}", r.body);
+        assert!(r
+            .header("content-security-policy")
+            .contains("frame-ancestors"));
+    }
+    // A token from another browser (cookie) is not this one's.
+    let other = send(&https, get("/", &[]), [127, 0, 0, 2]).await;
+    let r = send(
+        &https,
+        post_form("/lang", &pre, &format!("lang=en&csrf={}", other.csrf())),
+        [127, 0, 0, 2],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // With its token the switch works.
+    let r = send(
+        &https,
+        post_form("/lang", &pre, &format!("lang=en&csrf={}", home.csrf())),
+        [127, 0, 0, 2],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.cookie("pkid-lang").as_deref(), Some("pkid-lang=en"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_say_only_that_they_failed_are_limited_and_audited() {
+    let dir = init(&[]);
+    let data = dir.path();
+    pkid_ok(
+        data,
+        &[
+            "org",
+            "add",
+            "--id",
+            "so-dn",
+            "--name",
+            "Sở Giáo dục",
+            "--province",
+            "DN",
+        ],
+    );
+    pkid_ok(
+        data,
+        &[
+            "operator",
+            "add",
+            "--id",
+            "ra-dn",
+            "--name",
+            "Trần Thị B",
+            "--role",
+            "ra-officer",
+            "--scope",
+            "province:DN",
+        ],
+    );
+    set_password(data, "ra-dn", "mật khẩu đủ dài 2026");
+    pkid_ok(data, &["operator", "totp", "--id", "ra-dn"]);
+    let https = app(data).await;
+    let home = send(&https, get("/", &[]), [127, 0, 0, 3]).await;
+    let pre = home.cookie("__Host-pkid-form").expect("cookie");
+    let csrf = home.csrf();
+
+    let wrong_password = send(
+        &https,
+        post_form(
+            "/login",
+            &pre,
+            &format!("csrf={csrf}&username=ra-dn&password=sai&totp=000000"),
+        ),
+        [127, 0, 0, 3],
+    )
+    .await;
+    let unknown = send(
+        &https,
+        post_form(
+            "/login",
+            &pre,
+            &format!("csrf={csrf}&username=ai-do&password=sai&totp=000000"),
+        ),
+        [127, 0, 0, 3],
+    )
+    .await;
+    for r in [&wrong_password, &unknown] {
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        assert!(r.body.contains("Đăng nhập không thành công."), "{}", r.body);
+        assert!(r.cookie("__Host-pkid-session").is_none());
+    }
+    // Nothing tells an unknown id from a wrong password (the id typed is kept in the form).
+    assert_eq!(
+        wrong_password.body.replace("ra-dn", "ID"),
+        unknown.body.replace("ai-do", "ID")
+    );
+    assert!(
+        !wrong_password.body.contains("sai\""),
+        "the password typed is not echoed"
+    );
+
+    // Five attempts a minute for one id: the next is refused before any check.
+    let mut last = StatusCode::OK;
+    for _ in 0..5 {
+        last = send(
+            &https,
+            post_form(
+                "/login",
+                &pre,
+                &format!("csrf={csrf}&username=ra-dn&password=sai&totp=000000"),
+            ),
+            [127, 0, 0, 4],
+        )
+        .await
+        .status;
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+
+    let audit = pkid_ok(data, &["audit", "list", "--limit", "1000"]);
+    let refused: Vec<&str> = audit
+        .lines()
+        .filter(|l| l.contains("portal.login") && l.contains("refused"))
+        .collect();
+    assert!(refused.len() >= 6, "{audit}");
+    assert!(refused.iter().any(|l| l.contains("ai-do")));
+    assert!(!audit.contains("sai"), "no password in the audit log");
+}
+
+/// `pkid operator password`, the password on stdin.
+fn set_password(data: &Path, id: &str, password: &str) {
+    let mut child = pkid_command(data)
+        .args(["operator", "password", "--id", id])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pkid");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert_success(&out, "pkid operator password");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_in_a_holders_name_is_shown_as_text() {
+    let dir = init(&[]);
+    let data = dir.path();
+    let work = tempdir();
+    let (_key, csr) = make_csr(
+        work.path(),
+        "/O=Trường <b>THPT<\\/b>/CN=<script>alert(1)<\\/script> Nguyễn Thị Hoa",
+        "ec:P-256",
+    );
+    let (serial, _) = issue(data, &csr, "person", &[]);
+    let https = app(data).await;
+
+    let r = send(&https, get("/search?q=script", &[]), [127, 0, 0, 5]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body.contains("data-testid=\"search-result\""),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("<script>alert(1)"), "{}", r.body);
+    assert!(!r.body.contains("<b>THPT"), "{}", r.body);
+    // askama writes `<` as `&#60;`: the name is there, as text.
+    assert!(
+        r.body
+            .contains("&#60;script&#62;alert(1)&#60;/script&#62; Nguyễn Thị Hoa"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("Nguyễn Thị Hoa"),
+        "diacritics exactly as issued"
+    );
+    assert!(r.body.contains("còn hiệu lực"));
+    assert!(r.body.contains(&format!("/certs/{serial}.pem")));
+
+    // By serial, with colons, too; a query that is too short is explained, not run.
+    let spaced: String = serial
+        .as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(":");
+    let by_serial = send(
+        &https,
+        get(&format!("/search?q={spaced}"), &[]),
+        [127, 0, 0, 5],
+    )
+    .await;
+    assert!(
+        by_serial
+            .body
+            .contains(&format!("data-serial=\"{serial}\"")),
+        "{}",
+        by_serial.body
+    );
+    let short = send(&https, get("/search?q=a", &[]), [127, 0, 0, 5]).await;
+    assert!(short.body.contains("từ 2 đến 128 ký tự"));
+    let reflected = send(
+        &https,
+        get("/search?q=%3Cimg%20src%3Dx%3E", &[]),
+        [127, 0, 0, 5],
+    )
+    .await;
+    assert!(!reflected.body.contains("<img"), "the query is escaped too");
+}
+
+// ---- the real browser ----------------------------------------------------------------------
+
+/// The operator's TOTP secret (base32), from `pkid operator totp`'s otpauth:// URI.
+fn totp_secret(bed: &Testbed, id: &str) -> String {
+    let out = bed.cli(&["operator", "totp", "--id", id]);
+    let uri = out
+        .lines()
+        .find(|l| l.starts_with("otpauth://"))
+        .expect("an otpauth URI");
+    uri.split(['?', '&'])
+        .find_map(|p| p.strip_prefix("secret="))
+        .expect("secret=")
+        .to_owned()
+}
+
+#[test]
+fn a_browser_logs_in_files_approves_is_refused_out_of_scope_and_searches() {
+    let python = std::env::var("PKID_TEST_BROWSER_PYTHON").unwrap_or_else(|_| {
+        panic!("PKID_TEST_BROWSER_PYTHON is not set: run scripts/test.sh, which prepares target/venv-web with selenium and sets it")
+    });
+    let bed = Testbed::start(|_| {});
+    bed.org(
+        "so-gd-dn",
+        "Sở Giáo dục và Đào tạo Đà Nẵng",
+        None,
+        Some("DN"),
+    );
+    bed.org(
+        "thpt-lqd",
+        "Trường THPT Lê Quý Đôn",
+        Some("so-gd-dn"),
+        Some("DN"),
+    );
+    bed.org(
+        "so-gd-hn",
+        "Sở Giáo dục và Đào tạo Hà Nội",
+        None,
+        Some("HN"),
+    );
+    bed.operator("van-thu", "org-officer", Some("thpt-lqd"), None);
+    bed.operator("ra-dn", "ra-officer", None, Some("province:DN"));
+    bed.operator("ra-hn", "ra-officer", None, Some("province:HN"));
+    let password = "mật khẩu đủ dài 2026";
+    let mut secrets = serde_json::Map::new();
+    for id in ["van-thu", "ra-dn", "ra-hn"] {
+        set_password(bed.data(), id, password);
+        secrets.insert(id.into(), totp_secret(&bed, id).into());
+    }
+    let name = "<script>alert(1)</script> Phạm Văn Cường";
+    let csr = bed.csr("Phạm Văn Cường", "ec:P-256");
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/portal-screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot directory");
+    let plan = serde_json::json!({
+        "base": bed.https_url(""),
+        "password": password,
+        "totp": secrets,
+        "subscriber": name,
+        "csr": csr,
+        "screenshots": shots,
+    });
+    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/portal/driver.py");
+    let out = std::process::Command::new(&python)
+        .arg(&driver)
+        .env("PKID_PORTAL_PLAN", plan.to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let stdout = lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the browser driver failed ({}):\n{stdout}\n{}\n--- daemon log ---\n{}",
+        out.status,
+        lossy(&out.stderr),
+        bed.logs()
+    );
+    // What the browser did reached the store: the request was fulfilled by ra-dn, and the
+    // out-of-scope officer's read was refused and audited.
+    let id: i64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("request "))
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the driver names the request it filed:\n{stdout}"));
+    let shown = bed.cli(&["request", "show", &id.to_string()]);
+    assert!(shown.contains("fulfilled"), "{shown}");
+    assert!(
+        shown.contains("Phạm Văn Cường"),
+        "the name round-trips exactly: {shown}"
+    );
+    assert!(bed
+        .audit_rows()
+        .iter()
+        .any(|r| r.actor == "ra-dn" && r.action == "portal.login" && r.outcome == "success"));
+    assert!(
+        bed.refused("ra-hn", "request.read", &id.to_string()),
+        "the out-of-scope read is audited"
+    );
+    for shot in [
+        "home.png",
+        "dashboard.png",
+        "form.png",
+        "queue.png",
+        "request.png",
+        "search.png",
+        "english.png",
+    ] {
+        assert!(shots.join(shot).is_file(), "screenshot {shot}");
+    }
+}
+
+/// The `csrf` value of the first form in an HTML body.
+fn form_token(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a form token") + 19;
+    html[at..].split('"').next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn an_operator_logs_in_with_a_registered_client_certificate() {
+    let bed = Testbed::start(|_| {});
+    bed.org(
+        "so-gd-dn",
+        "Sở Giáo dục và Đào tạo Đà Nẵng",
+        None,
+        Some("DN"),
+    );
+    bed.cli(&[
+        "operator",
+        "add",
+        "--id",
+        "ra-cert",
+        "--name",
+        "Trần Minh Quân",
+        "--role",
+        "ra-officer",
+        "--scope",
+        "province:DN",
+    ]);
+    let (key, csr) = make_csr(bed.work(), "/CN=ra-cert", "ec:P-256");
+    let (_serial, cert) = issue(bed.data(), &csr, "tls-client", &[]);
+    bed.cli(&[
+        "operator",
+        "add-cert",
+        "--id",
+        "ra-cert",
+        "--cert",
+        path_str(&cert),
+    ]);
+    let (other_key, other_csr) = make_csr(bed.work(), "/CN=nobody", "ec:P-256");
+    let (_, other_cert) = issue(bed.data(), &other_csr, "tls-client", &[]);
+    let jar = bed.work().join("cookies.txt");
+    let mut tls = bed.tls_args();
+    tls.extend([
+        "-b".into(),
+        path_str(&jar).into(),
+        "-c".into(),
+        path_str(&jar).into(),
+    ]);
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    let page = |extra: &[&str], path: &str| {
+        let mut args = tls.clone();
+        args.extend_from_slice(extra);
+        let url = bed.https_url(path);
+        args.push(&url);
+        fetch(&args)
+    };
+    let home = page(&[], "/");
+    assert_eq!(home.status, 200);
+    let csrf = format!("csrf={}", form_token(&home.text()));
+
+    // A certificate pkid issued but registered to nobody is not an operator's login.
+    let other = [
+        "--cert",
+        path_str(&other_cert),
+        "--key",
+        path_str(&other_key),
+    ];
+    let mut args = other.to_vec();
+    args.extend(["-d", &csrf]);
+    let refused = page(&args, "/login/certificate");
+    assert_eq!(refused.status, 401, "{}", refused.text());
+    assert!(refused
+        .text()
+        .contains("Không đăng nhập được bằng chứng thư số"));
+
+    // The registered one is, once the daemon has followed the CLI's change to the store.
+    let mine = ["--cert", path_str(&cert), "--key", path_str(&key)];
+    let mut args = mine.to_vec();
+    args.extend(["-d", &csrf]);
+    let mut last = None;
+    let ok = poll(ra_propagation(), || {
+        let r = page(&args, "/login/certificate");
+        let done = r.status == 303;
+        last = Some(r);
+        done
+    });
+    let last = last.expect("a reply");
+    assert!(ok, "{} {}", last.status, last.text());
+    assert!(
+        last.headers.contains("__Host-pkid-session"),
+        "{}",
+        last.headers
+    );
+    // The session cookie alone carries the login now (no certificate on this request).
+    let queue = page(&[], "/");
+    assert!(
+        queue.text().contains("Trần Minh Quân · cán bộ đăng ký"),
+        "{}",
+        queue.text()
+    );
+    assert!(queue.text().contains("data-testid=\"logout\""));
+    assert!(bed
+        .audit_rows()
+        .iter()
+        .any(|r| r.actor == "ra-cert" && r.action == "portal.login" && r.outcome == "success"));
+    // Logout ends the session on the server: the old cookie, replayed, is worth nothing.
+    let jar_text = String::from_utf8(read(&jar)).expect("cookie jar");
+    let session = jar_text
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f.len() == 7 && f[5] == "__Host-pkid-session").then(|| f[6].to_owned())
+        })
+        .expect("the session cookie in the jar");
+    let token = format!("csrf={}", form_token(&queue.text()));
+    let out = page(&["-d", &token], "/logout");
+    assert_eq!(out.status, 303);
+    let mut replay: Vec<String> = bed.tls_args();
+    replay.extend([
+        "-H".into(),
+        format!("Cookie: __Host-pkid-session={session}"),
+        bed.https_url("/"),
+    ]);
+    let replay: Vec<&str> = replay.iter().map(String::as_str).collect();
+    let after = fetch(&replay);
+    assert!(
+        after.text().contains("data-testid=\"login-username\""),
+        "{}",
+        after.text()
+    );
+    assert!(!after.text().contains("Trần Minh Quân"));
+}
+
+fn ra_propagation() -> std::time::Duration {
+    common::ra::PROPAGATION
+}
+
+/// A `multipart/form-data` body of text fields and files (name, filename, bytes).
+fn multipart(fields: &[(&str, &str)], files: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "pkid-portal-test-7d3c1a";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+        );
+    }
+    for (name, filename, bytes) in files {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// Signs `id` in through `POST /login` with password + the TOTP code at the app's clock;
+/// returns the `Cookie` header of the session.
+async fn sign_in(https: &Listener, data: &Path, id: &str, from: [u8; 4]) -> (String, String) {
+    set_password(data, id, "mật khẩu đủ dài 2026");
+    let out = pkid_ok(data, &["operator", "totp", "--id", id]);
+    let secret = out
+        .split(['?', '&', '\n'])
+        .find_map(|p| p.strip_prefix("secret="))
+        .expect("secret")
+        .to_owned();
+    let secret = totp_rs::Secret::Encoded(secret).to_bytes().expect("base32");
+    let code = pkid::ra::credentials::totp_code(&secret, id, now()).expect("code");
+    let home = send(https, get("/", &[]), from).await;
+    let pre = home.cookie("__Host-pkid-form").expect("cookie");
+    let body = format!(
+        "csrf={}&username={id}&password=m%E1%BA%ADt%20kh%E1%BA%A9u%20%C4%91%E1%BB%A7%20d%C3%A0i%202026&totp={code}",
+        home.csrf()
+    );
+    let r = send(https, post_form("/login", &pre, &body), from).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "login of {id}: {}", r.body);
+    let set = r
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("__Host-pkid-session="))
+        .expect("a session cookie")
+        .to_owned();
+    for attr in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attr), "{set}");
+    }
+    let cookie = format!("{pre}; {}", set.split(';').next().unwrap_or_default());
+    let dash = send(https, get("/", &[("cookie", &cookie)]), from).await;
+    (cookie, dash.csrf())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_procedure_has_its_form_and_problems_are_shown_next_to_the_field() {
+    let dir = init(&[]);
+    let data = dir.path();
+    pkid_ok(
+        data,
+        &[
+            "org",
+            "add",
+            "--id",
+            "so-dn",
+            "--name",
+            "Sở Giáo dục và Đào tạo Đà Nẵng",
+            "--province",
+            "DN",
+        ],
+    );
+    pkid_ok(
+        data,
+        &[
+            "org",
+            "add",
+            "--id",
+            "so-hn",
+            "--name",
+            "Sở Giáo dục và Đào tạo Hà Nội",
+            "--province",
+            "HN",
+        ],
+    );
+    pkid_ok(
+        data,
+        &[
+            "operator",
+            "add",
+            "--id",
+            "van-thu",
+            "--name",
+            "Nguyễn Văn A",
+            "--role",
+            "org-officer",
+            "--org",
+            "so-dn",
+        ],
+    );
+    pkid_ok(
+        data,
+        &[
+            "operator",
+            "add",
+            "--id",
+            "ra-hn",
+            "--name",
+            "Lê Văn H",
+            "--role",
+            "ra-officer",
+            "--scope",
+            "province:HN",
+        ],
+    );
+    let https = app(data).await;
+    let (cookie, csrf) = sign_in(&https, data, "van-thu", [127, 0, 0, 6]).await;
+
+    let dash = send(&https, get("/", &[("cookie", &cookie)]), [127, 0, 0, 6]).await;
+    assert!(
+        dash.body.contains("Yêu cầu của cơ quan, tổ chức"),
+        "{}",
+        dash.body
+    );
+    assert!(dash.body.contains("Nguyễn Văn A · cán bộ cơ quan, tổ chức"));
+    for (kind, has, lacks) in [
+        (
+            "issue",
+            &[
+                "subscriber-name",
+                "subscriber-email",
+                "subscriber-phone",
+                "profile",
+                "csr-file",
+                "csr-text",
+                "document-file",
+                "signature-file",
+            ][..],
+            &["certificate-serial", "revocation-reason"][..],
+        ),
+        (
+            "renew",
+            &["certificate-serial", "document-file"][..],
+            &["subscriber-name", "csr-text", "revocation-reason"][..],
+        ),
+        (
+            "modify",
+            &["certificate-serial", "subscriber-name", "csr-text"][..],
+            &["revocation-reason", "profile"][..],
+        ),
+        (
+            "revoke",
+            &["certificate-serial", "revocation-reason"][..],
+            &["subscriber-name", "csr-text"][..],
+        ),
+        (
+            "recover",
+            &["certificate-serial"][..],
+            &["subscriber-name", "revocation-reason"][..],
+        ),
+    ] {
+        let form = send(
+            &https,
+            get(
+                &format!("/requests/new?kind={kind}"),
+                &[("cookie", &cookie)],
+            ),
+            [127, 0, 0, 6],
+        )
+        .await;
+        assert_eq!(form.status, StatusCode::OK, "{kind}");
+        assert!(
+            form.body
+                .contains(&format!("name=\"kind\" value=\"{kind}\"")),
+            "{kind}"
+        );
+        for h in has {
+            assert!(
+                form.body.contains(&format!("data-testid=\"{h}\"")),
+                "{kind} lacks {h}"
+            );
+        }
+        for h in lacks {
+            assert!(
+                !form.body.contains(&format!("data-testid=\"{h}\"")),
+                "{kind} has {h}"
+            );
+        }
+    }
+
+    // Server-side validation: the desk's problems next to their fields, what was typed kept.
+    let (ct, body) = multipart(
+        &[
+            ("csrf", &csrf),
+            ("kind", "issue"),
+            ("profile", "person"),
+            ("subscriber_name", "Hoàng Thị Ánh"),
+            ("subscriber_email", "không-phải-email"),
+        ],
+        &[],
+    );
+    let req = Request::builder()
+        .method("POST")
+        .uri("/requests")
+        .header("content-type", ct)
+        .header("cookie", &cookie)
+        .body(Body::from(body))
+        .expect("request");
+    let bad = send(&https, req, [127, 0, 0, 6]).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    let email_error = bad
+        .body
+        .split("id=\"subscriber_email-e\" class=\"field-error\">")
+        .nth(1)
+        .expect("the email's message")
+        .split('<')
+        .next()
+        .unwrap_or_default();
+    assert!(
+        email_error.starts_with("Thông tin chưa hợp lệ"),
+        "{email_error:?}"
+    );
+    let csr_error = bad
+        .body
+        .split("id=\"csr-e\" class=\"field-error\">")
+        .nth(1)
+        .expect("the CSR's message")
+        .split('<')
+        .next()
+        .unwrap_or_default();
+    assert!(!csr_error.is_empty(), "a missing CSR is named next to it");
+    assert!(
+        bad.body.contains("value=\"Hoàng Thị Ánh\""),
+        "typed text kept"
+    );
+
+    // A revoke of something that is not a serial: the message is next to the serial.
+    let (ct, body) = multipart(
+        &[
+            ("csrf", &csrf),
+            ("kind", "revoke"),
+            ("certificate", "zz-not-hex"),
+            ("reason", "keyCompromise"),
+        ],
+        &[],
+    );
+    let req = Request::builder()
+        .method("POST")
+        .uri("/requests")
+        .header("content-type", ct)
+        .header("cookie", &cookie)
+        .body(Body::from(body))
+        .expect("request");
+    let bad = send(&https, req, [127, 0, 0, 6]).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    let serial_error = bad
+        .body
+        .split("id=\"certificate-e\" class=\"field-error\">")
+        .nth(1)
+        .expect("the serial's message")
+        .split('<')
+        .next()
+        .unwrap_or_default();
+    assert!(
+        serial_error.starts_with("Thông tin chưa hợp lệ"),
+        "{serial_error:?}"
+    );
+
+    // Without its token the upload is refused, whatever it carries.
+    let (ct, body) = multipart(&[("kind", "issue")], &[]);
+    let req = Request::builder()
+        .method("POST")
+        .uri("/requests")
+        .header("content-type", ct)
+        .header("cookie", &cookie)
+        .body(Body::from(body))
+        .expect("request");
+    assert_eq!(
+        send(&https, req, [127, 0, 0, 6]).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    // A complete issue request with a document whose detached signature is not one: stored,
+    // shown as not verified, waiting for the paper original.
+    let work = tempdir();
+    let (_key, csr) = make_csr(work.path(), "/CN=Hoàng Thị Ánh", "ec:P-256");
+    let csr = read(&csr);
+    let (ct, body) = multipart(
+        &[
+            ("csrf", &csrf),
+            ("kind", "issue"),
+            ("profile", "person"),
+            ("subscriber_name", "Hoàng Thị Ánh"),
+            ("subscriber_email", "anh@so-dn.edu.vn"),
+        ],
+        &[
+            ("csr_file", "anh.csr", &csr),
+            ("document_file", "de-nghi.pdf", b"%PDF-1.7 not really"),
+            ("signature_file", "de-nghi.p7s", b"not a signature"),
+        ],
+    );
+    let req = Request::builder()
+        .method("POST")
+        .uri("/requests")
+        .header("content-type", ct)
+        .header("cookie", &cookie)
+        .body(Body::from(body))
+        .expect("request");
+    let filed = send(&https, req, [127, 0, 0, 6]).await;
+    assert_eq!(filed.status, StatusCode::SEE_OTHER, "{}", filed.body);
+    let location = filed.header("location").to_owned();
+    assert!(location.starts_with("/requests/"), "{location}");
+    let page = send(
+        &https,
+        get(&location, &[("cookie", &cookie)]),
+        [127, 0, 0, 6],
+    )
+    .await;
+    assert!(page.body.contains("chờ bản gốc"), "{}", page.body);
+    assert!(page.body.contains("de-nghi.pdf"));
+    assert!(
+        page.body.contains("chữ ký số không hợp lệ"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Hoàng Thị Ánh"));
+    // An organisation officer is offered no RA action.
+    assert!(!page.body.contains("data-testid=\"action-submit\""));
+
+    // An RA officer of another province: not found to read, forbidden to act.
+    let (other, other_csrf) = sign_in(&https, data, "ra-hn", [127, 0, 0, 7]).await;
+    let read_it = send(
+        &https,
+        get(&location, &[("cookie", &other)]),
+        [127, 0, 0, 7],
+    )
+    .await;
+    assert_eq!(read_it.status, StatusCode::NOT_FOUND, "{}", read_it.body);
+    assert!(!read_it.body.contains("Hoàng Thị Ánh"));
+    let act = send(
+        &https,
+        post_form(
+            &format!("{location}/actions"),
+            &other,
+            &format!("csrf={other_csrf}&action=original-received"),
+        ),
+        [127, 0, 0, 7],
+    )
+    .await;
+    assert_eq!(act.status, StatusCode::FORBIDDEN, "{}", act.body);
+    assert!(!act.body.contains("Hoàng Thị Ánh"));
+    // One session's token does not pass for another's.
+    let crossed = send(
+        &https,
+        post_form(
+            &format!("{location}/actions"),
+            &other,
+            &format!("csrf={csrf}&action=original-received"),
+        ),
+        [127, 0, 0, 7],
+    )
+    .await;
+    assert_eq!(crossed.status, StatusCode::FORBIDDEN);
+    assert!(crossed.body.contains("Biểu mẫu không hợp lệ"));
+}
+
+/// Files an issue request through `POST /requests` (no document) as the signed-in officer;
+/// returns its id.
+async fn file_issue(https: &Listener, cookie: &str, csrf: &str, name: &str, from: [u8; 4]) -> i64 {
+    let work = tempdir();
+    let (_key, csr) = make_csr(work.path(), "/CN=x", "ec:P-256");
+    let csr = read(&csr);
+    let (ct, body) = multipart(
+        &[
+            ("csrf", csrf),
+            ("kind", "issue"),
+            ("profile", "person"),
+            ("subscriber_name", name),
+            ("subscriber_email", "gv@lqd.edu.vn"),
+        ],
+        &[("csr_file", "a.csr", &csr)],
+    );
+    let req = Request::builder()
+        .method("POST")
+        .uri("/requests")
+        .header("content-type", ct)
+        .header("cookie", cookie)
+        .body(Body::from(body))
+        .expect("request");
+    let r = send(https, req, from).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    r.header("location")
+        .trim_start_matches("/requests/")
+        .parse()
+        .expect("an id")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ra_officer_approves_a_selection_at_once() {
+    let dir = init(&[]);
+    let data = dir.path();
+    pkid_ok(
+        data,
+        &[
+            "org",
+            "add",
+            "--id",
+            "thpt-lqd",
+            "--name",
+            "Trường THPT Lê Quý Đôn",
+            "--province",
+            "DN",
+        ],
+    );
+    pkid_ok(
+        data,
+        &[
+            "operator",
+            "add",
+            "--id",
+            "van-thu",
+            "--name",
+            "Nguyễn Văn A",
+            "--role",
+            "org-officer",
+            "--org",
+            "thpt-lqd",
+        ],
+    );
+    pkid_ok(
+        data,
+        &[
+            "operator",
+            "add",
+            "--id",
+            "ra-dn",
+            "--name",
+            "Trần Thị B",
+            "--role",
+            "ra-officer",
+            "--scope",
+            "province:DN",
+        ],
+    );
+    let https = app(data).await;
+    let (org, org_csrf) = sign_in(&https, data, "van-thu", [127, 0, 0, 8]).await;
+    let a = file_issue(&https, &org, &org_csrf, "Lê Thị Mỹ Duyên", [127, 0, 0, 8]).await;
+    let b = file_issue(&https, &org, &org_csrf, "Đặng Quốc Bảo", [127, 0, 0, 8]).await;
+    let (ra, csrf) = sign_in(&https, data, "ra-dn", [127, 0, 0, 9]).await;
+    for id in [a, b] {
+        let r = send(
+            &https,
+            post_form(
+                &format!("/requests/{id}/actions"),
+                &ra,
+                &format!("csrf={csrf}&action=original-received"),
+            ),
+            [127, 0, 0, 9],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    }
+    let queue = send(&https, get("/", &[("cookie", &ra)]), [127, 0, 0, 9]).await;
+    assert!(queue.body.contains("Yêu cầu cần xử lý"));
+    assert_eq!(
+        queue.body.matches("data-testid=\"bulk-select\"").count(),
+        2,
+        "{}",
+        queue.body
+    );
+    assert!(
+        queue.body.contains("còn "),
+        "time left in words: {}",
+        queue.body
+    );
+
+    let refused = send(
+        &https,
+        post_form("/requests/bulk", &ra, &format!("id={a}&id={b}")),
+        [127, 0, 0, 9],
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let empty = send(
+        &https,
+        post_form("/requests/bulk", &ra, &format!("csrf={csrf}")),
+        [127, 0, 0, 9],
+    )
+    .await;
+    assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // An organisation officer may not approve, in bulk or not.
+    let theirs = send(
+        &https,
+        post_form("/requests/bulk", &org, &format!("csrf={org_csrf}&id={a}")),
+        [127, 0, 0, 8],
+    )
+    .await;
+    assert!(theirs.body.contains("Không có quyền"), "{}", theirs.body);
+
+    let done = send(
+        &https,
+        post_form(
+            "/requests/bulk",
+            &ra,
+            &format!("csrf={csrf}&id={a}&id={b}&id=999999"),
+        ),
+        [127, 0, 0, 9],
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    let outcome = |id: i64| {
+        done.body
+            .split(&format!("data-request-id=\"{id}\""))
+            .nth(1)
+            .and_then(|s| s.split("data-testid=\"bulk-outcome\">").nth(1))
+            .map(|s| s.split('<').next().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(outcome(a), "hoàn thành");
+    assert_eq!(outcome(b), "hoàn thành");
+    assert_eq!(outcome(999999), "Không tìm thấy");
+    let page = send(
+        &https,
+        get(&format!("/requests/{a}"), &[("cookie", &org)]),
+        [127, 0, 0, 8],
+    )
+    .await;
+    assert!(
+        page.body.contains("data-testid=\"issued-serial\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Lê Thị Mỹ Duyên"));
+
+    // The organisation's subscribers, with their certificates' expiry.
+    let subs = send(
+        &https,
+        get("/subscribers", &[("cookie", &org)]),
+        [127, 0, 0, 8],
+    )
+    .await;
+    assert_eq!(subs.status, StatusCode::OK, "{}", subs.body);
+    assert_eq!(
+        subs.body.matches("data-testid=\"subscriber-row\"").count(),
+        2,
+        "{}",
+        subs.body
+    );
+    assert!(subs.body.contains("Đặng Quốc Bảo"));
+    assert!(subs.body.contains("còn hiệu lực"));
+    assert!(
+        subs.body.contains("ngày)"),
+        "time to expiry in words: {}",
+        subs.body
+    );
+
+    // The report of the year so far: its charts are SVG drawn on the server, its CSV one link.
+    let report = send(&https, get("/reports", &[("cookie", &ra)]), [127, 0, 0, 9]).await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.body);
+    let chart = report
+        .body
+        .split("data-testid=\"chart-kinds\"")
+        .nth(1)
+        .expect("the chart")
+        .split("</svg>")
+        .next()
+        .unwrap_or_default();
+    assert!(
+        chart.contains("Cấp mới chứng thư số: hoàn thành</text>"),
+        "{chart}"
+    );
+    assert!(chart.contains("<rect"), "{chart}");
+    assert!(!report.body.contains("<script"));
+    let csv_at = report
+        .body
+        .find("href=\"/reports?format=csv")
+        .expect("the CSV link")
+        + 6;
+    let csv_href = report.body[csv_at..]
+        .split('"')
+        .next()
+        .unwrap_or_default()
+        .replace("&amp;", "&")
+        .replace("&#38;", "&");
+    let csv = send(&https, get(&csv_href, &[("cookie", &ra)]), [127, 0, 0, 9]).await;
+    assert_eq!(csv.status, StatusCode::OK, "{csv_href}: {}", csv.body);
+    assert!(csv.header("content-type").starts_with("text/csv"));
+    assert!(csv.body.contains("issue"), "{}", csv.body);
+    let bad = send(
+        &https,
+        get("/reports?from=2026-13-01&to=2026-12-31", &[("cookie", &ra)]),
+        [127, 0, 0, 9],
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    // The desk decides who reads which figures: an organisation officer gets its own
+    // organisation's, and a subscriber's certificate none (not exercised here).
+    let own = send(&https, get("/reports", &[("cookie", &org)]), [127, 0, 0, 8]).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+}
