@@ -237,14 +237,22 @@ fn the_rate_limit_keys_on_each_connections_client_address_on_both_paths() {
         for url in &urls {
             args.extend(["-o", "/dev/null", url.as_str()]);
         }
-        lossy(&curl(&args).stdout).lines().map(str::to_owned).collect()
+        lossy(&curl(&args).stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
     };
     // One curl, one connection: three OCSP GETs (the fast path; `AAAA` is not a request, so
     // each is answered malformedRequest with HTTP 200) spend the burst, then both the fast
     // path and a routed probe are refused for the same address.
     let ocsp = "/ocsp/AAAA";
     let first = statuses("127.0.0.1", &[ocsp, ocsp, ocsp, ocsp, "/healthz"]);
-    assert_eq!(first, ["200", "200", "200", "429", "429"], "{}", daemon.logs());
+    assert_eq!(
+        first,
+        ["200", "200", "200", "429", "429"],
+        "{}",
+        daemon.logs()
+    );
     let other = statuses("127.0.0.2", &["/healthz", ocsp]);
     assert_eq!(other, ["200", "200"], "another address has its own budget");
 }

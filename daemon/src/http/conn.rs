@@ -401,7 +401,10 @@ mod tests {
         // A few bytes every 20 s for five timeouts, written and read in turn: never idle.
         for step in 0..15 {
             let waited = tokio::time::timeout(Duration::from_secs(20), &mut idle).await;
-            assert!(waited.is_err(), "closed at step {step} although bytes moved");
+            assert!(
+                waited.is_err(),
+                "closed at step {step} although bytes moved"
+            );
             if step % 2 == 0 {
                 watched.write_all(b"answer").await.expect("write");
                 theirs.read_exact(&mut buf).await.expect("peer read");

@@ -262,7 +262,7 @@ fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
 /// progress and nothing moving for `idle_timeout_secs` is dropped by its idle watch. On HTTPS
 /// (`tls`), the client's verified certificate becomes a [`ClientIdentity`] extension on each of
 /// the connection's requests; the peer address (the rate limit's key) is held by the
-/// connection's service ([`Listener::connection`]), and routed requests carry it as
+/// connection's service (`Listener::connection`), and routed requests carry it as
 /// `ConnectInfo`.
 async fn accept_loop(
     listener: TcpListener,

@@ -17,9 +17,9 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::IntoResponse;
 use base64::Engine;
+use hyper::body::Body as _;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
-use hyper::body::Body as _;
 use pkid_protocols::ocsp::MAX_OCSP_REQUEST_BYTES;
 use std::borrow::Cow;
 use std::future::Future;
@@ -190,6 +190,7 @@ enum Stage {
 impl Post {
     /// Starts answering `req`, or refuses it at once (OCSP off, another media type, a declared
     /// length over the limit).
+    #[allow(clippy::result_large_err)] // the refusal is the response itself, returned as is
     pub(crate) fn new(state: &AppState, req: Request) -> Result<Self, Reply> {
         let Some(service) = state.ocsp.clone() else {
             return Err(DISABLED.into_response());
