@@ -222,3 +222,37 @@ fn the_documented_defaults_bound_every_wait_within_thirty_seconds() {
         assert!((1..=30).contains(&value), "{key} = {value}");
     }
 }
+
+/// The rate limit's key is the address of the connection a request came on (held by the
+/// connection's service, not by each request): the OCSP fast path and the router spend one
+/// budget per address, and another address (`127.0.0.2`, also loopback) has its own.
+#[test]
+fn the_rate_limit_keys_on_each_connections_client_address_on_both_paths() {
+    let dir = data_dir_with("rate_limit_per_second = 1\nrate_limit_burst = 3\n");
+    let daemon = Daemon::start(dir.path());
+    let statuses = |from: &str, paths: &[&str]| -> Vec<String> {
+        let urls: Vec<String> = paths.iter().map(|p| daemon.http_url(p)).collect();
+        let mut args = vec!["-s", "--max-time", CURL_MAX_SECS, "--interface", from];
+        args.extend(["-w", "%{http_code}\n"]);
+        for url in &urls {
+            args.extend(["-o", "/dev/null", url.as_str()]);
+        }
+        lossy(&curl(&args).stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    // One curl, one connection: three OCSP GETs (the fast path; `AAAA` is not a request, so
+    // each is answered malformedRequest with HTTP 200) spend the burst, then both the fast
+    // path and a routed probe are refused for the same address.
+    let ocsp = "/ocsp/AAAA";
+    let first = statuses("127.0.0.1", &[ocsp, ocsp, ocsp, ocsp, "/healthz"]);
+    assert_eq!(
+        first,
+        ["200", "200", "200", "429", "429"],
+        "{}",
+        daemon.logs()
+    );
+    let other = statuses("127.0.0.2", &["/healthz", ocsp]);
+    assert_eq!(other, ["200", "200"], "another address has its own budget");
+}

@@ -108,6 +108,25 @@ fn caused_by<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'stati
     false
 }
 
+/// The Content-Length a request declares, when it declares a readable one.
+pub(crate) fn declared_length(headers: &hyper::HeaderMap) -> Option<u64> {
+    headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Why reading a body failed with `e`, for a reader whose limit is `limit`.
+pub(crate) fn body_error(e: &(dyn std::error::Error + 'static), limit: usize) -> BodyError {
+    if is_length_limit(e) {
+        BodyError::TooLarge(limit)
+    } else if caused_by::<BodyTimedOut>(e) {
+        BodyError::TimedOut
+    } else {
+        BodyError::Broken
+    }
+}
+
 /// Reads the whole body, refusing more than `limit` bytes (checked against Content-Length
 /// first, then while reading, so a lying or chunked client cannot get past it).
 pub async fn read_limited(
@@ -115,19 +134,11 @@ pub async fn read_limited(
     body: Body,
     limit: usize,
 ) -> Result<Bytes, BodyError> {
-    if let Some(len) = headers
-        .get(hyper::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > limit as u64 {
-            return Err(BodyError::TooLarge(limit));
-        }
+    if declared_length(headers).is_some_and(|len| len > limit as u64) {
+        return Err(BodyError::TooLarge(limit));
     }
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if is_length_limit(e.as_ref()) => Err(BodyError::TooLarge(limit)),
-        Err(e) if caused_by::<BodyTimedOut>(e.as_ref()) => Err(BodyError::TimedOut),
-        Err(_) => Err(BodyError::Broken),
+        Err(e) => Err(body_error(e.as_ref(), limit)),
     }
 }

@@ -3,9 +3,10 @@
 //! ```text
 //!  accept ─▶ ConnectionLimits::admit(peer) ─┬─ refused: dropped at once, counted, logged ≤ 1/10 s
 //!                                           └─ Admission (held for the connection's life)
-//!  TcpStream ─▶ Watched (every byte read or written touches Activity) ─▶ TLS? ─▶ hyper
-//!  each request holds an InFlight; with none held and no byte moved for idle_timeout,
-//!  idle_expired() resolves and the connection task drops the connection
+//!  TcpStream ─▶ Watched (a read or write that moves bytes sets Activity's flag) ─▶ TLS? ─▶ hyper
+//!  each request holds an InFlight; idle_expired() looks at the flag four times per
+//!  idle_timeout, and after four quiet looks with no InFlight held it resolves and the
+//!  connection task drops the connection
 //! ```
 //!
 //! hyper's own header timeout starts at a request's first byte, so on its own it never closes
@@ -20,7 +21,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -188,15 +189,22 @@ impl Drop for Admission {
     }
 }
 
-/// What the idle timeout of one connection watches: when a byte last moved, and how many
-/// requests are in progress. Writes count as well as reads, so a large answer (a big CRL)
-/// going out to a slow but reading client keeps its connection; a client that reads nothing
-/// stalls the writes and is closed like a silent one.
+/// In how many ticks the idle timeout is watched: a connection is closed after this many
+/// consecutive ticks (of `idle_timeout / IDLE_TICKS` each) in which no byte moved and no
+/// request was in progress, so between `idle_timeout` and 1.25 × `idle_timeout` after its last
+/// activity.
+const IDLE_TICKS: u32 = 4;
+
+/// What the idle timeout of one connection watches: whether a byte moved since the last tick,
+/// and how many requests are in progress. Writes count as well as reads, so a large answer (a
+/// big CRL) going out to a slow but reading client keeps its connection; a client that reads
+/// nothing stalls the writes and is closed like a silent one. Moving bytes only sets a flag
+/// (no clock read, no read-modify-write): the clock is read by the idle watch, a few times per
+/// timeout, not by every read and write of every request.
 pub(crate) struct Activity {
-    started: tokio::time::Instant,
-    /// Milliseconds after `started` of the last read or write that moved bytes (or of the last
-    /// request to finish).
-    last_ms: AtomicU64,
+    /// Set by every read or write that moved bytes and by every request that finished; taken
+    /// by the idle watch at each tick.
+    moved: AtomicBool,
     in_flight: AtomicUsize,
     finished: Notify,
 }
@@ -205,20 +213,17 @@ impl Activity {
     /// A connection accepted now.
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self {
-            started: tokio::time::Instant::now(),
-            last_ms: AtomicU64::new(0),
+            moved: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             finished: Notify::new(),
         })
     }
 
     fn touch(&self) {
-        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.fetch_max(ms, Ordering::Relaxed);
-    }
-
-    fn idle_deadline(&self, timeout: Duration) -> tokio::time::Instant {
-        self.started + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + timeout
+        // A plain store, not a read-modify-write: the flag only needs to be seen at the tick.
+        if !self.moved.load(Ordering::Relaxed) {
+            self.moved.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Marks a request in progress until the guard is dropped (its answer is ready).
@@ -227,19 +232,32 @@ impl Activity {
         InFlight(self.clone())
     }
 
-    /// Resolves once the connection has had no request in progress and nothing to read for
-    /// `timeout`; the caller then drops the connection.
+    /// Resolves once the connection has had no request in progress and no byte moving for
+    /// `timeout` (to within a quarter of it, see [`IDLE_TICKS`]); the caller then drops the
+    /// connection.
     pub(crate) async fn idle_expired(&self, timeout: Duration) {
+        let tick = (timeout / IDLE_TICKS).max(Duration::from_millis(1));
+        let mut quiet = 0;
+        let mut next = tokio::time::Instant::now() + tick;
         loop {
-            tokio::time::sleep_until(self.idle_deadline(timeout)).await;
+            tokio::time::sleep_until(next).await;
+            next += tick;
             if self.in_flight.load(Ordering::Acquire) > 0 {
                 // Busy: the request's own timeouts bound it. Wait until it is answered (a
-                // stored permit covers a request that finished just now).
+                // stored permit covers a request that finished just now); the idle time
+                // counts from then.
                 self.finished.notified().await;
+                quiet = 0;
+                next = tokio::time::Instant::now() + tick;
                 continue;
             }
-            if self.idle_deadline(timeout) <= tokio::time::Instant::now() {
-                return;
+            if self.moved.swap(false, Ordering::Relaxed) {
+                quiet = 0;
+            } else {
+                quiet += 1;
+                if quiet >= IDLE_TICKS {
+                    return;
+                }
             }
         }
     }
@@ -370,27 +388,39 @@ mod tests {
         assert_eq!(open, 0, "the admission above was dropped at once");
     }
 
-    #[tokio::test]
-    async fn bytes_moving_either_way_postpone_the_idle_deadline() {
+    #[tokio::test(start_paused = true)]
+    async fn bytes_moving_either_way_keep_a_connection_and_silence_closes_it_within_a_tick() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let timeout = Duration::from_secs(60);
         let activity = Activity::new();
         let (ours, mut theirs) = tokio::io::duplex(64);
         let mut watched = Watched::new(ours, activity.clone());
-        let at_start = activity.idle_deadline(timeout);
-        // Let the clock move past the millisecond the deadline is recorded in.
-        let moved_on = tokio::time::Instant::now() + Duration::from_millis(5);
-        tokio::time::sleep_until(moved_on).await;
-        watched.write_all(b"answer").await.expect("write");
-        let after_write = activity.idle_deadline(timeout);
-        assert!(after_write > at_start, "a write is activity");
-        tokio::time::sleep_until(moved_on + Duration::from_millis(5)).await;
-        theirs.write_all(b"request").await.expect("peer write");
-        let mut buf = [0u8; 7];
-        watched.read_exact(&mut buf).await.expect("read");
+        let idle = activity.idle_expired(timeout);
+        tokio::pin!(idle);
+        let mut buf = [0u8; 6];
+        // A few bytes every 20 s for five timeouts, written and read in turn: never idle.
+        for step in 0..15 {
+            let waited = tokio::time::timeout(Duration::from_secs(20), &mut idle).await;
+            assert!(
+                waited.is_err(),
+                "closed at step {step} although bytes moved"
+            );
+            if step % 2 == 0 {
+                watched.write_all(b"answer").await.expect("write");
+                theirs.read_exact(&mut buf).await.expect("peer read");
+            } else {
+                theirs.write_all(b"reqest").await.expect("peer write");
+                watched.read_exact(&mut buf).await.expect("read");
+            }
+        }
+        let last = tokio::time::Instant::now();
+        tokio::time::timeout(timeout * 10, idle)
+            .await
+            .expect("closed once nothing moves");
+        let quiet = last.elapsed();
         assert!(
-            activity.idle_deadline(timeout) > after_write,
-            "a read is activity"
+            quiet >= timeout && quiet <= timeout * 5 / 4,
+            "closed {quiet:?} after the last byte"
         );
     }
 
@@ -409,10 +439,8 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(30), idle)
             .await
             .expect("idle once the request is answered");
-        // The end is recorded to the millisecond, rounded down.
-        let at_least = timeout - Duration::from_millis(1);
         assert!(
-            finished.elapsed() >= at_least,
+            finished.elapsed() >= timeout,
             "counted from the request's end"
         );
     }

@@ -55,20 +55,53 @@ type BoxFuture = Pin<Box<dyn Future<Output = Result<Reply, Infallible>> + Send>>
 /// (a cached OCSP response, a probe) is returned without arming a timer: registering and
 /// cancelling a tokio timer entry costs more than such an answer itself.
 async fn within<F: Future>(timeout: std::time::Duration, answer: F) -> Option<F::Output> {
-    let mut answer = std::pin::pin!(answer);
-    let first = std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await;
-    match first {
-        Poll::Ready(out) => Some(out),
-        Poll::Pending => tokio::time::timeout(timeout, answer).await.ok(),
+    Within::new(timeout, std::pin::pin!(answer)).await
+}
+
+/// The future of [`within`], with a name (so a layer can hold it unboxed): the timer is armed
+/// at the answer's first `Pending`, and the answer given up when it fires.
+pub struct Within<F> {
+    answer: F,
+    timeout: std::time::Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<F> Within<F> {
+    fn new(timeout: std::time::Duration, answer: F) -> Self {
+        Self {
+            answer,
+            timeout,
+            timer: None,
+        }
     }
 }
 
-/// The client's address, as the listener recorded it; unspecified in tests that set none.
-fn peer<B>(req: &Request<B>) -> SocketAddr {
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0)
-        .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))
+impl<F: Future + Unpin> Future for Within<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Poll::Ready(out) = Pin::new(&mut this.answer).poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        let timeout = this.timeout;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        timer.as_mut().poll(cx).map(|()| None)
+    }
+}
+
+/// The client's address: the connection's (`known`, set by the listener for each connection),
+/// else the request's `ConnectInfo` extension (in-process tests set one), else unspecified.
+fn peer<B>(known: Option<SocketAddr>, req: &Request<B>) -> SocketAddr {
+    known.unwrap_or_else(|| {
+        req.extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0), |c| {
+                c.0
+            })
+    })
 }
 
 /// Counts and logs a request under `route`.
@@ -89,15 +122,17 @@ fn record(
     }
 }
 
-/// An admission layer's future: its own refusal, ready at once, the inner service's, or (the
-/// OCSP fast path) an answer of its own being made.
+/// An admission layer's future: its own answer, ready at once (a refusal, a cached OCSP
+/// answer), the inner service's, or (the OCSP fast path) an answer of its own being made.
 pub enum Admitted<F> {
-    /// Refused here.
-    Refused(Option<Reply>),
+    /// Answered here, at once.
+    Ready(Option<Reply>),
     /// Passed on.
     Inner(F),
-    /// Answered here, asynchronously.
+    /// Answered here, asynchronously (a GET whose answer is not cached).
     Answering(BoxFuture),
+    /// A `POST /ocsp` answered here, unboxed.
+    Posting(PostAnswer),
 }
 
 impl<F> Future for Admitted<F>
@@ -108,10 +143,40 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
-            Self::Refused(r) => Poll::Ready(Ok(r.take().unwrap_or_default())),
+            Self::Ready(r) => Poll::Ready(Ok(r.take().unwrap_or_default())),
             Self::Inner(f) => Pin::new(f).poll(cx),
             Self::Answering(f) => f.as_mut().poll(cx),
+            Self::Posting(f) => Pin::new(f).poll(cx),
         }
+    }
+}
+
+/// A `POST /ocsp` on the fast path: the handler's future under the deadline, counted and
+/// logged when it is answered.
+pub struct PostAnswer {
+    answer: Within<super::ocsp::Post>,
+    state: Arc<AppState>,
+    start: Instant,
+    peer: SocketAddr,
+}
+
+impl Future for PostAnswer {
+    type Output = Result<Reply, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Poll::Ready(answer) = Pin::new(&mut this.answer).poll(cx) else {
+            return Poll::Pending;
+        };
+        let resp = answer.unwrap_or_else(|| HttpError::TimedOut.into_response());
+        record(
+            &this.state,
+            Route::Ocsp,
+            resp.status(),
+            this.start,
+            this.peer,
+        );
+        Poll::Ready(Ok(resp))
     }
 }
 
@@ -123,12 +188,13 @@ fn refuse<F>(state: &AppState, route: Route, error: HttpError, peer: SocketAddr)
 /// [`refuse`] with a ready answer (the JSON API's problem documents).
 fn refuse_with<F>(state: &AppState, route: Route, r: Reply, peer: SocketAddr) -> Admitted<F> {
     record(state, route, r.status(), Instant::now(), peer);
-    Admitted::Refused(Some(r))
+    Admitted::Ready(Some(r))
 }
 
-/// Defines each `$layer`: the tower `Layer` that wraps a service in `$service`, with the state.
+/// Defines each `$layer`: the tower `Layer` that wraps a service in `$service`, with the state
+/// (and, for the services in front of the router, no connection's peer yet).
 macro_rules! state_layers {
-    ($($layer:ident => $service:ident),* $(,)?) => {$(
+    ($($layer:ident => $service:ident { $($peer:ident)? }),* $(,)?) => {$(
         #[doc = concat!("Builds [`", stringify!($service), "`] services.")]
         #[derive(Clone)]
         pub struct $layer(pub(crate) Arc<AppState>);
@@ -138,6 +204,7 @@ macro_rules! state_layers {
             fn layer(&self, inner: S) -> $service<S> {
                 $service {
                     state: self.0.clone(),
+                    $($peer: None,)?
                     inner,
                 }
             }
@@ -146,17 +213,33 @@ macro_rules! state_layers {
 }
 
 state_layers!(
-    RateLimitLayer => RateLimit,
-    BodyLimitLayer => BodyLimit,
-    ObserveLayer => Observe,
-    DeadlineLayer => Deadline,
-    OcspFastPathLayer => OcspFastPath,
+    RateLimitLayer => RateLimit { peer },
+    BodyLimitLayer => BodyLimit { peer },
+    ObserveLayer => Observe {},
+    DeadlineLayer => Deadline {},
+    OcspFastPathLayer => OcspFastPath { peer },
 );
+
+impl<S: Clone> RateLimit<BodyLimit<OcspFastPath<S>>> {
+    /// The listener's service for one connection from `peer`: the admission layers and the
+    /// OCSP fast path know the client without a per-request extension (an `http::Extensions`
+    /// map allocated and dropped with every request); a request passed on to the router gets
+    /// the address as `ConnectInfo`, as in-process tests set it.
+    pub fn connection(&self, peer: SocketAddr) -> Self {
+        let mut s = self.clone();
+        s.peer = Some(peer);
+        s.inner.peer = Some(peer);
+        s.inner.inner.peer = Some(peer);
+        s
+    }
+}
 
 /// Refuses a client over `[server] rate_limit_*` with 429 and `Retry-After`.
 #[derive(Clone)]
 pub struct RateLimit<S> {
     state: Arc<AppState>,
+    /// The connection's client, when the service serves one connection.
+    peer: Option<SocketAddr>,
     inner: S,
 }
 
@@ -175,7 +258,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         if let Some(limiter) = self.state.limiter.load().as_ref() {
-            let peer = peer(&req);
+            let peer = peer(self.peer, &req);
             if let Err(not_until) = limiter.check_key(&peer.ip()) {
                 self.state.metrics.rate_limited.inc();
                 let wait = not_until.wait_time_from(governor::clock::Clock::now(
@@ -197,6 +280,8 @@ where
 #[derive(Clone)]
 pub struct BodyLimit<S> {
     state: Arc<AppState>,
+    /// The connection's client, when the service serves one connection.
+    peer: Option<SocketAddr>,
     inner: S,
 }
 
@@ -238,15 +323,16 @@ where
             Some(Some(n)) if n > limit as u64 => {
                 let error =
                     HttpError::TooLarge(format!("request body is over the {limit}-byte limit"));
-                return refuse(&self.state, Route::TooLarge, error, peer(&req));
+                return refuse(&self.state, Route::TooLarge, error, peer(self.peer, &req));
             }
             Some(None) => {
                 let error = HttpError::BadRequest("invalid Content-Length");
-                return refuse(&self.state, Route::BadRequest, error, peer(&req));
+                return refuse(&self.state, Route::BadRequest, error, peer(self.peer, &req));
             }
             // Declared within the limit: hyper never delivers more than the declared length.
             Some(Some(_)) => req.map(|b| Body::new(TimedBody::new(b, silence))),
-            None if req.body().is_end_stream() => req.map(Body::new),
+            // No body (a GET): an empty one, which needs no allocation.
+            None if req.body().is_end_stream() => req.map(|_| Body::empty()),
             // Chunked (HTTP/1.1) or an HTTP/2 body without a length: cut off past the limit.
             None => req.map(|b| Body::new(Limited::new(TimedBody::new(b, silence), limit))),
         };
@@ -277,7 +363,7 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let start = Instant::now();
-        let peer = peer(&req);
+        let peer = peer(None, &req);
         let route = req
             .extensions()
             .get::<MatchedPath>()
@@ -329,11 +415,17 @@ where
 /// router percent-decodes the catch-all parameter of every `GET /ocsp/…` (the handler never
 /// uses it; it reads the path raw) and boxes and clones per route layer: 27 091 instructions
 /// per cached GET through the router, 16 505 through this path (`docs/performance.md`, "HTTP
-/// edge: axum and tower"). Both paths call the same handlers, so the answers are the same
-/// bytes; the router keeps the routes too (for their 405s and for anyone reading the table).
+/// edge: axum and tower"). A remembered GET is answered inside `call` (no future, no timer)
+/// and a POST is held as the named `http::ocsp::Post` future rather than a boxed one:
+/// 14 075 and 18 906 instructions per cached GET and POST (`docs/performance.md`, "The
+/// status-plane mends of 2026-12-02"). Both paths call the same handler code, so the answers
+/// are the same bytes; the router keeps the routes too (for their 405s and for anyone reading
+/// the table).
 #[derive(Clone)]
 pub struct OcspFastPath<S> {
     state: Arc<AppState>,
+    /// The connection's client, when the service serves one connection.
+    peer: Option<SocketAddr>,
     inner: S,
 }
 
@@ -350,24 +442,46 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let post = match (req.method(), req.uri().path()) {
             (&Method::POST, "/ocsp") => true,
             (&Method::GET | &Method::HEAD, p) if p.starts_with("/ocsp/") => false,
-            _ => return Admitted::Inner(self.inner.call(req)),
+            _ => {
+                // Routed: the per-route layers and the handlers read the client's address
+                // from the request (the fast path below has it at hand).
+                if let Some(p) = self.peer {
+                    req.extensions_mut().insert(ConnectInfo(p));
+                }
+                return Admitted::Inner(self.inner.call(req));
+            }
         };
         let start = Instant::now();
-        let peer = peer(&req);
-        let state = self.state.clone();
-        let timeout = state.config.load().server.request_timeout;
-        Admitted::Answering(Box::pin(async move {
-            let handler = axum::extract::State(state.clone());
-            let answer = if post {
-                within(timeout, super::ocsp::post(handler, req)).await
-            } else {
-                within(timeout, super::ocsp::get(handler, req)).await
+        let peer = peer(self.peer, &req);
+        let timeout = self.state.config.load().server.request_timeout;
+        if post {
+            return match super::ocsp::Post::new(&self.state, req) {
+                Ok(answer) => Admitted::Posting(PostAnswer {
+                    answer: Within::new(timeout, answer),
+                    state: self.state.clone(),
+                    start,
+                    peer,
+                }),
+                Err(refused) => {
+                    record(&self.state, Route::Ocsp, refused.status(), start, peer);
+                    Admitted::Ready(Some(refused))
+                }
             };
-            let resp = answer.unwrap_or_else(|| HttpError::TimedOut.into_response());
+        }
+        // A remembered GET is answered here and now: no future, no timer.
+        if let Some(at_once) = super::ocsp::get_at_once(&self.state, &req) {
+            record(&self.state, Route::Ocsp, at_once.status(), start, peer);
+            return Admitted::Ready(Some(at_once));
+        }
+        let state = self.state.clone();
+        Admitted::Answering(Box::pin(async move {
+            let resp = within(timeout, super::ocsp::get_decoded(state.clone(), req))
+                .await
+                .unwrap_or_else(|| HttpError::TimedOut.into_response());
             record(&state, Route::Ocsp, resp.status(), start, peer);
             Ok(resp)
         }))

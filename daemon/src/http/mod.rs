@@ -265,10 +265,11 @@ fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
 
 /// Accepts connections until `stop`, serving each with `router`. A connection over the
 /// listener's caps is dropped at once ([`conn::ConnectionLimits`]); one with no request in
-/// progress and nothing received for `idle_timeout_secs` is dropped by its task. On HTTPS
+/// progress and nothing moving for `idle_timeout_secs` is dropped by its idle watch. On HTTPS
 /// (`tls`), the client's verified certificate becomes a [`ClientIdentity`] extension on each of
-/// the connection's requests; every request carries the peer address as `ConnectInfo` (the
-/// rate limit's key).
+/// the connection's requests; the peer address (the rate limit's key) is held by the
+/// connection's service (`Listener::connection`), and routed requests carry it as
+/// `ConnectInfo`.
 async fn accept_loop(
     listener: TcpListener,
     what: &'static str,
@@ -305,24 +306,28 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
+        // The peer address lives in this connection's service, not in each request.
+        let router = router.connection(peer);
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
-        tokio::spawn(async move {
+        let activity = conn::Activity::new();
+        let idle = activity.clone();
+        let connection = tokio::spawn(async move {
             let _admission = admission;
-            let activity = conn::Activity::new();
             let stream = conn::Watched::new(stream, activity.clone());
             let service = |identity: Option<ClientIdentity>| {
                 let activity = activity.clone();
+                // hyper calls a service through `&self`, tower through `&mut self`: a
+                // `RefCell` (borrowed only while a request is handed over, on this task)
+                // instead of a clone of the whole layer stack per request.
+                let router = std::cell::RefCell::new(router);
                 hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                     let in_flight = activity.request();
-                    req.extensions_mut()
-                        .insert(axum::extract::ConnectInfo(peer));
                     if let Some(id) = &identity {
                         req.extensions_mut().insert(id.clone());
                     }
-                    let answer = tower::Service::call(&mut router.clone(), req);
+                    let answer = tower::Service::call(&mut *router.borrow_mut(), req);
                     async move {
                         let _in_flight = in_flight;
                         answer.await
@@ -370,13 +375,19 @@ async fn accept_loop(
                     }
                 }
             };
+            if let Err(e) = served.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+        // The idle watch is a task of its own beside the connection's, so that serving a
+        // request does not poll the idle timer too; when it expires the connection's task is
+        // aborted (dropping the connection, as at the end of its task).
+        tokio::spawn(async move {
+            let mut connection = connection;
             tokio::select! {
-                result = served => {
-                    if let Err(e) = result {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                }
-                () = activity.idle_expired(idle_timeout) => {
+                _ = &mut connection => {}
+                () = idle.idle_expired(idle_timeout) => {
+                    connection.abort();
                     tracing::debug!(%peer, "idle connection closed");
                 }
             }

@@ -17,11 +17,15 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::IntoResponse;
 use base64::Engine;
+use hyper::body::Body as _;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use pkid_protocols::ocsp::MAX_OCSP_REQUEST_BYTES;
 use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 /// Media type of OCSP requests (RFC 6960 Appendix C.1).
 const OCSP_REQUEST: &str = "application/ocsp-request";
@@ -155,56 +159,161 @@ fn to_reply(service: &OcspService, answer: Answer, req_headers: &hyper::HeaderMa
     }
 }
 
-/// `POST /ocsp`.
+/// `POST /ocsp` (routed; the fast path in front of the router holds a [`Post`] itself).
 pub(crate) async fn post(State(state): State<Arc<AppState>>, req: Request) -> Reply {
-    let Some(service) = state.ocsp.clone() else {
-        return DISABLED.into_response();
-    };
-    let ct = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let media = ct.split(';').next().unwrap_or_default().trim();
-    if !media.eq_ignore_ascii_case(OCSP_REQUEST) {
-        service.peer_fault(
-            "unsupportedMediaType",
-            &format_args!("POST with Content-Type {ct:?}"),
-        );
-        return HttpError::UnsupportedMediaType(OCSP_REQUEST).into_response();
+    match Post::new(&state, req) {
+        Ok(answer) => answer.await,
+        Err(refused) => refused,
     }
-    let (parts, body) = req.into_parts();
-    let body = match super::body::read_limited(&parts.headers, body, MAX_OCSP_REQUEST_BYTES).await {
-        Ok(b) => b,
-        Err(super::body::BodyError::TooLarge(n)) => {
-            return HttpError::TooLarge(format!("OCSP requests are limited to {n} bytes"))
-                .into_response()
+}
+
+/// A `POST /ocsp` being answered, as a future with a name, so the fast path in front of the
+/// router can hold it without boxing. The media type and a declared length are checked when
+/// it is made; the body is read as it is polled (within `MAX_OCSP_REQUEST_BYTES`); once the
+/// body is in, a remembered form is answered in the same poll, and anything else (a new form,
+/// a nonce to sign) continues in a boxed future.
+pub(crate) struct Post {
+    service: Arc<OcspService>,
+    /// The request's header fields (its conditional fields decide 304).
+    headers: hyper::HeaderMap,
+    stage: Stage,
+}
+
+/// How far a [`Post`] has got.
+enum Stage {
+    /// Reading the body: the bytes so far.
+    Reading { body: Body, got: bytes::Bytes },
+    /// Deciding and signing.
+    Answering(Pin<Box<dyn Future<Output = Reply> + Send>>),
+}
+
+impl Post {
+    /// Starts answering `req`, or refuses it at once (OCSP off, another media type, a declared
+    /// length over the limit).
+    #[allow(clippy::result_large_err)] // the refusal is the response itself, returned as is
+    pub(crate) fn new(state: &AppState, req: Request) -> Result<Self, Reply> {
+        let Some(service) = state.ocsp.clone() else {
+            return Err(DISABLED.into_response());
+        };
+        let ct = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let media = ct.split(';').next().unwrap_or_default().trim();
+        if !media.eq_ignore_ascii_case(OCSP_REQUEST) {
+            service.peer_fault(
+                "unsupportedMediaType",
+                &format_args!("POST with Content-Type {ct:?}"),
+            );
+            return Err(HttpError::UnsupportedMediaType(OCSP_REQUEST).into_response());
         }
-        Err(e @ (super::body::BodyError::Broken | super::body::BodyError::TimedOut)) => {
-            return e.into_response()
+        let (parts, body) = req.into_parts();
+        if super::body::declared_length(&parts.headers)
+            .is_some_and(|n| n > MAX_OCSP_REQUEST_BYTES as u64)
+        {
+            return Err(too_large());
         }
+        Ok(Self {
+            service,
+            headers: parts.headers,
+            stage: Stage::Reading {
+                body,
+                got: bytes::Bytes::new(),
+            },
+        })
+    }
+}
+
+/// 413 for an OCSP request over `MAX_OCSP_REQUEST_BYTES`.
+fn too_large() -> Reply {
+    HttpError::TooLarge(format!(
+        "OCSP requests are limited to {MAX_OCSP_REQUEST_BYTES} bytes"
+    ))
+    .into_response()
+}
+
+impl Future for Post {
+    type Output = Reply;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reply> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.stage {
+                Stage::Answering(answer) => return answer.as_mut().poll(cx),
+                Stage::Reading { body, got } => match Pin::new(body).poll_frame(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(Ok(frame))) => {
+                        // Trailers carry nothing OCSP reads.
+                        let Ok(data) = frame.into_data() else {
+                            continue;
+                        };
+                        if got.len() + data.len() > MAX_OCSP_REQUEST_BYTES {
+                            return Poll::Ready(too_large());
+                        }
+                        if got.is_empty() {
+                            *got = data;
+                        } else {
+                            let mut joined = Vec::with_capacity(got.len() + data.len());
+                            joined.extend_from_slice(got);
+                            joined.extend_from_slice(&data);
+                            *got = joined.into();
+                        }
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        return Poll::Ready(
+                            match super::body::body_error(&e, MAX_OCSP_REQUEST_BYTES) {
+                                super::body::BodyError::TooLarge(_) => too_large(),
+                                other => other.into_response(),
+                            },
+                        )
+                    }
+                    Poll::Ready(None) => {
+                        let der = std::mem::take(got);
+                        if let Some(hit) = this.service.answer_form(Form::Post, &der) {
+                            return Poll::Ready(to_reply(&this.service, hit, &this.headers));
+                        }
+                        let service = this.service.clone();
+                        let headers = std::mem::take(&mut this.headers);
+                        this.stage = Stage::Answering(Box::pin(async move {
+                            let a = answer(&service, &der).await;
+                            service.remember_form(Form::Post, &der, &a);
+                            to_reply(&service, a, &headers)
+                        }));
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// The answer to `GET /ocsp/…` when it needs no waiting: the cached answer of a remembered
+/// form that is still current, or the refusal when OCSP is off. `None`: [`get`] answers it.
+pub(crate) fn get_at_once(state: &AppState, req: &Request) -> Option<Reply> {
+    let Some(service) = state.ocsp.as_ref() else {
+        return Some(DISABLED.into_response());
     };
-    let a = match service.answer_form(Form::Post, &body) {
-        Some(hit) => hit,
-        None => {
-            let a = answer(&service, &body).await;
-            service.remember_form(Form::Post, &body, &a);
-            a
-        }
-    };
-    to_reply(&service, a, &parts.headers)
+    let encoded = req.uri().path().strip_prefix("/ocsp/").unwrap_or_default();
+    let hit = service.answer_form(Form::Get, encoded.as_bytes())?;
+    Some(to_reply(service, hit, req.headers()))
 }
 
 /// `GET /ocsp/{base64}`. The path is taken exactly as sent (not percent-decoded by the router):
 /// the remembered-forms cache is keyed by those bytes, and `/` or `%2F` in it is base64.
 pub(crate) async fn get(State(state): State<Arc<AppState>>, req: Request) -> Reply {
+    match get_at_once(&state, &req) {
+        Some(at_once) => at_once,
+        None => get_decoded(state, req).await,
+    }
+}
+
+/// `GET /ocsp/{base64}` whose form is not remembered (see [`get_at_once`]): decoded, decided,
+/// signed if need be.
+pub(crate) async fn get_decoded(state: Arc<AppState>, req: Request) -> Reply {
     let Some(service) = state.ocsp.clone() else {
         return DISABLED.into_response();
     };
     let encoded = req.uri().path().strip_prefix("/ocsp/").unwrap_or_default();
-    if let Some(hit) = service.answer_form(Form::Get, encoded.as_bytes()) {
-        return to_reply(&service, hit, req.headers());
-    }
     let a = match decode_get_path(encoded) {
         Some(der) => {
             let a = answer(&service, &der).await;
