@@ -318,7 +318,7 @@ where
         let req = match declared {
             Some(Some(n)) if n > limit as u64 && api => {
                 let r = super::api::refused_body(crate::http::body::BodyError::TooLarge(limit));
-                return refuse_with(&self.state, Route::TooLarge, r, peer(&req));
+                return refuse_with(&self.state, Route::TooLarge, r, peer(self.peer, &req));
             }
             Some(Some(n)) if n > limit as u64 => {
                 let error =
