@@ -27,6 +27,8 @@ mod notify;
 pub use notify::{EmailConfig, NotifyConfig, Secret, WebhookConfig};
 mod ra;
 pub use ra::{RaConfig, MAX_BULK_REQUESTS};
+mod est;
+pub use est::{Approval, EstConfig, EstLabel};
 
 /// Name of the self-signed root CA `pkid init` makes.
 pub const ROOT: &str = "root";
@@ -65,6 +67,8 @@ struct RawConfig {
     ra: ra::RawRa,
     #[serde(default)]
     notify: notify::RawNotify,
+    #[serde(default)]
+    est: est::RawEst,
 }
 
 #[derive(Deserialize)]
@@ -209,6 +213,8 @@ pub struct Config {
     pub ra: RaConfig,
     /// The RA's notifications.
     pub notify: NotifyConfig,
+    /// The EST enrollment server.
+    pub est: EstConfig,
 }
 
 /// When the kernel's clock-synchronisation state stops issuance (`[tsa] clock_sync`).
@@ -722,7 +728,9 @@ impl Config {
         let tsa = tsa_config(raw.tsa).map_err(|e| format!("tsa.{e}"))?;
         let ra = RaConfig::from_raw(raw.ra, data_dir)?;
         let notify = NotifyConfig::from_raw(raw.notify, data_dir)?;
+        let est = EstConfig::from_raw(raw.est, &profiles)?;
         Ok(Config {
+            est,
             ra,
             notify,
             tsa,

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 mod audit;
+mod credentials;
 mod crl;
 mod issuers;
 mod outbox;
@@ -84,6 +85,8 @@ const MIGRATIONS: &[&str] = &[
     ra_schema::MIGRATION,
     // 8: the audit log's hash chain and the timestamps of its head (see sqlite/audit.rs).
     audit::MIGRATION,
+    // 9: organisations' EST and CMP credentials (see sqlite/credentials.rs).
+    credentials::MIGRATION,
 ];
 
 /// Reconciliation closes a pending row whose issuance died by setting `abandoned_at`; `status`
