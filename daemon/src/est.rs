@@ -692,7 +692,12 @@ impl Est {
         let der = decode_body(body)?;
         let csr = self.verify_csr(label, &der)?;
         let tbs = &cert.tbs_certificate;
-        let same_subject = csr.subject.to_string() == tbs.subject.to_string();
+        // Compared as issued: the request's subject through the label's rules (O and C are
+        // pkid's to fill), against the certificate's.
+        let (_, _, dn) = self.subject_for(label, &csr.subject)?;
+        let derived = pkid_protocols::name::parse(&dn)
+            .map_err(|e| EstError::BadRequest("subject", e.to_string()))?;
+        let same_subject = derived.to_string() == tbs.subject.to_string();
         let old_san = tbs
             .get::<SubjectAltName>()
             .ok()
@@ -710,17 +715,16 @@ impl Est {
                     "the subjectAltName differs from the certificate being renewed".into()
                 } else {
                     format!(
-                        "the subject {} differs from the certificate being renewed ({})",
-                        csr.subject, tbs.subject
+                        "the subject {derived} differs from the certificate being renewed ({})",
+                        tbs.subject
                     )
                 },
             ));
         }
         self.check_not_paused(&rec.issuer)?;
         let issued = if !(same_subject && same_san) {
-            let (_, _, subject) = self.subject_for(label, &csr.subject)?;
             self.ra
-                .modify(&rec.serial, Some(&subject), Some(&der), None, &who.actor)?
+                .modify(&rec.serial, Some(&dn), Some(&der), None, &who.actor)?
         } else if csr.public_key == tbs.subject_public_key_info {
             self.ra.renew(&rec.serial, None, &who.actor)?
         } else {

@@ -50,13 +50,7 @@ approval = "operator"
 fn b64_csr(dir: &Path, csr_pem: &Path) -> PathBuf {
     let der = csr_der(dir, csr_pem);
     let b64 = unique_path(dir, "req", "b64");
-    openssl_ok(&[
-        "base64",
-        "-in",
-        path_str(&der),
-        "-out",
-        path_str(&b64),
-    ]);
+    openssl_ok(&["base64", "-in", path_str(&der), "-out", path_str(&b64)]);
     b64
 }
 
@@ -101,7 +95,14 @@ fn certs_of(dir: &Path, reply: &Reply) -> String {
     let b64 = unique_path(dir, "reply", "b64");
     std::fs::write(&b64, &reply.body).expect("write reply");
     let der = unique_path(dir, "reply", "p7");
-    openssl_ok(&["base64", "-d", "-in", path_str(&b64), "-out", path_str(&der)]);
+    openssl_ok(&[
+        "base64",
+        "-d",
+        "-in",
+        path_str(&b64),
+        "-out",
+        path_str(&der),
+    ]);
     openssl_ok(&[
         "pkcs7",
         "-inform",
@@ -115,8 +116,16 @@ fn certs_of(dir: &Path, reply: &Reply) -> String {
 /// The one certificate of an enrollment reply, saved as PEM.
 fn issued(dir: &Path, reply: &Reply) -> (String, PathBuf) {
     assert_eq!(reply.status, 200, "{}", reply.text());
-    assert!(reply.headers.contains("smime-type=certs-only"), "{}", reply.headers);
-    assert!(reply.has_header("content-transfer-encoding"), "{}", reply.headers);
+    assert!(
+        reply.headers.contains("smime-type=certs-only"),
+        "{}",
+        reply.headers
+    );
+    assert!(
+        reply.has_header("content-transfer-encoding"),
+        "{}",
+        reply.headers
+    );
     let pem = certs_of(dir, reply);
     assert_eq!(pem.matches("BEGIN CERTIFICATE").count(), 1, "{pem}");
     let start = pem.find("-----BEGIN").expect("PEM");
@@ -137,17 +146,38 @@ fn est_enrolls_renews_and_refuses_bad_input_end_to_end() {
     let data = dir.path();
     pkid_ok(
         data,
-        &["org", "add", "--id", ORG, "--name", ORG_NAME, "--province", "DN"],
+        &[
+            "org",
+            "add",
+            "--id",
+            ORG,
+            "--name",
+            ORG_NAME,
+            "--province",
+            "DN",
+        ],
     );
     let out = pkid_ok(
         data,
-        &["credential", "add", "--org", ORG, "--kind", "est", "--name", "dev1"],
+        &[
+            "credential",
+            "add",
+            "--org",
+            ORG,
+            "--kind",
+            "est",
+            "--name",
+            "dev1",
+        ],
     );
     let password = out.lines().last().expect("the password line").to_owned();
     assert!(password.len() >= 32, "{out}");
     let listed = pkid_ok(data, &["credential", "list", "--org", ORG]);
     assert!(listed.contains("est\tdev1"), "{listed}");
-    assert!(!listed.contains(&password), "a listing never shows a secret");
+    assert!(
+        !listed.contains(&password),
+        "a listing never shows a secret"
+    );
     configure(data);
     let daemon = Daemon::start(data);
     let est = Est {
@@ -160,13 +190,22 @@ fn est_enrolls_renews_and_refuses_bad_input_end_to_end() {
     // cacerts: the issuing CA and the root, certs-only PKCS#7, base64.
     let r = est.call("/cacerts", &[]);
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(r.headers.contains("application/pkcs7-mime; smime-type=certs-only"), "{}", r.headers);
+    assert!(
+        r.headers
+            .contains("application/pkcs7-mime; smime-type=certs-only"),
+        "{}",
+        r.headers
+    );
     assert!(r.has_header("content-transfer-encoding"), "{}", r.headers);
     let chain = certs_of(data, &r);
     assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2, "{chain}");
     let issuing = std::fs::read_to_string(data.join("certs/issuing.crt")).expect("issuing.crt");
     let root = std::fs::read_to_string(data.join("certs/root.crt")).expect("root.crt");
-    let body = |pem: &str| pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>();
+    let body = |pem: &str| {
+        pem.lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<String>()
+    };
     assert!(body(&chain).contains(&body(&issuing)) && body(&chain).contains(&body(&root)));
     // The labelled path serves the same label.
     assert_eq!(est.call("/devices/cacerts", &[]).status, 200);
@@ -179,12 +218,27 @@ fn est_enrolls_renews_and_refuses_bad_input_end_to_end() {
     let b64 = unique_path(data, "attrs", "b64");
     std::fs::write(&b64, &r.body).expect("write");
     let der = unique_path(data, "attrs", "der");
-    openssl_ok(&["base64", "-d", "-in", path_str(&b64), "-out", path_str(&der)]);
+    openssl_ok(&[
+        "base64",
+        "-d",
+        "-in",
+        path_str(&b64),
+        "-out",
+        path_str(&der),
+    ]);
     let parsed = openssl_ok(&["asn1parse", "-inform", "DER", "-in", path_str(&der)]);
-    for want in ["commonName", "id-ecPublicKey", "prime256v1", "ecdsa-with-SHA256"] {
+    for want in [
+        "commonName",
+        "id-ecPublicKey",
+        "prime256v1",
+        "ecdsa-with-SHA256",
+    ] {
         assert!(parsed.contains(want), "{want} missing:\n{parsed}");
     }
-    assert!(!parsed.contains("rsaEncryption"), "the device profile allows P-256 only:\n{parsed}");
+    assert!(
+        !parsed.contains("rsaEncryption"),
+        "the device profile allows P-256 only:\n{parsed}"
+    );
     let staff = est.call("/staff/csrattrs", &[]);
     assert_eq!(staff.status, 200);
 
@@ -193,23 +247,37 @@ fn est_enrolls_renews_and_refuses_bad_input_end_to_end() {
     let csr_b64 = b64_csr(data, &csr);
     let r = est.post("/simpleenroll", &csr_b64, &[]);
     assert_eq!(r.status, 401, "{}", r.text());
-    assert!(r.headers.contains("Basic realm=\\\"pkid EST devices\\\""), "{}", r.headers);
+    assert!(
+        r.headers.contains("Basic realm=\\\"pkid EST devices\\\""),
+        "{}",
+        r.headers
+    );
     let r = est.post("/simpleenroll", &csr_b64, &basic);
     let (serial, cert) = issued(data, &r);
     let subject = x509_subject(&cert);
     assert!(subject.contains("CN=may-in-01"), "{subject}");
     assert!(subject.contains(&format!("O={ORG_NAME}")), "{subject}");
-    assert!(subject.contains("OU=Phòng Tin học") && subject.contains("C=VN"), "{subject}");
+    assert!(
+        subject.contains("OU=Phòng Tin học") && subject.contains("C=VN"),
+        "{subject}"
+    );
     assert_eq!(
         public_key_of_cert(&cert),
         openssl_ok(&["pkey", "-in", path_str(&key), "-pubout"])
     );
     assert_verifies(data, &cert, &[]);
-    let shown = pkid_ok(data, &["cert", "show", &serial]);
-    assert!(shown.contains("valid"), "stored before it was returned: {shown}");
+    let shown = pkid_ok(data, &["cert", "show", "--serial", &serial]);
+    assert!(
+        shown.contains("valid"),
+        "stored before it was returned: {shown}"
+    );
 
     // A wrong password: 401 again.
-    let r = est.post("/simpleenroll", &csr_b64, &["--user", "dev1:wrong-password"]);
+    let r = est.post(
+        "/simpleenroll",
+        &csr_b64,
+        &["--user", "dev1:wrong-password"],
+    );
     assert_eq!(r.status, 401, "{}", r.text());
 
     // simpleenroll with the issued certificate as the TLS client certificate, no Basic; a
@@ -222,7 +290,10 @@ fn est_enrolls_renews_and_refuses_bad_input_end_to_end() {
     assert!(x509_subject(&second).contains("CN=may-in-02"));
     let mut both = client.to_vec();
     both.extend_from_slice(&["--user", "dev1:wrong-password"]);
-    assert_eq!(est.post("/devices/simpleenroll", &csr2_b64, &both).status, 200);
+    assert_eq!(
+        est.post("/devices/simpleenroll", &csr2_b64, &both).status,
+        200
+    );
 
     // simplereenroll, renew: the same key, the same subject; a new serial.
     let r = est.post("/simplereenroll", &csr_b64, &client);
@@ -239,20 +310,33 @@ fn est_enrolls_renews_and_refuses_bad_input_end_to_end() {
         public_key_of_cert(&rekeyed),
         openssl_ok(&["pkey", "-in", path_str(&new_key), "-pubout"])
     );
-    let shown = pkid_ok(data, &["cert", "show", &serial]);
-    assert!(shown.contains("revoked") && shown.contains("superseded"), "{shown}");
+    let shown = pkid_ok(data, &["cert", "show", "--serial", &serial]);
+    assert!(
+        shown.contains("revoked") && shown.contains("superseded"),
+        "{shown}"
+    );
     // A changed subject is refused; so is renewal with Basic alone (no certificate to renew).
     let (_, other) = make_csr(data, "/CN=someone-else", "ec:P-256");
     let other_b64 = b64_csr(data, &other);
     let client2 = ["--cert", path_str(&rekeyed), "--key", path_str(&new_key)];
     let r = est.post("/simplereenroll", &other_b64, &client2);
     assert_eq!(r.status, 400, "{}", r.text());
-    assert!(r.text().contains("differs from the certificate being renewed"), "{}", r.text());
+    assert!(
+        r.text()
+            .contains("differs from the certificate being renewed"),
+        "{}",
+        r.text()
+    );
     let r = est.post("/simplereenroll", &other_b64, &basic);
     assert_eq!(r.status, 403, "{}", r.text());
     // The superseded certificate no longer authenticates (refused in the handshake or here).
     let r = est.post("/simplereenroll", &csr_b64, &client);
-    assert!(r.status == 0 || r.status == 403, "{} {}", r.status, r.text());
+    assert!(
+        r.status == 0 || r.status == 403,
+        "{} {}",
+        r.status,
+        r.text()
+    );
 
     // Bad input: each a precise 4xx with a one-line reason.
     let junk = unique_path(data, "junk", "b64");
@@ -267,7 +351,14 @@ fn est_enrolls_renews_and_refuses_bad_input_end_to_end() {
     let data_arg = format!("@{}", path_str(&csr_b64));
     let r = est.call(
         "/simpleenroll",
-        &["-H", "Content-Type: text/plain", "--data-binary", &data_arg, "--user", &user],
+        &[
+            "-H",
+            "Content-Type: text/plain",
+            "--data-binary",
+            &data_arg,
+            "--user",
+            &user,
+        ],
     );
     assert_eq!(r.status, 415, "{}", r.text());
     // A broken signature: one byte of the signature flipped.
@@ -277,7 +368,13 @@ fn est_enrolls_renews_and_refuses_bad_input_end_to_end() {
     let broken = unique_path(data, "broken", "der");
     std::fs::write(&broken, &bytes).expect("write");
     let broken_b64 = unique_path(data, "broken", "b64");
-    openssl_ok(&["base64", "-in", path_str(&broken), "-out", path_str(&broken_b64)]);
+    openssl_ok(&[
+        "base64",
+        "-in",
+        path_str(&broken),
+        "-out",
+        path_str(&broken_b64),
+    ]);
     let r = est.post("/simpleenroll", &broken_b64, &basic);
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("CSR refused"), "{}", r.text());
@@ -285,7 +382,11 @@ fn est_enrolls_renews_and_refuses_bad_input_end_to_end() {
     let (_, p384) = make_csr(data, "/CN=may-in-03", "ec:P-384");
     let r = est.post("/simpleenroll", &b64_csr(data, &p384), &basic);
     assert_eq!(r.status, 400, "{}", r.text());
-    assert!(r.text().contains("P-384 key is not allowed"), "{}", r.text());
+    assert!(
+        r.text().contains("P-384 key is not allowed"),
+        "{}",
+        r.text()
+    );
     // A subject the organisation is not entitled to.
     let (_, foreign) = make_csr(data, "/CN=may-in-04/O=Bộ Y tế", "ec:P-256");
     let r = est.post("/simpleenroll", &b64_csr(data, &foreign), &basic);
@@ -319,10 +420,20 @@ fn est_enrolls_renews_and_refuses_bad_input_end_to_end() {
         ("simpleenroll", "issued"),
         ("simplereenroll", "subject_change"),
     ] {
-        assert!(counted(&daemon, op, outcome) >= 1.0, "{op} {outcome} not counted");
+        assert!(
+            counted(&daemon, op, outcome) >= 1.0,
+            "{op} {outcome} not counted"
+        );
     }
-    assert!(daemon.logs().contains("EST request refused"), "{}", daemon.logs());
-    assert!(!daemon.logs().contains(&password), "the password reached the log");
+    assert!(
+        daemon.logs().contains("EST request refused"),
+        "{}",
+        daemon.logs()
+    );
+    assert!(
+        !daemon.logs().contains(&password),
+        "the password reached the log"
+    );
 
     // Operator approval: 202 + Retry-After, then the certificate once approved.
     let (_, staff_csr) = make_csr(data, "/CN=Nguyễn Thị Hoa", "ec:P-256");
@@ -337,20 +448,35 @@ fn est_enrolls_renews_and_refuses_bad_input_end_to_end() {
         .expect("request N")
         .to_owned();
     let again = est.post("/staff/simpleenroll", &staff_b64, &basic);
-    assert_eq!(again.status, 202, "a retry before approval: {}", again.text());
-    assert!(again.text().contains(&format!("request {id} ")), "the same request: {}", again.text());
+    assert_eq!(
+        again.status,
+        202,
+        "a retry before approval: {}",
+        again.text()
+    );
+    assert!(
+        again.text().contains(&format!("request {id} ")),
+        "the same request: {}",
+        again.text()
+    );
     pkid_ok(data, &["request", "approve", &id]);
     let r = est.post("/staff/simpleenroll", &staff_b64, &basic);
     let (_, approved) = issued(data, &r);
     let s = x509_subject(&approved);
-    assert!(s.contains("CN=Nguyễn Thị Hoa") && s.contains(ORG_NAME), "{s}");
+    assert!(
+        s.contains("CN=Nguyễn Thị Hoa") && s.contains(ORG_NAME),
+        "{s}"
+    );
     // Rejected: 403 with the officer's reason.
     let (_, reject_csr) = make_csr(data, "/CN=Trần Văn Bình", "ec:P-256");
     let reject_b64 = b64_csr(data, &reject_csr);
     let r = est.post("/staff/simpleenroll", &reject_b64, &basic);
     assert_eq!(r.status, 202, "{}", r.text());
     let id = r.text().split_whitespace().nth(1).expect("id").to_owned();
-    pkid_ok(data, &["request", "reject", &id, "--reason", "Không thuộc biên chế"]);
+    pkid_ok(
+        data,
+        &["request", "reject", &id, "--reason", "Không thuộc biên chế"],
+    );
     let r = est.post("/staff/simpleenroll", &reject_b64, &basic);
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(r.text().contains("Không thuộc biên chế"), "{}", r.text());
@@ -358,13 +484,25 @@ fn est_enrolls_renews_and_refuses_bad_input_end_to_end() {
     // Removing the credential takes effect on the very next request (the cache notwithstanding).
     pkid_ok(
         data,
-        &["credential", "remove", "--org", ORG, "--kind", "est", "--name", "dev1"],
+        &[
+            "credential",
+            "remove",
+            "--org",
+            ORG,
+            "--kind",
+            "est",
+            "--name",
+            "dev1",
+        ],
     );
     let (_, late) = make_csr(data, "/CN=may-in-05", "ec:P-256");
     let r = est.post("/simpleenroll", &b64_csr(data, &late), &basic);
     assert_eq!(r.status, 401, "{}", r.text());
     let audit = pkid_ok(data, &["audit", "list"]);
-    assert!(audit.contains("credential.add") && audit.contains("credential.remove"), "{audit}");
+    assert!(
+        audit.contains("credential.add") && audit.contains("credential.remove"),
+        "{audit}"
+    );
 
     // And the daemon still serves.
     assert_eq!(get(&daemon.http_url("/healthz")).status, 200);
@@ -377,7 +515,16 @@ fn credential_cli_makes_a_sealed_cmp_secret_and_refuses_bad_names() {
     pkid_ok(data, &["org", "add", "--id", ORG, "--name", ORG_NAME]);
     let out = pkid_ok(
         data,
-        &["credential", "add", "--org", ORG, "--kind", "cmp", "--name", "ra-client"],
+        &[
+            "credential",
+            "add",
+            "--org",
+            ORG,
+            "--kind",
+            "cmp",
+            "--name",
+            "ra-client",
+        ],
     );
     let secret = out.lines().last().expect("secret").to_owned();
     assert!(secret.len() >= 32, "{out}");
@@ -388,22 +535,58 @@ fn credential_cli_makes_a_sealed_cmp_secret_and_refuses_bad_names() {
     );
     let (code, _, err) = pkid_fails(
         data,
-        &["credential", "add", "--org", ORG, "--kind", "cmp", "--name", "ra-client"],
+        &[
+            "credential",
+            "add",
+            "--org",
+            ORG,
+            "--kind",
+            "cmp",
+            "--name",
+            "ra-client",
+        ],
     );
     assert_eq!(code, 5, "{err}");
     let (code, _, err) = pkid_fails(
         data,
-        &["credential", "add", "--org", ORG, "--kind", "est", "--name", "a:b"],
+        &[
+            "credential",
+            "add",
+            "--org",
+            ORG,
+            "--kind",
+            "est",
+            "--name",
+            "a:b",
+        ],
     );
     assert_eq!(code, 3, "{err}");
     let (code, _, err) = pkid_fails(
         data,
-        &["credential", "add", "--org", "nosuch", "--kind", "est", "--name", "x"],
+        &[
+            "credential",
+            "add",
+            "--org",
+            "nosuch",
+            "--kind",
+            "est",
+            "--name",
+            "x",
+        ],
     );
     assert_eq!(code, 4, "{err}");
     let (code, _, err) = pkid_fails(
         data,
-        &["credential", "remove", "--org", ORG, "--kind", "est", "--name", "ra-client"],
+        &[
+            "credential",
+            "remove",
+            "--org",
+            ORG,
+            "--kind",
+            "est",
+            "--name",
+            "ra-client",
+        ],
     );
     assert_eq!(code, 4, "{err}");
 }
