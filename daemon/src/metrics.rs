@@ -884,50 +884,6 @@ impl TsaMetrics {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signer_series_are_exported_before_the_first_signature() {
-        struct Idle(SubjectPublicKeyInfoOwned);
-        impl Signer for Idle {
-            fn algorithm(&self) -> SignatureAlgorithm {
-                SignatureAlgorithm::EcdsaSha256
-            }
-            fn public_key(&self) -> &SubjectPublicKeyInfoOwned {
-                &self.0
-            }
-            fn sign(&self, _: &[u8]) -> Result<Vec<u8>, SignError> {
-                Err(SignError::Failed("not used".into()))
-            }
-        }
-        let metrics = Arc::new(Metrics::new());
-        let spki = SubjectPublicKeyInfoOwned {
-            algorithm: spki::AlgorithmIdentifierOwned {
-                oid: const_oid::db::rfc5912::ID_EC_PUBLIC_KEY,
-                parameters: None,
-            },
-            subject_public_key: der::asn1::BitString::from_bytes(&[4]).expect("bits"),
-        };
-        let _signer = MeteredSigner::wrap(Arc::new(Idle(spki)), "issuing", metrics.clone());
-        let text = String::from_utf8(metrics.render()).expect("utf8");
-        let ok_line = |l: &&str| {
-            l.starts_with("pkid_signer_operations_total{")
-                && l.contains("role=\"issuing\"")
-                && l.contains("outcome=\"ok\"")
-        };
-        assert!(
-            text.lines().filter(ok_line).any(|l| l.ends_with("} 0")),
-            "{text}"
-        );
-        assert!(
-            text.contains("pkid_signer_duration_seconds_count{role=\"issuing\"} 0"),
-            "{text}"
-        );
-    }
-}
-
 impl crate::store::Credentials for MeteredStore {
     fn add_credential(
         &self,
@@ -972,5 +928,49 @@ impl crate::store::Credentials for MeteredStore {
         csr_sha256: &[u8],
     ) -> Result<Option<crate::store::EstRequest>, StoreError> {
         self.observe("est_request", || self.inner.est_request(csr_sha256))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signer_series_are_exported_before_the_first_signature() {
+        struct Idle(SubjectPublicKeyInfoOwned);
+        impl Signer for Idle {
+            fn algorithm(&self) -> SignatureAlgorithm {
+                SignatureAlgorithm::EcdsaSha256
+            }
+            fn public_key(&self) -> &SubjectPublicKeyInfoOwned {
+                &self.0
+            }
+            fn sign(&self, _: &[u8]) -> Result<Vec<u8>, SignError> {
+                Err(SignError::Failed("not used".into()))
+            }
+        }
+        let metrics = Arc::new(Metrics::new());
+        let spki = SubjectPublicKeyInfoOwned {
+            algorithm: spki::AlgorithmIdentifierOwned {
+                oid: const_oid::db::rfc5912::ID_EC_PUBLIC_KEY,
+                parameters: None,
+            },
+            subject_public_key: der::asn1::BitString::from_bytes(&[4]).expect("bits"),
+        };
+        let _signer = MeteredSigner::wrap(Arc::new(Idle(spki)), "issuing", metrics.clone());
+        let text = String::from_utf8(metrics.render()).expect("utf8");
+        let ok_line = |l: &&str| {
+            l.starts_with("pkid_signer_operations_total{")
+                && l.contains("role=\"issuing\"")
+                && l.contains("outcome=\"ok\"")
+        };
+        assert!(
+            text.lines().filter(ok_line).any(|l| l.ends_with("} 0")),
+            "{text}"
+        );
+        assert!(
+            text.contains("pkid_signer_duration_seconds_count{role=\"issuing\"} 0"),
+            "{text}"
+        );
     }
 }

@@ -37,6 +37,11 @@ profile = "device"
 organisation = "{ORG}"
 
 [[est.labels]]
+name = "signers"
+profile = "person"
+organisation = "{ORG}"
+
+[[est.labels]]
 name = "staff"
 profile = "tls-client"
 organisation = "{ORG}"
@@ -480,6 +485,79 @@ fn est_enrolls_renews_and_refuses_bad_input_end_to_end() {
     let r = est.post("/staff/simpleenroll", &reject_b64, &basic);
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(r.text().contains("Không thuộc biên chế"), "{}", r.text());
+
+    // serverkeygen: the key pair made by pkid, the reply split, the key matched to the
+    // certificate.
+    let (_, skg_csr) = make_csr(data, "/CN=may-chu-01", "ec:P-256");
+    let skg_b64 = b64_csr(data, &skg_csr);
+    let r = est.post("/serverkeygen", &skg_b64, &basic);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let boundary = r
+        .headers
+        .split("boundary=")
+        .nth(1)
+        .and_then(|b| b.split('"').next())
+        .expect("multipart/mixed with a boundary")
+        .to_owned();
+    assert!(r.headers.contains("multipart/mixed"), "{}", r.headers);
+    let text = r.text();
+    let part = |media: &str| -> Vec<u8> {
+        let p = text
+            .split(&format!("--{boundary}"))
+            .find(|p| p.contains(&format!("Content-Type: {media}")))
+            .unwrap_or_else(|| panic!("no {media} part in {text}"));
+        assert!(p.contains("Content-Transfer-Encoding: base64"), "{p}");
+        p.split_once("\r\n\r\n")
+            .expect("part headers")
+            .1
+            .as_bytes()
+            .to_vec()
+    };
+    let key_b64 = unique_path(data, "skg-key", "b64");
+    std::fs::write(&key_b64, part("application/pkcs8")).expect("write");
+    let key_der = unique_path(data, "skg-key", "der");
+    openssl_ok(&[
+        "base64",
+        "-d",
+        "-in",
+        path_str(&key_b64),
+        "-out",
+        path_str(&key_der),
+    ]);
+    let key_pub = openssl_ok(&[
+        "pkey",
+        "-inform",
+        "DER",
+        "-in",
+        path_str(&key_der),
+        "-pubout",
+    ]);
+    let cert_reply = Reply {
+        status: 200,
+        version: String::new(),
+        headers: String::new(),
+        body: part("application/pkcs7-mime; smime-type=certs-only"),
+    };
+    let pem = certs_of(data, &cert_reply);
+    let start = pem.find("-----BEGIN").expect("PEM");
+    let (_, skg_cert) = save_pem(data, pem[start..].trim_end());
+    assert_eq!(
+        public_key_of_cert(&skg_cert),
+        key_pub,
+        "the key is the certificate's"
+    );
+    assert!(x509_subject(&skg_cert).contains("CN=may-chu-01"));
+    assert!(!daemon.logs().contains(
+        &String::from_utf8_lossy(&part("application/pkcs8"))
+            .lines()
+            .next()
+            .unwrap_or("-")
+            .to_owned()
+    ));
+    // Never for a profile whose keys sign with non-repudiation.
+    let r = est.post("/signers/serverkeygen", &skg_b64, &basic);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("non-repudiation"), "{}", r.text());
 
     // Removing the credential takes effect on the very next request (the cache notwithstanding).
     pkid_ok(

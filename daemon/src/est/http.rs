@@ -116,6 +116,44 @@ fn base64_reply(content_type: &'static str, der: &[u8]) -> Response {
         .into_response()
 }
 
+/// The `serverkeygen` reply (RFC 7030 §4.4.2): `multipart/mixed`, the private key as
+/// `application/pkcs8` first, then the certificate as certs-only PKCS#7, both base64. Never
+/// cached by anyone on the way.
+fn multipart(kc: &super::KeyAndCertificate) -> Result<Response, EstError> {
+    let p7 = pkid_protocols::est::certs_only(&[kc.certificate.as_slice()])
+        .map_err(|e| EstError::Internal(e.to_string()))?;
+    let mut nonce = [0u8; 12];
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| EstError::Internal("random".into()))?;
+    let boundary = format!("est-{}", hex::encode(nonce));
+    let key_b64 = zeroize::Zeroizing::new(base64_lines(&kc.pkcs8));
+    let mut body = zeroize::Zeroizing::new(String::new());
+    body.push_str(&format!(
+        "--{boundary}\r\nContent-Type: application/pkcs8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    ));
+    body.push_str(&key_b64);
+    body.push_str("\r\n");
+    body.push_str(&format!(
+        "--{boundary}\r\nContent-Type: {CERTS_ONLY}\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    ));
+    body.push_str(&base64_lines(&p7));
+    body.push_str("\r\n");
+    body.push_str(&format!("--{boundary}--\r\n"));
+    let ct = HeaderValue::from_str(&format!("multipart/mixed; boundary={boundary}"))
+        .map_err(|e| EstError::Internal(e.to_string()))?;
+    Ok((
+        StatusCode::OK,
+        [
+            (axum::http::header::CONTENT_TYPE, ct),
+            (
+                axum::http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            ),
+        ],
+        body.as_bytes().to_vec(),
+    )
+        .into_response())
+}
+
 const CERTS_ONLY: &str = "application/pkcs7-mime; smime-type=certs-only";
 
 fn refusal(e: &EstError, realm: Option<&str>) -> Response {
@@ -273,9 +311,19 @@ async fn handle(
         "csrattrs" => est
             .csrattrs(&label)
             .map(|der| base64_reply("application/csrattrs", &der)),
-        "serverkeygen" => Err(EstError::NotFound(
-            "serverkeygen is not built yet: generate the key and use simpleenroll".into(),
-        )),
+        "serverkeygen" => match check_pkcs10(&headers).and_then(|()| caller()) {
+            Err(e) => Err(e),
+            Ok(c) => {
+                let joined =
+                    tokio::task::spawn_blocking(move || est2.serverkeygen(&label2, &c, &body))
+                        .await;
+                match joined {
+                    Ok(Ok(kc)) => multipart(&kc),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(EstError::Internal(e.to_string())),
+                }
+            }
+        },
         op => {
             let reenroll = op == "simplereenroll";
             match check_pkcs10(&headers).and_then(|()| caller()) {
