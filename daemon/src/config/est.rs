@@ -188,3 +188,55 @@ impl EstConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn parse(est: &str) -> Result<Config, String> {
+        Config::parse(Path::new("/data"), Some(est), "test").map_err(|e| e.to_string())
+    }
+
+    const LABEL: &str = "[[est.labels]]\nname = \"devices\"\nprofile = \"tls-client\"\norganisation = \"so-gd-dn\"\n";
+
+    #[test]
+    fn labels_parse_with_their_defaults() {
+        let c = parse(&format!("[est]\ndefault_label = \"devices\"\n{LABEL}")).expect("valid");
+        let l = c.est.label(None).expect("the default label");
+        assert_eq!(l.issuer, "issuing");
+        assert_eq!(l.approval, super::Approval::Auto);
+        assert!(!l.allow_subject_change);
+        assert_eq!(c.est.label(Some("devices")), Some(l));
+        assert_eq!(c.est.credential_cache_secs, 60);
+        let none = parse("").expect("defaults");
+        assert!(none.est.labels.is_empty() && none.est.label(None).is_none());
+    }
+
+    #[test]
+    fn each_mistake_is_named() {
+        for (text, says) in [
+            (
+                LABEL.replace("devices", "cacerts"),
+                "not an EST operation name",
+            ),
+            (LABEL.replace("devices", "Thiết bị"), "lower-case"),
+            (LABEL.replace("tls-client", "nosuch"), "is not configured"),
+            (format!("{LABEL}issuer = \"root\"\n"), "name an issuing CA"),
+            (format!("{LABEL}approval = \"maybe\"\n"), "auto or operator"),
+            (format!("{LABEL}{LABEL}"), "given twice"),
+            (
+                "[est]\ndefault_label = \"other\"\n".to_owned(),
+                "not one of est.labels",
+            ),
+            (
+                "[est]\nretry_after_secs = 0\n".to_owned(),
+                "retry_after_secs",
+            ),
+            (format!("{LABEL}colour = \"red\"\n"), "colour"),
+        ] {
+            let e = parse(&text).expect_err(&text);
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
+}
