@@ -417,6 +417,11 @@ impl Est {
         match &caller.basic {
             Some((user, password)) => {
                 let cred = self.store.credential(&org.id, CredentialKind::Est, user)?;
+                if cred.is_none() {
+                    // As slow as a wrong password, so that timing does not tell which user
+                    // names exist.
+                    let _ = verify_password(password, dummy_phc());
+                }
                 match cred {
                     Some(c) if self.password_matches(&c, password) => Ok(Authenticated {
                         actor: format!("est:{}:{user}", label.name),
@@ -853,6 +858,16 @@ impl Est {
             certificate: issued.der,
         })
     }
+}
+
+/// An Argon2id hash of no password anyone knows, verified against when the user does not exist.
+fn dummy_phc() -> &'static str {
+    static PHC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PHC.get_or_init(|| {
+        let mut b = [0u8; 24];
+        let _ = aws_lc_rs::rand::fill(&mut b);
+        crate::ra::credentials::hash_password(&hex::encode(b)).unwrap_or_default()
+    })
 }
 
 fn sha256_plain(bytes: &[u8]) -> [u8; 32] {
