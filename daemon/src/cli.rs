@@ -5,6 +5,8 @@
 //! environment variable named in the configuration.
 
 mod calendar;
+mod credential;
+pub use credential::CredentialCommand;
 mod crl;
 mod ra;
 pub use calendar::CalendarCommand;
@@ -74,6 +76,9 @@ pub enum Command {
     /// The working-day calendar and service deadlines.
     #[command(subcommand)]
     Calendar(CalendarCommand),
+    /// Organisations' EST and CMP credentials.
+    #[command(subcommand)]
+    Credential(CredentialCommand),
 }
 
 /// `pkid init` options.
@@ -552,6 +557,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Report(a) => ra::report(&data, a, &who),
         Command::Issuance(cmd) => ra::issuance(&data, cmd, &who),
         Command::Calendar(cmd) => calendar::run(&data, cmd),
+        Command::Credential(cmd) => credential::run(&data, cmd, &who),
     }
 }
 

@@ -29,6 +29,8 @@ pub use notify::{EmailConfig, NotifyConfig, Secret, WebhookConfig};
 pub use portal::PortalConfig;
 mod ra;
 pub use ra::{RaConfig, MAX_BULK_REQUESTS};
+mod est;
+pub use est::{Approval, EstConfig, EstLabel};
 
 /// Name of the self-signed root CA `pkid init` makes.
 pub const ROOT: &str = "root";
@@ -69,6 +71,7 @@ struct RawConfig {
     notify: notify::RawNotify,
     #[serde(default)]
     portal: portal::RawPortal,
+    est: est::RawEst,
 }
 
 #[derive(Deserialize)]
@@ -215,6 +218,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// The registration portal (web interface).
     pub portal: PortalConfig,
+    /// The EST enrollment server.
+    pub est: EstConfig,
 }
 
 /// When the kernel's clock-synchronisation state stops issuance (`[tsa] clock_sync`).
@@ -729,8 +734,10 @@ impl Config {
         let ra = RaConfig::from_raw(raw.ra, data_dir)?;
         let notify = NotifyConfig::from_raw(raw.notify, data_dir)?;
         let portal = PortalConfig::from_raw(raw.portal)?;
+        let est = EstConfig::from_raw(raw.est, &profiles)?;
         Ok(Config {
             portal,
+            est,
             ra,
             notify,
             tsa,

@@ -86,6 +86,9 @@ pub struct Metrics {
     /// The last readiness verdict by part (`store`, `keys`): 1 ready, 0 not. Set by each
     /// `/readyz`, so an alert can name the part without scraping the probe's text.
     pub ready: IntGaugeVec,
+    /// EST requests by operation and outcome (`issued`, `accepted`, or the refusal's reason:
+    /// `unauthenticated`, `bad_base64`, `bad_csr`, `key_type`, `subject`, …).
+    pub est_requests: IntCounterVec,
 }
 
 fn must<T>(r: Result<T, prometheus::Error>) -> T {
@@ -229,7 +232,13 @@ impl Metrics {
             &["listener"],
         ));
         must(registry.register(Box::new(connections_open.clone())));
+        let est_requests = counter(
+            "est_requests_total",
+            "EST requests by operation and outcome.",
+            &["operation", "outcome"],
+        );
         Self {
+            est_requests,
             registry,
             http_requests,
             http_duration,
@@ -890,6 +899,53 @@ impl TsaMetrics {
             records_pending,
             clock_synchronised,
         }
+    }
+}
+
+impl crate::store::Credentials for MeteredStore {
+    fn add_credential(
+        &self,
+        c: &crate::store::CredentialRecord,
+        audit: &AuditEntry,
+    ) -> Result<i64, StoreError> {
+        self.observe("add_credential", || self.inner.add_credential(c, audit))
+    }
+    fn credentials(
+        &self,
+        organisation: Option<&str>,
+    ) -> Result<Vec<crate::store::CredentialRecord>, StoreError> {
+        self.observe("credentials", || self.inner.credentials(organisation))
+    }
+    fn credential(
+        &self,
+        organisation: &str,
+        kind: crate::store::CredentialKind,
+        name: &str,
+    ) -> Result<Option<crate::store::CredentialRecord>, StoreError> {
+        self.observe("credential", || {
+            self.inner.credential(organisation, kind, name)
+        })
+    }
+    fn remove_credential(
+        &self,
+        organisation: &str,
+        kind: crate::store::CredentialKind,
+        name: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.observe("remove_credential", || {
+            self.inner
+                .remove_credential(organisation, kind, name, audit)
+        })
+    }
+    fn record_est_request(&self, r: &crate::store::EstRequest) -> Result<(), StoreError> {
+        self.observe("record_est_request", || self.inner.record_est_request(r))
+    }
+    fn est_request(
+        &self,
+        csr_sha256: &[u8],
+    ) -> Result<Option<crate::store::EstRequest>, StoreError> {
+        self.observe("est_request", || self.inner.est_request(csr_sha256))
     }
 }
 

@@ -22,6 +22,7 @@ pub mod algorithm;
 pub mod crl;
 pub mod csr;
 pub mod document;
+pub mod est;
 pub mod name;
 pub mod ocsp;
 pub mod profile;

@@ -50,15 +50,20 @@ pub struct Routers {
 /// `tower::ServiceExt::oneshot`, `pkid serve` hands them to the listeners.
 pub fn routers(state: &Arc<AppState>) -> Routers {
     let http = edge(
-        status_plane().route(
-            "/api/v1/{*rest}",
-            axum::routing::any(super::api::plain_http),
-        ),
+        status_plane()
+            .route(
+                "/api/v1/{*rest}",
+                axum::routing::any(super::api::plain_http),
+            )
+            .route(
+                "/.well-known/est/{*rest}",
+                axum::routing::any(crate::est::http::plain_http),
+            ),
         state,
     );
     let https = edge(
         status_plane()
-            .merge(enrollment_plane())
+            .merge(enrollment_plane(state))
             .merge(crate::portal::router(&state.config.load())),
         state,
     );
@@ -137,9 +142,10 @@ fn status_plane() -> Router<Arc<AppState>> {
 /// .nest("/.well-known/est", super::est::router())
 /// .nest("/api/v1", super::api::router())
 /// ```
-fn enrollment_plane() -> Router<Arc<AppState>> {
+fn enrollment_plane(state: &Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/whoami", read_only(whoami))
+        .nest("/.well-known/est", crate::est::http::router(state))
         .nest("/api/v1", super::api::router())
 }
 

@@ -31,6 +31,7 @@
 
 pub mod audit;
 pub mod certificates;
+pub mod credentials;
 pub mod crl;
 pub mod cursor;
 pub mod feed;
@@ -47,6 +48,7 @@ pub use audit::{
 pub use certificates::{
     CertStatus, CertificateRecord, Certificates, ListFilter, NewCertificate, StatusChange,
 };
+pub use credentials::{CredentialKind, CredentialRecord, Credentials, EstRequest};
 pub use crl::CrlStore;
 pub use feed::{Change, StatusFeed, StatusRow};
 pub use issuers::{IssuerRecord, IssuerRegistry};
@@ -68,6 +70,7 @@ pub trait Store:
     + IssuerRegistry
     + RaRequests
     + Outbox
+    + Credentials
 {
     /// This store as its certificates role.
     fn as_certificates(&self) -> &dyn Certificates;
@@ -93,7 +96,8 @@ impl<
             + AuditLog
             + IssuerRegistry
             + RaRequests
-            + Outbox,
+            + Outbox
+            + Credentials,
     > Store for T
 {
     fn as_certificates(&self) -> &dyn Certificates {

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 mod audit;
+mod credentials;
 mod crl;
 mod issuers;
 mod outbox;
@@ -86,6 +87,8 @@ const MIGRATIONS: &[&str] = &[
     audit::MIGRATION,
     // 9: covering indexes for the RA's reports, revocation codes (see sqlite/ra_schema.rs).
     ra_schema::REPORT_INDEXES,
+    // 10: organisations' EST and CMP credentials (see sqlite/credentials.rs).
+    credentials::MIGRATION,
 ];
 
 /// Reconciliation closes a pending row whose issuance died by setting `abandoned_at`; `status`

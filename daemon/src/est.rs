@@ -1,0 +1,933 @@
+//! The EST enrollment server (RFC 7030): who may enroll under a label, what a CSR becomes, and
+//! the RA requests of labels an operator approves. The HTTP binding is [`http`].
+//!
+//! ```text
+//! request ─▶ label (issuer, profile, organisation, approval)
+//!   ─▶ authenticate: TLS client certificate of the organisation (it decides when valid),
+//!      else HTTP Basic (Argon2id, verified results cached briefly; the row is read every time)
+//!   ─▶ CSR: base64 (whitespace, PEM armour tolerated) ─▶ proof of possession ─▶ key type of
+//!      the profile ─▶ subject: CN [, OU], O = the organisation's legal name, C = VN
+//!   ─▶ auto:     RegistrationAuthority::issue_as (stored, audited) ─▶ certs-only PKCS#7
+//!      operator: an accepted RA request ─▶ 202 Retry-After … approved: the certificate;
+//!                rejected: 403 with the reason
+//! simplereenroll: the client certificate is the one renewed; same subject and SAN;
+//!      same key ─▶ renew, new key ─▶ rekey (the old one superseded)
+//! ```
+
+pub mod http;
+
+use crate::ca::{Authority, CaError};
+use crate::config::{Approval, Config, EstLabel, SubscriberProfile};
+use crate::ra::calendar::Calendar;
+use crate::ra::credentials::verify_password;
+use crate::ra::RegistrationAuthority;
+use crate::store::ra::{
+    KeyOrigin, RequestKind, RequestRecord, RequestState, Role, SubscriberFields,
+};
+use crate::store::{
+    AuditEntry, CertStatus, CertificateRecord, CredentialKind, EstRequest, Outcome, Store,
+    StoreError,
+};
+use aws_lc_rs::digest;
+use base64::Engine;
+use der::{Decode, Encode};
+use pkid_protocols::csr::{self, VerifiedCsr};
+use std::sync::Arc;
+use std::time::Duration;
+use x509_cert::ext::pkix::SubjectAltName;
+use x509_cert::name::Name;
+use x509_cert::Certificate;
+
+/// Largest EST request body, bytes: a base64 CSR at the protocols crate's CSR limit, wrapped.
+pub const MAX_BODY_BYTES: usize = 96 * 1024;
+
+/// Verified Basic credentials remembered at most (each entry is 32 bytes and a key).
+const CACHE_ENTRIES: u64 = 10_000;
+
+/// Why an EST call did not succeed. Each carries the one-line reason sent to the client (never
+/// a secret) and the metric label of the refusal.
+#[derive(Debug, thiserror::Error)]
+pub enum EstError {
+    /// 401 with a Basic challenge.
+    #[error("{1}")]
+    Unauthenticated(&'static str, String),
+    /// 403.
+    #[error("{1}")]
+    Forbidden(&'static str, String),
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 400.
+    #[error("{1}")]
+    BadRequest(&'static str, String),
+    /// 413.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 415.
+    #[error("{0}")]
+    MediaType(String),
+    /// 503, retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl EstError {
+    /// The metric label of this refusal.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated(r, _) | Self::Forbidden(r, _) | Self::BadRequest(r, _) => r,
+            Self::NotFound(_) => "not_found",
+            Self::TooLarge(_) => "too_large",
+            Self::MediaType(_) => "media_type",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<StoreError> for EstError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "EST: store");
+        EstError::Unavailable("store unavailable; retry later".into())
+    }
+}
+
+impl From<CaError> for EstError {
+    fn from(e: CaError) -> Self {
+        match e {
+            CaError::Refused(m) => EstError::BadRequest("refused", m),
+            CaError::NotFound(m) => EstError::Forbidden("not_found", format!("no certificate {m}")),
+            CaError::Conflict(m) => EstError::Forbidden("conflict", m),
+            CaError::Unavailable(m) => EstError::Unavailable(m),
+            CaError::Internal(m) => EstError::Internal(m),
+        }
+    }
+}
+
+/// What the client presented.
+#[derive(Clone, Debug, Default)]
+pub struct Caller {
+    /// The verified TLS client certificate: its serial (canonical hex) and DER.
+    pub certificate: Option<(String, Vec<u8>)>,
+    /// HTTP Basic user and password.
+    pub basic: Option<(String, zeroize::Zeroizing<String>)>,
+}
+
+/// Who was authenticated, for the audit log.
+struct Authenticated {
+    actor: String,
+    /// The client certificate's record, when it authenticated the call.
+    certificate: Option<(CertificateRecord, Certificate)>,
+}
+
+/// The answer to an enrollment.
+#[derive(Debug)]
+pub enum Enrolled {
+    /// The certificate (DER), stored.
+    Issued(Vec<u8>),
+    /// Waiting for an operator: retry after this many seconds.
+    Pending {
+        /// The RA request.
+        request: i64,
+        /// Seconds.
+        retry_after: u64,
+    },
+}
+
+/// The EST server over one CA.
+pub struct Est {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    authority: Arc<Authority>,
+    ra: RegistrationAuthority,
+    calendar: Calendar,
+    verified: Option<moka::sync::Cache<[u8; 32], ()>>,
+}
+
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    for p in parts {
+        ctx.update(&(p.len() as u64).to_be_bytes());
+        ctx.update(p);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// The text of a directory-string attribute value.
+fn attr_text(value: &der::Any) -> Option<String> {
+    use der::{Tag, Tagged};
+    match value.tag() {
+        Tag::Utf8String | Tag::PrintableString | Tag::Ia5String | Tag::TeletexString => {
+            String::from_utf8(value.value().to_vec()).ok()
+        }
+        _ => None,
+    }
+}
+
+/// The subject's attributes as (short name, text); `None` for a value that is not a string.
+fn attributes(name: &Name) -> Vec<(String, Option<String>)> {
+    use const_oid::db::rfc4519::{C, CN, O, OU};
+    let mut out = Vec::new();
+    for rdn in name.0.iter() {
+        for atv in rdn.0.iter() {
+            let short = match atv.oid {
+                o if o == CN => "CN".to_owned(),
+                o if o == OU => "OU".to_owned(),
+                o if o == O => "O".to_owned(),
+                o if o == C => "C".to_owned(),
+                o => o.to_string(),
+            };
+            out.push((short, attr_text(&atv.value)));
+        }
+    }
+    out
+}
+
+/// RFC 4514 escaping of one attribute value.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for (i, c) in s.chars().enumerate() {
+        if matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=')
+            || (i == 0 && (c == '#' || c == ' '))
+        {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Decodes an EST body: base64, whitespace anywhere, PEM armour lines tolerated; raw DER (a
+/// client that ignored §4.2.1) is refused with the reason.
+pub fn decode_body(body: &[u8]) -> Result<Vec<u8>, EstError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(EstError::TooLarge(format!(
+            "the body is over the {MAX_BODY_BYTES}-byte limit"
+        )));
+    }
+    if body.first() == Some(&0x30) {
+        return Err(EstError::BadRequest(
+            "bad_base64",
+            "the body is DER; EST bodies are base64 (RFC 7030 section 4.2.1)".into(),
+        ));
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|_| EstError::BadRequest("bad_base64", "the body is not base64 text".into()))?;
+    let clean: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("-----"))
+        .flat_map(|l| l.chars())
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    if clean.is_empty() {
+        return Err(EstError::BadRequest("empty", "the body is empty".into()));
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(clean.as_bytes())
+        .map_err(|e| EstError::BadRequest("bad_base64", format!("the body is not base64: {e}")))
+}
+
+impl Est {
+    /// The EST server of a daemon: its configuration, store and CA.
+    pub fn new(config: Arc<Config>, store: Arc<dyn Store>, authority: Arc<Authority>) -> Self {
+        let calendar = Calendar::load(&config.ra.calendar).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "EST: the working-day calendar does not load; using the shipped one for deadlines");
+            Calendar::shipped()
+        });
+        let verified = (config.est.credential_cache_secs > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(CACHE_ENTRIES)
+                .time_to_live(Duration::from_secs(config.est.credential_cache_secs))
+                .build()
+        });
+        Self {
+            ra: RegistrationAuthority::new(authority.clone()),
+            config,
+            store,
+            authority,
+            calendar,
+            verified,
+        }
+    }
+
+    /// The label a path names (`None`: the default label).
+    pub fn label(&self, name: Option<&str>) -> Result<&EstLabel, EstError> {
+        self.config.est.label(name).ok_or_else(|| match name {
+            Some(n) => EstError::NotFound(format!("no EST label {n:?}")),
+            None => EstError::NotFound(
+                "no default EST label is configured; use /.well-known/est/{label}/".into(),
+            ),
+        })
+    }
+
+    fn profile(&self, label: &EstLabel) -> Result<&SubscriberProfile, EstError> {
+        self.config
+            .profile(&label.profile)
+            .ok_or_else(|| EstError::Internal(format!("profile {} is gone", label.profile)))
+    }
+
+    /// The realm of a label's Basic challenge.
+    pub fn realm(label: &EstLabel) -> String {
+        format!("pkid EST {}", label.name)
+    }
+
+    /// `cacerts`: the label's issuer and the CA certificates above it, as certs-only PKCS#7.
+    pub fn cacerts(&self, label: &EstLabel) -> Result<Vec<u8>, EstError> {
+        let mut chain = Vec::new();
+        let mut next = self.authority.issuer(&label.issuer);
+        if next.is_none() {
+            return Err(EstError::Unavailable(format!(
+                "the label's issuer {:?} is not loaded",
+                label.issuer
+            )));
+        }
+        while let Some(i) = next {
+            chain.push(i.der.clone());
+            let tbs = &i.certificate.tbs_certificate;
+            if tbs.issuer == tbs.subject || chain.len() > 8 {
+                break;
+            }
+            next = self
+                .authority
+                .issuers()
+                .into_iter()
+                .find(|c| c.certificate.tbs_certificate.subject == tbs.issuer);
+        }
+        let refs: Vec<&[u8]> = chain.iter().map(Vec::as_slice).collect();
+        pkid_protocols::est::certs_only(&refs).map_err(|e| EstError::Internal(e.to_string()))
+    }
+
+    /// `csrattrs`: what the label's profile requires of a CSR (DER CsrAttrs). O and C are
+    /// pkid's to fill (the organisation's legal name, VN), so only the others are listed.
+    pub fn csrattrs(&self, label: &EstLabel) -> Result<Vec<u8>, EstError> {
+        use const_oid::db::rfc4519::{C, O};
+        let p = &self.profile(label)?.profile;
+        let subject: Vec<_> = p
+            .required_subject
+            .iter()
+            .filter(|o| **o != O && **o != C)
+            .copied()
+            .collect();
+        pkid_protocols::est::csr_attrs(&subject, &p.allowed_keys)
+            .map_err(|e| EstError::Internal(e.to_string()))
+    }
+
+    /// Whether a password matches a stored credential, through the cache of verified ones.
+    fn password_matches(&self, cred: &crate::store::CredentialRecord, password: &str) -> bool {
+        let key = sha256(&[
+            &cred.id.to_be_bytes(),
+            cred.organisation.as_bytes(),
+            cred.name.as_bytes(),
+            &cred.secret,
+            password.as_bytes(),
+        ]);
+        if let Some(c) = &self.verified {
+            if c.contains_key(&key) {
+                return true;
+            }
+        }
+        let ok = std::str::from_utf8(&cred.secret).is_ok_and(|phc| verify_password(password, phc));
+        if ok {
+            if let Some(c) = &self.verified {
+                c.insert(key, ());
+            }
+        }
+        ok
+    }
+
+    /// Who is calling, for `label`: the client certificate decides when it is valid and the
+    /// organisation's; otherwise HTTP Basic. `renewing`: the certificate must be one the label
+    /// issues (it is the one renewed).
+    fn authenticate(
+        &self,
+        label: &EstLabel,
+        caller: &Caller,
+        renewing: bool,
+    ) -> Result<Authenticated, EstError> {
+        let org = self
+            .store
+            .organisation(&label.organisation)?
+            .filter(|o| o.deleted_at.is_none())
+            .ok_or_else(|| {
+                EstError::Unavailable(format!(
+                    "the label's organisation {:?} is not registered",
+                    label.organisation
+                ))
+            })?;
+        let mut cert_refusal = None;
+        if let Some((serial, leaf)) = &caller.certificate {
+            match self.store.certificate(serial)? {
+                Some(rec) if rec.status != CertStatus::Valid => {
+                    return Err(EstError::Forbidden(
+                        "certificate_status",
+                        format!("the client certificate is {}", rec.status.as_str()),
+                    ))
+                }
+                Some(rec) if rec.not_after < self.authority.now() => {
+                    return Err(EstError::Forbidden(
+                        "certificate_expired",
+                        "the client certificate has expired".into(),
+                    ))
+                }
+                Some(rec) => {
+                    let cert = Certificate::from_der(leaf)
+                        .map_err(|e| EstError::Internal(e.to_string()))?;
+                    let of_org = attributes(&cert.tbs_certificate.subject)
+                        .iter()
+                        .any(|(k, v)| k == "O" && v.as_deref() == Some(org.name.as_str()));
+                    let fingerprint = sha256_plain(leaf);
+                    let officer = !renewing
+                        && self
+                            .store
+                            .operator_by_certificate(&fingerprint)?
+                            .is_some_and(|op| {
+                                op.role == Role::OrgOfficer
+                                    && op.organisation.as_deref() == Some(org.id.as_str())
+                            });
+                    if officer || (of_org && rec.profile == label.profile) {
+                        return Ok(Authenticated {
+                            actor: format!("est:{}:cert:{serial}", label.name),
+                            certificate: Some((rec, cert)),
+                        });
+                    }
+                    cert_refusal = Some(format!(
+                        "the client certificate {serial} is not one of organisation {:?} under profile {:?}",
+                        org.id, label.profile
+                    ));
+                }
+                None => {
+                    cert_refusal = Some("the client certificate was not issued by pkid".into());
+                }
+            }
+        }
+        if renewing {
+            return Err(EstError::Forbidden(
+                "no_certificate",
+                cert_refusal.unwrap_or_else(|| {
+                    "simplereenroll needs the certificate being renewed as the TLS client certificate"
+                        .into()
+                }),
+            ));
+        }
+        match &caller.basic {
+            Some((user, password)) => {
+                let cred = self.store.credential(&org.id, CredentialKind::Est, user)?;
+                if cred.is_none() {
+                    // As slow as a wrong password, so that timing does not tell which user
+                    // names exist.
+                    let _ = verify_password(password, dummy_phc());
+                }
+                match cred {
+                    Some(c) if self.password_matches(&c, password) => Ok(Authenticated {
+                        actor: format!("est:{}:{user}", label.name),
+                        certificate: None,
+                    }),
+                    _ => Err(EstError::Unauthenticated(
+                        "bad_credentials",
+                        "the user name or password is wrong".into(),
+                    )),
+                }
+            }
+            None => match cert_refusal {
+                Some(r) => Err(EstError::Forbidden("certificate_not_entitled", r)),
+                None => Err(EstError::Unauthenticated(
+                    "unauthenticated",
+                    "authentication required: HTTP Basic or a client certificate".into(),
+                )),
+            },
+        }
+    }
+
+    fn verify_csr(&self, label: &EstLabel, der: &[u8]) -> Result<VerifiedCsr, EstError> {
+        let csr = csr::verify(der).map_err(|e| EstError::BadRequest("bad_csr", e.to_string()))?;
+        let p = &self.profile(label)?.profile;
+        if !p.allows_key(csr.key_type) {
+            return Err(EstError::BadRequest(
+                "key_type",
+                format!(
+                    "a {} key is not allowed by profile {:?} (allowed: {})",
+                    key_name(csr.key_type),
+                    label.profile,
+                    p.allowed_keys
+                        .iter()
+                        .map(|k| key_name(*k))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        Ok(csr)
+    }
+
+    /// The subject pkid issues for a CSR subject under `label`: `CN` (required) and at most one
+    /// `OU` from the request, `O` = the organisation's legal name, `C` = VN. An `O` or `C` in
+    /// the request must be those; any other attribute is refused. Returns (CN, OU, RFC 4514).
+    fn subject_for(
+        &self,
+        label: &EstLabel,
+        subject: &Name,
+    ) -> Result<(String, Option<String>, String), EstError> {
+        let org = self
+            .store
+            .organisation(&label.organisation)?
+            .ok_or_else(|| EstError::Unavailable("the label's organisation is gone".into()))?;
+        let (mut cn, mut ou) = (None, None);
+        for (k, v) in attributes(subject) {
+            let v = v.ok_or_else(|| {
+                EstError::BadRequest("subject", format!("subject {k}: not a string value"))
+            })?;
+            match k.as_str() {
+                "CN" if cn.is_none() => cn = Some(v),
+                "OU" if ou.is_none() => ou = Some(v),
+                "O" if v == org.name => {}
+                "O" => {
+                    return Err(EstError::Forbidden(
+                        "subject",
+                        format!(
+                            "subject O={v:?}: organisation {:?} is registered as {:?}",
+                            org.id, org.name
+                        ),
+                    ))
+                }
+                "C" if v == "VN" => {}
+                "C" => {
+                    return Err(EstError::Forbidden(
+                        "subject",
+                        format!("subject C={v:?}: certificates are issued with C=VN"),
+                    ))
+                }
+                other => {
+                    return Err(EstError::BadRequest(
+                        "subject",
+                        format!("subject attribute {other} is not accepted (CN, OU, O, C)"),
+                    ))
+                }
+            }
+        }
+        let cn =
+            cn.ok_or_else(|| EstError::BadRequest("subject", "the subject needs a CN".into()))?;
+        let mut dn = format!("CN={}", escape(&cn));
+        if let Some(u) = &ou {
+            dn.push_str(&format!(",OU={}", escape(u)));
+        }
+        dn.push_str(&format!(",O={},C=VN", escape(&org.name)));
+        Ok((cn, ou, dn))
+    }
+
+    fn check_not_paused(&self, issuer: &str) -> Result<(), EstError> {
+        match self.store.active_pause(issuer)? {
+            Some(p) => Err(EstError::Unavailable(format!(
+                "issuance by {issuer} is paused: {}",
+                p.reason
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// `simpleenroll`.
+    pub fn enroll(
+        &self,
+        label: &EstLabel,
+        caller: &Caller,
+        body: &[u8],
+    ) -> Result<Enrolled, EstError> {
+        let who = self.authenticate(label, caller, false)?;
+        let der = decode_body(body)?;
+        let csr = self.verify_csr(label, &der)?;
+        let (cn, ou, subject) = self.subject_for(label, &csr.subject)?;
+        match label.approval {
+            Approval::Auto => {
+                self.check_not_paused(&label.issuer)?;
+                let issued = self.ra.issue_as(
+                    &der,
+                    Some(&subject),
+                    &label.profile,
+                    Some(&label.issuer),
+                    None,
+                    &who.actor,
+                )?;
+                Ok(Enrolled::Issued(issued.der))
+            }
+            Approval::Operator => self.enroll_by_operator(label, &who, &der, cn, ou),
+        }
+    }
+
+    fn enroll_by_operator(
+        &self,
+        label: &EstLabel,
+        who: &Authenticated,
+        der: &[u8],
+        cn: String,
+        ou: Option<String>,
+    ) -> Result<Enrolled, EstError> {
+        let hash = sha256_plain(der).to_vec();
+        let retry_after = self.config.est.retry_after_secs;
+        if let Some(pending) = self.store.est_request(&hash)? {
+            if pending.organisation != label.organisation {
+                return Err(EstError::Forbidden(
+                    "other_organisation",
+                    "this CSR was filed by another organisation".into(),
+                ));
+            }
+            let r = self
+                .store
+                .request(pending.request)?
+                .ok_or_else(|| EstError::Internal("the RA request is gone".into()))?;
+            return match r.state {
+                RequestState::Fulfilled => {
+                    let serial = r.issued_certificate.clone().unwrap_or_default();
+                    let rec = self.store.certificate(&serial)?.ok_or_else(|| {
+                        EstError::Internal(format!("issued certificate {serial} not found"))
+                    })?;
+                    rec.der.map(Enrolled::Issued).ok_or_else(|| {
+                        EstError::Internal(format!("certificate {serial} was never stored"))
+                    })
+                }
+                RequestState::Rejected => {
+                    let reason = self
+                        .store
+                        .request_events(r.id)?
+                        .into_iter()
+                        .rev()
+                        .find(|e| e.to == RequestState::Rejected)
+                        .and_then(|e| e.reason)
+                        .unwrap_or_else(|| "no reason given".into());
+                    Err(EstError::Forbidden(
+                        "rejected",
+                        format!("request {} was rejected: {}", r.id, one_line(&reason)),
+                    ))
+                }
+                _ => Ok(Enrolled::Pending {
+                    request: r.id,
+                    retry_after,
+                }),
+            };
+        }
+        let now = self.authority.now();
+        let org = self
+            .store
+            .organisation(&label.organisation)?
+            .ok_or_else(|| EstError::Unavailable("the label's organisation is gone".into()))?;
+        let accepted = time::OffsetDateTime::from_unix_timestamp(now as i64)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let due = self
+            .calendar
+            .due_working_days(accepted, self.config.ra.working_days)
+            .unix_timestamp()
+            .max(0) as u64;
+        let record = RequestRecord {
+            id: 0,
+            kind: RequestKind::Issue,
+            organisation: org.id.clone(),
+            province: org.province.clone(),
+            org_path: org.path.clone(),
+            state: RequestState::Accepted,
+            profile: Some(label.profile.clone()),
+            key_origin: KeyOrigin::Csr,
+            issuer: Some(label.issuer.clone()),
+            subscriber: SubscriberFields {
+                name: Some(cn),
+                email: org.email.clone(),
+                title: None,
+                unit: ou,
+                phone_sealed: None,
+                id_number_sealed: None,
+            },
+            csr: Some(der.to_vec()),
+            certificate: None,
+            issued_certificate: None,
+            reason: None,
+            document: None,
+            batch: None,
+            submitted_by: who.actor.clone(),
+            submitted_at: now,
+            accepted_at: Some(now),
+            due_at: Some(due),
+            fulfilled_at: None,
+            closed_at: None,
+            breach_notified_at: None,
+            erased_at: None,
+            updated_at: now,
+        };
+        let audit = AuditEntry {
+            at: now,
+            actor: who.actor.clone(),
+            action: "request.submit".into(),
+            target: org.id.clone(),
+            outcome: Outcome::Success,
+            detail: format!(
+                "requests=1 state=accepted est-label={} (the client authenticated as the organisation's)",
+                label.name
+            ),
+        };
+        // No notices: the organisation's own machine filed it and polls for the answer.
+        let stored = self
+            .store
+            .submit_requests(None, &[record], &audit, &|_| Vec::new())?;
+        let id = stored
+            .first()
+            .map(|r| r.id)
+            .ok_or_else(|| EstError::Internal("no request stored".into()))?;
+        self.store.record_est_request(&EstRequest {
+            csr_sha256: hash,
+            label: label.name.clone(),
+            organisation: org.id,
+            request: id,
+        })?;
+        Ok(Enrolled::Pending {
+            request: id,
+            retry_after,
+        })
+    }
+
+    /// `simplereenroll`: renews (same key) or rekeys (new key) the client certificate, keeping
+    /// its subject and subjectAltName unless the label allows a change.
+    pub fn reenroll(
+        &self,
+        label: &EstLabel,
+        caller: &Caller,
+        body: &[u8],
+    ) -> Result<Vec<u8>, EstError> {
+        let who = self.authenticate(label, caller, true)?;
+        let (rec, cert) = who
+            .certificate
+            .ok_or_else(|| EstError::Internal("renewal without a certificate".into()))?;
+        let der = decode_body(body)?;
+        let csr = self.verify_csr(label, &der)?;
+        let tbs = &cert.tbs_certificate;
+        // Compared as issued: the request's subject through the label's rules (O and C are
+        // pkid's to fill), against the certificate's.
+        let (_, _, dn) = self.subject_for(label, &csr.subject)?;
+        let derived = pkid_protocols::name::parse(&dn)
+            .map_err(|e| EstError::BadRequest("subject", e.to_string()))?;
+        let same_subject = derived.to_string() == tbs.subject.to_string();
+        let old_san = tbs
+            .get::<SubjectAltName>()
+            .ok()
+            .flatten()
+            .map(|(_, s)| s.to_der().unwrap_or_default());
+        let new_san = csr
+            .subject_alt_name
+            .as_ref()
+            .map(|s| s.to_der().unwrap_or_default());
+        let same_san = new_san.is_none() || new_san == old_san;
+        if !(label.allow_subject_change || same_subject && same_san) {
+            return Err(EstError::BadRequest(
+                "subject_change",
+                if same_subject {
+                    "the subjectAltName differs from the certificate being renewed".into()
+                } else {
+                    format!(
+                        "the subject {derived} differs from the certificate being renewed ({})",
+                        tbs.subject
+                    )
+                },
+            ));
+        }
+        self.check_not_paused(&rec.issuer)?;
+        let issued = if !(same_subject && same_san) {
+            self.ra
+                .modify(&rec.serial, Some(&dn), Some(&der), None, &who.actor)?
+        } else if csr.public_key == tbs.subject_public_key_info {
+            self.ra.renew(&rec.serial, None, &who.actor)?
+        } else {
+            self.ra.rekey(&rec.serial, &der, None, &who.actor)?
+        };
+        Ok(issued.der)
+    }
+}
+
+/// A key pair pkid generated and the certificate issued for it (`serverkeygen`).
+pub struct KeyAndCertificate {
+    /// The private key, PKCS#8 DER; wiped from memory when dropped.
+    pub pkcs8: zeroize::Zeroizing<Vec<u8>>,
+    /// The certificate, DER (stored).
+    pub certificate: Vec<u8>,
+}
+
+impl Est {
+    /// `serverkeygen` (RFC 7030 §4.4): pkid generates the key pair (software, in memory, never
+    /// stored or logged), issues the certificate for the CSR's subject, and hands both back.
+    /// Refused for profiles whose keys sign with non-repudiation (a person's signing key must
+    /// exist only with its holder) and on labels an operator approves (the key would have to
+    /// wait in the server).
+    pub fn serverkeygen(
+        &self,
+        label: &EstLabel,
+        caller: &Caller,
+        body: &[u8],
+    ) -> Result<KeyAndCertificate, EstError> {
+        use pkid_protocols::algorithm::KeyType;
+        let who = self.authenticate(label, caller, false)?;
+        let p = &self.profile(label)?.profile;
+        if p.key_usage.non_repudiation() {
+            return Err(EstError::Forbidden(
+                "non_repudiation",
+                format!(
+                    "profile {:?} signs with non-repudiation: its keys are generated by their holder, never by the server",
+                    label.profile
+                ),
+            ));
+        }
+        if label.approval == Approval::Operator {
+            return Err(EstError::Forbidden(
+                "approval",
+                "serverkeygen is not offered on a label an operator approves".into(),
+            ));
+        }
+        let der = decode_body(body)?;
+        let req = csr::verify(&der).map_err(|e| EstError::BadRequest("bad_csr", e.to_string()))?;
+        let (_, _, subject) = self.subject_for(label, &req.subject)?;
+        let (alg, curve, sig_oid) = if p.allows_key(KeyType::EcP256) {
+            (
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+                const_oid::db::rfc5912::SECP_256_R_1,
+                const_oid::db::rfc5912::ECDSA_WITH_SHA_256,
+            )
+        } else if p.allows_key(KeyType::EcP384) {
+            (
+                &aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+                const_oid::db::rfc5912::SECP_384_R_1,
+                const_oid::db::rfc5912::ECDSA_WITH_SHA_384,
+            )
+        } else {
+            return Err(EstError::BadRequest(
+                "key_type",
+                format!(
+                    "serverkeygen makes P-256 or P-384 keys; profile {:?} allows neither",
+                    label.profile
+                ),
+            ));
+        };
+        let internal = |e: &dyn std::fmt::Display| EstError::Internal(format!("serverkeygen: {e}"));
+        let pair = aws_lc_rs::signature::EcdsaKeyPair::generate(alg)
+            .map_err(|_| internal(&"key generation failed"))?;
+        let pkcs8 = zeroize::Zeroizing::new(
+            pair.to_pkcs8v1()
+                .map_err(|_| internal(&"PKCS#8 encoding failed"))?
+                .as_ref()
+                .to_vec(),
+        );
+        use aws_lc_rs::signature::KeyPair;
+        let spki = spki::SubjectPublicKeyInfoOwned {
+            algorithm: spki::AlgorithmIdentifierOwned {
+                oid: const_oid::db::rfc5912::ID_EC_PUBLIC_KEY,
+                parameters: Some(der::Any::encode_from(&curve).map_err(|e| internal(&e))?),
+            },
+            subject_public_key: der::asn1::BitString::from_bytes(pair.public_key().as_ref())
+                .map_err(|e| internal(&e))?,
+        };
+        // A request for the new key, signed by it, carrying the client's attributes (its
+        // subjectAltName): the CA's one issuance path checks it like any other.
+        let client = x509_cert::request::CertReq::from_der(&der).map_err(|e| internal(&e))?;
+        let info = x509_cert::request::CertReqInfo {
+            version: x509_cert::request::Version::V1,
+            subject: client.info.subject,
+            public_key: spki,
+            attributes: client.info.attributes,
+        };
+        let tbs = info.to_der().map_err(|e| internal(&e))?;
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let signature = pair
+            .sign(&rng, &tbs)
+            .map_err(|_| internal(&"signing the request failed"))?;
+        let own = x509_cert::request::CertReq {
+            info,
+            algorithm: spki::AlgorithmIdentifierOwned {
+                oid: sig_oid,
+                parameters: None,
+            },
+            signature: der::asn1::BitString::from_bytes(signature.as_ref())
+                .map_err(|e| internal(&e))?,
+        }
+        .to_der()
+        .map_err(|e| internal(&e))?;
+        self.check_not_paused(&label.issuer)?;
+        let issued = self.ra.issue_as(
+            &own,
+            Some(&subject),
+            &label.profile,
+            Some(&label.issuer),
+            None,
+            &format!("{} (serverkeygen)", who.actor),
+        )?;
+        Ok(KeyAndCertificate {
+            pkcs8,
+            certificate: issued.der,
+        })
+    }
+}
+
+/// An Argon2id hash of no password anyone knows, verified against when the user does not exist.
+fn dummy_phc() -> &'static str {
+    static PHC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PHC.get_or_init(|| {
+        let mut b = [0u8; 24];
+        let _ = aws_lc_rs::rand::fill(&mut b);
+        crate::ra::credentials::hash_password(&hex::encode(b)).unwrap_or_default()
+    })
+}
+
+fn sha256_plain(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, bytes).as_ref());
+    out
+}
+
+fn key_name(k: pkid_protocols::algorithm::KeyType) -> String {
+    use pkid_protocols::algorithm::KeyType;
+    match k {
+        KeyType::EcP256 => "P-256".into(),
+        KeyType::EcP384 => "P-384".into(),
+        KeyType::Rsa(bits) => format!("RSA-{bits}"),
+    }
+}
+
+/// A reason fit for one header-safe line: control characters replaced, at most 300 chars.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_base64_with_any_whitespace_and_optional_armour() {
+        let wrapped = b"TUlJ\r\nQkFB\n  \n";
+        assert_eq!(decode_body(wrapped).expect("decodes"), b"MIIBAA");
+        let armoured =
+            b"-----BEGIN CERTIFICATE REQUEST-----\nTUlJ\n-----END CERTIFICATE REQUEST-----\n";
+        assert_eq!(decode_body(armoured).expect("decodes"), b"MII");
+        assert_eq!(
+            decode_body(b"!!!").expect_err("refused").reason(),
+            "bad_base64"
+        );
+        assert_eq!(
+            decode_body(&[0x30, 0x82, 1, 2])
+                .expect_err("refused")
+                .reason(),
+            "bad_base64"
+        );
+        assert_eq!(decode_body(b" \n").expect_err("refused").reason(), "empty");
+        let big = vec![b'A'; MAX_BODY_BYTES + 1];
+        assert_eq!(
+            decode_body(&big).expect_err("refused").reason(),
+            "too_large"
+        );
+    }
+
+    #[test]
+    fn escaping_follows_rfc_4514() {
+        assert_eq!(escape("Sở Y tế, Đà Nẵng"), "Sở Y tế\\, Đà Nẵng");
+        assert_eq!(escape("#1"), "\\#1");
+    }
+}
