@@ -1207,3 +1207,50 @@ fn a_returned_request_is_resubmitted_with_its_corrections_checked_like_a_new_fil
         x509_subject(&cert)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reports
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_report_counts_the_requests_and_the_certificates_of_the_organisation() {
+    let bed = bed();
+    let desk = Desk::new("Trường Mầm non Họa Mi", "52");
+    let names = ["Võ Thị Hạnh", "Đinh Công Tráng"];
+    let serials: Vec<String> = names
+        .iter()
+        .map(|n| {
+            desk.fulfil(&issue_body(n, &bed.csr(n, "ec:P-256")))
+                .str("issued_certificate")
+                .to_owned()
+        })
+        .collect();
+    desk.fulfil(
+        &json!({"kind": "revoke", "certificate": serials[0], "reason": "affiliationChanged"}),
+    );
+    let today = OffsetDateTime::now_utc()
+        .to_offset(time::macros::offset!(+7))
+        .date();
+    let q = format!(
+        "/api/v1/reports?organisation={}&from={}&to={}",
+        desk.org,
+        today - Span::days(1),
+        today + Span::days(1)
+    );
+    let r = bed.get(&q, &desk.ra);
+    assert_eq!(r.status, 200, "{r}");
+    let issue = &r.json["requests"]["issue"];
+    assert_eq!(
+        (issue["submitted"].as_u64(), issue["fulfilled"].as_u64()),
+        (Some(2), Some(2)),
+        "{r}"
+    );
+    assert_eq!(r.json["requests"]["revoke"]["fulfilled"], 1, "{r}");
+    assert_eq!(r.json["turnaround"]["count"], 3, "{r}");
+    assert_eq!(r.json["certificates"]["valid"], 1, "{r}");
+    assert_eq!(r.json["certificates"]["revoked"], 1, "{r}");
+    assert_eq!(r.json["breaches"]["total"], 0, "{r}");
+    // Another organisation's officer does not see it.
+    let other = Desk::new("Trường Mầm non Sen Hồng", "52");
+    assert_eq!(bed.get(&q, &other.officer).status, 404);
+}

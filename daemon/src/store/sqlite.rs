@@ -172,8 +172,15 @@ impl SqliteStore {
                 "could not enable WAL (journal_mode={mode})"
             )));
         }
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
-            .map_err(unavailable)?;
+        // Reads through a memory map of up to 1 GiB of the file instead of a `pread` copy per
+        // page: a year's RA report walked 500,000 index entries and joined 325,000
+        // certificates, and a third of its time was the kernel copying pages SQLite's 2 MB cache
+        // could not hold (2.45 s → 1.10 s, bench/src/bin/ra.rs). Writes still go through the WAL
+        // with `synchronous=FULL`; the map is address space, not memory.
+        conn.execute_batch(
+            "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA mmap_size=1073741824;",
+        )
+        .map_err(unavailable)?;
         Self::migrate(&mut conn)?;
         let crl_dir = path
             .parent()
