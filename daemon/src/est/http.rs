@@ -304,6 +304,15 @@ async fn handle(
     };
     let est2 = est.clone();
     let label2 = label.clone();
+    // After an issuance, this process's status view catches up before the client is answered,
+    // so the certificate works for TLS client authentication (and OCSP) at once.
+    let desk = state.desk.clone();
+    let issued = move || {
+        if let Some(d) = &desk {
+            d.status_changed();
+        }
+    };
+    let issued2 = issued.clone();
     let result: Result<Response, EstError> = match operation {
         "cacerts" => est
             .cacerts(&label)
@@ -314,9 +323,14 @@ async fn handle(
         "serverkeygen" => match check_pkcs10(&headers).and_then(|()| caller()) {
             Err(e) => Err(e),
             Ok(c) => {
-                let joined =
-                    tokio::task::spawn_blocking(move || est2.serverkeygen(&label2, &c, &body))
-                        .await;
+                let joined = tokio::task::spawn_blocking(move || {
+                    let kc = est2.serverkeygen(&label2, &c, &body);
+                    if kc.is_ok() {
+                        issued();
+                    }
+                    kc
+                })
+                .await;
                 match joined {
                     Ok(Ok(kc)) => multipart(&kc),
                     Ok(Err(e)) => Err(e),
@@ -330,11 +344,15 @@ async fn handle(
                 Err(e) => Err(e),
                 Ok(c) => {
                     let joined = tokio::task::spawn_blocking(move || {
-                        if reenroll {
+                        let enrolled = if reenroll {
                             est2.reenroll(&label2, &c, &body).map(Enrolled::Issued)
                         } else {
                             est2.enroll(&label2, &c, &body)
+                        };
+                        if matches!(enrolled, Ok(Enrolled::Issued(_))) {
+                            issued2();
                         }
+                        enrolled
                     })
                     .await;
                     match joined {

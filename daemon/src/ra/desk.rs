@@ -707,6 +707,12 @@ impl RequestDesk {
         true
     }
 
+    /// Runs the after-commit hook for a certificate issued or revoked outside the desk (EST's
+    /// enrollments): this process's status view catches up before the caller answers.
+    pub fn status_changed(&self) {
+        self.committed(false, true);
+    }
+
     /// Sets what runs after each commit (once; later calls are ignored).
     pub fn after_commit(&self, hook: Arc<dyn AfterCommit>) {
         let _ = self.after.set(hook);
