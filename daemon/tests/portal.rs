@@ -735,6 +735,32 @@ fn multipart(fields: &[(&str, &str)], files: &[(&str, &str, &[u8])]) -> (String,
 
 /// Signs `id` in through `POST /login` with password + the TOTP code at the app's clock;
 /// returns the `Cookie` header of the session.
+/// `POST /requests` with a multipart form, as the browser sends a procedure's form.
+fn request_form(
+    cookie: &str,
+    fields: &[(&str, &str)],
+    files: &[(&str, &str, &[u8])],
+) -> Request<Body> {
+    let (ct, body) = multipart(fields, files);
+    Request::builder()
+        .method("POST")
+        .uri("/requests")
+        .header("content-type", ct)
+        .header("cookie", cookie)
+        .body(Body::from(body))
+        .expect("request")
+}
+
+/// The text of the message shown next to the field `id` (its `{id}-e` element).
+fn field_error<'a>(html: &'a str, id: &str) -> &'a str {
+    html.split(&format!("id=\"{id}-e\" class=\"field-error\">"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no message next to {id}"))
+        .split('<')
+        .next()
+        .unwrap_or_default()
+}
+
 async fn sign_in(https: &Listener, data: &Path, id: &str, from: [u8; 4]) -> (String, String) {
     set_password(data, id, "mật khẩu đủ dài 2026");
     let out = pkid_ok(data, &["operator", "totp", "--id", id]);
@@ -905,7 +931,8 @@ async fn each_procedure_has_its_form_and_problems_are_shown_next_to_the_field() 
     }
 
     // Server-side validation: the desk's problems next to their fields, what was typed kept.
-    let (ct, body) = multipart(
+    let req = request_form(
+        &cookie,
         &[
             ("csrf", &csrf),
             ("kind", "issue"),
@@ -915,35 +942,14 @@ async fn each_procedure_has_its_form_and_problems_are_shown_next_to_the_field() 
         ],
         &[],
     );
-    let req = Request::builder()
-        .method("POST")
-        .uri("/requests")
-        .header("content-type", ct)
-        .header("cookie", &cookie)
-        .body(Body::from(body))
-        .expect("request");
     let bad = send(&https, req, [127, 0, 0, 6]).await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
-    let email_error = bad
-        .body
-        .split("id=\"subscriber_email-e\" class=\"field-error\">")
-        .nth(1)
-        .expect("the email's message")
-        .split('<')
-        .next()
-        .unwrap_or_default();
+    let email_error = field_error(&bad.body, "subscriber_email");
     assert!(
         email_error.starts_with("Thông tin chưa hợp lệ"),
         "{email_error:?}"
     );
-    let csr_error = bad
-        .body
-        .split("id=\"csr-e\" class=\"field-error\">")
-        .nth(1)
-        .expect("the CSR's message")
-        .split('<')
-        .next()
-        .unwrap_or_default();
+    let csr_error = field_error(&bad.body, "csr");
     assert!(!csr_error.is_empty(), "a missing CSR is named next to it");
     assert!(
         bad.body.contains("value=\"Hoàng Thị Ánh\""),
@@ -951,7 +957,8 @@ async fn each_procedure_has_its_form_and_problems_are_shown_next_to_the_field() 
     );
 
     // A revoke of something that is not a serial: the message is next to the serial.
-    let (ct, body) = multipart(
+    let req = request_form(
+        &cookie,
         &[
             ("csrf", &csrf),
             ("kind", "revoke"),
@@ -960,37 +967,16 @@ async fn each_procedure_has_its_form_and_problems_are_shown_next_to_the_field() 
         ],
         &[],
     );
-    let req = Request::builder()
-        .method("POST")
-        .uri("/requests")
-        .header("content-type", ct)
-        .header("cookie", &cookie)
-        .body(Body::from(body))
-        .expect("request");
     let bad = send(&https, req, [127, 0, 0, 6]).await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
-    let serial_error = bad
-        .body
-        .split("id=\"certificate-e\" class=\"field-error\">")
-        .nth(1)
-        .expect("the serial's message")
-        .split('<')
-        .next()
-        .unwrap_or_default();
+    let serial_error = field_error(&bad.body, "certificate");
     assert!(
         serial_error.starts_with("Thông tin chưa hợp lệ"),
         "{serial_error:?}"
     );
 
     // Without its token the upload is refused, whatever it carries.
-    let (ct, body) = multipart(&[("kind", "issue")], &[]);
-    let req = Request::builder()
-        .method("POST")
-        .uri("/requests")
-        .header("content-type", ct)
-        .header("cookie", &cookie)
-        .body(Body::from(body))
-        .expect("request");
+    let req = request_form(&cookie, &[("kind", "issue")], &[]);
     assert_eq!(
         send(&https, req, [127, 0, 0, 6]).await.status,
         StatusCode::FORBIDDEN
@@ -1001,7 +987,8 @@ async fn each_procedure_has_its_form_and_problems_are_shown_next_to_the_field() 
     let work = tempdir();
     let (_key, csr) = make_csr(work.path(), "/CN=Hoàng Thị Ánh", "ec:P-256");
     let csr = read(&csr);
-    let (ct, body) = multipart(
+    let req = request_form(
+        &cookie,
         &[
             ("csrf", &csrf),
             ("kind", "issue"),
@@ -1015,13 +1002,6 @@ async fn each_procedure_has_its_form_and_problems_are_shown_next_to_the_field() 
             ("signature_file", "de-nghi.p7s", b"not a signature"),
         ],
     );
-    let req = Request::builder()
-        .method("POST")
-        .uri("/requests")
-        .header("content-type", ct)
-        .header("cookie", &cookie)
-        .body(Body::from(body))
-        .expect("request");
     let filed = send(&https, req, [127, 0, 0, 6]).await;
     assert_eq!(filed.status, StatusCode::SEE_OTHER, "{}", filed.body);
     let location = filed.header("location").to_owned();
@@ -1086,7 +1066,8 @@ async fn file_issue(https: &Listener, cookie: &str, csrf: &str, name: &str, from
     let work = tempdir();
     let (_key, csr) = make_csr(work.path(), "/CN=x", "ec:P-256");
     let csr = read(&csr);
-    let (ct, body) = multipart(
+    let req = request_form(
+        cookie,
         &[
             ("csrf", csrf),
             ("kind", "issue"),
@@ -1096,13 +1077,6 @@ async fn file_issue(https: &Listener, cookie: &str, csrf: &str, name: &str, from
         ],
         &[("csr_file", "a.csr", &csr)],
     );
-    let req = Request::builder()
-        .method("POST")
-        .uri("/requests")
-        .header("content-type", ct)
-        .header("cookie", cookie)
-        .body(Body::from(body))
-        .expect("request");
     let r = send(https, req, from).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     r.header("location")
