@@ -635,47 +635,26 @@ fn credential_cli_makes_a_sealed_cmp_secret_and_refuses_bad_names() {
         !db.windows(secret.len()).any(|w| w == secret.as_bytes()),
         "the CMP secret is stored sealed, never in clear"
     );
-    let (code, _, err) = pkid_fails(
-        data,
-        &[
-            "credential",
-            "add",
-            "--org",
-            ORG,
-            "--kind",
-            "cmp",
-            "--name",
-            "ra-client",
-        ],
-    );
+    let add_fails = |org: &str, kind: &str, name: &str| {
+        pkid_fails(
+            data,
+            &[
+                "credential",
+                "add",
+                "--org",
+                org,
+                "--kind",
+                kind,
+                "--name",
+                name,
+            ],
+        )
+    };
+    let (code, _, err) = add_fails(ORG, "cmp", "ra-client");
     assert_eq!(code, 5, "{err}");
-    let (code, _, err) = pkid_fails(
-        data,
-        &[
-            "credential",
-            "add",
-            "--org",
-            ORG,
-            "--kind",
-            "est",
-            "--name",
-            "a:b",
-        ],
-    );
+    let (code, _, err) = add_fails(ORG, "est", "a:b");
     assert_eq!(code, 3, "{err}");
-    let (code, _, err) = pkid_fails(
-        data,
-        &[
-            "credential",
-            "add",
-            "--org",
-            "nosuch",
-            "--kind",
-            "est",
-            "--name",
-            "x",
-        ],
-    );
+    let (code, _, err) = add_fails("nosuch", "est", "x");
     assert_eq!(code, 4, "{err}");
     let (code, _, err) = pkid_fails(
         data,
