@@ -1098,6 +1098,24 @@ fn a_one_time_revocation_code_revokes_without_the_key_or_the_organisation_once()
         )
     };
     revoke(&serial, "0000-0000-0000-0000-0000-0000").assert_problem(403, "forbidden");
+    // Bad input is named, not guessed at: a serial that is not hex, an empty code, broken JSON.
+    assert_eq!(
+        revoke("zz-not-hex", &code).assert_problem(422, "invalid"),
+        ["certificate"]
+    );
+    assert_eq!(
+        revoke(&serial, " ").assert_problem(422, "invalid"),
+        ["code"]
+    );
+    bed.send(
+        "POST",
+        "/api/v1/revocations",
+        None,
+        "application/json",
+        Some(b"{\"certificate\":"),
+        &[],
+    )
+    .assert_problem(400, "malformed");
     assert!(bed.refused(
         &format!("subscriber:{serial}"),
         "revocation-code.spend",

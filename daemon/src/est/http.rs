@@ -44,7 +44,8 @@ fn log_refusal(operation: &str, label: &str, status: u16, reason: &str) {
     let held_back = std::mem::take(held);
     tracing::info!(
         operation,
-        label,
+        // An unknown label is the client's own text: bounded like the reason.
+        label = %super::one_line(label),
         status,
         reason = %super::one_line(reason),
         held_back,
