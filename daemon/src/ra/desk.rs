@@ -2919,6 +2919,171 @@ impl RequestDesk {
         done
     }
 
+    /// The approved request `id` whose key is made outside the request itself — on a
+    /// subscriber's key device (`key_origin = token`) or in the key backend (`central`) — checked
+    /// for `who`'s scope and role, and for a paused issuer when it would issue.
+    fn approved_off_desk(
+        &self,
+        who: &Principal,
+        id: i64,
+        audit_action: &str,
+    ) -> Result<RequestRecord, DeskError> {
+        let target = id.to_string();
+        let r = self
+            .store
+            .request(id)?
+            .ok_or_else(|| DeskError::NotFound(format!("no request {id}")))?;
+        if !who.reach().covers(&r) {
+            return Err(self.refuse(
+                who,
+                audit_action,
+                &target,
+                DeskError::Forbidden(format!("request {id} is outside your scope")),
+            ));
+        }
+        if !who.decides() {
+            return Err(self.refuse(
+                who,
+                audit_action,
+                &target,
+                DeskError::Forbidden("your role may not fulfil requests".into()),
+            ));
+        }
+        if r.state != RequestState::Approved
+            || r.key_origin == KeyOrigin::Csr
+            || !matches!(r.kind, RequestKind::Issue | RequestKind::Recover)
+        {
+            return Err(self.refuse(
+                who,
+                audit_action,
+                &target,
+                DeskError::Conflict(format!(
+                    "request {id} is a {} {} request that is {}; only an approved issue or \
+                     recover request whose key is on a device or in the HSM is fulfilled here",
+                    r.key_origin.as_str(),
+                    r.kind.as_str(),
+                    r.state.as_str()
+                )),
+            ));
+        }
+        self.check_not_paused(&r)?;
+        Ok(r)
+    }
+
+    /// The approved request `id` whose key is on a device or in the key backend, after checking
+    /// `who` may fulfil it (scope, role, state, a paused issuer): the record, for the caller to
+    /// read the subscriber, the profile and the issuer.
+    pub fn approved_for_fulfilment(
+        &self,
+        who: &Principal,
+        id: i64,
+    ) -> Result<RequestRecord, DeskError> {
+        self.approved_off_desk(who, id, "request.fulfil")
+    }
+
+    /// Issues the certificate of the approved `issue` request `id` whose key was made on a key
+    /// device or in the key backend, for `csr` (PEM or DER, signed by that key), with the
+    /// request's subject, profile and issuer. The certificate is durably stored and audited; the
+    /// request stays approved until [`RequestDesk::complete_approved`] records the fulfilment
+    /// (once the certificate is on the device or in the signing account). A caller that cannot
+    /// finish revokes the certificate with [`RequestDesk::withdraw_issued`].
+    pub fn issue_approved(
+        &self,
+        who: &Principal,
+        id: i64,
+        csr: &[u8],
+    ) -> Result<crate::ca::Issued, DeskError> {
+        let r = self.approved_off_desk(who, id, "request.fulfil")?;
+        if r.kind != RequestKind::Issue {
+            return Err(DeskError::Conflict(format!(
+                "request {id} is a {} request; it issues no certificate",
+                r.kind.as_str()
+            )));
+        }
+        let ra = self
+            .lifecycle
+            .as_ref()
+            .ok_or_else(|| DeskError::Unavailable("the CA keys are not loaded".into()))?;
+        let org = self.store.organisation(&r.organisation)?;
+        let subject = subscriber_subject(&r, org.as_ref());
+        let issued = ra.issue_as(
+            csr,
+            subject.as_deref(),
+            r.profile.as_deref().unwrap_or_default(),
+            r.issuer.as_deref(),
+            None,
+            &who.actor(),
+        )?;
+        self.committed(false, true);
+        Ok(issued)
+    }
+
+    /// Revokes a certificate [`RequestDesk::issue_approved`] issued for request `id` that never
+    /// reached its device or account (`cessationOfOperation`); the request stays approved, so it
+    /// can be fulfilled again.
+    pub fn withdraw_issued(&self, who: &Principal, id: i64, serial: &str) -> Result<(), DeskError> {
+        self.approved_off_desk(who, id, "request.withdraw")?;
+        let ra = self
+            .lifecycle
+            .as_ref()
+            .ok_or_else(|| DeskError::Unavailable("the CA keys are not loaded".into()))?;
+        ra.revoke(serial, CrlReason::CessationOfOperation, None, &who.actor())?;
+        self.committed(false, true);
+        Ok(())
+    }
+
+    /// Records the fulfilment of the approved request `id` whose key is on a device or in the
+    /// key backend: with `serial`, the certificate [`RequestDesk::issue_approved`] issued (an
+    /// `issue` request); without, the device or account recovered (a `recover` request). Queues
+    /// the fulfilment notices (and the subscriber's revocation code for a new certificate).
+    pub fn complete_approved(
+        &self,
+        who: &Principal,
+        id: i64,
+        serial: Option<&str>,
+    ) -> Result<RequestView, DeskError> {
+        let r = self.approved_off_desk(who, id, "request.fulfil")?;
+        match (r.kind, serial) {
+            (RequestKind::Issue, Some(s)) => {
+                let cert = self
+                    .store
+                    .certificate(s)?
+                    .ok_or_else(|| DeskError::NotFound(format!("no certificate {s}")))?;
+                if Some(cert.profile.as_str()) != r.profile.as_deref() {
+                    return Err(DeskError::Conflict(format!(
+                        "certificate {s} was not issued for request {id}'s profile"
+                    )));
+                }
+            }
+            (RequestKind::Recover, None) => {}
+            (kind, _) => {
+                return Err(DeskError::Conflict(format!(
+                    "a {} request is completed {} a certificate",
+                    kind.as_str(),
+                    if kind == RequestKind::Issue {
+                        "with"
+                    } else {
+                        "without"
+                    }
+                )))
+            }
+        }
+        let done = self.record_fulfilment(
+            &r,
+            &who.actor(),
+            serial.map(str::to_owned),
+            r.certificate.as_deref().unwrap_or_default(),
+        );
+        self.committed(done.is_ok(), true);
+        let done = done?;
+        let doc = done
+            .document
+            .map(|d| self.store.document(d))
+            .transpose()?
+            .flatten();
+        Ok(self.view(&done, doc.as_ref()))
+    }
+
     /// The fulfilment's transition, with its notices, after the CA committed.
     fn record_fulfilment(
         &self,
@@ -2968,9 +3133,10 @@ impl RequestDesk {
                 "request.fulfil",
                 &r.id.to_string(),
                 Outcome::Success,
-                match &issued {
-                    Some(s) => format!("serial={s}"),
-                    None => format!("revoked={cert}"),
+                match (&issued, r.kind) {
+                    (Some(s), _) => format!("serial={s}"),
+                    (None, RequestKind::Recover) => "recovered".into(),
+                    (None, _) => format!("revoked={cert}"),
                 },
             ),
         })?)
