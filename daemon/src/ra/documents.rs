@@ -181,7 +181,23 @@ pub struct DocumentVerifier {
     issuers: Vec<(String, Certificate)>,
     revocation: Arc<dyn RevocationLookup>,
     max_document_bytes: usize,
+    /// Signers whose chain verified, by the SHA-256 of the signer and the certificates that came
+    /// with it (docs/decisions.md, "Verified signer chains are remembered").
+    chains: moka::sync::Cache<[u8; 32], VerifiedChain>,
 }
+
+/// What a verified chain leaves to check again per document: the time window in which every
+/// certificate of its path is valid (signatures and extensions do not change), and the pkid
+/// issuer that signed the signer.
+#[derive(Clone)]
+struct VerifiedChain {
+    not_before: u64,
+    not_after: u64,
+    pkid_issuer: Option<String>,
+}
+
+/// Signer chains remembered: one organisation signs many documents with one certificate.
+const CHAIN_MEMO_ENTRIES: u64 = 10_000;
 
 impl std::fmt::Debug for DocumentVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -194,6 +210,16 @@ impl std::fmt::Debug for DocumentVerifier {
             .field("max_document_bytes", &self.max_document_bytes)
             .finish()
     }
+}
+
+/// The key a verified chain is remembered by: the signer and every certificate that came with
+/// it, so a path found with one document's intermediates is not credited to another's.
+fn chain_key(signed: &SignedDocument) -> Option<[u8; 32]> {
+    let mut h = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for c in std::iter::once(&signed.signer).chain(&signed.other_certs) {
+        h.update(&c.to_der().ok()?);
+    }
+    h.finish().as_ref().try_into().ok()
 }
 
 /// Reads PEM certificates (one or more) or, failing that, one DER certificate.
@@ -227,6 +253,7 @@ impl DocumentVerifier {
             issuers,
             revocation,
             max_document_bytes,
+            chains: moka::sync::Cache::new(CHAIN_MEMO_ENTRIES),
         }
     }
 
@@ -302,26 +329,61 @@ impl DocumentVerifier {
             .signing_time
             .filter(|t| *t <= now_unix)
             .unwrap_or(now_unix);
-        let pkid_issuer = self.pkid_issuer_of(&signed.signer);
+        let key = chain_key(&signed);
+        let known = key.and_then(|k| self.chains.get(&k));
+        let pkid_issuer = match &known {
+            Some(k) => k.pkid_issuer.clone(),
+            None => self.pkid_issuer_of(&signed.signer),
+        };
         verdict.signer = Some(self.summary(&signed.signer, pkid_issuer.clone()));
-        verdict.problem = self.check_signer(&signed, pkid_issuer.as_deref(), verdict.signed_at);
+        let chain = match known {
+            Some(k) if (k.not_before..=k.not_after).contains(&verdict.signed_at) => Ok(()),
+            _ => self.verify_chain(&signed, key, pkid_issuer.clone(), verdict.signed_at),
+        };
+        verdict.problem = match chain {
+            Err(e) => Some(DocumentProblem::Document(e)),
+            Ok(()) => self.check_revocation(&signed, pkid_issuer.as_deref(), verdict.signed_at),
+        };
         verdict
     }
 
-    /// The chain and revocation checks of a signature that verified.
-    fn check_signer(
+    /// Finds the signer's chain to an anchor at `signed_at`, and remembers it under `key`.
+    fn verify_chain(
+        &self,
+        signed: &SignedDocument,
+        key: Option<[u8; 32]>,
+        pkid_issuer: Option<String>,
+        signed_at: u64,
+    ) -> Result<(), DocumentError> {
+        let mut candidates = signed.other_certs.clone();
+        candidates.extend(self.issuers.iter().map(|(_, c)| c.clone()));
+        let path = document::verify_chain(&signed.signer, &candidates, &self.anchors, signed_at)?;
+        if let Some(key) = key {
+            let secs = |t: &x509_cert::time::Time| t.to_unix_duration().as_secs();
+            let validity = path.iter().map(|c| &c.tbs_certificate.validity);
+            self.chains.insert(
+                key,
+                VerifiedChain {
+                    not_before: validity
+                        .clone()
+                        .map(|v| secs(&v.not_before))
+                        .max()
+                        .unwrap_or(0),
+                    not_after: validity.map(|v| secs(&v.not_after)).min().unwrap_or(0),
+                    pkid_issuer,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The revocation check of a signer whose chain verified.
+    fn check_revocation(
         &self,
         signed: &SignedDocument,
         pkid_issuer: Option<&str>,
         signed_at: u64,
     ) -> Option<DocumentProblem> {
-        let mut candidates = signed.other_certs.clone();
-        candidates.extend(self.issuers.iter().map(|(_, c)| c.clone()));
-        if let Err(e) =
-            document::verify_chain(&signed.signer, &candidates, &self.anchors, signed_at)
-        {
-            return Some(DocumentProblem::Document(e));
-        }
         let issuer = pkid_issuer?; // another CA's certificate: its revocation is its anchor's business
         let serial = signed.signer.tbs_certificate.serial_number.as_bytes();
         match self.revocation.status(issuer, serial) {
@@ -538,6 +600,39 @@ mod tests {
         );
         set(SignerStatus::Unknown);
         assert_eq!(check(), Some(DocumentProblem::StatusUnknown));
+    }
+
+    #[test]
+    fn a_remembered_chain_is_still_checked_for_time_and_revocation() {
+        let index = Arc::new(FakeIndex::default());
+        let v = verifier(index.clone());
+        let verify = |now| v.verify(&vector("doc.txt"), Some(&vector("p256.p7s")), now);
+        assert_eq!(verify(NOW).problem, None);
+        // Before the signer's certificate was valid: the remembered path does not cover it.
+        let signer = cert(&vector("p256-signer.crt"));
+        let not_before = signer
+            .tbs_certificate
+            .validity
+            .not_before
+            .to_unix_duration()
+            .as_secs();
+        let early = verify(not_before - 86_400);
+        assert_eq!(
+            early.problem.map(|p| p.code()),
+            Some("certificate-not-yet-valid")
+        );
+        // Revoked since: the revocation is read for every document.
+        index.0.lock().expect("lock").insert(
+            p256_serial(),
+            SignerStatus::Revoked {
+                at: SIGNED_AT - 60,
+                reason: None,
+            },
+        );
+        assert_eq!(
+            verify(NOW).problem,
+            Some(DocumentProblem::Revoked { at: SIGNED_AT - 60 })
+        );
     }
 
     #[test]
