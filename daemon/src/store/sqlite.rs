@@ -89,6 +89,8 @@ const MIGRATIONS: &[&str] = &[
     ra_schema::REPORT_INDEXES,
     // 10: organisations' EST and CMP credentials (see sqlite/credentials.rs).
     credentials::MIGRATION,
+    // 11: certificate status beside the request that issued it (see sqlite/ra_schema.rs).
+    ra_schema::CERTIFICATE_STATUS,
 ];
 
 /// Reconciliation closes a pending row whose issuance died by setting `abandoned_at`; `status`
@@ -106,6 +108,109 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     /// Where CRL bodies are kept: `crls/` beside the database file.
     crl_dir: std::path::PathBuf,
+    /// The WAL sync that [`SqliteStore::write`]'s commits share.
+    group: GroupCommit,
+}
+
+/// Group commit for [`SqliteStore::write`] (docs/decisions.md, "Writes share their WAL
+/// sync"): a write commits with `synchronous=NORMAL` (frames written to the WAL, no sync) and
+/// releases the connection, then waits until the WAL is synced past its commit. One writer
+/// syncs for every commit made before it started; the others wait for that sync instead of
+/// making their own, and reads and the next writes run meanwhile. Nobody is answered before
+/// their commit is on disk, as with `synchronous=FULL`.
+struct GroupCommit {
+    wal: std::path::PathBuf,
+    state: Mutex<CommitState>,
+    synced: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct CommitState {
+    /// Commits counted so far, in commit order (counted with the connection locked).
+    committed: u64,
+    /// Every commit up to this one is on disk.
+    synced: u64,
+    /// A writer is syncing the WAL now.
+    syncing: bool,
+    /// A sync failed: what was written since may not be on disk, and a later sync that
+    /// succeeds would not say otherwise, so no write is confirmed again in this process.
+    failed: Option<String>,
+}
+
+impl GroupCommit {
+    fn new(db: &Path) -> Self {
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
+        Self {
+            wal: wal.into(),
+            state: Mutex::default(),
+            synced: std::sync::Condvar::new(),
+        }
+    }
+
+    fn state(&self) -> Result<std::sync::MutexGuard<'_, CommitState>, StoreError> {
+        self.state
+            .lock()
+            .map_err(|_| StoreError::Unavailable("commit state lock poisoned".into()))
+    }
+
+    /// Refuses to write after a failed sync.
+    fn check(&self) -> Result<(), StoreError> {
+        match &self.state()?.failed {
+            Some(e) => Err(sync_failed(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Numbers a commit just made; called before the connection is released.
+    fn committed(&self) -> Result<u64, StoreError> {
+        let mut s = self.state()?;
+        s.committed += 1;
+        Ok(s.committed)
+    }
+
+    /// Returns once commit `n` is on disk, syncing the WAL unless another writer's sync
+    /// already covers it.
+    fn wait(&self, n: u64) -> Result<(), StoreError> {
+        let mut s = self.state()?;
+        loop {
+            if let Some(e) = &s.failed {
+                return Err(sync_failed(e));
+            }
+            if s.synced >= n {
+                return Ok(());
+            }
+            if s.syncing {
+                s = self
+                    .synced
+                    .wait(s)
+                    .map_err(|_| StoreError::Unavailable("commit state lock poisoned".into()))?;
+                continue;
+            }
+            s.syncing = true;
+            let target = s.committed;
+            drop(s);
+            // fdatasync applies to the file, whichever descriptor asks; the WAL exists as long
+            // as a connection is open.
+            let result = std::fs::File::open(&self.wal).and_then(|f| f.sync_data());
+            s = self.state()?;
+            s.syncing = false;
+            match result {
+                Ok(()) => s.synced = s.synced.max(target),
+                Err(e) => {
+                    tracing::error!(error = %e, "the database's WAL could not be synced");
+                    s.failed = Some(e.to_string());
+                }
+            }
+            self.synced.notify_all();
+        }
+    }
+}
+
+fn sync_failed(e: &str) -> StoreError {
+    StoreError::Unavailable(format!(
+        "the database could not be synced to disk ({e}); check the disk and restart pkid"
+    ))
 }
 
 /// A TEXT column of a row, borrowed.
@@ -189,6 +294,7 @@ impl SqliteStore {
         Ok(Self {
             conn: Mutex::new(conn),
             crl_dir,
+            group: GroupCommit::new(path),
         })
     }
 
@@ -262,7 +368,27 @@ impl SqliteStore {
         &self,
         write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.lock()?;
+        let (value, n) = {
+            let mut conn = self.lock()?;
+            self.group.check()?;
+            // This commit only writes the WAL; the sync below makes it durable. Every other
+            // commit on this connection stays `synchronous=FULL`.
+            conn.execute_batch("PRAGMA synchronous=NORMAL")
+                .map_err(unavailable)?;
+            let done = Self::commit_unsynced(&mut conn, write);
+            conn.execute_batch("PRAGMA synchronous=FULL")
+                .map_err(unavailable)?;
+            let value = done?;
+            (value, self.group.committed()?)
+        };
+        self.group.wait(n)?;
+        Ok(value)
+    }
+
+    fn commit_unsynced<T>(
+        conn: &mut Connection,
+        write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(unavailable)?;
@@ -295,22 +421,23 @@ fn stored_status(status: CertStatus) -> &'static str {
 
 impl Certificates for SqliteStore {
     fn reserve(&self, c: &NewCertificate) -> Result<(), StoreError> {
-        let conn = self.lock()?;
-        let r = conn.execute(
-            "INSERT INTO certificates (serial, issuer, subject, profile, not_before, not_after, status, tbs, replaces,
-                                       created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?9, ?9)",
-            params![c.serial, c.issuer, c.subject, c.profile, c.not_before, c.not_after, c.tbs, c.replaces, c.created_at],
-        );
-        match r {
-            Ok(_) => Ok(()),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
-            {
-                Err(StoreError::DuplicateSerial(c.serial.clone()))
+        self.write(|tx| {
+            let r = tx.execute(
+                "INSERT INTO certificates (serial, issuer, subject, profile, not_before, not_after, status, tbs, replaces,
+                                           created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?9, ?9)",
+                params![c.serial, c.issuer, c.subject, c.profile, c.not_before, c.not_after, c.tbs, c.replaces, c.created_at],
+            );
+            match r {
+                Ok(_) => Ok(()),
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+                {
+                    Err(StoreError::DuplicateSerial(c.serial.clone()))
+                }
+                Err(e) => Err(unavailable(e)),
             }
-            Err(e) => Err(unavailable(e)),
-        }
+        })
     }
 
     fn complete(&self, serial: &str, der: &[u8]) -> Result<(), StoreError> {
@@ -368,12 +495,10 @@ impl Certificates for SqliteStore {
 
     fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
         self.lock()?
-            .query_row(
-                &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"),
-                [serial],
-                record,
-            )
-            .optional()
+            .prepare_cached(&format!(
+                "SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"
+            ))
+            .and_then(|mut s| s.query_row([serial], record).optional())
             .map_err(unavailable)
     }
 
@@ -757,6 +882,53 @@ mod tests {
             target: "x".into(),
             outcome: Outcome::Success,
             detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn after_a_failed_sync_no_write_is_confirmed() {
+        let (_d, mut s) = store();
+        s.reserve(&new("0a")).expect("reserve");
+        // The WAL cannot be opened: the sync fails, so the write is not confirmed.
+        s.group.wal = "/nonexistent/t.db-wal".into();
+        let err = s.reserve(&new("0b")).expect_err("unsynced");
+        assert!(err.to_string().contains("could not be synced"), "{err}");
+        // A later sync would succeed, but what came before it may not be on disk: refused
+        // before anything is written.
+        s.group.wal = _d.path().join("t.db-wal");
+        assert!(s.reserve(&new("0c")).is_err());
+        assert!(s.certificate("0c").expect("read").is_none());
+        assert!(s.certificate("0a").expect("read").is_some());
+    }
+
+    #[test]
+    fn concurrent_writes_are_all_durable_and_visible() {
+        let (_d, s) = store();
+        std::thread::scope(|t| {
+            for w in 0..4 {
+                let s = &s;
+                t.spawn(move || {
+                    for i in 0..25 {
+                        s.reserve(&new(&format!("{w:02x}{i:02x}")))
+                            .expect("reserve");
+                    }
+                });
+            }
+        });
+        let state = s.group.state().expect("state");
+        assert_eq!(state.committed, 100);
+        assert_eq!(
+            state.synced, state.committed,
+            "every commit synced before returning"
+        );
+        drop(state);
+        for w in 0..4 {
+            for i in 0..25 {
+                assert!(s
+                    .certificate(&format!("{w:02x}{i:02x}"))
+                    .expect("read")
+                    .is_some());
+            }
         }
     }
 
