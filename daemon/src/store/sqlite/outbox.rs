@@ -312,7 +312,7 @@ impl Outbox for SqliteStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::store::sqlite::tests::store;
 
@@ -352,7 +352,7 @@ mod tests {
     }
 
     /// An organisation and a request in `state` due at `due_at`, inserted as the RA core will.
-    fn request(s: &SqliteStore, id: i64, state: &str, due_at: u64) {
+    pub(in crate::store::sqlite) fn request(s: &SqliteStore, id: i64, state: &str, due_at: u64) {
         let conn = s.lock().expect("lock");
         conn.execute(
             "INSERT OR IGNORE INTO organisations (id, name, path, email, created_at)

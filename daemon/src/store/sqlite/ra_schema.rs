@@ -200,3 +200,44 @@ pub(crate) const REPORT_INDEXES: &str = "
         used_at     INTEGER
     );
     ALTER TABLE outbox ADD COLUMN secret INTEGER NOT NULL DEFAULT 0;";
+
+/// Migration 11: each request that issued a certificate keeps that certificate's status and
+/// end beside it, maintained by triggers in the transactions that change them, so the report's
+/// certificate counts walk one narrow index of the subtree's requests instead of probing
+/// 300,000 certificates (docs/decisions.md, "The report reads certificate status beside the
+/// request"). The triggers cover every writer: the CA's revocations, the RA's fulfilments, the
+/// CLI, and rows loaded in either order.
+pub(crate) const CERTIFICATE_STATUS: &str = "
+    ALTER TABLE requests ADD COLUMN certificate_status TEXT;
+    ALTER TABLE requests ADD COLUMN certificate_not_after INTEGER;
+    UPDATE requests SET (certificate_status, certificate_not_after) =
+        (SELECT status, not_after FROM certificates c WHERE c.serial = requests.issued_certificate)
+        WHERE issued_certificate IS NOT NULL;
+    DROP INDEX requests_report_certificates;
+    CREATE INDEX requests_certificates
+        ON requests(org_path, certificate_status, certificate_not_after)
+        WHERE issued_certificate IS NOT NULL;
+    CREATE TRIGGER requests_certificate_set AFTER UPDATE OF issued_certificate ON requests
+        WHEN NEW.issued_certificate IS NOT NULL
+    BEGIN
+        UPDATE requests SET (certificate_status, certificate_not_after) =
+            (SELECT status, not_after FROM certificates WHERE serial = NEW.issued_certificate)
+            WHERE id = NEW.id;
+    END;
+    CREATE TRIGGER requests_certificate_filed AFTER INSERT ON requests
+        WHEN NEW.issued_certificate IS NOT NULL
+    BEGIN
+        UPDATE requests SET (certificate_status, certificate_not_after) =
+            (SELECT status, not_after FROM certificates WHERE serial = NEW.issued_certificate)
+            WHERE id = NEW.id;
+    END;
+    CREATE TRIGGER certificates_status_to_requests AFTER UPDATE OF status ON certificates
+        WHEN NEW.status IS NOT OLD.status
+    BEGIN
+        UPDATE requests SET certificate_status = NEW.status WHERE issued_certificate = NEW.serial;
+    END;
+    CREATE TRIGGER certificates_filed_to_requests AFTER INSERT ON certificates
+    BEGIN
+        UPDATE requests SET (certificate_status, certificate_not_after) = (NEW.status, NEW.not_after)
+            WHERE issued_certificate = NEW.serial;
+    END;";
