@@ -12,6 +12,7 @@ use std::time::Duration;
 mod audit;
 mod credentials;
 mod crl;
+mod devices;
 mod issuers;
 mod outbox;
 mod ra;
@@ -89,6 +90,9 @@ const MIGRATIONS: &[&str] = &[
     ra_schema::REPORT_INDEXES,
     // 10: organisations' EST and CMP credentials (see sqlite/credentials.rs).
     credentials::MIGRATION,
+    // 12 (11 until the CMP migration lands before it): key devices and their history (see
+    // sqlite/devices.rs).
+    devices::MIGRATION,
 ];
 
 /// Reconciliation closes a pending row whose issuance died by setting `abandoned_at`; `status`
