@@ -167,16 +167,17 @@ impl KeyDevices {
     /// The key type the request's profile wants: P-256 where allowed (the default), else the
     /// profile's first allowed type.
     fn key_type(&self, profile: &str) -> Result<KeyType, TokenError> {
-        let p = self
-            .config
-            .profile(profile)
-            .ok_or_else(|| TokenError::Internal(format!("profile {profile:?} is not configured")))?;
+        let p = self.config.profile(profile).ok_or_else(|| {
+            TokenError::Internal(format!("profile {profile:?} is not configured"))
+        })?;
         let allowed = &p.profile.allowed_keys;
-        Ok(if allowed.contains(&KeyType::EcP256) || allowed.is_empty() {
-            KeyType::EcP256
-        } else {
-            allowed[0]
-        })
+        Ok(
+            if allowed.contains(&KeyType::EcP256) || allowed.is_empty() {
+                KeyType::EcP256
+            } else {
+                allowed[0]
+            },
+        )
     }
 
     /// The CA certificates above a certificate of `issuer`, nearest first.
@@ -398,7 +399,9 @@ impl KeyDevices {
                 who,
                 ACTION,
                 serial,
-                TokenError::Conflict("the receiver's name is required (at most 200 characters)".into()),
+                TokenError::Conflict(
+                    "the receiver's name is required (at most 200 characters)".into(),
+                ),
             ));
         }
         if d.state != DeviceState::Provisioned {
@@ -499,7 +502,8 @@ impl KeyDevices {
         module: &Path,
         label: &str,
     ) -> Result<Token, TokenError> {
-        let token = Token::find(module, label).map_err(|e| self.refuse(who, action, &d.serial, e.into()))?;
+        let token = Token::find(module, label)
+            .map_err(|e| self.refuse(who, action, &d.serial, e.into()))?;
         if token.info.serial != d.serial {
             return Err(self.refuse(
                 who,
@@ -544,7 +548,9 @@ impl KeyDevices {
             .desk
             .approved_for_fulfilment(who, id)
             .map_err(|e| match e {
-                DeskError::Forbidden(m) => self.refuse(who, ACTION, &target, TokenError::Forbidden(m)),
+                DeskError::Forbidden(m) => {
+                    self.refuse(who, ACTION, &target, TokenError::Forbidden(m))
+                }
                 e => e.into(),
             })?;
         if r.kind != RequestKind::Recover || r.key_origin != KeyOrigin::Token {
@@ -572,7 +578,9 @@ impl KeyDevices {
                 )
             })?;
         let token = self.recorded_token(who, ACTION, &d, module, label)?;
-        let so_pin = self.so_pin(&d).map_err(|e| self.refuse(who, ACTION, &d.serial, e))?;
+        let so_pin = self
+            .so_pin(&d)
+            .map_err(|e| self.refuse(who, ACTION, &d.serial, e))?;
         let pin = numeric_pin(USER_PIN_DIGITS)?;
         token
             .set_user_pin(&so_pin, &pin)
@@ -614,7 +622,9 @@ impl KeyDevices {
             ));
         }
         let token = self.recorded_token(who, ACTION, &d, module, label)?;
-        let so_pin = self.so_pin(&d).map_err(|e| self.refuse(who, ACTION, serial, e))?;
+        let so_pin = self
+            .so_pin(&d)
+            .map_err(|e| self.refuse(who, ACTION, serial, e))?;
         token
             .initialise(&so_pin)
             .and_then(|()| token.change_so_pin(&so_pin, pool_so_pin))
@@ -622,7 +632,10 @@ impl KeyDevices {
         d.state = DeviceState::Wiped;
         d.so_pin_sealed = None;
         d.updated_at = self.clock.now();
-        let detail = format!("objects destroyed; certificate {} no longer on it", d.certificate);
+        let detail = format!(
+            "objects destroyed; certificate {} no longer on it",
+            d.certificate
+        );
         self.store.put_device(
             &d,
             Some(DeviceState::Returned),

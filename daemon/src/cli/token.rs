@@ -163,7 +163,10 @@ fn json(value: &serde_json::Value) -> Result<(), Failure> {
 /// `pkid token …`.
 pub(super) fn run(data: &Path, args: TokenArgs, who: &str) -> Result<(), Failure> {
     let opened = datadir::open(data, true).map_err(datadir_failure)?;
-    let internal = |m: String| Failure { message: m, code: 1 };
+    let internal = |m: String| Failure {
+        message: m,
+        code: 1,
+    };
     let keys = opened
         .keys
         .clone()

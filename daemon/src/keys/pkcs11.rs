@@ -1383,7 +1383,10 @@ struct RsaPublicKey<'a> {
 
 /// `rsaEncryption` SubjectPublicKeyInfo (NULL parameters, RFC 3279 §2.3.1) from CKA_MODULUS
 /// and CKA_PUBLIC_EXPONENT (big-endian integers).
-pub(crate) fn rsa_spki(modulus: &[u8], exponent: &[u8]) -> Result<SubjectPublicKeyInfoOwned, KeyError> {
+pub(crate) fn rsa_spki(
+    modulus: &[u8],
+    exponent: &[u8],
+) -> Result<SubjectPublicKeyInfoOwned, KeyError> {
     let bad = |e: der::Error| KeyError::Failed(format!("encoding the RSA public key: {e}"));
     let key = RsaPublicKey {
         modulus: UintRef::new(modulus).map_err(bad)?,

@@ -163,7 +163,10 @@ impl Token {
         match session.login(UserType::So, Some(&AuthPin::new(so_pin.to_owned()))) {
             Ok(()) => Ok(()),
             Err(CkError::Pkcs11(
-                RvError::PinIncorrect | RvError::PinLocked | RvError::PinInvalid | RvError::PinLenRange,
+                RvError::PinIncorrect
+                | RvError::PinLocked
+                | RvError::PinInvalid
+                | RvError::PinLenRange,
                 _,
             )) => Err(DeviceError::SoPinRejected(self.info.label.clone())),
             Err(e) => Err(self.fault("logging in as SO", e)),
@@ -362,7 +365,11 @@ impl UserSession<'_> {
                     .session
                     .sign(&Mechanism::Ecdsa, key.private, digest.as_ref())
                     .map_err(|e| t.fault(what, e))?;
-                let len = if key.key_type == KeyType::EcP256 { 32 } else { 48 };
+                let len = if key.key_type == KeyType::EcP256 {
+                    32
+                } else {
+                    48
+                };
                 ecdsa_sig_value(&raw, len).map_err(|e| t.failed(what, e.to_string()))?
             }
             KeyType::Rsa(_) => self
