@@ -516,3 +516,222 @@ fn a_token_is_provisioned_signs_is_unlocked_taken_back_wiped_and_provisioned_aga
         );
     }
 }
+
+/// Whether the audit log has a refused `action` on `target`.
+fn refused(action: &str, target: &str) -> bool {
+    bed()
+        .audit_rows()
+        .iter()
+        .any(|r| r.action == action && r.target == target && r.outcome == "refused")
+}
+
+#[test]
+fn a_refused_so_pin_leaves_the_request_approved_and_the_token_provisionable() {
+    let bed = bed();
+    let desk = Desk::new("79");
+    let label = "usb-pin";
+    let token = blank(label);
+    let request = desk.issue("Phạm Thu Hà");
+    let wrong = token.pin_file("00000000");
+    let id = request.to_string();
+    let mut args = vec![
+        "provision",
+        "--request",
+        &id,
+        "--so-pin-file",
+        path_str(&wrong),
+    ];
+    args.extend(slot_args(label));
+    let (code, err) = token_fails(&token, &args);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("refused the SO PIN"), "{err}");
+    assert!(!err.contains("00000000"), "the PIN is not echoed: {err}");
+    assert!(refused("device.provision", &id));
+    let shown = bed.get(&format!("/api/v1/requests/{request}"), &desk.ra);
+    assert_eq!(shown.json["state"], "approved", "{shown}");
+    assert_eq!(shown.json["issued_certificate"], Value::Null, "{shown}");
+    let list = token_cli(&token, &["list"]);
+    assert!(!lossy(&list.stdout).contains(&format!("\"request\": {request}")));
+    // The factory PINs still work, and the right SO PIN provisions it.
+    let (device, _) = provision(&token, label, request);
+    assert_eq!(device["state"], "provisioned");
+
+    // The same request again, on another blank token: it already has its device.
+    let other = blank("usb-pin-2");
+    let so = other.pin_file(FACTORY_SO_PIN);
+    let mut args = vec![
+        "provision",
+        "--request",
+        &id,
+        "--so-pin-file",
+        path_str(&so),
+    ];
+    args.extend(slot_args("usb-pin-2"));
+    let (code, err) = token_fails(&other, &args);
+    // The request is fulfilled now: the desk refuses it before any token is touched.
+    assert_eq!(code, 5, "{err}");
+}
+
+#[test]
+fn a_provisioned_token_is_not_provisioned_again_and_unlock_holds_to_the_recorded_token() {
+    let bed = bed();
+    let desk = Desk::new("31");
+    let label = "usb-twice";
+    let token = blank(label);
+    let (device, pin) = provision(&token, label, desk.issue("Đỗ Quang Vinh"));
+    let serial = device["serial"].as_str().expect("serial").to_owned();
+
+    // Already provisioned: refused, audited, the token untouched (the PIN still opens it and
+    // the key is there), the second request still approved.
+    let second = desk.issue("Vũ Thị Lan");
+    let so = token.pin_file(FACTORY_SO_PIN);
+    let id = second.to_string();
+    let mut args = vec![
+        "provision",
+        "--request",
+        &id,
+        "--so-pin-file",
+        path_str(&so),
+    ];
+    args.extend(slot_args(label));
+    let (code, err) = token_fails(&token, &args);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("already provisioned"), "{err}");
+    assert!(refused("device.provision", &id));
+    assert!(objects(&token, label, &pin).contains("Private Key Object"));
+    let shown = bed.get(&format!("/api/v1/requests/{second}"), &desk.ra);
+    assert_eq!(shown.json["state"], "approved", "{shown}");
+
+    // A token provisioned by another CA (certificates on it, not in our records) is refused too.
+    let foreign_label = "usb-foreign";
+    let foreign = blank(foreign_label);
+    let ca = unique_path(foreign.dir.path(), "ca", "der");
+    openssl_ok(&[
+        "x509",
+        "-in",
+        path_str(&bed.data().join("certs/root.crt")),
+        "-outform",
+        "DER",
+        "-out",
+        path_str(&ca),
+    ]);
+    let out = foreign.user_tool(
+        foreign_label,
+        FACTORY_USER_PIN,
+        &[
+            "--write-object",
+            path_str(&ca),
+            "--type",
+            "cert",
+            "--id",
+            "01",
+        ],
+    );
+    assert_success(&out, "pkcs11-tool --write-object");
+    let so = foreign.pin_file(FACTORY_SO_PIN);
+    let mut args = vec![
+        "provision",
+        "--request",
+        &id,
+        "--so-pin-file",
+        path_str(&so),
+    ];
+    args.extend(slot_args(foreign_label));
+    let (code, err) = token_fails(&foreign, &args);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("already holds certificates"), "{err}");
+
+    // Unlock with the wrong token plugged in: refused, audited, neither token changed.
+    let recover = desk.recover(device["certificate"].as_str().expect("cert"));
+    let rid = recover.to_string();
+    let mut args = vec!["unlock", "--request", &rid];
+    args.extend(slot_args(foreign_label));
+    let (code, err) = token_fails(&foreign, &args);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("not the recorded device"), "{err}");
+    assert!(refused("device.unlock", &serial));
+    assert!(objects(&token, label, &pin).contains("Private Key Object"));
+    let shown = bed.get(&format!("/api/v1/requests/{recover}"), &desk.ra);
+    assert_eq!(shown.json["state"], "approved", "{shown}");
+
+    // A token that is not plugged in at all.
+    let mut args = vec!["unlock", "--request", &rid];
+    args.extend(slot_args("usb-absent"));
+    let (code, err) = token_fails(&token, &args);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("no PKCS#11 token labelled"), "{err}");
+
+    // Wiping a device still out is refused.
+    let pool = token.pin_file(FACTORY_SO_PIN);
+    let mut args = vec![
+        "wipe",
+        "--device",
+        &serial,
+        "--so-pin-file",
+        path_str(&pool),
+    ];
+    args.extend(slot_args(label));
+    let (code, err) = token_fails(&token, &args);
+    assert_eq!(code, 5, "{err}");
+    assert!(refused("device.wipe", &serial));
+    // Handing over twice is refused.
+    let handover = [
+        "handover",
+        "--device",
+        &serial,
+        "--receiver",
+        "Hoàng Văn Nam",
+    ];
+    assert_success(&token_cli(&token, &handover), "handover");
+    let (code, err) = token_fails(&token, &handover);
+    assert_eq!(code, 5, "{err}");
+    let (code, err) = token_fails(&token, &["show", "--device", "no-such-device"]);
+    assert_eq!(code, 4, "{err}");
+}
+
+#[test]
+fn a_provincial_ra_officer_unlocks_devices_of_its_province_only() {
+    let home = Desk::new("48");
+    let away = Desk::new("60");
+    let label = "usb-scope";
+    let token = blank(label);
+    let (device, _) = provision(&token, label, home.issue("Ngô Bảo Châu"));
+    let cert = device["certificate"].as_str().expect("cert").to_owned();
+    let recover = home.recover(&cert);
+    let id = recover.to_string();
+
+    // The officer of another province: refused (exit 7) and audited.
+    let mut args = vec!["--operator", &away.ra_id, "unlock", "--request", &id];
+    args.extend(slot_args(label));
+    let (code, err) = token_fails(&token, &args);
+    assert_eq!(code, 7, "{err}");
+    assert!(err.contains("outside your scope"), "{err}");
+    assert!(bed().audit_rows().iter().any(|r| r.actor == away.ra_id
+        && r.action == "device.unlock"
+        && r.target == id
+        && r.outcome == "refused"));
+    // Nor may it read the device.
+    let (code, _) = token_fails(
+        &token,
+        &[
+            "--operator",
+            &away.ra_id,
+            "show",
+            "--device",
+            device["serial"].as_str().expect("serial"),
+        ],
+    );
+    assert_eq!(code, 7);
+
+    // The officer of the organisation's province may.
+    let mut args = vec!["--operator", &home.ra_id, "unlock", "--request", &id];
+    args.extend(slot_args(label));
+    let out = token_cli(&token, &args);
+    assert_success(&out, "pkid token --operator unlock");
+    let (_, pin) = pin_and_json(&lossy(&out.stdout));
+    assert!(objects(&token, label, &pin).contains("Private Key Object"));
+    assert!(bed()
+        .audit_rows()
+        .iter()
+        .any(|r| r.actor == home.ra_id && r.action == "device.unlock" && r.outcome == "success"));
+}
