@@ -201,11 +201,7 @@ impl KeyDevices {
     }
 
     fn reaches(&self, who: &Principal, org: &str) -> Result<bool, TokenError> {
-        let o = self.store.organisation(org)?;
-        Ok(o.is_some_and(|o| {
-            who.reach()
-                .covers_organisation(&o.id, o.province.as_deref(), &o.path)
-        }))
+        reaches(self.store.as_ref(), who, org)
     }
 
     // ---- provision -----------------------------------------------------------------------
@@ -649,13 +645,7 @@ impl KeyDevices {
 
     /// The devices `who` reaches.
     pub fn list(&self, who: &Principal) -> Result<Vec<DeviceRecord>, TokenError> {
-        let mut out = Vec::new();
-        for d in self.store.devices(None)? {
-            if self.reaches(who, &d.organisation)? {
-                out.push(d);
-            }
-        }
-        Ok(out)
+        visible_devices(self.store.as_ref(), who)
     }
 
     /// One device and its history.
@@ -664,9 +654,7 @@ impl KeyDevices {
         who: &Principal,
         serial: &str,
     ) -> Result<(DeviceRecord, Vec<DeviceEvent>), TokenError> {
-        let d = self.device_for(who, "device.show", serial, false)?;
-        let history = self.store.device_history(serial)?;
-        Ok((d, history))
+        visible_device(self.store.as_ref(), who, serial)
     }
 
     /// Devices still out (provisioned or handed over) whose certificate has ended (expired or
@@ -688,6 +676,63 @@ impl KeyDevices {
         }
         Ok(out)
     }
+}
+
+/// Whether `who` reads organisation `org`'s records (its reach: a CA admin everything, an RA
+/// officer or auditor its scope, an organisation officer its organisation).
+fn reaches(store: &dyn Store, who: &Principal, org: &str) -> Result<bool, TokenError> {
+    let o = store.organisation(org)?;
+    Ok(o.is_some_and(|o| {
+        who.reach()
+            .covers_organisation(&o.id, o.province.as_deref(), &o.path)
+    }))
+}
+
+/// The devices `who` reaches, by serial.
+pub fn visible_devices(
+    store: &dyn Store,
+    who: &Principal,
+) -> Result<Vec<DeviceRecord>, TokenError> {
+    let mut out = Vec::new();
+    for d in store.devices(None)? {
+        if reaches(store, who, &d.organisation)? {
+            out.push(d);
+        }
+    }
+    Ok(out)
+}
+
+/// One device `who` reaches, and its history. Out of reach is [`TokenError::Forbidden`],
+/// audited (`device.show`).
+pub fn visible_device(
+    store: &dyn Store,
+    who: &Principal,
+    serial: &str,
+) -> Result<(DeviceRecord, Vec<DeviceEvent>), TokenError> {
+    let d = store
+        .device(serial)?
+        .ok_or_else(|| TokenError::NotFound(format!("no device {serial}")))?;
+    if !reaches(store, who, &d.organisation)? {
+        let e = TokenError::Forbidden(format!("device {serial} is outside your scope"));
+        let entry = AuditEntry {
+            at: now_unix(),
+            actor: who.actor(),
+            action: "device.show".into(),
+            target: serial.chars().take(64).collect(),
+            outcome: Outcome::Refused,
+            detail: e.to_string(),
+        };
+        if let Err(err) = store.audit(&entry) {
+            tracing::error!(error = %err, "audit of a refused device read");
+        }
+        return Err(e);
+    }
+    let history = store.device_history(serial)?;
+    Ok((d, history))
+}
+
+fn now_unix() -> u64 {
+    crate::clock::SystemClock.now()
 }
 
 /// A device as the CLI and the API show it (no sealed SO PIN).

@@ -723,6 +723,45 @@ fn a_provincial_ra_officer_unlocks_devices_of_its_province_only() {
     );
     assert_eq!(code, 7);
 
+    // The JSON API shows the device to those who reach its organisation only.
+    let serial = device["serial"].as_str().expect("serial");
+    let testbed = bed();
+    let mine = testbed.get("/api/v1/devices", &home.officer);
+    assert_eq!(mine.status, 200, "{mine}");
+    assert!(
+        mine.json
+            .as_array()
+            .expect("array")
+            .iter()
+            .any(|d| d["serial"] == serial && d["state"] == "provisioned"),
+        "{mine}"
+    );
+    let theirs = testbed.get("/api/v1/devices", &away.officer);
+    assert_eq!(theirs.status, 200, "{theirs}");
+    assert!(
+        !theirs
+            .json
+            .as_array()
+            .expect("array")
+            .iter()
+            .any(|d| d["serial"] == serial),
+        "{theirs}"
+    );
+    let one = testbed.get(&format!("/api/v1/devices/{serial}"), &home.ra);
+    assert_eq!(one.status, 200, "{one}");
+    assert_eq!(one.json["device"]["organisation"], home.org.as_str());
+    assert_eq!(one.json["device"].get("so_pin_sealed"), None, "{one}");
+    assert_eq!(one.json["history"][0]["action"], "provisioned", "{one}");
+    testbed
+        .get(&format!("/api/v1/devices/{serial}"), &away.ra)
+        .assert_problem(403, "forbidden");
+    testbed
+        .get("/api/v1/devices/no-such-device", &home.ra)
+        .assert_problem(404, "not-found");
+    testbed
+        .call("GET", "/api/v1/devices", None, None)
+        .assert_problem(401, "unauthenticated");
+
     // The officer of the organisation's province may.
     let mut args = vec!["--operator", &home.ra_id, "unlock", "--request", &id];
     args.extend(slot_args(label));

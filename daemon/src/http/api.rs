@@ -200,7 +200,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
 }
 
 /// Runs a desk call on a blocking thread (the store is synchronous).
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, DeskError> + Send + 'static,
 ) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(f).await {
@@ -261,7 +261,7 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> Reply {
     }
 }
 
-fn answer<T: Serialize>(status: StatusCode, r: Result<T, ApiError>) -> Reply {
+pub(super) fn answer<T: Serialize>(status: StatusCode, r: Result<T, ApiError>) -> Reply {
     match r {
         Ok(v) => json(status, &v),
         Err(e) => e.into_response(),
@@ -293,6 +293,7 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
         .route("/operators", post(add_operator).get(operators))
         .route("/operators/{id}", axum::routing::delete(remove_operator))
         .route("/operators/{id}/tokens", post(issue_token))
+        .merge(super::api_devices::router())
         .fallback(|| async {
             ApiError::Desk(DeskError::NotFound("no such API path".into())).into_response()
         })
@@ -305,7 +306,9 @@ pub(crate) async fn plain_http() -> Reply {
 
 /// `GET /api/openapi.json`.
 pub(crate) async fn openapi() -> Reply {
-    match ApiDoc::openapi().to_json() {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(super::api_devices::DevicesDoc::openapi());
+    match doc.to_json() {
         Ok(s) => reply(StatusCode::OK, JSON, s),
         Err(e) => ApiError::Desk(DeskError::Internal(e.to_string())).into_response(),
     }
