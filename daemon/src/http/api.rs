@@ -293,7 +293,6 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
         .route("/operators", post(add_operator).get(operators))
         .route("/operators/{id}", axum::routing::delete(remove_operator))
         .route("/operators/{id}/tokens", post(issue_token))
-        .merge(super::api_devices::router())
         .fallback(|| async {
             ApiError::Desk(DeskError::NotFound("no such API path".into())).into_response()
         })
@@ -302,16 +301,6 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
 /// The plain-HTTP listener's `/api` answer.
 pub(crate) async fn plain_http() -> Reply {
     ApiError::PlainHttp.into_response()
-}
-
-/// `GET /api/openapi.json`.
-pub(crate) async fn openapi() -> Reply {
-    let mut doc = ApiDoc::openapi();
-    doc.merge(super::api_devices::DevicesDoc::openapi());
-    match doc.to_json() {
-        Ok(s) => reply(StatusCode::OK, JSON, s),
-        Err(e) => ApiError::Desk(DeskError::Internal(e.to_string())).into_response(),
-    }
 }
 
 /// Who the caller is.

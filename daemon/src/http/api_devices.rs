@@ -16,7 +16,7 @@ use std::sync::Arc;
 /// Longest device serial looked up (PKCS#11 serial numbers are 16 characters).
 const MAX_SERIAL: usize = 64;
 
-/// The device routes, merged into the API router.
+/// The device routes, merged with the API router under `/api/v1` (`http::routes`).
 pub(super) fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/devices", get(list))
@@ -80,6 +80,20 @@ async fn show(
     }
     .await;
     answer(StatusCode::OK, r)
+}
+
+/// `GET /api/openapi.json`: the API's document with the device paths merged in (served from
+/// here so that `api` does not import this module back).
+pub(crate) async fn openapi() -> crate::http::reply::Reply {
+    use utoipa::OpenApi;
+    let mut doc = super::api::ApiDoc::openapi();
+    doc.merge(DevicesDoc::openapi());
+    match doc.to_json() {
+        Ok(s) => crate::http::reply::reply(StatusCode::OK, "application/json", s),
+        Err(e) => axum::response::IntoResponse::into_response(ApiError::Desk(
+            DeskError::Internal(e.to_string()),
+        )),
+    }
 }
 
 /// The device paths of the OpenAPI document (merged into the API's).
