@@ -774,3 +774,183 @@ fn a_provincial_ra_officer_unlocks_devices_of_its_province_only() {
         .iter()
         .any(|r| r.actor == home.ra_id && r.action == "device.unlock" && r.outcome == "success"));
 }
+
+/// Whether the main thread of process `pid` is in a sleep system call (`nanosleep`,
+/// `clock_nanosleep`: how SQLite's busy handler waits for a lock), per `/proc/PID/syscall`.
+fn sleeping(pid: u32) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    const SLEEPS: [&str; 2] = ["35", "230"];
+    #[cfg(target_arch = "aarch64")]
+    const SLEEPS: [&str; 2] = ["101", "115"];
+    std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .is_some_and(|n| SLEEPS.contains(&n.as_str()))
+}
+
+/// `pkid cert list --subject NAME`: (serial, status) of each certificate.
+fn certificates_of(name: &str) -> Vec<(String, String)> {
+    bed()
+        .cli(&["cert", "list", "--subject", name])
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let serial = f.next()?.to_owned();
+            let _issuer = f.next()?;
+            Some((serial, f.next()?.to_owned()))
+        })
+        .collect()
+}
+
+/// The token is pulled out after its key pair was made, while the CA is issuing: nothing is
+/// recorded, the certificate already issued is revoked, the request stays approved, and the
+/// token, plugged in again, is provisioned by the same command.
+///
+/// The steps are ordered, not timed against each other: `pkid token provision` reads SoftHSM2's
+/// configuration from a FIFO, so it is past opening the store (whose write lock it would
+/// otherwise wait for) when this test's write into the FIFO returns; the test then holds the
+/// store's write lock, so the provisioning waits at the issuance (the certificate's first
+/// write) once its key is on the token; the token directory is moved away (the token pulled
+/// out) and the lock released.
+#[test]
+fn a_token_pulled_out_mid_provisioning_leaves_nothing_recorded_and_provisions_again() {
+    use std::io::Write;
+    let bed = bed();
+    let desk = Desk::new("86");
+    let label = "usb-pulled";
+    let token = blank(label);
+    let name = "Trịnh Công Sơn Thử Rút";
+    let request = desk.issue(name);
+    let tokens = token.dir.path().join("tokens");
+    let slot_dir = std::fs::read_dir(&tokens)
+        .expect("tokens")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.is_dir())
+        .expect("the token's directory");
+    let fifo = token.dir.path().join("softhsm2-fifo.conf");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let so = token.pin_file(FACTORY_SO_PIN);
+    let id = request.to_string();
+    let child = pkid_command(bed.data())
+        .args([
+            "token",
+            "provision",
+            "--request",
+            &id,
+            "--so-pin-file",
+            path_str(&so),
+        ])
+        .args(slot_args(label))
+        .env("SOFTHSM2_CONF", &fifo)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("pkid token provision");
+    // The FIFO opens for writing once the provisioning opens it for reading: it is past the
+    // store's start. (Opened without blocking, so a provisioning that ends first fails the
+    // test instead of hanging it; O_NONBLOCK is 0o4000 on Linux.)
+    let mut child = child;
+    let mut conf = None;
+    let opened = poll(std::time::Duration::from_secs(30), || {
+        use std::os::unix::fs::OpenOptionsExt;
+        conf = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(0o4000)
+            .open(&fifo)
+            .ok();
+        conf.is_some() || child.try_wait().ok().flatten().is_some()
+    });
+    let mut conf = conf.unwrap_or_else(|| {
+        panic!("the provisioning never read its PKCS#11 configuration (opened: {opened})")
+    });
+    let store = rusqlite::Connection::open(bed.data().join("pkid.db")).expect("store");
+    store
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("the store's write lock");
+    write!(
+        conf,
+        "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+        tokens.display()
+    )
+    .expect("write the configuration");
+    drop(conf);
+    // The key pair on the token: two more objects beside token.object.
+    let objects_on_disk = || {
+        std::fs::read_dir(&slot_dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".object"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert!(
+        poll(std::time::Duration::from_secs(20), || objects_on_disk()
+            >= 3),
+        "the key pair was generated on the token"
+    );
+    // Then the request is signed and the issuance waits for the lock: SQLite's busy handler
+    // sleeps between attempts (up to the store's busy timeout, 5 s). Pull the token out once the
+    // process sleeps there, then let the issuance go on.
+    assert!(
+        poll(std::time::Duration::from_secs(4), || sleeping(child.id())),
+        "the provisioning waits for the store's lock"
+    );
+    let pulled = token.dir.path().join("pulled-out");
+    std::fs::rename(&slot_dir, &pulled).expect("pull the token out");
+    store.execute_batch("ROLLBACK").expect("release the lock");
+    drop(store);
+    let out = child.wait_with_output().expect("provision ends");
+    let stderr = lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        !lossy(&out.stdout).contains("PIN:"),
+        "no PIN for an unfinished device"
+    );
+
+    // Nothing recorded, the request still approved, any certificate issued for it revoked.
+    let list = token_cli(&token, &["list"]);
+    assert!(
+        !lossy(&list.stdout).contains(&format!("\"request\": {request},")),
+        "{}",
+        lossy(&list.stdout)
+    );
+    let shown = bed.get(&format!("/api/v1/requests/{request}"), &desk.ra);
+    assert_eq!(shown.json["state"], "approved", "{shown}");
+    assert!(stderr.contains("writing the certificates"), "{stderr}");
+    let issued = certificates_of(name);
+    assert_eq!(issued.len(), 1, "the certificate was issued: {issued:?}");
+    assert_eq!(issued[0].1, "revoked", "and withdrawn: {issued:?}");
+    let record = bed.cli(&["cert", "show", "--serial", &issued[0].0]);
+    assert!(record.contains("cessationOfOperation"), "{record}");
+    let audit = bed.cli(&["audit", "list", "--limit", "100000"]);
+    assert!(
+        audit.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(2) == Some(&"device.provision")
+                && f.get(3) == Some(&id.as_str())
+                && f.get(4) == Some(&"failed")
+        }),
+        "the failed provisioning is audited"
+    );
+
+    // Plugged in again, the same command provisions it (it still has the blank SO PIN).
+    std::fs::rename(&pulled, &slot_dir).expect("plug the token in again");
+    let (device, pin) = provision(&token, label, request);
+    assert_eq!(device["state"], "provisioned");
+    assert!(objects(&token, label, &pin).contains("Private Key Object"));
+    let valid: Vec<_> = certificates_of(name)
+        .into_iter()
+        .filter(|(_, s)| s == "valid")
+        .collect();
+    assert_eq!(valid.len(), 1, "{valid:?}");
+    assert_eq!(
+        canonical_serial(&valid[0].0),
+        canonical_serial(device["certificate"].as_str().expect("cert"))
+    );
+}

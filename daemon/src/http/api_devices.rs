@@ -90,9 +90,9 @@ pub(crate) async fn openapi() -> crate::http::reply::Reply {
     doc.merge(DevicesDoc::openapi());
     match doc.to_json() {
         Ok(s) => crate::http::reply::reply(StatusCode::OK, "application/json", s),
-        Err(e) => axum::response::IntoResponse::into_response(ApiError::Desk(
-            DeskError::Internal(e.to_string()),
-        )),
+        Err(e) => axum::response::IntoResponse::into_response(ApiError::Desk(DeskError::Internal(
+            e.to_string(),
+        ))),
     }
 }
 
