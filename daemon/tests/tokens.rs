@@ -103,7 +103,7 @@ fn token_cli(token: &SoftHsmToken, args: &[&str]) -> std::process::Output {
     pkid_env(bed().data(), &full, &token.env())
 }
 
-fn slot_args<'a>(label: &'a str) -> [&'a str; 4] {
+fn slot_args(label: &str) -> [&str; 4] {
     ["--module", SOFTHSM_MODULE, "--token-label", label]
 }
 
