@@ -43,9 +43,12 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 /// Digits of the user PIN given to the receiver (PKCS#11 tokens take 4–8 or more; 8 digits is
-/// 10^8 guesses against a token that locks after a few).
+/// 10^8 guesses against a token that locks after a few), or the token's shortest PIN if longer.
 pub const USER_PIN_DIGITS: usize = 8;
-/// Digits of the SO PIN pkid sets and escrows (never typed by a person).
+/// Fewest digits of a user PIN pkid gives out.
+pub const MIN_USER_PIN_DIGITS: usize = 6;
+/// Digits of the SO PIN pkid sets and escrows (never typed by a person), or the token's
+/// longest PIN if shorter.
 pub const SO_PIN_DIGITS: usize = 16;
 
 /// Why a device operation did not happen. No message carries a PIN.
@@ -259,12 +262,23 @@ impl KeyDevices {
                  blank or wiped token is provisioned"
             ))));
         }
+        let lengths = (
+            token.info.pin_digits(USER_PIN_DIGITS, MIN_USER_PIN_DIGITS),
+            token.info.pin_digits(SO_PIN_DIGITS, MIN_USER_PIN_DIGITS),
+        );
+        let (Some(user_digits), Some(so_digits)) = lengths else {
+            return Err(refuse(TokenError::Conflict(format!(
+                "token {serial} takes PINs of {} to {} characters; pkid sets numeric PINs of at \
+                 least {MIN_USER_PIN_DIGITS} digits",
+                token.info.min_pin_len, token.info.max_pin_len
+            ))));
+        };
         // Until the certificate is issued, a failure leaves nothing but a re-initialised
         // token that still has its factory SO PIN.
         token
             .initialise(factory_so_pin)
             .map_err(|e| refuse(e.into()))?;
-        let pin = numeric_pin(USER_PIN_DIGITS)?;
+        let pin = numeric_pin(user_digits)?;
         token
             .set_user_pin(factory_so_pin, &pin)
             .map_err(|e| refuse(e.into()))?;
@@ -275,7 +289,7 @@ impl KeyDevices {
         let csr = user.request(&key, subject).map_err(|e| refuse(e.into()))?;
         let issued = self.desk.issue_approved(who, id, &csr)?;
         // From here on the certificate exists: a failure withdraws it.
-        let so_pin = numeric_pin(SO_PIN_DIGITS)?;
+        let so_pin = numeric_pin(so_digits)?;
         let finish = || -> Result<DeviceRecord, TokenError> {
             user.write_certificates(&key.id, &issued.der, &self.chain(r.issuer.as_deref()))?;
             drop(user);
@@ -577,7 +591,11 @@ impl KeyDevices {
         let so_pin = self
             .so_pin(&d)
             .map_err(|e| self.refuse(who, ACTION, &d.serial, e))?;
-        let pin = numeric_pin(USER_PIN_DIGITS)?;
+        let digits = token
+            .info
+            .pin_digits(USER_PIN_DIGITS, MIN_USER_PIN_DIGITS)
+            .unwrap_or(USER_PIN_DIGITS);
+        let pin = numeric_pin(digits)?;
         token
             .set_user_pin(&so_pin, &pin)
             .map_err(|e| self.refuse(who, ACTION, &d.serial, e.into()))?;

@@ -79,6 +79,19 @@ pub struct TokenInfo {
     pub label: String,
     /// Whether the user PIN is locked (too many wrong attempts), where the token says so.
     pub user_pin_locked: bool,
+    /// Shortest PIN the token takes.
+    pub min_pin_len: usize,
+    /// Longest PIN the token takes.
+    pub max_pin_len: usize,
+}
+
+impl TokenInfo {
+    /// `wanted` digits, within what the token takes (`None` if it takes no PIN that long
+    /// that is also at least `floor` digits).
+    pub fn pin_digits(&self, wanted: usize, floor: usize) -> Option<usize> {
+        let n = wanted.max(self.min_pin_len).min(self.max_pin_len);
+        (n >= floor && n >= self.min_pin_len).then_some(n)
+    }
 }
 
 /// A device found by label in a loaded module.
@@ -104,6 +117,8 @@ impl Token {
                 manufacturer: String::new(),
                 label: label.to_owned(),
                 user_pin_locked: false,
+                min_pin_len: 0,
+                max_pin_len: 0,
             },
         };
         token.info = token.read_info()?;
@@ -122,6 +137,8 @@ impl Token {
             manufacturer: info.manufacturer_id().trim().to_owned(),
             label: info.label().trim().to_owned(),
             user_pin_locked: info.user_pin_locked(),
+            min_pin_len: info.min_pin_length(),
+            max_pin_len: info.max_pin_length(),
         })
     }
 
@@ -449,4 +466,53 @@ pub fn numeric_pin(digits: usize) -> Result<Zeroizing<String>, DeviceError> {
         }
     }
     Ok(pin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(min: usize, max: usize) -> TokenInfo {
+        TokenInfo {
+            serial: "s".into(),
+            model: "m".into(),
+            manufacturer: "v".into(),
+            label: "l".into(),
+            user_pin_locked: false,
+            min_pin_len: min,
+            max_pin_len: max,
+        }
+    }
+
+    #[test]
+    fn pins_are_numeric_of_the_length_asked_and_differ() {
+        let a = numeric_pin(8).expect("pin");
+        let b = numeric_pin(8).expect("pin");
+        assert_eq!(a.len(), 8);
+        assert!(a.chars().all(|c| c.is_ascii_digit()));
+        assert_ne!(*a, *b, "two draws of 10^8 collide with probability 1e-8");
+        // Every digit turns up, about equally, over many draws.
+        let many = numeric_pin(20_000).expect("pin");
+        for d in '0'..='9' {
+            let n = many.chars().filter(|c| *c == d).count();
+            assert!((1_600..2_400).contains(&n), "{d}: {n} of 20000");
+        }
+    }
+
+    #[test]
+    fn pin_lengths_follow_what_the_token_takes() {
+        assert_eq!(info(4, 255).pin_digits(8, 6), Some(8));
+        assert_eq!(info(4, 255).pin_digits(16, 6), Some(16));
+        assert_eq!(
+            info(4, 12).pin_digits(16, 6),
+            Some(12),
+            "clamped to the longest"
+        );
+        assert_eq!(
+            info(10, 16).pin_digits(8, 6),
+            Some(10),
+            "raised to the shortest"
+        );
+        assert_eq!(info(4, 5).pin_digits(8, 6), None, "too short to give out");
+    }
 }
