@@ -243,3 +243,158 @@ impl SqliteStore {
         .map_err(unavailable)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Outcome;
+
+    fn audit(action: &str) -> AuditEntry {
+        AuditEntry {
+            at: 1,
+            actor: "t".into(),
+            action: action.into(),
+            target: "dev-1".into(),
+            outcome: Outcome::Success,
+            detail: String::new(),
+        }
+    }
+
+    fn event(action: &str) -> DeviceEvent {
+        DeviceEvent {
+            at: 1,
+            actor: "Trần Thị B".into(),
+            action: action.into(),
+            detail: "biên bản số 7".into(),
+        }
+    }
+
+    fn device(state: DeviceState) -> DeviceRecord {
+        DeviceRecord {
+            serial: "dev-1".into(),
+            model: "SoftHSM v2".into(),
+            manufacturer: "SoftHSM project".into(),
+            label: "usb-0001".into(),
+            organisation: "org".into(),
+            request: 1,
+            certificate: "AB".into(),
+            so_pin_sealed: Some(vec![1, 2, 3]),
+            state,
+            receiver: None,
+            handed_over_at: None,
+            returned_at: None,
+            provisioned_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    /// Each write names the state it moves from: a device moved meanwhile is `Changed`, a
+    /// provisioned device is never provisioned over, and a wiped one is.
+    #[test]
+    fn a_device_moves_only_from_the_state_the_writer_saw_and_keeps_its_history() {
+        let (_dir, s) = crate::store::sqlite::tests::store();
+        // The rows a device points at (organisation, request, certificate) are the RA's and
+        // the CA's; this test is about the device table alone.
+        s.lock()
+            .expect("lock")
+            .execute_batch("PRAGMA foreign_keys=OFF")
+            .expect("pragma");
+        let provisioned = device(DeviceState::Provisioned);
+        s.put_device(
+            &provisioned,
+            None,
+            &event("provisioned"),
+            &audit("device.provision"),
+        )
+        .expect("provision");
+        assert!(matches!(
+            s.put_device(
+                &provisioned,
+                None,
+                &event("provisioned"),
+                &audit("device.provision")
+            ),
+            Err(StoreError::Changed(_))
+        ));
+        let mut handed = provisioned.clone();
+        handed.state = DeviceState::HandedOver;
+        handed.receiver = Some("Trần Văn Bình".into());
+        assert!(matches!(
+            s.put_device(
+                &handed,
+                Some(DeviceState::Returned),
+                &event("handed-over"),
+                &audit("device.handover")
+            ),
+            Err(StoreError::Changed(_))
+        ));
+        s.put_device(
+            &handed,
+            Some(DeviceState::Provisioned),
+            &event("handed-over"),
+            &audit("device.handover"),
+        )
+        .expect("hand over");
+        assert_eq!(s.device("dev-1").expect("read"), Some(handed.clone()));
+        assert_eq!(
+            s.device_by_certificate("AB").expect("read"),
+            Some(handed.clone())
+        );
+        assert_eq!(s.device_by_request(1).expect("read"), Some(handed.clone()));
+        let mut wiped = handed.clone();
+        wiped.state = DeviceState::Wiped;
+        wiped.so_pin_sealed = None;
+        s.put_device(
+            &wiped,
+            Some(DeviceState::HandedOver),
+            &event("wiped"),
+            &audit("device.wipe"),
+        )
+        .expect("wipe");
+        // A wiped device is provisioned again; undoing that restores the wiped row.
+        s.put_device(
+            &provisioned,
+            None,
+            &event("provisioned"),
+            &audit("device.provision"),
+        )
+        .expect("provision again");
+        s.restore_device(
+            "dev-1",
+            Some(&wiped),
+            &event("provisioning-undone"),
+            &audit("device.provision"),
+        )
+        .expect("undo");
+        assert_eq!(s.device("dev-1").expect("read"), Some(wiped));
+        let actions: Vec<String> = s
+            .device_history("dev-1")
+            .expect("history")
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "provisioned",
+                "handed-over",
+                "wiped",
+                "provisioned",
+                "provisioning-undone"
+            ]
+        );
+        assert_eq!(
+            s.devices(Some(&["other".to_owned()])).expect("list"),
+            vec![]
+        );
+        assert_eq!(s.devices(None).expect("list").len(), 1);
+        s.restore_device(
+            "dev-1",
+            None,
+            &event("provisioning-undone"),
+            &audit("device.provision"),
+        )
+        .expect("remove");
+        assert_eq!(s.device("dev-1").expect("read"), None);
+    }
+}
