@@ -121,7 +121,13 @@ fn provision(token: &SoftHsmToken, label: &str, request: i64) -> (Value, String)
     args.extend(slot_args(label));
     let out = token_cli(token, &args);
     assert_success(&out, "pkid token provision");
-    pin_and_json(&lossy(&out.stdout))
+    let (device, pin) = pin_and_json(&lossy(&out.stdout));
+    assert!(
+        !lossy(&out.stderr).contains(&pin),
+        "the PIN is not logged: {}",
+        lossy(&out.stderr)
+    );
+    (device, pin)
 }
 
 /// Splits a command's stdout into its JSON and its last line `PIN: <digits>`.
@@ -406,6 +412,10 @@ fn a_token_is_provisioned_signs_is_unlocked_taken_back_wiped_and_provisioned_aga
     let out = token_cli(&token, &args);
     assert_success(&out, "pkid token unlock");
     let (_, new_pin) = pin_and_json(&lossy(&out.stdout));
+    assert!(
+        !lossy(&out.stderr).contains(&new_pin),
+        "the PIN is not logged"
+    );
     assert_ne!(new_pin, pin);
     assert!(
         !token
