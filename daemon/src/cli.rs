@@ -9,6 +9,7 @@ mod credential;
 pub use credential::CredentialCommand;
 mod crl;
 mod ra;
+mod token;
 pub use calendar::CalendarCommand;
 mod audit;
 pub use audit::EXIT_AUDIT_BROKEN;
@@ -79,6 +80,8 @@ pub enum Command {
     /// Organisations' EST and CMP credentials.
     #[command(subcommand)]
     Credential(CredentialCommand),
+    /// Subscribers' key devices: provision, hand over, unlock, take back, wipe.
+    Token(token::TokenArgs),
 }
 
 /// `pkid init` options.
@@ -558,6 +561,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Issuance(cmd) => ra::issuance(&data, cmd, &who),
         Command::Calendar(cmd) => calendar::run(&data, cmd),
         Command::Credential(cmd) => credential::run(&data, cmd, &who),
+        Command::Token(a) => token::run(&data, a, &who),
     }
 }
 

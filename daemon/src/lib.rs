@@ -35,4 +35,5 @@ pub mod peer_faults;
 pub mod portal;
 pub mod ra;
 pub mod store;
+pub mod token;
 pub mod tsa;

@@ -949,6 +949,63 @@ impl crate::store::Credentials for MeteredStore {
     }
 }
 
+impl crate::store::KeyDevices for MeteredStore {
+    fn put_device(
+        &self,
+        device: &crate::store::devices::DeviceRecord,
+        expected: Option<crate::store::devices::DeviceState>,
+        event: &crate::store::devices::DeviceEvent,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.observe("put_device", || {
+            self.inner.put_device(device, expected, event, audit)
+        })
+    }
+    fn restore_device(
+        &self,
+        serial: &str,
+        previous: Option<&crate::store::devices::DeviceRecord>,
+        event: &crate::store::devices::DeviceEvent,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.observe("restore_device", || {
+            self.inner.restore_device(serial, previous, event, audit)
+        })
+    }
+    fn device(
+        &self,
+        serial: &str,
+    ) -> Result<Option<crate::store::devices::DeviceRecord>, StoreError> {
+        self.observe("device", || self.inner.device(serial))
+    }
+    fn device_by_certificate(
+        &self,
+        serial: &str,
+    ) -> Result<Option<crate::store::devices::DeviceRecord>, StoreError> {
+        self.observe("device_by_certificate", || {
+            self.inner.device_by_certificate(serial)
+        })
+    }
+    fn device_by_request(
+        &self,
+        id: i64,
+    ) -> Result<Option<crate::store::devices::DeviceRecord>, StoreError> {
+        self.observe("device_by_request", || self.inner.device_by_request(id))
+    }
+    fn devices(
+        &self,
+        organisations: Option<&[String]>,
+    ) -> Result<Vec<crate::store::devices::DeviceRecord>, StoreError> {
+        self.observe("devices", || self.inner.devices(organisations))
+    }
+    fn device_history(
+        &self,
+        serial: &str,
+    ) -> Result<Vec<crate::store::devices::DeviceEvent>, StoreError> {
+        self.observe("device_history", || self.inner.device_history(serial))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

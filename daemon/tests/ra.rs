@@ -906,6 +906,8 @@ const API_PATHS: &[&str] = &[
     "/api/v1/confirmations",
     "/api/v1/confirmations/{id}/confirm",
     "/api/v1/revocations",
+    "/api/v1/devices",
+    "/api/v1/devices/{serial}",
 ];
 
 #[test]

@@ -200,7 +200,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
 }
 
 /// Runs a desk call on a blocking thread (the store is synchronous).
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, DeskError> + Send + 'static,
 ) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(f).await {
@@ -261,7 +261,7 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> Reply {
     }
 }
 
-fn answer<T: Serialize>(status: StatusCode, r: Result<T, ApiError>) -> Reply {
+pub(super) fn answer<T: Serialize>(status: StatusCode, r: Result<T, ApiError>) -> Reply {
     match r {
         Ok(v) => json(status, &v),
         Err(e) => e.into_response(),
@@ -301,14 +301,6 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
 /// The plain-HTTP listener's `/api` answer.
 pub(crate) async fn plain_http() -> Reply {
     ApiError::PlainHttp.into_response()
-}
-
-/// `GET /api/openapi.json`.
-pub(crate) async fn openapi() -> Reply {
-    match ApiDoc::openapi().to_json() {
-        Ok(s) => reply(StatusCode::OK, JSON, s),
-        Err(e) => ApiError::Desk(DeskError::Internal(e.to_string())).into_response(),
-    }
 }
 
 /// Who the caller is.

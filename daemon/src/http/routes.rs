@@ -129,7 +129,7 @@ fn status_plane() -> Router<Arc<AppState>> {
         )
         .route("/ca/{*file}", read_only(ca_certificate))
         .route("/certs/{*file}", read_only(published))
-        .route("/api/openapi.json", read_only(super::api::openapi))
+        .route("/api/openapi.json", read_only(super::api_devices::openapi))
     // CMP (RFC 9811 HTTP transfer, protected end to end, so on both listeners) goes here:
     // .route("/.well-known/cmp", post(super::cmp::post))
     // .route("/.well-known/cmp/p/{label}", post(super::cmp::post))
@@ -146,7 +146,10 @@ fn enrollment_plane(state: &Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/whoami", read_only(whoami))
         .nest("/.well-known/est", crate::est::http::router(state))
-        .nest("/api/v1", super::api::router())
+        .nest(
+            "/api/v1",
+            super::api_devices::router().merge(super::api::router()),
+        )
 }
 
 /// `GET /metrics`: the Prometheus text exposition.

@@ -86,9 +86,9 @@ const MIN_SESSIONS: usize = 1;
 const SESSION_WAIT: Duration = Duration::from_secs(30);
 /// Length of the random CKA_ID shared by the two halves of a generated key pair (128 bits: no
 /// collision with any other key on the token).
-const KEY_ID_LEN: usize = 16;
+pub(crate) const KEY_ID_LEN: usize = 16;
 /// Public exponent of generated RSA keys: F4 = 65537, big-endian (RFC 8017 recommends it).
-const RSA_PUBLIC_EXPONENT: [u8; 3] = [0x01, 0x00, 0x01];
+pub(crate) const RSA_PUBLIC_EXPONENT: [u8; 3] = [0x01, 0x00, 0x01];
 /// RSA modulus sizes pkid generates (the configuration names `rsa2048`, `rsa3072`, `rsa4096`).
 const RSA_GENERATED_BITS: [usize; 3] = [2048, 3072, 4096];
 /// First byte of an uncompressed SEC 1 elliptic-curve point (`04 ‖ X ‖ Y`).
@@ -1077,7 +1077,7 @@ fn session_dead(e: &CkError) -> bool {
 
 /// The module or its device failed as a whole: operations keep failing until the module is
 /// re-initialised (see the module documentation).
-fn device_fault(e: &CkError) -> bool {
+pub(crate) fn device_fault(e: &CkError) -> bool {
     matches!(
         return_value(e),
         Some(
@@ -1094,7 +1094,7 @@ fn device_fault(e: &CkError) -> bool {
 }
 
 /// One line for a cryptoki error (the `RvError` display is a paragraph of the standard).
-fn describe(e: &CkError) -> String {
+pub(crate) fn describe(e: &CkError) -> String {
     match e {
         CkError::Pkcs11(rv, function) => format!("C_{function:?} returned {rv:?}"),
         other => other.to_string(),
@@ -1102,7 +1102,7 @@ fn describe(e: &CkError) -> String {
 }
 
 /// Loads and initializes the module at `path`, or returns the context loaded before.
-fn module(path: &Path) -> Result<Pkcs11, KeyError> {
+pub(crate) fn module(path: &Path) -> Result<Pkcs11, KeyError> {
     let canonical = path.canonicalize().map_err(|e| {
         KeyError::Config(format!("PKCS#11 module {} not found: {e}", path.display()))
     })?;
@@ -1152,7 +1152,7 @@ fn exports_function_list(path: &Path, canonical: &Path) -> Result<(), KeyError> 
 }
 
 /// The slot holding the one initialized token labelled `label`.
-fn find_token(ctx: &Pkcs11, label: &str) -> Result<Slot, KeyError> {
+pub(crate) fn find_token(ctx: &Pkcs11, label: &str) -> Result<Slot, KeyError> {
     let slots = ctx.get_slots_with_token().map_err(|e| {
         KeyError::Config(format!(
             "listing the slots of the PKCS#11 module: {}",
@@ -1194,7 +1194,7 @@ fn find_token(ctx: &Pkcs11, label: &str) -> Result<Slot, KeyError> {
 
 /// The attributes every secret pkid generates in a token shares: a token object, behind the
 /// login, never revealed and never extractable, named by its label and id.
-fn kept_in_token(label: &str, id: Vec<u8>) -> Vec<Attribute> {
+pub(crate) fn kept_in_token(label: &str, id: Vec<u8>) -> Vec<Attribute> {
     vec![
         Attribute::Token(true),
         Attribute::Private(true),
@@ -1321,14 +1321,14 @@ fn public_key_info(
 }
 
 /// CKA_EC_PARAMS for a named curve: the DER of its OID.
-fn named_curve(curve: ObjectIdentifier) -> Result<Vec<u8>, KeyError> {
+pub(crate) fn named_curve(curve: ObjectIdentifier) -> Result<Vec<u8>, KeyError> {
     curve
         .to_der()
         .map_err(|e| KeyError::Failed(format!("encoding curve {curve}: {e}")))
 }
 
 /// `id-ecPublicKey` SubjectPublicKeyInfo from CKA_EC_PARAMS and CKA_EC_POINT (RFC 5480 §2).
-fn ec_spki(params: &[u8], point: &[u8]) -> Result<SubjectPublicKeyInfoOwned, KeyError> {
+pub(crate) fn ec_spki(params: &[u8], point: &[u8]) -> Result<SubjectPublicKeyInfoOwned, KeyError> {
     let curve = ObjectIdentifier::from_der(params).map_err(|_| {
         KeyError::Failed(
             "CKA_EC_PARAMS is not a named-curve OID (explicit curve parameters are not supported)"
@@ -1383,7 +1383,10 @@ struct RsaPublicKey<'a> {
 
 /// `rsaEncryption` SubjectPublicKeyInfo (NULL parameters, RFC 3279 §2.3.1) from CKA_MODULUS
 /// and CKA_PUBLIC_EXPONENT (big-endian integers).
-fn rsa_spki(modulus: &[u8], exponent: &[u8]) -> Result<SubjectPublicKeyInfoOwned, KeyError> {
+pub(crate) fn rsa_spki(
+    modulus: &[u8],
+    exponent: &[u8],
+) -> Result<SubjectPublicKeyInfoOwned, KeyError> {
     let bad = |e: der::Error| KeyError::Failed(format!("encoding the RSA public key: {e}"));
     let key = RsaPublicKey {
         modulus: UintRef::new(modulus).map_err(bad)?,
@@ -1409,7 +1412,7 @@ struct EcdsaSigValue<'a> {
 
 /// Re-encodes the raw `r ‖ s` a token returns for CKM_ECDSA (each `coordinate_len` bytes,
 /// big-endian) as a DER `Ecdsa-Sig-Value` with minimal INTEGERs.
-fn ecdsa_sig_value(raw: &[u8], coordinate_len: usize) -> Result<Vec<u8>, SignError> {
+pub(crate) fn ecdsa_sig_value(raw: &[u8], coordinate_len: usize) -> Result<Vec<u8>, SignError> {
     if raw.len() != 2 * coordinate_len {
         return Err(SignError::Failed(format!(
             "the token returned a {}-byte ECDSA signature, not {}",

@@ -10,6 +10,7 @@
 //! audit           AuditLog        audit.rs         who did what, when, how it ended
 //! RA              RaRequests      ra.rs            organisations, operators, requests, documents
 //! outbox          Outbox          outbox.rs        queued notifications, breach and reminder marks
+//! key devices     KeyDevices      devices.rs       subscribers' tokens, escrowed SO PINs, history
 //! ```
 //!
 //! [`Store`] is every role at once, implemented for any type that implements them all, so the
@@ -34,6 +35,7 @@ pub mod certificates;
 pub mod credentials;
 pub mod crl;
 pub mod cursor;
+pub mod devices;
 pub mod feed;
 pub mod follow;
 pub mod issuers;
@@ -50,6 +52,7 @@ pub use certificates::{
 };
 pub use credentials::{CredentialKind, CredentialRecord, Credentials, EstRequest};
 pub use crl::CrlStore;
+pub use devices::KeyDevices;
 pub use feed::{Change, StatusFeed, StatusRow};
 pub use issuers::{IssuerRecord, IssuerRegistry};
 pub use outbox::{Channel, Outbox, OutboxMessage, QueuedMessage};
@@ -71,6 +74,7 @@ pub trait Store:
     + RaRequests
     + Outbox
     + Credentials
+    + KeyDevices
 {
     /// This store as its certificates role.
     fn as_certificates(&self) -> &dyn Certificates;
@@ -97,7 +101,8 @@ impl<
             + IssuerRegistry
             + RaRequests
             + Outbox
-            + Credentials,
+            + Credentials
+            + KeyDevices,
     > Store for T
 {
     fn as_certificates(&self) -> &dyn Certificates {

@@ -12,6 +12,7 @@ use std::time::Duration;
 mod audit;
 mod credentials;
 mod crl;
+mod devices;
 mod issuers;
 mod outbox;
 mod ra;
@@ -91,6 +92,8 @@ const MIGRATIONS: &[&str] = &[
     credentials::MIGRATION,
     // 11: certificate status beside the request that issued it (see sqlite/ra_schema.rs).
     ra_schema::CERTIFICATE_STATUS,
+    // 12: key devices and their history (see sqlite/devices.rs).
+    devices::MIGRATION,
 ];
 
 /// Reconciliation closes a pending row whose issuance died by setting `abandoned_at`; `status`
