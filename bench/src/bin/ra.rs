@@ -450,7 +450,7 @@ fn main() {
             );
         }
     }
-    println!("RA benchmark: {requests} requests, {organisations} organisations, SQLite (WAL, synchronous=FULL)");
+    println!("RA benchmark: {requests} requests, {organisations} organisations, SQLite (WAL; each write synced before it returns, syncs shared)");
     line("list: province RA officer, 50 per page", &list_h, &bare_h);
 
     // ---- submit ------------------------------------------------------------------------------
