@@ -289,6 +289,8 @@ impl SqliteStore {
             "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA mmap_size=1073741824;",
         )
         .map_err(unavailable)?;
+        // Room for every statement the hot paths cache (rusqlite keeps 16 by default).
+        conn.set_prepared_statement_cache_capacity(64);
         Self::migrate(&mut conn)?;
         let crl_dir = path
             .parent()
