@@ -478,7 +478,7 @@ impl AuditRow {
     /// Parses `TIME  ACTOR ACTION TARGET OUTCOME DETAIL…` (TARGET may be empty).
     fn parse(line: &str) -> Option<Self> {
         let f: Vec<&str> = line.split_whitespace().collect();
-        let is_outcome = |s: &str| s == "success" || s == "refused";
+        let is_outcome = |s: &str| matches!(s, "success" | "refused" | "failed");
         let (target, outcome) = match (f.get(3), f.get(4)) {
             (Some(o), _) if is_outcome(o) => ("", *o),
             (Some(t), Some(o)) if is_outcome(o) => (*t, *o),
