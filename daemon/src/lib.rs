@@ -23,6 +23,7 @@ pub mod clock;
 pub mod config;
 pub mod crl;
 pub mod datadir;
+pub mod cmp;
 pub mod est;
 pub mod http;
 pub mod index;

@@ -937,7 +937,10 @@ pub fn encode_response(
             .transpose()
             .map_err(enc)?,
         recip_kid: None,
-        trans_id: Some(OctetString::new(header.transaction_id.clone()).map_err(enc)?),
+        trans_id: (!header.transaction_id.is_empty())
+            .then(|| OctetString::new(header.transaction_id.clone()))
+            .transpose()
+            .map_err(enc)?,
         sender_nonce: Some(OctetString::new(header.sender_nonce.to_vec()).map_err(enc)?),
         recip_nonce: header
             .recip_nonce

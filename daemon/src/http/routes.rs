@@ -58,12 +58,14 @@ pub fn routers(state: &Arc<AppState>) -> Routers {
             .route(
                 "/.well-known/est/{*rest}",
                 axum::routing::any(crate::est::http::plain_http),
-            ),
+            )
+            .merge(crate::cmp::http::router(state)),
         state,
     );
     let https = edge(
         status_plane()
             .merge(enrollment_plane(state))
+            .merge(crate::cmp::http::router(state))
             .merge(crate::portal::router(&state.config.load())),
         state,
     );

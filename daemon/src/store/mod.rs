@@ -31,6 +31,7 @@
 
 pub mod audit;
 pub mod certificates;
+pub mod cmp;
 pub mod credentials;
 pub mod crl;
 pub mod cursor;
@@ -48,6 +49,7 @@ pub use audit::{
 pub use certificates::{
     CertStatus, CertificateRecord, Certificates, ListFilter, NewCertificate, StatusChange,
 };
+pub use cmp::{CmpState, CmpTransaction, CmpTransactions};
 pub use credentials::{CredentialKind, CredentialRecord, Credentials, EstRequest};
 pub use crl::CrlStore;
 pub use feed::{Change, StatusFeed, StatusRow};
@@ -71,6 +73,7 @@ pub trait Store:
     + RaRequests
     + Outbox
     + Credentials
+    + CmpTransactions
 {
     /// This store as its certificates role.
     fn as_certificates(&self) -> &dyn Certificates;
@@ -97,7 +100,8 @@ impl<
             + IssuerRegistry
             + RaRequests
             + Outbox
-            + Credentials,
+            + Credentials
+            + CmpTransactions,
     > Store for T
 {
     fn as_certificates(&self) -> &dyn Certificates {

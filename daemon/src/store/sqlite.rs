@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 mod audit;
+mod cmp;
 mod credentials;
 mod crl;
 mod issuers;
@@ -89,6 +90,8 @@ const MIGRATIONS: &[&str] = &[
     ra_schema::REPORT_INDEXES,
     // 10: organisations' EST and CMP credentials (see sqlite/credentials.rs).
     credentials::MIGRATION,
+    // 11: CMP transactions (see sqlite/cmp.rs).
+    cmp::MIGRATION,
 ];
 
 /// Reconciliation closes a pending row whose issuance died by setting `abandoned_at`; `status`
