@@ -976,6 +976,130 @@ pub fn encode_response(
     .map_err(enc)
 }
 
+/// A response as a client reads it (for tests, benchmarks and diagnostics).
+#[derive(Clone, Debug)]
+pub struct ResponseView {
+    /// The PKIBody's context tag (1 ip, 3 cp, 19 pkiConf, 23 error, …).
+    pub body_tag: u8,
+    /// The status of an error or of the first CertResponse.
+    pub status: Option<StatusInfo>,
+    /// The issued certificate of the first CertResponse.
+    pub certificate: Option<Certificate>,
+    /// caPubs of a CertRepMessage.
+    pub ca_pubs: Vec<Certificate>,
+    /// extraCerts.
+    pub extra_certs: Vec<Certificate>,
+    /// transactionID.
+    pub transaction_id: Option<Vec<u8>>,
+    /// senderNonce.
+    pub sender_nonce: Option<Vec<u8>>,
+    /// recipNonce.
+    pub recip_nonce: Option<Vec<u8>>,
+    /// Whether generalInfo grants implicit confirmation.
+    pub implicit_confirm: bool,
+    protection_alg: Option<AlgorithmIdentifierOwned>,
+    protected_part: Vec<u8>,
+    protection: Option<Vec<u8>>,
+}
+
+impl ResponseView {
+    /// Whether the response carries a protection.
+    pub fn is_protected(&self) -> bool {
+        self.protection.is_some()
+    }
+
+    /// Verifies a PBM protection with `secret`.
+    pub fn verify_mac(&self, secret: &[u8]) -> Result<(), CmpError> {
+        let alg = self
+            .protection_alg
+            .as_ref()
+            .ok_or_else(|| CmpError::Protection("the response is not protected".into()))?;
+        let pbm = Pbm::from_algorithm(alg)?;
+        let got = self
+            .protection
+            .as_deref()
+            .ok_or_else(|| CmpError::Protection("the response has no protection".into()))?;
+        if pbm.mac(secret, &self.protected_part) == got {
+            Ok(())
+        } else {
+            Err(CmpError::BadMac)
+        }
+    }
+
+    /// Whether the status carries failure bit `bit`.
+    pub fn has_failure(&self, bit: FailureBit) -> bool {
+        self.status
+            .as_ref()
+            .and_then(|s| s.fail_info.as_ref())
+            .is_some_and(|f| has_failure_bit(f, bit))
+    }
+
+    /// The status string, joined.
+    pub fn status_text(&self) -> String {
+        self.status
+            .as_ref()
+            .and_then(|s| s.status_string.as_ref())
+            .map(|t| t.join(" "))
+            .unwrap_or_default()
+    }
+}
+
+/// Parses a response PKIMessage (the client's side of [`encode_response`]).
+pub fn parse_response(der: &[u8]) -> Result<ResponseView, CmpError> {
+    use cmpv2::certified_key_pair::CertOrEncCert;
+    let raw = RawMessage::from_der(der).map_err(malformed("PKIMessage"))?;
+    let header_der = raw.header.to_der().map_err(malformed("header"))?;
+    let body_der = raw.body.to_der().map_err(malformed("body"))?;
+    let header = PkiHeader::from_der(&header_der).map_err(malformed("header"))?;
+    let body_tag = match raw.body.tag() {
+        Tag::ContextSpecific { number, .. } => number.value(),
+        other => return Err(CmpError::Malformed(format!("body tag {other}"))),
+    };
+    let (mut status, mut certificate, mut ca_pubs) = (None, None, Vec::new());
+    match body_tag {
+        1 | 3 | 8 => {
+            let rep = CertRepContent::from_der(raw.body.value()).map_err(malformed("CertRep"))?;
+            ca_pubs = rep.ca_pubs.unwrap_or_default();
+            if let Some(r) = rep.response.into_iter().next() {
+                status = Some(r.status);
+                if let Some(kp) = r.certified_key_pair {
+                    if let CertOrEncCert::Certificate(c) = kp.cert_or_enc_cert {
+                        certificate = Some(*c);
+                    }
+                }
+            }
+        }
+        23 => {
+            let e = ErrorContent::from_der(raw.body.value()).map_err(malformed("error"))?;
+            status = Some(e.status);
+        }
+        _ => {}
+    }
+    let protected_part = ProtectedPart {
+        header: der::AnyRef::from_der(&header_der).map_err(malformed("header"))?,
+        body: der::AnyRef::from_der(&body_der).map_err(malformed("body"))?,
+    }
+    .to_der()
+    .map_err(malformed("ProtectedPart"))?;
+    Ok(ResponseView {
+        body_tag,
+        status,
+        certificate,
+        ca_pubs,
+        extra_certs: raw.extra_certs.unwrap_or_default(),
+        transaction_id: octets(header.trans_id.clone()),
+        sender_nonce: octets(header.sender_nonce.clone()),
+        recip_nonce: octets(header.recip_nonce.clone()),
+        implicit_confirm: header
+            .general_info
+            .as_ref()
+            .is_some_and(|g| g.iter().any(|i| i.oid == ID_IT_IMPLICIT_CONFIRM)),
+        protection_alg: header.protection_alg.clone(),
+        protected_part,
+        protection: raw.protection.map(|p| p.raw_bytes().to_vec()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1061,5 +1185,89 @@ mod tests {
         }
         let big = vec![0u8; MAX_MESSAGE_BYTES + 1];
         assert!(matches!(parse_request(&big), Err(CmpError::TooLarge(_))));
+    }
+
+    /// `testdata/cmp/ir-pbm-hmac-sha1.der`: an ir made by `openssl cmp` 3.0 with
+    /// `-secret pass:abc` (see testdata/cmp/README.md).
+    #[test]
+    fn openssl_ir_parses_and_its_default_mac_verifies() {
+        let der = include_bytes!("../../testdata/cmp/ir-pbm-hmac-sha1.der");
+        let req = parse_request(der).expect("parses");
+        assert_eq!(req.body.name(), "ir");
+        assert_eq!(req.sender_kid.as_deref(), Some(&b"org-42"[..]));
+        assert_eq!(req.transaction_id.len(), 16);
+        assert_eq!(req.sender_nonce.len(), 16);
+        assert!(!req.implicit_confirm);
+        let pbm = req.pbm().expect("PBM");
+        assert_eq!(pbm.params.mac.oid, HMAC_SHA1_IPSEC);
+        assert_eq!(pbm.params.owf.oid, SHA256);
+        assert_eq!(pbm.params.iteration_count, 500);
+        req.verify_mac(&pbm, b"abc").expect("the MAC verifies");
+        assert_eq!(req.verify_mac(&pbm, b"abd"), Err(CmpError::BadMac));
+        let RequestBody::Ir(msgs) = &req.body else {
+            panic!("ir")
+        };
+        let v = verify_cert_request(&msgs[0]).expect("POP verifies");
+        assert_eq!(v.subject.expect("subject").to_string(), "CN=cmp-client");
+        // A flipped bit in the POP signature is badPOP.
+        let mut bad = msgs[0].clone();
+        if let Some(ProofOfPossession::Signature(sk)) = &mut bad.popo {
+            let mut sig = sk.signature.raw_bytes().to_vec();
+            let last = sig.len() - 1;
+            sig[last] ^= 1;
+            sk.signature = BitString::from_bytes(&sig).expect("bits");
+        }
+        assert_eq!(
+            verify_cert_request(&bad).expect_err("refused").failure_bit(),
+            FailureBit::BadPop
+        );
+    }
+
+    #[test]
+    fn responses_round_trip_through_the_client_view() {
+        let params = cmpv2::parameter::PbmParameter {
+            salt: OctetString::new(vec![7; 16]).expect("salt"),
+            owf: AlgorithmIdentifierOwned {
+                oid: SHA256,
+                parameters: None,
+            },
+            iteration_count: 500,
+            mac: AlgorithmIdentifierOwned {
+                oid: HMAC_SHA256,
+                parameters: None,
+            },
+        };
+        let pbm = Pbm::new(params).expect("pbm");
+        let header = ResponseHeader {
+            sender: Name::default(),
+            recipient: GeneralName::DirectoryName(Name::default()),
+            message_time: 1_800_000_000,
+            transaction_id: vec![1; 16],
+            sender_nonce: [2; 16],
+            recip_nonce: Some(vec![3; 16]),
+            sender_kid: Some(b"kid".to_vec()),
+            implicit_confirm: false,
+            pvno: 2,
+        };
+        let body = ResponseBody::error(&[FailureBit::TransactionIdInUse], "Mã giao dịch đã dùng")
+            .expect("body");
+        let der = encode_response(
+            &header,
+            &body,
+            ResponseProtection::Mac {
+                pbm: &pbm,
+                secret: b"s",
+            },
+            Vec::new(),
+        )
+        .expect("encodes");
+        let v = parse_response(&der).expect("parses");
+        assert_eq!(v.body_tag, 23);
+        assert!(v.has_failure(FailureBit::TransactionIdInUse));
+        assert!(!v.has_failure(FailureBit::BadRequest));
+        assert_eq!(v.status_text(), "Mã giao dịch đã dùng");
+        assert_eq!(v.recip_nonce.as_deref(), Some(&[3u8; 16][..]));
+        v.verify_mac(b"s").expect("MAC verifies");
+        assert_eq!(v.verify_mac(b"t"), Err(CmpError::BadMac));
     }
 }

@@ -162,7 +162,11 @@ impl CmpConfig {
             }
             let approval = match l.approval.as_str() {
                 "auto" => Approval::Auto,
-                "operator" => Approval::Operator,
+                "operator" => {
+                    return Err(format!(
+                        "{at}.approval \"operator\": waiting for an operator (pollReq/pollRep) is not built yet for CMP; use \"auto\""
+                    ))
+                }
                 other => return Err(format!("{at}.approval {other:?}: auto or operator")),
             };
             let (mut mac, mut signature) = (false, false);
@@ -242,6 +246,7 @@ mod tests {
             (LABEL.replace("tls-client", "nosuch"), "is not configured"),
             (format!("{LABEL}issuer = \"root\"\n"), "name an issuing CA"),
             (format!("{LABEL}approval = \"maybe\"\n"), "auto or operator"),
+            (format!("{LABEL}approval = \"operator\"\n"), "not built yet"),
             (format!("{LABEL}protection = [\"pin\"]\n"), "\"mac\" or"),
             (format!("{LABEL}protection = []\n"), "or both"),
             (format!("{LABEL}central_keygen = true\n"), "not built yet"),
