@@ -246,8 +246,9 @@ impl Cmp {
                 FailureBit::WrongAuthority,
                 match label {
                     Some(n) => format!("no CMP label {:?}", one_line(n)),
-                    None => "no default CMP label is configured; use /.well-known/cmp/p/{label}"
-                        .into(),
+                    None => {
+                        "no default CMP label is configured; use /.well-known/cmp/p/{label}".into()
+                    }
                 },
             );
             return self.refuse(None, Some(&req), None, r, body);
@@ -362,9 +363,10 @@ impl Cmp {
             let _ = req.verify_mac(&pbm, b"");
             return Err(bad());
         };
-        let sealer = self.sealer.as_ref().ok_or_else(|| {
-            Refusal::new(FailureBit::SystemUnavail, "the data key is not loaded")
-        })?;
+        let sealer = self
+            .sealer
+            .as_ref()
+            .ok_or_else(|| Refusal::new(FailureBit::SystemUnavail, "the data key is not loaded"))?;
         let secret = sealer
             .open(&cred.secret, cmp_seal_context(&org.id, &kid).as_bytes())
             .map_err(|e| {
@@ -391,7 +393,12 @@ impl Cmp {
         let org = self
             .store
             .organisation(&label.organisation)?
-            .ok_or_else(|| Refusal::new(FailureBit::SystemUnavail, "the label's organisation is gone"))?;
+            .ok_or_else(|| {
+                Refusal::new(
+                    FailureBit::SystemUnavail,
+                    "the label's organisation is gone",
+                )
+            })?;
         let (mut cn, mut ou) = (None, None);
         let template = |m: String| Refusal::new(FailureBit::BadCertTemplate, m);
         for rdn in subject.map(|s| s.0.iter()).into_iter().flatten() {
@@ -478,9 +485,9 @@ impl Cmp {
             outcome: Outcome::Refused,
             detail: format!("state=failed {}: {}", why.reason(), one_line(&why.text)),
         };
-        if let Err(e) = self
-            .store
-            .advance_cmp_transaction(&failed, t.state, &t.client_nonce, &audit)
+        if let Err(e) =
+            self.store
+                .advance_cmp_transaction(&failed, t.state, &t.client_nonce, &audit)
         {
             tracing::error!(error = %e, "CMP: could not close a refused transaction");
         }
@@ -586,9 +593,8 @@ impl Cmp {
         };
         match run() {
             Ok(der) => {
-                let minus_one = Int::new(&[0xff]).map_err(|e| {
-                    Refusal::new(FailureBit::SystemFailure, e.to_string())
-                })?;
+                let minus_one = Int::new(&[0xff])
+                    .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
                 self.deliver(label, req, sender, t, der, minus_one, 3, now)
             }
             Err(r) => {
@@ -774,12 +780,18 @@ impl Cmp {
         let [status] = statuses else {
             return Err(Refusal::new(
                 FailureBit::BadRequest,
-                format!("{} CertStatus entries; one certificate was issued", statuses.len()),
+                format!(
+                    "{} CertStatus entries; one certificate was issued",
+                    statuses.len()
+                ),
             ));
         };
         let serial = t.serial.clone().unwrap_or_default();
         let rec = self.store.certificate(&serial)?.ok_or_else(|| {
-            Refusal::new(FailureBit::SystemFailure, "the transaction's certificate is gone")
+            Refusal::new(
+                FailureBit::SystemFailure,
+                "the transaction's certificate is gone",
+            )
         })?;
         let der = rec.der.unwrap_or_default();
         let want = proto::cert_hash(&der, status.hash_alg.as_ref())?;
@@ -851,12 +863,7 @@ impl Cmp {
     }
 
     /// An `error` from the client ends its transaction; answered with pkiConf.
-    fn client_error(
-        &self,
-        req: &Request,
-        sender: &Sender,
-        now: u64,
-    ) -> Result<Step, Refusal> {
+    fn client_error(&self, req: &Request, sender: &Sender, now: u64) -> Result<Step, Refusal> {
         if let Some(t) = self.store.cmp_transaction(&req.transaction_id)? {
             if t.organisation == sender.organisation && t.state == CmpState::Issued {
                 self.expire(&t, "the client sent an error", now)?;
@@ -971,7 +978,14 @@ impl Cmp {
     ) -> Result<Vec<u8>, Refusal> {
         let implicit = matches!(step.body, ResponseBody::CertRep { .. })
             && self.grants_implicit_confirm(label, req);
-        let header = self.header(Some(label), Some(req), Some(sender), implicit, step.nonce, now)?;
+        let header = self.header(
+            Some(label),
+            Some(req),
+            Some(sender),
+            implicit,
+            step.nonce,
+            now,
+        )?;
         let protection = ResponseProtection::Mac {
             pbm: &sender.mac.pbm,
             secret: &sender.mac.secret,
@@ -1006,7 +1020,12 @@ impl Cmp {
                 },
                 None => ResponseProtection::None,
             };
-            Ok(proto::encode_response(&header, &err, protection, Vec::new())?)
+            Ok(proto::encode_response(
+                &header,
+                &err,
+                protection,
+                Vec::new(),
+            )?)
         })();
         let der = built.unwrap_or_else(|e| {
             tracing::error!(error = %e.text, "CMP: an error message could not be encoded");
@@ -1021,4 +1040,3 @@ impl Cmp {
         }
     }
 }
-

@@ -913,13 +913,17 @@ impl TsaMetrics {
 
 impl crate::store::CmpTransactions for MeteredStore {
     fn begin_cmp_transaction(&self, t: &crate::store::CmpTransaction) -> Result<bool, StoreError> {
-        self.observe("begin_cmp_transaction", || self.inner.begin_cmp_transaction(t))
+        self.observe("begin_cmp_transaction", || {
+            self.inner.begin_cmp_transaction(t)
+        })
     }
     fn cmp_transaction(
         &self,
         transaction_id: &[u8],
     ) -> Result<Option<crate::store::CmpTransaction>, StoreError> {
-        self.observe("cmp_transaction", || self.inner.cmp_transaction(transaction_id))
+        self.observe("cmp_transaction", || {
+            self.inner.cmp_transaction(transaction_id)
+        })
     }
     fn advance_cmp_transaction(
         &self,

@@ -213,9 +213,15 @@ fn openssl_cmp_enrolls_with_a_shared_secret_and_every_bad_message_gets_its_failu
     );
     assert!(out.status.success(), "{}", all_output(&out));
     let text = all_output(&out);
-    assert!(text.contains("sending CERTCONF") && text.contains("received PKICONF"), "{text}");
+    assert!(
+        text.contains("sending CERTCONF") && text.contains("received PKICONF"),
+        "{text}"
+    );
     let subject = x509_subject(&cert);
-    assert!(subject.contains(ORG_NAME) && subject.contains("Cảm biến 01"), "{subject}");
+    assert!(
+        subject.contains(ORG_NAME) && subject.contains("Cảm biến 01"),
+        "{subject}"
+    );
     assert_verifies(data, &cert, &[]);
     // caPubs: the root, byte for byte the one `pkid init` made.
     let root = std::fs::read_to_string(data.join("certs/root.crt")).expect("root");
@@ -226,7 +232,8 @@ fn openssl_cmp_enrolls_with_a_shared_secret_and_every_bad_message_gets_its_failu
     // The ip: MAC-protected with the same secret, the chain in extraCerts, no implicit confirm.
     let ip = parse_response(&std::fs::read(&ip_rsp).expect("ip")).expect("ip parses");
     assert_eq!(ip.body_tag, 1);
-    ip.verify_mac(secret.as_bytes()).expect("the ip's MAC verifies");
+    ip.verify_mac(secret.as_bytes())
+        .expect("the ip's MAC verifies");
     assert_eq!(ip.extra_certs.len(), 2, "issuing CA and root");
     assert!(!ip.implicit_confirm);
     let issued = ip.certificate.clone().expect("the certificate");
@@ -235,7 +242,8 @@ fn openssl_cmp_enrolls_with_a_shared_secret_and_every_bad_message_gets_its_failu
     assert_eq!(status_of(data, &serial), "valid");
     let conf = parse_response(&std::fs::read(&conf_rsp).expect("pkiConf")).expect("parses");
     assert_eq!(conf.body_tag, 19);
-    conf.verify_mac(secret.as_bytes()).expect("pkiConf is protected");
+    conf.verify_mac(secret.as_bytes())
+        .expect("pkiConf is protected");
 
     // A replayed ir: its transactionID is in use (answered under the same secret).
     let v = post_der(&daemon, "devices", &ir_req);
@@ -275,9 +283,16 @@ fn openssl_cmp_enrolls_with_a_shared_secret_and_every_bad_message_gets_its_failu
         ],
     );
     assert!(out.status.success(), "{}", all_output(&out));
-    assert!(!all_output(&out).contains("CERTCONF"), "{}", all_output(&out));
+    assert!(
+        !all_output(&out).contains("CERTCONF"),
+        "{}",
+        all_output(&out)
+    );
     let ip = parse_response(&std::fs::read(&rsp2).expect("ip")).expect("parses");
-    assert!(ip.implicit_confirm, "implicitConfirm granted in generalInfo");
+    assert!(
+        ip.implicit_confirm,
+        "implicitConfirm granted in generalInfo"
+    );
     ip.verify_mac(secret.as_bytes()).expect("HMAC-SHA256 MAC");
     assert_verifies(data, &cert2, &[]);
 
@@ -346,7 +361,11 @@ fn openssl_cmp_enrolls_with_a_shared_secret_and_every_bad_message_gets_its_failu
         path_str(&other),
     ]);
     let rej_rsp = at("rej-ip", "der");
-    let rspout = format!("{},{}", path_str(&rej_rsp), path_str(&at("rej-conf", "der")));
+    let rspout = format!(
+        "{},{}",
+        path_str(&rej_rsp),
+        path_str(&at("rej-conf", "der"))
+    );
     let out = openssl_cmp(
         &server,
         "devices",
@@ -368,7 +387,11 @@ fn openssl_cmp_enrolls_with_a_shared_secret_and_every_bad_message_gets_its_failu
         ],
     );
     assert!(!out.status.success(), "{}", all_output(&out));
-    assert!(all_output(&out).contains("received PKICONF"), "{}", all_output(&out));
+    assert!(
+        all_output(&out).contains("received PKICONF"),
+        "{}",
+        all_output(&out)
+    );
     let ip = parse_response(&std::fs::read(&rej_rsp).expect("ip")).expect("parses");
     let rejected = serial_of(&ip.certificate.expect("the certificate"));
     assert_eq!(status_of(data, &rejected), "revoked");
@@ -430,7 +453,10 @@ fn openssl_cmp_enrolls_with_a_shared_secret_and_every_bad_message_gets_its_failu
             ],
         );
         let text = all_output(&out);
-        assert!(!out.status.success() && text.contains("badPOP"), "popo {popo}: {text}");
+        assert!(
+            !out.status.success() && text.contains("badPOP"),
+            "popo {popo}: {text}"
+        );
     }
 
     // MAC on a label that takes only signatures: wrongIntegrity. An unknown label:
@@ -495,10 +521,11 @@ async fn post_inprocess(router: &pkid::http::Listener, label: &str, der: Vec<u8>
         .header("content-type", "application/pkixcmp")
         .body(Body::from(der))
         .expect("request");
-    req.extensions_mut().insert(ConnectInfo(std::net::SocketAddr::from((
-        [127, 0, 0, 1],
-        40000,
-    ))));
+    req.extensions_mut()
+        .insert(ConnectInfo(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            40000,
+        ))));
     let resp = router.clone().oneshot(req).await.expect("infallible");
     assert_eq!(resp.status(), 200);
     let body = resp.into_body().collect().await.expect("body").to_bytes();

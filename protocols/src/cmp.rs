@@ -442,9 +442,7 @@ pub fn parse_request(der: &[u8]) -> Result<Request, CmpError> {
             sender_nonce.len()
         )));
     }
-    let message_time = header
-        .message_time
-        .map(|t| t.to_unix_duration().as_secs());
+    let message_time = header.message_time.map(|t| t.to_unix_duration().as_secs());
     let implicit_confirm = header
         .general_info
         .as_ref()
@@ -509,9 +507,7 @@ fn parse_body(body: &Any) -> Result<RequestBody, CmpError> {
         21 => RequestBody::Genm(
             Vec::<cmpv2::gen::InfoTypeAndValue>::from_der(inner).map_err(malformed("genm"))?,
         ),
-        11 => RequestBody::Rr(
-            cmpv2::rev::RevReqContent::from_der(inner).map_err(malformed("rr"))?,
-        ),
+        11 => RequestBody::Rr(cmpv2::rev::RevReqContent::from_der(inner).map_err(malformed("rr"))?),
         25 => RequestBody::PollReq(
             Vec::<PollReqEntry>::from_der(inner)
                 .map_err(malformed("pollReq"))?
@@ -561,8 +557,7 @@ impl Pbm {
     pub fn from_algorithm(alg: &AlgorithmIdentifierOwned) -> Result<Self, CmpError> {
         if alg.oid == PBMAC1 {
             return Err(CmpError::Algorithm(
-                "PBMAC1 (RFC 9481 section 6.1.2) is not supported yet; use PasswordBasedMac"
-                    .into(),
+                "PBMAC1 (RFC 9481 section 6.1.2) is not supported yet; use PasswordBasedMac".into(),
             ));
         }
         if alg.oid != ID_PASSWORD_BASED_MAC {
@@ -670,7 +665,9 @@ impl Request {
             .as_deref()
             .ok_or_else(|| CmpError::Protection("the message has no protection".into()))?;
         let want = pbm.mac(secret, &self.protected_part);
-        if want.len() == got.len() && aws_lc_rs::constant_time::verify_slices_are_equal(&want, got).is_ok() {
+        if want.len() == got.len()
+            && aws_lc_rs::constant_time::verify_slices_are_equal(&want, got).is_ok()
+        {
             Ok(())
         } else {
             Err(CmpError::BadMac)
@@ -737,7 +734,11 @@ pub fn verify_cert_request(msg: &CertReqMsg) -> Result<VerifiedCertRequest, CmpE
                 "only signature proof of possession is supported".into(),
             ))
         }
-        None => return Err(CmpError::Pop("the request has no proof of possession".into())),
+        None => {
+            return Err(CmpError::Pop(
+                "the request has no proof of possession".into(),
+            ))
+        }
     }
     let mut subject_alt_name = None;
     if let Some(exts) = &t.extensions {
@@ -761,11 +762,15 @@ pub fn verify_cert_request(msg: &CertReqMsg) -> Result<VerifiedCertRequest, CmpE
 /// The certHash of a certificate for certConf (RFC 9810 §5.3.18): the hash of the certificate's
 /// signature algorithm (SHA-256 for every algorithm pkid signs with but ECDSA/RSA with SHA-384
 /// and SHA-512), unless hashAlg names another.
-pub fn cert_hash(cert_der: &[u8], hash_alg: Option<&AlgorithmIdentifierOwned>) -> Result<Vec<u8>, CmpError> {
+pub fn cert_hash(
+    cert_der: &[u8],
+    hash_alg: Option<&AlgorithmIdentifierOwned>,
+) -> Result<Vec<u8>, CmpError> {
     use aws_lc_rs::digest;
     let alg = match hash_alg {
-        Some(a) => owf(a.oid)
-            .ok_or_else(|| CmpError::Algorithm(format!("certConf hashAlg {} is not supported", a.oid)))?,
+        Some(a) => owf(a.oid).ok_or_else(|| {
+            CmpError::Algorithm(format!("certConf hashAlg {} is not supported", a.oid))
+        })?,
         None => {
             let cert = Certificate::from_der(cert_der).map_err(malformed("certificate"))?;
             let oid = cert.signature_algorithm.oid;
@@ -914,10 +919,9 @@ pub fn encode_response(
         ResponseProtection::Mac { pbm, .. } => Some(pbm.algorithm()?),
         ResponseProtection::None => None,
     };
-    let time = GeneralizedTime::from_unix_duration(std::time::Duration::from_secs(
-        header.message_time,
-    ))
-    .map_err(enc)?;
+    let time =
+        GeneralizedTime::from_unix_duration(std::time::Duration::from_secs(header.message_time))
+            .map_err(enc)?;
     let general_info = header.implicit_confirm.then(|| {
         vec![cmpv2::gen::InfoTypeAndValue {
             oid: ID_IT_IMPLICIT_CONFIRM,
@@ -1218,7 +1222,9 @@ mod tests {
             sk.signature = BitString::from_bytes(&sig).expect("bits");
         }
         assert_eq!(
-            verify_cert_request(&bad).expect_err("refused").failure_bit(),
+            verify_cert_request(&bad)
+                .expect_err("refused")
+                .failure_bit(),
             FailureBit::BadPop
         );
     }
@@ -1269,5 +1275,30 @@ mod tests {
         assert_eq!(v.recip_nonce.as_deref(), Some(&[3u8; 16][..]));
         v.verify_mac(b"s").expect("MAC verifies");
         assert_eq!(v.verify_mac(b"t"), Err(CmpError::BadMac));
+    }
+
+    /// `testdata/cmp/ip-from-pkid.der`: pkid's ip as openssl received it.
+    #[test]
+    fn pkid_ip_vector_is_an_accepted_cert_rep_with_the_chain() {
+        let der = include_bytes!("../../testdata/cmp/ip-from-pkid.der");
+        let v = parse_response(der).expect("parses");
+        assert_eq!(v.body_tag, 1);
+        assert_eq!(
+            v.status.as_ref().map(|s| s.status),
+            Some(PkiStatus::Accepted)
+        );
+        let cert = v.certificate.as_ref().expect("the certificate");
+        assert!(cert
+            .tbs_certificate
+            .subject
+            .to_string()
+            .contains("CN=cmp-client"));
+        assert_eq!(v.ca_pubs.len(), 1, "the root");
+        assert_eq!(v.extra_certs.len(), 2, "issuing CA and root");
+        assert_eq!(v.ca_pubs[0], v.extra_certs[1]);
+        assert!(v.is_protected() && v.transaction_id.as_ref().is_some_and(|t| t.len() == 16));
+        // Decoding and re-encoding the message gives the same bytes.
+        let raw = RawMessage::from_der(der).expect("raw");
+        assert_eq!(raw.to_der().expect("der"), der.to_vec());
     }
 }

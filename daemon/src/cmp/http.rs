@@ -78,10 +78,7 @@ pub fn router(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         r
     };
     Router::new()
-        .route(
-            "/.well-known/cmp",
-            post(unlabelled).fallback(wrong_method),
-        )
+        .route("/.well-known/cmp", post(unlabelled).fallback(wrong_method))
         .route(
             "/.well-known/cmp/p/{label}",
             post(labelled).fallback(wrong_method),

@@ -175,12 +175,16 @@ impl CmpConfig {
                     "mac" => mac = true,
                     "signature" => signature = true,
                     other => {
-                        return Err(format!("{at}.protection {other:?}: \"mac\" or \"signature\""))
+                        return Err(format!(
+                            "{at}.protection {other:?}: \"mac\" or \"signature\""
+                        ))
                     }
                 }
             }
             if !(mac || signature) {
-                return Err(format!("{at}.protection: name \"mac\", \"signature\" or both"));
+                return Err(format!(
+                    "{at}.protection: name \"mac\", \"signature\" or both"
+                ));
             }
             if l.central_keygen {
                 return Err(format!(
