@@ -169,6 +169,7 @@ pub struct Cmp {
     authority: Arc<Authority>,
     ra: RegistrationAuthority,
     sealer: Option<Arc<dyn DataSealer>>,
+    crl: Option<Arc<crate::crl::CrlService>>,
     last_sweep: AtomicU64,
 }
 
@@ -214,12 +215,14 @@ fn random<const N: usize>() -> Result<[u8; N], Refusal> {
 
 impl Cmp {
     /// The CMP server of a daemon. `sealer` opens the organisations' shared secrets (without
-    /// it every MAC-protected message is refused with systemUnavail).
+    /// it every MAC-protected message is refused with systemUnavail); `crl` answers
+    /// crlStatusList (without it, that question gets systemUnavail).
     pub fn new(
         config: Arc<Config>,
         store: Arc<dyn Store>,
         authority: Arc<Authority>,
         sealer: Option<Arc<dyn DataSealer>>,
+        crl: Option<Arc<crate::crl::CrlService>>,
     ) -> Self {
         Self {
             ra: RegistrationAuthority::new(authority.clone()),
@@ -227,6 +230,7 @@ impl Cmp {
             store,
             authority,
             sealer,
+            crl,
             last_sweep: AtomicU64::new(0),
         }
     }
@@ -274,10 +278,7 @@ impl Cmp {
                 FailureBit::BadRequest,
                 "rr is not served yet",
             )),
-            RequestBody::Genm(_) => Err(Refusal::new(
-                FailureBit::BadRequest,
-                "genm is not served yet",
-            )),
+            RequestBody::Genm(itavs) => self.general(label, itavs),
             RequestBody::PollReq(_) => Err(Refusal::new(
                 FailureBit::BadRequest,
                 "no request of this transaction waits for an operator",
@@ -860,6 +861,101 @@ impl Cmp {
             issued: false,
             nonce: Some(nonce),
         })
+    }
+
+    /// genm (RFC 9483 §4.3): signKeyPairTypes, caCerts, rootCaCert, certReqTemplate and
+    /// crlStatusList are answered; other infoTypes are left out of the genp (RFC 9810
+    /// §5.3.19). Nothing changes, so no transaction is recorded.
+    fn general(
+        &self,
+        label: &CmpLabel,
+        itavs: &[cmpv2::gen::InfoTypeAndValue],
+    ) -> Result<Step, Refusal> {
+        use proto::{general_answer as answer, GeneralQuestion as Q};
+        let p = &self
+            .config
+            .profile(&label.profile)
+            .ok_or_else(|| {
+                Refusal::new(FailureBit::SystemFailure, format!("profile {} is gone", label.profile))
+            })?
+            .profile;
+        let mut out = Vec::new();
+        for q in proto::general_questions(itavs)? {
+            match q {
+                Q::SignKeyPairTypes => out.push(answer::sign_key_pair_types(&p.allowed_keys)?),
+                Q::CaCerts => out.push(answer::ca_certs(&self.chain(label)?)?),
+                // pkid has no root CA key update to announce (a new root is a new `pkid init`).
+                Q::RootCaCert(_) => out.push(answer::no_root_ca_key_update()?),
+                Q::CertReqTemplate => {
+                    let org = self.store.organisation(&label.organisation)?.ok_or_else(|| {
+                        Refusal::new(FailureBit::SystemUnavail, "the label's organisation is gone")
+                    })?;
+                    let subject = pkid_protocols::name::parse(&format!("O={},C=VN", escape(&org.name)))
+                        .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
+                    let only = match p.allowed_keys.as_slice() {
+                        [one] => Some(*one),
+                        _ => None,
+                    };
+                    out.push(answer::cert_req_template(subject, only)?);
+                }
+                Q::CrlStatusList(list) => out.push(answer::crls(&self.newer_crls(&list)?)?),
+                Q::Other(_) => {}
+                _ => {}
+            }
+        }
+        Ok(Step {
+            body: ResponseBody::Genp(out),
+            extra_certs: Vec::new(),
+            issued: false,
+            nonce: None,
+        })
+    }
+
+    /// The CRLs named in a crlStatusList that are newer than the client's.
+    fn newer_crls(&self, list: &[proto::CrlStatus]) -> Result<Vec<Vec<u8>>, Refusal> {
+        use x509_cert::ext::pkix::name::DistributionPointName;
+        let service = self.crl.as_ref().ok_or_else(|| {
+            Refusal::new(FailureBit::SystemUnavail, "CRL publication is not enabled")
+        })?;
+        let public_url = &self.config.server.public_url;
+        let mut out = Vec::new();
+        for status in list {
+            let key = match &status.source {
+                proto::CrlSource::Issuer(names) => {
+                    let issuer = self.authority.issuers().into_iter().find(|i| {
+                        names.iter().any(|n| {
+                            matches!(n, GeneralName::DirectoryName(d)
+                                if *d == i.certificate.tbs_certificate.subject)
+                        })
+                    });
+                    issuer.map(|i| crate::crl::CrlKey::new(&i.name, None, false))
+                }
+                proto::CrlSource::Dpn(DistributionPointName::FullName(names)) => service
+                    .published()
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .find(|k| {
+                        let url = crate::crl::crl_url(public_url, &k.issuer, k.shard, k.delta);
+                        names.iter().any(|n| {
+                            matches!(n, GeneralName::UniformResourceIdentifier(u) if u.as_str() == url)
+                        })
+                    }),
+                proto::CrlSource::Dpn(_) => None,
+            };
+            let crl = key.and_then(|k| service.lookup(&k)).ok_or_else(|| {
+                Refusal::new(
+                    FailureBit::BadRequest,
+                    "crlStatusList names a CRL this server does not publish",
+                )
+            })?;
+            let theirs = status
+                .this_update
+                .map(|t| t.to_unix_duration().as_secs());
+            if theirs.is_none_or(|t| crl.this_update > t) {
+                out.push(crl.der.to_vec());
+            }
+        }
+        Ok(out)
     }
 
     /// An `error` from the client ends its transaction; answered with pkiConf.

@@ -604,6 +604,21 @@ impl Pbm {
         Ok(Self { params, owf, mac })
     }
 
+    /// SHA-256 as OWF and hmacWithSHA256 as MAC (RFC 9481 §6.1.1's recommendation), for a
+    /// client (tests, the benchmark).
+    pub fn sha256(salt: &[u8], iterations: u64) -> Result<Self, CmpError> {
+        let alg = |oid| AlgorithmIdentifierOwned {
+            oid,
+            parameters: None,
+        };
+        Self::new(cmpv2::parameter::PbmParameter {
+            salt: OctetString::new(salt).map_err(|e| CmpError::Algorithm(e.to_string()))?,
+            owf: alg(SHA256),
+            iteration_count: iterations,
+            mac: alg(HMAC_SHA256),
+        })
+    }
+
     /// The same OWF, MAC and iteration count with another salt (for the response).
     pub fn with_salt(&self, salt: &[u8]) -> Result<Self, CmpError> {
         let mut params = self.params.clone();
@@ -825,6 +840,8 @@ pub enum ResponseBody {
     PkiConf,
     /// `error`.
     Error(ErrorContent),
+    /// `genp`.
+    Genp(Vec<cmpv2::gen::InfoTypeAndValue>),
 }
 
 /// How a response is protected.
@@ -894,6 +911,7 @@ impl ResponseBody {
             Self::CertRep { tag, content } => explicit(*tag, content),
             Self::PkiConf => explicit(19, &Null),
             Self::Error(e) => explicit(23, e),
+            Self::Genp(itavs) => explicit(22, itavs),
         }
     }
 }
@@ -915,6 +933,29 @@ pub fn encode_response(
     extra_certs: Vec<Certificate>,
 ) -> Result<Vec<u8>, CmpError> {
     let enc = |e: der::Error| CmpError::Malformed(format!("encoding the response: {e}"));
+    encode_message(header, body.encode().map_err(enc)?, protection, extra_certs)
+}
+
+/// Encodes a request body `[tag] value` under `header` (the client's side, for tests and the
+/// benchmark: `header.sender` is then the client and `recip_nonce` the server's last nonce).
+pub fn encode_request<T: Encode>(
+    header: &ResponseHeader,
+    tag: u8,
+    value: &T,
+    protection: ResponseProtection<'_>,
+) -> Result<Vec<u8>, CmpError> {
+    let body = explicit(tag, value).map_err(|e| CmpError::Malformed(e.to_string()))?;
+    encode_message(header, body, protection, Vec::new())
+}
+
+fn encode_message(
+    header: &ResponseHeader,
+    body_any: Any,
+    protection: ResponseProtection<'_>,
+    extra_certs: Vec<Certificate>,
+) -> Result<Vec<u8>, CmpError> {
+    let enc = |e: der::Error| CmpError::Malformed(format!("encoding the message: {e}"));
+
     let protection_alg = match &protection {
         ResponseProtection::Mac { pbm, .. } => Some(pbm.algorithm()?),
         ResponseProtection::None => None,
@@ -957,7 +998,6 @@ pub fn encode_response(
     };
     let _ = header.pvno;
     let header_any = Any::encode_from(&h).map_err(enc)?;
-    let body_any = body.encode().map_err(enc)?;
     let protection = match protection {
         ResponseProtection::Mac { pbm, secret } => {
             let part = ProtectedPart {
@@ -978,6 +1018,234 @@ pub fn encode_response(
     }
     .to_der()
     .map_err(enc)
+}
+
+/// The general-message infoTypes pkid answers (RFC 9810 §5.3.19, RFC 9483 §4.3), under
+/// id-it (1.3.6.1.5.5.7.4).
+pub mod info_type {
+    use const_oid::ObjectIdentifier;
+    /// signKeyPairTypes: the key types a request may certify.
+    pub const SIGN_KEY_PAIR_TYPES: ObjectIdentifier =
+        const_oid::db::rfc5912::ID_IT_SIGN_KEY_PAIR_TYPES;
+    /// caCerts: the CA certificates.
+    pub const CA_CERTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.4.17");
+    /// rootCaKeyUpdate: the answer to rootCaCert.
+    pub const ROOT_CA_KEY_UPDATE: ObjectIdentifier =
+        ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.4.18");
+    /// certReqTemplate.
+    pub const CERT_REQ_TEMPLATE: ObjectIdentifier =
+        ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.4.19");
+    /// rootCaCert: asks whether a new root exists.
+    pub const ROOT_CA_CERT: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.4.20");
+    /// crlStatusList: the CRLs the client has.
+    pub const CRL_STATUS_LIST: ObjectIdentifier =
+        ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.4.22");
+    /// crls: the answer to crlStatusList.
+    pub const CRLS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.4.23");
+    /// id-regCtrl-algId (RFC 9483 §4.3.3).
+    pub const REG_CTRL_ALG_ID: ObjectIdentifier =
+        ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.5.1.11");
+    /// id-regCtrl-rsaKeyLen (RFC 9483 §4.3.3).
+    pub const REG_CTRL_RSA_KEY_LEN: ObjectIdentifier =
+        ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.5.1.12");
+}
+
+/// ```text
+/// CRLSource ::= CHOICE {
+///     dpn     [0] DistributionPointName,
+///     issuer  [1] GeneralNames }
+/// ```
+/// RFC 9810 §5.3.19.16 (the module uses EXPLICIT TAGS).
+#[derive(Clone, Debug, Eq, PartialEq, der::Choice)]
+pub enum CrlSource {
+    /// A distribution point the client took the CRL from.
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", constructed = "true")]
+    Dpn(x509_cert::ext::pkix::name::DistributionPointName),
+    /// The CRL issuer.
+    #[asn1(context_specific = "1", tag_mode = "EXPLICIT", constructed = "true")]
+    Issuer(Vec<GeneralName>),
+}
+
+/// ```text
+/// CRLStatus ::= SEQUENCE {
+///     source      CRLSource,
+///     thisUpdate  Time OPTIONAL }
+/// ```
+/// RFC 9810 §5.3.19.16.
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+pub struct CrlStatus {
+    /// Which CRL.
+    pub source: CrlSource,
+    /// The thisUpdate of the one the client has.
+    pub this_update: Option<x509_cert::time::Time>,
+}
+
+/// ```text
+/// CertReqTemplateContent ::= SEQUENCE {
+///     certTemplate  CertTemplate,
+///     keySpec       Controls OPTIONAL }
+/// ```
+/// RFC 9810 §5.3.19.16, RFC 9483 §4.3.3.
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+pub struct CertReqTemplateContent {
+    /// What the CA will put in the certificate (empty values: the client's to fill).
+    pub cert_template: crmf::request::CertTemplate,
+    /// The key algorithm (id-regCtrl-algId or id-regCtrl-rsaKeyLen).
+    pub key_spec: Option<Vec<x509_cert::attr::AttributeTypeAndValue>>,
+}
+
+/// One question of a genm.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GeneralQuestion {
+    /// signKeyPairTypes.
+    SignKeyPairTypes,
+    /// caCerts.
+    CaCerts,
+    /// rootCaCert (with the root the client has, if it said).
+    RootCaCert(Option<Certificate>),
+    /// certReqTemplate.
+    CertReqTemplate,
+    /// crlStatusList.
+    CrlStatusList(Vec<CrlStatus>),
+    /// An infoType pkid does not answer (RFC 9810 §5.3.19: ignored).
+    Other(ObjectIdentifier),
+}
+
+/// Reads the questions of a genm.
+pub fn general_questions(
+    itavs: &[cmpv2::gen::InfoTypeAndValue],
+) -> Result<Vec<GeneralQuestion>, CmpError> {
+    use info_type as it;
+    itavs
+        .iter()
+        .map(|i| {
+            Ok(match i.oid {
+                it::SIGN_KEY_PAIR_TYPES => GeneralQuestion::SignKeyPairTypes,
+                it::CA_CERTS => GeneralQuestion::CaCerts,
+                it::CERT_REQ_TEMPLATE => GeneralQuestion::CertReqTemplate,
+                it::ROOT_CA_CERT => GeneralQuestion::RootCaCert(
+                    i.value
+                        .as_ref()
+                        .map(|v| v.decode_as::<Certificate>())
+                        .transpose()
+                        .map_err(malformed("rootCaCert"))?,
+                ),
+                it::CRL_STATUS_LIST => GeneralQuestion::CrlStatusList(
+                    i.value
+                        .as_ref()
+                        .ok_or_else(|| CmpError::Malformed("crlStatusList without a value".into()))?
+                        .decode_as::<Vec<CrlStatus>>()
+                        .map_err(malformed("crlStatusList"))?,
+                ),
+                other => GeneralQuestion::Other(other),
+            })
+        })
+        .collect()
+}
+
+/// The answers of a genp, built from what the server decided.
+pub mod general_answer {
+    use super::*;
+    use cmpv2::gen::InfoTypeAndValue;
+
+    fn itav<T: Encode>(oid: ObjectIdentifier, value: Option<&T>) -> Result<InfoTypeAndValue, CmpError> {
+        Ok(InfoTypeAndValue {
+            oid,
+            value: value
+                .map(|v| v.to_der().and_then(|d| Any::from_der(&d)))
+                .transpose()
+                .map_err(|e| CmpError::Malformed(format!("encoding a genp value: {e}")))?,
+        })
+    }
+
+    /// signKeyPairTypes: `SEQUENCE OF AlgorithmIdentifier` of the allowed key types.
+    pub fn sign_key_pair_types(
+        keys: &[algorithm::KeyType],
+    ) -> Result<InfoTypeAndValue, CmpError> {
+        let algs: Vec<AlgorithmIdentifierOwned> =
+            keys.iter().map(key_algorithm).collect::<Result<_, _>>()?;
+        itav(info_type::SIGN_KEY_PAIR_TYPES, Some(&algs))
+    }
+
+    /// The AlgorithmIdentifier of a key type (id-ecPublicKey with its curve, rsaEncryption).
+    pub fn key_algorithm(k: &algorithm::KeyType) -> Result<AlgorithmIdentifierOwned, CmpError> {
+        use const_oid::db::rfc5912 as o;
+        let enc = |e: der::Error| CmpError::Malformed(e.to_string());
+        Ok(match k {
+            algorithm::KeyType::EcP256 => AlgorithmIdentifierOwned {
+                oid: o::ID_EC_PUBLIC_KEY,
+                parameters: Some(Any::encode_from(&o::SECP_256_R_1).map_err(enc)?),
+            },
+            algorithm::KeyType::EcP384 => AlgorithmIdentifierOwned {
+                oid: o::ID_EC_PUBLIC_KEY,
+                parameters: Some(Any::encode_from(&o::SECP_384_R_1).map_err(enc)?),
+            },
+            algorithm::KeyType::Rsa(_) => AlgorithmIdentifierOwned {
+                oid: o::RSA_ENCRYPTION,
+                parameters: Some(Any::from(Null)),
+            },
+        })
+    }
+
+    /// caCerts: `SEQUENCE SIZE (1..MAX) OF CMPCertificate`.
+    pub fn ca_certs(certs: &[Certificate]) -> Result<InfoTypeAndValue, CmpError> {
+        itav(info_type::CA_CERTS, Some(&certs.to_vec()))
+    }
+
+    /// rootCaKeyUpdate without a value: no root CA key update is available (RFC 9483 §4.3.2).
+    pub fn no_root_ca_key_update() -> Result<InfoTypeAndValue, CmpError> {
+        itav::<Null>(info_type::ROOT_CA_KEY_UPDATE, None)
+    }
+
+    /// certReqTemplate: the subject attributes the CA fills and, when the profile allows one
+    /// key type, that type as keySpec.
+    pub fn cert_req_template(
+        subject: Name,
+        only_key: Option<algorithm::KeyType>,
+    ) -> Result<InfoTypeAndValue, CmpError> {
+        let enc = |e: der::Error| CmpError::Malformed(e.to_string());
+        let key_spec = match only_key {
+            None => None,
+            Some(algorithm::KeyType::Rsa(bits)) => Some(vec![x509_cert::attr::AttributeTypeAndValue {
+                oid: info_type::REG_CTRL_RSA_KEY_LEN,
+                value: Any::encode_from(&(bits as u64)).map_err(enc)?,
+            }]),
+            Some(k) => Some(vec![x509_cert::attr::AttributeTypeAndValue {
+                oid: info_type::REG_CTRL_ALG_ID,
+                value: Any::encode_from(&key_algorithm(&k)?).map_err(enc)?,
+            }]),
+        };
+        let content = CertReqTemplateContent {
+            cert_template: crmf::request::CertTemplate {
+                version: None,
+                serial_number: None,
+                signature: None,
+                issuer: None,
+                validity: None,
+                subject: Some(subject),
+                subject_public_key_info: None,
+                issuer_unique_id: None,
+                subject_unique_id: None,
+                extensions: None,
+            },
+            key_spec,
+        };
+        itav(info_type::CERT_REQ_TEMPLATE, Some(&content))
+    }
+
+    /// crls: the CRLs newer than the client's (no value when none is).
+    pub fn crls(crls: &[Vec<u8>]) -> Result<InfoTypeAndValue, CmpError> {
+        if crls.is_empty() {
+            return itav::<Null>(info_type::CRLS, None);
+        }
+        let list: Vec<Any> = crls
+            .iter()
+            .map(|d| Any::from_der(d))
+            .collect::<Result<_, _>>()
+            .map_err(malformed("CRL"))?;
+        itav(info_type::CRLS, Some(&list))
+    }
 }
 
 /// A response as a client reads it (for tests, benchmarks and diagnostics).
@@ -1001,6 +1269,8 @@ pub struct ResponseView {
     pub recip_nonce: Option<Vec<u8>>,
     /// Whether generalInfo grants implicit confirmation.
     pub implicit_confirm: bool,
+    /// The InfoTypeAndValues of a genp.
+    pub general: Vec<cmpv2::gen::InfoTypeAndValue>,
     protection_alg: Option<AlgorithmIdentifierOwned>,
     protected_part: Vec<u8>,
     protection: Option<Vec<u8>>,
@@ -1060,6 +1330,7 @@ pub fn parse_response(der: &[u8]) -> Result<ResponseView, CmpError> {
         other => return Err(CmpError::Malformed(format!("body tag {other}"))),
     };
     let (mut status, mut certificate, mut ca_pubs) = (None, None, Vec::new());
+    let mut general = Vec::new();
     match body_tag {
         1 | 3 | 8 => {
             let rep = CertRepContent::from_der(raw.body.value()).map_err(malformed("CertRep"))?;
@@ -1076,6 +1347,10 @@ pub fn parse_response(der: &[u8]) -> Result<ResponseView, CmpError> {
         23 => {
             let e = ErrorContent::from_der(raw.body.value()).map_err(malformed("error"))?;
             status = Some(e.status);
+        }
+        22 => {
+            general = Vec::<cmpv2::gen::InfoTypeAndValue>::from_der(raw.body.value())
+                .map_err(malformed("genp"))?;
         }
         _ => {}
     }
@@ -1098,6 +1373,7 @@ pub fn parse_response(der: &[u8]) -> Result<ResponseView, CmpError> {
             .general_info
             .as_ref()
             .is_some_and(|g| g.iter().any(|i| i.oid == ID_IT_IMPLICIT_CONFIRM)),
+        general,
         protection_alg: header.protection_alg.clone(),
         protected_part,
         protection: raw.protection.map(|p| p.raw_bytes().to_vec()),

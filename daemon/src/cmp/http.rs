@@ -70,6 +70,7 @@ pub fn router(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         state.store.clone(),
         state.authority.clone(),
         sealer,
+        state.crl.clone(),
     ));
     let wrong_method = || async {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "CMP messages are POSTed");
