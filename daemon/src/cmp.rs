@@ -876,7 +876,10 @@ impl Cmp {
             .config
             .profile(&label.profile)
             .ok_or_else(|| {
-                Refusal::new(FailureBit::SystemFailure, format!("profile {} is gone", label.profile))
+                Refusal::new(
+                    FailureBit::SystemFailure,
+                    format!("profile {} is gone", label.profile),
+                )
             })?
             .profile;
         let mut out = Vec::new();
@@ -887,11 +890,18 @@ impl Cmp {
                 // pkid has no root CA key update to announce (a new root is a new `pkid init`).
                 Q::RootCaCert(_) => out.push(answer::no_root_ca_key_update()?),
                 Q::CertReqTemplate => {
-                    let org = self.store.organisation(&label.organisation)?.ok_or_else(|| {
-                        Refusal::new(FailureBit::SystemUnavail, "the label's organisation is gone")
-                    })?;
-                    let subject = pkid_protocols::name::parse(&format!("O={},C=VN", escape(&org.name)))
-                        .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
+                    let org = self
+                        .store
+                        .organisation(&label.organisation)?
+                        .ok_or_else(|| {
+                            Refusal::new(
+                                FailureBit::SystemUnavail,
+                                "the label's organisation is gone",
+                            )
+                        })?;
+                    let subject =
+                        pkid_protocols::name::parse(&format!("O={},C=VN", escape(&org.name)))
+                            .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
                     let only = match p.allowed_keys.as_slice() {
                         [one] => Some(*one),
                         _ => None,
@@ -948,9 +958,7 @@ impl Cmp {
                     "crlStatusList names a CRL this server does not publish",
                 )
             })?;
-            let theirs = status
-                .this_update
-                .map(|t| t.to_unix_duration().as_secs());
+            let theirs = status.this_update.map(|t| t.to_unix_duration().as_secs());
             if theirs.is_none_or(|t| crl.this_update > t) {
                 out.push(crl.der.to_vec());
             }

@@ -7,7 +7,10 @@
 //! a replayed certConf, raVerified/absent POP, a rejected certConf (the certificate revoked),
 //! MAC on a signature-only label, an unknown label, garbage; 415/405/413 at the HTTP layer;
 //! and, in-process on a fake clock, a stale messageTime and a certConf that never comes (the
-//! certificate revoked after the timeout). The daemon keeps serving throughout.
+//! certificate revoked after the timeout). genm: what OpenSSL 3.0 sends (signKeyPairTypes,
+//! caCerts, certReqTemplate) and, as messages built here with `cmpv2`, rootCaCert and
+//! crlStatusList (by issuer and by distribution point; the CRL checked with `openssl crl`).
+//! The daemon keeps serving throughout.
 
 mod common;
 
@@ -595,4 +598,267 @@ async fn a_stale_message_is_bad_time_and_an_unconfirmed_certificate_is_revoked()
     let v = post_inprocess(&router, "devices", b"\x30\x00".to_vec()).await;
     assert_error(&v, FailureBit::BadDataFormat, "garbage");
     assert_eq!(status_of(data, &serial), "revoked");
+}
+
+/// A genm with `itavs`, MAC-protected with `secret` under senderKID dev1 (what OpenSSL 3.0
+/// cannot send: rootCaCert, crlStatusList), built with the `cmpv2` types.
+fn genm(secret: &str, itavs: Vec<cmpv2::gen::InfoTypeAndValue>, message_time: u64) -> Vec<u8> {
+    use pkid_protocols::cmp::{encode_request, Pbm, ResponseHeader, ResponseProtection};
+    use x509_cert::ext::pkix::name::GeneralName;
+    let mut tid = [0u8; 16];
+    let mut nonce = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut tid).expect("random");
+    aws_lc_rs::rand::fill(&mut nonce).expect("random");
+    let header = ResponseHeader {
+        sender: x509_cert::name::Name::default(),
+        recipient: GeneralName::DirectoryName(x509_cert::name::Name::default()),
+        message_time,
+        transaction_id: tid.to_vec(),
+        sender_nonce: nonce,
+        recip_nonce: None,
+        sender_kid: Some(b"dev1".to_vec()),
+        implicit_confirm: false,
+        pvno: 2,
+    };
+    let pbm = Pbm::sha256(&nonce, 500).expect("PBM");
+    encode_request(
+        &header,
+        21,
+        &itavs,
+        ResponseProtection::Mac {
+            pbm: &pbm,
+            secret: secret.as_bytes(),
+        },
+    )
+    .expect("genm encodes")
+}
+
+fn itav(oid: &str, value: Option<der::Any>) -> cmpv2::gen::InfoTypeAndValue {
+    cmpv2::gen::InfoTypeAndValue {
+        oid: oid.parse().expect("OID"),
+        value,
+    }
+}
+
+#[test]
+fn genm_answers_key_types_ca_certificates_a_template_the_root_and_crls() {
+    use der::{Decode, Encode};
+    use pkid_protocols::cmp::info_type;
+    use pkid_protocols::cmp::{CrlSource, CrlStatus};
+    use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
+    let dir = init(&[]);
+    let data = dir.path();
+    configure(data, "");
+    let secret = organisation_with_secret(data);
+    let pass = format!("pass:{secret}");
+    let daemon = Daemon::start(data);
+    let work = tempdir();
+    let w = work.path();
+    let server = daemon.http.to_string();
+    let issuing = x509_cert::Certificate::from_der(
+        &pkid_protocols::x509::pem_or_der(
+            &std::fs::read(data.join("certs/issuing.crt")).expect("issuing"),
+            &["CERTIFICATE"],
+        )
+        .expect("PEM"),
+    )
+    .expect("issuing CA");
+
+    // What OpenSSL 3.0 can ask: signKeyPairTypes, caCerts, certReqTemplate.
+    let mut answers = std::collections::BTreeMap::new();
+    for t in ["signKeyPairTypes", "caCerts", "certReqTemplate"] {
+        let rsp = unique_path(w, "genp", "der");
+        let out = openssl_cmp(
+            &server,
+            "devices",
+            &[
+                "-cmd",
+                "genm",
+                "-secret",
+                &pass,
+                "-infotype",
+                t,
+                "-rspout",
+                path_str(&rsp),
+            ],
+        );
+        let text = all_output(&out);
+        assert!(
+            out.status.success() && text.contains("genp contains ITAV"),
+            "{t}: {text}"
+        );
+        let v = parse_response(&std::fs::read(&rsp).expect("genp")).expect("parses");
+        assert_eq!(v.body_tag, 22);
+        v.verify_mac(secret.as_bytes()).expect("protected");
+        assert_eq!(v.general.len(), 1, "{t}");
+        answers.insert(t, v.general[0].clone());
+    }
+    // signKeyPairTypes: the device profile's only key type, P-256.
+    let types: Vec<spki::AlgorithmIdentifierOwned> = answers["signKeyPairTypes"]
+        .value
+        .as_ref()
+        .expect("a value")
+        .decode_as()
+        .expect("SEQUENCE OF AlgorithmIdentifier");
+    assert_eq!(types.len(), 1);
+    assert_eq!(types[0].oid, const_oid::db::rfc5912::ID_EC_PUBLIC_KEY);
+    let curve: const_oid::ObjectIdentifier = types[0]
+        .parameters
+        .as_ref()
+        .expect("curve")
+        .decode_as()
+        .expect("OID");
+    assert_eq!(curve, const_oid::db::rfc5912::SECP_256_R_1);
+    // caCerts: the issuing CA, then the root.
+    let certs: Vec<x509_cert::Certificate> = answers["caCerts"]
+        .value
+        .as_ref()
+        .expect("a value")
+        .decode_as()
+        .expect("certificates");
+    assert_eq!(certs.len(), 2);
+    assert_eq!(certs[0], issuing);
+    assert_eq!(
+        certs[1].tbs_certificate.subject,
+        certs[1].tbs_certificate.issuer
+    );
+    // certReqTemplate: O and C filled in by the CA, P-256 as keySpec.
+    let template: pkid_protocols::cmp::CertReqTemplateContent = answers["certReqTemplate"]
+        .value
+        .as_ref()
+        .expect("a value")
+        .decode_as()
+        .expect("CertReqTemplateContent");
+    let subject = template.cert_template.subject.expect("subject").to_string();
+    assert!(
+        subject.contains(ORG_NAME) && subject.contains("C=VN"),
+        "{subject}"
+    );
+    let spec = template.key_spec.expect("keySpec");
+    assert_eq!(spec[0].oid, info_type::REG_CTRL_ALG_ID);
+
+    let now = unix_now();
+    let post = |der: Vec<u8>| {
+        let f = unique_path(w, "genm", "der");
+        std::fs::write(&f, der).expect("write");
+        post_der(&daemon, "devices", &f)
+    };
+    // rootCaCert: no root CA key update to announce, so rootCaKeyUpdate without a value.
+    let v = post(genm(&secret, vec![itav("1.3.6.1.5.5.7.4.20", None)], now));
+    assert_eq!(v.body_tag, 22, "{:?}", v.status);
+    v.verify_mac(secret.as_bytes()).expect("protected");
+    assert_eq!(v.general.len(), 1);
+    assert_eq!(v.general[0].oid, info_type::ROOT_CA_KEY_UPDATE);
+    assert!(v.general[0].value.is_none());
+
+    // crlStatusList by issuer name and by distribution point: the current CRL, signed by the
+    // issuing CA; with a thisUpdate in the future: crls without a value.
+    let by_issuer = CrlSource::Issuer(vec![GeneralName::DirectoryName(
+        issuing.tbs_certificate.subject.clone(),
+    )]);
+    let url = format!("{}/crl/issuing.crl", pkid_public_url(data));
+    let by_dpn = CrlSource::Dpn(DistributionPointName::FullName(vec![
+        GeneralName::UniformResourceIdentifier(der::asn1::Ia5String::new(&url).expect("URI")),
+    ]));
+    for (what, source) in [("issuer", by_issuer.clone()), ("dpn", by_dpn)] {
+        let list = vec![CrlStatus {
+            source,
+            this_update: None,
+        }];
+        let value = der::Any::from_der(&list.to_der().expect("der")).expect("any");
+        let v = post(genm(
+            &secret,
+            vec![itav("1.3.6.1.5.5.7.4.22", Some(value))],
+            now,
+        ));
+        assert_eq!(v.body_tag, 22, "{what}: {:?}", v.status);
+        assert_eq!(v.general[0].oid, info_type::CRLS);
+        let crls: Vec<der::Any> = v.general[0]
+            .value
+            .as_ref()
+            .expect("a CRL")
+            .decode_as()
+            .expect("CRLs");
+        assert_eq!(crls.len(), 1, "{what}");
+        let crl_file = unique_path(w, "crl", "der");
+        std::fs::write(&crl_file, crls[0].to_der().expect("der")).expect("write");
+        let out = openssl(&[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            path_str(&crl_file),
+            "-CAfile",
+            path_str(&data.join("certs/issuing.crt")),
+            "-noout",
+        ]);
+        assert!(
+            lossy(&out.stderr).contains("verify OK"),
+            "{what}: {}",
+            lossy(&out.stderr)
+        );
+    }
+    let later = x509_cert::time::Time::GeneralTime(
+        der::asn1::GeneralizedTime::from_unix_duration(std::time::Duration::from_secs(
+            now + 86_400 * 365,
+        ))
+        .expect("time"),
+    );
+    let list = vec![CrlStatus {
+        source: by_issuer,
+        this_update: Some(later),
+    }];
+    let value = der::Any::from_der(&list.to_der().expect("der")).expect("any");
+    let v = post(genm(
+        &secret,
+        vec![itav("1.3.6.1.5.5.7.4.22", Some(value))],
+        now,
+    ));
+    assert_eq!(v.general[0].oid, info_type::CRLS);
+    assert!(
+        v.general[0].value.is_none(),
+        "nothing newer than the client's"
+    );
+    // A CRL this server does not publish: badRequest. A genm under a wrong secret:
+    // badMessageCheck.
+    let list = vec![CrlStatus {
+        source: CrlSource::Issuer(vec![GeneralName::DirectoryName(
+            x509_cert::name::Name::default(),
+        )]),
+        this_update: None,
+    }];
+    let value = der::Any::from_der(&list.to_der().expect("der")).expect("any");
+    let v = post(genm(
+        &secret,
+        vec![itav("1.3.6.1.5.5.7.4.22", Some(value))],
+        now,
+    ));
+    assert_error(&v, FailureBit::BadRequest, "unknown CRL source");
+    let v = post(genm(
+        "not the secret",
+        vec![itav("1.3.6.1.5.5.7.4.20", None)],
+        now,
+    ));
+    assert_error(&v, FailureBit::BadMessageCheck, "wrong secret");
+}
+
+/// The `public_url` of the data directory's configuration.
+fn pkid_public_url(data: &Path) -> String {
+    let text = std::fs::read_to_string(data.join("pkid.toml")).expect("pkid.toml");
+    text.lines()
+        .find_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("public_url")
+                .and_then(|r| r.trim().strip_prefix('='))
+                .map(|v| v.trim().trim_matches('"').to_owned())
+        })
+        .expect("public_url")
+}
+
+/// The system clock, Unix seconds.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
 }

@@ -1149,7 +1149,10 @@ pub mod general_answer {
     use super::*;
     use cmpv2::gen::InfoTypeAndValue;
 
-    fn itav<T: Encode>(oid: ObjectIdentifier, value: Option<&T>) -> Result<InfoTypeAndValue, CmpError> {
+    fn itav<T: Encode>(
+        oid: ObjectIdentifier,
+        value: Option<&T>,
+    ) -> Result<InfoTypeAndValue, CmpError> {
         Ok(InfoTypeAndValue {
             oid,
             value: value
@@ -1160,9 +1163,7 @@ pub mod general_answer {
     }
 
     /// signKeyPairTypes: `SEQUENCE OF AlgorithmIdentifier` of the allowed key types.
-    pub fn sign_key_pair_types(
-        keys: &[algorithm::KeyType],
-    ) -> Result<InfoTypeAndValue, CmpError> {
+    pub fn sign_key_pair_types(keys: &[algorithm::KeyType]) -> Result<InfoTypeAndValue, CmpError> {
         let algs: Vec<AlgorithmIdentifierOwned> =
             keys.iter().map(key_algorithm).collect::<Result<_, _>>()?;
         itav(info_type::SIGN_KEY_PAIR_TYPES, Some(&algs))
@@ -1207,10 +1208,12 @@ pub mod general_answer {
         let enc = |e: der::Error| CmpError::Malformed(e.to_string());
         let key_spec = match only_key {
             None => None,
-            Some(algorithm::KeyType::Rsa(bits)) => Some(vec![x509_cert::attr::AttributeTypeAndValue {
-                oid: info_type::REG_CTRL_RSA_KEY_LEN,
-                value: Any::encode_from(&(bits as u64)).map_err(enc)?,
-            }]),
+            Some(algorithm::KeyType::Rsa(bits)) => {
+                Some(vec![x509_cert::attr::AttributeTypeAndValue {
+                    oid: info_type::REG_CTRL_RSA_KEY_LEN,
+                    value: Any::encode_from(&(bits as u64)).map_err(enc)?,
+                }])
+            }
             Some(k) => Some(vec![x509_cert::attr::AttributeTypeAndValue {
                 oid: info_type::REG_CTRL_ALG_ID,
                 value: Any::encode_from(&key_algorithm(&k)?).map_err(enc)?,
