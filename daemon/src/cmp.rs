@@ -170,6 +170,7 @@ pub struct Cmp {
     ra: RegistrationAuthority,
     sealer: Option<Arc<dyn DataSealer>>,
     crl: Option<Arc<crate::crl::CrlService>>,
+    calendar: crate::ra::calendar::Calendar,
     last_sweep: AtomicU64,
 }
 
@@ -224,7 +225,12 @@ impl Cmp {
         sealer: Option<Arc<dyn DataSealer>>,
         crl: Option<Arc<crate::crl::CrlService>>,
     ) -> Self {
+        let calendar = crate::ra::calendar::Calendar::load(&config.ra.calendar).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "CMP: the working-day calendar does not load; using the shipped one for deadlines");
+            crate::ra::calendar::Calendar::shipped()
+        });
         Self {
+            calendar,
             ra: RegistrationAuthority::new(authority.clone()),
             config,
             store,
@@ -279,10 +285,7 @@ impl Cmp {
                 "rr is not served yet",
             )),
             RequestBody::Genm(itavs) => self.general(label, itavs),
-            RequestBody::PollReq(_) => Err(Refusal::new(
-                FailureBit::BadRequest,
-                "no request of this transaction waits for an operator",
-            )),
+            RequestBody::PollReq(ids) => self.poll(label, &req, &sender, ids, now),
             RequestBody::Error => self.client_error(&req, &sender, now),
             RequestBody::Other(n) => Err(Refusal::new(
                 FailureBit::BadRequest,
@@ -389,7 +392,11 @@ impl Cmp {
 
     /// The subject pkid issues for a requested subject under `label`: `CN` (required) and at
     /// most one `OU` from the request, `O` = the organisation's legal name, `C` = VN.
-    fn subject_for(&self, label: &CmpLabel, subject: Option<&Name>) -> Result<Name, Refusal> {
+    fn subject_for(
+        &self,
+        label: &CmpLabel,
+        subject: Option<&Name>,
+    ) -> Result<(String, Option<String>, Name), Refusal> {
         use const_oid::db::rfc4519::{C, CN, O, OU};
         let org = self
             .store
@@ -439,7 +446,8 @@ impl Cmp {
             dn.push_str(&format!(",OU={}", escape(u)));
         }
         dn.push_str(&format!(",O={},C=VN", escape(&org.name)));
-        pkid_protocols::name::parse(&dn).map_err(|e| template(e.to_string()))
+        let name = pkid_protocols::name::parse(&dn).map_err(|e| template(e.to_string()))?;
+        Ok((cn, ou, name))
     }
 
     /// Opens a transaction for a new request; transactionIdInUse if the ID was seen.
@@ -550,8 +558,14 @@ impl Cmp {
                     ),
                 ));
             };
+            if label.approval == Approval::Operator {
+                return Err(Refusal::new(
+                    FailureBit::BadRequest,
+                    "this label waits for an operator, whose RA request keeps a PKCS#10 request: send the key as p10cr",
+                ));
+            }
             let verified = proto::verify_cert_request(msg)?;
-            let subject = self.subject_for(label, verified.subject.as_ref())?;
+            let (_, _, subject) = self.subject_for(label, verified.subject.as_ref())?;
             self.issue(
                 label,
                 sender,
@@ -589,15 +603,20 @@ impl Cmp {
                 }
                 other => Refusal::new(FailureBit::BadDataFormat, other.to_string()),
             })?;
-            let subject = self.subject_for(label, Some(&csr.subject))?;
-            self.issue(label, sender, subject, csr.public_key, csr.subject_alt_name)
-        };
-        match run() {
-            Ok(der) => {
-                let minus_one = Int::new(&[0xff])
-                    .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
-                self.deliver(label, req, sender, t, der, minus_one, 3, now)
+            let (cn, ou, subject) = self.subject_for(label, Some(&csr.subject))?;
+            if label.approval == Approval::Operator {
+                return self
+                    .await_operator(label, sender, &t, csr_der, cn, ou, now)
+                    .map(Err);
             }
+            self.issue(label, sender, subject, csr.public_key, csr.subject_alt_name)
+                .map(Ok)
+        };
+        let minus_one =
+            Int::new(&[0xff]).map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
+        match run() {
+            Ok(Ok(der)) => self.deliver(label, req, sender, t, der, minus_one, 3, now),
+            Ok(Err(waiting)) => Ok(waiting),
             Err(r) => {
                 self.fail(&t, &sender.actor, &r, now);
                 Err(r)
@@ -630,12 +649,6 @@ impl Cmp {
                     key_type.name(),
                     label.profile
                 ),
-            ));
-        }
-        if label.approval == Approval::Operator {
-            return Err(Refusal::new(
-                FailureBit::SystemUnavail,
-                "this label waits for an operator, which CMP does not serve yet",
             ));
         }
         self.check_not_paused(&label.issuer)?;
@@ -747,22 +760,7 @@ impl Cmp {
         statuses: &[proto::CertStatus],
         now: u64,
     ) -> Result<Step, Refusal> {
-        let t = self
-            .store
-            .cmp_transaction(&req.transaction_id)?
-            .filter(|t| t.label == label.name && t.organisation == sender.organisation)
-            .ok_or_else(|| {
-                Refusal::new(
-                    FailureBit::BadRequest,
-                    "certConf for a transaction this server does not know",
-                )
-            })?;
-        if t.client_nonce == req.sender_nonce {
-            return Err(Refusal::new(
-                FailureBit::BadSenderNonce,
-                "this senderNonce was already used in the transaction (a replay?)",
-            ));
-        }
+        let t = self.continued(label, req, sender, "certConf")?;
         if t.state != CmpState::Issued {
             return Err(Refusal::new(
                 FailureBit::CertConfirmed,
@@ -770,12 +768,6 @@ impl Cmp {
                     "the transaction is {}; nothing waits for confirmation",
                     t.state.as_str()
                 ),
-            ));
-        }
-        if req.recip_nonce.as_deref() != Some(t.server_nonce.as_slice()) {
-            return Err(Refusal::new(
-                FailureBit::BadRecipientNonce,
-                "recipNonce is not the senderNonce of the server's last message",
             ));
         }
         let [status] = statuses else {
@@ -964,6 +956,281 @@ impl Cmp {
             }
         }
         Ok(out)
+    }
+
+    /// A p10cr under an operator-approved label becomes an accepted RA request (the RA
+    /// request keeps the PKCS#10, which an officer's approval fulfils); the cp says
+    /// `waiting` and the client polls.
+    #[allow(clippy::too_many_arguments)]
+    fn await_operator(
+        &self,
+        label: &CmpLabel,
+        sender: &Sender,
+        t: &CmpTransaction,
+        csr_der: &[u8],
+        cn: String,
+        ou: Option<String>,
+        now: u64,
+    ) -> Result<Step, Refusal> {
+        use crate::store::ra::{KeyOrigin, RequestKind, RequestRecord, RequestState, SubscriberFields};
+        let org = self
+            .store
+            .organisation(&label.organisation)?
+            .ok_or_else(|| Refusal::new(FailureBit::SystemUnavail, "the label's organisation is gone"))?;
+        let accepted = time::OffsetDateTime::from_unix_timestamp(now as i64)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let due = self
+            .calendar
+            .due_working_days(accepted, self.config.ra.working_days)
+            .unix_timestamp()
+            .max(0) as u64;
+        let record = RequestRecord {
+            id: 0,
+            kind: RequestKind::Issue,
+            organisation: org.id.clone(),
+            province: org.province.clone(),
+            org_path: org.path.clone(),
+            state: RequestState::Accepted,
+            profile: Some(label.profile.clone()),
+            key_origin: KeyOrigin::Csr,
+            issuer: Some(label.issuer.clone()),
+            subscriber: SubscriberFields {
+                name: Some(cn),
+                email: org.email.clone(),
+                title: None,
+                unit: ou,
+                phone_sealed: None,
+                id_number_sealed: None,
+            },
+            csr: Some(csr_der.to_vec()),
+            certificate: None,
+            issued_certificate: None,
+            reason: None,
+            document: None,
+            batch: None,
+            submitted_by: sender.actor.clone(),
+            submitted_at: now,
+            accepted_at: Some(now),
+            due_at: Some(due),
+            fulfilled_at: None,
+            closed_at: None,
+            breach_notified_at: None,
+            erased_at: None,
+            updated_at: now,
+        };
+        let audit = AuditEntry {
+            at: now,
+            actor: sender.actor.clone(),
+            action: "request.submit".into(),
+            target: org.id.clone(),
+            outcome: Outcome::Success,
+            detail: format!(
+                "requests=1 state=accepted cmp-label={} (the client authenticated with the organisation's shared secret)",
+                label.name
+            ),
+        };
+        // No notices: the organisation's own machine filed it and polls for the answer.
+        let stored = self
+            .store
+            .submit_requests(None, &[record], &audit, &|_| Vec::new())?;
+        let id = stored
+            .first()
+            .map(|r| r.id)
+            .ok_or_else(|| Refusal::new(FailureBit::SystemFailure, "no request stored"))?;
+        let nonce = random::<{ proto::NONCE_BYTES }>()?;
+        let mut next = t.clone();
+        next.request = Some(id);
+        next.server_nonce = nonce.to_vec();
+        next.updated_at = now;
+        let audit = AuditEntry {
+            at: now,
+            actor: sender.actor.clone(),
+            action: "cmp.transaction".into(),
+            target: hex::encode(&t.transaction_id),
+            outcome: Outcome::Success,
+            detail: format!("state=waiting request={id} label={}", label.name),
+        };
+        if !self
+            .store
+            .advance_cmp_transaction(&next, t.state, &t.client_nonce, &audit)?
+        {
+            return Err(Refusal::new(
+                FailureBit::TransactionIdInUse,
+                "another message of this transaction was answered first",
+            ));
+        }
+        let minus_one =
+            Int::new(&[0xff]).map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
+        Ok(Step {
+            body: ResponseBody::waiting(
+                3,
+                minus_one,
+                &format!("request {id} waits for an RA officer's approval; poll for it"),
+            ),
+            extra_certs: Vec::new(),
+            issued: false,
+            nonce: Some(nonce),
+        })
+    }
+
+    /// The transaction a follow-up message (certConf, pollReq) continues, with its nonces
+    /// checked: the senderNonce must be new, recipNonce the server's last senderNonce.
+    fn continued(
+        &self,
+        label: &CmpLabel,
+        req: &Request,
+        sender: &Sender,
+        body: &str,
+    ) -> Result<CmpTransaction, Refusal> {
+        let t = self
+            .store
+            .cmp_transaction(&req.transaction_id)?
+            .filter(|t| t.label == label.name && t.organisation == sender.organisation)
+            .ok_or_else(|| {
+                Refusal::new(
+                    FailureBit::BadRequest,
+                    format!("{body} for a transaction this server does not know"),
+                )
+            })?;
+        if t.client_nonce == req.sender_nonce {
+            return Err(Refusal::new(
+                FailureBit::BadSenderNonce,
+                "this senderNonce was already used in the transaction (a replay?)",
+            ));
+        }
+        if req.recip_nonce.as_deref() != Some(t.server_nonce.as_slice()) {
+            return Err(Refusal::new(
+                FailureBit::BadRecipientNonce,
+                "recipNonce is not the senderNonce of the server's last message",
+            ));
+        }
+        Ok(t)
+    }
+
+    /// pollReq: the certificate once an officer approved the RA request (then certConf as
+    /// usual), an error with the officer's reason once rejected, else pollRep.
+    fn poll(
+        &self,
+        label: &CmpLabel,
+        req: &Request,
+        sender: &Sender,
+        ids: &[Int],
+        now: u64,
+    ) -> Result<Step, Refusal> {
+        use crate::store::ra::RequestState;
+        let t = self.continued(label, req, sender, "pollReq")?;
+        let (CmpState::Waiting, Some(request)) = (t.state, t.request) else {
+            return Err(Refusal::new(
+                FailureBit::BadRequest,
+                format!("the transaction is {}; nothing waits for an operator", t.state.as_str()),
+            ));
+        };
+        let r = self.store.request(request)?.ok_or_else(|| {
+            Refusal::new(FailureBit::SystemFailure, "the transaction's RA request is gone")
+        })?;
+        let nonce = random::<{ proto::NONCE_BYTES }>()?;
+        let mut next = t.clone();
+        next.client_nonce = req.sender_nonce.clone();
+        next.server_nonce = nonce.to_vec();
+        next.updated_at = now;
+        let advance = |next: &CmpTransaction, detail: String, outcome| -> Result<(), Refusal> {
+            let audit = AuditEntry {
+                at: now,
+                actor: sender.actor.clone(),
+                action: "cmp.transaction".into(),
+                target: hex::encode(&t.transaction_id),
+                outcome,
+                detail,
+            };
+            if self
+                .store
+                .advance_cmp_transaction(next, t.state, &t.client_nonce, &audit)?
+            {
+                Ok(())
+            } else {
+                Err(Refusal::new(
+                    FailureBit::BadSenderNonce,
+                    "another message of this transaction was answered first",
+                ))
+            }
+        };
+        match r.state {
+            RequestState::Fulfilled => {
+                let serial = r.issued_certificate.clone().unwrap_or_default();
+                let der = self
+                    .store
+                    .certificate(&serial)?
+                    .and_then(|c| c.der)
+                    .ok_or_else(|| {
+                        Refusal::new(FailureBit::SystemFailure, format!("certificate {serial} was never stored"))
+                    })?;
+                let cert = Certificate::from_der(&der)
+                    .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
+                next.state = CmpState::Issued;
+                next.serial = Some(serial.clone());
+                next.cert_hash = Some(proto::cert_hash(&der, None)?);
+                advance(
+                    &next,
+                    format!("state=issued serial={serial} request={request}"),
+                    Outcome::Success,
+                )?;
+                let chain = self.chain(label)?;
+                let root = chain.last().cloned().into_iter().collect::<Vec<_>>();
+                let id = match ids.first() {
+                    Some(id) => id.clone(),
+                    None => Int::new(&[0xff])
+                        .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?,
+                };
+                Ok(Step {
+                    body: ResponseBody::issued(3, id, cert, Some(root)),
+                    extra_certs: chain,
+                    issued: true,
+                    nonce: Some(nonce),
+                })
+            }
+            RequestState::Rejected => {
+                let reason = self
+                    .store
+                    .request_events(r.id)?
+                    .into_iter()
+                    .rev()
+                    .find(|e| e.to == RequestState::Rejected)
+                    .and_then(|e| e.reason)
+                    .unwrap_or_else(|| "no reason given".into());
+                next.state = CmpState::Failed;
+                advance(
+                    &next,
+                    format!("state=failed request={request} rejected"),
+                    Outcome::Refused,
+                )?;
+                Err(Refusal::new(
+                    FailureBit::NotAuthorized,
+                    format!("request {} was rejected: {}", r.id, one_line(&reason)),
+                ))
+            }
+            _ => {
+                advance(
+                    &next,
+                    format!("state=waiting request={request} polled"),
+                    Outcome::Success,
+                )?;
+                let text = format!("request {request} waits for an RA officer's approval");
+                Ok(Step {
+                    body: ResponseBody::PollRep(
+                        ids.iter()
+                            .map(|id| proto::PollRepEntry {
+                                cert_req_id: id.clone(),
+                                check_after: self.config.cmp.check_after_secs,
+                                reason: Some(vec![text.clone()]),
+                            })
+                            .collect(),
+                    ),
+                    extra_certs: Vec::new(),
+                    issued: false,
+                    nonce: Some(nonce),
+                })
+            }
+        }
     }
 
     /// An `error` from the client ends its transaction; answered with pkiConf.

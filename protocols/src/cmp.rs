@@ -370,6 +370,23 @@ struct PollReqEntry {
     cert_req_id: Int,
 }
 
+/// ```text
+/// PollRepContent ::= SEQUENCE OF SEQUENCE {
+///     certReqId   INTEGER,
+///     checkAfter  INTEGER,  -- time in seconds
+///     reason      PKIFreeText OPTIONAL }
+/// ```
+/// RFC 9810 §5.3.22.
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+pub struct PollRepEntry {
+    /// The polled certReqId.
+    pub cert_req_id: Int,
+    /// Seconds before the next pollReq.
+    pub check_after: u64,
+    /// Why the client waits.
+    pub reason: Option<Vec<String>>,
+}
+
 /// A parsed request.
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -842,6 +859,8 @@ pub enum ResponseBody {
     Error(ErrorContent),
     /// `genp`.
     Genp(Vec<cmpv2::gen::InfoTypeAndValue>),
+    /// `pollRep`.
+    PollRep(Vec<PollRepEntry>),
 }
 
 /// How a response is protected.
@@ -874,6 +893,26 @@ impl ResponseBody {
             error_code: None,
             error_details: None,
         }))
+    }
+
+    /// A CertRepMessage saying the request waits (for an operator); the client polls.
+    pub fn waiting(tag: u8, cert_req_id: Int, text: &str) -> Self {
+        Self::CertRep {
+            tag,
+            content: CertRepContent {
+                ca_pubs: None,
+                response: vec![CertResponse {
+                    cert_req_id,
+                    status: StatusInfo {
+                        status: PkiStatus::Waiting,
+                        status_string: Some(vec![text.to_owned()]),
+                        fail_info: None,
+                    },
+                    certified_key_pair: None,
+                    rsp_info: None,
+                }],
+            },
+        }
     }
 
     /// A CertRepMessage carrying one issued certificate.
@@ -912,6 +951,7 @@ impl ResponseBody {
             Self::PkiConf => explicit(19, &Null),
             Self::Error(e) => explicit(23, e),
             Self::Genp(itavs) => explicit(22, itavs),
+            Self::PollRep(entries) => explicit(26, entries),
         }
     }
 }

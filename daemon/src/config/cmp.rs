@@ -13,6 +13,7 @@ pub(super) struct RawCmp {
     default_label: String,
     message_time_window_secs: u64,
     confirm_timeout_secs: u64,
+    check_after_secs: u64,
     labels: Vec<RawLabel>,
 }
 
@@ -22,6 +23,7 @@ impl Default for RawCmp {
             default_label: String::new(),
             message_time_window_secs: 300,
             confirm_timeout_secs: 300,
+            check_after_secs: 60,
             labels: Vec::new(),
         }
     }
@@ -88,6 +90,8 @@ pub struct CmpConfig {
     /// Seconds an issued certificate waits for its certConf before the transaction is failed
     /// and the certificate revoked.
     pub confirm_timeout_secs: u64,
+    /// checkAfter of a pollRep while an operator has not decided, seconds.
+    pub check_after_secs: u64,
     /// The labels by name.
     pub labels: BTreeMap<String, CmpLabel>,
 }
@@ -98,6 +102,7 @@ impl Default for CmpConfig {
             default_label: None,
             message_time_window_secs: 300,
             confirm_timeout_secs: 300,
+            check_after_secs: 60,
             labels: BTreeMap::new(),
         }
     }
@@ -131,6 +136,9 @@ impl CmpConfig {
         if !(10..=86_400).contains(&r.confirm_timeout_secs) {
             return Err("cmp.confirm_timeout_secs must be between 10 and 86400".into());
         }
+        if !(1..=86_400).contains(&r.check_after_secs) {
+            return Err("cmp.check_after_secs must be between 1 and 86400".into());
+        }
         let mut labels = BTreeMap::new();
         for (i, l) in r.labels.into_iter().enumerate() {
             let at = format!("cmp.labels[{i}]");
@@ -162,11 +170,7 @@ impl CmpConfig {
             }
             let approval = match l.approval.as_str() {
                 "auto" => Approval::Auto,
-                "operator" => {
-                    return Err(format!(
-                        "{at}.approval \"operator\": waiting for an operator (pollReq/pollRep) is not built yet for CMP; use \"auto\""
-                    ))
-                }
+                "operator" => Approval::Operator,
                 other => return Err(format!("{at}.approval {other:?}: auto or operator")),
             };
             let (mut mac, mut signature) = (false, false);
@@ -214,6 +218,7 @@ impl CmpConfig {
             default_label,
             message_time_window_secs: r.message_time_window_secs,
             confirm_timeout_secs: r.confirm_timeout_secs,
+            check_after_secs: r.check_after_secs,
             labels,
         })
     }
@@ -250,7 +255,6 @@ mod tests {
             (LABEL.replace("tls-client", "nosuch"), "is not configured"),
             (format!("{LABEL}issuer = \"root\"\n"), "name an issuing CA"),
             (format!("{LABEL}approval = \"maybe\"\n"), "auto or operator"),
-            (format!("{LABEL}approval = \"operator\"\n"), "not built yet"),
             (format!("{LABEL}protection = [\"pin\"]\n"), "\"mac\" or"),
             (format!("{LABEL}protection = []\n"), "or both"),
             (format!("{LABEL}central_keygen = true\n"), "not built yet"),
