@@ -612,8 +612,8 @@ impl Cmp {
             self.issue(label, sender, subject, csr.public_key, csr.subject_alt_name)
                 .map(Ok)
         };
-        let minus_one =
-            Int::new(&[0xff]).map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
+        let minus_one = Int::new(&[0xff])
+            .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
         match run() {
             Ok(Ok(der)) => self.deliver(label, req, sender, t, der, minus_one, 3, now),
             Ok(Err(waiting)) => Ok(waiting),
@@ -972,11 +972,18 @@ impl Cmp {
         ou: Option<String>,
         now: u64,
     ) -> Result<Step, Refusal> {
-        use crate::store::ra::{KeyOrigin, RequestKind, RequestRecord, RequestState, SubscriberFields};
+        use crate::store::ra::{
+            KeyOrigin, RequestKind, RequestRecord, RequestState, SubscriberFields,
+        };
         let org = self
             .store
             .organisation(&label.organisation)?
-            .ok_or_else(|| Refusal::new(FailureBit::SystemUnavail, "the label's organisation is gone"))?;
+            .ok_or_else(|| {
+                Refusal::new(
+                    FailureBit::SystemUnavail,
+                    "the label's organisation is gone",
+                )
+            })?;
         let accepted = time::OffsetDateTime::from_unix_timestamp(now as i64)
             .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
         let due = self
@@ -1059,8 +1066,8 @@ impl Cmp {
                 "another message of this transaction was answered first",
             ));
         }
-        let minus_one =
-            Int::new(&[0xff]).map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
+        let minus_one = Int::new(&[0xff])
+            .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
         Ok(Step {
             body: ResponseBody::waiting(
                 3,
@@ -1122,11 +1129,17 @@ impl Cmp {
         let (CmpState::Waiting, Some(request)) = (t.state, t.request) else {
             return Err(Refusal::new(
                 FailureBit::BadRequest,
-                format!("the transaction is {}; nothing waits for an operator", t.state.as_str()),
+                format!(
+                    "the transaction is {}; nothing waits for an operator",
+                    t.state.as_str()
+                ),
             ));
         };
         let r = self.store.request(request)?.ok_or_else(|| {
-            Refusal::new(FailureBit::SystemFailure, "the transaction's RA request is gone")
+            Refusal::new(
+                FailureBit::SystemFailure,
+                "the transaction's RA request is gone",
+            )
         })?;
         let nonce = random::<{ proto::NONCE_BYTES }>()?;
         let mut next = t.clone();
@@ -1162,7 +1175,10 @@ impl Cmp {
                     .certificate(&serial)?
                     .and_then(|c| c.der)
                     .ok_or_else(|| {
-                        Refusal::new(FailureBit::SystemFailure, format!("certificate {serial} was never stored"))
+                        Refusal::new(
+                            FailureBit::SystemFailure,
+                            format!("certificate {serial} was never stored"),
+                        )
                     })?;
                 let cert = Certificate::from_der(&der)
                     .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;

@@ -19,6 +19,7 @@ use common::*;
 use pkid_protocols::cmp::{parse_response, FailureBit, ResponseView};
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::Duration;
 
 const ORG: &str = "so-gd-dn";
 const ORG_NAME: &str = "Sở Giáo dục và Đào tạo Đà Nẵng";
@@ -861,4 +862,157 @@ fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")
         .as_secs()
+}
+
+/// The id of the newest RA request (`pkid request list`, JSON).
+fn newest_request(data: &Path) -> String {
+    let out = pkid_ok(data, &["request", "list"]);
+    let at = out.find("\"id\":").expect("a request");
+    out[at + 5..]
+        .trim_start()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .expect("id")
+        .to_owned()
+}
+
+#[test]
+fn a_p10cr_under_operator_approval_polls_until_an_officer_decides() {
+    let dir = init(&[]);
+    let data = dir.path();
+    let path = data.join("pkid.toml");
+    let text = std::fs::read_to_string(&path).expect("pkid.toml");
+    assert!(
+        text.contains("check_after_secs = 60"),
+        "the template's [cmp]"
+    );
+    std::fs::write(
+        &path,
+        text.replacen("check_after_secs = 60", "check_after_secs = 1", 1),
+    )
+    .expect("write");
+    configure(
+        data,
+        &format!(
+            "\n[[cmp.labels]]\nname = \"staff\"\nprofile = \"device\"\norganisation = \"{ORG}\"\napproval = \"operator\"\n"
+        ),
+    );
+    let secret = organisation_with_secret(data);
+    let pass = format!("pass:{secret}");
+    let daemon = Daemon::start(data);
+    let work = tempdir();
+    let w = work.path();
+    let server = daemon.http.to_string();
+    let (_k, csr) = make_csr(w, "/CN=Nguyễn Thị Hoa", "ec:P-256");
+    let (_k2, csr2) = make_csr(w, "/CN=Trần Văn Bình", "ec:P-256");
+
+    // Approved: openssl polls (pollReq/pollRep, checkAfter 1 s) until the officer approves.
+    let cert = unique_path(w, "staff", "crt");
+    let (c, s, p) = (path_str(&csr).to_owned(), server.clone(), pass.clone());
+    let cert_arg = path_str(&cert).to_owned();
+    let client = std::thread::spawn(move || {
+        openssl_cmp(
+            &s,
+            "staff",
+            &[
+                "-cmd",
+                "p10cr",
+                "-secret",
+                &p,
+                "-csr",
+                &c,
+                "-certout",
+                &cert_arg,
+                "-total_timeout",
+                "60",
+            ],
+        )
+    });
+    assert!(
+        poll(Duration::from_secs(20), || pkid(data, &["request", "list"])
+            .stdout
+            .windows(4)
+            .any(|w| w == b"\"id\"")),
+        "the RA request is created on the first message"
+    );
+    let id = newest_request(data);
+    // Polled at least once before the decision.
+    assert!(poll(Duration::from_secs(10), || counted(
+        &daemon, "pollReq", "answered"
+    ) >= 1.0));
+    pkid_ok(data, &["request", "approve", &id]);
+    let out = client.join().expect("client");
+    let text = all_output(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("received POLLREP") && text.contains("received ip/cp/kup after polling"),
+        "{text}"
+    );
+    assert!(
+        text.contains("received PKICONF"),
+        "certConf after polling: {text}"
+    );
+    let subject = x509_subject(&cert);
+    assert!(
+        subject.contains("Nguyễn Thị Hoa") && subject.contains(ORG_NAME),
+        "{subject}"
+    );
+    assert_verifies(data, &cert, &[]);
+
+    // Rejected: the next pollReq gets notAuthorized with the officer's reason.
+    let (c, s, p) = (path_str(&csr2).to_owned(), server.clone(), pass.clone());
+    let unused = path_str(&unique_path(w, "unused", "crt")).to_owned();
+    let before = newest_request(data);
+    let client = std::thread::spawn(move || {
+        openssl_cmp(
+            &s,
+            "staff",
+            &[
+                "-cmd",
+                "p10cr",
+                "-secret",
+                &p,
+                "-csr",
+                &c,
+                "-certout",
+                &unused,
+                "-total_timeout",
+                "60",
+            ],
+        )
+    });
+    assert!(poll(Duration::from_secs(20), || newest_request(data) != before));
+    let id = newest_request(data);
+    pkid_ok(
+        data,
+        &["request", "reject", &id, "--reason", "Không thuộc biên chế"],
+    );
+    let out = client.join().expect("client");
+    let text = all_output(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("notAuthorized") && text.contains("Không thuộc biên chế"),
+        "{text}"
+    );
+
+    // ir on an operator label: refused, naming p10cr.
+    let key = p256_key(w);
+    let out = openssl_cmp(
+        &server,
+        "staff",
+        &[
+            "-cmd",
+            "ir",
+            "-secret",
+            &pass,
+            "-newkey",
+            path_str(&key),
+            "-subject",
+            "/CN=ir",
+            "-certout",
+            path_str(&unique_path(w, "ir", "crt")),
+        ],
+    );
+    let text = all_output(&out);
+    assert!(!out.status.success() && text.contains("p10cr"), "{text}");
 }
