@@ -1143,7 +1143,7 @@ pub enum GeneralQuestion {
     /// caCerts.
     CaCerts,
     /// rootCaCert (with the root the client has, if it said).
-    RootCaCert(Option<Certificate>),
+    RootCaCert(Option<Box<Certificate>>),
     /// certReqTemplate.
     CertReqTemplate,
     /// crlStatusList.
@@ -1167,7 +1167,7 @@ pub fn general_questions(
                 it::ROOT_CA_CERT => GeneralQuestion::RootCaCert(
                     i.value
                         .as_ref()
-                        .map(|v| v.decode_as::<Certificate>())
+                        .map(|v| v.decode_as::<Certificate>().map(Box::new))
                         .transpose()
                         .map_err(malformed("rootCaCert"))?,
                 ),
