@@ -1620,4 +1620,23 @@ mod tests {
         let raw = RawMessage::from_der(der).expect("raw");
         assert_eq!(raw.to_der().expect("der"), der.to_vec());
     }
+
+    /// `testdata/cmp/certconf-rejected.der`: openssl's certConf rejecting a certificate, with a
+    /// failInfo cmpv2 0.2 cannot decode (bit 7).
+    #[test]
+    fn openssl_rejecting_certconf_decodes_with_its_failure_bit() {
+        let der = include_bytes!("../../testdata/cmp/certconf-rejected.der");
+        let req = parse_request(der).expect("parses");
+        let RequestBody::CertConf(statuses) = &req.body else {
+            panic!("certConf, got {}", req.body.name())
+        };
+        let info = statuses[0].status_info.as_ref().expect("statusInfo");
+        assert_eq!(info.status, PkiStatus::Rejection);
+        assert!(has_failure_bit(
+            info.fail_info.as_ref().expect("failInfo"),
+            FailureBit::IncorrectData
+        ));
+        assert_eq!(statuses[0].cert_hash.as_bytes().len(), 32, "SHA-256");
+        assert!(req.recip_nonce.is_some());
+    }
 }
