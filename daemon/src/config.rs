@@ -29,7 +29,9 @@ pub use notify::{EmailConfig, NotifyConfig, Secret, WebhookConfig};
 pub use portal::PortalConfig;
 mod ra;
 pub use ra::{RaConfig, MAX_BULK_REQUESTS};
+mod cmp;
 mod est;
+pub use cmp::{CmpConfig, CmpLabel};
 pub use est::{Approval, EstConfig, EstLabel};
 
 /// Name of the self-signed root CA `pkid init` makes.
@@ -72,6 +74,8 @@ struct RawConfig {
     #[serde(default)]
     portal: portal::RawPortal,
     est: est::RawEst,
+    #[serde(default)]
+    cmp: cmp::RawCmp,
 }
 
 #[derive(Deserialize)]
@@ -220,6 +224,8 @@ pub struct Config {
     pub portal: PortalConfig,
     /// The EST enrollment server.
     pub est: EstConfig,
+    /// The CMP server.
+    pub cmp: CmpConfig,
 }
 
 /// When the kernel's clock-synchronisation state stops issuance (`[tsa] clock_sync`).
@@ -735,7 +741,9 @@ impl Config {
         let notify = NotifyConfig::from_raw(raw.notify, data_dir)?;
         let portal = PortalConfig::from_raw(raw.portal)?;
         let est = EstConfig::from_raw(raw.est, &profiles)?;
+        let cmp = CmpConfig::from_raw(raw.cmp, &profiles)?;
         Ok(Config {
+            cmp,
             portal,
             est,
             ra,

@@ -20,6 +20,7 @@ pub mod audit_stamps;
 pub mod ca;
 pub mod cli;
 pub mod clock;
+pub mod cmp;
 pub mod config;
 pub mod crl;
 pub mod datadir;

@@ -89,6 +89,9 @@ pub struct Metrics {
     /// EST requests by operation and outcome (`issued`, `accepted`, or the refusal's reason:
     /// `unauthenticated`, `bad_base64`, `bad_csr`, `key_type`, `subject`, …).
     pub est_requests: IntCounterVec,
+    /// CMP messages by body type and outcome (`answered`, or the failure bit sent:
+    /// `badMessageCheck`, `badPOP`, `transactionIdInUse`, …).
+    pub cmp_messages: IntCounterVec,
 }
 
 fn must<T>(r: Result<T, prometheus::Error>) -> T {
@@ -237,8 +240,14 @@ impl Metrics {
             "EST requests by operation and outcome.",
             &["operation", "outcome"],
         );
+        let cmp_messages = counter(
+            "cmp_messages_total",
+            "CMP messages by body type and outcome.",
+            &["body", "outcome"],
+        );
         Self {
             est_requests,
+            cmp_messages,
             registry,
             http_requests,
             http_duration,
@@ -899,6 +908,42 @@ impl TsaMetrics {
             records_pending,
             clock_synchronised,
         }
+    }
+}
+
+impl crate::store::CmpTransactions for MeteredStore {
+    fn begin_cmp_transaction(&self, t: &crate::store::CmpTransaction) -> Result<bool, StoreError> {
+        self.observe("begin_cmp_transaction", || {
+            self.inner.begin_cmp_transaction(t)
+        })
+    }
+    fn cmp_transaction(
+        &self,
+        transaction_id: &[u8],
+    ) -> Result<Option<crate::store::CmpTransaction>, StoreError> {
+        self.observe("cmp_transaction", || {
+            self.inner.cmp_transaction(transaction_id)
+        })
+    }
+    fn advance_cmp_transaction(
+        &self,
+        t: &crate::store::CmpTransaction,
+        from: crate::store::CmpState,
+        previous_client_nonce: &[u8],
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        self.observe("advance_cmp_transaction", || {
+            self.inner
+                .advance_cmp_transaction(t, from, previous_client_nonce, audit)
+        })
+    }
+    fn unconfirmed_cmp_transactions(
+        &self,
+        before: u64,
+    ) -> Result<Vec<crate::store::CmpTransaction>, StoreError> {
+        self.observe("unconfirmed_cmp_transactions", || {
+            self.inner.unconfirmed_cmp_transactions(before)
+        })
     }
 }
 

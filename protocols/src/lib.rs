@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod algorithm;
+pub mod cmp;
 pub mod crl;
 pub mod csr;
 pub mod document;

@@ -185,6 +185,33 @@ fn csr(data: &[u8]) {
     }
 }
 
+fn cmp_message(data: &[u8]) {
+    use pkid_protocols::cmp;
+    if let Ok(req) = cmp::parse_request(data) {
+        if let Ok(pbm) = req.pbm() {
+            let _ = req.verify_mac(&pbm, b"abc");
+        }
+        let _ = req.check_time(0, 300);
+        match &req.body {
+            cmp::RequestBody::Ir(m) | cmp::RequestBody::Cr(m) | cmp::RequestBody::Kur(m) => {
+                for msg in m {
+                    let _ = cmp::verify_cert_request(msg);
+                }
+            }
+            cmp::RequestBody::P10cr(d) => {
+                let _ = csr::verify(d);
+            }
+            cmp::RequestBody::Genm(itavs) => {
+                let _ = cmp::general_questions(itavs);
+            }
+            _ => {}
+        }
+    }
+    if let Ok(v) = cmp::parse_response(data) {
+        let _ = (v.verify_mac(b"abc"), v.status_text());
+    }
+}
+
 fn certificate(data: &[u8]) {
     if let Ok(der) = x509::pem_or_der(data, &["CERTIFICATE"]) {
         if let Ok(cert) = x509::parse_certificate(&der) {
@@ -248,6 +275,11 @@ fn fuzz_tsp_request() {
 #[test]
 fn fuzz_csr() {
     fuzz("csr", csr);
+}
+
+#[test]
+fn fuzz_cmp_message() {
+    fuzz("cmp_message", cmp_message);
 }
 
 #[test]

@@ -58,12 +58,14 @@ pub fn routers(state: &Arc<AppState>) -> Routers {
             .route(
                 "/.well-known/est/{*rest}",
                 axum::routing::any(crate::est::http::plain_http),
-            ),
+            )
+            .merge(crate::cmp::http::router(state)),
         state,
     );
     let https = edge(
         status_plane()
             .merge(enrollment_plane(state))
+            .merge(crate::cmp::http::router(state))
             .merge(crate::portal::router(&state.config.load())),
         state,
     );
@@ -130,9 +132,8 @@ fn status_plane() -> Router<Arc<AppState>> {
         .route("/ca/{*file}", read_only(ca_certificate))
         .route("/certs/{*file}", read_only(published))
         .route("/api/openapi.json", read_only(super::api_devices::openapi))
-    // CMP (RFC 9811 HTTP transfer, protected end to end, so on both listeners) goes here:
-    // .route("/.well-known/cmp", post(super::cmp::post))
-    // .route("/.well-known/cmp/p/{label}", post(super::cmp::post))
+    // CMP (RFC 9811 HTTP transfer, protected end to end, so on both listeners) is merged in
+    // `routers` from `crate::cmp::http::router` (it holds its own server state).
 }
 
 /// The planes only the HTTPS listener serves, where the client may have shown a certificate.

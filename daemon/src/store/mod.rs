@@ -32,6 +32,7 @@
 
 pub mod audit;
 pub mod certificates;
+pub mod cmp;
 pub mod credentials;
 pub mod crl;
 pub mod cursor;
@@ -50,6 +51,7 @@ pub use audit::{
 pub use certificates::{
     CertStatus, CertificateRecord, Certificates, ListFilter, NewCertificate, StatusChange,
 };
+pub use cmp::{CmpState, CmpTransaction, CmpTransactions};
 pub use credentials::{CredentialKind, CredentialRecord, Credentials, EstRequest};
 pub use crl::CrlStore;
 pub use devices::KeyDevices;
@@ -75,6 +77,7 @@ pub trait Store:
     + Outbox
     + Credentials
     + KeyDevices
+    + CmpTransactions
 {
     /// This store as its certificates role.
     fn as_certificates(&self) -> &dyn Certificates;
@@ -102,7 +105,8 @@ impl<
             + RaRequests
             + Outbox
             + Credentials
-            + KeyDevices,
+            + KeyDevices
+            + CmpTransactions,
     > Store for T
 {
     fn as_certificates(&self) -> &dyn Certificates {

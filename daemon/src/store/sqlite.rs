@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 mod audit;
+mod cmp;
 mod credentials;
 mod crl;
 mod devices;
@@ -94,6 +95,8 @@ const MIGRATIONS: &[&str] = &[
     ra_schema::CERTIFICATE_STATUS,
     // 12: key devices and their history (see sqlite/devices.rs).
     devices::MIGRATION,
+    // 13: CMP transactions (see sqlite/cmp.rs).
+    cmp::MIGRATION,
 ];
 
 /// Reconciliation closes a pending row whose issuance died by setting `abandoned_at`; `status`

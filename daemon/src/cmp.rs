@@ -1,0 +1,1429 @@
+//! The CMP server (RFC 9810, lightweight profile RFC 9483): who may ask under a label, what a
+//! certificate request becomes, and the transactions that carry it. The HTTP binding (RFC 9811)
+//! is [`http`]; the messages are parsed, MAC-checked and built in `pkid_protocols::cmp`.
+//!
+//! ```text
+//! PKIMessage ─▶ parse (pure) ─▶ label (issuer, profile, organisation, protection)
+//!   ─▶ authenticate: PBM with the organisation's shared secret named by senderKID
+//!      (`pkid credential add --kind cmp`, stored sealed, opened per message)
+//!   ─▶ messageTime within the window
+//!   ─▶ ir / cr / p10cr: transactionID new (else transactionIdInUse) ─▶ POP (badPOP) ─▶ key type
+//!      of the profile ─▶ subject: CN [, OU], O = the organisation's legal name, C = VN
+//!      ─▶ Authority::sign_certificate (stored and audited) ─▶ ip / cp, MAC-protected, caPubs
+//!      = the root, extraCerts = the chain; implicitConfirm granted when asked and allowed
+//!   ─▶ certConf: recipNonce = our last senderNonce, certHash of the certificate;
+//!      accepted ─▶ confirmed; rejected ─▶ revoked ─▶ pkiConf
+//! a certificate not confirmed within confirm_timeout_secs is revoked (checked as messages come)
+//! every refusal: an `error` PKIMessage with its PKIFailureInfo bit and a status string,
+//!   MAC-protected when the request's MAC verified
+//! ```
+
+pub mod http;
+
+use crate::ca::{Authority, CaError, Issuance};
+use crate::config::{Approval, CmpLabel, Config};
+use crate::keys::seal::DataSealer;
+use crate::ra::RegistrationAuthority;
+use crate::store::cmp::{CmpState, CmpTransaction};
+use crate::store::credentials::cmp_seal_context;
+use crate::store::{AuditEntry, CredentialKind, Outcome, Store, StoreError};
+use der::asn1::Int;
+use der::Decode;
+use pkid_protocols::cmp::{
+    self as proto, CmpError, FailureBit, Pbm, Request, RequestBody, ResponseBody, ResponseHeader,
+    ResponseProtection,
+};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::name::Name;
+use x509_cert::Certificate;
+
+/// Seconds between two looks for certificates whose certConf never came.
+const EXPIRY_SWEEP_SECS: u64 = 10;
+
+/// A refusal: the failure bit, the status string (never a secret), whether it may be
+/// MAC-protected (the request's MAC verified), and the metric label.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The PKIFailureInfo bit.
+    pub bit: FailureBit,
+    /// The status string.
+    pub text: String,
+}
+
+impl Refusal {
+    fn new(bit: FailureBit, text: impl Into<String>) -> Self {
+        Self {
+            bit,
+            text: text.into(),
+        }
+    }
+
+    /// The metric label of this refusal: the bit's ASN.1 name.
+    pub fn reason(&self) -> &'static str {
+        bit_name(self.bit)
+    }
+}
+
+/// The ASN.1 name of a failure bit. No `_` arm on purpose.
+pub fn bit_name(bit: FailureBit) -> &'static str {
+    match bit {
+        FailureBit::BadAlg => "badAlg",
+        FailureBit::BadMessageCheck => "badMessageCheck",
+        FailureBit::BadRequest => "badRequest",
+        FailureBit::BadTime => "badTime",
+        FailureBit::BadCertId => "badCertId",
+        FailureBit::BadDataFormat => "badDataFormat",
+        FailureBit::WrongAuthority => "wrongAuthority",
+        FailureBit::IncorrectData => "incorrectData",
+        FailureBit::BadPop => "badPOP",
+        FailureBit::CertRevoked => "certRevoked",
+        FailureBit::CertConfirmed => "certConfirmed",
+        FailureBit::WrongIntegrity => "wrongIntegrity",
+        FailureBit::BadRecipientNonce => "badRecipientNonce",
+        FailureBit::BadCertTemplate => "badCertTemplate",
+        FailureBit::SignerNotTrusted => "signerNotTrusted",
+        FailureBit::TransactionIdInUse => "transactionIdInUse",
+        FailureBit::UnsupportedVersion => "unsupportedVersion",
+        FailureBit::NotAuthorized => "notAuthorized",
+        FailureBit::SystemUnavail => "systemUnavail",
+        FailureBit::SystemFailure => "systemFailure",
+        FailureBit::BadSenderNonce => "badSenderNonce",
+    }
+}
+
+impl From<CmpError> for Refusal {
+    fn from(e: CmpError) -> Self {
+        Self::new(e.failure_bit(), e.to_string())
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "CMP: store");
+        Self::new(FailureBit::SystemUnavail, "store unavailable; retry later")
+    }
+}
+
+impl From<CaError> for Refusal {
+    fn from(e: CaError) -> Self {
+        match e {
+            CaError::Refused(m) => Self::new(FailureBit::BadCertTemplate, m),
+            CaError::NotFound(m) => Self::new(FailureBit::BadCertId, format!("no certificate {m}")),
+            CaError::Conflict(m) => Self::new(FailureBit::BadRequest, m),
+            CaError::Unavailable(m) => Self::new(FailureBit::SystemUnavail, m),
+            CaError::Internal(m) => {
+                tracing::error!(error = %m, "CMP: CA");
+                Self::new(FailureBit::SystemFailure, "internal error")
+            }
+        }
+    }
+}
+
+/// The answer to one message: DER, the body type it answered, and the outcome label.
+#[derive(Debug)]
+pub struct Answer {
+    /// The response PKIMessage.
+    pub der: Vec<u8>,
+    /// The request's body type.
+    pub body: &'static str,
+    /// `answered`, or the failure bit's name.
+    pub outcome: &'static str,
+    /// The refusal's text, for the log.
+    pub refusal: Option<String>,
+    /// Whether a certificate was issued (the status view must catch up before the answer).
+    pub issued: bool,
+}
+
+/// A verified MAC: the parameters and secret the response is protected with.
+struct MacKey {
+    pbm: Pbm,
+    secret: zeroize::Zeroizing<Vec<u8>>,
+}
+
+/// Who sent a verified message.
+struct Sender {
+    organisation: String,
+    /// For the audit log.
+    actor: String,
+    /// The credential name (senderKID).
+    kid: String,
+    mac: MacKey,
+}
+
+/// What a message became, before it is encoded.
+struct Step {
+    body: ResponseBody,
+    extra_certs: Vec<Certificate>,
+    /// Whether a certificate was issued.
+    issued: bool,
+    /// The senderNonce the transaction row recorded (the next message must echo it).
+    nonce: Option<[u8; proto::NONCE_BYTES]>,
+}
+
+/// The CMP server over one CA.
+pub struct Cmp {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    authority: Arc<Authority>,
+    ra: RegistrationAuthority,
+    sealer: Option<Arc<dyn DataSealer>>,
+    crl: Option<Arc<crate::crl::CrlService>>,
+    calendar: crate::ra::calendar::Calendar,
+    last_sweep: AtomicU64,
+}
+
+/// The text of a directory-string attribute value.
+fn attr_text(value: &der::Any) -> Option<String> {
+    use der::{Tag, Tagged};
+    match value.tag() {
+        Tag::Utf8String | Tag::PrintableString | Tag::Ia5String | Tag::TeletexString => {
+            String::from_utf8(value.value().to_vec()).ok()
+        }
+        _ => None,
+    }
+}
+
+/// RFC 4514 escaping of one attribute value.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for (i, c) in s.chars().enumerate() {
+        if matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=')
+            || (i == 0 && (c == '#' || c == ' '))
+        {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A status string fit for one line: control characters replaced, at most 300 chars.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect()
+}
+
+fn random<const N: usize>() -> Result<[u8; N], Refusal> {
+    let mut b = [0u8; N];
+    aws_lc_rs::rand::fill(&mut b)
+        .map_err(|_| Refusal::new(FailureBit::SystemFailure, "no randomness"))?;
+    Ok(b)
+}
+
+impl Cmp {
+    /// The CMP server of a daemon. `sealer` opens the organisations' shared secrets (without
+    /// it every MAC-protected message is refused with systemUnavail); `crl` answers
+    /// crlStatusList (without it, that question gets systemUnavail).
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        authority: Arc<Authority>,
+        sealer: Option<Arc<dyn DataSealer>>,
+        crl: Option<Arc<crate::crl::CrlService>>,
+    ) -> Self {
+        let calendar = crate::ra::calendar::Calendar::load(&config.ra.calendar).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "CMP: the working-day calendar does not load; using the shipped one for deadlines");
+            crate::ra::calendar::Calendar::shipped()
+        });
+        Self {
+            calendar,
+            ra: RegistrationAuthority::new(authority.clone()),
+            config,
+            store,
+            authority,
+            sealer,
+            crl,
+            last_sweep: AtomicU64::new(0),
+        }
+    }
+
+    /// Answers one message (DER) that came to `label` (`None`: the default label). Always a
+    /// PKIMessage: a refusal is an `error` message, protected when the request's MAC verified.
+    pub fn handle(&self, label: Option<&str>, der: &[u8]) -> Answer {
+        let now = self.authority.now();
+        self.sweep(now);
+        let req = match proto::parse_request(der) {
+            Ok(r) => r,
+            Err(e) => return self.refuse(None, None, None, Refusal::from(e), "unparsed"),
+        };
+        let body = req.body.name();
+        let Some(label) = self.config.cmp.label(label) else {
+            let r = Refusal::new(
+                FailureBit::WrongAuthority,
+                match label {
+                    Some(n) => format!("no CMP label {:?}", one_line(n)),
+                    None => {
+                        "no default CMP label is configured; use /.well-known/cmp/p/{label}".into()
+                    }
+                },
+            );
+            return self.refuse(None, Some(&req), None, r, body);
+        };
+        let sender = match self.authenticate(label, &req) {
+            Ok(s) => s,
+            Err(r) => return self.refuse(Some(label), Some(&req), None, r, body),
+        };
+        let window = self.config.cmp.message_time_window_secs;
+        if let Err(e) = req.check_time(now, window) {
+            return self.refuse(Some(label), Some(&req), Some(&sender), e.into(), body);
+        }
+        let result = match &req.body {
+            RequestBody::Ir(msgs) => self.certify(label, &req, &sender, msgs, 1, now),
+            RequestBody::Cr(msgs) => self.certify(label, &req, &sender, msgs, 3, now),
+            RequestBody::P10cr(csr) => self.certify_p10(label, &req, &sender, csr, now),
+            RequestBody::CertConf(statuses) => self.confirm(label, &req, &sender, statuses, now),
+            RequestBody::Kur(_) => Err(Refusal::new(
+                FailureBit::WrongIntegrity,
+                "kur must be signed with the certificate being updated; signature protection is not served yet",
+            )),
+            RequestBody::Rr(_) => Err(Refusal::new(
+                FailureBit::BadRequest,
+                "rr is not served yet",
+            )),
+            RequestBody::Genm(itavs) => self.general(label, itavs),
+            RequestBody::PollReq(ids) => self.poll(label, &req, &sender, ids, now),
+            RequestBody::Error => self.client_error(&req, &sender, now),
+            RequestBody::Other(n) => Err(Refusal::new(
+                FailureBit::BadRequest,
+                format!("PKIBody [{n}] is not a request this server answers"),
+            )),
+            _ => Err(Refusal::new(FailureBit::BadRequest, "unsupported body")),
+        };
+        match result {
+            Ok(step) => {
+                let issued = step.issued;
+                match self.encode(label, &req, &sender, step, now) {
+                    Ok(der) => Answer {
+                        der,
+                        body,
+                        outcome: "answered",
+                        refusal: None,
+                        issued,
+                    },
+                    Err(r) => self.refuse(Some(label), Some(&req), Some(&sender), r, body),
+                }
+            }
+            Err(r) => self.refuse(Some(label), Some(&req), Some(&sender), r, body),
+        }
+    }
+
+    /// Verifies the request's protection: PBM with the organisation's secret named by senderKID.
+    fn authenticate(&self, label: &CmpLabel, req: &Request) -> Result<Sender, Refusal> {
+        if req.protection.is_none() || req.protection_alg.is_none() {
+            return Err(Refusal::new(
+                FailureBit::BadMessageCheck,
+                "the message is not protected; protect it with the organisation's shared secret",
+            ));
+        }
+        if !req.is_mac_protected() {
+            return Err(Refusal::new(
+                FailureBit::WrongIntegrity,
+                if label.signature {
+                    "signature protection is not served yet; protect the message with the organisation's shared secret (PBM)"
+                } else {
+                    "this label accepts only MAC (shared-secret) protection"
+                },
+            ));
+        }
+        if !label.mac {
+            return Err(Refusal::new(
+                FailureBit::WrongIntegrity,
+                "this label accepts only signature protection",
+            ));
+        }
+        let pbm = req.pbm()?;
+        let kid = req
+            .sender_kid
+            .as_deref()
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .filter(|k| !k.is_empty() && k.len() <= 64)
+            .ok_or_else(|| {
+                Refusal::new(
+                    FailureBit::BadRequest,
+                    "MAC protection needs senderKID: the name of the organisation's CMP credential",
+                )
+            })?
+            .to_owned();
+        let bad = || Refusal::from(CmpError::BadMac);
+        let org = self
+            .store
+            .organisation(&label.organisation)?
+            .filter(|o| o.deleted_at.is_none())
+            .ok_or_else(|| {
+                Refusal::new(
+                    FailureBit::SystemUnavail,
+                    format!(
+                        "the label's organisation {:?} is not registered",
+                        label.organisation
+                    ),
+                )
+            })?;
+        let Some(cred) = self.store.credential(&org.id, CredentialKind::Cmp, &kid)? else {
+            // Costs the same as a wrong secret, so that timing does not tell which names exist.
+            let _ = req.verify_mac(&pbm, b"");
+            return Err(bad());
+        };
+        let sealer = self
+            .sealer
+            .as_ref()
+            .ok_or_else(|| Refusal::new(FailureBit::SystemUnavail, "the data key is not loaded"))?;
+        let secret = sealer
+            .open(&cred.secret, cmp_seal_context(&org.id, &kid).as_bytes())
+            .map_err(|e| {
+                tracing::error!(error = %e, credential = %kid, "CMP: a shared secret does not open");
+                Refusal::new(FailureBit::SystemFailure, "the credential cannot be read")
+            })?;
+        req.verify_mac(&pbm, &secret).map_err(|_| bad())?;
+        let salt = random::<16>()?;
+        Ok(Sender {
+            actor: format!("cmp:{}:{kid}", label.name),
+            organisation: org.id,
+            kid,
+            mac: MacKey {
+                pbm: pbm.with_salt(&salt)?,
+                secret,
+            },
+        })
+    }
+
+    /// The subject pkid issues for a requested subject under `label`: `CN` (required) and at
+    /// most one `OU` from the request, `O` = the organisation's legal name, `C` = VN.
+    fn subject_for(
+        &self,
+        label: &CmpLabel,
+        subject: Option<&Name>,
+    ) -> Result<(String, Option<String>, Name), Refusal> {
+        use const_oid::db::rfc4519::{C, CN, O, OU};
+        let org = self
+            .store
+            .organisation(&label.organisation)?
+            .ok_or_else(|| {
+                Refusal::new(
+                    FailureBit::SystemUnavail,
+                    "the label's organisation is gone",
+                )
+            })?;
+        let (mut cn, mut ou) = (None, None);
+        let template = |m: String| Refusal::new(FailureBit::BadCertTemplate, m);
+        for rdn in subject.map(|s| s.0.iter()).into_iter().flatten() {
+            for atv in rdn.0.iter() {
+                let v = attr_text(&atv.value)
+                    .ok_or_else(|| template(format!("subject {}: not a string value", atv.oid)))?;
+                match atv.oid {
+                    o if o == CN && cn.is_none() => cn = Some(v),
+                    o if o == OU && ou.is_none() => ou = Some(v),
+                    o if o == O && v == org.name => {}
+                    o if o == O => {
+                        return Err(Refusal::new(
+                            FailureBit::NotAuthorized,
+                            format!(
+                                "subject O={v:?}: organisation {:?} is registered as {:?}",
+                                org.id, org.name
+                            ),
+                        ))
+                    }
+                    o if o == C && v == "VN" => {}
+                    o if o == C => {
+                        return Err(template(format!(
+                            "subject C={v:?}: certificates are issued with C=VN"
+                        )))
+                    }
+                    o => {
+                        return Err(template(format!(
+                            "subject attribute {o} is not accepted (CN, OU, O, C)"
+                        )))
+                    }
+                }
+            }
+        }
+        let cn = cn.ok_or_else(|| template("the subject needs a CN".into()))?;
+        let mut dn = format!("CN={}", escape(&cn));
+        if let Some(u) = &ou {
+            dn.push_str(&format!(",OU={}", escape(u)));
+        }
+        dn.push_str(&format!(",O={},C=VN", escape(&org.name)));
+        let name = pkid_protocols::name::parse(&dn).map_err(|e| template(e.to_string()))?;
+        Ok((cn, ou, name))
+    }
+
+    /// Opens a transaction for a new request; transactionIdInUse if the ID was seen.
+    fn begin(
+        &self,
+        label: &CmpLabel,
+        req: &Request,
+        sender: &Sender,
+        now: u64,
+    ) -> Result<CmpTransaction, Refusal> {
+        let t = CmpTransaction {
+            transaction_id: req.transaction_id.clone(),
+            label: label.name.clone(),
+            organisation: sender.organisation.clone(),
+            sender: sender.kid.clone(),
+            state: CmpState::Waiting,
+            request: None,
+            serial: None,
+            cert_hash: None,
+            client_nonce: req.sender_nonce.clone(),
+            server_nonce: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        if !self.store.begin_cmp_transaction(&t)? {
+            return Err(Refusal::new(
+                FailureBit::TransactionIdInUse,
+                "this transactionID is in use; start a new transaction with a fresh one",
+            ));
+        }
+        Ok(t)
+    }
+
+    /// Ends a transaction that was refused.
+    fn fail(&self, t: &CmpTransaction, actor: &str, why: &Refusal, now: u64) {
+        let mut failed = t.clone();
+        failed.state = CmpState::Failed;
+        failed.updated_at = now;
+        let audit = AuditEntry {
+            at: now,
+            actor: actor.to_owned(),
+            action: "cmp.transaction".into(),
+            target: hex::encode(&t.transaction_id),
+            outcome: Outcome::Refused,
+            detail: format!("state=failed {}: {}", why.reason(), one_line(&why.text)),
+        };
+        if let Err(e) =
+            self.store
+                .advance_cmp_transaction(&failed, t.state, &t.client_nonce, &audit)
+        {
+            tracing::error!(error = %e, "CMP: could not close a refused transaction");
+        }
+    }
+
+    fn check_not_paused(&self, issuer: &str) -> Result<(), Refusal> {
+        match self.store.active_pause(issuer)? {
+            Some(p) => Err(Refusal::new(
+                FailureBit::SystemUnavail,
+                format!("issuance by {issuer} is paused: {}", one_line(&p.reason)),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The issuer's chain, issuer first, up to its root.
+    fn chain(&self, label: &CmpLabel) -> Result<Vec<Certificate>, Refusal> {
+        let mut chain = Vec::new();
+        let mut next = self.authority.issuer(&label.issuer);
+        if next.is_none() {
+            return Err(Refusal::new(
+                FailureBit::SystemUnavail,
+                format!("the label's issuer {:?} is not loaded", label.issuer),
+            ));
+        }
+        while let Some(i) = next {
+            chain.push(i.certificate.clone());
+            let tbs = &i.certificate.tbs_certificate;
+            if tbs.issuer == tbs.subject || chain.len() > 8 {
+                break;
+            }
+            next = self
+                .authority
+                .issuers()
+                .into_iter()
+                .find(|c| c.certificate.tbs_certificate.subject == tbs.issuer);
+        }
+        Ok(chain)
+    }
+
+    /// ir / cr: one CertReqMsg with signature POP.
+    fn certify(
+        &self,
+        label: &CmpLabel,
+        req: &Request,
+        sender: &Sender,
+        msgs: &[crmf::request::CertReqMsg],
+        tag: u8,
+        now: u64,
+    ) -> Result<Step, Refusal> {
+        let t = self.begin(label, req, sender, now)?;
+        let run = || {
+            let [msg] = msgs else {
+                return Err(Refusal::new(
+                    FailureBit::BadRequest,
+                    format!(
+                        "{} certificate requests in one message; RFC 9483 section 4.1.1 allows one",
+                        msgs.len()
+                    ),
+                ));
+            };
+            if label.approval == Approval::Operator {
+                return Err(Refusal::new(
+                    FailureBit::BadRequest,
+                    "this label waits for an operator, whose RA request keeps a PKCS#10 request: send the key as p10cr",
+                ));
+            }
+            let verified = proto::verify_cert_request(msg)?;
+            let (_, _, subject) = self.subject_for(label, verified.subject.as_ref())?;
+            self.issue(
+                label,
+                sender,
+                subject,
+                verified.public_key,
+                verified.subject_alt_name,
+            )
+            .map(|der| (der, verified.cert_req_id))
+        };
+        match run() {
+            Ok((der, id)) => self.deliver(label, req, sender, t, der, id, tag, now),
+            Err(r) => {
+                self.fail(&t, &sender.actor, &r, now);
+                Err(r)
+            }
+        }
+    }
+
+    /// p10cr: a PKCS#10 request (its own signature is the POP); answered with cp, certReqId -1.
+    fn certify_p10(
+        &self,
+        label: &CmpLabel,
+        req: &Request,
+        sender: &Sender,
+        csr_der: &[u8],
+        now: u64,
+    ) -> Result<Step, Refusal> {
+        use pkid_protocols::algorithm::AlgorithmError;
+        use pkid_protocols::csr::CsrError;
+        let t = self.begin(label, req, sender, now)?;
+        let run = || {
+            let csr = pkid_protocols::csr::verify(csr_der).map_err(|e| match e {
+                CsrError::Algorithm(AlgorithmError::BadSignature) => {
+                    Refusal::new(FailureBit::BadPop, format!("proof of possession: {e}"))
+                }
+                other => Refusal::new(FailureBit::BadDataFormat, other.to_string()),
+            })?;
+            let (cn, ou, subject) = self.subject_for(label, Some(&csr.subject))?;
+            if label.approval == Approval::Operator {
+                return self
+                    .await_operator(label, sender, &t, csr_der, cn, ou, now)
+                    .map(Err);
+            }
+            self.issue(label, sender, subject, csr.public_key, csr.subject_alt_name)
+                .map(Ok)
+        };
+        let minus_one = Int::new(&[0xff])
+            .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
+        match run() {
+            Ok(Ok(der)) => self.deliver(label, req, sender, t, der, minus_one, 3, now),
+            Ok(Err(waiting)) => Ok(waiting),
+            Err(r) => {
+                self.fail(&t, &sender.actor, &r, now);
+                Err(r)
+            }
+        }
+    }
+
+    /// Signs and stores the certificate (the CA audits it).
+    fn issue(
+        &self,
+        label: &CmpLabel,
+        sender: &Sender,
+        subject: Name,
+        public_key: spki::SubjectPublicKeyInfoOwned,
+        subject_alt_name: Option<x509_cert::ext::pkix::SubjectAltName>,
+    ) -> Result<Vec<u8>, Refusal> {
+        let sp = self.config.profile(&label.profile).ok_or_else(|| {
+            Refusal::new(
+                FailureBit::SystemFailure,
+                format!("profile {} is gone", label.profile),
+            )
+        })?;
+        let key_type = pkid_protocols::algorithm::KeyType::of(&public_key)
+            .map_err(|e| Refusal::new(FailureBit::BadCertTemplate, e.to_string()))?;
+        if !sp.profile.allows_key(key_type) {
+            return Err(Refusal::new(
+                FailureBit::BadCertTemplate,
+                format!(
+                    "a {} key is not allowed by profile {:?}",
+                    key_type.name(),
+                    label.profile
+                ),
+            ));
+        }
+        self.check_not_paused(&label.issuer)?;
+        let issuer = self.authority.issuer(&label.issuer).ok_or_else(|| {
+            Refusal::new(
+                FailureBit::SystemUnavail,
+                format!("the label's issuer {:?} is not loaded", label.issuer),
+            )
+        })?;
+        let issued = self.authority.audited(
+            &sender.actor,
+            "cert.issue",
+            &label.profile,
+            || {
+                self.authority.sign_certificate(
+                    issuer.signing(),
+                    Issuance {
+                        profile: &sp.profile,
+                        profile_name: &label.profile,
+                        subject,
+                        public_key,
+                        days: sp.default_validity_days,
+                        subject_alt_name,
+                        replaces: None,
+                    },
+                )
+            },
+            |i| format!("serial={} cmp-label={}", i.serial, label.name),
+        )?;
+        Ok(issued.der)
+    }
+
+    /// Records the issued certificate in the transaction (confirmed at once when implicit
+    /// confirmation is granted) and builds the ip/cp.
+    #[allow(clippy::too_many_arguments)]
+    fn deliver(
+        &self,
+        label: &CmpLabel,
+        req: &Request,
+        sender: &Sender,
+        t: CmpTransaction,
+        der: Vec<u8>,
+        cert_req_id: Int,
+        tag: u8,
+        now: u64,
+    ) -> Result<Step, Refusal> {
+        let cert = Certificate::from_der(&der)
+            .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
+        let serial = pkid_protocols::serial::canonical_hex(&hex::encode(
+            cert.tbs_certificate.serial_number.as_bytes(),
+        ))
+        .unwrap_or_default();
+        let implicit = self.grants_implicit_confirm(label, req);
+        let mut next = t.clone();
+        next.state = if implicit {
+            CmpState::Confirmed
+        } else {
+            CmpState::Issued
+        };
+        next.serial = Some(serial.clone());
+        next.cert_hash = Some(proto::cert_hash(&der, None)?);
+        next.server_nonce = Vec::new();
+        next.updated_at = now;
+        // The nonce this response will carry is drawn in `encode`; the row keeps the one the
+        // certConf must echo, so it is drawn here and passed on.
+        let nonce = random::<{ proto::NONCE_BYTES }>()?;
+        next.server_nonce = nonce.to_vec();
+        let audit = AuditEntry {
+            at: now,
+            actor: sender.actor.clone(),
+            action: "cmp.transaction".into(),
+            target: hex::encode(&t.transaction_id),
+            outcome: Outcome::Success,
+            detail: format!(
+                "state={} serial={serial} label={}",
+                next.state.as_str(),
+                label.name
+            ),
+        };
+        if !self
+            .store
+            .advance_cmp_transaction(&next, t.state, &t.client_nonce, &audit)?
+        {
+            return Err(Refusal::new(
+                FailureBit::TransactionIdInUse,
+                "another message of this transaction was answered first",
+            ));
+        }
+        let chain = self.chain(label)?;
+        let root = chain.last().cloned().into_iter().collect::<Vec<_>>();
+        Ok(Step {
+            body: ResponseBody::issued(tag, cert_req_id, cert, Some(root)),
+            extra_certs: chain,
+            issued: true,
+            nonce: Some(nonce),
+        })
+    }
+
+    fn grants_implicit_confirm(&self, label: &CmpLabel, req: &Request) -> bool {
+        label.implicit_confirm && req.implicit_confirm
+    }
+
+    /// certConf: the certificate of the transaction confirmed or rejected (then revoked).
+    fn confirm(
+        &self,
+        label: &CmpLabel,
+        req: &Request,
+        sender: &Sender,
+        statuses: &[proto::CertStatus],
+        now: u64,
+    ) -> Result<Step, Refusal> {
+        let t = self.continued(label, req, sender, "certConf")?;
+        if t.state != CmpState::Issued {
+            return Err(Refusal::new(
+                FailureBit::CertConfirmed,
+                format!(
+                    "the transaction is {}; nothing waits for confirmation",
+                    t.state.as_str()
+                ),
+            ));
+        }
+        let [status] = statuses else {
+            return Err(Refusal::new(
+                FailureBit::BadRequest,
+                format!(
+                    "{} CertStatus entries; one certificate was issued",
+                    statuses.len()
+                ),
+            ));
+        };
+        let serial = t.serial.clone().unwrap_or_default();
+        let rec = self.store.certificate(&serial)?.ok_or_else(|| {
+            Refusal::new(
+                FailureBit::SystemFailure,
+                "the transaction's certificate is gone",
+            )
+        })?;
+        let der = rec.der.unwrap_or_default();
+        let want = proto::cert_hash(&der, status.hash_alg.as_ref())?;
+        if status.cert_hash.as_bytes() != want.as_slice() {
+            return Err(Refusal::new(
+                FailureBit::BadCertId,
+                "certHash is not the hash of the certificate issued in this transaction",
+            ));
+        }
+        let rejected = status
+            .status_info
+            .as_ref()
+            .is_some_and(|s| s.status == proto::PkiStatus::Rejection);
+        let mut next = t.clone();
+        next.state = if rejected {
+            CmpState::Rejected
+        } else {
+            CmpState::Confirmed
+        };
+        next.client_nonce = req.sender_nonce.clone();
+        let nonce = random::<{ proto::NONCE_BYTES }>()?;
+        next.server_nonce = nonce.to_vec();
+        next.updated_at = now;
+        let why = status
+            .status_info
+            .as_ref()
+            .and_then(|s| s.status_string.as_ref())
+            .map(|s| one_line(&s.join(" ")))
+            .unwrap_or_default();
+        let audit = AuditEntry {
+            at: now,
+            actor: sender.actor.clone(),
+            action: "cmp.transaction".into(),
+            target: hex::encode(&t.transaction_id),
+            outcome: Outcome::Success,
+            detail: format!(
+                "state={} serial={serial}{}",
+                next.state.as_str(),
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(" client-said={why:?}")
+                }
+            ),
+        };
+        if !self
+            .store
+            .advance_cmp_transaction(&next, t.state, &t.client_nonce, &audit)?
+        {
+            return Err(Refusal::new(
+                FailureBit::BadSenderNonce,
+                "another message of this transaction was answered first",
+            ));
+        }
+        if rejected {
+            self.ra.revoke(
+                &serial,
+                pkid_protocols::revocation::CrlReason::CessationOfOperation,
+                None,
+                &format!("{} (rejected in certConf)", sender.actor),
+            )?;
+        }
+        Ok(Step {
+            body: ResponseBody::PkiConf,
+            extra_certs: Vec::new(),
+            issued: false,
+            nonce: Some(nonce),
+        })
+    }
+
+    /// genm (RFC 9483 §4.3): signKeyPairTypes, caCerts, rootCaCert, certReqTemplate and
+    /// crlStatusList are answered; other infoTypes are left out of the genp (RFC 9810
+    /// §5.3.19). Nothing changes, so no transaction is recorded.
+    fn general(
+        &self,
+        label: &CmpLabel,
+        itavs: &[cmpv2::gen::InfoTypeAndValue],
+    ) -> Result<Step, Refusal> {
+        use proto::{general_answer as answer, GeneralQuestion as Q};
+        let p = &self
+            .config
+            .profile(&label.profile)
+            .ok_or_else(|| {
+                Refusal::new(
+                    FailureBit::SystemFailure,
+                    format!("profile {} is gone", label.profile),
+                )
+            })?
+            .profile;
+        let mut out = Vec::new();
+        for q in proto::general_questions(itavs)? {
+            match q {
+                Q::SignKeyPairTypes => out.push(answer::sign_key_pair_types(&p.allowed_keys)?),
+                Q::CaCerts => out.push(answer::ca_certs(&self.chain(label)?)?),
+                // pkid has no root CA key update to announce (a new root is a new `pkid init`).
+                Q::RootCaCert(_) => out.push(answer::no_root_ca_key_update()?),
+                Q::CertReqTemplate => {
+                    let org = self
+                        .store
+                        .organisation(&label.organisation)?
+                        .ok_or_else(|| {
+                            Refusal::new(
+                                FailureBit::SystemUnavail,
+                                "the label's organisation is gone",
+                            )
+                        })?;
+                    let subject =
+                        pkid_protocols::name::parse(&format!("O={},C=VN", escape(&org.name)))
+                            .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
+                    let only = match p.allowed_keys.as_slice() {
+                        [one] => Some(*one),
+                        _ => None,
+                    };
+                    out.push(answer::cert_req_template(subject, only)?);
+                }
+                Q::CrlStatusList(list) => out.push(answer::crls(&self.newer_crls(&list)?)?),
+                Q::Other(_) => {}
+                _ => {}
+            }
+        }
+        Ok(Step {
+            body: ResponseBody::Genp(out),
+            extra_certs: Vec::new(),
+            issued: false,
+            nonce: None,
+        })
+    }
+
+    /// The CRLs named in a crlStatusList that are newer than the client's.
+    fn newer_crls(&self, list: &[proto::CrlStatus]) -> Result<Vec<Vec<u8>>, Refusal> {
+        use x509_cert::ext::pkix::name::DistributionPointName;
+        let service = self.crl.as_ref().ok_or_else(|| {
+            Refusal::new(FailureBit::SystemUnavail, "CRL publication is not enabled")
+        })?;
+        let public_url = &self.config.server.public_url;
+        let mut out = Vec::new();
+        for status in list {
+            let key = match &status.source {
+                proto::CrlSource::Issuer(names) => {
+                    let issuer = self.authority.issuers().into_iter().find(|i| {
+                        names.iter().any(|n| {
+                            matches!(n, GeneralName::DirectoryName(d)
+                                if *d == i.certificate.tbs_certificate.subject)
+                        })
+                    });
+                    issuer.map(|i| crate::crl::CrlKey::new(&i.name, None, false))
+                }
+                proto::CrlSource::Dpn(DistributionPointName::FullName(names)) => service
+                    .published()
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .find(|k| {
+                        let url = crate::crl::crl_url(public_url, &k.issuer, k.shard, k.delta);
+                        names.iter().any(|n| {
+                            matches!(n, GeneralName::UniformResourceIdentifier(u) if u.as_str() == url)
+                        })
+                    }),
+                proto::CrlSource::Dpn(_) => None,
+            };
+            let crl = key.and_then(|k| service.lookup(&k)).ok_or_else(|| {
+                Refusal::new(
+                    FailureBit::BadRequest,
+                    "crlStatusList names a CRL this server does not publish",
+                )
+            })?;
+            let theirs = status.this_update.map(|t| t.to_unix_duration().as_secs());
+            if theirs.is_none_or(|t| crl.this_update > t) {
+                out.push(crl.der.to_vec());
+            }
+        }
+        Ok(out)
+    }
+
+    /// A p10cr under an operator-approved label becomes an accepted RA request (the RA
+    /// request keeps the PKCS#10, which an officer's approval fulfils); the cp says
+    /// `waiting` and the client polls.
+    #[allow(clippy::too_many_arguments)]
+    fn await_operator(
+        &self,
+        label: &CmpLabel,
+        sender: &Sender,
+        t: &CmpTransaction,
+        csr_der: &[u8],
+        cn: String,
+        ou: Option<String>,
+        now: u64,
+    ) -> Result<Step, Refusal> {
+        use crate::store::ra::{
+            KeyOrigin, RequestKind, RequestRecord, RequestState, SubscriberFields,
+        };
+        let org = self
+            .store
+            .organisation(&label.organisation)?
+            .ok_or_else(|| {
+                Refusal::new(
+                    FailureBit::SystemUnavail,
+                    "the label's organisation is gone",
+                )
+            })?;
+        let accepted = time::OffsetDateTime::from_unix_timestamp(now as i64)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let due = self
+            .calendar
+            .due_working_days(accepted, self.config.ra.working_days)
+            .unix_timestamp()
+            .max(0) as u64;
+        let record = RequestRecord {
+            id: 0,
+            kind: RequestKind::Issue,
+            organisation: org.id.clone(),
+            province: org.province.clone(),
+            org_path: org.path.clone(),
+            state: RequestState::Accepted,
+            profile: Some(label.profile.clone()),
+            key_origin: KeyOrigin::Csr,
+            issuer: Some(label.issuer.clone()),
+            subscriber: SubscriberFields {
+                name: Some(cn),
+                email: org.email.clone(),
+                title: None,
+                unit: ou,
+                phone_sealed: None,
+                id_number_sealed: None,
+            },
+            csr: Some(csr_der.to_vec()),
+            certificate: None,
+            issued_certificate: None,
+            reason: None,
+            document: None,
+            batch: None,
+            submitted_by: sender.actor.clone(),
+            submitted_at: now,
+            accepted_at: Some(now),
+            due_at: Some(due),
+            fulfilled_at: None,
+            closed_at: None,
+            breach_notified_at: None,
+            erased_at: None,
+            updated_at: now,
+        };
+        let audit = AuditEntry {
+            at: now,
+            actor: sender.actor.clone(),
+            action: "request.submit".into(),
+            target: org.id.clone(),
+            outcome: Outcome::Success,
+            detail: format!(
+                "requests=1 state=accepted cmp-label={} (the client authenticated with the organisation's shared secret)",
+                label.name
+            ),
+        };
+        // No notices: the organisation's own machine filed it and polls for the answer.
+        let stored = self
+            .store
+            .submit_requests(None, &[record], &audit, &|_| Vec::new())?;
+        let id = stored
+            .first()
+            .map(|r| r.id)
+            .ok_or_else(|| Refusal::new(FailureBit::SystemFailure, "no request stored"))?;
+        let nonce = random::<{ proto::NONCE_BYTES }>()?;
+        let mut next = t.clone();
+        next.request = Some(id);
+        next.server_nonce = nonce.to_vec();
+        next.updated_at = now;
+        let audit = AuditEntry {
+            at: now,
+            actor: sender.actor.clone(),
+            action: "cmp.transaction".into(),
+            target: hex::encode(&t.transaction_id),
+            outcome: Outcome::Success,
+            detail: format!("state=waiting request={id} label={}", label.name),
+        };
+        if !self
+            .store
+            .advance_cmp_transaction(&next, t.state, &t.client_nonce, &audit)?
+        {
+            return Err(Refusal::new(
+                FailureBit::TransactionIdInUse,
+                "another message of this transaction was answered first",
+            ));
+        }
+        let minus_one = Int::new(&[0xff])
+            .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
+        Ok(Step {
+            body: ResponseBody::waiting(
+                3,
+                minus_one,
+                &format!("request {id} waits for an RA officer's approval; poll for it"),
+            ),
+            extra_certs: Vec::new(),
+            issued: false,
+            nonce: Some(nonce),
+        })
+    }
+
+    /// The transaction a follow-up message (certConf, pollReq) continues, with its nonces
+    /// checked: the senderNonce must be new, recipNonce the server's last senderNonce.
+    fn continued(
+        &self,
+        label: &CmpLabel,
+        req: &Request,
+        sender: &Sender,
+        body: &str,
+    ) -> Result<CmpTransaction, Refusal> {
+        let t = self
+            .store
+            .cmp_transaction(&req.transaction_id)?
+            .filter(|t| t.label == label.name && t.organisation == sender.organisation)
+            .ok_or_else(|| {
+                Refusal::new(
+                    FailureBit::BadRequest,
+                    format!("{body} for a transaction this server does not know"),
+                )
+            })?;
+        if t.client_nonce == req.sender_nonce {
+            return Err(Refusal::new(
+                FailureBit::BadSenderNonce,
+                "this senderNonce was already used in the transaction (a replay?)",
+            ));
+        }
+        if req.recip_nonce.as_deref() != Some(t.server_nonce.as_slice()) {
+            return Err(Refusal::new(
+                FailureBit::BadRecipientNonce,
+                "recipNonce is not the senderNonce of the server's last message",
+            ));
+        }
+        Ok(t)
+    }
+
+    /// pollReq: the certificate once an officer approved the RA request (then certConf as
+    /// usual), an error with the officer's reason once rejected, else pollRep.
+    fn poll(
+        &self,
+        label: &CmpLabel,
+        req: &Request,
+        sender: &Sender,
+        ids: &[Int],
+        now: u64,
+    ) -> Result<Step, Refusal> {
+        use crate::store::ra::RequestState;
+        let t = self.continued(label, req, sender, "pollReq")?;
+        let (CmpState::Waiting, Some(request)) = (t.state, t.request) else {
+            return Err(Refusal::new(
+                FailureBit::BadRequest,
+                format!(
+                    "the transaction is {}; nothing waits for an operator",
+                    t.state.as_str()
+                ),
+            ));
+        };
+        let r = self.store.request(request)?.ok_or_else(|| {
+            Refusal::new(
+                FailureBit::SystemFailure,
+                "the transaction's RA request is gone",
+            )
+        })?;
+        let nonce = random::<{ proto::NONCE_BYTES }>()?;
+        let mut next = t.clone();
+        next.client_nonce = req.sender_nonce.clone();
+        next.server_nonce = nonce.to_vec();
+        next.updated_at = now;
+        let advance = |next: &CmpTransaction, detail: String, outcome| -> Result<(), Refusal> {
+            let audit = AuditEntry {
+                at: now,
+                actor: sender.actor.clone(),
+                action: "cmp.transaction".into(),
+                target: hex::encode(&t.transaction_id),
+                outcome,
+                detail,
+            };
+            if self
+                .store
+                .advance_cmp_transaction(next, t.state, &t.client_nonce, &audit)?
+            {
+                Ok(())
+            } else {
+                Err(Refusal::new(
+                    FailureBit::BadSenderNonce,
+                    "another message of this transaction was answered first",
+                ))
+            }
+        };
+        match r.state {
+            RequestState::Fulfilled => {
+                let serial = r.issued_certificate.clone().unwrap_or_default();
+                let der = self
+                    .store
+                    .certificate(&serial)?
+                    .and_then(|c| c.der)
+                    .ok_or_else(|| {
+                        Refusal::new(
+                            FailureBit::SystemFailure,
+                            format!("certificate {serial} was never stored"),
+                        )
+                    })?;
+                let cert = Certificate::from_der(&der)
+                    .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
+                next.state = CmpState::Issued;
+                next.serial = Some(serial.clone());
+                next.cert_hash = Some(proto::cert_hash(&der, None)?);
+                advance(
+                    &next,
+                    format!("state=issued serial={serial} request={request}"),
+                    Outcome::Success,
+                )?;
+                let chain = self.chain(label)?;
+                let root = chain.last().cloned().into_iter().collect::<Vec<_>>();
+                let id = match ids.first() {
+                    Some(id) => id.clone(),
+                    None => Int::new(&[0xff])
+                        .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?,
+                };
+                Ok(Step {
+                    body: ResponseBody::issued(3, id, cert, Some(root)),
+                    extra_certs: chain,
+                    issued: true,
+                    nonce: Some(nonce),
+                })
+            }
+            RequestState::Rejected => {
+                let reason = self
+                    .store
+                    .request_events(r.id)?
+                    .into_iter()
+                    .rev()
+                    .find(|e| e.to == RequestState::Rejected)
+                    .and_then(|e| e.reason)
+                    .unwrap_or_else(|| "no reason given".into());
+                next.state = CmpState::Failed;
+                advance(
+                    &next,
+                    format!("state=failed request={request} rejected"),
+                    Outcome::Refused,
+                )?;
+                Err(Refusal::new(
+                    FailureBit::NotAuthorized,
+                    format!("request {} was rejected: {}", r.id, one_line(&reason)),
+                ))
+            }
+            _ => {
+                advance(
+                    &next,
+                    format!("state=waiting request={request} polled"),
+                    Outcome::Success,
+                )?;
+                let text = format!("request {request} waits for an RA officer's approval");
+                Ok(Step {
+                    body: ResponseBody::PollRep(
+                        ids.iter()
+                            .map(|id| proto::PollRepEntry {
+                                cert_req_id: id.clone(),
+                                check_after: self.config.cmp.check_after_secs,
+                                reason: Some(vec![text.clone()]),
+                            })
+                            .collect(),
+                    ),
+                    extra_certs: Vec::new(),
+                    issued: false,
+                    nonce: Some(nonce),
+                })
+            }
+        }
+    }
+
+    /// An `error` from the client ends its transaction; answered with pkiConf.
+    fn client_error(&self, req: &Request, sender: &Sender, now: u64) -> Result<Step, Refusal> {
+        if let Some(t) = self.store.cmp_transaction(&req.transaction_id)? {
+            if t.organisation == sender.organisation && t.state == CmpState::Issued {
+                self.expire(&t, "the client sent an error", now)?;
+            }
+        }
+        Ok(Step {
+            body: ResponseBody::PkiConf,
+            extra_certs: Vec::new(),
+            issued: false,
+            nonce: None,
+        })
+    }
+
+    /// Revokes an unconfirmed certificate and closes its transaction.
+    fn expire(&self, t: &CmpTransaction, why: &str, now: u64) -> Result<(), Refusal> {
+        let mut next = t.clone();
+        next.state = CmpState::Expired;
+        next.updated_at = now;
+        let audit = AuditEntry {
+            at: now,
+            actor: "pkid".into(),
+            action: "cmp.transaction".into(),
+            target: hex::encode(&t.transaction_id),
+            outcome: Outcome::Success,
+            detail: format!(
+                "state=expired serial={}: {why}",
+                t.serial.as_deref().unwrap_or("")
+            ),
+        };
+        if self
+            .store
+            .advance_cmp_transaction(&next, t.state, &t.client_nonce, &audit)?
+        {
+            if let Some(serial) = &t.serial {
+                self.ra.revoke(
+                    serial,
+                    pkid_protocols::revocation::CrlReason::CessationOfOperation,
+                    None,
+                    &format!("cmp:{} ({why})", t.label),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Revokes certificates whose certConf did not come in time (at most every
+    /// [`EXPIRY_SWEEP_SECS`]).
+    pub fn sweep(&self, now: u64) {
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if now < last + EXPIRY_SWEEP_SECS
+            || self
+                .last_sweep
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let before = now.saturating_sub(self.config.cmp.confirm_timeout_secs);
+        match self.store.unconfirmed_cmp_transactions(before) {
+            Ok(list) => {
+                for t in list {
+                    if let Err(r) = self.expire(&t, "no certConf before the timeout", now) {
+                        tracing::warn!(reason = %r.text, "CMP: an unconfirmed certificate could not be revoked");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "CMP: looking for unconfirmed certificates"),
+        }
+    }
+
+    /// The response header for `req` (or a bare one when it did not parse).
+    fn header(
+        &self,
+        label: Option<&CmpLabel>,
+        req: Option<&Request>,
+        sender: Option<&Sender>,
+        implicit: bool,
+        nonce: Option<[u8; proto::NONCE_BYTES]>,
+        now: u64,
+    ) -> Result<ResponseHeader, Refusal> {
+        let name = label
+            .and_then(|l| self.authority.issuer(&l.issuer))
+            .or_else(|| self.authority.issuer(crate::config::ISSUING))
+            .map(|i| i.certificate.tbs_certificate.subject.clone())
+            .unwrap_or_default();
+        let nonce = match nonce {
+            Some(n) => n,
+            None => random::<{ proto::NONCE_BYTES }>()?,
+        };
+        Ok(ResponseHeader {
+            sender: name,
+            recipient: req
+                .map(|r| r.sender.clone())
+                .unwrap_or_else(|| GeneralName::DirectoryName(Name::default())),
+            message_time: now,
+            transaction_id: req.map(|r| r.transaction_id.clone()).unwrap_or_default(),
+            sender_nonce: nonce,
+            recip_nonce: req.map(|r| r.sender_nonce.clone()),
+            sender_kid: sender.map(|s| s.kid.as_bytes().to_vec()),
+            implicit_confirm: implicit,
+            pvno: req.map(|r| r.pvno).unwrap_or(2),
+        })
+    }
+
+    fn encode(
+        &self,
+        label: &CmpLabel,
+        req: &Request,
+        sender: &Sender,
+        step: Step,
+        now: u64,
+    ) -> Result<Vec<u8>, Refusal> {
+        let implicit = matches!(step.body, ResponseBody::CertRep { .. })
+            && self.grants_implicit_confirm(label, req);
+        let header = self.header(
+            Some(label),
+            Some(req),
+            Some(sender),
+            implicit,
+            step.nonce,
+            now,
+        )?;
+        let protection = ResponseProtection::Mac {
+            pbm: &sender.mac.pbm,
+            secret: &sender.mac.secret,
+        };
+        Ok(proto::encode_response(
+            &header,
+            &step.body,
+            protection,
+            step.extra_certs,
+        )?)
+    }
+
+    /// An `error` message for a refusal, MAC-protected when the sender was verified.
+    fn refuse(
+        &self,
+        label: Option<&CmpLabel>,
+        req: Option<&Request>,
+        sender: Option<&Sender>,
+        r: Refusal,
+        body: &'static str,
+    ) -> Answer {
+        let now = self.authority.now();
+        let text = one_line(&r.text);
+        let built = (|| -> Result<Vec<u8>, Refusal> {
+            let header = self.header(label, req, sender, false, None, now)?;
+            let err = ResponseBody::error(&[r.bit], &text)
+                .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
+            let protection = match sender {
+                Some(s) => ResponseProtection::Mac {
+                    pbm: &s.mac.pbm,
+                    secret: &s.mac.secret,
+                },
+                None => ResponseProtection::None,
+            };
+            Ok(proto::encode_response(
+                &header,
+                &err,
+                protection,
+                Vec::new(),
+            )?)
+        })();
+        let der = built.unwrap_or_else(|e| {
+            tracing::error!(error = %e.text, "CMP: an error message could not be encoded");
+            Vec::new()
+        });
+        Answer {
+            der,
+            body,
+            outcome: r.reason(),
+            refusal: Some(text),
+            issued: false,
+        }
+    }
+}

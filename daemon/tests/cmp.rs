@@ -1,0 +1,1018 @@
+//! CMP (RFC 9810 / RFC 9483 over RFC 9811 HTTP) end to end: the real daemon on loopback,
+//! driven with the real `openssl cmp` client. ir with PBM (OpenSSL 3.0's default HMAC-SHA1
+//! and `-mac hmacWithSHA256`), implicit confirm, certConf/pkiConf, cr and p10cr, over HTTP and
+//! HTTPS; the certificate stored before the answer, the chain in caPubs/extraCerts; every
+//! negative case a protected (or, before the MAC verified, unprotected) `error` PKIMessage with
+//! its PKIFailureInfo bit: wrong secret, unknown senderKID, reused transactionID (a replayed ir),
+//! a replayed certConf, raVerified/absent POP, a rejected certConf (the certificate revoked),
+//! MAC on a signature-only label, an unknown label, garbage; 415/405/413 at the HTTP layer;
+//! and, in-process on a fake clock, a stale messageTime and a certConf that never comes (the
+//! certificate revoked after the timeout). genm: what OpenSSL 3.0 sends (signKeyPairTypes,
+//! caCerts, certReqTemplate) and, as messages built here with `cmpv2`, rootCaCert and
+//! crlStatusList (by issuer and by distribution point; the CRL checked with `openssl crl`).
+//! The daemon keeps serving throughout.
+
+mod common;
+
+use common::inprocess::build_app;
+use common::*;
+use pkid_protocols::cmp::{parse_response, FailureBit, ResponseView};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+const ORG: &str = "so-gd-dn";
+const ORG_NAME: &str = "Sở Giáo dục và Đào tạo Đà Nẵng";
+
+/// Appends a P-256 device profile and the CMP labels to the data directory's pkid.toml.
+fn configure(data: &Path, extra: &str) {
+    let path = data.join("pkid.toml");
+    let mut text = std::fs::read_to_string(&path).expect("pkid.toml");
+    text.push_str(&format!(
+        r#"
+[profiles.device]
+key_usage = ["digitalSignature"]
+extended_key_usage = ["clientAuth"]
+extended_key_usage_critical = false
+max_validity_days = 825
+default_validity_days = 365
+allowed_keys = ["p256"]
+required_subject = ["CN"]
+copy_subject_alt_name = true
+
+[[cmp.labels]]
+name = "devices"
+profile = "device"
+organisation = "{ORG}"
+
+[[cmp.labels]]
+name = "signed-only"
+profile = "device"
+organisation = "{ORG}"
+protection = ["signature"]
+{extra}"#
+    ));
+    std::fs::write(&path, text).expect("write pkid.toml");
+}
+
+/// An organisation with one CMP credential `dev1`; its secret.
+fn organisation_with_secret(data: &Path) -> String {
+    pkid_ok(
+        data,
+        &[
+            "org",
+            "add",
+            "--id",
+            ORG,
+            "--name",
+            ORG_NAME,
+            "--province",
+            "DN",
+        ],
+    );
+    let out = pkid_ok(
+        data,
+        &[
+            "credential",
+            "add",
+            "--org",
+            ORG,
+            "--kind",
+            "cmp",
+            "--name",
+            "dev1",
+        ],
+    );
+    out.lines().last().expect("the secret line").to_owned()
+}
+
+fn p256_key(dir: &Path) -> PathBuf {
+    let key = unique_path(dir, "key", "pem");
+    openssl_ok(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        path_str(&key),
+    ]);
+    key
+}
+
+/// `openssl cmp -config "" -server ADDR -path .well-known/cmp/p/LABEL -ref dev1 -recipient …`
+/// plus `args`.
+fn openssl_cmp(server: &str, label: &str, args: &[&str]) -> Output {
+    let path = format!(".well-known/cmp/p/{label}");
+    let mut full = vec![
+        "cmp",
+        "-config",
+        "",
+        "-server",
+        server,
+        "-path",
+        &path,
+        "-ref",
+        "dev1",
+        "-recipient",
+        "/CN=Issuing CA",
+    ];
+    full.extend_from_slice(args);
+    openssl(&full)
+}
+
+fn all_output(o: &Output) -> String {
+    format!("{}{}", lossy(&o.stdout), lossy(&o.stderr))
+}
+
+/// POSTs a DER file as application/pkixcmp; the response parsed as a PKIMessage.
+fn post_der(daemon: &Daemon, label: &str, file: &Path) -> ResponseView {
+    let data = format!("@{}", path_str(file));
+    let r = fetch(&[
+        "-H",
+        "Content-Type: application/pkixcmp",
+        "--data-binary",
+        &data,
+        &daemon.http_url(&format!("/.well-known/cmp/p/{label}")),
+    ]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.headers.contains("application/pkixcmp"), "{}", r.headers);
+    parse_response(&r.body).expect("a PKIMessage")
+}
+
+fn assert_error(v: &ResponseView, bit: FailureBit, what: &str) {
+    assert_eq!(v.body_tag, 23, "{what}: an error message");
+    assert!(
+        v.has_failure(bit),
+        "{what}: failInfo {bit:?}; status {:?}",
+        v.status
+    );
+}
+
+fn counted(daemon: &Daemon, body: &str, outcome: &str) -> f64 {
+    daemon
+        .metric(&format!(
+            "pkid_cmp_messages_total{{body=\"{body}\",outcome=\"{outcome}\"}}"
+        ))
+        .unwrap_or(0.0)
+}
+
+fn status_of(data: &Path, serial: &str) -> String {
+    let out = pkid_ok(data, &["cert", "show", "--serial", serial]);
+    out.lines()
+        .find_map(|l| l.strip_prefix("status:"))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn serial_of(cert: &x509_cert::Certificate) -> String {
+    canonical_serial(&hex::encode(cert.tbs_certificate.serial_number.as_bytes()))
+}
+
+#[test]
+fn openssl_cmp_enrolls_with_a_shared_secret_and_every_bad_message_gets_its_failure_bit() {
+    let dir = init(&[]);
+    let data = dir.path();
+    configure(data, "");
+    let secret = organisation_with_secret(data);
+    let pass = format!("pass:{secret}");
+    let daemon = Daemon::start(data);
+    let work = tempdir();
+    let w = work.path();
+    let server = daemon.http.to_string();
+    let at = |stem: &str, ext: &str| unique_path(w, stem, ext);
+
+    // ir, OpenSSL 3.0's defaults (PBM with HMAC-SHA1), certConf → pkiConf.
+    let key = p256_key(w);
+    let (cert, capubs) = (at("ir", "crt"), at("capubs", "pem"));
+    let (ir_req, cc_req, ip_rsp, conf_rsp) = (
+        at("ir", "der"),
+        at("certconf", "der"),
+        at("ip", "der"),
+        at("pkiconf", "der"),
+    );
+    let reqout = format!("{},{}", path_str(&ir_req), path_str(&cc_req));
+    let rspout = format!("{},{}", path_str(&ip_rsp), path_str(&conf_rsp));
+    let out = openssl_cmp(
+        &server,
+        "devices",
+        &[
+            "-cmd",
+            "ir",
+            "-secret",
+            &pass,
+            "-newkey",
+            path_str(&key),
+            "-subject",
+            "/CN=Cảm biến 01",
+            "-certout",
+            path_str(&cert),
+            "-cacertsout",
+            path_str(&capubs),
+            "-reqout",
+            &reqout,
+            "-rspout",
+            &rspout,
+        ],
+    );
+    assert!(out.status.success(), "{}", all_output(&out));
+    let text = all_output(&out);
+    assert!(
+        text.contains("sending CERTCONF") && text.contains("received PKICONF"),
+        "{text}"
+    );
+    let subject = x509_subject(&cert);
+    assert!(
+        subject.contains(ORG_NAME) && subject.contains("Cảm biến 01"),
+        "{subject}"
+    );
+    assert_verifies(data, &cert, &[]);
+    // caPubs: the root, byte for byte the one `pkid init` made.
+    let root = std::fs::read_to_string(data.join("certs/root.crt")).expect("root");
+    assert_eq!(
+        std::fs::read_to_string(&capubs).expect("caPubs").trim(),
+        root.trim()
+    );
+    // The ip: MAC-protected with the same secret, the chain in extraCerts, no implicit confirm.
+    let ip = parse_response(&std::fs::read(&ip_rsp).expect("ip")).expect("ip parses");
+    assert_eq!(ip.body_tag, 1);
+    ip.verify_mac(secret.as_bytes())
+        .expect("the ip's MAC verifies");
+    assert_eq!(ip.extra_certs.len(), 2, "issuing CA and root");
+    assert!(!ip.implicit_confirm);
+    let issued = ip.certificate.clone().expect("the certificate");
+    let serial = serial_of(&issued);
+    // Stored before it was sent.
+    assert_eq!(status_of(data, &serial), "valid");
+    let conf = parse_response(&std::fs::read(&conf_rsp).expect("pkiConf")).expect("parses");
+    assert_eq!(conf.body_tag, 19);
+    conf.verify_mac(secret.as_bytes())
+        .expect("pkiConf is protected");
+
+    // A replayed ir: its transactionID is in use (answered under the same secret).
+    let v = post_der(&daemon, "devices", &ir_req);
+    assert_error(&v, FailureBit::TransactionIdInUse, "replayed ir");
+    v.verify_mac(secret.as_bytes())
+        .expect("the error is MAC-protected");
+    // A replayed certConf: its senderNonce was seen.
+    let v = post_der(&daemon, "devices", &cc_req);
+    assert_error(&v, FailureBit::BadSenderNonce, "replayed certConf");
+    assert!(counted(&daemon, "ir", "transactionIdInUse") >= 1.0);
+    assert!(counted(&daemon, "certConf", "badSenderNonce") >= 1.0);
+
+    // -mac hmacWithSHA256 with implicit confirm: granted, so no certConf is sent.
+    let (cert2, req2, rsp2) = (at("imp", "crt"), at("imp-req", "der"), at("imp-rsp", "der"));
+    let reqout = format!("{},{}", path_str(&req2), path_str(&at("never", "der")));
+    let out = openssl_cmp(
+        &server,
+        "devices",
+        &[
+            "-cmd",
+            "ir",
+            "-secret",
+            &pass,
+            "-mac",
+            "hmacWithSHA256",
+            "-implicit_confirm",
+            "-newkey",
+            path_str(&key),
+            "-subject",
+            "/CN=imp",
+            "-certout",
+            path_str(&cert2),
+            "-reqout",
+            &reqout,
+            "-rspout",
+            path_str(&rsp2),
+        ],
+    );
+    assert!(out.status.success(), "{}", all_output(&out));
+    assert!(
+        !all_output(&out).contains("CERTCONF"),
+        "{}",
+        all_output(&out)
+    );
+    let ip = parse_response(&std::fs::read(&rsp2).expect("ip")).expect("parses");
+    assert!(
+        ip.implicit_confirm,
+        "implicitConfirm granted in generalInfo"
+    );
+    ip.verify_mac(secret.as_bytes()).expect("HMAC-SHA256 MAC");
+    assert_verifies(data, &cert2, &[]);
+
+    // cr and p10cr with the shared secret; p10cr over HTTPS (CMP is on both listeners).
+    let cr = at("cr", "crt");
+    let out = openssl_cmp(
+        &server,
+        "devices",
+        &[
+            "-cmd",
+            "cr",
+            "-secret",
+            &pass,
+            "-newkey",
+            path_str(&key),
+            "-subject",
+            "/CN=cr",
+            "-certout",
+            path_str(&cr),
+        ],
+    );
+    assert!(out.status.success(), "{}", all_output(&out));
+    assert_verifies(data, &cr, &[]);
+    let (_k, csr) = make_csr(w, "/CN=p10", "ec:P-256");
+    let p10 = at("p10", "crt");
+    let https = daemon.https.to_string();
+    let root_path = data.join("certs/root.crt");
+    let out = openssl_cmp(
+        &https,
+        "devices",
+        &[
+            "-tls_used",
+            "-tls_trusted",
+            path_str(&root_path),
+            "-tls_host",
+            "localhost",
+            "-cmd",
+            "p10cr",
+            "-secret",
+            &pass,
+            "-csr",
+            path_str(&csr),
+            "-certout",
+            path_str(&p10),
+        ],
+    );
+    assert!(out.status.success(), "{}", all_output(&out));
+    assert!(x509_subject(&p10).contains("p10"));
+
+    // The client rejects the certificate in certConf (it does not chain to what it trusts):
+    // pkid revokes it.
+    let other = at("other", "pem");
+    openssl_ok(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        path_str(&at("other", "key")),
+        "-subj",
+        "/CN=Someone else",
+        "-out",
+        path_str(&other),
+    ]);
+    let rej_rsp = at("rej-ip", "der");
+    let rspout = format!(
+        "{},{}",
+        path_str(&rej_rsp),
+        path_str(&at("rej-conf", "der"))
+    );
+    let out = openssl_cmp(
+        &server,
+        "devices",
+        &[
+            "-cmd",
+            "ir",
+            "-secret",
+            &pass,
+            "-newkey",
+            path_str(&key),
+            "-subject",
+            "/CN=rejected",
+            "-certout",
+            path_str(&at("rej", "crt")),
+            "-out_trusted",
+            path_str(&other),
+            "-rspout",
+            &rspout,
+        ],
+    );
+    assert!(!out.status.success(), "{}", all_output(&out));
+    assert!(
+        all_output(&out).contains("received PKICONF"),
+        "{}",
+        all_output(&out)
+    );
+    let ip = parse_response(&std::fs::read(&rej_rsp).expect("ip")).expect("parses");
+    let rejected = serial_of(&ip.certificate.expect("the certificate"));
+    assert_eq!(status_of(data, &rejected), "revoked");
+
+    // A wrong secret and an unknown senderKID: badMessageCheck, unprotected (nothing to
+    // protect it with), the same text for both.
+    for (reference, secret_arg) in [("dev1", "pass:wrong"), ("nobody", pass.as_str())] {
+        let path = ".well-known/cmp/p/devices";
+        let out = openssl(&[
+            "cmp",
+            "-config",
+            "",
+            "-server",
+            &server,
+            "-path",
+            path,
+            "-ref",
+            reference,
+            "-recipient",
+            "/CN=x",
+            "-secret",
+            secret_arg,
+            "-unprotected_errors",
+            "-cmd",
+            "ir",
+            "-newkey",
+            path_str(&key),
+            "-subject",
+            "/CN=x",
+            "-certout",
+            path_str(&at("x", "crt")),
+        ]);
+        let text = all_output(&out);
+        assert!(!out.status.success(), "{text}");
+        assert!(
+            text.contains("badMessageCheck") && text.contains("does not verify"),
+            "{reference}: {text}"
+        );
+    }
+
+    // raVerified (-popo 0) and no POP (-popo -1): badPOP.
+    for popo in ["0", "-1"] {
+        let out = openssl_cmp(
+            &server,
+            "devices",
+            &[
+                "-cmd",
+                "ir",
+                "-secret",
+                &pass,
+                "-popo",
+                popo,
+                "-newkey",
+                path_str(&key),
+                "-subject",
+                "/CN=pop",
+                "-certout",
+                path_str(&at("pop", "crt")),
+            ],
+        );
+        let text = all_output(&out);
+        assert!(
+            !out.status.success() && text.contains("badPOP"),
+            "popo {popo}: {text}"
+        );
+    }
+
+    // MAC on a label that takes only signatures: wrongIntegrity. An unknown label:
+    // wrongAuthority. Both before any secret is tried, so unprotected.
+    for (label, bit) in [
+        ("signed-only", FailureBit::WrongIntegrity),
+        ("nosuch", FailureBit::WrongAuthority),
+    ] {
+        let v = post_der(&daemon, label, &ir_req);
+        assert_error(&v, bit, label);
+        assert!(!v.is_protected(), "{label}: unprotected");
+    }
+    // Garbage with the right media type: an error message, badDataFormat.
+    let junk = at("junk", "der");
+    std::fs::write(&junk, b"\x30\x03\x02\x01\x02").expect("junk");
+    assert_error(
+        &post_der(&daemon, "devices", &junk),
+        FailureBit::BadDataFormat,
+        "garbage",
+    );
+
+    // The HTTP layer: another media type 415, GET 405, a body over the limit 413.
+    let url = daemon.http_url("/.well-known/cmp/p/devices");
+    let data_arg = format!("@{}", path_str(&ir_req));
+    let r = fetch(&[
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        &data_arg,
+        &url,
+    ]);
+    assert_eq!(r.status, 415, "{}", r.text());
+    assert!(r.text().contains("application/pkixcmp"));
+    let r = get(&url);
+    assert_eq!(r.status, 405);
+    let big = at("big", "der");
+    std::fs::write(&big, vec![0x30u8; 200 * 1024]).expect("big");
+    let big_arg = format!("@{}", path_str(&big));
+    let r = fetch(&[
+        "-H",
+        "Content-Type: application/pkixcmp",
+        "--data-binary",
+        &big_arg,
+        &url,
+    ]);
+    assert_eq!(r.status, 413, "{}", r.text());
+
+    // Still serving, and the secret never reached the log.
+    assert_eq!(get(&daemon.http_url("/healthz")).status, 200);
+    assert!(!daemon.logs().contains(&secret));
+}
+
+/// POSTs DER through an in-process router; the parsed response.
+async fn post_inprocess(router: &pkid::http::Listener, label: &str, der: Vec<u8>) -> ResponseView {
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let mut req = hyper::Request::builder()
+        .method("POST")
+        .uri(format!("/.well-known/cmp/p/{label}"))
+        .header("content-type", "application/pkixcmp")
+        .body(Body::from(der))
+        .expect("request");
+    req.extensions_mut()
+        .insert(ConnectInfo(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            40000,
+        ))));
+    let resp = router.clone().oneshot(req).await.expect("infallible");
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    parse_response(&body).expect("a PKIMessage")
+}
+
+/// An ir made by `openssl cmp` without a server (it writes `-reqout` before it connects).
+fn offline_ir(w: &Path, secret: &str, cn: &str) -> Vec<u8> {
+    let key = p256_key(w);
+    let req = unique_path(w, "offline", "der");
+    let pass = format!("pass:{secret}");
+    let subject = format!("/CN={cn}");
+    let _ = openssl_cmp(
+        "127.0.0.1:1",
+        "devices",
+        &[
+            "-cmd",
+            "ir",
+            "-secret",
+            &pass,
+            "-newkey",
+            path_str(&key),
+            "-subject",
+            &subject,
+            "-certout",
+            path_str(&unique_path(w, "unused", "crt")),
+            "-reqout",
+            path_str(&req),
+        ],
+    );
+    std::fs::read(&req).expect("openssl wrote the request")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_message_is_bad_time_and_an_unconfirmed_certificate_is_revoked() {
+    use pkid::clock::{Clock, FakeClock, SystemClock};
+    use std::sync::Arc;
+    let dir = init(&[]);
+    let data = dir.path();
+    configure(data, "");
+    let secret = organisation_with_secret(data);
+    let work = tempdir();
+    let w = work.path();
+
+    // The server's clock an hour past the client's: badTime, protected (the MAC verified).
+    let t0 = SystemClock.now();
+    let clock = Arc::new(FakeClock::new(t0 + 3600));
+    let app = build_app(data, clock.clone()).await;
+    let router = app.routers().http;
+    let v = post_inprocess(&router, "devices", offline_ir(w, &secret, "late")).await;
+    assert_error(&v, FailureBit::BadTime, "an hour-old messageTime");
+    v.verify_mac(secret.as_bytes()).expect("protected");
+    drop(router);
+    drop(app);
+
+    // On time: issued, no implicit confirmation asked, so a certConf is awaited. None comes;
+    // past confirm_timeout_secs the next message's sweep revokes the certificate.
+    let clock = Arc::new(FakeClock::new(t0));
+    let app = build_app(data, clock.clone()).await;
+    let router = app.routers().http;
+    let v = post_inprocess(&router, "devices", offline_ir(w, &secret, "silent")).await;
+    assert_eq!(v.body_tag, 1, "ip: {:?}", v.status);
+    let serial = serial_of(&v.certificate.expect("certificate"));
+    assert_eq!(status_of(data, &serial), "valid");
+    let timeout = app.state().config.load().cmp.confirm_timeout_secs;
+    clock.advance(timeout + 60);
+    let v = post_inprocess(&router, "devices", b"\x30\x00".to_vec()).await;
+    assert_error(&v, FailureBit::BadDataFormat, "garbage");
+    assert_eq!(status_of(data, &serial), "revoked");
+}
+
+/// A genm with `itavs`, MAC-protected with `secret` under senderKID dev1 (what OpenSSL 3.0
+/// cannot send: rootCaCert, crlStatusList), built with the `cmpv2` types.
+fn genm(secret: &str, itavs: Vec<cmpv2::gen::InfoTypeAndValue>, message_time: u64) -> Vec<u8> {
+    use pkid_protocols::cmp::{encode_request, Pbm, ResponseHeader, ResponseProtection};
+    use x509_cert::ext::pkix::name::GeneralName;
+    let mut tid = [0u8; 16];
+    let mut nonce = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut tid).expect("random");
+    aws_lc_rs::rand::fill(&mut nonce).expect("random");
+    let header = ResponseHeader {
+        sender: x509_cert::name::Name::default(),
+        recipient: GeneralName::DirectoryName(x509_cert::name::Name::default()),
+        message_time,
+        transaction_id: tid.to_vec(),
+        sender_nonce: nonce,
+        recip_nonce: None,
+        sender_kid: Some(b"dev1".to_vec()),
+        implicit_confirm: false,
+        pvno: 2,
+    };
+    let pbm = Pbm::sha256(&nonce, 500).expect("PBM");
+    encode_request(
+        &header,
+        21,
+        &itavs,
+        ResponseProtection::Mac {
+            pbm: &pbm,
+            secret: secret.as_bytes(),
+        },
+    )
+    .expect("genm encodes")
+}
+
+fn itav(oid: &str, value: Option<der::Any>) -> cmpv2::gen::InfoTypeAndValue {
+    cmpv2::gen::InfoTypeAndValue {
+        oid: oid.parse().expect("OID"),
+        value,
+    }
+}
+
+#[test]
+fn genm_answers_key_types_ca_certificates_a_template_the_root_and_crls() {
+    use der::{Decode, Encode};
+    use pkid_protocols::cmp::info_type;
+    use pkid_protocols::cmp::{CrlSource, CrlStatus};
+    use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
+    let dir = init(&[]);
+    let data = dir.path();
+    configure(data, "");
+    let secret = organisation_with_secret(data);
+    let pass = format!("pass:{secret}");
+    let daemon = Daemon::start(data);
+    let work = tempdir();
+    let w = work.path();
+    let server = daemon.http.to_string();
+    let issuing = x509_cert::Certificate::from_der(
+        &pkid_protocols::x509::pem_or_der(
+            &std::fs::read(data.join("certs/issuing.crt")).expect("issuing"),
+            &["CERTIFICATE"],
+        )
+        .expect("PEM"),
+    )
+    .expect("issuing CA");
+
+    // What OpenSSL 3.0 can ask: signKeyPairTypes, caCerts, certReqTemplate.
+    let mut answers = std::collections::BTreeMap::new();
+    for t in ["signKeyPairTypes", "caCerts", "certReqTemplate"] {
+        let rsp = unique_path(w, "genp", "der");
+        let out = openssl_cmp(
+            &server,
+            "devices",
+            &[
+                "-cmd",
+                "genm",
+                "-secret",
+                &pass,
+                "-infotype",
+                t,
+                "-rspout",
+                path_str(&rsp),
+            ],
+        );
+        let text = all_output(&out);
+        assert!(
+            out.status.success() && text.contains("genp contains ITAV"),
+            "{t}: {text}"
+        );
+        let v = parse_response(&std::fs::read(&rsp).expect("genp")).expect("parses");
+        assert_eq!(v.body_tag, 22);
+        v.verify_mac(secret.as_bytes()).expect("protected");
+        assert_eq!(v.general.len(), 1, "{t}");
+        answers.insert(t, v.general[0].clone());
+    }
+    // signKeyPairTypes: the device profile's only key type, P-256.
+    let types: Vec<spki::AlgorithmIdentifierOwned> = answers["signKeyPairTypes"]
+        .value
+        .as_ref()
+        .expect("a value")
+        .decode_as()
+        .expect("SEQUENCE OF AlgorithmIdentifier");
+    assert_eq!(types.len(), 1);
+    assert_eq!(types[0].oid, const_oid::db::rfc5912::ID_EC_PUBLIC_KEY);
+    let curve: const_oid::ObjectIdentifier = types[0]
+        .parameters
+        .as_ref()
+        .expect("curve")
+        .decode_as()
+        .expect("OID");
+    assert_eq!(curve, const_oid::db::rfc5912::SECP_256_R_1);
+    // caCerts: the issuing CA, then the root.
+    let certs: Vec<x509_cert::Certificate> = answers["caCerts"]
+        .value
+        .as_ref()
+        .expect("a value")
+        .decode_as()
+        .expect("certificates");
+    assert_eq!(certs.len(), 2);
+    assert_eq!(certs[0], issuing);
+    assert_eq!(
+        certs[1].tbs_certificate.subject,
+        certs[1].tbs_certificate.issuer
+    );
+    // certReqTemplate: O and C filled in by the CA, P-256 as keySpec.
+    let template: pkid_protocols::cmp::CertReqTemplateContent = answers["certReqTemplate"]
+        .value
+        .as_ref()
+        .expect("a value")
+        .decode_as()
+        .expect("CertReqTemplateContent");
+    let subject = template.cert_template.subject.expect("subject").to_string();
+    assert!(
+        subject.contains(ORG_NAME) && subject.contains("C=VN"),
+        "{subject}"
+    );
+    let spec = template.key_spec.expect("keySpec");
+    assert_eq!(spec[0].oid, info_type::REG_CTRL_ALG_ID);
+
+    let now = unix_now();
+    let post = |der: Vec<u8>| {
+        let f = unique_path(w, "genm", "der");
+        std::fs::write(&f, der).expect("write");
+        post_der(&daemon, "devices", &f)
+    };
+    // rootCaCert: no root CA key update to announce, so rootCaKeyUpdate without a value.
+    let v = post(genm(&secret, vec![itav("1.3.6.1.5.5.7.4.20", None)], now));
+    assert_eq!(v.body_tag, 22, "{:?}", v.status);
+    v.verify_mac(secret.as_bytes()).expect("protected");
+    assert_eq!(v.general.len(), 1);
+    assert_eq!(v.general[0].oid, info_type::ROOT_CA_KEY_UPDATE);
+    assert!(v.general[0].value.is_none());
+
+    // crlStatusList by issuer name and by distribution point: the current CRL, signed by the
+    // issuing CA; with a thisUpdate in the future: crls without a value.
+    let by_issuer = CrlSource::Issuer(vec![GeneralName::DirectoryName(
+        issuing.tbs_certificate.subject.clone(),
+    )]);
+    let url = format!("{}/crl/issuing.crl", pkid_public_url(data));
+    let by_dpn = CrlSource::Dpn(DistributionPointName::FullName(vec![
+        GeneralName::UniformResourceIdentifier(der::asn1::Ia5String::new(&url).expect("URI")),
+    ]));
+    for (what, source) in [("issuer", by_issuer.clone()), ("dpn", by_dpn)] {
+        let list = vec![CrlStatus {
+            source,
+            this_update: None,
+        }];
+        let value = der::Any::from_der(&list.to_der().expect("der")).expect("any");
+        let v = post(genm(
+            &secret,
+            vec![itav("1.3.6.1.5.5.7.4.22", Some(value))],
+            now,
+        ));
+        assert_eq!(v.body_tag, 22, "{what}: {:?}", v.status);
+        assert_eq!(v.general[0].oid, info_type::CRLS);
+        let crls: Vec<der::Any> = v.general[0]
+            .value
+            .as_ref()
+            .expect("a CRL")
+            .decode_as()
+            .expect("CRLs");
+        assert_eq!(crls.len(), 1, "{what}");
+        let crl_file = unique_path(w, "crl", "der");
+        std::fs::write(&crl_file, crls[0].to_der().expect("der")).expect("write");
+        let out = openssl(&[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            path_str(&crl_file),
+            "-CAfile",
+            path_str(&data.join("certs/issuing.crt")),
+            "-noout",
+        ]);
+        assert!(
+            lossy(&out.stderr).contains("verify OK"),
+            "{what}: {}",
+            lossy(&out.stderr)
+        );
+    }
+    let later = x509_cert::time::Time::GeneralTime(
+        der::asn1::GeneralizedTime::from_unix_duration(std::time::Duration::from_secs(
+            now + 86_400 * 365,
+        ))
+        .expect("time"),
+    );
+    let list = vec![CrlStatus {
+        source: by_issuer,
+        this_update: Some(later),
+    }];
+    let value = der::Any::from_der(&list.to_der().expect("der")).expect("any");
+    let v = post(genm(
+        &secret,
+        vec![itav("1.3.6.1.5.5.7.4.22", Some(value))],
+        now,
+    ));
+    assert_eq!(v.general[0].oid, info_type::CRLS);
+    assert!(
+        v.general[0].value.is_none(),
+        "nothing newer than the client's"
+    );
+    // A CRL this server does not publish: badRequest. A genm under a wrong secret:
+    // badMessageCheck.
+    let list = vec![CrlStatus {
+        source: CrlSource::Issuer(vec![GeneralName::DirectoryName(
+            x509_cert::name::Name::default(),
+        )]),
+        this_update: None,
+    }];
+    let value = der::Any::from_der(&list.to_der().expect("der")).expect("any");
+    let v = post(genm(
+        &secret,
+        vec![itav("1.3.6.1.5.5.7.4.22", Some(value))],
+        now,
+    ));
+    assert_error(&v, FailureBit::BadRequest, "unknown CRL source");
+    let v = post(genm(
+        "not the secret",
+        vec![itav("1.3.6.1.5.5.7.4.20", None)],
+        now,
+    ));
+    assert_error(&v, FailureBit::BadMessageCheck, "wrong secret");
+}
+
+/// The `public_url` of the data directory's configuration.
+fn pkid_public_url(data: &Path) -> String {
+    let text = std::fs::read_to_string(data.join("pkid.toml")).expect("pkid.toml");
+    text.lines()
+        .find_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("public_url")
+                .and_then(|r| r.trim().strip_prefix('='))
+                .map(|v| v.trim().trim_matches('"').to_owned())
+        })
+        .expect("public_url")
+}
+
+/// The system clock, Unix seconds.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+/// The id of the newest RA request (`pkid request list`, JSON).
+fn newest_request(data: &Path) -> String {
+    let out = pkid_ok(data, &["request", "list"]);
+    let at = out.find("\"id\":").expect("a request");
+    out[at + 5..]
+        .trim_start()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .expect("id")
+        .to_owned()
+}
+
+#[test]
+fn a_p10cr_under_operator_approval_polls_until_an_officer_decides() {
+    let dir = init(&[]);
+    let data = dir.path();
+    let path = data.join("pkid.toml");
+    let text = std::fs::read_to_string(&path).expect("pkid.toml");
+    assert!(
+        text.contains("check_after_secs = 60"),
+        "the template's [cmp]"
+    );
+    std::fs::write(
+        &path,
+        text.replacen("check_after_secs = 60", "check_after_secs = 1", 1),
+    )
+    .expect("write");
+    configure(
+        data,
+        &format!(
+            "\n[[cmp.labels]]\nname = \"staff\"\nprofile = \"device\"\norganisation = \"{ORG}\"\napproval = \"operator\"\n"
+        ),
+    );
+    let secret = organisation_with_secret(data);
+    let pass = format!("pass:{secret}");
+    let daemon = Daemon::start(data);
+    let work = tempdir();
+    let w = work.path();
+    let server = daemon.http.to_string();
+    let (_k, csr) = make_csr(w, "/CN=Nguyễn Thị Hoa", "ec:P-256");
+    let (_k2, csr2) = make_csr(w, "/CN=Trần Văn Bình", "ec:P-256");
+
+    // Approved: openssl polls (pollReq/pollRep, checkAfter 1 s) until the officer approves.
+    let cert = unique_path(w, "staff", "crt");
+    let (c, s, p) = (path_str(&csr).to_owned(), server.clone(), pass.clone());
+    let cert_arg = path_str(&cert).to_owned();
+    let client = std::thread::spawn(move || {
+        openssl_cmp(
+            &s,
+            "staff",
+            &[
+                "-cmd",
+                "p10cr",
+                "-secret",
+                &p,
+                "-csr",
+                &c,
+                "-certout",
+                &cert_arg,
+                "-total_timeout",
+                "60",
+            ],
+        )
+    });
+    assert!(
+        poll(Duration::from_secs(20), || pkid(data, &["request", "list"])
+            .stdout
+            .windows(4)
+            .any(|w| w == b"\"id\"")),
+        "the RA request is created on the first message"
+    );
+    let id = newest_request(data);
+    // Polled at least once before the decision.
+    assert!(poll(Duration::from_secs(10), || counted(
+        &daemon, "pollReq", "answered"
+    ) >= 1.0));
+    pkid_ok(data, &["request", "approve", &id]);
+    let out = client.join().expect("client");
+    let text = all_output(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("received POLLREP") && text.contains("received ip/cp/kup after polling"),
+        "{text}"
+    );
+    assert!(
+        text.contains("received PKICONF"),
+        "certConf after polling: {text}"
+    );
+    let subject = x509_subject(&cert);
+    assert!(
+        subject.contains("Nguyễn Thị Hoa") && subject.contains(ORG_NAME),
+        "{subject}"
+    );
+    assert_verifies(data, &cert, &[]);
+
+    // Rejected: the next pollReq gets notAuthorized with the officer's reason.
+    let (c, s, p) = (path_str(&csr2).to_owned(), server.clone(), pass.clone());
+    let unused = path_str(&unique_path(w, "unused", "crt")).to_owned();
+    let before = newest_request(data);
+    let client = std::thread::spawn(move || {
+        openssl_cmp(
+            &s,
+            "staff",
+            &[
+                "-cmd",
+                "p10cr",
+                "-secret",
+                &p,
+                "-csr",
+                &c,
+                "-certout",
+                &unused,
+                "-total_timeout",
+                "60",
+            ],
+        )
+    });
+    assert!(poll(Duration::from_secs(20), || newest_request(data) != before));
+    let id = newest_request(data);
+    pkid_ok(
+        data,
+        &["request", "reject", &id, "--reason", "Không thuộc biên chế"],
+    );
+    let out = client.join().expect("client");
+    let text = all_output(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("notAuthorized") && text.contains("Không thuộc biên chế"),
+        "{text}"
+    );
+
+    // ir on an operator label: refused, naming p10cr.
+    let key = p256_key(w);
+    let out = openssl_cmp(
+        &server,
+        "staff",
+        &[
+            "-cmd",
+            "ir",
+            "-secret",
+            &pass,
+            "-newkey",
+            path_str(&key),
+            "-subject",
+            "/CN=ir",
+            "-certout",
+            path_str(&unique_path(w, "ir", "crt")),
+        ],
+    );
+    let text = all_output(&out);
+    assert!(!out.status.success() && text.contains("p10cr"), "{text}");
+}
