@@ -31,6 +31,8 @@ mod ra;
 pub use ra::{RaConfig, MAX_BULK_REQUESTS};
 mod est;
 pub use est::{Approval, EstConfig, EstLabel};
+mod csc;
+pub use csc::CscConfig;
 
 /// Name of the self-signed root CA `pkid init` makes.
 pub const ROOT: &str = "root";
@@ -72,6 +74,8 @@ struct RawConfig {
     #[serde(default)]
     portal: portal::RawPortal,
     est: est::RawEst,
+    #[serde(default)]
+    csc: csc::RawCsc,
 }
 
 #[derive(Deserialize)]
@@ -187,6 +191,8 @@ struct RawProfile {
     allowed_keys: Vec<String>,
     required_subject: Vec<String>,
     copy_subject_alt_name: bool,
+    #[serde(default)]
+    central_keys: bool,
 }
 
 /// Validated configuration.
@@ -220,6 +226,8 @@ pub struct Config {
     pub portal: PortalConfig,
     /// The EST enrollment server.
     pub est: EstConfig,
+    /// Centralised remote signing (CSC API v2).
+    pub csc: CscConfig,
 }
 
 /// When the kernel's clock-synchronisation state stops issuance (`[tsa] clock_sync`).
@@ -480,6 +488,8 @@ pub struct SubscriberProfile {
     pub profile: Profile,
     /// Validity when the request names none, days.
     pub default_validity_days: u32,
+    /// Whether subscribers of this profile may have their key kept centrally (`central_keys`).
+    pub central_keys: bool,
 }
 
 fn merge(base: &mut toml::Table, over: toml::Table) {
@@ -735,7 +745,9 @@ impl Config {
         let notify = NotifyConfig::from_raw(raw.notify, data_dir)?;
         let portal = PortalConfig::from_raw(raw.portal)?;
         let est = EstConfig::from_raw(raw.est, &profiles)?;
+        let csc = CscConfig::from_raw(raw.csc, &server.public_url)?;
         Ok(Config {
+            csc,
             portal,
             est,
             ra,
@@ -838,6 +850,7 @@ fn profile(name: &str, p: RawProfile) -> Result<SubscriberProfile, String> {
             revocation_pointers: true,
         },
         default_validity_days: p.default_validity_days,
+        central_keys: p.central_keys,
     })
 }
 

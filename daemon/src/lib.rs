@@ -22,6 +22,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crl;
+pub mod csc;
 pub mod datadir;
 pub mod est;
 pub mod http;

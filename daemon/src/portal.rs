@@ -996,6 +996,7 @@ async fn submit(page: Page, mut form: Multipart) -> Response {
             title: get("subscriber_title"),
             unit: get("subscriber_unit"),
             id_number: get("subscriber_id_number"),
+            roles: None,
         }),
         csr: if has_subscriber { csr } else { None },
         key_origin: (kind == "recover").then(|| "token".to_owned()),

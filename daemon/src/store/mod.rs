@@ -10,6 +10,7 @@
 //! audit           AuditLog        audit.rs         who did what, when, how it ended
 //! RA              RaRequests      ra.rs            organisations, operators, requests, documents
 //! outbox          Outbox          outbox.rs        queued notifications, breach and reminder marks
+//! remote signing  CscAccounts     csc.rs           signing accounts, central credentials (sealed keys)
 //! ```
 //!
 //! [`Store`] is every role at once, implemented for any type that implements them all, so the
@@ -33,6 +34,7 @@ pub mod audit;
 pub mod certificates;
 pub mod credentials;
 pub mod crl;
+pub mod csc;
 pub mod cursor;
 pub mod feed;
 pub mod follow;
@@ -50,6 +52,7 @@ pub use certificates::{
 };
 pub use credentials::{CredentialKind, CredentialRecord, Credentials, EstRequest};
 pub use crl::CrlStore;
+pub use csc::CscAccounts;
 pub use feed::{Change, StatusFeed, StatusRow};
 pub use issuers::{IssuerRecord, IssuerRegistry};
 pub use outbox::{Channel, Outbox, OutboxMessage, QueuedMessage};
@@ -71,6 +74,7 @@ pub trait Store:
     + RaRequests
     + Outbox
     + Credentials
+    + CscAccounts
 {
     /// This store as its certificates role.
     fn as_certificates(&self) -> &dyn Certificates;
@@ -97,7 +101,8 @@ impl<
             + IssuerRegistry
             + RaRequests
             + Outbox
-            + Credentials,
+            + Credentials
+            + CscAccounts,
     > Store for T
 {
     fn as_certificates(&self) -> &dyn Certificates {

@@ -12,6 +12,7 @@ use std::time::Duration;
 mod audit;
 mod credentials;
 mod crl;
+mod csc;
 mod issuers;
 mod outbox;
 mod ra;
@@ -89,6 +90,8 @@ const MIGRATIONS: &[&str] = &[
     ra_schema::REPORT_INDEXES,
     // 10: organisations' EST and CMP credentials (see sqlite/credentials.rs).
     credentials::MIGRATION,
+    // 13 (renumbered on merge): remote-signing accounts and credentials (see sqlite/csc.rs).
+    csc::MIGRATION,
 ];
 
 /// Reconciliation closes a pending row whose issuance died by setting `abandoned_at`; `status`
