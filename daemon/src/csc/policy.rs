@@ -10,9 +10,13 @@
 //! ```
 //!
 //! Each refusal is a field error naming the rule, so the organisation knows what to change.
+//! The checks know nothing of the desk: they push `(field, message)` pairs, which the desk
+//! turns into its field errors (so this module does not import the desk that calls it).
+
+/// A refused field: its JSON path and what is wrong.
+pub type Refusal = (&'static str, String);
 
 use crate::config::Config;
-use crate::ra::desk::FieldError;
 use crate::store::ra::{DocumentRecord, KeyOrigin, Organisation, RequestKind, RequestRecord};
 
 /// The sectors whose individual subscribers may have central keys.
@@ -33,57 +37,75 @@ pub fn check_draft(
     key_origin: KeyOrigin,
     profile: Option<&str>,
     roles: &[String],
-    errors: &mut Vec<FieldError>,
+    errors: &mut Vec<Refusal>,
 ) {
     for r in roles {
         if r != AUTHORISED_SIGNATORY && r != FINANCE {
-            errors.push(FieldError::new(
-                "subscriber.roles",
-                format!("unknown role {r:?}: {AUTHORISED_SIGNATORY} or {FINANCE}"),
-            ));
+            push(
+                errors,
+                (
+                    "subscriber.roles",
+                    format!("unknown role {r:?}: {AUTHORISED_SIGNATORY} or {FINANCE}"),
+                ),
+            );
         }
     }
     if key_origin != KeyOrigin::Central {
         return;
     }
     if kind != RequestKind::Issue {
-        errors.push(FieldError::new(
-            "key_origin",
-            "central keys are made by an issue request (rule: central-issue-only)",
-        ));
+        push(
+            errors,
+            (
+                "key_origin",
+                "central keys are made by an issue request (rule: central-issue-only)",
+            ),
+        );
         return;
     }
     if let Some(p) = profile {
         if config.profile(p).is_some_and(|p| !p.central_keys) {
-            errors.push(FieldError::new(
-                "profile",
-                format!("profile {p:?} does not allow central keys (rule: central-profile)"),
-            ));
+            push(
+                errors,
+                (
+                    "profile",
+                    format!("profile {p:?} does not allow central keys (rule: central-profile)"),
+                ),
+            );
         }
     }
     if !CENTRAL_SECTORS.contains(&org.sector.as_str()) {
-        errors.push(FieldError::new(
-            "key_origin",
-            format!(
-                "central keys are for subscribers of education, training and health \
+        push(
+            errors,
+            (
+                "key_origin",
+                format!(
+                    "central keys are for subscribers of education, training and health \
                  organisations; this organisation's sector is {} (rule: central-sector)",
-                org.sector
+                    org.sector
+                ),
             ),
-        ));
+        );
     }
     if roles.iter().any(|r| r == AUTHORISED_SIGNATORY) {
-        errors.push(FieldError::new(
-            "subscriber.roles",
-            "an organisation's authorised signatory may not have a central key \
+        push(
+            errors,
+            (
+                "subscriber.roles",
+                "an organisation's authorised signatory may not have a central key \
              (rule: central-no-authorised-signatory)",
-        ));
+            ),
+        );
     }
     if roles.iter().any(|r| r == FINANCE) {
-        errors.push(FieldError::new(
-            "subscriber.roles",
-            "a subscriber doing financial or state-budget transactions may not have a central \
+        push(
+            errors,
+            (
+                "subscriber.roles",
+                "a subscriber doing financial or state-budget transactions may not have a central \
              key (rule: central-no-finance)",
-        ));
+            ),
+        );
     }
 }
 
@@ -92,25 +114,35 @@ pub fn check_draft(
 pub fn check_document(
     drafts: &[RequestRecord],
     document: Option<&DocumentRecord>,
-    errors: &mut Vec<FieldError>,
+    errors: &mut Vec<Refusal>,
 ) {
     if !drafts.iter().any(|d| d.key_origin == KeyOrigin::Central) {
         return;
     }
     match document {
         Some(d) if d.valid => {}
-        Some(d) => errors.push(FieldError::new(
-            "document",
-            format!(
-                "a central-key request needs a validly signed request document, and this one \
+        Some(d) => push(
+            errors,
+            (
+                "document",
+                format!(
+                    "a central-key request needs a validly signed request document, and this one \
                  is not valid evidence ({}) (rule: central-signed-document)",
-                d.problem.as_deref().unwrap_or("invalid")
+                    d.problem.as_deref().unwrap_or("invalid")
+                ),
             ),
-        )),
-        None => errors.push(FieldError::new(
-            "document",
-            "a central-key request needs a validly signed request document; there is no paper \
+        ),
+        None => push(
+            errors,
+            (
+                "document",
+                "a central-key request needs a validly signed request document; there is no paper \
              path (rule: central-signed-document)",
-        )),
+            ),
+        ),
     }
+}
+
+fn push<M: Into<String>>(errors: &mut Vec<Refusal>, (field, message): (&'static str, M)) {
+    errors.push((field, message.into()));
 }

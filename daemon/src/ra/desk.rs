@@ -58,7 +58,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    pub(crate) fn new(field: &str, message: impl Into<String>) -> Self {
+    fn new(field: &str, message: impl Into<String>) -> Self {
         Self {
             row: None,
             field: field.into(),
@@ -1669,7 +1669,9 @@ impl RequestDesk {
         let document = filed
             .map(|f| self.verify_document(f, &organisation))
             .transpose()?;
-        crate::csc::policy::check_document(&drafts, document.as_ref(), &mut errors);
+        let mut refused = Vec::new();
+        crate::csc::policy::check_document(&drafts, document.as_ref(), &mut refused);
+        errors.extend(refused.into_iter().map(|(f, m)| FieldError::new(f, m)));
         if !errors.is_empty() {
             return Err(DeskError::Invalid(errors));
         }
@@ -1915,6 +1917,7 @@ impl RequestDesk {
                 }
             }
         }
+        let mut refused = Vec::new();
         crate::csc::policy::check_draft(
             &self.config.load(),
             &org,
@@ -1922,8 +1925,9 @@ impl RequestDesk {
             key_origin,
             record.profile.as_deref(),
             sub.roles.as_deref().unwrap_or_default(),
-            errors,
+            &mut refused,
         );
+        errors.extend(refused.into_iter().map(|(f, m)| FieldError::new(f, m)));
         if !errors.is_empty() {
             return Ok(None);
         }
@@ -2914,10 +2918,7 @@ impl RequestDesk {
             return Err(DeskError::Invalid(
                 found
                     .into_iter()
-                    .map(|mut e| {
-                        e.field = format!("corrected.{}", e.field);
-                        e
-                    })
+                    .map(|(f, m)| FieldError::new(&format!("corrected.{f}"), m))
                     .collect(),
             ));
         }
