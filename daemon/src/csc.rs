@@ -158,9 +158,16 @@ pub struct Csc {
     clock: Arc<dyn Clock>,
     tokens: Mutex<HashMap<Vec<u8>, Token>>,
     sads: Mutex<HashMap<Vec<u8>, Sad>>,
-    /// Argon2id of nobody's password: verified against when the email is unknown, so the
-    /// answer takes as long either way.
-    dummy_phc: String,
+}
+
+/// Argon2id of nobody's password: verified against when the email is unknown, so the answer
+/// takes as long either way (made once, on the first such login).
+fn dummy_phc() -> &'static str {
+    static PHC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PHC.get_or_init(|| {
+        let nobody = random_secret("").map(|(s, _)| s).unwrap_or_default();
+        credentials::hash_password(&format!("{}-nobody-knows", nobody.as_str())).unwrap_or_default()
+    })
 }
 
 fn sha256(b: &[u8]) -> Vec<u8> {
@@ -213,9 +220,6 @@ fn check_hash_algorithm(oid: Option<&str>) -> Result<(), CscError> {
 impl Csc {
     /// The service over its parts.
     pub fn new(p: CscParts) -> Result<Self, CscError> {
-        let (nobody, _) = random_secret("")?;
-        let dummy_phc =
-            credentials::hash_password(&nobody).map_err(|e| CscError::Internal(e.to_string()))?;
         Ok(Self {
             store: p.store,
             sealer: p.sealer,
@@ -224,7 +228,6 @@ impl Csc {
             clock: p.clock,
             tokens: Mutex::new(HashMap::new()),
             sads: Mutex::new(HashMap::new()),
-            dummy_phc,
         })
     }
 
@@ -380,11 +383,11 @@ impl Csc {
     ) -> Result<(Zeroizing<String>, u64), CscError> {
         let account = self.store.account_by_email(email.trim())?;
         let Some(account) = account else {
-            let _ = credentials::verify_password(password, &self.dummy_phc);
+            let _ = credentials::verify_password(password, dummy_phc());
             return Err(self.refuse(None, "csc.login", "", client, CscError::Authentication));
         };
         let Some(phc) = account.password_phc.as_deref() else {
-            let _ = credentials::verify_password(password, &self.dummy_phc);
+            let _ = credentials::verify_password(password, dummy_phc());
             return Err(self.refuse(
                 Some(account.id),
                 "csc.login",

@@ -272,6 +272,49 @@ struct Subscriber {
 
 /// Files, approves and waits for the fulfilment, reads the activation mail and activates.
 fn provision(bed: &Testbed, school: &School, name: &str) -> Subscriber {
+    let (email, code, id) = fulfilled(bed, school, name);
+    // A short password is refused, naming the rule, and the link still works.
+    let short = bed.call(
+        "POST",
+        &format!("/api/v1/activation/{code}"),
+        None,
+        Some(&json!({"password": "ngắn"})),
+    );
+    short.assert_problem(422, "invalid");
+    let activated = bed.call(
+        "POST",
+        &format!("/api/v1/activation/{code}"),
+        None,
+        Some(&json!({"password": PASSWORD})),
+    );
+    assert_eq!(activated.status, 200, "{activated}");
+    let uri = activated.str("otpauth_uri").to_owned();
+    // The link is one-time.
+    let again = bed.call(
+        "POST",
+        &format!("/api/v1/activation/{code}"),
+        None,
+        Some(&json!({"password": PASSWORD})),
+    );
+    again.assert_problem(404, "not-found");
+    Subscriber {
+        email,
+        totp_secret: secret_of(&uri),
+        request: id,
+    }
+}
+
+fn secret_of(uri: &str) -> String {
+    assert!(uri.starts_with("otpauth://totp/"), "{uri}");
+    uri.split(['?', '&'])
+        .find_map(|p| p.strip_prefix("secret="))
+        .unwrap_or_else(|| panic!("no secret in {uri}"))
+        .to_owned()
+}
+
+/// Files a central request, approves it, waits for the fulfilment and the activation mail:
+/// (the subscriber's email, the activation code, the request id).
+fn fulfilled(bed: &Testbed, school: &School, name: &str) -> (String, String, i64) {
     // Unique in the process: every daemon of this file mails the one Maildir.
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -317,42 +360,7 @@ fn provision(bed: &Testbed, school: &School, name: &str) -> Subscriber {
         .find(|w| w.starts_with("https://") && w.contains("/activate/"))
         .unwrap_or_else(|| panic!("no activation link in {body}"));
     let code = link.rsplit('/').next().expect("code").to_owned();
-
-    // A short password is refused, naming the rule, and the link still works.
-    let short = bed.call(
-        "POST",
-        &format!("/api/v1/activation/{code}"),
-        None,
-        Some(&json!({"password": "ngắn"})),
-    );
-    short.assert_problem(422, "invalid");
-    let activated = bed.call(
-        "POST",
-        &format!("/api/v1/activation/{code}"),
-        None,
-        Some(&json!({"password": PASSWORD})),
-    );
-    assert_eq!(activated.status, 200, "{activated}");
-    let uri = activated.str("otpauth_uri").to_owned();
-    assert!(uri.starts_with("otpauth://totp/"), "{uri}");
-    // The link is one-time.
-    let again = bed.call(
-        "POST",
-        &format!("/api/v1/activation/{code}"),
-        None,
-        Some(&json!({"password": PASSWORD})),
-    );
-    again.assert_problem(404, "not-found");
-    let secret = uri
-        .split(['?', '&'])
-        .find_map(|p| p.strip_prefix("secret="))
-        .unwrap_or_else(|| panic!("no secret in {uri}"))
-        .to_owned();
-    Subscriber {
-        email,
-        totp_secret: secret,
-        request: id,
-    }
+    (email, code, id)
 }
 
 /// A CSC call with a bearer token and a JSON body.
@@ -813,4 +821,100 @@ fn an_expired_access_token_is_refused_and_audited() {
         .audit_rows()
         .iter()
         .any(|r| r.action == "csc.token" && r.outcome == "refused"));
+}
+
+#[test]
+fn a_subscriber_activates_on_the_portal_page_and_signs_with_the_enrolled_authenticator() {
+    let bed = bed();
+    let school = School::new(bed, "Trường Đại học Sư phạm Đà Nẵng", "education");
+    let (email, code, _) = fulfilled(bed, &school, "Trịnh Công Sơn");
+    let jar = unique_path(bed.work(), "cookies", "txt");
+    let page = |extra: &[&str]| {
+        let mut args = bed.tls_args();
+        args.extend([
+            "-b".into(),
+            path_str(&jar).into(),
+            "-c".into(),
+            path_str(&jar).into(),
+        ]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(bed.https_url(&format!("/activate/{code}")));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        fetch(&refs)
+    };
+    let form = page(&[]);
+    assert_eq!(form.status, 200, "{}", form.text());
+    let html = form.text();
+    assert!(html.contains("Kích hoạt tài khoản ký số từ xa"), "{html}");
+    let at = html.find("name=\"csrf\" value=\"").expect("a form token") + 19;
+    let csrf = html[at..].split('"').next().expect("token").to_owned();
+    let csrf_arg = format!("csrf={csrf}");
+    let password = format!("password={PASSWORD}");
+    let confirm = format!("confirm={PASSWORD}");
+
+    // Without the form token: refused, and the code is not spent.
+    let forged = page(&["--data-urlencode", &password, "--data-urlencode", &confirm]);
+    assert_eq!(forged.status, 403, "{}", forged.text());
+    // Two different passwords: the form again, saying so.
+    let mismatch = page(&[
+        "--data-urlencode",
+        &csrf_arg,
+        "--data-urlencode",
+        &password,
+        "--data-urlencode",
+        "confirm=một mật khẩu khác hẳn",
+    ]);
+    assert_eq!(mismatch.status, 422, "{}", mismatch.text());
+    assert!(
+        mismatch
+            .text()
+            .contains("Hai lần nhập mật khẩu không giống nhau."),
+        "{}",
+        mismatch.text()
+    );
+
+    let submit = [
+        "--data-urlencode",
+        &csrf_arg,
+        "--data-urlencode",
+        &password,
+        "--data-urlencode",
+        &confirm,
+    ];
+    let done = page(&submit);
+    assert_eq!(done.status, 200, "{}", done.text());
+    let html = done.text();
+    assert!(html.contains("data-testid=\"activate-qr\"><svg"), "{html}");
+    let needle = "data-testid=\"activate-uri\">";
+    let at = html.find(needle).expect("the URI") + needle.len();
+    // askama escapes `&` as `&#38;`.
+    let uri = html[at..]
+        .split('<')
+        .next()
+        .expect("uri")
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    let secret = secret_of(&uri);
+
+    // The link is spent.
+    let again = page(&submit);
+    assert_eq!(again.status, 404, "{}", again.text());
+
+    // The password set on the page logs in, and the enrolled secret's code authorises.
+    let sub = Subscriber {
+        email,
+        totp_secret: secret,
+        request: 0,
+    };
+    let token = token(bed, &sub);
+    let id = only_credential(bed, &token);
+    let doc = unique_path(bed.work(), "giao-an", "txt");
+    std::fs::write(&doc, "giáo án").expect("doc");
+    let auth = csc(
+        bed,
+        "credentials/authorize",
+        &token,
+        &json!({"credentialID": id, "numSignatures": 1, "hashes": [sha256_b64(&doc)], "OTP": totp(&sub.totp_secret, 0)}),
+    );
+    assert_eq!(auth.status, 200, "{auth}");
 }
