@@ -244,11 +244,9 @@ struct InfoInput {
 
 /// `info`: what this service is and does.
 async fn info(Extension(served): Extension<Served>, req: Request) -> Response {
-    let Ok(csc) = served.get() else {
-        return csc_error(CscError::NotFound(
-            "remote signing is not served by this process".into(),
-        ));
-    };
+    if let Err(e) = served.get() {
+        return csc_error(e);
+    }
     let _: InfoInput = if req.method() == hyper::Method::POST {
         match body(req).await {
             Ok(i) => i,
@@ -257,13 +255,13 @@ async fn info(Extension(served): Extension<Served>, req: Request) -> Response {
     } else {
         InfoInput::default()
     };
-    let base = &csc.config().portal_url;
     json_reply(
         StatusCode::OK,
         &json!({
             "specs": SPECS,
             "name": "pkid",
-            "logo": format!("{base}/ca/root.crt"),
+            // No logo is published; the field is required, so it is empty.
+            "logo": "",
             "region": "VN",
             "lang": "vi",
             "description": "Ký số từ xa: khóa của thuê bao lưu giữ tập trung trong hệ thống của CA / Remote signing with subscriber keys kept centrally by the CA",

@@ -2,7 +2,8 @@
 //! the desk's draft and submission paths.
 //!
 //! ```text
-//! key_origin = central ─▶ kind issue only
+//! key_origin = central ─▶ remote signing enabled ([csc] enabled)
+//!                      ─▶ kind issue only
 //!                      ─▶ the profile has central_keys = true
 //!                      ─▶ the organisation's sector is education, training or health
 //!                      ─▶ the subscriber is no authorised signatory and has no finance role
@@ -51,6 +52,16 @@ pub fn check_draft(
         }
     }
     if key_origin != KeyOrigin::Central {
+        return;
+    }
+    if !config.csc.enabled {
+        push(
+            errors,
+            (
+                "key_origin",
+                "this CA does not offer central keys ([csc] enabled = false) (rule: central-disabled)",
+            ),
+        );
         return;
     }
     if kind != RequestKind::Issue {
