@@ -26,6 +26,7 @@ use crate::ca::Authority;
 use crate::clock::Clock;
 use crate::config::{CscConfig, ROOT};
 use crate::keys::seal::DataSealer;
+use crate::ra::access::Principal;
 use crate::ra::credentials;
 use crate::store::csc::{self as model, AccountRecord, AccountState, CredentialRecord};
 use crate::store::{AuditEntry, CertStatus, Outcome, Store, StoreError};
@@ -78,9 +79,12 @@ pub enum CscError {
     /// 403 `access_denied`: the account is locked or not activated.
     #[error("{0}")]
     Denied(String),
-    /// 404 `invalid_request`: no such activation code (or spent, or expired).
+    /// 404 `invalid_request`: no such activation code (or spent, or expired), no such account.
     #[error("{0}")]
     NotFound(String),
+    /// 409: the account is not in a state the action applies to.
+    #[error("{0}")]
+    Conflict(String),
     /// 503 `temporarily_unavailable`.
     #[error("{0}")]
     Unavailable(String),
@@ -369,6 +373,119 @@ impl Csc {
         }
         credentials::totp_uri(&secret, &account.email)
             .map_err(|e| CscError::Internal(e.to_string()))
+    }
+
+    // ---- the RA's account actions --------------------------------------------------------
+
+    /// The account of `email`, checked for an RA officer (or CA admin) whose scope covers its
+    /// organisation.
+    fn account_for(
+        &self,
+        who: &Principal,
+        email: &str,
+        action: &str,
+        client: &str,
+    ) -> Result<AccountRecord, CscError> {
+        let account = self
+            .store
+            .account_by_email(email.trim())?
+            .ok_or_else(|| CscError::NotFound("no signing account has this email".into()))?;
+        let org = self.store.organisation(&account.organisation)?;
+        let covered = org.as_ref().is_some_and(|o| {
+            who.reach()
+                .covers_organisation(&o.id, o.province.as_deref(), &o.path)
+        });
+        if !who.decides() || !covered {
+            let e = CscError::Denied(if who.decides() {
+                "the account's organisation is outside your scope".into()
+            } else {
+                "your role may not act on signing accounts".into()
+            });
+            let entry = self.entry(
+                who.actor(),
+                action,
+                &format!("account:{}", account.id),
+                Outcome::Refused,
+                format!("{e} client={client}"),
+            );
+            if let Err(err) = self.store.audit(&entry) {
+                tracing::error!(error = %err, action, "a refused account action could not be audited");
+            }
+            return Err(e);
+        }
+        Ok(account)
+    }
+
+    /// Unlocks an account locked after repeated failures (an RA officer, for its organisation).
+    pub fn unlock(&self, who: &Principal, email: &str, client: &str) -> Result<(), CscError> {
+        const ACTION: &str = "csc.account.unlock";
+        let account = self.account_for(who, email, ACTION, client)?;
+        if account.state != AccountState::Locked {
+            return Err(CscError::Conflict(format!(
+                "the account is {}, not locked",
+                account.state.as_str()
+            )));
+        }
+        let audit = self.entry(
+            who.actor(),
+            ACTION,
+            &format!("account:{}", account.id),
+            Outcome::Success,
+            format!("client={client}"),
+        );
+        self.store
+            .set_account_state(account.id, AccountState::Active, &audit)?;
+        Ok(())
+    }
+
+    /// Re-enrols an account (a lost phone, a forgotten password): its password and
+    /// authenticator are removed and a new activation link is mailed to its email.
+    pub fn reenrol(&self, who: &Principal, email: &str, client: &str) -> Result<(), CscError> {
+        const ACTION: &str = "csc.account.reenrol";
+        let account = self.account_for(who, email, ACTION, client)?;
+        let name = self
+            .store
+            .csc_credentials(account.id)?
+            .last()
+            .map(|c| self.store.request(c.request))
+            .transpose()?
+            .flatten()
+            .and_then(|r| r.subscriber.name)
+            .unwrap_or_default();
+        let code = fulfil::activation_code()?;
+        let expires = self.now() + self.config.activation.as_secs();
+        let link = format!("{}/activate/{}", self.config.portal_url, code.code.as_str());
+        let mail = fulfil::account_mail(
+            &name,
+            &account.email,
+            (
+                &format!("Theo yêu cầu của đơn vị, tài khoản ký số từ xa {} được đăng ký lại: mật khẩu và ứng dụng xác thực cũ không còn dùng được.", account.email),
+                &format!("At your organisation's request, the remote-signing account {} is enrolled again: its old password and authenticator no longer work.", account.email),
+            ),
+            &format!("csc-reenrol:{}:{}:email", account.id, hex::encode(&code.sha256[..8])),
+            None,
+            &link,
+            self.config.activation.as_secs() / 3600,
+        );
+        let audit = self.entry(
+            who.actor(),
+            ACTION,
+            &format!("account:{}", account.id),
+            Outcome::Success,
+            format!("client={client}"),
+        );
+        self.store
+            .reenrol(account.id, (&code.sha256, expires), &[mail], &audit)?;
+        // Its sessions end with it.
+        self.tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, t| t.account != account.id);
+        self.sads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, s| s.account != account.id);
+        Ok(())
     }
 
     // ---- login and tokens ---------------------------------------------------------------

@@ -1032,6 +1032,17 @@ impl crate::store::CscAccounts for MeteredStore {
             self.inner.set_account_state(account, state, audit)
         })
     }
+    fn reenrol(
+        &self,
+        account: i64,
+        activation: (&[u8], u64),
+        mail: &[OutboxMessage],
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.observe("csc_reenrol", || {
+            self.inner.reenrol(account, activation, mail, audit)
+        })
+    }
     fn disable_credential(&self, id: &str, audit: &AuditEntry) -> Result<(), StoreError> {
         self.observe("csc_disable", || self.inner.disable_credential(id, audit))
     }

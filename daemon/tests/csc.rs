@@ -737,6 +737,110 @@ fn repeated_wrong_otps_lock_the_account() {
     assert!(rows
         .iter()
         .any(|r| r.action == "csc.account.lock" && r.outcome == "success"));
+
+    // Unlocking is the RA's: not the organisation's officer, not an RA officer of another
+    // province; the province's RA officer may.
+    let unlock = |token: &str| {
+        bed.post(
+            "/api/v1/csc/accounts/unlock",
+            token,
+            &json!({"email": sub.email}),
+        )
+    };
+    unlock(&school.officer).assert_problem(403, "forbidden");
+    let elsewhere = bed.operator(&bed.unique("ra"), "ra-officer", None, Some("province:99"));
+    unlock(&elsewhere).assert_problem(403, "forbidden");
+    bed.call(
+        "POST",
+        "/api/v1/csc/accounts/unlock",
+        None,
+        Some(&json!({"email": sub.email})),
+    )
+    .assert_problem(401, "unauthenticated");
+    assert_eq!(unlock(&school.ra).status, 204);
+    unlock(&school.ra).assert_problem(409, "conflict");
+    let token = self::token(bed, &sub);
+    let r = csc(
+        bed,
+        "credentials/authorize",
+        &token,
+        &json!({"credentialID": id, "numSignatures": 1, "hashes": [hash], "OTP": good}),
+    );
+    assert_eq!(r.status, 200, "{r}");
+
+    // A lost phone: the RA re-enrols the account; the old password stops working and a new
+    // activation link is mailed; the new authenticator authorises.
+    let reenrol = bed.post(
+        "/api/v1/csc/accounts/reenrol",
+        &school.ra,
+        &json!({"email": sub.email}),
+    );
+    assert_eq!(reenrol.status, 204, "{reenrol}");
+    assert_csc_error(
+        &login(bed, &sub.email, PASSWORD),
+        401,
+        "authentication_error",
+    );
+    assert_csc_error(
+        &csc(bed, "credentials/list", &token, &json!({})),
+        401,
+        "invalid_token",
+    );
+    let mut mail = None;
+    assert!(poll(WAIT, || {
+        mail = mails_to(&sub.email).into_iter().find(|m| {
+            m["body"]
+                .as_str()
+                .is_some_and(|b| b.contains("được đăng ký lại"))
+        });
+        mail.is_some()
+    }));
+    let body = mail.expect("mail")["body"]
+        .as_str()
+        .expect("body")
+        .to_owned();
+    assert!(body.contains("Kính gửi Hoàng Minh Đức,"), "{body}");
+    let code = body
+        .split_whitespace()
+        .find(|w| w.contains("/activate/"))
+        .and_then(|l| l.rsplit('/').next())
+        .expect("link")
+        .to_owned();
+    let new_password = "Mật khẩu mới sau khi mất điện thoại";
+    let activated = bed.call(
+        "POST",
+        &format!("/api/v1/activation/{code}"),
+        None,
+        Some(&json!({"password": new_password})),
+    );
+    assert_eq!(activated.status, 200, "{activated}");
+    let secret = secret_of(activated.str("otpauth_uri"));
+    assert_ne!(secret, sub.totp_secret);
+    let again = Subscriber {
+        email: sub.email.clone(),
+        totp_secret: secret,
+        request: 0,
+    };
+    let r = login(bed, &again.email, new_password);
+    assert_eq!(r.status, 200, "{r}");
+    let token = r.str("access_token").to_owned();
+    let r = csc(
+        bed,
+        "credentials/authorize",
+        &token,
+        &json!({"credentialID": id, "numSignatures": 1, "hashes": [hash], "OTP": totp(&again.totp_secret, 1)}),
+    );
+    assert_eq!(r.status, 200, "{r}");
+    let rows = bed.audit_rows();
+    assert!(rows
+        .iter()
+        .any(|r| r.action == "csc.account.unlock" && r.outcome == "success"));
+    assert!(rows
+        .iter()
+        .any(|r| r.action == "csc.account.unlock" && r.outcome == "refused"));
+    assert!(rows
+        .iter()
+        .any(|r| r.action == "csc.account.reenrol" && r.outcome == "success"));
 }
 
 #[test]

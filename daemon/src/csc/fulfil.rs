@@ -260,33 +260,59 @@ pub fn activation_mail(
     link: &str,
     hours: u64,
 ) -> OutboxMessage {
-    let name = r.subscriber.name.as_deref().unwrap_or("");
-    let body = format!(
-        "Kính gửi {name},\n\n\
-         Yêu cầu số {id} đã được xử lý: khóa ký số của ông/bà được tạo và lưu giữ tập trung tại \
+    let vi = format!(
+        "Yêu cầu số {id} đã được xử lý: khóa ký số của ông/bà được tạo và lưu giữ tập trung tại \
          hệ thống của tổ chức cung cấp dịch vụ, chứng thư số đã được cấp và tài khoản ký số từ \
-         xa đã được tạo cho địa chỉ {email}.\n\n\
+         xa đã được tạo cho địa chỉ {email}.",
+        id = r.id
+    );
+    let en = format!(
+        "Request {id} has been fulfilled: your signing key was created and is kept centrally by \
+         the certification service, your certificate was issued and a remote-signing account \
+         was created for {email}.",
+        id = r.id
+    );
+    account_mail(
+        r.subscriber.name.as_deref().unwrap_or(""),
+        email,
+        (&vi, &en),
+        &format!("csc-activation:{credential}:{email}:email"),
+        Some(r.id),
+        link,
+        hours,
+    )
+}
+
+/// A mail with a one-time activation link: `intro` (Vietnamese, English) says why.
+pub fn account_mail(
+    name: &str,
+    email: &str,
+    intro: (&str, &str),
+    idempotency_key: &str,
+    request: Option<i64>,
+    link: &str,
+    hours: u64,
+) -> OutboxMessage {
+    let (vi, en) = intro;
+    let body = format!(
+        "Kính gửi {name},\n\n{vi}\n\n\
          Để kích hoạt tài khoản (đặt mật khẩu và đăng ký ứng dụng xác thực trên điện thoại), mở \
          liên kết sau trong vòng {hours} giờ. Liên kết chỉ dùng được một lần; không chuyển thư \
          này cho người khác.\n\n{link}\n\n\
          ---\n\n\
-         Dear {name},\n\n\
-         Request {id} has been fulfilled: your signing key was created and is kept centrally by \
-         the certification service, your certificate was issued and a remote-signing account \
-         was created for {email}.\n\n\
+         Dear {name},\n\n{en}\n\n\
          To activate the account (set its password and enrol an authenticator app on your \
          phone), open this link within {hours} hours. It works once; do not forward this \
          mail.\n\n{link}\n",
-        id = r.id,
     );
     OutboxMessage {
-        idempotency_key: format!("csc-activation:{credential}:{email}:email"),
+        idempotency_key: idempotency_key.to_owned(),
         channel: Channel::Email,
         recipient: email.to_owned(),
         subject: "Kích hoạt tài khoản ký số từ xa / Activate your remote-signing account".into(),
         body,
         event: "csc-activation".into(),
-        request: Some(r.id),
+        request,
         secret: true,
     }
 }

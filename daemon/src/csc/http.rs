@@ -10,6 +10,8 @@
 //! /csc/v2/credentials/authorize   POST      Bearer, OTP (TOTP), hashes → SAD
 //! /csc/v2/signatures/signHash     POST      Bearer, SAD, hashes → signatures
 //! /api/v1/activation/{code}       POST      the one-time code in the path, {"password"}
+//! /api/v1/csc/accounts/unlock     POST      an RA officer's token, {"email"} → 204
+//! /api/v1/csc/accounts/reenrol    POST      an RA officer's token, {"email"} → 204, new activation mail
 //! ```
 //!
 //! CSC errors are `{"error": …, "error_description": …}` (CSC API v2 §10.1) with the HTTP status
@@ -17,6 +19,7 @@
 //! `/api/v1`. Handlers only adapt: [`super::Csc`] decides, on a blocking thread.
 
 use super::{Csc, CscError, CscParts, Session, ECDSA_SHA256_OID, P256_OID, SPECS};
+use crate::http::api::{ApiError, Caller};
 use crate::http::body::{read_limited, BodyError};
 use crate::http::AppState;
 use axum::extract::{ConnectInfo, Path, Request};
@@ -74,6 +77,8 @@ pub fn router(csc: Option<Arc<Csc>>) -> Router<Arc<AppState>> {
 pub fn activation_router(csc: Option<Arc<Csc>>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/activation/{code}", post(activate))
+        .route("/csc/accounts/unlock", post(unlock))
+        .route("/csc/accounts/reenrol", post(reenrol))
         .layer(Extension(Served(csc)))
 }
 
@@ -107,6 +112,7 @@ fn csc_error(e: CscError) -> Response {
         CscError::InvalidPin => (StatusCode::BAD_REQUEST, "invalid_pin"),
         CscError::Denied(_) => (StatusCode::FORBIDDEN, "access_denied"),
         CscError::NotFound(_) => (StatusCode::NOT_FOUND, "invalid_request"),
+        CscError::Conflict(_) => (StatusCode::CONFLICT, "invalid_request"),
         CscError::Unavailable(m) => {
             tracing::warn!(reason = %m, "remote-signing call unavailable");
             (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
@@ -709,13 +715,94 @@ async fn activate(
     let password = zeroize::Zeroizing::new(input.password);
     match blocking(move || csc.activate(&code, &password, &client)).await {
         Ok(uri) => json_reply(StatusCode::OK, &json!({"otpauth_uri": uri.as_str()})),
-        Err(CscError::NotFound(m)) => problem(StatusCode::NOT_FOUND, "not-found", "Not found", m),
-        Err(CscError::InvalidRequest(m)) => problem(
+        Err(e) => problem_of(e),
+    }
+}
+
+/// A refusal of an `/api/v1` call as an RFC 9457 problem document.
+fn problem_of(e: CscError) -> Response {
+    match e {
+        CscError::NotFound(m) => problem(StatusCode::NOT_FOUND, "not-found", "Not found", m),
+        CscError::InvalidRequest(m) => problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid",
             "Invalid request",
             m,
         ),
-        Err(e) => csc_error(e),
+        CscError::Denied(m) => problem(StatusCode::FORBIDDEN, "forbidden", "Forbidden", m),
+        CscError::Conflict(m) => problem(StatusCode::CONFLICT, "conflict", "Conflict", m),
+        CscError::Unavailable(m) => {
+            tracing::warn!(reason = %m, "remote-signing account call unavailable");
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+                "try again later".into(),
+            )
+        }
+        e => {
+            tracing::error!(reason = %e, "remote-signing account call failed");
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+                "internal error".into(),
+            )
+        }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountInput {
+    email: String,
+}
+
+/// Runs an RA officer's action on a signing account: the caller authenticated like every
+/// `/api/v1` call (bearer token or registered client certificate), `{"email": …}`, 204.
+async fn account_action(
+    served: Served,
+    caller: Result<Caller, ApiError>,
+    req: Request,
+    act: fn(&Csc, &crate::ra::access::Principal, &str, &str) -> Result<(), CscError>,
+) -> Response {
+    let csc = match served.get() {
+        Ok(c) => c,
+        Err(e) => return problem_of(e),
+    };
+    let who = match caller {
+        Ok(Caller(who)) => who,
+        Err(e) => return e.into_response(),
+    };
+    let client = client(&req);
+    let input: AccountInput = match body(req).await {
+        Ok(i) => i,
+        Err(CscError::InvalidRequest(m)) => {
+            return problem(StatusCode::BAD_REQUEST, "malformed", "Malformed JSON", m)
+        }
+        Err(e) => return problem_of(e),
+    };
+    match blocking(move || act(&csc, &who, &input.email, &client)).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => problem_of(e),
+    }
+}
+
+/// `POST /api/v1/csc/accounts/unlock` `{"email": …}`: an RA officer unlocks a locked account.
+async fn unlock(
+    Extension(served): Extension<Served>,
+    caller: Result<Caller, ApiError>,
+    req: Request,
+) -> Response {
+    account_action(served, caller, req, Csc::unlock).await
+}
+
+/// `POST /api/v1/csc/accounts/reenrol` `{"email": …}`: an RA officer re-enrols an account (new
+/// activation mail; the old password and authenticator stop working).
+async fn reenrol(
+    Extension(served): Extension<Served>,
+    caller: Result<Caller, ApiError>,
+    req: Request,
+) -> Response {
+    account_action(served, caller, req, Csc::reenrol).await
 }

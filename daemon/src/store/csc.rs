@@ -157,6 +157,16 @@ pub trait CscAccounts: Send + Sync {
         state: AccountState,
         audit: &AuditEntry,
     ) -> Result<(), StoreError>;
+    /// Re-enrols an account (a lost phone, a forgotten password): back to pending with no
+    /// password and no TOTP secret, a new activation code, its mail queued and the audit
+    /// record, in one transaction. [`StoreError::NotFound`] if there is no such account.
+    fn reenrol(
+        &self,
+        account: i64,
+        activation: (&[u8], u64),
+        mail: &[OutboxMessage],
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
     /// Disables a credential (its certificate was revoked), with its audit record.
     fn disable_credential(&self, id: &str, audit: &AuditEntry) -> Result<(), StoreError>;
 }

@@ -293,6 +293,34 @@ impl CscAccounts for SqliteStore {
         .map(|_| ())
     }
 
+    fn reenrol(
+        &self,
+        account_id: i64,
+        activation: (&[u8], u64),
+        mail: &[crate::store::OutboxMessage],
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE csc_accounts SET state = 'pending', password_phc = NULL,
+                            totp_sealed = NULL, failures = 0, activation_sha256 = ?2,
+                            activation_expires = ?3, updated_at = ?4
+                     WHERE id = ?1",
+                    params![account_id, activation.0, activation.1, audit.at],
+                )
+                .map_err(unavailable)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("account {account_id}")));
+            }
+            for m in mail {
+                insert_outbox(tx, m, audit.at).map_err(unavailable)?;
+            }
+            insert_audit(tx, audit).map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
     fn disable_credential(&self, id: &str, audit: &AuditEntry) -> Result<(), StoreError> {
         self.write(|tx| {
             let n = tx
