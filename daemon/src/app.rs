@@ -349,6 +349,13 @@ impl App {
             ));
         }
         tokio::spawn(http::sweep_limiter(state.clone(), stop_rx.clone()));
+        // Remote signing: approved central requests become keys, certificates and accounts.
+        if let Some(desk) = state.desk.clone() {
+            let csc = &config.csc;
+            if let Some(w) = crate::csc::fulfil::Fulfiller::new(desk, state.store.clone(), csc) {
+                tokio::spawn(Arc::new(w).run(stop_rx.clone()));
+            }
+        }
         if let Some(tsa) = &state.tsa {
             tsa.start();
         }

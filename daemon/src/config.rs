@@ -33,6 +33,8 @@ mod cmp;
 mod est;
 pub use cmp::{CmpConfig, CmpLabel};
 pub use est::{Approval, EstConfig, EstLabel};
+mod csc;
+pub use csc::CscConfig;
 
 /// Name of the self-signed root CA `pkid init` makes.
 pub const ROOT: &str = "root";
@@ -76,6 +78,7 @@ struct RawConfig {
     est: est::RawEst,
     #[serde(default)]
     cmp: cmp::RawCmp,
+    csc: csc::RawCsc,
 }
 
 #[derive(Deserialize)]
@@ -191,6 +194,8 @@ struct RawProfile {
     allowed_keys: Vec<String>,
     required_subject: Vec<String>,
     copy_subject_alt_name: bool,
+    #[serde(default)]
+    central_keys: bool,
 }
 
 /// Validated configuration.
@@ -226,6 +231,8 @@ pub struct Config {
     pub est: EstConfig,
     /// The CMP server.
     pub cmp: CmpConfig,
+    /// Centralised remote signing (CSC API v2).
+    pub csc: CscConfig,
 }
 
 /// When the kernel's clock-synchronisation state stops issuance (`[tsa] clock_sync`).
@@ -486,6 +493,8 @@ pub struct SubscriberProfile {
     pub profile: Profile,
     /// Validity when the request names none, days.
     pub default_validity_days: u32,
+    /// Whether subscribers of this profile may have their key kept centrally (`central_keys`).
+    pub central_keys: bool,
 }
 
 fn merge(base: &mut toml::Table, over: toml::Table) {
@@ -742,8 +751,10 @@ impl Config {
         let portal = PortalConfig::from_raw(raw.portal)?;
         let est = EstConfig::from_raw(raw.est, &profiles)?;
         let cmp = CmpConfig::from_raw(raw.cmp, &profiles)?;
+        let csc = CscConfig::from_raw(raw.csc, &server.public_url)?;
         Ok(Config {
             cmp,
+            csc,
             portal,
             est,
             ra,
@@ -846,6 +857,7 @@ fn profile(name: &str, p: RawProfile) -> Result<SubscriberProfile, String> {
             revocation_pointers: true,
         },
         default_validity_days: p.default_validity_days,
+        central_keys: p.central_keys,
     })
 }
 

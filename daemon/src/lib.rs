@@ -23,6 +23,7 @@ pub mod clock;
 pub mod cmp;
 pub mod config;
 pub mod crl;
+pub mod csc;
 pub mod datadir;
 pub mod est;
 pub mod http;

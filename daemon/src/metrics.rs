@@ -1051,6 +1051,105 @@ impl crate::store::KeyDevices for MeteredStore {
     }
 }
 
+impl crate::store::CscAccounts for MeteredStore {
+    fn provision(
+        &self,
+        p: &crate::store::csc::Provision,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        self.observe("csc_provision", || self.inner.provision(p, audit))
+    }
+    fn credential_for_request(
+        &self,
+        request: i64,
+    ) -> Result<Option<crate::store::csc::CredentialRecord>, StoreError> {
+        self.observe("csc_credential", || {
+            self.inner.credential_for_request(request)
+        })
+    }
+    fn csc_credential(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::store::csc::CredentialRecord>, StoreError> {
+        self.observe("csc_credential", || self.inner.csc_credential(id))
+    }
+    fn csc_credentials(
+        &self,
+        account: i64,
+    ) -> Result<Vec<crate::store::csc::CredentialRecord>, StoreError> {
+        self.observe("csc_credentials", || self.inner.csc_credentials(account))
+    }
+    fn csc_account(&self, id: i64) -> Result<Option<crate::store::csc::AccountRecord>, StoreError> {
+        self.observe("csc_account", || self.inner.csc_account(id))
+    }
+    fn account_by_email(
+        &self,
+        email: &str,
+    ) -> Result<Option<crate::store::csc::AccountRecord>, StoreError> {
+        self.observe("csc_account", || self.inner.account_by_email(email))
+    }
+    fn account_by_activation(
+        &self,
+        sha256: &[u8],
+    ) -> Result<Option<crate::store::csc::AccountRecord>, StoreError> {
+        self.observe("csc_account", || self.inner.account_by_activation(sha256))
+    }
+    fn activate(
+        &self,
+        account: i64,
+        sha256: &[u8],
+        password_phc: &str,
+        totp_sealed: &[u8],
+        now: u64,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        self.observe("csc_activate", || {
+            self.inner
+                .activate(account, sha256, password_phc, totp_sealed, now, audit)
+        })
+    }
+    fn record_failure(
+        &self,
+        account: i64,
+        max: u32,
+        audit: &AuditEntry,
+    ) -> Result<crate::store::csc::AccountState, StoreError> {
+        self.observe("csc_failure", || {
+            self.inner.record_failure(account, max, audit)
+        })
+    }
+    fn record_otp(&self, account: i64, step: u64, audit: &AuditEntry) -> Result<bool, StoreError> {
+        self.observe("csc_otp", || self.inner.record_otp(account, step, audit))
+    }
+    fn reset_failures(&self, account: i64) -> Result<(), StoreError> {
+        self.observe("csc_failure", || self.inner.reset_failures(account))
+    }
+    fn set_account_state(
+        &self,
+        account: i64,
+        state: crate::store::csc::AccountState,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.observe("csc_account_state", || {
+            self.inner.set_account_state(account, state, audit)
+        })
+    }
+    fn reenrol(
+        &self,
+        account: i64,
+        activation: (&[u8], u64),
+        mail: &[OutboxMessage],
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.observe("csc_reenrol", || {
+            self.inner.reenrol(account, activation, mail, audit)
+        })
+    }
+    fn disable_credential(&self, id: &str, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.observe("csc_disable", || self.inner.disable_credential(id, audit))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@
 //! login, to a `__Host-` cookie) and a POST without it is refused with a 403 page. Text comes
 //! from the Fluent catalogues in `daemon/locales/` ([`i18n`]).
 
+mod activate;
 mod assets;
 mod i18n;
 mod session;
@@ -103,6 +104,10 @@ pub fn router(config: &Config) -> Router<Arc<AppState>> {
         .route("/reports", get(reports))
         .route("/subscribers", get(subscribers))
         .route("/static/{file}", get(asset))
+        .route(
+            "/activate/{code}",
+            get(activate::form).post(activate::submit),
+        )
         .layer(Extension(portal))
         .layer(axum::middleware::map_response(security_headers))
 }
@@ -996,6 +1001,7 @@ async fn submit(page: Page, mut form: Multipart) -> Response {
             title: get("subscriber_title"),
             unit: get("subscriber_unit"),
             id_number: get("subscriber_id_number"),
+            roles: None,
         }),
         csr: if has_subscriber { csr } else { None },
         key_origin: (kind == "recover").then(|| "token".to_owned()),

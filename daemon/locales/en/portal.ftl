@@ -179,3 +179,17 @@ sessions-full-detail = Too many sessions are open; please try again in a few min
 internal-title = Internal error
 internal-detail = Something went wrong on the server; it has been logged.
 upload-broken-detail = The form data could not be read.
+
+# Remote signing: the subscriber's activation page (docs/remote-signing.md).
+activate-title = Activate your remote-signing account
+activate-intro = Set the password of your remote-signing account (12 characters or more). This link works once.
+activate-password = New password
+activate-confirm = The password again
+activate-submit = Activate
+activate-mismatch = The two passwords differ.
+activate-short = The password must have 12 characters or more.
+activate-done = Your account is active. Scan the QR code below with an authenticator app on your phone (iOS 14+ or Android 9+).
+activate-uri = If you cannot scan it, enter this address in the authenticator app:
+activate-next = Each time you sign, your signing application asks for the 6-digit code your phone shows. This page does not show the QR code again.
+activate-gone-title = This activation link no longer works
+activate-gone-detail = It was used, has expired or is wrong. Ask your organisation to file a new request.

@@ -179,3 +179,17 @@ sessions-full-detail = Có quá nhiều phiên đăng nhập; vui lòng thử l�
 internal-title = Lỗi hệ thống
 internal-detail = Đã xảy ra lỗi phía máy chủ; lỗi đã được ghi nhận.
 upload-broken-detail = Không đọc được dữ liệu biểu mẫu gửi lên.
+
+# Remote signing: the subscriber's activation page (docs/remote-signing.md).
+activate-title = Kích hoạt tài khoản ký số từ xa
+activate-intro = Đặt mật khẩu cho tài khoản ký số từ xa của ông/bà (ít nhất 12 ký tự). Liên kết này chỉ dùng được một lần.
+activate-password = Mật khẩu mới
+activate-confirm = Nhập lại mật khẩu
+activate-submit = Kích hoạt
+activate-mismatch = Hai lần nhập mật khẩu không giống nhau.
+activate-short = Mật khẩu phải có từ 12 ký tự trở lên.
+activate-done = Tài khoản đã được kích hoạt. Quét mã QR dưới đây bằng ứng dụng xác thực trên điện thoại (iOS 14+ hoặc Android 9+).
+activate-uri = Nếu không quét được, nhập địa chỉ sau vào ứng dụng xác thực:
+activate-next = Mỗi lần ký, phần mềm ký số sẽ hỏi mã 6 chữ số đang hiện trên điện thoại. Trang này không hiển thị lại mã QR.
+activate-gone-title = Liên kết kích hoạt không còn hiệu lực
+activate-gone-detail = Liên kết đã được sử dụng, đã hết hạn hoặc không đúng. Đề nghị đơn vị gửi yêu cầu cấp lại.

@@ -144,13 +144,18 @@ fn status_plane() -> Router<Arc<AppState>> {
 /// .nest("/api/v1", super::api::router())
 /// ```
 fn enrollment_plane(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    // Remote signing: the CSC API v2 and the activation call (docs/remote-signing.md).
+    let csc = crate::csc::http::service(state);
     Router::new()
         .route("/whoami", read_only(whoami))
         .nest("/.well-known/est", crate::est::http::router(state))
         .nest(
             "/api/v1",
-            super::api_devices::router().merge(super::api::router()),
+            super::api_devices::router()
+                .merge(super::api::router())
+                .merge(crate::csc::http::activation_router(csc.clone())),
         )
+        .merge(crate::csc::http::router(csc))
 }
 
 /// `GET /metrics`: the Prometheus text exposition.

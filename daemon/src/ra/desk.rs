@@ -139,6 +139,10 @@ pub struct SubscriberInput {
     pub unit: Option<String>,
     /// National id number (stored encrypted).
     pub id_number: Option<String>,
+    /// Roles that bar a central key: `authorised-signatory` (signs for the organisation),
+    /// `finance` (financial or state-budget transactions). Checked at filing, not stored.
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
 }
 
 /// A request document as filed.
@@ -711,6 +715,36 @@ impl RequestDesk {
     /// enrollments): this process's status view catches up before the caller answers.
     pub fn status_changed(&self) {
         self.committed(false, true);
+    }
+
+    /// The desk's clock (remote signing runs on the same one).
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    /// The data-key sealer, when the key backend is loaded (remote signing seals subscriber
+    /// keys and TOTP secrets under it).
+    pub fn sealer(&self) -> Option<Arc<dyn DataSealer>> {
+        self.sealer.clone()
+    }
+
+    /// The approved `issue` requests whose key is made in the key backend (`central`), oldest
+    /// first, at most `limit`: what the remote-signing fulfilment worker picks up.
+    pub fn approved_central(&self, limit: usize) -> Result<Vec<RequestRecord>, DeskError> {
+        let mut found: Vec<RequestRecord> = self
+            .store
+            .requests(&RequestFilter {
+                state: Some(RequestState::Approved),
+                kind: Some(RequestKind::Issue),
+                limit: 1000,
+                ..RequestFilter::default()
+            })?
+            .into_iter()
+            .filter(|r| r.key_origin == KeyOrigin::Central && r.issued_certificate.is_none())
+            .collect();
+        found.sort_by_key(|r| r.id);
+        found.truncate(limit);
+        Ok(found)
     }
 
     /// Sets what runs after each commit (once; later calls are ignored).
@@ -1635,6 +1669,12 @@ impl RequestDesk {
         let document = filed
             .map(|f| self.verify_document(f, &organisation))
             .transpose()?;
+        let mut refused = Vec::new();
+        crate::csc::policy::check_document(&drafts, document.as_ref(), &mut refused);
+        errors.extend(refused.into_iter().map(|(f, m)| FieldError::new(f, m)));
+        if !errors.is_empty() {
+            return Err(DeskError::Invalid(errors));
+        }
         let subscriber_report = matches!(who, Principal::Subscriber { .. });
         let accepted = subscriber_report || document.as_ref().is_some_and(|d| d.valid);
         for d in &mut drafts {
@@ -1877,6 +1917,17 @@ impl RequestDesk {
                 }
             }
         }
+        let mut refused = Vec::new();
+        crate::csc::policy::check_draft(
+            &self.config.load(),
+            &org,
+            kind,
+            key_origin,
+            record.profile.as_deref(),
+            sub.roles.as_deref().unwrap_or_default(),
+            &mut refused,
+        );
+        errors.extend(refused.into_iter().map(|(f, m)| FieldError::new(f, m)));
         if !errors.is_empty() {
             return Ok(None);
         }
@@ -2857,6 +2908,20 @@ impl RequestDesk {
         let document = filed
             .map(|f| self.verify_document(f, &r.organisation))
             .transpose()?;
+        let mut found = Vec::new();
+        crate::csc::policy::check_document(
+            std::slice::from_ref(&draft),
+            document.as_ref(),
+            &mut found,
+        );
+        if !found.is_empty() {
+            return Err(DeskError::Invalid(
+                found
+                    .into_iter()
+                    .map(|(f, m)| FieldError::new(&format!("corrected.{f}"), m))
+                    .collect(),
+            ));
+        }
         Ok((draft, document))
     }
 

@@ -11,6 +11,7 @@
 //! RA              RaRequests      ra.rs            organisations, operators, requests, documents
 //! outbox          Outbox          outbox.rs        queued notifications, breach and reminder marks
 //! key devices     KeyDevices      devices.rs       subscribers' tokens, escrowed SO PINs, history
+//! remote signing  CscAccounts     csc.rs           signing accounts, central credentials (sealed keys)
 //! ```
 //!
 //! [`Store`] is every role at once, implemented for any type that implements them all, so the
@@ -35,6 +36,7 @@ pub mod certificates;
 pub mod cmp;
 pub mod credentials;
 pub mod crl;
+pub mod csc;
 pub mod cursor;
 pub mod devices;
 pub mod feed;
@@ -55,6 +57,7 @@ pub use cmp::{CmpState, CmpTransaction, CmpTransactions};
 pub use credentials::{CredentialKind, CredentialRecord, Credentials, EstRequest};
 pub use crl::CrlStore;
 pub use devices::KeyDevices;
+pub use csc::CscAccounts;
 pub use feed::{Change, StatusFeed, StatusRow};
 pub use issuers::{IssuerRecord, IssuerRegistry};
 pub use outbox::{Channel, Outbox, OutboxMessage, QueuedMessage};
@@ -78,6 +81,7 @@ pub trait Store:
     + Credentials
     + KeyDevices
     + CmpTransactions
+    + CscAccounts
 {
     /// This store as its certificates role.
     fn as_certificates(&self) -> &dyn Certificates;
@@ -106,7 +110,8 @@ impl<
             + Outbox
             + Credentials
             + KeyDevices
-            + CmpTransactions,
+            + CmpTransactions
+            + CscAccounts,
     > Store for T
 {
     fn as_certificates(&self) -> &dyn Certificates {

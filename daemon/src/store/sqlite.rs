@@ -14,6 +14,7 @@ mod cmp;
 mod credentials;
 mod crl;
 mod devices;
+mod csc;
 mod issuers;
 mod outbox;
 mod ra;
@@ -97,6 +98,8 @@ const MIGRATIONS: &[&str] = &[
     devices::MIGRATION,
     // 13: CMP transactions (see sqlite/cmp.rs).
     cmp::MIGRATION,
+    // 14: remote-signing accounts and credentials (see sqlite/csc.rs).
+    csc::MIGRATION,
 ];
 
 /// Reconciliation closes a pending row whose issuance died by setting `abandoned_at`; `status`
