@@ -431,7 +431,7 @@ fn main() {
     let _ = child.kill();
     let _ = child.wait();
 
-    println!("durable (synchronous=FULL) ir transactions, PBM SHA-256 x{ITERATIONS}:");
+    println!("durable (each commit on disk before the answer) ir transactions, PBM SHA-256 x{ITERATIONS}:");
     ceiling_implicit.print("in-process ceiling, implicitConfirm", None);
     http_implicit.print(
         "HTTP keep-alive, implicitConfirm",

@@ -13,7 +13,7 @@
 //!
 //! Only the signHash calls are timed (the authorisations of a round run before its signing
 //! phase starts); each signHash reads the credential and the certificate status from the store
-//! and commits its audit row (`synchronous=FULL`) before it returns. In-process: no HTTP, no TLS.
+//! and commits its audit row (on disk, group-committed) before it returns. In-process: no HTTP, no TLS.
 //!
 //! ```text
 //! cargo build --release -p pkid-bench -p pkid && target/release/csc [subscribers] [rounds]

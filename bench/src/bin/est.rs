@@ -358,7 +358,7 @@ fn main() {
     let _ = child.kill();
     let _ = child.wait();
 
-    println!("{CLIENTS} concurrent clients, durable (synchronous=FULL) enrollments:");
+    println!("{CLIENTS} concurrent clients, durable (each commit on disk before the answer) enrollments:");
     ceiling.print("in-process ceiling (issue_as, no HTTP)", None);
     keep_alive.print(
         "simpleenroll, Basic, keep-alive TLS",

@@ -56,8 +56,8 @@ pub use certificates::{
 pub use cmp::{CmpState, CmpTransaction, CmpTransactions};
 pub use credentials::{CredentialKind, CredentialRecord, Credentials, EstRequest};
 pub use crl::CrlStore;
-pub use devices::KeyDevices;
 pub use csc::CscAccounts;
+pub use devices::KeyDevices;
 pub use feed::{Change, StatusFeed, StatusRow};
 pub use issuers::{IssuerRecord, IssuerRegistry};
 pub use outbox::{Channel, Outbox, OutboxMessage, QueuedMessage};
