@@ -156,6 +156,44 @@ fn enrollment_plane(state: &Arc<AppState>) -> Router<Arc<AppState>> {
                 .merge(crate::csc::http::activation_router(csc.clone())),
         )
         .merge(crate::csc::http::router(csc))
+        .layer(axum::middleware::from_fn(read_small_bodies_first))
+}
+
+/// Largest declared body [`read_small_bodies_first`] reads before the handler runs.
+const EARLY_READ_BYTES: u64 = 64 * 1024;
+
+/// Reads a small HTTP/2 request body before the handler runs. A handler that refuses early (a
+/// 401 before the JSON is read) answers while the client may still be sending; the server then
+/// ends the stream with RST_STREAM NO_ERROR (RFC 9113 §8.1), which some clients take for an
+/// error — curl 7.88 reports "Stream error in the HTTP/2 framing layer" instead of the 401. With
+/// the body read first, the stream is half-closed by the client before the answer. HTTP/1.1 is
+/// left alone (hyper drains or closes), and so are large or undeclared bodies, which the
+/// handlers' own limits read.
+async fn read_small_bodies_first(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let small = declared.is_some_and(|n| n > 0 && n <= EARLY_READ_BYTES);
+    if req.version() != hyper::Version::HTTP_2 || !small {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, EARLY_READ_BYTES as usize).await {
+        Ok(bytes) => {
+            next.run(axum::extract::Request::from_parts(parts, bytes.into()))
+                .await
+        }
+        Err(_) => text(
+            StatusCode::BAD_REQUEST,
+            "the request body did not arrive as declared\n",
+        )
+        .into_response(),
+    }
 }
 
 /// `GET /metrics`: the Prometheus text exposition.

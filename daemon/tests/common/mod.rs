@@ -291,7 +291,7 @@ impl Reply {
 /// from `--write-out` on stderr, the body from stdout.
 pub fn fetch(args: &[&str]) -> Reply {
     let mut full = vec![
-        "-s",
+        "-sS",
         "--max-time",
         CURL_MAX_SECS,
         "--write-out",
@@ -304,6 +304,10 @@ pub fn fetch(args: &[&str]) -> Reply {
     let mut parts = first.split_whitespace();
     let status = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
     let version = parts.next().unwrap_or_default().to_string();
+    if status == 0 {
+        // No response: curl's own error (`-S`) says why, e.g. a reset stream or a timeout.
+        eprintln!("curl got no HTTP response: {}", meta.trim());
+    }
     Reply {
         status,
         version,
