@@ -103,6 +103,7 @@ pub fn router(config: &Config) -> Router<Arc<AppState>> {
         .route("/requests/bulk", post(bulk_approve))
         .route("/reports", get(reports))
         .route("/subscribers", get(subscribers))
+        .route("/devices", get(devices))
         .route("/static/{file}", get(asset))
         .route(
             "/activate/{code}",
@@ -1476,6 +1477,46 @@ async fn subscribers(
         .collect();
     let c = page.chrome();
     page.html(StatusCode::OK, SubscribersPage { c: &c, rows }.render())
+}
+
+/// `GET /devices`: the key devices of the organisations the caller reaches (docs/key-devices.md),
+/// with where each is.
+async fn devices(
+    page: Page,
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> Response {
+    let (_desk, who) = match page.desk() {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let store = state.store.clone();
+    let found = blocking(move || {
+        crate::token::visible_devices(store.as_ref(), &who)
+            .map_err(|e| DeskError::Unavailable(e.to_string()))
+    })
+    .await;
+    let found = match found {
+        Ok(d) => d,
+        Err(e) => return page.refusal(&e),
+    };
+    let rows = found
+        .into_iter()
+        .map(|d| DeviceRow {
+            state: page.t(&format!("device-state-{}", d.state.as_str())),
+            handed_over: d
+                .handed_over_at
+                .map(|t| unix_local_time(t as i64))
+                .unwrap_or_default(),
+            receiver: d.receiver.unwrap_or_default(),
+            serial: d.serial,
+            model: d.model,
+            organisation: d.organisation,
+            request: d.request,
+            certificate: d.certificate,
+        })
+        .collect();
+    let c = page.chrome();
+    page.html(StatusCode::OK, DevicesPage { c: &c, rows }.render())
 }
 
 #[cfg(test)]

@@ -399,6 +399,26 @@ fn a_token_is_provisioned_signs_is_unlocked_taken_back_wiped_and_provisioned_aga
         "Vietnamese round-trips"
     );
 
+    // The portal lists it for the RA officer of its province, where it is and who has it, and
+    // not for an officer of another province.
+    let jar = bed.portal_login(&desk.ra_id);
+    let (status, page) = bed.portal_get(&jar, "/devices");
+    assert_eq!(status, 200, "{page}");
+    let row = page
+        .split("data-testid=\"device-row\"")
+        .find(|r| r.contains(&format!(">{serial}<")))
+        .unwrap_or_else(|| panic!("no row for device {serial}: {page}"));
+    assert!(row.contains("Đã bàn giao"), "{row}");
+    assert!(row.contains("Trần Văn Bình"), "{row}");
+    let elsewhere = Desk::new("93");
+    let jar = bed.portal_login(&elsewhere.ra_id);
+    let (status, page) = bed.portal_get(&jar, "/devices");
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        !page.contains(&serial),
+        "another province's officer sees {serial}"
+    );
+
     // The subscriber forgets the PIN (the test discards it; SoftHSM2 does not count wrong
     // attempts, so a wrong one is simply refused). A recover request unlocks it.
     assert!(!token

@@ -193,3 +193,18 @@ activate-uri = If you cannot scan it, enter this address in the authenticator ap
 activate-next = Each time you sign, your signing application asks for the 6-digit code your phone shows. This page does not show the QR code again.
 activate-gone-title = This activation link no longer works
 activate-gone-detail = It was used, has expired or is wrong. Ask your organisation to file a new request.
+
+# Key devices
+nav-devices = Key devices
+devices-title = Key devices
+no-devices = No devices yet.
+device-serial = Device serial
+device-model = Model
+device-request = Request
+device-state = Where it is
+device-receiver = Received by
+device-handed-over = Handed over
+device-state-provisioned = Provisioned, not yet handed over
+device-state-handed-over = Handed over
+device-state-returned = Taken back
+device-state-wiped = Wiped for reuse

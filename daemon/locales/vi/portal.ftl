@@ -193,3 +193,18 @@ activate-uri = Nếu không quét được, nhập địa chỉ sau vào ứng d
 activate-next = Mỗi lần ký, phần mềm ký số sẽ hỏi mã 6 chữ số đang hiện trên điện thoại. Trang này không hiển thị lại mã QR.
 activate-gone-title = Liên kết kích hoạt không còn hiệu lực
 activate-gone-detail = Liên kết đã được sử dụng, đã hết hạn hoặc không đúng. Đề nghị đơn vị gửi yêu cầu cấp lại.
+
+# Key devices
+nav-devices = Thiết bị lưu khóa
+devices-title = Thiết bị lưu khóa bí mật
+no-devices = Chưa có thiết bị nào.
+device-serial = Số hiệu thiết bị
+device-model = Loại thiết bị
+device-request = Yêu cầu
+device-state = Tình trạng
+device-receiver = Người nhận
+device-handed-over = Ngày bàn giao
+device-state-provisioned = Đã khởi tạo, chưa bàn giao
+device-state-handed-over = Đã bàn giao
+device-state-returned = Đã thu hồi
+device-state-wiped = Đã xóa để dùng lại

@@ -466,3 +466,33 @@ pub(super) struct SubscribersPage<'a> {
     /// The rows.
     pub(super) rows: Vec<SubscriberRow>,
 }
+
+/// One key device.
+pub(super) struct DeviceRow {
+    /// The token's serial number.
+    pub(super) serial: String,
+    /// The token's model.
+    pub(super) model: String,
+    /// The organisation.
+    pub(super) organisation: String,
+    /// The request it was provisioned for.
+    pub(super) request: i64,
+    /// The serial of the certificate on it.
+    pub(super) certificate: String,
+    /// Where it is, in words.
+    pub(super) state: String,
+    /// Who received it.
+    pub(super) receiver: String,
+    /// When it was handed over, local time.
+    pub(super) handed_over: String,
+}
+
+/// The key devices the caller reaches.
+#[derive(Template)]
+#[template(path = "portal/devices.html")]
+pub(super) struct DevicesPage<'a> {
+    /// Around the page.
+    pub(super) c: &'a Chrome,
+    /// The rows.
+    pub(super) rows: Vec<DeviceRow>,
+}

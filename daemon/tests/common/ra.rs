@@ -240,6 +240,87 @@ impl Testbed {
         pkid_ok(&self.data, args)
     }
 
+    /// Gives operator `id` a portal password and an authenticator (through the CLI), logs in
+    /// with them over HTTPS, and returns the curl cookie jar that holds the session.
+    pub fn portal_login(&self, id: &str) -> PathBuf {
+        let password = "mật khẩu cổng thông tin 2026";
+        let mut child = pkid_command(&self.data)
+            .args(["operator", "password", "--id", id])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("pkid");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            writeln!(stdin, "{password}").expect("password");
+        }
+        let out = child.wait_with_output().expect("wait");
+        assert_success(&out, "pkid operator password");
+        let uri = self.cli(&["operator", "totp", "--id", id]);
+        let secret = uri
+            .lines()
+            .find(|l| l.starts_with("otpauth://"))
+            .and_then(|u| u.split(['?', '&']).find_map(|p| p.strip_prefix("secret=")))
+            .expect("an otpauth URI with its secret")
+            .to_owned();
+        let key = totp_rs::Secret::Encoded(secret).to_bytes().expect("base32");
+        let code = totp_rs::TOTP::new_unchecked(
+            totp_rs::Algorithm::SHA1,
+            6,
+            1,
+            30,
+            key,
+            None,
+            String::new(),
+        )
+        .generate_current()
+        .expect("clock");
+        let jar = unique_path(&self.work, "cookies", "txt");
+        let jar_s = path_str(&jar).to_owned();
+        let mut args = self.tls_args();
+        args.extend(["-c".into(), jar_s.clone(), self.https_url("/")]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let home = fetch(&refs);
+        let body = lossy(&home.body);
+        let csrf = body
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("the login form's token")
+            .to_owned();
+        let form: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("csrf", &csrf)
+            .append_pair("username", id)
+            .append_pair("password", password)
+            .append_pair("totp", &code)
+            .finish();
+        let mut args = self.tls_args();
+        args.extend([
+            "-b".into(),
+            jar_s.clone(),
+            "-c".into(),
+            jar_s,
+            "--data".into(),
+            form,
+            self.https_url("/login"),
+        ]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let login = fetch(&refs);
+        assert_eq!(login.status, 303, "login: {}", lossy(&login.body));
+        jar
+    }
+
+    /// `GET path` on the portal with the session in cookie jar `jar`: status and body.
+    pub fn portal_get(&self, jar: &Path, path: &str) -> (u16, String) {
+        let mut args = self.tls_args();
+        args.extend(["-b".into(), path_str(jar).to_owned(), self.https_url(path)]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = fetch(&refs);
+        (r.status, lossy(&r.body))
+    }
+
     /// `pkid org add` (asserting success).
     pub fn org(&self, id: &str, name: &str, parent: Option<&str>, province: Option<&str>) {
         let mut args = vec!["org", "add", "--id", id, "--name", name];
