@@ -500,9 +500,13 @@ impl Daemon {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             let logs = daemon.logs();
-            if let (Some(http), Some(https)) = (
+            // Ready is both listeners bound and the start-up finished ("pkid serving", logged
+            // after the background tasks are spawned): a test that reads the start-up log or
+            // needs those tasks does not race them.
+            if let (Some(http), Some(https), true) = (
                 listener_addr(&logs, "HTTP listener ready"),
                 listener_addr(&logs, "HTTPS listener ready"),
+                logs.contains("pkid serving"),
             ) {
                 daemon.http = http;
                 daemon.https = https;

@@ -167,9 +167,10 @@ impl Testbed {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let (http, https) = loop {
             let text = logs.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            if let (Some(http), Some(https)) = (
+            if let (Some(http), Some(https), true) = (
                 listener_addr(&text, "HTTP listener ready"),
                 listener_addr(&text, "HTTPS listener ready"),
+                text.contains("pkid serving"),
             ) {
                 break (http, https);
             }
