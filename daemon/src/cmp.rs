@@ -972,9 +972,6 @@ impl Cmp {
         ou: Option<String>,
         now: u64,
     ) -> Result<Step, Refusal> {
-        use crate::store::ra::{
-            KeyOrigin, RequestKind, RequestRecord, RequestState, SubscriberFields,
-        };
         let org = self
             .store
             .organisation(&label.organisation)?
@@ -984,66 +981,25 @@ impl Cmp {
                     "the label's organisation is gone",
                 )
             })?;
-        let accepted = time::OffsetDateTime::from_unix_timestamp(now as i64)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        let due = self
-            .calendar
-            .due_working_days(accepted, self.config.ra.working_days)
-            .unix_timestamp()
-            .max(0) as u64;
-        let record = RequestRecord {
-            id: 0,
-            kind: RequestKind::Issue,
-            organisation: org.id.clone(),
-            province: org.province.clone(),
-            org_path: org.path.clone(),
-            state: RequestState::Accepted,
-            profile: Some(label.profile.clone()),
-            key_origin: KeyOrigin::Csr,
-            issuer: Some(label.issuer.clone()),
-            subscriber: SubscriberFields {
-                name: Some(cn),
-                email: org.email.clone(),
-                title: None,
+        let id = crate::ra::desk::file_machine_request(
+            self.store.as_ref(),
+            &self.calendar,
+            self.config.ra.working_days,
+            now,
+            crate::ra::desk::MachineFiling {
+                org: &org,
+                profile: &label.profile,
+                issuer: &label.issuer,
+                csr_der,
+                name: cn,
                 unit: ou,
-                phone_sealed: None,
-                id_number_sealed: None,
+                actor: &sender.actor,
+                via: format!(
+                    "cmp-label={} (the client authenticated with the organisation's shared secret)",
+                    label.name
+                ),
             },
-            csr: Some(csr_der.to_vec()),
-            certificate: None,
-            issued_certificate: None,
-            reason: None,
-            document: None,
-            batch: None,
-            submitted_by: sender.actor.clone(),
-            submitted_at: now,
-            accepted_at: Some(now),
-            due_at: Some(due),
-            fulfilled_at: None,
-            closed_at: None,
-            breach_notified_at: None,
-            erased_at: None,
-            updated_at: now,
-        };
-        let audit = AuditEntry {
-            at: now,
-            actor: sender.actor.clone(),
-            action: "request.submit".into(),
-            target: org.id.clone(),
-            outcome: Outcome::Success,
-            detail: format!(
-                "requests=1 state=accepted cmp-label={} (the client authenticated with the organisation's shared secret)",
-                label.name
-            ),
-        };
-        // No notices: the organisation's own machine filed it and polls for the answer.
-        let stored = self
-            .store
-            .submit_requests(None, &[record], &audit, &|_| Vec::new())?;
-        let id = stored
-            .first()
-            .map(|r| r.id)
-            .ok_or_else(|| Refusal::new(FailureBit::SystemFailure, "no request stored"))?;
+        )?;
         let nonce = random::<{ proto::NONCE_BYTES }>()?;
         let mut next = t.clone();
         next.request = Some(id);

@@ -21,13 +21,8 @@ use crate::config::{Approval, Config, EstLabel, SubscriberProfile};
 use crate::ra::calendar::Calendar;
 use crate::ra::credentials::verify_password;
 use crate::ra::RegistrationAuthority;
-use crate::store::ra::{
-    KeyOrigin, RequestKind, RequestRecord, RequestState, Role, SubscriberFields,
-};
-use crate::store::{
-    AuditEntry, CertStatus, CertificateRecord, CredentialKind, EstRequest, Outcome, Store,
-    StoreError,
-};
+use crate::store::ra::{RequestState, Role};
+use crate::store::{CertStatus, CertificateRecord, CredentialKind, EstRequest, Store, StoreError};
 use aws_lc_rs::digest;
 use base64::Engine;
 use der::{Decode, Encode};
@@ -613,66 +608,25 @@ impl Est {
             .store
             .organisation(&label.organisation)?
             .ok_or_else(|| EstError::Unavailable("the label's organisation is gone".into()))?;
-        let accepted = time::OffsetDateTime::from_unix_timestamp(now as i64)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        let due = self
-            .calendar
-            .due_working_days(accepted, self.config.ra.working_days)
-            .unix_timestamp()
-            .max(0) as u64;
-        let record = RequestRecord {
-            id: 0,
-            kind: RequestKind::Issue,
-            organisation: org.id.clone(),
-            province: org.province.clone(),
-            org_path: org.path.clone(),
-            state: RequestState::Accepted,
-            profile: Some(label.profile.clone()),
-            key_origin: KeyOrigin::Csr,
-            issuer: Some(label.issuer.clone()),
-            subscriber: SubscriberFields {
-                name: Some(cn),
-                email: org.email.clone(),
-                title: None,
+        let id = crate::ra::desk::file_machine_request(
+            self.store.as_ref(),
+            &self.calendar,
+            self.config.ra.working_days,
+            now,
+            crate::ra::desk::MachineFiling {
+                org: &org,
+                profile: &label.profile,
+                issuer: &label.issuer,
+                csr_der: &der,
+                name: cn,
                 unit: ou,
-                phone_sealed: None,
-                id_number_sealed: None,
+                actor: &who.actor,
+                via: format!(
+                    "est-label={} (the client authenticated as the organisation's)",
+                    label.name
+                ),
             },
-            csr: Some(der.to_vec()),
-            certificate: None,
-            issued_certificate: None,
-            reason: None,
-            document: None,
-            batch: None,
-            submitted_by: who.actor.clone(),
-            submitted_at: now,
-            accepted_at: Some(now),
-            due_at: Some(due),
-            fulfilled_at: None,
-            closed_at: None,
-            breach_notified_at: None,
-            erased_at: None,
-            updated_at: now,
-        };
-        let audit = AuditEntry {
-            at: now,
-            actor: who.actor.clone(),
-            action: "request.submit".into(),
-            target: org.id.clone(),
-            outcome: Outcome::Success,
-            detail: format!(
-                "requests=1 state=accepted est-label={} (the client authenticated as the organisation's)",
-                label.name
-            ),
-        };
-        // No notices: the organisation's own machine filed it and polls for the answer.
-        let stored = self
-            .store
-            .submit_requests(None, &[record], &audit, &|_| Vec::new())?;
-        let id = stored
-            .first()
-            .map(|r| r.id)
-            .ok_or_else(|| EstError::Internal("no request stored".into()))?;
+        )?;
         self.store.record_est_request(&EstRequest {
             csr_sha256: hash,
             label: label.name.clone(),

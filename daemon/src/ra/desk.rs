@@ -3318,6 +3318,92 @@ const ACTIONS: [&str; 6] = [
     "resubmit",
 ];
 
+/// An `issue` request that a machine protocol (EST, CMP) files for an operator to approve, on
+/// behalf of the organisation whose credential the client showed.
+pub struct MachineFiling<'a> {
+    /// The organisation.
+    pub org: &'a Organisation,
+    /// The label's profile and issuer.
+    pub profile: &'a str,
+    /// The issuer.
+    pub issuer: &'a str,
+    /// The client's PKCS#10 (DER), which the approval fulfils.
+    pub csr_der: &'a [u8],
+    /// The subscriber's name (the CSR's common name) and unit.
+    pub name: String,
+    /// The CSR's organisational unit, if any.
+    pub unit: Option<String>,
+    /// Who filed it (the credential's actor).
+    pub actor: &'a str,
+    /// What the audit record adds about the channel (e.g. `est-label=devices …`).
+    pub via: String,
+}
+
+/// Stores `f` as an accepted request due `working_days` working days from `now` on
+/// `calendar`, audited, with no notices (the organisation's machine polls for the answer):
+/// the request's id.
+pub fn file_machine_request(
+    store: &dyn Store,
+    calendar: &Calendar,
+    working_days: u32,
+    now: u64,
+    f: MachineFiling<'_>,
+) -> Result<i64, StoreError> {
+    let accepted =
+        OffsetDateTime::from_unix_timestamp(now as i64).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let due = calendar
+        .due_working_days(accepted, working_days)
+        .unix_timestamp()
+        .max(0) as u64;
+    let record = RequestRecord {
+        id: 0,
+        kind: RequestKind::Issue,
+        organisation: f.org.id.clone(),
+        province: f.org.province.clone(),
+        org_path: f.org.path.clone(),
+        state: RequestState::Accepted,
+        profile: Some(f.profile.to_owned()),
+        key_origin: KeyOrigin::Csr,
+        issuer: Some(f.issuer.to_owned()),
+        subscriber: SubscriberFields {
+            name: Some(f.name),
+            email: f.org.email.clone(),
+            title: None,
+            unit: f.unit,
+            phone_sealed: None,
+            id_number_sealed: None,
+        },
+        csr: Some(f.csr_der.to_vec()),
+        certificate: None,
+        issued_certificate: None,
+        reason: None,
+        document: None,
+        batch: None,
+        submitted_by: f.actor.to_owned(),
+        submitted_at: now,
+        accepted_at: Some(now),
+        due_at: Some(due),
+        fulfilled_at: None,
+        closed_at: None,
+        breach_notified_at: None,
+        erased_at: None,
+        updated_at: now,
+    };
+    let audit = AuditEntry {
+        at: now,
+        actor: f.actor.to_owned(),
+        action: "request.submit".into(),
+        target: f.org.id.clone(),
+        outcome: Outcome::Success,
+        detail: format!("requests=1 state=accepted {}", f.via),
+    };
+    store
+        .submit_requests(None, &[record], &audit, &|_| Vec::new())?
+        .first()
+        .map(|r| r.id)
+        .ok_or_else(|| StoreError::Unavailable("no request stored".into()))
+}
+
 /// Whether a request is past its deadline and still open.
 pub fn is_overdue(r: &RequestRecord, now: u64) -> bool {
     matches!(r.state, RequestState::Accepted | RequestState::Approved)
