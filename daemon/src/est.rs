@@ -617,7 +617,7 @@ impl Est {
                 org: &org,
                 profile: &label.profile,
                 issuer: &label.issuer,
-                csr_der: &der,
+                csr_der: der,
                 name: cn,
                 unit: ou,
                 actor: &who.actor,

@@ -3,6 +3,7 @@
 //! (`/.well-known/cmp/p/{label}`) that selects the issuer, the profile, the organisation whose
 //! shared secrets protect the requests, the approval policy and what the clients may use.
 
+use super::est::{label_target, slug};
 use super::Approval;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -124,12 +125,6 @@ impl CmpConfig {
         r: RawCmp,
         profiles: &BTreeMap<String, crate::config::SubscriberProfile>,
     ) -> Result<Self, String> {
-        let slug = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 32
-                && s.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        };
         if !(10..=3600).contains(&r.message_time_window_secs) {
             return Err("cmp.message_time_window_secs must be between 10 and 3600".into());
         }
@@ -140,7 +135,7 @@ impl CmpConfig {
             return Err("cmp.check_after_secs must be between 1 and 86400".into());
         }
         let mut labels = BTreeMap::new();
-        for (i, l) in r.labels.into_iter().enumerate() {
+        for (i, mut l) in r.labels.into_iter().enumerate() {
             let at = format!("cmp.labels[{i}]");
             if !slug(&l.name) {
                 return Err(format!(
@@ -148,31 +143,14 @@ impl CmpConfig {
                     l.name
                 ));
             }
-            if !profiles.contains_key(&l.profile) {
-                let known: Vec<_> = profiles.keys().cloned().collect();
-                return Err(format!(
-                    "{at}.profile {:?} is not configured (profiles: {})",
-                    l.profile,
-                    known.join(", ")
-                ));
-            }
-            if !slug(&l.organisation) {
-                return Err(format!(
-                    "{at}.organisation {:?} is not an organisation id",
-                    l.organisation
-                ));
-            }
-            let issuer = l.issuer.unwrap_or_else(|| crate::config::ISSUING.into());
-            if issuer == crate::config::ROOT || !slug(&issuer) {
-                return Err(format!(
-                    "{at}.issuer {issuer:?}: name an issuing CA (the root signs only CA certificates)"
-                ));
-            }
-            let approval = match l.approval.as_str() {
-                "auto" => Approval::Auto,
-                "operator" => Approval::Operator,
-                other => return Err(format!("{at}.approval {other:?}: auto or operator")),
-            };
+            let (issuer, approval) = label_target(
+                &at,
+                &l.profile,
+                &l.organisation,
+                l.issuer.take(),
+                &l.approval,
+                profiles,
+            )?;
             let (mut mac, mut signature) = (false, false);
             for p in &l.protection {
                 match p.as_str() {

@@ -52,6 +52,51 @@ fn auto() -> String {
     "auto".into()
 }
 
+/// 1 to 32 lower-case letters, digits and '-': label, organisation and issuer names.
+pub(super) fn slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// What an enrollment label (`[[est.labels]]`, `[[cmp.labels]]`) names, checked: its profile is
+/// configured, its organisation is an id, its issuer (default: the issuing CA made by `init`)
+/// is not the root. `at` names the label in errors. The issuer and the approval.
+pub(super) fn label_target(
+    at: &str,
+    profile: &str,
+    organisation: &str,
+    issuer: Option<String>,
+    approval: &str,
+    profiles: &BTreeMap<String, crate::config::SubscriberProfile>,
+) -> Result<(String, Approval), String> {
+    if !profiles.contains_key(profile) {
+        let known: Vec<_> = profiles.keys().cloned().collect();
+        return Err(format!(
+            "{at}.profile {profile:?} is not configured (profiles: {})",
+            known.join(", ")
+        ));
+    }
+    if !slug(organisation) {
+        return Err(format!(
+            "{at}.organisation {organisation:?} is not an organisation id"
+        ));
+    }
+    let issuer = issuer.unwrap_or_else(|| crate::config::ISSUING.into());
+    if issuer == crate::config::ROOT || !slug(&issuer) {
+        return Err(format!(
+            "{at}.issuer {issuer:?}: name an issuing CA (the root signs only CA certificates)"
+        ));
+    }
+    let approval = match approval {
+        "auto" => Approval::Auto,
+        "operator" => Approval::Operator,
+        other => return Err(format!("{at}.approval {other:?}: auto or operator")),
+    };
+    Ok((issuer, approval))
+}
+
 /// Who decides an enrollment of a label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Approval {
@@ -117,12 +162,6 @@ impl EstConfig {
         r: RawEst,
         profiles: &BTreeMap<String, crate::config::SubscriberProfile>,
     ) -> Result<Self, String> {
-        let slug = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 32
-                && s.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        };
         if r.credential_cache_secs > 3600 {
             return Err("est.credential_cache_secs must be at most 3600".into());
         }
@@ -130,7 +169,7 @@ impl EstConfig {
             return Err("est.retry_after_secs must be between 1 and 86400".into());
         }
         let mut labels = BTreeMap::new();
-        for (i, l) in r.labels.into_iter().enumerate() {
+        for (i, mut l) in r.labels.into_iter().enumerate() {
             let at = format!("est.labels[{i}]");
             if !slug(&l.name) || OPERATIONS.contains(&l.name.as_str()) {
                 return Err(format!(
@@ -138,31 +177,14 @@ impl EstConfig {
                     l.name
                 ));
             }
-            if !profiles.contains_key(&l.profile) {
-                let known: Vec<_> = profiles.keys().cloned().collect();
-                return Err(format!(
-                    "{at}.profile {:?} is not configured (profiles: {})",
-                    l.profile,
-                    known.join(", ")
-                ));
-            }
-            if !slug(&l.organisation) {
-                return Err(format!(
-                    "{at}.organisation {:?} is not an organisation id",
-                    l.organisation
-                ));
-            }
-            let issuer = l.issuer.unwrap_or_else(|| crate::config::ISSUING.into());
-            if issuer == crate::config::ROOT || !slug(&issuer) {
-                return Err(format!(
-                    "{at}.issuer {issuer:?}: name an issuing CA (the root signs only CA certificates)"
-                ));
-            }
-            let approval = match l.approval.as_str() {
-                "auto" => Approval::Auto,
-                "operator" => Approval::Operator,
-                other => return Err(format!("{at}.approval {other:?}: auto or operator")),
-            };
+            let (issuer, approval) = label_target(
+                &at,
+                &l.profile,
+                &l.organisation,
+                l.issuer.take(),
+                &l.approval,
+                profiles,
+            )?;
             let label = EstLabel {
                 name: l.name.clone(),
                 issuer,
