@@ -908,6 +908,9 @@ const API_PATHS: &[&str] = &[
     "/api/v1/revocations",
     "/api/v1/devices",
     "/api/v1/devices/{serial}",
+    "/api/v1/activation/{code}",
+    "/api/v1/csc/accounts/unlock",
+    "/api/v1/csc/accounts/reenrol",
 ];
 
 #[test]
@@ -941,9 +944,12 @@ fn the_openapi_document_is_public_openapi_3_1_and_lists_every_path() {
             if operation.get("security").is_some() {
                 r.assert_problem(401, "unauthenticated");
             } else {
-                // Public (the revocation code is its own credential): served, and a body that
-                // is not JSON is refused as such.
-                assert_eq!(path, "/api/v1/revocations", "only this call is public");
+                // Public (the revocation code and the activation code are their own
+                // credentials): served, and a body that is not JSON is refused as such.
+                assert!(
+                    ["/api/v1/revocations", "/api/v1/activation/{code}"].contains(&path.as_str()),
+                    "only these calls are public: {path}"
+                );
                 r.assert_problem(415, "media-type");
             }
         }

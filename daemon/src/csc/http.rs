@@ -19,7 +19,7 @@
 //! `/api/v1`. Handlers only adapt: [`super::Csc`] decides, on a blocking thread.
 
 use super::{Csc, CscError, CscParts, Session, ECDSA_SHA256_OID, P256_OID, SPECS};
-use crate::http::api::{ApiError, Caller};
+use crate::http::api::{ApiError, Caller, Problem};
 use crate::http::body::{read_limited, BodyError};
 use crate::http::AppState;
 use axum::extract::{ConnectInfo, Path, Request};
@@ -661,6 +661,11 @@ fn problem(status: StatusCode, code: &str, title: &str, detail: String) -> Respo
 }
 
 /// `POST /api/v1/activation/{code}` `{"password": …}` → `{"otpauth_uri": …}`.
+#[utoipa::path(post, path = "/api/v1/activation/{code}", params(("code" = String, Path, description = "The one-time activation code from the subscriber's mail")),
+    request_body(content = inline(ActivationDoc), content_type = "application/json"),
+    responses((status = 200, description = "The account's password is set; `otpauth_uri` enrols the authenticator app (shown once)"),
+              (status = 404, body = Problem, description = "No such code, or it was used or has expired"),
+              (status = 415, body = Problem), (status = 422, body = Problem, description = "The password is too short or too long")))]
 async fn activate(
     Extension(served): Extension<Served>,
     Path(code): Path<String>,
@@ -766,13 +771,15 @@ async fn account_action(
     req: Request,
     act: fn(&Csc, &crate::ra::access::Principal, &str, &str) -> Result<(), CscError>,
 ) -> Response {
-    let csc = match served.get() {
-        Ok(c) => c,
-        Err(e) => return problem_of(e),
-    };
+    // Who is asking comes first: an unauthenticated caller learns nothing, not even whether
+    // this process serves remote signing.
     let who = match caller {
         Ok(Caller(who)) => who,
         Err(e) => return e.into_response(),
+    };
+    let csc = match served.get() {
+        Ok(c) => c,
+        Err(e) => return problem_of(e),
     };
     let client = client(&req);
     let input: AccountInput = match body(req).await {
@@ -789,6 +796,11 @@ async fn account_action(
 }
 
 /// `POST /api/v1/csc/accounts/unlock` `{"email": …}`: an RA officer unlocks a locked account.
+#[utoipa::path(post, path = "/api/v1/csc/accounts/unlock",
+    request_body(content = inline(AccountDoc), content_type = "application/json"),
+    responses((status = 204, description = "The account is unlocked"), (status = 401, body = Problem),
+              (status = 403, body = Problem, description = "Not an RA officer in the account's scope"),
+              (status = 404, body = Problem)), security(("bearer" = [])))]
 async fn unlock(
     Extension(served): Extension<Served>,
     caller: Result<Caller, ApiError>,
@@ -799,6 +811,11 @@ async fn unlock(
 
 /// `POST /api/v1/csc/accounts/reenrol` `{"email": …}`: an RA officer re-enrols an account (new
 /// activation mail; the old password and authenticator stop working).
+#[utoipa::path(post, path = "/api/v1/csc/accounts/reenrol",
+    request_body(content = inline(AccountDoc), content_type = "application/json"),
+    responses((status = 204, description = "A new activation mail is queued; the old password and authenticator stop working"),
+              (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
 async fn reenrol(
     Extension(served): Extension<Served>,
     caller: Result<Caller, ApiError>,
@@ -806,3 +823,24 @@ async fn reenrol(
 ) -> Response {
     account_action(served, caller, req, Csc::reenrol).await
 }
+
+/// `POST /api/v1/activation/{code}`'s body, for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // read by serde through `ActivationInput`; this type only documents it
+struct ActivationDoc {
+    /// The account's new password (12 characters to 1,024 bytes).
+    password: String,
+}
+
+/// The body of the RA officers' account actions, for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // read by serde through `AccountInput`; this type only documents it
+struct AccountDoc {
+    /// The subscriber's official email address (the signing account's name).
+    email: String,
+}
+
+/// The signing-account paths of the OpenAPI document (merged into the API's).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(activate, unlock, reenrol))]
+pub(crate) struct CscDoc;
