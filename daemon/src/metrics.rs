@@ -1000,7 +1000,9 @@ impl crate::store::KeyDevices for MeteredStore {
         key: &crate::store::devices::EscrowedKey,
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
-        self.observe("put_escrowed_key", || self.inner.put_escrowed_key(key, audit))
+        self.observe("put_escrowed_key", || {
+            self.inner.put_escrowed_key(key, audit)
+        })
     }
     fn escrowed_key(
         &self,

@@ -156,9 +156,7 @@ pub fn key_package_for(recipient: &Certificate, pkcs8: &[u8]) -> Result<Vec<u8>,
         // serial), 2 otherwise (a KARI is version 3).
         version: if rsa { CmsVersion::V0 } else { CmsVersion::V2 },
         originator_info: None,
-        recip_infos: RecipientInfos(
-            SetOfVec::try_from(vec![recipient_info]).map_err(der_failed)?,
-        ),
+        recip_infos: RecipientInfos(SetOfVec::try_from(vec![recipient_info]).map_err(der_failed)?),
         encrypted_content: EncryptedContentInfo {
             content_type: ID_CT_KP_A_KEY_PACKAGE,
             content_enc_alg: algorithm(
