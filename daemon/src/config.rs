@@ -32,7 +32,7 @@ pub use ra::{RaConfig, MAX_BULK_REQUESTS};
 mod cmp;
 mod est;
 pub use cmp::{CmpConfig, CmpLabel};
-pub use est::{Approval, EstConfig, EstLabel};
+pub use est::{Approval, ChannelBinding, EstConfig, EstLabel};
 mod csc;
 pub use csc::CscConfig;
 

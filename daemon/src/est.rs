@@ -14,14 +14,18 @@
 //!      same key ─▶ renew, new key ─▶ rekey (the old one superseded)
 //! ```
 
+pub mod envelope;
 pub mod http;
 
 use crate::ca::{Authority, CaError};
-use crate::config::{Approval, Config, EstLabel, SubscriberProfile};
+use crate::config::{Approval, ChannelBinding, Config, EstLabel, SubscriberProfile};
+use crate::keys::DataSealer;
 use crate::ra::calendar::Calendar;
 use crate::ra::credentials::verify_password;
 use crate::ra::RegistrationAuthority;
+use crate::store::devices::{escrow_context, EscrowedKey};
 use crate::store::ra::{RequestState, Role};
+use crate::store::{AuditEntry, Outcome};
 use crate::store::{CertStatus, CertificateRecord, CredentialKind, EstRequest, Store, StoreError};
 use aws_lc_rs::digest;
 use base64::Engine;
@@ -109,6 +113,97 @@ pub struct Caller {
     pub certificate: Option<(String, Vec<u8>)>,
     /// HTTP Basic user and password.
     pub basic: Option<(String, zeroize::Zeroizing<String>)>,
+    /// The TLS 1.3 connection's tls-exporter value (RFC 9266); `None` on TLS 1.2.
+    pub exporter: Option<[u8; 32]>,
+}
+
+/// `challengePassword` (PKCS#9, RFC 2985 §5.4.1): where a client puts the channel binding.
+const CHALLENGE_PASSWORD: const_oid::ObjectIdentifier =
+    const_oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.7");
+/// `id-aa-asymmDecryptKeyID` (RFC 7030 §4.4.1.2): the key a server-made key is encrypted to.
+pub const ASYMM_DECRYPT_KEY_ID: const_oid::ObjectIdentifier =
+    const_oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.54");
+
+/// What a CSR asks beyond its subject and key: the attributes of RFC 7030 §3.5 and §4.4.1.
+#[derive(Debug, Default)]
+struct CsrAsks {
+    /// The challengePassword, as text.
+    challenge_password: Option<String>,
+    /// AsymmetricDecryptKeyIdentifier: encrypt a server-made key to this key.
+    asymmetric_key: Option<Vec<u8>>,
+    /// DecryptKeyIdentifier (a symmetric key) was asked for.
+    symmetric_key: bool,
+}
+
+/// Reads the attributes of [`CsrAsks`] from a CSR whose signature was verified.
+fn csr_asks(der: &[u8]) -> Result<CsrAsks, EstError> {
+    let req = x509_cert::request::CertReq::from_der(der)
+        .map_err(|e| EstError::BadRequest("bad_csr", format!("CSR refused: {e}")))?;
+    let mut asks = CsrAsks::default();
+    for a in req.info.attributes.iter() {
+        let one = || {
+            a.values.iter().next().ok_or_else(|| {
+                EstError::BadRequest("bad_csr", format!("CSR attribute {} has no value", a.oid))
+            })
+        };
+        if a.oid == CHALLENGE_PASSWORD {
+            let text = attr_text(one()?).ok_or_else(|| {
+                EstError::BadRequest("bad_csr", "the challengePassword is not a string".into())
+            })?;
+            asks.challenge_password = Some(text);
+        } else if a.oid == ASYMM_DECRYPT_KEY_ID {
+            let id = one()?.decode_as::<der::asn1::OctetString>().map_err(|_| {
+                EstError::BadRequest(
+                    "bad_csr",
+                    "the AsymmetricDecryptKeyIdentifier is not an OCTET STRING".into(),
+                )
+            })?;
+            asks.asymmetric_key = Some(id.as_bytes().to_vec());
+        } else if a.oid == const_oid::db::rfc5911::ID_AA_DECRYPT_KEY_ID {
+            asks.symmetric_key = true;
+        }
+    }
+    Ok(asks)
+}
+
+/// The tls-exporter check (RFC 9266; RFC 7030 §3.5): a challengePassword, when the CSR carries
+/// one, must be the base64 of this connection's exporter value; a label with
+/// `channel_binding = "required"` refuses a CSR without it.
+fn check_channel_binding(
+    label: &EstLabel,
+    caller: &Caller,
+    asks: &CsrAsks,
+) -> Result<(), EstError> {
+    let refuse = |m: String| EstError::BadRequest("channel_binding", m);
+    let Some(sent) = asks.challenge_password.as_deref() else {
+        return match label.channel_binding {
+            ChannelBinding::Optional => Ok(()),
+            ChannelBinding::Required => Err(refuse(format!(
+                "label {:?} requires channel binding: put the base64 tls-exporter value (RFC 9266) of this TLS 1.3 connection in the CSR's challengePassword",
+                label.name
+            ))),
+        };
+    };
+    let Some(exporter) = caller.exporter else {
+        return Err(refuse(
+            "the CSR carries a challengePassword, checked as a tls-exporter channel binding (RFC 9266), which needs TLS 1.3; this connection is TLS 1.2"
+                .into(),
+        ));
+    };
+    let sent = base64::engine::general_purpose::STANDARD
+        .decode(sent.trim())
+        .map_err(|_| {
+            refuse(
+                "the challengePassword is not base64 (of the tls-exporter value, RFC 9266)".into(),
+            )
+        })?;
+    if aws_lc_rs::constant_time::verify_slices_are_equal(&sent, &exporter).is_err() {
+        return Err(refuse(
+            "the challengePassword is not this TLS connection's tls-exporter value (RFC 9266): the CSR was made for another connection"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Who was authenticated, for the audit log.
@@ -140,6 +235,8 @@ pub struct Est {
     ra: RegistrationAuthority,
     calendar: Calendar,
     verified: Option<moka::sync::Cache<[u8; 32], ()>>,
+    /// The data key, which seals escrowed keys (`None`: escrow labels answer 503).
+    sealer: Option<Arc<dyn DataSealer>>,
 }
 
 fn sha256(parts: &[&[u8]]) -> [u8; 32] {
@@ -247,7 +344,14 @@ impl Est {
             authority,
             calendar,
             verified,
+            sealer: None,
         }
+    }
+
+    /// The data key that seals the keys of labels with `escrow = true`.
+    pub fn with_sealer(mut self, sealer: Option<Arc<dyn DataSealer>>) -> Self {
+        self.sealer = sealer;
+        self
     }
 
     /// The label a path names (`None`: the default label).
@@ -534,9 +638,11 @@ impl Est {
         let who = self.authenticate(label, caller, false)?;
         let der = decode_body(body)?;
         let csr = self.verify_csr(label, &der)?;
+        let asks = csr_asks(&der)?;
         let (cn, ou, subject) = self.subject_for(label, &csr.subject)?;
         match label.approval {
             Approval::Auto => {
+                check_channel_binding(label, caller, &asks)?;
                 self.check_not_paused(&label.issuer)?;
                 let issued = self.ra.issue_as(
                     &der,
@@ -548,7 +654,9 @@ impl Est {
                 )?;
                 Ok(Enrolled::Issued(issued.der))
             }
-            Approval::Operator => self.enroll_by_operator(label, &who, &der, cn, ou),
+            Approval::Operator => self.enroll_by_operator(label, &who, &der, cn, ou, || {
+                check_channel_binding(label, caller, &asks)
+            }),
         }
     }
 
@@ -559,6 +667,7 @@ impl Est {
         der: &[u8],
         cn: String,
         ou: Option<String>,
+        bound: impl FnOnce() -> Result<(), EstError>,
     ) -> Result<Enrolled, EstError> {
         let hash = sha256_plain(der).to_vec();
         let retry_after = self.config.est.retry_after_secs;
@@ -603,6 +712,9 @@ impl Est {
                 }),
             };
         }
+        // The channel binding is checked when the request is filed: a retry repeats the CSR,
+        // which names the connection it was made on, and may come over a new one.
+        bound()?;
         let now = self.authority.now();
         let org = self
             .store
@@ -653,6 +765,7 @@ impl Est {
             .ok_or_else(|| EstError::Internal("renewal without a certificate".into()))?;
         let der = decode_body(body)?;
         let csr = self.verify_csr(label, &der)?;
+        check_channel_binding(label, caller, &csr_asks(&der)?)?;
         let tbs = &cert.tbs_certificate;
         // Compared as issued: the request's subject through the label's rules (O and C are
         // pkid's to fill), against the certificate's.
@@ -696,10 +809,18 @@ impl Est {
     }
 }
 
+/// The private key of a `serverkeygen` reply (RFC 7030 §4.4.2).
+pub enum ServerKey {
+    /// PKCS#8 DER, protected by TLS alone; wiped from memory when dropped.
+    Pkcs8(zeroize::Zeroizing<Vec<u8>>),
+    /// CMS EnvelopedData (DER) of the key package, encrypted to the key the client named.
+    Enveloped(Vec<u8>),
+}
+
 /// A key pair pkid generated and the certificate issued for it (`serverkeygen`).
 pub struct KeyAndCertificate {
-    /// The private key, PKCS#8 DER; wiped from memory when dropped.
-    pub pkcs8: zeroize::Zeroizing<Vec<u8>>,
+    /// The private key.
+    pub key: ServerKey,
     /// The certificate, DER (stored).
     pub certificate: Vec<u8>,
 }
@@ -736,7 +857,19 @@ impl Est {
         }
         let der = decode_body(body)?;
         let req = csr::verify(&der).map_err(|e| EstError::BadRequest("bad_csr", e.to_string()))?;
+        let asks = csr_asks(&der)?;
+        check_channel_binding(label, caller, &asks)?;
         let (_, _, subject) = self.subject_for(label, &req.subject)?;
+        let recipient = self.decrypt_key_recipient(caller, &asks)?;
+        let sealer = match (label.escrow, &self.sealer) {
+            (false, _) => None,
+            (true, Some(s)) => Some(s.clone()),
+            (true, None) => {
+                return Err(EstError::Unavailable(
+                    "the data key that seals escrowed keys does not open; retry later".into(),
+                ))
+            }
+        };
         let (alg, curve, sig_oid) = if p.allows_key(KeyType::EcP256) {
             (
                 &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
@@ -778,12 +911,23 @@ impl Est {
         };
         // A request for the new key, signed by it, carrying the client's attributes (its
         // subjectAltName): the CA's one issuance path checks it like any other.
+        // Not the attributes addressed to the EST server (challengePassword, the decrypt-key
+        // identifiers): they are about this exchange, not the certificate.
         let client = x509_cert::request::CertReq::from_der(&der).map_err(|e| internal(&e))?;
+        let mut attributes = der::asn1::SetOfVec::new();
+        for a in client.info.attributes.into_vec() {
+            if a.oid != CHALLENGE_PASSWORD
+                && a.oid != ASYMM_DECRYPT_KEY_ID
+                && a.oid != const_oid::db::rfc5911::ID_AA_DECRYPT_KEY_ID
+            {
+                attributes.insert(a).map_err(|e| internal(&e))?;
+            }
+        }
         let info = x509_cert::request::CertReqInfo {
             version: x509_cert::request::Version::V1,
             subject: client.info.subject,
             public_key: spki,
-            attributes: client.info.attributes,
+            attributes,
         };
         let tbs = info.to_der().map_err(|e| internal(&e))?;
         let rng = aws_lc_rs::rand::SystemRandom::new();
@@ -802,18 +946,122 @@ impl Est {
         .to_der()
         .map_err(|e| internal(&e))?;
         self.check_not_paused(&label.issuer)?;
+        let actor = format!("{} (serverkeygen)", who.actor);
         let issued = self.ra.issue_as(
             &own,
             Some(&subject),
             &label.profile,
             Some(&label.issuer),
             None,
-            &format!("{} (serverkeygen)", who.actor),
+            &actor,
         )?;
+        let key = match &recipient {
+            None => ServerKey::Pkcs8(pkcs8.clone()),
+            Some(cert) => ServerKey::Enveloped(
+                envelope::key_package_for(cert, &pkcs8).map_err(|e| internal(&e))?,
+            ),
+        };
+        if let Some(sealer) = sealer {
+            // Kept before anyone receives it; a key that cannot be kept takes its certificate
+            // with it (a certificate of an escrow label always has its key in escrow).
+            if let Err(e) = self.escrow(sealer.as_ref(), label, &actor, &issued.serial, &pkcs8) {
+                let withdrawn = self.ra.revoke(
+                    &issued.serial,
+                    pkid_protocols::revocation::CrlReason::CessationOfOperation,
+                    None,
+                    &format!("{actor}: its key could not be escrowed"),
+                );
+                if let Err(w) = withdrawn {
+                    tracing::error!(serial = %issued.serial, error = %w, "EST: a certificate whose key could not be escrowed is not revoked");
+                }
+                return Err(e);
+            }
+        }
         Ok(KeyAndCertificate {
-            pkcs8,
+            key,
             certificate: issued.der,
         })
+    }
+
+    /// The certificate whose key a `serverkeygen` CSR names to encrypt the new key to
+    /// (RFC 7030 §4.4.1.2): the TLS client certificate, matched by its key identifier.
+    /// `None`: no encryption asked (the key travels inside TLS alone).
+    fn decrypt_key_recipient(
+        &self,
+        caller: &Caller,
+        asks: &CsrAsks,
+    ) -> Result<Option<Certificate>, EstError> {
+        if asks.symmetric_key {
+            return Err(EstError::BadRequest(
+                "decrypt_key",
+                "a DecryptKeyIdentifier names a symmetric key, and pkid shares none with clients; name the key of your TLS client certificate with an AsymmetricDecryptKeyIdentifier (RFC 7030 section 4.4.1.2)".into(),
+            ));
+        }
+        let Some(id) = &asks.asymmetric_key else {
+            return Ok(None);
+        };
+        let presented = caller
+            .certificate
+            .as_ref()
+            .and_then(|(_, der)| Certificate::from_der(der).ok());
+        match presented {
+            Some(c) if envelope::key_identifier(&c) == *id => Ok(Some(c)),
+            Some(_) => Err(EstError::BadRequest(
+                "decrypt_key",
+                format!(
+                    "the AsymmetricDecryptKeyIdentifier {} is not the key of the TLS client certificate presented",
+                    hex::encode(id)
+                ),
+            )),
+            None => Err(EstError::BadRequest(
+                "decrypt_key",
+                format!(
+                    "the AsymmetricDecryptKeyIdentifier {} names a key pkid cannot see: present its certificate as the TLS client certificate",
+                    hex::encode(id)
+                ),
+            )),
+        }
+    }
+
+    /// Seals the new key under the data key and stores it with its certificate, audited.
+    fn escrow(
+        &self,
+        sealer: &dyn DataSealer,
+        label: &EstLabel,
+        actor: &str,
+        serial: &str,
+        pkcs8: &[u8],
+    ) -> Result<(), EstError> {
+        let sealed = sealer
+            .seal(pkcs8, escrow_context(serial).as_bytes())
+            .map_err(|e| {
+                tracing::error!(error = %e, "EST: sealing an escrowed key");
+                EstError::Unavailable("the key could not be escrowed; retry later".into())
+            })?;
+        let now = self.authority.now();
+        self.store.put_escrowed_key(
+            &EscrowedKey {
+                certificate: serial.to_owned(),
+                organisation: label.organisation.clone(),
+                origin: format!("est:{}", label.name),
+                sealed,
+                escrowed_at: now,
+                releases: 0,
+                last_released_at: None,
+            },
+            &AuditEntry {
+                at: now,
+                actor: actor.to_owned(),
+                action: "key.escrow".into(),
+                target: serial.to_owned(),
+                outcome: Outcome::Success,
+                detail: format!(
+                    "serverkeygen on label {}: the private key sealed under the data key",
+                    label.name
+                ),
+            },
+        )?;
+        Ok(())
     }
 }
 

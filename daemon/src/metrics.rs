@@ -995,6 +995,31 @@ impl crate::store::Credentials for MeteredStore {
 }
 
 impl crate::store::KeyDevices for MeteredStore {
+    fn put_escrowed_key(
+        &self,
+        key: &crate::store::devices::EscrowedKey,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.observe("put_escrowed_key", || {
+            self.inner.put_escrowed_key(key, audit)
+        })
+    }
+    fn escrowed_key(
+        &self,
+        serial: &str,
+    ) -> Result<Option<crate::store::devices::EscrowedKey>, StoreError> {
+        self.observe("escrowed_key", || self.inner.escrowed_key(serial))
+    }
+    fn record_key_release(
+        &self,
+        serial: &str,
+        at: u64,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.observe("record_key_release", || {
+            self.inner.record_key_release(serial, at, audit)
+        })
+    }
     fn put_device(
         &self,
         device: &crate::store::devices::DeviceRecord,

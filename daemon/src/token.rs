@@ -10,6 +10,9 @@
 //!  hand over ─▶ handed-over (receiver, when)
 //!  recover request (key_origin = token), approved
 //!    └─ unlock: SO login with the escrowed SO PIN ─▶ C_InitPIN ─▶ desk.complete_approved
+//!  recover request (key_origin = central: a server-made key in escrow), approved
+//!    └─ recover-key ([`escrow`]): the key opened, enveloped to the requester's certificate ─▶
+//!       desk.complete_approved
 //!  take back (certificate revoked or expired) ─▶ returned ─▶ wipe: C_InitToken, SO PIN back to
 //!  the pool's ─▶ wiped (re-provisionable)
 //! ```
@@ -25,6 +28,7 @@
 //! `device.unlock`, `device.return`, `device.wipe`).
 
 pub mod device;
+pub mod escrow;
 
 use crate::ca::Authority;
 use crate::clock::Clock;

@@ -671,3 +671,626 @@ fn credential_cli_makes_a_sealed_cmp_secret_and_refuses_bad_names() {
     );
     assert_eq!(code, 4, "{err}");
 }
+
+// ---- serverkeygen encrypted to the client's key, escrow and recovery, channel binding ------
+
+mod escrow {
+    use super::common::ra::*;
+    use super::common::*;
+    use super::{b64_csr, certs_of};
+    use base64::Engine;
+    use der::{Decode, Encode};
+    use serde_json::json;
+    use std::io::{Read, Write};
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, OnceLock};
+
+    /// The organisation of the labels below (made once by the testbed's first user).
+    const ORG: &str = "so-tt-hue";
+    const ORG_NAME: &str = "Sở Thông tin và Truyền thông Thừa Thiên Huế";
+    /// Its province, the RA officer's scope.
+    const PROVINCE: &str = "46";
+
+    fn bed() -> &'static Testbed {
+        static BED: OnceLock<Testbed> = OnceLock::new();
+        BED.get_or_init(|| {
+            let bed = Testbed::start(|data| {
+                append_config(
+                    data,
+                    &format!(
+                        r#"
+[[est.labels]]
+name = "escrowed"
+profile = "tls-client"
+organisation = "{ORG}"
+escrow = true
+
+[[est.labels]]
+name = "bound"
+profile = "tls-client"
+organisation = "{ORG}"
+channel_binding = "required"
+"#
+                    ),
+                )
+            });
+            bed.org(ORG, ORG_NAME, None, Some(PROVINCE));
+            bed
+        })
+    }
+
+    /// A new EST credential of the organisation: `user:password` for curl's `--user`.
+    fn credential(bed: &Testbed) -> String {
+        let name = bed.unique("may-chu");
+        let out = bed.cli(&[
+            "credential",
+            "add",
+            "--org",
+            ORG,
+            "--kind",
+            "est",
+            "--name",
+            &name,
+        ]);
+        format!("{name}:{}", out.lines().last().expect("password").trim())
+    }
+
+    /// POSTs a base64 CSR to `/.well-known/est/{path}` with curl and `auth` options.
+    fn post(bed: &Testbed, path: &str, body: &Path, auth: &[&str]) -> Reply {
+        let mut args = bed.tls_args();
+        let data = format!("@{}", path_str(body));
+        args.extend(
+            [
+                "-H",
+                "Content-Type: application/pkcs10",
+                "--data-binary",
+                &data,
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        args.extend(auth.iter().map(|s| s.to_string()));
+        args.push(bed.https_url(&format!("/.well-known/est/{path}")));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fetch(&args)
+    }
+
+    /// A client certificate of the organisation, enrolled with Basic on `label`: (key, cert).
+    fn client_certificate(bed: &Testbed, user: &str, cn: &str, key: &str) -> (PathBuf, PathBuf) {
+        let (k, csr) = make_csr(bed.work(), &format!("/CN={cn}"), key);
+        let r = post(
+            bed,
+            "escrowed/simpleenroll",
+            &b64_csr(bed.work(), &csr),
+            &["--user", user],
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let pem = certs_of(bed.work(), &r);
+        let start = pem.find("-----BEGIN").expect("PEM");
+        let (_, cert) = save_pem(bed.work(), pem[start..].trim_end());
+        (k, cert)
+    }
+
+    fn certificate(path: &Path) -> x509_cert::Certificate {
+        let pem = std::fs::read_to_string(path).expect("certificate");
+        let (_, der) = der::pem::decode_vec(pem.as_bytes()).expect("PEM");
+        x509_cert::Certificate::from_der(&der).expect("certificate")
+    }
+
+    /// The certificate's subjectKeyIdentifier.
+    fn key_id(path: &Path) -> Vec<u8> {
+        let (_, ski) = certificate(path)
+            .tbs_certificate
+            .get::<x509_cert::ext::pkix::SubjectKeyIdentifier>()
+            .expect("extensions")
+            .expect("pkid puts a subjectKeyIdentifier in what it issues");
+        ski.0.as_bytes().to_vec()
+    }
+
+    /// A P-256 CSR for `/CN=cn` carrying `attributes`, signed with a throwaway key, as the
+    /// base64 EST body. (openssl req cannot write an OCTET STRING attribute.)
+    fn csr_with(dir: &Path, cn: &str, attributes: Vec<x509_cert::attr::Attribute>) -> PathBuf {
+        use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+        use std::str::FromStr;
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).expect("key");
+        let info = x509_cert::request::CertReqInfo {
+            version: x509_cert::request::Version::V1,
+            subject: x509_cert::name::Name::from_str(&format!("CN={cn}")).expect("name"),
+            public_key: spki::SubjectPublicKeyInfoOwned {
+                algorithm: spki::AlgorithmIdentifierOwned {
+                    oid: const_oid::db::rfc5912::ID_EC_PUBLIC_KEY,
+                    parameters: Some(
+                        der::Any::encode_from(&const_oid::db::rfc5912::SECP_256_R_1)
+                            .expect("curve"),
+                    ),
+                },
+                subject_public_key: der::asn1::BitString::from_bytes(pair.public_key().as_ref())
+                    .expect("bits"),
+            },
+            attributes: der::asn1::SetOfVec::try_from(attributes).expect("attributes"),
+        };
+        let tbs = info.to_der().expect("info");
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let signature = pair.sign(&rng, &tbs).expect("signature");
+        let der = x509_cert::request::CertReq {
+            info,
+            algorithm: spki::AlgorithmIdentifierOwned {
+                oid: const_oid::db::rfc5912::ECDSA_WITH_SHA_256,
+                parameters: None,
+            },
+            signature: der::asn1::BitString::from_bytes(signature.as_ref()).expect("bits"),
+        }
+        .to_der()
+        .expect("CSR");
+        let path = unique_path(dir, "csr", "b64");
+        std::fs::write(&path, base64::engine::general_purpose::STANDARD.encode(der))
+            .expect("write");
+        path
+    }
+
+    /// The AsymmetricDecryptKeyIdentifier attribute (RFC 7030 §4.4.1.2) naming `id`.
+    fn decrypt_key_id(id: &[u8]) -> x509_cert::attr::Attribute {
+        let value =
+            der::Any::encode_from(&der::asn1::OctetString::new(id).expect("id")).expect("value");
+        x509_cert::attr::Attribute {
+            oid: const_oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.54"),
+            values: der::asn1::SetOfVec::try_from(vec![value]).expect("values"),
+        }
+    }
+
+    /// The parts of a multipart/mixed reply: (Content-Type, decoded base64 body).
+    fn parts(reply: &Reply) -> Vec<(String, Vec<u8>)> {
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let boundary = reply
+            .headers
+            .split("boundary=")
+            .nth(1)
+            .and_then(|b| b.split(['"', '\r', '\n', ';']).next())
+            .expect("multipart/mixed with a boundary")
+            .to_owned();
+        let text = reply.text();
+        text.split(&format!("--{boundary}"))
+            .filter_map(|p| {
+                let (head, body) = p.split_once("\r\n\r\n")?;
+                let ct = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Content-Type: "))?
+                    .trim()
+                    .to_owned();
+                let clean: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+                let der = base64::engine::general_purpose::STANDARD
+                    .decode(clean)
+                    .expect("base64 part");
+                Some((ct, der))
+            })
+            .collect()
+    }
+
+    /// Decrypts an EnvelopedData file with `openssl cms -decrypt` and returns the public key
+    /// (PEM) of the one private key in its key package.
+    fn open_key_package(dir: &Path, p7: &Path, key: &Path, cert: &Path) -> String {
+        let akp = unique_path(dir, "akp", "der");
+        openssl_ok(&[
+            "cms",
+            "-decrypt",
+            "-inform",
+            "DER",
+            "-in",
+            path_str(p7),
+            "-inkey",
+            path_str(key),
+            "-recip",
+            path_str(cert),
+            "-binary",
+            "-out",
+            path_str(&akp),
+        ]);
+        // AsymmetricKeyPackage ::= SEQUENCE OF OneAsymmetricKey: the key starts after the
+        // outer header, whose length asn1parse reports as hl=.
+        let parsed = openssl_ok(&["asn1parse", "-inform", "DER", "-in", path_str(&akp)]);
+        let hl: String = parsed
+            .lines()
+            .next()
+            .and_then(|l| l.split("hl=").nth(1))
+            .map(|s| s.chars().take_while(char::is_ascii_digit).collect())
+            .expect("hl=");
+        let one = unique_path(dir, "key", "der");
+        openssl_ok(&[
+            "asn1parse",
+            "-inform",
+            "DER",
+            "-in",
+            path_str(&akp),
+            "-offset",
+            &hl,
+            "-noout",
+            "-out",
+            path_str(&one),
+        ]);
+        assert_eq!(
+            parsed.lines().filter(|l| l.contains("d=1")).count(),
+            1,
+            "one key in the package:\n{parsed}"
+        );
+        openssl_ok(&["pkey", "-inform", "DER", "-in", path_str(&one), "-pubout"])
+    }
+
+    /// serverkeygen naming the TLS client certificate's key: the private key comes back as
+    /// EnvelopedData (server-generated-key) that openssl decrypts with the client's key, and
+    /// it is the certificate's. Returns the new certificate.
+    fn keygen_to(bed: &Testbed, key: &Path, cert: &Path, cn: &str) -> PathBuf {
+        let body = csr_with(bed.work(), cn, vec![decrypt_key_id(&key_id(cert))]);
+        let r = post(
+            bed,
+            "escrowed/serverkeygen",
+            &body,
+            &["--cert", path_str(cert), "--key", path_str(key)],
+        );
+        assert!(r.headers.contains("no-store"), "{}", r.headers);
+        let parts = parts(&r);
+        assert_eq!(parts.len(), 2, "{}", r.text());
+        assert_eq!(
+            parts[0].0, "application/pkcs7-mime; smime-type=server-generated-key",
+            "the key part first"
+        );
+        let p7 = unique_path(bed.work(), "skg", "p7");
+        std::fs::write(&p7, &parts[0].1).expect("write");
+        let p7c = unique_path(bed.work(), "skg-cert", "p7");
+        std::fs::write(&p7c, &parts[1].1).expect("write");
+        let pem = openssl_ok(&[
+            "pkcs7",
+            "-inform",
+            "DER",
+            "-in",
+            path_str(&p7c),
+            "-print_certs",
+        ]);
+        let start = pem.find("-----BEGIN").expect("PEM");
+        let (_, new_cert) = save_pem(bed.work(), pem[start..].trim_end());
+        assert_eq!(
+            open_key_package(bed.work(), &p7, key, cert),
+            public_key_of_cert(&new_cert),
+            "the key decrypted is the new certificate's"
+        );
+        new_cert
+    }
+
+    #[test]
+    fn serverkeygen_encrypts_to_the_client_key_escrows_and_an_approved_request_recovers_it() {
+        let bed = bed();
+        let user = credential(bed);
+        // Recipients of both kinds: an RSA and a P-256 client certificate.
+        let (rsa_key, rsa_cert) = client_certificate(bed, &user, "may-chu-rsa", "rsa:2048");
+        let (ec_key, ec_cert) = client_certificate(bed, &user, "may-chu-ec", "ec:P-256");
+        let from_rsa = keygen_to(bed, &rsa_key, &rsa_cert, "Máy chủ văn bản 1");
+        let escrowed = keygen_to(bed, &ec_key, &ec_cert, "Máy chủ văn bản 2");
+        assert!(x509_subject(&escrowed).contains("CN=Máy chủ văn bản 2"));
+        assert!(x509_subject(&from_rsa).contains(ORG_NAME));
+        let serial = canonical_serial(&x509_serial(&escrowed));
+
+        // A key named that is not the client certificate's: 400 with the reason.
+        let body = csr_with(bed.work(), "x", vec![decrypt_key_id(&[7u8; 20])]);
+        let r = post(
+            bed,
+            "escrowed/serverkeygen",
+            &body,
+            &["--cert", path_str(&ec_cert), "--key", path_str(&ec_key)],
+        );
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(
+            r.text()
+                .contains("is not the key of the TLS client certificate"),
+            "{}",
+            r.text()
+        );
+
+        // Escrowed: audited, and never in the database in clear.
+        let audit = bed.cli(&["audit", "list"]);
+        assert!(
+            audit.contains("key.escrow") && audit.contains(&serial),
+            "{audit}"
+        );
+
+        // An org officer files a recover request naming the certificate (key origin central);
+        // an RA officer of the province accepts and approves it; it waits for the release.
+        let officer = bed.operator(&bed.unique("canbo"), "org-officer", Some(ORG), None);
+        let ra_id = bed.unique("ra");
+        let ra = bed.operator(
+            &ra_id,
+            "ra-officer",
+            None,
+            Some(&format!("province:{PROVINCE}")),
+        );
+        let file = |certificate: &str, origin: &str| {
+            bed.post(
+                "/api/v1/requests",
+                &officer,
+                &json!({"kind": "recover", "certificate": certificate, "key_origin": origin}),
+            )
+        };
+        let r = file(&serial, "central");
+        assert_eq!(r.status, 201, "{r}");
+        let id = r.id();
+        bed.act_ok(&ra, id, "original-received", "accepted");
+
+        // Not approved yet: refused, nothing written.
+        let recipient = unique_path(bed.work(), "recipient", "pem");
+        std::fs::copy(&rsa_cert, &recipient).expect("copy");
+        let out = unique_path(bed.work(), "recovered", "p7");
+        let recover = |id: i64, out: &Path| {
+            pkid(
+                bed.data(),
+                &[
+                    "token",
+                    "--operator",
+                    &ra_id,
+                    "recover-key",
+                    "--request",
+                    &id.to_string(),
+                    "--recipient-cert",
+                    path_str(&recipient),
+                    "--out",
+                    path_str(out),
+                ],
+            )
+        };
+        let early = recover(id, &out);
+        assert_eq!(early.status.code(), Some(5), "{}", lossy(&early.stderr));
+        assert!(
+            lossy(&early.stderr).contains("accepted"),
+            "{}",
+            lossy(&early.stderr)
+        );
+        assert!(!out.exists(), "nothing written for a refused release");
+
+        bed.act_ok(&ra, id, "approve", "approved");
+        let done = recover(id, &out);
+        assert_success(&done, "pkid token recover-key");
+        // The released key decrypts with the named recipient's key and is the escrowed one.
+        assert_eq!(
+            open_key_package(bed.work(), &out, &rsa_key, &rsa_cert),
+            public_key_of_cert(&escrowed)
+        );
+        let shown = bed.get(&format!("/api/v1/requests/{id}"), &ra);
+        assert_eq!(shown.json["state"], "fulfilled", "{shown}");
+        let audit = bed.cli(&["audit", "list"]);
+        assert!(audit.contains("key.recover"), "{audit}");
+
+        // Once fulfilled, not again.
+        let again = recover(id, &unique_path(bed.work(), "again", "p7"));
+        assert_eq!(again.status.code(), Some(5), "{}", lossy(&again.stderr));
+
+        // A certificate of the organisation whose key pkid did not make and escrow (issued
+        // through an RA issue request): refused when filed.
+        let issued = bed.file_issue(&officer, None, "Nguyễn Văn An");
+        bed.act_ok(&ra, issued.id(), "original-received", "accepted");
+        let issued = bed.act_ok(&ra, issued.id(), "approve", "fulfilled");
+        let plain_serial = issued.json["issued_certificate"]
+            .as_str()
+            .expect("issued_certificate")
+            .to_owned();
+        let r = file(&plain_serial, "central");
+        assert_ne!(r.status, 201, "{r}");
+        assert!(r.to_string().contains("has no escrowed key"), "{r}");
+        // A recover request for a key device (token) does not release an escrowed key.
+        let r = file(&serial, "token");
+        assert_eq!(r.status, 201, "{r}");
+        bed.act_ok(&ra, r.id(), "original-received", "accepted");
+        bed.act_ok(&ra, r.id(), "approve", "approved");
+        let wrong = recover(r.id(), &unique_path(bed.work(), "wrong", "p7"));
+        assert_eq!(wrong.status.code(), Some(5), "{}", lossy(&wrong.stderr));
+        assert!(
+            lossy(&wrong.stderr).contains("key origin central"),
+            "{}",
+            lossy(&wrong.stderr)
+        );
+
+        // The key never reached a log or the database in clear.
+        let db = [
+            std::fs::read(bed.data().join("pkid.db")).unwrap_or_default(),
+            std::fs::read(bed.data().join("pkid.db-wal")).unwrap_or_default(),
+        ]
+        .concat();
+        let akp = unique_path(bed.work(), "akp", "der");
+        openssl_ok(&[
+            "cms",
+            "-decrypt",
+            "-inform",
+            "DER",
+            "-in",
+            path_str(&out),
+            "-inkey",
+            path_str(&rsa_key),
+            "-recip",
+            path_str(&rsa_cert),
+            "-binary",
+            "-out",
+            path_str(&akp),
+        ]);
+        let plain = std::fs::read(&akp).expect("akp");
+        // The private scalar: ECPrivateKey's privateKey OCTET STRING (version 1, 32 bytes).
+        let at = plain
+            .windows(5)
+            .position(|w| w == [0x02, 0x01, 0x01, 0x04, 0x20])
+            .expect("an ECPrivateKey")
+            + 5;
+        let secret = &plain[at..at + 32];
+        assert!(
+            !db.windows(secret.len()).any(|w| w == secret),
+            "the key is sealed at rest"
+        );
+        let logs = bed.logs();
+        assert!(
+            !logs.contains(&hex::encode(secret)),
+            "the key is never logged"
+        );
+        assert!(!logs.contains(&base64::engine::general_purpose::STANDARD.encode(secret)));
+    }
+
+    /// A TLS 1.3 (or 1.2) connection to the daemon, trusting only the data directory's root.
+    fn connect(
+        bed: &Testbed,
+        version: &'static rustls::SupportedProtocolVersion,
+    ) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(bed.data().join("certs/root.crt")).expect("root.crt");
+        for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+            roots.add(c.expect("PEM")).expect("root");
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(&[version])
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+        let tcp = std::net::TcpStream::connect(bed.https).expect("connect");
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .expect("timeout");
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock).expect("TLS handshake");
+        }
+        tls
+    }
+
+    /// The connection's tls-exporter value (RFC 9266), base64.
+    fn exporter(
+        tls: &rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+    ) -> String {
+        let v = tls
+            .conn
+            .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+            .expect("exporter");
+        base64::engine::general_purpose::STANDARD.encode(v)
+    }
+
+    /// POSTs a CSR body over `tls` (HTTP/1.1, Basic), then reads the answer: (status, text).
+    fn post_over(
+        mut tls: rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+        path: &str,
+        user: &str,
+        body: &[u8],
+    ) -> (u16, String) {
+        let auth = base64::engine::general_purpose::STANDARD.encode(user);
+        let head = format!(
+            "POST /.well-known/est/{path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\nContent-Type: application/pkcs10\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        tls.write_all(head.as_bytes()).expect("write");
+        tls.write_all(body).expect("write");
+        tls.flush().expect("flush");
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match tls.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => reply.extend_from_slice(&buf[..n]),
+                // The server may close without close_notify after Connection: close.
+                Err(_) => break,
+            }
+        }
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, text)
+    }
+
+    /// A CSR made by `openssl req` whose challengePassword is `password`, as the EST body.
+    fn csr_with_challenge(dir: &Path, cn: &str, password: &str) -> Vec<u8> {
+        let conf = unique_path(dir, "req", "cnf");
+        std::fs::write(
+            &conf,
+            format!(
+                "[req]\nprompt = no\ndistinguished_name = dn\nattributes = attrs\n[dn]\nCN = {cn}\n[attrs]\nchallengePassword = {password}\n"
+            ),
+        )
+        .expect("write");
+        let key = unique_path(dir, "key", "pem");
+        let csr = unique_path(dir, "req", "der");
+        openssl_ok(&[
+            "req",
+            "-new",
+            "-nodes",
+            "-utf8",
+            "-config",
+            path_str(&conf),
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-keyout",
+            path_str(&key),
+            "-outform",
+            "DER",
+            "-out",
+            path_str(&csr),
+        ]);
+        base64::engine::general_purpose::STANDARD
+            .encode(std::fs::read(&csr).expect("csr"))
+            .into_bytes()
+    }
+
+    #[test]
+    fn a_label_requiring_channel_binding_takes_only_csrs_made_for_their_connection() {
+        let bed = bed();
+        let user = credential(bed);
+        // The CSR carries this connection's exporter value: issued, on the same connection.
+        let tls = connect(bed, &rustls::version::TLS13);
+        let body = csr_with_challenge(bed.work(), "kenh-rang-buoc", &exporter(&tls));
+        let (status, text) = post_over(tls, "bound/simpleenroll", &user, &body);
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains("smime-type=certs-only"), "{text}");
+        // The same CSR on another connection: 400, the binding does not match.
+        let (status, text) = post_over(
+            connect(bed, &rustls::version::TLS13),
+            "bound/simpleenroll",
+            &user,
+            &body,
+        );
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains("another connection"), "{text}");
+        // Over TLS 1.2 there is no tls-exporter: 400 naming TLS 1.3.
+        let tls12 = connect(bed, &rustls::version::TLS12);
+        let body12 = csr_with_challenge(bed.work(), "tls12", "AAAA");
+        let (status, text) = post_over(tls12, "bound/simpleenroll", &user, &body12);
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains("TLS 1.3"), "{text}");
+        // No challengePassword at all: the label requires it.
+        let (_, plain) = make_csr(bed.work(), "/CN=khong-rang-buoc", "ec:P-256");
+        let r = post(
+            bed,
+            "bound/simpleenroll",
+            &b64_csr(bed.work(), &plain),
+            &["--user", &user],
+        );
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(
+            r.text().contains("requires channel binding"),
+            "{}",
+            r.text()
+        );
+        // On an optional label a wrong binding is refused too; none is fine.
+        let r = post(
+            bed,
+            "escrowed/simpleenroll",
+            &b64_csr(bed.work(), &plain),
+            &["--user", &user],
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let wrong = unique_path(bed.work(), "wrong", "b64");
+        std::fs::write(
+            &wrong,
+            csr_with_challenge(bed.work(), "sai", "c2FpIHJvaQ=="),
+        )
+        .expect("write");
+        let r = post(bed, "escrowed/simpleenroll", &wrong, &["--user", &user]);
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(r.text().contains("tls-exporter"), "{}", r.text());
+    }
+}

@@ -75,6 +75,19 @@ pub enum TokenCommand {
         #[command(flatten)]
         slot: TokenSlot,
     },
+    /// Releases the escrowed private key of an approved recover request (key origin central),
+    /// encrypted to the requester's certificate (CMS EnvelopedData, DER), and fulfils it.
+    RecoverKey {
+        /// The recover request id.
+        #[arg(long)]
+        request: i64,
+        /// The certificate (PEM or DER) whose key the released key is encrypted to.
+        #[arg(long)]
+        recipient_cert: PathBuf,
+        /// Where the EnvelopedData (DER) is written; must not exist yet.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Records that a device whose certificate is revoked or expired came back.
     Return {
         /// The device's serial number.
@@ -232,6 +245,51 @@ pub(super) fn run(data: &Path, args: TokenArgs, who: &str) -> Result<(), Failure
                 .map_err(failure)?;
             json(&device_json(&d))?;
             pin_line(&pin)
+        }
+        TokenCommand::RecoverKey {
+            request,
+            recipient_cert,
+            out: path,
+        } => {
+            let recipient = std::fs::read(&recipient_cert).map_err(|e| Failure {
+                message: format!(
+                    "cannot read the recipient certificate {}: {e}",
+                    recipient_cert.display()
+                ),
+                code: 3,
+            })?;
+            // Created first, so that a request is never fulfilled with nowhere to put the key.
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| Failure {
+                    message: format!("cannot create {}: {e}", path.display()),
+                    code: 3,
+                })?;
+            let released = devices.recover_key(&me, request, &recipient);
+            let released = match released {
+                Ok(r) => r,
+                Err(e) => {
+                    drop(file);
+                    let _ = std::fs::remove_file(&path);
+                    return Err(failure(e));
+                }
+            };
+            std::io::Write::write_all(&mut file, &released.enveloped)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| Failure {
+                    message: format!(
+                        "request {request} is fulfilled, but writing {} failed: {e}",
+                        path.display()
+                    ),
+                    code: 1,
+                })?;
+            json(&serde_json::json!({
+                "request": request,
+                "certificate": released.certificate,
+                "out": path.display().to_string(),
+            }))
         }
         TokenCommand::Return { device, note } => json(&device_json(
             &devices

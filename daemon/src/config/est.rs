@@ -46,6 +46,14 @@ struct RawLabel {
     approval: String,
     #[serde(default)]
     allow_subject_change: bool,
+    #[serde(default)]
+    escrow: bool,
+    #[serde(default = "optional")]
+    channel_binding: String,
+}
+
+fn optional() -> String {
+    "optional".into()
 }
 
 fn auto() -> String {
@@ -116,6 +124,16 @@ impl Approval {
     }
 }
 
+/// Whether a CSR must carry the TLS connection's channel binding (RFC 9266 tls-exporter) in
+/// its challengePassword.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelBinding {
+    /// Checked when the CSR carries a challengePassword; a CSR without one is accepted.
+    Optional,
+    /// Every CSR must carry it, over TLS 1.3.
+    Required,
+}
+
 /// One `[[est.labels]]` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EstLabel {
@@ -131,6 +149,11 @@ pub struct EstLabel {
     pub approval: Approval,
     /// Whether `simplereenroll` may change the subject or subjectAltName.
     pub allow_subject_change: bool,
+    /// Whether `serverkeygen` keeps the generated private key sealed in escrow (never for a
+    /// profile whose keys sign with non-repudiation).
+    pub escrow: bool,
+    /// Whether CSRs must carry the tls-exporter channel binding.
+    pub channel_binding: ChannelBinding,
 }
 
 /// EST settings.
@@ -185,6 +208,24 @@ impl EstConfig {
                 &l.approval,
                 profiles,
             )?;
+            let non_repudiation = profiles
+                .get(&l.profile)
+                .is_some_and(|p| p.profile.key_usage.non_repudiation());
+            if l.escrow && non_repudiation {
+                return Err(format!(
+                    "{at}.escrow: profile {:?} signs with non-repudiation; its keys must exist only with their holder and are never escrowed",
+                    l.profile
+                ));
+            }
+            let channel_binding = match l.channel_binding.as_str() {
+                "optional" => ChannelBinding::Optional,
+                "required" => ChannelBinding::Required,
+                other => {
+                    return Err(format!(
+                        "{at}.channel_binding {other:?}: optional or required"
+                    ))
+                }
+            };
             let label = EstLabel {
                 name: l.name.clone(),
                 issuer,
@@ -192,6 +233,8 @@ impl EstConfig {
                 organisation: l.organisation,
                 approval,
                 allow_subject_change: l.allow_subject_change,
+                escrow: l.escrow,
+                channel_binding,
             };
             if labels.insert(l.name.clone(), label).is_some() {
                 return Err(format!("{at}.name {:?} is given twice", l.name));
@@ -228,9 +271,17 @@ mod tests {
         let l = c.est.label(None).expect("the default label");
         assert_eq!(l.issuer, "issuing");
         assert_eq!(l.approval, super::Approval::Auto);
-        assert!(!l.allow_subject_change);
+        assert!(!l.allow_subject_change && !l.escrow);
+        assert_eq!(l.channel_binding, super::ChannelBinding::Optional);
         assert_eq!(c.est.label(Some("devices")), Some(l));
         assert_eq!(c.est.credential_cache_secs, 60);
+        let c = parse(&format!(
+            "{LABEL}escrow = true\nchannel_binding = \"required\"\n"
+        ))
+        .expect("escrow on a profile without non-repudiation");
+        let l = c.est.label(Some("devices")).expect("label");
+        assert!(l.escrow);
+        assert_eq!(l.channel_binding, super::ChannelBinding::Required);
         let none = parse("").expect("defaults");
         assert!(none.est.labels.is_empty() && none.est.label(None).is_none());
     }
@@ -256,6 +307,14 @@ mod tests {
                 "retry_after_secs",
             ),
             (format!("{LABEL}colour = \"red\"\n"), "colour"),
+            (
+                LABEL.replace("tls-client", "person") + "escrow = true\n",
+                "never escrowed",
+            ),
+            (
+                format!("{LABEL}channel_binding = \"tls-unique\"\n"),
+                "optional or required",
+            ),
         ] {
             let e = parse(&text).expect_err(&text);
             assert!(e.contains(says), "{text}: {e}");

@@ -51,7 +51,9 @@ pub fn check_draft(
             );
         }
     }
-    if key_origin != KeyOrigin::Central {
+    // A recover request with key origin central names a key the server generated and holds in
+    // escrow (EST serverkeygen), not a remote-signing key: the rules below are for those.
+    if key_origin != KeyOrigin::Central || kind == RequestKind::Recover {
         return;
     }
     if !config.csc.enabled {
@@ -127,7 +129,12 @@ pub fn check_document(
     document: Option<&DocumentRecord>,
     errors: &mut Vec<Refusal>,
 ) {
-    if !drafts.iter().any(|d| d.key_origin == KeyOrigin::Central) {
+    // Central keys made for remote signing; a recover request of an escrowed key (also key
+    // origin central) takes the paper path like any other.
+    if !drafts
+        .iter()
+        .any(|d| d.key_origin == KeyOrigin::Central && d.kind == RequestKind::Issue)
+    {
         return;
     }
     match document {

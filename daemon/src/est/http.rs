@@ -8,7 +8,7 @@
 //! [`LOG_WINDOW`] (the rest are counted and the count logged with the next line).
 
 use super::{Caller, Enrolled, Est, EstError};
-use crate::http::tls::ClientIdentity;
+use crate::http::tls::{ClientIdentity, TlsExporter};
 use crate::http::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -55,11 +55,20 @@ fn log_refusal(operation: &str, label: &str, status: u16, reason: &str) {
 
 /// The router nested at `/.well-known/est` on the HTTPS listener.
 pub fn router(state: &Arc<AppState>) -> Router<Arc<AppState>> {
-    let est = Arc::new(Est::new(
-        state.config.load_full(),
-        state.store.clone(),
-        state.authority.clone(),
-    ));
+    let config = state.config.load_full();
+    let escrows = config.est.labels.values().any(|l| l.escrow);
+    let sealer = match state.keys.sealer() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            if escrows {
+                tracing::warn!(error = %e, "EST: the data key does not open; serverkeygen on escrow labels will answer 503");
+            }
+            None
+        }
+    };
+    let est = Arc::new(
+        Est::new(config, state.store.clone(), state.authority.clone()).with_sealer(sealer),
+    );
     Router::new()
         .route("/{*rest}", any(handle))
         .layer(Extension(est))
@@ -117,19 +126,29 @@ fn base64_reply(content_type: &'static str, der: &[u8]) -> Response {
         .into_response()
 }
 
-/// The `serverkeygen` reply (RFC 7030 §4.4.2): `multipart/mixed`, the private key as
-/// `application/pkcs8` first, then the certificate as certs-only PKCS#7, both base64. Never
-/// cached by anyone on the way.
+/// The `serverkeygen` reply (RFC 7030 §4.4.2): `multipart/mixed`, the private key first — as
+/// `application/pkcs8`, or, encrypted to the key the client named, as
+/// `application/pkcs7-mime; smime-type=server-generated-key` — then the certificate as
+/// certs-only PKCS#7, all base64. Never cached by anyone on the way.
 fn multipart(kc: &super::KeyAndCertificate) -> Result<Response, EstError> {
     let p7 = pkid_protocols::est::certs_only(&[kc.certificate.as_slice()])
         .map_err(|e| EstError::Internal(e.to_string()))?;
     let mut nonce = [0u8; 12];
     aws_lc_rs::rand::fill(&mut nonce).map_err(|_| EstError::Internal("random".into()))?;
     let boundary = format!("est-{}", hex::encode(nonce));
-    let key_b64 = zeroize::Zeroizing::new(base64_lines(&kc.pkcs8));
+    let (key_type, key_b64) = match &kc.key {
+        super::ServerKey::Pkcs8(der) => (
+            "application/pkcs8",
+            zeroize::Zeroizing::new(base64_lines(der)),
+        ),
+        super::ServerKey::Enveloped(der) => (
+            "application/pkcs7-mime; smime-type=server-generated-key",
+            zeroize::Zeroizing::new(base64_lines(der)),
+        ),
+    };
     let mut body = zeroize::Zeroizing::new(String::new());
     body.push_str(&format!(
-        "--{boundary}\r\nContent-Type: application/pkcs8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        "--{boundary}\r\nContent-Type: {key_type}\r\nContent-Transfer-Encoding: base64\r\n\r\n"
     ));
     body.push_str(&key_b64);
     body.push_str("\r\n");
@@ -241,7 +260,8 @@ fn check_pkcs10(headers: &HeaderMap) -> Result<(), EstError> {
 async fn handle(
     State(state): State<Arc<AppState>>,
     Extension(est): Extension<Arc<Est>>,
-    identity: Option<Extension<ClientIdentity>>,
+    // The connection's ClientIdentity and TlsExporter (HTTPS accept loop).
+    connection: axum::http::Extensions,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -297,10 +317,11 @@ async fn handle(
     }
     let caller = || -> Result<Caller, EstError> {
         Ok(Caller {
-            certificate: identity
-                .as_ref()
-                .map(|Extension(id)| (id.serial.to_string(), id.leaf.to_vec())),
+            certificate: connection
+                .get::<ClientIdentity>()
+                .map(|id| (id.serial.to_string(), id.leaf.to_vec())),
             basic: basic(&headers)?,
+            exporter: connection.get::<TlsExporter>().map(|x| x.0),
         })
     };
     let est2 = est.clone();

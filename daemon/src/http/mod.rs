@@ -317,7 +317,7 @@ async fn accept_loop(
         let connection = tokio::spawn(async move {
             let _admission = admission;
             let stream = conn::Watched::new(stream, activity.clone());
-            let service = |identity: Option<ClientIdentity>| {
+            let service = |identity: Option<ClientIdentity>, exporter: Option<tls::TlsExporter>| {
                 let activity = activity.clone();
                 // hyper calls a service through `&self`, tower through `&mut self`: a
                 // `RefCell` (borrowed only while a request is handed over, on this task)
@@ -327,6 +327,9 @@ async fn accept_loop(
                     let in_flight = activity.request();
                     if let Some(id) = &identity {
                         req.extensions_mut().insert(id.clone());
+                    }
+                    if let Some(x) = exporter {
+                        req.extensions_mut().insert(x);
                     }
                     let answer = tower::Service::call(&mut *router.borrow_mut(), req);
                     async move {
@@ -341,7 +344,7 @@ async fn accept_loop(
                         watcher
                             .watch(
                                 builder
-                                    .serve_connection(TokioIo::new(stream), service(None))
+                                    .serve_connection(TokioIo::new(stream), service(None, None))
                                     .into_owned(),
                             )
                             .await
@@ -353,12 +356,13 @@ async fn accept_loop(
                             Ok(Ok(tls_stream)) => {
                                 let identity =
                                     trust.identity(tls_stream.get_ref().1.peer_certificates());
+                                let exporter = tls::TlsExporter::of(tls_stream.get_ref().1);
                                 watcher
                                     .watch(
                                         builder
                                             .serve_connection(
                                                 TokioIo::new(tls_stream),
-                                                service(identity),
+                                                service(identity, exporter),
                                             )
                                             .into_owned(),
                                     )

@@ -47,6 +47,37 @@ pub struct ClientIdentity {
     pub subject: Arc<str>,
 }
 
+/// The connection's tls-exporter channel binding (RFC 9266): 32 bytes exported under the label
+/// `EXPORTER-Channel-Binding` with no context, computed once at the handshake of a TLS 1.3
+/// connection and put beside [`ClientIdentity`] on every request of it (TLS 1.2 connections
+/// have none: RFC 9266 defines it for TLS 1.3, and tls-unique is not offered, docs/est.md).
+#[derive(Clone, Copy)]
+pub struct TlsExporter(pub [u8; TLS_EXPORTER_LEN]);
+
+/// Bytes of the tls-exporter value (RFC 9266 §2).
+pub const TLS_EXPORTER_LEN: usize = 32;
+
+/// The exporter label of RFC 9266 §2.
+pub const TLS_EXPORTER_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
+
+impl std::fmt::Debug for TlsExporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsExporter(..)")
+    }
+}
+
+impl TlsExporter {
+    /// The value of a TLS 1.3 connection; `None` for an earlier version.
+    pub fn of(conn: &rustls::ServerConnection) -> Option<Self> {
+        if conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+            return None;
+        }
+        conn.export_keying_material([0u8; TLS_EXPORTER_LEN], TLS_EXPORTER_LABEL, None)
+            .ok()
+            .map(Self)
+    }
+}
+
 /// A CA certificate pkid signs with: its name, certificate and subject (DER, for matching).
 #[derive(Debug)]
 struct PkidIssuer {

@@ -1909,11 +1909,26 @@ impl RequestDesk {
                 } else if input.reason.is_some() {
                     errors.push(FieldError::new("reason", "only for revoke"));
                 }
-                if kind == RequestKind::Recover && key_origin != KeyOrigin::Token {
-                    errors.push(FieldError::new(
-                        "key_origin",
-                        "a key device is recovered: token",
-                    ));
+                if kind == RequestKind::Recover {
+                    match key_origin {
+                        KeyOrigin::Token => {}
+                        // A key the server generated and keeps in escrow (EST serverkeygen on
+                        // an escrow label), released by `pkid token recover-key`.
+                        KeyOrigin::Central => {
+                            if let Some(c) = &record.certificate {
+                                if self.store.escrowed_key(c)?.is_none() {
+                                    errors.push(FieldError::new(
+                                        "certificate",
+                                        format!("certificate {c} has no escrowed key"),
+                                    ));
+                                }
+                            }
+                        }
+                        KeyOrigin::Csr => errors.push(FieldError::new(
+                            "key_origin",
+                            "a key device (token) or an escrowed server-made key (central) is recovered",
+                        )),
+                    }
                 }
             }
         }
@@ -2111,9 +2126,13 @@ impl RequestDesk {
         }
         let belongs = match self.issuing_request(&s)? {
             Some(r) => r.organisation == org.id,
-            // Issued outside the RA (the command line): only an RA officer who reaches every
-            // organisation may file for it.
-            None => who.reach() == Reach::All && who.decides(),
+            None => match self.store.escrowed_key(&s)? {
+                // Issued by EST serverkeygen on an escrow label of the organisation.
+                Some(k) => k.organisation == org.id,
+                // Issued outside the RA (the command line): only an RA officer who reaches
+                // every organisation may file for it.
+                None => who.reach() == Reach::All && who.decides(),
+            },
         };
         if !belongs {
             errors.push(FieldError::new(

@@ -135,6 +135,46 @@ pub trait KeyDevices: Send + Sync {
     fn devices(&self, organisations: Option<&[String]>) -> Result<Vec<DeviceRecord>, StoreError>;
     /// A device's history, oldest first.
     fn device_history(&self, serial: &str) -> Result<Vec<DeviceEvent>, StoreError>;
+    /// Stores a server-generated private key in escrow, sealed, with its audit record, in one
+    /// transaction. [`StoreError::Changed`] when the certificate already has one.
+    fn put_escrowed_key(&self, key: &EscrowedKey, audit: &AuditEntry) -> Result<(), StoreError>;
+    /// The escrowed key of certificate `serial`, if it has one.
+    fn escrowed_key(&self, serial: &str) -> Result<Option<EscrowedKey>, StoreError>;
+    /// Records that the escrowed key of certificate `serial` was released at `at`, with the
+    /// audit record, in one transaction.
+    fn record_key_release(
+        &self,
+        serial: &str,
+        at: u64,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+}
+
+/// A private key pkid generated (EST `serverkeygen` on a label with `escrow = true`) and keeps
+/// sealed under the data key, so that a lost key can be recovered through an approved RA
+/// `recover` request. Never for a profile whose keys sign with non-repudiation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EscrowedKey {
+    /// The certificate's serial (hex): the key is its subject's.
+    pub certificate: String,
+    /// The organisation the subscriber belongs to.
+    pub organisation: String,
+    /// Where the key was made (`est:<label>`).
+    pub origin: String,
+    /// The PKCS#8 private key, sealed with [`escrow_context`].
+    pub sealed: Vec<u8>,
+    /// When it was escrowed, Unix seconds.
+    pub escrowed_at: u64,
+    /// How many times it was released.
+    pub releases: u32,
+    /// The last release, Unix seconds.
+    pub last_released_at: Option<u64>,
+}
+
+/// The context an escrowed key is sealed under: bound to its certificate's serial, so a sealed
+/// key copied to another certificate's row does not open.
+pub fn escrow_context(serial: &str) -> String {
+    format!("certificate:{serial}:escrowed-key")
 }
 
 /// The context a device's SO PIN is sealed under: bound to the token's serial, so a sealed PIN

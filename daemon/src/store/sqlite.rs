@@ -100,6 +100,8 @@ const MIGRATIONS: &[&str] = &[
     cmp::MIGRATION,
     // 14: remote-signing accounts and credentials (see sqlite/csc.rs).
     csc::MIGRATION,
+    // 15: server-generated keys kept in escrow (see sqlite/devices.rs).
+    devices::ESCROW_MIGRATION,
 ];
 
 /// Reconciliation closes a pending row whose issuance died by setting `abandoned_at`; `status`

@@ -1,7 +1,7 @@
 //! SQLite side of the key devices (see `store::devices`).
 
 use super::{insert_audit, unavailable, SqliteStore};
-use crate::store::devices::{DeviceEvent, DeviceRecord, DeviceState, KeyDevices};
+use crate::store::devices::{DeviceEvent, DeviceRecord, DeviceState, EscrowedKey, KeyDevices};
 use crate::store::{AuditEntry, StoreError};
 use rusqlite::{params, OptionalExtension, Transaction};
 
@@ -36,6 +36,19 @@ pub(super) const MIGRATION: &str = "
         detail  TEXT NOT NULL
     ) STRICT;
     CREATE INDEX device_events_serial ON device_events(serial, id);";
+
+/// Migration 15 (appended to `MIGRATIONS`): server-generated private keys kept in escrow,
+/// sealed under the data key, one per certificate.
+pub(super) const ESCROW_MIGRATION: &str = "
+    CREATE TABLE escrowed_keys (
+        certificate       TEXT PRIMARY KEY NOT NULL REFERENCES certificates(serial),
+        organisation      TEXT NOT NULL,
+        origin            TEXT NOT NULL,
+        sealed            BLOB NOT NULL,
+        escrowed_at       INTEGER NOT NULL,
+        releases          INTEGER NOT NULL DEFAULT 0,
+        last_released_at  INTEGER
+    ) STRICT;";
 
 const COLUMNS: &str = "serial, model, manufacturer, label, organisation, request, certificate, \
      so_pin_sealed, state, receiver, handed_over_at, returned_at, provisioned_at, updated_at";
@@ -122,6 +135,87 @@ fn write_row(tx: &Transaction<'_>, d: &DeviceRecord) -> Result<(), StoreError> {
 }
 
 impl KeyDevices for SqliteStore {
+    fn put_escrowed_key(&self, key: &EscrowedKey, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO escrowed_keys (certificate, organisation, origin, sealed, escrowed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    key.certificate,
+                    key.organisation,
+                    key.origin,
+                    key.sealed,
+                    key.escrowed_at
+                ],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+                {
+                    StoreError::Changed(format!(
+                        "certificate {} already has an escrowed key",
+                        key.certificate
+                    ))
+                }
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+                {
+                    StoreError::NotFound(format!("certificate {}", key.certificate))
+                }
+                e => unavailable(e),
+            })?;
+            insert_audit(tx, audit).map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn escrowed_key(&self, serial: &str) -> Result<Option<EscrowedKey>, StoreError> {
+        let conn = self.lock()?;
+        conn.query_row(
+            "SELECT certificate, organisation, origin, sealed, escrowed_at, releases,
+                    last_released_at
+             FROM escrowed_keys WHERE certificate = ?1",
+            [serial],
+            |r| {
+                Ok(EscrowedKey {
+                    certificate: r.get(0)?,
+                    organisation: r.get(1)?,
+                    origin: r.get(2)?,
+                    sealed: r.get(3)?,
+                    escrowed_at: r.get(4)?,
+                    releases: r.get(5)?,
+                    last_released_at: r.get(6)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(unavailable)
+    }
+
+    fn record_key_release(
+        &self,
+        serial: &str,
+        at: u64,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE escrowed_keys SET releases = releases + 1, last_released_at = ?2
+                     WHERE certificate = ?1",
+                    params![serial, at],
+                )
+                .map_err(unavailable)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "no escrowed key for certificate {serial}"
+                )));
+            }
+            insert_audit(tx, audit).map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
     fn put_device(
         &self,
         device: &DeviceRecord,

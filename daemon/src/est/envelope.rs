@@ -1,0 +1,392 @@
+//! A private key encrypted to a certificate the recipient holds: CMS EnvelopedData (RFC 5652
+//! §6) around an asymmetric key package (RFC 5958), as RFC 7030 §4.4.2 returns a server-made
+//! key when the client names a key to encrypt it to, and as the RA releases an escrowed key.
+//!
+//! ```text
+//!  PKCS#8 key ─▶ AsymmetricKeyPackage (SEQUENCE OF OneAsymmetricKey)
+//!    ─▶ AES-256-CBC under a fresh content key (random IV)
+//!    ─▶ the content key to the recipient's certificate:
+//!         RSA   ─▶ KeyTransRecipientInfo, RSAES-OAEP (SHA-256, MGF1-SHA-256)      RFC 8017, 4055
+//!         P-256 ─▶ KeyAgreeRecipientInfo, ephemeral-static ECDH,                  RFC 5753
+//!         P-384    dhSinglePass-stdDH-sha256kdf-scheme, key wrapped with aes256-wrap
+//!    ─▶ ContentInfo { id-envelopedData, EnvelopedData }
+//! ```
+//!
+//! The `cms` 0.2 types are reused; its builder is not: it encrypts RSA with PKCS#1 v1.5 only,
+//! has no key-agreement recipient, and would pull a second cryptography stack (RustCrypto's
+//! `rsa`, `aes`, `cbc`) beside aws-lc-rs (docs/decisions.md). The recipient is named by issuer
+//! and serial number (`openssl cms -decrypt -recip cert.pem` matches it), which every client
+//! reads; cms 0.2's `rKeyId` choice is encoded without its constructed bit, so it is not used.
+//!
+//! Randomness (content key, IV, the ephemeral ECDH key) comes from aws-lc-rs's system RNG,
+//! which is why this lives in the daemon and not in the sans-I/O `protocols` crate.
+
+use aws_lc_rs::{agreement, cipher, digest, key_wrap, rand, rsa};
+use cms::cert::IssuerAndSerialNumber;
+use cms::content_info::{CmsVersion, ContentInfo};
+use cms::enveloped_data::{
+    EncryptedContentInfo, EnvelopedData, KeyAgreeRecipientIdentifier, KeyAgreeRecipientInfo,
+    KeyTransRecipientInfo, OriginatorIdentifierOrKey, OriginatorPublicKey, RecipientEncryptedKey,
+    RecipientIdentifier, RecipientInfo, RecipientInfos,
+};
+use const_oid::db::rfc5911::{ID_AES_256_CBC, ID_AES_256_WRAP, ID_ENVELOPED_DATA};
+use const_oid::db::rfc5912::{
+    ID_EC_PUBLIC_KEY, ID_MGF_1, ID_RSAES_OAEP, ID_SHA_256, RSA_ENCRYPTION, SECP_256_R_1,
+    SECP_384_R_1,
+};
+use const_oid::ObjectIdentifier;
+use der::asn1::{BitString, OctetString, SetOfVec};
+use der::{Any, Decode, Encode, Sequence};
+use spki::AlgorithmIdentifierOwned;
+use x509_cert::Certificate;
+use zeroize::Zeroizing;
+
+/// `id-ct-KP-aKeyPackage` (RFC 5958 §3): the content type of an asymmetric key package.
+pub const ID_CT_KP_A_KEY_PACKAGE: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.16.840.1.101.2.1.2.78.5");
+/// `dhSinglePass-stdDH-sha256kdf-scheme` (RFC 5753 §7.1.4, SEC 1).
+pub const DH_SINGLE_PASS_STD_DH_SHA256_KDF: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.3.132.1.11.1");
+
+/// Bytes of the AES-256 content-encryption and key-encryption keys.
+const AES_256_KEY_LEN: usize = 32;
+
+/// Why a key could not be enveloped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvelopeError {
+    /// The recipient's certificate holds a key this module does not encrypt to (the peer's
+    /// choice: only RSA ≥ 2048, P-256 and P-384 are recipients).
+    #[error("{0}")]
+    UnsupportedRecipient(String),
+    /// Our side: randomness, a primitive, an encoding.
+    #[error("enveloping the key failed: {0}")]
+    Failed(String),
+}
+
+fn failed(what: &str) -> impl Fn(aws_lc_rs::error::Unspecified) -> EnvelopeError + '_ {
+    move |_| EnvelopeError::Failed(what.to_owned())
+}
+
+fn der_failed(e: der::Error) -> EnvelopeError {
+    EnvelopeError::Failed(e.to_string())
+}
+
+/// RSAES-OAEP-params (RFC 8017 Appendix A.2.1; RFC 4055 §4.1), with SHA-256 and MGF1-SHA-256:
+///
+/// ```text
+/// RSAES-OAEP-params ::= SEQUENCE {
+///     hashAlgorithm      [0] HashAlgorithm     DEFAULT sha1,
+///     maskGenAlgorithm   [1] MaskGenAlgorithm  DEFAULT mgf1SHA1,
+///     pSourceAlgorithm   [2] PSourceAlgorithm  DEFAULT pSpecifiedEmpty }
+/// ```
+#[derive(Sequence)]
+struct RsaesOaepParams {
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT")]
+    hash: AlgorithmIdentifierOwned,
+    #[asn1(context_specific = "1", tag_mode = "EXPLICIT")]
+    mask_gen: AlgorithmIdentifierOwned,
+}
+
+/// ECC-CMS-SharedInfo (RFC 5753 §7.2), the KDF's SharedInfo:
+///
+/// ```text
+/// ECC-CMS-SharedInfo ::= SEQUENCE {
+///     keyInfo         AlgorithmIdentifier,
+///     entityUInfo [0] EXPLICIT OCTET STRING OPTIONAL,
+///     suppPubInfo [2] EXPLICIT OCTET STRING }
+/// ```
+#[derive(Sequence)]
+struct EccCmsSharedInfo {
+    key_info: AlgorithmIdentifierOwned,
+    #[asn1(context_specific = "2", tag_mode = "EXPLICIT")]
+    supp_pub_info: OctetString,
+}
+
+fn algorithm(oid: ObjectIdentifier, parameters: Option<Any>) -> AlgorithmIdentifierOwned {
+    AlgorithmIdentifierOwned { oid, parameters }
+}
+
+/// The key identifier a client names its certificate's key by (RFC 7030 §4.4.1.2): the
+/// certificate's subjectKeyIdentifier, or, without one, the SHA-1 of its public key bits (RFC
+/// 5280 §4.2.1.2, method 1), as most issuers compute it.
+pub fn key_identifier(certificate: &Certificate) -> Vec<u8> {
+    if let Ok(Some((_, ski))) = certificate
+        .tbs_certificate
+        .get::<x509_cert::ext::pkix::SubjectKeyIdentifier>()
+    {
+        return ski.0.as_bytes().to_vec();
+    }
+    let bits = certificate
+        .tbs_certificate
+        .subject_public_key_info
+        .subject_public_key
+        .raw_bytes();
+    digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, bits)
+        .as_ref()
+        .to_vec()
+}
+
+/// `ContentInfo(EnvelopedData)` (DER) holding `pkcs8` as an asymmetric key package, readable
+/// only with the private key of `recipient`.
+pub fn key_package_for(recipient: &Certificate, pkcs8: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+    let mut cek = Zeroizing::new([0u8; AES_256_KEY_LEN]);
+    rand::fill(cek.as_mut()).map_err(failed("no randomness for the content key"))?;
+    let recipient_info = recipient_info(recipient, cek.as_ref())?;
+    let rsa = matches!(recipient_info, RecipientInfo::Ktri(_));
+
+    // AsymmetricKeyPackage ::= SEQUENCE SIZE (1..MAX) OF OneAsymmetricKey (RFC 5958 §2); a
+    // PKCS#8 PrivateKeyInfo is a version-1 OneAsymmetricKey.
+    let one = Any::from_der(pkcs8).map_err(der_failed)?;
+    let mut content = Zeroizing::new(vec![one].to_der().map_err(der_failed)?);
+    let key = cipher::UnboundCipherKey::new(&cipher::AES_256, cek.as_ref())
+        .map_err(failed("the content key"))?;
+    let encrypting =
+        cipher::PaddedBlockEncryptingKey::cbc_pkcs7(key).map_err(failed("AES-256-CBC"))?;
+    let context = encrypting
+        .encrypt(&mut *content)
+        .map_err(failed("AES-256-CBC encryption"))?;
+    let iv: &[u8] = (&context)
+        .try_into()
+        .map_err(failed("the AES-256-CBC IV"))?;
+    let iv = OctetString::new(iv.to_vec()).map_err(der_failed)?;
+
+    let enveloped = EnvelopedData {
+        // RFC 5652 §6.1: 0 when every RecipientInfo is version 0 (a KTRI by issuer and
+        // serial), 2 otherwise (a KARI is version 3).
+        version: if rsa { CmsVersion::V0 } else { CmsVersion::V2 },
+        originator_info: None,
+        recip_infos: RecipientInfos(SetOfVec::try_from(vec![recipient_info]).map_err(der_failed)?),
+        encrypted_content: EncryptedContentInfo {
+            content_type: ID_CT_KP_A_KEY_PACKAGE,
+            content_enc_alg: algorithm(
+                ID_AES_256_CBC,
+                Some(Any::encode_from(&iv).map_err(der_failed)?),
+            ),
+            encrypted_content: Some(
+                OctetString::new(content.as_slice().to_vec()).map_err(der_failed)?,
+            ),
+        },
+        unprotected_attrs: None,
+    };
+    ContentInfo {
+        content_type: ID_ENVELOPED_DATA,
+        content: Any::encode_from(&enveloped).map_err(der_failed)?,
+    }
+    .to_der()
+    .map_err(der_failed)
+}
+
+fn issuer_and_serial(recipient: &Certificate) -> IssuerAndSerialNumber {
+    IssuerAndSerialNumber {
+        issuer: recipient.tbs_certificate.issuer.clone(),
+        serial_number: recipient.tbs_certificate.serial_number.clone(),
+    }
+}
+
+/// The content key `cek` encrypted to `recipient`'s public key.
+fn recipient_info(recipient: &Certificate, cek: &[u8]) -> Result<RecipientInfo, EnvelopeError> {
+    let spki = &recipient.tbs_certificate.subject_public_key_info;
+    if spki.algorithm.oid == RSA_ENCRYPTION {
+        let der = spki.to_der().map_err(der_failed)?;
+        let public = rsa::PublicEncryptingKey::from_der(&der).map_err(|_| {
+            EnvelopeError::UnsupportedRecipient(
+                "the recipient certificate's RSA key is not usable (at least 2048 bits)".into(),
+            )
+        })?;
+        if public.key_size_bits() < 2048 {
+            return Err(EnvelopeError::UnsupportedRecipient(format!(
+                "the recipient certificate's RSA key has {} bits; at least 2048",
+                public.key_size_bits()
+            )));
+        }
+        let oaep = rsa::OaepPublicEncryptingKey::new(public).map_err(failed("RSA-OAEP"))?;
+        let mut out = vec![0u8; oaep.ciphertext_size()];
+        let encrypted = oaep
+            .encrypt(&rsa::OAEP_SHA256_MGF1SHA256, cek, &mut out, None)
+            .map_err(failed("RSA-OAEP encryption"))?;
+        let sha256 = algorithm(ID_SHA_256, None);
+        let params = RsaesOaepParams {
+            hash: sha256.clone(),
+            mask_gen: algorithm(
+                ID_MGF_1,
+                Some(Any::encode_from(&sha256).map_err(der_failed)?),
+            ),
+        };
+        return Ok(RecipientInfo::Ktri(KeyTransRecipientInfo {
+            version: CmsVersion::V0,
+            rid: RecipientIdentifier::IssuerAndSerialNumber(issuer_and_serial(recipient)),
+            key_enc_alg: algorithm(
+                ID_RSAES_OAEP,
+                Some(Any::encode_from(&params).map_err(der_failed)?),
+            ),
+            enc_key: OctetString::new(encrypted.to_vec()).map_err(der_failed)?,
+        }));
+    }
+    if spki.algorithm.oid != ID_EC_PUBLIC_KEY {
+        return Err(EnvelopeError::UnsupportedRecipient(format!(
+            "the recipient certificate's key ({}) is neither RSA nor EC",
+            spki.algorithm.oid
+        )));
+    }
+    let curve = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
+    let ecdh = match curve {
+        Some(c) if c == SECP_256_R_1 => &agreement::ECDH_P256,
+        Some(c) if c == SECP_384_R_1 => &agreement::ECDH_P384,
+        _ => {
+            return Err(EnvelopeError::UnsupportedRecipient(
+                "the recipient certificate's EC key is on neither P-256 nor P-384".into(),
+            ))
+        }
+    };
+    let rng = rand::SystemRandom::new();
+    let ephemeral =
+        agreement::EphemeralPrivateKey::generate(ecdh, &rng).map_err(failed("the ECDH key"))?;
+    let ephemeral_public = ephemeral
+        .compute_public_key()
+        .map_err(failed("the ECDH public key"))?;
+    let wrap_alg = algorithm(ID_AES_256_WRAP, None);
+    let shared_info = EccCmsSharedInfo {
+        key_info: wrap_alg.clone(),
+        supp_pub_info: OctetString::new(((AES_256_KEY_LEN * 8) as u32).to_be_bytes().to_vec())
+            .map_err(der_failed)?,
+    }
+    .to_der()
+    .map_err(der_failed)?;
+    let peer = agreement::UnparsedPublicKey::new(ecdh, spki.subject_public_key.raw_bytes());
+    // ANSI X9.63 KDF with SHA-256 (RFC 5753 §7.1.4, SEC 1 §3.6.1): one block makes the 256-bit
+    // key-encryption key, K = SHA-256(Z ‖ 00000001 ‖ SharedInfo). aws-lc-rs offers the
+    // SP 800-56C one-step KDF, whose input order differs, so the one block is computed here.
+    let kek = agreement::agree_ephemeral(
+        ephemeral,
+        peer,
+        EnvelopeError::UnsupportedRecipient(
+            "the recipient certificate's EC public key is not a valid point".into(),
+        ),
+        |z| {
+            let mut ctx = digest::Context::new(&digest::SHA256);
+            ctx.update(z);
+            ctx.update(&1u32.to_be_bytes());
+            ctx.update(&shared_info);
+            let mut k = Zeroizing::new([0u8; AES_256_KEY_LEN]);
+            k.copy_from_slice(ctx.finish().as_ref());
+            Ok(k)
+        },
+    )?;
+    let kek = key_wrap::AesKek::new(&key_wrap::AES_256, kek.as_ref())
+        .map_err(failed("the key-encryption key"))?;
+    let mut wrapped = vec![0u8; cek.len() + 8];
+    let wrapped = key_wrap::KeyWrap::wrap(kek, cek, &mut wrapped)
+        .map_err(failed("AES key wrap"))?
+        .to_vec();
+    Ok(RecipientInfo::Kari(KeyAgreeRecipientInfo {
+        version: CmsVersion::V3,
+        originator: OriginatorIdentifierOrKey::OriginatorKey(OriginatorPublicKey {
+            // RFC 5753 §3.1.1: id-ecPublicKey; the curve is the recipient's (parameters absent).
+            algorithm: algorithm(ID_EC_PUBLIC_KEY, None),
+            public_key: BitString::from_bytes(ephemeral_public.as_ref()).map_err(der_failed)?,
+        }),
+        ukm: None,
+        key_enc_alg: algorithm(
+            DH_SINGLE_PASS_STD_DH_SHA256_KDF,
+            Some(Any::encode_from(&wrap_alg).map_err(der_failed)?),
+        ),
+        recipient_enc_keys: vec![RecipientEncryptedKey {
+            rid: KeyAgreeRecipientIdentifier::IssuerAndSerialNumber(issuer_and_serial(recipient)),
+            enc_key: OctetString::new(wrapped).map_err(der_failed)?,
+        }],
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use std::process::Command;
+
+    fn openssl(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The key package, enveloped to a self-signed certificate of `newkey`, opens with
+    /// `openssl cms -decrypt` and holds exactly the key put in.
+    fn round_trip(newkey: &[&str]) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let mut args = vec!["req", "-x509", "-nodes", "-subj", "/CN=Người nhận", "-utf8"];
+        args.extend_from_slice(newkey);
+        args.extend_from_slice(&["-keyout", "r.key", "-out", "r.crt", "-days", "1"]);
+        openssl(d, &args);
+        let pem = std::fs::read_to_string(d.join("r.crt")).expect("r.crt");
+        let (_, der) = pem_rfc7468_decode(&pem);
+        let recipient = Certificate::from_der(&der).expect("certificate");
+        let pair = aws_lc_rs::signature::EcdsaKeyPair::generate(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        )
+        .expect("key");
+        let pkcs8 = pair.to_pkcs8v1().expect("pkcs8");
+        let p7 = key_package_for(&recipient, pkcs8.as_ref()).expect("enveloped");
+        std::fs::write(d.join("k.p7"), &p7).expect("write");
+        openssl(
+            d,
+            &[
+                "cms", "-decrypt", "-inform", "DER", "-in", "k.p7", "-inkey", "r.key", "-recip",
+                "r.crt", "-binary", "-out", "akp.der",
+            ],
+        );
+        let akp = std::fs::read(d.join("akp.der")).expect("akp");
+        let keys: Vec<Any> = Vec::from_der(&akp).expect("a SEQUENCE OF OneAsymmetricKey");
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].to_der().expect("der"), pkcs8.as_ref());
+    }
+
+    fn pem_rfc7468_decode(pem: &str) -> (String, Vec<u8>) {
+        let (label, der) = der::pem::decode_vec(pem.as_bytes()).expect("PEM");
+        (label.to_owned(), der)
+    }
+
+    #[test]
+    fn an_rsa_recipient_decrypts_with_openssl() {
+        round_trip(&["-newkey", "rsa:2048"]);
+    }
+
+    #[test]
+    fn p256_and_p384_recipients_decrypt_with_openssl() {
+        round_trip(&["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]);
+        round_trip(&["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"]);
+    }
+
+    #[test]
+    fn other_keys_are_refused_as_the_peers_choice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        openssl(
+            d,
+            &[
+                "req", "-x509", "-nodes", "-subj", "/CN=ed", "-newkey", "ed25519", "-keyout",
+                "r.key", "-out", "r.crt",
+            ],
+        );
+        let pem = std::fs::read_to_string(d.join("r.crt")).expect("r.crt");
+        let (_, der) = pem_rfc7468_decode(&pem);
+        let recipient = Certificate::from_der(&der).expect("certificate");
+        assert!(matches!(
+            key_package_for(&recipient, b"\x30\x00"),
+            Err(EnvelopeError::UnsupportedRecipient(_))
+        ));
+    }
+}
