@@ -5,23 +5,31 @@
 //! ```text
 //! PKIMessage ─▶ parse (pure) ─▶ label (issuer, profile, organisation, protection)
 //!   ─▶ authenticate: PBM with the organisation's shared secret named by senderKID
-//!      (`pkid credential add --kind cmp`, stored sealed, opened per message)
+//!      (`pkid credential add --kind cmp`, stored sealed, opened per message), or a signature
+//!      by the certificate at extraCerts[0]: stored by pkid byte for byte, valid, O = the
+//!      organisation's legal name
 //!   ─▶ messageTime within the window
 //!   ─▶ ir / cr / p10cr: transactionID new (else transactionIdInUse) ─▶ POP (badPOP) ─▶ key type
 //!      of the profile ─▶ subject: CN [, OU], O = the organisation's legal name, C = VN
-//!      ─▶ Authority::sign_certificate (stored and audited) ─▶ ip / cp, MAC-protected, caPubs
-//!      = the root, extraCerts = the chain; implicitConfirm granted when asked and allowed
+//!      ─▶ Authority::sign_certificate (stored and audited) ─▶ ip / cp; caPubs = the root
+//!      (MAC only), extraCerts = the chain; implicitConfirm granted when asked and allowed
+//!   ─▶ kur (signed by the certificate being updated) ─▶ POP ─▶ RA rekey: the new certificate
+//!      committed with the old one superseded ─▶ kup
+//!   ─▶ rr (issuer + serial, reason) ─▶ the organisation's own certificate ─▶ RA revoke ─▶ rp
 //!   ─▶ certConf: recipNonce = our last senderNonce, certHash of the certificate;
 //!      accepted ─▶ confirmed; rejected ─▶ revoked ─▶ pkiConf
 //! a certificate not confirmed within confirm_timeout_secs is revoked (checked as messages come)
-//! every refusal: an `error` PKIMessage with its PKIFailureInfo bit and a status string,
-//!   MAC-protected when the request's MAC verified
+//! every answer is protected like its request: MAC with the same secret, or signed by the
+//!   label's issuer's CMP responder (`datadir::cmp_responder`); a refusal is an `error`
+//!   PKIMessage with its PKIFailureInfo bit and a status string, unprotected only when the
+//!   request's protection did not verify
 //! ```
 
 pub mod http;
 
 use crate::ca::{Authority, CaError, Issuance};
 use crate::config::{Approval, CmpLabel, Config};
+use crate::datadir::cmp_responder::CmpResponder;
 use crate::keys::seal::DataSealer;
 use crate::ra::RegistrationAuthority;
 use crate::store::cmp::{CmpState, CmpTransaction};
@@ -132,7 +140,8 @@ pub struct Answer {
     pub outcome: &'static str,
     /// The refusal's text, for the log.
     pub refusal: Option<String>,
-    /// Whether a certificate was issued (the status view must catch up before the answer).
+    /// Whether a certificate was issued or revoked (the status view must catch up before the
+    /// answer).
     pub issued: bool,
 }
 
@@ -142,14 +151,53 @@ struct MacKey {
     secret: zeroize::Zeroizing<Vec<u8>>,
 }
 
+/// How a verified message was protected, and so how its answer is.
+enum Protection {
+    /// PBM with the organisation's secret: the answer is MAC-protected with it.
+    Mac(Box<MacKey>),
+    /// Signed with a valid certificate pkid issued to the organisation (`extraCerts[0]`): the
+    /// answer is signed by the label's issuer's CMP responder.
+    Signed {
+        /// The protecting certificate.
+        certificate: Box<Certificate>,
+    },
+}
+
 /// Who sent a verified message.
 struct Sender {
     organisation: String,
     /// For the audit log.
     actor: String,
-    /// The credential name (senderKID).
+    /// The credential name (senderKID) or `cert:SERIAL`: the transaction's sender.
     kid: String,
-    mac: MacKey,
+    protection: Protection,
+}
+
+impl Sender {
+    /// The protecting certificate of a signed message.
+    fn certificate(&self) -> Option<&Certificate> {
+        match &self.protection {
+            Protection::Signed { certificate } => Some(certificate),
+            Protection::Mac(_) => None,
+        }
+    }
+}
+
+/// The organisation (O) a certificate's subject names.
+fn organisation_of(name: &Name) -> Option<String> {
+    name.0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        .find(|atv| atv.oid == const_oid::db::rfc4519::O)
+        .and_then(|atv| attr_text(&atv.value))
+}
+
+/// The canonical hex serial of a certificate.
+fn serial_hex(cert: &Certificate) -> String {
+    pkid_protocols::serial::canonical_hex(&hex::encode(
+        cert.tbs_certificate.serial_number.as_bytes(),
+    ))
+    .unwrap_or_default()
 }
 
 /// What a message became, before it is encoded.
@@ -172,6 +220,76 @@ pub struct Cmp {
     crl: Option<Arc<crate::crl::CrlService>>,
     calendar: crate::ra::calendar::Calendar,
     last_sweep: AtomicU64,
+    responders: Option<Arc<Responders>>,
+}
+
+/// The CMP responders of the issuers, loaded (or made: `datadir::cmp_responder`) on first use.
+pub struct Responders {
+    data: std::path::PathBuf,
+    authority: Arc<Authority>,
+    keys: Arc<dyn crate::keys::KeyBackend>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+    loaded: std::sync::Mutex<std::collections::HashMap<String, Arc<CmpResponder>>>,
+}
+
+impl Responders {
+    /// The responders of the data directory `data`, their keys in `keys`.
+    pub fn new(
+        data: &std::path::Path,
+        authority: Arc<Authority>,
+        keys: Arc<dyn crate::keys::KeyBackend>,
+        metrics: Option<Arc<crate::metrics::Metrics>>,
+    ) -> Self {
+        Self {
+            data: data.to_path_buf(),
+            authority,
+            keys,
+            metrics,
+            loaded: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Loads (or makes) every issuer's responder now, so that a data directory made before
+    /// CMP signed its answers has them after its first start. A failure is logged; the first
+    /// signed request for that issuer tries again.
+    pub fn prepare(&self) {
+        for issuer in self.authority.issuers() {
+            if issuer.name == crate::config::ROOT {
+                continue;
+            }
+            if let Err(e) = self.get(&issuer.name) {
+                tracing::error!(issuer = %issuer.name, error = %e, "CMP: no responder certificate; signed requests to this issuer will be refused");
+            }
+        }
+    }
+
+    /// The responder of `issuer`.
+    pub fn get(&self, issuer: &str) -> Result<Arc<CmpResponder>, String> {
+        let mut loaded = self
+            .loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(r) = loaded.get(issuer) {
+            return Ok(r.clone());
+        }
+        let i = self
+            .authority
+            .issuer(issuer)
+            .ok_or_else(|| format!("issuer {issuer:?} is not loaded"))?;
+        let r = Arc::new(
+            crate::datadir::cmp_responder::cmp_responder(
+                &self.data,
+                &self.authority,
+                self.keys.as_ref(),
+                &i,
+                self.metrics.as_ref(),
+                "pkid",
+            )
+            .map_err(|e| e.to_string())?,
+        );
+        loaded.insert(issuer.to_owned(), r.clone());
+        Ok(r)
+    }
 }
 
 /// The text of a directory-string attribute value.
@@ -238,7 +356,15 @@ impl Cmp {
             sealer,
             crl,
             last_sweep: AtomicU64::new(0),
+            responders: None,
         }
+    }
+
+    /// Serves signature protection: signed requests are answered signed by `responders`
+    /// (without them a signed request is refused with wrongIntegrity).
+    pub fn with_responders(mut self, responders: Arc<Responders>) -> Self {
+        self.responders = Some(responders);
+        self
     }
 
     /// Answers one message (DER) that came to `label` (`None`: the default label). Always a
@@ -263,7 +389,7 @@ impl Cmp {
             );
             return self.refuse(None, Some(&req), None, r, body);
         };
-        let sender = match self.authenticate(label, &req) {
+        let sender = match self.authenticate(label, &req, now) {
             Ok(s) => s,
             Err(r) => return self.refuse(Some(label), Some(&req), None, r, body),
         };
@@ -276,14 +402,8 @@ impl Cmp {
             RequestBody::Cr(msgs) => self.certify(label, &req, &sender, msgs, 3, now),
             RequestBody::P10cr(csr) => self.certify_p10(label, &req, &sender, csr, now),
             RequestBody::CertConf(statuses) => self.confirm(label, &req, &sender, statuses, now),
-            RequestBody::Kur(_) => Err(Refusal::new(
-                FailureBit::WrongIntegrity,
-                "kur must be signed with the certificate being updated; signature protection is not served yet",
-            )),
-            RequestBody::Rr(_) => Err(Refusal::new(
-                FailureBit::BadRequest,
-                "rr is not served yet",
-            )),
+            RequestBody::Kur(msgs) => self.update(label, &req, &sender, msgs, now),
+            RequestBody::Rr(content) => self.revoke(label, &req, &sender, content, now),
             RequestBody::Genm(itavs) => self.general(label, itavs),
             RequestBody::PollReq(ids) => self.poll(label, &req, &sender, ids, now),
             RequestBody::Error => self.client_error(&req, &sender, now),
@@ -311,23 +431,23 @@ impl Cmp {
         }
     }
 
-    /// Verifies the request's protection: PBM with the organisation's secret named by senderKID.
-    fn authenticate(&self, label: &CmpLabel, req: &Request) -> Result<Sender, Refusal> {
+    /// Verifies the request's protection: PBM with the organisation's secret named by
+    /// senderKID, or a signature by a certificate pkid issued to the organisation.
+    fn authenticate(&self, label: &CmpLabel, req: &Request, now: u64) -> Result<Sender, Refusal> {
         if req.protection.is_none() || req.protection_alg.is_none() {
             return Err(Refusal::new(
                 FailureBit::BadMessageCheck,
-                "the message is not protected; protect it with the organisation's shared secret",
+                "the message is not protected; protect it with the organisation's shared secret or sign it",
             ));
         }
         if !req.is_mac_protected() {
-            return Err(Refusal::new(
-                FailureBit::WrongIntegrity,
-                if label.signature {
-                    "signature protection is not served yet; protect the message with the organisation's shared secret (PBM)"
-                } else {
-                    "this label accepts only MAC (shared-secret) protection"
-                },
-            ));
+            if !label.signature {
+                return Err(Refusal::new(
+                    FailureBit::WrongIntegrity,
+                    "this label accepts only MAC (shared-secret) protection",
+                ));
+            }
+            return self.authenticate_signed(label, req, now);
         }
         if !label.mac {
             return Err(Refusal::new(
@@ -383,9 +503,112 @@ impl Cmp {
             actor: format!("cmp:{}:{kid}", label.name),
             organisation: org.id,
             kid,
-            mac: MacKey {
+            protection: Protection::Mac(Box::new(MacKey {
                 pbm: pbm.with_salt(&salt)?,
                 secret,
+            })),
+        })
+    }
+
+    /// Signature protection (RFC 9483 §3.2): the protecting certificate at `extraCerts[0]`
+    /// must be one pkid stored (byte for byte: that is what makes it pkid's, whatever chain
+    /// follows it), the signature must verify with its key, the sender must be its subject,
+    /// it must be valid now (the store's status, which every revocation commits to before it
+    /// is announced) and name the label's organisation as O. A certificate superseded by a
+    /// kur may still confirm (certConf) or end (error) the transaction it opened.
+    fn authenticate_signed(
+        &self,
+        label: &CmpLabel,
+        req: &Request,
+        now: u64,
+    ) -> Result<Sender, Refusal> {
+        use crate::store::CertStatus;
+        let leaf = req.extra_certs.first().ok_or_else(|| {
+            Refusal::new(
+                FailureBit::BadMessageCheck,
+                "a signed message carries its protecting certificate at extraCerts[0]; there is none",
+            )
+        })?;
+        let der = der::Encode::to_der(leaf)
+            .map_err(|e| Refusal::new(FailureBit::BadDataFormat, e.to_string()))?;
+        let serial = serial_hex(leaf);
+        let rec = self
+            .store
+            .certificate(&serial)?
+            .filter(|r| r.der.as_deref() == Some(der.as_slice()) && r.issuer != crate::config::ROOT)
+            .ok_or_else(|| {
+                Refusal::new(
+                    FailureBit::SignerNotTrusted,
+                    "the certificate at extraCerts[0] was not issued by this CA",
+                )
+            })?;
+        req.verify_signature(&leaf.tbs_certificate.subject_public_key_info)?;
+        if req.sender != GeneralName::DirectoryName(leaf.tbs_certificate.subject.clone()) {
+            return Err(Refusal::new(
+                FailureBit::BadMessageCheck,
+                "the header's sender is not the subject of the protecting certificate",
+            ));
+        }
+        let kid = format!("cert:{serial}");
+        let org = self
+            .store
+            .organisation(&label.organisation)?
+            .filter(|o| o.deleted_at.is_none())
+            .ok_or_else(|| {
+                Refusal::new(
+                    FailureBit::SystemUnavail,
+                    format!(
+                        "the label's organisation {:?} is not registered",
+                        label.organisation
+                    ),
+                )
+            })?;
+        if organisation_of(&leaf.tbs_certificate.subject).as_deref() != Some(org.name.as_str()) {
+            return Err(Refusal::new(
+                FailureBit::NotAuthorized,
+                format!(
+                    "certificate {serial} is not one of organisation {:?}, which this label serves",
+                    org.id
+                ),
+            ));
+        }
+        let finishing_own = || -> Result<bool, Refusal> {
+            let follow_up = matches!(req.body, RequestBody::CertConf(_) | RequestBody::Error);
+            let superseded = rec.reason == Some(pkid_protocols::revocation::CrlReason::Superseded);
+            Ok(follow_up
+                && superseded
+                && self
+                    .store
+                    .cmp_transaction(&req.transaction_id)?
+                    .is_some_and(|t| t.sender == kid && t.organisation == org.id))
+        };
+        if rec.status != CertStatus::Valid && !finishing_own()? {
+            return Err(Refusal::new(
+                FailureBit::NotAuthorized,
+                format!(
+                    "the protecting certificate {serial} is {}",
+                    rec.status.as_str()
+                ),
+            ));
+        }
+        if rec.not_after < now {
+            return Err(Refusal::new(
+                FailureBit::NotAuthorized,
+                format!("the protecting certificate {serial} has expired"),
+            ));
+        }
+        if self.responders.is_none() {
+            return Err(Refusal::new(
+                FailureBit::WrongIntegrity,
+                "signed messages are not answered here (no CMP responder); use the organisation's shared secret",
+            ));
+        }
+        Ok(Sender {
+            actor: format!("cmp:{}:cert:{serial}", label.name),
+            organisation: org.id,
+            kid,
+            protection: Protection::Signed {
+                certificate: Box::new(leaf.clone()),
             },
         })
     }
@@ -738,13 +961,243 @@ impl Cmp {
             ));
         }
         let chain = self.chain(label)?;
-        let root = chain.last().cloned().into_iter().collect::<Vec<_>>();
+        // caPubs lets a client trust on first use after MAC-protected enrollment (RFC 9483
+        // §4.1.1); a client that signed already trusts the CA.
+        let ca_pubs = matches!(sender.protection, Protection::Mac(_))
+            .then(|| chain.last().cloned().into_iter().collect::<Vec<_>>());
         Ok(Step {
-            body: ResponseBody::issued(tag, cert_req_id, cert, Some(root)),
+            body: ResponseBody::issued(tag, cert_req_id, cert, ca_pubs),
             extra_certs: chain,
             issued: true,
             nonce: Some(nonce),
         })
+    }
+
+    /// kur (RFC 9483 §4.1.3): signed with the certificate being updated; a new key with its
+    /// POP, the subject kept. The new certificate is committed with the old one revoked as
+    /// superseded (the RA's rekey, as EST's simplereenroll and the desk's rekey do), then kup,
+    /// certConf / pkiConf as for ir.
+    fn update(
+        &self,
+        label: &CmpLabel,
+        req: &Request,
+        sender: &Sender,
+        msgs: &[crmf::request::CertReqMsg],
+        now: u64,
+    ) -> Result<Step, Refusal> {
+        let Some(old) = sender.certificate() else {
+            return Err(Refusal::new(
+                FailureBit::WrongIntegrity,
+                "kur must be signed with the certificate being updated (RFC 9483 section 4.1.3), not MAC-protected",
+            ));
+        };
+        let t = self.begin(label, req, sender, now)?;
+        let run = || {
+            let [msg] = msgs else {
+                return Err(Refusal::new(
+                    FailureBit::BadRequest,
+                    format!(
+                        "{} certificate requests in one kur; RFC 9483 section 4.1.3 allows one",
+                        msgs.len()
+                    ),
+                ));
+            };
+            let serial = serial_hex(old);
+            if let Some(id) = proto::old_cert_id(msg)? {
+                let same_issuer = matches!(&id.issuer, GeneralName::DirectoryName(n)
+                    if *n == old.tbs_certificate.issuer);
+                if !same_issuer
+                    || id.serial_number.as_bytes() != old.tbs_certificate.serial_number.as_bytes()
+                {
+                    return Err(Refusal::new(
+                        FailureBit::BadCertId,
+                        "oldCertID names another certificate than the one that signed the kur",
+                    ));
+                }
+            }
+            let verified = proto::verify_cert_request(msg)?;
+            if let Some(subject) = &verified.subject {
+                if subject.to_string() != old.tbs_certificate.subject.to_string() {
+                    return Err(Refusal::new(
+                        FailureBit::BadCertTemplate,
+                        "a kur keeps the subject of the certificate being updated",
+                    ));
+                }
+            }
+            if verified.public_key == old.tbs_certificate.subject_public_key_info {
+                return Err(Refusal::new(
+                    FailureBit::BadCertTemplate,
+                    "a kur brings a new key; this is the key of the certificate being updated",
+                ));
+            }
+            let rec = self.store.certificate(&serial)?.ok_or_else(|| {
+                Refusal::new(FailureBit::BadCertId, format!("no certificate {serial}"))
+            })?;
+            if rec.profile != label.profile {
+                return Err(Refusal::new(
+                    FailureBit::NotAuthorized,
+                    format!(
+                        "certificate {serial} was issued under profile {:?}; this label manages {:?}",
+                        rec.profile, label.profile
+                    ),
+                ));
+            }
+            self.check_not_paused(&rec.issuer)?;
+            let key_type = pkid_protocols::algorithm::KeyType::of(&verified.public_key)
+                .map_err(|e| Refusal::new(FailureBit::BadCertTemplate, e.to_string()))?;
+            let issued = self.ra.rekey_with(
+                &serial,
+                || {
+                    Ok(pkid_protocols::csr::VerifiedCsr {
+                        subject: old.tbs_certificate.subject.clone(),
+                        public_key: verified.public_key.clone(),
+                        key_type,
+                        subject_alt_name: verified.subject_alt_name.clone(),
+                    })
+                },
+                None,
+                &format!("{} (kur)", sender.actor),
+            )?;
+            Ok((issued.der, verified.cert_req_id))
+        };
+        match run() {
+            Ok((der, id)) => self.deliver(label, req, sender, t, der, id, 8, now),
+            Err(r) => {
+                self.fail(&t, &sender.actor, &r, now);
+                Err(r)
+            }
+        }
+    }
+
+    /// rr (RFC 9483 §4.2): the certificate by issuer and serial, with a reason; only one of
+    /// the label's organisation (a cross-tenant rr is notAuthorized), revoked through the RA
+    /// (audited, the status view updated before the rp goes out).
+    fn revoke(
+        &self,
+        label: &CmpLabel,
+        req: &Request,
+        sender: &Sender,
+        content: &cmpv2::rev::RevReqContent,
+        now: u64,
+    ) -> Result<Step, Refusal> {
+        use crate::store::CertStatus;
+        use pkid_protocols::revocation::{self, CrlReason};
+        let asked = proto::revocation_asked(content)?;
+        let t = self.begin(label, req, sender, now)?;
+        let run = || {
+            let issuer = self
+                .authority
+                .issuers()
+                .into_iter()
+                .find(|i| i.certificate.tbs_certificate.subject == asked.issuer)
+                .ok_or_else(|| {
+                    Refusal::new(
+                        FailureBit::BadCertId,
+                        format!("issuer {} is not a CA of this server", asked.issuer),
+                    )
+                })?;
+            let serial = pkid_protocols::serial::canonical_hex(&pkid_protocols::serial::to_hex(
+                &asked.serial,
+            ))
+            .unwrap_or_default();
+            let unknown = || {
+                Refusal::new(
+                    FailureBit::BadCertId,
+                    format!("no certificate {serial} from {}", issuer.name),
+                )
+            };
+            let rec = self
+                .store
+                .certificate(&serial)?
+                .filter(|r| r.issuer == issuer.name)
+                .ok_or_else(unknown)?;
+            let cert = rec
+                .der
+                .as_deref()
+                .and_then(|d| Certificate::from_der(d).ok())
+                .ok_or_else(unknown)?;
+            let org = self
+                .store
+                .organisation(&sender.organisation)?
+                .ok_or_else(|| {
+                    Refusal::new(
+                        FailureBit::SystemUnavail,
+                        "the label's organisation is gone",
+                    )
+                })?;
+            if organisation_of(&cert.tbs_certificate.subject).as_deref() != Some(org.name.as_str())
+            {
+                return Err(Refusal::new(
+                    FailureBit::NotAuthorized,
+                    format!(
+                        "certificate {serial} is not one of organisation {:?}",
+                        org.id
+                    ),
+                ));
+            }
+            if rec.status == CertStatus::Revoked {
+                return Err(Refusal::new(
+                    FailureBit::CertRevoked,
+                    format!("certificate {serial} is already revoked"),
+                ));
+            }
+            let reason = asked.reason.unwrap_or(CrlReason::Unspecified);
+            if matches!(
+                reason,
+                CrlReason::CertificateHold | CrlReason::RemoveFromCRL
+            ) {
+                return Err(Refusal::new(
+                    FailureBit::BadRequest,
+                    format!(
+                        "reason {} is not offered over CMP; an RA officer suspends and releases certificates",
+                        revocation::name(reason)
+                    ),
+                ));
+            }
+            self.ra.revoke(&serial, reason, None, &sender.actor)?;
+            Ok((serial, reason))
+        };
+        match run() {
+            Ok((serial, reason)) => {
+                let mut next = t.clone();
+                next.state = CmpState::Confirmed;
+                next.serial = Some(serial.clone());
+                next.updated_at = now;
+                let audit = AuditEntry {
+                    at: now,
+                    actor: sender.actor.clone(),
+                    action: "cmp.transaction".into(),
+                    target: hex::encode(&t.transaction_id),
+                    outcome: Outcome::Success,
+                    detail: format!(
+                        "state=confirmed serial={serial} revoked reason={} label={}",
+                        revocation::name(reason),
+                        label.name
+                    ),
+                };
+                // The revocation is committed and audited; the row only records the answer.
+                if let Err(e) =
+                    self.store
+                        .advance_cmp_transaction(&next, t.state, &t.client_nonce, &audit)
+                {
+                    tracing::error!(error = %e, "CMP: could not close an rr transaction");
+                }
+                Ok(Step {
+                    body: ResponseBody::RevRep(vec![proto::StatusInfo {
+                        status: proto::PkiStatus::Accepted,
+                        status_string: None,
+                        fail_info: None,
+                    }]),
+                    extra_certs: Vec::new(),
+                    issued: true,
+                    nonce: None,
+                })
+            }
+            Err(r) => {
+                self.fail(&t, &sender.actor, &r, now);
+                Err(r)
+            }
+        }
     }
 
     fn grants_implicit_confirm(&self, label: &CmpLabel, req: &Request) -> bool {
@@ -1147,14 +1600,15 @@ impl Cmp {
                     Outcome::Success,
                 )?;
                 let chain = self.chain(label)?;
-                let root = chain.last().cloned().into_iter().collect::<Vec<_>>();
+                let root = matches!(sender.protection, Protection::Mac(_))
+                    .then(|| chain.last().cloned().into_iter().collect::<Vec<_>>());
                 let id = match ids.first() {
                     Some(id) => id.clone(),
                     None => Int::new(&[0xff])
                         .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?,
                 };
                 Ok(Step {
-                    body: ResponseBody::issued(3, id, cert, Some(root)),
+                    body: ResponseBody::issued(3, id, cert, root),
                     extra_certs: chain,
                     issued: true,
                     nonce: Some(nonce),
@@ -1277,12 +1731,12 @@ impl Cmp {
         }
     }
 
-    /// The response header for `req` (or a bare one when it did not parse).
+    /// The response header for `req` (or a bare one when it did not parse): the label's issuer
+    /// as sender, no senderKID (`seal` sets both for the protection it applies).
     fn header(
         &self,
         label: Option<&CmpLabel>,
         req: Option<&Request>,
-        sender: Option<&Sender>,
         implicit: bool,
         nonce: Option<[u8; proto::NONCE_BYTES]>,
         now: u64,
@@ -1305,10 +1759,82 @@ impl Cmp {
             transaction_id: req.map(|r| r.transaction_id.clone()).unwrap_or_default(),
             sender_nonce: nonce,
             recip_nonce: req.map(|r| r.sender_nonce.clone()),
-            sender_kid: sender.map(|s| s.kid.as_bytes().to_vec()),
+            sender_kid: None,
             implicit_confirm: implicit,
             pvno: req.map(|r| r.pvno).unwrap_or(2),
         })
+    }
+
+    /// Protects and encodes an answer the way the request was protected: MAC with its
+    /// secret (senderKID echoed); signed by the label's issuer's CMP responder (sender its
+    /// subject, senderKID its key identifier, extraCerts the responder then the issuer's
+    /// chain); unprotected when the request's protection did not verify.
+    #[allow(clippy::too_many_arguments)]
+    fn seal(
+        &self,
+        label: Option<&CmpLabel>,
+        req: Option<&Request>,
+        sender: Option<&Sender>,
+        body: &ResponseBody,
+        implicit: bool,
+        nonce: Option<[u8; proto::NONCE_BYTES]>,
+        extra_certs: Vec<Certificate>,
+        now: u64,
+    ) -> Result<Vec<u8>, Refusal> {
+        let mut header = self.header(label, req, implicit, nonce, now)?;
+        match sender.map(|s| (s, &s.protection)) {
+            Some((s, Protection::Mac(mac))) => {
+                header.sender_kid = Some(s.kid.as_bytes().to_vec());
+                let protection = ResponseProtection::Mac {
+                    pbm: &mac.pbm,
+                    secret: &mac.secret,
+                };
+                Ok(proto::encode_response(
+                    &header,
+                    body,
+                    protection,
+                    extra_certs,
+                )?)
+            }
+            Some((_, Protection::Signed { .. })) => {
+                let unavailable = |m: String| Refusal::new(FailureBit::SystemUnavail, m);
+                let label = label.ok_or_else(|| unavailable("no label".into()))?;
+                let responder = self
+                    .responders
+                    .as_ref()
+                    .ok_or_else(|| unavailable("no CMP responder".into()))?
+                    .get(&label.issuer)
+                    .map_err(unavailable)?;
+                let cert = &responder.certificate;
+                header.sender = cert.tbs_certificate.subject.clone();
+                header.sender_kid = Some(
+                    cert.tbs_certificate
+                        .get::<x509_cert::ext::pkix::SubjectKeyIdentifier>()
+                        .ok()
+                        .flatten()
+                        .map(|(_, k)| k.0.as_bytes().to_vec())
+                        .unwrap_or_else(|| {
+                            pkid_protocols::algorithm::key_identifier(
+                                &cert.tbs_certificate.subject_public_key_info,
+                            )
+                        }),
+                );
+                let mut extra = vec![cert.clone()];
+                extra.extend(self.chain(label)?);
+                let sign = |m: &[u8]| responder.signer.sign(m).map_err(|e| e.to_string());
+                let protection = ResponseProtection::Signature {
+                    algorithm: responder.signer.algorithm().identifier(),
+                    sign: &sign,
+                };
+                Ok(proto::encode_response(&header, body, protection, extra)?)
+            }
+            None => Ok(proto::encode_response(
+                &header,
+                body,
+                ResponseProtection::None,
+                extra_certs,
+            )?),
+        }
     }
 
     fn encode(
@@ -1321,27 +1847,20 @@ impl Cmp {
     ) -> Result<Vec<u8>, Refusal> {
         let implicit = matches!(step.body, ResponseBody::CertRep { .. })
             && self.grants_implicit_confirm(label, req);
-        let header = self.header(
+        self.seal(
             Some(label),
             Some(req),
             Some(sender),
+            &step.body,
             implicit,
             step.nonce,
-            now,
-        )?;
-        let protection = ResponseProtection::Mac {
-            pbm: &sender.mac.pbm,
-            secret: &sender.mac.secret,
-        };
-        Ok(proto::encode_response(
-            &header,
-            &step.body,
-            protection,
             step.extra_certs,
-        )?)
+            now,
+        )
     }
 
-    /// An `error` message for a refusal, MAC-protected when the sender was verified.
+    /// An `error` message for a refusal, protected like the request once its protection
+    /// verified (unprotected should signing it fail).
     fn refuse(
         &self,
         label: Option<&CmpLabel>,
@@ -1353,22 +1872,15 @@ impl Cmp {
         let now = self.authority.now();
         let text = one_line(&r.text);
         let built = (|| -> Result<Vec<u8>, Refusal> {
-            let header = self.header(label, req, sender, false, None, now)?;
             let err = ResponseBody::error(&[r.bit], &text)
                 .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
-            let protection = match sender {
-                Some(s) => ResponseProtection::Mac {
-                    pbm: &s.mac.pbm,
-                    secret: &s.mac.secret,
-                },
-                None => ResponseProtection::None,
-            };
-            Ok(proto::encode_response(
-                &header,
-                &err,
-                protection,
-                Vec::new(),
-            )?)
+            match self.seal(label, req, sender, &err, false, None, Vec::new(), now) {
+                Err(e) if sender.is_some() => {
+                    tracing::error!(error = %e.text, "CMP: an error message could not be protected; sending it unprotected");
+                    self.seal(label, req, None, &err, false, None, Vec::new(), now)
+                }
+                other => other,
+            }
         })();
         let der = built.unwrap_or_else(|e| {
             tracing::error!(error = %e.text, "CMP: an error message could not be encoded");

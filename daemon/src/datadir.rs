@@ -9,6 +9,7 @@
 //! <data>/certs/<role>.crt   PEM certificates: root, issuing, ocsp, tsa, tls; tls-chain.pem
 //! ```
 
+pub mod cmp_responder;
 pub mod issuers;
 
 use crate::ca::{Authority, CaError, Issuance, Issuer, Predecessor, ISSUING, ROOT};
@@ -436,12 +437,11 @@ fn create_hierarchy(data: &Path, actor: &str) -> Result<Arc<Authority>, DataDirE
             hex_serial(&issuing)
         ),
     })?;
-    Ok(Arc::new(Authority::new(
-        config,
-        store,
-        clock,
-        vec![root, issuing],
-    )))
+    let authority = Arc::new(Authority::new(config, store, clock, vec![root, issuing]));
+    if let Some(issuing) = authority.issuer(ISSUING) {
+        cmp_responder::cmp_responder(data, &authority, backend.as_ref(), &issuing, None, actor)?;
+    }
+    Ok(authority)
 }
 
 fn hex_serial(i: &Issuer) -> String {
@@ -591,7 +591,11 @@ pub fn reissue(
                 KeyRole::Ocsp => Profile::ocsp_responder(days),
                 KeyRole::Tsa => Profile::tsa(days),
                 KeyRole::Tls => Profile::tls_server(days),
-                KeyRole::Root | KeyRole::Issuing | KeyRole::Issuer(_) | KeyRole::Responder(_) => {
+                KeyRole::Root
+                | KeyRole::Issuing
+                | KeyRole::Issuer(_)
+                | KeyRole::Responder(_)
+                | KeyRole::CmpResponder(_) => {
                     return Err(CaError::Refused(format!(
                         "the {role} certificate is not reissued with this command"
                     )))

@@ -255,15 +255,35 @@ impl RegistrationAuthority {
         days: Option<u32>,
         actor: &str,
     ) -> Result<Issued, CaError> {
+        self.rekey_with(
+            serial_hex,
+            || {
+                let der =
+                    csr::from_pem_or_der(csr_bytes).map_err(|e| CaError::Refused(e.to_string()))?;
+                csr::verify(&der).map_err(|e| CaError::Refused(e.to_string()))
+            },
+            days,
+            actor,
+        )
+    }
+
+    /// As [`RegistrationAuthority::rekey`], for a new key whose proof of possession the
+    /// caller checked in another form (CMP's kur carries a CRMF request, not a PKCS#10 one).
+    /// `key().subject` is not used: a rekey keeps the subject.
+    pub fn rekey_with(
+        &self,
+        serial_hex: &str,
+        key: impl FnOnce() -> Result<csr::VerifiedCsr, CaError>,
+        days: Option<u32>,
+        actor: &str,
+    ) -> Result<Issued, CaError> {
         self.ca.audited(
             actor,
             "cert.rekey",
             &audit_target(serial_hex),
             || {
                 let (rec, cert) = self.live(serial_hex)?;
-                let der =
-                    csr::from_pem_or_der(csr_bytes).map_err(|e| CaError::Refused(e.to_string()))?;
-                let csr = csr::verify(&der).map_err(|e| CaError::Refused(e.to_string()))?;
+                let csr = key()?;
                 if csr.public_key == cert.tbs_certificate.subject_public_key_info {
                     return Err(CaError::Refused(
                         "the request carries the same key; use renew".into(),

@@ -1016,3 +1016,516 @@ fn a_p10cr_under_operator_approval_polls_until_an_officer_decides() {
     let text = all_output(&out);
     assert!(!out.status.success() && text.contains("p10cr"), "{text}");
 }
+
+const OTHER_ORG: &str = "so-yt-dn";
+const OTHER_ORG_NAME: &str = "Sở Y tế Đà Nẵng";
+
+/// `openssl cmp` signing with `cert`/`key` (no shared secret), checking the signed answers
+/// against `trusted`.
+fn openssl_cmp_signed(
+    server: &str,
+    label: &str,
+    (cert, key): (&Path, &Path),
+    trusted: &Path,
+    args: &[&str],
+) -> Output {
+    let path = format!(".well-known/cmp/p/{label}");
+    let mut full = vec![
+        "cmp",
+        "-config",
+        "",
+        "-server",
+        server,
+        "-path",
+        &path,
+        "-cert",
+        path_str(cert),
+        "-key",
+        path_str(key),
+        "-trusted",
+        path_str(trusted),
+    ];
+    full.extend_from_slice(args);
+    openssl(&full)
+}
+
+/// The `openssl ocsp` status line of `cert` ("good", "revoked", "unknown"), the response
+/// verified against the root.
+fn ocsp_status(daemon: &Daemon, data: &Path, cert: &Path) -> String {
+    let out = openssl(&[
+        "ocsp",
+        "-issuer",
+        path_str(&data.join("certs/issuing.crt")),
+        "-cert",
+        path_str(cert),
+        "-url",
+        &daemon.http_url("/ocsp"),
+        "-CAfile",
+        path_str(&data.join("certs/root.crt")),
+    ]);
+    let text = all_output(&out);
+    assert!(text.contains("Response verify OK"), "{text}");
+    text
+}
+
+#[test]
+fn signed_cr_p10cr_kur_and_rr_with_openssl_cmp() {
+    let dir = init(&[]);
+    let data = dir.path();
+    configure(
+        data,
+        &format!(
+            "\n[[cmp.labels]]\nname = \"health\"\nprofile = \"device\"\norganisation = \"{OTHER_ORG}\"\n"
+        ),
+    );
+    let secret = organisation_with_secret(data);
+    let pass = format!("pass:{secret}");
+    pkid_ok(
+        data,
+        &[
+            "org",
+            "add",
+            "--id",
+            OTHER_ORG,
+            "--name",
+            OTHER_ORG_NAME,
+            "--province",
+            "DN",
+        ],
+    );
+    let other_secret = pkid_ok(
+        data,
+        &[
+            "credential",
+            "add",
+            "--org",
+            OTHER_ORG,
+            "--kind",
+            "cmp",
+            "--name",
+            "dev1",
+        ],
+    )
+    .lines()
+    .last()
+    .expect("the secret line")
+    .to_owned();
+
+    // `pkid init` made the issuing CA's CMP responder; a data directory from before it had
+    // none: without its file and key, the daemon makes them again on its first start.
+    let responder = data.join("certs/cmp-issuing.crt");
+    assert!(responder.exists(), "init made certs/cmp-issuing.crt");
+    let first = std::fs::read(&responder).expect("responder");
+    std::fs::remove_file(&responder).expect("remove the responder certificate");
+    std::fs::remove_file(data.join("keys/cmp-issuing.p8")).expect("remove the responder key");
+    let daemon = Daemon::start(data);
+    assert!(responder.exists(), "made again on start");
+    assert_ne!(std::fs::read(&responder).expect("responder"), first);
+    assert_verifies(data, &responder, &[]);
+    let text = x509_text(&responder);
+    assert!(
+        text.contains("Digital Signature") && text.contains("CMP Responder"),
+        "{text}"
+    );
+    let responder_cert = pem_certificate(&responder);
+
+    let work = tempdir();
+    let w = work.path();
+    let server = daemon.http.to_string();
+    let at = |stem: &str, ext: &str| unique_path(w, stem, ext);
+    let root = data.join("certs/root.crt");
+
+    // ir with the shared secret: the certificate the device signs with from now on; the ip
+    // carries the root in caPubs and the issuing chain in extraCerts.
+    let k1 = p256_key(w);
+    let (dev, ip_rsp) = (at("dev", "crt"), at("ip", "der"));
+    let out = openssl_cmp(
+        &server,
+        "devices",
+        &[
+            "-cmd",
+            "ir",
+            "-secret",
+            &pass,
+            "-newkey",
+            path_str(&k1),
+            "-subject",
+            "/CN=Cảm biến 07",
+            "-certout",
+            path_str(&dev),
+            "-rspout",
+            &format!("{},{}", path_str(&ip_rsp), path_str(&at("conf", "der"))),
+        ],
+    );
+    assert!(out.status.success(), "{}", all_output(&out));
+    let ip = parse_response(&std::fs::read(&ip_rsp).expect("ip")).expect("ip parses");
+    assert_eq!(ip.ca_pubs.len(), 1, "caPubs: the root");
+    assert_eq!(ip.extra_certs.len(), 2, "extraCerts: issuing CA and root");
+    ip.verify_mac(secret.as_bytes()).expect("MAC-protected ip");
+
+    // A signed cr: the cp is signed by the CMP responder (openssl checked it against the root),
+    // which leads extraCerts; no caPubs.
+    let k2 = p256_key(w);
+    let (cr, cr_req, cp_rsp) = (at("cr", "crt"), at("cr-req", "der"), at("cp", "der"));
+    let out = openssl_cmp_signed(
+        &server,
+        "devices",
+        (&dev, &k1),
+        &root,
+        &[
+            "-cmd",
+            "cr",
+            "-newkey",
+            path_str(&k2),
+            "-subject",
+            "/CN=Cảm biến 07b",
+            "-certout",
+            path_str(&cr),
+            "-reqout",
+            &format!("{},{}", path_str(&cr_req), path_str(&at("cr-conf", "der"))),
+            "-rspout",
+            &format!(
+                "{},{}",
+                path_str(&cp_rsp),
+                path_str(&at("cr-pkiconf", "der"))
+            ),
+        ],
+    );
+    let text = all_output(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("received PKICONF"), "{text}");
+    assert_verifies(data, &cr, &[]);
+    let subject = x509_subject(&cr);
+    assert!(
+        subject.contains(ORG_NAME) && subject.contains("Cảm biến 07b"),
+        "{subject}"
+    );
+    let cp = parse_response(&std::fs::read(&cp_rsp).expect("cp")).expect("cp parses");
+    assert_eq!(cp.body_tag, 3);
+    assert!(
+        cp.verify_mac(secret.as_bytes()).is_err(),
+        "not MAC-protected"
+    );
+    cp.verify_signature(&responder_cert.tbs_certificate.subject_public_key_info)
+        .expect("signed by the CMP responder");
+    assert_eq!(cp.extra_certs.first(), Some(&responder_cert));
+    assert!(cp.ca_pubs.is_empty());
+
+    // A signed p10cr.
+    let (_k, csr) = make_csr(w, "/CN=p10 ký", "ec:P-256");
+    let p10 = at("p10", "crt");
+    let out = openssl_cmp_signed(
+        &server,
+        "devices",
+        (&dev, &k1),
+        &root,
+        &[
+            "-cmd",
+            "p10cr",
+            "-csr",
+            path_str(&csr),
+            "-certout",
+            path_str(&p10),
+        ],
+    );
+    assert!(out.status.success(), "{}", all_output(&out));
+    assert_verifies(data, &p10, &[]);
+
+    // kur, signed by the certificate being updated: a new key, the same subject, the old
+    // certificate superseded (certConf is still signed with it, and accepted).
+    let k3 = p256_key(w);
+    let kur = at("kur", "crt");
+    let out = openssl_cmp_signed(
+        &server,
+        "devices",
+        (&cr, &k2),
+        &root,
+        &[
+            "-cmd",
+            "kur",
+            "-newkey",
+            path_str(&k3),
+            "-certout",
+            path_str(&kur),
+        ],
+    );
+    let text = all_output(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("received PKICONF"), "{text}");
+    assert_verifies(data, &kur, &[]);
+    assert_eq!(x509_subject(&kur), x509_subject(&cr));
+    assert_ne!(public_key_of_cert(&kur), public_key_of_cert(&cr));
+    let old = canonical_serial(&x509_serial(&cr));
+    let shown = pkid_ok(data, &["cert", "show", "--serial", &old]);
+    assert!(
+        shown.contains("revoked") && shown.contains("superseded"),
+        "{shown}"
+    );
+    let new = canonical_serial(&x509_serial(&kur));
+    assert_eq!(status_of(data, &new), "valid");
+
+    // The superseded certificate can no longer sign a request: notAuthorized.
+    let out = openssl_cmp_signed(
+        &server,
+        "devices",
+        (&cr, &k2),
+        &root,
+        &[
+            "-unprotected_errors",
+            "-cmd",
+            "cr",
+            "-newkey",
+            path_str(&k2),
+            "-subject",
+            "/CN=again",
+            "-certout",
+            path_str(&at("again", "crt")),
+        ],
+    );
+    let text = all_output(&out);
+    assert!(
+        !out.status.success() && text.contains("notAuthorized"),
+        "{text}"
+    );
+
+    // rr signed by the organisation's certificate: revoked at once, as OCSP says.
+    assert!(ocsp_status(&daemon, data, &p10).contains(": good"));
+    let rp_rsp = at("rp", "der");
+    let out = openssl_cmp_signed(
+        &server,
+        "devices",
+        (&dev, &k1),
+        &root,
+        &[
+            "-cmd",
+            "rr",
+            "-oldcert",
+            path_str(&p10),
+            "-revreason",
+            "1",
+            "-rspout",
+            path_str(&rp_rsp),
+        ],
+    );
+    assert!(out.status.success(), "{}", all_output(&out));
+    let rp = parse_response(&std::fs::read(&rp_rsp).expect("rp")).expect("rp parses");
+    assert_eq!(rp.body_tag, 12);
+    assert_eq!(
+        rp.status.as_ref().map(|s| s.status),
+        Some(pkid_protocols::cmp::PkiStatus::Accepted)
+    );
+    rp.verify_signature(&responder_cert.tbs_certificate.subject_public_key_info)
+        .expect("a signed rp");
+    let ocsp = ocsp_status(&daemon, data, &p10);
+    assert!(
+        ocsp.contains(": revoked") && ocsp.contains("keyCompromise"),
+        "{ocsp}"
+    );
+    // Again: certRevoked.
+    let out = openssl_cmp_signed(
+        &server,
+        "devices",
+        (&dev, &k1),
+        &root,
+        &["-cmd", "rr", "-oldcert", path_str(&p10), "-revreason", "1"],
+    );
+    let text = all_output(&out);
+    assert!(
+        !out.status.success() && text.contains("certRevoked"),
+        "{text}"
+    );
+
+    // rr with the organisation's shared secret.
+    let out = openssl_cmp(
+        &server,
+        "devices",
+        &[
+            "-cmd",
+            "rr",
+            "-secret",
+            &pass,
+            "-oldcert",
+            path_str(&kur),
+            "-revreason",
+            "5",
+        ],
+    );
+    assert!(out.status.success(), "{}", all_output(&out));
+    assert!(ocsp_status(&daemon, data, &kur).contains(": revoked"));
+
+    // Cross-tenant: another organisation's certificate is notAuthorized, by signature and by
+    // secret, and stays good.
+    let other_pass = format!("pass:{other_secret}");
+    let theirs = at("theirs", "crt");
+    let out = openssl_cmp(
+        &server,
+        "health",
+        &[
+            "-cmd",
+            "ir",
+            "-secret",
+            &other_pass,
+            "-newkey",
+            path_str(&p256_key(w)),
+            "-subject",
+            "/CN=Máy đo",
+            "-certout",
+            path_str(&theirs),
+        ],
+    );
+    assert!(out.status.success(), "{}", all_output(&out));
+    let out = openssl_cmp_signed(
+        &server,
+        "devices",
+        (&dev, &k1),
+        &root,
+        &[
+            "-cmd",
+            "rr",
+            "-oldcert",
+            path_str(&theirs),
+            "-revreason",
+            "1",
+        ],
+    );
+    let text = all_output(&out);
+    assert!(
+        !out.status.success() && text.contains("notAuthorized"),
+        "{text}"
+    );
+    let out = openssl_cmp(
+        &server,
+        "devices",
+        &[
+            "-cmd",
+            "rr",
+            "-secret",
+            &pass,
+            "-oldcert",
+            path_str(&theirs),
+            "-revreason",
+            "1",
+        ],
+    );
+    let text = all_output(&out);
+    assert!(
+        !out.status.success() && text.contains("notAuthorized"),
+        "{text}"
+    );
+    // Nor may the other organisation's certificate sign under this organisation's label.
+    let out = openssl_cmp_signed(
+        &server,
+        "health",
+        (&dev, &k1),
+        &root,
+        &[
+            "-unprotected_errors",
+            "-cmd",
+            "cr",
+            "-newkey",
+            path_str(&k1),
+            "-subject",
+            "/CN=lạc",
+            "-certout",
+            path_str(&at("stray", "crt")),
+        ],
+    );
+    let text = all_output(&out);
+    assert!(
+        !out.status.success() && text.contains("notAuthorized"),
+        "{text}"
+    );
+    assert!(ocsp_status(&daemon, data, &theirs).contains(": good"));
+
+    // A certificate pkid did not issue (from another CA, naming the organisation):
+    // signerNotTrusted. (A self-signed one openssl does not even send.)
+    let (ca_key, ca) = (at("stranger-ca", "key"), at("stranger-ca", "pem"));
+    openssl_ok(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        path_str(&ca_key),
+        "-subj",
+        "/CN=Stranger CA",
+        "-out",
+        path_str(&ca),
+    ]);
+    let (stranger_key, stranger_csr) = make_csr(w, &format!("/CN=x/O={ORG_NAME}"), "ec:P-256");
+    let stranger = at("stranger", "pem");
+    openssl_ok(&[
+        "x509",
+        "-req",
+        "-in",
+        path_str(&stranger_csr),
+        "-CA",
+        path_str(&ca),
+        "-CAkey",
+        path_str(&ca_key),
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-out",
+        path_str(&stranger),
+    ]);
+    let out = openssl_cmp_signed(
+        &server,
+        "devices",
+        (&stranger, &stranger_key),
+        &root,
+        &[
+            "-unprotected_errors",
+            "-cmd",
+            "cr",
+            "-newkey",
+            path_str(&k1),
+            "-subject",
+            "/CN=x",
+            "-certout",
+            path_str(&at("x", "crt")),
+        ],
+    );
+    let text = all_output(&out);
+    assert!(
+        !out.status.success() && text.contains("signerNotTrusted"),
+        "{text}"
+    );
+
+    // A tampered signature: badMessageCheck, unprotected.
+    let mut tampered = std::fs::read(&cr_req).expect("signed cr");
+    let req = pkid_protocols::cmp::parse_request(&tampered).expect("the signed cr parses");
+    let sig = req.protection.clone().expect("signed");
+    let at_sig = tampered
+        .windows(sig.len())
+        .position(|w| w == sig.as_slice())
+        .expect("the signature in the message");
+    tampered[at_sig + sig.len() - 2] ^= 0x01;
+    let file = at("tampered", "der");
+    std::fs::write(&file, &tampered).expect("write");
+    let v = post_der(&daemon, "devices", &file);
+    assert_error(&v, FailureBit::BadMessageCheck, "tampered signature");
+    assert!(!v.is_protected());
+    // The untouched message verifies, so the flipped bit is what was refused: it is only
+    // refused now because its transaction was used.
+    let v = post_der(&daemon, "devices", &cr_req);
+    assert_error(&v, FailureBit::TransactionIdInUse, "replayed signed cr");
+    v.verify_signature(&responder_cert.tbs_certificate.subject_public_key_info)
+        .expect("a signed error");
+
+    assert_eq!(get(&daemon.http_url("/healthz")).status, 200);
+    assert!(!daemon.logs().contains(&secret));
+    let audit = pkid_ok(data, &["audit", "verify"]);
+    assert!(!audit.is_empty());
+}
+
+/// The one certificate of a PEM file.
+fn pem_certificate(path: &Path) -> x509_cert::Certificate {
+    use der::Decode;
+    let pem = std::fs::read(path).expect("pem");
+    let der = pkid_protocols::x509::pem_or_der(&pem, &["CERTIFICATE"]).expect("a certificate");
+    x509_cert::Certificate::from_der(&der).expect("decodes")
+}

@@ -279,6 +279,10 @@ pub enum CmpError {
     /// The MAC does not verify with the secret.
     #[error("the message's protection does not verify")]
     BadMac,
+    /// The signature does not verify with the protecting certificate's key (RFC 9483 §3.6.4:
+    /// badMessageCheck), or uses an algorithm that key cannot make.
+    #[error("the message's signature does not verify with the certificate at extraCerts[0]: {0}")]
+    BadSignature(String),
     /// The message is not protected, or protected the wrong way.
     #[error("{0}")]
     Protection(String),
@@ -309,7 +313,7 @@ impl CmpError {
             Self::Malformed(_) | Self::TooLarge(_) | Self::Header(_) => FailureBit::BadDataFormat,
             Self::Version(_) => FailureBit::UnsupportedVersion,
             Self::Algorithm(_) => FailureBit::BadAlg,
-            Self::BadMac => FailureBit::BadMessageCheck,
+            Self::BadMac | Self::BadSignature(_) => FailureBit::BadMessageCheck,
             Self::Protection(_) => FailureBit::WrongIntegrity,
             Self::Time(..) => FailureBit::BadTime,
             Self::SenderNonce(_) => FailureBit::BadSenderNonce,
@@ -706,6 +710,26 @@ impl Request {
         }
     }
 
+    /// Verifies signature protection (RFC 9810 §5.1.3.3): `protectionAlg` over the DER of
+    /// ProtectedPart, with the key of the protecting certificate `spki` (the caller finds it at
+    /// `extraCerts[0]` and decides whether it is trusted).
+    pub fn verify_signature(&self, spki: &spki::SubjectPublicKeyInfoOwned) -> Result<(), CmpError> {
+        let alg = self
+            .protection_alg
+            .as_ref()
+            .ok_or_else(|| CmpError::Protection("the message is not protected".into()))?;
+        let got = self
+            .protection
+            .as_deref()
+            .ok_or_else(|| CmpError::Protection("the message has no protection".into()))?;
+        algorithm::verify(spki, alg, &self.protected_part, got).map_err(|e| match e {
+            algorithm::AlgorithmError::BadSignature => {
+                CmpError::BadSignature("wrong signature".into())
+            }
+            other => CmpError::Algorithm(format!("protectionAlg: {other}")),
+        })
+    }
+
     /// Checks messageTime against `now` (Unix seconds): absent is allowed (RFC 9483 §3.1
     /// makes it RECOMMENDED), beyond `window` seconds either way is refused.
     pub fn check_time(&self, now: u64, window: u64) -> Result<(), CmpError> {
@@ -861,7 +885,89 @@ pub enum ResponseBody {
     Genp(Vec<cmpv2::gen::InfoTypeAndValue>),
     /// `pollRep`.
     PollRep(Vec<PollRepEntry>),
+    /// `rp` (to rr): one status per RevDetails.
+    RevRep(Vec<StatusInfo>),
 }
+
+/// ```text
+/// RevRepContent ::= SEQUENCE {
+///     status       SEQUENCE SIZE (1..MAX) OF PKIStatusInfo,
+///     revCerts [0] SEQUENCE SIZE (1..MAX) OF CertId OPTIONAL,
+///     crls     [1] SEQUENCE SIZE (1..MAX) OF CertificateList OPTIONAL }
+/// ```
+/// RFC 9810 §5.3.10; `cmpv2`'s type holds its own (unusable) PKIStatusInfo, and RFC 9483
+/// §4.2 leaves revCerts and crls out, so only `status` is modelled.
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+struct RevRepContent {
+    status: Vec<StatusInfo>,
+}
+
+/// What an `rr` asks (RFC 9483 §4.2): the certificate by issuer and serial, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevocationAsked {
+    /// The certificate's issuer (certTemplate.issuer).
+    pub issuer: Name,
+    /// The certificate's serial (certTemplate.serialNumber), as encoded.
+    pub serial: x509_cert::serial_number::SerialNumber,
+    /// crlEntryDetails' reasonCode; `None` when absent (unspecified).
+    pub reason: Option<crate::revocation::CrlReason>,
+}
+
+/// Reads the one RevDetails of an `rr` (RFC 9483 §4.2: exactly one, with issuer and
+/// serialNumber in the template and at most a reasonCode in crlEntryDetails).
+pub fn revocation_asked(content: &cmpv2::rev::RevReqContent) -> Result<RevocationAsked, CmpError> {
+    let [details] = content.as_slice() else {
+        return Err(CmpError::Template(format!(
+            "{} RevDetails in one rr; RFC 9483 section 4.2 allows one",
+            content.len()
+        )));
+    };
+    let t = &details.cert_details;
+    let (Some(issuer), Some(serial)) = (t.issuer.clone(), t.serial_number.clone()) else {
+        return Err(CmpError::Template(
+            "the rr's certTemplate needs the certificate's issuer and serialNumber".into(),
+        ));
+    };
+    let mut reason = None;
+    for e in details.crl_entry_details.iter().flatten() {
+        if e.extn_id == const_oid::db::rfc5280::ID_CE_CRL_REASONS {
+            reason = Some(
+                crate::revocation::CrlReason::from_der(e.extn_value.as_bytes())
+                    .map_err(|e| CmpError::Template(format!("crlEntryDetails reasonCode: {e}")))?,
+            );
+        } else if e.critical {
+            return Err(CmpError::Template(format!(
+                "crlEntryDetails extension {} is critical and not understood",
+                e.extn_id
+            )));
+        }
+    }
+    Ok(RevocationAsked {
+        issuer,
+        serial,
+        reason,
+    })
+}
+
+/// The oldCertID control of a kur's certRequest (RFC 4211 §6.5, RFC 9483 §4.1.3): the
+/// issuer and serial of the certificate being updated, when the client names it.
+pub fn old_cert_id(msg: &CertReqMsg) -> Result<Option<crmf::controls::CertId>, CmpError> {
+    const ID_REG_CTRL_OLD_CERT_ID: ObjectIdentifier =
+        ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.5.1.5");
+    for c in msg.cert_req.controls.iter().flatten() {
+        if c.oid == ID_REG_CTRL_OLD_CERT_ID {
+            return c
+                .value
+                .decode_as::<crmf::controls::CertId>()
+                .map(Some)
+                .map_err(|e| CmpError::Template(format!("oldCertID: {e}")));
+        }
+    }
+    Ok(None)
+}
+
+/// Signs the DER ProtectedPart with the responder's key; the error is a message for the log.
+pub type SignFn<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>, String> + 'a;
 
 /// How a response is protected.
 pub enum ResponseProtection<'a> {
@@ -871,6 +977,14 @@ pub enum ResponseProtection<'a> {
         pbm: &'a Pbm,
         /// The secret.
         secret: &'a [u8],
+    },
+    /// Signed (RFC 9810 §5.1.3.3) by a CMP responder key: `algorithm` is its signature
+    /// algorithm, `sign` signs the DER ProtectedPart (the daemon's signer; no key here).
+    Signature {
+        /// protectionAlg.
+        algorithm: AlgorithmIdentifierOwned,
+        /// Signs the bytes, returning the signature in its X.509 encoding.
+        sign: &'a SignFn<'a>,
     },
     /// Unprotected (only for an error to a request whose protection could not be verified).
     None,
@@ -952,6 +1066,12 @@ impl ResponseBody {
             Self::Error(e) => explicit(23, e),
             Self::Genp(itavs) => explicit(22, itavs),
             Self::PollRep(entries) => explicit(26, entries),
+            Self::RevRep(status) => explicit(
+                12,
+                &RevRepContent {
+                    status: status.clone(),
+                },
+            ),
         }
     }
 }
@@ -998,6 +1118,7 @@ fn encode_message(
 
     let protection_alg = match &protection {
         ResponseProtection::Mac { pbm, .. } => Some(pbm.algorithm()?),
+        ResponseProtection::Signature { algorithm, .. } => Some(algorithm.clone()),
         ResponseProtection::None => None,
     };
     let time =
@@ -1047,6 +1168,16 @@ fn encode_message(
             .to_der()
             .map_err(enc)?;
             Some(BitString::from_bytes(&pbm.mac(secret, &part)).map_err(enc)?)
+        }
+        ResponseProtection::Signature { sign, .. } => {
+            let part = ProtectedPart {
+                header: (&header_any).into(),
+                body: (&body_any).into(),
+            }
+            .to_der()
+            .map_err(enc)?;
+            let signature = sign(&part).map_err(CmpError::Protection)?;
+            Some(BitString::from_bytes(&signature).map_err(enc)?)
         }
         ResponseProtection::None => None,
     };
@@ -1343,6 +1474,20 @@ impl ResponseView {
         }
     }
 
+    /// Verifies a signature protection with the signer's key `spki`.
+    pub fn verify_signature(&self, spki: &spki::SubjectPublicKeyInfoOwned) -> Result<(), CmpError> {
+        let alg = self
+            .protection_alg
+            .as_ref()
+            .ok_or_else(|| CmpError::Protection("the response is not protected".into()))?;
+        let got = self
+            .protection
+            .as_deref()
+            .ok_or_else(|| CmpError::Protection("the response has no protection".into()))?;
+        algorithm::verify(spki, alg, &self.protected_part, got)
+            .map_err(|e| CmpError::BadSignature(e.to_string()))
+    }
+
     /// Whether the status carries failure bit `bit`.
     pub fn has_failure(&self, bit: FailureBit) -> bool {
         self.status
@@ -1390,6 +1535,10 @@ pub fn parse_response(der: &[u8]) -> Result<ResponseView, CmpError> {
         23 => {
             let e = ErrorContent::from_der(raw.body.value()).map_err(malformed("error"))?;
             status = Some(e.status);
+        }
+        12 => {
+            let rp = RevRepContent::from_der(raw.body.value()).map_err(malformed("rp"))?;
+            status = rp.status.into_iter().next();
         }
         22 => {
             general = Vec::<cmpv2::gen::InfoTypeAndValue>::from_der(raw.body.value())
@@ -1638,5 +1787,111 @@ mod tests {
         ));
         assert_eq!(statuses[0].cert_hash.as_bytes().len(), 32, "SHA-256");
         assert!(req.recip_nonce.is_some());
+    }
+    /// A signed rp: the signature is over ProtectedPart, verifies with the signer's key and
+    /// no other, and a flipped bit in the body breaks it.
+    #[test]
+    fn a_signed_rp_verifies_with_the_signers_key_only() {
+        let key = crate::test_key::TestKey::p256();
+        let other = crate::test_key::TestKey::p256();
+        let header = ResponseHeader {
+            sender: crate::name::parse("CN=Issuing CA CMP Responder").expect("name"),
+            recipient: GeneralName::DirectoryName(Name::default()),
+            message_time: 1_800_000_000,
+            transaction_id: vec![1; 16],
+            sender_nonce: [2; 16],
+            recip_nonce: Some(vec![3; 16]),
+            sender_kid: Some(vec![9; 20]),
+            implicit_confirm: false,
+            pvno: 2,
+        };
+        let body = ResponseBody::RevRep(vec![StatusInfo {
+            status: PkiStatus::Accepted,
+            status_string: None,
+            fail_info: None,
+        }]);
+        let sign = |m: &[u8]| Ok(key.sign(m));
+        let der = encode_response(
+            &header,
+            &body,
+            ResponseProtection::Signature {
+                algorithm: algorithm::SignatureAlgorithm::EcdsaSha256.identifier(),
+                sign: &sign,
+            },
+            Vec::new(),
+        )
+        .expect("encodes");
+        let v = parse_response(&der).expect("parses");
+        assert_eq!(v.body_tag, 12);
+        assert_eq!(
+            v.status.as_ref().map(|s| s.status),
+            Some(PkiStatus::Accepted)
+        );
+        v.verify_signature(&key.spki).expect("verifies");
+        assert!(v.verify_signature(&other.spki).is_err());
+        assert!(v.verify_mac(b"s").is_err(), "a signature is not a MAC");
+        // [12] { SEQUENCE { SEQUENCE OF { PKIStatusInfo { INTEGER 0 } } } }: accepted
+        // becomes rejection (2).
+        let rp = [
+            0xac, 0x09, 0x30, 0x07, 0x30, 0x05, 0x30, 0x03, 0x02, 0x01, 0x00,
+        ];
+        let mut bad = der.clone();
+        let at = bad
+            .windows(rp.len())
+            .position(|w| w == rp)
+            .expect("the rp body");
+        bad[at + rp.len() - 1] = 2;
+        let v = parse_response(&bad).expect("still parses");
+        assert_eq!(
+            v.status.as_ref().map(|s| s.status),
+            Some(PkiStatus::Rejection)
+        );
+        assert!(v.verify_signature(&key.spki).is_err());
+    }
+
+    /// An rr's one RevDetails: issuer, serial and the reasonCode; two are refused, as is a
+    /// template without the serial.
+    #[test]
+    fn an_rr_names_issuer_serial_and_reason() {
+        use crate::revocation::CrlReason;
+        use x509_cert::ext::Extension;
+        let issuer = crate::name::parse("CN=Issuing CA,O=pkid").expect("name");
+        let serial = x509_cert::serial_number::SerialNumber::new(&[0x10, 0x01]).expect("serial");
+        let reason = Extension {
+            extn_id: const_oid::db::rfc5280::ID_CE_CRL_REASONS,
+            critical: false,
+            extn_value: OctetString::new(CrlReason::KeyCompromise.to_der().expect("der"))
+                .expect("octets"),
+        };
+        let details =
+            |serial: Option<x509_cert::serial_number::SerialNumber>| cmpv2::rev::RevDetails {
+                cert_details: crmf::request::CertTemplate {
+                    version: None,
+                    serial_number: serial,
+                    signature: None,
+                    issuer: Some(issuer.clone()),
+                    validity: None,
+                    subject: None,
+                    subject_public_key_info: None,
+                    issuer_unique_id: None,
+                    subject_unique_id: None,
+                    extensions: None,
+                },
+                crl_entry_details: Some(vec![reason.clone()]),
+            };
+        let one = vec![details(Some(serial.clone()))];
+        // Through DER, as it arrives.
+        let one =
+            cmpv2::rev::RevReqContent::from_der(&one.to_der().expect("der")).expect("decodes");
+        let asked = revocation_asked(&one).expect("one RevDetails");
+        assert_eq!(asked.issuer, issuer);
+        assert_eq!(asked.serial, serial);
+        assert_eq!(asked.reason, Some(CrlReason::KeyCompromise));
+        let two = vec![details(Some(serial.clone())), details(Some(serial))];
+        assert!(matches!(revocation_asked(&two), Err(CmpError::Template(_))));
+        assert!(matches!(
+            revocation_asked(&vec![details(None)]),
+            Err(CmpError::Template(_))
+        ));
     }
 }

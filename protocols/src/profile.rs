@@ -2,12 +2,15 @@
 //!
 //! Subscriber profiles (`person`, `organization`, `tls-server`, `tls-client`, …) come from the
 //! daemon's configuration; the CA's own certificates use the fixed profiles built here
-//! ([`Profile::root_ca`], [`Profile::issuing_ca`], [`Profile::ocsp_responder`], [`Profile::tsa`]).
+//! ([`Profile::root_ca`], [`Profile::issuing_ca`], [`Profile::ocsp_responder`], [`Profile::cmp_responder`], [`Profile::tsa`]).
 
 use crate::algorithm::KeyType;
 use const_oid::db::{rfc4519, rfc5280 as oids};
 use der::asn1::ObjectIdentifier;
 use x509_cert::ext::pkix::{KeyUsage, KeyUsages};
+
+/// id-kp-cmcCA (RFC 6402 §2.10): a CA's key that signs CMC/CMP messages.
+pub const ID_KP_CMC_CA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.27");
 
 /// Everything that decides what a certificate issued under a profile contains.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,6 +100,20 @@ impl Profile {
             ocsp_nocheck: true,
             copy_subject_alt_name: false,
             revocation_pointers: false,
+        }
+    }
+
+    /// CMP responder (RFC 9483 §3.1, RFC 9810 §5.1.3.3): the certificate a CA's CMP answers
+    /// to signed requests are signed with. digitalSignature (OpenSSL refuses response signers
+    /// without it) and EKU id-kp-cmcCA (RFC 6402 §2.10), non-critical; CRL and OCSP pointers so
+    /// that a client can check it.
+    pub fn cmp_responder(max_validity_days: u32) -> Self {
+        Self {
+            name: "cmp-responder".into(),
+            extended_key_usage: vec![ID_KP_CMC_CA],
+            ocsp_nocheck: false,
+            revocation_pointers: true,
+            ..Self::ocsp_responder(max_validity_days)
         }
     }
 

@@ -65,13 +65,23 @@ pub fn router(state: &Arc<AppState>) -> Router<Arc<AppState>> {
             None
         }
     };
-    let cmp = Arc::new(Cmp::new(
-        state.config.load_full(),
-        state.store.clone(),
+    let responders = Arc::new(super::Responders::new(
+        &state.data_dir,
         state.authority.clone(),
-        sealer,
-        state.crl.clone(),
+        state.keys.clone(),
+        Some(state.metrics.clone()),
     ));
+    responders.prepare();
+    let cmp = Arc::new(
+        Cmp::new(
+            state.config.load_full(),
+            state.store.clone(),
+            state.authority.clone(),
+            sealer,
+            state.crl.clone(),
+        )
+        .with_responders(responders),
+    );
     let wrong_method = || async {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "CMP messages are POSTed");
         r.headers_mut()

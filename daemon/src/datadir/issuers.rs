@@ -7,6 +7,7 @@
 //!                 ─▶ responder certificate, signed by NAME ─┐
 //!                 ─▶ registry row + that certificate, one commit ─▶ followers see NAME
 //!                 ─▶ certs/NAME.crt, certs/NAME-ocsp.crt (for operators)
+//!                 ─▶ its CMP responder: key cmp-NAME, certs/cmp-NAME.crt (datadir::cmp_responder)
 //! ```
 //!
 //! The issuing CA `pkid init` made keeps its files (`certs/issuing.crt`, `certs/ocsp.crt`) and
@@ -137,6 +138,15 @@ pub fn add_issuer(
     let (ca_file, responder_file) = files(data, name);
     write_public(&ca_file, &certificate_pem(&added.certificate.der))?;
     write_public(&responder_file, &certificate_pem(&added.responder.der))?;
+    // Its CMP responder (certs/cmp-NAME.crt). Should this fail, the daemon makes it on start.
+    let issuer = Issuer::new(
+        name,
+        added.certificate.der.clone(),
+        backend.load(&KeyRole::Issuer(name.into()))?,
+        &opened.config.server.public_url,
+        true,
+    )?;
+    super::cmp_responder::cmp_responder(data, &authority, backend.as_ref(), &issuer, None, actor)?;
     Ok(added)
 }
 

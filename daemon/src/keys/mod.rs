@@ -42,6 +42,9 @@ pub enum KeyRole {
     Issuer(String),
     /// The OCSP responder key of an issuer added after `pkid init`, by issuer name.
     Responder(String),
+    /// The CMP responder key of an issuer (the init-made one too), by issuer name: it signs
+    /// the CMP answers to signed requests.
+    CmpResponder(String),
 }
 
 impl KeyRole {
@@ -51,7 +54,7 @@ impl KeyRole {
 
     /// Short name: file stem for software keys, suffix of the PKCS#11 label (`pkid-<name>`).
     /// Issuer names are lowercase letters, digits and `-` (see `ca::valid_issuer_name`), so
-    /// `issuer-<name>` and `ocsp-<name>` never collide with each other or with a fixed role.
+    /// `issuer-<name>`, `ocsp-<name>` and `cmp-<name>` never collide with each other or with a fixed role.
     pub fn name(&self) -> std::borrow::Cow<'static, str> {
         match self {
             Self::Root => "root".into(),
@@ -61,6 +64,7 @@ impl KeyRole {
             Self::Tls => "tls".into(),
             Self::Issuer(n) => format!("issuer-{n}").into(),
             Self::Responder(n) => format!("ocsp-{n}").into(),
+            Self::CmpResponder(n) => format!("cmp-{n}").into(),
         }
     }
 
