@@ -17,6 +17,7 @@ mod csc;
 mod devices;
 mod issuers;
 mod outbox;
+mod portal;
 mod ra;
 mod ra_schema;
 
@@ -100,6 +101,8 @@ const MIGRATIONS: &[&str] = &[
     cmp::MIGRATION,
     // 14: remote-signing accounts and credentials (see sqlite/csc.rs).
     csc::MIGRATION,
+    // 15: the portal's certificate search and RA queue indexes (see sqlite/portal.rs).
+    portal::MIGRATION,
 ];
 
 /// Reconciliation closes a pending row whose issuance died by setting `abandoned_at`; `status`
@@ -511,6 +514,15 @@ impl Certificates for SqliteStore {
             ))
             .and_then(|mut s| s.query_row([serial], record).optional())
             .map_err(unavailable)
+    }
+
+    fn search(
+        &self,
+        query: &CertificateQuery,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>, StoreError> {
+        portal::search(&*self.lock()?, query, before, limit)
     }
 
     fn list(&self, f: &ListFilter) -> Result<Vec<CertificateRecord>, StoreError> {
