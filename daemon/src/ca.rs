@@ -282,6 +282,30 @@ impl Authority {
         self.issuers.load().iter().cloned().collect()
     }
 
+    /// The issuer `name` and the issuers above it, up to a self-issued one (the root): each
+    /// next one is the issuer whose subject is this one's issuer name. Empty when `name` is not
+    /// served; stops where a parent is not served here.
+    pub fn chain(&self, name: &str) -> Vec<Arc<Issuer>> {
+        let all = self.issuers.load();
+        let mut chain: Vec<Arc<Issuer>> = Vec::new();
+        let mut at = all.iter().find(|i| i.name == name).cloned();
+        while let Some(i) = at {
+            if chain.len() > all.len() || chain.iter().any(|c| c.name == i.name) {
+                break;
+            }
+            let tbs = &i.certificate.tbs_certificate;
+            at = (tbs.issuer != tbs.subject)
+                .then(|| {
+                    all.iter()
+                        .find(|p| p.certificate.tbs_certificate.subject == tbs.issuer)
+                        .cloned()
+                })
+                .flatten();
+            chain.push(i);
+        }
+        chain
+    }
+
     /// Takes on another issuer (one added while the daemon runs) and returns it; one already
     /// present by that name is kept, and returned instead.
     pub fn add_issuer(&self, issuer: Issuer) -> Arc<Issuer> {

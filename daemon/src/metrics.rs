@@ -391,6 +391,14 @@ impl MeteredStore {
 }
 
 impl Certificates for MeteredStore {
+    fn search(
+        &self,
+        query: &crate::store::CertificateQuery,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<crate::store::SearchHit>, StoreError> {
+        self.observe("search", || self.inner.search(query, before, limit))
+    }
     fn reserve(&self, cert: &NewCertificate) -> Result<(), StoreError> {
         self.observe("reserve", || self.inner.reserve(cert))
     }
@@ -456,6 +464,13 @@ impl AuditLog for MeteredStore {
     }
     fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         self.observe("audit_log", || self.inner.audit_log(limit))
+    }
+    fn audit_page(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<(i64, AuditEntry)>, StoreError> {
+        self.observe("audit_page", || self.inner.audit_page(before, limit))
     }
     fn verify_audit_chain(&self) -> Result<ChainVerdict, StoreError> {
         self.observe("verify_audit_chain", || self.inner.verify_audit_chain())

@@ -13,7 +13,9 @@
 //! from the Fluent catalogues in `daemon/locales/` ([`i18n`]).
 
 mod activate;
+mod admin;
 mod assets;
+mod desk_messages;
 mod i18n;
 mod session;
 mod views;
@@ -24,9 +26,9 @@ use crate::http::AppState;
 use crate::ra::access::{Principal, Via};
 use crate::ra::desk::{
     ActionInput, DeskError, DocumentInput, FieldError, ListQuery, RequestDesk, RequestInput,
-    SubscriberInput, MAX_PAGE,
+    SubscriberInput,
 };
-use crate::store::{AuditEntry, CertStatus, Outcome};
+use crate::store::{AuditEntry, CertStatus, CertificateQuery, Outcome};
 use askama::Template;
 use axum::extract::{ConnectInfo, FromRequestParts, Multipart, Path, Query};
 use axum::http::request::Parts;
@@ -104,6 +106,20 @@ pub fn router(config: &Config) -> Router<Arc<AppState>> {
         .route("/reports", get(reports))
         .route("/subscribers", get(subscribers))
         .route("/devices", get(devices))
+        .route("/audit", get(admin::audit))
+        .route(
+            "/admin/organisations",
+            get(admin::organisations).post(admin::add_organisation),
+        )
+        .route(
+            "/admin/organisations/{id}/remove",
+            post(admin::remove_organisation),
+        )
+        .route(
+            "/admin/operators",
+            get(admin::operators).post(admin::add_operator),
+        )
+        .route("/admin/operators/{id}/remove", post(admin::remove_operator))
         .route("/static/{file}", get(asset))
         .route(
             "/activate/{code}",
@@ -242,6 +258,8 @@ impl Page {
             csrf: self.csrf().to_owned(),
             user,
             reports: self.who.as_ref().is_some_and(|w| w.audits()),
+            audit_log: self.who.as_ref().is_some_and(|w| w.reads_audit_log()),
+            admin: self.who.as_ref().is_some_and(|w| w.administers()),
         }
     }
 
@@ -435,8 +453,45 @@ async fn asset(Path(file): Path<String>) -> Response {
     }
 }
 
-/// `GET /`: the login form and the search before login; the dashboard or queue after.
-async fn home(page: Page) -> Response {
+/// `?after=` (the desk's cursor of the previous page) and `?state=` of a list page.
+#[derive(Deserialize, Default)]
+struct ListParams {
+    after: Option<String>,
+    state: Option<String>,
+}
+
+/// How many rows a list page shows (the desk's default page).
+const LIST_PAGE: usize = crate::ra::desk::DEFAULT_PAGE;
+
+/// The states the dashboard filters by, in the order shown.
+const STATES: [&str; 7] = [
+    "submitted",
+    "awaiting-original",
+    "accepted",
+    "approved",
+    "returned",
+    "fulfilled",
+    "rejected",
+];
+
+/// The link to the page after this one, keeping the filter (`None` on the last page).
+fn next_href(path: &str, next: Option<String>, state: Option<&str>) -> Option<String> {
+    let next = next?;
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    if let Some(st) = state {
+        s.append_pair("state", st);
+    }
+    s.append_pair("after", &next);
+    Some(format!("{path}?{}", s.finish()))
+}
+
+/// `GET /[?after=&state=]`: the login form and the search before login; after login the
+/// dashboard (an organisation officer's requests, newest first) or the queue (an RA officer's
+/// open requests in scope, overdue first), a page at a time, as `GET /api/v1/requests`.
+async fn home(
+    page: Page,
+    q: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let Some(who) = page.who.clone() else {
         let c = page.chrome();
         return page.html(
@@ -452,8 +507,17 @@ async fn home(page: Page) -> Response {
     let Ok((desk, _)) = page.desk() else {
         return see_other("/search");
     };
+    let params = q.map(|Query(q)| q).unwrap_or_default();
+    let queue = who.decides() || who.role() == Some(crate::store::ra::Role::Auditor);
+    // The dashboard filters by state; the queue is every open request.
+    let state = params
+        .state
+        .filter(|s| !queue && STATES.contains(&s.as_str()));
     let q = ListQuery {
-        limit: Some(MAX_PAGE),
+        limit: Some(LIST_PAGE),
+        cursor: params.after.filter(|a| !a.is_empty()),
+        order: queue.then(|| "queue".to_owned()),
+        state: state.clone(),
         ..Default::default()
     };
     let w = who.clone();
@@ -462,24 +526,21 @@ async fn home(page: Page) -> Response {
         Err(e) => return page.refusal(&e),
     };
     let now = now();
-    let queue = who.decides() || who.role() == Some(crate::store::ra::Role::Auditor);
-    let mut items = list.items;
-    if queue {
-        // The queue: open requests, overdue first, then the nearest deadline.
-        items.retain(|r| !matches!(r.state, "fulfilled" | "rejected"));
-        items.sort_by(|a, b| {
-            b.overdue
-                .cmp(&a.overdue)
-                .then_with(|| a.due_at.is_none().cmp(&b.due_at.is_none()))
-                .then_with(|| a.due_at.cmp(&b.due_at))
-                .then_with(|| a.id.cmp(&b.id))
-        });
-    }
-    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
-    for r in &items {
-        *counts.entry(r.state).or_default() += 1;
-    }
-    let rows = items.iter().map(|r| page.row(r, now)).collect();
+    let rows = list.items.iter().map(|r| page.row(r, now)).collect();
+    let filters = if queue {
+        Vec::new()
+    } else {
+        STATES
+            .iter()
+            .map(|s| {
+                (
+                    *s,
+                    page.t(&format!("state-{s}")),
+                    state.as_deref() == Some(*s),
+                )
+            })
+            .collect()
+    };
     let c = page.chrome();
     page.html(
         StatusCode::OK,
@@ -491,10 +552,8 @@ async fn home(page: Page) -> Response {
                 "dashboard-title"
             }),
             rows,
-            counts: counts
-                .into_iter()
-                .map(|(s, n)| (page.t(&format!("state-{s}")), n))
-                .collect(),
+            filters,
+            next: next_href("/", list.next, state.as_deref()),
             files: who.files(),
             bulk: who.decides(),
         }
@@ -715,6 +774,7 @@ async fn switch_language(
 #[derive(Deserialize)]
 struct SearchQuery {
     q: Option<String>,
+    after: Option<String>,
 }
 
 /// The CN and O of a certificate's subject, as its DER spells them.
@@ -743,15 +803,17 @@ async fn search(
     axum::extract::State(state): axum::extract::State<Arc<AppState>>,
     q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let q = q
+    let (q, after) = q
         .ok()
-        .and_then(|Query(q)| q.q)
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
+        .map(|Query(q)| (q.q.unwrap_or_default(), q.after))
+        .unwrap_or_default();
+    let q = q.trim().to_owned();
+    // A cursor that is not a number is a first page (it came from no page of ours).
+    let after = after.and_then(|a| a.parse::<i64>().ok());
     let searched = !q.is_empty();
     let mut problem = String::new();
     let mut found = Vec::new();
+    let mut next = None;
     if searched && (q.chars().count() < 2 || q.chars().count() > MAX_QUERY_CHARS) {
         problem = page.t("search-length");
     } else if searched {
@@ -759,21 +821,32 @@ async fn search(
         let needle = q.clone();
         let rows = tokio::task::spawn_blocking(move || {
             let mut rows = Vec::new();
-            if let Some(serial) =
-                pkid_protocols::serial::canonical_hex(&needle.replace([':', ' '], ""))
-            {
+            // A serial (hex, colons or spaces allowed) is one exact lookup, on the first page.
+            let serial = pkid_protocols::serial::canonical_hex(&needle.replace([':', ' '], ""));
+            if let (Some(serial), None) = (serial, after) {
                 rows.extend(store.certificate(&serial)?);
             }
-            rows.extend(store.list(&crate::store::ListFilter {
-                subject_contains: Some(needle),
-                limit: SEARCH_LIMIT,
-                ..Default::default()
-            })?);
-            Ok::<_, crate::store::StoreError>(rows)
+            let query = if needle.contains('@') {
+                CertificateQuery::Email(needle)
+            } else {
+                CertificateQuery::Words(needle.split_whitespace().map(str::to_owned).collect())
+            };
+            let hits = store.search(&query, after, SEARCH_LIMIT + 1)?;
+            let next = (hits.len() > SEARCH_LIMIT)
+                .then(|| hits.get(SEARCH_LIMIT - 1).map(|h| h.key))
+                .flatten();
+            rows.extend(hits.into_iter().take(SEARCH_LIMIT).map(|h| h.certificate));
+            Ok::<_, crate::store::StoreError>((rows, next))
         })
         .await;
         match rows {
-            Ok(Ok(rows)) => {
+            Ok(Ok((rows, more))) => {
+                next = more.map(|k| {
+                    let mut s = form_urlencoded::Serializer::new(String::new());
+                    s.append_pair("q", &q);
+                    s.append_pair("after", &k.to_string());
+                    format!("/search?{}", s.finish())
+                });
                 let now = now();
                 let mut seen = std::collections::BTreeSet::new();
                 for rec in rows.into_iter().filter(|r| r.der.is_some()) {
@@ -842,6 +915,7 @@ async fn search(
             searched,
             problem,
             found,
+            next,
             base: page.public_url.clone(),
         }
         .render(),
@@ -1051,9 +1125,9 @@ async fn submit(page: Page, mut form: Multipart) -> Response {
             );
             let mut general = Vec::new();
             for FieldError { field, message, .. } in errors {
-                let shown = format!("{} ({message})", page.t("field-invalid"));
+                let shown = desk_messages::text(page.lang, &field, &message);
                 match form_field(&field) {
-                    "" => general.push(message),
+                    "" => general.push(shown),
                     f => {
                         let e = &mut fields.entry(f).or_default().error;
                         if e.is_empty() {
@@ -1194,10 +1268,10 @@ async fn act(
         Err(DeskError::Invalid(errors)) => {
             let detail = errors
                 .into_iter()
-                .map(|e| e.message)
+                .map(|e| desk_messages::text(page.lang, &e.field, &e.message))
                 .collect::<Vec<_>>()
                 .join("; ");
-            let notice = format!("{} ({detail})", page.t("action-invalid"));
+            let notice = format!("{}: {detail}", page.t("action-invalid"));
             request_page(&page, id, StatusCode::UNPROCESSABLE_ENTITY, notice).await
         }
         Err(DeskError::Conflict(_)) => {
@@ -1264,10 +1338,10 @@ async fn bulk_approve(page: Page, body: axum::body::Bytes) -> Response {
                 Err(DeskError::NotFound(_)) => page.t("not-found-title"),
                 Err(DeskError::Conflict(_)) => page.t("conflict-title"),
                 Err(DeskError::Invalid(e)) => format!(
-                    "{} ({})",
+                    "{}: {}",
                     page.t("action-invalid"),
                     e.into_iter()
-                        .map(|e| e.message)
+                        .map(|e| desk_messages::text(page.lang, &e.field, &e.message))
                         .collect::<Vec<_>>()
                         .join("; ")
                 ),
@@ -1331,7 +1405,11 @@ async fn reports(
             let c = page.chrome();
             let problem = errors
                 .into_iter()
-                .map(|e| format!("{}: {}", e.field, e.message))
+                .map(|e| {
+                    let field = page.t(&format!("report-{}", e.field));
+                    let text = desk_messages::text(page.lang, &e.field, &e.message);
+                    format!("{field}: {text}")
+                })
                 .collect::<Vec<_>>()
                 .join("; ");
             return page.html(
@@ -1409,20 +1487,24 @@ async fn reports(
     )
 }
 
-/// `GET /subscribers`: the subscribers of the caller's fulfilled requests, with their
-/// certificates' status and expiry (the desk's list, then each certificate's record).
+/// `GET /subscribers[?after=]`: the subscribers of the caller's fulfilled requests, newest
+/// first, a page at a time, with their certificates' status and expiry (the desk's list, then
+/// each certificate's record).
 async fn subscribers(
     page: Page,
     axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    q: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let (desk, who) = match page.desk() {
         Ok(d) => d,
         Err(r) => return *r,
     };
     let store = state.store.clone();
+    let params = q.map(|Query(q)| q).unwrap_or_default();
     let q = ListQuery {
         state: Some("fulfilled".into()),
-        limit: Some(MAX_PAGE),
+        limit: Some(LIST_PAGE),
+        cursor: params.after.filter(|a| !a.is_empty()),
         ..Default::default()
     };
     let rows = blocking(move || {
@@ -1435,10 +1517,10 @@ async fn subscribers(
             let cert = store.certificate(&serial)?;
             rows.push((r, serial, cert));
         }
-        Ok(rows)
+        Ok((rows, list.next))
     })
     .await;
-    let rows = match rows {
+    let (rows, next) = match rows {
         Ok(r) => r,
         Err(e) => return page.refusal(&e),
     };
@@ -1476,7 +1558,15 @@ async fn subscribers(
         })
         .collect();
     let c = page.chrome();
-    page.html(StatusCode::OK, SubscribersPage { c: &c, rows }.render())
+    page.html(
+        StatusCode::OK,
+        SubscribersPage {
+            c: &c,
+            rows,
+            next: next_href("/subscribers", next, None),
+        }
+        .render(),
+    )
 }
 
 /// `GET /devices`: the key devices of the organisations the caller reaches (docs/key-devices.md),

@@ -492,6 +492,7 @@ pub(super) fn request(data: &Path, cmd: RequestCommand, who: &str) -> Result<(),
                         overdue: overdue.then_some(true),
                         cursor,
                         limit,
+                        order: None,
                     },
                 )
                 .map_err(desk_failure)?,

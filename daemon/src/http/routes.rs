@@ -30,6 +30,8 @@ use std::sync::Arc;
 
 /// Media type of DER certificates (RFC 2585).
 const PKIX_CERT: &str = "application/pkix-cert";
+/// A certs-only PKCS#7 (RFC 5652; RFC 8551 §3.2.2).
+const PKCS7: &str = "application/pkcs7-mime; smime-type=certs-only";
 /// Media type of PEM files.
 const PEM: &str = "application/x-pem-file";
 
@@ -306,9 +308,14 @@ fn cacheable(mut r: Reply) -> Reply {
     r
 }
 
-/// `GET /certs/{serial}` (DER) or `/certs/{serial}.pem`: the public certificate repository.
+/// `GET /certs/{serial}` (DER), `/certs/{serial}.pem`, or `/certs/{serial}.p7b` (the
+/// certificate and its issuers up to the root, certs-only PKCS#7, DER): the public
+/// certificate repository.
 async fn published(State(state): State<Arc<AppState>>, uri: hyper::Uri) -> Reply {
     let file = uri.path().strip_prefix("/certs/").unwrap_or_default();
+    if let Some(serial) = file.strip_suffix(".p7b") {
+        return published_chain(state, serial).await;
+    }
     let (serial, pem) = match file.strip_suffix(".pem") {
         Some(s) => (s, true),
         None => (file.strip_suffix(".crt").unwrap_or(file), false),
@@ -335,6 +342,41 @@ async fn published(State(state): State<Arc<AppState>>, uri: hyper::Uri) -> Reply
         }
         Err(e) => {
             tracing::error!(error = %e, "certificate lookup task");
+            HttpError::Internal.into_response()
+        }
+    }
+}
+
+/// The `.p7b` of `GET /certs/{serial}.p7b`: the certificate, its issuer and the issuers
+/// above it (RFC 5652 SignedData without signers, `application/pkcs7-mime`).
+async fn published_chain(state: Arc<AppState>, serial: &str) -> Reply {
+    let Some(serial) = pkid_protocols::serial::canonical_hex(serial) else {
+        return HttpError::NotFound("not a serial number").into_response();
+    };
+    let store = state.store.clone();
+    let found = tokio::task::spawn_blocking(move || store.certificate(&serial)).await;
+    let rec = match found {
+        Ok(Ok(Some(rec))) => rec,
+        Ok(Ok(None)) => return HttpError::NotFound("not found").into_response(),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "certificate lookup");
+            return HttpError::Unavailable("store unavailable".into()).into_response();
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "certificate lookup task");
+            return HttpError::Internal.into_response();
+        }
+    };
+    let Some(der) = rec.der else {
+        return HttpError::NotFound("not found").into_response();
+    };
+    let chain = state.authority.chain(&rec.issuer);
+    let mut certs: Vec<&[u8]> = vec![der.as_slice()];
+    certs.extend(chain.iter().map(|i| i.der.as_slice()));
+    match pkid_protocols::est::certs_only(&certs) {
+        Ok(p7) => reply(StatusCode::OK, PKCS7, p7),
+        Err(e) => {
+            tracing::error!(error = %e, "certificate chain encoding");
             HttpError::Internal.into_response()
         }
     }

@@ -18,6 +18,10 @@ pub(super) struct Chrome {
     pub(super) user: Option<(String, String)>,
     /// Whether the caller reads reports (the menu links them).
     pub(super) reports: bool,
+    /// Whether the caller reads the audit log (the menu links it).
+    pub(super) audit_log: bool,
+    /// Whether the caller manages organisations and operators (the menu links them).
+    pub(super) admin: bool,
 }
 
 impl Chrome {
@@ -133,12 +137,21 @@ pub(super) struct RequestsPage<'a> {
     pub(super) title: String,
     /// The rows.
     pub(super) rows: Vec<Row>,
-    /// Counts by state, in words.
-    pub(super) counts: Vec<(String, usize)>,
+    /// The state filters offered (code, in words, chosen); empty on the queue.
+    pub(super) filters: Vec<(&'static str, String, bool)>,
+    /// The next page's address (`?after=`), when there is one.
+    pub(super) next: Option<String>,
     /// Whether the caller may file requests (the procedure links).
     pub(super) files: bool,
     /// Whether the caller may approve a selection at once.
     pub(super) bulk: bool,
+}
+
+impl RequestsPage<'_> {
+    /// Whether no state filter is chosen (the dashboard shows every state).
+    pub(super) fn all_chosen(&self) -> bool {
+        !self.filters.iter().any(|f| f.2)
+    }
 }
 
 /// The outcome of a bulk approval, request by request.
@@ -314,6 +327,8 @@ pub(super) struct SearchPage<'a> {
     pub(super) problem: String,
     /// What was found.
     pub(super) found: Vec<Found>,
+    /// The next page's address, when there is one.
+    pub(super) next: Option<String>,
     /// The service's public address (`[server] public_url`).
     pub(super) base: String,
 }
@@ -465,6 +480,8 @@ pub(super) struct SubscribersPage<'a> {
     pub(super) c: &'a Chrome,
     /// The rows.
     pub(super) rows: Vec<SubscriberRow>,
+    /// The next page's address (`?after=`), when there is one.
+    pub(super) next: Option<String>,
 }
 
 /// One key device.
@@ -495,4 +512,128 @@ pub(super) struct DevicesPage<'a> {
     pub(super) c: &'a Chrome,
     /// The rows.
     pub(super) rows: Vec<DeviceRow>,
+}
+
+/// One audit record, in words.
+pub(super) struct AuditRow {
+    /// Its id in the chain.
+    pub(super) id: i64,
+    /// When, local time.
+    pub(super) at: String,
+    /// Who.
+    pub(super) actor: String,
+    /// What (the action's code, as `pkid audit list` shows it).
+    pub(super) action: String,
+    /// On what.
+    pub(super) target: String,
+    /// The outcome's code (a CSS class and a test hook).
+    pub(super) outcome_code: &'static str,
+    /// The outcome, in words.
+    pub(super) outcome: String,
+    /// Detail.
+    pub(super) detail: String,
+}
+
+/// The audit log, a page at a time.
+#[derive(Template)]
+#[template(path = "portal/audit.html")]
+pub(super) struct AuditPage<'a> {
+    /// Around the page.
+    pub(super) c: &'a Chrome,
+    /// The records, newest first.
+    pub(super) rows: Vec<AuditRow>,
+    /// The chain's verdict when it was asked for: (intact, in words).
+    pub(super) chain: Option<(bool, String)>,
+    /// The next page's address.
+    pub(super) next: Option<String>,
+}
+
+/// The organisations, for a CA admin.
+#[derive(Template)]
+#[template(path = "portal/organisations.html")]
+pub(super) struct OrganisationsPage<'a> {
+    /// Around the page.
+    pub(super) c: &'a Chrome,
+    /// The live organisations.
+    pub(super) rows: Vec<crate::ra::desk::OrganisationView>,
+    /// What was typed into the add form.
+    pub(super) form: std::collections::BTreeMap<String, String>,
+    /// Problems by field, in words.
+    pub(super) errors: std::collections::BTreeMap<String, String>,
+    /// What was just done, in words.
+    pub(super) notice: String,
+}
+
+/// The operators, for a CA admin.
+#[derive(Template)]
+#[template(path = "portal/operators.html")]
+pub(super) struct OperatorsPage<'a> {
+    /// Around the page.
+    pub(super) c: &'a Chrome,
+    /// The live operators and their roles in words.
+    pub(super) rows: Vec<(crate::ra::desk::OperatorView, String)>,
+    /// What was typed into the add form.
+    pub(super) form: std::collections::BTreeMap<String, String>,
+    /// Problems by field, in words.
+    pub(super) errors: std::collections::BTreeMap<String, String>,
+}
+
+/// The value typed into a field of an admin form.
+pub(super) fn typed<'a>(form: &'a std::collections::BTreeMap<String, String>, k: &str) -> &'a str {
+    form.get(k).map_or("", String::as_str)
+}
+
+impl OrganisationsPage<'_> {
+    /// The value typed.
+    pub(super) fn v(&self, k: &str) -> &str {
+        typed(&self.form, k)
+    }
+
+    /// The problem of a field (empty: none).
+    pub(super) fn e(&self, k: &str) -> &str {
+        typed(&self.errors, k)
+    }
+
+    /// The sectors offered.
+    pub(super) fn sectors(&self) -> Vec<(&'static str, String)> {
+        ["other", "education", "training", "health"]
+            .iter()
+            .map(|s| (*s, self.c.t(&format!("sector-{s}"))))
+            .collect()
+    }
+
+    /// A sector in words.
+    pub(super) fn sector(&self, s: &str) -> String {
+        self.c.t(&format!("sector-{s}"))
+    }
+
+    /// An optional text.
+    pub(super) fn o<'b>(&self, v: &'b Option<String>) -> &'b str {
+        v.as_deref().unwrap_or("")
+    }
+}
+
+impl OperatorsPage<'_> {
+    /// The value typed.
+    pub(super) fn v(&self, k: &str) -> &str {
+        typed(&self.form, k)
+    }
+
+    /// The problem of a field (empty: none).
+    pub(super) fn e(&self, k: &str) -> &str {
+        typed(&self.errors, k)
+    }
+
+    /// The roles offered.
+    pub(super) fn roles(&self) -> Vec<(&'static str, String)> {
+        ["org-officer", "ra-officer", "auditor", "ca-admin"]
+            .iter()
+            .map(|r| (*r, self.c.t(&format!("role-{r}"))))
+            .collect()
+    }
+
+    /// An optional text.
+    pub(super) fn o<'b>(&self, v: &'b Option<String>) -> &'b str {
+        v.as_deref().unwrap_or("")
+    }
 }

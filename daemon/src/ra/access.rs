@@ -147,6 +147,13 @@ impl Principal {
         self.role() == Some(Role::CaAdmin)
     }
 
+    /// Whether the caller reads the audit log: CA admins, and auditors whose scope is
+    /// everything (the log is not partitioned by organisation, so a scoped auditor would read
+    /// beyond its scope).
+    pub fn reads_audit_log(&self) -> bool {
+        self.administers() || (self.role() == Some(Role::Auditor) && self.reach() == Reach::All)
+    }
+
     /// Whether the caller reads reports and the audit log.
     pub fn audits(&self) -> bool {
         matches!(

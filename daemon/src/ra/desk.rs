@@ -352,6 +352,9 @@ pub struct ListQuery {
     pub cursor: Option<String>,
     /// Page size (default 50, at most 500).
     pub limit: Option<usize>,
+    /// `newest` (default: newest first) or `queue` (the RA queue: open requests only,
+    /// overdue first, then by the nearest deadline, then those without one, oldest first).
+    pub order: Option<String>,
 }
 
 /// A report query (`GET /api/v1/reports`).
@@ -1331,6 +1334,80 @@ impl RequestDesk {
         Ok(self.store.remove_operator(&op.id, self.now(), &audit)?)
     }
 
+    /// Disables an organisation (CA admins): it is no longer listed, and nothing is filed for
+    /// it; its requests, certificates and history stay.
+    pub fn remove_organisation(&self, who: &Principal, id: &str) -> Result<(), DeskError> {
+        if !who.administers() {
+            return Err(self.refuse(
+                who,
+                "org.remove",
+                id,
+                DeskError::Forbidden("only a ca-admin removes organisations".into()),
+            ));
+        }
+        let Some(org) = self
+            .store
+            .organisation(id)?
+            .filter(|o| o.deleted_at.is_none())
+        else {
+            return Err(DeskError::NotFound(format!("no organisation {id:?}")));
+        };
+        let audit = self.audit(
+            &who.actor(),
+            "org.remove",
+            &org.id,
+            Outcome::Success,
+            String::new(),
+        );
+        Ok(self
+            .store
+            .remove_organisation(&org.id, self.now(), &audit)?)
+    }
+
+    // ---- the audit log -----------------------------------------------------------------------
+
+    /// Whether `who` reads the audit log ([`Principal::reads_audit_log`]); a refusal is
+    /// audited.
+    fn audit_reader(&self, who: &Principal, action: &str) -> Result<(), DeskError> {
+        if who.reads_audit_log() {
+            Ok(())
+        } else {
+            Err(self.refuse(
+                who,
+                action,
+                "audit",
+                DeskError::Forbidden(
+                    "only a ca-admin or an auditor of everything reads the audit log".into(),
+                ),
+            ))
+        }
+    }
+
+    /// A page of the audit log, newest first, with each record's id (CA admins, auditors of
+    /// everything): `limit` records (1 to [`MAX_PAGE`]) with ids below `before`.
+    pub fn audit_page(
+        &self,
+        who: &Principal,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<(i64, AuditEntry)>, DeskError> {
+        self.audit_reader(who, "audit.read")?;
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(DeskError::Invalid(vec![FieldError::new(
+                "limit",
+                format!("1 to {MAX_PAGE}"),
+            )]));
+        }
+        Ok(self.store.audit_page(before, limit)?)
+    }
+
+    /// Walks the whole audit chain and its stamps (as `pkid audit verify`), for the same
+    /// readers as [`RequestDesk::audit_page`].
+    pub fn verify_audit(&self, who: &Principal) -> Result<crate::store::ChainVerdict, DeskError> {
+        self.audit_reader(who, "audit.verify")?;
+        Ok(self.store.verify_audit_chain()?)
+    }
+
     // ---- requests ----------------------------------------------------------------------------
 
     fn due(&self, kind: RequestKind, at: u64) -> u64 {
@@ -2221,19 +2298,33 @@ impl RequestDesk {
             }
             p
         });
-        let before_id = match q.cursor.as_deref() {
-            None => None,
-            Some(c) => match c.parse::<i64>() {
-                Ok(id) if id > 0 => Some(id),
-                _ => {
-                    errors.push(FieldError::new(
-                        "cursor",
-                        "not a cursor from a previous page",
-                    ));
-                    None
-                }
-            },
+        let queue = match q.order.as_deref() {
+            None | Some("newest") => false,
+            Some("queue") => true,
+            Some(_) => {
+                errors.push(FieldError::new("order", "newest or queue"));
+                false
+            }
         };
+        let bad_cursor = |errors: &mut Vec<FieldError>| {
+            errors.push(FieldError::new(
+                "cursor",
+                "not a cursor from a previous page",
+            ));
+        };
+        let mut before_id = None;
+        let mut queue_after = None;
+        match q.cursor.as_deref() {
+            None => {}
+            Some(c) if queue => match c.split_once('.').map(|(d, i)| (d.parse(), i.parse())) {
+                Some((Ok(due), Ok(id))) if id > 0 => queue_after = Some(QueueKey { due, id }),
+                _ => bad_cursor(&mut errors),
+            },
+            Some(c) => match c.parse::<i64>() {
+                Ok(id) if id > 0 => before_id = Some(id),
+                _ => bad_cursor(&mut errors),
+            },
+        }
         let limit = q.limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
             errors.push(FieldError::new("limit", format!("1 to {MAX_PAGE}")));
@@ -2247,6 +2338,11 @@ impl RequestDesk {
             kind,
             due_before: q.overdue.unwrap_or(false).then(|| self.now()),
             before_id,
+            order: if queue {
+                RequestOrder::Queue(queue_after)
+            } else {
+                RequestOrder::Newest
+            },
             limit: limit + 1,
             ..RequestFilter::default()
         };
@@ -2273,7 +2369,16 @@ impl RequestDesk {
         let mut rows = self.store.requests(&filter)?;
         let next = (rows.len() > limit).then(|| {
             rows.truncate(limit);
-            rows.last().map(|r| r.id.to_string()).unwrap_or_default()
+            rows.last()
+                .map(|r| {
+                    if queue {
+                        let k = QueueKey::of(r);
+                        format!("{}.{}", k.due, k.id)
+                    } else {
+                        r.id.to_string()
+                    }
+                })
+                .unwrap_or_default()
         });
         Ok(RequestPage {
             items: rows.iter().map(|r| self.view(r, None)).collect(),

@@ -63,6 +63,13 @@ pub trait AuditLog: Send + Sync {
     fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// The newest audit records, newest first.
     fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+    /// A page of the log, newest first, with each record's id: at most `limit` records with
+    /// ids below `before` (all when `None`).
+    fn audit_page(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<(i64, AuditEntry)>, StoreError>;
     /// Walks the whole chain, oldest first, in one read snapshot, checking every entry against
     /// its predecessor and every stored stamp against the chain: intact (count, head), or the
     /// first entry that was edited, deleted or reordered. Streams: memory does not grow with

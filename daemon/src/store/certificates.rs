@@ -152,6 +152,27 @@ pub struct ListFilter {
     pub limit: usize,
 }
 
+/// What the public certificate search looks for (see [`Certificates::search`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CertificateQuery {
+    /// Subjects (holder name, organisation) with a word starting with each of these, in any
+    /// order; case-insensitive, diacritics exact ("Văn" finds "văn", not "Van").
+    Words(Vec<String>),
+    /// The certificates issued to the subscriber with this email on their request
+    /// (case-insensitive, whole address).
+    Email(String),
+}
+
+/// One certificate found by [`Certificates::search`], with the key the next page starts
+/// after.
+#[derive(Clone, Debug)]
+pub struct SearchHit {
+    /// The paging key (newest first: the next page asks for keys below this).
+    pub key: i64,
+    /// The certificate.
+    pub certificate: CertificateRecord,
+}
+
 /// The certificates a CA has reserved, issued, revoked or held.
 pub trait Certificates: Send + Sync {
     /// Records a serial and its to-be-signed certificate (status pending) before signing.
@@ -183,6 +204,15 @@ pub trait Certificates: Send + Sync {
     fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
     /// Certificates matching a filter, newest first.
     fn list(&self, filter: &ListFilter) -> Result<Vec<CertificateRecord>, StoreError>;
+    /// The issued certificates (not pending, not abandoned) a public search finds, newest
+    /// first, at most `limit`, only keys below `before` when given: an indexed lookup,
+    /// never a scan of the certificates.
+    fn search(
+        &self,
+        query: &CertificateQuery,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>, StoreError>;
     /// Applies a status change, its change-sequence entry and its audit record in one
     /// transaction. Returns the updated record.
     fn change_status(

@@ -51,7 +51,8 @@ pub use audit::{
     AuditEntry, AuditHash, AuditLog, AuditStamp, ChainBreak, ChainHead, ChainVerdict, Outcome,
 };
 pub use certificates::{
-    CertStatus, CertificateRecord, Certificates, ListFilter, NewCertificate, StatusChange,
+    CertStatus, CertificateQuery, CertificateRecord, Certificates, ListFilter, NewCertificate,
+    SearchHit, StatusChange,
 };
 pub use cmp::{CmpState, CmpTransaction, CmpTransactions};
 pub use credentials::{CredentialKind, CredentialRecord, Credentials, EstRequest};

@@ -439,8 +439,48 @@ pub struct RequestFilter {
     pub document: Option<i64>,
     /// Only ids below this (the cursor: lists are newest first).
     pub before_id: Option<i64>,
+    /// The order of the list (newest first unless asked).
+    pub order: RequestOrder,
     /// At most this many.
     pub limit: usize,
+}
+
+/// The order a request list is read in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RequestOrder {
+    /// Newest first (by id, descending); the cursor is [`RequestFilter::before_id`].
+    #[default]
+    Newest,
+    /// The RA queue: open requests only (not fulfilled or rejected), by deadline, earliest
+    /// first, then those without a deadline, then by id. Overdue requests have the earliest
+    /// deadlines, so they come first. The cursor is the last row's [`QueueKey`], exclusive.
+    Queue(Option<QueueKey>),
+}
+
+/// Where a request stands in the queue order: its deadline ([`QueueKey::NO_DEADLINE`] when it
+/// has none) and its id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueKey {
+    /// Unix seconds, or [`QueueKey::NO_DEADLINE`].
+    pub due: i64,
+    /// The request's id.
+    pub id: i64,
+}
+
+impl QueueKey {
+    /// The sort value of a request without a deadline: after every deadline.
+    pub const NO_DEADLINE: i64 = i64::MAX;
+
+    /// The key of a request.
+    pub fn of(r: &RequestRecord) -> Self {
+        Self {
+            due: r
+                .due_at
+                .and_then(|d| i64::try_from(d).ok())
+                .unwrap_or(Self::NO_DEADLINE),
+            id: r.id,
+        }
+    }
 }
 
 /// What a report reads of one request.

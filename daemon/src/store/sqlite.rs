@@ -17,6 +17,7 @@ mod csc;
 mod devices;
 mod issuers;
 mod outbox;
+mod portal;
 mod ra;
 mod ra_schema;
 
@@ -102,6 +103,8 @@ const MIGRATIONS: &[&str] = &[
     csc::MIGRATION,
     // 15: server-generated keys kept in escrow (see sqlite/devices.rs).
     devices::ESCROW_MIGRATION,
+    // 16: the portal's certificate search and RA queue indexes (see sqlite/portal.rs).
+    portal::MIGRATION,
 ];
 
 /// Reconciliation closes a pending row whose issuance died by setting `abandoned_at`; `status`
@@ -513,6 +516,15 @@ impl Certificates for SqliteStore {
             ))
             .and_then(|mut s| s.query_row([serial], record).optional())
             .map_err(unavailable)
+    }
+
+    fn search(
+        &self,
+        query: &CertificateQuery,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>, StoreError> {
+        portal::search(&*self.lock()?, query, before, limit)
     }
 
     fn list(&self, f: &ListFilter) -> Result<Vec<CertificateRecord>, StoreError> {

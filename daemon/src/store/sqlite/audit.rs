@@ -215,6 +215,47 @@ impl AuditLog for SqliteStore {
         self.write(|tx| insert(tx, entry).map(|_| ()).map_err(unavailable))
     }
 
+    fn audit_page(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<(i64, AuditEntry)>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, at, actor, action, target, outcome, detail FROM audit
+                 WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(unavailable)?;
+        let rows = stmt
+            .query_map(
+                [
+                    before.unwrap_or(i64::MAX),
+                    i64::try_from(limit).unwrap_or(i64::MAX),
+                ],
+                |r| {
+                    let outcome: String = r.get(5)?;
+                    Ok((
+                        r.get(0)?,
+                        AuditEntry {
+                            at: r.get(1)?,
+                            actor: r.get(2)?,
+                            action: r.get(3)?,
+                            target: r.get(4)?,
+                            outcome: match outcome.as_str() {
+                                "success" => Outcome::Success,
+                                "refused" => Outcome::Refused,
+                                _ => Outcome::Failed,
+                            },
+                            detail: r.get(6)?,
+                        },
+                    ))
+                },
+            )
+            .map_err(unavailable)?;
+        rows.collect::<Result<_, _>>().map_err(unavailable)
+    }
+
     fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let conn = self.lock()?;
         let mut stmt = conn

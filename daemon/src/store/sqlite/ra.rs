@@ -1,5 +1,6 @@
 //! SQLite side of the registration authority's role (see `store::ra`; tables in `ra_schema.rs`).
 
+use super::portal::{QUEUE_DUE, QUEUE_OPEN};
 use super::{insert_audit, unavailable, SqliteStore};
 use crate::store::ra::*;
 use crate::store::{AuditEntry, StoreError};
@@ -621,14 +622,36 @@ impl RaRequests for SqliteStore {
         if let Some(d) = f.document {
             bind(&mut sql, " AND document = ?", Value::Integer(d));
         }
-        if let Some(id) = f.before_id {
-            bind(&mut sql, " AND id < ?", Value::Integer(id));
+        match f.order {
+            RequestOrder::Newest => {
+                if let Some(id) = f.before_id {
+                    bind(&mut sql, " AND id < ?", Value::Integer(id));
+                }
+                bind(
+                    &mut sql,
+                    " ORDER BY id DESC LIMIT ?",
+                    Value::Integer(f.limit as i64),
+                );
+            }
+            RequestOrder::Queue(after) => {
+                // The expression and the WHERE are those of the requests_queue indexes
+                // (ra_schema::QUEUE_INDEXES), so SQLite walks an index instead of sorting.
+                sql.push_str(&format!(" AND {QUEUE_OPEN}"));
+                if let Some(k) = after {
+                    bind(
+                        &mut sql,
+                        &format!(" AND ({QUEUE_DUE}, id) > (?, "),
+                        Value::Integer(k.due),
+                    );
+                    bind(&mut sql, "?)", Value::Integer(k.id));
+                }
+                bind(
+                    &mut sql,
+                    &format!(" ORDER BY {QUEUE_DUE}, id LIMIT ?"),
+                    Value::Integer(f.limit as i64),
+                );
+            }
         }
-        bind(
-            &mut sql,
-            " ORDER BY id DESC LIMIT ?",
-            Value::Integer(f.limit as i64),
-        );
         let conn = self.lock()?;
         let mut stmt = conn.prepare_cached(&sql).map_err(unavailable)?;
         collect(&mut stmt, params_from_iter(args), request_row)
