@@ -502,9 +502,13 @@ fn a_browser_logs_in_files_approves_is_refused_out_of_scope_and_searches() {
     bed.operator("van-thu", "org-officer", Some("thpt-lqd"), None);
     bed.operator("ra-dn", "ra-officer", None, Some("province:DN"));
     bed.operator("ra-hn", "ra-officer", None, Some("province:HN"));
+    bed.operator("quan-tri", "ca-admin", None, None);
+    // Older fulfilled requests of the school, so that its dashboard has a second page.
+    let seeded = 60;
+    seed_requests(bed.data(), "thpt-lqd", &vec![("fulfilled", None); seeded]);
     let password = "mật khẩu đủ dài 2026";
     let mut secrets = serde_json::Map::new();
-    for id in ["van-thu", "ra-dn", "ra-hn"] {
+    for id in ["van-thu", "ra-dn", "ra-hn", "quan-tri"] {
         set_password(bed.data(), id, password);
         secrets.insert(id.into(), totp_secret(&bed, id).into());
     }
@@ -519,6 +523,7 @@ fn a_browser_logs_in_files_approves_is_refused_out_of_scope_and_searches() {
         "subscriber": name,
         "csr": csr,
         "screenshots": shots,
+        "seeded": seeded,
     });
     let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/portal/driver.py");
     let out = std::process::Command::new(&python)
@@ -555,6 +560,25 @@ fn a_browser_logs_in_files_approves_is_refused_out_of_scope_and_searches() {
         bed.refused("ra-hn", "request.read", &id.to_string()),
         "the out-of-scope read is audited"
     );
+    // The chain the browser's link downloads is the certificate, its issuer and the root.
+    let p7b = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("p7b "))
+        .unwrap_or_else(|| panic!("the driver saved the .p7b:\n{stdout}"));
+    let printed = openssl_ok(&[
+        "pkcs7",
+        "-inform",
+        "DER",
+        "-in",
+        p7b,
+        "-print_certs",
+        "-noout",
+    ]);
+    assert_eq!(printed.matches("subject=").count(), 3, "{printed}");
+    assert!(bed
+        .audit_rows()
+        .iter()
+        .any(|r| r.actor == "quan-tri" && r.action == "org.remove" && r.target == "so-yt-dn"));
     for shot in [
         "home.png",
         "dashboard.png",
@@ -563,6 +587,8 @@ fn a_browser_logs_in_files_approves_is_refused_out_of_scope_and_searches() {
         "request.png",
         "search.png",
         "english.png",
+        "audit.png",
+        "admin.png",
     ] {
         assert!(shots.join(shot).is_file(), "screenshot {shot}");
     }
@@ -945,9 +971,9 @@ async fn each_procedure_has_its_form_and_problems_are_shown_next_to_the_field() 
     let bad = send(&https, req, [127, 0, 0, 6]).await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
     let email_error = field_error(&bad.body, "subscriber_email");
-    assert!(
-        email_error.starts_with("Thông tin chưa hợp lệ"),
-        "{email_error:?}"
+    assert_eq!(
+        email_error, "Địa chỉ thư điện tử không hợp lệ",
+        "the desk's problem, in Vietnamese, without English"
     );
     let csr_error = field_error(&bad.body, "csr");
     assert!(!csr_error.is_empty(), "a missing CSR is named next to it");
@@ -970,9 +996,9 @@ async fn each_procedure_has_its_form_and_problems_are_shown_next_to_the_field() 
     let bad = send(&https, req, [127, 0, 0, 6]).await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
     let serial_error = field_error(&bad.body, "certificate");
-    assert!(
-        serial_error.starts_with("Thông tin chưa hợp lệ"),
-        "{serial_error:?}"
+    assert_eq!(
+        serial_error,
+        "Số hiệu chứng thư số phải ở dạng thập lục phân"
     );
 
     // Without its token the upload is refused, whatever it carries.
@@ -1287,4 +1313,569 @@ async fn an_ra_officer_approves_a_selection_at_once() {
     // organisation's, and a subscriber's certificate none (not exercised here).
     let own = send(&https, get("/reports", &[("cookie", &org)]), [127, 0, 0, 8]).await;
     assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+}
+
+// ---- paging, search at scale, .p7b, the audit log, administration ------------------------
+
+/// The raw body of a GET through the router (for binary downloads).
+async fn get_bytes(router: &Listener, path: &str) -> (StatusCode, String, Vec<u8>) {
+    let mut req = get(path, &[]);
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 30], 40000))));
+    let resp = router.clone().oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let media = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, media, body.to_vec())
+}
+
+/// The `href` of the first `data-testid="next-page"` link, unescaped.
+fn next_link(html: &str) -> Option<String> {
+    let at = html.find("data-testid=\"next-page\"")?;
+    let start = html[..at].rfind("href=\"")? + 6;
+    let href = html[start..].split('"').next()?;
+    Some(href.replace("&amp;", "&").replace("&#38;", "&"))
+}
+
+/// The request ids of a list page, in the order shown.
+fn row_ids(html: &str) -> Vec<i64> {
+    html.split("data-testid=\"request-row\" data-request-id=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next()?.parse().ok())
+        .collect()
+}
+
+fn db(data: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(data.join("pkid.db")).expect("open pkid.db")
+}
+
+/// Requests of `org` inserted straight into the store (as a bulk load would): `state` and
+/// `due_at` as given.
+fn seed_requests(data: &Path, org: &str, rows: &[(&str, Option<i64>)]) {
+    let mut conn = db(data);
+    let (path, province): (String, Option<String>) = conn
+        .query_row(
+            "SELECT path, province FROM organisations WHERE id = ?1",
+            [org],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("organisation");
+    let tx = conn.transaction().expect("tx");
+    for (i, (state, due)) in rows.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO requests (kind, organisation, province, org_path, state, key_origin,
+                 subscriber_name, subscriber_email, submitted_by, submitted_at, accepted_at,
+                 due_at, updated_at)
+             VALUES ('issue', ?1, ?2, ?3, ?4, 'csr', ?5, 'gv@lqd.edu.vn', 'van-thu', ?6, ?7, ?8, ?6)",
+            rusqlite::params![
+                org,
+                province,
+                path,
+                state,
+                format!("Người thứ {i}"),
+                now() as i64 - 86400,
+                due.map(|_| now() as i64 - 86400),
+                due
+            ],
+        )
+        .expect("request");
+    }
+    tx.commit().expect("commit");
+}
+
+fn add_org_and_officers(data: &Path) {
+    pkid_ok(
+        data,
+        &[
+            "org",
+            "add",
+            "--id",
+            "thpt-lqd",
+            "--name",
+            "Trường THPT Lê Quý Đôn",
+            "--province",
+            "DN",
+        ],
+    );
+    for (id, name, role, extra) in [
+        (
+            "van-thu",
+            "Nguyễn Văn A",
+            "org-officer",
+            ["--org", "thpt-lqd"],
+        ),
+        (
+            "ra-dn",
+            "Trần Thị B",
+            "ra-officer",
+            ["--scope", "province:DN"],
+        ),
+        (
+            "ra-hn",
+            "Lê Văn C",
+            "ra-officer",
+            ["--scope", "province:HN"],
+        ),
+        ("kiem-toan", "Phạm Thị D", "auditor", ["--scope", "all"]),
+        ("quan-tri", "Đỗ Văn E", "ca-admin", ["--scope", "all"]),
+    ] {
+        let mut args = vec![
+            "operator", "add", "--id", id, "--name", name, "--role", role,
+        ];
+        args.extend_from_slice(&extra);
+        pkid_ok(data, &args);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_are_paged_and_the_queue_is_overdue_first_over_the_whole_scope() {
+    let dir = init(&[]);
+    let data = dir.path();
+    add_org_and_officers(data);
+    let now = now() as i64;
+    // 130 requests: the oldest (the first inserted) is the only overdue one; 40 are
+    // fulfilled; the rest are open, due later the newer they are, or without a deadline.
+    let mut rows: Vec<(&str, Option<i64>)> = vec![("accepted", Some(now - 3600))];
+    for i in 1..130 {
+        rows.push(match i % 3 {
+            0 => ("fulfilled", Some(now + i * 60)),
+            1 => ("accepted", Some(now + 86400 + i * 60)),
+            _ => ("submitted", None),
+        });
+    }
+    seed_requests(data, "thpt-lqd", &rows);
+    let open = rows.iter().filter(|r| r.0 != "fulfilled").count();
+    let https = app(data).await;
+
+    // The organisation's dashboard: newest first, 50 a page, every request once.
+    let (org, _) = sign_in(&https, data, "van-thu", [127, 0, 0, 20]).await;
+    let mut href = Some("/".to_owned());
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    while let Some(h) = href {
+        let p = send(&https, get(&h, &[("cookie", &org)]), [127, 0, 0, 20]).await;
+        assert_eq!(p.status, StatusCode::OK, "{h}: {}", p.body);
+        let ids = row_ids(&p.body);
+        assert!(ids.len() <= 50, "{h}: {} rows", ids.len());
+        assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+        seen.extend(ids);
+        href = next_link(&p.body);
+        pages += 1;
+    }
+    assert_eq!(pages, 3);
+    let mut unique = seen.clone();
+    unique.dedup();
+    assert_eq!(
+        (seen.len(), unique.len()),
+        (130, 130),
+        "no 500-row cap, no repeat"
+    );
+    // Filtered by state, paged the same way.
+    let fulfilled = send(
+        &https,
+        get("/?state=fulfilled", &[("cookie", &org)]),
+        [127, 0, 0, 20],
+    )
+    .await;
+    assert_eq!(row_ids(&fulfilled.body).len(), 43);
+    assert!(!fulfilled
+        .body
+        .contains("data-testid=\"request-state\" class=\"state-submitted\""));
+    assert!(next_link(&fulfilled.body).is_none());
+
+    // The RA officer's queue: the overdue request first although it is the oldest, then by
+    // deadline, then those without one; fulfilled ones never; every open one once.
+    let (ra, _) = sign_in(&https, data, "ra-dn", [127, 0, 0, 21]).await;
+    let first = send(&https, get("/", &[("cookie", &ra)]), [127, 0, 0, 21]).await;
+    let ids = row_ids(&first.body);
+    assert_eq!(ids.first(), Some(&1), "overdue first: {ids:?}");
+    assert!(first.body.contains("class=\"overdue\""));
+    assert!(first.body.contains("quá hạn 1 giờ"), "{}", first.body);
+    let mut queue = ids;
+    let mut href = next_link(&first.body);
+    while let Some(h) = href {
+        assert!(h.starts_with("/?after="), "{h}");
+        let p = send(&https, get(&h, &[("cookie", &ra)]), [127, 0, 0, 21]).await;
+        assert_eq!(p.status, StatusCode::OK, "{h}: {}", p.body);
+        queue.extend(row_ids(&p.body));
+        href = next_link(&p.body);
+    }
+    assert_eq!(queue.len(), open, "every open request in scope, once");
+    let due = |id: i64| rows[(id - 1) as usize].1.unwrap_or(i64::MAX);
+    assert!(
+        queue
+            .windows(2)
+            .all(|w| (due(w[0]), w[0]) < (due(w[1]), w[1])),
+        "by deadline, then id: {queue:?}"
+    );
+    // Another province's officer sees none of it; a forged cursor is a 422, not a 500.
+    let (hn, _) = sign_in(&https, data, "ra-hn", [127, 0, 0, 22]).await;
+    let other = send(&https, get("/", &[("cookie", &hn)]), [127, 0, 0, 22]).await;
+    assert!(row_ids(&other.body).is_empty(), "{}", other.body);
+    let forged = send(
+        &https,
+        get("/?after=not-a-cursor", &[("cookie", &ra)]),
+        [127, 0, 0, 21],
+    )
+    .await;
+    assert_eq!(
+        forged.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        forged.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_search_finds_by_name_organisation_and_email_pages_and_offers_the_p7b_chain() {
+    let dir = init(&[]);
+    let data = dir.path();
+    add_org_and_officers(data);
+    let work = tempdir();
+    let (_key, csr) = make_csr(
+        work.path(),
+        "/O=Sở Y tế Đà Nẵng/CN=Phạm Văn Đức",
+        "ec:P-256",
+    );
+    let (serial, _) = issue(data, &csr, "person", &[]);
+    // The subscriber's email is on the request that issued it.
+    seed_requests(data, "thpt-lqd", &[("fulfilled", None)]);
+    db(data)
+        .execute(
+            "UPDATE requests SET issued_certificate = ?1, subscriber_email = 'Duc.PV@syt.danang.gov.vn'",
+            [&serial],
+        )
+        .expect("issued");
+    // 55 more holders named alike, loaded straight into the store (the index follows).
+    {
+        let mut conn = db(data);
+        let tx = conn.transaction().expect("tx");
+        for i in 0..55 {
+            tx.execute(
+                "INSERT INTO certificates (serial, issuer, subject, profile, not_before, not_after,
+                     status, tbs, der, created_at, updated_at)
+                 SELECT printf('7a%04x', ?1), issuer, 'CN=Lê Văn Tám ' || ?1, profile,
+                     not_before, not_after, 'valid', tbs, der, created_at + 1 + ?1, updated_at
+                 FROM certificates WHERE serial = ?2",
+                rusqlite::params![i, serial],
+            )
+            .expect("certificate");
+        }
+        tx.commit().expect("commit");
+    }
+    let https = app(data).await;
+    let found = |html: &str| -> Vec<String> {
+        html.split("data-testid=\"search-result\" data-serial=\"")
+            .skip(1)
+            .filter_map(|s| s.split('"').next().map(str::to_owned))
+            .collect()
+    };
+    for q in [
+        "Ph%E1%BA%A1m%20V%C4%83n",     // "Phạm Văn"
+        "%C4%90%E1%BB%A8C",            // "ĐỨC": case folded
+        "s%E1%BB%9F%20y%20t%E1%BA%BF", // "sở y tế": the organisation
+        "duc.pv%40syt.danang.gov.vn",  // the subscriber's email, any case
+    ] {
+        let r = send(&https, get(&format!("/search?q={q}"), &[]), [127, 0, 0, 23]).await;
+        assert_eq!(
+            found(&r.body),
+            std::slice::from_ref(&serial),
+            "{q}: {}",
+            r.body
+        );
+    }
+    let r = send(&https, get("/search?q=Van%20Duc", &[]), [127, 0, 0, 23]).await;
+    assert!(found(&r.body).is_empty(), "diacritics are exact");
+    // 55 + 1 holders named "Văn": 50 on the first page, the rest on the next.
+    let p1 = send(&https, get("/search?q=v%C4%83n", &[]), [127, 0, 0, 23]).await;
+    let first = found(&p1.body);
+    assert_eq!(first.len(), 50);
+    let next = next_link(&p1.body).expect("a next page");
+    assert!(next.starts_with("/search?q=v%C4%83n&after="), "{next}");
+    let p2 = send(&https, get(&next, &[]), [127, 0, 0, 23]).await;
+    let second = found(&p2.body);
+    assert_eq!(second.len(), 6, "{}", p2.body);
+    assert!(second.iter().all(|s| !first.contains(s)));
+    assert!(second.contains(&serial), "the oldest comes last");
+    assert!(next_link(&p2.body).is_none());
+
+    // The .p7b: the certificate, the issuing CA and the root, readable by openssl.
+    assert!(p2.body.contains(&format!("href=\"/certs/{serial}.p7b\"")));
+    let (status, media, p7b) = get_bytes(&https, &format!("/certs/{serial}.p7b")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(media.starts_with("application/pkcs7-mime"), "{media}");
+    let file = work.path().join("chain.p7b");
+    std::fs::write(&file, &p7b).expect("write");
+    let printed = openssl_ok(&[
+        "pkcs7",
+        "-inform",
+        "DER",
+        "-in",
+        path_str(&file),
+        "-print_certs",
+        "-noout",
+    ]);
+    assert_eq!(printed.matches("subject=").count(), 3, "{printed}");
+    // openssl escapes UTF-8 as \XX: the holder, the issuing CA, the root.
+    for subject in [
+        "CN = Ph\\E1\\BA\\A1m V\\C4\\83n \\C4\\90\\E1\\BB\\A9c",
+        "CN = pkid Issuing CA",
+        "subject=C = VN, O = pkid, CN = pkid Root CA",
+    ] {
+        assert!(printed.contains(subject), "{subject}: {printed}");
+    }
+    let (missing, _, _) = get_bytes(&https, "/certs/0bad.p7b").await;
+    assert_eq!(missing, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_shows_its_chain_status_and_a_ca_admin_manages_organisations_and_operators() {
+    let dir = init(&[]);
+    let data = dir.path();
+    add_org_and_officers(data);
+    let https = app(data).await;
+    let from = [127, 0, 0, 24];
+    let (admin, csrf) = sign_in(&https, data, "quan-tri", from).await;
+    let (auditor, _) = sign_in(&https, data, "kiem-toan", from).await;
+    let (ra, ra_csrf) = sign_in(&https, data, "ra-dn", from).await;
+
+    // The audit log, newest first, with its chain verified on request.
+    let log = send(&https, get("/audit", &[("cookie", &auditor)]), from).await;
+    assert_eq!(log.status, StatusCode::OK, "{}", log.body);
+    assert!(log.body.contains("data-testid=\"nav-audit\""));
+    assert!(log.body.contains("portal.login"));
+    assert!(!log.body.contains("data-testid=\"audit-chain\""));
+    let ok = send(
+        &https,
+        get("/audit?verify=1", &[("cookie", &auditor)]),
+        from,
+    )
+    .await;
+    assert!(ok.body.contains("data-intact=\"true\""), "{}", ok.body);
+    assert!(ok.body.contains("Nhật ký nguyên vẹn"), "{}", ok.body);
+    // An RA officer (scoped) does not read it, and the refusal is audited.
+    let refused = send(&https, get("/audit", &[("cookie", &ra)]), from).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(!refused.body.contains("data-testid=\"nav-audit\""));
+    // Someone edits an entry behind pkid's back: the page says where.
+    let tampered: i64 = db(data)
+        .query_row(
+            "SELECT MIN(id) FROM audit WHERE action = 'portal.login'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("an entry");
+    db(data)
+        .execute(
+            "UPDATE audit SET detail = 'nothing happened' WHERE id = ?1",
+            [tampered],
+        )
+        .expect("tamper");
+    let broken = send(
+        &https,
+        get("/audit?verify=1", &[("cookie", &auditor)]),
+        from,
+    )
+    .await;
+    assert!(
+        broken.body.contains("data-intact=\"false\""),
+        "{}",
+        broken.body
+    );
+    assert!(
+        broken
+            .body
+            .contains(&format!("bản ghi #{tampered}: nội dung bị sửa")),
+        "{}",
+        broken.body
+    );
+
+    // Organisations: only a CA admin manages them.
+    let theirs = send(
+        &https,
+        get("/admin/organisations", &[("cookie", &ra)]),
+        from,
+    )
+    .await;
+    assert_eq!(theirs.status, StatusCode::FORBIDDEN);
+    let orgs = send(
+        &https,
+        get("/admin/organisations", &[("cookie", &admin)]),
+        from,
+    )
+    .await;
+    assert_eq!(orgs.status, StatusCode::OK, "{}", orgs.body);
+    assert!(orgs.body.contains("data-org-id=\"thpt-lqd\""));
+    let post = |path: &str, cookie: &str, body: String| post_form(path, cookie, &body);
+    let no_token = send(
+        &https,
+        post("/admin/organisations", &admin, "id=so-yt&name=x".into()),
+        from,
+    )
+    .await;
+    assert_eq!(no_token.status, StatusCode::FORBIDDEN);
+    let name = "S%E1%BB%9F%20Y%20t%E1%BA%BF%20%C4%90%C3%A0%20N%E1%BA%B5ng"; // Sở Y tế Đà Nẵng
+    let bad = send(
+        &https,
+        post(
+            "/admin/organisations",
+            &admin,
+            format!("csrf={csrf}&id=S%E1%BB%9F%20Y&name={name}&email=not-mail&sector=other"),
+        ),
+        from,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    assert!(bad.body.contains("chữ thường không dấu"), "{}", bad.body);
+    assert!(
+        bad.body.contains("Địa chỉ thư điện tử không hợp lệ"),
+        "{}",
+        bad.body
+    );
+    assert!(
+        bad.body.contains("value=\"Sở Y tế Đà Nẵng\""),
+        "kept as typed"
+    );
+    assert!(
+        !bad.body.contains("not an email"),
+        "no English from the desk"
+    );
+    let added = send(
+        &https,
+        post(
+            "/admin/organisations",
+            &admin,
+            format!("csrf={csrf}&id=so-yt-dn&name={name}&province=DN&sector=health"),
+        ),
+        from,
+    )
+    .await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
+    let orgs = send(
+        &https,
+        get("/admin/organisations", &[("cookie", &admin)]),
+        from,
+    )
+    .await;
+    assert!(orgs.body.contains("data-org-id=\"so-yt-dn\""));
+    assert!(
+        orgs.body.contains("Sở Y tế Đà Nẵng"),
+        "the name round-trips exactly"
+    );
+    let removed = send(
+        &https,
+        post(
+            "/admin/organisations/so-yt-dn/remove",
+            &admin,
+            format!("csrf={csrf}"),
+        ),
+        from,
+    )
+    .await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER, "{}", removed.body);
+    let orgs = send(
+        &https,
+        get("/admin/organisations", &[("cookie", &admin)]),
+        from,
+    )
+    .await;
+    assert!(!orgs.body.contains("data-org-id=\"so-yt-dn\""));
+    let again = send(
+        &https,
+        post(
+            "/admin/organisations/so-yt-dn/remove",
+            &admin,
+            format!("csrf={csrf}"),
+        ),
+        from,
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    let by_ra = send(
+        &https,
+        post(
+            "/admin/organisations/thpt-lqd/remove",
+            &ra,
+            format!("csrf={ra_csrf}"),
+        ),
+        from,
+    )
+    .await;
+    assert_eq!(by_ra.status, StatusCode::FORBIDDEN);
+
+    // Operators: added and removed the same way; a removed operator's session ends.
+    let added = send(
+        &https,
+        post(
+            "/admin/operators",
+            &admin,
+            format!("csrf={csrf}&id=ra-dn-2&name=V%C3%B5%20Th%E1%BB%8B%20F&role=ra-officer&scope=province%3ADN"),
+        ),
+        from,
+    )
+    .await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
+    let ops = send(&https, get("/admin/operators", &[("cookie", &admin)]), from).await;
+    assert!(
+        ops.body.contains("data-operator-id=\"ra-dn-2\""),
+        "{}",
+        ops.body
+    );
+    assert!(ops.body.contains("Võ Thị F"));
+    let bad = send(
+        &https,
+        post(
+            "/admin/operators",
+            &admin,
+            format!("csrf={csrf}&id=x&name=X&role=boss"),
+        ),
+        from,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.contains("Chọn một vai trò"), "{}", bad.body);
+    let gone = send(
+        &https,
+        post(
+            "/admin/operators/ra-dn/remove",
+            &admin,
+            format!("csrf={csrf}"),
+        ),
+        from,
+    )
+    .await;
+    assert_eq!(gone.status, StatusCode::SEE_OTHER, "{}", gone.body);
+    let after = send(&https, get("/", &[("cookie", &ra)]), from).await;
+    assert!(
+        after.body.contains("data-testid=\"login-username\""),
+        "signed out"
+    );
+
+    // Every change is in the audit log, by the admin.
+    let rows: Vec<(String, String, String)> = {
+        let conn = db(data);
+        let mut stmt = conn
+            .prepare("SELECT actor, action, target FROM audit WHERE actor = 'quan-tri'")
+            .expect("stmt");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("read")
+    };
+    for (action, target) in [
+        ("org.add", "so-yt-dn"),
+        ("org.remove", "so-yt-dn"),
+        ("operator.add", "ra-dn-2"),
+        ("operator.remove", "ra-dn"),
+    ] {
+        assert!(
+            rows.iter().any(|r| r.1 == action && r.2 == target),
+            "{action} {target}: {rows:?}"
+        );
+    }
 }

@@ -140,7 +140,7 @@ try:
     d.execute_script("document.querySelector('form[action=\"/requests\"]').noValidate = true")
     follow(el("request-submit"))
     err = d.find_element(By.ID, "subscriber_email-e").text
-    assert err.startswith("Thông tin chưa hợp lệ"), d.page_source[:3000]
+    assert err == "Địa chỉ thư điện tử không hợp lệ", d.page_source[:3000]
     assert el("subscriber-name").get_attribute("value") == plan["subscriber"]
     el("subscriber-email").clear()
     el("subscriber-email").send_keys("cuong@lqd.edu.vn")
@@ -155,6 +155,15 @@ try:
     print(f"request {request_id}", flush=True)
     assert el("subscriber-name-shown").text == plan["subscriber"], "the name is text, exactly"
     no_alert()
+
+    step("the dashboard is paged: the new request first, the older ones on the next page")
+    follow(d.find_element(By.CSS_SELECTOR, "a.brand"))
+    first = [r.get_attribute("data-request-id") for r in els("request-row")]
+    assert len(first) == 50 and first[0] == str(request_id), first
+    follow(el("next-page"))
+    second = [r.get_attribute("data-request-id") for r in els("request-row")]
+    assert len(second) == plan["seeded"] + 1 - 50 and not set(first) & set(second), second
+    assert not els("next-page"), "the last page has no next link"
     logout()
 
     step("the RA officer in scope sees it in the queue and approves it")
@@ -201,6 +210,49 @@ try:
     assert mine[0].find_element(By.CSS_SELECTOR, "[data-testid=search-status]").text == "còn hiệu lực"
     no_alert()
     shot("search.png")
+    p7b = mine[0].find_element(By.CSS_SELECTOR, "[data-testid=download-p7b]").get_attribute("href")
+    assert p7b.endswith(f"/certs/{serial}.p7b"), p7b
+    # The browser would save it; the test fetches the same address and hands it to openssl.
+    import ssl
+    import urllib.request
+    insecure = ssl.create_default_context()
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE
+    with urllib.request.urlopen(p7b, context=insecure) as r:
+        assert r.headers["Content-Type"].startswith("application/pkcs7-mime"), r.headers
+        path = os.path.join(SHOTS, "chain.p7b")
+        with open(path, "wb") as f:
+            f.write(r.read())
+    print(f"p7b {path}", flush=True)
+
+    step("a search by the name's words in another order and case finds it too")
+    d.get(BASE + "/search")
+    el("search-query").send_keys("CƯỜNG phạm")
+    follow(el("search-submit"))
+    assert [r for r in els("search-result") if r.get_attribute("data-serial") == serial], \
+        d.page_source[:3000]
+
+    step("the CA admin verifies the audit log and adds and disables an organisation")
+    login("quan-tri")
+    follow(el("nav-audit"))
+    assert els("audit-row"), d.page_source[:2000]
+    follow(el("audit-verify"))
+    chain = el("audit-chain")
+    assert chain.get_attribute("data-intact") == "true", chain.text
+    assert chain.text.startswith("Nhật ký nguyên vẹn"), chain.text
+    shot("audit.png")
+    follow(el("nav-admin"))
+    el("org-id").send_keys("so-yt-dn")
+    el("org-name").send_keys("Sở Y tế Đà Nẵng")
+    el("org-province").send_keys("DN")
+    follow(el("org-submit"))
+    row = d.find_element(By.CSS_SELECTOR, "[data-testid=org-row][data-org-id='so-yt-dn']")
+    assert "Sở Y tế Đà Nẵng" in row.text, row.text
+    shot("admin.png")
+    follow(row.find_element(By.CSS_SELECTOR, "[data-testid=org-remove]"))
+    assert not d.find_elements(By.CSS_SELECTOR, "[data-org-id='so-yt-dn']")
+    assert el("admin-notice").text == "Đã ngừng hoạt động."
+    logout()
 
     step("a phone's width")
     d.set_window_size(390, 844)
