@@ -433,6 +433,25 @@ impl Cmp {
 
     /// Verifies the request's protection: PBM with the organisation's secret named by
     /// senderKID, or a signature by a certificate pkid issued to the organisation.
+    /// The label's organisation, refused (systemUnavail) once it is not registered or deleted.
+    fn label_organisation(
+        &self,
+        label: &CmpLabel,
+    ) -> Result<crate::store::ra::Organisation, Refusal> {
+        self.store
+            .organisation(&label.organisation)?
+            .filter(|o| o.deleted_at.is_none())
+            .ok_or_else(|| {
+                Refusal::new(
+                    FailureBit::SystemUnavail,
+                    format!(
+                        "the label's organisation {:?} is not registered",
+                        label.organisation
+                    ),
+                )
+            })
+    }
+
     fn authenticate(&self, label: &CmpLabel, req: &Request, now: u64) -> Result<Sender, Refusal> {
         if req.protection.is_none() || req.protection_alg.is_none() {
             return Err(Refusal::new(
@@ -469,19 +488,7 @@ impl Cmp {
             })?
             .to_owned();
         let bad = || Refusal::from(CmpError::BadMac);
-        let org = self
-            .store
-            .organisation(&label.organisation)?
-            .filter(|o| o.deleted_at.is_none())
-            .ok_or_else(|| {
-                Refusal::new(
-                    FailureBit::SystemUnavail,
-                    format!(
-                        "the label's organisation {:?} is not registered",
-                        label.organisation
-                    ),
-                )
-            })?;
+        let org = self.label_organisation(label)?;
         let Some(cred) = self.store.credential(&org.id, CredentialKind::Cmp, &kid)? else {
             // Costs the same as a wrong secret, so that timing does not tell which names exist.
             let _ = req.verify_mac(&pbm, b"");
@@ -550,19 +557,7 @@ impl Cmp {
             ));
         }
         let kid = format!("cert:{serial}");
-        let org = self
-            .store
-            .organisation(&label.organisation)?
-            .filter(|o| o.deleted_at.is_none())
-            .ok_or_else(|| {
-                Refusal::new(
-                    FailureBit::SystemUnavail,
-                    format!(
-                        "the label's organisation {:?} is not registered",
-                        label.organisation
-                    ),
-                )
-            })?;
+        let org = self.label_organisation(label)?;
         if organisation_of(&leaf.tbs_certificate.subject).as_deref() != Some(org.name.as_str()) {
             return Err(Refusal::new(
                 FailureBit::NotAuthorized,
@@ -621,15 +616,7 @@ impl Cmp {
         subject: Option<&Name>,
     ) -> Result<(String, Option<String>, Name), Refusal> {
         use const_oid::db::rfc4519::{C, CN, O, OU};
-        let org = self
-            .store
-            .organisation(&label.organisation)?
-            .ok_or_else(|| {
-                Refusal::new(
-                    FailureBit::SystemUnavail,
-                    "the label's organisation is gone",
-                )
-            })?;
+        let org = self.label_organisation(label)?;
         let (mut cn, mut ou) = (None, None);
         let template = |m: String| Refusal::new(FailureBit::BadCertTemplate, m);
         for rdn in subject.map(|s| s.0.iter()).into_iter().flatten() {
@@ -1335,15 +1322,7 @@ impl Cmp {
                 // pkid has no root CA key update to announce (a new root is a new `pkid init`).
                 Q::RootCaCert(_) => out.push(answer::no_root_ca_key_update()?),
                 Q::CertReqTemplate => {
-                    let org = self
-                        .store
-                        .organisation(&label.organisation)?
-                        .ok_or_else(|| {
-                            Refusal::new(
-                                FailureBit::SystemUnavail,
-                                "the label's organisation is gone",
-                            )
-                        })?;
+                    let org = self.label_organisation(label)?;
                     let subject =
                         pkid_protocols::name::parse(&format!("O={},C=VN", escape(&org.name)))
                             .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
@@ -1425,15 +1404,7 @@ impl Cmp {
         ou: Option<String>,
         now: u64,
     ) -> Result<Step, Refusal> {
-        let org = self
-            .store
-            .organisation(&label.organisation)?
-            .ok_or_else(|| {
-                Refusal::new(
-                    FailureBit::SystemUnavail,
-                    "the label's organisation is gone",
-                )
-            })?;
+        let org = self.label_organisation(label)?;
         let id = crate::ra::desk::file_machine_request(
             self.store.as_ref(),
             &self.calendar,

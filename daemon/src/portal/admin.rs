@@ -111,6 +111,14 @@ fn problems(page: &Page, e: Vec<crate::ra::desk::FieldError>) -> BTreeMap<String
     out
 }
 
+/// What the officer typed, by field, to show again beside the form's problems.
+fn typed(fields: &[(&str, &Option<String>)]) -> BTreeMap<String, String> {
+    fields
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.as_deref().unwrap_or_default().to_owned()))
+        .collect()
+}
+
 fn opt(v: &Option<String>) -> Option<String> {
     v.as_ref()
         .map(|s| s.trim().to_owned())
@@ -196,17 +204,14 @@ pub(super) async fn add_organisation(
     page: Page,
     form: Result<Form<OrganisationForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
+    let Some(Form(f)) = form.ok().filter(|Form(f)| page.csrf_ok(f.csrf.as_deref())) else {
         return page.csrf_refused();
     };
-    if !page.csrf_ok(f.csrf.as_deref()) {
-        return page.csrf_refused();
-    }
     let (desk, who) = match page.desk() {
         Ok(d) => d,
         Err(r) => return *r,
     };
-    let typed: BTreeMap<String, String> = [
+    let typed = typed(&[
         ("id", &f.id),
         ("name", &f.name),
         ("province", &f.province),
@@ -214,10 +219,7 @@ pub(super) async fn add_organisation(
         ("email", &f.email),
         ("registry_id", &f.registry_id),
         ("sector", &f.sector),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.clone().unwrap_or_default()))
-    .collect();
+    ]);
     let input = OrganisationInput {
         id: opt(&f.id).unwrap_or_default(),
         name: opt(&f.name).unwrap_or_default(),
@@ -331,27 +333,21 @@ pub(super) async fn add_operator(
     page: Page,
     form: Result<Form<OperatorForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
+    let Some(Form(f)) = form.ok().filter(|Form(f)| page.csrf_ok(f.csrf.as_deref())) else {
         return page.csrf_refused();
     };
-    if !page.csrf_ok(f.csrf.as_deref()) {
-        return page.csrf_refused();
-    }
     let (desk, who) = match page.desk() {
         Ok(d) => d,
         Err(r) => return *r,
     };
-    let typed: BTreeMap<String, String> = [
+    let typed = typed(&[
         ("id", &f.id),
         ("name", &f.name),
         ("role", &f.role),
         ("organisation", &f.organisation),
         ("scope", &f.scope),
         ("email", &f.email),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.clone().unwrap_or_default()))
-    .collect();
+    ]);
     let input = OperatorInput {
         id: opt(&f.id).unwrap_or_default(),
         name: opt(&f.name).unwrap_or_default(),
