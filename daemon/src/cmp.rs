@@ -185,11 +185,36 @@ impl Sender {
 
 /// The organisation (O) a certificate's subject names.
 fn organisation_of(name: &Name) -> Option<String> {
+    attribute(name, const_oid::db::rfc4519::O)
+}
+
+/// The first `oid` attribute of a name, as text.
+fn attribute(name: &Name, oid: const_oid::ObjectIdentifier) -> Option<String> {
     name.0
         .iter()
         .flat_map(|rdn| rdn.0.iter())
-        .find(|atv| atv.oid == const_oid::db::rfc4519::O)
+        .find(|atv| atv.oid == oid)
         .and_then(|atv| attr_text(&atv.value))
+}
+
+/// `certReqId` -1, which a p10cr's answer carries (RFC 9483 §4.1.4).
+fn minus_one() -> Result<Int, Refusal> {
+    Int::new(&[0xff]).map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))
+}
+
+/// A certificate request that waits for an operator: what the RA request keeps, and how the
+/// client is answered.
+struct Held {
+    /// The PKCS#10 (p10cr) or the CRMF request as `proto::held_request` keeps it.
+    request: Vec<u8>,
+    /// The subscriber's name and unit.
+    cn: String,
+    ou: Option<String>,
+    /// kur: the certificate being updated.
+    replaces: Option<String>,
+    /// The answer's body: 1 ip, 3 cp, 8 kup.
+    tag: u8,
+    cert_req_id: Int,
 }
 
 /// The canonical hex serial of a certificate.
@@ -568,7 +593,10 @@ impl Cmp {
             ));
         }
         let finishing_own = || -> Result<bool, Refusal> {
-            let follow_up = matches!(req.body, RequestBody::CertConf(_) | RequestBody::Error);
+            let follow_up = matches!(
+                req.body,
+                RequestBody::CertConf(_) | RequestBody::PollReq(_) | RequestBody::Error
+            );
             let superseded = rec.reason == Some(pkid_protocols::revocation::CrlReason::Superseded);
             Ok(follow_up
                 && superseded
@@ -768,14 +796,23 @@ impl Cmp {
                     ),
                 ));
             };
-            if label.approval == Approval::Operator {
-                return Err(Refusal::new(
-                    FailureBit::BadRequest,
-                    "this label waits for an operator, whose RA request keeps a PKCS#10 request: send the key as p10cr",
-                ));
+            if let Some(central) = proto::central_key_request(msg)? {
+                return self.central_keygen(label, sender, central).map(Ok);
             }
             let verified = proto::verify_cert_request(msg)?;
-            let (_, _, subject) = self.subject_for(label, verified.subject.as_ref())?;
+            let (cn, ou, subject) = self.subject_for(label, verified.subject.as_ref())?;
+            if label.approval == Approval::Operator {
+                self.check_key_type(label, &verified.public_key)?;
+                let filing = Held {
+                    request: proto::held_request(if tag == 1 { 0 } else { 2 }, msg)?,
+                    cn,
+                    ou,
+                    replaces: None,
+                    tag,
+                    cert_req_id: verified.cert_req_id,
+                };
+                return self.await_operator(label, sender, &t, filing, now).map(Err);
+            }
             self.issue(
                 label,
                 sender,
@@ -783,10 +820,13 @@ impl Cmp {
                 verified.public_key,
                 verified.subject_alt_name,
             )
-            .map(|der| (der, verified.cert_req_id))
+            .map(|der| Ok((der, verified.cert_req_id, None)))
         };
         match run() {
-            Ok((der, id)) => self.deliver(label, req, sender, t, der, id, tag, now),
+            Ok(Ok((der, id, key))) => {
+                self.deliver_with_key(label, req, sender, t, der, id, tag, key, now)
+            }
+            Ok(Err(waiting)) => Ok(waiting),
             Err(r) => {
                 self.fail(&t, &sender.actor, &r, now);
                 Err(r)
@@ -815,23 +855,202 @@ impl Cmp {
             })?;
             let (cn, ou, subject) = self.subject_for(label, Some(&csr.subject))?;
             if label.approval == Approval::Operator {
-                return self
-                    .await_operator(label, sender, &t, csr_der, cn, ou, now)
-                    .map(Err);
+                let filing = Held {
+                    request: csr_der.to_vec(),
+                    cn,
+                    ou,
+                    replaces: None,
+                    tag: 3,
+                    cert_req_id: minus_one()?,
+                };
+                return self.await_operator(label, sender, &t, filing, now).map(Err);
             }
             self.issue(label, sender, subject, csr.public_key, csr.subject_alt_name)
                 .map(Ok)
         };
-        let minus_one = Int::new(&[0xff])
-            .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
         match run() {
-            Ok(Ok(der)) => self.deliver(label, req, sender, t, der, minus_one, 3, now),
+            Ok(Ok(der)) => self.deliver(label, req, sender, t, der, minus_one()?, 3, now),
             Ok(Err(waiting)) => Ok(waiting),
             Err(r) => {
                 self.fail(&t, &sender.actor, &r, now);
                 Err(r)
             }
         }
+    }
+
+    /// Central key generation (RFC 9483 §4.1.6) for an ir / cr without a key: pkid makes the
+    /// key pair (`keygen`), encloses the key in a SignedData signed by the issuer's CMP
+    /// responder (the key generation authority) inside an EnvelopedData to the certificate
+    /// that signed the request, issues the certificate, escrows the key when the label asks,
+    /// and returns the certificate DER, the certReqId and the envelope.
+    #[allow(clippy::type_complexity)]
+    fn central_keygen(
+        &self,
+        label: &CmpLabel,
+        sender: &Sender,
+        asked: proto::CentralKeyRequest,
+    ) -> Result<(Vec<u8>, Int, Option<cms::enveloped_data::EnvelopedData>), Refusal> {
+        use crate::keygen::{self, envelope, KeygenError};
+        use pkid_protocols::algorithm::KeyType;
+        let template = |m: String| Refusal::new(FailureBit::BadCertTemplate, m);
+        if !label.central_keygen {
+            return Err(template(format!(
+                "the template has no publicKey, and label {:?} does not generate keys (central_keygen = false)",
+                label.name
+            )));
+        }
+        if label.approval == Approval::Operator {
+            return Err(Refusal::new(
+                FailureBit::BadRequest,
+                "central key generation is not offered on a label an operator approves (the key would wait in the server)",
+            ));
+        }
+        let Some(recipient) = sender.certificate() else {
+            return Err(Refusal::new(
+                FailureBit::BadRequest,
+                "central key generation needs a signed request: the key is enveloped to the protecting certificate (a shared-secret envelope, PasswordRecipientInfo, is not offered)",
+            ));
+        };
+        let sp = self.config.profile(&label.profile).ok_or_else(|| {
+            Refusal::new(
+                FailureBit::SystemFailure,
+                format!("profile {} is gone", label.profile),
+            )
+        })?;
+        let prefer = match &asked.algorithm {
+            None => None,
+            Some(a) if a.oid == const_oid::db::rfc5912::ID_EC_PUBLIC_KEY => {
+                match a
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.decode_as::<const_oid::ObjectIdentifier>().ok())
+                {
+                    Some(c) if c == const_oid::db::rfc5912::SECP_256_R_1 => Some(KeyType::EcP256),
+                    Some(c) if c == const_oid::db::rfc5912::SECP_384_R_1 => Some(KeyType::EcP384),
+                    None => None,
+                    Some(c) => {
+                        return Err(template(format!(
+                            "pkid generates P-256 and P-384 keys, not curve {c}"
+                        )))
+                    }
+                }
+            }
+            Some(a) => {
+                return Err(template(format!(
+                    "pkid generates EC keys (P-256, P-384), not {}",
+                    a.oid
+                )))
+            }
+        };
+        let generated =
+            keygen::generate(&sp.profile, &label.profile, prefer).map_err(|e| match e {
+                KeygenError::NonRepudiation(_) => {
+                    Refusal::new(FailureBit::NotAuthorized, e.to_string())
+                }
+                KeygenError::NoKeyType(_) => template(e.to_string()),
+                KeygenError::Escrow => Refusal::new(FailureBit::SystemUnavail, e.to_string()),
+                KeygenError::Failed(_) => Refusal::new(FailureBit::SystemFailure, e.to_string()),
+            })?;
+        let (_, _, subject) = self.subject_for(label, asked.subject.as_ref())?;
+        // Enveloped before the certificate is issued: a recipient key pkid cannot encrypt to
+        // is refused without a certificate left behind.
+        let unavailable = |m: String| Refusal::new(FailureBit::SystemUnavail, m);
+        let responder = self
+            .responders
+            .as_ref()
+            .ok_or_else(|| unavailable("no CMP responder".into()))?
+            .get(&label.issuer)
+            .map_err(unavailable)?;
+        let package = envelope::key_package(&generated.pkcs8)
+            .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
+        let sign = |m: &[u8]| responder.signer.sign(m).map_err(|e| e.to_string());
+        let signed = proto::signed_key_package(
+            &package,
+            &responder.certificate,
+            &self.chain(label)?,
+            responder.signer.algorithm().identifier(),
+            &sign,
+        )?;
+        let enveloped =
+            envelope::enveloped_data(recipient, const_oid::db::rfc5911::ID_SIGNED_DATA, &signed)
+                .map_err(|e| match e {
+                    envelope::EnvelopeError::UnsupportedRecipient(m) => Refusal::new(
+                        FailureBit::BadRequest,
+                        format!("the protecting certificate cannot receive the key: {m}"),
+                    ),
+                    other => Refusal::new(FailureBit::SystemFailure, other.to_string()),
+                })?;
+        let der = self.issue(
+            label,
+            sender,
+            subject,
+            generated.public_key.clone(),
+            asked.subject_alt_name,
+        )?;
+        if label.escrow {
+            let serial = Certificate::from_der(&der)
+                .map(|c| serial_hex(&c))
+                .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
+            let kept = match &self.sealer {
+                Some(sealer) => keygen::escrow(
+                    self.store.as_ref(),
+                    sealer.as_ref(),
+                    &serial,
+                    &generated.pkcs8,
+                    keygen::EscrowOf {
+                        organisation: &sender.organisation,
+                        origin: format!("cmp:{}", label.name),
+                        actor: &sender.actor,
+                        detail: format!(
+                            "central key generation on CMP label {}: the private key sealed under the data key",
+                            label.name
+                        ),
+                        now: self.authority.now(),
+                    },
+                ),
+                None => Err(KeygenError::Escrow),
+            };
+            if let Err(e) = kept {
+                // A certificate of an escrow label always has its key in escrow.
+                if let Err(w) = self.ra.revoke(
+                    &serial,
+                    pkid_protocols::revocation::CrlReason::CessationOfOperation,
+                    None,
+                    &format!("{}: its key could not be escrowed", sender.actor),
+                ) {
+                    tracing::error!(serial = %serial, error = %w, "CMP: a certificate whose key could not be escrowed is not revoked");
+                }
+                return Err(Refusal::new(FailureBit::SystemUnavail, e.to_string()));
+            }
+        }
+        Ok((der, asked.cert_req_id, Some(enveloped)))
+    }
+
+    /// The label's profile allows this key type (else badCertTemplate).
+    fn check_key_type(
+        &self,
+        label: &CmpLabel,
+        public_key: &spki::SubjectPublicKeyInfoOwned,
+    ) -> Result<(), Refusal> {
+        let sp = self.config.profile(&label.profile).ok_or_else(|| {
+            Refusal::new(
+                FailureBit::SystemFailure,
+                format!("profile {} is gone", label.profile),
+            )
+        })?;
+        let key_type = pkid_protocols::algorithm::KeyType::of(public_key)
+            .map_err(|e| Refusal::new(FailureBit::BadCertTemplate, e.to_string()))?;
+        if !sp.profile.allows_key(key_type) {
+            return Err(Refusal::new(
+                FailureBit::BadCertTemplate,
+                format!(
+                    "a {} key is not allowed by profile {:?}",
+                    key_type.name(),
+                    label.profile
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Signs and stores the certificate (the CA audits it).
@@ -849,18 +1068,7 @@ impl Cmp {
                 format!("profile {} is gone", label.profile),
             )
         })?;
-        let key_type = pkid_protocols::algorithm::KeyType::of(&public_key)
-            .map_err(|e| Refusal::new(FailureBit::BadCertTemplate, e.to_string()))?;
-        if !sp.profile.allows_key(key_type) {
-            return Err(Refusal::new(
-                FailureBit::BadCertTemplate,
-                format!(
-                    "a {} key is not allowed by profile {:?}",
-                    key_type.name(),
-                    label.profile
-                ),
-            ));
-        }
+        self.check_key_type(label, &public_key)?;
         self.check_not_paused(&label.issuer)?;
         let issuer = self.authority.issuer(&label.issuer).ok_or_else(|| {
             Refusal::new(
@@ -903,6 +1111,23 @@ impl Cmp {
         der: Vec<u8>,
         cert_req_id: Int,
         tag: u8,
+        now: u64,
+    ) -> Result<Step, Refusal> {
+        self.deliver_with_key(label, req, sender, t, der, cert_req_id, tag, None, now)
+    }
+
+    /// As [`Cmp::deliver`], the ip / cp carrying the centrally generated key `key`.
+    #[allow(clippy::too_many_arguments)]
+    fn deliver_with_key(
+        &self,
+        label: &CmpLabel,
+        req: &Request,
+        sender: &Sender,
+        t: CmpTransaction,
+        der: Vec<u8>,
+        cert_req_id: Int,
+        tag: u8,
+        key: Option<cms::enveloped_data::EnvelopedData>,
         now: u64,
     ) -> Result<Step, Refusal> {
         let cert = Certificate::from_der(&der)
@@ -953,7 +1178,7 @@ impl Cmp {
         let ca_pubs = matches!(sender.protection, Protection::Mac(_))
             .then(|| chain.last().cloned().into_iter().collect::<Vec<_>>());
         Ok(Step {
-            body: ResponseBody::issued(tag, cert_req_id, cert, ca_pubs),
+            body: ResponseBody::issued_with_key(tag, cert_req_id, cert, ca_pubs, key),
             extra_certs: chain,
             issued: true,
             nonce: Some(nonce),
@@ -1032,6 +1257,19 @@ impl Cmp {
             self.check_not_paused(&rec.issuer)?;
             let key_type = pkid_protocols::algorithm::KeyType::of(&verified.public_key)
                 .map_err(|e| Refusal::new(FailureBit::BadCertTemplate, e.to_string()))?;
+            if label.approval == Approval::Operator {
+                self.check_key_type(label, &verified.public_key)?;
+                let subject = &old.tbs_certificate.subject;
+                let filing = Held {
+                    request: proto::held_request(7, msg)?,
+                    cn: attribute(subject, const_oid::db::rfc4519::CN).unwrap_or_default(),
+                    ou: attribute(subject, const_oid::db::rfc4519::OU),
+                    replaces: Some(serial),
+                    tag: 8,
+                    cert_req_id: verified.cert_req_id,
+                };
+                return self.await_operator(label, sender, &t, filing, now).map(Err);
+            }
             let issued = self.ra.rekey_with(
                 &serial,
                 || {
@@ -1045,10 +1283,11 @@ impl Cmp {
                 None,
                 &format!("{} (kur)", sender.actor),
             )?;
-            Ok((issued.der, verified.cert_req_id))
+            Ok(Ok((issued.der, verified.cert_req_id)))
         };
         match run() {
-            Ok((der, id)) => self.deliver(label, req, sender, t, der, id, 8, now),
+            Ok(Ok((der, id))) => self.deliver(label, req, sender, t, der, id, 8, now),
+            Ok(Err(waiting)) => Ok(waiting),
             Err(r) => {
                 self.fail(&t, &sender.actor, &r, now);
                 Err(r)
@@ -1390,18 +1629,17 @@ impl Cmp {
         Ok(out)
     }
 
-    /// A p10cr under an operator-approved label becomes an accepted RA request (the RA
-    /// request keeps the PKCS#10, which an officer's approval fulfils); the cp says
+    /// A certificate request under an operator-approved label becomes an accepted RA request:
+    /// ir and cr an `issue` request, kur a `modify` request for the certificate it updates.
+    /// The RA request keeps the PKCS#10 or the CRMF request, which an officer's approval
+    /// fulfils (the proof of possession checked again then); the ip / cp / kup says
     /// `waiting` and the client polls.
-    #[allow(clippy::too_many_arguments)]
     fn await_operator(
         &self,
         label: &CmpLabel,
         sender: &Sender,
         t: &CmpTransaction,
-        csr_der: &[u8],
-        cn: String,
-        ou: Option<String>,
+        held: Held,
         now: u64,
     ) -> Result<Step, Refusal> {
         let org = self.label_organisation(label)?;
@@ -1414,13 +1652,19 @@ impl Cmp {
                 org: &org,
                 profile: &label.profile,
                 issuer: &label.issuer,
-                csr_der,
-                name: cn,
-                unit: ou,
+                csr_der: &held.request,
+                replaces: held.replaces.clone(),
+                name: held.cn,
+                unit: held.ou,
                 actor: &sender.actor,
                 via: format!(
-                    "cmp-label={} (the client authenticated with the organisation's shared secret)",
-                    label.name
+                    "cmp-label={} (the client authenticated with {})",
+                    label.name,
+                    match &sender.protection {
+                        Protection::Mac(_) => "the organisation's shared secret".to_owned(),
+                        Protection::Signed { certificate } =>
+                            format!("its certificate {}", serial_hex(certificate)),
+                    }
                 ),
             },
         )?;
@@ -1446,12 +1690,10 @@ impl Cmp {
                 "another message of this transaction was answered first",
             ));
         }
-        let minus_one = Int::new(&[0xff])
-            .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
         Ok(Step {
             body: ResponseBody::waiting(
-                3,
-                minus_one,
+                held.tag,
+                held.cert_req_id,
                 &format!("request {id} waits for an RA officer's approval; poll for it"),
             ),
             extra_certs: Vec::new(),
@@ -1521,6 +1763,14 @@ impl Cmp {
                 "the transaction's RA request is gone",
             )
         })?;
+        // The answer is the body the request was answered with (ip, cp or kup) and its
+        // certReqId, read back from what the RA request keeps.
+        let (tag, id) = match r.csr.as_deref().map(proto::parse_held_request) {
+            Some(Ok((request_tag, msg))) => {
+                (proto::response_tag(request_tag), msg.cert_req.cert_req_id)
+            }
+            _ => (3, minus_one()?),
+        };
         let nonce = random::<{ proto::NONCE_BYTES }>()?;
         let mut next = t.clone();
         next.client_nonce = req.sender_nonce.clone();
@@ -1573,13 +1823,8 @@ impl Cmp {
                 let chain = self.chain(label)?;
                 let root = matches!(sender.protection, Protection::Mac(_))
                     .then(|| chain.last().cloned().into_iter().collect::<Vec<_>>());
-                let id = match ids.first() {
-                    Some(id) => id.clone(),
-                    None => Int::new(&[0xff])
-                        .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?,
-                };
                 Ok(Step {
-                    body: ResponseBody::issued(3, id, cert, root),
+                    body: ResponseBody::issued(tag, id, cert, root),
                     extra_certs: chain,
                     issued: true,
                     nonce: Some(nonce),
@@ -1600,10 +1845,14 @@ impl Cmp {
                     format!("state=failed request={request} rejected"),
                     Outcome::Refused,
                 )?;
-                Err(Refusal::new(
-                    FailureBit::NotAuthorized,
-                    format!("request {} was rejected: {}", r.id, one_line(&reason)),
-                ))
+                let text = format!("request {} was rejected: {}", r.id, one_line(&reason));
+                Ok(Step {
+                    body: ResponseBody::rejected(tag, id, &[FailureBit::NotAuthorized], &text)
+                        .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?,
+                    extra_certs: Vec::new(),
+                    issued: false,
+                    nonce: Some(nonce),
+                })
             }
             _ => {
                 advance(

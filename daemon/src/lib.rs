@@ -28,6 +28,7 @@ pub mod datadir;
 pub mod est;
 pub mod http;
 pub mod index;
+pub mod keygen;
 pub mod keys;
 pub mod logging;
 pub mod metrics;

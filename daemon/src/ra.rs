@@ -40,6 +40,28 @@ use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::name::Name;
 use x509_cert::Certificate;
 
+/// The key of a request and its checked proof of possession: a PKCS#10 request (PEM or DER),
+/// or the CRMF request a CMP client sent (ir, cr or kur, kept by
+/// `pkid_protocols::cmp::held_request` while an operator decided), whose signature POP is
+/// checked again here. A CRMF request without a subject gets an empty one: the callers name
+/// the subject from the RA's registered data.
+fn key_request(bytes: &[u8]) -> Result<csr::VerifiedCsr, CaError> {
+    let refused = |e: &dyn std::fmt::Display| CaError::Refused(e.to_string());
+    if let Ok((_, msg)) = pkid_protocols::cmp::parse_held_request(bytes) {
+        let v = pkid_protocols::cmp::verify_cert_request(&msg).map_err(|e| refused(&e))?;
+        let key_type =
+            pkid_protocols::algorithm::KeyType::of(&v.public_key).map_err(|e| refused(&e))?;
+        return Ok(csr::VerifiedCsr {
+            subject: v.subject.unwrap_or_default(),
+            public_key: v.public_key,
+            key_type,
+            subject_alt_name: v.subject_alt_name,
+        });
+    }
+    let der = csr::from_pem_or_der(bytes).map_err(|e| refused(&e))?;
+    csr::verify(&der).map_err(|e| refused(&e))
+}
+
 /// The registration authority over one CA.
 pub struct RegistrationAuthority {
     ca: Arc<Authority>,
@@ -121,9 +143,7 @@ impl RegistrationAuthority {
             profile_name,
             || {
                 let sp = self.subscriber_profile(profile_name)?;
-                let der =
-                    csr::from_pem_or_der(csr_bytes).map_err(|e| CaError::Refused(e.to_string()))?;
-                let csr = csr::verify(&der).map_err(|e| CaError::Refused(e.to_string()))?;
+                let csr = key_request(csr_bytes)?;
                 let subject = match subject {
                     Some(s) => pkid_protocols::name::parse(s)
                         .map_err(|e| CaError::Refused(e.to_string()))?,
@@ -255,16 +275,7 @@ impl RegistrationAuthority {
         days: Option<u32>,
         actor: &str,
     ) -> Result<Issued, CaError> {
-        self.rekey_with(
-            serial_hex,
-            || {
-                let der =
-                    csr::from_pem_or_der(csr_bytes).map_err(|e| CaError::Refused(e.to_string()))?;
-                csr::verify(&der).map_err(|e| CaError::Refused(e.to_string()))
-            },
-            days,
-            actor,
-        )
+        self.rekey_with(serial_hex, || key_request(csr_bytes), days, actor)
     }
 
     /// As [`RegistrationAuthority::rekey`], for a new key whose proof of possession the
@@ -319,11 +330,7 @@ impl RegistrationAuthority {
             || {
                 let (rec, cert) = self.live(serial_hex)?;
                 let csr = match csr_bytes {
-                    Some(b) => {
-                        let der =
-                            csr::from_pem_or_der(b).map_err(|e| CaError::Refused(e.to_string()))?;
-                        Some(csr::verify(&der).map_err(|e| CaError::Refused(e.to_string()))?)
-                    }
+                    Some(b) => Some(key_request(b)?),
                     None => None,
                 };
                 let new_subject = match (subject, &csr) {

@@ -994,27 +994,228 @@ fn a_p10cr_under_operator_approval_polls_until_an_officer_decides() {
         text.contains("notAuthorized") && text.contains("Không thuộc biên chế"),
         "{text}"
     );
+}
 
-    // ir on an operator label: refused, naming p10cr.
-    let key = p256_key(w);
-    let out = openssl_cmp(
-        &server,
-        "staff",
-        &[
+/// Runs `openssl cmp` (`args`) in a thread; once its RA request is filed and polled for at
+/// least `polled` times, `decide` is run on the request id; the client's output.
+fn while_polling(
+    daemon: &Daemon,
+    data: &Path,
+    args: Vec<String>,
+    polled: f64,
+    decide: impl FnOnce(&str),
+) -> Output {
+    let before = pkid_ok(data, &["request", "list"]);
+    let client = std::thread::spawn(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        openssl(&a)
+    });
+    assert!(
+        poll(Duration::from_secs(20), || pkid_ok(
+            data,
+            &["request", "list"]
+        ) != before),
+        "the RA request is filed on the first message"
+    );
+    assert!(
+        poll(Duration::from_secs(20), || counted(
+            daemon, "pollReq", "answered"
+        ) >= polled),
+        "polled before the decision"
+    );
+    decide(&newest_request(data));
+    client.join().expect("client")
+}
+
+#[test]
+fn ir_cr_and_kur_under_operator_approval_poll_until_an_officer_decides() {
+    let dir = init(&[]);
+    let data = dir.path();
+    let path = data.join("pkid.toml");
+    let text = std::fs::read_to_string(&path).expect("pkid.toml");
+    std::fs::write(
+        &path,
+        text.replacen("check_after_secs = 60", "check_after_secs = 1", 1),
+    )
+    .expect("write");
+    configure(
+        data,
+        &format!(
+            "\n[[cmp.labels]]\nname = \"staff\"\nprofile = \"device\"\norganisation = \"{ORG}\"\napproval = \"operator\"\n"
+        ),
+    );
+    let secret = organisation_with_secret(data);
+    let pass = format!("pass:{secret}");
+    let daemon = Daemon::start(data);
+    let work = tempdir();
+    let w = work.path();
+    let server = daemon.http.to_string();
+    let root = data.join("certs/root.crt");
+    let base = |cmd: &str| -> Vec<String> {
+        [
+            "cmp",
+            "-config",
+            "",
+            "-server",
+            &server,
+            "-path",
+            ".well-known/cmp/p/staff",
             "-cmd",
-            "ir",
+            cmd,
+            "-total_timeout",
+            "60",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let mac = |cmd: &str, extra: &[&str]| -> Vec<String> {
+        let mut a = base(cmd);
+        for s in [
+            "-ref",
+            "dev1",
             "-secret",
             &pass,
-            "-newkey",
-            path_str(&key),
-            "-subject",
-            "/CN=ir",
-            "-certout",
-            path_str(&unique_path(w, "ir", "crt")),
-        ],
+            "-recipient",
+            "/CN=Issuing CA",
+        ] {
+            a.push(s.into());
+        }
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+
+    // ir: the ip says waiting, openssl polls; the officer approves; the ip after polling
+    // carries the certificate with the subject the RA registered; certConf, pkiConf.
+    let k1 = p256_key(w);
+    let ir = unique_path(w, "ir", "crt");
+    let out = while_polling(
+        &daemon,
+        data,
+        mac(
+            "ir",
+            &[
+                "-newkey",
+                path_str(&k1),
+                "-subject",
+                "/CN=Lê Thị Mai/OU=Phòng Tổ chức",
+                "-certout",
+                path_str(&ir),
+            ],
+        ),
+        1.0,
+        |id| {
+            let shown = pkid_ok(data, &["request", "show", id]);
+            assert!(
+                shown.contains("Lê Thị Mai") && shown.contains("accepted"),
+                "{shown}"
+            );
+            pkid_ok(data, &["request", "approve", id]);
+        },
     );
     let text = all_output(&out);
-    assert!(!out.status.success() && text.contains("p10cr"), "{text}");
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("received POLLREP")
+            && text.contains("received ip/cp/kup after polling")
+            && text.contains("received IP")
+            && text.contains("received PKICONF"),
+        "{text}"
+    );
+    let subject = x509_subject(&ir);
+    assert!(
+        subject.contains("Lê Thị Mai")
+            && subject.contains("Phòng Tổ chức")
+            && subject.contains(ORG_NAME),
+        "{subject}"
+    );
+    assert_verifies(data, &ir, &[]);
+    let ir_serial = canonical_serial(&x509_serial(&ir));
+    assert_eq!(status_of(data, &ir_serial), "valid");
+
+    // cr rejected: the cp after polling is a rejection with notAuthorized and the reason.
+    let k2 = p256_key(w);
+    let polled = counted(&daemon, "pollReq", "answered");
+    let out = while_polling(
+        &daemon,
+        data,
+        mac(
+            "cr",
+            &[
+                "-newkey",
+                path_str(&k2),
+                "-subject",
+                "/CN=Đỗ Văn Nam",
+                "-certout",
+                path_str(&unique_path(w, "cr", "crt")),
+            ],
+        ),
+        polled + 1.0,
+        |id| {
+            pkid_ok(
+                data,
+                &["request", "reject", id, "--reason", "Không thuộc biên chế"],
+            );
+        },
+    );
+    let text = all_output(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("received ip/cp/kup after polling")
+            && text.contains("rejection")
+            && text.contains("notAuthorized")
+            && text.contains("Không thuộc biên chế"),
+        "{text}"
+    );
+
+    // kur, signed with the certificate from the ir: filed as a modify request of that
+    // certificate; approved, the kup carries the new key's certificate and the old one is
+    // superseded (the pollReq and certConf are still signed with it, and accepted).
+    let k3 = p256_key(w);
+    let kur = unique_path(w, "kur", "crt");
+    let mut args = base("kur");
+    for s in [
+        "-cert",
+        path_str(&ir),
+        "-key",
+        path_str(&k1),
+        "-trusted",
+        path_str(&root),
+        "-newkey",
+        path_str(&k3),
+        "-certout",
+        path_str(&kur),
+    ] {
+        args.push(s.into());
+    }
+    let polled = counted(&daemon, "pollReq", "answered");
+    let out = while_polling(&daemon, data, args, polled + 1.0, |id| {
+        let shown = pkid_ok(data, &["request", "show", id]);
+        assert!(
+            shown.contains("modify") && shown.contains(&ir_serial),
+            "{shown}"
+        );
+        assert_eq!(status_of(data, &ir_serial), "valid", "valid while it waits");
+        pkid_ok(data, &["request", "approve", id]);
+    });
+    let text = all_output(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("received ip/cp/kup after polling") && text.contains("received PKICONF"),
+        "{text}"
+    );
+    assert_verifies(data, &kur, &[]);
+    assert_eq!(x509_subject(&kur), x509_subject(&ir));
+    assert_ne!(public_key_of_cert(&kur), public_key_of_cert(&ir));
+    let shown = pkid_ok(data, &["cert", "show", "--serial", &ir_serial]);
+    assert!(
+        shown.contains("revoked") && shown.contains("superseded"),
+        "{shown}"
+    );
+    assert_eq!(
+        status_of(data, &canonical_serial(&x509_serial(&kur))),
+        "valid"
+    );
 }
 
 const OTHER_ORG: &str = "so-yt-dn";

@@ -178,10 +178,54 @@ pub struct CertResponse {
     pub cert_req_id: Int,
     /// Accepted, or rejection with its reason.
     pub status: StatusInfo,
-    /// The certificate.
-    pub certified_key_pair: Option<cmpv2::certified_key_pair::CertifiedKeyPair>,
+    /// The certificate (and, from central key generation, its private key).
+    pub certified_key_pair: Option<CertifiedKeyPair>,
     /// Unused.
     pub rsp_info: Option<OctetString>,
+}
+
+/// ```text
+/// CertifiedKeyPair ::= SEQUENCE {
+///     certOrEncCert       CertOrEncCert,
+///     privateKey      [0] EncryptedKey        OPTIONAL,
+///     publicationInfo [1] PKIPublicationInfo  OPTIONAL }
+/// ```
+/// RFC 9810 §5.3.4; `cmpv2` 0.2 still has RFC 4210's `privateKey [0] EncryptedValue`, which
+/// cannot carry the EnvelopedData of central key generation (RFC 9483 §4.1.6).
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+pub struct CertifiedKeyPair {
+    /// The certificate.
+    pub cert_or_enc_cert: cmpv2::certified_key_pair::CertOrEncCert,
+    /// The centrally generated private key.
+    #[asn1(
+        context_specific = "0",
+        tag_mode = "EXPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
+    pub private_key: Option<EncryptedKey>,
+    /// Unused.
+    #[asn1(
+        context_specific = "1",
+        tag_mode = "EXPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
+    pub publication_info: Option<crmf::controls::PkiPublicationInfo>,
+}
+
+/// ```text
+/// EncryptedKey ::= CHOICE {
+///     encryptedValue        EncryptedValue,   -- Deprecated
+///     envelopedData     [0] EnvelopedData }
+/// ```
+/// RFC 4211 §2.1 as updated by RFC 9810 §5.2.2 (the CRMF module's IMPLICIT tags). Only
+/// envelopedData is modelled: RFC 9483 §4.1.6 requires it.
+#[derive(Clone, Debug, Eq, PartialEq, der::Choice)]
+pub enum EncryptedKey {
+    /// The key, enveloped to the requester.
+    #[asn1(context_specific = "0", tag_mode = "IMPLICIT", constructed = "true")]
+    EnvelopedData(cms::enveloped_data::EnvelopedData),
 }
 
 /// ```text
@@ -756,7 +800,6 @@ pub struct VerifiedCertRequest {
 /// Checks one CertReqMsg: the template's key, and the signature POP over the DER of
 /// certRequest with that key (RFC 4211 §4.1, case where poposkInput is absent).
 pub fn verify_cert_request(msg: &CertReqMsg) -> Result<VerifiedCertRequest, CmpError> {
-    use const_oid::AssociatedOid;
     let req: &CertRequest = &msg.cert_req;
     let t = &req.cert_template;
     let public_key = t
@@ -796,23 +839,190 @@ pub fn verify_cert_request(msg: &CertReqMsg) -> Result<VerifiedCertRequest, CmpE
             ))
         }
     }
-    let mut subject_alt_name = None;
-    if let Some(exts) = &t.extensions {
-        for e in exts {
-            if e.extn_id == x509_cert::ext::pkix::SubjectAltName::OID {
-                subject_alt_name = Some(
-                    x509_cert::ext::pkix::SubjectAltName::from_der(e.extn_value.as_bytes())
-                        .map_err(|e| CmpError::Template(format!("subjectAltName: {e}")))?,
-                );
-            }
-        }
-    }
     Ok(VerifiedCertRequest {
         cert_req_id: req.cert_req_id.clone(),
         subject: t.subject.clone(),
         public_key,
-        subject_alt_name,
+        subject_alt_name: template_san(t)?,
     })
+}
+
+/// A request for a key the server generates (RFC 9483 §4.1.6): the template has no publicKey,
+/// or only its algorithm (an empty subjectPublicKey), and there is no proof of possession.
+#[derive(Clone, Debug)]
+pub struct CentralKeyRequest {
+    /// certReqId.
+    pub cert_req_id: Int,
+    /// The subject asked for.
+    pub subject: Option<Name>,
+    /// The key algorithm the client prefers (the template's algorithm-only publicKey).
+    pub algorithm: Option<AlgorithmIdentifierOwned>,
+    /// subjectAltName from the template's extensions, if any.
+    pub subject_alt_name: Option<x509_cert::ext::pkix::SubjectAltName>,
+}
+
+/// The subjectAltName of a template's extensions.
+fn template_san(
+    t: &crmf::request::CertTemplate,
+) -> Result<Option<x509_cert::ext::pkix::SubjectAltName>, CmpError> {
+    use const_oid::AssociatedOid;
+    for e in t.extensions.iter().flatten() {
+        if e.extn_id == x509_cert::ext::pkix::SubjectAltName::OID {
+            return x509_cert::ext::pkix::SubjectAltName::from_der(e.extn_value.as_bytes())
+                .map(Some)
+                .map_err(|e| CmpError::Template(format!("subjectAltName: {e}")));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether `msg` asks the server to generate the key (RFC 9483 §4.1.6): `Some` with what it
+/// asks, `None` for a request that brings its own key (see [`verify_cert_request`]). A
+/// central-key request with a proof of possession is malformed (there is no key to prove).
+pub fn central_key_request(msg: &CertReqMsg) -> Result<Option<CentralKeyRequest>, CmpError> {
+    let t = &msg.cert_req.cert_template;
+    let algorithm = match &t.subject_public_key_info {
+        None => None,
+        Some(k) if k.subject_public_key.raw_bytes().is_empty() => Some(k.algorithm.clone()),
+        Some(_) => return Ok(None),
+    };
+    if msg.popo.is_some() {
+        return Err(CmpError::Pop(
+            "a request for a centrally generated key carries no proof of possession (RFC 9483 section 4.1.6)".into(),
+        ));
+    }
+    Ok(Some(CentralKeyRequest {
+        cert_req_id: msg.cert_req.cert_req_id.clone(),
+        subject: t.subject.clone(),
+        algorithm,
+        subject_alt_name: template_san(t)?,
+    }))
+}
+
+/// `id-ct-KP-aKeyPackage` (RFC 5958 §3).
+pub const ID_CT_KP_A_KEY_PACKAGE: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.16.840.1.101.2.1.2.78.5");
+
+/// The SignedData (DER, RFC 5652 §5) that carries a centrally generated key (RFC 9483
+/// §4.1.6): version 3, eContentType id-ct-KP-aKeyPackage over `package` (an
+/// AsymmetricKeyPackage with the one key), signed by the key generation authority `signer`
+/// (its certificate and `chain` in certificates; SHA-256 digest; signed attributes
+/// contentType and messageDigest), the signer named by issuer and serial number.
+pub fn signed_key_package(
+    package: &[u8],
+    signer: &Certificate,
+    chain: &[Certificate],
+    signature_algorithm: AlgorithmIdentifierOwned,
+    sign: &SignFn<'_>,
+) -> Result<Vec<u8>, CmpError> {
+    use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
+    use cms::content_info::CmsVersion;
+    use cms::signed_data::{
+        CertificateSet, DigestAlgorithmIdentifiers, EncapsulatedContentInfo, SignedData,
+        SignerIdentifier, SignerInfo, SignerInfos,
+    };
+    use der::asn1::SetOfVec;
+    use x509_cert::attr::{Attribute, AttributeValue};
+    let enc = |e: der::Error| CmpError::Malformed(format!("encoding the key package: {e}"));
+    let sha256 = AlgorithmIdentifierOwned {
+        oid: SHA256,
+        parameters: None,
+    };
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, package);
+    let attribute = |oid: ObjectIdentifier, value: AttributeValue| -> Result<Attribute, CmpError> {
+        Ok(Attribute {
+            oid,
+            values: SetOfVec::try_from(vec![value]).map_err(enc)?,
+        })
+    };
+    let signed_attrs = SetOfVec::try_from(vec![
+        attribute(
+            const_oid::db::rfc5911::ID_CONTENT_TYPE,
+            Any::encode_from(&ID_CT_KP_A_KEY_PACKAGE).map_err(enc)?,
+        )?,
+        attribute(
+            const_oid::db::rfc5911::ID_MESSAGE_DIGEST,
+            Any::encode_from(&OctetString::new(digest.as_ref().to_vec()).map_err(enc)?)
+                .map_err(enc)?,
+        )?,
+    ])
+    .map_err(enc)?;
+    // RFC 5652 §5.4: the signature is over the DER of the attributes as a SET OF.
+    let signature = sign(&signed_attrs.to_der().map_err(enc)?).map_err(CmpError::Protection)?;
+    let mut certificates = vec![CertificateChoices::Certificate(signer.clone())];
+    certificates.extend(chain.iter().cloned().map(CertificateChoices::Certificate));
+    SignedData {
+        version: CmsVersion::V3,
+        digest_algorithms: DigestAlgorithmIdentifiers::try_from(vec![sha256.clone()])
+            .map_err(enc)?,
+        encap_content_info: EncapsulatedContentInfo {
+            econtent_type: ID_CT_KP_A_KEY_PACKAGE,
+            econtent: Some(
+                Any::encode_from(&OctetString::new(package.to_vec()).map_err(enc)?).map_err(enc)?,
+            ),
+        },
+        certificates: Some(CertificateSet(
+            SetOfVec::try_from(certificates).map_err(enc)?,
+        )),
+        crls: None,
+        signer_infos: SignerInfos(
+            SetOfVec::try_from(vec![SignerInfo {
+                version: CmsVersion::V1,
+                sid: SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+                    issuer: signer.tbs_certificate.issuer.clone(),
+                    serial_number: signer.tbs_certificate.serial_number.clone(),
+                }),
+                digest_alg: sha256,
+                signed_attrs: Some(signed_attrs),
+                signature_algorithm,
+                signature: OctetString::new(signature).map_err(enc)?,
+                unsigned_attrs: None,
+            }])
+            .map_err(enc)?,
+        ),
+    }
+    .to_der()
+    .map_err(enc)
+}
+
+/// A CRMF request kept while an operator decides on it: the PKIBody it came in (`ir` 0,
+/// `cr` 2, `kur` 7) with its one CertReqMsg, DER. The RA request keeps these bytes where a
+/// p10cr's keeps its PKCS#10; [`parse_held_request`] reads them back, so the approval issues
+/// from the very request whose proof of possession was checked.
+pub fn held_request(tag: u8, msg: &CertReqMsg) -> Result<Vec<u8>, CmpError> {
+    let enc = |e: der::Error| CmpError::Malformed(format!("encoding the held request: {e}"));
+    if !matches!(tag, 0 | 2 | 7) {
+        return Err(CmpError::Malformed(format!(
+            "PKIBody [{tag}] is not a CRMF certificate request"
+        )));
+    }
+    explicit(tag, &vec![msg.clone()])
+        .map_err(enc)?
+        .to_der()
+        .map_err(enc)
+}
+
+/// Reads bytes [`held_request`] made: the body's tag and its CertReqMsg. Anything else
+/// (e.g. a PKCS#10 request) is `Malformed`.
+pub fn parse_held_request(der: &[u8]) -> Result<(u8, CertReqMsg), CmpError> {
+    let any = Any::from_der(der).map_err(malformed("held request"))?;
+    match parse_body(&any)? {
+        RequestBody::Ir(mut m) if m.len() == 1 => Ok((0, m.remove(0))),
+        RequestBody::Cr(mut m) if m.len() == 1 => Ok((2, m.remove(0))),
+        RequestBody::Kur(mut m) if m.len() == 1 => Ok((7, m.remove(0))),
+        _ => Err(CmpError::Malformed(
+            "not an ir, cr or kur with one CertReqMsg".into(),
+        )),
+    }
+}
+
+/// The response tag for a request tag: ir → ip, cr and p10cr → cp, kur → kup.
+pub fn response_tag(request_tag: u8) -> u8 {
+    match request_tag {
+        0 => 1,
+        7 => 8,
+        _ => 3,
+    }
 }
 
 /// The certHash of a certificate for certConf (RFC 9810 §5.3.18): the hash of the certificate's
@@ -1029,6 +1239,28 @@ impl ResponseBody {
         }
     }
 
+    /// A CertRepMessage refusing the request (status rejection with its failure bits): the
+    /// answer to a pollReq once an operator rejected it (RFC 9483 §4.4 and §4.1.1).
+    pub fn rejected(
+        tag: u8,
+        cert_req_id: Int,
+        bits: &[FailureBit],
+        text: &str,
+    ) -> Result<Self, der::Error> {
+        Ok(Self::CertRep {
+            tag,
+            content: CertRepContent {
+                ca_pubs: None,
+                response: vec![CertResponse {
+                    cert_req_id,
+                    status: rejection(bits, text)?,
+                    certified_key_pair: None,
+                    rsp_info: None,
+                }],
+            },
+        })
+    }
+
     /// A CertRepMessage carrying one issued certificate.
     pub fn issued(
         tag: u8,
@@ -1036,7 +1268,19 @@ impl ResponseBody {
         certificate: Certificate,
         ca_pubs: Option<Vec<Certificate>>,
     ) -> Self {
-        use cmpv2::certified_key_pair::{CertOrEncCert, CertifiedKeyPair};
+        Self::issued_with_key(tag, cert_req_id, certificate, ca_pubs, None)
+    }
+
+    /// A CertRepMessage carrying one issued certificate and, from central key generation,
+    /// its private key enveloped to the requester (RFC 9483 §4.1.6).
+    pub fn issued_with_key(
+        tag: u8,
+        cert_req_id: Int,
+        certificate: Certificate,
+        ca_pubs: Option<Vec<Certificate>>,
+        private_key: Option<cms::enveloped_data::EnvelopedData>,
+    ) -> Self {
+        use cmpv2::certified_key_pair::CertOrEncCert;
         Self::CertRep {
             tag,
             content: CertRepContent {
@@ -1050,7 +1294,7 @@ impl ResponseBody {
                     },
                     certified_key_pair: Some(CertifiedKeyPair {
                         cert_or_enc_cert: CertOrEncCert::Certificate(Box::new(certificate)),
-                        priv_key: None,
+                        private_key: private_key.map(EncryptedKey::EnvelopedData),
                         publication_info: None,
                     }),
                     rsp_info: None,
@@ -1431,6 +1675,8 @@ pub struct ResponseView {
     pub status: Option<StatusInfo>,
     /// The issued certificate of the first CertResponse.
     pub certificate: Option<Certificate>,
+    /// The centrally generated private key of the first CertResponse, as enveloped.
+    pub private_key: Option<cms::enveloped_data::EnvelopedData>,
     /// caPubs of a CertRepMessage.
     pub ca_pubs: Vec<Certificate>,
     /// extraCerts.
@@ -1518,6 +1764,7 @@ pub fn parse_response(der: &[u8]) -> Result<ResponseView, CmpError> {
         other => return Err(CmpError::Malformed(format!("body tag {other}"))),
     };
     let (mut status, mut certificate, mut ca_pubs) = (None, None, Vec::new());
+    let mut private_key = None;
     let mut general = Vec::new();
     match body_tag {
         1 | 3 | 8 => {
@@ -1529,6 +1776,7 @@ pub fn parse_response(der: &[u8]) -> Result<ResponseView, CmpError> {
                     if let CertOrEncCert::Certificate(c) = kp.cert_or_enc_cert {
                         certificate = Some(*c);
                     }
+                    private_key = kp.private_key.map(|EncryptedKey::EnvelopedData(e)| e);
                 }
             }
         }
@@ -1556,6 +1804,7 @@ pub fn parse_response(der: &[u8]) -> Result<ResponseView, CmpError> {
         body_tag,
         status,
         certificate,
+        private_key,
         ca_pubs,
         extra_certs: raw.extra_certs.unwrap_or_default(),
         transaction_id: octets(header.trans_id.clone()),

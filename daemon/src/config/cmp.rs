@@ -46,6 +46,8 @@ struct RawLabel {
     implicit_confirm: bool,
     #[serde(default)]
     central_keygen: bool,
+    #[serde(default)]
+    escrow: bool,
 }
 
 fn auto() -> String {
@@ -79,6 +81,10 @@ pub struct CmpLabel {
     pub signature: bool,
     /// Whether implicit confirmation is granted when a client asks for it.
     pub implicit_confirm: bool,
+    /// Whether an ir / cr without a key gets one the server generates (RFC 9483 §4.1.6).
+    pub central_keygen: bool,
+    /// Whether centrally generated keys are kept sealed under the data key (escrow).
+    pub escrow: bool,
 }
 
 /// CMP settings.
@@ -168,10 +174,26 @@ impl CmpConfig {
                     "{at}.protection: name \"mac\", \"signature\" or both"
                 ));
             }
-            if l.central_keygen {
+            if l.escrow && !l.central_keygen {
                 return Err(format!(
-                    "{at}.central_keygen: central key generation (RFC 9483 section 4.1.6) is not built yet; leave it false"
+                    "{at}.escrow: only centrally generated keys are escrowed; set central_keygen = true"
                 ));
+            }
+            if l.central_keygen {
+                let signs = profiles
+                    .get(&l.profile)
+                    .is_some_and(|p| p.profile.key_usage.non_repudiation());
+                if signs {
+                    return Err(format!(
+                        "{at}.central_keygen: profile {:?} signs with non-repudiation, whose keys only their holder generates",
+                        l.profile
+                    ));
+                }
+                if approval == Approval::Operator {
+                    return Err(format!(
+                        "{at}.central_keygen: not offered with approval = \"operator\" (the key would wait in the server)"
+                    ));
+                }
             }
             let label = CmpLabel {
                 name: l.name.clone(),
@@ -182,6 +204,8 @@ impl CmpConfig {
                 mac,
                 signature,
                 implicit_confirm: l.implicit_confirm,
+                central_keygen: l.central_keygen,
+                escrow: l.escrow,
             };
             if labels.insert(l.name.clone(), label).is_some() {
                 return Err(format!("{at}.name {:?} is given twice", l.name));
@@ -235,7 +259,11 @@ mod tests {
             (format!("{LABEL}approval = \"maybe\"\n"), "auto or operator"),
             (format!("{LABEL}protection = [\"pin\"]\n"), "\"mac\" or"),
             (format!("{LABEL}protection = []\n"), "or both"),
-            (format!("{LABEL}central_keygen = true\n"), "not built yet"),
+            (format!("{LABEL}escrow = true\n"), "set central_keygen"),
+            (
+                format!("{LABEL}central_keygen = true\napproval = \"operator\"\n"),
+                "approval",
+            ),
             (format!("{LABEL}{LABEL}"), "given twice"),
             (
                 "[cmp]\ndefault_label = \"other\"\n".to_owned(),

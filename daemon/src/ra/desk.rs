@@ -3442,8 +3442,9 @@ const ACTIONS: [&str; 6] = [
     "resubmit",
 ];
 
-/// An `issue` request that a machine protocol (EST, CMP) files for an operator to approve, on
-/// behalf of the organisation whose credential the client showed.
+/// An `issue` request (or, for a CMP kur, a `modify` request that rekeys `replaces`) that a
+/// machine protocol (EST, CMP) files for an operator to approve, on behalf of the organisation
+/// whose credential the client showed.
 pub struct MachineFiling<'a> {
     /// The organisation.
     pub org: &'a Organisation,
@@ -3451,8 +3452,12 @@ pub struct MachineFiling<'a> {
     pub profile: &'a str,
     /// The issuer.
     pub issuer: &'a str,
-    /// The client's PKCS#10 (DER), which the approval fulfils.
+    /// The client's PKCS#10 (DER), or the CRMF request a CMP client sent
+    /// (`pkid_protocols::cmp::held_request`), which the approval fulfils.
     pub csr_der: &'a [u8],
+    /// The serial of the certificate a key update replaces (filed as `modify`: its approval
+    /// issues the successor with the new key and revokes this one as superseded).
+    pub replaces: Option<String>,
     /// The subscriber's name (the CSR's common name) and unit.
     pub name: String,
     /// The CSR's organisational unit, if any.
@@ -3479,9 +3484,14 @@ pub fn file_machine_request(
         .due_working_days(accepted, working_days)
         .unix_timestamp()
         .max(0) as u64;
+    let kind = if f.replaces.is_some() {
+        RequestKind::Modify
+    } else {
+        RequestKind::Issue
+    };
     let record = RequestRecord {
         id: 0,
-        kind: RequestKind::Issue,
+        kind,
         organisation: f.org.id.clone(),
         province: f.org.province.clone(),
         org_path: f.org.path.clone(),
@@ -3498,7 +3508,7 @@ pub fn file_machine_request(
             id_number_sealed: None,
         },
         csr: Some(f.csr_der.to_vec()),
-        certificate: None,
+        certificate: f.replaces,
         issued_certificate: None,
         reason: None,
         document: None,

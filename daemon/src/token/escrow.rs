@@ -2,7 +2,7 @@
 //! naming a certificate whose private key pkid generated and keeps in escrow (EST
 //! `serverkeygen` on a label with `escrow = true`), the key is opened under the data key and
 //! released to the approved requester, encrypted to a certificate they name (CMS
-//! EnvelopedData, [`crate::est::envelope`]); the request is fulfilled and both are audited.
+//! EnvelopedData, [`crate::keygen::envelope`]); the request is fulfilled and both are audited.
 //!
 //! ```text
 //!  recover request (key_origin central, certificate S), approved
@@ -15,7 +15,7 @@
 //! or logged unencrypted.
 
 use super::{KeyDevices, TokenError};
-use crate::est::envelope;
+use crate::keygen::envelope;
 use crate::ra::access::Principal;
 use crate::ra::desk::DeskError;
 use crate::store::devices::escrow_context;

@@ -1,6 +1,8 @@
 //! A private key encrypted to a certificate the recipient holds: CMS EnvelopedData (RFC 5652
 //! §6) around an asymmetric key package (RFC 5958), as RFC 7030 §4.4.2 returns a server-made
-//! key when the client names a key to encrypt it to, and as the RA releases an escrowed key.
+//! key when the client names a key to encrypt it to, as the RA releases an escrowed key, and —
+//! around the SignedData that carries the package — as CMP returns a centrally generated key
+//! (RFC 9483 §4.1.6).
 //!
 //! ```text
 //!  PKCS#8 key ─▶ AsymmetricKeyPackage (SEQUENCE OF OneAsymmetricKey)
@@ -42,8 +44,7 @@ use x509_cert::Certificate;
 use zeroize::Zeroizing;
 
 /// `id-ct-KP-aKeyPackage` (RFC 5958 §3): the content type of an asymmetric key package.
-pub const ID_CT_KP_A_KEY_PACKAGE: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("2.16.840.1.101.2.1.2.78.5");
+pub use pkid_protocols::cmp::ID_CT_KP_A_KEY_PACKAGE;
 /// `dhSinglePass-stdDH-sha256kdf-scheme` (RFC 5753 §7.1.4, SEC 1).
 pub const DH_SINGLE_PASS_STD_DH_SHA256_KDF: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.132.1.11.1");
@@ -130,15 +131,36 @@ pub fn key_identifier(certificate: &Certificate) -> Vec<u8> {
 /// `ContentInfo(EnvelopedData)` (DER) holding `pkcs8` as an asymmetric key package, readable
 /// only with the private key of `recipient`.
 pub fn key_package_for(recipient: &Certificate, pkcs8: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+    let package = key_package(pkcs8)?;
+    let enveloped = enveloped_data(recipient, ID_CT_KP_A_KEY_PACKAGE, &package)?;
+    ContentInfo {
+        content_type: ID_ENVELOPED_DATA,
+        content: Any::encode_from(&enveloped).map_err(der_failed)?,
+    }
+    .to_der()
+    .map_err(der_failed)
+}
+
+/// `AsymmetricKeyPackage ::= SEQUENCE SIZE (1..MAX) OF OneAsymmetricKey` (RFC 5958 §2), DER,
+/// holding the one key `pkcs8` (a PKCS#8 PrivateKeyInfo is a version-1 OneAsymmetricKey).
+pub fn key_package(pkcs8: &[u8]) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
+    let one = Any::from_der(pkcs8).map_err(der_failed)?;
+    Ok(Zeroizing::new(vec![one].to_der().map_err(der_failed)?))
+}
+
+/// EnvelopedData (RFC 5652 §6) of `content` (of type `content_type`), AES-256-CBC under a
+/// fresh content key, that key encrypted to `recipient`'s public key.
+pub fn enveloped_data(
+    recipient: &Certificate,
+    content_type: ObjectIdentifier,
+    content: &[u8],
+) -> Result<EnvelopedData, EnvelopeError> {
     let mut cek = Zeroizing::new([0u8; AES_256_KEY_LEN]);
     rand::fill(cek.as_mut()).map_err(failed("no randomness for the content key"))?;
     let recipient_info = recipient_info(recipient, cek.as_ref())?;
     let rsa = matches!(recipient_info, RecipientInfo::Ktri(_));
 
-    // AsymmetricKeyPackage ::= SEQUENCE SIZE (1..MAX) OF OneAsymmetricKey (RFC 5958 §2); a
-    // PKCS#8 PrivateKeyInfo is a version-1 OneAsymmetricKey.
-    let one = Any::from_der(pkcs8).map_err(der_failed)?;
-    let mut content = Zeroizing::new(vec![one].to_der().map_err(der_failed)?);
+    let mut content = Zeroizing::new(content.to_vec());
     let key = cipher::UnboundCipherKey::new(&cipher::AES_256, cek.as_ref())
         .map_err(failed("the content key"))?;
     let encrypting =
@@ -151,14 +173,14 @@ pub fn key_package_for(recipient: &Certificate, pkcs8: &[u8]) -> Result<Vec<u8>,
         .map_err(failed("the AES-256-CBC IV"))?;
     let iv = OctetString::new(iv.to_vec()).map_err(der_failed)?;
 
-    let enveloped = EnvelopedData {
+    Ok(EnvelopedData {
         // RFC 5652 §6.1: 0 when every RecipientInfo is version 0 (a KTRI by issuer and
         // serial), 2 otherwise (a KARI is version 3).
         version: if rsa { CmsVersion::V0 } else { CmsVersion::V2 },
         originator_info: None,
         recip_infos: RecipientInfos(SetOfVec::try_from(vec![recipient_info]).map_err(der_failed)?),
         encrypted_content: EncryptedContentInfo {
-            content_type: ID_CT_KP_A_KEY_PACKAGE,
+            content_type,
             content_enc_alg: algorithm(
                 ID_AES_256_CBC,
                 Some(Any::encode_from(&iv).map_err(der_failed)?),
@@ -168,13 +190,7 @@ pub fn key_package_for(recipient: &Certificate, pkcs8: &[u8]) -> Result<Vec<u8>,
             ),
         },
         unprotected_attrs: None,
-    };
-    ContentInfo {
-        content_type: ID_ENVELOPED_DATA,
-        content: Any::encode_from(&enveloped).map_err(der_failed)?,
-    }
-    .to_der()
-    .map_err(der_failed)
+    })
 }
 
 fn issuer_and_serial(recipient: &Certificate) -> IssuerAndSerialNumber {
