@@ -630,6 +630,7 @@ fn genm(secret: &str, itavs: Vec<cmpv2::gen::InfoTypeAndValue>, message_time: u6
             pbm: &pbm,
             secret: secret.as_bytes(),
         },
+        Vec::new(),
     )
     .expect("genm encodes")
 }
@@ -1729,4 +1730,334 @@ fn pem_certificate(path: &Path) -> x509_cert::Certificate {
     let pem = std::fs::read(path).expect("pem");
     let der = pkid_protocols::x509::pem_or_der(&pem, &["CERTIFICATE"]).expect("a certificate");
     x509_cert::Certificate::from_der(&der).expect("decodes")
+}
+
+/// A keyless ir (0) or cr (2) asking the server for the key (RFC 9483 §4.1.6: no publicKey,
+/// or `algorithm` only with an empty key; no POP), signed with `signer` (its certificate and
+/// PKCS#8 P-256 key) or else MAC-protected with `secret`; built with the `crmf` types.
+fn keyless_request(
+    tag: u8,
+    cn: &str,
+    algorithm: Option<spki::AlgorithmIdentifierOwned>,
+    signer: Option<(&x509_cert::Certificate, &[u8])>,
+    secret: &str,
+) -> Vec<u8> {
+    use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+    use crmf::request::{CertReqMsg, CertRequest, CertTemplate};
+    use der::asn1::{BitString, Int};
+    use pkid_protocols::cmp::{encode_request, Pbm, ResponseHeader, ResponseProtection};
+    use x509_cert::ext::pkix::name::GeneralName;
+    let msg = CertReqMsg {
+        cert_req: CertRequest {
+            cert_req_id: Int::new(&[0]).expect("0"),
+            cert_template: CertTemplate {
+                version: None,
+                serial_number: None,
+                signature: None,
+                issuer: None,
+                validity: None,
+                subject: Some(pkid_protocols::name::parse(&format!("CN={cn}")).expect("name")),
+                subject_public_key_info: algorithm.map(|a| spki::SubjectPublicKeyInfoOwned {
+                    algorithm: a,
+                    subject_public_key: BitString::from_bytes(&[]).expect("empty"),
+                }),
+                issuer_unique_id: None,
+                subject_unique_id: None,
+                extensions: None,
+            },
+            controls: None,
+        },
+        popo: None,
+        reg_info: None,
+    };
+    let mut tid = [0u8; 16];
+    let mut nonce = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut tid).expect("random");
+    aws_lc_rs::rand::fill(&mut nonce).expect("random");
+    let mut header = ResponseHeader {
+        sender: x509_cert::name::Name::default(),
+        recipient: GeneralName::DirectoryName(x509_cert::name::Name::default()),
+        message_time: unix_now(),
+        transaction_id: tid.to_vec(),
+        sender_nonce: nonce,
+        recip_nonce: None,
+        sender_kid: Some(b"dev1".to_vec()),
+        implicit_confirm: true,
+        pvno: 2,
+    };
+    match signer {
+        Some((cert, pkcs8)) => {
+            header.sender = cert.tbs_certificate.subject.clone();
+            header.sender_kid = None;
+            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8)
+                .expect("the device key");
+            let sign = |m: &[u8]| -> Result<Vec<u8>, String> {
+                pair.sign(&aws_lc_rs::rand::SystemRandom::new(), m)
+                    .map(|s| s.as_ref().to_vec())
+                    .map_err(|e| e.to_string())
+            };
+            encode_request(
+                &header,
+                tag,
+                &vec![msg],
+                ResponseProtection::Signature {
+                    algorithm: spki::AlgorithmIdentifierOwned {
+                        oid: const_oid::db::rfc5912::ECDSA_WITH_SHA_256,
+                        parameters: None,
+                    },
+                    sign: &sign,
+                },
+                vec![cert.clone()],
+            )
+            .expect("a signed request")
+        }
+        None => {
+            let pbm = Pbm::sha256(&nonce, 500).expect("PBM");
+            encode_request(
+                &header,
+                tag,
+                &vec![msg],
+                ResponseProtection::Mac {
+                    pbm: &pbm,
+                    secret: secret.as_bytes(),
+                },
+                Vec::new(),
+            )
+            .expect("a MAC-protected request")
+        }
+    }
+}
+
+#[test]
+fn central_key_generation_envelopes_a_signed_key_package_to_the_requester() {
+    use der::{Decode, Encode};
+    let dir = init(&[]);
+    let data = dir.path();
+    configure(
+        data,
+        &format!(
+            "\n[[cmp.labels]]\nname = \"kga\"\nprofile = \"device\"\norganisation = \"{ORG}\"\ncentral_keygen = true\nescrow = true\n"
+        ),
+    );
+    let secret = organisation_with_secret(data);
+    let pass = format!("pass:{secret}");
+    let daemon = Daemon::start(data);
+    let work = tempdir();
+    let w = work.path();
+    let server = daemon.http.to_string();
+    let root = data.join("certs/root.crt");
+
+    // The device's own certificate (its own key, ir with the shared secret): it signs the
+    // keyless request and is the envelope's recipient.
+    let dev_key = p256_key(w);
+    let dev_crt = unique_path(w, "dev", "crt");
+    let out = openssl_cmp(
+        &server,
+        "kga",
+        &[
+            "-cmd",
+            "ir",
+            "-secret",
+            &pass,
+            "-newkey",
+            path_str(&dev_key),
+            "-subject",
+            "/CN=Thiết bị 07",
+            "-certout",
+            path_str(&dev_crt),
+            "-implicit_confirm",
+        ],
+    );
+    assert!(out.status.success(), "{}", all_output(&out));
+    let dev = pem_certificate(&dev_crt);
+    let pkcs8_file = unique_path(w, "dev", "p8");
+    openssl_ok(&[
+        "pkcs8",
+        "-topk8",
+        "-nocrypt",
+        "-in",
+        path_str(&dev_key),
+        "-outform",
+        "DER",
+        "-out",
+        path_str(&pkcs8_file),
+    ]);
+    let pkcs8 = std::fs::read(&pkcs8_file).expect("pkcs8");
+
+    // A signed cr without a key: the cp carries the certificate and, in privateKey, an
+    // EnvelopedData to the device's certificate.
+    let send = |der: Vec<u8>| {
+        let f = unique_path(w, "req", "der");
+        std::fs::write(&f, der).expect("write");
+        post_der(&daemon, "kga", &f)
+    };
+    let v = send(keyless_request(
+        2,
+        "Cảm biến nhiệt 3",
+        None,
+        Some((&dev, &pkcs8)),
+        "",
+    ));
+    assert_eq!(v.body_tag, 3, "cp: {}", v.status_text());
+    let responder = v.extra_certs.first().expect("the responder").clone();
+    v.verify_signature(&responder.tbs_certificate.subject_public_key_info)
+        .expect("signed by the responder");
+    let cert = v.certificate.clone().expect("a certificate");
+    let cert_der = unique_path(w, "central", "der");
+    std::fs::write(&cert_der, cert.to_der().expect("der")).expect("write");
+    let cert_file = unique_path(w, "central", "crt");
+    openssl_ok(&[
+        "x509",
+        "-inform",
+        "DER",
+        "-in",
+        path_str(&cert_der),
+        "-out",
+        path_str(&cert_file),
+    ]);
+    let subject = x509_subject(&cert_file);
+    assert!(
+        subject.contains("Cảm biến nhiệt 3") && subject.contains(ORG_NAME),
+        "{subject}"
+    );
+    assert_verifies(data, &cert_file, &[]);
+    let enveloped = v.private_key.clone().expect("privateKey");
+    assert_eq!(
+        enveloped.encrypted_content.content_type,
+        const_oid::db::rfc5911::ID_SIGNED_DATA,
+        "RFC 9483 section 4.1.6: the envelope holds a SignedData"
+    );
+
+    // openssl opens the envelope with the device's key, verifies the key generation
+    // authority's signature up to the root, and the key inside is the certificate's.
+    let env_file = unique_path(w, "env", "der");
+    let ci = cms::content_info::ContentInfo {
+        content_type: const_oid::db::rfc5911::ID_ENVELOPED_DATA,
+        content: der::Any::encode_from(&enveloped).expect("any"),
+    };
+    std::fs::write(&env_file, ci.to_der().expect("der")).expect("write");
+    let sd_file = unique_path(w, "sd", "der");
+    openssl_ok(&[
+        "cms",
+        "-decrypt",
+        "-inform",
+        "DER",
+        "-in",
+        path_str(&env_file),
+        "-recip",
+        path_str(&dev_crt),
+        "-inkey",
+        path_str(&dev_key),
+        "-binary",
+        "-out",
+        path_str(&sd_file),
+    ]);
+    let sd = std::fs::read(&sd_file).expect("SignedData");
+    let sd_ci = cms::content_info::ContentInfo {
+        content_type: const_oid::db::rfc5911::ID_SIGNED_DATA,
+        content: der::Any::from_der(&sd).expect("a SignedData"),
+    };
+    let sd_ci_file = unique_path(w, "sdci", "der");
+    std::fs::write(&sd_ci_file, sd_ci.to_der().expect("der")).expect("write");
+    let akp_file = unique_path(w, "akp", "der");
+    let out = openssl(&[
+        "cms",
+        "-verify",
+        "-inform",
+        "DER",
+        "-in",
+        path_str(&sd_ci_file),
+        "-CAfile",
+        path_str(&root),
+        "-purpose",
+        "any",
+        "-binary",
+        "-out",
+        path_str(&akp_file),
+    ]);
+    let text = all_output(&out);
+    assert!(
+        out.status.success() && text.contains("Verification successful"),
+        "{text}"
+    );
+    let signed = cms::signed_data::SignedData::from_der(&sd).expect("SignedData");
+    assert_eq!(
+        signed.encap_content_info.econtent_type.to_string(),
+        "2.16.840.1.101.2.1.2.78.5",
+        "id-ct-KP-aKeyPackage"
+    );
+    let package: Vec<der::Any> =
+        Vec::from_der(&std::fs::read(&akp_file).expect("akp")).expect("AsymmetricKeyPackage");
+    assert_eq!(package.len(), 1, "one key");
+    let key_file = unique_path(w, "central", "key");
+    std::fs::write(&key_file, package[0].to_der().expect("der")).expect("write");
+    let public = openssl_ok(&[
+        "pkey",
+        "-inform",
+        "DER",
+        "-in",
+        path_str(&key_file),
+        "-pubout",
+    ]);
+    assert_eq!(public, public_key_of_cert(&cert_file));
+
+    // Escrowed, audited.
+    let audit = pkid_ok(data, &["audit", "list"]);
+    assert!(
+        audit.contains("key.escrow") && audit.contains(&serial_of(&cert)),
+        "{audit}"
+    );
+
+    // An algorithm-only publicKey (P-256) is honoured the same way.
+    let alg = spki::AlgorithmIdentifierOwned {
+        oid: const_oid::db::rfc5912::ID_EC_PUBLIC_KEY,
+        parameters: Some(
+            der::Any::encode_from(&const_oid::db::rfc5912::SECP_256_R_1).expect("curve"),
+        ),
+    };
+    let v = send(keyless_request(
+        0,
+        "dev-alg",
+        Some(alg),
+        Some((&dev, &pkcs8)),
+        "",
+    ));
+    assert_eq!(v.body_tag, 1, "ip: {}", v.status_text());
+    assert!(v.private_key.is_some() && v.certificate.is_some());
+    // An RSA preference is refused: pkid makes EC keys.
+    let rsa = spki::AlgorithmIdentifierOwned {
+        oid: const_oid::db::rfc5912::RSA_ENCRYPTION,
+        parameters: Some(der::Any::from(der::asn1::Null)),
+    };
+    let v = send(keyless_request(
+        2,
+        "dev-rsa",
+        Some(rsa),
+        Some((&dev, &pkcs8)),
+        "",
+    ));
+    assert_error(&v, FailureBit::BadCertTemplate, "an RSA preference");
+    // With the shared secret there is no certificate to envelope the key to: badRequest.
+    let v = send(keyless_request(0, "dev-mac", None, None, &secret));
+    assert_error(&v, FailureBit::BadRequest, "a MAC-protected keyless ir");
+    assert!(
+        v.status_text().contains("signed request"),
+        "{}",
+        v.status_text()
+    );
+    v.verify_mac(secret.as_bytes()).expect("protected");
+    // A label without central_keygen: a template without a key is badCertTemplate.
+    let f = unique_path(w, "req", "der");
+    std::fs::write(
+        &f,
+        keyless_request(2, "dev-off", None, Some((&dev, &pkcs8)), ""),
+    )
+    .expect("write");
+    let v = post_der(&daemon, "devices", &f);
+    assert_error(&v, FailureBit::BadCertTemplate, "central_keygen = false");
+    assert!(
+        v.status_text().contains("central_keygen"),
+        "{}",
+        v.status_text()
+    );
 }

@@ -1341,15 +1341,17 @@ pub fn encode_response(
 }
 
 /// Encodes a request body `[tag] value` under `header` (the client's side, for tests and the
-/// benchmark: `header.sender` is then the client and `recip_nonce` the server's last nonce).
+/// benchmark: `header.sender` is then the client and `recip_nonce` the server's last nonce;
+/// a signed request carries its protecting certificate first in `extra_certs`).
 pub fn encode_request<T: Encode>(
     header: &ResponseHeader,
     tag: u8,
     value: &T,
     protection: ResponseProtection<'_>,
+    extra_certs: Vec<Certificate>,
 ) -> Result<Vec<u8>, CmpError> {
     let body = explicit(tag, value).map_err(|e| CmpError::Malformed(e.to_string()))?;
-    encode_message(header, body, protection, Vec::new())
+    encode_message(header, body, protection, extra_certs)
 }
 
 fn encode_message(

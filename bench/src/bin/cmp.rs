@@ -136,6 +136,7 @@ fn ir(secret: &[u8], name: &str, implicit: bool) -> ([u8; 16], Vec<u8>) {
         0,
         &vec![msg],
         ResponseProtection::Mac { pbm: &pbm, secret },
+        Vec::new(),
     )
     .expect("ir");
     (tid, der)
@@ -157,6 +158,7 @@ fn cert_conf(secret: &[u8], tid: [u8; 16], ip: &ResponseView) -> Option<Vec<u8>>
         24,
         &vec![status],
         ResponseProtection::Mac { pbm: &pbm, secret },
+        Vec::new(),
     )
     .ok()
 }
