@@ -1948,6 +1948,127 @@ mod tests {
         );
     }
 
+    /// What an RA request keeps for an operator: the body tag and the CertReqMsg exactly as
+    /// received (`[0]` then the SEQUENCE OF with the one message), read back unchanged; a
+    /// PKCS#10 request is not mistaken for one.
+    #[test]
+    fn a_held_crmf_request_reads_back_byte_for_byte() {
+        let der = include_bytes!("../../testdata/cmp/ir-pbm-hmac-sha1.der");
+        let req = parse_request(der).expect("parses");
+        let RequestBody::Ir(msgs) = &req.body else {
+            panic!("ir")
+        };
+        let held = held_request(0, &msgs[0]).expect("held");
+        let inner = vec![msgs[0].clone()].to_der().expect("der");
+        assert_eq!(held[0], 0xa0, "[0] constructed: ir");
+        assert!(held.ends_with(&inner));
+        let (tag, msg) = parse_held_request(&held).expect("reads back");
+        assert_eq!((tag, &msg), (0, &msgs[0]));
+        assert_eq!(response_tag(tag), 1);
+        let kur = held_request(7, &msgs[0]).expect("kur");
+        assert_eq!(kur[0], 0xa7);
+        assert_eq!(parse_held_request(&kur).expect("kur").0, 7);
+        assert_eq!(response_tag(7), 8);
+        assert_eq!(response_tag(2), 3);
+        assert!(held_request(4, &msgs[0]).is_err(), "p10cr is not CRMF");
+        // A PKCS#10 (a SEQUENCE, universal tag) is not a held CRMF request.
+        assert!(parse_held_request(&inner).is_err());
+        // The POP still verifies from the held bytes.
+        verify_cert_request(&msg).expect("POP");
+    }
+
+    /// RFC 9483 §4.1.6: no publicKey, or an algorithm with an empty key, and no POP.
+    #[test]
+    fn a_request_without_a_key_asks_for_central_key_generation() {
+        let der = include_bytes!("../../testdata/cmp/ir-pbm-hmac-sha1.der");
+        let req = parse_request(der).expect("parses");
+        let RequestBody::Ir(msgs) = &req.body else {
+            panic!("ir")
+        };
+        assert!(
+            central_key_request(&msgs[0]).expect("own key").is_none(),
+            "a request with its key"
+        );
+        let mut keyless = msgs[0].clone();
+        let alg = keyless
+            .cert_req
+            .cert_template
+            .subject_public_key_info
+            .take()
+            .expect("a key")
+            .algorithm;
+        assert_eq!(
+            central_key_request(&keyless)
+                .expect_err("a POP without a key")
+                .failure_bit(),
+            FailureBit::BadPop
+        );
+        keyless.popo = None;
+        let asked = central_key_request(&keyless)
+            .expect("keyless")
+            .expect("central");
+        assert!(asked.algorithm.is_none());
+        assert_eq!(asked.subject.expect("subject").to_string(), "CN=cmp-client");
+        keyless.cert_req.cert_template.subject_public_key_info =
+            Some(spki::SubjectPublicKeyInfoOwned {
+                algorithm: alg.clone(),
+                subject_public_key: BitString::from_bytes(&[]).expect("empty"),
+            });
+        let asked = central_key_request(&keyless)
+            .expect("alg only")
+            .expect("central");
+        assert_eq!(asked.algorithm, Some(alg));
+    }
+
+    /// `privateKey [0] EncryptedKey` is explicit (a CHOICE), `envelopedData [0]` implicit
+    /// (the CRMF module's tagging): A0 { A0 { version … } }, as OpenSSL 3.2's CMP decodes it.
+    #[test]
+    fn a_central_key_is_tagged_as_rfc_9810_encrypted_key() {
+        use cms::content_info::CmsVersion;
+        use cms::enveloped_data::{EncryptedContentInfo, EnvelopedData, RecipientInfos};
+        let enveloped = EnvelopedData {
+            version: CmsVersion::V2,
+            originator_info: None,
+            recip_infos: RecipientInfos(der::asn1::SetOfVec::new()),
+            encrypted_content: EncryptedContentInfo {
+                content_type: const_oid::db::rfc5911::ID_SIGNED_DATA,
+                content_enc_alg: AlgorithmIdentifierOwned {
+                    oid: const_oid::db::rfc5911::ID_AES_256_CBC,
+                    parameters: None,
+                },
+                encrypted_content: None,
+            },
+            unprotected_attrs: None,
+        };
+        let key = Some(EncryptedKey::EnvelopedData(enveloped.clone()));
+        let der = key.to_der().expect("der");
+        let body = enveloped.to_der().expect("der");
+        // The implicit [0] replaces the SEQUENCE tag of EnvelopedData.
+        assert_eq!(der[0], 0xa0);
+        assert_eq!(&der[1..], &body[1..]);
+        let pair = CertifiedKeyPair {
+            cert_or_enc_cert: cmpv2::certified_key_pair::CertOrEncCert::EncryptedCert(Box::new(
+                crmf::controls::EncryptedValue {
+                    intended_alg: None,
+                    sym_alg: None,
+                    enc_sym_key: None,
+                    key_alg: None,
+                    value_hint: None,
+                    enc_value: BitString::from_bytes(&[1]).expect("bits"),
+                },
+            )),
+            private_key: key,
+            publication_info: None,
+        };
+        let encoded = pair.to_der().expect("der");
+        let at = encoded
+            .windows(der.len())
+            .position(|w| w == der.as_slice())
+            .expect("the EncryptedKey inside");
+        assert_eq!(encoded[at - 2], 0xa0, "privateKey [0] EXPLICIT around it");
+        assert_eq!(CertifiedKeyPair::from_der(&encoded).expect("decodes"), pair);
+    }
+
     #[test]
     fn responses_round_trip_through_the_client_view() {
         let params = cmpv2::parameter::PbmParameter {
