@@ -811,7 +811,9 @@ impl Cmp {
                     tag,
                     cert_req_id: verified.cert_req_id,
                 };
-                return self.await_operator(label, sender, &t, filing, now).map(Err);
+                return self
+                    .await_operator(label, sender, &t, filing, now)
+                    .map(|waiting| Err(Box::new(waiting)));
             }
             self.issue(
                 label,
@@ -826,7 +828,7 @@ impl Cmp {
             Ok(Ok((der, id, key))) => {
                 self.deliver_with_key(label, req, sender, t, der, id, tag, key, now)
             }
-            Ok(Err(waiting)) => Ok(waiting),
+            Ok(Err(waiting)) => Ok(*waiting),
             Err(r) => {
                 self.fail(&t, &sender.actor, &r, now);
                 Err(r)
