@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! PKIMessage ─▶ parse (pure) ─▶ label (issuer, profile, organisation, protection)
-//!   ─▶ authenticate: PBM with the organisation's shared secret named by senderKID
+//!   ─▶ authenticate: PBM or PBMAC1 with the organisation's shared secret named by senderKID
 //!      (`pkid credential add --kind cmp`, stored sealed, opened per message), or a signature
 //!      by the certificate at extraCerts[0]: stored by pkid byte for byte, valid, O = the
 //!      organisation's legal name
@@ -13,6 +13,10 @@
 //!      of the profile ─▶ subject: CN [, OU], O = the organisation's legal name, C = VN
 //!      ─▶ Authority::sign_certificate (stored and audited) ─▶ ip / cp; caPubs = the root
 //!      (MAC only), extraCerts = the chain; implicitConfirm granted when asked and allowed
+//!      approval = "operator": an RA request keeps the PKCS#10 / CRMF request ─▶ waiting ─▶
+//!      pollReq … pollRep until an officer decides ─▶ ip / cp / kup, or a rejection
+//!      central_keygen: no key in the template ─▶ `keygen` makes it ─▶ privateKey =
+//!      EnvelopedData to the signer's certificate ⊃ SignedData by the CMP responder
 //!   ─▶ kur (signed by the certificate being updated) ─▶ POP ─▶ RA rekey: the new certificate
 //!      committed with the old one superseded ─▶ kup
 //!   ─▶ rr (issuer + serial, reason) ─▶ the organisation's own certificate ─▶ RA revoke ─▶ rp

@@ -2061,3 +2061,119 @@ fn central_key_generation_envelopes_a_signed_key_package_to_the_requester() {
         v.status_text()
     );
 }
+
+/// A PBMAC1-protected ir (RFC 9481 §6.1.2: PBKDF2 with hmacWithSHA256, 1000 iterations, then
+/// hmacWithSHA256) for a fresh P-256 key with its signature POP, asking for implicit
+/// confirmation; built with the `crmf` types (OpenSSL 3.0 cannot send PBMAC1).
+fn pbmac1_ir(secret: &str, cn: &str) -> Vec<u8> {
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+    use crmf::pop::{PopoSigningKey, ProofOfPossession};
+    use crmf::request::{CertReqMsg, CertRequest, CertTemplate};
+    use der::asn1::{BitString, Int};
+    use der::Encode;
+    use pkid_protocols::cmp::{encode_request, Pbm, ResponseHeader, ResponseProtection};
+    use x509_cert::ext::pkix::name::GeneralName;
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).expect("key");
+    let cert_req = CertRequest {
+        cert_req_id: Int::new(&[0]).expect("0"),
+        cert_template: CertTemplate {
+            version: None,
+            serial_number: None,
+            signature: None,
+            issuer: None,
+            validity: None,
+            subject: Some(pkid_protocols::name::parse(&format!("CN={cn}")).expect("name")),
+            subject_public_key_info: Some(spki::SubjectPublicKeyInfoOwned {
+                algorithm: spki::AlgorithmIdentifierOwned {
+                    oid: const_oid::db::rfc5912::ID_EC_PUBLIC_KEY,
+                    parameters: Some(
+                        der::Any::encode_from(&const_oid::db::rfc5912::SECP_256_R_1)
+                            .expect("curve"),
+                    ),
+                },
+                subject_public_key: BitString::from_bytes(pair.public_key().as_ref())
+                    .expect("point"),
+            }),
+            issuer_unique_id: None,
+            subject_unique_id: None,
+            extensions: None,
+        },
+        controls: None,
+    };
+    let sig = pair
+        .sign(
+            &aws_lc_rs::rand::SystemRandom::new(),
+            &cert_req.to_der().expect("certRequest"),
+        )
+        .expect("sign");
+    let msg = CertReqMsg {
+        cert_req,
+        popo: Some(ProofOfPossession::Signature(Box::new(PopoSigningKey {
+            poposk_input: None,
+            alg_id: spki::AlgorithmIdentifierOwned {
+                oid: const_oid::db::rfc5912::ECDSA_WITH_SHA_256,
+                parameters: None,
+            },
+            signature: BitString::from_bytes(sig.as_ref()).expect("sig"),
+        }))),
+        reg_info: None,
+    };
+    let mut tid = [0u8; 16];
+    let mut nonce = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut tid).expect("random");
+    aws_lc_rs::rand::fill(&mut nonce).expect("random");
+    let header = ResponseHeader {
+        sender: x509_cert::name::Name::default(),
+        recipient: GeneralName::DirectoryName(x509_cert::name::Name::default()),
+        message_time: unix_now(),
+        transaction_id: tid.to_vec(),
+        sender_nonce: nonce,
+        recip_nonce: None,
+        sender_kid: Some(b"dev1".to_vec()),
+        implicit_confirm: true,
+        pvno: 2,
+    };
+    let pbm = Pbm::pbmac1_sha256(&nonce, 1000).expect("PBMAC1");
+    encode_request(
+        &header,
+        0,
+        &vec![msg],
+        ResponseProtection::Mac {
+            pbm: &pbm,
+            secret: secret.as_bytes(),
+        },
+        Vec::new(),
+    )
+    .expect("ir")
+}
+
+#[test]
+fn a_pbmac1_protected_ir_is_answered_with_pbmac1() {
+    let dir = init(&[]);
+    let data = dir.path();
+    configure(data, "");
+    let secret = organisation_with_secret(data);
+    let daemon = Daemon::start(data);
+    let work = tempdir();
+    let w = work.path();
+    let pbmac1: const_oid::ObjectIdentifier = "1.2.840.113549.1.5.14".parse().expect("OID");
+    let send = |der: Vec<u8>| {
+        let f = unique_path(w, "req", "der");
+        std::fs::write(&f, der).expect("write");
+        post_der(&daemon, "devices", &f)
+    };
+
+    let v = send(pbmac1_ir(&secret, "Cảm biến PBMAC1"));
+    assert_eq!(v.body_tag, 1, "ip: {}", v.status_text());
+    assert_eq!(v.protection_oid(), Some(pbmac1), "answered with PBMAC1");
+    v.verify_mac(secret.as_bytes())
+        .expect("the ip's MAC verifies");
+    assert!(v.implicit_confirm);
+    let cert = v.certificate.expect("certificate");
+    assert_eq!(status_of(data, &serial_of(&cert)), "valid");
+
+    // The wrong secret: badMessageCheck, unprotected (the MAC never verified).
+    let v = send(pbmac1_ir("not-the-secret", "wrong"));
+    assert_error(&v, FailureBit::BadMessageCheck, "a wrong PBMAC1 secret");
+    assert!(!v.is_protected());
+}

@@ -1,6 +1,7 @@
 //! CMP (RFC 9810, lightweight profile RFC 9483): parsing requests, password-based MAC
-//! protection (RFC 4210 §5.1.3.1 / RFC 9481 §6.1.1), proof-of-possession checks and building
-//! protected responses. Sans-I/O: time and randomness are arguments.
+//! protection (PasswordBasedMac, RFC 4210 §5.1.3.1 / RFC 9481 §6.1.1; PBMAC1, RFC 9481
+//! §6.1.2), proof-of-possession checks, requests for a centrally generated key (RFC 9483
+//! §4.1.6) and building protected responses. Sans-I/O: time and randomness are arguments.
 //!
 //! ```text
 //! DER ─▶ parse (header, body kept as received: the MAC is over those exact bytes)
@@ -12,7 +13,9 @@
 //! modelled here because `cmpv2` 0.2 gets them wrong: `PKIFailureInfo` (its flag values are
 //! bit positions used as masks, `badTime` shares `badRequest`'s value, and a `u16` cannot hold
 //! bits 16–26), and with it `PKIStatusInfo`, `ErrorMsgContent` (fields not public),
-//! `CertStatus` and `CertRepMessage`; `pollReq` (decoded as `PollRepContent`).
+//! `CertStatus` and `CertRepMessage`; `pollReq` (decoded as `PollRepContent`);
+//! `CertifiedKeyPair` (RFC 4210's `privateKey EncryptedValue`, not RFC 9810's `EncryptedKey`).
+//! PBMAC1's and PBKDF2's parameters (RFC 8018) have no crate here, so they are modelled too.
 
 use crate::algorithm;
 use cmpv2::header::{PkiHeader, Pvno};
@@ -54,7 +57,7 @@ const HMAC_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549
 const HMAC_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.2.9");
 const HMAC_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.2.10");
 const HMAC_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.2.11");
-/// PBMAC1 (RFC 9481 §6.1.2), recognised so that it is refused by name.
+/// PBMAC1 (RFC 8018 §7.1; RFC 9481 §6.1.2).
 const PBMAC1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.5.14");
 
 /// A PKIFailureInfo bit (RFC 9810 §5.2.3).
@@ -609,25 +612,120 @@ fn hmac_of(oid: ObjectIdentifier) -> Option<aws_lc_rs::hmac::Algorithm> {
     }
 }
 
-/// Checked PBM parameters.
+/// ```text
+/// PBMAC1-params ::= SEQUENCE {
+///     keyDerivationFunc  AlgorithmIdentifier {{PBMAC1-KDFs}},
+///     messageAuthScheme  AlgorithmIdentifier {{PBMAC1-MACs}} }
+/// ```
+/// RFC 8018 §A.5, as RFC 9481 §6.1.2 uses it for CMP.
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+struct Pbmac1Params {
+    key_derivation_func: AlgorithmIdentifierOwned,
+    message_auth_scheme: AlgorithmIdentifierOwned,
+}
+
+/// ```text
+/// PBKDF2-params ::= SEQUENCE {
+///     salt CHOICE {
+///         specified       OCTET STRING,
+///         otherSource     AlgorithmIdentifier {{PBKDF2-SaltSources}} },
+///     iterationCount      INTEGER (1..MAX),
+///     keyLength           INTEGER (1..MAX) OPTIONAL,
+///     prf                 AlgorithmIdentifier {{PBKDF2-PRFs}} DEFAULT algid-hmacWithSHA1 }
+/// ```
+/// RFC 8018 §A.2. Only a `specified` salt is modelled (RFC 9481 §6.1.2: "MUST be ... OCTET
+/// STRING"); `otherSource` does not decode and is refused as badAlg.
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+struct Pbkdf2Params {
+    salt: OctetString,
+    iteration_count: u64,
+    key_length: Option<u64>,
+    /// Absent: the DEFAULT, hmacWithSHA1.
+    prf: Option<AlgorithmIdentifierOwned>,
+}
+
+impl Pbkdf2Params {
+    /// The PRF's OID, the DEFAULT (hmacWithSHA1) when absent.
+    fn prf_oid(&self) -> ObjectIdentifier {
+        self.prf.as_ref().map_or(HMAC_SHA1, |a| a.oid)
+    }
+}
+
+/// id-PBKDF2 (RFC 8018 §A.2).
+const ID_PBKDF2: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.5.12");
+
+/// Most PBKDF2 iterations a PBMAC1 request may ask for: the key is derived before the MAC
+/// is known good, so this bounds what an unauthenticated message costs (100 000
+/// HMAC-SHA-256 iterations are about 30 ms of one core); RFC 9481 §6.1.2 sets no number.
+pub const MAX_PBKDF2_ITERATIONS: u64 = 100_000;
+/// Fewest PBKDF2 iterations accepted: fewer makes the shared secret cheap to guess from one
+/// captured message.
+pub const MIN_PBKDF2_ITERATIONS: u64 = 1_000;
+/// Longest PBKDF2 key, bytes (the HMAC-SHA-512 block-size key is 64).
+const MAX_PBKDF2_KEY_BYTES: u64 = 64;
+
+/// The PBKDF2 PRF an HMAC OID names.
+fn pbkdf2_of(oid: ObjectIdentifier) -> Option<aws_lc_rs::pbkdf2::Algorithm> {
+    use aws_lc_rs::pbkdf2;
+    match oid {
+        HMAC_SHA1 => Some(pbkdf2::PBKDF2_HMAC_SHA1),
+        HMAC_SHA256 => Some(pbkdf2::PBKDF2_HMAC_SHA256),
+        HMAC_SHA384 => Some(pbkdf2::PBKDF2_HMAC_SHA384),
+        HMAC_SHA512 => Some(pbkdf2::PBKDF2_HMAC_SHA512),
+        _ => None,
+    }
+}
+
+/// Checked password-based MAC parameters: PasswordBasedMac (RFC 4210 §5.1.3.1, RFC 9481
+/// §6.1.1) or PBMAC1 (RFC 8018 §7.1, RFC 9481 §6.1.2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pbm {
-    params: cmpv2::parameter::PbmParameter,
-    owf: &'static aws_lc_rs::digest::Algorithm,
-    mac: aws_lc_rs::hmac::Algorithm,
+    scheme: Scheme,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Scheme {
+    PasswordBasedMac {
+        params: cmpv2::parameter::PbmParameter,
+        owf: &'static aws_lc_rs::digest::Algorithm,
+        mac: aws_lc_rs::hmac::Algorithm,
+    },
+    Pbmac1 {
+        kdf: Pbkdf2Params,
+        mac_alg: AlgorithmIdentifierOwned,
+        mac: aws_lc_rs::hmac::Algorithm,
+        key_len: usize,
+    },
 }
 
 impl Pbm {
-    /// The PBM parameters of a protectionAlg, checked against the bounds of this module.
+    /// The MAC parameters of a protectionAlg, checked against the bounds of this module.
     pub fn from_algorithm(alg: &AlgorithmIdentifierOwned) -> Result<Self, CmpError> {
         if alg.oid == PBMAC1 {
-            return Err(CmpError::Algorithm(
-                "PBMAC1 (RFC 9481 section 6.1.2) is not supported yet; use PasswordBasedMac".into(),
-            ));
+            let params: Pbmac1Params = alg
+                .parameters
+                .as_ref()
+                .ok_or_else(|| CmpError::Algorithm("PBMAC1 without parameters".into()))?
+                .decode_as()
+                .map_err(|e| CmpError::Algorithm(format!("PBMAC1-params: {e}")))?;
+            if params.key_derivation_func.oid != ID_PBKDF2 {
+                return Err(CmpError::Algorithm(format!(
+                    "PBMAC1 key derivation {} is not PBKDF2",
+                    params.key_derivation_func.oid
+                )));
+            }
+            let kdf: Pbkdf2Params = params
+                .key_derivation_func
+                .parameters
+                .as_ref()
+                .ok_or_else(|| CmpError::Algorithm("PBKDF2 without parameters".into()))?
+                .decode_as()
+                .map_err(|e| CmpError::Algorithm(format!("PBKDF2-params: {e}")))?;
+            return Self::pbmac1(kdf, params.message_auth_scheme);
         }
         if alg.oid != ID_PASSWORD_BASED_MAC {
             return Err(CmpError::Algorithm(format!(
-                "protection algorithm {} is not PasswordBasedMac",
+                "protection algorithm {} is neither PasswordBasedMac nor PBMAC1",
                 alg.oid
             )));
         }
@@ -640,7 +738,56 @@ impl Pbm {
         Self::new(params)
     }
 
-    /// Checks parameters: a known OWF and MAC, iterations and salt within bounds.
+    /// Checks PBMAC1 parameters: PBKDF2 with a known PRF, iterations, salt and key length
+    /// within bounds, a known HMAC. Without keyLength the key is as long as the MAC's hash.
+    fn pbmac1(kdf: Pbkdf2Params, mac_alg: AlgorithmIdentifierOwned) -> Result<Self, CmpError> {
+        if pbkdf2_of(kdf.prf_oid()).is_none() {
+            return Err(CmpError::Algorithm(format!(
+                "PBKDF2 PRF {} is not supported (HMAC with SHA-1, SHA-256, SHA-384, SHA-512)",
+                kdf.prf_oid()
+            )));
+        }
+        let mac = hmac_of(mac_alg.oid)
+            .filter(|_| mac_alg.oid != HMAC_SHA1_IPSEC)
+            .ok_or_else(|| {
+                CmpError::Algorithm(format!(
+                    "PBMAC1 MAC {} is not supported (hmacWithSHA1, -SHA256, -SHA384, -SHA512)",
+                    mac_alg.oid
+                ))
+            })?;
+        if !(MIN_PBKDF2_ITERATIONS..=MAX_PBKDF2_ITERATIONS).contains(&kdf.iteration_count) {
+            return Err(CmpError::Algorithm(format!(
+                "PBKDF2 iterationCount {} is outside {MIN_PBKDF2_ITERATIONS}..={MAX_PBKDF2_ITERATIONS}",
+                kdf.iteration_count
+            )));
+        }
+        let salt = kdf.salt.as_bytes().len();
+        if salt == 0 || salt > MAX_SALT_BYTES {
+            return Err(CmpError::Algorithm(format!(
+                "a PBKDF2 salt of {salt} bytes (1 to {MAX_SALT_BYTES})"
+            )));
+        }
+        let key_len = match kdf.key_length {
+            None => mac.digest_algorithm().output_len,
+            Some(n) if (16..=MAX_PBKDF2_KEY_BYTES).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(CmpError::Algorithm(format!(
+                    "a PBKDF2 keyLength of {n} bytes (16 to {MAX_PBKDF2_KEY_BYTES})"
+                )))
+            }
+        };
+        Ok(Self {
+            scheme: Scheme::Pbmac1 {
+                kdf,
+                mac_alg,
+                mac,
+                key_len,
+            },
+        })
+    }
+
+    /// Checks PasswordBasedMac parameters: a known OWF and MAC, iterations and salt within
+    /// bounds.
     pub fn new(params: cmpv2::parameter::PbmParameter) -> Result<Self, CmpError> {
         let owf = owf(params.owf.oid).ok_or_else(|| {
             CmpError::Algorithm(format!(
@@ -666,7 +813,9 @@ impl Pbm {
                 params.salt.as_bytes().len()
             )));
         }
-        Ok(Self { params, owf, mac })
+        Ok(Self {
+            scheme: Scheme::PasswordBasedMac { params, owf, mac },
+        })
     }
 
     /// SHA-256 as OWF and hmacWithSHA256 as MAC (RFC 9481 §6.1.1's recommendation), for a
@@ -684,40 +833,90 @@ impl Pbm {
         })
     }
 
-    /// The same OWF, MAC and iteration count with another salt (for the response).
+    /// PBMAC1 with PBKDF2 (PRF hmacWithSHA256, a 32-byte key) and hmacWithSHA256, as RFC 9481
+    /// §6.1.2 recommends, for a client (tests).
+    pub fn pbmac1_sha256(salt: &[u8], iterations: u64) -> Result<Self, CmpError> {
+        let alg = |oid| AlgorithmIdentifierOwned {
+            oid,
+            parameters: Some(Any::from(Null)),
+        };
+        Self::pbmac1(
+            Pbkdf2Params {
+                salt: OctetString::new(salt).map_err(|e| CmpError::Algorithm(e.to_string()))?,
+                iteration_count: iterations,
+                key_length: Some(32),
+                prf: Some(alg(HMAC_SHA256)),
+            },
+            alg(HMAC_SHA256),
+        )
+    }
+
+    /// The same parameters with another salt (for the response).
     pub fn with_salt(&self, salt: &[u8]) -> Result<Self, CmpError> {
-        let mut params = self.params.clone();
-        params.salt = OctetString::new(salt).map_err(|e| CmpError::Algorithm(e.to_string()))?;
-        Ok(Self {
-            params,
-            owf: self.owf,
-            mac: self.mac,
-        })
+        let salt = OctetString::new(salt).map_err(|e| CmpError::Algorithm(e.to_string()))?;
+        let mut next = self.clone();
+        match &mut next.scheme {
+            Scheme::PasswordBasedMac { params, .. } => params.salt = salt,
+            Scheme::Pbmac1 { kdf, .. } => kdf.salt = salt,
+        }
+        Ok(next)
     }
 
     /// The protectionAlg naming these parameters.
     pub fn algorithm(&self) -> Result<AlgorithmIdentifierOwned, CmpError> {
-        Ok(AlgorithmIdentifierOwned {
-            oid: ID_PASSWORD_BASED_MAC,
-            parameters: Some(
-                Any::encode_from(&self.params).map_err(|e| CmpError::Algorithm(e.to_string()))?,
-            ),
+        let enc = |e: der::Error| CmpError::Algorithm(e.to_string());
+        Ok(match &self.scheme {
+            Scheme::PasswordBasedMac { params, .. } => AlgorithmIdentifierOwned {
+                oid: ID_PASSWORD_BASED_MAC,
+                parameters: Some(Any::encode_from(params).map_err(enc)?),
+            },
+            Scheme::Pbmac1 { kdf, mac_alg, .. } => AlgorithmIdentifierOwned {
+                oid: PBMAC1,
+                parameters: Some(
+                    Any::encode_from(&Pbmac1Params {
+                        key_derivation_func: AlgorithmIdentifierOwned {
+                            oid: ID_PBKDF2,
+                            parameters: Some(Any::encode_from(kdf).map_err(enc)?),
+                        },
+                        message_auth_scheme: mac_alg.clone(),
+                    })
+                    .map_err(enc)?,
+                ),
+            },
         })
     }
 
-    /// The MAC of `data` under `secret` (RFC 4210 §5.1.3.1): the key is the OWF applied
-    /// iterationCount times to secret ‖ salt; the MAC is the HMAC of data with that key.
+    /// The MAC of `data` under `secret`. PasswordBasedMac (RFC 4210 §5.1.3.1): the key is the
+    /// OWF applied iterationCount times to secret ‖ salt. PBMAC1 (RFC 8018 §7.1): the key is
+    /// PBKDF2(secret, salt, iterationCount, keyLength). The MAC is the HMAC of data with it.
     pub fn mac(&self, secret: &[u8], data: &[u8]) -> Vec<u8> {
         use aws_lc_rs::{digest, hmac};
-        let mut ctx = digest::Context::new(self.owf);
-        ctx.update(secret);
-        ctx.update(self.params.salt.as_bytes());
-        let mut key = ctx.finish();
-        for _ in 1..self.params.iteration_count {
-            key = digest::digest(self.owf, key.as_ref());
-        }
-        let k = hmac::Key::new(self.mac, key.as_ref());
-        hmac::sign(&k, data).as_ref().to_vec()
+        let key = match &self.scheme {
+            Scheme::PasswordBasedMac { params, owf, mac } => {
+                let mut ctx = digest::Context::new(owf);
+                ctx.update(secret);
+                ctx.update(params.salt.as_bytes());
+                let mut key = ctx.finish();
+                for _ in 1..params.iteration_count {
+                    key = digest::digest(owf, key.as_ref());
+                }
+                hmac::Key::new(*mac, key.as_ref())
+            }
+            Scheme::Pbmac1 {
+                kdf, mac, key_len, ..
+            } => {
+                let mut key = vec![0u8; *key_len];
+                // Both checked in `pbmac1`: a known PRF, at least MIN_PBKDF2_ITERATIONS.
+                let prf = pbkdf2_of(kdf.prf_oid()).unwrap_or(aws_lc_rs::pbkdf2::PBKDF2_HMAC_SHA256);
+                let iterations = std::num::NonZeroU32::new(
+                    u32::try_from(kdf.iteration_count).unwrap_or(u32::MAX),
+                )
+                .unwrap_or(std::num::NonZeroU32::MIN);
+                aws_lc_rs::pbkdf2::derive(prf, iterations, kdf.salt.as_bytes(), secret, &mut key);
+                hmac::Key::new(*mac, &key)
+            }
+        };
+        hmac::sign(&key, data).as_ref().to_vec()
     }
 }
 
@@ -1744,6 +1943,11 @@ impl ResponseView {
             .is_some_and(|f| has_failure_bit(f, bit))
     }
 
+    /// The protectionAlg's OID (PasswordBasedMac, PBMAC1 or a signature algorithm).
+    pub fn protection_oid(&self) -> Option<ObjectIdentifier> {
+        self.protection_alg.as_ref().map(|a| a.oid)
+    }
+
     /// The status string, joined.
     pub fn status_text(&self) -> String {
         self.status
@@ -1873,6 +2077,92 @@ mod tests {
         assert_eq!(Pbm::from_algorithm(&alg).expect("round trip"), pbm);
     }
 
+    /// PBMAC1 (RFC 8018 §7.1) against MACs computed independently with OpenSSL 3.0 (the
+    /// commands are in testdata/cmp/README.md): PBKDF2 with the PRF, iterations and keyLength
+    /// of the parameters, then HMAC; without keyLength the key is the MAC hash's length, and
+    /// without prf PBKDF2 uses its DEFAULT, hmacWithSHA1.
+    #[test]
+    fn pbmac1_matches_openssl_pbkdf2_then_hmac() {
+        let data = "Cảm biến 01 · PBMAC1".as_bytes();
+        let secret = b"pkid-pbmac1-test";
+        let salt: Vec<u8> = (0u8..16).collect();
+        let alg = |oid| AlgorithmIdentifierOwned {
+            oid,
+            parameters: Some(Any::from(Null)),
+        };
+        let pbmac1 = |prf: Option<ObjectIdentifier>, iterations, key_length, mac| {
+            let kdf = Pbkdf2Params {
+                salt: OctetString::new(salt.clone()).expect("salt"),
+                iteration_count: iterations,
+                key_length,
+                prf: prf.map(alg),
+            };
+            AlgorithmIdentifierOwned {
+                oid: PBMAC1,
+                parameters: Some(
+                    Any::encode_from(&Pbmac1Params {
+                        key_derivation_func: AlgorithmIdentifierOwned {
+                            oid: ID_PBKDF2,
+                            parameters: Some(Any::encode_from(&kdf).expect("kdf")),
+                        },
+                        message_auth_scheme: alg(mac),
+                    })
+                    .expect("params"),
+                ),
+            }
+        };
+        for (a, want) in [
+            (
+                pbmac1(Some(HMAC_SHA256), 1000, Some(32), HMAC_SHA256),
+                "5fc03e3d6b9d18eaefc6a9796ad3124f9daff9df0c9ec6a15152b3e33216095a",
+            ),
+            (
+                pbmac1(Some(HMAC_SHA512), 2000, Some(64), HMAC_SHA512),
+                "9f58bd1a7c3c220e736adb192b532c130389aba775cbf3ad25440c9db7695dbe\
+                 70442a5a6c8d2197ca0392653cce95a77e037383ee5a28b024e134845c702518",
+            ),
+            (
+                pbmac1(None, 1000, None, HMAC_SHA256),
+                "c0f751ea129182e678b5aa8bbacd05bf6b182da61a27a96d5400186a8a7ca4eb",
+            ),
+        ] {
+            let pbm = Pbm::from_algorithm(&a).expect("PBMAC1 parameters");
+            assert_eq!(hex::encode(pbm.mac(secret, data)), want.replace(' ', ""));
+            // The response names the same parameters, byte for byte.
+            assert_eq!(pbm.algorithm().expect("alg"), a);
+        }
+        // What this module builds for a client is RFC 9481's recommendation and verifies.
+        let ours = Pbm::pbmac1_sha256(&salt, 1000).expect("PBMAC1");
+        assert_eq!(
+            ours.algorithm().expect("alg"),
+            pbmac1(Some(HMAC_SHA256), 1000, Some(32), HMAC_SHA256)
+        );
+        // Out of bounds or unknown: badAlg.
+        for bad in [
+            pbmac1(Some(HMAC_SHA256), 999, Some(32), HMAC_SHA256),
+            pbmac1(
+                Some(HMAC_SHA256),
+                MAX_PBKDF2_ITERATIONS + 1,
+                Some(32),
+                HMAC_SHA256,
+            ),
+            pbmac1(Some(HMAC_SHA256), 1000, Some(8), HMAC_SHA256),
+            pbmac1(Some(SHA256), 1000, Some(32), HMAC_SHA256),
+            pbmac1(Some(HMAC_SHA256), 1000, Some(32), HMAC_SHA1_IPSEC),
+            AlgorithmIdentifierOwned {
+                oid: PBMAC1,
+                parameters: None,
+            },
+        ] {
+            assert_eq!(
+                Pbm::from_algorithm(&bad)
+                    .expect_err("refused")
+                    .failure_bit(),
+                FailureBit::BadAlg
+            );
+        }
+    }
+
     #[test]
     fn pbm_bounds_are_enforced() {
         let mk = |iterations, mac| cmpv2::parameter::PbmParameter {
@@ -1922,9 +2212,12 @@ mod tests {
         assert_eq!(req.sender_nonce.len(), 16);
         assert!(!req.implicit_confirm);
         let pbm = req.pbm().expect("PBM");
-        assert_eq!(pbm.params.mac.oid, HMAC_SHA1_IPSEC);
-        assert_eq!(pbm.params.owf.oid, SHA256);
-        assert_eq!(pbm.params.iteration_count, 500);
+        let Scheme::PasswordBasedMac { params, .. } = &pbm.scheme else {
+            panic!("PasswordBasedMac")
+        };
+        assert_eq!(params.mac.oid, HMAC_SHA1_IPSEC);
+        assert_eq!(params.owf.oid, SHA256);
+        assert_eq!(params.iteration_count, 500);
         req.verify_mac(&pbm, b"abc").expect("the MAC verifies");
         assert_eq!(req.verify_mac(&pbm, b"abd"), Err(CmpError::BadMac));
         let RequestBody::Ir(msgs) = &req.body else {
