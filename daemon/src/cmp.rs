@@ -948,6 +948,7 @@ impl Cmp {
                 )))
             }
         };
+        let (_, _, subject) = self.subject_for(label, asked.subject.as_ref())?;
         let generated =
             keygen::generate(&sp.profile, &label.profile, prefer).map_err(|e| match e {
                 KeygenError::NonRepudiation(_) => {
@@ -957,7 +958,6 @@ impl Cmp {
                 KeygenError::Escrow => Refusal::new(FailureBit::SystemUnavail, e.to_string()),
                 KeygenError::Failed(_) => Refusal::new(FailureBit::SystemFailure, e.to_string()),
             })?;
-        let (_, _, subject) = self.subject_for(label, asked.subject.as_ref())?;
         // Enveloped before the certificate is issued: a recipient key pkid cannot encrypt to
         // is refused without a certificate left behind.
         let unavailable = |m: String| Refusal::new(FailureBit::SystemUnavail, m);
