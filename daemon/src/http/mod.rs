@@ -19,6 +19,7 @@
 //! serves them until stopped.
 
 pub mod api;
+mod api_credentials;
 mod api_devices;
 pub mod body;
 mod conditional;
