@@ -1237,6 +1237,70 @@ channel_binding = "required"
     }
 
     #[test]
+    fn a_credential_made_through_the_api_enrolls_with_curl_until_it_is_deleted() {
+        let bed = bed();
+        let officer = bed.unique("can-bo-api");
+        let token = bed.operator(&officer, "org-officer", Some(ORG), None);
+        let name = bed.unique("thiet-bi");
+        let path = format!("/api/v1/organisations/{ORG}/credentials");
+        let made = bed.post(&path, &token, &json!({"kind": "est", "name": name}));
+        assert_eq!(made.status, 201, "{made}");
+        assert_eq!(made.header("cache-control"), Some("no-store"));
+        let user = format!("{name}:{}", made.str("secret"));
+        let listed = bed.get(&path, &token);
+        assert!(
+            listed
+                .json
+                .as_array()
+                .expect("list")
+                .iter()
+                .any(|c| c["name"] == name.as_str()),
+            "{listed}"
+        );
+        // simpleenroll with curl --user: issued (and the verified password now cached).
+        let (_, csr) = make_csr(bed.work(), "/CN=may-api-01", "ec:P-256");
+        let r = post(
+            bed,
+            "escrowed/simpleenroll",
+            &b64_csr(bed.work(), &csr),
+            &["--user", &user],
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(
+            certs_of(bed.work(), &r)
+                .matches("BEGIN CERTIFICATE")
+                .count(),
+            1
+        );
+        // Deleted through the API: the very next enrollment is refused, cache or not.
+        let gone = bed.call("DELETE", &format!("{path}/est/{name}"), Some(&token), None);
+        assert_eq!(gone.status, 204, "{gone}");
+        let (_, csr) = make_csr(bed.work(), "/CN=may-api-02", "ec:P-256");
+        let r = post(
+            bed,
+            "escrowed/simpleenroll",
+            &b64_csr(bed.work(), &csr),
+            &["--user", &user],
+        );
+        assert_eq!(r.status, 401, "{}", r.text());
+        assert!(
+            r.headers.to_lowercase().contains("www-authenticate"),
+            "{}",
+            r.headers
+        );
+        let rows = bed.audit_rows();
+        for action in ["credential.add", "credential.remove"] {
+            assert!(
+                rows.iter().any(|r| r.actor == officer
+                    && r.action == action
+                    && r.target == format!("{ORG}/est/{name}")
+                    && r.outcome == "success"),
+                "no {action} audit row by {officer}"
+            );
+        }
+    }
+
+    #[test]
     fn a_label_requiring_channel_binding_takes_only_csrs_made_for_their_connection() {
         let bed = bed();
         let user = credential(bed);
@@ -1292,5 +1356,273 @@ channel_binding = "required"
         let r = post(bed, "escrowed/simpleenroll", &wrong, &["--user", &user]);
         assert_eq!(r.status, 400, "{}", r.text());
         assert!(r.text().contains("tls-exporter"), "{}", r.text());
+    }
+}
+
+// ---- the credentials JSON API, in process -------------------------------------------------
+
+mod credentials_api {
+    use super::common::*;
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use hyper::{Request, StatusCode};
+    use pkid::http::Listener;
+    use serde_json::{json, Value};
+    use std::path::Path;
+    use tower::ServiceExt;
+
+    const A: &str = "truong-a";
+    const B: &str = "truong-b";
+
+    /// A call through the HTTPS router with a bearer token: (status, headers, JSON body).
+    async fn call(
+        router: &Listener,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, hyper::HeaderMap, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                Body::from(serde_json::to_vec(&b).expect("JSON"))
+            }
+            None => Body::empty(),
+        };
+        let resp = router
+            .clone()
+            .oneshot(req.body(body).expect("request"))
+            .await
+            .expect("infallible");
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.expect("body").to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (parts.status, parts.headers, json)
+    }
+
+    fn operator(data: &Path, id: &str, role: &str, extra: &[&str]) -> String {
+        let mut args = vec!["operator", "add", "--id", id, "--name", id, "--role", role];
+        args.extend_from_slice(extra);
+        pkid_ok(data, &args);
+        let out = pkid_ok(data, &["operator", "token", "--id", id]);
+        out.lines().last().expect("token").trim().to_owned()
+    }
+
+    /// The database file's bytes, read by another process: closing a descriptor of the file
+    /// in this one would drop the POSIX locks the in-process store's SQLite holds on it.
+    fn database_bytes(data: &Path) -> Vec<u8> {
+        let out = std::process::Command::new("cat")
+            .arg(data.join("pkid.db"))
+            .output()
+            .expect("cat");
+        assert!(out.status.success());
+        out.stdout
+    }
+
+    fn refused(data: &Path, actor: &str, action: &str) -> bool {
+        pkid_ok(data, &["audit", "list", "--limit", "1000"])
+            .lines()
+            .any(|l| l.contains(actor) && l.contains(action) && l.contains("refused"))
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn credentials_are_listed_made_and_removed_by_role_and_organisation() {
+        let dir = init(&[]);
+        let data = dir.path();
+        for (id, name) in [(A, "Trường THPT Lê Quý Đôn"), (B, "Trường THCS Nguyễn Huệ")]
+        {
+            pkid_ok(
+                data,
+                &["org", "add", "--id", id, "--name", name, "--province", "48"],
+            );
+        }
+        let admin = operator(data, "quan-tri", "ca-admin", &[]);
+        let officer_a = operator(data, "can-bo-a", "org-officer", &["--org", A]);
+        let officer_b = operator(data, "can-bo-b", "org-officer", &["--org", B]);
+        let ra = operator(data, "ra-dn", "ra-officer", &["--scope", "province:48"]);
+        let owned = data.to_path_buf();
+        let app = tokio::task::spawn_blocking(move || {
+            pkid::app::App::build(
+                &owned,
+                std::sync::Arc::new(pkid::clock::SystemClock),
+                |_| {},
+            )
+        })
+        .await
+        .expect("build task")
+        .expect("app");
+        let https = app.routers().https;
+        let path = format!("/api/v1/organisations/{A}/credentials");
+
+        // No token: 401 problem.
+        let (s, _, j) = call(&https, "GET", &path, None, None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{j}");
+        assert_eq!(j["type"], "urn:pkid:problem:unauthenticated");
+
+        // The organisation's officer makes an EST user: the secret once, not cached.
+        let body = json!({"kind": "est", "name": "may-in-01"});
+        let (s, h, made) = call(&https, "POST", &path, Some(&officer_a), Some(body.clone())).await;
+        assert_eq!(s, StatusCode::CREATED, "{made}");
+        assert_eq!(h["cache-control"], "no-store");
+        let secret = made["secret"].as_str().expect("secret").to_owned();
+        assert_eq!(secret.len(), 32, "{made}");
+        assert_eq!(
+            (
+                &made["organisation"],
+                &made["kind"],
+                &made["name"],
+                &made["created_by"]
+            ),
+            (
+                &json!(A),
+                &json!("est"),
+                &json!("may-in-01"),
+                &json!("can-bo-a")
+            )
+        );
+        // Listed without the secret, by the officer and the CLI alike.
+        let (s, _, list) = call(&https, "GET", &path, Some(&officer_a), None).await;
+        assert_eq!(s, StatusCode::OK, "{list}");
+        assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+        assert_eq!(list[0]["name"], "may-in-01");
+        assert!(list[0].get("secret").is_none() && !list.to_string().contains(&secret));
+        let cli = pkid_ok(data, &["credential", "list", "--org", A]);
+        assert!(
+            cli.contains("est\tmay-in-01") && !cli.contains(&secret),
+            "{cli}"
+        );
+        let db = database_bytes(data);
+        assert!(
+            !db.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "only the Argon2id hash is stored"
+        );
+
+        // Twice the same name: 409. A bad name, kind or field: the field named.
+        let (s, _, j) = call(&https, "POST", &path, Some(&officer_a), Some(body)).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{j}");
+        let (s, _, j) = call(
+            &https,
+            "POST",
+            &path,
+            Some(&officer_a),
+            Some(json!({"kind": "scep", "name": "a:b"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{j}");
+        let fields: Vec<&str> = j["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .filter_map(|e| e["field"].as_str())
+            .collect();
+        assert_eq!(fields, ["kind", "name"], "{j}");
+        let (s, _, j) = call(
+            &https,
+            "POST",
+            &path,
+            Some(&officer_a),
+            Some(json!({"kind": "est", "name": "x", "password": "mine"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{j}");
+        assert_eq!(j["type"], "urn:pkid:problem:malformed");
+
+        // Another organisation's officer: A does not exist for it (404), and it is audited.
+        let (s, _, j) = call(&https, "GET", &path, Some(&officer_b), None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{j}");
+        let (s, _, j) = call(
+            &https,
+            "POST",
+            &path,
+            Some(&officer_b),
+            Some(json!({"kind": "est", "name": "lay-tron"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{j}");
+        let (s, _, j) = call(
+            &https,
+            "DELETE",
+            &format!("{path}/est/may-in-01"),
+            Some(&officer_b),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{j}");
+        assert!(refused(data, "can-bo-b", "credential.list"));
+        assert!(refused(data, "can-bo-b", "credential.add"));
+        assert!(refused(data, "can-bo-b", "credential.remove"));
+        // An RA officer of the province reads, but makes and removes nothing.
+        let (s, _, j) = call(&https, "GET", &path, Some(&ra), None).await;
+        assert_eq!(s, StatusCode::OK, "{j}");
+        let (s, _, j) = call(
+            &https,
+            "POST",
+            &path,
+            Some(&ra),
+            Some(json!({"kind": "est", "name": "ra-made"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{j}");
+        let (s, _, j) = call(
+            &https,
+            "DELETE",
+            &format!("{path}/est/may-in-01"),
+            Some(&ra),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{j}");
+        assert!(refused(data, "ra-dn", "credential.add"));
+
+        // A CA admin makes a CMP secret for B: stored sealed.
+        let (s, _, cmp) = call(
+            &https,
+            "POST",
+            &format!("/api/v1/organisations/{B}/credentials"),
+            Some(&admin),
+            Some(json!({"kind": "cmp", "name": "ra-client"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{cmp}");
+        let cmp_secret = cmp["secret"].as_str().expect("secret");
+        let db = database_bytes(data);
+        assert!(!db
+            .windows(cmp_secret.len())
+            .any(|w| w == cmp_secret.as_bytes()));
+        let (s, _, j) = call(
+            &https,
+            "GET",
+            "/api/v1/organisations/nosuch/credentials",
+            Some(&admin),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{j}");
+
+        // Removed by the officer: 204, then 404; the list is empty; both changes audited.
+        let one = format!("{path}/est/may-in-01");
+        let (s, _, _) = call(&https, "DELETE", &one, Some(&officer_a), None).await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+        let (s, _, j) = call(&https, "DELETE", &one, Some(&officer_a), None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{j}");
+        let (_, _, list) = call(&https, "GET", &path, Some(&officer_a), None).await;
+        assert_eq!(list, json!([]));
+        let audit = pkid_ok(data, &["audit", "list"]);
+        assert!(
+            audit.lines().any(|l| l.contains("can-bo-a")
+                && l.contains("credential.add")
+                && l.contains(&format!("{A}/est/may-in-01"))),
+            "{audit}"
+        );
+        assert!(
+            audit
+                .lines()
+                .any(|l| l.contains("can-bo-a") && l.contains("credential.remove")),
+            "{audit}"
+        );
     }
 }

@@ -11,7 +11,7 @@ use axum::extract::{Path, Request, State};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get};
 use axum::Router;
-use hyper::header::{CACHE_CONTROL, HeaderValue};
+use hyper::header::{HeaderValue, CACHE_CONTROL};
 use hyper::StatusCode;
 use serde::Serialize;
 use std::sync::Arc;
@@ -41,7 +41,11 @@ pub(super) struct NewCredentialView {
 #[utoipa::path(get, path = "/api/v1/organisations/{id}/credentials", params(("id" = String, Path)),
     responses((status = 200, body = [CredentialView]), (status = 401, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = [])))]
-async fn list(State(state): State<Arc<AppState>>, Caller(who): Caller, Path(id): Path<String>) -> Reply {
+async fn list(
+    State(state): State<Arc<AppState>>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Reply {
     let r = async {
         let desk = state.desk.clone().ok_or(ApiError::NotServed)?;
         blocking(move || desk.enrollment_credentials(&who, Some(&id))).await
@@ -105,5 +109,8 @@ async fn remove(
 
 /// The credential paths of the OpenAPI document (merged into the API's).
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(list, add, remove), components(schemas(CredentialInput, CredentialView, NewCredentialView)))]
+#[openapi(
+    paths(list, add, remove),
+    components(schemas(CredentialInput, CredentialView, NewCredentialView))
+)]
 pub(super) struct CredentialsDoc;

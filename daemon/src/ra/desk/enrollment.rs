@@ -93,7 +93,8 @@ impl RequestDesk {
         if !reach.covers_organisation(&org.id, org.province.as_deref(), &org.path) {
             return Err(self.refuse(who, action, id, not_found()));
         }
-        let own = who.role() == Some(Role::OrgOfficer) && reach == Reach::Organisation(org.id.clone());
+        let own =
+            who.role() == Some(Role::OrgOfficer) && reach == Reach::Organisation(org.id.clone());
         if manage && !(who.administers() || own) {
             return Err(self.refuse(
                 who,
@@ -162,8 +163,8 @@ impl RequestDesk {
         let (Some(kind), true) = (kind, errors.is_empty()) else {
             return Err(DeskError::Invalid(errors));
         };
-        let secret = credentials::new_enrollment_secret()
-            .map_err(|e| DeskError::Internal(e.to_string()))?;
+        let secret =
+            credentials::new_enrollment_secret().map_err(|e| DeskError::Internal(e.to_string()))?;
         let stored = match kind {
             CredentialKind::Est => credentials::hash_password(&secret)
                 .map_err(|e| DeskError::Internal(e.to_string()))?
@@ -171,8 +172,7 @@ impl RequestDesk {
             CredentialKind::Cmp => {
                 let sealer = self.sealer.as_ref().ok_or_else(|| {
                     DeskError::Unavailable(
-                        "the data key is not loaded: a CMP secret is stored sealed under it"
-                            .into(),
+                        "the data key is not loaded: a CMP secret is stored sealed under it".into(),
                     )
                 })?;
                 sealer
