@@ -237,6 +237,44 @@ pub struct Est {
     verified: Option<moka::sync::Cache<[u8; 32], ()>>,
     /// The data key, which seals escrowed keys (`None`: escrow labels answer 503).
     sealer: Option<Arc<dyn DataSealer>>,
+    /// The EST server's own key, which signs the key packages of encrypted `serverkeygen`
+    /// replies (`None`: those answer 503).
+    server_key: Option<ServerKeySigner>,
+}
+
+/// The EST server's key and certificate (the HTTPS listener's, `[server] tls_key` and
+/// `tls_cert`): the party that signs the keys it generates (RFC 7030 §4.4.2).
+pub struct ServerKeySigner {
+    /// The key.
+    pub signer: Arc<dyn crate::keys::Signer>,
+    /// Its certificate.
+    pub certificate: Certificate,
+    /// The certificates above it, sent along so that a client completes the chain to the root
+    /// it trusts (`cacerts`).
+    pub chain: Vec<Certificate>,
+}
+
+impl ServerKeySigner {
+    /// The signer of a certificate chain (leaf first, PEM) and the PKCS#8 key it certifies.
+    pub fn load(chain_pem: &[u8], pkcs8: &[u8]) -> Result<Self, String> {
+        let mut chain = Certificate::load_pem_chain(chain_pem)
+            .map_err(|e| format!("the certificate chain: {e}"))?
+            .into_iter();
+        let certificate = chain
+            .next()
+            .ok_or_else(|| "the certificate file holds no certificate".to_string())?;
+        let signer = crate::keys::software::SoftwareSigner::from_pkcs8(pkcs8)
+            .map_err(|e| format!("the key: {e}"))?;
+        use crate::keys::Signer;
+        if *signer.public_key() != certificate.tbs_certificate.subject_public_key_info {
+            return Err("the key is not the certificate's".into());
+        }
+        Ok(Self {
+            signer: Arc::new(signer),
+            certificate,
+            chain: chain.collect(),
+        })
+    }
 }
 
 fn sha256(parts: &[&[u8]]) -> [u8; 32] {
@@ -345,7 +383,14 @@ impl Est {
             calendar,
             verified,
             sealer: None,
+            server_key: None,
         }
+    }
+
+    /// The key that signs the key packages of encrypted `serverkeygen` replies.
+    pub fn with_server_key(mut self, key: Option<ServerKeySigner>) -> Self {
+        self.server_key = key;
+        self
     }
 
     /// The data key that seals the keys of labels with `escrow = true`.
@@ -813,7 +858,8 @@ impl Est {
 pub enum ServerKey {
     /// PKCS#8 DER, protected by TLS alone; wiped from memory when dropped.
     Pkcs8(zeroize::Zeroizing<Vec<u8>>),
-    /// CMS EnvelopedData (DER) of the key package, encrypted to the key the client named.
+    /// CMS EnvelopedData (DER) of the key package signed by the EST server (SignedData),
+    /// encrypted to the key the client named.
     Enveloped(Vec<u8>),
 }
 
@@ -861,6 +907,14 @@ impl Est {
         check_channel_binding(label, caller, &asks)?;
         let (_, _, subject) = self.subject_for(label, &req.subject)?;
         let recipient = self.decrypt_key_recipient(caller, &asks)?;
+        let server_key = match (&recipient, &self.server_key) {
+            (None, _) => None,
+            (Some(_), Some(k)) => Some(k),
+            (Some(_), None) => return Err(EstError::Unavailable(
+                "the EST server's key, which signs an encrypted key, is not loaded; retry later"
+                    .into(),
+            )),
+        };
         let sealer = match (label.escrow, &self.sealer) {
             (false, _) => None,
             (true, Some(s)) => Some(s.clone()),
@@ -955,11 +1009,26 @@ impl Est {
             None,
             &actor,
         )?;
-        let key = match &recipient {
-            None => ServerKey::Pkcs8(pkcs8.clone()),
-            Some(cert) => ServerKey::Enveloped(
-                envelope::key_package_for(cert, &pkcs8).map_err(|e| internal(&e))?,
-            ),
+        let key = match (&recipient, server_key) {
+            (Some(cert), Some(server)) => {
+                // RFC 7030 §4.4.2: the key package signed by its maker, then encrypted.
+                let package = envelope::asymmetric_key_package(&pkcs8).map_err(|e| internal(&e))?;
+                let unsigned = pkid_protocols::est::key_package_to_sign(
+                    &package,
+                    &server.certificate,
+                    &server.chain,
+                    server.signer.algorithm(),
+                )
+                .map_err(|e| internal(&e))?;
+                let signed = zeroize::Zeroizing::new(
+                    crate::keys::sign(server.signer.as_ref(), unsigned)
+                        .map_err(|e| internal(&e))?,
+                );
+                ServerKey::Enveloped(
+                    envelope::signed_key_package_for(cert, &signed).map_err(|e| internal(&e))?,
+                )
+            }
+            _ => ServerKey::Pkcs8(pkcs8.clone()),
         };
         if let Some(sealer) = sealer {
             // Kept before anyone receives it; a key that cannot be kept takes its certificate

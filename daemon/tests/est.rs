@@ -868,8 +868,16 @@ channel_binding = "required"
 
     /// Decrypts an EnvelopedData file with `openssl cms -decrypt` and returns the public key
     /// (PEM) of the one private key in its key package.
-    fn open_key_package(dir: &Path, p7: &Path, key: &Path, cert: &Path) -> String {
-        let akp = unique_path(dir, "akp", "der");
+    /// `signed_by`: the key package is first signed (serverkeygen, RFC 7030 §4.4.2) by the
+    /// certificate at this path, verified to `root` with `openssl cms -verify`.
+    fn open_key_package(
+        dir: &Path,
+        p7: &Path,
+        key: &Path,
+        cert: &Path,
+        signed_by: Option<(&Path, &Path)>,
+    ) -> String {
+        let decrypted = unique_path(dir, "decrypted", "der");
         openssl_ok(&[
             "cms",
             "-decrypt",
@@ -883,8 +891,12 @@ channel_binding = "required"
             path_str(cert),
             "-binary",
             "-out",
-            path_str(&akp),
+            path_str(&decrypted),
         ]);
+        let akp = match signed_by {
+            None => decrypted,
+            Some((signer, root)) => verify_signed_key_package(dir, &decrypted, signer, root),
+        };
         // AsymmetricKeyPackage ::= SEQUENCE OF OneAsymmetricKey: the key starts after the
         // outer header, whose length asn1parse reports as hl=.
         let parsed = openssl_ok(&["asn1parse", "-inform", "DER", "-in", path_str(&akp)]);
@@ -913,6 +925,93 @@ channel_binding = "required"
             "one key in the package:\n{parsed}"
         );
         openssl_ok(&["pkey", "-inform", "DER", "-in", path_str(&one), "-pubout"])
+    }
+
+    /// The decrypted content of a serverkeygen reply is a SignedData (the EnvelopedData's
+    /// content type is id-signedData): wrapped in its ContentInfo, `openssl cms -verify`
+    /// checks the signature and the chain to `root`, and the signer must be `signer` (the
+    /// daemon's TLS certificate). `-purpose any`: that certificate's extended key usage is
+    /// serverAuth, not S/MIME. Returns the AsymmetricKeyPackage it carried.
+    fn verify_signed_key_package(dir: &Path, signed: &Path, signer: &Path, root: &Path) -> PathBuf {
+        let sd = std::fs::read(signed).expect("decrypted");
+        let info = cms::content_info::ContentInfo {
+            content_type: der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2"),
+            content: der::Any::from_der(&sd).expect("a SignedData, not the bare key package"),
+        };
+        let p7 = unique_path(dir, "signed", "p7");
+        std::fs::write(&p7, info.to_der().expect("DER")).expect("write");
+        let akp = unique_path(dir, "akp", "der");
+        let who = unique_path(dir, "signer", "pem");
+        openssl_ok(&[
+            "cms",
+            "-verify",
+            "-inform",
+            "DER",
+            "-in",
+            path_str(&p7),
+            "-CAfile",
+            path_str(root),
+            "-purpose",
+            "any",
+            "-binary",
+            "-signer",
+            path_str(&who),
+            "-out",
+            path_str(&akp),
+        ]);
+        let fingerprint = |p: &Path| {
+            openssl_ok(&[
+                "x509",
+                "-in",
+                path_str(p),
+                "-noout",
+                "-fingerprint",
+                "-sha256",
+            ])
+        };
+        assert_eq!(
+            fingerprint(&who),
+            fingerprint(signer),
+            "signed by the EST server"
+        );
+        // Another root does not vouch for it.
+        let other = unique_path(dir, "other-root", "pem");
+        let other_key = unique_path(dir, "other-root", "key");
+        openssl_ok(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            path_str(&other_key),
+            "-subj",
+            "/CN=other",
+            "-out",
+            path_str(&other),
+        ]);
+        let refused = std::process::Command::new("openssl")
+            .args([
+                "cms",
+                "-verify",
+                "-inform",
+                "DER",
+                "-in",
+                path_str(&p7),
+                "-CAfile",
+                path_str(&other),
+                "-purpose",
+                "any",
+                "-binary",
+                "-out",
+                "/dev/null",
+            ])
+            .output()
+            .expect("openssl");
+        assert!(!refused.status.success(), "verified against another root");
+        akp
     }
 
     /// serverkeygen naming the TLS client certificate's key: the private key comes back as
@@ -948,7 +1047,16 @@ channel_binding = "required"
         let start = pem.find("-----BEGIN").expect("PEM");
         let (_, new_cert) = save_pem(bed.work(), pem[start..].trim_end());
         assert_eq!(
-            open_key_package(bed.work(), &p7, key, cert),
+            open_key_package(
+                bed.work(),
+                &p7,
+                key,
+                cert,
+                Some((
+                    &bed.data().join("certs/tls.crt"),
+                    &bed.data().join("certs/root.crt")
+                ))
+            ),
             public_key_of_cert(&new_cert),
             "the key decrypted is the new certificate's"
         );
@@ -1048,7 +1156,7 @@ channel_binding = "required"
         assert_success(&done, "pkid token recover-key");
         // The released key decrypts with the named recipient's key and is the escrowed one.
         assert_eq!(
-            open_key_package(bed.work(), &out, &rsa_key, &rsa_cert),
+            open_key_package(bed.work(), &out, &rsa_key, &rsa_cert, None),
             public_key_of_cert(&escrowed)
         );
         let shown = bed.get(&format!("/api/v1/requests/{id}"), &ra);

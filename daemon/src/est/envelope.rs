@@ -4,6 +4,7 @@
 //!
 //! ```text
 //!  PKCS#8 key ─▶ AsymmetricKeyPackage (SEQUENCE OF OneAsymmetricKey)
+//!    [─▶ SignedData by the EST server's key (serverkeygen, RFC 7030 §4.4.2)]
 //!    ─▶ AES-256-CBC under a fresh content key (random IV)
 //!    ─▶ the content key to the recipient's certificate:
 //!         RSA   ─▶ KeyTransRecipientInfo, RSAES-OAEP (SHA-256, MGF1-SHA-256)      RFC 8017, 4055
@@ -29,7 +30,7 @@ use cms::enveloped_data::{
     KeyTransRecipientInfo, OriginatorIdentifierOrKey, OriginatorPublicKey, RecipientEncryptedKey,
     RecipientIdentifier, RecipientInfo, RecipientInfos,
 };
-use const_oid::db::rfc5911::{ID_AES_256_CBC, ID_AES_256_WRAP, ID_ENVELOPED_DATA};
+use const_oid::db::rfc5911::{ID_AES_256_CBC, ID_AES_256_WRAP, ID_ENVELOPED_DATA, ID_SIGNED_DATA};
 use const_oid::db::rfc5912::{
     ID_EC_PUBLIC_KEY, ID_MGF_1, ID_RSAES_OAEP, ID_SHA_256, RSA_ENCRYPTION, SECP_256_R_1,
     SECP_384_R_1,
@@ -41,9 +42,7 @@ use spki::AlgorithmIdentifierOwned;
 use x509_cert::Certificate;
 use zeroize::Zeroizing;
 
-/// `id-ct-KP-aKeyPackage` (RFC 5958 §3): the content type of an asymmetric key package.
-pub const ID_CT_KP_A_KEY_PACKAGE: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("2.16.840.1.101.2.1.2.78.5");
+use pkid_protocols::est::ID_CT_KP_A_KEY_PACKAGE;
 /// `dhSinglePass-stdDH-sha256kdf-scheme` (RFC 5753 §7.1.4, SEC 1).
 pub const DH_SINGLE_PASS_STD_DH_SHA256_KDF: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.132.1.11.1");
@@ -127,18 +126,42 @@ pub fn key_identifier(certificate: &Certificate) -> Vec<u8> {
         .to_vec()
 }
 
+/// `AsymmetricKeyPackage ::= SEQUENCE SIZE (1..MAX) OF OneAsymmetricKey` (RFC 5958 §2) of
+/// one key, DER, wiped when dropped: a PKCS#8 PrivateKeyInfo is a version-1 OneAsymmetricKey.
+pub fn asymmetric_key_package(pkcs8: &[u8]) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
+    let one = Any::from_der(pkcs8).map_err(der_failed)?;
+    Ok(Zeroizing::new(vec![one].to_der().map_err(der_failed)?))
+}
+
 /// `ContentInfo(EnvelopedData)` (DER) holding `pkcs8` as an asymmetric key package, readable
-/// only with the private key of `recipient`.
+/// only with the private key of `recipient` (an escrowed key released to its recipient).
 pub fn key_package_for(recipient: &Certificate, pkcs8: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+    let package = asymmetric_key_package(pkcs8)?;
+    envelope(recipient, ID_CT_KP_A_KEY_PACKAGE, &package)
+}
+
+/// `ContentInfo(EnvelopedData)` (DER) around `signed_data`, the DER `SignedData` of a signed
+/// key package (RFC 7030 §4.4.2, RFC 5958 §4: signed by the key's maker, then encrypted to
+/// the client), readable only with the private key of `recipient`.
+pub fn signed_key_package_for(
+    recipient: &Certificate,
+    signed_data: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
+    envelope(recipient, ID_SIGNED_DATA, signed_data)
+}
+
+/// `ContentInfo(EnvelopedData)` of `content` (of type `content_type`) to `recipient`.
+fn envelope(
+    recipient: &Certificate,
+    content_type: ObjectIdentifier,
+    content: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
     let mut cek = Zeroizing::new([0u8; AES_256_KEY_LEN]);
     rand::fill(cek.as_mut()).map_err(failed("no randomness for the content key"))?;
     let recipient_info = recipient_info(recipient, cek.as_ref())?;
     let rsa = matches!(recipient_info, RecipientInfo::Ktri(_));
 
-    // AsymmetricKeyPackage ::= SEQUENCE SIZE (1..MAX) OF OneAsymmetricKey (RFC 5958 §2); a
-    // PKCS#8 PrivateKeyInfo is a version-1 OneAsymmetricKey.
-    let one = Any::from_der(pkcs8).map_err(der_failed)?;
-    let mut content = Zeroizing::new(vec![one].to_der().map_err(der_failed)?);
+    let mut content = Zeroizing::new(content.to_vec());
     let key = cipher::UnboundCipherKey::new(&cipher::AES_256, cek.as_ref())
         .map_err(failed("the content key"))?;
     let encrypting =
@@ -158,7 +181,7 @@ pub fn key_package_for(recipient: &Certificate, pkcs8: &[u8]) -> Result<Vec<u8>,
         originator_info: None,
         recip_infos: RecipientInfos(SetOfVec::try_from(vec![recipient_info]).map_err(der_failed)?),
         encrypted_content: EncryptedContentInfo {
-            content_type: ID_CT_KP_A_KEY_PACKAGE,
+            content_type,
             content_enc_alg: algorithm(
                 ID_AES_256_CBC,
                 Some(Any::encode_from(&iv).map_err(der_failed)?),
