@@ -240,7 +240,14 @@ pub struct Est {
     /// The EST server's own key, which signs the key packages of encrypted `serverkeygen`
     /// replies (`None`: those answer 503).
     server_key: Option<ServerKeySigner>,
+    /// Held from "has this CSR been filed?" to "it is now recorded" on operator labels, so
+    /// that two first requests with one CSR file one RA request (striped by the CSR's hash).
+    filing: [std::sync::Mutex<()>; FILING_STRIPES],
 }
+
+/// Locks of [`Est::filing`]: concurrent first requests of different CSRs rarely wait on each
+/// other, and the set stays a few hundred bytes.
+const FILING_STRIPES: usize = 16;
 
 /// The EST server's key and certificate (the HTTPS listener's, `[server] tls_key` and
 /// `tls_cert`): the party that signs the keys it generates (RFC 7030 §4.4.2).
@@ -384,6 +391,7 @@ impl Est {
             verified,
             sealer: None,
             server_key: None,
+            filing: Default::default(),
         }
     }
 
@@ -716,6 +724,12 @@ impl Est {
     ) -> Result<Enrolled, EstError> {
         let hash = sha256_plain(der).to_vec();
         let retry_after = self.config.est.retry_after_secs;
+        // One filing per CSR: a concurrent first request with the same CSR waits here, then
+        // finds the request this one filed. (One daemon files EST requests; the store keeps
+        // the first row for a CSR should another process ever race it.)
+        let _filing = self.filing[usize::from(hash[0]) % FILING_STRIPES]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(pending) = self.store.est_request(&hash)? {
             if pending.organisation != label.organisation {
                 return Err(EstError::Forbidden(

@@ -710,6 +710,12 @@ name = "bound"
 profile = "tls-client"
 organisation = "{ORG}"
 channel_binding = "required"
+
+[[est.labels]]
+name = "approved"
+profile = "tls-client"
+organisation = "{ORG}"
+approval = "operator"
 "#
                     ),
                 )
@@ -1406,6 +1412,63 @@ channel_binding = "required"
                 "no {action} audit row by {officer}"
             );
         }
+    }
+
+    #[test]
+    fn concurrent_first_requests_with_one_csr_file_one_request_on_an_operator_label() {
+        let bed = bed();
+        let user = credential(bed);
+        // The password verified once (then cached): the concurrent calls below reach the
+        // filing together instead of queueing on Argon2.
+        let (_, warm) = make_csr(
+            bed.work(),
+            &format!("/CN={}", bed.unique("khoi-dong")),
+            "ec:P-256",
+        );
+        let r = post(
+            bed,
+            "approved/simpleenroll",
+            &b64_csr(bed.work(), &warm),
+            &["--user", &user],
+        );
+        assert_eq!(r.status, 202, "{}", r.text());
+        let cn = bed.unique("song-song");
+        let (_, csr) = make_csr(bed.work(), &format!("/CN={cn}"), "ec:P-256");
+        let body = b64_csr(bed.work(), &csr);
+        let replies: Vec<Reply> = std::thread::scope(|s| {
+            let calls: Vec<_> = (0..12)
+                .map(|_| s.spawn(|| post(bed, "approved/simpleenroll", &body, &["--user", &user])))
+                .collect();
+            calls
+                .into_iter()
+                .map(|c| c.join().expect("thread"))
+                .collect()
+        });
+        let ids: std::collections::BTreeSet<String> = replies
+            .iter()
+            .map(|r| {
+                assert_eq!(r.status, 202, "{}", r.text());
+                r.text()
+                    .split_whitespace()
+                    .nth(1)
+                    .expect("request N waits …")
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(ids.len(), 1, "one request for one CSR: {ids:?}");
+        let admin = bed.operator(&bed.unique("quan-tri"), "ca-admin", None, None);
+        let listed = bed.get(
+            &format!("/api/v1/requests?organisation={ORG}&limit=500"),
+            &admin,
+        );
+        assert_eq!(listed.status, 200, "{listed}");
+        let filed = listed.json["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|i| i["subscriber"]["name"] == cn.as_str())
+            .count();
+        assert_eq!(filed, 1, "{listed}");
     }
 
     #[test]
