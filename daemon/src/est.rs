@@ -229,7 +229,8 @@ pub enum Enrolled {
 
 /// The EST server over one CA.
 pub struct Est {
-    config: Arc<Config>,
+    /// The configuration; its `[est]` section is replaced on SIGHUP ([`Est::reload`]).
+    config: arc_swap::ArcSwap<Config>,
     store: Arc<dyn Store>,
     authority: Arc<Authority>,
     ra: RegistrationAuthority,
@@ -384,7 +385,7 @@ impl Est {
         });
         Self {
             ra: RegistrationAuthority::new(authority.clone()),
-            config,
+            config: arc_swap::ArcSwap::new(config),
             store,
             authority,
             calendar,
@@ -407,9 +408,48 @@ impl Est {
         self
     }
 
+    /// Applies a reloaded configuration's `[est]` section (SIGHUP): labels, the default label
+    /// and `retry_after_secs`. Refused, the running section kept, when a label names a profile
+    /// this process does not run (profiles change only on restart) or an issuer it has not
+    /// loaded, or escrows keys of a non-repudiation profile. `credential_cache_secs` applies
+    /// on restart (the cache is built once). Returns whether the section was applied.
+    pub fn reload(&self, new: &Config) -> bool {
+        let running = self.config.load_full();
+        for l in new.est.labels.values() {
+            let refusal = match running.profile(&l.profile) {
+                None => Some(format!(
+                    "profile {:?} is not running (profiles change on restart)",
+                    l.profile
+                )),
+                Some(p) if l.escrow && p.profile.key_usage.non_repudiation() => Some(format!(
+                    "profile {:?} signs with non-repudiation: its keys are never escrowed",
+                    l.profile
+                )),
+                Some(_) if self.authority.issuer(&l.issuer).is_none() => {
+                    Some(format!("issuer {:?} is not loaded", l.issuer))
+                }
+                Some(_) => None,
+            };
+            if let Some(why) = refusal {
+                tracing::error!(label = %l.name, reason = %why, "the reloaded [est] section is refused; keeping the labels in use");
+                return false;
+            }
+        }
+        if new.est.credential_cache_secs != running.est.credential_cache_secs {
+            tracing::warn!("[est] credential_cache_secs changes only on restart");
+        }
+        let mut applied = (*running).clone();
+        applied.est = new.est.clone();
+        applied.est.credential_cache_secs = running.est.credential_cache_secs;
+        self.config.store(Arc::new(applied));
+        tracing::info!(labels = new.est.labels.len(), "EST labels reloaded");
+        true
+    }
+
     /// The label a path names (`None`: the default label).
-    pub fn label(&self, name: Option<&str>) -> Result<&EstLabel, EstError> {
-        self.config.est.label(name).ok_or_else(|| match name {
+    pub fn label(&self, name: Option<&str>) -> Result<EstLabel, EstError> {
+        let config = self.config.load();
+        config.est.label(name).cloned().ok_or_else(|| match name {
             Some(n) => EstError::NotFound(format!("no EST label {n:?}")),
             None => EstError::NotFound(
                 "no default EST label is configured; use /.well-known/est/{label}/".into(),
@@ -417,9 +457,11 @@ impl Est {
         })
     }
 
-    fn profile(&self, label: &EstLabel) -> Result<&SubscriberProfile, EstError> {
+    fn profile(&self, label: &EstLabel) -> Result<SubscriberProfile, EstError> {
         self.config
+            .load()
             .profile(&label.profile)
+            .cloned()
             .ok_or_else(|| EstError::Internal(format!("profile {} is gone", label.profile)))
     }
 
@@ -458,7 +500,8 @@ impl Est {
     /// pkid's to fill (the organisation's legal name, VN), so only the others are listed.
     pub fn csrattrs(&self, label: &EstLabel) -> Result<Vec<u8>, EstError> {
         use const_oid::db::rfc4519::{C, O};
-        let p = &self.profile(label)?.profile;
+        let profile = self.profile(label)?;
+        let p = &profile.profile;
         let subject: Vec<_> = p
             .required_subject
             .iter()
@@ -597,7 +640,8 @@ impl Est {
 
     fn verify_csr(&self, label: &EstLabel, der: &[u8]) -> Result<VerifiedCsr, EstError> {
         let csr = csr::verify(der).map_err(|e| EstError::BadRequest("bad_csr", e.to_string()))?;
-        let p = &self.profile(label)?.profile;
+        let profile = self.profile(label)?;
+        let p = &profile.profile;
         if !p.allows_key(csr.key_type) {
             return Err(EstError::BadRequest(
                 "key_type",
@@ -723,7 +767,7 @@ impl Est {
         bound: impl FnOnce() -> Result<(), EstError>,
     ) -> Result<Enrolled, EstError> {
         let hash = sha256_plain(der).to_vec();
-        let retry_after = self.config.est.retry_after_secs;
+        let retry_after = self.config.load().est.retry_after_secs;
         // One filing per CSR: a concurrent first request with the same CSR waits here, then
         // finds the request this one filed. (One daemon files EST requests; the store keeps
         // the first row for a CSR should another process ever race it.)
@@ -782,7 +826,7 @@ impl Est {
         let id = crate::ra::desk::file_machine_request(
             self.store.as_ref(),
             &self.calendar,
-            self.config.ra.working_days,
+            self.config.load().ra.working_days,
             now,
             crate::ra::desk::MachineFiling {
                 org: &org,
@@ -899,7 +943,8 @@ impl Est {
     ) -> Result<KeyAndCertificate, EstError> {
         use pkid_protocols::algorithm::KeyType;
         let who = self.authenticate(label, caller, false)?;
-        let p = &self.profile(label)?.profile;
+        let profile = self.profile(label)?;
+        let p = &profile.profile;
         if p.key_usage.non_repudiation() {
             return Err(EstError::Forbidden(
                 "non_repudiation",

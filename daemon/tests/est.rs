@@ -611,6 +611,73 @@ fn est_enrolls_renews_and_refuses_bad_input_end_to_end() {
 }
 
 #[test]
+fn sighup_reloads_the_labels_and_refuses_a_label_of_a_profile_not_running() {
+    use std::time::Duration;
+    let dir = init(&[]);
+    let data = dir.path();
+    pkid_ok(data, &["org", "add", "--id", ORG, "--name", ORG_NAME]);
+    configure(data);
+    let daemon = Daemon::start(data);
+    let est = Est {
+        daemon: &daemon,
+        data,
+    };
+    assert_eq!(est.call("/kiosk/cacerts", &[]).status, 404);
+
+    // A new label, on a profile the daemon runs: served after SIGHUP, no restart.
+    let path = data.join("pkid.toml");
+    let mut text = std::fs::read_to_string(&path).expect("pkid.toml");
+    text.push_str(&format!(
+        "\n[[est.labels]]\nname = \"kiosk\"\nprofile = \"device\"\norganisation = \"{ORG}\"\n"
+    ));
+    std::fs::write(&path, &text).expect("write");
+    daemon.sighup();
+    assert!(
+        daemon.wait_for_log("EST labels reloaded", 1, Duration::from_secs(10)),
+        "{}",
+        daemon.logs()
+    );
+    assert_eq!(est.call("/kiosk/cacerts", &[]).status, 200);
+    let r = est.call("/kiosk/csrattrs", &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // A label on a profile added in the same edit: profiles change only on restart, so the
+    // whole [est] section is refused and the labels in use keep serving.
+    text.push_str(&format!(
+        r#"
+[profiles.late]
+key_usage = ["digitalSignature"]
+extended_key_usage = ["clientAuth"]
+extended_key_usage_critical = false
+max_validity_days = 365
+default_validity_days = 365
+allowed_keys = ["p256"]
+required_subject = ["CN"]
+copy_subject_alt_name = false
+
+[[est.labels]]
+name = "late"
+profile = "late"
+organisation = "{ORG}"
+"#
+    ));
+    std::fs::write(&path, &text).expect("write");
+    daemon.sighup();
+    assert!(
+        daemon.wait_for_log(
+            "the reloaded [est] section is refused",
+            1,
+            Duration::from_secs(10)
+        ),
+        "{}",
+        daemon.logs()
+    );
+    assert_eq!(est.call("/late/cacerts", &[]).status, 404);
+    assert_eq!(est.call("/kiosk/cacerts", &[]).status, 200);
+    assert_eq!(est.call("/devices/cacerts", &[]).status, 200);
+}
+
+#[test]
 fn credential_cli_makes_a_sealed_cmp_secret_and_refuses_bad_names() {
     let dir = init(&[]);
     let data = dir.path();

@@ -82,6 +82,8 @@ pub fn router(state: &Arc<AppState>) -> Router<Arc<AppState>> {
             .with_sealer(sealer)
             .with_server_key(server_key),
     );
+    // SIGHUP reaches the labels through the state (`AppState::reload`).
+    let _ = state.est.set(est.clone());
     Router::new()
         .route("/{*rest}", any(handle))
         .layer(Extension(est))
@@ -301,7 +303,7 @@ async fn handle(
             .inc();
     };
     let label = match est.label(label_name) {
-        Ok(l) => l.clone(),
+        Ok(l) => l,
         Err(e) => {
             count(e.reason());
             log_refusal(op_label, label_name.unwrap_or(""), 404, &e.to_string());
