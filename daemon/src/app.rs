@@ -446,7 +446,9 @@ fn reload_from_disk(state: &AppState) {
         Ok(new) => {
             crate::logging::apply_level(&new.log.level);
             state.reload(&new);
-            tracing::info!("configuration reloaded (log level, rate limit, body limit)");
+            tracing::info!(
+                "configuration reloaded (log level, rate limit, body limit, [ra], [est] labels)"
+            );
         }
         Err(e) => tracing::error!(error = %e, "reload refused; keeping the running configuration"),
     }

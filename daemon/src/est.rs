@@ -227,7 +227,8 @@ pub enum Enrolled {
 
 /// The EST server over one CA.
 pub struct Est {
-    config: Arc<Config>,
+    /// The configuration; its `[est]` section is replaced on SIGHUP ([`Est::reload`]).
+    config: arc_swap::ArcSwap<Config>,
     store: Arc<dyn Store>,
     authority: Arc<Authority>,
     ra: RegistrationAuthority,
@@ -235,6 +236,51 @@ pub struct Est {
     verified: Option<moka::sync::Cache<[u8; 32], ()>>,
     /// The data key, which seals escrowed keys (`None`: escrow labels answer 503).
     sealer: Option<Arc<dyn DataSealer>>,
+    /// The EST server's own key, which signs the key packages of encrypted `serverkeygen`
+    /// replies (`None`: those answer 503).
+    server_key: Option<ServerKeySigner>,
+    /// Held from "has this CSR been filed?" to "it is now recorded" on operator labels, so
+    /// that two first requests with one CSR file one RA request (striped by the CSR's hash).
+    filing: [std::sync::Mutex<()>; FILING_STRIPES],
+}
+
+/// Locks of [`Est::filing`]: concurrent first requests of different CSRs rarely wait on each
+/// other, and the set stays a few hundred bytes.
+const FILING_STRIPES: usize = 16;
+
+/// The EST server's key and certificate (the HTTPS listener's, `[server] tls_key` and
+/// `tls_cert`): the party that signs the keys it generates (RFC 7030 §4.4.2).
+pub struct ServerKeySigner {
+    /// The key.
+    pub signer: Arc<dyn crate::keys::Signer>,
+    /// Its certificate.
+    pub certificate: Certificate,
+    /// The certificates above it, sent along so that a client completes the chain to the root
+    /// it trusts (`cacerts`).
+    pub chain: Vec<Certificate>,
+}
+
+impl ServerKeySigner {
+    /// The signer of a certificate chain (leaf first, PEM) and the PKCS#8 key it certifies.
+    pub fn load(chain_pem: &[u8], pkcs8: &[u8]) -> Result<Self, String> {
+        let mut chain = Certificate::load_pem_chain(chain_pem)
+            .map_err(|e| format!("the certificate chain: {e}"))?
+            .into_iter();
+        let certificate = chain
+            .next()
+            .ok_or_else(|| "the certificate file holds no certificate".to_string())?;
+        let signer = crate::keys::software::SoftwareSigner::from_pkcs8(pkcs8)
+            .map_err(|e| format!("the key: {e}"))?;
+        use crate::keys::Signer;
+        if *signer.public_key() != certificate.tbs_certificate.subject_public_key_info {
+            return Err("the key is not the certificate's".into());
+        }
+        Ok(Self {
+            signer: Arc::new(signer),
+            certificate,
+            chain: chain.collect(),
+        })
+    }
 }
 
 fn sha256(parts: &[&[u8]]) -> [u8; 32] {
@@ -337,13 +383,21 @@ impl Est {
         });
         Self {
             ra: RegistrationAuthority::new(authority.clone()),
-            config,
+            config: arc_swap::ArcSwap::new(config),
             store,
             authority,
             calendar,
             verified,
             sealer: None,
+            server_key: None,
+            filing: Default::default(),
         }
+    }
+
+    /// The key that signs the key packages of encrypted `serverkeygen` replies.
+    pub fn with_server_key(mut self, key: Option<ServerKeySigner>) -> Self {
+        self.server_key = key;
+        self
     }
 
     /// The data key that seals the keys of labels with `escrow = true`.
@@ -352,9 +406,48 @@ impl Est {
         self
     }
 
+    /// Applies a reloaded configuration's `[est]` section (SIGHUP): labels, the default label
+    /// and `retry_after_secs`. Refused, the running section kept, when a label names a profile
+    /// this process does not run (profiles change only on restart) or an issuer it has not
+    /// loaded, or escrows keys of a non-repudiation profile. `credential_cache_secs` applies
+    /// on restart (the cache is built once). Returns whether the section was applied.
+    pub fn reload(&self, new: &Config) -> bool {
+        let running = self.config.load_full();
+        for l in new.est.labels.values() {
+            let refusal = match running.profile(&l.profile) {
+                None => Some(format!(
+                    "profile {:?} is not running (profiles change on restart)",
+                    l.profile
+                )),
+                Some(p) if l.escrow && p.profile.key_usage.non_repudiation() => Some(format!(
+                    "profile {:?} signs with non-repudiation: its keys are never escrowed",
+                    l.profile
+                )),
+                Some(_) if self.authority.issuer(&l.issuer).is_none() => {
+                    Some(format!("issuer {:?} is not loaded", l.issuer))
+                }
+                Some(_) => None,
+            };
+            if let Some(why) = refusal {
+                tracing::error!(label = %l.name, reason = %why, "the reloaded [est] section is refused; keeping the labels in use");
+                return false;
+            }
+        }
+        if new.est.credential_cache_secs != running.est.credential_cache_secs {
+            tracing::warn!("[est] credential_cache_secs changes only on restart");
+        }
+        let mut applied = (*running).clone();
+        applied.est = new.est.clone();
+        applied.est.credential_cache_secs = running.est.credential_cache_secs;
+        self.config.store(Arc::new(applied));
+        tracing::info!(labels = new.est.labels.len(), "EST labels reloaded");
+        true
+    }
+
     /// The label a path names (`None`: the default label).
-    pub fn label(&self, name: Option<&str>) -> Result<&EstLabel, EstError> {
-        self.config.est.label(name).ok_or_else(|| match name {
+    pub fn label(&self, name: Option<&str>) -> Result<EstLabel, EstError> {
+        let config = self.config.load();
+        config.est.label(name).cloned().ok_or_else(|| match name {
             Some(n) => EstError::NotFound(format!("no EST label {n:?}")),
             None => EstError::NotFound(
                 "no default EST label is configured; use /.well-known/est/{label}/".into(),
@@ -362,9 +455,11 @@ impl Est {
         })
     }
 
-    fn profile(&self, label: &EstLabel) -> Result<&SubscriberProfile, EstError> {
+    fn profile(&self, label: &EstLabel) -> Result<SubscriberProfile, EstError> {
         self.config
+            .load()
             .profile(&label.profile)
+            .cloned()
             .ok_or_else(|| EstError::Internal(format!("profile {} is gone", label.profile)))
     }
 
@@ -403,7 +498,8 @@ impl Est {
     /// pkid's to fill (the organisation's legal name, VN), so only the others are listed.
     pub fn csrattrs(&self, label: &EstLabel) -> Result<Vec<u8>, EstError> {
         use const_oid::db::rfc4519::{C, O};
-        let p = &self.profile(label)?.profile;
+        let profile = self.profile(label)?;
+        let p = &profile.profile;
         let subject: Vec<_> = p
             .required_subject
             .iter()
@@ -542,7 +638,8 @@ impl Est {
 
     fn verify_csr(&self, label: &EstLabel, der: &[u8]) -> Result<VerifiedCsr, EstError> {
         let csr = csr::verify(der).map_err(|e| EstError::BadRequest("bad_csr", e.to_string()))?;
-        let p = &self.profile(label)?.profile;
+        let profile = self.profile(label)?;
+        let p = &profile.profile;
         if !p.allows_key(csr.key_type) {
             return Err(EstError::BadRequest(
                 "key_type",
@@ -668,7 +765,13 @@ impl Est {
         bound: impl FnOnce() -> Result<(), EstError>,
     ) -> Result<Enrolled, EstError> {
         let hash = sha256_plain(der).to_vec();
-        let retry_after = self.config.est.retry_after_secs;
+        let retry_after = self.config.load().est.retry_after_secs;
+        // One filing per CSR: a concurrent first request with the same CSR waits here, then
+        // finds the request this one filed. (One daemon files EST requests; the store keeps
+        // the first row for a CSR should another process ever race it.)
+        let _filing = self.filing[usize::from(hash[0]) % FILING_STRIPES]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(pending) = self.store.est_request(&hash)? {
             if pending.organisation != label.organisation {
                 return Err(EstError::Forbidden(
@@ -721,7 +824,7 @@ impl Est {
         let id = crate::ra::desk::file_machine_request(
             self.store.as_ref(),
             &self.calendar,
-            self.config.ra.working_days,
+            self.config.load().ra.working_days,
             now,
             crate::ra::desk::MachineFiling {
                 org: &org,
@@ -812,7 +915,8 @@ impl Est {
 pub enum ServerKey {
     /// PKCS#8 DER, protected by TLS alone; wiped from memory when dropped.
     Pkcs8(zeroize::Zeroizing<Vec<u8>>),
-    /// CMS EnvelopedData (DER) of the key package, encrypted to the key the client named.
+    /// CMS EnvelopedData (DER) of the key package signed by the EST server (SignedData),
+    /// encrypted to the key the client named.
     Enveloped(Vec<u8>),
 }
 
@@ -837,7 +941,8 @@ impl Est {
         body: &[u8],
     ) -> Result<KeyAndCertificate, EstError> {
         let who = self.authenticate(label, caller, false)?;
-        let p = &self.profile(label)?.profile;
+        let profile = self.profile(label)?;
+        let p = &profile.profile;
         if p.key_usage.non_repudiation() {
             return Err(EstError::Forbidden(
                 "non_repudiation",
@@ -856,6 +961,14 @@ impl Est {
         check_channel_binding(label, caller, &asks)?;
         let (_, _, subject) = self.subject_for(label, &req.subject)?;
         let recipient = self.decrypt_key_recipient(caller, &asks)?;
+        let server_key = match (&recipient, &self.server_key) {
+            (None, _) => None,
+            (Some(_), Some(k)) => Some(k),
+            (Some(_), None) => return Err(EstError::Unavailable(
+                "the EST server's key, which signs an encrypted key, is not loaded; retry later"
+                    .into(),
+            )),
+        };
         let sealer = match (label.escrow, &self.sealer) {
             (false, _) => None,
             (true, Some(s)) => Some(s.clone()),
@@ -922,11 +1035,26 @@ impl Est {
             None,
             &actor,
         )?;
-        let key = match &recipient {
-            None => ServerKey::Pkcs8(pkcs8.clone()),
-            Some(cert) => ServerKey::Enveloped(
-                envelope::key_package_for(cert, &pkcs8).map_err(|e| internal(&e))?,
-            ),
+        let key = match (&recipient, server_key) {
+            (Some(cert), Some(server)) => {
+                // RFC 7030 §4.4.2: the key package signed by its maker, then encrypted.
+                let package = envelope::key_package(&pkcs8).map_err(|e| internal(&e))?;
+                let unsigned = pkid_protocols::est::key_package_to_sign(
+                    &package,
+                    &server.certificate,
+                    &server.chain,
+                    server.signer.algorithm(),
+                )
+                .map_err(|e| internal(&e))?;
+                let signed = zeroize::Zeroizing::new(
+                    crate::keys::sign(server.signer.as_ref(), unsigned)
+                        .map_err(|e| internal(&e))?,
+                );
+                ServerKey::Enveloped(
+                    envelope::signed_key_package_for(cert, &signed).map_err(|e| internal(&e))?,
+                )
+            }
+            _ => ServerKey::Pkcs8(pkcs8.clone()),
         };
         if let Some(sealer) = sealer {
             // Kept before anyone receives it; a key that cannot be kept takes its certificate

@@ -611,6 +611,73 @@ fn est_enrolls_renews_and_refuses_bad_input_end_to_end() {
 }
 
 #[test]
+fn sighup_reloads_the_labels_and_refuses_a_label_of_a_profile_not_running() {
+    use std::time::Duration;
+    let dir = init(&[]);
+    let data = dir.path();
+    pkid_ok(data, &["org", "add", "--id", ORG, "--name", ORG_NAME]);
+    configure(data);
+    let daemon = Daemon::start(data);
+    let est = Est {
+        daemon: &daemon,
+        data,
+    };
+    assert_eq!(est.call("/kiosk/cacerts", &[]).status, 404);
+
+    // A new label, on a profile the daemon runs: served after SIGHUP, no restart.
+    let path = data.join("pkid.toml");
+    let mut text = std::fs::read_to_string(&path).expect("pkid.toml");
+    text.push_str(&format!(
+        "\n[[est.labels]]\nname = \"kiosk\"\nprofile = \"device\"\norganisation = \"{ORG}\"\n"
+    ));
+    std::fs::write(&path, &text).expect("write");
+    daemon.sighup();
+    assert!(
+        daemon.wait_for_log("EST labels reloaded", 1, Duration::from_secs(10)),
+        "{}",
+        daemon.logs()
+    );
+    assert_eq!(est.call("/kiosk/cacerts", &[]).status, 200);
+    let r = est.call("/kiosk/csrattrs", &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // A label on a profile added in the same edit: profiles change only on restart, so the
+    // whole [est] section is refused and the labels in use keep serving.
+    text.push_str(&format!(
+        r#"
+[profiles.late]
+key_usage = ["digitalSignature"]
+extended_key_usage = ["clientAuth"]
+extended_key_usage_critical = false
+max_validity_days = 365
+default_validity_days = 365
+allowed_keys = ["p256"]
+required_subject = ["CN"]
+copy_subject_alt_name = false
+
+[[est.labels]]
+name = "late"
+profile = "late"
+organisation = "{ORG}"
+"#
+    ));
+    std::fs::write(&path, &text).expect("write");
+    daemon.sighup();
+    assert!(
+        daemon.wait_for_log(
+            "the reloaded [est] section is refused",
+            1,
+            Duration::from_secs(10)
+        ),
+        "{}",
+        daemon.logs()
+    );
+    assert_eq!(est.call("/late/cacerts", &[]).status, 404);
+    assert_eq!(est.call("/kiosk/cacerts", &[]).status, 200);
+    assert_eq!(est.call("/devices/cacerts", &[]).status, 200);
+}
+
+#[test]
 fn credential_cli_makes_a_sealed_cmp_secret_and_refuses_bad_names() {
     let dir = init(&[]);
     let data = dir.path();
@@ -710,6 +777,12 @@ name = "bound"
 profile = "tls-client"
 organisation = "{ORG}"
 channel_binding = "required"
+
+[[est.labels]]
+name = "approved"
+profile = "tls-client"
+organisation = "{ORG}"
+approval = "operator"
 "#
                     ),
                 )
@@ -868,8 +941,16 @@ channel_binding = "required"
 
     /// Decrypts an EnvelopedData file with `openssl cms -decrypt` and returns the public key
     /// (PEM) of the one private key in its key package.
-    fn open_key_package(dir: &Path, p7: &Path, key: &Path, cert: &Path) -> String {
-        let akp = unique_path(dir, "akp", "der");
+    /// `signed_by`: the key package is first signed (serverkeygen, RFC 7030 §4.4.2) by the
+    /// certificate at this path, verified to `root` with `openssl cms -verify`.
+    fn open_key_package(
+        dir: &Path,
+        p7: &Path,
+        key: &Path,
+        cert: &Path,
+        signed_by: Option<(&Path, &Path)>,
+    ) -> String {
+        let decrypted = unique_path(dir, "decrypted", "der");
         openssl_ok(&[
             "cms",
             "-decrypt",
@@ -883,8 +964,12 @@ channel_binding = "required"
             path_str(cert),
             "-binary",
             "-out",
-            path_str(&akp),
+            path_str(&decrypted),
         ]);
+        let akp = match signed_by {
+            None => decrypted,
+            Some((signer, root)) => verify_signed_key_package(dir, &decrypted, signer, root),
+        };
         // AsymmetricKeyPackage ::= SEQUENCE OF OneAsymmetricKey: the key starts after the
         // outer header, whose length asn1parse reports as hl=.
         let parsed = openssl_ok(&["asn1parse", "-inform", "DER", "-in", path_str(&akp)]);
@@ -913,6 +998,93 @@ channel_binding = "required"
             "one key in the package:\n{parsed}"
         );
         openssl_ok(&["pkey", "-inform", "DER", "-in", path_str(&one), "-pubout"])
+    }
+
+    /// The decrypted content of a serverkeygen reply is a SignedData (the EnvelopedData's
+    /// content type is id-signedData): wrapped in its ContentInfo, `openssl cms -verify`
+    /// checks the signature and the chain to `root`, and the signer must be `signer` (the
+    /// daemon's TLS certificate). `-purpose any`: that certificate's extended key usage is
+    /// serverAuth, not S/MIME. Returns the AsymmetricKeyPackage it carried.
+    fn verify_signed_key_package(dir: &Path, signed: &Path, signer: &Path, root: &Path) -> PathBuf {
+        let sd = std::fs::read(signed).expect("decrypted");
+        let info = cms::content_info::ContentInfo {
+            content_type: der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2"),
+            content: der::Any::from_der(&sd).expect("a SignedData, not the bare key package"),
+        };
+        let p7 = unique_path(dir, "signed", "p7");
+        std::fs::write(&p7, info.to_der().expect("DER")).expect("write");
+        let akp = unique_path(dir, "akp", "der");
+        let who = unique_path(dir, "signer", "pem");
+        openssl_ok(&[
+            "cms",
+            "-verify",
+            "-inform",
+            "DER",
+            "-in",
+            path_str(&p7),
+            "-CAfile",
+            path_str(root),
+            "-purpose",
+            "any",
+            "-binary",
+            "-signer",
+            path_str(&who),
+            "-out",
+            path_str(&akp),
+        ]);
+        let fingerprint = |p: &Path| {
+            openssl_ok(&[
+                "x509",
+                "-in",
+                path_str(p),
+                "-noout",
+                "-fingerprint",
+                "-sha256",
+            ])
+        };
+        assert_eq!(
+            fingerprint(&who),
+            fingerprint(signer),
+            "signed by the EST server"
+        );
+        // Another root does not vouch for it.
+        let other = unique_path(dir, "other-root", "pem");
+        let other_key = unique_path(dir, "other-root", "key");
+        openssl_ok(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            path_str(&other_key),
+            "-subj",
+            "/CN=other",
+            "-out",
+            path_str(&other),
+        ]);
+        let refused = std::process::Command::new("openssl")
+            .args([
+                "cms",
+                "-verify",
+                "-inform",
+                "DER",
+                "-in",
+                path_str(&p7),
+                "-CAfile",
+                path_str(&other),
+                "-purpose",
+                "any",
+                "-binary",
+                "-out",
+                "/dev/null",
+            ])
+            .output()
+            .expect("openssl");
+        assert!(!refused.status.success(), "verified against another root");
+        akp
     }
 
     /// serverkeygen naming the TLS client certificate's key: the private key comes back as
@@ -948,7 +1120,16 @@ channel_binding = "required"
         let start = pem.find("-----BEGIN").expect("PEM");
         let (_, new_cert) = save_pem(bed.work(), pem[start..].trim_end());
         assert_eq!(
-            open_key_package(bed.work(), &p7, key, cert),
+            open_key_package(
+                bed.work(),
+                &p7,
+                key,
+                cert,
+                Some((
+                    &bed.data().join("certs/tls.crt"),
+                    &bed.data().join("certs/root.crt")
+                ))
+            ),
             public_key_of_cert(&new_cert),
             "the key decrypted is the new certificate's"
         );
@@ -1048,7 +1229,7 @@ channel_binding = "required"
         assert_success(&done, "pkid token recover-key");
         // The released key decrypts with the named recipient's key and is the escrowed one.
         assert_eq!(
-            open_key_package(bed.work(), &out, &rsa_key, &rsa_cert),
+            open_key_package(bed.work(), &out, &rsa_key, &rsa_cert, None),
             public_key_of_cert(&escrowed)
         );
         let shown = bed.get(&format!("/api/v1/requests/{id}"), &ra);
@@ -1237,6 +1418,127 @@ channel_binding = "required"
     }
 
     #[test]
+    fn a_credential_made_through_the_api_enrolls_with_curl_until_it_is_deleted() {
+        let bed = bed();
+        let officer = bed.unique("can-bo-api");
+        let token = bed.operator(&officer, "org-officer", Some(ORG), None);
+        let name = bed.unique("thiet-bi");
+        let path = format!("/api/v1/organisations/{ORG}/credentials");
+        let made = bed.post(&path, &token, &json!({"kind": "est", "name": name}));
+        assert_eq!(made.status, 201, "{made}");
+        assert_eq!(made.header("cache-control"), Some("no-store"));
+        let user = format!("{name}:{}", made.str("secret"));
+        let listed = bed.get(&path, &token);
+        assert!(
+            listed
+                .json
+                .as_array()
+                .expect("list")
+                .iter()
+                .any(|c| c["name"] == name.as_str()),
+            "{listed}"
+        );
+        // simpleenroll with curl --user: issued (and the verified password now cached).
+        let (_, csr) = make_csr(bed.work(), "/CN=may-api-01", "ec:P-256");
+        let r = post(
+            bed,
+            "escrowed/simpleenroll",
+            &b64_csr(bed.work(), &csr),
+            &["--user", &user],
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(
+            certs_of(bed.work(), &r)
+                .matches("BEGIN CERTIFICATE")
+                .count(),
+            1
+        );
+        // Deleted through the API: the very next enrollment is refused, cache or not.
+        let gone = bed.call("DELETE", &format!("{path}/est/{name}"), Some(&token), None);
+        assert_eq!(gone.status, 204, "{gone}");
+        let (_, csr) = make_csr(bed.work(), "/CN=may-api-02", "ec:P-256");
+        let r = post(
+            bed,
+            "escrowed/simpleenroll",
+            &b64_csr(bed.work(), &csr),
+            &["--user", &user],
+        );
+        assert_eq!(r.status, 401, "{}", r.text());
+        assert!(
+            r.headers.to_lowercase().contains("www-authenticate"),
+            "{}",
+            r.headers
+        );
+        let rows = bed.audit_rows();
+        for action in ["credential.add", "credential.remove"] {
+            assert!(
+                rows.iter().any(|r| r.actor == officer
+                    && r.action == action
+                    && r.target == format!("{ORG}/est/{name}")
+                    && r.outcome == "success"),
+                "no {action} audit row by {officer}"
+            );
+        }
+    }
+
+    #[test]
+    fn concurrent_first_requests_with_one_csr_file_one_request_on_an_operator_label() {
+        let bed = bed();
+        let user = credential(bed);
+        // The password verified once (then cached): the concurrent calls below reach the
+        // filing together instead of queueing on Argon2.
+        let (_, warm) = make_csr(
+            bed.work(),
+            &format!("/CN={}", bed.unique("khoi-dong")),
+            "ec:P-256",
+        );
+        let r = post(
+            bed,
+            "approved/simpleenroll",
+            &b64_csr(bed.work(), &warm),
+            &["--user", &user],
+        );
+        assert_eq!(r.status, 202, "{}", r.text());
+        let cn = bed.unique("song-song");
+        let (_, csr) = make_csr(bed.work(), &format!("/CN={cn}"), "ec:P-256");
+        let body = b64_csr(bed.work(), &csr);
+        let replies: Vec<Reply> = std::thread::scope(|s| {
+            let calls: Vec<_> = (0..12)
+                .map(|_| s.spawn(|| post(bed, "approved/simpleenroll", &body, &["--user", &user])))
+                .collect();
+            calls
+                .into_iter()
+                .map(|c| c.join().expect("thread"))
+                .collect()
+        });
+        let ids: std::collections::BTreeSet<String> = replies
+            .iter()
+            .map(|r| {
+                assert_eq!(r.status, 202, "{}", r.text());
+                r.text()
+                    .split_whitespace()
+                    .nth(1)
+                    .expect("request N waits …")
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(ids.len(), 1, "one request for one CSR: {ids:?}");
+        let admin = bed.operator(&bed.unique("quan-tri"), "ca-admin", None, None);
+        let listed = bed.get(
+            &format!("/api/v1/requests?organisation={ORG}&limit=500"),
+            &admin,
+        );
+        assert_eq!(listed.status, 200, "{listed}");
+        let filed = listed.json["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|i| i["subscriber"]["name"] == cn.as_str())
+            .count();
+        assert_eq!(filed, 1, "{listed}");
+    }
+
+    #[test]
     fn a_label_requiring_channel_binding_takes_only_csrs_made_for_their_connection() {
         let bed = bed();
         let user = credential(bed);
@@ -1292,5 +1594,273 @@ channel_binding = "required"
         let r = post(bed, "escrowed/simpleenroll", &wrong, &["--user", &user]);
         assert_eq!(r.status, 400, "{}", r.text());
         assert!(r.text().contains("tls-exporter"), "{}", r.text());
+    }
+}
+
+// ---- the credentials JSON API, in process -------------------------------------------------
+
+mod credentials_api {
+    use super::common::*;
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use hyper::{Request, StatusCode};
+    use pkid::http::Listener;
+    use serde_json::{json, Value};
+    use std::path::Path;
+    use tower::ServiceExt;
+
+    const A: &str = "truong-a";
+    const B: &str = "truong-b";
+
+    /// A call through the HTTPS router with a bearer token: (status, headers, JSON body).
+    async fn call(
+        router: &Listener,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, hyper::HeaderMap, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                Body::from(serde_json::to_vec(&b).expect("JSON"))
+            }
+            None => Body::empty(),
+        };
+        let resp = router
+            .clone()
+            .oneshot(req.body(body).expect("request"))
+            .await
+            .expect("infallible");
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.expect("body").to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (parts.status, parts.headers, json)
+    }
+
+    fn operator(data: &Path, id: &str, role: &str, extra: &[&str]) -> String {
+        let mut args = vec!["operator", "add", "--id", id, "--name", id, "--role", role];
+        args.extend_from_slice(extra);
+        pkid_ok(data, &args);
+        let out = pkid_ok(data, &["operator", "token", "--id", id]);
+        out.lines().last().expect("token").trim().to_owned()
+    }
+
+    /// The database file's bytes, read by another process: closing a descriptor of the file
+    /// in this one would drop the POSIX locks the in-process store's SQLite holds on it.
+    fn database_bytes(data: &Path) -> Vec<u8> {
+        let out = std::process::Command::new("cat")
+            .arg(data.join("pkid.db"))
+            .output()
+            .expect("cat");
+        assert!(out.status.success());
+        out.stdout
+    }
+
+    fn refused(data: &Path, actor: &str, action: &str) -> bool {
+        pkid_ok(data, &["audit", "list", "--limit", "1000"])
+            .lines()
+            .any(|l| l.contains(actor) && l.contains(action) && l.contains("refused"))
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn credentials_are_listed_made_and_removed_by_role_and_organisation() {
+        let dir = init(&[]);
+        let data = dir.path();
+        for (id, name) in [(A, "Trường THPT Lê Quý Đôn"), (B, "Trường THCS Nguyễn Huệ")]
+        {
+            pkid_ok(
+                data,
+                &["org", "add", "--id", id, "--name", name, "--province", "48"],
+            );
+        }
+        let admin = operator(data, "quan-tri", "ca-admin", &[]);
+        let officer_a = operator(data, "can-bo-a", "org-officer", &["--org", A]);
+        let officer_b = operator(data, "can-bo-b", "org-officer", &["--org", B]);
+        let ra = operator(data, "ra-dn", "ra-officer", &["--scope", "province:48"]);
+        let owned = data.to_path_buf();
+        let app = tokio::task::spawn_blocking(move || {
+            pkid::app::App::build(
+                &owned,
+                std::sync::Arc::new(pkid::clock::SystemClock),
+                |_| {},
+            )
+        })
+        .await
+        .expect("build task")
+        .expect("app");
+        let https = app.routers().https;
+        let path = format!("/api/v1/organisations/{A}/credentials");
+
+        // No token: 401 problem.
+        let (s, _, j) = call(&https, "GET", &path, None, None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{j}");
+        assert_eq!(j["type"], "urn:pkid:problem:unauthenticated");
+
+        // The organisation's officer makes an EST user: the secret once, not cached.
+        let body = json!({"kind": "est", "name": "may-in-01"});
+        let (s, h, made) = call(&https, "POST", &path, Some(&officer_a), Some(body.clone())).await;
+        assert_eq!(s, StatusCode::CREATED, "{made}");
+        assert_eq!(h["cache-control"], "no-store");
+        let secret = made["secret"].as_str().expect("secret").to_owned();
+        assert_eq!(secret.len(), 32, "{made}");
+        assert_eq!(
+            (
+                &made["organisation"],
+                &made["kind"],
+                &made["name"],
+                &made["created_by"]
+            ),
+            (
+                &json!(A),
+                &json!("est"),
+                &json!("may-in-01"),
+                &json!("can-bo-a")
+            )
+        );
+        // Listed without the secret, by the officer and the CLI alike.
+        let (s, _, list) = call(&https, "GET", &path, Some(&officer_a), None).await;
+        assert_eq!(s, StatusCode::OK, "{list}");
+        assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+        assert_eq!(list[0]["name"], "may-in-01");
+        assert!(list[0].get("secret").is_none() && !list.to_string().contains(&secret));
+        let cli = pkid_ok(data, &["credential", "list", "--org", A]);
+        assert!(
+            cli.contains("est\tmay-in-01") && !cli.contains(&secret),
+            "{cli}"
+        );
+        let db = database_bytes(data);
+        assert!(
+            !db.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "only the Argon2id hash is stored"
+        );
+
+        // Twice the same name: 409. A bad name, kind or field: the field named.
+        let (s, _, j) = call(&https, "POST", &path, Some(&officer_a), Some(body)).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{j}");
+        let (s, _, j) = call(
+            &https,
+            "POST",
+            &path,
+            Some(&officer_a),
+            Some(json!({"kind": "scep", "name": "a:b"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{j}");
+        let fields: Vec<&str> = j["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .filter_map(|e| e["field"].as_str())
+            .collect();
+        assert_eq!(fields, ["kind", "name"], "{j}");
+        let (s, _, j) = call(
+            &https,
+            "POST",
+            &path,
+            Some(&officer_a),
+            Some(json!({"kind": "est", "name": "x", "password": "mine"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{j}");
+        assert_eq!(j["type"], "urn:pkid:problem:malformed");
+
+        // Another organisation's officer: A does not exist for it (404), and it is audited.
+        let (s, _, j) = call(&https, "GET", &path, Some(&officer_b), None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{j}");
+        let (s, _, j) = call(
+            &https,
+            "POST",
+            &path,
+            Some(&officer_b),
+            Some(json!({"kind": "est", "name": "lay-tron"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{j}");
+        let (s, _, j) = call(
+            &https,
+            "DELETE",
+            &format!("{path}/est/may-in-01"),
+            Some(&officer_b),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{j}");
+        assert!(refused(data, "can-bo-b", "credential.list"));
+        assert!(refused(data, "can-bo-b", "credential.add"));
+        assert!(refused(data, "can-bo-b", "credential.remove"));
+        // An RA officer of the province reads, but makes and removes nothing.
+        let (s, _, j) = call(&https, "GET", &path, Some(&ra), None).await;
+        assert_eq!(s, StatusCode::OK, "{j}");
+        let (s, _, j) = call(
+            &https,
+            "POST",
+            &path,
+            Some(&ra),
+            Some(json!({"kind": "est", "name": "ra-made"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{j}");
+        let (s, _, j) = call(
+            &https,
+            "DELETE",
+            &format!("{path}/est/may-in-01"),
+            Some(&ra),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{j}");
+        assert!(refused(data, "ra-dn", "credential.add"));
+
+        // A CA admin makes a CMP secret for B: stored sealed.
+        let (s, _, cmp) = call(
+            &https,
+            "POST",
+            &format!("/api/v1/organisations/{B}/credentials"),
+            Some(&admin),
+            Some(json!({"kind": "cmp", "name": "ra-client"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{cmp}");
+        let cmp_secret = cmp["secret"].as_str().expect("secret");
+        let db = database_bytes(data);
+        assert!(!db
+            .windows(cmp_secret.len())
+            .any(|w| w == cmp_secret.as_bytes()));
+        let (s, _, j) = call(
+            &https,
+            "GET",
+            "/api/v1/organisations/nosuch/credentials",
+            Some(&admin),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{j}");
+
+        // Removed by the officer: 204, then 404; the list is empty; both changes audited.
+        let one = format!("{path}/est/may-in-01");
+        let (s, _, _) = call(&https, "DELETE", &one, Some(&officer_a), None).await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+        let (s, _, j) = call(&https, "DELETE", &one, Some(&officer_a), None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{j}");
+        let (_, _, list) = call(&https, "GET", &path, Some(&officer_a), None).await;
+        assert_eq!(list, json!([]));
+        let audit = pkid_ok(data, &["audit", "list"]);
+        assert!(
+            audit.lines().any(|l| l.contains("can-bo-a")
+                && l.contains("credential.add")
+                && l.contains(&format!("{A}/est/may-in-01"))),
+            "{audit}"
+        );
+        assert!(
+            audit
+                .lines()
+                .any(|l| l.contains("can-bo-a") && l.contains("credential.remove")),
+            "{audit}"
+        );
     }
 }

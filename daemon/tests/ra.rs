@@ -894,6 +894,8 @@ const API_PATHS: &[&str] = &[
     "/api/v1/documents/{id}/signature",
     "/api/v1/organisations",
     "/api/v1/organisations/{id}",
+    "/api/v1/organisations/{id}/credentials",
+    "/api/v1/organisations/{id}/credentials/{kind}/{name}",
     "/api/v1/operators",
     "/api/v1/operators/{id}",
     "/api/v1/operators/{id}/tokens",

@@ -1098,9 +1098,8 @@ pub fn central_key_request(msg: &CertReqMsg) -> Result<Option<CentralKeyRequest>
     }))
 }
 
-/// `id-ct-KP-aKeyPackage` (RFC 5958 §3).
-pub const ID_CT_KP_A_KEY_PACKAGE: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("2.16.840.1.101.2.1.2.78.5");
+/// `id-ct-KP-aKeyPackage` (RFC 5958 §3), as EST's serverkeygen uses it.
+pub use crate::est::ID_CT_KP_A_KEY_PACKAGE;
 
 /// The SignedData (DER, RFC 5652 §5) that carries a centrally generated key (RFC 9483
 /// §4.1.6): version 3, eContentType id-ct-KP-aKeyPackage over `package` (an

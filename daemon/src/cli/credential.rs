@@ -4,15 +4,12 @@
 //! the MAC, so it needs the secret itself). The secret is printed once, as the last line of
 //! stdout. Every change is audited; a removal takes effect on the daemon's next request.
 
-use super::{datadir_failure, out, Failure};
-use crate::datadir;
-use crate::ra::credentials;
-use crate::store::credentials::cmp_seal_context;
-use crate::store::{AuditEntry, CredentialKind, CredentialRecord, Outcome, StoreError};
-use base64::Engine;
+use super::out;
+use super::ra::{desk_failure, open_desk};
+use super::Failure;
+use crate::ra::desk::{CredentialInput, RequestDesk};
 use clap::Subcommand;
 use std::path::Path;
-use zeroize::Zeroizing;
 
 /// `pkid credential …`
 #[derive(Subcommand, Debug)]
@@ -49,169 +46,47 @@ pub enum CredentialCommand {
     },
 }
 
-fn store_failure(e: StoreError) -> Failure {
-    let code = match e {
-        StoreError::NotFound(_) => 4,
-        StoreError::DuplicateName(_) | StoreError::Changed(_) | StoreError::Conflict { .. } => 5,
-        _ => 1,
-    };
-    Failure {
-        message: e.to_string(),
-        code,
-    }
-}
-
-fn refused(message: impl Into<String>) -> Failure {
-    Failure {
-        message: message.into(),
-        code: 3,
-    }
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// A user name is a Basic user-id (no ':', RFC 7617) and a CMP senderKID: kept plain.
-fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-}
-
-/// A generated secret: 24 random bytes as base64url (32 characters, 192 bits).
-fn generate() -> Result<Zeroizing<String>, Failure> {
-    let mut bytes = Zeroizing::new([0u8; 24]);
-    aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| Failure {
-        message: "random generator unavailable".into(),
-        code: 1,
-    })?;
-    Ok(Zeroizing::new(
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes.as_ref()),
-    ))
-}
-
-/// Runs one `pkid credential` command.
+/// Runs one `pkid credential` command, through the desk the JSON API uses (as the console: a
+/// CA admin under `--actor`).
 pub(super) fn run(data: &Path, cmd: CredentialCommand, who: &str) -> Result<(), Failure> {
+    let me = RequestDesk::console(who);
     match cmd {
         CredentialCommand::Add { org, kind, name } => {
-            let kind = CredentialKind::parse(&kind).ok_or_else(|| refused("kind: est or cmp"))?;
-            if !valid_name(&name) {
-                return Err(refused(
-                    "name: 1 to 64 letters, digits, '.', '_' or '-' (no ':')",
-                ));
-            }
             // CMP needs the data key to seal its secret; EST stores only a hash.
-            let opened =
-                datadir::open(data, kind == CredentialKind::Cmp).map_err(datadir_failure)?;
-            let store = opened.store.clone();
-            match store.organisation(&org).map_err(store_failure)? {
-                Some(o) if o.deleted_at.is_none() => {}
-                _ => {
-                    return Err(Failure {
-                        message: format!("no organisation {org:?}"),
-                        code: 4,
-                    })
-                }
-            }
-            let secret = generate()?;
-            let stored = match kind {
-                CredentialKind::Est => credentials::hash_password(&secret)
-                    .map_err(|e| Failure {
-                        message: e.to_string(),
-                        code: 1,
-                    })?
-                    .into_bytes(),
-                CredentialKind::Cmp => {
-                    let keys = opened.keys.as_ref().ok_or_else(|| Failure {
-                        message: "the key backend is not loaded".into(),
-                        code: 1,
-                    })?;
-                    let sealer = keys.sealer().map_err(|e| Failure {
-                        message: format!("the data key: {e}"),
-                        code: 1,
-                    })?;
-                    sealer
-                        .seal(secret.as_bytes(), cmp_seal_context(&org, &name).as_bytes())
-                        .map_err(|e| Failure {
-                            message: format!("sealing the secret: {e}"),
-                            code: 1,
-                        })?
-                }
-            };
-            let at = now();
-            let record = CredentialRecord {
-                id: 0,
-                organisation: org.clone(),
-                kind,
-                name: name.clone(),
-                secret: stored,
-                created_at: at,
-                created_by: who.into(),
-            };
-            let audit = AuditEntry {
-                at,
-                actor: who.into(),
-                action: "credential.add".into(),
-                target: format!("{org}/{}/{name}", kind.as_str()),
-                outcome: Outcome::Success,
-                detail: format!("kind={}", kind.as_str()),
-            };
-            store
-                .add_credential(&record, &audit)
-                .map_err(store_failure)?;
-            let what = match kind {
-                CredentialKind::Est => "EST user (HTTP Basic); password",
-                CredentialKind::Cmp => "CMP shared secret (senderKID = name)",
+            let desk = open_desk(data, kind == "cmp")?;
+            let (view, secret) = desk
+                .add_enrollment_credential(&me, &org, &CredentialInput { kind, name })
+                .map_err(desk_failure)?;
+            let what = match view.kind {
+                "est" => "EST user (HTTP Basic); password",
+                _ => "CMP shared secret (senderKID = name)",
             };
             out(&format!(
-                "{org}: {} credential {name:?} created; shown once, not stored in clear:\n{what} follows\n{}\n",
-                kind.as_str(),
+                "{org}: {} credential {:?} created; shown once, not stored in clear:\n{what} follows\n{}\n",
+                view.kind,
+                view.name,
                 secret.as_str()
             ))
         }
         CredentialCommand::List { org } => {
-            let opened = datadir::open(data, false).map_err(datadir_failure)?;
-            let rows = opened
-                .store
-                .credentials(org.as_deref())
-                .map_err(store_failure)?;
+            let desk = open_desk(data, false)?;
             let mut text = String::new();
-            for r in rows {
+            for r in desk
+                .enrollment_credentials(&me, org.as_deref())
+                .map_err(desk_failure)?
+            {
                 text.push_str(&format!(
                     "{}\t{}\t{}\t{}\t{}\n",
-                    r.organisation,
-                    r.kind.as_str(),
-                    r.name,
-                    pkid_protocols::time::rfc3339(r.created_at),
-                    r.created_by
+                    r.organisation, r.kind, r.name, r.created, r.created_by
                 ));
             }
             out(&text)
         }
         CredentialCommand::Remove { org, kind, name } => {
-            let kind = CredentialKind::parse(&kind).ok_or_else(|| refused("kind: est or cmp"))?;
-            let opened = datadir::open(data, false).map_err(datadir_failure)?;
-            let audit = AuditEntry {
-                at: now(),
-                actor: who.into(),
-                action: "credential.remove".into(),
-                target: format!("{org}/{}/{name}", kind.as_str()),
-                outcome: Outcome::Success,
-                detail: String::new(),
-            };
-            opened
-                .store
-                .remove_credential(&org, kind, &name, &audit)
-                .map_err(store_failure)?;
-            out(&format!(
-                "{org}: {} credential {name:?} removed\n",
-                kind.as_str()
-            ))
+            let desk = open_desk(data, false)?;
+            desk.remove_enrollment_credential(&me, &org, &kind, &name)
+                .map_err(desk_failure)?;
+            out(&format!("{org}: {kind} credential {name:?} removed\n"))
         }
     }
 }

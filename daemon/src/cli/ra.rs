@@ -269,7 +269,7 @@ pub enum RequestCommand {
     EraseExpired,
 }
 
-fn desk_failure(e: DeskError) -> Failure {
+pub(super) fn desk_failure(e: DeskError) -> Failure {
     // Exit codes as for certificates: 1 our side, 3 refused input, 4 not found, 5 conflict,
     // 7 forbidden (6 is a broken audit chain).
     let code = match &e {
@@ -298,7 +298,7 @@ fn desk_failure(e: DeskError) -> Failure {
 }
 
 /// Opens the desk on a data directory; `with_keys` loads the CA (to fulfil) and the data key.
-fn open_desk(data: &Path, with_keys: bool) -> Result<RequestDesk, Failure> {
+pub(super) fn open_desk(data: &Path, with_keys: bool) -> Result<RequestDesk, Failure> {
     let opened = datadir::open(data, with_keys).map_err(datadir_failure)?;
     RequestDesk::open(
         &opened.config,

@@ -7,7 +7,7 @@
 //! `pkid_est_requests_total{operation,outcome}` and logged at most [`LOG_BURST`] lines per
 //! [`LOG_WINDOW`] (the rest are counted and the count logged with the next line).
 
-use super::{Caller, Enrolled, Est, EstError};
+use super::{Caller, Enrolled, Est, EstError, ServerKeySigner};
 use crate::http::tls::{ClientIdentity, TlsExporter};
 use crate::http::AppState;
 use axum::body::Bytes;
@@ -66,9 +66,24 @@ pub fn router(state: &Arc<AppState>) -> Router<Arc<AppState>> {
             None
         }
     };
+    let server_key = std::fs::read(&config.server.tls_cert)
+        .map_err(|e| format!("{}: {e}", config.server.tls_cert.display()))
+        .and_then(|chain| {
+            let key = zeroize::Zeroizing::new(
+                std::fs::read(&config.server.tls_key)
+                    .map_err(|e| format!("{}: {e}", config.server.tls_key.display()))?,
+            );
+            ServerKeySigner::load(&chain, &key)
+        })
+        .map_err(|e| tracing::warn!(error = %e, "EST: the server's key does not load; an encrypted serverkeygen will answer 503"))
+        .ok();
     let est = Arc::new(
-        Est::new(config, state.store.clone(), state.authority.clone()).with_sealer(sealer),
+        Est::new(config, state.store.clone(), state.authority.clone())
+            .with_sealer(sealer)
+            .with_server_key(server_key),
     );
+    // SIGHUP reaches the labels through the state (`AppState::reload`).
+    let _ = state.est.set(est.clone());
     Router::new()
         .route("/{*rest}", any(handle))
         .layer(Extension(est))
@@ -288,7 +303,7 @@ async fn handle(
             .inc();
     };
     let label = match est.label(label_name) {
-        Ok(l) => l.clone(),
+        Ok(l) => l,
         Err(e) => {
             count(e.reason());
             log_refusal(op_label, label_name.unwrap_or(""), 404, &e.to_string());

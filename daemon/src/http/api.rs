@@ -215,7 +215,7 @@ fn desk(state: &AppState) -> Result<Arc<RequestDesk>, ApiError> {
 
 /// Reads a JSON body of type `T`: `application/json`, within the API's limit, unknown fields
 /// refused, and the failing field's path named.
-async fn json_body<T: serde::de::DeserializeOwned>(
+pub(super) async fn json_body<T: serde::de::DeserializeOwned>(
     state: &AppState,
     req: Request,
 ) -> Result<T, ApiError> {

@@ -82,12 +82,13 @@ async fn show(
     answer(StatusCode::OK, r)
 }
 
-/// `GET /api/openapi.json`: the API's document with the device and signing-account paths
+/// `GET /api/openapi.json`: the API's document with the device, credential and signing-account paths
 /// merged in (served from here so that `api` does not import this module back).
 pub(crate) async fn openapi() -> crate::http::reply::Reply {
     use utoipa::OpenApi;
     let mut doc = super::api::ApiDoc::openapi();
     doc.merge(DevicesDoc::openapi());
+    doc.merge(super::api_credentials::CredentialsDoc::openapi());
     doc.merge(crate::csc::http::CscDoc::openapi());
     match doc.to_json() {
         Ok(s) => crate::http::reply::reply(StatusCode::OK, "application/json", s),

@@ -19,6 +19,7 @@
 //! serves them until stopped.
 
 pub mod api;
+mod api_credentials;
 mod api_devices;
 pub mod body;
 mod conditional;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub data_dir: PathBuf,
     /// The live configuration (replaced on SIGHUP).
     pub config: ArcSwap<Config>,
+    /// The EST server, once its router is built: a reload hands it the new `[est]` section.
+    pub est: std::sync::OnceLock<Arc<crate::est::Est>>,
     /// The CA.
     pub authority: Arc<crate::ca::Authority>,
     /// The store.
@@ -129,6 +132,7 @@ impl AppState {
             data_dir: parts.data_dir,
             limiter: ArcSwapOption::new(limiter(parts.config.server.rate_limit)),
             config: ArcSwap::from_pointee(parts.config),
+            est: std::sync::OnceLock::new(),
             authority: parts.authority,
             store: parts.store,
             keys: parts.keys,
@@ -143,8 +147,8 @@ impl AppState {
     }
 
     /// Applies the HTTP settings that are safe to change live (rate limit, body limit), the
-    /// log settings and the RA's `[ra]` section (with its calendar file, read again) from
-    /// `new`; listener addresses and `public_url` need a restart.
+    /// log settings, the RA's `[ra]` section (with its calendar file, read again) and EST's
+    /// labels (`[est]`) from `new`; listener addresses and `public_url` need a restart.
     pub fn reload(&self, new: &Config) {
         let old = self.config.load_full();
         if new.server.rate_limit != old.server.rate_limit {
@@ -158,6 +162,10 @@ impl AppState {
         // desk refused them (a calendar file that does not parse).
         if self.desk.as_ref().is_none_or(|desk| desk.reload(new)) {
             applied.ra = new.ra.clone();
+        }
+        // EST's labels, unless EST refused them (a profile or issuer not running).
+        if self.est.get().is_some_and(|est| est.reload(new)) {
+            applied.est = new.est.clone();
         }
         if new.server.http != old.server.http
             || new.server.https != old.server.https

@@ -154,6 +154,7 @@ fn enrollment_plane(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .nest(
             "/api/v1",
             super::api_devices::router()
+                .merge(super::api_credentials::router())
                 .merge(super::api::router())
                 .merge(crate::csc::http::activation_router(csc.clone())),
         )

@@ -6,6 +6,7 @@
 //!
 //! ```text
 //!  PKCS#8 key ─▶ AsymmetricKeyPackage (SEQUENCE OF OneAsymmetricKey)
+//!    [─▶ SignedData by the EST server's key (serverkeygen, RFC 7030 §4.4.2)]
 //!    ─▶ AES-256-CBC under a fresh content key (random IV)
 //!    ─▶ the content key to the recipient's certificate:
 //!         RSA   ─▶ KeyTransRecipientInfo, RSAES-OAEP (SHA-256, MGF1-SHA-256)      RFC 8017, 4055
@@ -31,7 +32,7 @@ use cms::enveloped_data::{
     KeyTransRecipientInfo, OriginatorIdentifierOrKey, OriginatorPublicKey, RecipientEncryptedKey,
     RecipientIdentifier, RecipientInfo, RecipientInfos,
 };
-use const_oid::db::rfc5911::{ID_AES_256_CBC, ID_AES_256_WRAP, ID_ENVELOPED_DATA};
+use const_oid::db::rfc5911::{ID_AES_256_CBC, ID_AES_256_WRAP, ID_ENVELOPED_DATA, ID_SIGNED_DATA};
 use const_oid::db::rfc5912::{
     ID_EC_PUBLIC_KEY, ID_MGF_1, ID_RSAES_OAEP, ID_SHA_256, RSA_ENCRYPTION, SECP_256_R_1,
     SECP_384_R_1,
@@ -129,7 +130,7 @@ pub fn key_identifier(certificate: &Certificate) -> Vec<u8> {
 }
 
 /// `ContentInfo(EnvelopedData)` (DER) holding `pkcs8` as an asymmetric key package, readable
-/// only with the private key of `recipient`.
+/// only with the private key of `recipient` (an escrowed key released to its recipient).
 pub fn key_package_for(recipient: &Certificate, pkcs8: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
     let package = key_package(pkcs8)?;
     let enveloped = enveloped_data(recipient, ID_CT_KP_A_KEY_PACKAGE, &package)?;
@@ -146,6 +147,22 @@ pub fn key_package_for(recipient: &Certificate, pkcs8: &[u8]) -> Result<Vec<u8>,
 pub fn key_package(pkcs8: &[u8]) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
     let one = Any::from_der(pkcs8).map_err(der_failed)?;
     Ok(Zeroizing::new(vec![one].to_der().map_err(der_failed)?))
+}
+
+/// `ContentInfo(EnvelopedData)` (DER) around `signed_data`, the DER `SignedData` of a signed
+/// key package (RFC 7030 §4.4.2, RFC 5958 §4: signed by the key's maker, then encrypted to
+/// the client), readable only with the private key of `recipient`.
+pub fn signed_key_package_for(
+    recipient: &Certificate,
+    signed_data: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
+    let enveloped = enveloped_data(recipient, ID_SIGNED_DATA, signed_data)?;
+    ContentInfo {
+        content_type: ID_ENVELOPED_DATA,
+        content: Any::encode_from(&enveloped).map_err(der_failed)?,
+    }
+    .to_der()
+    .map_err(der_failed)
 }
 
 /// EnvelopedData (RFC 5652 §6) of `content` (of type `content_type`), AES-256-CBC under a

@@ -112,6 +112,13 @@ impl From<SignError> for OcspError {
     }
 }
 
+/// An EST key package that cannot be signed is our fault, answered 500 or 503 by the caller.
+impl From<SignError> for pkid_protocols::est::EstCodecError {
+    fn from(e: SignError) -> Self {
+        Self::Signer(e.to_string())
+    }
+}
+
 /// Both are `systemFailure` on the wire (RFC 3161 §2.4.2); they differ in the log.
 impl From<SignError> for TspError {
     fn from(e: SignError) -> Self {

@@ -1,5 +1,7 @@
 //! Operators' secrets: bearer tokens (random, stored as SHA-256), portal passwords (Argon2id)
-//! and TOTP second factors (RFC 6238, the secret sealed under the data key).
+//! and TOTP second factors (RFC 6238, the secret sealed under the data key); and the
+//! generated secrets of organisations' enrollment credentials (EST passwords, CMP shared
+//! secrets: `RequestDesk::add_enrollment_credential`).
 //!
 //! A token is 32 bytes from the system's CSPRNG, shown once as `pkid_` + base64url. Only its
 //! SHA-256 is stored: a token has 256 bits of entropy, so a fast hash is enough (a password,
@@ -66,6 +68,27 @@ pub fn new_token() -> Result<NewToken, CredentialError> {
     ));
     let hash = token_hash(&secret);
     Ok(NewToken { secret, hash })
+}
+
+/// Longest name of an enrollment credential (an EST user name, a CMP senderKID).
+pub const MAX_ENROLLMENT_NAME: usize = 64;
+
+/// Whether `name` may name an enrollment credential: an HTTP Basic user-id (no ':', RFC 7617)
+/// and a CMP senderKID, kept to 1 to [`MAX_ENROLLMENT_NAME`] letters, digits, '.', '_', '-'.
+pub fn valid_enrollment_name(name: &str) -> bool {
+    (1..=MAX_ENROLLMENT_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// A generated enrollment secret: 24 random bytes as base64url (32 characters, 192 bits),
+/// shown once.
+pub fn new_enrollment_secret() -> Result<Zeroizing<String>, CredentialError> {
+    let bytes = random::<24>()?;
+    Ok(Zeroizing::new(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes.as_ref()),
+    ))
 }
 
 /// A subscriber's one-time revocation code, as made: shown once, stored as `sha256`.
@@ -195,6 +218,19 @@ mod tests {
             .replace('0', "o");
         assert_eq!(revocation_code_hash(&typed), a.sha256);
         assert_ne!(revocation_code_hash(&b.code), a.sha256);
+    }
+
+    #[test]
+    fn enrollment_secrets_are_random_and_names_are_basic_user_ids() {
+        let a = new_enrollment_secret().expect("secret");
+        let b = new_enrollment_secret().expect("secret");
+        assert_eq!(a.len(), 32);
+        assert_ne!(*a, *b);
+        assert!(hash_password(&a).is_ok(), "long enough to hash");
+        assert!(valid_enrollment_name("may-in_01.a"));
+        for bad in ["", "a:b", "tên", "a b", &"x".repeat(65)] {
+            assert!(!valid_enrollment_name(bad), "{bad:?}");
+        }
     }
 
     #[test]

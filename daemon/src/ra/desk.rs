@@ -18,6 +18,9 @@
 //! caller's role and reach ([`super::access`]) on the server; reads outside the reach are "not
 //! found", actions outside it "forbidden", and both refusals are audited.
 
+mod enrollment;
+pub use enrollment::{CredentialInput, CredentialView};
+
 use super::access::{Principal, Reach, Via};
 use super::calendar::Calendar;
 use super::credentials;
