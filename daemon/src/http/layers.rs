@@ -452,8 +452,8 @@ where
         };
         let start = Instant::now();
         let peer = peer(self.peer, &req);
-        let timeout = self.state.config.load().server.request_timeout;
         if post {
+            let timeout = self.state.config.load().server.request_timeout;
             return match super::ocsp::Post::new(&self.state, req) {
                 Ok(answer) => Admitted::Posting(PostAnswer {
                     answer: Within::new(timeout, answer),
@@ -473,6 +473,7 @@ where
             return Admitted::Ready(Some(at_once));
         }
         let state = self.state.clone();
+        let timeout = state.config.load().server.request_timeout;
         Admitted::Answering(Box::pin(async move {
             let resp = within(timeout, super::ocsp::get_decoded(state.clone(), req))
                 .await
