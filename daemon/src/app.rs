@@ -38,7 +38,6 @@ use crate::ocsp::{OcspParts, OcspService};
 use crate::store::cursor::FeedPosition;
 use crate::store::follow::{ChangeListener, Follower};
 use crate::tsa::Tsa;
-use hyper_util::server::graceful::GracefulShutdown;
 use issuers::IssuerWatcher;
 use std::future::Future;
 use std::path::Path;
@@ -338,8 +337,8 @@ impl App {
         let state = self.state.clone();
         let config = state.config.load_full();
         let (stop_tx, stop_rx) = watch::channel(false);
-        let graceful = Arc::new(GracefulShutdown::new());
-        let tasks = http::listen(&state, self.routers(), &stop_rx, &graceful).await?;
+        let drain = Arc::new(http::Drain::new());
+        let tasks = http::listen(&state, self.routers(), &stop_rx, &drain).await?;
         let follower = self.follower();
         {
             let state = state.clone();
@@ -394,8 +393,7 @@ impl App {
         for t in tasks {
             let _ = t.await;
         }
-        let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
-        match tokio::time::timeout(config.server.shutdown_grace, graceful.shutdown()).await {
+        match tokio::time::timeout(config.server.shutdown_grace, drain.shutdown()).await {
             Ok(()) => tracing::info!("all connections closed"),
             Err(_) => {
                 tracing::warn!(grace = ?config.server.shutdown_grace, "grace period over; closing remaining connections")

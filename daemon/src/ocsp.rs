@@ -382,6 +382,11 @@ impl OcspService {
         })
     }
 
+    /// The responder's clock: Unix seconds.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
     /// Whether signing happens on the calling thread.
     pub fn signs_inline(&self) -> bool {
         self.inline_signing
@@ -389,9 +394,9 @@ impl OcspService {
 
     /// The `Cache-Control` of a cached answer (RFC 5019 §6.2) when it differs from the one in
     /// its prebuilt headers: in the last `max_age_secs` before nextUpdate, max-age counts down
-    /// to nextUpdate.
-    pub fn shorter_max_age(&self, c: &Cached) -> Option<HeaderValue> {
-        let left = c.next_update.saturating_sub(self.clock.now());
+    /// to nextUpdate. `now`: Unix seconds ([`OcspService::now`]).
+    pub fn shorter_max_age(&self, c: &Cached, now: u64) -> Option<HeaderValue> {
+        let left = c.next_update.saturating_sub(now);
         if c.unknown || left >= self.config.max_age_secs {
             return None;
         }
@@ -498,12 +503,16 @@ impl OcspService {
     /// whose cached answer is still current. `None` means: decode and [`prepare`] it.
     ///
     /// [`prepare`]: OcspService::prepare
-    pub fn answer_form(&self, form: Form, bytes: &[u8]) -> Option<Answer> {
+    ///
+    /// `now` (Unix seconds, [`OcspService::now`]) is read once by the caller, which also
+    /// needs it for [`OcspService::shorter_max_age`]: a clock read is a measurable share of
+    /// this path.
+    pub fn answer_form(&self, form: Form, bytes: &[u8], now: u64) -> Option<Answer> {
         let hit = with_form_key(form, bytes, |k| self.forms.get(k)).flatten()?;
         let served = self.served.load();
         let index = self.issuer_index(served.get(usize::from(hit.key.issuer))?)?;
         let (status, raw) = status_of(index.lookup(hit.key.serial));
-        if !self.is_current(&hit, raw, self.clock.now()) {
+        if !self.is_current(&hit, raw, now) {
             return None;
         }
         self.counters.hit.inc();

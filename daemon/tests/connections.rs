@@ -140,6 +140,50 @@ fn an_http2_connection_without_streams_is_closed_when_quiet() {
     assert!(got.len() >= 9 && got[3] == 4, "{got:?}");
 }
 
+/// Writes `head` a byte every `pause` until the peer closes; returns how long that took from
+/// the first byte and how many bytes went out.
+fn trickle_until_closed(stream: &mut TcpStream, head: &[u8], pause: Duration) -> (Duration, usize) {
+    let started = Instant::now();
+    for (sent, byte) in head.iter().cycle().enumerate() {
+        if stream.write_all(std::slice::from_ref(byte)).is_err() {
+            return (started.elapsed(), sent);
+        }
+        assert!(
+            started.elapsed() < CLOSE_BOUND,
+            "still open after {CLOSE_BOUND:?} of a trickled head"
+        );
+        std::thread::sleep(pause);
+    }
+    unreachable!("cycle never ends")
+}
+
+#[test]
+fn a_head_trickled_byte_by_byte_is_closed_after_the_header_timeout_even_after_a_request() {
+    // The idle timeout is long: only the header timeout can close these connections.
+    let dir = data_dir_with("idle_timeout_secs = 30\nheader_timeout_secs = 2\n");
+    let daemon = Daemon::start(dir.path());
+    let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    // A fresh connection, and one that has been answered once (keep-alive).
+    for answered_first in [false, true] {
+        let mut client = connect(&daemon);
+        if answered_first {
+            let answer = get_on(&mut client, "/healthz");
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        }
+        let (took, sent) = trickle_until_closed(&mut client, head, Duration::from_millis(100));
+        assert!(
+            took >= Duration::from_millis(1900),
+            "closed {took:?} into the head (after {sent} bytes), before the header timeout"
+        );
+        assert!(
+            took <= Duration::from_secs(6),
+            "closed only {took:?} into the head, long after the 2 s header timeout"
+        );
+    }
+    // A client that sends its head in one piece is served as before.
+    assert_eq!(get(&daemon.http_url("/healthz")).status, 200);
+}
+
 #[test]
 fn a_body_that_stops_midway_is_answered_408_and_closed_after_the_body_timeout() {
     let dir = data_dir_with("body_timeout_secs = 1\n");

@@ -1402,6 +1402,41 @@ fn sigterm_shuts_down_gracefully_even_with_an_idle_client() {
 }
 
 #[test]
+fn sigterm_lets_a_request_in_progress_finish_before_the_daemon_exits() {
+    let dir = init(&[]);
+    let mut daemon = Daemon::start(dir.path());
+    // A request whose body is half sent when the stop comes: it is answered, then the
+    // connection and the daemon close.
+    let mut busy = TcpStream::connect(daemon.http).expect("connect");
+    busy.write_all(
+        b"POST /ocsp HTTP/1.1\r\nHost: x\r\nContent-Type: application/ocsp-request\r\n\
+          Content-Length: 10\r\n\r\n01234",
+    )
+    .expect("write head and half the body");
+    // The request has begun once its head is parsed; give the daemon a moment to get there.
+    std::thread::sleep(Duration::from_millis(300));
+    daemon.sigterm();
+    assert!(
+        daemon.wait_for_log("shutting down", 1, Duration::from_secs(10)),
+        "{}",
+        daemon.logs()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    busy.write_all(b"56789").expect("the rest of the body");
+    let answer = lossy(&read_until_close(&mut busy, Duration::from_secs(10)));
+    // Not an OCSP request: answered malformedRequest, in an HTTP 200.
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let status = daemon.wait();
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        daemon.logs()
+    );
+    let logs = daemon.logs();
+    assert!(logs.contains("all connections closed"), "{logs}");
+}
+
+#[test]
 fn serve_initialises_an_empty_data_dir_once_and_then_reuses_it() {
     let dir = tempdir();
     let data = dir.path();

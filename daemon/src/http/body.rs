@@ -1,10 +1,10 @@
 //! Reading request bodies within a limit of size ([`read_limited`]) and of time ([`TimedBody`]).
 
+use super::deferred::DeferredTimeout;
 use axum::body::Body;
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Frame, SizeHint};
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -32,11 +32,14 @@ pub struct BodyTimedOut(Duration);
 /// `timeout` while the handler waits for more: a client that stops mid-body is answered 408
 /// instead of holding its connection and task for ever. The clock restarts at every frame, so
 /// a slow but steady upload is not cut off; only silence is.
+///
+/// The timer is armed only when the body is still pending at the second poll of a wait
+/// ([`DeferredTimeout`]): a body that arrives with its head, as almost every small one does,
+/// never arms one.
 pub struct TimedBody<B> {
     inner: B,
     timeout: Duration,
-    /// Armed while the inner body is pending; boxed only for a body that had to wait.
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    silence: DeferredTimeout,
 }
 
 impl<B> TimedBody<B> {
@@ -45,7 +48,7 @@ impl<B> TimedBody<B> {
         Self {
             inner,
             timeout,
-            sleep: None,
+            silence: DeferredTimeout::new(timeout),
         }
     }
 }
@@ -65,19 +68,13 @@ where
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                this.sleep = None;
+                this.silence.progressed();
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
-            Poll::Pending => {
-                let timeout = this.timeout;
-                let sleep = this
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                match sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyTimedOut(timeout).into()))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+            Poll::Pending => match this.silence.poll_expired(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(BodyTimedOut(this.timeout).into()))),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 

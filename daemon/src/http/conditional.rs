@@ -17,16 +17,26 @@ use std::time::UNIX_EPOCH;
 /// `If-Modified-Since: <that second>` would let a cache keep serving the copy made before the
 /// revocation. A client that holds the current copy and sends its `Last-Modified` gets a 200
 /// instead (its `ETag` still gets a 304).
+///
+/// The two fields are found in one pass over the request's few fields (the first of each
+/// counts, as `HeaderMap::get` would give): two hashed lookups cost more, on the cached OCSP
+/// path, than the scan of an OCSP client's three or four fields.
 pub(crate) fn not_modified(headers: &HeaderMap, etag: &str, last_modified_unix: u64) -> bool {
-    if let Some(inm) = headers.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+    let (mut inm, mut ims) = (None, None);
+    for (name, value) in headers {
+        if *name == IF_NONE_MATCH {
+            inm = inm.or(Some(value));
+        } else if *name == IF_MODIFIED_SINCE {
+            ims = ims.or(Some(value));
+        }
+    }
+    if let Some(inm) = inm.and_then(|v| v.to_str().ok()) {
         return inm
             .split(',')
             .map(str::trim)
             .any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag));
     }
-    headers
-        .get(IF_MODIFIED_SINCE)
-        .and_then(|v| v.to_str().ok())
+    ims.and_then(|v| v.to_str().ok())
         .and_then(|v| httpdate::parse_http_date(v).ok())
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .is_some_and(|since| last_modified_unix < since.as_secs())
@@ -70,5 +80,9 @@ mod tests {
         assert!(not_modified(&h, etag, at), "weak comparison of a list");
         h.insert(IF_NONE_MATCH, HeaderValue::from_static("*"));
         assert!(not_modified(&h, etag, at), "any");
+        // Repeated: the first field counts, as for `HeaderMap::get`.
+        h.insert(IF_NONE_MATCH, HeaderValue::from_static("\"other\""));
+        h.append(IF_NONE_MATCH, HeaderValue::from_static("\"abc\""));
+        assert!(!not_modified(&h, etag, at), "the first If-None-Match");
     }
 }

@@ -27,6 +27,7 @@
 //! status plane.
 
 use super::body::TimedBody;
+use super::deferred::DeferredTimeout;
 use super::error::HttpError;
 use super::reply::Reply;
 use super::AppState;
@@ -51,27 +52,25 @@ use tower::{Layer, Service};
 /// A boxed response future (the per-route layers, which must await the handler).
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Reply, Infallible>> + Send>>;
 
-/// `answer`'s output, or `None` once `timeout` has passed. An answer ready on its first poll
-/// (a cached OCSP response, a probe) is returned without arming a timer: registering and
-/// cancelling a tokio timer entry costs more than such an answer itself.
+/// `answer`'s output, or `None` once `timeout` has passed. An answer ready by its second
+/// poll (a cached OCSP response, a probe, a POST whose body came with its head) is returned
+/// without arming a timer ([`DeferredTimeout`]): registering and cancelling a tokio timer
+/// entry costs more than such an answer itself.
 async fn within<F: Future>(timeout: std::time::Duration, answer: F) -> Option<F::Output> {
     Within::new(timeout, std::pin::pin!(answer)).await
 }
 
-/// The future of [`within`], with a name (so a layer can hold it unboxed): the timer is armed
-/// at the answer's first `Pending`, and the answer given up when it fires.
+/// The future of [`within`], with a name (so a layer can hold it unboxed).
 pub struct Within<F> {
     answer: F,
-    timeout: std::time::Duration,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    deadline: DeferredTimeout,
 }
 
 impl<F> Within<F> {
     fn new(timeout: std::time::Duration, answer: F) -> Self {
         Self {
             answer,
-            timeout,
-            timer: None,
+            deadline: DeferredTimeout::new(timeout),
         }
     }
 }
@@ -84,11 +83,7 @@ impl<F: Future + Unpin> Future for Within<F> {
         if let Poll::Ready(out) = Pin::new(&mut this.answer).poll(cx) {
             return Poll::Ready(Some(out));
         }
-        let timeout = this.timeout;
-        let timer = this
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        timer.as_mut().poll(cx).map(|()| None)
+        this.deadline.poll_expired(cx).map(|()| None)
     }
 }
 
@@ -457,8 +452,8 @@ where
         };
         let start = Instant::now();
         let peer = peer(self.peer, &req);
-        let timeout = self.state.config.load().server.request_timeout;
         if post {
+            let timeout = self.state.config.load().server.request_timeout;
             return match super::ocsp::Post::new(&self.state, req) {
                 Ok(answer) => Admitted::Posting(PostAnswer {
                     answer: Within::new(timeout, answer),
@@ -478,6 +473,7 @@ where
             return Admitted::Ready(Some(at_once));
         }
         let state = self.state.clone();
+        let timeout = state.config.load().server.request_timeout;
         Admitted::Answering(Box::pin(async move {
             let resp = within(timeout, super::ocsp::get_decoded(state.clone(), req))
                 .await

@@ -11,8 +11,9 @@
 //! Below HTTP ([`conn`]): a cap on concurrent connections per listener and per client address
 //! (the next one is closed at accept), and an idle timeout that closes a connection with no
 //! request in progress and no byte moving — silent from the start, quiet between keep-alive
-//! requests, or HTTP/2 with no stream. hyper's header timeout counts from a request's first
-//! byte, and a body's silence is bounded by [`body::TimedBody`].
+//! requests, or HTTP/2 with no stream — and a header timeout that closes one whose request head
+//! keeps arriving without completing (both watched per connection, not timed per request); a
+//! body's silence is bounded by [`body::TimedBody`].
 //!
 //! The state handlers reach ([`AppState`]) is built by the composition root (`crate::app`);
 //! [`routes::routers`] turns it into the two routers, and [`listen`] binds the listeners and
@@ -25,6 +26,7 @@ pub mod body;
 mod conditional;
 mod conn;
 mod crl;
+mod deferred;
 mod error;
 pub mod layers;
 mod ocsp;
@@ -33,6 +35,7 @@ pub mod routes;
 pub mod tls;
 mod tsa;
 
+pub use conn::Drain;
 pub use routes::{routers, Listener, Routers};
 pub use tls::{ClientIdentity, ClientTrust};
 
@@ -46,7 +49,6 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -200,12 +202,12 @@ pub enum ListenError {
 }
 
 /// Binds the configured listeners and serves `routers` on them until `stop` changes; each
-/// accept loop is a task the caller awaits. Connections finish under `graceful`.
+/// accept loop is a task the caller awaits. Connections finish under `drain`.
 pub async fn listen(
     state: &Arc<AppState>,
     routers: Routers,
     stop: &watch::Receiver<bool>,
-    graceful: &Arc<GracefulShutdown>,
+    drain: &Arc<Drain>,
 ) -> Result<Vec<JoinHandle<()>>, ListenError> {
     let config = state.config.load_full();
     let mut tasks = Vec::new();
@@ -219,7 +221,7 @@ pub async fn listen(
             routers.http,
             state.clone(),
             stop.clone(),
-            graceful.clone(),
+            drain.clone(),
         )));
     }
     if let Some(addr) = config.server.https {
@@ -238,7 +240,7 @@ pub async fn listen(
             routers.https,
             state.clone(),
             stop.clone(),
-            graceful.clone(),
+            drain.clone(),
         )));
     }
     if tasks.is_empty() {
@@ -257,12 +259,11 @@ async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, Liste
         .map_err(|source| ListenError::Bind { what, addr, source })
 }
 
-fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
+fn connection_builder() -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.server.header_timeout)
-        .keep_alive(true);
+    // No timer and no header-read timeout in hyper: the connection's watch
+    // ([`conn::Activity::expired`]) bounds a trickled head, without a timer per request.
+    b.http1().header_read_timeout(None).keep_alive(true);
     // No HTTP/2 keep-alive pings: the idle timeout closes a connection on which nothing moves
     // (a ping and its answer would keep an unused connection open for ever), and a request in
     // progress is bounded by the body and request timeouts.
@@ -286,11 +287,14 @@ async fn accept_loop(
     router: Listener,
     state: Arc<AppState>,
     mut stop: watch::Receiver<bool>,
-    graceful: Arc<GracefulShutdown>,
+    drain: Arc<Drain>,
 ) {
     let config = state.config.load_full();
-    let builder = connection_builder(&config);
-    let idle_timeout = config.server.idle_timeout;
+    let builder = connection_builder();
+    let timeouts = conn::Timeouts {
+        idle: config.server.idle_timeout,
+        header: config.server.header_timeout,
+    };
     let limits = conn::ConnectionLimits::new(
         what,
         config.server.max_connections,
@@ -318,7 +322,7 @@ async fn accept_loop(
         // The peer address lives in this connection's service, not in each request.
         let router = router.connection(peer);
         let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let mut drained = drain.watcher();
         let tls = tls.clone();
         let activity = conn::Activity::new();
         let idle = activity.clone();
@@ -349,8 +353,8 @@ async fn accept_loop(
             let served = async {
                 match tls {
                     None => {
-                        watcher
-                            .watch(
+                        activity
+                            .serve(
                                 builder
                                     .serve_connection(TokioIo::new(stream), service(None, None))
                                     .into_owned(),
@@ -362,11 +366,12 @@ async fn accept_loop(
                             .await
                         {
                             Ok(Ok(tls_stream)) => {
+                                activity.handshake_done();
                                 let identity =
                                     trust.identity(tls_stream.get_ref().1.peer_certificates());
                                 let exporter = tls::TlsExporter::of(tls_stream.get_ref().1);
-                                watcher
-                                    .watch(
+                                activity
+                                    .serve(
                                         builder
                                             .serve_connection(
                                                 TokioIo::new(tls_stream),
@@ -392,16 +397,36 @@ async fn accept_loop(
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
-        // The idle watch is a task of its own beside the connection's, so that serving a
-        // request does not poll the idle timer too; when it expires the connection's task is
-        // aborted (dropping the connection, as at the end of its task).
+        // The watch is a task of its own beside the connection's, so that serving a request
+        // polls neither its timer nor the drain; when a timeout expires the connection's task
+        // is aborted (dropping the connection, as at the end of its task). It holds the
+        // drain's receiver for the connection's life, so a shutdown waits for the connection.
         tokio::spawn(async move {
             let mut connection = connection;
-            tokio::select! {
-                _ = &mut connection => {}
-                () = idle.idle_expired(idle_timeout) => {
-                    connection.abort();
-                    tracing::debug!(%peer, "idle connection closed");
+            let expired = idle.expired(timeouts);
+            tokio::pin!(expired);
+            let mut draining = false;
+            let why = loop {
+                tokio::select! {
+                    _ = &mut connection => return,
+                    changed = drained.changed(), if !draining => {
+                        // Sent (or the daemon is going away regardless): finish and close.
+                        let _ = changed;
+                        draining = true;
+                        idle.drain();
+                    }
+                    why = &mut expired => break why,
+                }
+            };
+            drop(drained);
+            {
+                connection.abort();
+                match why {
+                    conn::Expiry::Idle => tracing::debug!(%peer, "idle connection closed"),
+                    conn::Expiry::Header => tracing::debug!(
+                        %peer,
+                        "connection closed: a request's header fields did not arrive within header_timeout_secs"
+                    ),
                 }
             }
         });

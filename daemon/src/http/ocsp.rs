@@ -123,7 +123,14 @@ async fn answer(service: &Arc<OcspService>, der: &[u8]) -> Answer {
     }
 }
 
-fn to_reply(service: &OcspService, answer: Answer, req_headers: &hyper::HeaderMap) -> Reply {
+/// The reply to `answer`; `now` is the responder's clock ([`OcspService::now`]) when the
+/// caller has read it already.
+fn to_reply(
+    service: &OcspService,
+    answer: Answer,
+    req_headers: &hyper::HeaderMap,
+    now: Option<u64>,
+) -> Reply {
     match answer {
         Answer::Error(status, _) => OcspRefusal(status).into_response(),
         Answer::Fresh(der) => {
@@ -151,7 +158,8 @@ fn to_reply(service: &OcspService, answer: Answer, req_headers: &hyper::HeaderMa
                 r = Response::new(Body::from(c.der.clone()));
                 *r.headers_mut() = c.headers.clone();
             }
-            if let Some(cc) = service.shorter_max_age(&c) {
+            let now = now.unwrap_or_else(|| service.now());
+            if let Some(cc) = service.shorter_max_age(&c, now) {
                 r.headers_mut().insert(CACHE_CONTROL, cc);
             }
             r
@@ -209,9 +217,9 @@ impl Post {
             return Err(HttpError::UnsupportedMediaType(OCSP_REQUEST).into_response());
         }
         let (parts, body) = req.into_parts();
-        if super::body::declared_length(&parts.headers)
-            .is_some_and(|n| n > MAX_OCSP_REQUEST_BYTES as u64)
-        {
+        // The declared Content-Length, as hyper's body reports it (the field was parsed once,
+        // by hyper, and checked against the listener's limit already).
+        if body.size_hint().lower() > MAX_OCSP_REQUEST_BYTES as u64 {
             return Err(too_large());
         }
         Ok(Self {
@@ -270,15 +278,17 @@ impl Future for Post {
                     }
                     Poll::Ready(None) => {
                         let der = std::mem::take(got);
-                        if let Some(hit) = this.service.answer_form(Form::Post, &der) {
-                            return Poll::Ready(to_reply(&this.service, hit, &this.headers));
+                        let now = this.service.now();
+                        if let Some(hit) = this.service.answer_form(Form::Post, &der, now) {
+                            let reply = to_reply(&this.service, hit, &this.headers, Some(now));
+                            return Poll::Ready(reply);
                         }
                         let service = this.service.clone();
                         let headers = std::mem::take(&mut this.headers);
                         this.stage = Stage::Answering(Box::pin(async move {
                             let a = answer(&service, &der).await;
                             service.remember_form(Form::Post, &der, &a);
-                            to_reply(&service, a, &headers)
+                            to_reply(&service, a, &headers, None)
                         }));
                     }
                 },
@@ -294,8 +304,9 @@ pub(crate) fn get_at_once(state: &AppState, req: &Request) -> Option<Reply> {
         return Some(DISABLED.into_response());
     };
     let encoded = req.uri().path().strip_prefix("/ocsp/").unwrap_or_default();
-    let hit = service.answer_form(Form::Get, encoded.as_bytes())?;
-    Some(to_reply(service, hit, req.headers()))
+    let now = service.now();
+    let hit = service.answer_form(Form::Get, encoded.as_bytes(), now)?;
+    Some(to_reply(service, hit, req.headers(), Some(now)))
 }
 
 /// `GET /ocsp/{base64}`. The path is taken exactly as sent (not percent-decoded by the router):
@@ -322,7 +333,7 @@ pub(crate) async fn get_decoded(state: Arc<AppState>, req: Request) -> Reply {
         }
         None => service.undecodable(),
     };
-    to_reply(&service, a, req.headers())
+    to_reply(&service, a, req.headers(), None)
 }
 
 #[cfg(test)]
