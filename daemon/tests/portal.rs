@@ -2182,3 +2182,133 @@ async fn the_report_charts_weeks_deadlines_and_expiry_from_the_desks_figures_wit
     assert!(en.body.contains("Requests per week by kind"), "{}", en.body);
     assert!(en.body.contains("fulfilled late: 1</title>"), "{}", en.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_devices_page_shows_its_record_and_history_to_its_scope_only() {
+    let dir = init(&[]);
+    let data = dir.path();
+    add_org_and_officers(data);
+    seed_known(
+        data,
+        "thpt-lqd",
+        &[Seeded {
+            state: "fulfilled",
+            submitted: vn(2026, 11, 2, 9),
+            certificate: Some(("valid", vn(2027, 11, 2, 9))),
+            ..FILED
+        }],
+    );
+    {
+        // As `pkid token provision` and `handover` record it (docs/key-devices.md).
+        let conn = db(data);
+        conn.execute(
+            "INSERT INTO certificates (serial, issuer, subject, profile, not_before, not_after,
+                 status, tbs, der, created_at, updated_at)
+             VALUES ('thpt-lqd-0000', 'issuing', 'CN=Người thứ 0', 'person', ?1, ?2, 'valid',
+                 x'01', x'02', ?1, ?1)",
+            [vn(2026, 11, 3, 15), vn(2027, 11, 2, 9)],
+        )
+        .expect("certificate");
+        conn.execute(
+            "INSERT INTO devices (serial, model, manufacturer, label, organisation, request,
+                 certificate, so_pin_sealed, state, receiver, handed_over_at, provisioned_at,
+                 updated_at)
+             VALUES ('5a1c0ffee0000001', 'SoftHSM v2', 'SoftHSM project', 'tok-1', 'thpt-lqd',
+                 1, 'thpt-lqd-0000', x'00112233', 'handed-over', 'Trần Văn Bình <b>', ?1, ?2, ?1)",
+            [vn(2026, 11, 4, 10), vn(2026, 11, 3, 15)],
+        )
+        .expect("device");
+        for (at, action, detail) in [
+            (vn(2026, 11, 3, 15), "provisioned", "request 1, P-256"),
+            (vn(2026, 11, 4, 10), "handed-over", "to Trần Văn Bình <b> of thpt-lqd for request 1"),
+            (vn(2026, 11, 20, 8), "unlocked", "request 2"),
+        ] {
+            conn.execute(
+                "INSERT INTO device_events (serial, at, actor, action, detail)
+                 VALUES ('5a1c0ffee0000001', ?1, 'ra-dn', ?2, ?3)",
+                rusqlite::params![at, action, detail],
+            )
+            .expect("event");
+        }
+    }
+    let https = app(data).await;
+    let anonymous = send(&https, get("/devices/5a1c0ffee0000001", &[]), [127, 0, 0, 50]).await;
+    assert_eq!(anonymous.status, StatusCode::SEE_OTHER);
+
+    let (org, _) = sign_in(&https, data, "van-thu", [127, 0, 0, 50]).await;
+    let list = send(&https, get("/devices", &[("cookie", &org)]), [127, 0, 0, 50]).await;
+    assert!(
+        list.body.contains("href=\"/devices/5a1c0ffee0000001\""),
+        "{}",
+        list.body
+    );
+    let page = send(
+        &https,
+        get("/devices/5a1c0ffee0000001", &[("cookie", &org)]),
+        [127, 0, 0, 50],
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(text_after(&page.body, "data-testid=\"device-state\""), "Đã bàn giao");
+    assert_eq!(
+        text_after(&page.body, "data-testid=\"device-receiver\""),
+        "Trần Văn Bình &#60;b&#62;",
+        "the name exactly as entered, escaped"
+    );
+    assert!(page.body.contains("href=\"/requests/1\""));
+    assert!(page.body.contains("được lưu giữ có mã hóa"));
+    assert!(!page.body.contains("00112233"), "never the sealed PIN");
+    let actions: Vec<&str> = page
+        .body
+        .split("data-testid=\"device-event\" data-action=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .collect();
+    assert_eq!(actions, ["provisioned", "handed-over", "unlocked"], "oldest first");
+    assert!(page.body.contains("<td>Mở khóa (đặt lại mã PIN)</td>"));
+    assert!(page.body.contains("<td>04/11/2026 10:00</td>"));
+    // The request that provisioned it links it.
+    let request = send(&https, get("/requests/1", &[("cookie", &org)]), [127, 0, 0, 50]).await;
+    assert!(
+        request
+            .body
+            .contains("href=\"/devices/5a1c0ffee0000001\" data-testid=\"request-device\""),
+        "{}",
+        request.body
+    );
+
+    // Another province's officer: refused and audited; unknown and absurd serials: not found.
+    let (hn, _) = sign_in(&https, data, "ra-hn", [127, 0, 0, 51]).await;
+    let refused = send(
+        &https,
+        get("/devices/5a1c0ffee0000001", &[("cookie", &hn)]),
+        [127, 0, 0, 51],
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(!refused.body.contains("Trần Văn Bình"));
+    let audited: i64 = db(data)
+        .query_row(
+            "SELECT COUNT(*) FROM audit WHERE actor = 'ra-hn' AND action = 'device.show'
+             AND target = '5a1c0ffee0000001' AND outcome = 'refused'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("audit");
+    assert_eq!(audited, 1);
+    for path in ["/devices/nope".to_owned(), format!("/devices/{}", "9".repeat(65))] {
+        let r = send(&https, get(&path, &[("cookie", &hn)]), [127, 0, 0, 51]).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    // In English.
+    let en = send(
+        &https,
+        get(
+            "/devices/5a1c0ffee0000001",
+            &[("cookie", &format!("{org}; pkid-lang=en"))],
+        ),
+        [127, 0, 0, 50],
+    )
+    .await;
+    assert!(en.body.contains("<td>Unlocked (PIN reset)</td>"), "{}", en.body);
+}
