@@ -790,6 +790,40 @@ pub(super) struct DevicePage<'a> {
     pub(super) history: Vec<DeviceHistoryRow>,
 }
 
+/// One authorisation or signature of a credential, in words.
+pub(super) struct SigningRow {
+    /// When, local time.
+    pub(super) at: String,
+    /// What, in words.
+    pub(super) action: String,
+    /// The outcome's code (a CSS class and a test hook).
+    pub(super) outcome_code: &'static str,
+    /// The outcome, in words.
+    pub(super) outcome: String,
+    /// How many hashes it named.
+    pub(super) hashes: usize,
+}
+
+/// A remote-signing credential's signing history.
+#[derive(Template)]
+#[template(path = "portal/signing.html")]
+pub(super) struct SigningPage<'a> {
+    /// Around the page.
+    pub(super) c: &'a Chrome,
+    /// The credential and its page of events.
+    pub(super) h: crate::csc::history::SigningHistory,
+    /// Whether it signs, in words.
+    pub(super) state: String,
+    /// The events, newest first.
+    pub(super) rows: Vec<SigningRow>,
+    /// The next (older) page's address.
+    pub(super) next: Option<String>,
+    /// The hash algorithm it signs.
+    pub(super) hash_algorithm: &'static str,
+    /// Its signature algorithm.
+    pub(super) signature_algorithm: &'static str,
+}
+
 /// One audit record, in words.
 pub(super) struct AuditRow {
     /// Its id in the chain.
