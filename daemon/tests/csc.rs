@@ -730,11 +730,11 @@ fn another_subscribers_credential_is_refused_and_audited() {
         })
         .collect();
     let expected = [
-        ("1", "thành công"),  // B's signature
-        ("0", "bị từ chối"),  // A's signHash with B's SAD
-        ("1", "thành công"),  // B's authorisation
-        ("0", "bị từ chối"),  // A's authorisation
-        ("0", "bị từ chối"),  // A's credentials/info
+        ("1", "thành công"), // B's signature
+        ("0", "bị từ chối"), // A's signHash with B's SAD
+        ("1", "thành công"), // B's authorisation
+        ("0", "bị từ chối"), // A's authorisation
+        ("0", "bị từ chối"), // A's credentials/info
     ];
     assert_eq!(
         rows,

@@ -1982,7 +1982,11 @@ fn week_row(html: &str, monday: &str) -> (Vec<u64>, u64, u64) {
         .iter()
         .map(|k| n(&format!("data-kind=\"{k}\"")))
         .collect();
-    (kinds, n("data-testid=\"week-on-time\""), n("data-testid=\"week-late\""))
+    (
+        kinds,
+        n("data-testid=\"week-on-time\""),
+        n("data-testid=\"week-late\""),
+    )
 }
 
 /// Certificates expiring in a month, from the report's table.
@@ -2002,7 +2006,14 @@ async fn the_report_charts_weeks_deadlines_and_expiry_from_the_desks_figures_wit
     pkid_ok(
         data,
         &[
-            "org", "add", "--id", "so-yt-hn", "--name", "Sở Y tế Hà Nội", "--province", "HN",
+            "org",
+            "add",
+            "--id",
+            "so-yt-hn",
+            "--name",
+            "Sở Y tế Hà Nội",
+            "--province",
+            "HN",
         ],
     );
     // The period: Monday 2 to Sunday 15 November 2026, two weeks.
@@ -2092,7 +2103,9 @@ async fn the_report_charts_weeks_deadlines_and_expiry_from_the_desks_figures_wit
     assert!(page.body.contains("<th scope=\"row\">02/11/2026</th>"));
     let bucket = |html: &str, code: &str| -> u64 {
         text_after(
-            html.split(&format!("data-bucket=\"{code}\"")).nth(1).expect("bucket"),
+            html.split(&format!("data-bucket=\"{code}\""))
+                .nth(1)
+                .expect("bucket"),
             "<td",
         )
         .parse()
@@ -2103,7 +2116,11 @@ async fn the_report_charts_weeks_deadlines_and_expiry_from_the_desks_figures_wit
     assert_eq!(bucket(&page.body, "over_100_percent"), 1);
     // Expiring from the end of the period: November 2026 to October 2027.
     assert_eq!(expiring_in(&page.body, "2026-11"), 0);
-    assert_eq!(expiring_in(&page.body, "2026-12"), 1, "the revoked one is not");
+    assert_eq!(
+        expiring_in(&page.body, "2026-12"),
+        1,
+        "the revoked one is not"
+    );
     assert_eq!(expiring_in(&page.body, "2027-01"), 1);
     assert!(page.body.contains("data-month=\"2027-10\""));
     assert!(!page.body.contains("data-month=\"2027-11\""));
@@ -2152,11 +2169,17 @@ async fn the_report_charts_weeks_deadlines_and_expiry_from_the_desks_figures_wit
     let (org, _) = sign_in(&https, data, "van-thu", [127, 0, 0, 41]).await;
     let own = send(&https, get(period, &[("cookie", &org)]), [127, 0, 0, 41]).await;
     assert_eq!(own.status, StatusCode::OK, "{}", own.body);
-    assert_eq!(week_row(&own.body, "2026-11-09"), (vec![0, 0, 0, 1, 0], 0, 1));
+    assert_eq!(
+        week_row(&own.body, "2026-11-09"),
+        (vec![0, 0, 0, 1, 0], 0, 1)
+    );
     assert_eq!(expiring_in(&own.body, "2027-01"), 1);
     let other = send(
         &https,
-        get(&format!("{period}&organisation=so-yt-hn"), &[("cookie", &org)]),
+        get(
+            &format!("{period}&organisation=so-yt-hn"),
+            &[("cookie", &org)],
+        ),
         [127, 0, 0, 41],
     )
     .await;
@@ -2165,12 +2188,18 @@ async fn the_report_charts_weeks_deadlines_and_expiry_from_the_desks_figures_wit
     let (hn, _) = sign_in(&https, data, "ra-hn", [127, 0, 0, 42]).await;
     let theirs = send(&https, get(period, &[("cookie", &hn)]), [127, 0, 0, 42]).await;
     assert_eq!(week_row(&theirs.body, "2026-11-02"), (vec![0; 5], 0, 0));
-    assert_eq!(week_row(&theirs.body, "2026-11-09"), (vec![1, 0, 0, 0, 0], 0, 0));
+    assert_eq!(
+        week_row(&theirs.body, "2026-11-09"),
+        (vec![1, 0, 0, 0, 0], 0, 0)
+    );
     assert_eq!(expiring_in(&theirs.body, "2026-12"), 0);
     assert_eq!(expiring_in(&theirs.body, "2027-01"), 1);
     let (all, _) = sign_in(&https, data, "kiem-toan", [127, 0, 0, 43]).await;
     let every = send(&https, get(period, &[("cookie", &all)]), [127, 0, 0, 43]).await;
-    assert_eq!(week_row(&every.body, "2026-11-09"), (vec![1, 0, 0, 1, 0], 0, 1));
+    assert_eq!(
+        week_row(&every.body, "2026-11-09"),
+        (vec![1, 0, 0, 1, 0], 0, 1)
+    );
     assert_eq!(expiring_in(&every.body, "2027-01"), 2);
     // In English, the same numbers.
     let en = send(
@@ -2220,7 +2249,11 @@ async fn a_key_devices_page_shows_its_record_and_history_to_its_scope_only() {
         .expect("device");
         for (at, action, detail) in [
             (vn(2026, 11, 3, 15), "provisioned", "request 1, P-256"),
-            (vn(2026, 11, 4, 10), "handed-over", "to Trần Văn Bình <b> of thpt-lqd for request 1"),
+            (
+                vn(2026, 11, 4, 10),
+                "handed-over",
+                "to Trần Văn Bình <b> of thpt-lqd for request 1",
+            ),
             (vn(2026, 11, 20, 8), "unlocked", "request 2"),
         ] {
             conn.execute(
@@ -2232,11 +2265,21 @@ async fn a_key_devices_page_shows_its_record_and_history_to_its_scope_only() {
         }
     }
     let https = app(data).await;
-    let anonymous = send(&https, get("/devices/5a1c0ffee0000001", &[]), [127, 0, 0, 50]).await;
+    let anonymous = send(
+        &https,
+        get("/devices/5a1c0ffee0000001", &[]),
+        [127, 0, 0, 50],
+    )
+    .await;
     assert_eq!(anonymous.status, StatusCode::SEE_OTHER);
 
     let (org, _) = sign_in(&https, data, "van-thu", [127, 0, 0, 50]).await;
-    let list = send(&https, get("/devices", &[("cookie", &org)]), [127, 0, 0, 50]).await;
+    let list = send(
+        &https,
+        get("/devices", &[("cookie", &org)]),
+        [127, 0, 0, 50],
+    )
+    .await;
     assert!(
         list.body.contains("href=\"/devices/5a1c0ffee0000001\""),
         "{}",
@@ -2249,7 +2292,10 @@ async fn a_key_devices_page_shows_its_record_and_history_to_its_scope_only() {
     )
     .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    assert_eq!(text_after(&page.body, "data-testid=\"device-state\""), "Đã bàn giao");
+    assert_eq!(
+        text_after(&page.body, "data-testid=\"device-state\""),
+        "Đã bàn giao"
+    );
     assert_eq!(
         text_after(&page.body, "data-testid=\"device-receiver\""),
         "Trần Văn Bình &#60;b&#62;",
@@ -2264,11 +2310,20 @@ async fn a_key_devices_page_shows_its_record_and_history_to_its_scope_only() {
         .skip(1)
         .filter_map(|s| s.split('"').next())
         .collect();
-    assert_eq!(actions, ["provisioned", "handed-over", "unlocked"], "oldest first");
+    assert_eq!(
+        actions,
+        ["provisioned", "handed-over", "unlocked"],
+        "oldest first"
+    );
     assert!(page.body.contains("<td>Mở khóa (đặt lại mã PIN)</td>"));
     assert!(page.body.contains("<td>04/11/2026 10:00</td>"));
     // The request that provisioned it links it.
-    let request = send(&https, get("/requests/1", &[("cookie", &org)]), [127, 0, 0, 50]).await;
+    let request = send(
+        &https,
+        get("/requests/1", &[("cookie", &org)]),
+        [127, 0, 0, 50],
+    )
+    .await;
     assert!(
         request
             .body
@@ -2296,7 +2351,10 @@ async fn a_key_devices_page_shows_its_record_and_history_to_its_scope_only() {
         )
         .expect("audit");
     assert_eq!(audited, 1);
-    for path in ["/devices/nope".to_owned(), format!("/devices/{}", "9".repeat(65))] {
+    for path in [
+        "/devices/nope".to_owned(),
+        format!("/devices/{}", "9".repeat(65)),
+    ] {
         let r = send(&https, get(&path, &[("cookie", &hn)]), [127, 0, 0, 51]).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
     }
@@ -2310,5 +2368,9 @@ async fn a_key_devices_page_shows_its_record_and_history_to_its_scope_only() {
         [127, 0, 0, 50],
     )
     .await;
-    assert!(en.body.contains("<td>Unlocked (PIN reset)</td>"), "{}", en.body);
+    assert!(
+        en.body.contains("<td>Unlocked (PIN reset)</td>"),
+        "{}",
+        en.body
+    );
 }

@@ -77,7 +77,9 @@ pub fn signing_history(
 ) -> Result<SigningHistory, DeskError> {
     let not_found = || DeskError::NotFound("no such signing credential".into());
     let credential = store.csc_credential(id)?.ok_or_else(not_found)?;
-    let account = store.csc_account(credential.account)?.ok_or_else(not_found)?;
+    let account = store
+        .csc_account(credential.account)?
+        .ok_or_else(not_found)?;
     if who.role().is_none() || !who.reaches_organisation(store, &account.organisation)? {
         let entry = AuditEntry {
             at: crate::clock::SystemClock.now(),
@@ -128,7 +130,10 @@ mod tests {
 
     #[test]
     fn the_hashes_of_a_record_are_counted_from_its_detail() {
-        assert_eq!(hash_count("signatures=2 hashes=ab01,cd02 client=127.0.0.1"), 2);
+        assert_eq!(
+            hash_count("signatures=2 hashes=ab01,cd02 client=127.0.0.1"),
+            2
+        );
         assert_eq!(hash_count("hashes=ab01 client=::1"), 1);
         assert_eq!(hash_count("Invalid parameter SAD client=::1"), 0);
     }

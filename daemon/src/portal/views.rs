@@ -480,7 +480,10 @@ const COLS_LABELS: usize = 12;
 
 impl Columns {
     /// Columns of `(label, values per series)`, `series` naming and colouring the values.
-    pub(super) fn stacked(series: &[(String, &'static str)], periods: Vec<(String, Vec<u64>)>) -> Self {
+    pub(super) fn stacked(
+        series: &[(String, &'static str)],
+        periods: Vec<(String, Vec<u64>)>,
+    ) -> Self {
         if periods.is_empty() {
             return Self::default();
         }
@@ -491,7 +494,7 @@ impl Columns {
             .map(|(i, (name, fill))| {
                 let x = COLS_LEFT + (i as u32 % 3) * 200;
                 Series {
-                    fill: *fill,
+                    fill,
                     name: name.clone(),
                     x,
                     text_x: x + 18,
@@ -527,7 +530,7 @@ impl Columns {
                     segments.push(Segment {
                         y,
                         height: h,
-                        fill: *fill,
+                        fill,
                         title: format!("{label} · {name}: {v}"),
                     });
                 }
@@ -564,7 +567,6 @@ impl Columns {
     pub(super) fn right(&self) -> u32 {
         COLS_WIDTH
     }
-
 }
 
 /// The auditor's report page.
@@ -647,7 +649,11 @@ impl ReportPage<'_> {
 
 /// A deadline-use bucket (`up_to_25_percent`, …) in words.
 pub(super) fn bucket_words(lang: Lang, code: &str) -> String {
-    message(lang, &format!("report-use-{}", code.replace('_', "-")), None)
+    message(
+        lang,
+        &format!("report-use-{}", code.replace('_', "-")),
+        None,
+    )
 }
 
 /// A date `YYYY-MM-DD` as `dd/mm/yyyy`; anything else as it is.

@@ -247,10 +247,7 @@ pub fn fill_months(months: Vec<String>, counted: &[(String, u64)]) -> Vec<MonthC
     months
         .into_iter()
         .map(|m| MonthCount {
-            certificates: counted
-                .iter()
-                .find(|(c, _)| *c == m)
-                .map_or(0, |(_, n)| *n),
+            certificates: counted.iter().find(|(c, _)| *c == m).map_or(0, |(_, n)| *n),
             month: m,
         })
         .collect()
@@ -591,9 +588,21 @@ mod tests {
         let (from, to) = (local(2026, 12, 2, 0), local(2026, 12, 14, 0));
         let mut t = Tally::new(&cal, (8, 17), from, to, local(2027, 1, 1, 0));
         // Monday 7 December 06:30 local is Sunday 23:30 UTC: the second week.
-        t.add(&row(RequestKind::Renew, RequestState::Submitted, local(2026, 12, 6, 23) + 7 * 3600 + 1800));
-        t.add(&row(RequestKind::Issue, RequestState::Submitted, local(2026, 12, 2, 9)));
-        t.add(&row(RequestKind::Issue, RequestState::Submitted, local(2026, 12, 6, 23)));
+        t.add(&row(
+            RequestKind::Renew,
+            RequestState::Submitted,
+            local(2026, 12, 6, 23) + 7 * 3600 + 1800,
+        ));
+        t.add(&row(
+            RequestKind::Issue,
+            RequestState::Submitted,
+            local(2026, 12, 2, 9),
+        ));
+        t.add(&row(
+            RequestKind::Issue,
+            RequestState::Submitted,
+            local(2026, 12, 6, 23),
+        ));
         // Filed before the period: not in a week, but fulfilled in it, on time and late.
         let accepted = local(2026, 11, 30, 8);
         let due = local(2026, 12, 3, 17); // Thursday: 4 working days of 9 hours allowed
@@ -608,7 +617,10 @@ mod tests {
         t.add(&fulfilled(local(2026, 12, 8, 9))); // late, in the second week
         let (months, end) = expiry_months(local(2026, 12, 14, 0));
         assert_eq!(months.len(), 12);
-        assert_eq!((months[0].as_str(), months[11].as_str()), ("2026-12", "2027-11"));
+        assert_eq!(
+            (months[0].as_str(), months[11].as_str()),
+            ("2026-12", "2027-11")
+        );
         assert_eq!(end, local(2027, 12, 1, 0));
         let r = t.finish(
             None,
@@ -635,7 +647,10 @@ mod tests {
         assert_eq!(r.expiring_by_month[1].certificates, 3);
         assert_eq!(r.expiring_by_month[0].certificates, 0);
         let csv = r.to_csv();
-        assert!(csv.contains("section,week_starting,issue,renew,modify,revoke,recover,on_time,late\n"), "{csv}");
+        assert!(
+            csv.contains("section,week_starting,issue,renew,modify,revoke,recover,on_time,late\n"),
+            "{csv}"
+        );
         assert!(csv.contains("weeks,2026-11-30,2,0,0,0,0,2,0\n"), "{csv}");
         assert!(csv.contains("weeks,2026-12-07,0,1,0,0,0,0,1\n"), "{csv}");
         assert!(csv.contains("deadline_use,up_to_75_percent,1\n"), "{csv}");

@@ -874,7 +874,8 @@ impl RaRequests for SqliteStore {
                 .into(),
         );
         q.args.push(Value::Integer(at.min(i64::MAX as u64) as i64));
-        q.args.push(Value::Integer(until.min(i64::MAX as u64) as i64));
+        q.args
+            .push(Value::Integer(until.min(i64::MAX as u64) as i64));
         q.scope(scope, "");
         q.sql.push_str(" GROUP BY month ORDER BY month");
         let conn = self.lock()?;
