@@ -175,7 +175,8 @@ pub struct Report {
     pub key_devices: KeyDevices,
     /// Seconds of the period each paused issuer could not issue.
     pub paused_seconds: BTreeMap<String, u64>,
-    /// Week by week, the first holding `from`, the last holding `to`.
+    /// Week by week, the first holding `from`, the last holding `to` (none for a period of
+    /// more than [`MAX_WEEKS`] weeks).
     pub weeks: Vec<Week>,
     /// How much of the allowed time the requests fulfilled in the period used.
     pub deadline_use: DeadlineUse,
@@ -186,6 +187,9 @@ pub struct Report {
 
 /// Seconds in a week.
 const WEEK: u64 = 7 * 86_400;
+/// The longest period given week by week (ten years): a longer one's report has no `weeks`,
+/// so that a period typed as centuries costs neither memory nor a page of 100,000 rows.
+pub const MAX_WEEKS: u64 = 522;
 
 /// Counts of one week, while streaming.
 #[derive(Clone, Copy, Default)]
@@ -294,10 +298,10 @@ impl<'a> Tally<'a> {
             breaches: Breaches::default(),
             devices: 0,
             first_monday: monday_of(from),
-            weeks: vec![
-                WeekTally::default();
-                (to.saturating_sub(monday_of(from))).div_ceil(WEEK) as usize
-            ],
+            weeks: match (to.saturating_sub(monday_of(from))).div_ceil(WEEK) {
+                n if n <= MAX_WEEKS => vec![WeekTally::default(); n as usize],
+                _ => Vec::new(),
+            },
             deadline_use: DeadlineUse::default(),
         }
     }
@@ -655,5 +659,8 @@ mod tests {
         assert!(csv.contains("weeks,2026-12-07,0,1,0,0,0,0,1\n"), "{csv}");
         assert!(csv.contains("deadline_use,up_to_75_percent,1\n"), "{csv}");
         assert!(csv.contains("expiring,2027-01,3\n"), "{csv}");
+        // Centuries are not given week by week.
+        let long = Tally::new(&cal, (8, 17), 0, 400 * 365 * 86_400, 1);
+        assert!(long.weeks.is_empty());
     }
 }
