@@ -708,8 +708,8 @@ fn another_subscribers_credential_is_refused_and_audited() {
 
     // The signing history of B's credential on the portal, for the RA officer of the
     // hospital's province: newest first, what each call named and how it ended.
-    let jar = bed.portal_login(&school.ra_id);
-    let (status, page) = bed.portal_get(&jar, &format!("/signing/{id_b}"));
+    let ra_jar = bed.portal_login(&school.ra_id);
+    let (status, page) = bed.portal_get(&ra_jar, &format!("/signing/{id_b}"));
     assert_eq!(status, 200, "{page}");
     let rows: Vec<(String, String)> = page
         .split("data-testid=\"signing-row\"")
@@ -751,7 +751,7 @@ fn another_subscribers_credential_is_refused_and_audited() {
         .and_then(|s| s.split('"').next())
         .expect("the request link")
         .to_owned();
-    let (_, request_page) = bed.portal_get(&jar, &format!("/requests/{request}"));
+    let (_, request_page) = bed.portal_get(&ra_jar, &format!("/requests/{request}"));
     assert!(
         request_page.contains(&format!("href=\"/signing/{id_b}\"")),
         "{request_page}"
@@ -763,6 +763,13 @@ fn another_subscribers_credential_is_refused_and_audited() {
     let (status, page) = bed.portal_get(&jar, &format!("/signing/{id_b}"));
     assert_eq!(status, 404, "{page}");
     assert!(refused_audited(bed, "csc.history", &id_b));
+    // That refused read is in the audit log, not in the credential's signing history.
+    let (_, again) = bed.portal_get(&ra_jar, &format!("/signing/{id_b}"));
+    assert_eq!(
+        again.matches("data-testid=\"signing-row\"").count(),
+        5,
+        "{again}"
+    );
 }
 
 #[test]

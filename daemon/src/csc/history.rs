@@ -21,6 +21,9 @@ pub const HASH_ALGORITHM: &str = "SHA-256";
 /// The signature algorithm of every central credential (P-256 keys).
 pub const SIGNATURE_ALGORITHM: &str = "ecdsa-with-SHA256";
 
+/// The audit action of a refused read of a history.
+const HISTORY_ACTION: &str = "csc.history";
+
 /// One authorisation, signature or refusal of a credential.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SigningEvent {
@@ -84,7 +87,7 @@ pub fn signing_history(
         let entry = AuditEntry {
             at: crate::clock::SystemClock.now(),
             actor: who.actor(),
-            action: "csc.history".into(),
+            action: HISTORY_ACTION.into(),
             target: credential.id.clone(),
             outcome: Outcome::Refused,
             detail: "the credential's organisation is outside your scope".into(),
@@ -103,7 +106,8 @@ pub fn signing_history(
     let events: Vec<SigningEvent> = rows
         .into_iter()
         .take(limit)
-        .filter(|(_, e)| e.action.starts_with("csc."))
+        // The remote-signing calls on it; not the refused reads of this history.
+        .filter(|(_, e)| e.action.starts_with("csc.") && e.action != HISTORY_ACTION)
         .map(|(row, e)| SigningEvent {
             id: row,
             at: e.at,
