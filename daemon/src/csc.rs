@@ -19,6 +19,7 @@
 //! in the store ([`crate::store::csc`]).
 
 pub mod fulfil;
+pub mod history;
 pub mod http;
 pub mod policy;
 

@@ -472,6 +472,16 @@ impl AuditLog for MeteredStore {
     ) -> Result<Vec<(i64, AuditEntry)>, StoreError> {
         self.observe("audit_page", || self.inner.audit_page(before, limit))
     }
+    fn audit_of_target(
+        &self,
+        target: &str,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<(i64, AuditEntry)>, StoreError> {
+        self.observe("audit_of_target", || {
+            self.inner.audit_of_target(target, before, limit)
+        })
+    }
     fn verify_audit_chain(&self) -> Result<ChainVerdict, StoreError> {
         self.observe("verify_audit_chain", || self.inner.verify_audit_chain())
     }
@@ -657,6 +667,16 @@ impl RaRequests for MeteredStore {
     ) -> Result<crate::store::ra::CertificateCounts, StoreError> {
         self.observe("certificate_counts", || {
             self.inner.certificate_counts(scope, at, horizon)
+        })
+    }
+    fn certificates_expiring_by_month(
+        &self,
+        scope: &RequestFilter,
+        at: u64,
+        until: u64,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        self.observe("certificates_expiring_by_month", || {
+            self.inner.certificates_expiring_by_month(scope, at, until)
         })
     }
     fn add_organisation(&self, org: &Organisation, audit: &AuditEntry) -> Result<(), StoreError> {

@@ -106,6 +106,8 @@ pub fn router(config: &Config) -> Router<Arc<AppState>> {
         .route("/reports", get(reports))
         .route("/subscribers", get(subscribers))
         .route("/devices", get(devices))
+        .route("/devices/{serial}", get(device))
+        .route("/signing/{credential}", get(signing_history))
         .route("/audit", get(admin::audit))
         .route(
             "/admin/organisations",
@@ -151,6 +153,8 @@ async fn security_headers(mut r: Response) -> Response {
 struct Page {
     portal: Arc<Portal>,
     desk: Option<Arc<RequestDesk>>,
+    /// The store, for the records the desk does not serve (key devices, signing history).
+    store: Arc<dyn crate::store::Store>,
     lang: Lang,
     session_cookie: Option<String>,
     session: Option<session::Session>,
@@ -226,6 +230,7 @@ impl FromRequestParts<Arc<AppState>> for Page {
         Ok(Page {
             portal,
             desk,
+            store: state.store.clone(),
             lang,
             session_cookie,
             session,
@@ -1167,8 +1172,29 @@ async fn request_page(page: &Page, id: i64, status: StatusCode, notice: String) 
         Err(r) => return *r,
     };
     let w = who.clone();
-    let r = blocking(move || Ok((desk.show(&w, id)?, desk.history(&w, id)?))).await;
-    let (view, events) = match r {
+    let store = page.store.clone();
+    let r = blocking(move || {
+        let view = desk.show(&w, id)?;
+        let events = desk.history(&w, id)?;
+        // The device and the signing credential of a request the caller reads are its
+        // organisation's, so the caller reaches them too.
+        let device = match store.device_by_request(id)? {
+            Some(d) => Some(d),
+            None => match &view.certificate {
+                Some(serial) => store.device_by_certificate(serial)?,
+                None => None,
+            },
+        };
+        let credential = store.credential_for_request(id)?;
+        Ok((
+            view,
+            events,
+            device.map(|d| d.serial),
+            credential.map(|c| c.id),
+        ))
+    })
+    .await;
+    let (view, events, device, credential) = match r {
         Ok(v) => v,
         Err(e) => return page.refusal(&e),
     };
@@ -1203,6 +1229,8 @@ async fn request_page(page: &Page, id: i64, status: StatusCode, notice: String) 
             history,
             actions,
             notice,
+            device,
+            credential,
         }
         .render(),
     )
@@ -1423,6 +1451,10 @@ async fn reports(
                     report: None,
                     kinds: Chart::default(),
                     breaches: Chart::default(),
+                    weekly: Columns::default(),
+                    punctuality: Columns::default(),
+                    deadline_use: Chart::default(),
+                    expiring: Chart::default(),
                 }
                 .render(),
             );
@@ -1470,6 +1502,7 @@ async fn reports(
             .map(|(o, n)| (o.clone(), *n))
             .collect(),
     );
+    let charts = report_charts(&page, &report);
     let c = page.chrome();
     page.html(
         StatusCode::OK,
@@ -1482,9 +1515,74 @@ async fn reports(
             report: Some(report),
             kinds,
             breaches,
+            weekly: charts.0,
+            punctuality: charts.1,
+            deadline_use: charts.2,
+            expiring: charts.3,
         }
         .render(),
     )
+}
+
+/// The colours of the kinds in the weekly chart (the order of `RequestKind::ALL`), and of on
+/// time and late. Each is at least 4.5:1 against white.
+const KIND_COLOURS: [&str; 5] = ["#0b4f9c", "#0a6b2d", "#8a4b00", "#a40e26", "#5b2c8a"];
+const ON_TIME: &str = "#0a6b2d";
+const LATE: &str = "#a40e26";
+
+/// The report's weekly columns (filed by kind; on time and late), its deadline-use bars and its
+/// months of expiring certificates, laid out from the desk's figures.
+fn report_charts(
+    page: &Page,
+    report: &crate::ra::report::Report,
+) -> (Columns, Columns, Chart, Chart) {
+    let kinds: Vec<(String, &'static str)> = crate::store::ra::RequestKind::ALL
+        .iter()
+        .zip(KIND_COLOURS)
+        .map(|(k, colour)| (page.t(&format!("kind-{}", k.as_str())), colour))
+        .collect();
+    let short = |iso: &str| local_day(iso).get(..5).unwrap_or_default().to_owned();
+    let weekly = Columns::stacked(
+        &kinds,
+        report
+            .weeks
+            .iter()
+            .map(|w| {
+                let values = crate::store::ra::RequestKind::ALL
+                    .iter()
+                    .map(|k| w.submitted.get(k.as_str()).copied().unwrap_or(0))
+                    .collect();
+                (short(&w.starts), values)
+            })
+            .collect(),
+    );
+    let punctuality = Columns::stacked(
+        &[
+            (page.t("report-on-time"), ON_TIME),
+            (page.t("report-late"), LATE),
+        ],
+        report
+            .weeks
+            .iter()
+            .map(|w| (short(&w.starts), vec![w.on_time, w.late]))
+            .collect(),
+    );
+    let deadline_use = Chart::bars(
+        report
+            .deadline_use
+            .buckets()
+            .iter()
+            .map(|(code, n)| (bucket_words(page.lang, code), *n))
+            .collect(),
+    );
+    let expiring = Chart::bars(
+        report
+            .expiring_by_month
+            .iter()
+            .map(|m| (local_month(&m.month), m.certificates))
+            .collect(),
+    );
+    (weekly, punctuality, deadline_use, expiring)
 }
 
 /// `GET /subscribers[?after=]`: the subscribers of the caller's fulfilled requests, newest
@@ -1581,8 +1679,7 @@ async fn devices(
     };
     let store = state.store.clone();
     let found = blocking(move || {
-        crate::token::visible_devices(store.as_ref(), &who)
-            .map_err(|e| DeskError::Unavailable(e.to_string()))
+        crate::token::visible_devices(store.as_ref(), &who).map_err(DeskError::from)
     })
     .await;
     let found = match found {
@@ -1607,6 +1704,157 @@ async fn devices(
         .collect();
     let c = page.chrome();
     page.html(StatusCode::OK, DevicesPage { c: &c, rows }.render())
+}
+
+/// Longest device serial looked up (PKCS#11 serial numbers are 16 characters).
+const MAX_DEVICE_SERIAL: usize = 64;
+
+/// `GET /devices/{serial}`: one key device and its history (provisioned, handed over,
+/// unlocked, returned, wiped), for the callers who reach its organisation; out of reach is a
+/// 403 page and an audit record, as `GET /api/v1/devices/{serial}`.
+async fn device(
+    page: Page,
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Response {
+    let (_desk, who) = match page.desk() {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let serial = match p {
+        Ok(Path(s)) if !s.is_empty() && s.len() <= MAX_DEVICE_SERIAL => s,
+        _ => return page.error(StatusCode::NOT_FOUND, "not-found-title", "not-found-detail"),
+    };
+    let store = state.store.clone();
+    let found = blocking(move || {
+        crate::token::visible_device(store.as_ref(), &who, &serial).map_err(DeskError::from)
+    })
+    .await;
+    let (d, history) = match found {
+        Ok(d) => d,
+        Err(e) => return page.refusal(&e),
+    };
+    let at = |t: Option<u64>| t.map(|t| unix_local_time(t as i64)).unwrap_or_default();
+    let history = history
+        .into_iter()
+        .map(|e| DeviceHistoryRow {
+            at: unix_local_time(e.at as i64),
+            actor: e.actor,
+            action: page.t(&format!("device-event-{}", e.action)),
+            action_code: e.action,
+            detail: e.detail,
+        })
+        .collect();
+    let view = DeviceView {
+        state: page.t(&format!("device-state-{}", d.state.as_str())),
+        state_code: d.state.as_str(),
+        receiver: d.receiver.clone().unwrap_or_default(),
+        handed_over: at(d.handed_over_at),
+        returned: at(d.returned_at),
+        provisioned: at(Some(d.provisioned_at)),
+        so_pin_escrowed: d.so_pin_sealed.is_some(),
+        serial: d.serial,
+        model: d.model,
+        manufacturer: d.manufacturer,
+        label: d.label,
+        organisation: d.organisation,
+        request: d.request,
+        certificate: d.certificate,
+    };
+    let c = page.chrome();
+    page.html(
+        StatusCode::OK,
+        DevicePage {
+            c: &c,
+            d: view,
+            history,
+        }
+        .render(),
+    )
+}
+
+/// Longest credential id looked up (ids are 32 hex digits).
+const MAX_CREDENTIAL_ID: usize = 64;
+
+/// `GET /signing/{credential}[?after=]`: a remote-signing credential's authorisations and
+/// signatures, newest first, a page at a time, for the callers who reach the organisation
+/// that filed for it (docs/remote-signing.md). Unknown and out of reach are both "not found";
+/// the second is audited.
+async fn signing_history(
+    page: Page,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    q: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let (_desk, who) = match page.desk() {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let id = match p {
+        Ok(Path(s)) if !s.is_empty() && s.len() <= MAX_CREDENTIAL_ID => s,
+        _ => return page.error(StatusCode::NOT_FOUND, "not-found-title", "not-found-detail"),
+    };
+    let before = match q.map(|Query(q)| q).unwrap_or_default().after {
+        None => None,
+        Some(a) if a.is_empty() => None,
+        Some(a) => match a.parse::<i64>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                return page.error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid-title",
+                    "invalid-detail",
+                )
+            }
+        },
+    };
+    let store = page.store.clone();
+    let found = blocking(move || {
+        crate::csc::history::signing_history(store.as_ref(), &who, &id, before, LIST_PAGE)
+    })
+    .await;
+    let h = match found {
+        Ok(h) => h,
+        Err(e) => return page.refusal(&e),
+    };
+    let rows = h
+        .events
+        .iter()
+        .map(|e| SigningRow {
+            at: unix_local_time(e.at as i64),
+            action: page.t(match e.action.as_str() {
+                "csc.credentials.authorize" => "signing-authorize",
+                "csc.signatures.signHash" => "signing-sign",
+                "csc.credential.disable" => "signing-disable",
+                _ => "signing-other",
+            }),
+            outcome_code: e.outcome.as_str(),
+            outcome: page.t(&format!("outcome-{}", e.outcome.as_str())),
+            hashes: e.hashes,
+        })
+        .collect();
+    let next = next_href(
+        &format!("/signing/{}", h.credential),
+        h.next.map(|n| n.to_string()),
+        None,
+    );
+    let c = page.chrome();
+    page.html(
+        StatusCode::OK,
+        SigningPage {
+            c: &c,
+            state: page.t(if h.enabled {
+                "signing-enabled"
+            } else {
+                "signing-disabled"
+            }),
+            h,
+            rows,
+            next,
+            hash_algorithm: crate::csc::history::HASH_ALGORITHM,
+            signature_algorithm: crate::csc::history::SIGNATURE_ALGORITHM,
+        }
+        .render(),
+    )
 }
 
 #[cfg(test)]

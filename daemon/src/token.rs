@@ -78,6 +78,22 @@ pub enum TokenError {
     Internal(String),
 }
 
+impl From<TokenError> for DeskError {
+    /// How a device refusal is answered by the API and the portal: the desk's own, or its
+    /// kind.
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Desk(d) => d,
+            TokenError::NotFound(m) => DeskError::NotFound(m),
+            TokenError::Forbidden(m) => DeskError::Forbidden(m),
+            TokenError::Conflict(m) => DeskError::Conflict(m),
+            e @ (TokenError::Device(_) | TokenError::Internal(_)) => {
+                DeskError::Internal(e.to_string())
+            }
+        }
+    }
+}
+
 impl From<StoreError> for TokenError {
     fn from(e: StoreError) -> Self {
         Self::Internal(e.to_string())
@@ -694,11 +710,7 @@ impl KeyDevices {
 /// Whether `who` reads organisation `org`'s records (its reach: a CA admin everything, an RA
 /// officer or auditor its scope, an organisation officer its organisation).
 fn reaches(store: &dyn Store, who: &Principal, org: &str) -> Result<bool, TokenError> {
-    let o = store.organisation(org)?;
-    Ok(o.is_some_and(|o| {
-        who.reach()
-            .covers_organisation(&o.id, o.province.as_deref(), &o.path)
-    }))
+    Ok(who.reaches_organisation(store, org)?)
 }
 
 /// The devices `who` reaches, by serial.

@@ -168,6 +168,8 @@ struct School {
     org: String,
     officer: String,
     ra: String,
+    /// The RA officer's id (for the portal).
+    ra_id: String,
     cert: PathBuf,
     key: PathBuf,
 }
@@ -190,8 +192,9 @@ impl School {
         ]);
         let officer_id = bed.unique("vanthu");
         let officer = bed.operator(&officer_id, "org-officer", Some(&org), None);
+        let ra_id = bed.unique("ra");
         let ra = bed.operator(
-            &bed.unique("ra"),
+            &ra_id,
             "ra-officer",
             None,
             Some(&format!("province:{province}")),
@@ -217,6 +220,7 @@ impl School {
             org,
             officer,
             ra,
+            ra_id,
             cert,
             key,
         }
@@ -701,6 +705,71 @@ fn another_subscribers_credential_is_refused_and_audited() {
         &json!({"credentialID": id_b, "SAD": sad_b.str("SAD"), "hashes": [hash], "signAlgo": "1.2.840.10045.4.3.2"}),
     );
     assert_eq!(signed.status, 200, "{signed}");
+
+    // The signing history of B's credential on the portal, for the RA officer of the
+    // hospital's province: newest first, what each call named and how it ended.
+    let ra_jar = bed.portal_login(&school.ra_id);
+    let (status, page) = bed.portal_get(&ra_jar, &format!("/signing/{id_b}"));
+    assert_eq!(status, 200, "{page}");
+    let rows: Vec<(String, String)> = page
+        .split("data-testid=\"signing-row\"")
+        .skip(1)
+        .map(|r| {
+            let cell = |m: &str| {
+                r.split(m)
+                    .nth(1)
+                    .and_then(|s| s.split('>').nth(1))
+                    .and_then(|s| s.split('<').next())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            (
+                cell("data-testid=\"signing-hashes\""),
+                cell("data-testid=\"signing-outcome\""),
+            )
+        })
+        .collect();
+    let expected = [
+        ("1", "thành công"), // B's signature
+        ("0", "bị từ chối"), // A's signHash with B's SAD
+        ("1", "thành công"), // B's authorisation
+        ("0", "bị từ chối"), // A's authorisation
+        ("0", "bị từ chối"), // A's credentials/info
+    ];
+    assert_eq!(
+        rows,
+        expected.map(|(h, o)| (h.to_owned(), o.to_owned())),
+        "{page}"
+    );
+    assert!(page.contains("<td>Ký số</td>"), "{page}");
+    assert!(page.contains("SHA-256, ecdsa-with-SHA256"));
+    assert!(!page.contains(&hash), "the hashes stay in the audit log");
+    // Its request links it.
+    let request = page
+        .split("href=\"/requests/")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("the request link")
+        .to_owned();
+    let (_, request_page) = bed.portal_get(&ra_jar, &format!("/requests/{request}"));
+    assert!(
+        request_page.contains(&format!("href=\"/signing/{id_b}\"")),
+        "{request_page}"
+    );
+    // An RA officer of another province: not found, and the read audited.
+    let other = bed.unique("ra");
+    bed.operator(&other, "ra-officer", None, Some("province:khac"));
+    let jar = bed.portal_login(&other);
+    let (status, page) = bed.portal_get(&jar, &format!("/signing/{id_b}"));
+    assert_eq!(status, 404, "{page}");
+    assert!(refused_audited(bed, "csc.history", &id_b));
+    // That refused read is in the audit log, not in the credential's signing history.
+    let (_, again) = bed.portal_get(&ra_jar, &format!("/signing/{id_b}"));
+    assert_eq!(
+        again.matches("data-testid=\"signing-row\"").count(),
+        5,
+        "{again}"
+    );
 }
 
 #[test]

@@ -1879,3 +1879,498 @@ async fn the_audit_log_shows_its_chain_status_and_a_ca_admin_manages_organisatio
         );
     }
 }
+
+// ---- report figures, device history, signing history ---------------------------------------
+
+/// Unix seconds of a local (+07:00) date and hour.
+fn vn(y: i32, m: u8, d: u8, h: u8) -> i64 {
+    time::Date::from_calendar_date(y, time::Month::try_from(m).expect("month"), d)
+        .expect("date")
+        .with_hms(h, 0, 0)
+        .expect("time")
+        .assume_offset(time::macros::offset!(+7))
+        .unix_timestamp()
+}
+
+/// One request as a bulk load would store it, with known instants.
+struct Seeded {
+    kind: &'static str,
+    state: &'static str,
+    submitted: i64,
+    accepted: Option<i64>,
+    due: Option<i64>,
+    fulfilled: Option<i64>,
+    /// The issued certificate's status and notAfter (as kept beside the request).
+    certificate: Option<(&'static str, i64)>,
+}
+
+const FILED: Seeded = Seeded {
+    kind: "issue",
+    state: "submitted",
+    submitted: 0,
+    accepted: None,
+    due: None,
+    fulfilled: None,
+    certificate: None,
+};
+
+fn seed_known(data: &Path, org: &str, rows: &[Seeded]) {
+    let mut conn = db(data);
+    let (path, province): (String, Option<String>) = conn
+        .query_row(
+            "SELECT path, province FROM organisations WHERE id = ?1",
+            [org],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("organisation");
+    let tx = conn.transaction().expect("tx");
+    for (i, r) in rows.iter().enumerate() {
+        let serial = r.certificate.map(|_| format!("{org}-{i:04x}"));
+        tx.execute(
+            "INSERT INTO requests (kind, organisation, province, org_path, state, key_origin,
+                 subscriber_name, subscriber_email, submitted_by, submitted_at, accepted_at,
+                 due_at, fulfilled_at, issued_certificate, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'csr', ?6, 'gv@lqd.edu.vn', 'van-thu', ?7, ?8, ?9, ?10,
+                     ?11, ?7)",
+            rusqlite::params![
+                r.kind,
+                org,
+                province,
+                path,
+                r.state,
+                format!("Người thứ {i}"),
+                r.submitted,
+                r.accepted,
+                r.due,
+                r.fulfilled,
+                serial,
+            ],
+        )
+        .expect("request");
+        if let Some((status, not_after)) = r.certificate {
+            tx.execute(
+                "UPDATE requests SET certificate_status = ?1, certificate_not_after = ?2
+                 WHERE id = last_insert_rowid()",
+                rusqlite::params![status, not_after],
+            )
+            .expect("certificate status");
+        }
+    }
+    tx.commit().expect("commit");
+}
+
+/// The text of the first element after `marker` in `html`, up to the next tag.
+fn text_after<'a>(html: &'a str, marker: &str) -> &'a str {
+    html.split(marker)
+        .nth(1)
+        .and_then(|s| s.split('>').nth(1))
+        .and_then(|s| s.split('<').next())
+        .unwrap_or_else(|| panic!("no {marker}"))
+}
+
+/// A week's row of the report's table: (filed per kind in report order, on time, late).
+fn week_row(html: &str, monday: &str) -> (Vec<u64>, u64, u64) {
+    let row = html
+        .split(&format!("data-week=\"{monday}\""))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no week {monday}: {html}"))
+        .split("</tr>")
+        .next()
+        .unwrap_or_default();
+    let n = |marker: &str| -> u64 { text_after(row, marker).parse().expect("a count") };
+    let kinds = ["issue", "renew", "modify", "revoke", "recover"]
+        .iter()
+        .map(|k| n(&format!("data-kind=\"{k}\"")))
+        .collect();
+    (
+        kinds,
+        n("data-testid=\"week-on-time\""),
+        n("data-testid=\"week-late\""),
+    )
+}
+
+/// Certificates expiring in a month, from the report's table.
+fn expiring_in(html: &str, month: &str) -> u64 {
+    let row = html
+        .split(&format!("data-month=\"{month}\""))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no month {month}"));
+    text_after(row, "<td").parse().expect("a count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_charts_weeks_deadlines_and_expiry_from_the_desks_figures_within_scope() {
+    let dir = init(&[]);
+    let data = dir.path();
+    add_org_and_officers(data);
+    pkid_ok(
+        data,
+        &[
+            "org",
+            "add",
+            "--id",
+            "so-yt-hn",
+            "--name",
+            "Sở Y tế Hà Nội",
+            "--province",
+            "HN",
+        ],
+    );
+    // The period: Monday 2 to Sunday 15 November 2026, two weeks.
+    seed_known(
+        data,
+        "thpt-lqd",
+        &[
+            // Week 1: an issue request filed, still open.
+            Seeded {
+                submitted: vn(2026, 11, 2, 9),
+                ..FILED
+            },
+            // Week 1: a renewal fulfilled on time, using half the two working days allowed.
+            Seeded {
+                kind: "renew",
+                state: "fulfilled",
+                submitted: vn(2026, 11, 3, 10),
+                accepted: Some(vn(2026, 11, 3, 10)),
+                due: Some(vn(2026, 11, 5, 10)),
+                fulfilled: Some(vn(2026, 11, 4, 10)),
+                ..FILED
+            },
+            // Week 2: a revocation fulfilled late.
+            Seeded {
+                kind: "revoke",
+                state: "fulfilled",
+                submitted: vn(2026, 11, 9, 8),
+                accepted: Some(vn(2026, 11, 9, 9)),
+                due: Some(vn(2026, 11, 9, 17)),
+                fulfilled: Some(vn(2026, 11, 10, 9)),
+                ..FILED
+            },
+            // Before the period: certificates ending in December and January; a revoked one
+            // is not expiring.
+            Seeded {
+                state: "fulfilled",
+                submitted: vn(2026, 10, 1, 9),
+                certificate: Some(("valid", vn(2026, 12, 20, 12))),
+                ..FILED
+            },
+            Seeded {
+                state: "fulfilled",
+                submitted: vn(2026, 10, 1, 9),
+                certificate: Some(("valid", vn(2027, 1, 15, 12))),
+                ..FILED
+            },
+            Seeded {
+                state: "fulfilled",
+                submitted: vn(2026, 10, 1, 9),
+                certificate: Some(("revoked", vn(2026, 12, 21, 12))),
+                ..FILED
+            },
+        ],
+    );
+    seed_known(
+        data,
+        "so-yt-hn",
+        &[
+            Seeded {
+                submitted: vn(2026, 11, 10, 9),
+                ..FILED
+            },
+            Seeded {
+                state: "fulfilled",
+                submitted: vn(2026, 10, 1, 9),
+                certificate: Some(("valid", vn(2027, 1, 1, 0))),
+                ..FILED
+            },
+        ],
+    );
+    let https = app(data).await;
+    let period = "/reports?from=2026-11-02&to=2026-11-15";
+
+    // The RA officer of the school's province: its figures only.
+    let (ra, _) = sign_in(&https, data, "ra-dn", [127, 0, 0, 40]).await;
+    let page = send(&https, get(period, &[("cookie", &ra)]), [127, 0, 0, 40]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(
+        week_row(&page.body, "2026-11-02"),
+        (vec![1, 1, 0, 0, 0], 1, 0)
+    );
+    assert_eq!(
+        week_row(&page.body, "2026-11-09"),
+        (vec![0, 0, 0, 1, 0], 0, 1)
+    );
+    assert!(!page.body.contains("data-week=\"2026-11-16\""));
+    assert!(page.body.contains("<th scope=\"row\">02/11/2026</th>"));
+    let bucket = |html: &str, code: &str| -> u64 {
+        text_after(
+            html.split(&format!("data-bucket=\"{code}\""))
+                .nth(1)
+                .expect("bucket"),
+            "<td",
+        )
+        .parse()
+        .expect("count")
+    };
+    assert_eq!(bucket(&page.body, "up_to_25_percent"), 0);
+    assert_eq!(bucket(&page.body, "up_to_50_percent"), 1);
+    assert_eq!(bucket(&page.body, "over_100_percent"), 1);
+    // Expiring from the end of the period: November 2026 to October 2027.
+    assert_eq!(expiring_in(&page.body, "2026-11"), 0);
+    assert_eq!(
+        expiring_in(&page.body, "2026-12"),
+        1,
+        "the revoked one is not"
+    );
+    assert_eq!(expiring_in(&page.body, "2027-01"), 1);
+    assert!(page.body.contains("data-month=\"2027-10\""));
+    assert!(!page.body.contains("data-month=\"2027-11\""));
+    // The charts are SVG on the server, their numbers in words for a screen reader.
+    let chart = |id: &str| -> String {
+        page.body
+            .split(&format!("data-testid=\"{id}\""))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {id}"))
+            .split("</svg>")
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        chart("chart-weeks").contains("<title>02/11 · Cấp mới chứng thư số: 1</title>"),
+        "{}",
+        chart("chart-weeks")
+    );
+    assert!(chart("chart-weeks").contains("<title>09/11 · Thu hồi chứng thư số: 1</title>"));
+    assert!(chart("chart-punctuality").contains("<title>09/11 · hoàn thành quá hạn: 1</title>"));
+    assert!(chart("chart-expiring").contains(">01/2027</text>"));
+    assert!(chart("chart-deadline-use").contains(">trên 25% đến 50%</text>"));
+    assert!(!page.body.contains("<script"));
+    // The same figures in the CSV.
+    let csv = send(
+        &https,
+        get(&format!("{period}&format=csv"), &[("cookie", &ra)]),
+        [127, 0, 0, 40],
+    )
+    .await;
+    assert_eq!(csv.status, StatusCode::OK, "{}", csv.body);
+    for line in [
+        "section,week_starting,issue,renew,modify,revoke,recover,on_time,late\n",
+        "weeks,2026-11-02,1,1,0,0,0,1,0\n",
+        "weeks,2026-11-09,0,0,0,1,0,0,1\n",
+        "deadline_use,up_to_50_percent,1\n",
+        "deadline_use,over_100_percent,1\n",
+        "expiring,2026-12,1\n",
+        "expiring,2027-01,1\n",
+    ] {
+        assert!(csv.body.contains(line), "{line:?} in {}", csv.body);
+    }
+
+    // The organisation's officer: the same, its own organisation; another's is not found.
+    let (org, _) = sign_in(&https, data, "van-thu", [127, 0, 0, 41]).await;
+    let own = send(&https, get(period, &[("cookie", &org)]), [127, 0, 0, 41]).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+    assert_eq!(
+        week_row(&own.body, "2026-11-09"),
+        (vec![0, 0, 0, 1, 0], 0, 1)
+    );
+    assert_eq!(expiring_in(&own.body, "2027-01"), 1);
+    let other = send(
+        &https,
+        get(
+            &format!("{period}&organisation=so-yt-hn"),
+            &[("cookie", &org)],
+        ),
+        [127, 0, 0, 41],
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND, "{}", other.body);
+    // The other province's officer sees only Hà Nội's; the auditor of everything, both.
+    let (hn, _) = sign_in(&https, data, "ra-hn", [127, 0, 0, 42]).await;
+    let theirs = send(&https, get(period, &[("cookie", &hn)]), [127, 0, 0, 42]).await;
+    assert_eq!(week_row(&theirs.body, "2026-11-02"), (vec![0; 5], 0, 0));
+    assert_eq!(
+        week_row(&theirs.body, "2026-11-09"),
+        (vec![1, 0, 0, 0, 0], 0, 0)
+    );
+    assert_eq!(expiring_in(&theirs.body, "2026-12"), 0);
+    assert_eq!(expiring_in(&theirs.body, "2027-01"), 1);
+    let (all, _) = sign_in(&https, data, "kiem-toan", [127, 0, 0, 43]).await;
+    let every = send(&https, get(period, &[("cookie", &all)]), [127, 0, 0, 43]).await;
+    assert_eq!(
+        week_row(&every.body, "2026-11-09"),
+        (vec![1, 0, 0, 1, 0], 0, 1)
+    );
+    assert_eq!(expiring_in(&every.body, "2027-01"), 2);
+    // In English, the same numbers.
+    let en = send(
+        &https,
+        get(period, &[("cookie", &format!("{all}; pkid-lang=en"))]),
+        [127, 0, 0, 43],
+    )
+    .await;
+    assert!(en.body.contains("Requests per week by kind"), "{}", en.body);
+    assert!(en.body.contains("fulfilled late: 1</title>"), "{}", en.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_devices_page_shows_its_record_and_history_to_its_scope_only() {
+    let dir = init(&[]);
+    let data = dir.path();
+    add_org_and_officers(data);
+    seed_known(
+        data,
+        "thpt-lqd",
+        &[Seeded {
+            state: "fulfilled",
+            submitted: vn(2026, 11, 2, 9),
+            certificate: Some(("valid", vn(2027, 11, 2, 9))),
+            ..FILED
+        }],
+    );
+    {
+        // As `pkid token provision` and `handover` record it (docs/key-devices.md).
+        let conn = db(data);
+        conn.execute(
+            "INSERT INTO certificates (serial, issuer, subject, profile, not_before, not_after,
+                 status, tbs, der, created_at, updated_at)
+             VALUES ('thpt-lqd-0000', 'issuing', 'CN=Người thứ 0', 'person', ?1, ?2, 'valid',
+                 x'01', x'02', ?1, ?1)",
+            [vn(2026, 11, 3, 15), vn(2027, 11, 2, 9)],
+        )
+        .expect("certificate");
+        conn.execute(
+            "INSERT INTO devices (serial, model, manufacturer, label, organisation, request,
+                 certificate, so_pin_sealed, state, receiver, handed_over_at, provisioned_at,
+                 updated_at)
+             VALUES ('5a1c0ffee0000001', 'SoftHSM v2', 'SoftHSM project', 'tok-1', 'thpt-lqd',
+                 1, 'thpt-lqd-0000', x'00112233', 'handed-over', 'Trần Văn Bình <b>', ?1, ?2, ?1)",
+            [vn(2026, 11, 4, 10), vn(2026, 11, 3, 15)],
+        )
+        .expect("device");
+        for (at, action, detail) in [
+            (vn(2026, 11, 3, 15), "provisioned", "request 1, P-256"),
+            (
+                vn(2026, 11, 4, 10),
+                "handed-over",
+                "to Trần Văn Bình <b> of thpt-lqd for request 1",
+            ),
+            (vn(2026, 11, 20, 8), "unlocked", "request 2"),
+        ] {
+            conn.execute(
+                "INSERT INTO device_events (serial, at, actor, action, detail)
+                 VALUES ('5a1c0ffee0000001', ?1, 'ra-dn', ?2, ?3)",
+                rusqlite::params![at, action, detail],
+            )
+            .expect("event");
+        }
+    }
+    let https = app(data).await;
+    let anonymous = send(
+        &https,
+        get("/devices/5a1c0ffee0000001", &[]),
+        [127, 0, 0, 50],
+    )
+    .await;
+    assert_eq!(anonymous.status, StatusCode::SEE_OTHER);
+
+    let (org, _) = sign_in(&https, data, "van-thu", [127, 0, 0, 50]).await;
+    let list = send(
+        &https,
+        get("/devices", &[("cookie", &org)]),
+        [127, 0, 0, 50],
+    )
+    .await;
+    assert!(
+        list.body.contains("href=\"/devices/5a1c0ffee0000001\""),
+        "{}",
+        list.body
+    );
+    let page = send(
+        &https,
+        get("/devices/5a1c0ffee0000001", &[("cookie", &org)]),
+        [127, 0, 0, 50],
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(
+        text_after(&page.body, "data-testid=\"device-state\""),
+        "Đã bàn giao"
+    );
+    assert_eq!(
+        text_after(&page.body, "data-testid=\"device-receiver\""),
+        "Trần Văn Bình &#60;b&#62;",
+        "the name exactly as entered, escaped"
+    );
+    assert!(page.body.contains("href=\"/requests/1\""));
+    assert!(page.body.contains("được lưu giữ có mã hóa"));
+    assert!(!page.body.contains("00112233"), "never the sealed PIN");
+    let actions: Vec<&str> = page
+        .body
+        .split("data-testid=\"device-event\" data-action=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .collect();
+    assert_eq!(
+        actions,
+        ["provisioned", "handed-over", "unlocked"],
+        "oldest first"
+    );
+    assert!(page.body.contains("<td>Mở khóa (đặt lại mã PIN)</td>"));
+    assert!(page.body.contains("<td>04/11/2026 10:00</td>"));
+    // The request that provisioned it links it.
+    let request = send(
+        &https,
+        get("/requests/1", &[("cookie", &org)]),
+        [127, 0, 0, 50],
+    )
+    .await;
+    assert!(
+        request
+            .body
+            .contains("href=\"/devices/5a1c0ffee0000001\" data-testid=\"request-device\""),
+        "{}",
+        request.body
+    );
+
+    // Another province's officer: refused and audited; unknown and absurd serials: not found.
+    let (hn, _) = sign_in(&https, data, "ra-hn", [127, 0, 0, 51]).await;
+    let refused = send(
+        &https,
+        get("/devices/5a1c0ffee0000001", &[("cookie", &hn)]),
+        [127, 0, 0, 51],
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(!refused.body.contains("Trần Văn Bình"));
+    let audited: i64 = db(data)
+        .query_row(
+            "SELECT COUNT(*) FROM audit WHERE actor = 'ra-hn' AND action = 'device.show'
+             AND target = '5a1c0ffee0000001' AND outcome = 'refused'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("audit");
+    assert_eq!(audited, 1);
+    for path in [
+        "/devices/nope".to_owned(),
+        format!("/devices/{}", "9".repeat(65)),
+    ] {
+        let r = send(&https, get(&path, &[("cookie", &hn)]), [127, 0, 0, 51]).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    // In English.
+    let en = send(
+        &https,
+        get(
+            "/devices/5a1c0ffee0000001",
+            &[("cookie", &format!("{org}; pkid-lang=en"))],
+        ),
+        [127, 0, 0, 50],
+    )
+    .await;
+    assert!(
+        en.body.contains("<td>Unlocked (PIN reset)</td>"),
+        "{}",
+        en.body
+    );
+}

@@ -401,7 +401,8 @@ fn a_token_is_provisioned_signs_is_unlocked_taken_back_wiped_and_provisioned_aga
 
     // The portal lists it for the RA officer of its province, where it is and who has it, and
     // not for an officer of another province.
-    let jar = bed.portal_login(&desk.ra_id);
+    let ra_jar = bed.portal_login(&desk.ra_id);
+    let jar = ra_jar.clone();
     let (status, page) = bed.portal_get(&jar, "/devices");
     assert_eq!(status, 200, "{page}");
     let row = page
@@ -447,6 +448,21 @@ fn a_token_is_provisioned_signs_is_unlocked_taken_back_wiped_and_provisioned_aga
     assert!(sign_and_verify(&token, label, &new_pin, &key_id, &cert));
     let recovered = bed.get(&format!("/api/v1/requests/{recover}"), &desk.ra);
     assert_eq!(recovered.json["state"], "fulfilled", "{recovered}");
+    // The device's page on the portal: its history as recorded, oldest first, no PIN.
+    let (status, page) = bed.portal_get(&ra_jar, &format!("/devices/{serial}"));
+    assert_eq!(status, 200, "{page}");
+    let actions: Vec<&str> = page
+        .split("data-testid=\"device-event\" data-action=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .collect();
+    assert_eq!(
+        actions,
+        ["provisioned", "handed-over", "unlocked"],
+        "{page}"
+    );
+    assert!(page.contains("biên bản bàn giao số 7"), "{page}");
+    assert!(!page.contains(pin.as_str()) && !page.contains(new_pin.as_str()));
     // The PINs are never in the store's audit log or the daemon's log.
     let audit = bed.cli(&["audit", "list", "--limit", "100000"]);
     for p in [&pin, &new_pin] {

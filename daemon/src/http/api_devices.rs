@@ -24,13 +24,7 @@ pub(super) fn router() -> Router<Arc<AppState>> {
 }
 
 fn desk_error(e: TokenError) -> DeskError {
-    match e {
-        TokenError::Desk(d) => d,
-        TokenError::NotFound(m) => DeskError::NotFound(m),
-        TokenError::Forbidden(m) => DeskError::Forbidden(m),
-        TokenError::Conflict(m) => DeskError::Conflict(m),
-        e @ (TokenError::Device(_) | TokenError::Internal(_)) => DeskError::Internal(e.to_string()),
-    }
+    e.into()
 }
 
 /// The key devices the caller reaches, by serial.

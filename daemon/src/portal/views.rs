@@ -279,6 +279,10 @@ pub(super) struct RequestPage<'a> {
     pub(super) actions: Vec<(&'static str, String)>,
     /// A refusal of the last action, in words.
     pub(super) notice: String,
+    /// The serial of the key device provisioned for it (or holding its certificate).
+    pub(super) device: Option<String>,
+    /// The remote-signing credential it created.
+    pub(super) credential: Option<String>,
 }
 
 impl RequestPage<'_> {
@@ -406,6 +410,165 @@ impl Chart {
     }
 }
 
+/// One stacked part of a column.
+pub(super) struct Segment {
+    /// Its top, SVG units.
+    pub(super) y: u32,
+    /// Its height, SVG units.
+    pub(super) height: u32,
+    /// Its colour.
+    pub(super) fill: &'static str,
+    /// What it counts and how many, in words (the SVG `<title>`).
+    pub(super) title: String,
+}
+
+/// One column of a stacked column chart: a period, its parts stacked from the baseline.
+pub(super) struct Column {
+    /// Its left edge, SVG units.
+    pub(super) x: u32,
+    /// Its width, SVG units.
+    pub(super) width: u32,
+    /// Its parts, bottom first.
+    pub(super) segments: Vec<Segment>,
+    /// The label written under it (empty where labels would crowd).
+    pub(super) label: String,
+    /// The label's centre.
+    pub(super) label_x: u32,
+}
+
+/// One series of a stacked column chart, as its legend shows it.
+pub(super) struct Series {
+    /// Its colour.
+    pub(super) fill: &'static str,
+    /// Its name.
+    pub(super) name: String,
+    /// The legend swatch's left edge.
+    pub(super) x: u32,
+    /// The legend text's left edge.
+    pub(super) text_x: u32,
+    /// The legend row's top.
+    pub(super) y: u32,
+    /// The legend text's baseline.
+    pub(super) text_y: u32,
+}
+
+/// A stacked column chart (one column per period, one colour per series), drawn as SVG by the
+/// template; the numbers are also in the table beside it.
+#[derive(Default)]
+pub(super) struct Columns {
+    /// The columns, left to right.
+    pub(super) columns: Vec<Column>,
+    /// The series, in stacking order.
+    pub(super) legend: Vec<Series>,
+    /// The baseline's y.
+    pub(super) base: u32,
+    /// Where the column labels are written.
+    pub(super) label_y: u32,
+    /// The largest column's total, written on the axis.
+    pub(super) max: u64,
+    /// The chart's height, SVG units.
+    pub(super) height: u32,
+}
+
+/// The chart's width, the plot's left edge, the plot's height, a legend row's height.
+const COLS_WIDTH: u32 = 640;
+const COLS_LEFT: u32 = 40;
+const COLS_PLOT: u32 = 160;
+const LEGEND_ROW: u32 = 20;
+/// At most this many column labels are written (every n-th column is labelled).
+const COLS_LABELS: usize = 12;
+
+impl Columns {
+    /// Columns of `(label, values per series)`, `series` naming and colouring the values.
+    pub(super) fn stacked(
+        series: &[(String, &'static str)],
+        periods: Vec<(String, Vec<u64>)>,
+    ) -> Self {
+        if periods.is_empty() {
+            return Self::default();
+        }
+        // The legend wraps: three series a row.
+        let legend: Vec<Series> = series
+            .iter()
+            .enumerate()
+            .map(|(i, (name, fill))| {
+                let x = COLS_LEFT + (i as u32 % 3) * 200;
+                Series {
+                    fill,
+                    name: name.clone(),
+                    x,
+                    text_x: x + 18,
+                    y: (i as u32 / 3) * LEGEND_ROW,
+                    text_y: (i as u32 / 3) * LEGEND_ROW + 11,
+                }
+            })
+            .collect();
+        let top = (series.len() as u32).div_ceil(3) * LEGEND_ROW + 16;
+        let base = top + COLS_PLOT;
+        let max = periods
+            .iter()
+            .map(|(_, v)| v.iter().sum::<u64>())
+            .max()
+            .unwrap_or(0);
+        let scale = f64::from(COLS_PLOT) / max.max(1) as f64;
+        let step = (COLS_WIDTH - COLS_LEFT) / periods.len() as u32;
+        let width = (step * 3 / 4).max(1);
+        let every = periods.len().div_ceil(COLS_LABELS);
+        let columns = periods
+            .into_iter()
+            .enumerate()
+            .map(|(i, (label, values))| {
+                let x = COLS_LEFT + i as u32 * step;
+                let mut y = base;
+                let mut segments = Vec::new();
+                for (v, (name, fill)) in values.iter().zip(series) {
+                    if *v == 0 {
+                        continue;
+                    }
+                    let h = ((*v as f64 * scale).round() as u32).max(1);
+                    y -= h.min(y);
+                    segments.push(Segment {
+                        y,
+                        height: h,
+                        fill,
+                        title: format!("{label} · {name}: {v}"),
+                    });
+                }
+                Column {
+                    x,
+                    width,
+                    segments,
+                    label: if i % every == 0 { label } else { String::new() },
+                    label_x: x + width / 2,
+                }
+            })
+            .collect();
+        Self {
+            columns,
+            legend,
+            base,
+            label_y: base + 16,
+            max,
+            height: base + 24,
+        }
+    }
+
+    /// The left edge of the plot (the axis).
+    pub(super) fn left(&self) -> u32 {
+        COLS_LEFT
+    }
+
+    /// Where the largest total is written on the axis (at the plot's top).
+    pub(super) fn max_y(&self) -> u32 {
+        self.base.saturating_sub(COLS_PLOT) + 10
+    }
+
+    /// The right end of the baseline.
+    pub(super) fn right(&self) -> u32 {
+        COLS_WIDTH
+    }
+}
+
 /// The auditor's report page.
 #[derive(Template)]
 #[template(path = "portal/report.html")]
@@ -426,6 +589,14 @@ pub(super) struct ReportPage<'a> {
     pub(super) kinds: Chart,
     /// Deadline breaches per organisation.
     pub(super) breaches: Chart,
+    /// Requests filed per week, by kind.
+    pub(super) weekly: Columns,
+    /// Requests fulfilled per week: on time and late.
+    pub(super) punctuality: Columns,
+    /// How much of the allowed time the fulfilled requests used.
+    pub(super) deadline_use: Chart,
+    /// Certificates expiring per month.
+    pub(super) expiring: Chart,
 }
 
 impl ReportPage<'_> {
@@ -445,6 +616,59 @@ impl ReportPage<'_> {
     /// A kind's name.
     pub(super) fn kind(&self, k: &str) -> String {
         self.c.t(&format!("kind-{k}"))
+    }
+
+    /// The kinds, in the order reports list them (the weekly table's columns).
+    pub(super) fn kinds(&self) -> Vec<(&'static str, String)> {
+        crate::store::ra::RequestKind::ALL
+            .iter()
+            .map(|k| (k.as_str(), self.kind(k.as_str())))
+            .collect()
+    }
+
+    /// A week's count of a kind.
+    pub(super) fn filed(&self, w: &crate::ra::report::Week, kind: &str) -> u64 {
+        w.submitted.get(kind).copied().unwrap_or(0)
+    }
+
+    /// A date `YYYY-MM-DD` as `dd/mm/yyyy`.
+    pub(super) fn day(&self, iso: &str) -> String {
+        local_day(iso)
+    }
+
+    /// A month `YYYY-MM` as `mm/yyyy`.
+    pub(super) fn month(&self, iso: &str) -> String {
+        local_month(iso)
+    }
+
+    /// A deadline-use bucket in words.
+    pub(super) fn bucket(&self, code: &str) -> String {
+        bucket_words(self.c.lang, code)
+    }
+}
+
+/// A deadline-use bucket (`up_to_25_percent`, …) in words.
+pub(super) fn bucket_words(lang: Lang, code: &str) -> String {
+    message(
+        lang,
+        &format!("report-use-{}", code.replace('_', "-")),
+        None,
+    )
+}
+
+/// A date `YYYY-MM-DD` as `dd/mm/yyyy`; anything else as it is.
+pub(super) fn local_day(iso: &str) -> String {
+    match (iso.get(..4), iso.get(5..7), iso.get(8..10)) {
+        (Some(y), Some(m), Some(d)) if iso.len() == 10 => format!("{d}/{m}/{y}"),
+        _ => iso.to_owned(),
+    }
+}
+
+/// A month `YYYY-MM` as `mm/yyyy`; anything else as it is.
+pub(super) fn local_month(iso: &str) -> String {
+    match (iso.get(..4), iso.get(5..7)) {
+        (Some(y), Some(m)) if iso.len() == 7 => format!("{m}/{y}"),
+        _ => iso.to_owned(),
     }
 }
 
@@ -512,6 +736,98 @@ pub(super) struct DevicesPage<'a> {
     pub(super) c: &'a Chrome,
     /// The rows.
     pub(super) rows: Vec<DeviceRow>,
+}
+
+/// One key device, in words.
+pub(super) struct DeviceView {
+    /// The token's serial number.
+    pub(super) serial: String,
+    /// The token's model.
+    pub(super) model: String,
+    /// The token's manufacturer.
+    pub(super) manufacturer: String,
+    /// The token's label.
+    pub(super) label: String,
+    /// The organisation.
+    pub(super) organisation: String,
+    /// The request it was provisioned for.
+    pub(super) request: i64,
+    /// The serial of the certificate on it.
+    pub(super) certificate: String,
+    /// Where it is, in words.
+    pub(super) state: String,
+    /// Where it is, as a code (a test hook).
+    pub(super) state_code: &'static str,
+    /// Who received it.
+    pub(super) receiver: String,
+    /// When it was handed over, local time.
+    pub(super) handed_over: String,
+    /// When it was taken back, local time.
+    pub(super) returned: String,
+    /// When it was provisioned, local time.
+    pub(super) provisioned: String,
+    /// Whether its SO PIN is held in escrow (never the PIN itself).
+    pub(super) so_pin_escrowed: bool,
+}
+
+/// One step of a device's history.
+pub(super) struct DeviceHistoryRow {
+    /// When, local time.
+    pub(super) at: String,
+    /// Who.
+    pub(super) actor: String,
+    /// What, in words.
+    pub(super) action: String,
+    /// What, as a code (a test hook).
+    pub(super) action_code: String,
+    /// The recorded detail (the receiver, the request, a note; never a PIN).
+    pub(super) detail: String,
+}
+
+/// One key device and its history.
+#[derive(Template)]
+#[template(path = "portal/device.html")]
+pub(super) struct DevicePage<'a> {
+    /// Around the page.
+    pub(super) c: &'a Chrome,
+    /// The device.
+    pub(super) d: DeviceView,
+    /// Its history, oldest first.
+    pub(super) history: Vec<DeviceHistoryRow>,
+}
+
+/// One authorisation or signature of a credential, in words.
+pub(super) struct SigningRow {
+    /// When, local time.
+    pub(super) at: String,
+    /// What, in words.
+    pub(super) action: String,
+    /// The outcome's code (a CSS class and a test hook).
+    pub(super) outcome_code: &'static str,
+    /// The outcome, in words.
+    pub(super) outcome: String,
+    /// How many hashes it named.
+    pub(super) hashes: usize,
+}
+
+/// A remote-signing credential's signing history.
+#[derive(Template)]
+#[template(path = "portal/signing.html")]
+pub(super) struct SigningPage<'a> {
+    /// Around the page.
+    pub(super) c: &'a Chrome,
+    /// The credential and its page of events.
+    pub(super) h: crate::csc::history::SigningHistory,
+    /// Whether it signs, in words.
+    pub(super) state: String,
+    /// The events, newest first.
+    pub(super) rows: Vec<SigningRow>,
+    /// The next (older) page's address.
+    pub(super) next: Option<String>,
+    /// The hash algorithm it signs.
+    pub(super) hash_algorithm: &'static str,
+    /// Its signature algorithm.
+    pub(super) signature_algorithm: &'static str,
 }
 
 /// One audit record, in words.

@@ -107,6 +107,20 @@ impl Principal {
         }
     }
 
+    /// Whether the caller reads organisation `org`'s records (key devices, signing
+    /// histories): its reach covers the organisation as the store records it; an unknown one
+    /// is reached by nobody.
+    pub fn reaches_organisation(
+        &self,
+        store: &dyn crate::store::Store,
+        org: &str,
+    ) -> Result<bool, crate::store::StoreError> {
+        Ok(store.organisation(org)?.is_some_and(|o| {
+            self.reach()
+                .covers_organisation(&o.id, o.province.as_deref(), &o.path)
+        }))
+    }
+
     /// What the caller may read.
     pub fn reach(&self) -> Reach {
         let Self::Operator { operator, path, .. } = self else {

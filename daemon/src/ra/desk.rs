@@ -2811,12 +2811,17 @@ impl RequestDesk {
             .store
             .certificate_counts(&scope, at, at + 30 * 86_400)?;
         let pauses = self.store.pauses(start, end)?;
+        let (months, until) = super::report::expiry_months(at);
+        let expiring = self
+            .store
+            .certificates_expiring_by_month(&scope, at, until)?;
         Ok(tally.finish(
             q.organisation.clone(),
             q.from.clone(),
             q.to.clone(),
             counts,
             &pauses,
+            super::report::fill_months(months, &expiring),
         ))
     }
 

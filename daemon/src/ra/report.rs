@@ -9,10 +9,19 @@
 //!             acceptance to fulfilment (working hours of working days only)
 //! breach      a deadline that fell in the period (and has passed) with the request fulfilled
 //!             after it, or not at all
+//! week        Monday 00:00+07:00 to the next Monday; the first week holds `from`. A week
+//!             counts the requests filed in it (within the period), by kind, and the requests
+//!             fulfilled in it that had a deadline: on time (at or before it) or late
+//! deadline    of a request fulfilled in the period with a deadline, the working time from
+//!   use       acceptance to fulfilment as a share of the working time from acceptance to
+//!             the deadline: up to 25 %, 50 %, 75 %, 100 %, or over (late)
+//! expiring    certificates of the subtree valid at the report's end (or now, if earlier),
+//!             by the local month their notAfter falls in, for that month and the next 11
 //! ```
 //!
 //! The rows are streamed from the store once; nothing is held per request but the turnaround
-//! samples, so a year of a large subtree stays within a few megabytes.
+//! samples, so a year of a large subtree stays within a few megabytes. The months of expiring
+//! certificates are one grouped query of the store.
 
 use super::calendar::{local_rfc3339, Calendar, WorkingClock};
 use crate::store::ra::{CertificateCounts, KeyOrigin, ReportRow, RequestKind, RequestState};
@@ -73,6 +82,76 @@ pub struct KeyDevices {
     pub issued: u64,
 }
 
+/// One week of the period (Monday 00:00+07:00 to the next Monday).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Week {
+    /// Its Monday, YYYY-MM-DD (local; the first week's Monday may be before `from`).
+    pub starts: String,
+    /// Requests filed in the week (and in the period), by kind; every kind is present.
+    pub submitted: BTreeMap<&'static str, u64>,
+    /// Requests fulfilled in the week (and in the period) at or before their deadline.
+    pub on_time: u64,
+    /// Requests fulfilled in the week (and in the period) after their deadline.
+    pub late: u64,
+}
+
+/// How much of the working time allowed (acceptance to deadline) the requests fulfilled in
+/// the period used (acceptance to fulfilment), in quarters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct DeadlineUse {
+    /// At most a quarter of the allowed time.
+    pub up_to_25_percent: u64,
+    /// Over a quarter, at most half.
+    pub up_to_50_percent: u64,
+    /// Over half, at most three quarters.
+    pub up_to_75_percent: u64,
+    /// Over three quarters, by the deadline.
+    pub up_to_100_percent: u64,
+    /// After the deadline.
+    pub over_100_percent: u64,
+}
+
+impl DeadlineUse {
+    /// The buckets as (code, count), in order.
+    pub fn buckets(&self) -> [(&'static str, u64); 5] {
+        [
+            ("up_to_25_percent", self.up_to_25_percent),
+            ("up_to_50_percent", self.up_to_50_percent),
+            ("up_to_75_percent", self.up_to_75_percent),
+            ("up_to_100_percent", self.up_to_100_percent),
+            ("over_100_percent", self.over_100_percent),
+        ]
+    }
+
+    fn add(&mut self, used: u64, allowed: u64, late: bool) {
+        // Compared in integers: used/allowed <= q/4 is 4·used <= q·allowed.
+        let b = if late {
+            &mut self.over_100_percent
+        } else if 4 * u128::from(used) <= u128::from(allowed) {
+            &mut self.up_to_25_percent
+        } else if 2 * u128::from(used) <= u128::from(allowed) {
+            &mut self.up_to_50_percent
+        } else if 4 * u128::from(used) <= 3 * u128::from(allowed) {
+            &mut self.up_to_75_percent
+        } else {
+            &mut self.up_to_100_percent
+        };
+        *b += 1;
+    }
+}
+
+/// Certificates expiring in one month.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct MonthCount {
+    /// The month, YYYY-MM (local).
+    pub month: String,
+    /// How many of the subtree's certificates valid at the report's end expire in it.
+    pub certificates: u64,
+}
+
+/// How many months of expiring certificates a report gives (this one and the next 11).
+pub const EXPIRY_MONTHS: u32 = 12;
+
 /// A report.
 #[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Report {
@@ -96,6 +175,86 @@ pub struct Report {
     pub key_devices: KeyDevices,
     /// Seconds of the period each paused issuer could not issue.
     pub paused_seconds: BTreeMap<String, u64>,
+    /// Week by week, the first holding `from`, the last holding `to` (none for a period of
+    /// more than [`MAX_WEEKS`] weeks).
+    pub weeks: Vec<Week>,
+    /// How much of the allowed time the requests fulfilled in the period used.
+    pub deadline_use: DeadlineUse,
+    /// Certificates valid at the report's end (or now) expiring in each of [`EXPIRY_MONTHS`]
+    /// months, the first being the month of that instant.
+    pub expiring_by_month: Vec<MonthCount>,
+}
+
+/// Seconds in a week.
+const WEEK: u64 = 7 * 86_400;
+/// The longest period given week by week (ten years): a longer one's report has no `weeks`,
+/// so that a period typed as centuries costs neither memory nor a page of 100,000 rows.
+pub const MAX_WEEKS: u64 = 522;
+
+/// Counts of one week, while streaming.
+#[derive(Clone, Copy, Default)]
+struct WeekTally {
+    submitted: [u64; RequestKind::ALL.len()],
+    on_time: u64,
+    late: u64,
+}
+
+/// The Unix instant of the local (Asia/Ho_Chi_Minh) midnight starting the Monday of the week
+/// holding `t`.
+fn monday_of(t: u64) -> u64 {
+    let local = time::OffsetDateTime::from_unix_timestamp(t.min(i64::MAX as u64) as i64)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .to_offset(super::calendar::HO_CHI_MINH);
+    let back = u64::from(local.weekday().number_days_from_monday()) * 86_400
+        + u64::from(local.hour()) * 3600
+        + u64::from(local.minute()) * 60
+        + u64::from(local.second());
+    t.saturating_sub(back)
+}
+
+/// A Unix instant's local date, YYYY-MM-DD.
+fn local_day(t: u64) -> String {
+    local_rfc3339(t).get(..10).unwrap_or_default().to_owned()
+}
+
+/// The [`EXPIRY_MONTHS`] local months starting with the month holding `at`, as `YYYY-MM`,
+/// and the Unix instant where the last one ends.
+pub fn expiry_months(at: u64) -> (Vec<String>, u64) {
+    let local = time::OffsetDateTime::from_unix_timestamp(at.min(i64::MAX as u64) as i64)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .to_offset(super::calendar::HO_CHI_MINH);
+    let (mut year, mut month) = (local.year(), u8::from(local.month()));
+    let mut months = Vec::with_capacity(EXPIRY_MONTHS as usize);
+    for _ in 0..EXPIRY_MONTHS {
+        months.push(format!("{year:04}-{month:02}"));
+        (year, month) = if month == 12 {
+            (year + 1, 1)
+        } else {
+            (year, month + 1)
+        };
+    }
+    let end = time::Month::try_from(month)
+        .ok()
+        .and_then(|m| time::Date::from_calendar_date(year, m, 1).ok())
+        .map(|d| {
+            d.midnight()
+                .assume_offset(super::calendar::HO_CHI_MINH)
+                .unix_timestamp()
+                .max(0) as u64
+        })
+        .unwrap_or(u64::MAX);
+    (months, end)
+}
+
+/// Every month of `months` with its count from `counted` (`YYYY-MM`, count) or zero.
+pub fn fill_months(months: Vec<String>, counted: &[(String, u64)]) -> Vec<MonthCount> {
+    months
+        .into_iter()
+        .map(|m| MonthCount {
+            certificates: counted.iter().find(|(c, _)| *c == m).map_or(0, |(_, n)| *n),
+            month: m,
+        })
+        .collect()
 }
 
 /// Accumulates a report from streamed rows.
@@ -108,6 +267,10 @@ pub(crate) struct Tally<'a> {
     samples: Vec<u64>,
     breaches: Breaches,
     devices: u64,
+    /// The Monday the first week starts on.
+    first_monday: u64,
+    weeks: Vec<WeekTally>,
+    deadline_use: DeadlineUse,
 }
 
 /// How far before the period the working clock is tabulated: requests fulfilled in the period
@@ -134,7 +297,19 @@ impl<'a> Tally<'a> {
             samples: Vec::new(),
             breaches: Breaches::default(),
             devices: 0,
+            first_monday: monday_of(from),
+            weeks: match (to.saturating_sub(monday_of(from))).div_ceil(WEEK) {
+                n if n <= MAX_WEEKS => vec![WeekTally::default(); n as usize],
+                _ => Vec::new(),
+            },
+            deadline_use: DeadlineUse::default(),
         }
+    }
+
+    /// The week of an instant inside the period.
+    fn week(&mut self, t: u64) -> Option<&mut WeekTally> {
+        let i = t.checked_sub(self.first_monday)? / WEEK;
+        self.weeks.get_mut(usize::try_from(i).ok()?)
     }
 
     fn within(&self, t: Option<u64>) -> bool {
@@ -144,8 +319,11 @@ impl<'a> Tally<'a> {
     pub(crate) fn add(&mut self, r: &ReportRow<'_>) {
         let filed_in = self.within(Some(r.submitted_at));
         let fulfilled_in = self.within(r.fulfilled_at);
-        let counts = self.requests.entry(r.kind.as_str()).or_default();
         if filed_in {
+            if let Some(w) = self.week(r.submitted_at) {
+                w.submitted[r.kind as usize] += 1;
+            }
+            let counts = self.requests.entry(r.kind.as_str()).or_default();
             counts.submitted += 1;
             match r.state {
                 RequestState::Rejected => counts.rejected += 1,
@@ -158,12 +336,26 @@ impl<'a> Tally<'a> {
             }
         }
         if fulfilled_in {
-            counts.fulfilled += 1;
+            self.requests.entry(r.kind.as_str()).or_default().fulfilled += 1;
             if r.key_origin == KeyOrigin::Token {
                 self.devices += 1;
             }
             if let (Some(a), Some(f)) = (r.accepted_at, r.fulfilled_at) {
-                self.samples.push(self.clock.seconds_between(a, f));
+                let used = self.clock.seconds_between(a, f);
+                self.samples.push(used);
+                if let Some(due) = r.due_at {
+                    let allowed = self.clock.seconds_between(a, due);
+                    self.deadline_use.add(used, allowed, f > due);
+                }
+            }
+            if let (Some(f), Some(due)) = (r.fulfilled_at, r.due_at) {
+                if let Some(w) = self.week(f) {
+                    if f > due {
+                        w.late += 1;
+                    } else {
+                        w.on_time += 1;
+                    }
+                }
             }
         }
         if let Some(due) = r.due_at.filter(|d| self.within(Some(*d)) && *d < self.now) {
@@ -192,6 +384,7 @@ impl<'a> Tally<'a> {
         to: String,
         certificates: CertificateCounts,
         pauses: &[crate::store::ra::IssuancePause],
+        expiring_by_month: Vec<MonthCount>,
     ) -> Report {
         let mut paused_seconds = BTreeMap::new();
         for p in pauses {
@@ -232,13 +425,30 @@ impl<'a> Tally<'a> {
                 issued: self.devices,
             },
             paused_seconds,
+            weeks: self
+                .weeks
+                .iter()
+                .enumerate()
+                .map(|(i, w)| Week {
+                    starts: local_day(self.first_monday + i as u64 * WEEK),
+                    submitted: RequestKind::ALL
+                        .iter()
+                        .map(|k| (k.as_str(), w.submitted[*k as usize]))
+                        .collect(),
+                    on_time: w.on_time,
+                    late: w.late,
+                })
+                .collect(),
+            deadline_use: self.deadline_use,
+            expiring_by_month,
         }
     }
 }
 
 impl Report {
-    /// The report as CSV: one line per kind, then the totals of turnaround, breaches and
-    /// certificates, then breaches per organisation.
+    /// The report as CSV: one line per kind, then the totals of turnaround, breaches (and
+    /// per organisation), certificates, key devices, pauses, the deadline use, the months of
+    /// expiring certificates, then one line per week (filed by kind, on time, late).
     pub fn to_csv(&self) -> String {
         let mut out = String::from("section,key,submitted,fulfilled,rejected,returned,open\n");
         for (kind, c) in &self.requests {
@@ -274,6 +484,25 @@ impl Report {
         out.push_str(&format!("key_devices,issued,{}\n", self.key_devices.issued));
         for (issuer, secs) in &self.paused_seconds {
             out.push_str(&format!("paused_seconds,{},{secs}\n", csv_field(issuer)));
+        }
+        for (bucket, n) in self.deadline_use.buckets() {
+            out.push_str(&format!("deadline_use,{bucket},{n}\n"));
+        }
+        for m in &self.expiring_by_month {
+            out.push_str(&format!("expiring,{},{}\n", m.month, m.certificates));
+        }
+        out.push_str("section,week_starting");
+        for k in RequestKind::ALL {
+            out.push_str(&format!(",{}", k.as_str()));
+        }
+        out.push_str(",on_time,late\n");
+        for w in &self.weeks {
+            out.push_str(&format!("weeks,{}", w.starts));
+            for k in RequestKind::ALL {
+                let n = w.submitted.get(k.as_str()).copied().unwrap_or(0);
+                out.push_str(&format!(",{n}"));
+            }
+            out.push_str(&format!(",{},{}\n", w.on_time, w.late));
         }
         out
     }
@@ -333,6 +562,7 @@ mod tests {
             "b".into(),
             CertificateCounts::default(),
             &[],
+            Vec::new(),
         );
         assert_eq!(r.requests["issue"].submitted, 2);
         assert_eq!(r.requests["issue"].rejected, 1);
@@ -342,5 +572,95 @@ mod tests {
         assert_eq!(r.breaches.by_organisation["a"], 1);
         assert_eq!(r.turnaround.count, 1);
         assert!(r.to_csv().contains("requests,issue,2,0,1,0,1\n"));
+    }
+
+    /// Unix seconds of a local (+07:00) date and time.
+    fn local(y: i32, m: u8, d: u8, h: u8) -> u64 {
+        time::Date::from_calendar_date(y, time::Month::try_from(m).expect("month"), d)
+            .expect("date")
+            .with_hms(h, 0, 0)
+            .expect("time")
+            .assume_offset(crate::ra::calendar::HO_CHI_MINH)
+            .unix_timestamp() as u64
+    }
+
+    #[test]
+    fn weeks_start_on_local_mondays_and_count_filings_by_kind_and_deadlines_met() {
+        let cal = Calendar::shipped();
+        // Wednesday 2 December 2026 to Sunday 13 December: the weeks of Monday 30 November
+        // and Monday 7 December.
+        let (from, to) = (local(2026, 12, 2, 0), local(2026, 12, 14, 0));
+        let mut t = Tally::new(&cal, (8, 17), from, to, local(2027, 1, 1, 0));
+        // Monday 7 December 06:30 local is Sunday 23:30 UTC: the second week.
+        t.add(&row(
+            RequestKind::Renew,
+            RequestState::Submitted,
+            local(2026, 12, 6, 23) + 7 * 3600 + 1800,
+        ));
+        t.add(&row(
+            RequestKind::Issue,
+            RequestState::Submitted,
+            local(2026, 12, 2, 9),
+        ));
+        t.add(&row(
+            RequestKind::Issue,
+            RequestState::Submitted,
+            local(2026, 12, 6, 23),
+        ));
+        // Filed before the period: not in a week, but fulfilled in it, on time and late.
+        let accepted = local(2026, 11, 30, 8);
+        let due = local(2026, 12, 3, 17); // Thursday: 4 working days of 9 hours allowed
+        let fulfilled = |at: u64| ReportRow {
+            accepted_at: Some(accepted),
+            due_at: Some(due),
+            fulfilled_at: Some(at),
+            ..row(RequestKind::Issue, RequestState::Fulfilled, accepted)
+        };
+        t.add(&fulfilled(local(2026, 12, 2, 10))); // 2 days 2 h of 4 days: 55 %
+        t.add(&fulfilled(local(2026, 12, 3, 17))); // at the deadline: 100 %, on time
+        t.add(&fulfilled(local(2026, 12, 8, 9))); // late, in the second week
+        let (months, end) = expiry_months(local(2026, 12, 14, 0));
+        assert_eq!(months.len(), 12);
+        assert_eq!(
+            (months[0].as_str(), months[11].as_str()),
+            ("2026-12", "2027-11")
+        );
+        assert_eq!(end, local(2027, 12, 1, 0));
+        let r = t.finish(
+            None,
+            "2026-12-02".into(),
+            "2026-12-13".into(),
+            CertificateCounts::default(),
+            &[],
+            fill_months(months, &[("2027-01".into(), 3)]),
+        );
+        let starts: Vec<&str> = r.weeks.iter().map(|w| w.starts.as_str()).collect();
+        assert_eq!(starts, ["2026-11-30", "2026-12-07"]);
+        assert_eq!(r.weeks[0].submitted["issue"], 2);
+        assert_eq!(r.weeks[0].submitted["renew"], 0);
+        assert_eq!(r.weeks[1].submitted["renew"], 1);
+        assert_eq!((r.weeks[0].on_time, r.weeks[0].late), (2, 0));
+        assert_eq!((r.weeks[1].on_time, r.weeks[1].late), (0, 1));
+        assert_eq!(
+            r.deadline_use.buckets().map(|(_, n)| n),
+            [0, 0, 1, 1, 1],
+            "{:?}",
+            r.deadline_use
+        );
+        assert_eq!(r.expiring_by_month[1].month, "2027-01");
+        assert_eq!(r.expiring_by_month[1].certificates, 3);
+        assert_eq!(r.expiring_by_month[0].certificates, 0);
+        let csv = r.to_csv();
+        assert!(
+            csv.contains("section,week_starting,issue,renew,modify,revoke,recover,on_time,late\n"),
+            "{csv}"
+        );
+        assert!(csv.contains("weeks,2026-11-30,2,0,0,0,0,2,0\n"), "{csv}");
+        assert!(csv.contains("weeks,2026-12-07,0,1,0,0,0,0,1\n"), "{csv}");
+        assert!(csv.contains("deadline_use,up_to_75_percent,1\n"), "{csv}");
+        assert!(csv.contains("expiring,2027-01,3\n"), "{csv}");
+        // Centuries are not given week by week.
+        let long = Tally::new(&cal, (8, 17), 0, 400 * 365 * 86_400, 1);
+        assert!(long.weeks.is_empty());
     }
 }

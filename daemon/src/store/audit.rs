@@ -70,6 +70,14 @@ pub trait AuditLog: Send + Sync {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<(i64, AuditEntry)>, StoreError>;
+    /// The records about `target` (an id, a serial, a credential), newest first, like
+    /// [`AuditLog::audit_page`].
+    fn audit_of_target(
+        &self,
+        target: &str,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<(i64, AuditEntry)>, StoreError>;
     /// Walks the whole chain, oldest first, in one read snapshot, checking every entry against
     /// its predecessor and every stored stamp against the chain: intact (count, head), or the
     /// first entry that was edited, deleted or reordered. Streams: memory does not grow with

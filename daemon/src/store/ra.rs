@@ -688,4 +688,13 @@ pub trait RaRequests: Send + Sync {
         at: u64,
         horizon: u64,
     ) -> Result<CertificateCounts, StoreError>;
+    /// The certificates the scope's requests issued that are valid at `at` and end before
+    /// `until`, counted by the local (Asia/Ho_Chi_Minh) month of their notAfter: (`YYYY-MM`,
+    /// count), months without one left out, in order.
+    fn certificates_expiring_by_month(
+        &self,
+        scope: &RequestFilter,
+        at: u64,
+        until: u64,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
 }

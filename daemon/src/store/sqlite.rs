@@ -105,6 +105,8 @@ const MIGRATIONS: &[&str] = &[
     devices::ESCROW_MIGRATION,
     // 16: the portal's certificate search and RA queue indexes (see sqlite/portal.rs).
     portal::MIGRATION,
+    // 17: the audit records of one target, for signing histories (see sqlite/audit.rs).
+    audit::TARGET_INDEX,
 ];
 
 /// Reconciliation closes a pending row whose issuance died by setting `abandoned_at`; `status`

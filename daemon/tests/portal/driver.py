@@ -67,6 +67,9 @@ def follow(element):
     old = d.find_element(By.TAG_NAME, "html")
     element.click()
     WebDriverWait(d, 30).until(expected_conditions.staleness_of(old))
+    # The old document is gone; wait until the new one has loaded too, so that a look right
+    # after this cannot catch the document between navigation and load.
+    WebDriverWait(d, 30).until(lambda drv: drv.execute_script("return document.readyState") == "complete")
 
 
 def shot(name):

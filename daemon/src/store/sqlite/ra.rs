@@ -857,6 +857,34 @@ impl RaRequests for SqliteStore {
         .map_err(unavailable)
     }
 
+    fn certificates_expiring_by_month(
+        &self,
+        scope: &RequestFilter,
+        at: u64,
+        until: u64,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        // The same index as `certificate_counts` (status and end beside each request), grouped
+        // by the local month of the end: Vietnam keeps +07:00 all year.
+        let mut q = Query::new(
+            "SELECT strftime('%Y-%m', certificate_not_after + 25200, 'unixepoch') AS month,
+                    COUNT(*)
+             FROM requests WHERE issued_certificate IS NOT NULL
+               AND certificate_status = 'valid' AND certificate_not_after > ?1
+               AND certificate_not_after < ?2"
+                .into(),
+        );
+        q.args.push(Value::Integer(at.min(i64::MAX as u64) as i64));
+        q.args
+            .push(Value::Integer(until.min(i64::MAX as u64) as i64));
+        q.scope(scope, "");
+        q.sql.push_str(" GROUP BY month ORDER BY month");
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare(&q.sql).map_err(unavailable)?;
+        collect(&mut stmt, params_from_iter(q.args), |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
+        })
+    }
+
     fn pause_issuance(&self, p: &IssuancePause, audit: &AuditEntry) -> Result<i64, StoreError> {
         self.write(|tx| {
             tx.execute(
