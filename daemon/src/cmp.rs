@@ -247,7 +247,9 @@ pub struct Cmp {
     ra: RegistrationAuthority,
     sealer: Option<Arc<dyn DataSealer>>,
     crl: Option<Arc<crate::crl::CrlService>>,
-    calendar: crate::ra::calendar::Calendar,
+    /// The desk's calendar once [`Self::with_calendar`] hands it over (a copy loaded at
+    /// start before that, or without a desk).
+    calendar: crate::ra::desk::LiveCalendar,
     last_sweep: AtomicU64,
     responders: Option<Arc<Responders>>,
 }
@@ -377,7 +379,7 @@ impl Cmp {
             crate::ra::calendar::Calendar::shipped()
         });
         Self {
-            calendar,
+            calendar: Arc::new(arc_swap::ArcSwap::from_pointee(calendar)),
             ra: RegistrationAuthority::new(authority.clone()),
             config,
             store,
@@ -387,6 +389,12 @@ impl Cmp {
             last_sweep: AtomicU64::new(0),
             responders: None,
         }
+    }
+
+    /// Files machine requests with the desk's calendar, which follows reloads.
+    pub fn with_calendar(mut self, calendar: crate::ra::desk::LiveCalendar) -> Self {
+        self.calendar = calendar;
+        self
     }
 
     /// Serves signature protection: signed requests are answered signed by `responders`
@@ -1651,7 +1659,7 @@ impl Cmp {
         let org = self.label_organisation(label)?;
         let id = crate::ra::desk::file_machine_request(
             self.store.as_ref(),
-            &self.calendar,
+            &self.calendar.load(),
             self.config.ra.working_days,
             now,
             crate::ra::desk::MachineFiling {

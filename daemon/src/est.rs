@@ -232,7 +232,9 @@ pub struct Est {
     store: Arc<dyn Store>,
     authority: Arc<Authority>,
     ra: RegistrationAuthority,
-    calendar: Calendar,
+    /// The desk's calendar once [`Self::with_calendar`] hands it over (a copy loaded at
+    /// start before that, or without a desk).
+    calendar: crate::ra::desk::LiveCalendar,
     verified: Option<moka::sync::Cache<[u8; 32], ()>>,
     /// The data key, which seals escrowed keys (`None`: escrow labels answer 503).
     sealer: Option<Arc<dyn DataSealer>>,
@@ -386,7 +388,7 @@ impl Est {
             config: arc_swap::ArcSwap::new(config),
             store,
             authority,
-            calendar,
+            calendar: Arc::new(arc_swap::ArcSwap::from_pointee(calendar)),
             verified,
             sealer: None,
             server_key: None,
@@ -397,6 +399,12 @@ impl Est {
     /// The key that signs the key packages of encrypted `serverkeygen` replies.
     pub fn with_server_key(mut self, key: Option<ServerKeySigner>) -> Self {
         self.server_key = key;
+        self
+    }
+
+    /// Files machine requests with the desk's calendar, which follows reloads.
+    pub fn with_calendar(mut self, calendar: crate::ra::desk::LiveCalendar) -> Self {
+        self.calendar = calendar;
         self
     }
 
@@ -823,7 +831,7 @@ impl Est {
             .ok_or_else(|| EstError::Unavailable("the label's organisation is gone".into()))?;
         let id = crate::ra::desk::file_machine_request(
             self.store.as_ref(),
-            &self.calendar,
+            &self.calendar.load(),
             self.config.load().ra.working_days,
             now,
             crate::ra::desk::MachineFiling {

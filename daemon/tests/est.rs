@@ -1864,3 +1864,90 @@ mod credentials_api {
         );
     }
 }
+
+/// An operator label's request filed after a SIGHUP that brought a new calendar is due by that
+/// calendar: EST files with the desk's live calendar, not a copy loaded at start.
+#[test]
+fn a_reloaded_calendar_sets_the_deadline_of_the_next_request_filed_over_est() {
+    use std::time::Duration;
+    use time::{Date, Duration as Days, OffsetDateTime, UtcOffset};
+    let dir = init(&[]);
+    let data = dir.path();
+    pkid_ok(data, &["org", "add", "--id", ORG, "--name", ORG_NAME]);
+    let out = pkid_ok(
+        data,
+        &[
+            "credential",
+            "add",
+            "--org",
+            ORG,
+            "--kind",
+            "est",
+            "--name",
+            "hr",
+        ],
+    );
+    let user = format!("hr:{}", out.lines().last().expect("password").trim());
+    configure(data);
+    let daemon = Daemon::start(data);
+    let est = Est {
+        daemon: &daemon,
+        data,
+    };
+    let file = |cn: &str| -> String {
+        let (_, csr) = make_csr(data, &format!("/CN={cn}"), "ec:P-256");
+        let r = est.post(
+            "/staff/simpleenroll",
+            &b64_csr(data, &csr),
+            &["--user", &user],
+        );
+        assert_eq!(r.status, 202, "{}", r.text());
+        let id = r
+            .text()
+            .split_whitespace()
+            .nth(1)
+            .expect("request N")
+            .to_owned();
+        let shown: serde_json::Value =
+            serde_json::from_str(&pkid_ok(data, &["request", "show", &id])).expect("JSON");
+        let due = shown["request"]["due_at"]
+            .as_str()
+            .expect("due_at")
+            .to_owned();
+        OffsetDateTime::parse(&due, &time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|e| panic!("{due}: {e}"))
+            .date()
+            .to_string()
+    };
+    let before = file("Trần Văn Bình");
+
+    // Every day from tomorrow for two weeks off (split at a year's end: one table per year).
+    let vn = UtcOffset::from_hms(7, 0, 0).expect("+07:00");
+    let tomorrow = OffsetDateTime::now_utc().to_offset(vn).date() + Days::days(1);
+    let last = tomorrow + Days::days(13);
+    let mut calendar = String::new();
+    let mut from = tomorrow;
+    while from <= last {
+        let year_end =
+            Date::from_calendar_date(from.year(), time::Month::December, 31).expect("31/12");
+        let to = last.min(year_end);
+        calendar.push_str(&format!(
+            "[[{y}.day_off]]\nfrom = \"{from}\"\nto = \"{to}\"\nname = \"Nghỉ thử\"\nsource = \"test\"\n\n",
+            y = from.year()
+        ));
+        from = to + Days::days(1);
+    }
+    std::fs::write(data.join("calendar-vn.toml"), calendar).expect("calendar");
+    daemon.sighup();
+    assert!(
+        daemon.wait_for_log("EST labels reloaded", 1, Duration::from_secs(10)),
+        "{}",
+        daemon.logs()
+    );
+    let after = file("Lê Thị Cúc");
+    assert!(
+        after > last.to_string(),
+        "filed after the reload, due {after}, within the days off ending {last} (before: {before})"
+    );
+    assert_ne!(before, after);
+}

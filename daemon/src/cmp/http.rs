@@ -72,16 +72,18 @@ pub fn router(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         Some(state.metrics.clone()),
     ));
     responders.prepare();
-    let cmp = Arc::new(
-        Cmp::new(
-            state.config.load_full(),
-            state.store.clone(),
-            state.authority.clone(),
-            sealer,
-            state.crl.clone(),
-        )
-        .with_responders(responders),
-    );
+    let mut cmp = Cmp::new(
+        state.config.load_full(),
+        state.store.clone(),
+        state.authority.clone(),
+        sealer,
+        state.crl.clone(),
+    )
+    .with_responders(responders);
+    if let Some(desk) = &state.desk {
+        cmp = cmp.with_calendar(desk.live_calendar());
+    }
+    let cmp = Arc::new(cmp);
     let wrong_method = || async {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "CMP messages are POSTed");
         r.headers_mut()

@@ -77,11 +77,13 @@ pub fn router(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         })
         .map_err(|e| tracing::warn!(error = %e, "EST: the server's key does not load; an encrypted serverkeygen will answer 503"))
         .ok();
-    let est = Arc::new(
-        Est::new(config, state.store.clone(), state.authority.clone())
-            .with_sealer(sealer)
-            .with_server_key(server_key),
-    );
+    let mut est = Est::new(config, state.store.clone(), state.authority.clone())
+        .with_sealer(sealer)
+        .with_server_key(server_key);
+    if let Some(desk) = &state.desk {
+        est = est.with_calendar(desk.live_calendar());
+    }
+    let est = Arc::new(est);
     // SIGHUP reaches the labels through the state (`AppState::reload`).
     let _ = state.est.set(est.clone());
     Router::new()

@@ -629,13 +629,18 @@ pub trait AfterCommit: Send + Sync {
     fn notices_queued(&self);
 }
 
+/// A working-day calendar replaced when the configuration is reloaded.
+pub type LiveCalendar = Arc<arc_swap::ArcSwap<Calendar>>;
+
 /// The request desk.
 pub struct RequestDesk {
     after: std::sync::OnceLock<Arc<dyn AfterCommit>>,
     store: Arc<dyn Store>,
     lifecycle: Option<Arc<RegistrationAuthority>>,
     config: arc_swap::ArcSwap<Config>,
-    calendar: arc_swap::ArcSwap<Calendar>,
+    /// Shared with EST and CMP ([`RequestDesk::live_calendar`]), so a reload reaches their
+    /// machine requests' deadlines too.
+    calendar: LiveCalendar,
     verifier: Option<DocumentVerifier>,
     sealer: Option<Arc<dyn DataSealer>>,
     clock: Arc<dyn Clock>,
@@ -691,12 +696,18 @@ impl RequestDesk {
             store: p.store,
             lifecycle: p.lifecycle,
             config: arc_swap::ArcSwap::new(p.config),
-            calendar: arc_swap::ArcSwap::from_pointee(p.calendar),
+            calendar: Arc::new(arc_swap::ArcSwap::from_pointee(p.calendar)),
             verifier: p.verifier,
             sealer: p.sealer,
             clock: p.clock,
             after: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The working-day calendar in use, as a handle that follows reloads: EST and CMP file
+    /// their machine requests with it, so their deadlines count the calendar the desk counts.
+    pub fn live_calendar(&self) -> LiveCalendar {
+        self.calendar.clone()
     }
 
     /// Applies a reloaded configuration's `[ra]` section (SIGHUP): deadlines, working hours,
