@@ -438,10 +438,12 @@ fn reload_requests() -> tokio::sync::mpsc::Receiver<()> {
     rx
 }
 
-/// SIGHUP: re-reads the configuration and applies what is safe to change live.
-fn reload_from_disk(state: &AppState) {
+/// SIGHUP: re-reads the configuration (with the command line's overrides, `adjust`) and
+/// applies what is safe to change live.
+fn reload_from_disk(state: &AppState, adjust: &(dyn Fn(&mut Config) + Send + Sync)) {
     match Config::load(&state.data_dir) {
-        Ok(new) => {
+        Ok(mut new) => {
+            adjust(&mut new);
             crate::logging::apply_level(&new.log.level);
             state.reload(&new);
             tracing::info!(
@@ -540,9 +542,12 @@ impl StopSignals {
 /// left half-done), then exits without serving.
 pub fn serve(
     data: &Path,
-    adjust: impl FnOnce(&mut Config) + Send + 'static,
+    adjust: impl Fn(&mut Config) + Send + Sync + 'static,
     actor: &str,
 ) -> Result<(), AppError> {
+    // The command line's overrides (`--http`, `--https`) apply at start and to every reload,
+    // so a reload compares like with like.
+    let adjust = Arc::new(adjust);
     // The runtime and the stop handlers before anything else, even reading the configuration
     // for the log format: until they are installed, SIGTERM's default action kills the process.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -558,12 +563,13 @@ pub fn serve(
     let data = data.to_path_buf();
     let actor = actor.to_string();
     runtime.block_on(async move {
+        let at_start = adjust.clone();
         let startup = tokio::task::spawn_blocking(move || -> Result<App, AppError> {
             if !datadir::is_initialised(&data)? {
                 tracing::info!(data = %data.display(), "empty data directory: initialising the CA hierarchy");
                 datadir::init(&data, &datadir::InitOptions::default(), &actor)?;
             }
-            App::build(&data, Arc::new(SystemClock), adjust)
+            App::build(&data, Arc::new(SystemClock), move |c| at_start(c))
         });
         tokio::pin!(startup);
         let app = tokio::select! {
@@ -575,7 +581,8 @@ pub fn serve(
             }
         };
         let app = app.map_err(|e| AppError::Runtime(format!("start-up task: {e}")))??;
-        app.run(signals.received(), reload_from_disk).await
+        app.run(signals.received(), move |state| reload_from_disk(state, &*adjust))
+            .await
     })
 }
 

@@ -1329,6 +1329,13 @@ fn rate_limit_answers_429_and_reload_applies_a_new_limit() {
         "no reload logged:\n{}",
         daemon.logs()
     );
+    // The listeners come from the command line (`--http`, `--https`), which a reload keeps:
+    // no warning that they changed.
+    assert!(
+        !daemon.logs().contains("change only on restart"),
+        "{}",
+        daemon.logs()
+    );
     let replies = burst(10);
     assert!(
         replies.iter().all(|(s, _)| *s == 200),
