@@ -16,10 +16,13 @@ import tempfile
 import time
 
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import (
+    NoAlertPresentException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 plan = json.loads(os.environ["PKID_PORTAL_PLAN"])
@@ -61,12 +64,28 @@ def els(testid):
     return d.find_elements(By.CSS_SELECTOR, f"[data-testid={testid}]")
 
 
+def detached(element):
+    """Whether `element`'s document has been left. Selenium's `staleness_of` knows only the
+    stale-element error; while Chromium is replacing the document, the same question gets
+    "Node with given id does not belong to the document" (an unknown error) instead, and
+    `staleness_of` raised it: the test failed under load, mid-navigation."""
+    try:
+        element.is_enabled()
+        return False
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as e:
+        if "does not belong to the document" in (e.msg or ""):
+            return True
+        raise
+
+
 def follow(element):
     """Clicks a control that loads a new page and waits until the old page is gone, so no
     later look finds an element of the page being left (a race under load otherwise)."""
     old = d.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(d, 30).until(expected_conditions.staleness_of(old))
+    WebDriverWait(d, 30).until(lambda _: detached(old))
     # The old document is gone; wait until the new one has loaded too, so that a look right
     # after this cannot catch the document between navigation and load.
     WebDriverWait(d, 30).until(lambda drv: drv.execute_script("return document.readyState") == "complete")
