@@ -877,10 +877,9 @@ fn newest_request(data: &Path) -> String {
         .to_owned()
 }
 
-#[test]
-fn a_p10cr_under_operator_approval_polls_until_an_officer_decides() {
-    let dir = init(&[]);
-    let data = dir.path();
+/// A data directory polled every second, with an operator-approved label `staff` for the
+/// organisation; returns the `-ref:secret` option's `pass:SECRET`.
+fn operator_label(data: &Path) -> String {
     let path = data.join("pkid.toml");
     let text = std::fs::read_to_string(&path).expect("pkid.toml");
     assert!(
@@ -898,8 +897,14 @@ fn a_p10cr_under_operator_approval_polls_until_an_officer_decides() {
             "\n[[cmp.labels]]\nname = \"staff\"\nprofile = \"device\"\norganisation = \"{ORG}\"\napproval = \"operator\"\n"
         ),
     );
-    let secret = organisation_with_secret(data);
-    let pass = format!("pass:{secret}");
+    format!("pass:{}", organisation_with_secret(data))
+}
+
+#[test]
+fn a_p10cr_under_operator_approval_polls_until_an_officer_decides() {
+    let dir = init(&[]);
+    let data = dir.path();
+    let pass = operator_label(data);
     let daemon = Daemon::start(data);
     let work = tempdir();
     let w = work.path();
@@ -1032,21 +1037,7 @@ fn while_polling(
 fn ir_cr_and_kur_under_operator_approval_poll_until_an_officer_decides() {
     let dir = init(&[]);
     let data = dir.path();
-    let path = data.join("pkid.toml");
-    let text = std::fs::read_to_string(&path).expect("pkid.toml");
-    std::fs::write(
-        &path,
-        text.replacen("check_after_secs = 60", "check_after_secs = 1", 1),
-    )
-    .expect("write");
-    configure(
-        data,
-        &format!(
-            "\n[[cmp.labels]]\nname = \"staff\"\nprofile = \"device\"\norganisation = \"{ORG}\"\napproval = \"operator\"\n"
-        ),
-    );
-    let secret = organisation_with_secret(data);
-    let pass = format!("pass:{secret}");
+    let pass = operator_label(data);
     let daemon = Daemon::start(data);
     let work = tempdir();
     let w = work.path();

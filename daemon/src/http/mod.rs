@@ -409,25 +409,21 @@ async fn accept_loop(
             let why = loop {
                 tokio::select! {
                     _ = &mut connection => return,
-                    changed = drained.changed(), if !draining => {
-                        // Sent (or the daemon is going away regardless): finish and close.
-                        let _ = changed;
+                    // Sent (or the daemon is going away regardless): finish and close.
+                    _ = drained.changed(), if !draining => {
                         draining = true;
                         idle.drain();
                     }
                     why = &mut expired => break why,
                 }
             };
-            drop(drained);
-            {
-                connection.abort();
-                match why {
-                    conn::Expiry::Idle => tracing::debug!(%peer, "idle connection closed"),
-                    conn::Expiry::Header => tracing::debug!(
-                        %peer,
-                        "connection closed: a request's header fields did not arrive within header_timeout_secs"
-                    ),
-                }
+            connection.abort();
+            match why {
+                conn::Expiry::Idle => tracing::debug!(%peer, "idle connection closed"),
+                conn::Expiry::Header => tracing::debug!(
+                    %peer,
+                    "connection closed: a request's header fields did not arrive within header_timeout_secs"
+                ),
             }
         });
     }
