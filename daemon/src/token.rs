@@ -35,9 +35,10 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::keys::DataSealer;
 use crate::ra::access::Principal;
+use crate::ra::calendar::local_rfc3339;
 use crate::ra::desk::{DeskError, RequestDesk};
 use crate::store::devices::{so_pin_context, DeviceEvent, DeviceRecord, DeviceState};
-use crate::store::ra::{KeyOrigin, RequestKind};
+use crate::store::ra::{KeyOrigin, RequestKind, RequestState};
 use crate::store::{AuditEntry, CertStatus, Outcome, Store, StoreError};
 use device::{numeric_pin, DeviceError, Token};
 use pkid_protocols::KeyType;
@@ -442,9 +443,10 @@ impl KeyDevices {
         d.handed_over_at = Some(now);
         d.updated_at = now;
         let detail = format!(
-            "to {receiver} of {} for request {}{}",
+            "to {receiver} of {} for request {}; {}{}",
             d.organisation,
             d.request,
+            self.paper_original(d.request)?,
             note.map(|n| format!("; {n}")).unwrap_or_default()
         );
         self.store.put_device(
@@ -454,6 +456,30 @@ impl KeyDevices {
             &self.entry(who, ACTION, serial, Outcome::Success, detail),
         )?;
         Ok(d)
+    }
+
+    /// What the hand-over record says of request `id`'s paper original: when and by whom it
+    /// was received, where the request waited for one (an RA officer records it before the
+    /// request can be approved), or that its signed document stood in for it.
+    fn paper_original(&self, id: i64) -> Result<String, TokenError> {
+        let events = self.store.request_events(id)?;
+        let received = events.iter().find(|e| {
+            e.action == "original-received" && e.from == Some(RequestState::AwaitingOriginal)
+        });
+        Ok(match received {
+            Some(e) => format!(
+                "paper original received {} by {}",
+                local_rfc3339(e.at),
+                e.actor
+            ),
+            None if events
+                .iter()
+                .any(|e| e.to == RequestState::AwaitingOriginal) =>
+            {
+                "paper original awaited".to_owned()
+            }
+            None => "no paper original needed (signed request document verified)".to_owned(),
+        })
     }
 
     /// Records the return of device `serial`, whose certificate is revoked or expired.

@@ -462,6 +462,17 @@ fn a_token_is_provisioned_signs_is_unlocked_taken_back_wiped_and_provisioned_aga
         "{page}"
     );
     assert!(page.contains("biên bản bàn giao số 7"), "{page}");
+    // The hand-over names the request's paper original: the RA officer recorded it before
+    // approving (the request had no validly signed document).
+    let handed_over = page
+        .split("data-action=\"handed-over\"")
+        .nth(1)
+        .and_then(|s| s.split("data-testid=\"device-event\"").next())
+        .unwrap_or_default();
+    assert!(
+        handed_over.contains("paper original received") && handed_over.contains(&desk.ra_id),
+        "{handed_over}"
+    );
     assert!(!page.contains(pin.as_str()) && !page.contains(new_pin.as_str()));
     // The PINs are never in the store's audit log or the daemon's log.
     let audit = bed.cli(&["audit", "list", "--limit", "100000"]);
