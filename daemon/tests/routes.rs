@@ -360,6 +360,15 @@ async fn bodies_over_the_limit_are_refused_declared_or_chunked() {
         .body(Body::from(q))
         .expect("request");
     assert_eq!(send(&http, req).await.status, StatusCode::OK);
+    // The OCSP fast path, in front of the body limit, keeps the listener's limit where it is
+    // below OCSP's own 8 KiB: a 5000-byte POST without Content-Length is refused, not parsed.
+    let req = request("POST", "/ocsp")
+        .header(CONTENT_TYPE, "application/ocsp-request")
+        .body(Body::from(vec![0x30u8; 5000]))
+        .expect("request");
+    let r = send(&http, req).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text());
+    assert!(r.text().contains("4096 bytes"), "{}", r.text());
     let r = send(
         &http,
         request("POST", "/ocsp")

@@ -1,8 +1,9 @@
 //! The tower layers of both listeners, outermost first:
 //!
 //! ```text
-//! RateLimit ─▶ BodyLimit ─▶ OcspFastPath ─▶ Router ─▶ (per route) Observe ─▶ Deadline ─▶ handler
-//!                                └─▶ (POST /ocsp, GET /ocsp/…) OCSP handler, observed, deadline
+//! RateLimit ─▶ OcspFastPath ─▶ BodyLimit ─▶ Router ─▶ (per route) Observe ─▶ Deadline ─▶ handler
+//!                  └─▶ (POST /ocsp, GET /ocsp/… without a body) OCSP handler: body limit,
+//!                      observed, deadline
 //! ```
 //!
 //! * [`RateLimit`]: the per-client-address limit (governor), 429 with `Retry-After`.
@@ -119,7 +120,8 @@ fn record(
 
 /// An admission layer's future: its own answer, ready at once (a refusal, a cached OCSP
 /// answer), the inner service's, or (the OCSP fast path) an answer of its own being made.
-pub enum Admitted<F> {
+/// `P` is the fast path's `POST /ocsp` answer; the other layers never make one.
+pub enum Admitted<F, P = Unposted> {
     /// Answered here, at once.
     Ready(Option<Reply>),
     /// Passed on.
@@ -127,12 +129,16 @@ pub enum Admitted<F> {
     /// Answered here, asynchronously (a GET whose answer is not cached).
     Answering(BoxFuture),
     /// A `POST /ocsp` answered here, unboxed.
-    Posting(PostAnswer),
+    Posting(P),
 }
 
-impl<F> Future for Admitted<F>
+/// The `Posting` type of the layers that never answer a `POST /ocsp` themselves.
+pub type Unposted = std::future::Pending<Result<Reply, Infallible>>;
+
+impl<F, P> Future for Admitted<F, P>
 where
     F: Future<Output = Result<Reply, Infallible>> + Unpin,
+    P: Future<Output = Result<Reply, Infallible>> + Unpin,
 {
     type Output = Result<Reply, Infallible>;
 
@@ -147,15 +153,19 @@ where
 }
 
 /// A `POST /ocsp` on the fast path: the handler's future under the deadline, counted and
-/// logged when it is answered.
-pub struct PostAnswer {
-    answer: Within<super::ocsp::Post>,
+/// logged when it is answered; `B` is the request's body (hyper's own), timed.
+pub struct PostAnswer<B> {
+    answer: Within<super::ocsp::Post<TimedBody<B>>>,
     state: Arc<AppState>,
     start: Instant,
     peer: SocketAddr,
 }
 
-impl Future for PostAnswer {
+impl<B> Future for PostAnswer<B>
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
     type Output = Result<Reply, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -176,12 +186,17 @@ impl Future for PostAnswer {
 }
 
 /// An admission layer's refusal, counted and logged under `route`.
-fn refuse<F>(state: &AppState, route: Route, error: HttpError, peer: SocketAddr) -> Admitted<F> {
+fn refuse<F, P>(
+    state: &AppState,
+    route: Route,
+    error: HttpError,
+    peer: SocketAddr,
+) -> Admitted<F, P> {
     refuse_with(state, route, error.into_response(), peer)
 }
 
 /// [`refuse`] with a ready answer (the JSON API's problem documents).
-fn refuse_with<F>(state: &AppState, route: Route, r: Reply, peer: SocketAddr) -> Admitted<F> {
+fn refuse_with<F, P>(state: &AppState, route: Route, r: Reply, peer: SocketAddr) -> Admitted<F, P> {
     record(state, route, r.status(), Instant::now(), peer);
     Admitted::Ready(Some(r))
 }
@@ -215,7 +230,7 @@ state_layers!(
     OcspFastPathLayer => OcspFastPath { peer },
 );
 
-impl<S: Clone> RateLimit<BodyLimit<OcspFastPath<S>>> {
+impl<S: Clone> RateLimit<OcspFastPath<BodyLimit<S>>> {
     /// The listener's service for one connection from `peer`: the admission layers and the
     /// OCSP fast path know the client without a per-request extension (an `http::Extensions`
     /// map allocated and dropped with every request); a request passed on to the router gets
@@ -306,32 +321,50 @@ where
             };
             (limit, config.server.body_timeout)
         };
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .map(|v| v.to_str().ok().and_then(|v| v.parse::<u64>().ok()));
+        let declared = match declared_within(&self.state, self.peer, &req, limit, api) {
+            Ok(declared) => declared,
+            Err(refused) => return refused,
+        };
         let req = match declared {
-            Some(Some(n)) if n > limit as u64 && api => {
-                let r = super::api::refused_body(crate::http::body::BodyError::TooLarge(limit));
-                return refuse_with(&self.state, Route::TooLarge, r, peer(self.peer, &req));
-            }
-            Some(Some(n)) if n > limit as u64 => {
-                let error =
-                    HttpError::TooLarge(format!("request body is over the {limit}-byte limit"));
-                return refuse(&self.state, Route::TooLarge, error, peer(self.peer, &req));
-            }
-            Some(None) => {
-                let error = HttpError::BadRequest("invalid Content-Length");
-                return refuse(&self.state, Route::BadRequest, error, peer(self.peer, &req));
-            }
             // Declared within the limit: hyper never delivers more than the declared length.
-            Some(Some(_)) => req.map(|b| Body::new(TimedBody::new(b, silence))),
+            Some(_) => req.map(|b| Body::new(TimedBody::new(b, silence))),
             // No body (a GET): an empty one, which needs no allocation.
             None if req.body().is_end_stream() => req.map(|_| Body::empty()),
             // Chunked (HTTP/1.1) or an HTTP/2 body without a length: cut off past the limit.
             None => req.map(|b| Body::new(Limited::new(TimedBody::new(b, silence), limit))),
         };
         Admitted::Inner(self.inner.call(req))
+    }
+}
+
+/// The request's declared Content-Length (`None`: not declared), or the refusal, counted: 413
+/// when it is over `limit` (a problem document on the JSON API, `api`), 400 when it is not a
+/// number (hyper refuses that itself on a connection; an in-process request can carry one).
+#[allow(clippy::result_large_err)] // the refusal is the response itself, returned as is
+fn declared_within<B, F, P>(
+    state: &AppState,
+    known: Option<SocketAddr>,
+    req: &Request<B>,
+    limit: usize,
+    api: bool,
+) -> Result<Option<u64>, Admitted<F, P>> {
+    let Some(field) = req.headers().get(CONTENT_LENGTH) else {
+        return Ok(None);
+    };
+    match field.to_str().ok().and_then(|v| v.parse::<u64>().ok()) {
+        Some(n) if n > limit as u64 && api => {
+            let r = super::api::refused_body(crate::http::body::BodyError::TooLarge(limit));
+            Err(refuse_with(state, Route::TooLarge, r, peer(known, req)))
+        }
+        Some(n) if n > limit as u64 => {
+            let error = HttpError::TooLarge(format!("request body is over the {limit}-byte limit"));
+            Err(refuse(state, Route::TooLarge, error, peer(known, req)))
+        }
+        Some(n) => Ok(Some(n)),
+        None => {
+            let error = HttpError::BadRequest("invalid Content-Length");
+            Err(refuse(state, Route::BadRequest, error, peer(known, req)))
+        }
     }
 }
 
@@ -424,23 +457,31 @@ pub struct OcspFastPath<S> {
     inner: S,
 }
 
-impl<S> Service<Request<Body>> for OcspFastPath<S>
+impl<S, B> Service<Request<B>> for OcspFastPath<S>
 where
-    S: Service<Request<Body>, Response = Reply, Error = Infallible>,
+    S: Service<Request<B>, Response = Reply, Error = Infallible>,
     S::Future: Unpin,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<axum::BoxError>,
 {
     type Response = Reply;
     type Error = Infallible;
-    type Future = Admitted<S::Future>;
+    type Future = Admitted<S::Future, PostAnswer<B>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let post = match (req.method(), req.uri().path()) {
             (&Method::POST, "/ocsp") => true,
-            (&Method::GET | &Method::HEAD, p) if p.starts_with("/ocsp/") => false,
+            // A GET with a body is unusual enough to take the routed way (its body limited
+            // by `BodyLimit`); the answer is the same.
+            (&Method::GET | &Method::HEAD, p)
+                if p.starts_with("/ocsp/") && req.body().is_end_stream() =>
+            {
+                false
+            }
             _ => {
                 // Routed: the per-route layers and the handlers read the client's address
                 // from the request (the fast path below has it at hand).
@@ -451,10 +492,23 @@ where
             }
         };
         let start = Instant::now();
-        let peer = peer(self.peer, &req);
         if post {
-            let timeout = self.state.config.load().server.request_timeout;
-            return match super::ocsp::Post::new(&self.state, req) {
+            // What `BodyLimit` would do for this path (one configuration load for both).
+            let (limit, silence, timeout) = {
+                let config = self.state.config.load();
+                let server = &config.server;
+                (
+                    server.max_body_bytes,
+                    server.body_timeout,
+                    server.request_timeout,
+                )
+            };
+            if let Err(refused) = declared_within(&self.state, self.peer, &req, limit, false) {
+                return refused;
+            }
+            let req = req.map(|b| TimedBody::new(b, silence));
+            let peer = peer(self.peer, &req);
+            return match super::ocsp::Post::new(&self.state, req, limit) {
                 Ok(answer) => Admitted::Posting(PostAnswer {
                     answer: Within::new(timeout, answer),
                     state: self.state.clone(),
@@ -467,6 +521,7 @@ where
                 }
             };
         }
+        let peer = peer(self.peer, &req);
         // A remembered GET is answered here and now: no future, no timer.
         if let Some(at_once) = super::ocsp::get_at_once(&self.state, &req) {
             record(&self.state, Route::Ocsp, at_once.status(), start, peer);
@@ -474,6 +529,8 @@ where
         }
         let state = self.state.clone();
         let timeout = state.config.load().server.request_timeout;
+        // The body is empty (checked above).
+        let req = req.map(|_| Body::empty());
         Admitted::Answering(Box::pin(async move {
             let resp = within(timeout, super::ocsp::get_decoded(state.clone(), req))
                 .await

@@ -17,7 +17,6 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::IntoResponse;
 use base64::Engine;
-use hyper::body::Body as _;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use pkid_protocols::ocsp::MAX_OCSP_REQUEST_BYTES;
@@ -169,62 +168,85 @@ fn to_reply(
 
 /// `POST /ocsp` (routed; the fast path in front of the router holds a [`Post`] itself).
 pub(crate) async fn post(State(state): State<Arc<AppState>>, req: Request) -> Reply {
-    match Post::new(&state, req) {
+    // The body is axum's, already limited and timed by the listener's `BodyLimit`.
+    match Post::new(&state, req, MAX_OCSP_REQUEST_BYTES) {
         Ok(answer) => answer.await,
         Err(refused) => refused,
     }
 }
 
 /// A `POST /ocsp` being answered, as a future with a name, so the fast path in front of the
-/// router can hold it without boxing. The media type and a declared length are checked when
-/// it is made; the body is read as it is polled (within `MAX_OCSP_REQUEST_BYTES`); once the
-/// body is in, a remembered form is answered in the same poll, and anything else (a new form,
-/// a nonce to sign) continues in a boxed future.
-pub(crate) struct Post {
+/// router can hold it without boxing (and its body, `B`, as hyper's own, not axum's boxed
+/// one). The media type and a declared length are checked when it is made; the body is read
+/// as it is polled (within the limit it was made with); once the body is in, a remembered form
+/// is answered in the same poll, and anything else (a new form, a nonce to sign) continues in
+/// a boxed future.
+pub(crate) struct Post<B = Body> {
     service: Arc<OcspService>,
     /// The request's header fields (its conditional fields decide 304).
     headers: hyper::HeaderMap,
-    stage: Stage,
+    /// The most body bytes read: `MAX_OCSP_REQUEST_BYTES`, or the listener's smaller limit.
+    limit: usize,
+    stage: Stage<B>,
 }
 
 /// How far a [`Post`] has got.
-enum Stage {
+enum Stage<B> {
     /// Reading the body: the bytes so far.
-    Reading { body: Body, got: bytes::Bytes },
+    Reading { body: B, got: bytes::Bytes },
     /// Deciding and signing.
     Answering(Pin<Box<dyn Future<Output = Reply> + Send>>),
 }
 
-impl Post {
-    /// Starts answering `req`, or refuses it at once (OCSP off, another media type, a declared
-    /// length over the limit).
+/// Whether a Content-Type field names `application/ocsp-request` (parameters and the case of
+/// the name aside, RFC 9110 §8.3.1).
+fn is_ocsp_request(ct: &HeaderValue) -> bool {
+    // What clients send, byte for byte: decided without splitting the field.
+    if ct.as_bytes().eq_ignore_ascii_case(OCSP_REQUEST.as_bytes()) {
+        return true;
+    }
+    let media = ct.to_str().unwrap_or_default().split(';').next();
+    media.is_some_and(|m| m.trim().eq_ignore_ascii_case(OCSP_REQUEST))
+}
+
+impl<B> Post<B>
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    /// Starts answering `req`, reading at most `limit` body bytes, or refuses it at once (OCSP
+    /// off, another media type, a declared length over the limit).
     #[allow(clippy::result_large_err)] // the refusal is the response itself, returned as is
-    pub(crate) fn new(state: &AppState, req: Request) -> Result<Self, Reply> {
+    pub(crate) fn new(
+        state: &AppState,
+        req: hyper::Request<B>,
+        limit: usize,
+    ) -> Result<Self, Reply> {
         let Some(service) = state.ocsp.clone() else {
             return Err(DISABLED.into_response());
         };
-        let ct = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        let media = ct.split(';').next().unwrap_or_default().trim();
-        if !media.eq_ignore_ascii_case(OCSP_REQUEST) {
+        let ct = req.headers().get(CONTENT_TYPE);
+        if !ct.is_some_and(is_ocsp_request) {
             service.peer_fault(
                 "unsupportedMediaType",
-                &format_args!("POST with Content-Type {ct:?}"),
+                &format_args!(
+                    "POST with Content-Type {:?}",
+                    ct.and_then(|v| v.to_str().ok()).unwrap_or_default()
+                ),
             );
             return Err(HttpError::UnsupportedMediaType(OCSP_REQUEST).into_response());
         }
         let (parts, body) = req.into_parts();
+        let limit = limit.min(MAX_OCSP_REQUEST_BYTES);
         // The declared Content-Length, as hyper's body reports it (the field was parsed once,
         // by hyper, and checked against the listener's limit already).
-        if body.size_hint().lower() > MAX_OCSP_REQUEST_BYTES as u64 {
-            return Err(too_large());
+        if body.size_hint().lower() > limit as u64 {
+            return Err(too_large(limit));
         }
         Ok(Self {
             service,
             headers: parts.headers,
+            limit,
             stage: Stage::Reading {
                 body,
                 got: bytes::Bytes::new(),
@@ -233,15 +255,16 @@ impl Post {
     }
 }
 
-/// 413 for an OCSP request over `MAX_OCSP_REQUEST_BYTES`.
-fn too_large() -> Reply {
-    HttpError::TooLarge(format!(
-        "OCSP requests are limited to {MAX_OCSP_REQUEST_BYTES} bytes"
-    ))
-    .into_response()
+/// 413 for an OCSP request over `limit` bytes.
+fn too_large(limit: usize) -> Reply {
+    HttpError::TooLarge(format!("OCSP requests are limited to {limit} bytes")).into_response()
 }
 
-impl Future for Post {
+impl<B> Future for Post<B>
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
     type Output = Reply;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reply> {
@@ -256,8 +279,8 @@ impl Future for Post {
                         let Ok(data) = frame.into_data() else {
                             continue;
                         };
-                        if got.len() + data.len() > MAX_OCSP_REQUEST_BYTES {
-                            return Poll::Ready(too_large());
+                        if got.len() + data.len() > this.limit {
+                            return Poll::Ready(too_large(this.limit));
                         }
                         if got.is_empty() {
                             *got = data;
@@ -269,12 +292,11 @@ impl Future for Post {
                         }
                     }
                     Poll::Ready(Some(Err(e))) => {
-                        return Poll::Ready(
-                            match super::body::body_error(&e, MAX_OCSP_REQUEST_BYTES) {
-                                super::body::BodyError::TooLarge(_) => too_large(),
-                                other => other.into_response(),
-                            },
-                        )
+                        let e: axum::BoxError = e.into();
+                        return Poll::Ready(match super::body::body_error(&*e, this.limit) {
+                            super::body::BodyError::TooLarge(_) => too_large(this.limit),
+                            other => other.into_response(),
+                        });
                     }
                     Poll::Ready(None) => {
                         let der = std::mem::take(got);
@@ -299,7 +321,7 @@ impl Future for Post {
 
 /// The answer to `GET /ocsp/…` when it needs no waiting: the cached answer of a remembered
 /// form that is still current, or the refusal when OCSP is off. `None`: [`get`] answers it.
-pub(crate) fn get_at_once(state: &AppState, req: &Request) -> Option<Reply> {
+pub(crate) fn get_at_once<B>(state: &AppState, req: &hyper::Request<B>) -> Option<Reply> {
     let Some(service) = state.ocsp.as_ref() else {
         return Some(DISABLED.into_response());
     };

@@ -37,7 +37,7 @@ const PEM: &str = "application/x-pem-file";
 
 /// What a listener serves: its router behind the admission layers (a tower `Service` of
 /// `Request<B>` for any body; cheap to clone).
-pub type Listener = RateLimit<BodyLimit<OcspFastPath<Router>>>;
+pub type Listener = RateLimit<OcspFastPath<BodyLimit<Router>>>;
 
 /// The routers of the two listeners.
 pub struct Routers {
@@ -84,8 +84,8 @@ fn edge(router: Router<Arc<AppState>>, state: &Arc<AppState>) -> Listener {
         .with_state(state.clone());
     tower::ServiceBuilder::new()
         .layer(RateLimitLayer(state.clone()))
-        .layer(BodyLimitLayer(state.clone()))
         .layer(OcspFastPathLayer(state.clone()))
+        .layer(BodyLimitLayer(state.clone()))
         .service(router)
 }
 
