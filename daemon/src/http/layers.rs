@@ -445,10 +445,12 @@ where
 /// per cached GET through the router, 16 505 through this path (`docs/performance.md`, "HTTP
 /// edge: axum and tower"). A remembered GET is answered inside `call` (no future, no timer)
 /// and a POST is held as the named `http::ocsp::Post` future rather than a boxed one:
-/// 14 075 and 18 906 instructions per cached GET and POST (`docs/performance.md`, "The
-/// status-plane mends of 2026-12-02"). Both paths call the same handler code, so the answers
-/// are the same bytes; the router keeps the routes too (for their 405s and for anyone reading
-/// the table).
+/// 12 251 and 16 564 instructions per cached GET and POST, against bare hyper's 11 381 per
+/// POST (`docs/performance.md`, "The status-plane mends of 2026-12-03"). It sits in front of
+/// `BodyLimit` so that a POST reads hyper's own body, within the smaller of the listener's
+/// limit and 8 192 bytes, and a bodiless GET pays no body limit. Both paths call the same
+/// handler code, so the answers are the same bytes; the router keeps the routes too (for their
+/// 405s and for anyone reading the table).
 #[derive(Clone)]
 pub struct OcspFastPath<S> {
     state: Arc<AppState>,
