@@ -949,9 +949,11 @@ impl Cmp {
                     }
                 }
             }
+            // The template names the algorithm only; the profile decides the size.
+            Some(a) if a.oid == const_oid::db::rfc5912::RSA_ENCRYPTION => Some(KeyType::Rsa(2048)),
             Some(a) => {
                 return Err(template(format!(
-                    "pkid generates EC keys (P-256, P-384), not {}",
+                    "pkid generates EC (P-256, P-384) and RSA keys, not {}",
                     a.oid
                 )))
             }

@@ -1018,15 +1018,17 @@ impl Est {
             attributes,
         };
         let tbs = info.to_der().map_err(|e| internal(&e))?;
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        let signature = pair
-            .sign(&rng, &tbs)
-            .map_err(|_| internal(&"signing the request failed"))?;
+        let signature = pair.sign(&tbs).map_err(|e| internal(&e))?;
         let own = x509_cert::request::CertReq {
             info,
             algorithm: spki::AlgorithmIdentifierOwned {
                 oid: sig_oid,
-                parameters: None,
+                // RFC 4055 §5: NULL parameters for sha256WithRSAEncryption; none for ECDSA.
+                parameters: matches!(
+                    generated.key_type,
+                    pkid_protocols::algorithm::KeyType::Rsa(_)
+                )
+                .then_some(der::asn1::Null.into()),
             },
             signature: der::asn1::BitString::from_bytes(signature.as_ref())
                 .map_err(|e| internal(&e))?,

@@ -783,6 +783,36 @@ name = "approved"
 profile = "tls-client"
 organisation = "{ORG}"
 approval = "operator"
+
+[profiles.rsa-server]
+key_usage = ["digitalSignature", "keyEncipherment"]
+extended_key_usage = ["serverAuth", "clientAuth"]
+extended_key_usage_critical = false
+max_validity_days = 825
+default_validity_days = 365
+allowed_keys = ["rsa3072", "rsa4096"]
+required_subject = ["CN"]
+copy_subject_alt_name = true
+
+[profiles.p384-server]
+key_usage = ["digitalSignature"]
+extended_key_usage = ["serverAuth", "clientAuth"]
+extended_key_usage_critical = false
+max_validity_days = 825
+default_validity_days = 365
+allowed_keys = ["p384"]
+required_subject = ["CN"]
+copy_subject_alt_name = true
+
+[[est.labels]]
+name = "rsa-keys"
+profile = "rsa-server"
+organisation = "{ORG}"
+
+[[est.labels]]
+name = "p384-keys"
+profile = "p384-server"
+organisation = "{ORG}"
 "#
                     ),
                 )
@@ -830,10 +860,22 @@ approval = "operator"
 
     /// A client certificate of the organisation, enrolled with Basic on `label`: (key, cert).
     fn client_certificate(bed: &Testbed, user: &str, cn: &str, key: &str) -> (PathBuf, PathBuf) {
+        client_certificate_on(bed, "escrowed", user, cn, key)
+    }
+
+    /// The same, enrolled on `label` (a client certificate authenticates on its own profile's
+    /// labels).
+    fn client_certificate_on(
+        bed: &Testbed,
+        label: &str,
+        user: &str,
+        cn: &str,
+        key: &str,
+    ) -> (PathBuf, PathBuf) {
         let (k, csr) = make_csr(bed.work(), &format!("/CN={cn}"), key);
         let r = post(
             bed,
-            "escrowed/simpleenroll",
+            &format!("{label}/simpleenroll"),
             &b64_csr(bed.work(), &csr),
             &["--user", user],
         );
@@ -1090,15 +1132,15 @@ approval = "operator"
     /// serverkeygen naming the TLS client certificate's key: the private key comes back as
     /// EnvelopedData (server-generated-key) that openssl decrypts with the client's key, and
     /// it is the certificate's. Returns the new certificate.
-    fn keygen_to(bed: &Testbed, key: &Path, cert: &Path, cn: &str) -> PathBuf {
+    fn keygen_to(bed: &Testbed, label: &str, key: &Path, cert: &Path, cn: &str) -> PathBuf {
         let body = csr_with(bed.work(), cn, vec![decrypt_key_id(&key_id(cert))]);
         let r = post(
             bed,
-            "escrowed/serverkeygen",
+            &format!("{label}/serverkeygen"),
             &body,
             &["--cert", path_str(cert), "--key", path_str(key)],
         );
-        assert!(r.headers.contains("no-store"), "{}", r.headers);
+        assert!(r.headers.contains("no-store"), "{} {}", r.headers, r.text());
         let parts = parts(&r);
         assert_eq!(parts.len(), 2, "{}", r.text());
         assert_eq!(
@@ -1136,6 +1178,81 @@ approval = "operator"
         new_cert
     }
 
+    /// What `openssl pkey -text_pub` says of a public key (PEM).
+    fn key_text(public_pem: &str) -> String {
+        let dir = bed().work();
+        let path = unique_path(dir, "pub", "pem");
+        std::fs::write(&path, public_pem).expect("write");
+        openssl_ok(&[
+            "pkey",
+            "-pubin",
+            "-in",
+            path_str(&path),
+            "-text_pub",
+            "-noout",
+        ])
+    }
+
+    #[test]
+    fn serverkeygen_makes_the_key_type_the_label_profile_allows() {
+        let bed = bed();
+        let user = credential(bed);
+        // In clear (Basic, no key named): the PKCS#8 part's key is the certificate's, of the
+        // profile's type: the smallest RSA size an RSA-only profile allows, P-384 for a P-384
+        // one. The client's CSR key (P-256) is only its proof of who asks.
+        for (label, expect) in [
+            ("rsa-keys", "Public-Key: (3072 bit)"),
+            ("p384-keys", "NIST CURVE: P-384"),
+        ] {
+            let (_, csr) = make_csr(bed.work(), "/CN=Máy chủ khóa", "ec:P-256");
+            let r = post(
+                bed,
+                &format!("{label}/serverkeygen"),
+                &b64_csr(bed.work(), &csr),
+                &["--user", &user],
+            );
+            let parts = parts(&r);
+            let part = |media: &str| {
+                parts
+                    .iter()
+                    .find(|(ct, _)| ct == media)
+                    .unwrap_or_else(|| panic!("no {media} part: {}", r.text()))
+                    .1
+                    .clone()
+            };
+            let key = unique_path(bed.work(), "skg-key", "der");
+            std::fs::write(&key, part("application/pkcs8")).expect("write");
+            let key_pub = openssl_ok(&["pkey", "-inform", "DER", "-in", path_str(&key), "-pubout"]);
+            let p7 = unique_path(bed.work(), "skg-cert", "p7");
+            std::fs::write(&p7, part("application/pkcs7-mime; smime-type=certs-only"))
+                .expect("write");
+            let pem = openssl_ok(&[
+                "pkcs7",
+                "-inform",
+                "DER",
+                "-in",
+                path_str(&p7),
+                "-print_certs",
+            ]);
+            let start = pem.find("-----BEGIN").expect("PEM");
+            let (_, cert) = save_pem(bed.work(), pem[start..].trim_end());
+            assert_eq!(
+                public_key_of_cert(&cert),
+                key_pub,
+                "{label}: the key is the certificate's"
+            );
+            let text = key_text(&key_pub);
+            assert!(text.contains(expect), "{label}: {text}");
+            assert!(x509_subject(&cert).contains("CN=Máy chủ khóa"));
+        }
+        // Encrypted to an RSA client certificate: an RSA key inside an RSA envelope.
+        let (rsa_key, rsa_cert) =
+            client_certificate_on(bed, "rsa-keys", &user, "may-chu-rsa-khoa", "rsa:3072");
+        let made = keygen_to(bed, "rsa-keys", &rsa_key, &rsa_cert, "Máy chủ khóa RSA");
+        let text = key_text(&public_key_of_cert(&made));
+        assert!(text.contains("Public-Key: (3072 bit)"), "{text}");
+    }
+
     #[test]
     fn serverkeygen_encrypts_to_the_client_key_escrows_and_an_approved_request_recovers_it() {
         let bed = bed();
@@ -1143,8 +1260,8 @@ approval = "operator"
         // Recipients of both kinds: an RSA and a P-256 client certificate.
         let (rsa_key, rsa_cert) = client_certificate(bed, &user, "may-chu-rsa", "rsa:2048");
         let (ec_key, ec_cert) = client_certificate(bed, &user, "may-chu-ec", "ec:P-256");
-        let from_rsa = keygen_to(bed, &rsa_key, &rsa_cert, "Máy chủ văn bản 1");
-        let escrowed = keygen_to(bed, &ec_key, &ec_cert, "Máy chủ văn bản 2");
+        let from_rsa = keygen_to(bed, "escrowed", &rsa_key, &rsa_cert, "Máy chủ văn bản 1");
+        let escrowed = keygen_to(bed, "escrowed", &ec_key, &ec_cert, "Máy chủ văn bản 2");
         assert!(x509_subject(&escrowed).contains("CN=Máy chủ văn bản 2"));
         assert!(x509_subject(&from_rsa).contains(ORG_NAME));
         let serial = canonical_serial(&x509_serial(&escrowed));
