@@ -100,9 +100,10 @@ const RSA_SIZES: [(usize, aws_lc_rs::rsa::KeySize); 3] = [
     (4096, aws_lc_rs::rsa::KeySize::Rsa4096),
 ];
 
-/// Which key the server makes for `profile`: `prefer` when the profile allows it (an RSA
-/// preference of a size the profile does not allow takes the profile's smallest RSA size),
-/// else P-256, else P-384, else the smallest RSA size the profile allows (2048, 3072, 4096).
+/// Which key the server makes for `profile`. Asked for a type (`prefer`): that type when the
+/// profile allows it (an RSA size it does not allow takes its smallest RSA size), else none —
+/// a client that names an algorithm does not get another. Not asked: P-256, else P-384, else
+/// the smallest RSA size the profile allows (2048, 3072, 4096).
 pub fn key_type_for(profile: &Profile, prefer: Option<KeyType>) -> Option<KeyType> {
     let smallest_rsa = || {
         RSA_SIZES
@@ -112,12 +113,9 @@ pub fn key_type_for(profile: &Profile, prefer: Option<KeyType>) -> Option<KeyTyp
     };
     match prefer {
         Some(k) if profile.allows_key(k) && key_size(k).is_some() => return Some(k),
-        Some(KeyType::Rsa(_)) => {
-            if let Some(k) = smallest_rsa() {
-                return Some(k);
-            }
-        }
-        _ => {}
+        Some(KeyType::Rsa(_)) => return smallest_rsa(),
+        Some(_) => return None,
+        None => {}
     }
     [KeyType::EcP256, KeyType::EcP384]
         .into_iter()
@@ -295,12 +293,11 @@ mod tests {
             key_type_for(&rsa, Some(KeyType::Rsa(2048))),
             Some(KeyType::Rsa(3072))
         );
-        assert_eq!(
-            key_type_for(&rsa, Some(KeyType::EcP256)),
-            Some(KeyType::Rsa(3072))
-        );
+        assert_eq!(key_type_for(&rsa, Some(KeyType::EcP256)), None);
         let p384 = profile(&[KeyType::EcP384]);
         assert_eq!(key_type_for(&p384, None), Some(KeyType::EcP384));
+        assert_eq!(key_type_for(&p384, Some(KeyType::EcP256)), None);
+        assert_eq!(key_type_for(&p384, Some(KeyType::Rsa(2048))), None);
         // A size the server does not make.
         assert_eq!(key_type_for(&profile(&[KeyType::Rsa(8192)]), None), None);
     }

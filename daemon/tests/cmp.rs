@@ -1827,7 +1827,7 @@ fn central_key_generation_envelopes_a_signed_key_package_to_the_requester() {
     configure(
         data,
         &format!(
-            "\n[[cmp.labels]]\nname = \"kga\"\nprofile = \"device\"\norganisation = \"{ORG}\"\ncentral_keygen = true\nescrow = true\n"
+            "\n[[cmp.labels]]\nname = \"kga\"\nprofile = \"device\"\norganisation = \"{ORG}\"\ncentral_keygen = true\nescrow = true\n\n[[cmp.labels]]\nname = \"kga-any\"\nprofile = \"tls-client\"\norganisation = \"{ORG}\"\ncentral_keygen = true\n"
         ),
     );
     let secret = organisation_with_secret(data);
@@ -2015,19 +2015,43 @@ fn central_key_generation_envelopes_a_signed_key_package_to_the_requester() {
     ));
     assert_eq!(v.body_tag, 1, "ip: {}", v.status_text());
     assert!(v.private_key.is_some() && v.certificate.is_some());
-    // An RSA preference is refused: pkid makes EC keys.
-    let rsa = spki::AlgorithmIdentifierOwned {
-        oid: const_oid::db::rfc5912::RSA_ENCRYPTION,
-        parameters: Some(der::Any::from(der::asn1::Null)),
+    let rsa_request = |cn: &str| {
+        let rsa = spki::AlgorithmIdentifierOwned {
+            oid: const_oid::db::rfc5912::RSA_ENCRYPTION,
+            parameters: Some(der::Any::from(der::asn1::Null)),
+        };
+        keyless_request(2, cn, Some(rsa), Some((&dev, &pkcs8)), "")
     };
-    let v = send(keyless_request(
-        2,
-        "dev-rsa",
-        Some(rsa),
-        Some((&dev, &pkcs8)),
-        "",
-    ));
-    assert_error(&v, FailureBit::BadCertTemplate, "an RSA preference");
+    // An RSA preference where the profile (device: P-256 only) does not allow RSA:
+    // badCertTemplate, not another key type than the one asked for.
+    let v = send(rsa_request("dev-rsa"));
+    assert_error(
+        &v,
+        FailureBit::BadCertTemplate,
+        "an RSA preference on a P-256 profile",
+    );
+    // On a label whose profile allows RSA (tls-client): an RSA key of the profile's smallest
+    // allowed size, 2048 bits.
+    let f = unique_path(w, "req", "der");
+    std::fs::write(&f, rsa_request("dev-rsa-any")).expect("write");
+    let v = post_der(&daemon, "kga-any", &f);
+    assert_eq!(v.body_tag, 3, "cp: {}", v.status_text());
+    let issued = v.certificate.as_ref().expect("a certificate");
+    assert!(v.private_key.is_some(), "the key, enveloped");
+    let spki = &issued.tbs_certificate.subject_public_key_info;
+    assert_eq!(spki.algorithm.oid, const_oid::db::rfc5912::RSA_ENCRYPTION);
+    let rsa_cert = unique_path(w, "central-rsa", "der");
+    std::fs::write(&rsa_cert, issued.to_der().expect("der")).expect("write");
+    let text = openssl_ok(&[
+        "x509",
+        "-inform",
+        "DER",
+        "-in",
+        path_str(&rsa_cert),
+        "-noout",
+        "-text",
+    ]);
+    assert!(text.contains("Public-Key: (2048 bit)"), "{text}");
     // With the shared secret there is no certificate to envelope the key to: badRequest.
     let v = send(keyless_request(0, "dev-mac", None, None, &secret));
     assert_error(&v, FailureBit::BadRequest, "a MAC-protected keyless ir");
