@@ -43,6 +43,10 @@ pub const MAX_PBM_ITERATIONS: u64 = 10_000;
 pub const MAX_SALT_BYTES: usize = 64;
 /// The length of a senderNonce and a transactionID (RFC 9483 §3.1: 128 bits).
 pub const NONCE_BYTES: usize = 16;
+/// Most messages one `nested` body may carry (RFC 9483 §5.2.2.2 batching): each is answered
+/// in turn, so the bound caps the work one HTTP request makes; the message size bound
+/// ([`MAX_MESSAGE_BYTES`]) holds as well.
+pub const MAX_NESTED_MESSAGES: usize = 32;
 
 /// OID of SHA-1 (as a PBM one-way function only).
 const SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
@@ -393,6 +397,8 @@ pub enum RequestBody {
     PollReq(Vec<Int>),
     /// `error` sent by the client.
     Error,
+    /// `nested` (RFC 9810 §5.1.3.4): the DER of each inner PKIMessage, in order.
+    Nested(Vec<Vec<u8>>),
     /// Any other body: its context tag number (RFC 9810 §5.1.2).
     Other(u8),
 }
@@ -410,6 +416,7 @@ impl RequestBody {
             Self::Rr(_) => "rr",
             Self::PollReq(_) => "pollReq",
             Self::Error => "error",
+            Self::Nested(_) => "nested",
             Self::Other(_) => "other",
         }
     }
@@ -584,6 +591,22 @@ fn parse_body(body: &Any) -> Result<RequestBody, CmpError> {
                 .collect(),
         ),
         23 => RequestBody::Error,
+        20 => {
+            // NestedMessageContent ::= PKIMessages ::= SEQUENCE SIZE (1..MAX) OF PKIMessage
+            let inner = Vec::<Any>::from_der(inner).map_err(malformed("nested"))?;
+            if inner.is_empty() || inner.len() > MAX_NESTED_MESSAGES {
+                return Err(CmpError::Malformed(format!(
+                    "nested: {} messages (1 to {MAX_NESTED_MESSAGES})",
+                    inner.len()
+                )));
+            }
+            RequestBody::Nested(
+                inner
+                    .iter()
+                    .map(|m| m.to_der().map_err(malformed("nested")))
+                    .collect::<Result<_, _>>()?,
+            )
+        }
         n => RequestBody::Other(n),
     })
 }
@@ -997,8 +1020,20 @@ pub struct VerifiedCertRequest {
 }
 
 /// Checks one CertReqMsg: the template's key, and the signature POP over the DER of
-/// certRequest with that key (RFC 4211 §4.1, case where poposkInput is absent).
+/// certRequest with that key (RFC 4211 §4.1, case where poposkInput is absent). raVerified
+/// is refused: see [`verify_cert_request_vouched`].
 pub fn verify_cert_request(msg: &CertReqMsg) -> Result<VerifiedCertRequest, CmpError> {
+    check_cert_request(msg, false)
+}
+
+/// As [`verify_cert_request`] for a request an RA the server trusts vouches for (it came
+/// signed by that RA, or nested in a message it signed: RFC 9483 §5.2.3.2, RFC 4211 §4):
+/// raVerified is accepted as the proof of possession; a signature POP is still checked.
+pub fn verify_cert_request_vouched(msg: &CertReqMsg) -> Result<VerifiedCertRequest, CmpError> {
+    check_cert_request(msg, true)
+}
+
+fn check_cert_request(msg: &CertReqMsg, vouched: bool) -> Result<VerifiedCertRequest, CmpError> {
     let req: &CertRequest = &msg.cert_req;
     let t = &req.cert_template;
     let public_key = t
@@ -1022,6 +1057,7 @@ pub fn verify_cert_request(msg: &CertReqMsg) -> Result<VerifiedCertRequest, CmpE
             algorithm::verify(&public_key, &sk.alg_id, &signed, sig)
                 .map_err(|e| CmpError::Pop(e.to_string()))?;
         }
+        Some(ProofOfPossession::RaVerified(_)) if vouched => {}
         Some(ProofOfPossession::RaVerified(_)) => {
             return Err(CmpError::Pop(
                 "raVerified is accepted only from an RA this server trusts".into(),
@@ -1295,6 +1331,9 @@ pub enum ResponseBody {
     PollRep(Vec<PollRepEntry>),
     /// `rp` (to rr): one status per RevDetails.
     RevRep(Vec<StatusInfo>),
+    /// `nested` (RFC 9810 §5.1.3.4, RFC 9483 §5.2.2.2): the DER of each inner response, in
+    /// the order of the requests.
+    Nested(Vec<Vec<u8>>),
 }
 
 /// ```text
@@ -1513,6 +1552,13 @@ impl ResponseBody {
                 &RevRepContent {
                     status: status.clone(),
                 },
+            ),
+            Self::Nested(messages) => explicit(
+                20,
+                &messages
+                    .iter()
+                    .map(|m| Any::from_der(m))
+                    .collect::<Result<Vec<_>, _>>()?,
             ),
         }
     }
@@ -1891,6 +1937,10 @@ pub struct ResponseView {
     pub implicit_confirm: bool,
     /// The InfoTypeAndValues of a genp.
     pub general: Vec<cmpv2::gen::InfoTypeAndValue>,
+    /// The inner messages of a `nested` body, DER, in order.
+    pub nested: Vec<Vec<u8>>,
+    /// The header's sender.
+    pub sender: Option<GeneralName>,
     protection_alg: Option<AlgorithmIdentifierOwned>,
     protected_part: Vec<u8>,
     protection: Option<Vec<u8>>,
@@ -1971,6 +2021,7 @@ pub fn parse_response(der: &[u8]) -> Result<ResponseView, CmpError> {
     let (mut status, mut certificate, mut ca_pubs) = (None, None, Vec::new());
     let mut private_key = None;
     let mut general = Vec::new();
+    let mut nested = Vec::new();
     match body_tag {
         1 | 3 | 8 => {
             let rep = CertRepContent::from_der(raw.body.value()).map_err(malformed("CertRep"))?;
@@ -1997,6 +2048,13 @@ pub fn parse_response(der: &[u8]) -> Result<ResponseView, CmpError> {
             general = Vec::<cmpv2::gen::InfoTypeAndValue>::from_der(raw.body.value())
                 .map_err(malformed("genp"))?;
         }
+        20 => {
+            nested = Vec::<Any>::from_der(raw.body.value())
+                .map_err(malformed("nested"))?
+                .iter()
+                .map(|m| m.to_der().map_err(malformed("nested")))
+                .collect::<Result<_, _>>()?;
+        }
         _ => {}
     }
     let protected_part = ProtectedPart {
@@ -2020,6 +2078,8 @@ pub fn parse_response(der: &[u8]) -> Result<ResponseView, CmpError> {
             .as_ref()
             .is_some_and(|g| g.iter().any(|i| i.oid == ID_IT_IMPLICIT_CONFIRM)),
         general,
+        nested,
+        sender: Some(header.sender.clone()),
         protection_alg: header.protection_alg.clone(),
         protected_part,
         protection: raw.protection.map(|p| p.raw_bytes().to_vec()),
@@ -2359,6 +2419,71 @@ mod tests {
             .expect("the EncryptedKey inside");
         assert_eq!(encoded[at - 2], 0xa0, "privateKey [0] EXPLICIT around it");
         assert_eq!(CertifiedKeyPair::from_der(&encoded).expect("decodes"), pair);
+    }
+
+    #[test]
+    fn nested_messages_keep_each_inner_message_byte_for_byte() {
+        let header = ResponseHeader {
+            sender: Name::default(),
+            recipient: GeneralName::DirectoryName(Name::default()),
+            message_time: 1_800_000_000,
+            transaction_id: vec![1; 16],
+            sender_nonce: [2; 16],
+            recip_nonce: None,
+            sender_kid: None,
+            implicit_confirm: false,
+            pvno: 2,
+        };
+        let inner = |t: u8| {
+            let mut h = header.clone();
+            h.transaction_id = vec![t; 16];
+            encode_request(
+                &h,
+                21,
+                &Vec::<cmpv2::gen::InfoTypeAndValue>::new(),
+                ResponseProtection::None,
+                Vec::new(),
+            )
+            .expect("genm")
+        };
+        let (a, b) = (inner(5), inner(6));
+        let anys = vec![Any::from_der(&a).expect("a"), Any::from_der(&b).expect("b")];
+        let outer = encode_request(&header, 20, &anys, ResponseProtection::None, Vec::new())
+            .expect("nested");
+        let req = parse_request(&outer).expect("parses");
+        assert_eq!(req.body.name(), "nested");
+        let RequestBody::Nested(got) = &req.body else {
+            panic!("nested")
+        };
+        assert_eq!(got, &vec![a.clone(), b.clone()]);
+        let inner_req = parse_request(&got[1]).expect("the inner message parses");
+        assert_eq!(inner_req.transaction_id, vec![6; 16]);
+        // The answer carries the inner answers the same way.
+        let rsp = encode_response(
+            &header,
+            &ResponseBody::Nested(vec![a.clone(), b.clone()]),
+            ResponseProtection::None,
+            Vec::new(),
+        )
+        .expect("nested response");
+        let view = parse_response(&rsp).expect("view");
+        assert_eq!(view.body_tag, 20);
+        assert_eq!(view.nested, vec![a, b]);
+        // An empty batch is malformed.
+        let empty = encode_request(
+            &header,
+            20,
+            &Vec::<Any>::new(),
+            ResponseProtection::None,
+            Vec::new(),
+        )
+        .expect("encodes");
+        assert_eq!(
+            parse_request(&empty)
+                .map(|_| ())
+                .map_err(|e| e.failure_bit()),
+            Err(FailureBit::BadDataFormat)
+        );
     }
 
     #[test]
