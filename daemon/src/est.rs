@@ -20,6 +20,7 @@ use crate::ca::{Authority, CaError};
 use crate::config::{Approval, ChannelBinding, Config, EstLabel, SubscriberProfile};
 use crate::keygen::{self, envelope, KeygenError};
 use crate::keys::DataSealer;
+use crate::keys::Signer as _;
 use crate::ra::calendar::Calendar;
 use crate::ra::credentials::verify_password;
 use crate::ra::RegistrationAuthority;
@@ -992,11 +993,7 @@ impl Est {
             other => internal(&other),
         })?;
         let pkcs8 = generated.pkcs8.clone();
-        let (pair, sig_oid, spki) = (
-            &generated.pair,
-            generated.signature_algorithm,
-            generated.public_key.clone(),
-        );
+        let (signer, spki) = (&generated.signer, generated.public_key.clone());
         // A request for the new key, signed by it, carrying the client's attributes (its
         // subjectAltName): the CA's one issuance path checks it like any other.
         // Not the attributes addressed to the EST server (challengePassword, the decrypt-key
@@ -1018,18 +1015,10 @@ impl Est {
             attributes,
         };
         let tbs = info.to_der().map_err(|e| internal(&e))?;
-        let signature = pair.sign(&tbs).map_err(|e| internal(&e))?;
+        let signature = signer.sign(&tbs).map_err(|e| internal(&e))?;
         let own = x509_cert::request::CertReq {
             info,
-            algorithm: spki::AlgorithmIdentifierOwned {
-                oid: sig_oid,
-                // RFC 4055 §5: NULL parameters for sha256WithRSAEncryption; none for ECDSA.
-                parameters: matches!(
-                    generated.key_type,
-                    pkid_protocols::algorithm::KeyType::Rsa(_)
-                )
-                .then_some(der::asn1::Null.into()),
-            },
+            algorithm: signer.algorithm().identifier(),
             signature: der::asn1::BitString::from_bytes(signature.as_ref())
                 .map_err(|e| internal(&e))?,
         }

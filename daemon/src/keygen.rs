@@ -15,10 +15,11 @@
 
 pub mod envelope;
 
+use crate::keys::software::{generate_pkcs8, SoftwareSigner};
 use crate::keys::DataSealer;
+use crate::keys::{KeyError, Signer};
 use crate::store::devices::{escrow_context, EscrowedKey};
 use crate::store::{AuditEntry, Outcome, Store, StoreError};
-use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair};
 use pkid_protocols::algorithm::KeyType;
 use pkid_protocols::profile::Profile;
 use zeroize::Zeroizing;
@@ -55,50 +56,21 @@ pub struct GeneratedKey {
     pub pkcs8: Zeroizing<Vec<u8>>,
     /// The public key to certify.
     pub public_key: spki::SubjectPublicKeyInfoOwned,
-    /// The key pair, to sign a request with (EST signs a PKCS#10 for it).
-    pub pair: Pair,
-    /// The signature algorithm of `pair` (ecdsa-with-SHA256 or -SHA384, sha256WithRSAEncryption).
-    pub signature_algorithm: const_oid::ObjectIdentifier,
-    /// The key's type.
-    pub key_type: KeyType,
+    /// The key pair, to sign a request with (EST signs a PKCS#10 for it); its algorithm
+    /// (`Signer::algorithm`) follows the key type.
+    pub signer: SoftwareSigner,
 }
 
-/// The key pair of a [`GeneratedKey`].
-pub enum Pair {
-    /// ECDSA on P-256 or P-384.
-    Ec(EcdsaKeyPair),
-    /// RSA (PKCS #1 v1.5 signatures with SHA-256).
-    Rsa(aws_lc_rs::rsa::KeyPair),
-}
+/// The RSA sizes the server makes (`keys::software::generate_pkcs8`), smallest first.
+const RSA_BITS: [usize; 3] = [2048, 3072, 4096];
 
-impl Pair {
-    /// Signs `message` with the key's signature algorithm ([`GeneratedKey::signature_algorithm`]).
-    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeygenError> {
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        let failed = |_| KeygenError::Failed("signing with the new key failed".into());
-        match self {
-            Self::Ec(pair) => Ok(pair.sign(&rng, message).map_err(failed)?.as_ref().to_vec()),
-            Self::Rsa(pair) => {
-                let mut signature = vec![0; pair.public_modulus_len()];
-                pair.sign(
-                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
-                    &rng,
-                    message,
-                    &mut signature,
-                )
-                .map_err(failed)?;
-                Ok(signature)
-            }
-        }
+/// Whether the server makes keys of type `key`.
+fn makes(key: KeyType) -> bool {
+    match key {
+        KeyType::EcP256 | KeyType::EcP384 => true,
+        KeyType::Rsa(bits) => RSA_BITS.contains(&bits),
     }
 }
-
-/// The RSA sizes the server makes, smallest first.
-const RSA_SIZES: [(usize, aws_lc_rs::rsa::KeySize); 3] = [
-    (2048, aws_lc_rs::rsa::KeySize::Rsa2048),
-    (3072, aws_lc_rs::rsa::KeySize::Rsa3072),
-    (4096, aws_lc_rs::rsa::KeySize::Rsa4096),
-];
 
 /// Which key the server makes for `profile`. Asked for a type (`prefer`): that type when the
 /// profile allows it (an RSA size it does not allow takes its smallest RSA size), else none —
@@ -106,31 +78,19 @@ const RSA_SIZES: [(usize, aws_lc_rs::rsa::KeySize); 3] = [
 /// the smallest RSA size the profile allows (2048, 3072, 4096).
 pub fn key_type_for(profile: &Profile, prefer: Option<KeyType>) -> Option<KeyType> {
     let smallest_rsa = || {
-        RSA_SIZES
-            .iter()
-            .map(|&(bits, _)| KeyType::Rsa(bits))
+        RSA_BITS
+            .into_iter()
+            .map(KeyType::Rsa)
             .find(|&k| profile.allows_key(k))
     };
     match prefer {
-        Some(k) if profile.allows_key(k) && key_size(k).is_some() => return Some(k),
-        Some(KeyType::Rsa(_)) => return smallest_rsa(),
-        Some(_) => return None,
-        None => {}
-    }
-    [KeyType::EcP256, KeyType::EcP384]
-        .into_iter()
-        .find(|&k| profile.allows_key(k))
-        .or_else(smallest_rsa)
-}
-
-/// aws-lc-rs's size for an RSA key type the server makes (`Some` too for the EC types).
-fn key_size(key: KeyType) -> Option<Option<aws_lc_rs::rsa::KeySize>> {
-    match key {
-        KeyType::EcP256 | KeyType::EcP384 => Some(None),
-        KeyType::Rsa(bits) => RSA_SIZES
-            .iter()
-            .find(|&&(b, _)| b == bits)
-            .map(|&(_, size)| Some(size)),
+        Some(k) if profile.allows_key(k) && makes(k) => Some(k),
+        Some(KeyType::Rsa(_)) => smallest_rsa(),
+        Some(_) => None,
+        None => [KeyType::EcP256, KeyType::EcP384]
+            .into_iter()
+            .find(|&k| profile.allows_key(k))
+            .or_else(smallest_rsa),
     }
 }
 
@@ -141,76 +101,18 @@ pub fn generate(
     name: &str,
     prefer: Option<KeyType>,
 ) -> Result<GeneratedKey, KeygenError> {
-    use const_oid::db::rfc5912 as oid;
     if profile.key_usage.non_repudiation() {
         return Err(KeygenError::NonRepudiation(name.to_owned()));
     }
     let key_type =
         key_type_for(profile, prefer).ok_or_else(|| KeygenError::NoKeyType(name.to_owned()))?;
-    let failed = |what: &str| KeygenError::Failed(what.to_owned());
-    let der = |e: der::Error| KeygenError::Failed(e.to_string());
-    let (pair, pkcs8, public_key, signature_algorithm) = match key_type {
-        KeyType::EcP256 | KeyType::EcP384 => {
-            let (alg, curve, signature_algorithm) = if key_type == KeyType::EcP256 {
-                (
-                    &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
-                    oid::SECP_256_R_1,
-                    oid::ECDSA_WITH_SHA_256,
-                )
-            } else {
-                (
-                    &aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1_SIGNING,
-                    oid::SECP_384_R_1,
-                    oid::ECDSA_WITH_SHA_384,
-                )
-            };
-            let pair = EcdsaKeyPair::generate(alg).map_err(|_| failed("key generation failed"))?;
-            let pkcs8 = Zeroizing::new(
-                pair.to_pkcs8v1()
-                    .map_err(|_| failed("PKCS#8 encoding failed"))?
-                    .as_ref()
-                    .to_vec(),
-            );
-            let public_key = spki::SubjectPublicKeyInfoOwned {
-                algorithm: spki::AlgorithmIdentifierOwned {
-                    oid: oid::ID_EC_PUBLIC_KEY,
-                    parameters: Some(der::Any::encode_from(&curve).map_err(der)?),
-                },
-                subject_public_key: der::asn1::BitString::from_bytes(pair.public_key().as_ref())
-                    .map_err(der)?,
-            };
-            (Pair::Ec(pair), pkcs8, public_key, signature_algorithm)
-        }
-        KeyType::Rsa(_) => {
-            use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
-            let Some(Some(size)) = key_size(key_type) else {
-                return Err(KeygenError::NoKeyType(name.to_owned()));
-            };
-            let pair = aws_lc_rs::rsa::KeyPair::generate(size)
-                .map_err(|_| failed("key generation failed"))?;
-            let p8: Pkcs8V1Der<'static> = pair
-                .as_der()
-                .map_err(|_| failed("PKCS#8 encoding failed"))?;
-            let pkcs8 = Zeroizing::new(p8.as_ref().to_vec());
-            let spki_der: PublicKeyX509Der<'static> = pair
-                .public_key()
-                .as_der()
-                .map_err(|_| failed("public key encoding failed"))?;
-            let public_key = der::Decode::from_der(spki_der.as_ref()).map_err(der)?;
-            (
-                Pair::Rsa(pair),
-                pkcs8,
-                public_key,
-                oid::SHA_256_WITH_RSA_ENCRYPTION,
-            )
-        }
-    };
+    let failed = |e: KeyError| KeygenError::Failed(e.to_string());
+    let pkcs8 = generate_pkcs8(key_type).map_err(failed)?;
+    let signer = SoftwareSigner::from_pkcs8(&pkcs8).map_err(failed)?;
     Ok(GeneratedKey {
+        public_key: signer.public_key().clone(),
         pkcs8,
-        public_key,
-        pair,
-        signature_algorithm,
-        key_type,
+        signer,
     })
 }
 
@@ -305,12 +207,15 @@ mod tests {
     #[test]
     fn an_rsa_key_signs_what_its_public_key_verifies() {
         let key = generate(&profile(&[KeyType::Rsa(2048)]), "rsa", None).expect("key");
-        assert_eq!(key.key_type, KeyType::Rsa(2048));
         assert_eq!(
-            key.signature_algorithm,
+            KeyType::of(&key.public_key).expect("key type"),
+            KeyType::Rsa(2048)
+        );
+        assert_eq!(
+            key.signer.algorithm().identifier().oid,
             const_oid::db::rfc5912::SHA_256_WITH_RSA_ENCRYPTION
         );
-        let signature = key.pair.sign(b"ban giao").expect("signature");
+        let signature = key.signer.sign(b"ban giao").expect("signature");
         let public = aws_lc_rs::signature::UnparsedPublicKey::new(
             &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
             key.public_key.subject_public_key.raw_bytes(),
@@ -319,7 +224,7 @@ mod tests {
         // The PKCS#8 is the same key.
         let again = aws_lc_rs::rsa::KeyPair::from_pkcs8(&key.pkcs8).expect("PKCS#8");
         assert_eq!(
-            again.public_key().as_ref(),
+            aws_lc_rs::signature::KeyPair::public_key(&again).as_ref(),
             key.public_key.subject_public_key.raw_bytes()
         );
     }
