@@ -784,26 +784,7 @@ profile = "tls-client"
 organisation = "{ORG}"
 approval = "operator"
 
-[profiles.rsa-server]
-key_usage = ["digitalSignature", "keyEncipherment"]
-extended_key_usage = ["serverAuth", "clientAuth"]
-extended_key_usage_critical = false
-max_validity_days = 825
-default_validity_days = 365
-allowed_keys = ["rsa3072", "rsa4096"]
-required_subject = ["CN"]
-copy_subject_alt_name = true
-
-[profiles.p384-server]
-key_usage = ["digitalSignature"]
-extended_key_usage = ["serverAuth", "clientAuth"]
-extended_key_usage_critical = false
-max_validity_days = 825
-default_validity_days = 365
-allowed_keys = ["p384"]
-required_subject = ["CN"]
-copy_subject_alt_name = true
-
+{rsa_profile}{p384_profile}
 [[est.labels]]
 name = "rsa-keys"
 profile = "rsa-server"
@@ -813,13 +794,38 @@ organisation = "{ORG}"
 name = "p384-keys"
 profile = "p384-server"
 organisation = "{ORG}"
-"#
+"#,
+                        rsa_profile = key_profile(
+                            "rsa-server",
+                            r#"["digitalSignature", "keyEncipherment"]"#,
+                            r#"["rsa3072", "rsa4096"]"#
+                        ),
+                        p384_profile =
+                            key_profile("p384-server", r#"["digitalSignature"]"#, r#"["p384"]"#),
                     ),
                 )
             });
             bed.org(ORG, ORG_NAME, None, Some(PROVINCE));
             bed
         })
+    }
+
+    /// A server-and-client profile `name` with `key_usage` and `allowed_keys` (TOML arrays), for
+    /// the labels that check which key serverkeygen makes.
+    fn key_profile(name: &str, key_usage: &str, allowed_keys: &str) -> String {
+        format!(
+            r#"
+[profiles.{name}]
+key_usage = {key_usage}
+extended_key_usage = ["serverAuth", "clientAuth"]
+extended_key_usage_critical = false
+max_validity_days = 825
+default_validity_days = 365
+allowed_keys = {allowed_keys}
+required_subject = ["CN"]
+copy_subject_alt_name = true
+"#
+        )
     }
 
     /// A new EST credential of the organisation: `user:password` for curl's `--user`.

@@ -2421,9 +2421,9 @@ mod tests {
         assert_eq!(CertifiedKeyPair::from_der(&encoded).expect("decodes"), pair);
     }
 
-    #[test]
-    fn nested_messages_keep_each_inner_message_byte_for_byte() {
-        let header = ResponseHeader {
+    /// A response header with a NULL-DN sender and recipient, no nonce to answer, no KID.
+    fn test_header() -> ResponseHeader {
+        ResponseHeader {
             sender: Name::default(),
             recipient: GeneralName::DirectoryName(Name::default()),
             message_time: 1_800_000_000,
@@ -2433,7 +2433,12 @@ mod tests {
             sender_kid: None,
             implicit_confirm: false,
             pvno: 2,
-        };
+        }
+    }
+
+    #[test]
+    fn nested_messages_keep_each_inner_message_byte_for_byte() {
+        let header = test_header();
         let inner = |t: u8| {
             let mut h = header.clone();
             h.transaction_id = vec![t; 16];
@@ -2502,15 +2507,9 @@ mod tests {
         };
         let pbm = Pbm::new(params).expect("pbm");
         let header = ResponseHeader {
-            sender: Name::default(),
-            recipient: GeneralName::DirectoryName(Name::default()),
-            message_time: 1_800_000_000,
-            transaction_id: vec![1; 16],
-            sender_nonce: [2; 16],
             recip_nonce: Some(vec![3; 16]),
             sender_kid: Some(b"kid".to_vec()),
-            implicit_confirm: false,
-            pvno: 2,
+            ..test_header()
         };
         let body = ResponseBody::error(&[FailureBit::TransactionIdInUse], "Mã giao dịch đã dùng")
             .expect("body");
@@ -2585,14 +2584,9 @@ mod tests {
         let other = crate::test_key::TestKey::p256();
         let header = ResponseHeader {
             sender: crate::name::parse("CN=Issuing CA CMP Responder").expect("name"),
-            recipient: GeneralName::DirectoryName(Name::default()),
-            message_time: 1_800_000_000,
-            transaction_id: vec![1; 16],
-            sender_nonce: [2; 16],
             recip_nonce: Some(vec![3; 16]),
             sender_kid: Some(vec![9; 20]),
-            implicit_confirm: false,
-            pvno: 2,
+            ..test_header()
         };
         let body = ResponseBody::RevRep(vec![StatusInfo {
             status: PkiStatus::Accepted,
