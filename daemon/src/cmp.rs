@@ -147,6 +147,9 @@ pub struct Answer {
     /// Whether a certificate was issued or revoked (the status view must catch up before the
     /// answer).
     pub issued: bool,
+    /// The answers to the messages a `nested` message carried, in order (their `der` is
+    /// inside this answer's).
+    pub inner: Vec<Answer>,
 }
 
 /// A verified MAC: the parameters and secret the response is protected with.
@@ -175,6 +178,9 @@ struct Sender {
     /// The credential name (senderKID) or `cert:SERIAL`: the transaction's sender.
     kid: String,
     protection: Protection,
+    /// Whether the message is signed by an RA the label trusts (`trusted_ras`): it may nest
+    /// other messages, and its requests' raVerified stands for proof of possession.
+    vouched: bool,
 }
 
 impl Sender {
@@ -409,6 +415,11 @@ impl Cmp {
     pub fn handle(&self, label: Option<&str>, der: &[u8]) -> Answer {
         let now = self.authority.now();
         self.sweep(now);
+        self.answer(label, der, true, now)
+    }
+
+    /// One message: the top-level one (`outer`), or one nested in it (which may not nest again).
+    fn answer(&self, label: Option<&str>, der: &[u8], outer: bool, now: u64) -> Answer {
         let req = match proto::parse_request(der) {
             Ok(r) => r,
             Err(e) => return self.refuse(None, None, None, Refusal::from(e), "unparsed"),
@@ -434,6 +445,9 @@ impl Cmp {
         if let Err(e) = req.check_time(now, window) {
             return self.refuse(Some(label), Some(&req), Some(&sender), e.into(), body);
         }
+        if let (RequestBody::Nested(inner), true) = (&req.body, outer) {
+            return self.nested(label, &req, &sender, inner, now);
+        }
         let result = match &req.body {
             RequestBody::Ir(msgs) => self.certify(label, &req, &sender, msgs, 1, now),
             RequestBody::Cr(msgs) => self.certify(label, &req, &sender, msgs, 3, now),
@@ -444,6 +458,10 @@ impl Cmp {
             RequestBody::Genm(itavs) => self.general(label, itavs),
             RequestBody::PollReq(ids) => self.poll(label, &req, &sender, ids, now),
             RequestBody::Error => self.client_error(&req, &sender, now),
+            RequestBody::Nested(_) => Err(Refusal::new(
+                FailureBit::BadRequest,
+                "a nested message inside a nested message; send one level",
+            )),
             RequestBody::Other(n) => Err(Refusal::new(
                 FailureBit::BadRequest,
                 format!("PKIBody [{n}] is not a request this server answers"),
@@ -460,12 +478,73 @@ impl Cmp {
                         outcome: "answered",
                         refusal: None,
                         issued,
+                        inner: Vec::new(),
                     },
                     Err(r) => self.refuse(Some(label), Some(&req), Some(&sender), r, body),
                 }
             }
             Err(r) => self.refuse(Some(label), Some(&req), Some(&sender), r, body),
         }
+    }
+
+    /// A `nested` message from an RA the label trusts (RFC 9483 §5.2.2): each inner message
+    /// is answered as if it had come alone — with its own protection, transaction and failure
+    /// bits — and the answers go back in order in a `nested` reply signed by the responder.
+    /// Only an RA's signature may nest: a MAC-protected or subscriber-signed outer message is
+    /// notAuthorized.
+    fn nested(
+        &self,
+        label: &CmpLabel,
+        req: &Request,
+        sender: &Sender,
+        inner: &[Vec<u8>],
+        now: u64,
+    ) -> Answer {
+        if !sender.vouched {
+            let r = Refusal::new(
+                FailureBit::NotAuthorized,
+                "nested messages are accepted only signed by an RA this label trusts (trusted_ras)",
+            );
+            return self.refuse(Some(label), Some(req), Some(sender), r, "nested");
+        }
+        let mut answers: Vec<Answer> = inner
+            .iter()
+            .map(|m| self.answer(Some(&label.name), m, false, now))
+            .collect();
+        let issued = answers.iter().any(|a| a.issued);
+        let encoded = if answers.iter().any(|a| a.der.is_empty()) {
+            Err(Refusal::new(
+                FailureBit::SystemFailure,
+                "an inner answer could not be encoded",
+            ))
+        } else {
+            let step = Step {
+                body: ResponseBody::Nested(
+                    answers
+                        .iter_mut()
+                        .map(|a| std::mem::take(&mut a.der))
+                        .collect(),
+                ),
+                extra_certs: Vec::new(),
+                issued,
+                nonce: None,
+            };
+            self.encode(label, req, sender, step, now)
+        };
+        let mut answer = match encoded {
+            Ok(der) => Answer {
+                der,
+                body: "nested",
+                outcome: "answered",
+                refusal: None,
+                issued,
+                inner: Vec::new(),
+            },
+            Err(r) => self.refuse(Some(label), Some(req), Some(sender), r, "nested"),
+        };
+        answer.issued = issued;
+        answer.inner = answers;
+        answer
     }
 
     /// Verifies the request's protection: PBM with the organisation's secret named by
@@ -551,6 +630,7 @@ impl Cmp {
                 pbm: pbm.with_salt(&salt)?,
                 secret,
             })),
+            vouched: false,
         })
     }
 
@@ -575,6 +655,13 @@ impl Cmp {
         })?;
         let der = der::Encode::to_der(leaf)
             .map_err(|e| Refusal::new(FailureBit::BadDataFormat, e.to_string()))?;
+        let fingerprint: [u8; 32] = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der)
+            .as_ref()
+            .try_into()
+            .map_err(|_| Refusal::new(FailureBit::SystemFailure, "SHA-256"))?;
+        if label.trusted_ras.contains(&fingerprint) {
+            return self.authenticate_ra(label, req, leaf, &fingerprint, now);
+        }
         let serial = serial_hex(leaf);
         let rec = self
             .store
@@ -645,6 +732,70 @@ impl Cmp {
             protection: Protection::Signed {
                 certificate: Box::new(leaf.clone()),
             },
+            vouched: false,
+        })
+    }
+
+    /// A message signed by an RA the label trusts (RFC 9483 §5.2): the certificate at
+    /// `extraCerts[0]` is one of the label's `trusted_ras` (pinned by SHA-256 fingerprint,
+    /// whoever issued it), the signature verifies with its key, the sender is its subject, and
+    /// it is within its validity period — and not revoked, when pkid issued it. The RA acts for
+    /// the label's organisation.
+    fn authenticate_ra(
+        &self,
+        label: &CmpLabel,
+        req: &Request,
+        leaf: &Certificate,
+        fingerprint: &[u8; 32],
+        now: u64,
+    ) -> Result<Sender, Refusal> {
+        use crate::store::CertStatus;
+        req.verify_signature(&leaf.tbs_certificate.subject_public_key_info)?;
+        if req.sender != GeneralName::DirectoryName(leaf.tbs_certificate.subject.clone()) {
+            return Err(Refusal::new(
+                FailureBit::BadMessageCheck,
+                "the header's sender is not the subject of the RA certificate",
+            ));
+        }
+        let id = hex::encode(&fingerprint[..8]);
+        let validity = &leaf.tbs_certificate.validity;
+        if now < validity.not_before.to_unix_duration().as_secs()
+            || now > validity.not_after.to_unix_duration().as_secs()
+        {
+            return Err(Refusal::new(
+                FailureBit::NotAuthorized,
+                format!("the RA certificate {id}… is outside its validity period"),
+            ));
+        }
+        let der = der::Encode::to_der(leaf)
+            .map_err(|e| Refusal::new(FailureBit::BadDataFormat, e.to_string()))?;
+        if let Some(rec) = self
+            .store
+            .certificate(&serial_hex(leaf))?
+            .filter(|r| r.der.as_deref() == Some(der.as_slice()))
+        {
+            if rec.status != CertStatus::Valid {
+                return Err(Refusal::new(
+                    FailureBit::NotAuthorized,
+                    format!("the RA certificate {id}… is {}", rec.status.as_str()),
+                ));
+            }
+        }
+        if self.responders.is_none() {
+            return Err(Refusal::new(
+                FailureBit::WrongIntegrity,
+                "signed messages are not answered here (no CMP responder)",
+            ));
+        }
+        let org = self.label_organisation(label)?;
+        Ok(Sender {
+            actor: format!("cmp:{}:ra:{id}", label.name),
+            organisation: org.id,
+            kid: format!("ra:{}", hex::encode(fingerprint)),
+            protection: Protection::Signed {
+                certificate: Box::new(leaf.clone()),
+            },
+            vouched: true,
         })
     }
 
@@ -811,7 +962,20 @@ impl Cmp {
             if let Some(central) = proto::central_key_request(msg)? {
                 return self.central_keygen(label, sender, central).map(Ok);
             }
-            let verified = proto::verify_cert_request(msg)?;
+            let verified = if sender.vouched {
+                proto::verify_cert_request_vouched(msg)?
+            } else {
+                proto::verify_cert_request(msg)?
+            };
+            if sender.vouched
+                && label.approval == Approval::Operator
+                && matches!(msg.popo, Some(crmf::pop::ProofOfPossession::RaVerified(_)))
+            {
+                return Err(Refusal::new(
+                    FailureBit::BadPop,
+                    "raVerified is taken only under labels with approval = \"auto\": a request held for an operator is checked again at approval, by its own signature; send the subscriber's signature POP",
+                ));
+            }
             let (cn, ou, subject) = self.subject_for(label, verified.subject.as_ref())?;
             if label.approval == Approval::Operator {
                 self.check_key_type(label, &verified.public_key)?;
@@ -1219,6 +1383,12 @@ impl Cmp {
                 "kur must be signed with the certificate being updated (RFC 9483 section 4.1.3), not MAC-protected",
             ));
         };
+        if sender.vouched {
+            return Err(Refusal::new(
+                FailureBit::NotAuthorized,
+                "kur must be signed with the certificate being updated (RFC 9483 section 4.1.3); an RA forwards the subscriber's signed kur nested",
+            ));
+        }
         let t = self.begin(label, req, sender, now)?;
         let run = || {
             let [msg] = msgs else {
@@ -2128,6 +2298,7 @@ impl Cmp {
             outcome: r.reason(),
             refusal: Some(text),
             issued: false,
+            inner: Vec::new(),
         }
     }
 }

@@ -10,6 +10,8 @@
 //! certificate revoked after the timeout). genm: what OpenSSL 3.0 sends (signKeyPairTypes,
 //! caCerts, certReqTemplate) and, as messages built here with `cmpv2`, rootCaCert and
 //! crlStatusList (by issuer and by distribution point; the CRL checked with `openssl crl`).
+//! An RA pinned by fingerprint: nested batches of subscribers' requests, raVerified from
+//! `openssl cmp -popo 0`, and the refusals of strangers, MAC-protected nesting and a revoked RA.
 //! The daemon keeps serving throughout.
 
 mod common;
@@ -601,27 +603,72 @@ async fn a_stale_message_is_bad_time_and_an_unconfirmed_certificate_is_revoked()
     assert_eq!(status_of(data, &serial), "revoked");
 }
 
-/// A genm with `itavs`, MAC-protected with `secret` under senderKID dev1 (what OpenSSL 3.0
-/// cannot send: rootCaCert, crlStatusList), built with the `cmpv2` types.
-fn genm(secret: &str, itavs: Vec<cmpv2::gen::InfoTypeAndValue>, message_time: u64) -> Vec<u8> {
-    use pkid_protocols::cmp::{encode_request, Pbm, ResponseHeader, ResponseProtection};
+/// A request header with a fresh transactionID and senderNonce: from `signer`'s subject, or
+/// else a NULL-DN sender with senderKID dev1 (the organisation's MAC credential).
+fn fresh_header(
+    signer: Option<&x509_cert::Certificate>,
+    implicit_confirm: bool,
+    message_time: u64,
+) -> pkid_protocols::cmp::ResponseHeader {
     use x509_cert::ext::pkix::name::GeneralName;
     let mut tid = [0u8; 16];
     let mut nonce = [0u8; 16];
     aws_lc_rs::rand::fill(&mut tid).expect("random");
     aws_lc_rs::rand::fill(&mut nonce).expect("random");
-    let header = ResponseHeader {
-        sender: x509_cert::name::Name::default(),
+    pkid_protocols::cmp::ResponseHeader {
+        sender: signer.map_or_else(x509_cert::name::Name::default, |c| {
+            c.tbs_certificate.subject.clone()
+        }),
         recipient: GeneralName::DirectoryName(x509_cert::name::Name::default()),
         message_time,
         transaction_id: tid.to_vec(),
         sender_nonce: nonce,
         recip_nonce: None,
-        sender_kid: Some(b"dev1".to_vec()),
-        implicit_confirm: false,
+        sender_kid: signer.is_none().then(|| b"dev1".to_vec()),
+        implicit_confirm,
         pvno: 2,
+    }
+}
+
+/// `body` under PKIBody tag `tag`, signed with ECDSA P-256 by `signer` (its certificate, sent
+/// at extraCerts[0], and its PKCS#8 key).
+fn signed_by<T: der::Encode>(
+    header: &pkid_protocols::cmp::ResponseHeader,
+    tag: u8,
+    body: &T,
+    (cert, pkcs8): (&x509_cert::Certificate, &[u8]),
+) -> Vec<u8> {
+    use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+    use pkid_protocols::cmp::{encode_request, ResponseProtection};
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8).expect("a P-256 key");
+    let sign = |m: &[u8]| -> Result<Vec<u8>, String> {
+        pair.sign(&aws_lc_rs::rand::SystemRandom::new(), m)
+            .map(|s| s.as_ref().to_vec())
+            .map_err(|e| e.to_string())
     };
-    let pbm = Pbm::sha256(&nonce, 500).expect("PBM");
+    encode_request(
+        header,
+        tag,
+        body,
+        ResponseProtection::Signature {
+            algorithm: spki::AlgorithmIdentifierOwned {
+                oid: const_oid::db::rfc5912::ECDSA_WITH_SHA_256,
+                parameters: None,
+            },
+            sign: &sign,
+        },
+        vec![cert.clone()],
+    )
+    .expect("a signed message")
+}
+
+/// A genm with `itavs`, MAC-protected with `secret` under senderKID dev1 (what OpenSSL 3.0
+/// cannot send: rootCaCert, crlStatusList), built with the `cmpv2` types.
+fn genm(secret: &str, itavs: Vec<cmpv2::gen::InfoTypeAndValue>, message_time: u64) -> Vec<u8> {
+    use pkid_protocols::cmp::{encode_request, Pbm, ResponseProtection};
+    let header = fresh_header(None, false, message_time);
+    let pbm = Pbm::sha256(&header.sender_nonce, 500).expect("PBM");
     encode_request(
         &header,
         21,
@@ -1733,11 +1780,9 @@ fn keyless_request(
     signer: Option<(&x509_cert::Certificate, &[u8])>,
     secret: &str,
 ) -> Vec<u8> {
-    use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
     use crmf::request::{CertReqMsg, CertRequest, CertTemplate};
     use der::asn1::{BitString, Int};
-    use pkid_protocols::cmp::{encode_request, Pbm, ResponseHeader, ResponseProtection};
-    use x509_cert::ext::pkix::name::GeneralName;
+    use pkid_protocols::cmp::{encode_request, Pbm, ResponseProtection};
     let msg = CertReqMsg {
         cert_req: CertRequest {
             cert_req_id: Int::new(&[0]).expect("0"),
@@ -1761,49 +1806,11 @@ fn keyless_request(
         popo: None,
         reg_info: None,
     };
-    let mut tid = [0u8; 16];
-    let mut nonce = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut tid).expect("random");
-    aws_lc_rs::rand::fill(&mut nonce).expect("random");
-    let mut header = ResponseHeader {
-        sender: x509_cert::name::Name::default(),
-        recipient: GeneralName::DirectoryName(x509_cert::name::Name::default()),
-        message_time: unix_now(),
-        transaction_id: tid.to_vec(),
-        sender_nonce: nonce,
-        recip_nonce: None,
-        sender_kid: Some(b"dev1".to_vec()),
-        implicit_confirm: true,
-        pvno: 2,
-    };
+    let header = fresh_header(signer.map(|(c, _)| c), true, unix_now());
     match signer {
-        Some((cert, pkcs8)) => {
-            header.sender = cert.tbs_certificate.subject.clone();
-            header.sender_kid = None;
-            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8)
-                .expect("the device key");
-            let sign = |m: &[u8]| -> Result<Vec<u8>, String> {
-                pair.sign(&aws_lc_rs::rand::SystemRandom::new(), m)
-                    .map(|s| s.as_ref().to_vec())
-                    .map_err(|e| e.to_string())
-            };
-            encode_request(
-                &header,
-                tag,
-                &vec![msg],
-                ResponseProtection::Signature {
-                    algorithm: spki::AlgorithmIdentifierOwned {
-                        oid: const_oid::db::rfc5912::ECDSA_WITH_SHA_256,
-                        parameters: None,
-                    },
-                    sign: &sign,
-                },
-                vec![cert.clone()],
-            )
-            .expect("a signed request")
-        }
+        Some(signer) => signed_by(&header, tag, &vec![msg], signer),
         None => {
-            let pbm = Pbm::sha256(&nonce, 500).expect("PBM");
+            let pbm = Pbm::sha256(&header.sender_nonce, 500).expect("PBM");
             encode_request(
                 &header,
                 tag,
@@ -1861,19 +1868,7 @@ fn central_key_generation_envelopes_a_signed_key_package_to_the_requester() {
     );
     assert!(out.status.success(), "{}", all_output(&out));
     let dev = pem_certificate(&dev_crt);
-    let pkcs8_file = unique_path(w, "dev", "p8");
-    openssl_ok(&[
-        "pkcs8",
-        "-topk8",
-        "-nocrypt",
-        "-in",
-        path_str(&dev_key),
-        "-outform",
-        "DER",
-        "-out",
-        path_str(&pkcs8_file),
-    ]);
-    let pkcs8 = std::fs::read(&pkcs8_file).expect("pkcs8");
+    let pkcs8 = pkcs8_der(w, &dev_key);
 
     // A signed cr without a key: the cp carries the certificate and, in privateKey, an
     // EnvelopedData to the device's certificate.
@@ -2086,8 +2081,7 @@ fn pbmac1_ir(secret: &str, cn: &str) -> Vec<u8> {
     use crmf::request::{CertReqMsg, CertRequest, CertTemplate};
     use der::asn1::{BitString, Int};
     use der::Encode;
-    use pkid_protocols::cmp::{encode_request, Pbm, ResponseHeader, ResponseProtection};
-    use x509_cert::ext::pkix::name::GeneralName;
+    use pkid_protocols::cmp::{encode_request, Pbm, ResponseProtection};
     let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).expect("key");
     let cert_req = CertRequest {
         cert_req_id: Int::new(&[0]).expect("0"),
@@ -2133,22 +2127,8 @@ fn pbmac1_ir(secret: &str, cn: &str) -> Vec<u8> {
         }))),
         reg_info: None,
     };
-    let mut tid = [0u8; 16];
-    let mut nonce = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut tid).expect("random");
-    aws_lc_rs::rand::fill(&mut nonce).expect("random");
-    let header = ResponseHeader {
-        sender: x509_cert::name::Name::default(),
-        recipient: GeneralName::DirectoryName(x509_cert::name::Name::default()),
-        message_time: unix_now(),
-        transaction_id: tid.to_vec(),
-        sender_nonce: nonce,
-        recip_nonce: None,
-        sender_kid: Some(b"dev1".to_vec()),
-        implicit_confirm: true,
-        pvno: 2,
-    };
-    let pbm = Pbm::pbmac1_sha256(&nonce, 1000).expect("PBMAC1");
+    let header = fresh_header(None, true, unix_now());
+    let pbm = Pbm::pbmac1_sha256(&header.sender_nonce, 1000).expect("PBMAC1");
     encode_request(
         &header,
         0,
@@ -2191,4 +2171,333 @@ fn a_pbmac1_protected_ir_is_answered_with_pbmac1() {
     let v = send(pbmac1_ir("not-the-secret", "wrong"));
     assert_error(&v, FailureBit::BadMessageCheck, "a wrong PBMAC1 secret");
     assert!(!v.is_protected());
+}
+
+/// A PEM private key as PKCS#8 DER (`openssl pkcs8 -topk8 -nocrypt -outform DER`).
+fn pkcs8_der(w: &Path, key: &Path) -> Vec<u8> {
+    let out = unique_path(w, "key", "p8");
+    openssl_ok(&[
+        "pkcs8",
+        "-topk8",
+        "-nocrypt",
+        "-in",
+        path_str(key),
+        "-outform",
+        "DER",
+        "-out",
+        path_str(&out),
+    ]);
+    std::fs::read(&out).expect("pkcs8")
+}
+
+/// A P-256 RA certificate: issued by pkid (`pkid cert issue`, profile tls-client) when
+/// `issuer` is None, else by that CA (certificate and key files) with `openssl x509 -req`. The
+/// certificate file, its key file, the key as PKCS#8 DER and the certificate parsed.
+fn ra_certificate(
+    data: &Path,
+    w: &Path,
+    subject: &str,
+    issuer: Option<(&Path, &Path)>,
+) -> (PathBuf, PathBuf, Vec<u8>, x509_cert::Certificate) {
+    let (key, csr) = make_csr(w, subject, "ec:P-256");
+    let crt = match issuer {
+        None => issue(data, &csr, "tls-client", &[]).1,
+        Some((ca, ca_key)) => {
+            let crt = unique_path(w, "ra", "crt");
+            openssl_ok(&[
+                "x509",
+                "-req",
+                "-in",
+                path_str(&csr),
+                "-CA",
+                path_str(ca),
+                "-CAkey",
+                path_str(ca_key),
+                "-set_serial",
+                "7",
+                "-days",
+                "30",
+                "-out",
+                path_str(&crt),
+            ]);
+            crt
+        }
+    };
+    let pkcs8 = pkcs8_der(w, &key);
+    let cert = pem_certificate(&crt);
+    (crt, key, pkcs8, cert)
+}
+
+/// `inner` messages in a `nested` body (PKIBody [20]) signed by `signer`; the message and its
+/// header.
+fn nested_by(
+    inner: &[Vec<u8>],
+    signer: (&x509_cert::Certificate, &[u8]),
+) -> (Vec<u8>, pkid_protocols::cmp::ResponseHeader) {
+    use der::Decode;
+    let messages: Vec<der::Any> = inner
+        .iter()
+        .map(|m| der::Any::from_der(m).expect("a PKIMessage"))
+        .collect();
+    let header = fresh_header(Some(signer.0), false, unix_now());
+    (signed_by(&header, 20, &messages, signer), header)
+}
+
+#[test]
+fn an_ra_the_label_trusts_nests_requests_and_vouches_for_raverified() {
+    let dir = init(&[]);
+    let data = dir.path();
+    let work = tempdir();
+    let w = work.path();
+    let (ra_crt, ra_key, ra_pkcs8, ra) = ra_certificate(
+        data,
+        w,
+        "/CN=RA Sở Giáo dục Đà Nẵng/O=Sở Giáo dục và Đào tạo Đà Nẵng",
+        None,
+    );
+    let rogue_ca_key = p256_key(w);
+    let rogue_ca = unique_path(w, "rogue-ca", "crt");
+    openssl_ok(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        path_str(&rogue_ca_key),
+        "-subj",
+        "/CN=Rogue CA",
+        "-days",
+        "30",
+        "-out",
+        path_str(&rogue_ca),
+    ]);
+    let (rogue_crt, rogue_key, rogue_pkcs8, rogue) =
+        ra_certificate(data, w, "/CN=RA giả mạo", Some((&rogue_ca, &rogue_ca_key)));
+    // The pin as an operator copies it: `openssl x509 -noout -fingerprint -sha256` output.
+    let fp = openssl_ok(&[
+        "x509",
+        "-noout",
+        "-fingerprint",
+        "-sha256",
+        "-in",
+        path_str(&ra_crt),
+    ]);
+    let fp = fp.trim();
+    configure(
+        data,
+        &format!(
+            "\n[[cmp.labels]]\nname = \"via-ra\"\nprofile = \"device\"\norganisation = \"{ORG}\"\ntrusted_ras = [\"{fp}\"]\n\n[[cmp.labels]]\nname = \"via-ra-held\"\nprofile = \"device\"\norganisation = \"{ORG}\"\napproval = \"operator\"\ntrusted_ras = [\"{fp}\"]\n"
+        ),
+    );
+    let secret = organisation_with_secret(data);
+    let daemon = Daemon::start(data);
+    let server = daemon.http.to_string();
+    let root = data.join("certs/root.crt");
+    let send = |label: &str, der: &[u8]| {
+        let f = unique_path(w, "req", "der");
+        std::fs::write(&f, der).expect("write");
+        post_der(&daemon, label, &f)
+    };
+
+    // Batching (RFC 9483 §5.2.2): two subscribers' irs, each MAC-protected with the
+    // organisation's secret as `openssl cmp` made it, one with a wrong secret, and a nested
+    // message inside, all in one nested message the RA signs. Each inner message is answered
+    // as if it had come alone; the answers come back in order, in a nested reply the
+    // responder signs, echoing the RA's transactionID and nonce.
+    let first = offline_ir(w, &secret, "Máy trạm Phòng Kế hoạch 01");
+    let second = offline_ir(w, &secret, "Máy trạm Phòng Kế hoạch 02");
+    let wrong = offline_ir(w, "not-the-secret", "Máy trạm lạ");
+    let (inner_nest, _) = nested_by(std::slice::from_ref(&first), (&ra, &ra_pkcs8));
+    let (msg, header) = nested_by(&[first, second, wrong, inner_nest], (&ra, &ra_pkcs8));
+    let v = send("via-ra", &msg);
+    assert_eq!(v.body_tag, 20, "a nested reply: {}", v.status_text());
+    let responder = v.extra_certs.first().expect("the responder").clone();
+    v.verify_signature(&responder.tbs_certificate.subject_public_key_info)
+        .expect("the nested reply is signed by the responder");
+    assert_eq!(
+        v.transaction_id.as_deref(),
+        Some(&header.transaction_id[..])
+    );
+    assert_eq!(v.recip_nonce.as_deref(), Some(&header.sender_nonce[..]));
+    assert_eq!(
+        v.sender,
+        Some(x509_cert::ext::pkix::name::GeneralName::DirectoryName(
+            responder.tbs_certificate.subject.clone()
+        ))
+    );
+    assert_eq!(v.nested.len(), 4, "one answer per inner message");
+    let answers: Vec<ResponseView> = v
+        .nested
+        .iter()
+        .map(|m| parse_response(m).expect("an inner PKIMessage"))
+        .collect();
+    for (a, cn) in answers[..2].iter().zip(["01", "02"]) {
+        assert_eq!(a.body_tag, 1, "ip {cn}: {}", a.status_text());
+        a.verify_mac(secret.as_bytes())
+            .expect("the inner answer is protected with the subscriber's secret");
+        let cert = a.certificate.clone().expect("a certificate");
+        assert!(
+            cert.tbs_certificate
+                .subject
+                .to_string()
+                .contains(&format!("Máy trạm Phòng Kế hoạch {cn}")),
+            "{}",
+            cert.tbs_certificate.subject
+        );
+        assert_eq!(
+            status_of(data, &serial_of(&cert)),
+            "valid",
+            "stored before the answer"
+        );
+    }
+    assert_error(
+        &answers[2],
+        FailureBit::BadMessageCheck,
+        "a wrong secret inside",
+    );
+    assert!(!answers[2].is_protected());
+    assert_error(
+        &answers[3],
+        FailureBit::BadRequest,
+        "a nested message inside a nested one",
+    );
+    assert_eq!(counted(&daemon, "nested", "answered"), 1.0);
+    assert_eq!(counted(&daemon, "ir", "answered"), 2.0);
+    assert_eq!(counted(&daemon, "ir", "badMessageCheck"), 1.0);
+
+    // raVerified (RFC 9483 §5.2.3.2, RFC 4211 §4): the RA checked the subscriber's POP and
+    // signs the ir itself; `openssl cmp -popo 0` with the RA's certificate. Issued, the reply
+    // signed by the responder, and the key is the subscriber's.
+    let dev_key = p256_key(w);
+    let dev_crt = unique_path(w, "dev", "crt");
+    let ra_ir = |label: &str, signer: (&Path, &Path), cn: &str, out: &Path| {
+        let subject = format!("/CN={cn}");
+        openssl_cmp_signed(
+            &server,
+            label,
+            signer,
+            &root,
+            &[
+                "-cmd",
+                "ir",
+                "-popo",
+                "0",
+                "-newkey",
+                path_str(&dev_key),
+                "-subject",
+                &subject,
+                "-certout",
+                path_str(out),
+                "-implicit_confirm",
+            ],
+        )
+    };
+    let out = ra_ir("via-ra", (&ra_crt, &ra_key), "Máy chủ văn bản 01", &dev_crt);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        all_output(&out),
+        daemon.logs()
+    );
+    assert_eq!(
+        public_key_of_cert(&dev_crt),
+        openssl_ok(&["pkey", "-in", path_str(&dev_key), "-pubout"])
+    );
+    assert!(x509_subject(&dev_crt).contains("Máy chủ văn bản 01"));
+    assert_verifies(data, &dev_crt, &[]);
+
+    // The same from a certificate the label does not trust: signerNotTrusted, and nothing
+    // issued. Under a label that holds requests for an operator, raVerified is badPOP (the
+    // held request is checked again at approval by its own signature).
+    let refused = unique_path(w, "refused", "crt");
+    let out = ra_ir("via-ra", (&rogue_crt, &rogue_key), "Máy giả", &refused);
+    // The error is unprotected (the signer is nobody pkid trusts), which OpenSSL reports as
+    // "missing protection"; the server's count names the bit.
+    assert!(!out.status.success(), "{}", all_output(&out));
+    assert_eq!(counted(&daemon, "ir", "signerNotTrusted"), 1.0);
+    let out = ra_ir("via-ra-held", (&ra_crt, &ra_key), "Máy chờ duyệt", &refused);
+    let text = all_output(&out);
+    assert!(!out.status.success() && text.contains("badPOP"), "{text}");
+    assert!(!refused.exists());
+
+    // Nesting is the RA's alone: a nested message from an untrusted signer is
+    // signerNotTrusted; one MAC-protected with the organisation's secret is notAuthorized.
+    let third = offline_ir(w, &secret, "Máy trạm 03");
+    let (msg, _) = nested_by(std::slice::from_ref(&third), (&rogue, &rogue_pkcs8));
+    assert_error(
+        &send("via-ra", &msg),
+        FailureBit::SignerNotTrusted,
+        "an untrusted RA",
+    );
+    let mac_nested = {
+        use der::Decode;
+        use pkid_protocols::cmp::{encode_request, Pbm, ResponseProtection};
+        let header = fresh_header(None, false, unix_now());
+        let pbm = Pbm::sha256(&header.sender_nonce, 500).expect("PBM");
+        encode_request(
+            &header,
+            20,
+            &vec![der::Any::from_der(&third).expect("any")],
+            ResponseProtection::Mac {
+                pbm: &pbm,
+                secret: secret.as_bytes(),
+            },
+            Vec::new(),
+        )
+        .expect("nested")
+    };
+    let v = send("via-ra", &mac_nested);
+    assert_error(
+        &v,
+        FailureBit::NotAuthorized,
+        "a MAC-protected nested message",
+    );
+    v.verify_mac(secret.as_bytes())
+        .expect("protected: the MAC verified");
+
+    // A subscriber's own certificate (issued above) may sign its requests, not nest others'.
+    let dev = pem_certificate(&dev_crt);
+    let (msg, _) = nested_by(
+        std::slice::from_ref(&third),
+        (&dev, &pkcs8_der(w, &dev_key)),
+    );
+    assert_error(
+        &send("via-ra", &msg),
+        FailureBit::NotAuthorized,
+        "a subscriber nesting",
+    );
+
+    // A kur is the subscriber's to sign: from the RA it is notAuthorized.
+    let out = openssl_cmp_signed(
+        &server,
+        "via-ra",
+        (&ra_crt, &ra_key),
+        &root,
+        &[
+            "-cmd",
+            "kur",
+            "-newkey",
+            path_str(&p256_key(w)),
+            "-oldcert",
+            path_str(&dev_crt),
+            "-certout",
+            path_str(&refused),
+        ],
+    );
+    let text = all_output(&out);
+    assert!(
+        !out.status.success() && text.contains("notAuthorized"),
+        "{text}"
+    );
+
+    // The RA's certificate revoked: its next message is notAuthorized.
+    revoke(data, &x509_serial(&ra_crt), "keyCompromise");
+    let (msg, _) = nested_by(std::slice::from_ref(&third), (&ra, &ra_pkcs8));
+    assert_error(
+        &send("via-ra", &msg),
+        FailureBit::NotAuthorized,
+        "a revoked RA",
+    );
+
+    assert_eq!(get(&daemon.http_url("/healthz")).status, 200);
+    assert!(!daemon.logs().contains(&secret));
 }

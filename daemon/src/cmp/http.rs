@@ -186,9 +186,12 @@ async fn handle(
             return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
         }
     };
-    count(answer.body, answer.outcome);
-    if let Some(reason) = &answer.refusal {
-        log_refusal(answer.body, &label_text, answer.outcome, reason);
+    // A nested message's inner messages are counted and logged as if each had come alone.
+    for a in std::iter::once(&answer).chain(&answer.inner) {
+        count(a.body, a.outcome);
+        if let Some(reason) = &a.refusal {
+            log_refusal(a.body, &label_text, a.outcome, reason);
+        }
     }
     if answer.der.is_empty() {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error");

@@ -48,6 +48,8 @@ struct RawLabel {
     central_keygen: bool,
     #[serde(default)]
     escrow: bool,
+    #[serde(default)]
+    trusted_ras: Vec<String>,
 }
 
 fn auto() -> String {
@@ -85,6 +87,24 @@ pub struct CmpLabel {
     pub central_keygen: bool,
     /// Whether centrally generated keys are kept sealed under the data key (escrow).
     pub escrow: bool,
+    /// The SHA-256 fingerprints of the RA certificates this label trusts (RFC 9483 §5.2):
+    /// a message signed with one of them (at `extraCerts[0]`) may carry nested messages and
+    /// raVerified proof of possession.
+    pub trusted_ras: Vec<[u8; 32]>,
+}
+
+/// The SHA-256 fingerprint of a certificate as `openssl x509 -fingerprint -sha256` prints it
+/// (`AB:CD:…`, with or without the `sha256 Fingerprint=` prefix and the colons, any case).
+fn parse_fingerprint(text: &str) -> Option<[u8; 32]> {
+    let t = text.trim();
+    let t = t
+        .split_once('=')
+        .filter(|(k, _)| k.to_ascii_lowercase().contains("fingerprint"))
+        .map_or(t, |(_, v)| v.trim());
+    let t = t.strip_prefix("sha256:").unwrap_or(t);
+    let hex_digits: String = t.chars().filter(|c| *c != ':').collect();
+    let bytes = hex::decode(hex_digits).ok()?;
+    bytes.try_into().ok()
 }
 
 /// CMP settings.
@@ -195,6 +215,18 @@ impl CmpConfig {
                     ));
                 }
             }
+            let mut trusted_ras = Vec::new();
+            for (j, f) in l.trusted_ras.iter().enumerate() {
+                let fp = parse_fingerprint(f).ok_or_else(|| {
+                    format!(
+                        "{at}.trusted_ras[{j}] {f:?}: the RA certificate's SHA-256 fingerprint (openssl x509 -noout -fingerprint -sha256 -in ra.crt)"
+                    )
+                })?;
+                if trusted_ras.contains(&fp) {
+                    return Err(format!("{at}.trusted_ras[{j}] is given twice"));
+                }
+                trusted_ras.push(fp);
+            }
             let label = CmpLabel {
                 name: l.name.clone(),
                 issuer,
@@ -206,6 +238,7 @@ impl CmpConfig {
                 implicit_confirm: l.implicit_confirm,
                 central_keygen: l.central_keygen,
                 escrow: l.escrow,
+                trusted_ras,
             };
             if labels.insert(l.name.clone(), label).is_some() {
                 return Err(format!("{at}.name {:?} is given twice", l.name));
@@ -236,6 +269,26 @@ mod tests {
     }
 
     const LABEL: &str = "[[cmp.labels]]\nname = \"devices\"\nprofile = \"tls-client\"\norganisation = \"so-gd-dn\"\n";
+
+    const FP: &str = "9F:86:D0:81:88:4C:7D:65:9A:2F:EA:A0:C5:5A:D0:15:A3:BF:4F:1B:2B:0B:82:2C:D1:5D:6C:15:B0:F0:0A:08";
+
+    #[test]
+    fn trusted_ras_are_fingerprints_as_openssl_prints_them() {
+        let c = parse(&format!(
+            "{LABEL}trusted_ras = [\"sha256 Fingerprint={FP}\"]\n"
+        ))
+        .expect("valid");
+        let l = c.cmp.label(Some("devices")).expect("label");
+        assert_eq!(l.trusted_ras.len(), 1);
+        assert_eq!(l.trusted_ras[0][0], 0x9f);
+        assert_eq!(
+            super::parse_fingerprint(&FP.to_lowercase()),
+            Some(l.trusted_ras[0])
+        );
+        assert!(parse(LABEL).expect("valid").cmp.labels["devices"]
+            .trusted_ras
+            .is_empty());
+    }
 
     #[test]
     fn labels_parse_with_their_defaults() {
@@ -274,6 +327,17 @@ mod tests {
                 "message_time_window_secs",
             ),
             (format!("{LABEL}colour = \"red\"\n"), "colour"),
+            (
+                format!("{LABEL}trusted_ras = [\"not hex\"]\n"),
+                "SHA-256 fingerprint",
+            ),
+            (
+                format!(
+                    "{LABEL}trusted_ras = [\"{FP}\", \"{}\"]\n",
+                    FP.replace(':', "")
+                ),
+                "given twice",
+            ),
         ] {
             let e = parse(&text).expect_err(&text);
             assert!(e.contains(says), "{text}: {e}");
