@@ -325,7 +325,8 @@ fn every_profile_issues_certificates_relying_parties_accept() {
             subject: "/O=Bộ Tài chính/CN=payroll-batch",
             key: "ec:P-256",
             extra: &[],
-            key_usage: "Digital Signature, Key Encipherment",
+            // The profile's keyEncipherment, on an EC key: keyAgreement (RFC 5480 §3).
+            key_usage: "Digital Signature, Key Agreement",
             eku: "TLS Web Client Authentication",
             purpose: "sslclient",
             wrong_purpose: "sslserver",

@@ -51,6 +51,38 @@ pub fn all_key_types() -> Vec<KeyType> {
 }
 
 impl Profile {
+    /// The keyUsage a certificate for a `key` key carries under this profile. The profile's
+    /// keyEncipherment or keyAgreement means "may receive keys", given as the bit the key
+    /// type can honour: keyEncipherment for RSA (RFC 3279 §2.3.1 does not list keyAgreement
+    /// for RSA), keyAgreement for EC (RFC 5480 §3 permits neither keyEncipherment nor
+    /// dataEncipherment for id-ecPublicKey). encipherOnly / decipherOnly go with keyAgreement,
+    /// dataEncipherment with RSA; the other bits are kept as they are.
+    pub fn key_usage_for(&self, key: KeyType) -> KeyUsage {
+        use KeyUsages::{
+            DataEncipherment, DecipherOnly, EncipherOnly, KeyAgreement, KeyEncipherment,
+        };
+        let bits = self.key_usage.0;
+        let receives = bits.contains(KeyEncipherment) || bits.contains(KeyAgreement);
+        let mut out = bits - KeyEncipherment - KeyAgreement;
+        match key {
+            KeyType::Rsa(_) => {
+                out -= EncipherOnly | DecipherOnly;
+                if receives {
+                    out |= KeyEncipherment;
+                }
+            }
+            KeyType::EcP256 | KeyType::EcP384 => {
+                out -= DataEncipherment;
+                if receives {
+                    out |= KeyAgreement;
+                } else {
+                    out -= EncipherOnly | DecipherOnly;
+                }
+            }
+        }
+        KeyUsage(out)
+    }
+
     /// Whether a subject key of this type may be certified under the profile. RSA keys match on
     /// their exact size (`rsa2048`, `rsa3072`, `rsa4096`).
     pub fn allows_key(&self, key: KeyType) -> bool {
@@ -142,5 +174,63 @@ impl Profile {
             ocsp_nocheck: false,
             ..Self::ocsp_responder(max_validity_days)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(bits: &[KeyUsages]) -> Profile {
+        let mut p = Profile::ocsp_responder(365);
+        p.key_usage = KeyUsage(bits.iter().fold(Default::default(), |acc, b| acc | *b));
+        p
+    }
+
+    fn bits(ku: KeyUsage) -> Vec<KeyUsages> {
+        ku.0.into_iter().collect()
+    }
+
+    #[test]
+    fn key_usage_gives_each_key_type_the_bits_it_can_honour() {
+        use KeyUsages::*;
+        let tls = with(&[DigitalSignature, KeyEncipherment]);
+        // RFC 5480 §3: no keyEncipherment on an EC key; "may receive keys" is keyAgreement.
+        for ec in [KeyType::EcP256, KeyType::EcP384] {
+            assert_eq!(
+                bits(tls.key_usage_for(ec)),
+                [DigitalSignature, KeyAgreement]
+            );
+        }
+        assert_eq!(
+            bits(tls.key_usage_for(KeyType::Rsa(2048))),
+            [DigitalSignature, KeyEncipherment]
+        );
+        // RFC 3279 §2.3.1: no keyAgreement (nor encipherOnly) on an RSA key.
+        let ka = with(&[DigitalSignature, KeyAgreement, EncipherOnly]);
+        assert_eq!(
+            bits(ka.key_usage_for(KeyType::Rsa(3072))),
+            [DigitalSignature, KeyEncipherment]
+        );
+        assert_eq!(
+            bits(ka.key_usage_for(KeyType::EcP256)),
+            [DigitalSignature, KeyAgreement, EncipherOnly]
+        );
+        // dataEncipherment is RSA's alone; signing-only profiles are untouched.
+        let data = with(&[DigitalSignature, DataEncipherment]);
+        assert_eq!(
+            bits(data.key_usage_for(KeyType::EcP256)),
+            [DigitalSignature]
+        );
+        assert_eq!(
+            bits(data.key_usage_for(KeyType::Rsa(2048))),
+            [DigitalSignature, DataEncipherment]
+        );
+        let sign = with(&[DigitalSignature, NonRepudiation]);
+        for k in all_key_types() {
+            assert_eq!(sign.key_usage_for(k), sign.key_usage, "{k:?}");
+        }
+        let ca = Profile::issuing_ca(3650);
+        assert_eq!(ca.key_usage_for(KeyType::EcP384), ca.key_usage);
     }
 }

@@ -127,6 +127,12 @@ fn uri(url: &str) -> Result<GeneralName, CertificateError> {
     ))
 }
 
+/// The keyUsage of a certificate for `key` under `profile` ([`Profile::key_usage_for`]; the
+/// profile's bits as written for a key type pkid does not know, which issuance refuses anyway).
+fn key_usage(profile: &Profile, key: &spki::SubjectPublicKeyInfoOwned) -> KeyUsage {
+    algorithm::KeyType::of(key).map_or(profile.key_usage, |k| profile.key_usage_for(k))
+}
+
 /// Builds the to-be-signed certificate. `issuer == None` makes it self-signed (a root).
 pub fn build_tbs(
     profile: &Profile,
@@ -145,7 +151,7 @@ pub fn build_tbs(
             true,
         )?);
     }
-    exts.push(extension(&profile.key_usage, true)?);
+    exts.push(extension(&key_usage(profile, &template.public_key), true)?);
     if !profile.extended_key_usage.is_empty() {
         exts.push(extension(
             &ExtendedKeyUsage(profile.extended_key_usage.clone()),
@@ -312,7 +318,7 @@ pub fn lint(
     let ku = find(exts, KeyUsage::OID).ok_or_else(|| lint_err("keyUsage missing"))?;
     let ku_value =
         KeyUsage::from_der(ku.extn_value.as_bytes()).map_err(|e| lint_err(e.to_string()))?;
-    if !ku.critical || ku_value != profile.key_usage {
+    if !ku.critical || ku_value != key_usage(profile, &tbs.subject_public_key_info) {
         return Err(lint_err(
             "keyUsage differs from the profile or is not critical",
         ));
