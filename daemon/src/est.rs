@@ -1024,16 +1024,8 @@ impl Est {
         }
         .to_der()
         .map_err(|e| internal(&e))?;
-        self.check_not_paused(&label.issuer)?;
-        let actor = format!("{} (serverkeygen)", who.actor);
-        let issued = self.ra.issue_as(
-            &own,
-            Some(&subject),
-            &label.profile,
-            Some(&label.issuer),
-            None,
-            &actor,
-        )?;
+        // Enveloped before the certificate is issued: a recipient pkid cannot encrypt to is
+        // refused without a certificate left behind.
         let key = match (&recipient, server_key) {
             (Some(cert), Some(server)) => {
                 // RFC 7030 §4.4.2: the key package signed by its maker, then encrypted.
@@ -1049,12 +1041,27 @@ impl Est {
                     crate::keys::sign(server.signer.as_ref(), unsigned)
                         .map_err(|e| internal(&e))?,
                 );
-                ServerKey::Enveloped(
-                    envelope::signed_key_package_for(cert, &signed).map_err(|e| internal(&e))?,
-                )
+                ServerKey::Enveloped(envelope::signed_key_package_for(cert, &signed).map_err(
+                    |e| match e {
+                        envelope::EnvelopeError::UnsupportedRecipient(m) => {
+                            EstError::BadRequest("recipient", m)
+                        }
+                        other => internal(&other),
+                    },
+                )?)
             }
             _ => ServerKey::Pkcs8(pkcs8.clone()),
         };
+        self.check_not_paused(&label.issuer)?;
+        let actor = format!("{} (serverkeygen)", who.actor);
+        let issued = self.ra.issue_as(
+            &own,
+            Some(&subject),
+            &label.profile,
+            Some(&label.issuer),
+            None,
+            &actor,
+        )?;
         if let Some(sealer) = sealer {
             // Kept before anyone receives it; a key that cannot be kept takes its certificate
             // with it (a certificate of an escrow label always has its key in escrow).

@@ -1834,7 +1834,7 @@ fn central_key_generation_envelopes_a_signed_key_package_to_the_requester() {
     configure(
         data,
         &format!(
-            "\n[[cmp.labels]]\nname = \"kga\"\nprofile = \"device\"\norganisation = \"{ORG}\"\ncentral_keygen = true\nescrow = true\n\n[[cmp.labels]]\nname = \"kga-any\"\nprofile = \"tls-client\"\norganisation = \"{ORG}\"\ncentral_keygen = true\n"
+            "\n[[cmp.labels]]\nname = \"kga\"\nprofile = \"device\"\norganisation = \"{ORG}\"\ncentral_keygen = true\nescrow = true\n\n[[cmp.labels]]\nname = \"kga-any\"\nprofile = \"tls-client\"\norganisation = \"{ORG}\"\ncentral_keygen = true\n\n[[cmp.labels]]\nname = \"keyholders\"\nprofile = \"device-ka\"\norganisation = \"{ORG}\"\n\n[profiles.device-ka]\nkey_usage = [\"digitalSignature\", \"keyAgreement\"]\nextended_key_usage = [\"clientAuth\"]\nextended_key_usage_critical = false\nmax_validity_days = 825\ndefault_validity_days = 365\nallowed_keys = [\"p256\"]\nrequired_subject = [\"CN\"]\ncopy_subject_alt_name = true\n"
         ),
     );
     let secret = organisation_with_secret(data);
@@ -1845,13 +1845,14 @@ fn central_key_generation_envelopes_a_signed_key_package_to_the_requester() {
     let server = daemon.http.to_string();
     let root = data.join("certs/root.crt");
 
-    // The device's own certificate (its own key, ir with the shared secret): it signs the
-    // keyless request and is the envelope's recipient.
+    // The device's own certificate (its own key, ir with the shared secret; keyUsage
+    // keyAgreement, RFC 9483 §4.1.6.2): it signs the keyless request and is the envelope's
+    // recipient.
     let dev_key = p256_key(w);
     let dev_crt = unique_path(w, "dev", "crt");
     let out = openssl_cmp(
         &server,
-        "kga",
+        "keyholders",
         &[
             "-cmd",
             "ir",
@@ -2056,6 +2057,48 @@ fn central_key_generation_envelopes_a_signed_key_package_to_the_requester() {
         v.status_text()
     );
     v.verify_mac(secret.as_bytes()).expect("protected");
+    // A signer whose certificate's keyUsage is digitalSignature only (label devices) cannot
+    // receive a key by key agreement: badRequest naming keyAgreement, and nothing issued.
+    let sig_key = p256_key(w);
+    let sig_crt = unique_path(w, "sig-only", "crt");
+    let out = openssl_cmp(
+        &server,
+        "devices",
+        &[
+            "-cmd",
+            "ir",
+            "-secret",
+            &pass,
+            "-newkey",
+            path_str(&sig_key),
+            "-subject",
+            "/CN=Thiết bị ký",
+            "-certout",
+            path_str(&sig_crt),
+            "-implicit_confirm",
+        ],
+    );
+    assert!(out.status.success(), "{}", all_output(&out));
+    let issued_before = counted(&daemon, "cr", "answered");
+    let v = send(keyless_request(
+        2,
+        "dev-sig-only",
+        None,
+        Some((&pem_certificate(&sig_crt), &pkcs8_der(w, &sig_key))),
+        "",
+    ));
+    assert_error(
+        &v,
+        FailureBit::BadRequest,
+        "a digitalSignature-only recipient",
+    );
+    assert!(
+        v.status_text().contains("keyAgreement"),
+        "{}",
+        v.status_text()
+    );
+    assert!(v.certificate.is_none());
+    assert_eq!(counted(&daemon, "cr", "answered"), issued_before);
     // A label without central_keygen: a template without a key is badCertTemplate.
     let f = unique_path(w, "req", "der");
     std::fs::write(

@@ -1251,6 +1251,26 @@ copy_subject_alt_name = true
             assert!(text.contains(expect), "{label}: {text}");
             assert!(x509_subject(&cert).contains("CN=Máy chủ khóa"));
         }
+        // A P-384 client certificate of a signing-only profile (keyUsage digitalSignature)
+        // cannot receive a key by key agreement: 400 naming keyAgreement, nothing issued.
+        let (sig_key, sig_cert) =
+            client_certificate_on(bed, "p384-keys", &user, "may-chu-chi-ky", "ec:P-384");
+        let issued = || bed.cli(&["audit", "list"]).matches("cert.issue").count();
+        let before = issued();
+        let body = csr_with(bed.work(), "x", vec![decrypt_key_id(&key_id(&sig_cert))]);
+        let r = post(
+            bed,
+            "p384-keys/serverkeygen",
+            &body,
+            &["--cert", path_str(&sig_cert), "--key", path_str(&sig_key)],
+        );
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(r.text().contains("keyAgreement"), "{}", r.text());
+        assert_eq!(
+            issued(),
+            before,
+            "no certificate for a key nobody can receive"
+        );
         // Encrypted to an RSA client certificate: an RSA key inside an RSA envelope.
         let (rsa_key, rsa_cert) =
             client_certificate_on(bed, "rsa-keys", &user, "may-chu-rsa-khoa", "rsa:3072");

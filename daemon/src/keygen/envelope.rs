@@ -217,10 +217,35 @@ fn issuer_and_serial(recipient: &Certificate) -> IssuerAndSerialNumber {
     }
 }
 
+/// Refuses a recipient whose keyUsage extension, when it has one, does not allow `needed`
+/// (RFC 5280 §4.2.1.3): keyEncipherment for RSA key transport, keyAgreement for ECDH (RFC 9483
+/// §4.1.6.1–2 require them of the certificate a central key is enveloped to). Without the
+/// extension the key is not restricted.
+fn check_key_usage(
+    recipient: &Certificate,
+    needed: x509_cert::ext::pkix::KeyUsages,
+    name: &str,
+) -> Result<(), EnvelopeError> {
+    use x509_cert::ext::pkix::KeyUsage;
+    match recipient.tbs_certificate.get::<KeyUsage>() {
+        Ok(Some((_, usage))) if !usage.0.contains(needed) => {
+            Err(EnvelopeError::UnsupportedRecipient(format!(
+                "the recipient certificate's keyUsage does not include {name}, so a key cannot be encrypted to it"
+            )))
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(EnvelopeError::UnsupportedRecipient(format!(
+            "the recipient certificate's keyUsage does not decode: {e}"
+        ))),
+    }
+}
+
 /// The content key `cek` encrypted to `recipient`'s public key.
 fn recipient_info(recipient: &Certificate, cek: &[u8]) -> Result<RecipientInfo, EnvelopeError> {
+    use x509_cert::ext::pkix::KeyUsages;
     let spki = &recipient.tbs_certificate.subject_public_key_info;
     if spki.algorithm.oid == RSA_ENCRYPTION {
+        check_key_usage(recipient, KeyUsages::KeyEncipherment, "keyEncipherment")?;
         let der = spki.to_der().map_err(der_failed)?;
         let public = rsa::PublicEncryptingKey::from_der(&der).map_err(|_| {
             EnvelopeError::UnsupportedRecipient(
@@ -267,6 +292,7 @@ fn recipient_info(recipient: &Certificate, cek: &[u8]) -> Result<RecipientInfo, 
         .parameters
         .as_ref()
         .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
+    check_key_usage(recipient, KeyUsages::KeyAgreement, "keyAgreement")?;
     let ecdh = match curve {
         Some(c) if c == SECP_256_R_1 => &agreement::ECDH_P256,
         Some(c) if c == SECP_384_R_1 => &agreement::ECDH_P384,
@@ -360,13 +386,7 @@ mod tests {
     fn round_trip(newkey: &[&str]) {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
-        let mut args = vec!["req", "-x509", "-nodes", "-subj", "/CN=Người nhận", "-utf8"];
-        args.extend_from_slice(newkey);
-        args.extend_from_slice(&["-keyout", "r.key", "-out", "r.crt", "-days", "1"]);
-        openssl(d, &args);
-        let pem = std::fs::read_to_string(d.join("r.crt")).expect("r.crt");
-        let (_, der) = pem_rfc7468_decode(&pem);
-        let recipient = Certificate::from_der(&der).expect("certificate");
+        let recipient = self_signed(d, newkey, &[]);
         let pair = aws_lc_rs::signature::EcdsaKeyPair::generate(
             &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
         )
@@ -385,6 +405,62 @@ mod tests {
         let keys: Vec<Any> = Vec::from_der(&akp).expect("a SEQUENCE OF OneAsymmetricKey");
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].to_der().expect("der"), pkcs8.as_ref());
+    }
+
+    /// A self-signed certificate of a new `newkey` key (`r.key`, `r.crt` in `d`), with
+    /// `extra` `openssl req` options.
+    fn self_signed(d: &Path, newkey: &[&str], extra: &[&str]) -> Certificate {
+        let mut args = vec!["req", "-x509", "-nodes", "-subj", "/CN=Người nhận", "-utf8"];
+        args.extend_from_slice(newkey);
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["-keyout", "r.key", "-out", "r.crt", "-days", "1"]);
+        openssl(d, &args);
+        let pem = std::fs::read_to_string(d.join("r.crt")).expect("r.crt");
+        let (_, der) = pem_rfc7468_decode(&pem);
+        Certificate::from_der(&der).expect("certificate")
+    }
+
+    #[test]
+    fn a_recipient_whose_key_usage_forbids_the_technique_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+        let rsa = ["-newkey", "rsa:2048"];
+        for (newkey, usage, says) in [
+            (
+                &ec[..],
+                "keyUsage=critical,digitalSignature",
+                "keyAgreement",
+            ),
+            (
+                &ec[..],
+                "keyUsage=critical,digitalSignature,keyEncipherment",
+                "keyAgreement",
+            ),
+            (
+                &rsa[..],
+                "keyUsage=critical,digitalSignature,keyAgreement",
+                "keyEncipherment",
+            ),
+        ] {
+            let recipient = self_signed(d, newkey, &["-addext", usage]);
+            match key_package_for(&recipient, b"\x30\x00") {
+                Err(EnvelopeError::UnsupportedRecipient(m)) => {
+                    assert!(m.contains(says), "{usage}: {m}")
+                }
+                other => panic!("{usage}: {other:?}"),
+            }
+        }
+        for (newkey, usage) in [
+            (&ec[..], "keyUsage=critical,digitalSignature,keyAgreement"),
+            (
+                &rsa[..],
+                "keyUsage=critical,digitalSignature,keyEncipherment",
+            ),
+        ] {
+            let recipient = self_signed(d, newkey, &["-addext", usage]);
+            key_package_for(&recipient, b"\x30\x00").unwrap_or_else(|e| panic!("{usage}: {e}"));
+        }
     }
 
     fn pem_rfc7468_decode(pem: &str) -> (String, Vec<u8>) {
@@ -407,16 +483,7 @@ mod tests {
     fn other_keys_are_refused_as_the_peers_choice() {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
-        openssl(
-            d,
-            &[
-                "req", "-x509", "-nodes", "-subj", "/CN=ed", "-newkey", "ed25519", "-keyout",
-                "r.key", "-out", "r.crt",
-            ],
-        );
-        let pem = std::fs::read_to_string(d.join("r.crt")).expect("r.crt");
-        let (_, der) = pem_rfc7468_decode(&pem);
-        let recipient = Certificate::from_der(&der).expect("certificate");
+        let recipient = self_signed(d, &["-newkey", "ed25519"], &[]);
         assert!(matches!(
             key_package_for(&recipient, b"\x30\x00"),
             Err(EnvelopeError::UnsupportedRecipient(_))
