@@ -18,16 +18,19 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 
-# A real SMTP server for daemon/tests/notify.rs: aiosmtpd from PyPI, in a virtual environment
-# kept in target/venv (made once, reused). The test finds it through PKID_TEST_SMTPD_PYTHON and
-# fails, naming this script, when it is not set.
+# Python tools the tests drive, in a virtual environment kept in target/venv (made once,
+# reused): aiosmtpd, a real SMTP server for daemon/tests/notify.rs, and pkilint, the
+# independent linter daemon/tests/lint.rs runs over certificates, CRLs and OCSP responses.
+# The tests find them through PKID_TEST_SMTPD_PYTHON / PKID_TEST_PKILINT and fail, naming
+# this script, when those are not set.
 venv=target/venv
-if ! "$venv/bin/python" -c "import aiosmtpd" 2>/dev/null; then
-  echo "preparing $venv with aiosmtpd (the notification tests' SMTP server)"
+if ! "$venv/bin/python" -c "import aiosmtpd, pkilint" 2>/dev/null; then
+  echo "preparing $venv with aiosmtpd and pkilint"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "aiosmtpd==1.4.6"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "aiosmtpd==1.4.6" "pkilint==0.13.3"
 fi
 export PKID_TEST_SMTPD_PYTHON="$PWD/$venv/bin/python"
+export PKID_TEST_PKILINT="$PWD/$venv/bin"
 
 # A real browser for daemon/tests/portal.rs: Debian's chromium and chromium-driver, driven by
 # selenium from PyPI in target/venv-web. The test finds it through PKID_TEST_BROWSER_PYTHON and
