@@ -266,8 +266,13 @@ pub struct Responders {
     authority: Arc<Authority>,
     keys: Arc<dyn crate::keys::KeyBackend>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
-    loaded: std::sync::Mutex<std::collections::HashMap<String, Arc<CmpResponder>>>,
+    /// Each issuer's responder and when its certificate was last found current.
+    loaded: std::sync::Mutex<std::collections::HashMap<String, (Arc<CmpResponder>, u64)>>,
 }
+
+/// Seconds a loaded responder certificate is used before its status and validity are looked
+/// at again.
+const RESPONDER_RECHECK_SECS: u64 = 60;
 
 impl Responders {
     /// The responders of the data directory `data`, their keys in `keys`.
@@ -300,14 +305,24 @@ impl Responders {
         }
     }
 
-    /// The responder of `issuer`.
+    /// The responder of `issuer`. A certificate revoked, put on hold or in the last third of
+    /// its validity is replaced (same key) on the first call after it is noticed — within
+    /// [`RESPONDER_RECHECK_SECS`].
     pub fn get(&self, issuer: &str) -> Result<Arc<CmpResponder>, String> {
         let mut loaded = self
             .loaded
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(r) = loaded.get(issuer) {
-            return Ok(r.clone());
+        let now = self.authority.now();
+        if let Some((r, checked)) = loaded.get_mut(issuer) {
+            if now < *checked + RESPONDER_RECHECK_SECS {
+                return Ok(r.clone());
+            }
+            if crate::datadir::cmp_responder::current(&self.authority, &r.certificate, now) {
+                *checked = now;
+                return Ok(r.clone());
+            }
+            tracing::warn!(issuer = %issuer, "CMP: the responder certificate is revoked, on hold or near its end; issuing a new one");
         }
         let i = self
             .authority
@@ -324,7 +339,7 @@ impl Responders {
             )
             .map_err(|e| e.to_string())?,
         );
-        loaded.insert(issuer.to_owned(), r.clone());
+        loaded.insert(issuer.to_owned(), (r.clone(), now));
         Ok(r)
     }
 }

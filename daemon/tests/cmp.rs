@@ -2544,3 +2544,79 @@ fn an_ra_the_label_trusts_nests_requests_and_vouches_for_raverified() {
     assert_eq!(get(&daemon.http_url("/healthz")).status, 200);
     assert!(!daemon.logs().contains(&secret));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cmp_responder_certificate_is_replaced_when_revoked_or_near_its_end() {
+    use pkid::clock::{Clock, FakeClock, SystemClock};
+    use std::sync::Arc;
+    let dir = init(&[]);
+    let data = dir.path();
+    configure(data, "");
+    organisation_with_secret(data);
+    let work = tempdir();
+    let w = work.path();
+    // A device certificate of the organisation: it signs genm requests, answered signed.
+    let (key, csr) = make_csr(w, &format!("/O={ORG_NAME}/CN=Thiết bị 09"), "ec:P-256");
+    let (_, crt) = issue(data, &csr, "device", &[]);
+    let dev = pem_certificate(&crt);
+    let pkcs8 = pkcs8_der(w, &key);
+    let clock = Arc::new(FakeClock::new(SystemClock.now()));
+    let app = build_app(data, clock.clone()).await;
+    let router = app.routers().http;
+    let ask = || {
+        let header = fresh_header(Some(&dev), false, clock.now());
+        let itavs = vec![itav("1.3.6.1.5.5.7.4.17", None)];
+        signed_by(&header, 21, &itavs, (&dev, &pkcs8))
+    };
+    // The responder that signed the genp, its signature checked.
+    let responder = |v: &ResponseView| {
+        assert_eq!(v.body_tag, 22, "genp: {}", v.status_text());
+        let r = v.extra_certs.first().expect("the responder").clone();
+        v.verify_signature(&r.tbs_certificate.subject_public_key_info)
+            .expect("signed by the responder it names");
+        r
+    };
+    let first = responder(&post_inprocess(&router, "devices", ask()).await);
+    let first_serial = serial_of(&first);
+    assert_eq!(status_of(data, &first_serial), "valid");
+
+    // Revoked (superseded): within a minute the next answer comes from a new certificate for
+    // the same key.
+    revoke(data, &first_serial, "superseded");
+    clock.advance(61);
+    let second = responder(&post_inprocess(&router, "devices", ask()).await);
+    assert_ne!(serial_of(&second), first_serial);
+    assert_eq!(
+        second.tbs_certificate.subject_public_key_info,
+        first.tbs_certificate.subject_public_key_info
+    );
+    assert_eq!(status_of(data, &serial_of(&second)), "valid");
+    let file = pem_certificate(&data.join("certs/cmp-issuing.crt"));
+    assert_eq!(serial_of(&file), serial_of(&second), "installed in certs/");
+
+    // Two thirds of its validity later it is renewed before a client sees it expire. (The
+    // device certificate is valid for longer.)
+    let validity = &second.tbs_certificate.validity;
+    let life = validity.not_after.to_unix_duration().as_secs()
+        - validity.not_before.to_unix_duration().as_secs();
+    clock.advance(life * 2 / 3 + 120);
+    let third = responder(&post_inprocess(&router, "devices", ask()).await);
+    assert_ne!(serial_of(&third), serial_of(&second));
+    assert!(
+        third.tbs_certificate.validity.not_after.to_unix_duration()
+            > validity.not_after.to_unix_duration()
+    );
+
+    // Revoked for keyCompromise: the key is not certified again; signed answers stop (an
+    // unprotected systemUnavail) until an operator replaces the key.
+    revoke(data, &serial_of(&third), "keyCompromise");
+    clock.advance(61);
+    let v = post_inprocess(&router, "devices", ask()).await;
+    assert_error(&v, FailureBit::SystemUnavail, "a compromised responder key");
+    assert!(!v.is_protected());
+    assert!(
+        v.status_text().contains("keyCompromise"),
+        "{}",
+        v.status_text()
+    );
+}

@@ -11,8 +11,10 @@
 //! ```
 //!
 //! Made by `pkid init` and `pkid ca add-issuer`; a data directory made before CMP signed
-//! its answers gets them on the daemon's first start (and a new one whenever the file is
-//! missing, expired, or not the key's or the issuer's).
+//! its answers gets them on the daemon's first start, and a new certificate (same key) whenever
+//! the file is missing, not the key's or the issuer's, revoked or on hold, or in the last third
+//! of its validity — checked at start and, while the daemon runs, at most once a minute
+//! (`cmp::Responders::get`).
 
 use super::{cert_path, replace_public, DataDirError, KeyRole};
 use crate::ca::{Authority, CaError, Issuance, Issuer};
@@ -55,13 +57,83 @@ fn key(
     }
 }
 
+/// The canonical hex serial of `cert`, as the store keys it.
+fn serial_of(cert: &Certificate) -> String {
+    pkid_protocols::serial::canonical_hex(&hex::encode(
+        cert.tbs_certificate.serial_number.as_bytes(),
+    ))
+    .unwrap_or_default()
+}
+
+/// Whether `cert` is still a good CMP responder certificate at `now`: it has more than a third
+/// of its validity left (so it is replaced well before clients see it expire), and the store
+/// does not record it revoked or on hold.
+pub fn current(authority: &Authority, cert: &Certificate, now: u64) -> bool {
+    let tbs = &cert.tbs_certificate;
+    let not_before = pkid_protocols::time::unix_of(&tbs.validity.not_before);
+    let not_after = pkid_protocols::time::unix_of(&tbs.validity.not_after);
+    let renew_at = not_after.saturating_sub(not_after.saturating_sub(not_before) / 3);
+    if now >= renew_at {
+        return false;
+    }
+    match authority.store().certificate(&serial_of(cert)) {
+        Ok(Some(rec)) => rec.status == crate::store::CertStatus::Valid,
+        // Not stored (a file from elsewhere): replaced by one that is.
+        Ok(None) => false,
+        // The store unreadable: keep answering with what there is.
+        Err(e) => {
+            tracing::warn!(error = %e, "CMP responder: its certificate's status cannot be read");
+            true
+        }
+    }
+}
+
+/// Refuses to certify the responder key again when its certificate in `path` was revoked for
+/// keyCompromise: the key must be replaced first (removed from the key backend, so that the
+/// next start generates a new one).
+fn refuse_compromised(
+    authority: &Authority,
+    path: &Path,
+    signer: &dyn Signer,
+    role: &KeyRole,
+) -> Result<(), DataDirError> {
+    let Some(cert) = std::fs::read(path)
+        .ok()
+        .and_then(|pem| pkid_protocols::x509::pem_or_der(&pem, &["CERTIFICATE"]).ok())
+        .and_then(|der| Certificate::from_der(&der).ok())
+        .filter(|c| c.tbs_certificate.subject_public_key_info == *signer.public_key())
+    else {
+        return Ok(());
+    };
+    let serial = serial_of(&cert);
+    let compromised = authority
+        .store()
+        .certificate(&serial)
+        .ok()
+        .flatten()
+        .is_some_and(|r| r.reason == Some(pkid_protocols::revocation::CrlReason::KeyCompromise));
+    if compromised {
+        return Err(DataDirError::State(format!(
+            "the CMP responder certificate {serial} was revoked for keyCompromise; its key {} is not certified again: remove it from the key backend and restart, and a new key is made",
+            role.name()
+        )));
+    }
+    Ok(())
+}
+
 /// Whether `der` is a usable CMP responder certificate of `issuer` for `signer` at `now`.
-fn usable(der: &[u8], issuer: &Issuer, signer: &dyn Signer, now: u64) -> Option<Certificate> {
+fn usable(
+    der: &[u8],
+    authority: &Authority,
+    issuer: &Issuer,
+    signer: &dyn Signer,
+    now: u64,
+) -> Option<Certificate> {
     let cert = Certificate::from_der(der).ok()?;
     let tbs = &cert.tbs_certificate;
     let ok = tbs.subject_public_key_info == *signer.public_key()
         && tbs.issuer == issuer.certificate.tbs_certificate.subject
-        && pkid_protocols::time::unix_of(&tbs.validity.not_after) > now;
+        && current(authority, &cert, now);
     ok.then_some(cert)
 }
 
@@ -83,13 +155,14 @@ pub fn cmp_responder(
     let current = match std::fs::read(&path) {
         Ok(pem) => pkid_protocols::x509::pem_or_der(&pem, &["CERTIFICATE"])
             .ok()
-            .and_then(|der| usable(&der, issuer, signer.as_ref(), now)),
+            .and_then(|der| usable(&der, authority, issuer, signer.as_ref(), now)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(DataDirError::Io(format!("{}: {e}", path.display()))),
     };
     let certificate = match current {
         Some(c) => c,
         None => {
+            refuse_compromised(authority, &path, signer.as_ref(), &role)?;
             let days = config.ca.responder_validity_days;
             let profile = Profile::cmp_responder(days);
             let subject = issuer.certificate.tbs_certificate.subject.clone();
