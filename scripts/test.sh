@@ -19,15 +19,17 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # Python tools the tests drive, in a virtual environment kept in target/venv (made once,
-# reused): aiosmtpd, a real SMTP server for daemon/tests/notify.rs, and pkilint, the
-# independent linter daemon/tests/lint.rs runs over certificates, CRLs and OCSP responses.
-# The tests find them through PKID_TEST_SMTPD_PYTHON / PKID_TEST_PKILINT and fail, naming
-# this script, when those are not set.
+# reused): aiosmtpd, a real SMTP server for daemon/tests/notify.rs and csc.rs; pkilint, the
+# independent linter daemon/tests/lint.rs runs over certificates, CRLs and OCSP responses;
+# pyHanko, which signs a PDF through the CSC API and validates it in daemon/tests/csc.rs.
+# The tests find the venv's python through PKID_TEST_SMTPD_PYTHON and pkilint through
+# PKID_TEST_PKILINT, and fail, naming this script, when those are not set.
 venv=target/venv
-if ! "$venv/bin/python" -c "import aiosmtpd, pkilint" 2>/dev/null; then
-  echo "preparing $venv with aiosmtpd and pkilint"
+if ! "$venv/bin/python" -c "import aiosmtpd, pkilint, pyhanko" 2>/dev/null; then
+  echo "preparing $venv with aiosmtpd, pkilint and pyhanko"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "aiosmtpd==1.4.6" "pkilint==0.13.3"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    "aiosmtpd==1.4.6" "pkilint==0.13.3" "pyhanko==0.38.0"
 fi
 export PKID_TEST_SMTPD_PYTHON="$PWD/$venv/bin/python"
 export PKID_TEST_PKILINT="$PWD/$venv/bin"

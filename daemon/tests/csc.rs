@@ -1091,3 +1091,74 @@ fn a_subscriber_activates_on_the_portal_page_and_signs_with_the_enrolled_authent
     );
     assert_eq!(auth.status, 200, "{auth}");
 }
+
+#[test]
+fn pyhanko_signs_a_pdf_through_the_csc_api_and_validates_it_against_pkids_root() {
+    // An independent client end to end: pyHanko builds a PAdES signature with a signature
+    // timestamp from pkid's TSA, pkid makes the one remote signature
+    // (daemon/tests/clients/sign_pdf_csc.py), and pyHanko's validator — not pkid's — checks
+    // the PDF against pkid's root with revocation required, from pkid's CRLs
+    // (daemon/tests/clients/validate_pdf.py). pyHanko is in the same target/venv as aiosmtpd.
+    let bed = bed();
+    let school = School::new(bed, "Trường Tiểu học Kim Đồng", "education");
+    let name = "Phạm Thị Thu Hương";
+    let sub = provision(bed, &school, name);
+    let token = token(bed, &sub);
+    let id = only_credential(bed, &token);
+    let w = bed.work();
+    let token_file = unique_path(w, "token", "txt");
+    std::fs::write(&token_file, &token).expect("token");
+    let otp_file = unique_path(w, "otp", "txt");
+    std::fs::write(&otp_file, totp(&sub.totp_secret, 0)).expect("otp");
+    let root = bed.data().join("certs/root.crt");
+    let signed = unique_path(w, "cong-van", "pdf");
+    let python = smtpd_python();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/sign_pdf_csc.py");
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .args(["--api", &bed.https_url("/csc/v2")])
+        .args(["--ca", path_str(&root)])
+        .args(["--token-file", path_str(&token_file)])
+        .args(["--credential", &id])
+        .args(["--otp-file", path_str(&otp_file)])
+        .args(["--tsa", &bed.http_url("/tsa")])
+        .args(["--out", path_str(&signed)])
+        .output()
+        .expect("python");
+    let text = format!("{}{}", lossy(&out.stdout), lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(
+        !text.contains(&token),
+        "the token stays out of the client's output"
+    );
+
+    let validator = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/validate_pdf.py");
+    let out = std::process::Command::new(&python)
+        .arg(&validator)
+        .args(["--trust", path_str(&root)])
+        .args(["--other", path_str(&bed.data().join("certs/issuing.crt"))])
+        .args(["--http-base", &bed.http_url("")])
+        .arg(&signed)
+        .output()
+        .expect("python");
+    let report = format!("{}{}", lossy(&out.stdout), lossy(&out.stderr));
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains(name),
+        "the signer is the subscriber: {report}"
+    );
+    assert!(
+        report.contains(
+            "signature ChuKy1: intact=True trusted=True timestamp_trusted=True bottom_line=True"
+        ),
+        "{report}"
+    );
+    let rows = bed.audit_rows();
+    let signed_rows = rows
+        .iter()
+        .filter(|r| {
+            r.action == "csc.signatures.signHash" && r.target == id && r.outcome == "success"
+        })
+        .count();
+    assert_eq!(signed_rows, 1, "one remote signature, audited");
+}
