@@ -1098,12 +1098,6 @@ impl Cmp {
                 "central key generation is not offered on a label an operator approves (the key would wait in the server)",
             ));
         }
-        let Some(recipient) = sender.certificate() else {
-            return Err(Refusal::new(
-                FailureBit::BadRequest,
-                "central key generation needs a signed request: the key is enveloped to the protecting certificate (a shared-secret envelope, PasswordRecipientInfo, is not offered)",
-            ));
-        };
         let sp = self.config.profile(&label.profile).ok_or_else(|| {
             Refusal::new(
                 FailureBit::SystemFailure,
@@ -1166,15 +1160,24 @@ impl Cmp {
             responder.signer.algorithm().identifier(),
             &sign,
         )?;
-        let enveloped =
-            envelope::enveloped_data(recipient, const_oid::db::rfc5911::ID_SIGNED_DATA, &signed)
-                .map_err(|e| match e {
-                    envelope::EnvelopeError::UnsupportedRecipient(m) => Refusal::new(
-                        FailureBit::BadRequest,
-                        format!("the protecting certificate cannot receive the key: {m}"),
-                    ),
-                    other => Refusal::new(FailureBit::SystemFailure, other.to_string()),
-                })?;
+        // RFC 9483 §4.1.6: to the protecting certificate's key (key transport or agreement),
+        // or, for a MAC-protected request, under the shared secret (§4.1.6.3, password-based).
+        let content = const_oid::db::rfc5911::ID_SIGNED_DATA;
+        let enveloped = match &sender.protection {
+            Protection::Signed { certificate } => {
+                envelope::enveloped_data(certificate, content, &signed)
+            }
+            Protection::Mac(mac) => {
+                envelope::enveloped_data_for_password(&mac.secret, content, &signed)
+            }
+        }
+        .map_err(|e| match e {
+            envelope::EnvelopeError::UnsupportedRecipient(m) => Refusal::new(
+                FailureBit::BadRequest,
+                format!("the protecting certificate cannot receive the key: {m}"),
+            ),
+            other => Refusal::new(FailureBit::SystemFailure, other.to_string()),
+        })?;
         let der = self.issue(
             label,
             sender,

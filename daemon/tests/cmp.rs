@@ -1826,9 +1826,89 @@ fn keyless_request(
     }
 }
 
+/// The central key of a cp / ip (`v`): openssl opens the envelope (`decrypt`: the recipient's
+/// `-recip`/`-inkey`, or `-pwri_password`), verifies the key generation authority's SignedData
+/// up to `root`, and the one key inside is the certificate's (`cert_file`).
+fn open_central_key(w: &Path, root: &Path, v: &ResponseView, decrypt: &[&str], cert_file: &Path) {
+    use der::{Decode, Encode};
+    let enveloped = v.private_key.clone().expect("privateKey");
+    assert_eq!(
+        enveloped.encrypted_content.content_type,
+        const_oid::db::rfc5911::ID_SIGNED_DATA,
+        "RFC 9483 section 4.1.6: the envelope holds a SignedData"
+    );
+
+    let env_file = unique_path(w, "env", "der");
+    let ci = cms::content_info::ContentInfo {
+        content_type: const_oid::db::rfc5911::ID_ENVELOPED_DATA,
+        content: der::Any::encode_from(&enveloped).expect("any"),
+    };
+    std::fs::write(&env_file, ci.to_der().expect("der")).expect("write");
+    let sd_file = unique_path(w, "sd", "der");
+    let mut args = vec![
+        "cms",
+        "-decrypt",
+        "-inform",
+        "DER",
+        "-in",
+        path_str(&env_file),
+    ];
+    args.extend_from_slice(decrypt);
+    args.extend_from_slice(&["-binary", "-out", path_str(&sd_file)]);
+    openssl_ok(&args);
+    let sd = std::fs::read(&sd_file).expect("SignedData");
+    let sd_ci = cms::content_info::ContentInfo {
+        content_type: const_oid::db::rfc5911::ID_SIGNED_DATA,
+        content: der::Any::from_der(&sd).expect("a SignedData"),
+    };
+    let sd_ci_file = unique_path(w, "sdci", "der");
+    std::fs::write(&sd_ci_file, sd_ci.to_der().expect("der")).expect("write");
+    let akp_file = unique_path(w, "akp", "der");
+    let out = openssl(&[
+        "cms",
+        "-verify",
+        "-inform",
+        "DER",
+        "-in",
+        path_str(&sd_ci_file),
+        "-CAfile",
+        path_str(&root),
+        "-purpose",
+        "any",
+        "-binary",
+        "-out",
+        path_str(&akp_file),
+    ]);
+    let text = all_output(&out);
+    assert!(
+        out.status.success() && text.contains("Verification successful"),
+        "{text}"
+    );
+    let signed = cms::signed_data::SignedData::from_der(&sd).expect("SignedData");
+    assert_eq!(
+        signed.encap_content_info.econtent_type.to_string(),
+        "2.16.840.1.101.2.1.2.78.5",
+        "id-ct-KP-aKeyPackage"
+    );
+    let package: Vec<der::Any> =
+        Vec::from_der(&std::fs::read(&akp_file).expect("akp")).expect("AsymmetricKeyPackage");
+    assert_eq!(package.len(), 1, "one key");
+    let key_file = unique_path(w, "central", "key");
+    std::fs::write(&key_file, package[0].to_der().expect("der")).expect("write");
+    let public = openssl_ok(&[
+        "pkey",
+        "-inform",
+        "DER",
+        "-in",
+        path_str(&key_file),
+        "-pubout",
+    ]);
+    assert_eq!(public, public_key_of_cert(&cert_file));
+}
+
 #[test]
 fn central_key_generation_envelopes_a_signed_key_package_to_the_requester() {
-    use der::{Decode, Encode};
+    use der::Encode;
     let dir = init(&[]);
     let data = dir.path();
     configure(
@@ -1908,85 +1988,13 @@ fn central_key_generation_envelopes_a_signed_key_package_to_the_requester() {
         "{subject}"
     );
     assert_verifies(data, &cert_file, &[]);
-    let enveloped = v.private_key.clone().expect("privateKey");
-    assert_eq!(
-        enveloped.encrypted_content.content_type,
-        const_oid::db::rfc5911::ID_SIGNED_DATA,
-        "RFC 9483 section 4.1.6: the envelope holds a SignedData"
+    open_central_key(
+        w,
+        &root,
+        &v,
+        &["-recip", path_str(&dev_crt), "-inkey", path_str(&dev_key)],
+        &cert_file,
     );
-
-    // openssl opens the envelope with the device's key, verifies the key generation
-    // authority's signature up to the root, and the key inside is the certificate's.
-    let env_file = unique_path(w, "env", "der");
-    let ci = cms::content_info::ContentInfo {
-        content_type: const_oid::db::rfc5911::ID_ENVELOPED_DATA,
-        content: der::Any::encode_from(&enveloped).expect("any"),
-    };
-    std::fs::write(&env_file, ci.to_der().expect("der")).expect("write");
-    let sd_file = unique_path(w, "sd", "der");
-    openssl_ok(&[
-        "cms",
-        "-decrypt",
-        "-inform",
-        "DER",
-        "-in",
-        path_str(&env_file),
-        "-recip",
-        path_str(&dev_crt),
-        "-inkey",
-        path_str(&dev_key),
-        "-binary",
-        "-out",
-        path_str(&sd_file),
-    ]);
-    let sd = std::fs::read(&sd_file).expect("SignedData");
-    let sd_ci = cms::content_info::ContentInfo {
-        content_type: const_oid::db::rfc5911::ID_SIGNED_DATA,
-        content: der::Any::from_der(&sd).expect("a SignedData"),
-    };
-    let sd_ci_file = unique_path(w, "sdci", "der");
-    std::fs::write(&sd_ci_file, sd_ci.to_der().expect("der")).expect("write");
-    let akp_file = unique_path(w, "akp", "der");
-    let out = openssl(&[
-        "cms",
-        "-verify",
-        "-inform",
-        "DER",
-        "-in",
-        path_str(&sd_ci_file),
-        "-CAfile",
-        path_str(&root),
-        "-purpose",
-        "any",
-        "-binary",
-        "-out",
-        path_str(&akp_file),
-    ]);
-    let text = all_output(&out);
-    assert!(
-        out.status.success() && text.contains("Verification successful"),
-        "{text}"
-    );
-    let signed = cms::signed_data::SignedData::from_der(&sd).expect("SignedData");
-    assert_eq!(
-        signed.encap_content_info.econtent_type.to_string(),
-        "2.16.840.1.101.2.1.2.78.5",
-        "id-ct-KP-aKeyPackage"
-    );
-    let package: Vec<der::Any> =
-        Vec::from_der(&std::fs::read(&akp_file).expect("akp")).expect("AsymmetricKeyPackage");
-    assert_eq!(package.len(), 1, "one key");
-    let key_file = unique_path(w, "central", "key");
-    std::fs::write(&key_file, package[0].to_der().expect("der")).expect("write");
-    let public = openssl_ok(&[
-        "pkey",
-        "-inform",
-        "DER",
-        "-in",
-        path_str(&key_file),
-        "-pubout",
-    ]);
-    assert_eq!(public, public_key_of_cert(&cert_file));
 
     // Escrowed, audited.
     let audit = pkid_ok(data, &["audit", "list"]);
@@ -2048,15 +2056,51 @@ fn central_key_generation_envelopes_a_signed_key_package_to_the_requester() {
         "-text",
     ]);
     assert!(text.contains("Public-Key: (2048 bit)"), "{text}");
-    // With the shared secret there is no certificate to envelope the key to: badRequest.
-    let v = send(keyless_request(0, "dev-mac", None, None, &secret));
-    assert_error(&v, FailureBit::BadRequest, "a MAC-protected keyless ir");
+    // MAC-protected (RFC 9483 §4.1.6.3): the key comes under the shared secret, a
+    // PasswordRecipientInfo (PBKDF2, id-alg-PWRI-KEK) that `openssl cms -pwri_password` opens;
+    // the answer MAC-protected with the same secret (keygen/envelope.rs's unit test shows a
+    // wrong secret opens nothing).
+    let v = send(keyless_request(
+        0,
+        "Cảm biến khóa chung",
+        None,
+        None,
+        &secret,
+    ));
+    assert_eq!(v.body_tag, 1, "ip: {}", v.status_text());
+    v.verify_mac(secret.as_bytes())
+        .expect("protected with the secret");
+    let enveloped = v.private_key.clone().expect("privateKey");
     assert!(
-        v.status_text().contains("signed request"),
-        "{}",
-        v.status_text()
+        enveloped
+            .recip_infos
+            .0
+            .iter()
+            .all(|r| matches!(r, cms::enveloped_data::RecipientInfo::Pwri(_))),
+        "a password recipient"
     );
-    v.verify_mac(secret.as_bytes()).expect("protected");
+    let mac_cert = unique_path(w, "central-mac", "der");
+    std::fs::write(
+        &mac_cert,
+        v.certificate
+            .as_ref()
+            .expect("a certificate")
+            .to_der()
+            .expect("der"),
+    )
+    .expect("write");
+    let mac_pem = unique_path(w, "central-mac", "crt");
+    openssl_ok(&[
+        "x509",
+        "-inform",
+        "DER",
+        "-in",
+        path_str(&mac_cert),
+        "-out",
+        path_str(&mac_pem),
+    ]);
+    assert!(x509_subject(&mac_pem).contains("Cảm biến khóa chung"));
+    open_central_key(w, &root, &v, &["-pwri_password", &secret], &mac_pem);
     // A signer whose certificate's keyUsage is digitalSignature only (label devices) cannot
     // receive a key by key agreement: badRequest naming keyAgreement, and nothing issued.
     let sig_key = p256_key(w);

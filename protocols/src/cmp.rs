@@ -58,7 +58,8 @@ const SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.
 const HMAC_SHA1_IPSEC: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.8.1.2");
 /// hmacWithSHA1 … hmacWithSHA512 (RFC 8018 / RFC 9481 §6.2.1).
 const HMAC_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.2.7");
-const HMAC_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.2.9");
+/// hmacWithSHA256 (RFC 8018 §B.1.2).
+pub const HMAC_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.2.9");
 const HMAC_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.2.10");
 const HMAC_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.2.11");
 /// PBMAC1 (RFC 8018 §7.1; RFC 9481 §6.1.2).
@@ -659,12 +660,15 @@ struct Pbmac1Params {
 /// RFC 8018 §A.2. Only a `specified` salt is modelled (RFC 9481 §6.1.2: "MUST be ... OCTET
 /// STRING"); `otherSource` does not decode and is refused as badAlg.
 #[derive(Clone, Debug, Eq, PartialEq, Sequence)]
-struct Pbkdf2Params {
-    salt: OctetString,
-    iteration_count: u64,
-    key_length: Option<u64>,
+pub struct Pbkdf2Params {
+    /// The salt.
+    pub salt: OctetString,
+    /// The iteration count.
+    pub iteration_count: u64,
+    /// The derived key's length, bytes.
+    pub key_length: Option<u64>,
     /// Absent: the DEFAULT, hmacWithSHA1.
-    prf: Option<AlgorithmIdentifierOwned>,
+    pub prf: Option<AlgorithmIdentifierOwned>,
 }
 
 impl Pbkdf2Params {
@@ -675,7 +679,7 @@ impl Pbkdf2Params {
 }
 
 /// id-PBKDF2 (RFC 8018 §A.2).
-const ID_PBKDF2: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.5.12");
+pub const ID_PBKDF2: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.5.12");
 
 /// Most PBKDF2 iterations a PBMAC1 request may ask for: the key is derived before the MAC
 /// is known good, so this bounds what an unauthenticated message costs (100 000

@@ -12,11 +12,14 @@
 //!         RSA   ─▶ KeyTransRecipientInfo, RSAES-OAEP (SHA-256, MGF1-SHA-256)      RFC 8017, 4055
 //!         P-256 ─▶ KeyAgreeRecipientInfo, ephemeral-static ECDH,                  RFC 5753
 //!         P-384    dhSinglePass-stdDH-sha256kdf-scheme, key wrapped with aes256-wrap
+//!         or, to a shared secret (CMP with MAC protection, RFC 9483 §4.1.6.3):
+//!         password ─▶ PasswordRecipientInfo, PBKDF2-HMAC-SHA-256,                   RFC 3211
+//!                     id-alg-PWRI-KEK with AES-256-CBC
 //!    ─▶ ContentInfo { id-envelopedData, EnvelopedData }
 //! ```
 //!
 //! The `cms` 0.2 types are reused; its builder is not: it encrypts RSA with PKCS#1 v1.5 only,
-//! has no key-agreement recipient, and would pull a second cryptography stack (RustCrypto's
+//! has no key-agreement recipient, leaves its password recipient unimplemented, and would pull a second cryptography stack (RustCrypto's
 //! `rsa`, `aes`, `cbc`) beside aws-lc-rs (docs/decisions.md). The recipient is named by issuer
 //! and serial number (`openssl cms -decrypt -recip cert.pem` matches it), which every client
 //! reads; cms 0.2's `rKeyId` choice is encoded without its constructed bit, so it is not used.
@@ -172,10 +175,128 @@ pub fn enveloped_data(
     content_type: ObjectIdentifier,
     content: &[u8],
 ) -> Result<EnvelopedData, EnvelopeError> {
+    encrypted_for(|cek| recipient_info(recipient, cek), content_type, content)
+}
+
+/// EnvelopedData as [`enveloped_data`], the content key encrypted under a key derived from
+/// `password` (RFC 5652 §6.2.4 PasswordRecipientInfo): PBKDF2 with HMAC-SHA-256, a fresh
+/// 16-byte salt and [`PWRI_ITERATIONS`], then the RFC 3211 key wrap (id-alg-PWRI-KEK) with
+/// AES-256-CBC. This is how CMP returns a central key to a client that protected its request
+/// with a shared secret (RFC 9483 §4.1.6.3); `openssl cms -decrypt -pwri_password` reads it.
+pub fn enveloped_data_for_password(
+    password: &[u8],
+    content_type: ObjectIdentifier,
+    content: &[u8],
+) -> Result<EnvelopedData, EnvelopeError> {
+    encrypted_for(
+        |cek| password_recipient_info(password, cek),
+        content_type,
+        content,
+    )
+}
+
+/// PBKDF2 iterations of a password recipient: RFC 8018 §4.2 asks for at least 1000; the
+/// shared secrets pkid makes are random, so this is a margin, not their strength (about 3 ms).
+pub const PWRI_ITERATIONS: u32 = 10_000;
+
+/// id-alg-PWRI-KEK (RFC 3211 §2.3).
+const ID_ALG_PWRI_KEK: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.3.9");
+
+/// AES's block, bytes.
+const AES_BLOCK: usize = 16;
+
+/// The content key `cek` wrapped under a key derived from `password` (RFC 3211 §2.3.1):
+/// length byte ‖ the complement of the key's first three bytes ‖ key ‖ random padding to at
+/// least two whole blocks, encrypted twice with AES-256-CBC under the KEK — first with the
+/// parameters' IV, then with the first pass's last block as IV.
+fn password_recipient_info(password: &[u8], cek: &[u8]) -> Result<RecipientInfo, EnvelopeError> {
+    use aws_lc_rs::cipher::{EncryptingKey, EncryptionContext, UnboundCipherKey, AES_256};
+    use aws_lc_rs::pbkdf2;
+    let mut salt = [0u8; 16];
+    rand::fill(&mut salt).map_err(failed("no randomness for the salt"))?;
+    let mut kek = Zeroizing::new([0u8; AES_256_KEY_LEN]);
+    let iterations = std::num::NonZeroU32::new(PWRI_ITERATIONS)
+        .ok_or_else(|| EnvelopeError::Failed("PBKDF2 iterations".into()))?;
+    pbkdf2::derive(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        iterations,
+        &salt,
+        password,
+        kek.as_mut(),
+    );
+    let [a, b, c, ..] = cek else {
+        return Err(EnvelopeError::Failed("a content key under 3 bytes".into()));
+    };
+    let mut block = Zeroizing::new(vec![cek.len() as u8, !a, !b, !c]);
+    block.extend_from_slice(cek);
+    let padded = block.len().div_ceil(AES_BLOCK).max(2) * AES_BLOCK;
+    let mut padding = vec![0u8; padded - block.len()];
+    rand::fill(&mut padding).map_err(failed("no randomness for the padding"))?;
+    block.extend_from_slice(&padding);
+    let mut iv = [0u8; AES_BLOCK];
+    rand::fill(&mut iv).map_err(failed("no randomness for the IV"))?;
+    let pass = |iv: [u8; AES_BLOCK], data: &mut [u8]| -> Result<(), EnvelopeError> {
+        let key = UnboundCipherKey::new(&AES_256, kek.as_ref()).map_err(failed("the KEK"))?;
+        EncryptingKey::cbc(key)
+            .map_err(failed("AES-256-CBC"))?
+            .less_safe_encrypt(data, EncryptionContext::Iv128(iv.into()))
+            .map_err(failed("AES-256-CBC encryption"))?;
+        Ok(())
+    };
+    pass(iv, &mut block)?;
+    let mut last = [0u8; AES_BLOCK];
+    last.copy_from_slice(&block[block.len() - AES_BLOCK..]);
+    pass(last, &mut block)?;
+    let prf = algorithm(
+        pkid_protocols::cmp::HMAC_SHA256,
+        Some(Any::from(der::asn1::Null)),
+    );
+    let kdf = pkid_protocols::cmp::Pbkdf2Params {
+        salt: OctetString::new(salt.to_vec()).map_err(der_failed)?,
+        iteration_count: u64::from(PWRI_ITERATIONS),
+        key_length: None,
+        prf: Some(prf),
+    };
+    let wrap_cipher = algorithm(
+        ID_AES_256_CBC,
+        Some(
+            Any::encode_from(&OctetString::new(iv.to_vec()).map_err(der_failed)?)
+                .map_err(der_failed)?,
+        ),
+    );
+    Ok(RecipientInfo::Pwri(
+        cms::enveloped_data::PasswordRecipientInfo {
+            version: CmsVersion::V0,
+            key_derivation_alg: Some(algorithm(
+                pkid_protocols::cmp::ID_PBKDF2,
+                Some(Any::encode_from(&kdf).map_err(der_failed)?),
+            )),
+            key_enc_alg: algorithm(
+                ID_ALG_PWRI_KEK,
+                Some(Any::encode_from(&wrap_cipher).map_err(der_failed)?),
+            ),
+            enc_key: OctetString::new(block.to_vec()).map_err(der_failed)?,
+        },
+    ))
+}
+
+/// EnvelopedData of `content` under a fresh AES-256 content key, that key given to the one
+/// recipient `wrap` makes of it.
+fn encrypted_for(
+    wrap: impl FnOnce(&[u8]) -> Result<RecipientInfo, EnvelopeError>,
+    content_type: ObjectIdentifier,
+    content: &[u8],
+) -> Result<EnvelopedData, EnvelopeError> {
     let mut cek = Zeroizing::new([0u8; AES_256_KEY_LEN]);
     rand::fill(cek.as_mut()).map_err(failed("no randomness for the content key"))?;
-    let recipient_info = recipient_info(recipient, cek.as_ref())?;
-    let rsa = matches!(recipient_info, RecipientInfo::Ktri(_));
+    let recipient_info = wrap(cek.as_ref())?;
+    // RFC 5652 §6.1: 0 when every RecipientInfo is version 0 (a KTRI by issuer and serial), 3
+    // with a PasswordRecipientInfo, 2 otherwise (a KARI is version 3).
+    let version = match recipient_info {
+        RecipientInfo::Ktri(_) => CmsVersion::V0,
+        RecipientInfo::Pwri(_) => CmsVersion::V3,
+        _ => CmsVersion::V2,
+    };
 
     let mut content = Zeroizing::new(content.to_vec());
     let key = cipher::UnboundCipherKey::new(&cipher::AES_256, cek.as_ref())
@@ -191,9 +312,7 @@ pub fn enveloped_data(
     let iv = OctetString::new(iv.to_vec()).map_err(der_failed)?;
 
     Ok(EnvelopedData {
-        // RFC 5652 §6.1: 0 when every RecipientInfo is version 0 (a KTRI by issuer and
-        // serial), 2 otherwise (a KARI is version 3).
-        version: if rsa { CmsVersion::V0 } else { CmsVersion::V2 },
+        version,
         originator_info: None,
         recip_infos: RecipientInfos(SetOfVec::try_from(vec![recipient_info]).map_err(der_failed)?),
         encrypted_content: EncryptedContentInfo {
@@ -418,6 +537,71 @@ mod tests {
         let pem = std::fs::read_to_string(d.join("r.crt")).expect("r.crt");
         let (_, der) = pem_rfc7468_decode(&pem);
         Certificate::from_der(&der).expect("certificate")
+    }
+
+    #[test]
+    fn a_password_recipient_decrypts_with_openssl_pwri_password() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let pkcs8 = aws_lc_rs::signature::EcdsaKeyPair::generate(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        )
+        .expect("key")
+        .to_pkcs8v1()
+        .expect("pkcs8");
+        let secret = "bí-mật-chung-7Qx9";
+        let package = key_package(pkcs8.as_ref()).expect("package");
+        let enveloped =
+            enveloped_data_for_password(secret.as_bytes(), ID_CT_KP_A_KEY_PACKAGE, &package)
+                .expect("enveloped");
+        assert_eq!(
+            enveloped.version,
+            CmsVersion::V3,
+            "RFC 5652 §6.1 with a pwri"
+        );
+        let p7 = ContentInfo {
+            content_type: ID_ENVELOPED_DATA,
+            content: Any::encode_from(&enveloped).expect("any"),
+        }
+        .to_der()
+        .expect("der");
+        std::fs::write(d.join("k.p7"), &p7).expect("write");
+        openssl(
+            d,
+            &[
+                "cms",
+                "-decrypt",
+                "-inform",
+                "DER",
+                "-in",
+                "k.p7",
+                "-pwri_password",
+                secret,
+                "-binary",
+                "-out",
+                "akp.der",
+            ],
+        );
+        let akp = std::fs::read(d.join("akp.der")).expect("akp");
+        assert_eq!(akp, package.as_slice(), "the key package, exactly");
+        let wrong = std::process::Command::new("openssl")
+            .current_dir(d)
+            .args([
+                "cms",
+                "-decrypt",
+                "-inform",
+                "DER",
+                "-in",
+                "k.p7",
+                "-pwri_password",
+                "sai",
+                "-binary",
+                "-out",
+                "wrong.der",
+            ])
+            .output()
+            .expect("openssl");
+        assert!(!wrong.status.success(), "a wrong password opens nothing");
     }
 
     #[test]
