@@ -1872,7 +1872,7 @@ fn open_central_key(w: &Path, root: &Path, v: &ResponseView, decrypt: &[&str], c
         "-in",
         path_str(&sd_ci_file),
         "-CAfile",
-        path_str(&root),
+        path_str(root),
         "-purpose",
         "any",
         "-binary",
@@ -1903,7 +1903,7 @@ fn open_central_key(w: &Path, root: &Path, v: &ResponseView, decrypt: &[&str], c
         path_str(&key_file),
         "-pubout",
     ]);
-    assert_eq!(public, public_key_of_cert(&cert_file));
+    assert_eq!(public, public_key_of_cert(cert_file));
 }
 
 #[test]
