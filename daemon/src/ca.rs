@@ -334,6 +334,11 @@ impl Authority {
         &self.config
     }
 
+    /// The clock every service of this CA runs on.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     /// The current time.
     pub fn now(&self) -> u64 {
         self.clock.now()

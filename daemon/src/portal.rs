@@ -37,7 +37,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use base64::Engine;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use crate::clock::LimiterClock;
+use governor::{Quota, RateLimiter};
 use i18n::Lang;
 use serde::Deserialize;
 use session::Sessions;
@@ -76,20 +77,30 @@ pub fn takes_uploads(path: &str) -> bool {
 /// The portal's own state: sessions and the login limits.
 struct Portal {
     sessions: Sessions,
-    by_id: DefaultKeyedRateLimiter<String>,
-    by_address: DefaultKeyedRateLimiter<IpAddr>,
+    by_id: LoginLimiter<String>,
+    by_address: LoginLimiter<IpAddr>,
 }
 
-/// The portal's routes, for the HTTPS listener only.
-pub fn router(config: &Config) -> Router<Arc<AppState>> {
+/// A per-key login limit, on the daemon's clock.
+type LoginLimiter<K> = RateLimiter<
+    K,
+    governor::state::keyed::DefaultKeyedStateStore<K>,
+    LimiterClock,
+    governor::middleware::NoOpMiddleware<governor::nanos::Nanos>,
+>;
+
+/// The portal's routes, for the HTTPS listener only. The login limits run on the CA's clock.
+pub fn router(config: &Config, clock: &Arc<dyn crate::clock::Clock>) -> Router<Arc<AppState>> {
     let per_minute =
         NonZeroU32::new(config.portal.login_attempts_per_minute).unwrap_or(NonZeroU32::MIN);
+    let clock = LimiterClock(clock.clone());
     let portal = Arc::new(Portal {
         sessions: Sessions::new(config.portal.session_idle, config.portal.max_sessions),
-        by_id: RateLimiter::keyed(Quota::per_minute(per_minute)),
-        by_address: RateLimiter::keyed(Quota::per_minute(
-            per_minute.saturating_mul(NonZeroU32::MIN.saturating_add(3)),
-        )),
+        by_id: RateLimiter::dashmap_with_clock(Quota::per_minute(per_minute), clock.clone()),
+        by_address: RateLimiter::dashmap_with_clock(
+            Quota::per_minute(per_minute.saturating_mul(NonZeroU32::MIN.saturating_add(3))),
+            clock,
+        ),
     });
     Router::new()
         .route("/", get(home))

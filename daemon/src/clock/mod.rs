@@ -1,5 +1,7 @@
 //! The clock, injected so validity windows and deadlines are testable.
 
+use std::sync::Arc;
+
 pub mod kernel;
 pub mod sync;
 
@@ -42,5 +44,19 @@ impl FakeClock {
 impl Clock for FakeClock {
     fn now(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A [`Clock`] as governor's clock, so that rate limits run on the daemon's time (a test's
+/// fake clock holds a limit still however slowly the test runs). Second resolution: right for
+/// limits counted per minute, not for per-second rates.
+#[derive(Clone)]
+pub struct LimiterClock(pub Arc<dyn Clock>);
+
+impl governor::clock::Clock for LimiterClock {
+    type Instant = governor::nanos::Nanos;
+
+    fn now(&self) -> Self::Instant {
+        std::time::Duration::from_secs(self.0.now()).into()
     }
 }

@@ -68,7 +68,10 @@ pub fn routers(state: &Arc<AppState>) -> Routers {
         status_plane()
             .merge(enrollment_plane(state))
             .merge(crate::cmp::http::router(state))
-            .merge(crate::portal::router(&state.config.load())),
+            .merge(crate::portal::router(
+                &state.config.load(),
+                state.authority.clock(),
+            )),
         state,
     );
     Routers { http, https }
