@@ -291,6 +291,11 @@ impl Responders {
         }
     }
 
+    /// The key backend: it holds the responders' keys and makes central keys.
+    pub fn keys(&self) -> &dyn crate::keys::KeyBackend {
+        self.keys.as_ref()
+    }
+
     /// Loads (or makes) every issuer's responder now, so that a data directory made before
     /// CMP signed its answers has them after its first start. A failure is logged; the first
     /// signed request for that issuer tries again.
@@ -1132,8 +1137,14 @@ impl Cmp {
             }
         };
         let (_, _, subject) = self.subject_for(label, asked.subject.as_ref())?;
-        let generated =
-            keygen::generate(&sp.profile, &label.profile, prefer).map_err(|e| match e {
+        let unavailable = |m: String| Refusal::new(FailureBit::SystemUnavail, m);
+        let responders = self
+            .responders
+            .as_ref()
+            .ok_or_else(|| unavailable("no CMP responder".into()))?;
+        let responder = responders.get(&label.issuer).map_err(unavailable)?;
+        let generated = keygen::generate(&sp.profile, &label.profile, prefer, responders.keys())
+            .map_err(|e| match e {
                 KeygenError::NonRepudiation(_) => {
                     Refusal::new(FailureBit::NotAuthorized, e.to_string())
                 }
@@ -1143,13 +1154,6 @@ impl Cmp {
             })?;
         // Enveloped before the certificate is issued: a recipient key pkid cannot encrypt to
         // is refused without a certificate left behind.
-        let unavailable = |m: String| Refusal::new(FailureBit::SystemUnavail, m);
-        let responder = self
-            .responders
-            .as_ref()
-            .ok_or_else(|| unavailable("no CMP responder".into()))?
-            .get(&label.issuer)
-            .map_err(unavailable)?;
         let package = envelope::key_package(&generated.pkcs8)
             .map_err(|e| Refusal::new(FailureBit::SystemFailure, e.to_string()))?;
         let sign = |m: &[u8]| responder.signer.sign(m).map_err(|e| e.to_string());

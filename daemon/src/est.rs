@@ -242,6 +242,8 @@ pub struct Est {
     /// The EST server's own key, which signs the key packages of encrypted `serverkeygen`
     /// replies (`None`: those answer 503).
     server_key: Option<ServerKeySigner>,
+    /// The key backend, which makes serverkeygen's keys.
+    keys: Arc<dyn crate::keys::KeyBackend>,
     /// Held from "has this CSR been filed?" to "it is now recorded" on operator labels, so
     /// that two first requests with one CSR file one RA request (striped by the CSR's hash).
     filing: [std::sync::Mutex<()>; FILING_STRIPES],
@@ -373,7 +375,12 @@ pub fn decode_body(body: &[u8]) -> Result<Vec<u8>, EstError> {
 
 impl Est {
     /// The EST server of a daemon: its configuration, store and CA.
-    pub fn new(config: Arc<Config>, store: Arc<dyn Store>, authority: Arc<Authority>) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        authority: Arc<Authority>,
+        keys: Arc<dyn crate::keys::KeyBackend>,
+    ) -> Self {
         let calendar = Calendar::load(&config.ra.calendar).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "EST: the working-day calendar does not load; using the shipped one for deadlines");
             Calendar::shipped()
@@ -393,6 +400,7 @@ impl Est {
             verified,
             sealer: None,
             server_key: None,
+            keys,
             filing: Default::default(),
         }
     }
@@ -988,10 +996,11 @@ impl Est {
             }
         };
         let internal = |e: &dyn std::fmt::Display| EstError::Internal(format!("serverkeygen: {e}"));
-        let generated = keygen::generate(p, &label.profile, None).map_err(|e| match e {
-            KeygenError::NoKeyType(_) => EstError::BadRequest("key_type", e.to_string()),
-            other => internal(&other),
-        })?;
+        let generated =
+            keygen::generate(p, &label.profile, None, self.keys.as_ref()).map_err(|e| match e {
+                KeygenError::NoKeyType(_) => EstError::BadRequest("key_type", e.to_string()),
+                other => internal(&other),
+            })?;
         let pkcs8 = generated.pkcs8.clone();
         let (signer, spki) = (&generated.signer, generated.public_key.clone());
         // A request for the new key, signed by it, carrying the client's attributes (its

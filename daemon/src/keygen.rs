@@ -5,18 +5,20 @@
 //!
 //! ```text
 //! profile ─▶ refused if it signs with non-repudiation ─▶ P-256, else P-384, else RSA
-//!   (2048, 3072, 4096: the smallest the profile allows) key pair, in memory
+//!   (2048, 3072, 4096: the smallest the profile allows) key pair from the key backend
 //!   ─▶ the protocol issues the certificate for its public key
 //!   ─▶ escrow (the label asks): PKCS#8 sealed under the data key, bound to the serial, audited
 //!   ─▶ envelope::… to the requester's certificate ─▶ the reply; the key is wiped when dropped
 //! ```
 //!
-//! The key is made in software (aws-lc-rs), never stored except sealed in escrow, never logged.
+//! The key is made by the configured key backend ([`KeyBackend::generate_exportable`]: aws-lc-rs
+//! in software; a PKCS#11 token's generator, as a session object marked extractable, read out
+//! and destroyed), never stored except sealed in escrow, never logged.
 
 pub mod envelope;
 
-use crate::keys::software::{generate_pkcs8, SoftwareSigner};
-use crate::keys::DataSealer;
+use crate::keys::software::SoftwareSigner;
+use crate::keys::{DataSealer, KeyBackend};
 use crate::keys::{KeyError, Signer};
 use crate::store::devices::{escrow_context, EscrowedKey};
 use crate::store::{AuditEntry, Outcome, Store, StoreError};
@@ -100,6 +102,7 @@ pub fn generate(
     profile: &Profile,
     name: &str,
     prefer: Option<KeyType>,
+    keys: &dyn KeyBackend,
 ) -> Result<GeneratedKey, KeygenError> {
     if profile.key_usage.non_repudiation() {
         return Err(KeygenError::NonRepudiation(name.to_owned()));
@@ -107,7 +110,7 @@ pub fn generate(
     let key_type =
         key_type_for(profile, prefer).ok_or_else(|| KeygenError::NoKeyType(name.to_owned()))?;
     let failed = |e: KeyError| KeygenError::Failed(e.to_string());
-    let pkcs8 = generate_pkcs8(key_type).map_err(failed)?;
+    let pkcs8 = keys.generate_exportable(key_type).map_err(failed)?;
     let signer = SoftwareSigner::from_pkcs8(&pkcs8).map_err(failed)?;
     Ok(GeneratedKey {
         public_key: signer.public_key().clone(),
@@ -206,7 +209,8 @@ mod tests {
 
     #[test]
     fn an_rsa_key_signs_what_its_public_key_verifies() {
-        let key = generate(&profile(&[KeyType::Rsa(2048)]), "rsa", None).expect("key");
+        let keys = crate::keys::software::SoftwareBackend::new("/nonexistent");
+        let key = generate(&profile(&[KeyType::Rsa(2048)]), "rsa", None, &keys).expect("key");
         assert_eq!(
             KeyType::of(&key.public_key).expect("key type"),
             KeyType::Rsa(2048)

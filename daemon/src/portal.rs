@@ -20,6 +20,7 @@ mod i18n;
 mod session;
 mod views;
 
+use crate::clock::LimiterClock;
 use crate::config::Config;
 use crate::http::tls::ClientIdentity;
 use crate::http::AppState;
@@ -37,7 +38,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use base64::Engine;
-use crate::clock::LimiterClock;
 use governor::{Quota, RateLimiter};
 use i18n::Lang;
 use serde::Deserialize;

@@ -959,32 +959,8 @@ copy_subject_alt_name = true
         }
     }
 
-    /// The parts of a multipart/mixed reply: (Content-Type, decoded base64 body).
     fn parts(reply: &Reply) -> Vec<(String, Vec<u8>)> {
-        assert_eq!(reply.status, 200, "{}", reply.text());
-        let boundary = reply
-            .headers
-            .split("boundary=")
-            .nth(1)
-            .and_then(|b| b.split(['"', '\r', '\n', ';']).next())
-            .expect("multipart/mixed with a boundary")
-            .to_owned();
-        let text = reply.text();
-        text.split(&format!("--{boundary}"))
-            .filter_map(|p| {
-                let (head, body) = p.split_once("\r\n\r\n")?;
-                let ct = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("Content-Type: "))?
-                    .trim()
-                    .to_owned();
-                let clean: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-                let der = base64::engine::general_purpose::STANDARD
-                    .decode(clean)
-                    .expect("base64 part");
-                Some((ct, der))
-            })
-            .collect()
+        multipart_parts(reply)
     }
 
     /// Decrypts an EnvelopedData file with `openssl cms -decrypt` and returns the public key

@@ -286,3 +286,125 @@ fn hsm_unknown_token_label_is_a_clear_error() {
     let line = assert_clean_failure(&out, "\"no-such-token\"");
     assert!(line.contains("no PKCS#11 token labelled"), "{line}");
 }
+
+#[test]
+fn serverkeygen_makes_the_subscriber_key_in_the_token_and_leaves_none_there() {
+    // EST serverkeygen on an HSM-backed CA: the key pair comes from the token's generator (a
+    // session object marked extractable, read out as PKCS#8 and destroyed), so the CA keys
+    // are the only keys the token holds afterwards.
+    let token = new_token();
+    let dir = tempdir();
+    let data = dir.path();
+    let pin = token.pin_file(USER_PIN);
+    assert_success(&pkid_with(&token, data, &init_args(&pin)), "pkid init");
+    let mut conf = std::fs::read_to_string(data.join("pkid.toml")).expect("pkid.toml");
+    conf.push_str(
+        "\n[[est.labels]]\nname = \"may-chu\"\nprofile = \"tls-client\"\norganisation = \"so-tttt\"\n",
+    );
+    std::fs::write(data.join("pkid.toml"), conf).expect("pkid.toml");
+    let env = token.env();
+    let run = |args: &[&str]| {
+        let out = pkid_env(data, args, &env);
+        assert_success(&out, &args.join(" "));
+        lossy(&out.stdout)
+    };
+    run(&[
+        "org",
+        "add",
+        "--id",
+        "so-tttt",
+        "--name",
+        "Sở Thông tin và Truyền thông",
+        "--province",
+        "DN",
+    ]);
+    let password = run(&[
+        "credential",
+        "add",
+        "--org",
+        "so-tttt",
+        "--kind",
+        "est",
+        "--name",
+        "may-chu-01",
+    ])
+    .lines()
+    .last()
+    .expect("the password line")
+    .to_owned();
+    let daemon = Daemon::start_env(data, &[], &env);
+    assert!(
+        daemon.wait_for_log(&format!("keys=pkcs11:{LABEL}"), 1, STARTUP_TIMEOUT),
+        "{}",
+        daemon.logs()
+    );
+
+    let (_, csr) = make_csr(data, "/CN=may-chu-van-ban.sotttt.gov.vn", "ec:P-256");
+    let b64 = unique_path(data, "csr", "b64");
+    let der = csr_der(data, &csr);
+    openssl_ok(&["base64", "-in", path_str(&der), "-out", path_str(&b64)]);
+    let root = data.join("certs/root.crt");
+    let user = format!("may-chu-01:{password}");
+    let mut args = daemon.tls_args(&root);
+    args.extend(
+        [
+            "--user",
+            &user,
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &format!("@{}", path_str(&b64)),
+            &daemon.https_url("/.well-known/est/may-chu/serverkeygen"),
+        ]
+        .map(str::to_owned),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let reply = fetch(&args);
+    let parts = multipart_parts(&reply);
+    assert_eq!(parts.len(), 2, "{}", reply.text());
+    assert_eq!(parts[0].0, "application/pkcs8");
+    let key = unique_path(data, "server", "der");
+    std::fs::write(&key, &parts[0].1).expect("key");
+    let p7 = unique_path(data, "server", "p7");
+    std::fs::write(&p7, &parts[1].1).expect("certs");
+    let pem = openssl_ok(&[
+        "pkcs7",
+        "-inform",
+        "DER",
+        "-in",
+        path_str(&p7),
+        "-print_certs",
+    ]);
+    let start = pem.find("-----BEGIN").expect("PEM");
+    let (_, cert) = save_pem(data, pem[start..].trim_end());
+    assert_eq!(
+        openssl_ok(&["pkey", "-inform", "DER", "-in", path_str(&key), "-pubout"]),
+        public_key_of_cert(&cert),
+        "the key is the certificate's"
+    );
+    assert_verifies(data, &cert, &[]);
+    assert!(
+        daemon.wait_for_log(
+            "generated a subscriber key pair in the PKCS#11 token for export",
+            1,
+            STARTUP_TIMEOUT
+        ),
+        "made by the token: {}",
+        daemon.logs()
+    );
+    // The token holds the CA's keys (and the CMP responder's) and nothing else: every private
+    // key in it is one of pkid's own, never extractable.
+    let blocks = object_blocks(&objects(&token));
+    let private: Vec<&String> = blocks
+        .iter()
+        .filter(|b| b.starts_with("Private Key Object"))
+        .collect();
+    assert_eq!(private.len(), TOKEN_KEYS.len() + 1, "{blocks:#?}");
+    for b in private {
+        assert!(
+            b.contains("never extractable") && b.contains("label:      pkid-"),
+            "{b}"
+        );
+    }
+    assert!(!daemon.logs().contains(&password) && !daemon.logs().contains(USER_PIN));
+}

@@ -77,9 +77,14 @@ pub fn router(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         })
         .map_err(|e| tracing::warn!(error = %e, "EST: the server's key does not load; an encrypted serverkeygen will answer 503"))
         .ok();
-    let mut est = Est::new(config, state.store.clone(), state.authority.clone())
-        .with_sealer(sealer)
-        .with_server_key(server_key);
+    let mut est = Est::new(
+        config,
+        state.store.clone(),
+        state.authority.clone(),
+        state.keys.clone(),
+    )
+    .with_sealer(sealer)
+    .with_server_key(server_key);
     if let Some(desk) = &state.desk {
         est = est.with_calendar(desk.live_calendar());
     }

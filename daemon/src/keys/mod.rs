@@ -143,4 +143,10 @@ pub trait KeyBackend: Send + Sync {
     /// created in the backend on first use: a 0600 key file, or a non-extractable AES key in
     /// the token. Call once at start and keep the sealer.
     fn sealer(&self) -> Result<Arc<dyn DataSealer>, KeyError>;
+    /// Makes a key pair that is handed to its subscriber (EST serverkeygen, CMP central keys)
+    /// and returns it as PKCS#8 v1 DER, wiped when dropped: in software by aws-lc-rs; in a
+    /// PKCS#11 token by its generator, as a session object marked extractable and not
+    /// sensitive (these keys only), read out and destroyed at once. Nothing stays in the
+    /// backend.
+    fn generate_exportable(&self, key_type: KeyType) -> Result<Zeroizing<Vec<u8>>, KeyError>;
 }

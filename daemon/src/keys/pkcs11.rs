@@ -179,35 +179,40 @@ impl Pkcs11Backend {
     }
 }
 
+/// The key-pair generation mechanism for `key_type` and the public template's key attributes.
+fn key_pair_mechanism(key_type: KeyType) -> Result<(Mechanism<'static>, Vec<Attribute>), KeyError> {
+    Ok(match key_type {
+        KeyType::EcP256 => (
+            Mechanism::EccKeyPairGen,
+            vec![Attribute::EcParams(named_curve(oids::SECP_256_R_1)?)],
+        ),
+        KeyType::EcP384 => (
+            Mechanism::EccKeyPairGen,
+            vec![Attribute::EcParams(named_curve(oids::SECP_384_R_1)?)],
+        ),
+        KeyType::Rsa(bits) if RSA_GENERATED_BITS.contains(&bits) => {
+            let bits = cryptoki::types::Ulong::try_from(bits)
+                .map_err(|e| KeyError::Failed(format!("RSA size {bits}: {e}")))?;
+            (
+                Mechanism::RsaPkcsKeyPairGen,
+                vec![
+                    Attribute::ModulusBits(bits),
+                    Attribute::PublicExponent(RSA_PUBLIC_EXPONENT.to_vec()),
+                ],
+            )
+        }
+        KeyType::Rsa(bits) => {
+            return Err(KeyError::Failed(format!(
+                "unsupported RSA size {bits} (pkid generates 2048, 3072 or 4096 bits)"
+            )))
+        }
+    })
+}
+
 impl KeyBackend for Pkcs11Backend {
     fn generate(&self, role: &KeyRole, key_type: KeyType) -> Result<Arc<dyn Signer>, KeyError> {
         let label = role.pkcs11_label();
-        let (mechanism, mut public_template) = match key_type {
-            KeyType::EcP256 => (
-                Mechanism::EccKeyPairGen,
-                vec![Attribute::EcParams(named_curve(oids::SECP_256_R_1)?)],
-            ),
-            KeyType::EcP384 => (
-                Mechanism::EccKeyPairGen,
-                vec![Attribute::EcParams(named_curve(oids::SECP_384_R_1)?)],
-            ),
-            KeyType::Rsa(bits) if RSA_GENERATED_BITS.contains(&bits) => {
-                let bits = cryptoki::types::Ulong::try_from(bits)
-                    .map_err(|e| KeyError::Failed(format!("RSA size {bits}: {e}")))?;
-                (
-                    Mechanism::RsaPkcsKeyPairGen,
-                    vec![
-                        Attribute::ModulusBits(bits),
-                        Attribute::PublicExponent(RSA_PUBLIC_EXPONENT.to_vec()),
-                    ],
-                )
-            }
-            KeyType::Rsa(bits) => {
-                return Err(KeyError::Failed(format!(
-                    "unsupported RSA size {bits} (pkid generates 2048, 3072 or 4096 bits)"
-                )))
-            }
-        };
+        let (mechanism, mut public_template) = key_pair_mechanism(key_type)?;
         let mut id = vec![0u8; KEY_ID_LEN];
         aws_lc_rs::rand::fill(&mut id)
             .map_err(|_| KeyError::Failed("no randomness for the key id".into()))?;
@@ -249,6 +254,40 @@ impl KeyBackend for Pkcs11Backend {
             "generated key pair in PKCS#11 token"
         );
         self.signer(role, private, label, id, public_key)
+    }
+
+    fn generate_exportable(&self, key_type: KeyType) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        let (mechanism, mut public_template) = key_pair_mechanism(key_type)?;
+        public_template.extend([Attribute::Token(false), Attribute::Verify(true)]);
+        // A session object, readable only through this logged-in session and gone when it is
+        // destroyed below (or the session closes): the one kind of key pkid lets out.
+        let private_template = vec![
+            Attribute::Token(false),
+            Attribute::Private(true),
+            Attribute::Sensitive(false),
+            Attribute::Extractable(true),
+            Attribute::Sign(true),
+        ];
+        let pkcs8 = self
+            .pool
+            .run(|session, _retry| {
+                let (public, private) =
+                    session.generate_key_pair(&mechanism, &public_template, &private_template)?;
+                let exported = export_pkcs8(session, key_type, public, private);
+                for object in [private, public] {
+                    if let Err(e) = session.destroy_object(object) {
+                        warn!(error = %describe(&e), "PKCS#11: a generated session key was not destroyed (it goes with the session)");
+                    }
+                }
+                exported
+            })
+            .map_err(|f| f.into_key_error("generating a subscriber key"))?;
+        info!(
+            token = %self.pool.token_label,
+            key_type = %key_type.name(),
+            "generated a subscriber key pair in the PKCS#11 token for export"
+        );
+        Ok(pkcs8)
     }
 
     fn load(&self, role: &KeyRole) -> Result<Arc<dyn Signer>, KeyError> {
@@ -1261,6 +1300,122 @@ fn find_key(
     }
 }
 
+/// A generated extractable key pair as PKCS#8 v1 DER: the EC private value with the public
+/// point (checked to belong together by aws-lc-rs), or the RSA components as an RFC 8017
+/// RSAPrivateKey. The components are wiped when dropped.
+fn export_pkcs8(
+    session: &Session,
+    key_type: KeyType,
+    public: ObjectHandle,
+    private: ObjectHandle,
+) -> Result<Zeroizing<Vec<u8>>, Fault> {
+    use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+    let failed = |what: &str| KeyError::Failed(format!("the generated key: {what}"));
+    let read =
+        |object: ObjectHandle, kinds: &[AttributeType]| -> Result<Vec<Zeroizing<Vec<u8>>>, Fault> {
+            let values = session.get_attributes(object, kinds)?;
+            kinds
+                .iter()
+                .map(|kind| {
+                    values
+                        .iter()
+                        .find_map(|a| match (kind, a) {
+                            (AttributeType::Value, Attribute::Value(v))
+                            | (AttributeType::EcPoint, Attribute::EcPoint(v))
+                            | (AttributeType::Modulus, Attribute::Modulus(v))
+                            | (AttributeType::PublicExponent, Attribute::PublicExponent(v))
+                            | (AttributeType::PrivateExponent, Attribute::PrivateExponent(v))
+                            | (AttributeType::Prime1, Attribute::Prime1(v))
+                            | (AttributeType::Prime2, Attribute::Prime2(v))
+                            | (AttributeType::Exponent1, Attribute::Exponent1(v))
+                            | (AttributeType::Exponent2, Attribute::Exponent2(v))
+                            | (AttributeType::Coefficient, Attribute::Coefficient(v)) => {
+                                Some(Zeroizing::new(v.clone()))
+                            }
+                            _ => None,
+                        })
+                        .ok_or_else(|| failed(&format!("the token did not return {kind:?}")).into())
+                })
+                .collect()
+        };
+    let der = match key_type {
+        KeyType::EcP256 | KeyType::EcP384 => {
+            let (alg, len) = if key_type == KeyType::EcP256 {
+                (&aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING, 32)
+            } else {
+                (&aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1_SIGNING, 48)
+            };
+            let scalar = read(private, &[AttributeType::Value])?.remove(0);
+            let point = read(public, &[AttributeType::EcPoint])?.remove(0);
+            let point = uncompressed_point(&point, len)?;
+            // CKA_VALUE is the big-endian scalar, possibly without its leading zeros.
+            let mut padded = Zeroizing::new(vec![0u8; len.saturating_sub(scalar.len())]);
+            padded.extend_from_slice(&scalar);
+            aws_lc_rs::signature::EcdsaKeyPair::from_private_key_and_public_key(alg, &padded, point)
+                .map_err(|e| failed(&e.to_string()))?
+                .to_pkcs8v1()
+                .map_err(|_| failed("PKCS#8 encoding"))?
+                .as_ref()
+                .to_vec()
+        }
+        KeyType::Rsa(_) => {
+            let public_parts = read(
+                public,
+                &[AttributeType::Modulus, AttributeType::PublicExponent],
+            )?;
+            let private_parts = read(
+                private,
+                &[
+                    AttributeType::PrivateExponent,
+                    AttributeType::Prime1,
+                    AttributeType::Prime2,
+                    AttributeType::Exponent1,
+                    AttributeType::Exponent2,
+                    AttributeType::Coefficient,
+                ],
+            )?;
+            fn uint(b: &[u8]) -> Result<der::asn1::UintRef<'_>, KeyError> {
+                der::asn1::UintRef::new(b)
+                    .map_err(|e| KeyError::Failed(format!("the generated key: {e}")))
+            }
+            let rfc8017 = RsaPrivateKey {
+                version: 0,
+                modulus: uint(&public_parts[0])?,
+                public_exponent: uint(&public_parts[1])?,
+                private_exponent: uint(&private_parts[0])?,
+                prime1: uint(&private_parts[1])?,
+                prime2: uint(&private_parts[2])?,
+                exponent1: uint(&private_parts[3])?,
+                exponent2: uint(&private_parts[4])?,
+                coefficient: uint(&private_parts[5])?,
+            };
+            let pkcs1 =
+                Zeroizing::new(der::Encode::to_der(&rfc8017).map_err(|e| failed(&e.to_string()))?);
+            let pair =
+                aws_lc_rs::rsa::KeyPair::from_der(&pkcs1).map_err(|e| failed(&e.to_string()))?;
+            AsDer::<Pkcs8V1Der>::as_der(&pair)
+                .map_err(|_| failed("PKCS#8 encoding"))?
+                .as_ref()
+                .to_vec()
+        }
+    };
+    Ok(Zeroizing::new(der))
+}
+
+/// RSAPrivateKey (RFC 8017 §A.1.2), two-prime.
+#[derive(der::Sequence)]
+struct RsaPrivateKey<'a> {
+    version: u8,
+    modulus: der::asn1::UintRef<'a>,
+    public_exponent: der::asn1::UintRef<'a>,
+    private_exponent: der::asn1::UintRef<'a>,
+    prime1: der::asn1::UintRef<'a>,
+    prime2: der::asn1::UintRef<'a>,
+    exponent1: der::asn1::UintRef<'a>,
+    exponent2: der::asn1::UintRef<'a>,
+    coefficient: der::asn1::UintRef<'a>,
+}
+
 /// The value of a byte-string attribute, `None` if the object does not have it.
 fn attribute_bytes(
     session: &Session,
@@ -1445,7 +1600,8 @@ mod tests {
     const USER_PIN: &str = "271828";
     /// One token per test: login state is per token, and a test that logs out must not log
     /// out another test's sessions.
-    const TOKENS: [&str; 11] = [
+    const TOKENS: [&str; 12] = [
+        "t-export",
         "t-p256",
         "t-p384",
         "t-rsa2048",
@@ -1539,6 +1695,28 @@ mod tests {
             .expect("checkout")
             .logout()
             .expect("logout");
+    }
+
+    #[test]
+    fn subscriber_keys_come_out_as_pkcs8_and_leave_nothing_in_the_token() {
+        let backend = open("t-export", 1);
+        for key_type in [KeyType::EcP256, KeyType::EcP384, KeyType::Rsa(2048)] {
+            let pkcs8 = backend.generate_exportable(key_type).expect("generated");
+            // The PKCS#8 is a whole key pair: it signs what its own public key verifies.
+            let signer = crate::keys::software::SoftwareSigner::from_pkcs8(&pkcs8)
+                .expect("a PKCS#8 aws-lc-rs reads");
+            assert_eq!(
+                pkid_protocols::KeyType::of(signer.public_key()).expect("key type"),
+                key_type
+            );
+            assert_signs(&signer, "khóa thuê bao".as_bytes());
+        }
+        // Session objects, destroyed: the token holds no key at all.
+        let left = backend
+            .pool
+            .run(|session, _| Ok(session.find_objects(&[])?))
+            .expect("objects");
+        assert!(left.is_empty(), "{} objects left in the token", left.len());
     }
 
     fn assert_signs(signer: &dyn Signer, message: &[u8]) {

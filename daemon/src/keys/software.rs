@@ -322,6 +322,10 @@ impl KeyBackend for SoftwareBackend {
     fn sealer(&self) -> Result<Arc<dyn DataSealer>, KeyError> {
         Ok(Arc::new(SoftwareSealer::open_or_create(&self.dir)?))
     }
+
+    fn generate_exportable(&self, key_type: KeyType) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        generate_pkcs8(key_type)
+    }
 }
 
 /// The sealing key as a file: 32 random bytes, mode 0600, in the key directory.
