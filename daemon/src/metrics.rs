@@ -659,6 +659,14 @@ impl RaRequests for MeteredStore {
             self.inner.report_rows(scope, from, to, visit)
         })
     }
+    fn request_counts_by_state(
+        &self,
+        scope: &RequestFilter,
+    ) -> Result<Vec<(crate::store::ra::RequestState, u64)>, StoreError> {
+        self.observe("request_counts_by_state", || {
+            self.inner.request_counts_by_state(scope)
+        })
+    }
     fn certificate_counts(
         &self,
         scope: &RequestFilter,

@@ -537,7 +537,18 @@ async fn home(
         ..Default::default()
     };
     let w = who.clone();
-    let list = match blocking(move || desk.list(&w, &q)).await {
+    let (list, counts) = match blocking(move || {
+        let list = desk.list(&w, &q)?;
+        // The filters' counts, over the whole reach (the queue has no filters).
+        let counts = if queue {
+            Vec::new()
+        } else {
+            desk.state_counts(&w)?
+        };
+        Ok((list, counts))
+    })
+    .await
+    {
         Ok(l) => l,
         Err(e) => return page.refusal(&e),
     };
@@ -546,12 +557,18 @@ async fn home(
     let filters = if queue {
         Vec::new()
     } else {
+        let count = |code: &str| {
+            counts
+                .iter()
+                .find(|(s, _)| s.as_str() == code)
+                .map_or(0, |(_, n)| *n)
+        };
         STATES
             .iter()
             .map(|s| {
                 (
                     *s,
-                    page.t(&format!("state-{s}")),
+                    format!("{} ({})", page.t(&format!("state-{s}")), count(s)),
                     state.as_deref() == Some(*s),
                 )
             })

@@ -1450,6 +1450,22 @@ async fn lists_are_paged_and_the_queue_is_overdue_first_over_the_whole_scope() {
     }
     seed_requests(data, "thpt-lqd", &rows);
     let open = rows.iter().filter(|r| r.0 != "fulfilled").count();
+    // Another province's school: in nobody's counts here but its own (and the ra-dn queue
+    // never shows it).
+    pkid_ok(
+        data,
+        &[
+            "org",
+            "add",
+            "--id",
+            "thcs-hn",
+            "--name",
+            "Trường THCS Hà Nội",
+            "--province",
+            "HN",
+        ],
+    );
+    seed_requests(data, "thcs-hn", &[("fulfilled", None), ("rejected", None)]);
     let https = app(data).await;
 
     // The organisation's dashboard: newest first, 50 a page, every request once.
@@ -1475,6 +1491,22 @@ async fn lists_are_paged_and_the_queue_is_overdue_first_over_the_whole_scope() {
         (130, 130),
         "no 500-row cap, no repeat"
     );
+    // The state filters count the whole organisation, not the page shown.
+    let dashboard = send(&https, get("/", &[("cookie", &org)]), [127, 0, 0, 20]).await;
+    for (state, n) in [
+        ("fulfilled", 43),
+        ("accepted", 44),
+        ("submitted", 43),
+        ("rejected", 0),
+    ] {
+        let link = dashboard
+            .body
+            .split(&format!("href=\"/?state={state}\""))
+            .nth(1)
+            .and_then(|rest| rest.split("</a>").next())
+            .unwrap_or_else(|| panic!("a {state} filter: {}", dashboard.body));
+        assert!(link.ends_with(&format!(" ({n})")), "{state}: {link}");
+    }
     // Filtered by state, paged the same way.
     let fulfilled = send(
         &https,

@@ -680,6 +680,12 @@ pub trait RaRequests: Send + Sync {
         to: u64,
         visit: &mut dyn FnMut(&ReportRow<'_>),
     ) -> Result<(), StoreError>;
+    /// How many of the scope's requests (its province, path and organisation fields) are in
+    /// each state, states without one left out.
+    fn request_counts_by_state(
+        &self,
+        scope: &RequestFilter,
+    ) -> Result<Vec<(RequestState, u64)>, StoreError>;
     /// The certificates the scope's requests issued, by status at `at`; `expiring` counts valid
     /// ones whose notAfter is before `horizon`.
     fn certificate_counts(

@@ -826,6 +826,26 @@ impl RaRequests for SqliteStore {
         Ok(())
     }
 
+    fn request_counts_by_state(
+        &self,
+        scope: &RequestFilter,
+    ) -> Result<Vec<(RequestState, u64)>, StoreError> {
+        let mut q = Query::new("SELECT state, COUNT(*) FROM requests WHERE 1 = 1".into());
+        q.scope(scope, "");
+        q.sql.push_str(" GROUP BY state");
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare(&q.sql).map_err(unavailable)?;
+        let mut rows = stmt.query(params_from_iter(q.args)).map_err(unavailable)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(unavailable)? {
+            let state = RequestState::parse(super::row_text(r, 0)?)
+                .ok_or_else(|| unavailable(invalid("state")))?;
+            let n: i64 = r.get(1).map_err(unavailable)?;
+            out.push((state, n.max(0) as u64));
+        }
+        Ok(out)
+    }
+
     fn certificate_counts(
         &self,
         scope: &RequestFilter,
