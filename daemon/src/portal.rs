@@ -133,6 +133,14 @@ pub fn router(config: &Config, clock: &Arc<dyn crate::clock::Clock>) -> Router<A
             get(admin::operators).post(admin::add_operator),
         )
         .route("/admin/operators/{id}/remove", post(admin::remove_operator))
+        .route(
+            "/credentials",
+            get(admin::credentials).post(admin::add_credential),
+        )
+        .route(
+            "/credentials/{kind}/{name}/remove",
+            post(admin::remove_credential),
+        )
         .route("/static/{file}", get(asset))
         .route(
             "/activate/{code}",
@@ -276,6 +284,12 @@ impl Page {
             reports: self.who.as_ref().is_some_and(|w| w.audits()),
             audit_log: self.who.as_ref().is_some_and(|w| w.reads_audit_log()),
             admin: self.who.as_ref().is_some_and(|w| w.administers()),
+            credentials: self.who.as_ref().is_some_and(|w| {
+                matches!(
+                    w.role(),
+                    Some(crate::store::ra::Role::OrgOfficer | crate::store::ra::Role::CaAdmin)
+                )
+            }),
         }
     }
 

@@ -2406,3 +2406,159 @@ async fn a_key_devices_page_shows_its_record_and_history_to_its_scope_only() {
         en.body
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_officer_makes_an_est_account_on_the_portal_that_enrolls_until_revoked() {
+    let dir = init(&[]);
+    let data = dir.path();
+    add_org_and_officers(data);
+    let mut conf = std::fs::read_to_string(data.join("pkid.toml")).expect("pkid.toml");
+    conf.push_str(
+        "\n[[est.labels]]\nname = \"may-chu\"\nprofile = \"tls-client\"\norganisation = \"thpt-lqd\"\n",
+    );
+    std::fs::write(data.join("pkid.toml"), conf).expect("pkid.toml");
+    let https = app(data).await;
+    let from = [127, 0, 0, 30];
+
+    // The organisation's officer: the menu links the page; it lists the organisation's
+    // accounts (none yet) whatever organisation the query names.
+    let (org, csrf) = sign_in(&https, data, "van-thu", from).await;
+    let dash = send(&https, get("/", &[("cookie", &org)]), from).await;
+    assert!(dash.body.contains("data-testid=\"nav-credentials\""));
+    let page = send(
+        &https,
+        get("/credentials?org=khac", &[("cookie", &org)]),
+        from,
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("Tài khoản cấp chứng thư tự động"),
+        "Vietnamese first"
+    );
+    assert!(page.body.contains("thpt-lqd") && !page.body.contains("— khac"));
+    assert!(page.body.contains("Chưa có tài khoản nào."));
+
+    // A name the desk refuses: 422, the problem next to the field, what was typed kept.
+    let bad = send(
+        &https,
+        post_form(
+            "/credentials",
+            &org,
+            &format!("csrf={csrf}&org=thpt-lqd&kind=est&name=m%C3%A1y%20ch%E1%BB%A7"),
+        ),
+        from,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    assert!(bad.body.contains("value=\"máy chủ\""), "{}", bad.body);
+    // Without the form token: refused, nothing made.
+    let forged = send(
+        &https,
+        post_form("/credentials", &org, "org=thpt-lqd&kind=est&name=gia-mao"),
+        from,
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+
+    let made = send(
+        &https,
+        post_form(
+            "/credentials",
+            &org,
+            &format!("csrf={csrf}&org=thpt-lqd&kind=est&name=may-chu-01"),
+        ),
+        from,
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    assert_eq!(
+        made.headers
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    let secret = made
+        .body
+        .split("data-testid=\"credential-secret\"")
+        .next()
+        .and_then(|before| before.rsplit("value=\"").next())
+        .and_then(|v| v.split('"').next())
+        .expect("the secret, shown once")
+        .to_owned();
+    assert!(secret.len() >= 20, "{secret}");
+    // Listed afterwards, never with its secret.
+    let list = send(&https, get("/credentials", &[("cookie", &org)]), from).await;
+    assert!(
+        list.body.contains("data-credential=\"est:may-chu-01\""),
+        "{}",
+        list.body
+    );
+    assert!(!list.body.contains(&secret));
+
+    // An RA officer may look but not make one; the page's form is the desk's refusal away.
+    let (ra, ra_csrf) = sign_in(&https, data, "ra-dn", [127, 0, 0, 31]).await;
+    let refused = send(
+        &https,
+        post_form(
+            "/credentials",
+            &ra,
+            &format!("csrf={ra_csrf}&org=thpt-lqd&kind=cmp&name=ra-lam"),
+        ),
+        [127, 0, 0, 31],
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+
+    // The secret the page showed enrolls over EST on the real daemon ...
+    let daemon = Daemon::start(data);
+    let root = data.join("certs/root.crt");
+    let (_, csr) = make_csr(data, "/CN=may-chu-01.thpt-lqd.edu.vn", "ec:P-256");
+    let b64 = unique_path(data, "csr", "b64");
+    openssl_ok(&[
+        "base64",
+        "-in",
+        path_str(&csr_der(data, &csr)),
+        "-out",
+        path_str(&b64),
+    ]);
+    let enroll = || {
+        let user = format!("may-chu-01:{secret}");
+        let mut args = daemon.tls_args(&root);
+        args.extend(
+            [
+                "--user",
+                &user,
+                "-H",
+                "Content-Type: application/pkcs10",
+                "--data-binary",
+                &format!("@{}", path_str(&b64)),
+                &daemon.https_url("/.well-known/est/may-chu/simpleenroll"),
+            ]
+            .map(str::to_owned),
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fetch(&args).status
+    };
+    assert_eq!(enroll(), 200);
+
+    // ... until the officer revokes it on the portal.
+    let removed = send(
+        &https,
+        post_form(
+            "/credentials/est/may-chu-01/remove",
+            &org,
+            &format!("csrf={csrf}&org=thpt-lqd"),
+        ),
+        from,
+    )
+    .await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER, "{}", removed.body);
+    assert!(poll(std::time::Duration::from_secs(10), || enroll() == 401));
+    let audit = pkid_ok(data, &["audit", "list", "--limit", "1000"]);
+    assert!(
+        audit.contains("credential.add") && audit.contains("credential.remove"),
+        "{audit}"
+    );
+    assert!(!audit.contains(&secret) && !daemon.logs().contains(&secret));
+}

@@ -350,3 +350,20 @@ signing-authorize = Authorisation (OTP)
 signing-sign = Signature
 signing-disable = Key disabled
 signing-other = Other action
+
+# An organisation's enrollment credentials (EST, CMP).
+nav-credentials = EST/CMP accounts
+credentials-title = Enrollment accounts
+credentials-intro = The organisation's servers and devices use these accounts to request and renew certificates over EST (user name and password) or CMP (shared secret). A password or secret is shown once, when it is made.
+credentials-show = Show
+credentials-kind = Kind
+credentials-kind-est = EST (user name and password)
+credentials-kind-cmp = CMP (shared secret)
+credentials-created-at = Made
+credentials-created-by = Made by
+credentials-remove = Revoke
+credentials-none = No accounts yet.
+credentials-add = Make an account
+credentials-created = Account made
+credentials-secret = Password (shared secret)
+credentials-secret-once = Copy it into the server's or device's configuration now: this page is not kept and will not show it again. If it is lost, revoke the account and make a new one.

@@ -350,3 +350,20 @@ signing-authorize = Ủy quyền ký (mã OTP)
 signing-sign = Ký số
 signing-disable = Ngừng khóa ký số
 signing-other = Thao tác khác
+
+# Tài khoản cấp chứng thư tự động (EST, CMP) của cơ quan, tổ chức.
+nav-credentials = Tài khoản EST/CMP
+credentials-title = Tài khoản cấp chứng thư tự động
+credentials-intro = Máy chủ, thiết bị của cơ quan dùng các tài khoản này để xin cấp và gia hạn chứng thư số qua EST (tên đăng nhập và mật khẩu) hoặc CMP (mã khóa chung). Mật khẩu, mã khóa chỉ hiện một lần khi tạo.
+credentials-show = Xem
+credentials-kind = Loại
+credentials-kind-est = EST (tên đăng nhập và mật khẩu)
+credentials-kind-cmp = CMP (mã khóa chung)
+credentials-created-at = Ngày tạo
+credentials-created-by = Người tạo
+credentials-remove = Thu hồi
+credentials-none = Chưa có tài khoản nào.
+credentials-add = Tạo tài khoản
+credentials-created = Đã tạo tài khoản
+credentials-secret = Mật khẩu (mã khóa chung)
+credentials-secret-once = Hãy sao chép ngay vào cấu hình của máy chủ, thiết bị: trang này không lưu lại và sẽ không hiện mật khẩu này lần nữa. Nếu mất, hãy thu hồi tài khoản và tạo tài khoản mới.

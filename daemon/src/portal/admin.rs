@@ -1,9 +1,14 @@
 //! The CA admin's and auditor's pages: the audit log with its chain verification, and the
-//! organisations and operators, through the same desk calls as `pkid org` and `pkid operator`.
+//! organisations and operators, through the same desk calls as `pkid org` and `pkid operator`;
+//! and organisations' enrollment credentials (`pkid credential`), for their officers too.
 
-use super::views::{unix_local_time, AuditPage, AuditRow, OperatorsPage, OrganisationsPage};
+use super::views::{
+    unix_local_time, AuditPage, AuditRow, CredentialsPage, OperatorsPage, OrganisationsPage,
+};
 use super::{blocking, desk_messages, i18n, see_other, Page, LIST_PAGE};
-use crate::ra::desk::{DeskError, OperatorInput, OrganisationInput};
+use crate::ra::desk::{
+    CredentialInput, CredentialView, DeskError, OperatorInput, OrganisationInput,
+};
 use crate::store::audit::BreakKind;
 use crate::store::ChainVerdict;
 use askama::Template;
@@ -387,6 +392,173 @@ pub(super) async fn remove_operator(
     };
     match blocking(move || desk.remove_operator(&who, &id)).await {
         Ok(()) => see_other("/admin/operators"),
+        Err(e) => page.refusal(&e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct CredentialsParams {
+    org: Option<String>,
+}
+
+/// The organisation a credentials page is about: an organisation officer's own, whatever the
+/// query says; for others the `org` asked (the desk decides whether they may see it).
+fn credentials_organisation(page: &Page, asked: Option<String>) -> Option<String> {
+    match page.who.as_ref().map(|w| w.reach()) {
+        Some(crate::ra::access::Reach::Organisation(o)) => Some(o),
+        _ => asked.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()),
+    }
+}
+
+async fn credentials_page(
+    page: &Page,
+    status: StatusCode,
+    org: Option<String>,
+    form: BTreeMap<String, String>,
+    errors: BTreeMap<String, String>,
+    created: Option<(CredentialView, String)>,
+) -> Response {
+    let (desk, who) = match page.desk() {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let rows = match &org {
+        Some(id) => {
+            let id = id.clone();
+            match blocking(move || desk.enrollment_credentials(&who, Some(&id))).await {
+                Ok(l) => l,
+                Err(e) => return page.refusal(&e),
+            }
+        }
+        None if who.administers() => Vec::new(),
+        None => return page.refusal(&DeskError::Forbidden("no organisation".into())),
+    };
+    let c = page.chrome();
+    page.html(
+        status,
+        CredentialsPage {
+            c: &c,
+            org,
+            rows,
+            form,
+            errors,
+            created,
+        }
+        .render(),
+    )
+}
+
+/// `GET /credentials[?org=ID]`: an organisation's EST users and CMP shared secrets (never the
+/// secrets), a form to make one, a button to remove each. An organisation officer sees their
+/// own organisation; a CA admin chooses one.
+pub(super) async fn credentials(
+    page: Page,
+    q: Result<Query<CredentialsParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let asked = q.ok().and_then(|Query(q)| q.org);
+    let org = credentials_organisation(&page, asked);
+    credentials_page(
+        &page,
+        StatusCode::OK,
+        org,
+        BTreeMap::new(),
+        BTreeMap::new(),
+        None,
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub(super) struct CredentialForm {
+    csrf: Option<String>,
+    org: Option<String>,
+    kind: Option<String>,
+    name: Option<String>,
+}
+
+/// `POST /credentials`: makes a credential, as `pkid credential add`; the answer shows its
+/// generated secret once (the page is `no-store`, as every portal page).
+pub(super) async fn add_credential(
+    page: Page,
+    form: Result<Form<CredentialForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Some(Form(f)) = form.ok().filter(|Form(f)| page.csrf_ok(f.csrf.as_deref())) else {
+        return page.csrf_refused();
+    };
+    let (desk, who) = match page.desk() {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let Some(org) = credentials_organisation(&page, f.org.clone()) else {
+        return page.refusal(&DeskError::Forbidden("no organisation".into()));
+    };
+    let typed = typed(&[("kind", &f.kind), ("name", &f.name)]);
+    let input = CredentialInput {
+        kind: opt(&f.kind).unwrap_or_default(),
+        name: opt(&f.name).unwrap_or_default(),
+    };
+    let id = org.clone();
+    match blocking(move || desk.add_enrollment_credential(&who, &id, &input)).await {
+        Ok((view, secret)) => {
+            let created = Some((view, secret.to_string()));
+            credentials_page(
+                &page,
+                StatusCode::CREATED,
+                Some(org),
+                BTreeMap::new(),
+                BTreeMap::new(),
+                created,
+            )
+            .await
+        }
+        Err(DeskError::Invalid(e)) => {
+            let errors = problems(&page, e);
+            credentials_page(
+                &page,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(org),
+                typed,
+                errors,
+                None,
+            )
+            .await
+        }
+        Err(DeskError::Conflict(_)) => {
+            let mut errors = BTreeMap::new();
+            errors.insert("name".to_owned(), page.t("conflict-title"));
+            credentials_page(&page, StatusCode::CONFLICT, Some(org), typed, errors, None).await
+        }
+        Err(e) => page.refusal(&e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct CredentialRemoveForm {
+    csrf: Option<String>,
+    org: Option<String>,
+}
+
+/// `POST /credentials/{kind}/{name}/remove`: removes a credential; it stops authenticating on
+/// the next request (audited by the desk).
+pub(super) async fn remove_credential(
+    page: Page,
+    Path((kind, name)): Path<(String, String)>,
+    form: Result<Form<CredentialRemoveForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Some(Form(f)) = form.ok().filter(|Form(f)| page.csrf_ok(f.csrf.as_deref())) else {
+        return page.csrf_refused();
+    };
+    let (desk, who) = match page.desk() {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let Some(org) = credentials_organisation(&page, f.org) else {
+        return page.refusal(&DeskError::Forbidden("no organisation".into()));
+    };
+    let id = org.clone();
+    match blocking(move || desk.remove_enrollment_credential(&who, &id, &kind, &name)).await {
+        // Organisation ids are lower-case letters, digits and '-': nothing to escape.
+        Ok(()) => see_other(&format!("/credentials?org={org}")),
         Err(e) => page.refusal(&e),
     }
 }

@@ -22,6 +22,8 @@ pub(super) struct Chrome {
     pub(super) audit_log: bool,
     /// Whether the caller manages organisations and operators (the menu links them).
     pub(super) admin: bool,
+    /// Whether the caller manages enrollment credentials (organisation officers, CA admins).
+    pub(super) credentials: bool,
 }
 
 impl Chrome {
@@ -892,6 +894,41 @@ pub(super) struct OperatorsPage<'a> {
     pub(super) form: std::collections::BTreeMap<String, String>,
     /// Problems by field, in words.
     pub(super) errors: std::collections::BTreeMap<String, String>,
+}
+
+/// An organisation's enrollment credentials, for its officers and CA admins.
+#[derive(Template)]
+#[template(path = "portal/credentials.html")]
+pub(super) struct CredentialsPage<'a> {
+    /// Around the page.
+    pub(super) c: &'a Chrome,
+    /// The organisation shown (none: a CA admin has not chosen one).
+    pub(super) org: Option<String>,
+    /// Its credentials (never their secrets).
+    pub(super) rows: Vec<crate::ra::desk::CredentialView>,
+    /// What was typed into the add form.
+    pub(super) form: std::collections::BTreeMap<String, String>,
+    /// Problems by field, in words.
+    pub(super) errors: std::collections::BTreeMap<String, String>,
+    /// The credential just made and its secret, shown this once.
+    pub(super) created: Option<(crate::ra::desk::CredentialView, String)>,
+}
+
+impl CredentialsPage<'_> {
+    /// The value typed.
+    pub(super) fn v(&self, k: &str) -> &str {
+        typed(&self.form, k)
+    }
+
+    /// The problem of a field (empty: none).
+    pub(super) fn e(&self, k: &str) -> &str {
+        typed(&self.errors, k)
+    }
+
+    /// The organisation's id, or empty.
+    pub(super) fn org_id(&self) -> &str {
+        self.org.as_deref().unwrap_or("")
+    }
 }
 
 /// The value typed into a field of an admin form.
