@@ -118,6 +118,8 @@ struct Sad {
     /// The hashes still to be signed (each once).
     hashes: Vec<Vec<u8>>,
     expires_at: u64,
+    /// When the OTP authorised the transaction: extensions end `transaction_lifetime` later.
+    authorised_at: u64,
     key: Arc<EcdsaKeyPair>,
 }
 
@@ -866,6 +868,7 @@ impl Csc {
                     credential: c.id.clone(),
                     hashes: decoded.clone(),
                     expires_at: now + lifetime,
+                    authorised_at: now,
                     key,
                 },
             );
@@ -883,6 +886,80 @@ impl Csc {
         );
         self.store.audit(&audit)?;
         Ok((sad, lifetime))
+    }
+
+    /// `credentials/extendTransaction`: a new SAD for what an unexpired one still authorises
+    /// — the same account and credential, the hashes not signed yet (`hashes`, when given,
+    /// must be among them) — valid `sad_lifetime` more, never past `transaction_lifetime`
+    /// after the OTP that authorised it. The old SAD stops working.
+    pub fn extend_transaction(
+        &self,
+        s: &Session,
+        id: &str,
+        sad: &str,
+        hashes: &[String],
+        hash_algorithm: Option<&str>,
+        client: &str,
+    ) -> Result<(Zeroizing<String>, u64), CscError> {
+        const ACTION: &str = "csc.credentials.extendTransaction";
+        self.active_account(s, ACTION, client)?;
+        let c = self.own_credential(s, id, ACTION, client)?;
+        check_hash_algorithm(hash_algorithm)?;
+        let asked = decode_hashes(hashes)?;
+        let old = sha256(sad.trim().as_bytes());
+        let (fresh, fresh_hash) = random_secret(SAD_PREFIX)?;
+        let now = self.now();
+        let lifetime = self.config.sad_lifetime.as_secs();
+        let transaction = self.config.transaction_lifetime.as_secs();
+        let extended = {
+            let mut sads = self.sads.lock().unwrap_or_else(PoisonError::into_inner);
+            match sads.get(&old) {
+                None => Err("Invalid parameter SAD: unknown, already used or revoked"),
+                Some(e) if e.expires_at <= now => {
+                    sads.remove(&old);
+                    Err("Invalid parameter SAD: expired")
+                }
+                Some(e) if e.account != s.account || e.credential != c.id => {
+                    Err("Invalid parameter SAD: not issued for this credential")
+                }
+                Some(e) if !asked.iter().all(|h| e.hashes.contains(h)) => {
+                    Err("Invalid parameter hashes: not authorised by this SAD (or already signed)")
+                }
+                Some(e) if now >= e.authorised_at + transaction => Err(
+                    "Invalid parameter SAD: the transaction has lasted its longest; authorise again",
+                ),
+                Some(_) => match sads.remove(&old) {
+                    Some(mut e) => {
+                        e.expires_at = (now + lifetime).min(e.authorised_at + transaction);
+                        let left = e.hashes.len();
+                        let expires_in = e.expires_at - now;
+                        sads.insert(fresh_hash, e);
+                        Ok((left, expires_in))
+                    }
+                    None => Err("Invalid parameter SAD: unknown, already used or revoked"),
+                },
+            }
+        };
+        match extended {
+            Ok((left, expires_in)) => {
+                let audit = self.entry(
+                    format!("csc-account:{}", s.account),
+                    ACTION,
+                    &c.id,
+                    Outcome::Success,
+                    format!("hashes-left={left} expires-in={expires_in} client={client}"),
+                );
+                self.store.audit(&audit)?;
+                Ok((fresh, expires_in))
+            }
+            Err(message) => Err(self.refuse(
+                Some(s.account),
+                ACTION,
+                &c.id,
+                client,
+                CscError::InvalidRequest(message.into()),
+            )),
+        }
     }
 
     fn open_key(&self, c: &CredentialRecord) -> Result<Arc<EcdsaKeyPair>, CscError> {

@@ -1162,3 +1162,96 @@ fn pyhanko_signs_a_pdf_through_the_csc_api_and_validates_it_against_pkids_root()
         .count();
     assert_eq!(signed_rows, 1, "one remote signature, audited");
 }
+
+#[test]
+fn a_batch_is_signed_over_several_calls_with_an_extended_transaction() {
+    let bed = bed();
+    let school = School::new(bed, "Trường Mầm non Hoa Sen", "education");
+    let sub = provision(bed, &school, "Võ Thị Ngọc Ánh");
+    let token = token(bed, &sub);
+    let id = only_credential(bed, &token);
+    let info = csc(bed, "info", &token, &json!({}));
+    assert!(info.json["methods"]
+        .as_array()
+        .expect("methods")
+        .iter()
+        .any(|m| m == "credentials/extendTransaction"));
+
+    // Three documents authorised with one OTP; the first signed at once.
+    let docs: Vec<String> = (1..=3)
+        .map(|i| {
+            let f = unique_path(bed.work(), &format!("quyet-dinh-{i}"), "txt");
+            std::fs::write(&f, format!("Quyết định số {i}/QĐ-MNHS")).expect("doc");
+            sha256_b64(&f)
+        })
+        .collect();
+    let sha256 = "2.16.840.1.101.3.4.2.1";
+    let auth = csc(
+        bed,
+        "credentials/authorize",
+        &token,
+        &json!({"credentialID": id, "numSignatures": 3, "hashes": docs, "hashAlgorithmOID": sha256, "OTP": totp(&sub.totp_secret, 0)}),
+    );
+    assert_eq!(auth.status, 200, "{auth}");
+    let first = auth.str("SAD").to_owned();
+    let sign = |sad: &str, hashes: &[String]| {
+        csc(
+            bed,
+            "signatures/signHash",
+            &token,
+            &json!({"credentialID": id, "SAD": sad, "hashes": hashes, "hashAlgorithmOID": sha256, "signAlgo": "1.2.840.10045.4.3.2"}),
+        )
+    };
+    assert_eq!(sign(&first, &docs[..1]).status, 200);
+
+    // A hash the SAD never authorised cannot ride on an extension.
+    let stranger = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
+    let bad = csc(
+        bed,
+        "credentials/extendTransaction",
+        &token,
+        &json!({"credentialID": id, "SAD": first, "hashes": [stranger]}),
+    );
+    assert_csc_error(&bad, 400, "invalid_request");
+
+    // Extended: a new SAD for the two left; the old one no longer signs.
+    let extended = csc(
+        bed,
+        "credentials/extendTransaction",
+        &token,
+        &json!({"credentialID": id, "SAD": first, "hashes": &docs[1..]}),
+    );
+    assert_eq!(extended.status, 200, "{extended}");
+    let second = extended.str("SAD").to_owned();
+    assert_ne!(second, first);
+    assert!(
+        extended.json["expiresIn"].as_u64().is_some_and(|s| s > 0),
+        "{extended}"
+    );
+    assert_csc_error(&sign(&first, &docs[1..2]), 400, "invalid_request");
+    // The signed hash is not authorised again by the extension.
+    assert_csc_error(&sign(&second, &docs[..1]), 400, "invalid_request");
+    let rest = sign(&second, &docs[1..]);
+    assert_eq!(rest.status, 200, "{rest}");
+    assert_eq!(rest.json["signatures"].as_array().map(Vec::len), Some(2));
+    // Spent: nothing left to extend.
+    let spent = csc(
+        bed,
+        "credentials/extendTransaction",
+        &token,
+        &json!({"credentialID": id, "SAD": second}),
+    );
+    assert_csc_error(&spent, 400, "invalid_request");
+
+    let rows = bed.audit_rows();
+    assert!(rows
+        .iter()
+        .any(|r| r.action == "csc.credentials.extendTransaction"
+            && r.target == id
+            && r.outcome == "success"));
+    assert!(refused_audited(
+        bed,
+        "csc.credentials.extendTransaction",
+        &id
+    ));
+}

@@ -12,6 +12,7 @@ pub(super) struct RawCsc {
     activation_hours: u64,
     token_secs: u64,
     sad_secs: u64,
+    transaction_secs: u64,
     max_signatures: u32,
     max_otp_failures: u32,
     fulfil_interval_secs: u64,
@@ -25,6 +26,7 @@ impl Default for RawCsc {
             activation_hours: 72,
             token_secs: 900,
             sad_secs: 300,
+            transaction_secs: 3600,
             max_signatures: 100,
             max_otp_failures: 5,
             fulfil_interval_secs: 10,
@@ -46,6 +48,9 @@ pub struct CscConfig {
     pub token_lifetime: Duration,
     /// Lifetime of a SAD from `credentials/authorize` (5 minutes).
     pub sad_lifetime: Duration,
+    /// Longest a transaction may go on with `credentials/extendTransaction`, from the OTP
+    /// that authorised it (1 hour).
+    pub transaction_lifetime: Duration,
     /// Most signatures one SAD may authorise (`numSignatures`).
     pub max_signatures: u32,
     /// Consecutive wrong OTPs (or passwords) that lock an account.
@@ -64,6 +69,9 @@ impl CscConfig {
         }
         if !(10..=3600).contains(&r.sad_secs) {
             return Err("csc.sad_secs must be between 10 and 3600".into());
+        }
+        if !(r.sad_secs..=86_400).contains(&r.transaction_secs) {
+            return Err("csc.transaction_secs must be between csc.sad_secs and 86400".into());
         }
         if !(1..=1000).contains(&r.max_signatures) {
             return Err("csc.max_signatures must be between 1 and 1000".into());
@@ -91,6 +99,7 @@ impl CscConfig {
             activation: Duration::from_secs(r.activation_hours * 3600),
             token_lifetime: Duration::from_secs(r.token_secs),
             sad_lifetime: Duration::from_secs(r.sad_secs),
+            transaction_lifetime: Duration::from_secs(r.transaction_secs),
             max_signatures: r.max_signatures,
             max_otp_failures: r.max_otp_failures,
             fulfil_interval: Duration::from_secs(r.fulfil_interval_secs),

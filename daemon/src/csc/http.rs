@@ -8,6 +8,7 @@
 //! /csc/v2/credentials/list        POST      Bearer
 //! /csc/v2/credentials/info        POST      Bearer
 //! /csc/v2/credentials/authorize   POST      Bearer, OTP (TOTP), hashes → SAD
+//! /csc/v2/credentials/extendTransaction  POST  Bearer, SAD → a new SAD, its lifetime renewed
 //! /csc/v2/signatures/signHash     POST      Bearer, SAD, hashes → signatures
 //! /api/v1/activation/{code}       POST      the one-time code in the path, {"password"}
 //! /api/v1/csc/accounts/unlock     POST      an RA officer's token, {"email"} → 204
@@ -69,6 +70,10 @@ pub fn router(csc: Option<Arc<Csc>>) -> Router<Arc<AppState>> {
         .route("/csc/v2/credentials/list", post(list))
         .route("/csc/v2/credentials/info", post(credential_info))
         .route("/csc/v2/credentials/authorize", post(authorize))
+        .route(
+            "/csc/v2/credentials/extendTransaction",
+            post(extend_transaction),
+        )
         .route("/csc/v2/signatures/signHash", post(sign_hash))
         .layer(Extension(Served(csc)))
 }
@@ -273,7 +278,7 @@ async fn info(Extension(served): Extension<Served>, req: Request) -> Response {
             "description": "Ký số từ xa: khóa của thuê bao lưu giữ tập trung trong hệ thống của CA / Remote signing with subscriber keys kept centrally by the CA",
             "authType": ["basic"],
             "oauth2": "",
-            "methods": ["auth/login", "auth/revoke", "credentials/list", "credentials/info", "credentials/authorize", "signatures/signHash"],
+            "methods": ["auth/login", "auth/revoke", "credentials/list", "credentials/info", "credentials/authorize", "credentials/extendTransaction", "signatures/signHash"],
             "signAlgorithms": {"algos": [ECDSA_SHA256_OID]},
         }),
     )
@@ -561,6 +566,49 @@ async fn authorize(Extension(served): Extension<Served>, req: Request) -> Respon
                 input.hash_algorithm.as_deref(),
                 input.otp.as_deref(),
                 input.pin.as_deref(),
+                client,
+            )?;
+            Ok(json!({"SAD": sad.as_str(), "expiresIn": expires_in}))
+        })
+        .await,
+    )
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+// Every parameter the CSC API defines is accepted; those this service does not use are read
+// and ignored.
+#[allow(dead_code)]
+struct ExtendInput {
+    #[serde(rename = "credentialID")]
+    credential_id: String,
+    #[serde(rename = "SAD")]
+    sad: String,
+    hashes: Vec<String>,
+    #[serde(rename = "hashAlgorithmOID", alias = "hashAlgo")]
+    hash_algorithm: Option<String>,
+    #[serde(rename = "clientData")]
+    client_data: Option<String>,
+}
+
+/// `credentials/extendTransaction`.
+async fn extend_transaction(Extension(served): Extension<Served>, req: Request) -> Response {
+    answer(
+        authed(served, req, |csc, s, input: ExtendInput, client| {
+            if input.credential_id.is_empty() {
+                return Err(CscError::InvalidRequest(
+                    "Missing parameter credentialID".into(),
+                ));
+            }
+            if input.sad.is_empty() {
+                return Err(CscError::InvalidRequest("Missing parameter SAD".into()));
+            }
+            let (sad, expires_in) = csc.extend_transaction(
+                &s,
+                &input.credential_id,
+                &input.sad,
+                &input.hashes,
+                input.hash_algorithm.as_deref(),
                 client,
             )?;
             Ok(json!({"SAD": sad.as_str(), "expiresIn": expires_in}))
