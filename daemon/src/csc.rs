@@ -177,6 +177,32 @@ fn dummy_phc() -> &'static str {
     })
 }
 
+/// Why a SAD is not known (never issued, spent or revoked).
+const UNKNOWN_SAD: &str = "Invalid parameter SAD: unknown, already used or revoked";
+
+/// The live SAD whose hash is `sad_hash`, issued to `account` for `credential`, at `now`; or
+/// why it is not one. An expired SAD is dropped.
+fn live_sad<'a>(
+    sads: &'a mut HashMap<Vec<u8>, Sad>,
+    sad_hash: &[u8],
+    account: i64,
+    credential: &str,
+    now: u64,
+) -> Result<&'a mut Sad, &'static str> {
+    match sads.get(sad_hash) {
+        None => return Err(UNKNOWN_SAD),
+        Some(e) if e.expires_at <= now => {
+            sads.remove(sad_hash);
+            return Err("Invalid parameter SAD: expired");
+        }
+        Some(e) if e.account != account || e.credential != credential => {
+            return Err("Invalid parameter SAD: not issued for this credential");
+        }
+        Some(_) => {}
+    }
+    sads.get_mut(sad_hash).ok_or(UNKNOWN_SAD)
+}
+
 fn sha256(b: &[u8]) -> Vec<u8> {
     digest::digest(&digest::SHA256, b).as_ref().to_vec()
 }
@@ -911,35 +937,26 @@ impl Csc {
         let now = self.now();
         let lifetime = self.config.sad_lifetime.as_secs();
         let transaction = self.config.transaction_lifetime.as_secs();
-        let extended = {
+        let extended = (|| {
             let mut sads = self.sads.lock().unwrap_or_else(PoisonError::into_inner);
-            match sads.get(&old) {
-                None => Err("Invalid parameter SAD: unknown, already used or revoked"),
-                Some(e) if e.expires_at <= now => {
-                    sads.remove(&old);
-                    Err("Invalid parameter SAD: expired")
-                }
-                Some(e) if e.account != s.account || e.credential != c.id => {
-                    Err("Invalid parameter SAD: not issued for this credential")
-                }
-                Some(e) if !asked.iter().all(|h| e.hashes.contains(h)) => {
-                    Err("Invalid parameter hashes: not authorised by this SAD (or already signed)")
-                }
-                Some(e) if now >= e.authorised_at + transaction => Err(
-                    "Invalid parameter SAD: the transaction has lasted its longest; authorise again",
-                ),
-                Some(_) => match sads.remove(&old) {
-                    Some(mut e) => {
-                        e.expires_at = (now + lifetime).min(e.authorised_at + transaction);
-                        let left = e.hashes.len();
-                        let expires_in = e.expires_at - now;
-                        sads.insert(fresh_hash, e);
-                        Ok((left, expires_in))
-                    }
-                    None => Err("Invalid parameter SAD: unknown, already used or revoked"),
-                },
+            let e = live_sad(&mut sads, &old, s.account, &c.id, now)?;
+            if !asked.iter().all(|h| e.hashes.contains(h)) {
+                return Err(
+                    "Invalid parameter hashes: not authorised by this SAD (or already signed)",
+                );
             }
-        };
+            if now >= e.authorised_at + transaction {
+                return Err(
+                    "Invalid parameter SAD: the transaction has lasted its longest; authorise again",
+                );
+            }
+            let mut e = sads.remove(&old).ok_or(UNKNOWN_SAD)?;
+            e.expires_at = (now + lifetime).min(e.authorised_at + transaction);
+            let left = e.hashes.len();
+            let expires_in = e.expires_at - now;
+            sads.insert(fresh_hash, e);
+            Ok((left, expires_in))
+        })();
         match extended {
             Ok((left, expires_in)) => {
                 let audit = self.entry(
@@ -1003,16 +1020,9 @@ impl Csc {
         // both sign the same hash.
         let refusal = {
             let mut sads = self.sads.lock().unwrap_or_else(PoisonError::into_inner);
-            let refusal = match sads.get_mut(&sad_hash) {
-                None => Some("Invalid parameter SAD: unknown, already used or revoked"),
-                Some(e) if e.expires_at <= now => {
-                    sads.remove(&sad_hash);
-                    Some("Invalid parameter SAD: expired")
-                }
-                Some(e) if e.account != s.account || e.credential != c.id => {
-                    Some("Invalid parameter SAD: not issued for this credential")
-                }
-                Some(e) => {
+            match live_sad(&mut sads, &sad_hash, s.account, &c.id, now) {
+                Err(why) => why,
+                Ok(e) => {
                     let mut left = e.hashes.clone();
                     let mut all = true;
                     for h in &decoded {
@@ -1033,18 +1043,16 @@ impl Csc {
                         drop(sads);
                         return self.sign_all(s, &c, key, &decoded, client, ACTION);
                     }
-                    Some("Invalid parameter hashes: not authorised by this SAD (or already signed)")
+                    "Invalid parameter hashes: not authorised by this SAD (or already signed)"
                 }
-            };
-            refusal
+            }
         };
-        let message = refusal.unwrap_or("Invalid parameter SAD");
         Err(self.refuse(
             Some(s.account),
             ACTION,
             &c.id,
             client,
-            CscError::InvalidRequest(message.into()),
+            CscError::InvalidRequest(refusal.into()),
         ))
     }
 

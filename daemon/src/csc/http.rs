@@ -505,11 +505,7 @@ async fn list(Extension(served): Extension<Served>, req: Request) -> Response {
 async fn credential_info(Extension(served): Extension<Served>, req: Request) -> Response {
     answer(
         authed(served, req, |csc, s, input: InfoRequest, client| {
-            if input.credential_id.is_empty() {
-                return Err(CscError::InvalidRequest(
-                    "Missing parameter credentialID".into(),
-                ));
-            }
+            require(&input.credential_id, "credentialID")?;
             let v = csc.info(&s, &input.credential_id, client)?;
             let mut out = describe(
                 csc,
@@ -553,11 +549,7 @@ struct AuthorizeInput {
 async fn authorize(Extension(served): Extension<Served>, req: Request) -> Response {
     answer(
         authed(served, req, |csc, s, input: AuthorizeInput, client| {
-            if input.credential_id.is_empty() {
-                return Err(CscError::InvalidRequest(
-                    "Missing parameter credentialID".into(),
-                ));
-            }
+            require(&input.credential_id, "credentialID")?;
             let (sad, expires_in) = csc.authorize(
                 &s,
                 &input.credential_id,
@@ -591,18 +583,22 @@ struct ExtendInput {
     client_data: Option<String>,
 }
 
+/// A parameter the call cannot go without: `Missing parameter NAME` when it is empty.
+fn require(value: &str, name: &str) -> Result<(), CscError> {
+    if value.is_empty() {
+        return Err(CscError::InvalidRequest(format!(
+            "Missing parameter {name}"
+        )));
+    }
+    Ok(())
+}
+
 /// `credentials/extendTransaction`.
 async fn extend_transaction(Extension(served): Extension<Served>, req: Request) -> Response {
     answer(
         authed(served, req, |csc, s, input: ExtendInput, client| {
-            if input.credential_id.is_empty() {
-                return Err(CscError::InvalidRequest(
-                    "Missing parameter credentialID".into(),
-                ));
-            }
-            if input.sad.is_empty() {
-                return Err(CscError::InvalidRequest("Missing parameter SAD".into()));
-            }
+            require(&input.credential_id, "credentialID")?;
+            require(&input.sad, "SAD")?;
             let (sad, expires_in) = csc.extend_transaction(
                 &s,
                 &input.credential_id,
@@ -644,19 +640,9 @@ struct SignHashInput {
 async fn sign_hash(Extension(served): Extension<Served>, req: Request) -> Response {
     answer(
         authed(served, req, |csc, s, input: SignHashInput, client| {
-            if input.credential_id.is_empty() {
-                return Err(CscError::InvalidRequest(
-                    "Missing parameter credentialID".into(),
-                ));
-            }
-            if input.sad.is_empty() {
-                return Err(CscError::InvalidRequest("Missing parameter SAD".into()));
-            }
-            if input.sign_algorithm.is_empty() {
-                return Err(CscError::InvalidRequest(
-                    "Missing parameter signAlgo".into(),
-                ));
-            }
+            require(&input.credential_id, "credentialID")?;
+            require(&input.sad, "SAD")?;
+            require(&input.sign_algorithm, "signAlgo")?;
             if input.operation_mode.as_deref().is_some_and(|m| m != "S") {
                 return Err(CscError::InvalidRequest(
                     "Invalid parameter operationMode: only synchronous (S)".into(),
