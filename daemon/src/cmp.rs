@@ -675,12 +675,14 @@ impl Cmp {
         })?;
         let der = der::Encode::to_der(leaf)
             .map_err(|e| Refusal::new(FailureBit::BadDataFormat, e.to_string()))?;
-        let fingerprint: [u8; 32] = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der)
-            .as_ref()
-            .try_into()
-            .map_err(|_| Refusal::new(FailureBit::SystemFailure, "SHA-256"))?;
-        if label.trusted_ras.contains(&fingerprint) {
-            return self.authenticate_ra(label, req, leaf, &fingerprint, now);
+        if !label.trusted_ras.is_empty() {
+            let fingerprint: [u8; 32] = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der)
+                .as_ref()
+                .try_into()
+                .map_err(|_| Refusal::new(FailureBit::SystemFailure, "SHA-256"))?;
+            if label.trusted_ras.contains(&fingerprint) {
+                return self.authenticate_ra(label, req, leaf, &der, &fingerprint, now);
+            }
         }
         let serial = serial_hex(leaf);
         let rec = self
@@ -766,6 +768,7 @@ impl Cmp {
         label: &CmpLabel,
         req: &Request,
         leaf: &Certificate,
+        der: &[u8],
         fingerprint: &[u8; 32],
         now: u64,
     ) -> Result<Sender, Refusal> {
@@ -787,12 +790,10 @@ impl Cmp {
                 format!("the RA certificate {id}… is outside its validity period"),
             ));
         }
-        let der = der::Encode::to_der(leaf)
-            .map_err(|e| Refusal::new(FailureBit::BadDataFormat, e.to_string()))?;
         if let Some(rec) = self
             .store
             .certificate(&serial_hex(leaf))?
-            .filter(|r| r.der.as_deref() == Some(der.as_slice()))
+            .filter(|r| r.der.as_deref() == Some(der))
         {
             if rec.status != CertStatus::Valid {
                 return Err(Refusal::new(

@@ -57,14 +57,6 @@ fn key(
     }
 }
 
-/// The canonical hex serial of `cert`, as the store keys it.
-fn serial_of(cert: &Certificate) -> String {
-    pkid_protocols::serial::canonical_hex(&hex::encode(
-        cert.tbs_certificate.serial_number.as_bytes(),
-    ))
-    .unwrap_or_default()
-}
-
 /// Whether `cert` is still a good CMP responder certificate at `now`: it has more than a third
 /// of its validity left (so it is replaced well before clients see it expire), and the store
 /// does not record it revoked or on hold.
@@ -76,7 +68,8 @@ pub fn current(authority: &Authority, cert: &Certificate, now: u64) -> bool {
     if now >= renew_at {
         return false;
     }
-    match authority.store().certificate(&serial_of(cert)) {
+    let serial = pkid_protocols::serial::to_hex(&tbs.serial_number);
+    match authority.store().certificate(&serial) {
         Ok(Some(rec)) => rec.status == crate::store::CertStatus::Valid,
         // Not stored (a file from elsewhere): replaced by one that is.
         Ok(None) => false,
@@ -105,7 +98,7 @@ fn refuse_compromised(
     else {
         return Ok(());
     };
-    let serial = serial_of(&cert);
+    let serial = pkid_protocols::serial::to_hex(&cert.tbs_certificate.serial_number);
     let compromised = authority
         .store()
         .certificate(&serial)
