@@ -350,22 +350,7 @@ fn openssl_cmp_enrolls_with_a_shared_secret_and_every_bad_message_gets_its_failu
 
     // The client rejects the certificate in certConf (it does not chain to what it trusts):
     // pkid revokes it.
-    let other = at("other", "pem");
-    openssl_ok(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        path_str(&at("other", "key")),
-        "-subj",
-        "/CN=Someone else",
-        "-out",
-        path_str(&other),
-    ]);
+    let (_, other) = self_signed_p256(w, "other", "/CN=Someone else");
     let rej_rsp = at("rej-ip", "der");
     let rspout = format!(
         "{},{}",
@@ -1679,22 +1664,7 @@ fn signed_cr_p10cr_kur_and_rr_with_openssl_cmp() {
 
     // A certificate pkid did not issue (from another CA, naming the organisation):
     // signerNotTrusted. (A self-signed one openssl does not even send.)
-    let (ca_key, ca) = (at("stranger-ca", "key"), at("stranger-ca", "pem"));
-    openssl_ok(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        path_str(&ca_key),
-        "-subj",
-        "/CN=Stranger CA",
-        "-out",
-        path_str(&ca),
-    ]);
+    let (ca_key, ca) = self_signed_p256(w, "stranger-ca", "/CN=Stranger CA");
     let (stranger_key, stranger_csr) = make_csr(w, &format!("/CN=x/O={ORG_NAME}"), "ec:P-256");
     let stranger = at("stranger", "pem");
     openssl_ok(&[
@@ -2342,21 +2312,7 @@ fn an_ra_the_label_trusts_nests_requests_and_vouches_for_raverified() {
         "/CN=RA Sở Giáo dục Đà Nẵng/O=Sở Giáo dục và Đào tạo Đà Nẵng",
         None,
     );
-    let rogue_ca_key = p256_key(w);
-    let rogue_ca = unique_path(w, "rogue-ca", "crt");
-    openssl_ok(&[
-        "req",
-        "-x509",
-        "-new",
-        "-key",
-        path_str(&rogue_ca_key),
-        "-subj",
-        "/CN=Rogue CA",
-        "-days",
-        "30",
-        "-out",
-        path_str(&rogue_ca),
-    ]);
+    let (rogue_ca_key, rogue_ca) = self_signed_p256(w, "rogue-ca", "/CN=Rogue CA");
     let (rogue_crt, rogue_key, rogue_pkcs8, rogue) =
         ra_certificate(data, w, "/CN=RA giả mạo", Some((&rogue_ca, &rogue_ca_key)));
     // The pin as an operator copies it: `openssl x509 -noout -fingerprint -sha256` output.

@@ -1204,6 +1204,21 @@ fn a_batch_is_signed_over_several_calls_with_an_extended_transaction() {
     };
     assert_eq!(sign(&first, &docs[..1]).status, 200);
 
+    // No SAD, or one never issued: refused, and the live one is untouched.
+    let missing = csc(
+        bed,
+        "credentials/extendTransaction",
+        &token,
+        &json!({"credentialID": id}),
+    );
+    assert_csc_error(&missing, 400, "invalid_request");
+    let made_up = csc(
+        bed,
+        "credentials/extendTransaction",
+        &token,
+        &json!({"credentialID": id, "SAD": "pkidsad_khong-co-that"}),
+    );
+    assert_csc_error(&made_up, 400, "invalid_request");
     // A hash the SAD never authorised cannot ride on an extension.
     let stranger = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
     let bad = csc(

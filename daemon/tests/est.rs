@@ -1072,23 +1072,7 @@ copy_subject_alt_name = true
             "signed by the EST server"
         );
         // Another root does not vouch for it.
-        let other = unique_path(dir, "other-root", "pem");
-        let other_key = unique_path(dir, "other-root", "key");
-        openssl_ok(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            path_str(&other_key),
-            "-subj",
-            "/CN=other",
-            "-out",
-            path_str(&other),
-        ]);
+        let (_, other) = self_signed_p256(dir, "other-root", "/CN=other");
         let refused = std::process::Command::new("openssl")
             .args([
                 "cms",
@@ -1205,19 +1189,10 @@ copy_subject_alt_name = true
             let key = unique_path(bed.work(), "skg-key", "der");
             std::fs::write(&key, part("application/pkcs8")).expect("write");
             let key_pub = openssl_ok(&["pkey", "-inform", "DER", "-in", path_str(&key), "-pubout"]);
-            let p7 = unique_path(bed.work(), "skg-cert", "p7");
-            std::fs::write(&p7, part("application/pkcs7-mime; smime-type=certs-only"))
-                .expect("write");
-            let pem = openssl_ok(&[
-                "pkcs7",
-                "-inform",
-                "DER",
-                "-in",
-                path_str(&p7),
-                "-print_certs",
-            ]);
-            let start = pem.find("-----BEGIN").expect("PEM");
-            let (_, cert) = save_pem(bed.work(), pem[start..].trim_end());
+            let (_, cert) = only_certificate_of(
+                bed.work(),
+                &part("application/pkcs7-mime; smime-type=certs-only"),
+            );
             assert_eq!(
                 public_key_of_cert(&cert),
                 key_pub,

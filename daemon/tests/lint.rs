@@ -166,23 +166,7 @@ fn certificates_crls_and_ocsp_responses_pass_pkilint() {
     // OCSP: good, revoked, and a serial pkid never issued (a certificate of another CA, asked
     // of pkid's issuing CA).
     let daemon = Daemon::start(data);
-    let stranger_key = unique_path(data, "stranger", "key");
-    let stranger = unique_path(data, "stranger", "crt");
-    openssl_ok(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        path_str(&stranger_key),
-        "-subj",
-        "/CN=stranger",
-        "-out",
-        path_str(&stranger),
-    ]);
+    let (_, stranger) = self_signed_p256(data, "stranger", "/CN=stranger");
     for (what, cert) in [
         ("good", serials[2].1.clone()),
         ("revoked", revoked_cert),

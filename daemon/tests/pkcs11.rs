@@ -339,44 +339,22 @@ fn serverkeygen_makes_the_subscriber_key_in_the_token_and_leaves_none_there() {
         daemon.logs()
     );
 
-    let (_, csr) = make_csr(data, "/CN=may-chu-van-ban.sotttt.gov.vn", "ec:P-256");
-    let b64 = unique_path(data, "csr", "b64");
-    let der = csr_der(data, &csr);
-    openssl_ok(&["base64", "-in", path_str(&der), "-out", path_str(&b64)]);
+    let body = est_csr_body(data, "/CN=may-chu-van-ban.sotttt.gov.vn");
     let root = data.join("certs/root.crt");
     let user = format!("may-chu-01:{password}");
-    let mut args = daemon.tls_args(&root);
-    args.extend(
-        [
-            "--user",
-            &user,
-            "-H",
-            "Content-Type: application/pkcs10",
-            "--data-binary",
-            &format!("@{}", path_str(&b64)),
-            &daemon.https_url("/.well-known/est/may-chu/serverkeygen"),
-        ]
-        .map(str::to_owned),
+    let reply = est_post_basic(
+        &daemon,
+        &root,
+        &user,
+        "/.well-known/est/may-chu/serverkeygen",
+        &body,
     );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let reply = fetch(&args);
     let parts = multipart_parts(&reply);
     assert_eq!(parts.len(), 2, "{}", reply.text());
     assert_eq!(parts[0].0, "application/pkcs8");
     let key = unique_path(data, "server", "der");
     std::fs::write(&key, &parts[0].1).expect("key");
-    let p7 = unique_path(data, "server", "p7");
-    std::fs::write(&p7, &parts[1].1).expect("certs");
-    let pem = openssl_ok(&[
-        "pkcs7",
-        "-inform",
-        "DER",
-        "-in",
-        path_str(&p7),
-        "-print_certs",
-    ]);
-    let start = pem.find("-----BEGIN").expect("PEM");
-    let (_, cert) = save_pem(data, pem[start..].trim_end());
+    let (_, cert) = only_certificate_of(data, &parts[1].1);
     assert_eq!(
         openssl_ok(&["pkey", "-inform", "DER", "-in", path_str(&key), "-pubout"]),
         public_key_of_cert(&cert),

@@ -2513,32 +2513,17 @@ async fn an_officer_makes_an_est_account_on_the_portal_that_enrolls_until_revoke
     // The secret the page showed enrolls over EST on the real daemon ...
     let daemon = Daemon::start(data);
     let root = data.join("certs/root.crt");
-    let (_, csr) = make_csr(data, "/CN=may-chu-01.thpt-lqd.edu.vn", "ec:P-256");
-    let b64 = unique_path(data, "csr", "b64");
-    openssl_ok(&[
-        "base64",
-        "-in",
-        path_str(&csr_der(data, &csr)),
-        "-out",
-        path_str(&b64),
-    ]);
+    let body = est_csr_body(data, "/CN=may-chu-01.thpt-lqd.edu.vn");
+    let user = format!("may-chu-01:{secret}");
     let enroll = || {
-        let user = format!("may-chu-01:{secret}");
-        let mut args = daemon.tls_args(&root);
-        args.extend(
-            [
-                "--user",
-                &user,
-                "-H",
-                "Content-Type: application/pkcs10",
-                "--data-binary",
-                &format!("@{}", path_str(&b64)),
-                &daemon.https_url("/.well-known/est/may-chu/simpleenroll"),
-            ]
-            .map(str::to_owned),
-        );
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        fetch(&args).status
+        est_post_basic(
+            &daemon,
+            &root,
+            &user,
+            "/.well-known/est/may-chu/simpleenroll",
+            &body,
+        )
+        .status
     };
     assert_eq!(enroll(), 200);
 

@@ -858,3 +858,78 @@ pub fn multipart_parts(reply: &Reply) -> Vec<(String, Vec<u8>)> {
         })
         .collect()
 }
+
+/// A new P-256 key and a self-signed certificate for `subject` (another CA, a stranger), made
+/// by `openssl req -x509` in `dir`: (key path, certificate path), PEM.
+pub fn self_signed_p256(dir: &Path, stem: &str, subject: &str) -> (PathBuf, PathBuf) {
+    let key = unique_path(dir, stem, "key");
+    let cert = unique_path(dir, stem, "crt");
+    openssl_ok(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        path_str(&key),
+        "-subj",
+        subject,
+        "-out",
+        path_str(&cert),
+    ]);
+    (key, cert)
+}
+
+/// An EST body: a new P-256 PKCS#10 request for `subject`, DER in base64 (`openssl base64`,
+/// wrapped at 64 columns as clients send it). Its path.
+pub fn est_csr_body(dir: &Path, subject: &str) -> PathBuf {
+    let (_, csr) = make_csr(dir, subject, "ec:P-256");
+    let b64 = unique_path(dir, "csr", "b64");
+    openssl_ok(&[
+        "base64",
+        "-in",
+        path_str(&csr_der(dir, &csr)),
+        "-out",
+        path_str(&b64),
+    ]);
+    b64
+}
+
+/// POSTs the EST `body` (`application/pkcs10`) to `path` on the daemon's HTTPS listener with
+/// HTTP Basic `user` (`name:password`), trusting `root`.
+pub fn est_post_basic(daemon: &Daemon, root: &Path, user: &str, path: &str, body: &Path) -> Reply {
+    let mut args = daemon.tls_args(root);
+    args.extend(
+        [
+            "--user",
+            user,
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &format!("@{}", path_str(body)),
+            &daemon.https_url(path),
+        ]
+        .map(str::to_owned),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fetch(&args)
+}
+
+/// The one certificate of a certs-only PKCS#7 (DER, an EST reply part), saved as PEM in
+/// `dir` (asserting there is exactly one): (serial, path).
+pub fn only_certificate_of(dir: &Path, p7_der: &[u8]) -> (String, PathBuf) {
+    let p7 = unique_path(dir, "certs", "p7");
+    std::fs::write(&p7, p7_der).expect("write the PKCS#7");
+    let pem = openssl_ok(&[
+        "pkcs7",
+        "-inform",
+        "DER",
+        "-in",
+        path_str(&p7),
+        "-print_certs",
+    ]);
+    let start = pem.find("-----BEGIN").expect("a PEM certificate");
+    save_pem(dir, pem[start..].trim_end())
+}
