@@ -519,6 +519,44 @@ impl Csc {
 
     // ---- login and tokens ---------------------------------------------------------------
 
+    /// The account of `email` when `password` is its password and it is active; a wrong
+    /// password counts towards the lock. An unknown email takes as long as a known one.
+    fn password_account(
+        &self,
+        email: &str,
+        password: &str,
+        action: &str,
+        client: &str,
+    ) -> Result<AccountRecord, CscError> {
+        let account = self.store.account_by_email(email.trim())?;
+        let Some(account) = account else {
+            let _ = credentials::verify_password(password, dummy_phc());
+            return Err(self.refuse(None, action, "", client, CscError::Authentication));
+        };
+        let Some(phc) = account.password_phc.as_deref() else {
+            let _ = credentials::verify_password(password, dummy_phc());
+            return Err(self.refuse(
+                Some(account.id),
+                action,
+                "",
+                client,
+                CscError::Authentication,
+            ));
+        };
+        if !credentials::verify_password(password, phc) {
+            return Err(self.fail(&account, action, client, CscError::Authentication));
+        }
+        match account.state {
+            AccountState::Active => Ok(account),
+            AccountState::Locked => Err(self.refuse(Some(account.id), action, "", client, CscError::Denied(
+                "the account is locked after repeated failures; ask your organisation to file an unlock request".into(),
+            ))),
+            AccountState::Pending => Err(self.refuse(Some(account.id), action, "", client, CscError::Denied(
+                "the account is not activated".into(),
+            ))),
+        }
+    }
+
     /// `auth/login`: the official email and the account password → an access token (shown
     /// once) and its lifetime in seconds.
     pub fn login(
@@ -527,37 +565,7 @@ impl Csc {
         password: &str,
         client: &str,
     ) -> Result<(Zeroizing<String>, u64), CscError> {
-        let account = self.store.account_by_email(email.trim())?;
-        let Some(account) = account else {
-            let _ = credentials::verify_password(password, dummy_phc());
-            return Err(self.refuse(None, "csc.login", "", client, CscError::Authentication));
-        };
-        let Some(phc) = account.password_phc.as_deref() else {
-            let _ = credentials::verify_password(password, dummy_phc());
-            return Err(self.refuse(
-                Some(account.id),
-                "csc.login",
-                "",
-                client,
-                CscError::Authentication,
-            ));
-        };
-        if !credentials::verify_password(password, phc) {
-            return Err(self.fail(&account, "csc.login", client, CscError::Authentication));
-        }
-        match account.state {
-            AccountState::Active => {}
-            AccountState::Locked => {
-                return Err(self.refuse(Some(account.id), "csc.login", "", client, CscError::Denied(
-                    "the account is locked after repeated failures; ask your organisation to file an unlock request".into(),
-                )))
-            }
-            AccountState::Pending => {
-                return Err(self.refuse(Some(account.id), "csc.login", "", client, CscError::Denied(
-                    "the account is not activated".into(),
-                )))
-            }
-        }
+        let account = self.password_account(email, password, "csc.login", client)?;
         if account.failures > 0 {
             self.store.reset_failures(account.id)?;
         }
@@ -630,6 +638,51 @@ impl Csc {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&hash);
+    }
+
+    /// The portal's sign-in of a subscriber: the official email, the account password and a
+    /// code of the enrolled authenticator (both factors, as for an operator). The code's step
+    /// is spent, like an authorisation's. Returns the account id; audited `csc.portal.login`.
+    pub fn portal_login(
+        &self,
+        email: &str,
+        password: &str,
+        otp: &str,
+        client: &str,
+    ) -> Result<i64, CscError> {
+        const ACTION: &str = "csc.portal.login";
+        let account = self.password_account(email, password, ACTION, client)?;
+        self.check_otp(&account, otp, ACTION, client)?;
+        if account.failures > 0 {
+            self.store.reset_failures(account.id)?;
+        }
+        let audit = self.entry(
+            format!("csc-account:{}", account.id),
+            ACTION,
+            &format!("account:{}", account.id),
+            Outcome::Success,
+            format!("client={client}"),
+        );
+        self.store.audit(&audit)?;
+        Ok(account.id)
+    }
+
+    /// The active account of a portal session (`None`: gone, locked or re-enrolled, and the
+    /// session ends).
+    pub fn portal_account(&self, account: i64) -> Result<Option<AccountRecord>, CscError> {
+        Ok(self
+            .store
+            .csc_account(account)?
+            .filter(|a| a.state == AccountState::Active && a.totp_sealed.is_some()))
+    }
+
+    /// The account's credentials as `credentials/info` describes them, for its portal page.
+    pub fn own_credentials(&self, account: i64) -> Result<Vec<CredentialView>, CscError> {
+        self.store
+            .csc_credentials(account)?
+            .into_iter()
+            .map(|c| self.view(c))
+            .collect()
     }
 
     fn active_account(
@@ -768,7 +821,13 @@ impl Csc {
 
     /// Checks a TOTP code against the account's secret at `now` (± one step) and spends its
     /// step, so the same code is never accepted twice.
-    fn check_otp(&self, account: &AccountRecord, otp: &str, client: &str) -> Result<(), CscError> {
+    fn check_otp(
+        &self,
+        account: &AccountRecord,
+        otp: &str,
+        action: &str,
+        client: &str,
+    ) -> Result<(), CscError> {
         let Some(sealed) = &account.totp_sealed else {
             return Err(CscError::Denied(
                 "the account has no authenticator enrolled".into(),
@@ -792,12 +851,7 @@ impl Csc {
             })
         });
         let Some(step) = step else {
-            return Err(self.fail(
-                account,
-                "csc.credentials.authorize",
-                client,
-                CscError::InvalidOtp,
-            ));
+            return Err(self.fail(account, action, client, CscError::InvalidOtp));
         };
         let audit = self.entry(
             format!("csc-account:{}", account.id),
@@ -808,12 +862,7 @@ impl Csc {
         );
         if !self.store.record_otp(account.id, step, &audit)? {
             // The code of a step already used: a replay.
-            return Err(self.fail(
-                account,
-                "csc.credentials.authorize",
-                client,
-                CscError::InvalidOtp,
-            ));
+            return Err(self.fail(account, action, client, CscError::InvalidOtp));
         }
         Ok(())
     }
@@ -862,7 +911,7 @@ impl Csc {
         let Some(otp) = otp.filter(|o| !o.trim().is_empty()) else {
             return Err(CscError::InvalidRequest("Missing parameter OTP".into()));
         };
-        self.check_otp(&account, otp, client)?;
+        self.check_otp(&account, otp, ACTION, client)?;
         let (status, _) = self.certificate_status(&c)?;
         if status != "valid" || !c.enabled {
             return Err(self.refuse(

@@ -41,7 +41,7 @@ use base64::Engine;
 use governor::{Quota, RateLimiter};
 use i18n::Lang;
 use serde::Deserialize;
-use session::Sessions;
+use session::{Holder, Sessions};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -62,8 +62,9 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-ac
 const MAX_QUERY_CHARS: usize = 128;
 /// Most certificates one search shows.
 const SEARCH_LIMIT: usize = 50;
-/// Longest operator id a login attempt is counted under (longer ids do not exist).
-const MAX_LOGIN_ID_BYTES: usize = 64;
+/// Longest login name a login attempt is counted under, characters: an operator id or a
+/// subscriber's official email (RFC 5321's longest address); longer ones do not exist.
+const MAX_LOGIN_ID_CHARS: usize = 254;
 /// Most requests one bulk approval takes (each is one CA issuance).
 const MAX_BULK_APPROVALS: usize = 100;
 /// Longest text field of a form, bytes (the desk checks the real limits and says which).
@@ -178,6 +179,10 @@ struct Page {
     session_cookie: Option<String>,
     session: Option<session::Session>,
     who: Option<Principal>,
+    /// The remote-signing subscriber signed in with the official email, when it is one.
+    signer: Option<crate::store::csc::AccountRecord>,
+    /// The remote-signing service, for a signed-in subscriber's pages.
+    csc: Option<Arc<crate::csc::Csc>>,
     pre: String,
     set_pre: bool,
     identity: Option<ClientIdentity>,
@@ -228,23 +233,42 @@ impl FromRequestParts<Arc<AppState>> for Page {
             .as_deref()
             .and_then(|c| portal.sessions.touch(c));
         let desk = state.desk.clone();
-        let who = match (&session, &desk) {
-            (Some(s), Some(d)) => {
-                let (d, id, via) = (d.clone(), s.operator.clone(), s.via);
+        let end = || {
+            if let Some(c) = &session_cookie {
+                portal.sessions.end(c);
+            }
+        };
+        let (mut who, mut signer, mut csc) = (None, None, None);
+        match (session.as_ref().map(|s| (&s.holder, s.via)), &desk) {
+            (Some((Holder::Operator(id), via)), Some(d)) => {
+                let (d, id) = (d.clone(), id.clone());
                 match tokio::task::spawn_blocking(move || d.session_principal(&id, via)).await {
-                    Ok(Ok(p)) => Some(p),
-                    Ok(Err(DeskError::Unauthenticated)) => {
-                        if let Some(c) = &session_cookie {
-                            portal.sessions.end(c);
-                        }
-                        None
-                    }
-                    _ => None,
+                    Ok(Ok(p)) => who = Some(p),
+                    Ok(Err(DeskError::Unauthenticated)) => end(),
+                    _ => {}
                 }
             }
-            _ => None,
+            (Some((Holder::Signer(account), _)), _) => {
+                let account = *account;
+                if let Some(service) = crate::csc::http::service(state) {
+                    let s = service.clone();
+                    match tokio::task::spawn_blocking(move || s.portal_account(account)).await {
+                        Ok(Ok(Some(a))) => {
+                            signer = Some(a);
+                            csc = Some(service);
+                        }
+                        Ok(Ok(None)) => end(),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        let session = if who.is_some() || signer.is_some() {
+            session
+        } else {
+            None
         };
-        let session = if who.is_some() { session } else { None };
         let config = state.config.load();
         Ok(Page {
             portal,
@@ -254,6 +278,8 @@ impl FromRequestParts<Arc<AppState>> for Page {
             session_cookie,
             session,
             who,
+            signer,
+            csc,
             pre,
             set_pre,
             identity: parts.extensions.get::<ClientIdentity>().cloned(),
@@ -274,13 +300,17 @@ impl Page {
                 operator.name.clone(),
                 i18n::message(self.lang, &format!("role-{}", operator.role.as_str()), None),
             )),
-            _ => None,
+            _ => self
+                .signer
+                .as_ref()
+                .map(|a| (a.email.clone(), self.t("role-signer"))),
         };
         Chrome {
             lang: self.lang,
             css: assets::css_path(),
             csrf: self.csrf().to_owned(),
             user,
+            staff: self.who.is_some(),
             reports: self.who.as_ref().is_some_and(|w| w.audits()),
             audit_log: self.who.as_ref().is_some_and(|w| w.reads_audit_log()),
             admin: self.who.as_ref().is_some_and(|w| w.administers()),
@@ -522,6 +552,9 @@ async fn home(
     page: Page,
     q: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    if let Some(account) = page.signer.clone() {
+        return signer_home(&page, account).await;
+    }
     let Some(who) = page.who.clone() else {
         let c = page.chrome();
         return page.html(
@@ -608,6 +641,59 @@ async fn home(
     )
 }
 
+/// The home page of a signed-in remote-signing subscriber: its credentials, each with its
+/// certificate's status and a link to its signing history.
+async fn signer_home(page: &Page, account: crate::store::csc::AccountRecord) -> Response {
+    let Some(csc) = page.csc.clone() else {
+        return see_other("/search");
+    };
+    let id = account.id;
+    let views = match tokio::task::spawn_blocking(move || csc.own_credentials(id)).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "portal: a subscriber's credentials");
+            return page.error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable-title",
+                "unavailable-detail",
+            );
+        }
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    let rows = views
+        .into_iter()
+        .map(|v| SignerCredentialRow {
+            status: page.t(match v.cert_status {
+                "valid" => "status-valid",
+                "expired" => "status-expired",
+                "suspended" => "status-hold",
+                _ => "signer-revoked",
+            }),
+            status_code: v.cert_status,
+            enabled: page.t(if v.credential.enabled {
+                "signing-enabled"
+            } else {
+                "signing-disabled"
+            }),
+            valid_to: generalized_local_time(&v.valid_to),
+            subject: v.subject,
+            serial: v.credential.serial,
+            credential: v.credential.id,
+        })
+        .collect();
+    let c = page.chrome();
+    page.html(
+        StatusCode::OK,
+        SignerPage {
+            c: &c,
+            email: account.email,
+            organisation: account.organisation,
+            rows,
+        }
+        .render(),
+    )
+}
+
 #[derive(Deserialize)]
 struct LoginForm {
     csrf: Option<String>,
@@ -639,7 +725,7 @@ async fn login(
         .username
         .trim()
         .chars()
-        .take(MAX_LOGIN_ID_BYTES)
+        .take(MAX_LOGIN_ID_CHARS)
         .collect();
     let limited = page.portal.by_id.check_key(&id).is_err()
         || page
@@ -671,11 +757,18 @@ async fn login(
         zeroize::Zeroizing::new(form.password),
         zeroize::Zeroizing::new(form.totp),
     );
+    if id.contains('@') {
+        return signer_login(&page, &state, id, password, code).await;
+    }
     let r = blocking(move || desk.authenticate_password(&who_id, &password, &code)).await;
     match r {
-        Ok(Principal::Operator { operator, .. }) => {
-            start_session(&page, &state, &operator.id, Via::Password)
-        }
+        Ok(Principal::Operator { operator, .. }) => start_session(
+            &page,
+            &state,
+            Holder::Operator(operator.id.clone()),
+            &operator.id,
+            Via::Password,
+        ),
         Ok(Principal::Subscriber { .. }) | Err(DeskError::Unauthenticated) => {
             page.audit(
                 &state,
@@ -684,26 +777,84 @@ async fn login(
                 Outcome::Refused,
                 "wrong password or code",
             );
-            let c = page.chrome();
-            page.html(
-                StatusCode::UNAUTHORIZED,
-                HomePage {
-                    c: &c,
-                    failed: true,
-                    username: id,
-                }
-                .render(),
-            )
+            login_failed(&page, id)
         }
         Err(e) => page.refusal(&e),
     }
 }
 
-fn start_session(page: &Page, state: &AppState, operator: &str, via: Via) -> Response {
+/// The login form again, saying only that the login failed.
+fn login_failed(page: &Page, username: String) -> Response {
+    let c = page.chrome();
+    page.html(
+        StatusCode::UNAUTHORIZED,
+        HomePage {
+            c: &c,
+            failed: true,
+            username,
+        }
+        .render(),
+    )
+}
+
+/// The login of a remote-signing subscriber (a login name with `@`: the official email),
+/// with the account's password and a code of its authenticator. The signing service audits
+/// it and counts a wrong password or code towards the account's lock.
+async fn signer_login(
+    page: &Page,
+    state: &Arc<AppState>,
+    email: String,
+    password: zeroize::Zeroizing<String>,
+    code: zeroize::Zeroizing<String>,
+) -> Response {
+    let Some(csc) = crate::csc::http::service(state) else {
+        return login_failed(page, email);
+    };
+    let client = page.address.map(|a| a.to_string()).unwrap_or_default();
+    let who = email.clone();
+    let r = tokio::task::spawn_blocking(move || csc.portal_login(&who, &password, &code, &client))
+        .await;
+    match r {
+        Ok(Ok(account)) => start_session(
+            page,
+            state,
+            Holder::Signer(account),
+            &format!("csc-account:{account}"),
+            Via::Password,
+        ),
+        Ok(Err(crate::csc::CscError::Unavailable(m))) => {
+            tracing::warn!(reason = %m, "portal: subscriber login unavailable");
+            page.error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable-title",
+                "unavailable-detail",
+            )
+        }
+        Ok(Err(crate::csc::CscError::Internal(m))) => {
+            tracing::error!(reason = %m, "portal: subscriber login failed");
+            page.error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal-title",
+                "internal-detail",
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "portal: subscriber login task");
+            page.error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal-title",
+                "internal-detail",
+            )
+        }
+        Ok(Err(_)) => login_failed(page, email),
+    }
+}
+
+fn start_session(page: &Page, state: &AppState, holder: Holder, actor: &str, via: Via) -> Response {
     if let Some(old) = &page.session_cookie {
         page.portal.sessions.end(old);
     }
-    let Some((cookie, _csrf)) = page.portal.sessions.start(operator, via) else {
+    let Some((cookie, _csrf)) = page.portal.sessions.start(holder, via) else {
         return page.error(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable-title",
@@ -714,7 +865,7 @@ fn start_session(page: &Page, state: &AppState, operator: &str, via: Via) -> Res
         Via::Certificate => "client certificate",
         _ => "password and TOTP",
     };
-    page.audit(state, operator, "portal.login", Outcome::Success, how);
+    page.audit(state, actor, "portal.login", Outcome::Success, how);
     let mut r = see_other("/");
     if let Ok(v) = HeaderValue::from_str(&format!(
         "{SESSION_COOKIE}={cookie}; Path=/; Secure; HttpOnly; SameSite=Strict"
@@ -748,9 +899,13 @@ async fn login_certificate(
     };
     let serial = id.serial.to_string();
     match blocking(move || desk.authenticate_certificate(&id.leaf, &id.serial, &id.subject)).await {
-        Ok(Principal::Operator { operator, .. }) => {
-            start_session(&page, &state, &operator.id, Via::Certificate)
-        }
+        Ok(Principal::Operator { operator, .. }) => start_session(
+            &page,
+            &state,
+            Holder::Operator(operator.id.clone()),
+            &operator.id,
+            Via::Certificate,
+        ),
         Ok(_) | Err(DeskError::Unauthenticated) => {
             page.audit(
                 &state,
@@ -1827,9 +1982,11 @@ async fn signing_history(
     p: Result<Path<String>, axum::extract::rejection::PathRejection>,
     q: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let (_desk, who) = match page.desk() {
-        Ok(d) => d,
-        Err(r) => return *r,
+    let signer = page.signer.as_ref().map(|a| a.id);
+    let who = match (signer, page.desk()) {
+        (Some(_), _) => None,
+        (None, Ok((_, who))) => Some(who),
+        (None, Err(r)) => return *r,
     };
     let id = match p {
         Ok(Path(s)) if !s.is_empty() && s.len() <= MAX_CREDENTIAL_ID => s,
@@ -1850,8 +2007,18 @@ async fn signing_history(
         },
     };
     let store = page.store.clone();
-    let found = blocking(move || {
-        crate::csc::history::signing_history(store.as_ref(), &who, &id, before, LIST_PAGE)
+    let found = blocking(move || match (&who, signer) {
+        (Some(who), _) => {
+            crate::csc::history::signing_history(store.as_ref(), who, &id, before, LIST_PAGE)
+        }
+        (None, Some(account)) => crate::csc::history::own_signing_history(
+            store.as_ref(),
+            account,
+            &id,
+            before,
+            LIST_PAGE,
+        ),
+        (None, None) => Err(DeskError::Unauthenticated),
     })
     .await;
     let h = match found {
@@ -1884,6 +2051,7 @@ async fn signing_history(
         StatusCode::OK,
         SigningPage {
             c: &c,
+            own: signer.is_some(),
             state: page.t(if h.enabled {
                 "signing-enabled"
             } else {

@@ -1002,40 +1002,24 @@ fn a_subscriber_activates_on_the_portal_page_and_signs_with_the_enrolled_authent
     let school = School::new(bed, "Trường Đại học Sư phạm Đà Nẵng", "education");
     let (email, code, _) = fulfilled(bed, &school, "Trịnh Công Sơn");
     let jar = unique_path(bed.work(), "cookies", "txt");
-    let page = |extra: &[&str]| {
-        let mut args = bed.tls_args();
-        args.extend([
-            "-b".into(),
-            path_str(&jar).into(),
-            "-c".into(),
-            path_str(&jar).into(),
-        ]);
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args.push(bed.https_url(&format!("/activate/{code}")));
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        fetch(&refs)
-    };
+    let path = format!("/activate/{code}");
+    let page = |form: &[String]| portal_page(bed, &jar, &path, form);
     let form = page(&[]);
     assert_eq!(form.status, 200, "{}", form.text());
     let html = form.text();
     assert!(html.contains("Kích hoạt tài khoản ký số từ xa"), "{html}");
-    let at = html.find("name=\"csrf\" value=\"").expect("a form token") + 19;
-    let csrf = html[at..].split('"').next().expect("token").to_owned();
-    let csrf_arg = format!("csrf={csrf}");
+    let csrf_arg = format!("csrf={}", form_token(&html));
     let password = format!("password={PASSWORD}");
     let confirm = format!("confirm={PASSWORD}");
 
     // Without the form token: refused, and the code is not spent.
-    let forged = page(&["--data-urlencode", &password, "--data-urlencode", &confirm]);
+    let forged = page(&[password.clone(), confirm.clone()]);
     assert_eq!(forged.status, 403, "{}", forged.text());
     // Two different passwords: the form again, saying so.
     let mismatch = page(&[
-        "--data-urlencode",
-        &csrf_arg,
-        "--data-urlencode",
-        &password,
-        "--data-urlencode",
-        "confirm=một mật khẩu khác hẳn",
+        csrf_arg.clone(),
+        password.clone(),
+        "confirm=một mật khẩu khác hẳn".into(),
     ]);
     assert_eq!(mismatch.status, 422, "{}", mismatch.text());
     assert!(
@@ -1046,14 +1030,7 @@ fn a_subscriber_activates_on_the_portal_page_and_signs_with_the_enrolled_authent
         mismatch.text()
     );
 
-    let submit = [
-        "--data-urlencode",
-        &csrf_arg,
-        "--data-urlencode",
-        &password,
-        "--data-urlencode",
-        &confirm,
-    ];
+    let submit = [csrf_arg, password, confirm];
     let done = page(&submit);
     assert_eq!(done.status, 200, "{}", done.text());
     let html = done.text();
@@ -1269,4 +1246,172 @@ fn a_batch_is_signed_over_several_calls_with_an_extended_transaction() {
         "csc.credentials.extendTransaction",
         &id
     ));
+}
+
+/// A portal page fetched with a cookie jar (and the form fields, when posting).
+fn portal_page(bed: &Testbed, jar: &Path, path: &str, form: &[String]) -> Reply {
+    let mut args = bed.tls_args();
+    args.extend([
+        "-b".into(),
+        path_str(jar).into(),
+        "-c".into(),
+        path_str(jar).into(),
+    ]);
+    for f in form {
+        args.extend(["--data-urlencode".into(), f.clone()]);
+    }
+    args.push(bed.https_url(path));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    fetch(&refs)
+}
+
+fn form_token(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a form token") + 19;
+    html[at..].split('"').next().expect("token").to_owned()
+}
+
+/// Signs in on the portal's login form: the reply to the POST.
+fn portal_login(bed: &Testbed, jar: &Path, email: &str, password: &str, code: &str) -> Reply {
+    let home = portal_page(bed, jar, "/", &[]);
+    assert_eq!(home.status, 200, "{}", home.text());
+    let csrf = form_token(&home.text());
+    portal_page(
+        bed,
+        jar,
+        "/login",
+        &[
+            format!("csrf={csrf}"),
+            format!("username={email}"),
+            format!("password={password}"),
+            format!("totp={code}"),
+        ],
+    )
+}
+
+#[test]
+fn a_subscriber_signs_in_to_the_portal_and_reads_only_their_own_signing_history() {
+    let bed = bed();
+    let school = School::new(bed, "Trường Tiểu học Kim Đồng", "education");
+    let sub = provision(bed, &school, "Phạm Thị Ngọc Ánh");
+    let other = provision(bed, &school, "Đỗ Văn Khánh");
+    let other_id = only_credential(bed, &token(bed, &other));
+    let token = token(bed, &sub);
+    let id = only_credential(bed, &token);
+
+    // One document authorised (with the previous step's code) and signed over the CSC API.
+    let doc = unique_path(bed.work(), "ke-hoach", "txt");
+    std::fs::write(&doc, "Kế hoạch giảng dạy học kỳ I").expect("doc");
+    let hash = sha256_b64(&doc);
+    let auth = csc(
+        bed,
+        "credentials/authorize",
+        &token,
+        &json!({"credentialID": id, "numSignatures": 1, "hashes": [hash], "OTP": totp(&sub.totp_secret, -1)}),
+    );
+    assert_eq!(auth.status, 200, "{auth}");
+    let signed = csc(
+        bed,
+        "signatures/signHash",
+        &token,
+        &json!({"credentialID": id, "SAD": auth.str("SAD"), "hashes": [hash], "signAlgo": "1.2.840.10045.4.3.2"}),
+    );
+    assert_eq!(signed.status, 200, "{signed}");
+
+    // The password alone, or with a wrong code, does not sign in; the refusal says only that
+    // it failed, and it is audited against the account.
+    let jar = unique_path(bed.work(), "signer-cookies", "txt");
+    let code = totp(&sub.totp_secret, 0);
+    let wrong = if code == "123456" { "654321" } else { "123456" };
+    let refused = portal_login(bed, &jar, &sub.email, PASSWORD, wrong);
+    assert_eq!(refused.status, 401, "{}", refused.text());
+    assert!(
+        refused.text().contains("Đăng nhập không thành công."),
+        "{}",
+        refused.text()
+    );
+    assert!(bed
+        .audit_rows()
+        .iter()
+        .any(|r| r.action == "csc.portal.login" && r.outcome == "refused"));
+
+    // Email, password and the authenticator's code: the subscriber's own page.
+    let ok = portal_login(bed, &jar, &sub.email, PASSWORD, &code);
+    assert_eq!(ok.status, 303, "{}", ok.text());
+    let home = portal_page(bed, &jar, "/", &[]);
+    assert_eq!(home.status, 200, "{}", home.text());
+    let html = home.text();
+    assert!(html.contains("Chữ ký số từ xa của tôi"), "{html}");
+    assert!(
+        html.contains(&format!("data-credential-id=\"{id}\"")),
+        "{html}"
+    );
+    assert!(
+        !html.contains(&other_id),
+        "another subscriber's key: {html}"
+    );
+    assert!(
+        html.contains("Phạm Thị Ngọc Ánh"),
+        "the subject as issued: {html}"
+    );
+    assert!(html.contains("còn hiệu lực"), "{html}");
+    assert!(
+        !html.contains("nav-subscribers"),
+        "no RA pages in the menu: {html}"
+    );
+    // The code just used does not sign in a second time (RFC 6238 §5.2).
+    let replay_jar = unique_path(bed.work(), "replay-cookies", "txt");
+    let replayed = portal_login(bed, &replay_jar, &sub.email, PASSWORD, &code);
+    assert_eq!(replayed.status, 401, "{}", replayed.text());
+
+    // The history: the authorisation and the signature, one hash each, both successful.
+    let history = portal_page(bed, &jar, &format!("/signing/{id}"), &[]);
+    assert_eq!(history.status, 200, "{}", history.text());
+    let html = history.text();
+    assert_eq!(
+        html.matches("data-testid=\"signing-row\"").count(),
+        2,
+        "{html}"
+    );
+    assert!(html.contains("Ủy quyền ký (mã OTP)"), "{html}");
+    assert!(html.contains("Ký số"), "{html}");
+    assert!(
+        !html.contains("/requests/"),
+        "no link to the RA's request: {html}"
+    );
+
+    // Another subscriber's history, and the RA's pages, are not the subscriber's to read.
+    let theirs = portal_page(bed, &jar, &format!("/signing/{other_id}"), &[]);
+    assert_eq!(theirs.status, 404, "{}", theirs.text());
+    let request = portal_page(bed, &jar, &format!("/requests/{}", sub.request), &[]);
+    assert_eq!(request.status, 303, "{}", request.text());
+    let subscribers = portal_page(bed, &jar, "/subscribers", &[]);
+    assert_eq!(subscribers.status, 303, "{}", subscribers.text());
+
+    // Locked after five wrong codes in a row — the replayed portal code was the first (the
+    // successful login before it reset the count) — and the open portal session ends with it.
+    for _ in 0..4 {
+        let r = csc(
+            bed,
+            "credentials/authorize",
+            &token,
+            &json!({"credentialID": id, "numSignatures": 1, "hashes": [hash], "OTP": wrong}),
+        );
+        assert_csc_error(&r, 400, "invalid_otp");
+    }
+    let locked = csc(
+        bed,
+        "credentials/authorize",
+        &token,
+        &json!({"credentialID": id, "numSignatures": 1, "hashes": [hash], "OTP": totp(&sub.totp_secret, 1)}),
+    );
+    assert_csc_error(&locked, 403, "access_denied");
+    let after = portal_page(bed, &jar, "/", &[]);
+    assert_eq!(after.status, 200, "{}", after.text());
+    assert!(
+        after.text().contains("data-testid=\"login-username\""),
+        "{}",
+        after.text()
+    );
+    let gone = portal_page(bed, &jar, &format!("/signing/{id}"), &[]);
+    assert_eq!(gone.status, 303, "{}", gone.text());
 }

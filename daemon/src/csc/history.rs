@@ -13,6 +13,7 @@
 use crate::clock::Clock;
 use crate::ra::access::Principal;
 use crate::ra::desk::DeskError;
+use crate::store::csc::{AccountRecord, CredentialRecord};
 use crate::store::{AuditEntry, Outcome, Store};
 
 /// The hash algorithm every central credential signs (`credentials/authorize` and
@@ -97,6 +98,35 @@ pub fn signing_history(
         }
         return Err(not_found());
     }
+    read(store, credential, account, before, limit)
+}
+
+/// A page of the history of credential `id` for its own subscriber (the portal's signed-in
+/// `account`). Another subscriber's credential answers as an unknown one.
+pub fn own_signing_history(
+    store: &dyn Store,
+    account: i64,
+    id: &str,
+    before: Option<i64>,
+    limit: usize,
+) -> Result<SigningHistory, DeskError> {
+    let not_found = || DeskError::NotFound("no such signing credential".into());
+    let credential = store
+        .csc_credential(id)?
+        .filter(|c| c.account == account)
+        .ok_or_else(not_found)?;
+    let account = store.csc_account(account)?.ok_or_else(not_found)?;
+    read(store, credential, account, before, limit)
+}
+
+/// A page of the events of a credential already checked to be the caller's to read.
+fn read(
+    store: &dyn Store,
+    credential: CredentialRecord,
+    account: AccountRecord,
+    before: Option<i64>,
+    limit: usize,
+) -> Result<SigningHistory, DeskError> {
     let rows = store.audit_of_target(&credential.id, before, limit.saturating_add(1))?;
     let next = if rows.len() > limit {
         rows.get(limit.saturating_sub(1)).map(|(row, _)| *row)

@@ -1,9 +1,10 @@
 //! Signed-in sessions, held in this process's memory.
 //!
 //! The cookie carries 256 random bits; the map is keyed by their SHA-256, so a memory dump
-//! shows no usable cookie. A session holds only the operator's id, how it signed in and its
-//! CSRF token: the operator itself is read from the store on every page, so removing one ends
-//! its session at the next click. A session unused for `[portal] session_idle_secs` ends; a
+//! shows no usable cookie. A session holds only who signed in (an operator's id, or a
+//! remote-signing subscriber's account), how, and its CSRF token: the operator or account
+//! itself is read from the store on every page, so removing (or locking) one ends its session
+//! at the next click. A session unused for `[portal] session_idle_secs` ends; a
 //! restart ends them all (the operator signs in again).
 
 use crate::ra::access::Via;
@@ -26,11 +27,20 @@ fn key(cookie: &str) -> Vec<u8> {
         .to_vec()
 }
 
+/// Who a session is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Holder {
+    /// An operator, by id.
+    Operator(String),
+    /// A remote-signing subscriber, by account id (signed in with the official email).
+    Signer(i64),
+}
+
 /// What a live session says.
 #[derive(Clone, Debug)]
 pub(super) struct Session {
-    /// The operator's id.
-    pub(super) operator: String,
+    /// Who signed in.
+    pub(super) holder: Holder,
     /// How the session began.
     pub(super) via: Via,
     /// The token every form of this session carries.
@@ -61,7 +71,7 @@ impl Sessions {
 
     /// Starts a session: its cookie value and CSRF token, or `None` when the process holds
     /// its maximum of live sessions (or the random generator failed).
-    pub(super) fn start(&self, operator: &str, via: Via) -> Option<(String, String)> {
+    pub(super) fn start(&self, holder: Holder, via: Via) -> Option<(String, String)> {
         let cookie = random_token()?;
         let csrf = random_token()?;
         let mut map = self.lock();
@@ -75,7 +85,7 @@ impl Sessions {
         map.insert(
             key(&cookie),
             Session {
-                operator: operator.to_owned(),
+                holder,
                 via,
                 csrf: csrf.clone(),
                 last_used: Instant::now(),
@@ -113,18 +123,28 @@ mod tests {
     #[test]
     fn a_session_lives_until_idle_or_ended_and_the_cap_holds() {
         let s = Sessions::new(Duration::from_millis(200), 2);
-        let (a, csrf) = s.start("ra-dn", Via::Password).expect("start");
+        let (a, csrf) = s
+            .start(Holder::Operator("ra-dn".into()), Via::Password)
+            .expect("start");
         let got = s.touch(&a).expect("live");
-        assert_eq!((got.operator.as_str(), got.csrf), ("ra-dn", csrf));
+        assert_eq!(
+            (got.holder, got.csrf),
+            (Holder::Operator("ra-dn".into()), csrf)
+        );
         assert!(s.touch("forged").is_none());
-        let (b, _) = s.start("van-thu", Via::Certificate).expect("start");
-        assert!(s.start("third", Via::Password).is_none(), "cap of 2");
+        let (b, _) = s.start(Holder::Signer(7), Via::Password).expect("start");
+        assert!(
+            s.start(Holder::Operator("third".into()), Via::Password)
+                .is_none(),
+            "cap of 2"
+        );
         s.end(&b);
         assert!(s.touch(&b).is_none());
         std::thread::sleep(Duration::from_millis(300));
         assert!(s.touch(&a).is_none(), "idle timeout");
         assert!(
-            s.start("third", Via::Password).is_some(),
+            s.start(Holder::Operator("third".into()), Via::Password)
+                .is_some(),
             "idle ones make room"
         );
     }

@@ -14,8 +14,10 @@ pub(super) struct Chrome {
     pub(super) css: &'static str,
     /// The token every form carries.
     pub(super) csrf: String,
-    /// The signed-in operator's name and role, in words.
+    /// The signed-in person's name (a subscriber's: the official email) and role, in words.
     pub(super) user: Option<(String, String)>,
+    /// Whether the caller is an operator (the menu links the RA's pages), not a subscriber.
+    pub(super) staff: bool,
     /// Whether the caller reads reports (the menu links them).
     pub(super) reports: bool,
     /// Whether the caller reads the audit log (the menu links it).
@@ -71,6 +73,15 @@ pub(super) fn unix_local_time(unix: i64) -> String {
         .map(|t| t.to_offset(crate::ra::calendar::HO_CHI_MINH))
         .ok()
         .and_then(|t| t.format(&fmt).ok())
+        .unwrap_or_default()
+}
+
+/// An X.509 time as `credentials/info` gives it (`YYYYMMDDHHMMSSZ`) as `dd/mm/yyyy HH:MM` in
+/// Asia/Ho_Chi_Minh.
+pub(super) fn generalized_local_time(t: &str) -> String {
+    let fmt = time::macros::format_description!("[year][month][day][hour][minute][second]Z");
+    time::PrimitiveDateTime::parse(t, &fmt)
+        .map(|t| unix_local_time(t.assume_utc().unix_timestamp()))
         .unwrap_or_default()
 }
 
@@ -818,6 +829,8 @@ pub(super) struct SigningRow {
 pub(super) struct SigningPage<'a> {
     /// Around the page.
     pub(super) c: &'a Chrome,
+    /// Whether the reader is the credential's own subscriber (who has no request pages).
+    pub(super) own: bool,
     /// The credential and its page of events.
     pub(super) h: crate::csc::history::SigningHistory,
     /// Whether it signs, in words.
@@ -830,6 +843,38 @@ pub(super) struct SigningPage<'a> {
     pub(super) hash_algorithm: &'static str,
     /// Its signature algorithm.
     pub(super) signature_algorithm: &'static str,
+}
+
+/// A signed-in remote-signing subscriber's home page.
+#[derive(Template)]
+#[template(path = "portal/signer.html")]
+pub(super) struct SignerPage<'a> {
+    /// Around the page.
+    pub(super) c: &'a Chrome,
+    /// The account's official email.
+    pub(super) email: String,
+    /// Its organisation's id.
+    pub(super) organisation: String,
+    /// Its credentials.
+    pub(super) rows: Vec<SignerCredentialRow>,
+}
+
+/// One of a subscriber's own credentials.
+pub(super) struct SignerCredentialRow {
+    /// The credential id.
+    pub(super) credential: String,
+    /// Its certificate's serial (hex).
+    pub(super) serial: String,
+    /// The certificate's subject DN, as issued.
+    pub(super) subject: String,
+    /// The certificate's notAfter, local time.
+    pub(super) valid_to: String,
+    /// The certificate's status, in words.
+    pub(super) status: String,
+    /// `valid`, `expired`, `suspended`, `revoked` (a style hook).
+    pub(super) status_code: &'static str,
+    /// Whether the key still signs, in words.
+    pub(super) enabled: String,
 }
 
 /// One audit record, in words.
