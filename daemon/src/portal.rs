@@ -16,6 +16,7 @@ mod activate;
 mod admin;
 mod assets;
 mod desk_messages;
+mod drafts;
 mod i18n;
 mod session;
 mod views;
@@ -78,6 +79,7 @@ pub fn takes_uploads(path: &str) -> bool {
 /// The portal's own state: sessions and the login limits.
 struct Portal {
     sessions: Sessions,
+    drafts: drafts::Drafts,
     by_id: LoginLimiter<String>,
     by_address: LoginLimiter<IpAddr>,
 }
@@ -97,6 +99,11 @@ pub fn router(config: &Config, clock: &Arc<dyn crate::clock::Clock>) -> Router<A
     let clock = LimiterClock(clock.clone());
     let portal = Arc::new(Portal {
         sessions: Sessions::new(config.portal.session_idle, config.portal.max_sessions),
+        // Checked forms' files: a few documents' worth, for as long as a session lives.
+        drafts: drafts::Drafts::new(
+            config.portal.session_idle,
+            config.ra.max_document_bytes.saturating_mul(8),
+        ),
         by_id: RateLimiter::dashmap_with_clock(Quota::per_minute(per_minute), clock.clone()),
         by_address: RateLimiter::dashmap_with_clock(
             Quota::per_minute(per_minute.saturating_mul(NonZeroU32::MIN.saturating_add(3))),
@@ -1149,6 +1156,9 @@ fn form_page<'a>(
         fields,
         general,
         picks_organisation: page.who.as_ref().is_some_and(|w| w.decides()),
+        draft: None,
+        kept: BTreeMap::new(),
+        check: None,
     }
 }
 
@@ -1244,6 +1254,17 @@ async fn submit(page: Page, mut form: Multipart) -> Response {
     let Some(kind) = text.get("kind").and_then(|k| kind_of(k)) else {
         return page.error(StatusCode::BAD_REQUEST, "invalid-title", "invalid-detail");
     };
+    // Files kept by a check of this form, unless chosen again.
+    let draft = text.get("draft").filter(|d| !d.is_empty()).cloned();
+    let owner = page.csrf().to_owned();
+    if let Some(id) = &draft {
+        for (field, file) in page.portal.drafts.get(&owner, id).unwrap_or_default() {
+            files.entry(field).or_insert(file);
+        }
+    }
+    if text.contains_key("check") {
+        return check_document(&page, desk, who, kind, &text, files, draft.as_deref()).await;
+    }
     let get = |k: &str| {
         text.get(k)
             .map(|v| v.trim().to_owned())
@@ -1295,36 +1316,14 @@ async fn submit(page: Page, mut form: Multipart) -> Response {
         document,
     };
     match blocking(move || desk.submit(&who, input)).await {
-        Ok(view) => see_other(&format!("/requests/{}", view.id)),
-        Err(DeskError::Invalid(errors)) => {
-            let mut fields: BTreeMap<&'static str, Field> = BTreeMap::new();
-            for name in [
-                "organisation",
-                "profile",
-                "subscriber_name",
-                "subscriber_email",
-                "subscriber_phone",
-                "subscriber_title",
-                "subscriber_unit",
-                "subscriber_id_number",
-                "certificate",
-                "reason",
-            ] {
-                fields.insert(
-                    name,
-                    Field {
-                        value: text.get(name).cloned().unwrap_or_default(),
-                        error: String::new(),
-                    },
-                );
+        Ok(view) => {
+            if let Some(id) = &draft {
+                page.portal.drafts.remove(&owner, id);
             }
-            fields.insert(
-                "csr",
-                Field {
-                    value: text.get("csr_text").cloned().unwrap_or_default(),
-                    error: String::new(),
-                },
-            );
+            see_other(&format!("/requests/{}", view.id))
+        }
+        Err(DeskError::Invalid(errors)) => {
+            let mut fields = typed_fields(&text);
             let mut general = Vec::new();
             for FieldError { field, message, .. } in errors {
                 let shown = desk_messages::text(page.lang, &field, &message);
@@ -1339,13 +1338,127 @@ async fn submit(page: Page, mut form: Multipart) -> Response {
                 }
             }
             let c = page.chrome();
-            page.html(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                form_page(&page, &c, kind, fields, general.join("; ")).render(),
-            )
+            let mut form = form_page(&page, &c, kind, fields, general.join("; "));
+            // The attached files are kept for the corrected form, as a check keeps them.
+            if !files.is_empty() {
+                form.kept = file_names(&files);
+                form.draft = page.portal.drafts.put(&owner, draft.as_deref(), files);
+                if form.draft.is_none() {
+                    form.kept.clear();
+                }
+            }
+            page.html(StatusCode::UNPROCESSABLE_ENTITY, form.render())
         }
         Err(e) => page.refusal(&e),
     }
+}
+
+/// The values typed into a procedure form, to show it again.
+fn typed_fields(text: &BTreeMap<String, String>) -> BTreeMap<&'static str, Field> {
+    let mut fields: BTreeMap<&'static str, Field> = BTreeMap::new();
+    for name in [
+        "organisation",
+        "profile",
+        "subscriber_name",
+        "subscriber_email",
+        "subscriber_phone",
+        "subscriber_title",
+        "subscriber_unit",
+        "subscriber_id_number",
+        "certificate",
+        "reason",
+    ] {
+        fields.insert(
+            name,
+            Field {
+                value: text.get(name).cloned().unwrap_or_default(),
+                error: String::new(),
+            },
+        );
+    }
+    fields.insert(
+        "csr",
+        Field {
+            value: text.get("csr_text").cloned().unwrap_or_default(),
+            error: String::new(),
+        },
+    );
+    fields
+}
+
+/// The names of attached files, by form field.
+fn file_names(files: &drafts::Files) -> BTreeMap<String, String> {
+    files
+        .iter()
+        .map(|(field, (name, _))| (field.clone(), name.clone()))
+        .collect()
+}
+
+/// *Check the document*: the form again with what filing it now would record about its
+/// signed document (the desk's check; nothing filed), its files kept in a draft.
+async fn check_document(
+    page: &Page,
+    desk: Arc<RequestDesk>,
+    who: Principal,
+    kind: &'static str,
+    text: &BTreeMap<String, String>,
+    files: drafts::Files,
+    draft: Option<&str>,
+) -> Response {
+    let mut fields = typed_fields(text);
+    let c = page.chrome();
+    let Some((name, bytes)) = files.get("document_file").cloned() else {
+        fields.entry("document").or_default().error = page.t("check-no-document");
+        let form = form_page(page, &c, kind, fields, String::new());
+        return page.html(StatusCode::UNPROCESSABLE_ENTITY, form.render());
+    };
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let input = crate::ra::desk::DocumentCheckInput {
+        organisation: text
+            .get("organisation")
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty()),
+        document: DocumentInput {
+            filename: name,
+            content_base64: b64(&bytes),
+            signature_base64: files.get("signature_file").map(|(_, s)| b64(s)),
+        },
+    };
+    let checked = blocking(move || desk.check_document(&who, &input)).await;
+    let mut general = String::new();
+    let verdict = match checked {
+        Ok(v) => Some(v),
+        Err(DeskError::Invalid(errors)) => {
+            for FieldError { field, message, .. } in errors {
+                let shown = desk_messages::text(page.lang, &field, &message);
+                match form_field(&field) {
+                    "" => general = shown,
+                    f => fields.entry(f).or_default().error = shown,
+                }
+            }
+            None
+        }
+        Err(e) => return page.refusal(&e),
+    };
+    let owner = page.csrf().to_owned();
+    let names = file_names(&files);
+    let id = page.portal.drafts.put(&owner, draft, files);
+    let mut form = form_page(page, &c, kind, fields, general);
+    form.kept = if id.is_some() { names } else { BTreeMap::new() };
+    form.draft = id;
+    form.check = verdict.map(|v| DocumentVerdict {
+        valid: v.valid,
+        filename: v.filename,
+        signer: v.signer_subject.unwrap_or_default(),
+        signed_at: local_time(v.signed_at.as_deref()),
+        problem: v.problem.unwrap_or_default(),
+    });
+    let status = if form.check.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    page.html(status, form.render())
 }
 
 fn request_id(p: Result<Path<i64>, axum::extract::rejection::PathRejection>) -> Option<i64> {

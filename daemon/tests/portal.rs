@@ -514,6 +514,16 @@ fn a_browser_logs_in_files_approves_is_refused_out_of_scope_and_searches() {
     }
     let name = "<script>alert(1)</script> Phạm Văn Cường";
     let csr = bed.csr("Phạm Văn Cường", "ec:P-256");
+    // A request document whose detached signature is not one: checked before sending, it
+    // shows as not verified.
+    let document = bed.work().join("de-nghi-cap-moi.txt");
+    std::fs::write(
+        &document,
+        "Đề nghị cấp chứng thư số cho thầy Phạm Văn Cường",
+    )
+    .expect("doc");
+    let signature = bed.work().join("de-nghi-cap-moi.p7s");
+    std::fs::write(&signature, b"not a CMS signature").expect("sig");
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/portal-screenshots");
     std::fs::create_dir_all(&shots).expect("screenshot directory");
     let plan = serde_json::json!({
@@ -522,6 +532,8 @@ fn a_browser_logs_in_files_approves_is_refused_out_of_scope_and_searches() {
         "totp": secrets,
         "subscriber": name,
         "csr": csr,
+        "document": document,
+        "signature": signature,
         "screenshots": shots,
         "seeded": seeded,
     });
@@ -2546,4 +2558,261 @@ async fn an_officer_makes_an_est_account_on_the_portal_that_enrolls_until_revoke
         "{audit}"
     );
     assert!(!audit.contains(&secret) && !daemon.logs().contains(&secret));
+}
+
+/// The `value` of the hidden input `name` in a page (empty: none).
+fn hidden_value(html: &str, name: &str) -> String {
+    html.split(&format!("name=\"{name}\" value=\""))
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_officer_checks_the_signed_document_before_sending_and_the_files_are_kept() {
+    let dir = init(&[]);
+    let data = dir.path();
+    let work = tempdir();
+    pkid_ok(
+        data,
+        &[
+            "org",
+            "add",
+            "--id",
+            "bv-hue",
+            "--name",
+            "Bệnh viện Trung ương Huế",
+            "--province",
+            "TTH",
+        ],
+    );
+    for id in ["van-thu", "van-thu-2"] {
+        pkid_ok(
+            data,
+            &[
+                "operator",
+                "add",
+                "--id",
+                id,
+                "--name",
+                "Lê Thị Mỹ Duyên",
+                "--role",
+                "org-officer",
+                "--org",
+                "bv-hue",
+            ],
+        );
+    }
+    // The officer's signing certificate, registered to it: its signature is valid evidence.
+    let (key, csr) = make_csr(work.path(), "/CN=Lê Thị Mỹ Duyên", "ec:P-256");
+    let (_serial, cert) = issue(data, &csr, "tls-client", &[]);
+    pkid_ok(
+        data,
+        &[
+            "operator",
+            "add-cert",
+            "--id",
+            "van-thu",
+            "--cert",
+            path_str(&cert),
+        ],
+    );
+    let doc = work.path().join("de-nghi.txt");
+    std::fs::write(&doc, "Đề nghị cấp chứng thư số cho bác sĩ Hồ Đắc Di").expect("doc");
+    let sig = work.path().join("de-nghi.p7s");
+    openssl_ok(&[
+        "cms",
+        "-sign",
+        "-binary",
+        "-outform",
+        "DER",
+        "-in",
+        path_str(&doc),
+        "-signer",
+        path_str(&cert),
+        "-inkey",
+        path_str(&key),
+        "-out",
+        path_str(&sig),
+    ]);
+    let (doc, sig) = (read(&doc), read(&sig));
+    let (_k, subscriber_csr) = make_csr(work.path(), "/CN=Hồ Đắc Di", "ec:P-256");
+    let subscriber_csr = read(&subscriber_csr);
+
+    let https = app(data).await;
+    let from = [127, 0, 0, 21];
+    let (cookie, csrf) = sign_in(&https, data, "van-thu", from).await;
+    let requests = || {
+        db(data)
+            .query_row("SELECT COUNT(*) FROM requests", [], |r| r.get::<_, i64>(0))
+            .expect("count")
+    };
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("kind", "issue"),
+        ("profile", "person"),
+        ("subscriber_name", "Hồ Đắc Di"),
+        ("subscriber_email", "hodacdi@bvhue.vn"),
+    ];
+    let mut checking = fields.to_vec();
+    checking.push(("check", "1"));
+
+    // Checked with a signature that is not one: not verified, why, and nothing filed.
+    let bad = send(
+        &https,
+        request_form(
+            &cookie,
+            &checking,
+            &[
+                ("document_file", "de-nghi.txt", &doc),
+                ("signature_file", "de-nghi.p7s", b"not a signature"),
+            ],
+        ),
+        from,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::OK, "{}", bad.body);
+    assert!(
+        bad.body
+            .contains("data-testid=\"document-check-verdict\">chữ ký số không hợp lệ"),
+        "{}",
+        bad.body
+    );
+    assert!(bad.body.contains("Lý do: "), "{}", bad.body);
+    assert!(
+        !bad.body.contains("Thời điểm ký"),
+        "no signature, no signing time"
+    );
+    assert_eq!(requests(), 0, "a check files nothing");
+
+    // Checked with the officer's real signature: verified, the signer named, every typed value
+    // and attached file kept for sending.
+    let good = send(
+        &https,
+        request_form(
+            &cookie,
+            &checking,
+            &[
+                ("csr_file", "ho-dac-di.csr", &subscriber_csr),
+                ("document_file", "de-nghi.txt", &doc),
+                ("signature_file", "de-nghi.p7s", &sig),
+            ],
+        ),
+        from,
+    )
+    .await;
+    assert_eq!(good.status, StatusCode::OK, "{}", good.body);
+    assert!(
+        good.body
+            .contains("data-testid=\"document-check-verdict\">chữ ký số hợp lệ"),
+        "{}",
+        good.body
+    );
+    assert!(
+        good.body.contains("Người ký: CN=Lê Thị Mỹ Duyên"),
+        "{}",
+        good.body
+    );
+    assert!(good.body.contains("value=\"Hồ Đắc Di\""), "{}", good.body);
+    for (testid, name) in [
+        ("kept-csr", "ho-dac-di.csr"),
+        ("kept-document", "de-nghi.txt"),
+        ("kept-signature", "de-nghi.p7s"),
+    ] {
+        assert!(
+            good.body.contains(&format!("data-testid=\"{testid}\">"))
+                && good.body.contains(&format!(": {name}</p>")),
+            "{testid}: {}",
+            good.body
+        );
+    }
+    let draft = hidden_value(&good.body, "draft");
+    assert_eq!(draft.len(), 43, "{}", good.body);
+    assert_eq!(requests(), 0, "a check files nothing");
+
+    // Another session cannot send with this draft: its files are not there for it.
+    let (other, other_csrf) = sign_in(&https, data, "van-thu-2", from).await;
+    let mut theirs = fields.to_vec();
+    theirs[0] = ("csrf", other_csrf.as_str());
+    theirs.push(("draft", draft.as_str()));
+    let stolen = send(&https, request_form(&other, &theirs, &[]), from).await;
+    assert_eq!(
+        stolen.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        stolen.body
+    );
+    assert!(
+        !field_error(&stolen.body, "csr").is_empty(),
+        "{}",
+        stolen.body
+    );
+    assert_eq!(requests(), 0);
+
+    // Sent without choosing the files again: filed with the kept ones, accepted at once on
+    // the verified document.
+    let mut sending = fields.to_vec();
+    sending.push(("draft", draft.as_str()));
+    let sent = send(&https, request_form(&cookie, &sending, &[]), from).await;
+    assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+    assert_eq!(requests(), 1);
+    let location = sent.header("location").to_owned();
+    let page = send(&https, get(&location, &[("cookie", &cookie)]), from).await;
+    assert!(page.body.contains("đã tiếp nhận"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("data-testid=\"document-verified\">chữ ký số hợp lệ"),
+        "{}",
+        page.body
+    );
+    // The draft is spent with the sending.
+    let again = send(&https, request_form(&cookie, &sending, &[]), from).await;
+    assert_eq!(
+        again.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        again.body
+    );
+    assert_eq!(requests(), 1);
+
+    // A check with no document says so next to the document.
+    let none = send(&https, request_form(&cookie, &checking, &[]), from).await;
+    assert_eq!(
+        none.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        none.body
+    );
+    assert_eq!(
+        field_error(&none.body, "document"),
+        "Chọn văn bản đề nghị đã ký số để kiểm tra."
+    );
+
+    // The JSON API behind the check: the same verdict, nothing stored.
+    let token = pkid_ok(data, &["operator", "token", "--id", "van-thu"]);
+    let token = token.lines().last().unwrap_or_default().trim().to_owned();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let body = serde_json::json!({
+        "document": {"filename": "de-nghi.txt", "content_base64": b64.encode(&doc), "signature_base64": b64.encode(&sig)}
+    });
+    let api = send(
+        &https,
+        Request::builder()
+            .method("POST")
+            .uri("/api/v1/documents/check")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request"),
+        from,
+    )
+    .await;
+    assert_eq!(api.status, StatusCode::OK, "{}", api.body);
+    let v: serde_json::Value = serde_json::from_str(&api.body).expect("JSON");
+    assert_eq!(v["valid"], true, "{v}");
+    assert_eq!(v["organisation"], "bv-hue", "{v}");
+    assert_eq!(v["signer_subject"], "CN=Lê Thị Mỹ Duyên", "{v}");
+    assert_eq!(requests(), 1);
 }

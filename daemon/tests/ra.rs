@@ -908,6 +908,7 @@ const API_PATHS: &[&str] = &[
     "/api/v1/confirmations",
     "/api/v1/confirmations/{id}/confirm",
     "/api/v1/revocations",
+    "/api/v1/documents/check",
     "/api/v1/devices",
     "/api/v1/devices/{serial}",
     "/api/v1/activation/{code}",

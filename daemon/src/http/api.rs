@@ -278,6 +278,7 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
         .route("/requests/{id}", get(show))
         .route("/requests/{id}/events", get(history))
         .route("/requests/{id}/transitions", post(act))
+        .route("/documents/check", post(check_document))
         .route("/documents/{id}", get(document))
         .route("/documents/{id}/signature", get(document_signature))
         .route("/reports", get(report))
@@ -337,6 +338,26 @@ async fn submit(State(state): State<Arc<AppState>>, Caller(who): Caller, req: Re
     }
     .await;
     answer(StatusCode::CREATED, r)
+}
+
+/// Checks a request document before filing: the signature verification and signer check a
+/// request filed with it now would record, nothing stored.
+#[utoipa::path(post, path = "/api/v1/documents/check", request_body = DocumentCheckInput,
+    responses((status = 200, body = DocumentCheckView), (status = 403, body = Problem),
+              (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+async fn check_document(
+    State(state): State<Arc<AppState>>,
+    Caller(who): Caller,
+    req: Request,
+) -> Reply {
+    let r = async {
+        let input: DocumentCheckInput = json_body(&state, req).await?;
+        let desk = desk(&state)?;
+        blocking(move || desk.check_document(&who, &input)).await
+    }
+    .await;
+    answer(StatusCode::OK, r)
 }
 
 /// Reports a key compromised with the subscriber's one-time revocation code: no token, no
@@ -828,7 +849,7 @@ impl utoipa::Modify for BearerScheme {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "pkid registration authority", description = "Organisations file certification requests; RA officers fulfil them within service deadlines. Errors are RFC 9457 problem documents."),
-    paths(me, submit, submit_batch, revoke_with_code, list, show, history, act, document, document_signature,
+    paths(me, submit, submit_batch, revoke_with_code, list, show, history, act, check_document, document, document_signature,
           report, export_subscriber, pauses, pause, resume, revoke_issuer, confirmations, confirm, add_organisation, organisations, organisation, add_operator, operators, remove_operator, issue_token),
     modifiers(&BearerScheme)
 )]

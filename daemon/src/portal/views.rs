@@ -202,6 +202,26 @@ pub(super) struct FormPage<'a> {
     pub(super) general: String,
     /// Whether the caller picks the organisation (RA officers and CA admins).
     pub(super) picks_organisation: bool,
+    /// The draft keeping the files attached before a check.
+    pub(super) draft: Option<String>,
+    /// The kept files' names, by form field (`csr_file`, `document_file`, `signature_file`).
+    pub(super) kept: std::collections::BTreeMap<String, String>,
+    /// What checking the document found, when it was checked.
+    pub(super) check: Option<DocumentVerdict>,
+}
+
+/// The verification of a document checked before sending.
+pub(super) struct DocumentVerdict {
+    /// Whether a request filed with it now would count it as valid evidence.
+    pub(super) valid: bool,
+    /// Its file name.
+    pub(super) filename: String,
+    /// The signer's subject (empty: none found).
+    pub(super) signer: String,
+    /// The signing time relied on, local time (empty: none).
+    pub(super) signed_at: String,
+    /// Why it is not valid evidence (empty: it is).
+    pub(super) problem: String,
 }
 
 impl FormPage<'_> {
@@ -213,6 +233,11 @@ impl FormPage<'_> {
     /// The problem of a field (empty: none).
     pub(super) fn e(&self, name: &str) -> &str {
         self.fields.get(name).map_or("", |f| f.error.as_str())
+    }
+
+    /// The name of the file kept for a file input (empty: none kept).
+    pub(super) fn kept_file(&self, field: &str) -> &str {
+        self.kept.get(field).map_or("", String::as_str)
     }
 
     /// The procedure's name.

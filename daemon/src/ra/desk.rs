@@ -160,6 +160,38 @@ pub struct DocumentInput {
     pub signature_base64: Option<String>,
 }
 
+/// A request document to check before filing (`POST /api/v1/documents/check`).
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentCheckInput {
+    /// The organisation the request would be filed for (default: the caller's own).
+    pub organisation: Option<String>,
+    /// The document.
+    pub document: DocumentInput,
+}
+
+/// What checking a document before filing found: the verdict filing it would record now.
+/// Nothing is stored.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct DocumentCheckView {
+    /// The organisation it was checked for.
+    pub organisation: String,
+    /// File name.
+    pub filename: String,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
+    /// Whether the signature is valid evidence (a request filed with it is accepted at once).
+    pub valid: bool,
+    /// Signer's subject.
+    pub signer_subject: Option<String>,
+    /// Signer's certificate serial.
+    pub signer_serial: Option<String>,
+    /// Signing time relied on (RFC 3339).
+    pub signed_at: Option<String>,
+    /// Why it is not valid evidence (`code: detail`).
+    pub problem: Option<String>,
+}
+
 /// One request as filed (`POST /api/v1/requests`).
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -1836,30 +1868,16 @@ impl RequestDesk {
     }
 
     /// Checks one row and builds its record (state set by the caller).
-    fn draft(
+    /// The organisation `who` files for: the one named, or an officer's own; a field error
+    /// when there is none, Forbidden when it is out of reach.
+    fn filing_organisation(
         &self,
         who: &Principal,
-        input: &RequestInput,
-        now: u64,
+        named: Option<&str>,
         errors: &mut Vec<FieldError>,
-    ) -> Result<Option<RequestRecord>, DeskError> {
-        let Some(kind) = RequestKind::parse(&input.kind) else {
-            errors.push(FieldError::new(
-                "kind",
-                "issue, renew, modify, revoke or recover",
-            ));
-            return Ok(None);
-        };
-        if let Principal::Subscriber { serial, .. } = who {
-            return self.subscriber_report(serial, kind, input, now, errors);
-        }
-        if !who.files() {
-            return Err(DeskError::Forbidden(
-                "this role does not file requests".into(),
-            ));
-        }
-        let org_id = match (&input.organisation, who) {
-            (Some(o), _) => o.clone(),
+    ) -> Result<Option<Organisation>, DeskError> {
+        let org_id = match (named, who) {
+            (Some(o), _) => o.to_owned(),
             (None, Principal::Operator { operator, .. }) if operator.organisation.is_some() => {
                 operator.organisation.clone().unwrap_or_default()
             }
@@ -1887,6 +1905,77 @@ impl RequestDesk {
                 org.id
             )));
         }
+        Ok(Some(org))
+    }
+
+    /// Checks a request document before filing: the signature verification and signer check
+    /// that filing it for the organisation would record now, with nothing stored (an officer
+    /// sees "verified" or why not before sending). Callers who file requests only.
+    pub fn check_document(
+        &self,
+        who: &Principal,
+        input: &DocumentCheckInput,
+    ) -> Result<DocumentCheckView, DeskError> {
+        if !who.files() || matches!(who, Principal::Subscriber { .. }) {
+            return Err(DeskError::Forbidden(
+                "this role does not file requests".into(),
+            ));
+        }
+        let mut errors = Vec::new();
+        let org = self.filing_organisation(who, input.organisation.as_deref(), &mut errors);
+        let org = match org {
+            Err(e @ DeskError::Forbidden(_)) => {
+                return Err(self.refuse(who, "document.check", "", e))
+            }
+            other => other?,
+        };
+        let filed = self.decode_document(&input.document, &mut errors);
+        let (Some(org), Some(filed), true) = (org, filed, errors.is_empty()) else {
+            return Err(DeskError::Invalid(errors));
+        };
+        let d = self.verify_document(filed, &org.id)?;
+        Ok(DocumentCheckView {
+            organisation: org.id,
+            filename: d.filename,
+            sha256: hex::encode(&d.sha256),
+            valid: d.valid,
+            // A signing time only where a signature was found to have one.
+            signed_at: d
+                .signed_at
+                .filter(|_| d.signer_subject.is_some())
+                .map(local_rfc3339),
+            signer_subject: d.signer_subject,
+            signer_serial: d.signer_serial,
+            problem: d.problem,
+        })
+    }
+
+    fn draft(
+        &self,
+        who: &Principal,
+        input: &RequestInput,
+        now: u64,
+        errors: &mut Vec<FieldError>,
+    ) -> Result<Option<RequestRecord>, DeskError> {
+        let Some(kind) = RequestKind::parse(&input.kind) else {
+            errors.push(FieldError::new(
+                "kind",
+                "issue, renew, modify, revoke or recover",
+            ));
+            return Ok(None);
+        };
+        if let Principal::Subscriber { serial, .. } = who {
+            return self.subscriber_report(serial, kind, input, now, errors);
+        }
+        if !who.files() {
+            return Err(DeskError::Forbidden(
+                "this role does not file requests".into(),
+            ));
+        }
+        let Some(org) = self.filing_organisation(who, input.organisation.as_deref(), errors)?
+        else {
+            return Ok(None);
+        };
         let key_origin = match input.key_origin.as_deref() {
             None => KeyOrigin::Csr,
             Some(k) => match KeyOrigin::parse(k) {

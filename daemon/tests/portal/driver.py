@@ -170,9 +170,21 @@ try:
     if not el("csr-text").get_attribute("value").strip():
         el("csr-text").send_keys(plan["csr"])
     shot("form.png")
+    # The signed document is checked before sending; the form comes back with the verdict and
+    # the files kept (a browser cannot refill a file input), then is sent as it is.
+    el("document-file").send_keys(plan["document"])
+    el("signature-file").send_keys(plan["signature"])
+    follow(el("document-check"))
+    verdict = el("document-check-verdict").text
+    assert verdict == "chữ ký số không hợp lệ", f"verdict {verdict!r}: {d.page_source[:3000]}"
+    assert "de-nghi-cap-moi.txt" in el("kept-document").text, d.page_source[:3000]
+    assert el("subscriber-name").get_attribute("value") == plan["subscriber"]
+    d.execute_script("arguments[0].scrollIntoView({block: 'center'})", el("document-check-result"))
+    shot("document-check.png")
     follow(el("request-submit"))
     state = el("request-state").text
     assert state == "chờ bản gốc", f"state {state!r}: {d.page_source[:3000]}"
+    assert el("document-verified").text == "chữ ký số không hợp lệ", d.page_source[:3000]
     request_id = int(d.current_url.rstrip("/").rsplit("/", 1)[1])
     print(f"request {request_id}", flush=True)
     assert el("subscriber-name-shown").text == plan["subscriber"], "the name is text, exactly"
