@@ -56,8 +56,6 @@ pub const SAD_PREFIX: &str = "pkidsad_";
 const MAX_LIVE: usize = 200_000;
 /// Most hashes one call may carry.
 pub const MAX_HASHES: usize = 1000;
-/// TOTP step, seconds (RFC 6238).
-const TOTP_STEP: u64 = 30;
 
 /// Why a CSC call was refused, in the CSC error form (`error`, `error_description`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -837,19 +835,7 @@ impl Csc {
             .sealer
             .open(sealed, model::totp_context(account.id).as_bytes())
             .map_err(|e| CscError::Unavailable(e.to_string()))?;
-        let now = self.now();
-        let here = now / TOTP_STEP;
-        let otp = otp.trim();
-        let step = (here.saturating_sub(1)..=here + 1).find(|step| {
-            credentials::totp_code(&secret, &account.email, step * TOTP_STEP).is_ok_and(|code| {
-                code.len() == otp.len()
-                    && aws_lc_rs::constant_time::verify_slices_are_equal(
-                        code.as_bytes(),
-                        otp.as_bytes(),
-                    )
-                    .is_ok()
-            })
-        });
+        let step = credentials::totp_step(&secret, &account.email, otp, self.now());
         let Some(step) = step else {
             return Err(self.fail(account, action, client, CscError::InvalidOtp));
         };

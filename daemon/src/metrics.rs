@@ -715,6 +715,11 @@ impl RaRequests for MeteredStore {
     fn update_operator(&self, op: &Operator, audit: &AuditEntry) -> Result<(), StoreError> {
         self.observe("update_operator", || self.inner.update_operator(op, audit))
     }
+    fn spend_operator_totp_step(&self, id: &str, step: u64) -> Result<bool, StoreError> {
+        self.observe("spend_operator_totp_step", || {
+            self.inner.spend_operator_totp_step(id, step)
+        })
+    }
     fn remove_operator(&self, id: &str, at: u64, audit: &AuditEntry) -> Result<(), StoreError> {
         self.observe("remove_operator", || {
             self.inner.remove_operator(id, at, audit)

@@ -21,7 +21,7 @@ use common::ra::Testbed;
 use common::*;
 use http_body_util::BodyExt;
 use hyper::{Request, StatusCode};
-use pkid::clock::FakeClock;
+use pkid::clock::{Clock, FakeClock};
 use pkid::http::Listener;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -2815,4 +2815,71 @@ async fn an_officer_checks_the_signed_document_before_sending_and_the_files_are_
     assert_eq!(v["organisation"], "bv-hue", "{v}");
     assert_eq!(v["signer_subject"], "CN=Lê Thị Mỹ Duyên", "{v}");
     assert_eq!(requests(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_totp_code_signs_in_once() {
+    let dir = init(&[]);
+    let data = dir.path();
+    pkid_ok(
+        data,
+        &[
+            "operator",
+            "add",
+            "--id",
+            "ra-hue",
+            "--name",
+            "Tôn Nữ Thị Hà",
+            "--role",
+            "ra-officer",
+            "--scope",
+            "province:TTH",
+        ],
+    );
+    set_password(data, "ra-hue", "mật khẩu đủ dài 2026");
+    let uri = pkid_ok(data, &["operator", "totp", "--id", "ra-hue"]);
+    let secret = uri
+        .split(['?', '&', '\n'])
+        .find_map(|p| p.strip_prefix("secret="))
+        .expect("secret")
+        .to_owned();
+    let secret = totp_rs::Secret::Encoded(secret).to_bytes().expect("base32");
+    // The app's clock stands still: codes of its step and the ones beside it are valid.
+    let clock = Arc::new(FakeClock::new(now()));
+    let https = build_app(data, clock.clone()).await.routers().https;
+    let from = [127, 0, 0, 31];
+    let code = |offset: i64| {
+        let at = clock.now().saturating_add_signed(offset * 30);
+        pkid::ra::credentials::totp_code(&secret, "ra-hue", at).expect("code")
+    };
+    let login = |code: String| {
+        let https = https.clone();
+        async move {
+            let home = send(&https, get("/", &[]), from).await;
+            let pre = home.cookie("__Host-pkid-form").expect("cookie");
+            let body = format!(
+                "csrf={}&username=ra-hue&password=m%E1%BA%ADt%20kh%E1%BA%A9u%20%C4%91%E1%BB%A7%20d%C3%A0i%202026&totp={code}",
+                home.csrf()
+            );
+            send(&https, post_form("/login", &pre, &body), from)
+                .await
+                .status
+        }
+    };
+    assert_eq!(login(code(0)).await, StatusCode::SEE_OTHER);
+    assert_eq!(
+        login(code(0)).await,
+        StatusCode::UNAUTHORIZED,
+        "the same code a second time (RFC 6238 §5.2)"
+    );
+    assert_eq!(
+        login(code(-1)).await,
+        StatusCode::UNAUTHORIZED,
+        "an unused code of an earlier step, behind the one spent"
+    );
+    assert_eq!(
+        login(code(1)).await,
+        StatusCode::SEE_OTHER,
+        "the next step's code"
+    );
 }

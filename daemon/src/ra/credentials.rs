@@ -190,7 +190,26 @@ pub fn totp_uri(secret: &[u8], account: &str) -> Result<Zeroizing<String>, Crede
 
 /// Whether `code` is the TOTP code at `now` (± one step).
 pub fn verify_totp(secret: &[u8], account: &str, code: &str, now: u64) -> bool {
-    totp(secret, account).is_ok_and(|t| t.check(code.trim(), now))
+    totp_step(secret, account, code, now).is_some()
+}
+
+/// The time step (Unix seconds ÷ 30) whose code `code` is, within the allowed skew of `now`;
+/// `None` when it is none of them. Compared in constant time. A verifier spends the step, so
+/// that the same code is never accepted twice (RFC 6238 §5.2).
+pub fn totp_step(secret: &[u8], account: &str, code: &str, now: u64) -> Option<u64> {
+    let t = totp(secret, account).ok()?;
+    let code = code.trim();
+    let here = now / TOTP_STEP;
+    let skew = u64::from(TOTP_SKEW);
+    (here.saturating_sub(skew)..=here.saturating_add(skew)).find(|step| {
+        let expected = t.generate(step.saturating_mul(TOTP_STEP));
+        expected.len() == code.len()
+            && aws_lc_rs::constant_time::verify_slices_are_equal(
+                expected.as_bytes(),
+                code.as_bytes(),
+            )
+            .is_ok()
+    })
 }
 
 /// The current code (tests and the portal's enrolment check).
@@ -267,6 +286,8 @@ mod tests {
             "one step of skew"
         );
         assert!(!verify_totp(secret, "a", "287082", 59 + 90));
+        assert_eq!(totp_step(secret, "a", " 287082 ", 59 + 30), Some(1));
+        assert_eq!(totp_step(secret, "a", "287083", 59), None);
         let uri = totp_uri(secret, "cán-bộ").expect("uri");
         assert!(uri.starts_with("otpauth://totp/pkid:"), "{}", *uri);
     }

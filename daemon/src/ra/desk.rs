@@ -966,16 +966,19 @@ impl RequestDesk {
             .password_hash
             .as_deref()
             .is_some_and(|phc| credentials::verify_password(password, phc));
-        let code_ok = match (&op.totp_sealed, &self.sealer) {
+        let step = match (&op.totp_sealed, &self.sealer) {
             (Some(sealed), Some(sealer)) => sealer
                 .open(sealed, totp_context(&op.id).as_bytes())
-                .is_ok_and(|secret| credentials::verify_totp(&secret, &op.id, code, self.now())),
-            _ => false,
+                .ok()
+                .and_then(|secret| credentials::totp_step(&secret, &op.id, code, self.now())),
+            _ => None,
         };
-        if password_ok && code_ok {
-            self.principal(op, Via::Password)
-        } else {
-            Err(DeskError::Unauthenticated)
+        match step {
+            // The code's step is spent: the same code never signs in twice (RFC 6238 §5.2).
+            Some(step) if password_ok && self.store.spend_operator_totp_step(&op.id, step)? => {
+                self.principal(op, Via::Password)
+            }
+            _ => Err(DeskError::Unauthenticated),
         }
     }
 

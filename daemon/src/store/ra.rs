@@ -576,6 +576,10 @@ pub trait RaRequests: Send + Sync {
     fn operators(&self) -> Result<Vec<Operator>, StoreError>;
     /// Replaces an operator's role, organisation, scope, password hash and sealed TOTP secret.
     fn update_operator(&self, op: &Operator, audit: &AuditEntry) -> Result<(), StoreError>;
+    /// Records that the operator's TOTP code of time step `step` was used: `false` (and
+    /// nothing changed) when that step or a later one was used before, or the operator is
+    /// removed.
+    fn spend_operator_totp_step(&self, id: &str, step: u64) -> Result<bool, StoreError>;
     /// Marks an operator removed and revokes its tokens.
     fn remove_operator(&self, id: &str, at: u64, audit: &AuditEntry) -> Result<(), StoreError>;
     /// Registers a certificate (by the SHA-256 of its DER) as the operator's.

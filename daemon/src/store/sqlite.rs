@@ -107,6 +107,8 @@ const MIGRATIONS: &[&str] = &[
     portal::MIGRATION,
     // 17: the audit records of one target, for signing histories (see sqlite/audit.rs).
     audit::TARGET_INDEX,
+    // 18: operators' last TOTP step (see sqlite/ra_schema.rs).
+    ra_schema::OPERATOR_TOTP_STEP,
 ];
 
 /// Reconciliation closes a pending row whose issuance died by setting `abandoned_at`; `status`

@@ -406,6 +406,19 @@ impl RaRequests for SqliteStore {
         collect(&mut stmt, [], operator_row)
     }
 
+    fn spend_operator_totp_step(&self, id: &str, step: u64) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE operators SET totp_last_step = ?2
+                     WHERE id = ?1 AND totp_last_step < ?2 AND removed_at IS NULL",
+                    params![id, step],
+                )
+                .map_err(unavailable)?;
+            Ok(n == 1)
+        })
+    }
+
     fn update_operator(&self, op: &Operator, audit: &AuditEntry) -> Result<(), StoreError> {
         self.write(|tx| {
             let n = tx

@@ -241,3 +241,8 @@ pub(crate) const CERTIFICATE_STATUS: &str = "
         UPDATE requests SET (certificate_status, certificate_not_after) = (NEW.status, NEW.not_after)
             WHERE issued_certificate = NEW.serial;
     END;";
+
+/// Migration 18: the last TOTP time step an operator signed in with, so that a code is
+/// accepted once (RFC 6238 §5.2), as remote-signing accounts' already are.
+pub(crate) const OPERATOR_TOTP_STEP: &str =
+    "ALTER TABLE operators ADD COLUMN totp_last_step INTEGER NOT NULL DEFAULT 0;";
