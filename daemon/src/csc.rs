@@ -650,10 +650,8 @@ impl Csc {
     ) -> Result<i64, CscError> {
         const ACTION: &str = "csc.portal.login";
         let account = self.password_account(email, password, ACTION, client)?;
+        // A passed code resets the failure count in the same write that spends its step.
         self.check_otp(&account, otp, ACTION, client)?;
-        if account.failures > 0 {
-            self.store.reset_failures(account.id)?;
-        }
         let audit = self.entry(
             format!("csc-account:{}", account.id),
             ACTION,

@@ -2815,6 +2815,59 @@ async fn an_officer_checks_the_signed_document_before_sending_and_the_files_are_
     assert_eq!(v["organisation"], "bv-hue", "{v}");
     assert_eq!(v["signer_subject"], "CN=Lê Thị Mỹ Duyên", "{v}");
     assert_eq!(requests(), 1);
+    // Another organisation's check is refused (and audited); a document that is not base64
+    // is named.
+    let check = |body: serde_json::Value| {
+        Request::builder()
+            .method("POST")
+            .uri("/api/v1/documents/check")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request")
+    };
+    pkid_ok(
+        data,
+        &[
+            "org",
+            "add",
+            "--id",
+            "so-khac",
+            "--name",
+            "Sở Y tế Hà Nội",
+            "--province",
+            "HN",
+        ],
+    );
+    let mut theirs = body.clone();
+    theirs["organisation"] = "so-khac".into();
+    let refused = send(&https, check(theirs), from).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(db(data)
+        .query_row(
+            "SELECT COUNT(*) FROM audit WHERE action = 'document.check' AND outcome = 'refused'",
+            [],
+            |r| r.get::<_, i64>(0)
+        )
+        .is_ok_and(|n| n == 1));
+    let garbled = send(
+        &https,
+        check(serde_json::json!({"document": {"filename": "x.pdf", "content_base64": "không phải base64"}})),
+        from,
+    )
+    .await;
+    assert_eq!(
+        garbled.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        garbled.body
+    );
+    assert!(
+        garbled.body.contains("document.content_base64"),
+        "{}",
+        garbled.body
+    );
+    assert_eq!(requests(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

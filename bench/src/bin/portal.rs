@@ -204,7 +204,7 @@ async fn sign_in(router: &Listener, id: &str, secret: &[u8], now: u64) -> String
     let form = format!(
         "csrf={}&username={id}&password={}&totp={code}",
         csrf(&String::from_utf8_lossy(&body)),
-        pkid_bench_urlencode(PASSWORD)
+        urlencode(PASSWORD)
     );
     let post = Request::post("/login")
         .header("content-type", "application/x-www-form-urlencoded")
@@ -221,13 +221,9 @@ async fn sign_in(router: &Listener, id: &str, secret: &[u8], now: u64) -> String
     format!("{pre}; {}", cookies.join("; "))
 }
 
-fn pkid_bench_urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// `s` percent-encoded for a form body or a query string.
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 fn histogram() -> Histogram<u64> {
@@ -306,11 +302,10 @@ async fn measure(
                         }
                         (Work::Search, true) => {
                             let q = QUERIES[(r + s) % QUERIES.len()];
-                            let req =
-                                Request::get(format!("/search?q={}", pkid_bench_urlencode(q)))
-                                    .header("cookie", &cookie)
-                                    .body(Body::empty())
-                                    .expect("request");
+                            let req = Request::get(format!("/search?q={}", urlencode(q)))
+                                .header("cookie", &cookie)
+                                .body(Body::empty())
+                                .expect("request");
                             page_h.record(timed(&router, req).await.max(1)).ok();
                         }
                         (Work::Search, false) => {
