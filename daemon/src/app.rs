@@ -351,7 +351,10 @@ impl App {
         // Remote signing: approved central requests become keys, certificates and accounts.
         if let Some(desk) = state.desk.clone() {
             let csc = &config.csc;
-            if let Some(w) = crate::csc::fulfil::Fulfiller::new(desk, state.store.clone(), csc) {
+            let service = crate::csc::http::service(&state);
+            if let Some(w) =
+                crate::csc::fulfil::Fulfiller::new(desk, state.store.clone(), csc, service)
+            {
                 tokio::spawn(Arc::new(w).run(stop_rx.clone()));
             }
         }

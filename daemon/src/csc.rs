@@ -30,6 +30,7 @@ use crate::keys::seal::DataSealer;
 use crate::ra::access::Principal;
 use crate::ra::credentials;
 use crate::store::csc::{self as model, AccountRecord, AccountState, CredentialRecord};
+use crate::store::ra::{AccountRecovery, RequestRecord};
 use crate::store::{AuditEntry, CertStatus, Outcome, Store, StoreError};
 use aws_lc_rs::digest;
 use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
@@ -174,6 +175,9 @@ fn dummy_phc() -> &'static str {
         credentials::hash_password(&format!("{}-nobody-knows", nobody.as_str())).unwrap_or_default()
     })
 }
+
+/// The audit action of a re-enrolment.
+const REENROL: &str = "csc.account.reenrol";
 
 /// Why a SAD is not known (never issued, spent or revoked).
 const UNKNOWN_SAD: &str = "Invalid parameter SAD: unknown, already used or revoked";
@@ -453,12 +457,21 @@ impl Csc {
                 account.state.as_str()
             )));
         }
+        self.unlock_account(&account, &who.actor(), format!("client={client}"))
+    }
+
+    fn unlock_account(
+        &self,
+        account: &AccountRecord,
+        actor: &str,
+        detail: String,
+    ) -> Result<(), CscError> {
         let audit = self.entry(
-            who.actor(),
-            ACTION,
+            actor.to_owned(),
+            "csc.account.unlock",
             &format!("account:{}", account.id),
             Outcome::Success,
-            format!("client={client}"),
+            detail,
         );
         self.store
             .set_account_state(account.id, AccountState::Active, &audit)?;
@@ -468,8 +481,16 @@ impl Csc {
     /// Re-enrols an account (a lost phone, a forgotten password): its password and
     /// authenticator are removed and a new activation link is mailed to its email.
     pub fn reenrol(&self, who: &Principal, email: &str, client: &str) -> Result<(), CscError> {
-        const ACTION: &str = "csc.account.reenrol";
-        let account = self.account_for(who, email, ACTION, client)?;
+        let account = self.account_for(who, email, REENROL, client)?;
+        self.reenrol_account(&account, &who.actor(), format!("client={client}"))
+    }
+
+    fn reenrol_account(
+        &self,
+        account: &AccountRecord,
+        actor: &str,
+        detail: String,
+    ) -> Result<(), CscError> {
         let name = self
             .store
             .csc_credentials(account.id)?
@@ -495,11 +516,11 @@ impl Csc {
             self.config.activation.as_secs() / 3600,
         );
         let audit = self.entry(
-            who.actor(),
-            ACTION,
+            actor.to_owned(),
+            REENROL,
             &format!("account:{}", account.id),
             Outcome::Success,
-            format!("client={client}"),
+            detail,
         );
         self.store
             .reenrol(account.id, (&code.sha256, expires), &[mail], &audit)?;
@@ -513,6 +534,52 @@ impl Csc {
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|_, s| s.account != account.id);
         Ok(())
+    }
+
+    /// Does what an approved `recover` request of a remote-signing account asks (the
+    /// fulfilment worker, recorded as `actor`): unlocks the account of the request's
+    /// certificate, or enrols it again. Done once: an account no longer locked needs no
+    /// unlock, and a re-enrolment already audited for this request (the worker stopped after
+    /// it, before the request was completed) is not repeated, so one link is mailed.
+    pub fn recover(&self, r: &RequestRecord, actor: &str) -> Result<(), CscError> {
+        let credential = match r.certificate.as_deref() {
+            Some(serial) => self.store.credential_by_serial(serial)?,
+            None => None,
+        }
+        .ok_or_else(|| {
+            CscError::NotFound(format!(
+                "request {} names no remote-signing credential",
+                r.id
+            ))
+        })?;
+        let account = self
+            .store
+            .csc_account(credential.account)?
+            .ok_or_else(|| CscError::NotFound(format!("no account of request {}", r.id)))?;
+        let detail = format!("request={}", r.id);
+        match r.recovery {
+            Some(AccountRecovery::Unlock) if account.state == AccountState::Locked => {
+                self.unlock_account(&account, actor, detail)
+            }
+            Some(AccountRecovery::Unlock) => Ok(()),
+            Some(AccountRecovery::Reenrol) => {
+                let done = self
+                    .store
+                    .audit_of_target(&format!("account:{}", account.id), None, 100)?
+                    .into_iter()
+                    .any(|(_, e)| {
+                        e.action == REENROL && e.outcome == Outcome::Success && e.detail == detail
+                    });
+                if done {
+                    return Ok(());
+                }
+                self.reenrol_account(&account, actor, detail)
+            }
+            None => Err(CscError::InvalidRequest(format!(
+                "request {} does not say how to recover the account",
+                r.id
+            ))),
+        }
     }
 
     // ---- login and tokens ---------------------------------------------------------------

@@ -1140,6 +1140,14 @@ impl crate::store::CscAccounts for MeteredStore {
             self.inner.credential_for_request(request)
         })
     }
+    fn credential_by_serial(
+        &self,
+        serial: &str,
+    ) -> Result<Option<crate::store::csc::CredentialRecord>, StoreError> {
+        self.observe("credential_by_serial", || {
+            self.inner.credential_by_serial(serial)
+        })
+    }
     fn csc_credential(
         &self,
         id: &str,

@@ -1196,6 +1196,7 @@ fn form_field(desk_field: &str) -> &'static str {
         "csr" => "csr",
         "certificate" => "certificate",
         "reason" => "reason",
+        "recovery" | "key_origin" => "recovery",
         f if f.starts_with("document") => "document",
         _ => "",
     }
@@ -1283,6 +1284,11 @@ async fn submit(page: Page, mut form: Multipart) -> Response {
             signature_base64: files.get("signature_file").map(|(_, s)| b64(s)),
         });
     let has_subscriber = kind == "issue" || kind == "modify";
+    let recovery = if kind == "recover" {
+        get("recovery")
+    } else {
+        None
+    };
     let input = RequestInput {
         kind: kind.to_owned(),
         organisation: get("organisation"),
@@ -1302,7 +1308,15 @@ async fn submit(page: Page, mut form: Multipart) -> Response {
             roles: None,
         }),
         csr: if has_subscriber { csr } else { None },
-        key_origin: (kind == "recover").then(|| "token".to_owned()),
+        // A key device, or a remote-signing account (key origin central) unlocked or
+        // enrolled again.
+        key_origin: (kind == "recover").then(|| {
+            match recovery.as_deref() {
+                Some("token") | None => "token",
+                Some(_) => "central",
+            }
+            .to_owned()
+        }),
         certificate: if kind == "issue" {
             None
         } else {
@@ -1313,6 +1327,7 @@ async fn submit(page: Page, mut form: Multipart) -> Response {
         } else {
             None
         },
+        recovery: recovery.filter(|r| r != "token"),
         document,
     };
     match blocking(move || desk.submit(&who, input)).await {
@@ -1367,6 +1382,7 @@ fn typed_fields(text: &BTreeMap<String, String>) -> BTreeMap<&'static str, Field
         "subscriber_id_number",
         "certificate",
         "reason",
+        "recovery",
     ] {
         fields.insert(
             name,

@@ -912,6 +912,182 @@ fn repeated_wrong_otps_lock_the_account() {
         .any(|r| r.action == "csc.account.reenrol" && r.outcome == "success"));
 }
 
+/// The organisation files a `recover` request for the account of a central certificate;
+/// the RA approves it; the fulfilment worker does it: (the request's reply once fulfilled).
+fn recovered(bed: &Testbed, school: &School, serial: &str, recovery: &str) -> ApiReply {
+    let filed = bed.post(
+        "/api/v1/requests",
+        &school.officer,
+        &json!({
+            "kind": "recover",
+            "key_origin": "central",
+            "certificate": serial,
+            "recovery": recovery,
+            "document": school.document(bed, &format!("Đề nghị khôi phục tài khoản ký số từ xa ({recovery})")),
+        }),
+    );
+    assert_eq!(filed.status, 201, "{filed}");
+    assert_eq!(filed.json["state"], "accepted", "{filed}");
+    assert_eq!(filed.json["recovery"], recovery, "{filed}");
+    let id = filed.id();
+    bed.act_ok(&school.ra, id, "approve", "approved");
+    let mut last = None;
+    let done = poll(WAIT, || {
+        let r = bed.get(&format!("/api/v1/requests/{id}"), &school.ra);
+        let done = r.json["state"] == "fulfilled";
+        last = Some(r);
+        done
+    });
+    let last = last.expect("a reply");
+    assert!(done, "never fulfilled: {last}");
+    last
+}
+
+#[test]
+fn unlock_and_reenrolment_are_filed_as_recover_requests_and_done_once_approved() {
+    let bed = bed();
+    let school = School::new(bed, "Trường THCS Nguyễn Huệ", "education");
+    let sub = provision(bed, &school, "Lê Thị Thu Trang");
+    let request = bed.get(&format!("/api/v1/requests/{}", sub.request), &school.ra);
+    let serial = request.str("issued_certificate").to_owned();
+    let token = token(bed, &sub);
+    let id = only_credential(bed, &token);
+    let doc = unique_path(bed.work(), "hoc-ba", "txt");
+    std::fs::write(&doc, "học bạ").expect("doc");
+    let hash = sha256_b64(&doc);
+    let authorize = |token: &str, otp: &str| {
+        csc(
+            bed,
+            "credentials/authorize",
+            token,
+            &json!({"credentialID": id, "numSignatures": 1, "hashes": [hash], "OTP": otp}),
+        )
+    };
+    let good = totp(&sub.totp_secret, 0);
+    let wrong = if good == "123456" { "654321" } else { "123456" };
+    for _ in 0..5 {
+        assert_csc_error(&authorize(&token, wrong), 400, "invalid_otp");
+    }
+    assert_csc_error(&authorize(&token, &good), 403, "access_denied");
+
+    // What the desk refuses, by field.
+    let file = |body: Value| bed.post("/api/v1/requests", &school.officer, &body);
+    let field = |r: &ApiReply, name: &str| {
+        let fields = r.assert_problem(422, "invalid");
+        assert!(fields.iter().any(|f| f == name), "{name}: {r}");
+    };
+    let doc = school.document(bed, "Đề nghị khôi phục tài khoản");
+    let recover =
+        json!({"kind": "recover", "key_origin": "central", "certificate": serial, "document": doc});
+    // The account's certificate: unlock or re-enrol must be said.
+    field(&file(recover.clone()), "recovery");
+    let mut body = recover.clone();
+    body["recovery"] = json!("xoa");
+    field(&file(body), "recovery");
+    // A key device has no account to unlock.
+    let mut body = recover.clone();
+    body["recovery"] = json!("unlock");
+    body["key_origin"] = json!("token");
+    field(&file(body), "recovery");
+    // Only a recover request recovers.
+    let body = json!({"kind": "revoke", "certificate": serial, "reason": "keyCompromise",
+        "recovery": "unlock", "document": doc});
+    field(&file(body), "recovery");
+    // Online only, as the account's issue was: no paper path.
+    let mut body = recover.clone();
+    body["recovery"] = json!("unlock");
+    body.as_object_mut().expect("object").remove("document");
+    let r = file(body);
+    field(&r, "document");
+    assert!(lossy(&r.body).contains("central-signed-document"), "{r}");
+    // Another organisation's officer may not file for it.
+    let other = School::new(bed, "Trường Mầm non Hoa Sen", "education");
+    let mut body = recover.clone();
+    body["recovery"] = json!("unlock");
+    body["document"] = other.document(bed, "Đề nghị mở khóa");
+    let r = bed.post("/api/v1/requests", &other.officer, &body);
+    field(&r, "certificate");
+
+    // Unlock: approved, the worker unlocks; the password and authenticator are the same.
+    let done = recovered(bed, &school, &serial, "unlock");
+    assert_eq!(done.json["recovery"], "unlock", "{done}");
+    // (The code refused while locked was not spent.)
+    let r = authorize(&token, &good);
+    assert_eq!(r.status, 200, "{r}");
+    let rows = bed.audit_rows();
+    assert!(
+        rows.iter().any(|r| r.action == "csc.account.unlock"
+            && r.actor == "pkid-csc"
+            && r.outcome == "success"),
+        "the worker's unlock is audited"
+    );
+
+    // Re-enrolment (a lost phone): the old password and this session end, one new link is
+    // mailed, and the new authenticator authorises.
+    let enrolled_again = |m: &Value| {
+        m["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("được đăng ký lại"))
+    };
+    recovered(bed, &school, &serial, "reenrol");
+    assert_csc_error(
+        &login(bed, &sub.email, PASSWORD),
+        401,
+        "authentication_error",
+    );
+    assert_csc_error(
+        &csc(bed, "credentials/list", &token, &json!({})),
+        401,
+        "invalid_token",
+    );
+    let mut mail = None;
+    assert!(poll(WAIT, || {
+        mail = mails_to(&sub.email).into_iter().find(|m| enrolled_again(m));
+        mail.is_some()
+    }));
+    let body = mail.expect("mail")["body"]
+        .as_str()
+        .expect("body")
+        .to_owned();
+    assert!(body.contains("Kính gửi Lê Thị Thu Trang,"), "{body}");
+    let code = body
+        .split_whitespace()
+        .find(|w| w.contains("/activate/"))
+        .and_then(|l| l.rsplit('/').next())
+        .expect("link")
+        .to_owned();
+    let new_password = "Mật khẩu mới của cô Trang";
+    let activated = bed.call(
+        "POST",
+        &format!("/api/v1/activation/{code}"),
+        None,
+        Some(&json!({"password": new_password})),
+    );
+    assert_eq!(activated.status, 200, "{activated}");
+    let secret = secret_of(activated.str("otpauth_uri"));
+    assert_ne!(secret, sub.totp_secret);
+    let r = login(bed, &sub.email, new_password);
+    assert_eq!(r.status, 200, "{r}");
+    // (The next step: the account's last step is kept across re-enrolment.)
+    let r = authorize(r.str("access_token"), &totp(&secret, 1));
+    assert_eq!(r.status, 200, "{r}");
+    // Done once: one re-enrolment mail, one audit record of it.
+    assert_eq!(
+        mails_to(&sub.email)
+            .iter()
+            .filter(|m| enrolled_again(m))
+            .count(),
+        1
+    );
+    assert_eq!(
+        bed.audit_rows()
+            .iter()
+            .filter(|r| r.action == "csc.account.reenrol" && r.actor == "pkid-csc")
+            .count(),
+        1
+    );
+}
+
 #[test]
 fn central_keys_are_refused_with_the_rule_named() {
     let bed = bed();

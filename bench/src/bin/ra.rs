@@ -469,6 +469,7 @@ fn main() {
         key_origin: None,
         certificate: None,
         reason: None,
+        recovery: None,
         document: Some(DocumentInput {
             filename: "de-nghi.txt".into(),
             content_base64: b64(&papers.document),

@@ -10,6 +10,9 @@
 //!       activation code (SHA-256), activation mail, audit — one transaction
 //!       └─ fails: desk.withdraw_issued (revoked cessationOfOperation), retried next round
 //!     desk.complete_approved ─▶ fulfilled, the RA's fulfilment notices queued
+//!   approved recover requests of remote-signing accounts:
+//!     csc.recover: unlock (when still locked) or re-enrol (unless already done for this
+//!       request: new activation code and mail, sessions ended) ─▶ desk.complete_approved
 //! ```
 //!
 //! A background worker rather than the desk's after-commit hook: approval answers at once
@@ -22,7 +25,7 @@ use crate::config::CscConfig;
 use crate::keys::seal::DataSealer;
 use crate::ra::desk::RequestDesk;
 use crate::store::csc::{key_context, CredentialRecord, Provision};
-use crate::store::ra::RequestRecord;
+use crate::store::ra::{RequestKind, RequestRecord};
 use crate::store::{AuditEntry, Channel, OutboxMessage, Outcome, Store};
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use der::{Decode, Encode};
@@ -40,6 +43,7 @@ pub struct Fulfiller {
     store: Arc<dyn Store>,
     sealer: Arc<dyn DataSealer>,
     config: CscConfig,
+    csc: Arc<super::Csc>,
 }
 
 /// A one-time activation code as made: the code for the link, and what the store keeps.
@@ -57,14 +61,21 @@ pub fn activation_code() -> Result<ActivationCode, CscError> {
 }
 
 impl Fulfiller {
-    /// The worker over the desk, when remote signing is enabled and the data key is loaded.
-    pub fn new(desk: Arc<RequestDesk>, store: Arc<dyn Store>, config: &CscConfig) -> Option<Self> {
+    /// The worker over the desk, when remote signing is served (enabled, the data key loaded).
+    pub fn new(
+        desk: Arc<RequestDesk>,
+        store: Arc<dyn Store>,
+        config: &CscConfig,
+        csc: Option<Arc<super::Csc>>,
+    ) -> Option<Self> {
         let sealer = desk.sealer()?;
+        let csc = csc?;
         config.enabled.then(|| Self {
             desk,
             store,
             sealer,
             config: config.clone(),
+            csc,
         })
     }
 
@@ -119,6 +130,15 @@ impl Fulfiller {
     /// Fulfils one approved central request.
     pub fn fulfil(&self, r: &RequestRecord) -> Result<(), CscError> {
         let who = RequestDesk::console(ACTOR);
+        if r.kind == RequestKind::Recover {
+            // The account unlocked or enrolled again, then the request completed (the
+            // organisation and the subscriber told).
+            self.csc.recover(r, ACTOR)?;
+            self.desk
+                .complete_approved(&who, r.id, None)
+                .map_err(desk_error)?;
+            return Ok(());
+        }
         if let Some(c) = self.store.credential_for_request(r.id)? {
             self.desk
                 .complete_approved(&who, r.id, Some(&c.serial))

@@ -38,8 +38,13 @@ use std::sync::Arc;
 /// Largest CSC request body: 1,000 base64 SHA-256 hashes and the rest, with room.
 const MAX_BODY: usize = 256 * 1024;
 
-/// The service of a state, when remote signing is enabled and the RA and data key are loaded.
+/// The service of a state, when remote signing is enabled and the RA and data key are loaded
+/// (made once: `[csc]` changes need a restart).
 pub fn service(state: &Arc<AppState>) -> Option<Arc<Csc>> {
+    state.csc.get_or_init(|| build(state)).clone()
+}
+
+fn build(state: &Arc<AppState>) -> Option<Arc<Csc>> {
     let config = state.config.load();
     if !config.csc.enabled {
         return None;

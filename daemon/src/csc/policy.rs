@@ -8,6 +8,7 @@
 //!                      ─▶ the organisation's sector is education, training or health
 //!                      ─▶ the subscriber is no authorised signatory and has no finance role
 //!                      ─▶ the request document is validly signed (no paper path)
+//! recover of a remote-signing account (unlock, re-enrol) ─▶ validly signed document too
 //! ```
 //!
 //! Each refusal is a field error naming the rule, so the organisation knows what to change.
@@ -129,12 +130,12 @@ pub fn check_document(
     document: Option<&DocumentRecord>,
     errors: &mut Vec<Refusal>,
 ) {
-    // Central keys made for remote signing; a recover request of an escrowed key (also key
-    // origin central) takes the paper path like any other.
-    if !drafts
-        .iter()
-        .any(|d| d.key_origin == KeyOrigin::Central && d.kind == RequestKind::Issue)
-    {
+    // Central keys made for remote signing and their accounts' recovery (unlock, re-enrol); a
+    // recover request of an escrowed key (also key origin central) takes the paper path like
+    // any other.
+    if !drafts.iter().any(|d| {
+        d.key_origin == KeyOrigin::Central && (d.kind == RequestKind::Issue || d.recovery.is_some())
+    }) {
         return;
     }
     match document {

@@ -71,6 +71,9 @@ pub struct AppState {
     pub config: ArcSwap<Config>,
     /// The EST server, once its router is built: a reload hands it the new `[est]` section.
     pub est: std::sync::OnceLock<Arc<crate::est::Est>>,
+    /// Remote signing, made at its first use: one service for the CSC API, the portal and the
+    /// fulfilment worker, so that a re-enrolment ends the sessions every one of them sees.
+    pub csc: std::sync::OnceLock<Option<Arc<crate::csc::Csc>>>,
     /// The CA.
     pub authority: Arc<crate::ca::Authority>,
     /// The store.
@@ -135,6 +138,7 @@ impl AppState {
             limiter: ArcSwapOption::new(limiter(parts.config.server.rate_limit)),
             config: ArcSwap::from_pointee(parts.config),
             est: std::sync::OnceLock::new(),
+            csc: std::sync::OnceLock::new(),
             authority: parts.authority,
             store: parts.store,
             keys: parts.keys,

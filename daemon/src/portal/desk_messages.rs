@@ -10,9 +10,11 @@ enum Match {
     Exact(&'static str),
     /// Its beginning (messages that name a value: "no organisation \"x\"").
     Prefix(&'static str),
+    /// A part of it (messages that begin with a value: "certificate 1f… has no …").
+    Contains(&'static str),
 }
 
-use Match::{Exact, Prefix};
+use Match::{Contains, Exact, Prefix};
 
 /// The desk's messages (`ra::desk`, `FieldError::new`) and their catalogue keys, most
 /// specific first.
@@ -78,6 +80,24 @@ const MESSAGES: &[(Match, &str)] = &[
     (Exact("only for issue and modify"), "desk-not-for-this"),
     (Exact("only for revoke"), "desk-not-for-this"),
     (Exact("only with resubmit"), "desk-not-for-this"),
+    (Exact("only for recover"), "desk-not-for-this"),
+    (Exact("unlock or reenrol"), "desk-recovery"),
+    (
+        Prefix("a remote-signing account is recovered by"),
+        "desk-recovery",
+    ),
+    (
+        Prefix("only for a remote-signing account"),
+        "desk-recovery-not-account",
+    ),
+    (
+        Contains("has no escrowed key and no remote-signing account"),
+        "desk-recovery-no-account",
+    ),
+    (
+        Prefix("a key device (token), or a remote-signing account"),
+        "desk-recover-token",
+    ),
     (
         Exact("the new information is required to modify"),
         "desk-modify-needs-information",
@@ -102,6 +122,7 @@ pub(super) fn key(field: &str, text: &str) -> &'static str {
         .find(|(m, _)| match m {
             Exact(s) => text == *s,
             Prefix(p) => text.starts_with(p),
+            Contains(p) => text.contains(p),
         })
         .map(|(_, k)| *k)
         .or_else(|| FIELDS.iter().find(|(f, _)| field == *f).map(|(_, k)| *k))

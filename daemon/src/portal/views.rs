@@ -256,6 +256,21 @@ impl FormPage<'_> {
         self.v("reason") == r
     }
 
+    /// Whether a recovery (key device, account unlock, account re-enrolment) is the one
+    /// chosen (`token` when none is).
+    pub(super) fn recovery_selected(&self, r: &str) -> bool {
+        let v = self.v("recovery");
+        v == r || (v.is_empty() && r == "token")
+    }
+
+    /// What a recover request may recover, with its label.
+    pub(super) fn recoveries(&self) -> Vec<(&'static str, String)> {
+        RECOVERIES
+            .iter()
+            .map(|r| (*r, self.c.t(&format!("recovery-{r}"))))
+            .collect()
+    }
+
     /// Whether the form has this field.
     pub(super) fn has(&self, name: &str) -> bool {
         let k = self.kind;
@@ -265,6 +280,7 @@ impl FormPage<'_> {
             "csr" => k == "issue" || k == "modify",
             "certificate" => k != "issue",
             "reason" => k == "revoke",
+            "recovery" => k == "recover",
             _ => false,
         }
     }
@@ -277,6 +293,10 @@ impl FormPage<'_> {
             .collect()
     }
 }
+
+/// What a recover request recovers from the portal: the subscriber's key device, or their
+/// remote-signing account (unlocked, or enrolled again).
+pub(super) const RECOVERIES: [&str; 3] = ["token", "unlock", "reenrol"];
 
 /// The revocation reasons an organisation may give (RFC 5280 §5.3.1).
 pub(super) const REASONS: [&str; 5] = [
@@ -332,6 +352,14 @@ impl RequestPage<'_> {
     /// An optional text.
     pub(super) fn o<'b>(&self, v: &'b Option<String>) -> &'b str {
         v.as_deref().unwrap_or("")
+    }
+
+    /// What a recover request of a remote-signing account does, in words (empty: not one).
+    pub(super) fn recovery(&self) -> String {
+        self.r
+            .recovery
+            .map(|r| self.c.t(&format!("recovery-{r}")))
+            .unwrap_or_default()
     }
 }
 

@@ -215,6 +215,11 @@ pub struct RequestInput {
     /// Revocation reason (`keyCompromise`, `affiliationChanged`, `superseded`,
     /// `cessationOfOperation`, `unspecified`, …).
     pub reason: Option<String>,
+    /// A `recover` request of a remote-signing account (key origin `central`, the
+    /// certificate one of its credentials): `unlock` (locked after wrong codes) or `reenrol`
+    /// (a lost phone or a forgotten password: a new activation link).
+    #[serde(default)]
+    pub recovery: Option<String>,
     /// The signed request document.
     pub document: Option<DocumentInput>,
 }
@@ -334,6 +339,8 @@ pub struct RequestView {
     pub issued_certificate: Option<String>,
     /// Revocation reason.
     pub reason: Option<String>,
+    /// What a recover request does to a remote-signing account: `unlock` or `reenrol`.
+    pub recovery: Option<&'static str>,
     /// The document.
     pub document: Option<DocumentView>,
     /// Bulk submission id.
@@ -777,20 +784,29 @@ impl RequestDesk {
         self.sealer.clone()
     }
 
-    /// The approved `issue` requests whose key is made in the key backend (`central`), oldest
-    /// first, at most `limit`: what the remote-signing fulfilment worker picks up.
+    /// The approved `issue` requests whose key is made in the key backend (`central`) and the
+    /// approved `recover` requests of remote-signing accounts, oldest first, at most `limit`:
+    /// what the remote-signing fulfilment worker picks up.
     pub fn approved_central(&self, limit: usize) -> Result<Vec<RequestRecord>, DeskError> {
-        let mut found: Vec<RequestRecord> = self
-            .store
-            .requests(&RequestFilter {
-                state: Some(RequestState::Approved),
-                kind: Some(RequestKind::Issue),
-                limit: 1000,
-                ..RequestFilter::default()
-            })?
-            .into_iter()
-            .filter(|r| r.key_origin == KeyOrigin::Central && r.issued_certificate.is_none())
-            .collect();
+        let mut found = Vec::new();
+        for kind in [RequestKind::Issue, RequestKind::Recover] {
+            found.extend(
+                self.store
+                    .requests(&RequestFilter {
+                        state: Some(RequestState::Approved),
+                        kind: Some(kind),
+                        limit: 1000,
+                        ..RequestFilter::default()
+                    })?
+                    .into_iter()
+                    .filter(|r| {
+                        r.key_origin == KeyOrigin::Central
+                            && r.issued_certificate.is_none()
+                            // A recover request of an escrowed key is released by an operator.
+                            && (r.kind == RequestKind::Issue || r.recovery.is_some())
+                    }),
+            );
+        }
         found.sort_by_key(|r| r.id);
         found.truncate(limit);
         Ok(found)
@@ -1694,6 +1710,7 @@ impl RequestDesk {
                 key_origin: None,
                 certificate: Some(serial.clone()),
                 reason: Some("keyCompromise".into()),
+                recovery: None,
                 document: None,
             },
         );
@@ -2037,6 +2054,7 @@ impl RequestDesk {
             certificate: None,
             issued_certificate: None,
             reason: None,
+            recovery: None,
             document: None,
             batch: None,
             submitted_by: who.actor(),
@@ -2093,27 +2111,19 @@ impl RequestDesk {
                     errors.push(FieldError::new("reason", "only for revoke"));
                 }
                 if kind == RequestKind::Recover {
-                    match key_origin {
-                        KeyOrigin::Token => {}
-                        // A key the server generated and keeps in escrow (EST serverkeygen on
-                        // an escrow label), released by `pkid token recover-key`.
-                        KeyOrigin::Central => {
-                            if let Some(c) = &record.certificate {
-                                if self.store.escrowed_key(c)?.is_none() {
-                                    errors.push(FieldError::new(
-                                        "certificate",
-                                        format!("certificate {c} has no escrowed key"),
-                                    ));
-                                }
-                            }
-                        }
-                        KeyOrigin::Csr => errors.push(FieldError::new(
-                            "key_origin",
-                            "a key device (token) or an escrowed server-made key (central) is recovered",
-                        )),
-                    }
+                    record.recovery = self.check_recovery(
+                        key_origin,
+                        record.certificate.as_deref(),
+                        input.recovery.as_deref(),
+                        errors,
+                    )?;
+                } else if input.recovery.is_some() {
+                    errors.push(FieldError::new("recovery", "only for recover"));
                 }
             }
+        }
+        if kind == RequestKind::Issue && input.recovery.is_some() {
+            errors.push(FieldError::new("recovery", "only for recover"));
         }
         let mut refused = Vec::new();
         crate::csc::policy::check_draft(
@@ -2132,6 +2142,71 @@ impl RequestDesk {
         record.subscriber.phone_sealed = self.seal(&org.id, "phone", phone)?;
         record.subscriber.id_number_sealed = self.seal(&org.id, "id_number", id_number)?;
         Ok(Some(record))
+    }
+
+    /// What a recover request recovers, by its key origin and certificate: a key device
+    /// (`token`); with `central`, a remote-signing account (the certificate one of its
+    /// credentials, `recovery` saying unlock or re-enrol) or a server-made key kept in escrow
+    /// (EST serverkeygen on an escrow label, released by `pkid token recover-key`).
+    fn check_recovery(
+        &self,
+        key_origin: KeyOrigin,
+        certificate: Option<&str>,
+        recovery: Option<&str>,
+        errors: &mut Vec<FieldError>,
+    ) -> Result<Option<AccountRecovery>, DeskError> {
+        let account = match (key_origin, certificate) {
+            (KeyOrigin::Central, Some(c)) => self.store.credential_by_serial(c)?.is_some(),
+            _ => false,
+        };
+        let wanted = match recovery {
+            None => None,
+            Some(v) => match AccountRecovery::parse(v.trim()) {
+                Some(r) => Some(r),
+                None => {
+                    errors.push(FieldError::new("recovery", "unlock or reenrol"));
+                    return Ok(None);
+                }
+            },
+        };
+        match key_origin {
+            KeyOrigin::Token if wanted.is_some() => errors.push(FieldError::new(
+                "recovery",
+                "only for a remote-signing account (key origin central)",
+            )),
+            KeyOrigin::Token => {}
+            KeyOrigin::Central if account => {
+                if wanted.is_none() {
+                    errors.push(FieldError::new(
+                        "recovery",
+                        "a remote-signing account is recovered by unlock (locked after wrong codes) or reenrol (a lost phone or password)",
+                    ));
+                }
+                return Ok(wanted);
+            }
+            KeyOrigin::Central => {
+                if let Some(c) = certificate {
+                    if self.store.escrowed_key(c)?.is_none() {
+                        errors.push(FieldError::new(
+                            "certificate",
+                            format!(
+                                "certificate {c} has no escrowed key and no remote-signing account"
+                            ),
+                        ));
+                    } else if wanted.is_some() {
+                        errors.push(FieldError::new(
+                            "recovery",
+                            "only for a remote-signing account; an escrowed key is recovered as it is",
+                        ));
+                    }
+                }
+            }
+            KeyOrigin::Csr => errors.push(FieldError::new(
+                "key_origin",
+                "a key device (token), or a remote-signing account or escrowed server-made key (central) is recovered",
+            )),
+        }
+        Ok(None)
     }
 
     /// A subscriber reporting its own certificate's key compromised (24/7, no organisation).
@@ -2179,6 +2254,7 @@ impl RequestDesk {
             certificate: Some(serial.into()),
             issued_certificate: None,
             reason: Some("keyCompromise".into()),
+            recovery: None,
             document: None,
             batch: None,
             submitted_by: format!("subscriber:{serial}"),
@@ -3524,6 +3600,7 @@ impl RequestDesk {
             certificate: r.certificate.clone(),
             issued_certificate: r.issued_certificate.clone(),
             reason: r.reason.clone(),
+            recovery: r.recovery.map(AccountRecovery::as_str),
             document: doc.map(|d| DocumentView {
                 id: d.id,
                 filename: d.filename.clone(),
@@ -3625,6 +3702,7 @@ pub fn file_machine_request(
         certificate: f.replaces,
         issued_certificate: None,
         reason: None,
+        recovery: None,
         document: None,
         batch: None,
         submitted_by: f.actor.to_owned(),

@@ -115,6 +115,8 @@ pub trait CscAccounts: Send + Sync {
     fn provision(&self, p: &Provision, audit: &AuditEntry) -> Result<bool, StoreError>;
     /// The credential made for an RA request, if any.
     fn credential_for_request(&self, request: i64) -> Result<Option<CredentialRecord>, StoreError>;
+    /// The credential whose certificate is `serial` (hex), if any.
+    fn credential_by_serial(&self, serial: &str) -> Result<Option<CredentialRecord>, StoreError>;
     /// One credential by its id.
     fn csc_credential(&self, id: &str) -> Result<Option<CredentialRecord>, StoreError>;
     /// The credentials of an account, oldest first.

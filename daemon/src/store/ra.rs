@@ -265,6 +265,35 @@ impl KeyOrigin {
     }
 }
 
+/// What a `recover` request does to a remote-signing account (key origin `central`, the
+/// certificate one of the account's credentials).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AccountRecovery {
+    /// Unlocks an account locked after repeated wrong codes; password and authenticator kept.
+    Unlock,
+    /// Enrols the account again (a lost phone, a forgotten password): password and
+    /// authenticator removed, a new activation link mailed.
+    Reenrol,
+}
+
+impl AccountRecovery {
+    /// Both, in the order forms list them.
+    pub const ALL: [Self; 2] = [Self::Unlock, Self::Reenrol];
+
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unlock => "unlock",
+            Self::Reenrol => "reenrol",
+        }
+    }
+
+    /// Parses a stored or wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
 /// The subscriber a request is for. Phone and national id number are sealed under the data key
 /// before they reach the store.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -343,6 +372,8 @@ pub struct RequestRecord {
     pub issued_certificate: Option<String>,
     /// The revocation reason (revoke), or the last return/reject reason.
     pub reason: Option<String>,
+    /// What a `recover` request of a remote-signing account does to it.
+    pub recovery: Option<AccountRecovery>,
     /// The request document.
     pub document: Option<i64>,
     /// The bulk submission it came in.

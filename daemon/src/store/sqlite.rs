@@ -109,6 +109,8 @@ const MIGRATIONS: &[&str] = &[
     audit::TARGET_INDEX,
     // 18: operators' last TOTP step (see sqlite/ra_schema.rs).
     ra_schema::OPERATOR_TOTP_STEP,
+    // 19: what a recover request of a remote-signing account does (see sqlite/ra_schema.rs).
+    ra_schema::REQUEST_RECOVERY,
 ];
 
 /// Reconciliation closes a pending row whose issuance died by setting `abandoned_at`; `status`

@@ -153,6 +153,10 @@ impl CscAccounts for SqliteStore {
         self.one_credential("request = ?1", &request)
     }
 
+    fn credential_by_serial(&self, serial: &str) -> Result<Option<CredentialRecord>, StoreError> {
+        self.one_credential("serial = ?1", &serial)
+    }
+
     fn csc_credential(&self, id: &str) -> Result<Option<CredentialRecord>, StoreError> {
         self.one_credential("id = ?1", &id)
     }

@@ -67,7 +67,7 @@ const REQUEST_COLUMNS: &str = "id, kind, organisation, province, org_path, state
      key_origin, issuer, subscriber_name, subscriber_email, subscriber_title, subscriber_unit, \
      subscriber_phone, subscriber_id_number, csr, certificate, issued_certificate, reason, \
      document, batch, submitted_by, submitted_at, accepted_at, due_at, fulfilled_at, closed_at, \
-     breach_notified_at, erased_at, updated_at";
+     breach_notified_at, erased_at, updated_at, recovery";
 
 fn request_row(r: &Row<'_>) -> rusqlite::Result<RequestRecord> {
     let kind: String = r.get(1)?;
@@ -106,6 +106,10 @@ fn request_row(r: &Row<'_>) -> rusqlite::Result<RequestRecord> {
         breach_notified_at: r.get(27)?,
         erased_at: r.get(28)?,
         updated_at: r.get(29)?,
+        recovery: match r.get::<_, Option<String>>(30)? {
+            Some(v) => Some(AccountRecovery::parse(&v).ok_or_else(|| invalid("recovery"))?),
+            None => None,
+        },
     })
 }
 
@@ -171,7 +175,7 @@ fn correct_request(
         "UPDATE requests SET profile = ?2, key_origin = ?3, issuer = ?4, subscriber_name = ?5,
            subscriber_email = ?6, subscriber_title = ?7, subscriber_unit = ?8,
            subscriber_phone = ?9, subscriber_id_number = ?10, csr = ?11, certificate = ?12,
-           reason = ?13, document = COALESCE(?14, document)
+           reason = ?13, document = COALESCE(?14, document), recovery = ?15
          WHERE id = ?1",
         params![
             id,
@@ -187,7 +191,8 @@ fn correct_request(
             r.csr,
             r.certificate,
             r.reason,
-            document
+            document,
+            r.recovery.map(AccountRecovery::as_str)
         ],
     )?;
     Ok(())
@@ -201,7 +206,7 @@ fn insert_request(
     let s = &r.subscriber;
     conn.prepare_cached(&format!(
         "INSERT INTO requests ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
-             ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+             ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
         &REQUEST_COLUMNS["id, ".len()..]
     ))?
     .execute(params![
@@ -234,6 +239,7 @@ fn insert_request(
         r.breach_notified_at,
         r.erased_at,
         r.updated_at,
+        r.recovery.map(AccountRecovery::as_str),
     ])?;
     Ok(conn.last_insert_rowid())
 }

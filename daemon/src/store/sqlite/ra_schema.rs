@@ -246,3 +246,8 @@ pub(crate) const CERTIFICATE_STATUS: &str = "
 /// accepted once (RFC 6238 §5.2), as remote-signing accounts' already are.
 pub(crate) const OPERATOR_TOTP_STEP: &str =
     "ALTER TABLE operators ADD COLUMN totp_last_step INTEGER NOT NULL DEFAULT 0;";
+
+/// Migration 19: what a `recover` request of a remote-signing account does (`unlock` or
+/// `reenrol`); empty for every other request.
+pub(crate) const REQUEST_RECOVERY: &str =
+    "ALTER TABLE requests ADD COLUMN recovery TEXT CHECK (recovery IN ('unlock', 'reenrol'));";
