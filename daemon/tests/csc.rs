@@ -1011,6 +1011,20 @@ fn unlock_and_reenrolment_are_filed_as_recover_requests_and_done_once_approved()
     // Unlock: approved, the worker unlocks; the password and authenticator are the same.
     let done = recovered(bed, &school, &serial, "unlock");
     assert_eq!(done.json["recovery"], "unlock", "{done}");
+    // The request names the account's holder, who is told it is done, in these words.
+    assert_eq!(
+        done.json["subscriber"]["name"], "Lê Thị Thu Trang",
+        "{done}"
+    );
+    assert!(
+        poll(WAIT, || mails_to(&sub.email).iter().any(|m| m["body"]
+            .as_str()
+            .is_some_and(|b| b
+                .contains("(mở khóa tài khoản ký số từ xa)")
+                && b.contains("đã được xử lý xong")))),
+        "no fulfilment notice of the unlock to {}",
+        sub.email
+    );
     // (The code refused while locked was not spent.)
     let r = authorize(&token, &good);
     assert_eq!(r.status, 200, "{r}");
@@ -1086,6 +1100,49 @@ fn unlock_and_reenrolment_are_filed_as_recover_requests_and_done_once_approved()
             .count(),
         1
     );
+}
+
+#[test]
+fn a_central_request_is_fulfilled_behind_a_thousand_approved_token_requests() {
+    let bed = bed();
+    let school = School::new(bed, "Trường Đại học Y Dược Cần Thơ", "education");
+    let filed = bed.post(
+        "/api/v1/requests",
+        &school.officer,
+        &school.central(bed, "Phan Thị Mỹ Duyên", "duyen@ctump.edu.vn"),
+    );
+    assert_eq!(filed.status, 201, "{filed}");
+    let id = filed.id();
+    // A token rollout: 1,000 issue requests approved after it, waiting for their devices
+    // (inserted straight into the store, as a bulk load would).
+    let mut conn = rusqlite::Connection::open(bed.data().join("pkid.db")).expect("db");
+    let (path, province): (String, Option<String>) = conn
+        .query_row(
+            "SELECT path, province FROM organisations WHERE id = ?1",
+            [&school.org],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("organisation");
+    let tx = conn.transaction().expect("tx");
+    for i in 0..1000 {
+        tx.execute(
+            "INSERT INTO requests (kind, organisation, province, org_path, state, key_origin,
+                 subscriber_name, submitted_by, submitted_at, updated_at)
+             VALUES ('issue', ?1, ?2, ?3, 'approved', 'token', ?4, 'van-thu', 0, 0)",
+            rusqlite::params![school.org, province, path, format!("Người thứ {i}")],
+        )
+        .expect("request");
+    }
+    tx.commit().expect("commit");
+    bed.act_ok(&school.ra, id, "approve", "approved");
+    let mut last = None;
+    let done = poll(WAIT, || {
+        let r = bed.get(&format!("/api/v1/requests/{id}"), &school.ra);
+        let done = r.json["state"] == "fulfilled";
+        last = Some(r);
+        done
+    });
+    assert!(done, "starved: {}", last.expect("a reply"));
 }
 
 #[test]

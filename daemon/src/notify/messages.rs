@@ -87,6 +87,9 @@ pub struct Notice {
     pub request: i64,
     /// The request's kind: `issue`, `renew`, `modify`, `revoke` or `recover`.
     pub kind: String,
+    /// What a `recover` request does to a remote-signing account (`unlock`, `reenrol`), when
+    /// it is one.
+    pub recovery: Option<&'static str>,
     /// Who is told: the organisation and the subscriber.
     pub parties: RequestParties,
     /// The request's deadline, Unix seconds.
@@ -130,7 +133,22 @@ fn rfc3339(unix: u64) -> Option<String> {
 }
 
 /// The request kind in Vietnamese and English, as the mail names it.
-fn kind_names(kind: &str) -> (&str, &str) {
+fn kind_names<'a>(kind: &'a str, recovery: Option<&str>) -> (&'a str, &'a str) {
+    match (kind, recovery) {
+        ("recover", Some("unlock")) => {
+            return (
+                "mở khóa tài khoản ký số từ xa",
+                "remote-signing account unlock",
+            )
+        }
+        ("recover", Some(_)) => {
+            return (
+                "đăng ký lại tài khoản ký số từ xa",
+                "remote-signing account re-enrolment",
+            )
+        }
+        _ => {}
+    }
     match kind {
         "issue" => ("cấp mới chứng thư số", "certificate issuance"),
         "renew" => ("gia hạn chứng thư số", "certificate renewal"),
@@ -209,6 +227,7 @@ fn webhook_payload(n: &Notice, audience: Audience) -> String {
         "audience": audience.as_str(),
         "request": n.request,
         "kind": n.kind,
+        "recovery": n.recovery,
         "organisation": n.parties.organisation,
         "due_at": n.due_at.and_then(rfc3339),
         "certificate": n.serial,
@@ -240,7 +259,7 @@ pub fn compose(n: &Notice, config: &NotifyConfig) -> Vec<OutboxMessage> {
     let has_subscriber =
         n.parties.subscriber_name.is_some() || n.parties.subscriber_email.is_some();
     let mail = config.email.is_some() || config.webhook.is_none();
-    let (kind_vi, kind_en) = kind_names(&n.kind);
+    let (kind_vi, kind_en) = kind_names(&n.kind, n.recovery);
     if mail {
         let recipients = [
             (
@@ -338,6 +357,7 @@ mod tests {
             event: Event::Accepted,
             request: 42,
             kind: "issue".into(),
+            recovery: None,
             parties: RequestParties {
                 organisation: "so-tt-dn".into(),
                 organisation_name: "Sở Thông tin và Truyền thông Đà Nẵng".into(),
@@ -371,6 +391,35 @@ mod tests {
         for m in out.iter().filter(|m| m.recipient != "anh.nt@dn.gov.vn") {
             assert!(!code_in(m) && !m.secret, "{m:?}");
         }
+    }
+
+    #[test]
+    fn an_account_recovery_is_named_as_such_in_mail_and_webhook() {
+        let mut n = accepted();
+        n.event = Event::Fulfilled;
+        n.kind = "recover".into();
+        n.recovery = Some("unlock");
+        let out = compose(&n, &config(BOTH));
+        let mail = out
+            .iter()
+            .find(|m| m.channel == Channel::Email)
+            .expect("a mail");
+        assert!(
+            mail.body.contains("(mở khóa tài khoản ký số từ xa)"),
+            "{}",
+            mail.body
+        );
+        assert!(!mail.body.contains("thiết bị lưu khóa"), "{}", mail.body);
+        let hook = out
+            .iter()
+            .find(|m| m.channel == Channel::Webhook)
+            .expect("a webhook message");
+        let v: serde_json::Value = serde_json::from_str(&hook.body).expect("json");
+        assert_eq!(v["kind"], "recover");
+        assert_eq!(v["recovery"], "unlock");
+        n.recovery = None;
+        let device = compose(&n, &config(BOTH));
+        assert!(device[0].body.contains("(khôi phục thiết bị lưu khóa)"));
     }
 
     #[test]

@@ -790,18 +790,20 @@ impl RequestDesk {
     pub fn approved_central(&self, limit: usize) -> Result<Vec<RequestRecord>, DeskError> {
         let mut found = Vec::new();
         for kind in [RequestKind::Issue, RequestKind::Recover] {
+            // Filtered by key origin in the store: approved token requests waiting for their
+            // devices (a rollout files thousands) must not crowd central ones out of the read.
             found.extend(
                 self.store
                     .requests(&RequestFilter {
                         state: Some(RequestState::Approved),
                         kind: Some(kind),
+                        key_origin: Some(KeyOrigin::Central),
                         limit: 1000,
                         ..RequestFilter::default()
                     })?
                     .into_iter()
                     .filter(|r| {
-                        r.key_origin == KeyOrigin::Central
-                            && r.issued_certificate.is_none()
+                        r.issued_certificate.is_none()
                             // A recover request of an escrowed key is released by an operator.
                             && (r.kind == RequestKind::Issue || r.recovery.is_some())
                     }),
@@ -2117,6 +2119,15 @@ impl RequestDesk {
                         input.recovery.as_deref(),
                         errors,
                     )?;
+                    // The account's holder, as its issue named them: shown on the request and
+                    // told of it like any subscriber.
+                    if let (Some(_), Some(c)) = (record.recovery, record.certificate.as_deref()) {
+                        if let Some(origin) = self.issuing_request(c)? {
+                            let s = &mut record.subscriber;
+                            s.name = s.name.take().or(origin.subscriber.name);
+                            s.email = s.email.take().or(origin.subscriber.email);
+                        }
+                    }
                 } else if input.recovery.is_some() {
                     errors.push(FieldError::new("recovery", "only for recover"));
                 }
@@ -3564,6 +3575,7 @@ impl RequestDesk {
             event,
             request: r.id,
             kind: r.kind.as_str().into(),
+            recovery: r.recovery.map(AccountRecovery::as_str),
             parties: crate::store::outbox::RequestParties {
                 organisation: r.organisation.clone(),
                 organisation_name: org.map(|o| o.name.clone()).unwrap_or_default(),

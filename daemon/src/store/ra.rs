@@ -462,6 +462,8 @@ pub struct RequestFilter {
     pub state: Option<RequestState>,
     /// Only this kind.
     pub kind: Option<RequestKind>,
+    /// Only requests whose key comes from here.
+    pub key_origin: Option<KeyOrigin>,
     /// Only requests due before this instant and not yet fulfilled (overdue).
     pub due_before: Option<u64>,
     /// Only the request that issued this certificate (serial hex).

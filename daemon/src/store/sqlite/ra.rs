@@ -624,6 +624,13 @@ impl RaRequests for SqliteStore {
         if let Some(k) = f.kind {
             bind(&mut sql, " AND kind = ?", Value::Text(k.as_str().into()));
         }
+        if let Some(o) = f.key_origin {
+            bind(
+                &mut sql,
+                " AND key_origin = ?",
+                Value::Text(o.as_str().into()),
+            );
+        }
         if let Some(t) = f.due_before {
             bind(
                 &mut sql,
