@@ -207,6 +207,7 @@ fn notice(event: Event, request: i64) -> Notice {
         event,
         request,
         kind: "issue".into(),
+        recovery: None,
         parties: RequestParties {
             organisation: "so-tt-dn".into(),
             organisation_name: "Sở Thông tin và Truyền thông Đà Nẵng".into(),

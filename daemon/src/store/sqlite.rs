@@ -1,6 +1,7 @@
 //! SQLite store: WAL mode with `synchronous=FULL`, versioned migrations, one connection per
-//! process guarded by a mutex (SQLite serialises writers anyway; the hot read paths are served
-//! from memory, not from here).
+//! process guarded by a mutex for writes and most reads (SQLite serialises writers anyway; the
+//! hot status paths are served from memory, not from here), and a small pool of read-only
+//! connections for the portal's searches, lists and counts (`sqlite/readers.rs`).
 
 use super::*;
 use pkid_protocols::revocation::{self, CrlReason};
@@ -20,6 +21,7 @@ mod outbox;
 mod portal;
 mod ra;
 mod ra_schema;
+mod readers;
 
 // The RA calls these inside its own transactions: a transition queues its notices, the
 // retention erasure empties them (`store::outbox`).
@@ -126,6 +128,8 @@ const MIGRATION_ABANDONED: &str = "
 /// The embedded default store.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Connections for the portal's heavy reads (searches, lists, counts), beside `conn`.
+    readers: readers::Readers,
     /// Where CRL bodies are kept: `crls/` beside the database file.
     crl_dir: std::path::PathBuf,
     /// The WAL sync that [`SqliteStore::write`]'s commits share.
@@ -315,6 +319,7 @@ impl SqliteStore {
             .join(crl::CRL_DIR);
         Ok(Self {
             conn: Mutex::new(conn),
+            readers: readers::Readers::new(path.to_path_buf(), busy_timeout),
             crl_dir,
             group: GroupCommit::new(path),
         })
@@ -355,6 +360,12 @@ impl SqliteStore {
             tracing::info!(version = i + 1, "applied store migration");
         }
         tx.commit().map_err(unavailable)
+    }
+
+    /// A read connection of the pool: for reads that need no snapshot shared with a write
+    /// and are long or many (a search over a million certificates, a list, per-state counts).
+    fn read(&self) -> Result<readers::Reader<'_>, StoreError> {
+        self.readers.get()
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
@@ -530,7 +541,7 @@ impl Certificates for SqliteStore {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<SearchHit>, StoreError> {
-        portal::search(&*self.lock()?, query, before, limit)
+        portal::search(&*self.read()?, query, before, limit)
     }
 
     fn list(&self, f: &ListFilter) -> Result<Vec<CertificateRecord>, StoreError> {

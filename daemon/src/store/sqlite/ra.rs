@@ -604,7 +604,7 @@ impl RaRequests for SqliteStore {
     }
 
     fn request(&self, id: i64) -> Result<Option<RequestRecord>, StoreError> {
-        let conn = self.lock()?;
+        let conn = self.read()?;
         request_in(&conn, id)
     }
 
@@ -678,7 +678,7 @@ impl RaRequests for SqliteStore {
                 );
             }
         }
-        let conn = self.lock()?;
+        let conn = self.read()?;
         let mut stmt = conn.prepare_cached(&sql).map_err(unavailable)?;
         collect(&mut stmt, params_from_iter(args), request_row)
     }
@@ -754,7 +754,7 @@ impl RaRequests for SqliteStore {
     }
 
     fn request_events(&self, id: i64) -> Result<Vec<RequestEvent>, StoreError> {
-        let conn = self.lock()?;
+        let conn = self.read()?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT at, actor, action, from_state, to_state, reason FROM request_events
@@ -859,7 +859,7 @@ impl RaRequests for SqliteStore {
         let mut q = Query::new("SELECT state, COUNT(*) FROM requests WHERE 1 = 1".into());
         q.scope(scope, "");
         q.sql.push_str(" GROUP BY state");
-        let conn = self.lock()?;
+        let conn = self.read()?;
         let mut stmt = conn.prepare(&q.sql).map_err(unavailable)?;
         let mut rows = stmt.query(params_from_iter(q.args)).map_err(unavailable)?;
         let mut out = Vec::new();
